@@ -1,0 +1,179 @@
+import { z } from 'zod';
+
+/**
+ * Environment parsing shared by every service: each service declares the variables it reads
+ * as a zod shape keyed by variable name, and `loadConfig` parses `process.env` once into a
+ * frozen object, or throws a `ConfigError` naming every bad variable.
+ */
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  constructor(
+    readonly problems: readonly string[],
+    options?: { cause?: unknown },
+  ) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`, options);
+  }
+}
+
+/** Unset and empty variables both mean "use the default". */
+const unsetIfEmpty = (value: unknown) => (value === '' ? undefined : value);
+
+function integer(opts: { default: number; min?: number; max?: number }) {
+  const min = opts.min ?? Number.MIN_SAFE_INTEGER;
+  const max = opts.max ?? Number.MAX_SAFE_INTEGER;
+  return z.preprocess(
+    unsetIfEmpty,
+    z
+      .string()
+      .regex(/^-?\d+$/, `expected an integer from ${min} to ${max}`)
+      .transform(Number)
+      .pipe(z.number().int().min(min, `expected an integer from ${min} to ${max}`).max(max, `expected an integer from ${min} to ${max}`))
+      .default(opts.default),
+  );
+}
+
+const DURATION_UNITS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** A duration such as `3600` (in the given default unit), `1500ms`, `30s`, `15m`, `1h`, `7d`; parsed to milliseconds. */
+function duration(opts: { default: string; unit?: keyof typeof DURATION_UNITS }) {
+  const unit = opts.unit ?? 's';
+  const parse = (raw: string, ctx: z.RefinementCtx) => {
+    const match = /^(\d+)(ms|s|m|h|d)?$/.exec(raw.trim());
+    if (!match) {
+      ctx.addIssue({ code: 'custom', message: 'expected a duration such as 30s, 15m, 1h or a number of seconds' });
+      return z.NEVER;
+    }
+    return Number(match[1]) * DURATION_UNITS[(match[2] as keyof typeof DURATION_UNITS | undefined) ?? unit];
+  };
+  return z.preprocess(unsetIfEmpty, z.string().default(opts.default).transform(parse));
+}
+
+function string(opts: { default: string }) {
+  return z.preprocess(unsetIfEmpty, z.string().default(opts.default));
+}
+
+function optionalString() {
+  return z.preprocess(unsetIfEmpty, z.string().optional());
+}
+
+/** A comma-separated list; blanks are dropped. */
+function list(opts: { default?: string[] } = {}) {
+  return z.preprocess(
+    unsetIfEmpty,
+    z
+      .string()
+      .transform((raw) =>
+        raw
+          .split(',')
+          .map((item) => item.trim())
+          .filter((item) => item.length > 0),
+      )
+      .default(opts.default ?? []),
+  );
+}
+
+function urlList(opts: { default: string; protocols: readonly string[] }) {
+  return list({ default: opts.default.split(',') }).pipe(
+    z
+      .array(
+        z.string().refine(
+          (value) => {
+            try {
+              return opts.protocols.includes(new URL(value).protocol.replace(/:$/, ''));
+            } catch {
+              return false;
+            }
+          },
+          `expected comma-separated URLs with scheme ${opts.protocols.join(' or ')}`,
+        ),
+      )
+      .min(1, 'expected at least one URL'),
+  );
+}
+
+function url(opts: { default: string; protocols: readonly string[] }) {
+  return z.preprocess(
+    unsetIfEmpty,
+    z
+      .string()
+      .default(opts.default)
+      .refine(
+        (value) => {
+          try {
+            return opts.protocols.includes(new URL(value).protocol.replace(/:$/, ''));
+          } catch {
+            return false;
+          }
+        },
+        `expected a URL with scheme ${opts.protocols.join(' or ')}`,
+      ),
+  );
+}
+
+function oneOf<const T extends readonly [string, ...string[]]>(values: T, opts: { default: T[number] }) {
+  return z.preprocess(unsetIfEmpty, z.enum(values).default(opts.default as never));
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const env = {
+  integer,
+  port: (defaultPort: number) => integer({ default: defaultPort, min: 0, max: 65535 }),
+  duration,
+  string,
+  optionalString,
+  list,
+  url,
+  urlList,
+  oneOf,
+  logLevel: () => oneOf(LOG_LEVELS, { default: 'info' }),
+};
+
+export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
+export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+export const DEFAULT_SUBJECT_PREFIX = 'switchboard';
+
+/** Variables every service reads. */
+export const commonEnv = {
+  NATS_URL: urlList({ default: DEFAULT_NATS_URL, protocols: ['nats', 'tls', 'ws', 'wss'] }),
+  /** Namespaces every subject, stream and service name, so several installations can share one NATS account. */
+  NATS_SUBJECT_PREFIX: z.preprocess(
+    unsetIfEmpty,
+    z
+      .string()
+      .regex(/^[a-z][a-z0-9_-]*$/, 'expected lowercase letters, digits, - and _, starting with a letter')
+      .default(DEFAULT_SUBJECT_PREFIX),
+  ),
+  LOG_LEVEL: oneOf(LOG_LEVELS, { default: 'info' }),
+};
+
+export const databaseEnv = {
+  DATABASE_URL: url({ default: DEFAULT_DATABASE_URL, protocols: ['postgres', 'postgresql'] }),
+  DATABASE_POOL_SIZE: integer({ default: 10, min: 1, max: 1000 }),
+};
+
+/** Variables whose values must never be echoed back in an error. */
+const SECRET_NAME = /KEY|PASSWORD|SECRET|TOKEN|DATABASE_URL|NATS_URL/;
+
+/**
+ * Parses `source` against `shape` and returns a frozen object. Variables not in the shape are ignored.
+ * @throws ConfigError listing each bad variable by name.
+ */
+export function loadConfig<Shape extends z.ZodRawShape>(
+  shape: Shape,
+  source: NodeJS.ProcessEnv = process.env,
+): Readonly<z.output<z.ZodObject<Shape>>> {
+  const result = z.object(shape).safeParse(source);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => {
+      const variable = String(issue.path[0] ?? '(environment)');
+      const raw = source[variable];
+      const shown = raw === undefined || SECRET_NAME.test(variable) ? '' : ` (got ${JSON.stringify(raw)})`;
+      return `${variable}: ${issue.message}${shown}`;
+    });
+    throw new ConfigError(problems);
+  }
+  return Object.freeze(result.data);
+}

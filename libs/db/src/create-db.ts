@@ -1,0 +1,78 @@
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+
+const INT8_OID = 20;
+
+/**
+ * Ids are `bigint` columns but positive integers in JSON (contract §2): parse int8 to a number,
+ * which is exact up to 2^53. Set per pool, not on pg's global type registry.
+ */
+const types = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === INT8_OID && format !== 'binary') return (value: string) => Number(value);
+    return pg.types.getTypeParser(oid, format);
+  },
+};
+
+export interface CreateDbOptions {
+  url: string;
+  poolSize?: number;
+  /** Shown in pg_stat_activity. */
+  applicationName: string;
+  healthProbeIntervalMs?: number;
+}
+
+export interface Database<DB> {
+  readonly db: Kysely<DB>;
+  readonly pool: pg.Pool;
+  /** True while the last health probe (`select 1`, every couple of seconds) succeeded. */
+  isHealthy(): boolean;
+  destroy(): Promise<void>;
+}
+
+export function createDb<DB>({ url, poolSize = 10, applicationName, healthProbeIntervalMs = 2_000 }: CreateDbOptions): Database<DB> {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: poolSize,
+    application_name: applicationName,
+    types,
+    connectionTimeoutMillis: 5_000,
+    idleTimeoutMillis: 30_000,
+  });
+  let healthy = true;
+  // An idle client losing its server connection must not crash the process; the pool replaces it.
+  pool.on('error', () => {
+    healthy = false;
+  });
+  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
+
+  // Readiness follows a cheap probe rather than the outcome of application queries.
+  const probe = async () => {
+    try {
+      await pool.query('select 1');
+      healthy = true;
+    } catch {
+      healthy = false;
+    }
+  };
+  const timer = setInterval(() => void probe(), healthProbeIntervalMs);
+  timer.unref();
+
+  return {
+    db,
+    pool,
+    isHealthy: () => healthy,
+    destroy: () => {
+      clearInterval(timer);
+      return db.destroy();
+    },
+  };
+}
+
+/** Errors that mean the database is unreachable, rather than that one query was wrong. */
+export function isConnectionError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: string }).code;
+  if (code && /^(08|57P0[1-3]|53300)/.test(code)) return true;
+  return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|timeout exceeded when trying to connect|Connection terminated/i.test(error.message);
+}

@@ -1,0 +1,82 @@
+import { z } from 'zod';
+import { clientMsgIdSchema, idSchema, messageSchema, SESSION_STATUSES, seqSchema, sessionSchema } from './model.js';
+import { ROLES } from './roles.js';
+
+/**
+ * Payloads between services on NATS. Each is decoded once where it is received, with these
+ * schemas; a payload that does not match is refused there.
+ */
+
+/** Published by a gateway on `inbound(session_id)` with `Nats-Msg-Id: <session_id>:<client_msg_id>`. */
+export const inboundMessageSchema = z.object({
+  session_id: idSchema,
+  client_msg_id: clientMsgIdSchema,
+  sender_id: idSchema,
+  sender_role: z.enum(ROLES),
+  content: z.string(),
+  /** When the gateway received it (ISO-8601), for latency metrics. */
+  received_at: z.string(),
+});
+export type InboundMessage = z.infer<typeof inboundMessageSchema>;
+
+export const inboundMessageId = (sessionId: number, clientMsgId: string) => `${sessionId}:${clientMsgId}`;
+
+/** Published by persistence on `confirmed(session_id)` after the message is committed, again on redelivery. */
+export const confirmedEventSchema = z.object({ message: messageSchema });
+export type ConfirmedEvent = z.infer<typeof confirmedEventSchema>;
+
+/** Published by persistence on `deadLetters` for a message it gave up on; the sender's gateway answers the client. */
+export const deadLetterSchema = z.object({
+  session_id: z.number(),
+  client_msg_id: z.string(),
+  reason: z.string(),
+});
+export type DeadLetter = z.infer<typeof deadLetterSchema>;
+
+const sessionWithSeqSchema = sessionSchema.extend({ last_seq: seqSchema });
+export type SessionWithSeq = z.infer<typeof sessionWithSeqSchema>;
+
+/** Request and reply bodies of each persistence endpoint. */
+export const persistenceApi = {
+  'sessions.create': {
+    request: z.object({ customer_id: idSchema, subject: z.string().max(200).nullable() }),
+    reply: z.object({ session: sessionSchema }),
+  },
+  'sessions.get': {
+    request: z.object({ session_id: idSchema }),
+    reply: z.object({ session: sessionWithSeqSchema }),
+  },
+  'sessions.list': {
+    request: z.object({ status: z.enum(SESSION_STATUSES).optional(), limit: z.number().int().min(1).max(200) }),
+    reply: z.object({ sessions: z.array(sessionWithSeqSchema) }),
+  },
+  'messages.history': {
+    request: z.object({ session_id: idSchema, before_seq: idSchema.optional(), limit: z.number().int().min(1).max(200) }),
+    reply: z.object({ messages: z.array(messageSchema), has_more: z.boolean() }),
+  },
+  'messages.after': {
+    request: z.object({ session_id: idSchema, after_seq: seqSchema, limit: z.number().int().min(1).max(1000) }),
+    reply: z.object({ messages: z.array(messageSchema) }),
+  },
+  'messages.lookup': {
+    request: z.object({ session_id: idSchema, client_msg_id: clientMsgIdSchema }),
+    reply: z.object({ message: messageSchema.nullable() }),
+  },
+} as const;
+
+export type PersistenceApi = typeof persistenceApi;
+export type PersistenceRequest<E extends keyof PersistenceApi> = z.infer<PersistenceApi[E]['request']>;
+export type PersistenceReply<E extends keyof PersistenceApi> = z.infer<PersistenceApi[E]['reply']>;
+
+/** Error codes in request/reply answers: `{ error: { code, message } }`. */
+export const BusErrorCode = {
+  NotFound: 'not_found',
+  Invalid: 'invalid',
+  Unavailable: 'unavailable',
+  Internal: 'internal',
+} as const;
+export type BusErrorCode = (typeof BusErrorCode)[keyof typeof BusErrorCode];
+
+export const busErrorSchema = z.object({
+  error: z.object({ code: z.enum(Object.values(BusErrorCode) as [BusErrorCode, ...BusErrorCode[]]), message: z.string() }),
+});

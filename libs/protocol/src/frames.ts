@@ -1,0 +1,120 @@
+import { z } from 'zod';
+import { ErrorCode } from './errors.js';
+import { clientMsgIdSchema, idSchema, type Message, type Session, seqSchema } from './model.js';
+import type { Role } from './roles.js';
+
+/** Version sent in `connected`; bumped only for changes old clients cannot ignore. */
+export const PROTOCOL_VERSION = 1;
+export const HISTORY_DEFAULT_LIMIT = 50;
+export const HISTORY_MAX_LIMIT = 200;
+
+const reqIdSchema = z.union([z.string().max(128), z.number().finite()]);
+export type ReqId = z.infer<typeof reqIdSchema>;
+
+const frame = <const T extends string, S extends z.ZodRawShape>(type: T, shape: S) =>
+  z.object({ type: z.literal(type), req_id: reqIdSchema.optional(), ...shape });
+
+/**
+ * Every frame a client may send (contract §3). Unknown extra fields are ignored, so clients can
+ * be newer than the gateway. `content` length is checked by the gateway against MAX_CONTENT_CHARS.
+ */
+export const clientFrameSchemas = {
+  auth: frame('auth', { token: z.string().min(1).max(16_384) }),
+  create_session: frame('create_session', { subject: z.string().trim().max(200).optional() }),
+  join_session: frame('join_session', { session_id: idSchema, last_seq: seqSchema.optional() }),
+  leave_session: frame('leave_session', { session_id: idSchema }),
+  send_message: frame('send_message', {
+    session_id: idSchema,
+    content: z.string().refine((value) => value.trim().length > 0, 'content must not be empty'),
+    client_msg_id: clientMsgIdSchema.optional(),
+  }),
+  history: frame('history', {
+    session_id: idSchema,
+    before_seq: idSchema.optional(),
+    limit: z.number().int().min(1).max(HISTORY_MAX_LIMIT).optional(),
+  }),
+  list_sessions: frame('list_sessions', {
+    status: z.enum(['open', 'closed']).optional(),
+    limit: z.number().int().min(1).max(HISTORY_MAX_LIMIT).optional(),
+  }),
+  ping: frame('ping', {}),
+} as const;
+
+export type ClientFrameType = keyof typeof clientFrameSchemas;
+export type ClientFrame = { [K in ClientFrameType]: z.infer<(typeof clientFrameSchemas)[K]> }[ClientFrameType];
+export type ClientFrameOf<K extends ClientFrameType> = z.infer<(typeof clientFrameSchemas)[K]>;
+
+export class FrameError extends Error {
+  override name = 'FrameError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly reqId?: ReqId,
+  ) {
+    super(message);
+  }
+}
+
+const isClientFrameType = (type: string): type is ClientFrameType => Object.hasOwn(clientFrameSchemas, type);
+
+function describe(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => {
+      const field = issue.path.join('.');
+      if (issue.code === 'invalid_type' && issue.input === undefined) return `${field} is required`;
+      return field ? `${field}: ${issue.message}` : issue.message;
+    })
+    .join('; ');
+}
+
+/**
+ * The one boundary for client frames: parses text into a typed frame or throws a `FrameError`
+ * carrying the contract's error code and, when it could be read, the frame's `req_id`.
+ */
+export function decodeClientFrame(text: string): ClientFrame {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new FrameError(ErrorCode.InvalidMessage, 'frame is not valid JSON');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new FrameError(ErrorCode.InvalidMessage, 'frame must be a JSON object');
+  }
+  const raw = value as Record<string, unknown>;
+  const reqId = reqIdSchema.safeParse(raw.req_id).success ? (raw.req_id as ReqId) : undefined;
+  if (typeof raw.type !== 'string') throw new FrameError(ErrorCode.InvalidMessage, 'frame must have a string "type"', reqId);
+  if (!isClientFrameType(raw.type)) throw new FrameError(ErrorCode.UnknownType, `unknown frame type "${raw.type.slice(0, 64)}"`, reqId);
+  const result = clientFrameSchemas[raw.type].safeParse(raw);
+  if (!result.success) throw new FrameError(ErrorCode.InvalidMessage, describe(result.error), reqId);
+  return result.data as ClientFrame;
+}
+
+/** Length in Unicode code points, the unit of MAX_CONTENT_CHARS. */
+export function contentLength(content: string): number {
+  let count = 0;
+  for (let i = 0; i < content.length; i++) {
+    const code = content.charCodeAt(i);
+    // A high surrogate followed by a low one is one code point.
+    if (code >= 0xd800 && code <= 0xdbff && i + 1 < content.length) {
+      const next = content.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) i++;
+    }
+    count++;
+  }
+  return count;
+}
+
+/** Frames the gateway sends (contract §3). */
+export type ServerFrame =
+  | { type: 'connected'; connection_id: string; heartbeat_interval_ms: number; protocol_version: number }
+  | { type: 'auth_success'; req_id?: ReqId; user: { id: number; username: string; role: Role } }
+  | { type: 'session_created'; req_id?: ReqId; session: Session }
+  | { type: 'joined_session'; req_id?: ReqId; session_id: number; last_seq: number }
+  | { type: 'left_session'; req_id?: ReqId; session_id: number }
+  | { type: 'message_ack'; req_id?: ReqId; session_id: number; client_msg_id: string; message_id: number; seq: number }
+  | { type: 'new_message'; message: Message }
+  | { type: 'history'; req_id?: ReqId; session_id: number; messages: Message[]; has_more: boolean }
+  | { type: 'sessions'; req_id?: ReqId; sessions: (Session & { last_seq: number })[] }
+  | { type: 'pong'; req_id?: ReqId; server_time: string }
+  | { type: 'error'; code: ErrorCode; message: string; req_id?: ReqId; client_msg_id?: string };

@@ -1,0 +1,44 @@
+export {
+  type BusErrorCode as BusErrorCodeType,
+  BusErrorCode,
+  busErrorSchema,
+  type ConfirmedEvent,
+  confirmedEventSchema,
+  type DeadLetter,
+  deadLetterSchema,
+  type InboundMessage,
+  inboundMessageId,
+  inboundMessageSchema,
+  type PersistenceApi,
+  type PersistenceReply,
+  type PersistenceRequest,
+  persistenceApi,
+  type SessionWithSeq,
+} from './bus.js';
+export { CloseCode, ErrorCode } from './errors.js';
+export {
+  type ClientFrame,
+  type ClientFrameOf,
+  type ClientFrameType,
+  clientFrameSchemas,
+  contentLength,
+  decodeClientFrame,
+  FrameError,
+  HISTORY_DEFAULT_LIMIT,
+  HISTORY_MAX_LIMIT,
+  PROTOCOL_VERSION,
+  type ReqId,
+  type ServerFrame,
+} from './frames.js';
+export {
+  clientMsgIdSchema,
+  idSchema,
+  type Message,
+  messageSchema,
+  SESSION_STATUSES,
+  type Session,
+  seqSchema,
+  sessionSchema,
+} from './model.js';
+export { isRole, ROLES, type Role } from './roles.js';
+export { createSubjects, PERSISTENCE_ENDPOINTS, type PersistenceEndpoint, type Subjects } from './subjects.js';

@@ -1,0 +1,32 @@
+import { z } from 'zod';
+import { ROLES } from './roles.js';
+
+/** Ids are positive integers in JSON (contract §2). */
+export const idSchema = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+export const seqSchema = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+export const clientMsgIdSchema = z.string().min(1).max(128);
+
+/** A stored message, as clients and services see it (contract §3). */
+export const messageSchema = z.object({
+  id: idSchema,
+  session_id: idSchema,
+  seq: idSchema,
+  sender_id: idSchema,
+  sender_role: z.enum(ROLES),
+  content: z.string(),
+  client_msg_id: z.string(),
+  /** ISO-8601. */
+  created_at: z.string(),
+});
+export type Message = z.infer<typeof messageSchema>;
+
+export const SESSION_STATUSES = ['open', 'closed'] as const;
+
+export const sessionSchema = z.object({
+  id: idSchema,
+  customer_id: idSchema,
+  status: z.enum(SESSION_STATUSES),
+  subject: z.string().nullable(),
+  created_at: z.string(),
+});
+export type Session = z.infer<typeof sessionSchema>;

@@ -1,0 +1,55 @@
+/**
+ * Every NATS subject, stream, consumer and service name, built from one prefix (`NATS_SUBJECT_PREFIX`,
+ * default `switchboard`) so that several installations can share one NATS account.
+ * docs/architecture.md lists them.
+ */
+export const PERSISTENCE_ENDPOINTS = [
+  'sessions.create',
+  'sessions.get',
+  'sessions.list',
+  'messages.history',
+  'messages.after',
+  'messages.lookup',
+] as const;
+export type PersistenceEndpoint = (typeof PERSISTENCE_ENDPOINTS)[number];
+
+export interface Subjects {
+  readonly prefix: string;
+  /** JetStream stream holding inbound messages until persistence has stored them. */
+  readonly inboundStream: string;
+  /** Durable pull consumer of the inbound stream, shared by every persistence replica. */
+  readonly inboundConsumer: string;
+  /** Subject filter of the inbound stream. */
+  readonly inboundAll: string;
+  /** Where a gateway publishes a `send_message` for a session (a JetStream subject). */
+  inbound(sessionId: number): string;
+  /** Where persistence publishes stored messages of a session (core NATS). */
+  confirmed(sessionId: number): string;
+  /** Where persistence reports messages it could not store, for operators (core NATS). */
+  readonly deadLetters: string;
+  /** Persistence request/reply endpoints (NATS services framework). */
+  persistence(endpoint: PersistenceEndpoint): string;
+  readonly persistenceServiceName: string;
+  /** Auth service (NATS services framework) endpoint answering with the JWKS. */
+  readonly authJwks: string;
+  readonly authServiceName: string;
+  readonly gatewayServiceName: string;
+}
+
+export function createSubjects(prefix: string): Subjects {
+  const streamPrefix = prefix.toUpperCase().replace(/[^A-Z0-9_]/g, '_');
+  return {
+    prefix,
+    inboundStream: `${streamPrefix}_INBOUND`,
+    inboundConsumer: 'persistence',
+    inboundAll: `${prefix}.inbound.>`,
+    inbound: (sessionId) => `${prefix}.inbound.${sessionId}`,
+    confirmed: (sessionId) => `${prefix}.confirmed.${sessionId}`,
+    deadLetters: `${prefix}.dead`,
+    persistence: (endpoint) => `${prefix}.persistence.${endpoint}`,
+    persistenceServiceName: `${prefix}-persistence`,
+    authJwks: `${prefix}.auth.jwks`,
+    authServiceName: `${prefix}-auth`,
+    gatewayServiceName: `${prefix}-gateway`,
+  };
+}

@@ -1,0 +1,44 @@
+import type { Logger } from '@switchboard/logging';
+import { fastify } from 'fastify';
+import type { Registry } from 'prom-client';
+
+/** A named readiness check; `/readyz` is 200 only while every check returns true. */
+export type ReadinessChecks = Record<string, () => boolean>;
+
+export interface OpsServerOptions {
+  port: number;
+  host?: string;
+  registry: Registry;
+  checks: ReadinessChecks;
+  logger: Logger;
+}
+
+export interface OpsServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** Serves `/healthz`, `/readyz` and `/metrics` (contract §1) on the ops port. */
+export async function startOpsServer({ port, host = '0.0.0.0', registry, checks, logger }: OpsServerOptions): Promise<OpsServer> {
+  const app = fastify({ loggerInstance: logger.child({ module: 'ops' }), disableRequestLogging: true });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+
+  app.get('/readyz', async (_request, reply) => {
+    const results = Object.fromEntries(Object.entries(checks).map(([name, check]) => [name, check()]));
+    const ready = Object.values(results).every(Boolean);
+    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', checks: results });
+  });
+
+  app.get('/metrics', async (_request, reply) => {
+    const body = await registry.metrics();
+    return reply.type(registry.contentType).send(body);
+  });
+
+  await app.listen({ port, host });
+  const address = app.server.address();
+  return {
+    port: typeof address === 'object' && address ? address.port : port,
+    close: () => app.close(),
+  };
+}

@@ -1,0 +1,11 @@
+export { createTestDatabase, TEST_DATABASE_ADMIN_URL, type TestDatabase } from './database.js';
+export { freePort } from './ports.js';
+export {
+  REPO_ROOT,
+  type ServiceName,
+  type ServiceProcess,
+  type StartServiceOptions,
+  startService,
+  uniqueSubjectPrefix,
+  waitFor,
+} from './service-process.js';

@@ -1,0 +1,11 @@
+export { TokenError, TokenErrorCode } from './errors.js';
+export { DEFAULT_KEY_REQUEST_TIMEOUT_MS, type KeySource, natsKeySource } from './key-source.js';
+export {
+  ACCEPTED_ALGORITHMS,
+  createTokenVerifier,
+  DEFAULT_CLOCK_TOLERANCE_S,
+  DEFAULT_MIN_REFETCH_INTERVAL_MS,
+  type TokenVerifier,
+  type TokenVerifierOptions,
+  type VerifiedToken,
+} from './verifier.js';

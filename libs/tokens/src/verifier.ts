@@ -1,0 +1,127 @@
+import { isRole, type Role } from '@switchboard/protocol';
+import { createLocalJWKSet, errors, type JSONWebKeySet, type JWTPayload, jwtVerify } from 'jose';
+import { TokenError, TokenErrorCode } from './errors.js';
+import type { KeySource } from './key-source.js';
+
+/** The only algorithms accepted: asymmetric, so a public key can never be used as an HMAC secret. */
+export const ACCEPTED_ALGORITHMS = ['EdDSA', 'ES256'] as const;
+/** An unknown `kid` refetches the keys at most this often, so forged tokens cannot hammer the auth service. */
+export const DEFAULT_MIN_REFETCH_INTERVAL_MS = 10_000;
+export const DEFAULT_CLOCK_TOLERANCE_S = 5;
+
+export interface VerifiedToken {
+  userId: number;
+  role: Role;
+  username: string;
+  /** Expiry as epoch milliseconds. */
+  expiresAt: number;
+}
+
+export interface TokenVerifierOptions {
+  keySource: KeySource;
+  issuer: string;
+  audience: string;
+  minRefetchIntervalMs?: number;
+  clockToleranceS?: number;
+  /** Injected clock (epoch ms) for tests of the refetch rate limit. */
+  now?: () => number;
+}
+
+export interface TokenVerifier {
+  verify(token: string): Promise<VerifiedToken>;
+}
+
+type KeyResolver = ReturnType<typeof createLocalJWKSet>;
+
+/**
+ * Verifies access tokens locally against keys fetched from the auth service and cached. The `jku`,
+ * `x5u` and `jwk` headers are ignored: keys only ever come from the configured source.
+ */
+export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
+  const {
+    keySource,
+    issuer,
+    audience,
+    minRefetchIntervalMs = DEFAULT_MIN_REFETCH_INTERVAL_MS,
+    clockToleranceS = DEFAULT_CLOCK_TOLERANCE_S,
+    now = Date.now,
+  } = options;
+
+  let resolver: KeyResolver | undefined;
+  let lastFetchAt = Number.NEGATIVE_INFINITY;
+  let inFlight: Promise<KeyResolver> | undefined;
+
+  const refresh = (): Promise<KeyResolver> => {
+    inFlight ??= (async () => {
+      try {
+        lastFetchAt = now();
+        // Called from a microtask, so a source that throws synchronously still settles after `inFlight` is set
+        // (otherwise `finally` would run first and `inFlight` would stay a rejected promise forever).
+        const jwks: JSONWebKeySet = await Promise.resolve().then(() => keySource.fetchKeys());
+        resolver = createLocalJWKSet(jwks);
+        return resolver;
+      } catch (error) {
+        throw new TokenError(TokenErrorCode.Unavailable, 'signing keys are unavailable', { cause: error });
+      } finally {
+        inFlight = undefined;
+      }
+    })();
+    return inFlight;
+  };
+
+  const verifyWith = (token: string, keys: KeyResolver) =>
+    jwtVerify(token, keys, {
+      algorithms: [...ACCEPTED_ALGORITHMS],
+      issuer,
+      audience,
+      clockTolerance: clockToleranceS,
+      requiredClaims: ['sub', 'exp', 'iat'],
+      currentDate: new Date(now()),
+    });
+
+  return {
+    async verify(token) {
+      let payload: JWTPayload;
+      try {
+        let keys = resolver ?? (await refresh());
+        try {
+          payload = (await verifyWith(token, keys)).payload;
+        } catch (error) {
+          if (!(error instanceof errors.JWKSNoMatchingKey)) throw error;
+          // Join a refetch already under way, or use keys fetched since this attempt began, before rate limiting.
+          if (inFlight) keys = await inFlight;
+          else if (resolver && resolver !== keys) keys = resolver;
+          else if (now() - lastFetchAt < minRefetchIntervalMs) throw error;
+          else keys = await refresh();
+          payload = (await verifyWith(token, keys)).payload;
+        }
+      } catch (error) {
+        throw toTokenError(error);
+      }
+      return toVerifiedToken(payload);
+    },
+  };
+}
+
+function toTokenError(error: unknown): TokenError {
+  if (error instanceof TokenError) return error;
+  if (error instanceof errors.JWTExpired) return new TokenError(TokenErrorCode.Expired, 'token expired', { cause: error });
+  if (error instanceof errors.JWTClaimValidationFailed && error.claim === 'nbf') {
+    return new TokenError(TokenErrorCode.NotYetValid, 'token not yet valid', { cause: error });
+  }
+  if (error instanceof errors.JWKSNoMatchingKey) {
+    return new TokenError(TokenErrorCode.UnknownKey, 'token signed by an unknown key', { cause: error });
+  }
+  return new TokenError(TokenErrorCode.Invalid, 'invalid token', { cause: error });
+}
+
+function toVerifiedToken(payload: JWTPayload): VerifiedToken {
+  const userId = Number(payload.sub);
+  const { role, username } = payload as { role?: unknown; username?: unknown };
+  if (!Number.isSafeInteger(userId) || userId <= 0 || String(userId) !== payload.sub) {
+    throw new TokenError(TokenErrorCode.Invalid, 'token subject is not a user id');
+  }
+  if (!isRole(role)) throw new TokenError(TokenErrorCode.Invalid, 'token role is missing or unknown');
+  if (typeof username !== 'string') throw new TokenError(TokenErrorCode.Invalid, 'token username is missing');
+  return { userId, role, username, expiresAt: (payload.exp ?? 0) * 1000 };
+}

@@ -1,0 +1,118 @@
+import { createDb, migrateToLatest } from '@switchboard/db';
+import type { Logger } from '@switchboard/logging';
+import { connectNats } from '@switchboard/nats';
+import { createSubjects } from '@switchboard/protocol';
+import { createMetricsRegistry, type Stoppable, startOpsServer } from '@switchboard/runtime';
+import { createTokenVerifier } from '@switchboard/tokens';
+import type { Kysely } from 'kysely';
+import type { AuthConfig } from './config.js';
+import type { AuthDatabase } from './db/schema.js';
+import { findUserByUsername, insertUser, UsernameTakenError } from './db/user.repository.js';
+import { buildHttpApp } from './http/app.js';
+import { createLoginThrottle } from './login-throttle.js';
+import { createAuthMetrics } from './metrics.js';
+import { migrations } from './migrations/index.js';
+import { addAuthNatsService } from './nats-service.js';
+import { hashPassword } from './passwords.js';
+import { createTokenIssuer } from './token/access-tokens.js';
+import { ensureStoredSigningKey, loadKeyRing } from './token/signing-keys.js';
+
+export interface AuthServiceOptions {
+  config: AuthConfig;
+  logger: Logger;
+}
+
+export interface AuthService extends Stoppable {
+  readonly port: number;
+  readonly opsPort: number;
+}
+
+/** Migrates the auth tables and, unless a key is configured, makes sure a signing key is stored. */
+export async function migrateAuth(db: Kysely<AuthDatabase>, config: AuthConfig, logger: Logger): Promise<void> {
+  await migrateToLatest(db as Kysely<unknown>, {
+    owner: 'auth',
+    migrations,
+    logger,
+    afterMigrate: async (conn) => {
+      if (config.privateKeyPem === undefined) await ensureStoredSigningKey(conn as Kysely<AuthDatabase>);
+    },
+  });
+}
+
+async function bootstrapAdmin(db: Kysely<AuthDatabase>, admin: { username: string; password: string }, logger: Logger) {
+  if (await findUserByUsername(db, admin.username)) return;
+  try {
+    await insertUser(db, { username: admin.username, passwordHash: await hashPassword(admin.password), role: 'admin', displayName: null });
+    logger.info({ username: admin.username }, 'bootstrap admin created');
+  } catch (error) {
+    // Another replica created it first.
+    if (!(error instanceof UsernameTakenError)) throw error;
+  }
+}
+
+/** Starts the auth service: HTTP API, ops endpoints and its NATS service. */
+export async function startAuthService({ config, logger }: AuthServiceOptions): Promise<AuthService> {
+  const subjects = createSubjects(config.subjectPrefix);
+  const registry = createMetricsRegistry('auth');
+  const metrics = createAuthMetrics(registry);
+  let draining = false;
+
+  const database = createDb<AuthDatabase>({
+    url: config.databaseUrl,
+    poolSize: config.databasePoolSize,
+    applicationName: 'switchboard-auth',
+  });
+  const { db } = database;
+  await migrateAuth(db, config, logger);
+  const keys = await loadKeyRing(db, config.privateKeyPem);
+  logger.info({ kid: keys.active.kid, alg: keys.active.alg }, 'signing key loaded');
+  if (config.admin) await bootstrapAdmin(db, config.admin, logger);
+
+  const nats = await connectNats({ servers: config.natsServers, name: 'switchboard-auth', logger });
+  const natsService = await addAuthNatsService(nats.nc, { subjects, jwks: () => keys.jwks, logger });
+
+  const http = buildHttpApp({
+    db,
+    tokens: createTokenIssuer({ keys, issuer: config.issuer, audience: config.audience, ttlSeconds: config.accessTokenTtlSeconds }),
+    verifier: createTokenVerifier({
+      keySource: { fetchKeys: async () => keys.jwks },
+      issuer: config.issuer,
+      audience: config.audience,
+    }),
+    jwks: () => keys.jwks,
+    apiKeys: config.apiKeys,
+    throttles: {
+      user: createLoginThrottle({ maxFailures: config.loginMaxFailures, windowMs: config.loginFailureWindowMs }),
+      address: createLoginThrottle({ maxFailures: config.loginMaxFailuresPerAddress, windowMs: config.loginFailureWindowMs }),
+    },
+    metrics,
+    logger,
+    trustProxy: config.trustProxy,
+  });
+  await http.listen({ port: config.port, host: config.host });
+  const address = http.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+
+  const ops = await startOpsServer({
+    port: config.opsPort,
+    host: config.host,
+    registry,
+    logger,
+    checks: { nats: nats.isConnected, database: database.isHealthy, accepting: () => !draining },
+  });
+  logger.info({ port, opsPort: ops.port }, 'auth service listening');
+
+  return {
+    port,
+    opsPort: ops.port,
+    async stop() {
+      draining = true;
+      // Fastify's close stops accepting and waits for in-flight requests.
+      await http.close();
+      await natsService.stop().catch(() => undefined);
+      await nats.drain();
+      await ops.close();
+      await database.destroy();
+    },
+  };
+}

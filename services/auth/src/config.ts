@@ -1,0 +1,60 @@
+import { commonEnv, databaseEnv, env, loadConfig } from '@switchboard/config';
+
+export const DEFAULT_PORT = 2347;
+export const DEFAULT_OPS_PORT = 9401;
+
+const authEnv = {
+  ...commonEnv,
+  ...databaseEnv,
+  HOST: env.string({ default: '0.0.0.0' }),
+  PORT: env.port(DEFAULT_PORT),
+  OPS_PORT: env.port(DEFAULT_OPS_PORT),
+  /** Lifetime of access tokens; a number of seconds or a duration such as `15m`, `1h`. */
+  ACCESS_TOKEN_TTL: env.duration({ default: '1h' }),
+  JWT_ISSUER: env.string({ default: 'switchboard' }),
+  JWT_AUDIENCE: env.string({ default: 'switchboard' }),
+  /** PKCS#8 PEM of an Ed25519 or P-256 key; when unset a key is generated once and kept in the database. */
+  JWT_PRIVATE_KEY: env.optionalString(),
+  AUTH_API_KEYS: env.list(),
+  ADMIN_USERNAME: env.optionalString(),
+  ADMIN_PASSWORD: env.optionalString(),
+  /** Failed logins allowed per username within the window. */
+  LOGIN_MAX_FAILURES: env.integer({ default: 5, min: 1, max: 10_000 }),
+  /** Failed logins allowed per client address within the window (higher: offices share addresses). */
+  LOGIN_MAX_FAILURES_PER_ADDRESS: env.integer({ default: 50, min: 1, max: 1_000_000 }),
+  LOGIN_FAILURE_WINDOW: env.duration({ default: '15m' }),
+  /** Behind a reverse proxy, trust its X-Forwarded-For for the client address. */
+  TRUST_PROXY: env.oneOf(['true', 'false'], { default: 'false' }),
+};
+
+export function loadAuthConfig(source: NodeJS.ProcessEnv = process.env) {
+  const raw = loadConfig(authEnv, source);
+  if ((raw.ADMIN_USERNAME === undefined) !== (raw.ADMIN_PASSWORD === undefined)) {
+    throw new Error('invalid configuration:\n  ADMIN_USERNAME and ADMIN_PASSWORD must be set together');
+  }
+  return Object.freeze({
+    host: raw.HOST,
+    port: raw.PORT,
+    opsPort: raw.OPS_PORT,
+    natsServers: raw.NATS_URL,
+    subjectPrefix: raw.NATS_SUBJECT_PREFIX,
+    logLevel: raw.LOG_LEVEL,
+    databaseUrl: raw.DATABASE_URL,
+    databasePoolSize: raw.DATABASE_POOL_SIZE,
+    accessTokenTtlSeconds: Math.max(1, Math.floor(raw.ACCESS_TOKEN_TTL / 1000)),
+    issuer: raw.JWT_ISSUER,
+    audience: raw.JWT_AUDIENCE,
+    privateKeyPem: raw.JWT_PRIVATE_KEY,
+    apiKeys: raw.AUTH_API_KEYS,
+    admin:
+      raw.ADMIN_USERNAME !== undefined && raw.ADMIN_PASSWORD !== undefined
+        ? { username: raw.ADMIN_USERNAME, password: raw.ADMIN_PASSWORD }
+        : undefined,
+    loginMaxFailures: raw.LOGIN_MAX_FAILURES,
+    loginMaxFailuresPerAddress: raw.LOGIN_MAX_FAILURES_PER_ADDRESS,
+    loginFailureWindowMs: raw.LOGIN_FAILURE_WINDOW,
+    trustProxy: raw.TRUST_PROXY === 'true',
+  });
+}
+
+export type AuthConfig = ReturnType<typeof loadAuthConfig>;

@@ -1,0 +1,7 @@
+import type { SigningKeyTable } from './signing-key.table.js';
+import type { UserTable } from './user.table.js';
+
+export interface AuthDatabase {
+  users: UserTable;
+  signing_keys: SigningKeyTable;
+}

@@ -1,0 +1,75 @@
+import type { Role } from '@switchboard/protocol';
+import type { Kysely } from 'kysely';
+import type { AuthDatabase } from './schema.js';
+import type { UserRow } from './user.table.js';
+
+const UNIQUE_VIOLATION = '23505';
+
+export class UsernameTakenError extends Error {
+  override name = 'UsernameTakenError';
+}
+
+export async function findUserByUsername(db: Kysely<AuthDatabase>, username: string): Promise<UserRow | undefined> {
+  return db
+    .selectFrom('users')
+    .selectAll()
+    .where((eb) => eb(eb.fn('lower', ['username']), '=', username.toLowerCase()))
+    .where('external_id', 'is', null)
+    .executeTakeFirst();
+}
+
+export async function findUserById(db: Kysely<AuthDatabase>, id: number): Promise<UserRow | undefined> {
+  return db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+/** @throws UsernameTakenError when the name exists in any letter case. */
+export async function insertUser(
+  db: Kysely<AuthDatabase>,
+  user: { username: string; passwordHash: string; role: Role; displayName: string | null },
+): Promise<UserRow> {
+  try {
+    return await db
+      .insertInto('users')
+      .values({
+        username: user.username,
+        password_hash: user.passwordHash,
+        role: user.role,
+        display_name: user.displayName,
+      })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+  } catch (error) {
+    if ((error as { code?: string }).code === UNIQUE_VIOLATION) {
+      throw new UsernameTakenError(`username ${user.username} is taken`, { cause: error });
+    }
+    throw error;
+  }
+}
+
+/**
+ * Finds the user linked to a calling backend's `externalId`, creating it on first use, in one
+ * statement so that concurrent first calls agree. The backend is authoritative for role and
+ * display name, so later calls update them.
+ */
+export async function upsertExternalUser(
+  db: Kysely<AuthDatabase>,
+  user: { externalId: string; role: Role; displayName: string | undefined },
+): Promise<UserRow> {
+  return db
+    .insertInto('users')
+    .values({
+      username: `ext:${user.externalId}`,
+      password_hash: null,
+      role: user.role,
+      display_name: user.displayName ?? null,
+      external_id: user.externalId,
+    })
+    .onConflict((oc) =>
+      oc.column('external_id').doUpdateSet((eb) => ({
+        role: eb.ref('excluded.role'),
+        display_name: eb.fn.coalesce('excluded.display_name', 'users.display_name'),
+      })),
+    )
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}

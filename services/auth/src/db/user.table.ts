@@ -1,0 +1,17 @@
+import type { Role } from '@switchboard/protocol';
+import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
+
+export interface UserTable {
+  id: Generated<number>;
+  username: string;
+  /** Null for users created through `/v1/service-token`, who never log in with a password. */
+  password_hash: string | null;
+  role: Role;
+  display_name: string | null;
+  /** The calling backend's own id for users minted through `/v1/service-token`. */
+  external_id: string | null;
+  created_at: ColumnType<Date, never, never>;
+}
+
+export type UserRow = Selectable<UserTable>;
+export type NewUserRow = Insertable<UserTable>;

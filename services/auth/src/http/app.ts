@@ -1,0 +1,155 @@
+import type { Logger } from '@switchboard/logging';
+import type { TokenVerifier } from '@switchboard/tokens';
+import { type FastifyBaseLogger, type FastifyError, type FastifyInstance, fastify } from 'fastify';
+import type { Kysely } from 'kysely';
+import type { z } from 'zod';
+import type { AuthDatabase } from '../db/schema.js';
+import { findUserByUsername, insertUser, UsernameTakenError, upsertExternalUser } from '../db/user.repository.js';
+import type { UserRow } from '../db/user.table.js';
+import type { LoginThrottle } from '../login-throttle.js';
+import type { AuthMetrics } from '../metrics.js';
+import { hashPassword, verifyPassword } from '../passwords.js';
+import type { TokenIssuer } from '../token/access-tokens.js';
+import { bearerCredential, createApiKeyChecker } from './api-keys.js';
+import { errorBody, HttpError, HttpErrorCode } from './errors.js';
+import { createUserBody, describeIssues, serviceTokenBody, tokenBody } from './schemas.js';
+
+/** Contract: bodies over 16 KiB are refused. */
+export const BODY_LIMIT_BYTES = 16 * 1024;
+
+export interface HttpAppOptions {
+  db: Kysely<AuthDatabase>;
+  tokens: TokenIssuer;
+  /** Verifies bearer tokens presented to the API itself (an admin creating agents). */
+  verifier: TokenVerifier;
+  jwks: () => unknown;
+  apiKeys: readonly string[];
+  /** Failed-login throttles keyed by username and by client address. */
+  throttles: { user: LoginThrottle; address: LoginThrottle };
+  metrics: AuthMetrics;
+  logger: Logger;
+  trustProxy: boolean;
+}
+
+const toUserBody = (user: UserRow) => ({
+  id: user.id,
+  username: user.username,
+  role: user.role,
+  display_name: user.display_name,
+});
+
+/** Builds the auth HTTP API (contract §2). Only `app.ts` of the service listens. */
+export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
+  const { db, tokens, verifier, jwks, throttles, metrics, logger } = options;
+  const isKnownApiKey = createApiKeyChecker(options.apiKeys);
+
+  const app = fastify({
+    loggerInstance: logger.child({ module: 'http' }) as FastifyBaseLogger,
+    bodyLimit: BODY_LIMIT_BYTES,
+    trustProxy: options.trustProxy,
+    disableRequestLogging: false,
+  });
+
+  app.setValidatorCompiler(({ schema }) => (data) => {
+    const result = (schema as z.ZodType).safeParse(data);
+    return result.success ? { value: result.data } : { error: new Error(describeIssues(result.error)) };
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send(errorBody('not_found', `no route for ${request.method} ${request.url.split('?')[0]}`)),
+  );
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (error instanceof HttpError) {
+      return reply.code(error.kind.status).headers(error.headers).send(errorBody(error.kind.code, error.message));
+    }
+    if (error.validation) {
+      return reply.code(400).send(errorBody(HttpErrorCode.InvalidBody.code, error.message.replace(/^body\/?\s*/, '')));
+    }
+    switch (error.code) {
+      case 'FST_ERR_CTP_BODY_TOO_LARGE':
+        return reply.code(413).send(errorBody(HttpErrorCode.PayloadTooLarge.code, `body over ${BODY_LIMIT_BYTES} bytes`));
+      case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+        return reply.code(415).send(errorBody(HttpErrorCode.UnsupportedMediaType.code, 'send application/json'));
+      case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+        return reply.code(400).send(errorBody(HttpErrorCode.InvalidBody.code, 'body is empty'));
+    }
+    if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
+      // Fastify's own client errors: malformed JSON and the like.
+      return reply.code(error.statusCode).send(errorBody(HttpErrorCode.InvalidBody.code, error.message));
+    }
+    request.log.error({ err: error }, 'request failed');
+    return reply.code(500).send(errorBody(HttpErrorCode.Internal.code, 'internal error'));
+  });
+
+  app.get('/.well-known/jwks.json', async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(jwks()));
+
+  app.post('/v1/users', { schema: { body: createUserBody } }, async (request, reply) => {
+    const body = request.body as z.infer<typeof createUserBody>;
+    if (body.role !== 'user') {
+      const credential = bearerCredential(request.headers.authorization);
+      if (credential === undefined) {
+        throw new HttpError(HttpErrorCode.Forbidden, `creating a user with role ${body.role} needs an admin's bearer token`);
+      }
+      const caller = await verifier.verify(credential).catch(() => {
+        throw new HttpError(HttpErrorCode.Unauthorized, 'bearer token is invalid or expired');
+      });
+      if (caller.role !== 'admin') throw new HttpError(HttpErrorCode.Forbidden, `only an admin may create a user with role ${body.role}`);
+    }
+    try {
+      const user = await insertUser(db, {
+        username: body.username,
+        passwordHash: await hashPassword(body.password),
+        role: body.role,
+        displayName: body.display_name ?? null,
+      });
+      metrics.usersCreated.inc({ role: user.role });
+      return reply.code(201).send(toUserBody(user));
+    } catch (error) {
+      if (error instanceof UsernameTakenError) throw new HttpError(HttpErrorCode.UsernameTaken, 'username is taken');
+      throw error;
+    }
+  });
+
+  app.post('/v1/token', { schema: { body: tokenBody } }, async (request) => {
+    const { username, password } = request.body as z.infer<typeof tokenBody>;
+    const userKey = [username.toLowerCase()];
+    const addressKey = [request.ip];
+    const retryAfter = Math.max(throttles.user.retryAfterSeconds(userKey), throttles.address.retryAfterSeconds(addressKey));
+    if (retryAfter > 0) {
+      metrics.logins.inc({ outcome: 'throttled' });
+      throw new HttpError(HttpErrorCode.TooManyRequests, 'too many failed logins; try again later', {
+        'retry-after': String(retryAfter),
+      });
+    }
+    const user = await findUserByUsername(db, username);
+    if (!(await verifyPassword(user?.password_hash, password)) || !user) {
+      throttles.user.recordFailure(userKey);
+      throttles.address.recordFailure(addressKey);
+      metrics.logins.inc({ outcome: 'failure' });
+      throw new HttpError(HttpErrorCode.InvalidCredentials, 'wrong username or password');
+    }
+    throttles.user.reset(username.toLowerCase());
+    metrics.logins.inc({ outcome: 'success' });
+    metrics.tokensIssued.inc({ kind: 'password' });
+    return tokens.issue(user);
+  });
+
+  app.post('/v1/service-token', { schema: { body: serviceTokenBody } }, async (request) => {
+    const credential = bearerCredential(request.headers.authorization);
+    if (credential === undefined || !isKnownApiKey(credential)) {
+      metrics.tokensIssued.inc({ kind: 'service_refused' });
+      throw new HttpError(HttpErrorCode.Unauthorized, 'missing or wrong API key');
+    }
+    const body = request.body as z.infer<typeof serviceTokenBody>;
+    const user = await upsertExternalUser(db, {
+      externalId: body.external_id,
+      role: body.role,
+      displayName: body.display_name,
+    });
+    metrics.tokensIssued.inc({ kind: 'service' });
+    return tokens.issue(user);
+  });
+
+  return app;
+}

@@ -1,0 +1,52 @@
+import { ROLES } from '@switchboard/protocol';
+import { z } from 'zod';
+
+/** Bodies of the auth API (contract §2), validated by Fastify through zod before a handler runs. */
+
+export const usernameSchema = z
+  .string()
+  .min(3, 'username must be 3 to 64 characters')
+  .max(64, 'username must be 3 to 64 characters')
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'username may hold letters, digits, ".", "_" and "-", starting with a letter or digit');
+
+const passwordSchema = z.string().min(8, 'password must be 8 to 256 characters').max(256, 'password must be 8 to 256 characters');
+
+const displayNameSchema = z
+  .string()
+  .trim()
+  .min(1, 'display_name must be 1 to 100 characters')
+  .max(100, 'display_name must be 1 to 100 characters');
+
+export const createUserBody = z.strictObject({
+  username: usernameSchema,
+  password: passwordSchema,
+  role: z.enum(ROLES).default('user'),
+  display_name: displayNameSchema.optional(),
+});
+export type CreateUserBody = z.infer<typeof createUserBody>;
+
+export const tokenBody = z.strictObject({
+  // Not the registration rules: a login with any string is a wrong credential (401), not a 400.
+  username: z.string().min(1).max(256),
+  password: z.string().min(1).max(1024),
+});
+export type TokenBody = z.infer<typeof tokenBody>;
+
+export const serviceTokenBody = z.strictObject({
+  external_id: z.string().min(1, 'external_id must be 1 to 128 characters').max(128, 'external_id must be 1 to 128 characters'),
+  role: z.enum(ROLES),
+  display_name: displayNameSchema.optional(),
+});
+export type ServiceTokenBody = z.infer<typeof serviceTokenBody>;
+
+/** Turns zod issues into one readable sentence naming each field. */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => {
+      const field = issue.path.join('.');
+      if (issue.code === 'unrecognized_keys') return `unknown field(s): ${issue.keys.join(', ')}`;
+      if (issue.code === 'invalid_type' && issue.input === undefined) return `${field} is required`;
+      return field ? `${field}: ${issue.message}` : issue.message;
+    })
+    .join('; ');
+}

@@ -1,0 +1,49 @@
+import type { Role } from '@switchboard/protocol';
+import { SignJWT } from 'jose';
+import type { KeyRing } from './signing-keys.js';
+
+export interface TokenSubject {
+  id: number;
+  username: string;
+  role: Role;
+}
+
+/** The body of `POST /v1/token` and `POST /v1/service-token` (contract §2). */
+export interface TokenResponse {
+  access_token: string;
+  token_type: 'Bearer';
+  expires_in: number;
+  user: TokenSubject;
+}
+
+export interface TokenIssuerOptions {
+  keys: KeyRing;
+  issuer: string;
+  audience: string;
+  ttlSeconds: number;
+}
+
+export function createTokenIssuer({ keys, issuer, audience, ttlSeconds }: TokenIssuerOptions) {
+  return {
+    async issue(user: TokenSubject): Promise<TokenResponse> {
+      const { kid, alg, privateKey } = keys.active;
+      const now = Math.floor(Date.now() / 1000);
+      const accessToken = await new SignJWT({ role: user.role, username: user.username })
+        .setProtectedHeader({ alg, kid, typ: 'JWT' })
+        .setSubject(String(user.id))
+        .setIssuer(issuer)
+        .setAudience(audience)
+        .setIssuedAt(now)
+        .setExpirationTime(now + ttlSeconds)
+        .sign(privateKey);
+      return {
+        access_token: accessToken,
+        token_type: 'Bearer',
+        expires_in: ttlSeconds,
+        user: { id: user.id, username: user.username, role: user.role },
+      };
+    },
+  };
+}
+
+export type TokenIssuer = ReturnType<typeof createTokenIssuer>;

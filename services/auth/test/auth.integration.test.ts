@@ -1,0 +1,330 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { createSubjects } from '@switchboard/protocol';
+import { createTestDatabase, type ServiceProcess, startService, type TestDatabase, uniqueSubjectPrefix } from '@switchboard/testing';
+import { createTokenVerifier, natsKeySource, TokenError } from '@switchboard/tokens';
+import { decodeProtectedHeader } from 'jose';
+import { connect, type NatsConnection } from 'nats';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const ADMIN = { username: 'root-admin', password: 'correct horse battery staple' };
+const API_KEY = 'test-api-key-0123456789';
+
+let database: TestDatabase;
+let auth: ServiceProcess;
+let nc: NatsConnection;
+const prefix = uniqueSubjectPrefix();
+const subjects = createSubjects(prefix);
+
+function authEnv(extra: Record<string, string> = {}) {
+  return {
+    DATABASE_URL: database.url,
+    NATS_SUBJECT_PREFIX: prefix,
+    ADMIN_USERNAME: ADMIN.username,
+    ADMIN_PASSWORD: ADMIN.password,
+    AUTH_API_KEYS: `other-key,${API_KEY}`,
+    LOGIN_MAX_FAILURES: '3',
+    LOGIN_MAX_FAILURES_PER_ADDRESS: '1000',
+    ...extra,
+  };
+}
+
+async function post(path: string, body: unknown, headers: Record<string, string> = {}) {
+  const response = await fetch(auth.url(path), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await response.text();
+  return { status: response.status, headers: response.headers, body: text ? JSON.parse(text) : undefined };
+}
+
+async function tokenFor(username: string, password: string): Promise<string> {
+  const { status, body } = await post('/v1/token', { username, password });
+  expect(status).toBe(200);
+  return body.access_token;
+}
+
+const verifierOverNats = () =>
+  createTokenVerifier({ keySource: natsKeySource(nc, subjects.authJwks), issuer: 'switchboard', audience: 'switchboard' });
+
+beforeAll(async () => {
+  database = await createTestDatabase('auth');
+  auth = await startService('auth', { env: authEnv() });
+  nc = await connect({ servers: 'nats://127.0.0.1:4222' });
+});
+
+afterAll(async () => {
+  await auth?.stop();
+  await nc?.close();
+  await database?.drop();
+});
+
+describe('POST /v1/users', () => {
+  it('creates a customer without a token', async () => {
+    const { status, body } = await post('/v1/users', { username: 'alice', password: 'alice-password', display_name: 'Alice' });
+    expect(status).toBe(201);
+    expect(body).toEqual({ id: expect.any(Number), username: 'alice', role: 'user', display_name: 'Alice' });
+    expect(body.id).toBeGreaterThan(0);
+  });
+
+  it('refuses a username taken in another letter case with 409', async () => {
+    const { status, body } = await post('/v1/users', { username: 'ALICE', password: 'another-password' });
+    expect(status).toBe(409);
+    expect(body.error.code).toBe('username_taken');
+  });
+
+  it('refuses an agent without a bearer token with 403', async () => {
+    const { status, body } = await post('/v1/users', { username: 'agent-x', password: 'agent-password', role: 'agent' });
+    expect(status).toBe(403);
+    expect(body.error.code).toBe('forbidden');
+  });
+
+  it("refuses an agent created with a customer's token with 403", async () => {
+    const token = await tokenFor('alice', 'alice-password');
+    const { status } = await post(
+      '/v1/users',
+      { username: 'agent-x', password: 'agent-password', role: 'agent' },
+      { authorization: `Bearer ${token}` },
+    );
+    expect(status).toBe(403);
+  });
+
+  it('refuses an invalid bearer token with 401', async () => {
+    const { status, body } = await post(
+      '/v1/users',
+      { username: 'agent-x', password: 'agent-password', role: 'admin' },
+      { authorization: 'Bearer not.a.jwt' },
+    );
+    expect(status).toBe(401);
+    expect(body.error.code).toBe('unauthorized');
+  });
+
+  it("creates agents and admins with an admin's token", async () => {
+    const token = await tokenFor(ADMIN.username, ADMIN.password);
+    for (const role of ['agent', 'admin'] as const) {
+      const { status, body } = await post(
+        '/v1/users',
+        { username: `new-${role}`, password: 'staff-password', role },
+        { authorization: `Bearer ${token}` },
+      );
+      expect(status).toBe(201);
+      expect(body.role).toBe(role);
+    }
+  });
+
+  it.each([
+    ['a missing password', { username: 'bob' }, /password is required/],
+    ['a short password', { username: 'bob', password: 'short' }, /password/],
+    ['a bad username', { username: 'bob smith!', password: 'bob-password' }, /username/],
+    ['an unknown role', { username: 'bob', password: 'bob-password', role: 'root' }, /role/],
+    ['an unknown field', { username: 'bob', password: 'bob-password', admin: true }, /unknown field/],
+    ['a number for username', { username: 42, password: 'bob-password' }, /username/],
+    ['an array', [1, 2], /./],
+    ['malformed JSON', '{"username": ', /./],
+  ])('answers %s with 400 and a message', async (_label, body, message) => {
+    const response = await post('/v1/users', body);
+    expect(response.status).toBe(400);
+    expect(response.body.error.code).toBe('invalid_body');
+    expect(response.body.error.message).toMatch(message);
+  });
+
+  it('refuses a body over 16 KiB with 413', async () => {
+    const { status, body } = await post('/v1/users', { username: 'big', password: 'x'.repeat(17 * 1024) });
+    expect(status).toBe(413);
+    expect(body.error.code).toBe('payload_too_large');
+  });
+
+  it('refuses a body that is not JSON with 415', async () => {
+    const { status, body } = await post('/v1/users', 'username=bob', { 'content-type': 'application/x-www-form-urlencoded' });
+    expect(status).toBe(415);
+    expect(body.error.code).toBe('unsupported_media_type');
+  });
+});
+
+describe('POST /v1/token', () => {
+  it('issues a bearer token carrying the contract claims', async () => {
+    const { status, body } = await post('/v1/token', { username: 'Alice', password: 'alice-password' });
+    expect(status).toBe(200);
+    expect(body).toMatchObject({
+      token_type: 'Bearer',
+      expires_in: 3600,
+      user: { id: expect.any(Number), username: 'alice', role: 'user' },
+    });
+    const header = decodeProtectedHeader(body.access_token);
+    expect(header.alg).toBe('EdDSA');
+    expect(header.kid).toEqual(expect.any(String));
+    const claims = JSON.parse(Buffer.from(body.access_token.split('.')[1], 'base64url').toString());
+    expect(claims).toMatchObject({ sub: String(body.user.id), role: 'user', username: 'alice', iss: 'switchboard', aud: 'switchboard' });
+    expect(claims.exp - claims.iat).toBe(3600);
+  });
+
+  it('answers an unknown user and a wrong password alike with 401', async () => {
+    const unknown = await post('/v1/token', { username: 'nobody-here', password: 'whatever-password' });
+    const wrong = await post('/v1/token', { username: 'alice', password: 'wrong-password' });
+    expect(unknown.status).toBe(401);
+    expect(wrong.status).toBe(401);
+    expect(unknown.body).toEqual(wrong.body);
+  });
+
+  it('throttles repeated failed logins with 429 and Retry-After', async () => {
+    await post('/v1/users', { username: 'carol', password: 'carol-password' });
+    const statuses: number[] = [];
+    for (let attempt = 0; attempt < 4; attempt++)
+      statuses.push((await post('/v1/token', { username: 'carol', password: 'nope-nope' })).status);
+    expect(statuses).toEqual([401, 401, 401, 429]);
+    const blocked = await post('/v1/token', { username: 'carol', password: 'carol-password' });
+    expect(blocked.status).toBe(429);
+    expect(blocked.body.error.code).toBe('too_many_requests');
+    expect(Number(blocked.headers.get('retry-after'))).toBeGreaterThan(0);
+  });
+});
+
+describe('POST /v1/service-token', () => {
+  const call = (body: unknown, key: string | null = API_KEY) =>
+    post('/v1/service-token', body, key === null ? {} : { authorization: `Bearer ${key}` });
+
+  it('refuses a missing or wrong API key with 401', async () => {
+    expect((await call({ external_id: 'crm-1', role: 'user' }, null)).status).toBe(401);
+    expect((await call({ external_id: 'crm-1', role: 'user' }, 'wrong-key')).status).toBe(401);
+  });
+
+  it('creates the user on first use and maps the same external_id to the same user', async () => {
+    const first = await call({ external_id: 'crm-1', role: 'user', display_name: 'Dana' });
+    const again = await call({ external_id: 'crm-1', role: 'user' });
+    const other = await call({ external_id: 'CRM-1', role: 'agent' });
+    expect(first.status).toBe(200);
+    expect(first.body).toMatchObject({ token_type: 'Bearer', user: { role: 'user' } });
+    expect(again.body.user.id).toBe(first.body.user.id);
+    expect(other.body.user.id).not.toBe(first.body.user.id);
+    expect(other.body.user.role).toBe('agent');
+    expect(await verifierOverNats().verify(first.body.access_token)).toMatchObject({ userId: first.body.user.id, role: 'user' });
+  });
+
+  it('answers an invalid body with 400', async () => {
+    expect((await call({ external_id: 'x'.repeat(129), role: 'user' })).status).toBe(400);
+    expect((await call({ external_id: 'crm-2', role: 'owner' })).status).toBe(400);
+    expect((await call({ role: 'user' })).status).toBe(400);
+  });
+});
+
+describe('keys', () => {
+  it('serves the JWKS over HTTP and over NATS alike', async () => {
+    const http = (await (await fetch(auth.url('/.well-known/jwks.json'))).json()) as { keys: Record<string, unknown>[] };
+    const overNats = (await nc.request(subjects.authJwks, new Uint8Array(), { timeout: 2000 })).json();
+    expect(http).toEqual(overNats);
+    expect(http.keys[0]).toMatchObject({ kty: 'OKP', crv: 'Ed25519', alg: 'EdDSA', use: 'sig', kid: expect.any(String) });
+    expect(http.keys[0]).not.toHaveProperty('d');
+  });
+
+  it('registers with the NATS services framework', async () => {
+    const client = nc.services.client();
+    const pings = [];
+    for await (const ping of await client.ping(subjects.authServiceName)) pings.push(ping);
+    expect(pings).toHaveLength(1);
+    const infos = [];
+    for await (const info of await client.info(subjects.authServiceName)) infos.push(info);
+    expect(infos[0]?.endpoints.map((endpoint) => endpoint.subject)).toContain(subjects.authJwks);
+  });
+
+  it('issues tokens that the verification library accepts with keys fetched over NATS', async () => {
+    const token = await tokenFor('alice', 'alice-password');
+    const verified = await verifierOverNats().verify(token);
+    expect(verified).toMatchObject({ role: 'user', username: 'alice', userId: expect.any(Number) });
+    expect(verified.expiresAt).toBeGreaterThan(Date.now());
+  });
+
+  it('keeps tokens valid across a restart of the service', async () => {
+    const token = await tokenFor('alice', 'alice-password');
+    expect(await auth.stop()).toBe(0);
+    auth = await startService('auth', { env: authEnv() });
+    await expect(verifierOverNats().verify(token)).resolves.toMatchObject({ username: 'alice' });
+    const after = await tokenFor('alice', 'alice-password');
+    expect(decodeProtectedHeader(after).kid).toBe(decodeProtectedHeader(token).kid);
+  });
+});
+
+describe('ops endpoints', () => {
+  it('serves healthz, readyz and metrics that count logins', async () => {
+    expect((await fetch(auth.opsUrl('/healthz'))).status).toBe(200);
+    const ready = await fetch(auth.opsUrl('/readyz'));
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ checks: { nats: true, database: true, accepting: true } });
+    await tokenFor('alice', 'alice-password');
+    const metrics = await (await fetch(auth.opsUrl('/metrics'))).text();
+    expect(metrics).toMatch(/switchboard_auth_logins_total\{outcome="success",service="auth"\} [1-9]/);
+    expect(metrics).toMatch(/process_cpu_user_seconds_total/);
+  });
+
+  it('never writes a password or a token to its log', async () => {
+    const token = await tokenFor('alice', 'alice-password');
+    await post('/v1/users', { username: 'agent-z', password: 'agent-password', role: 'agent' }, { authorization: `Bearer ${token}` });
+    const logs = auth.logs.join('\n');
+    for (const secret of ['alice-password', ADMIN.password, API_KEY, token]) expect(logs).not.toContain(secret);
+  });
+});
+
+describe('start-up', () => {
+  it('lets replicas starting together on a fresh database agree on one signing key', async () => {
+    const fresh = await createTestDatabase('auth_replicas');
+    const replicaEnv = { DATABASE_URL: fresh.url, NATS_SUBJECT_PREFIX: uniqueSubjectPrefix() };
+    const replicas = await Promise.all([startService('auth', { env: replicaEnv }), startService('auth', { env: replicaEnv })]);
+    try {
+      const [a, b] = (await Promise.all(replicas.map(async (replica) => (await fetch(replica.url('/.well-known/jwks.json'))).json()))) as {
+        keys: unknown[];
+      }[];
+      expect(a?.keys).toHaveLength(1);
+      expect(b).toEqual(a);
+    } finally {
+      await Promise.all(replicas.map((replica) => replica.stop()));
+      await fresh.drop();
+    }
+  });
+
+  it('signs with JWT_PRIVATE_KEY when it is set', async () => {
+    const pem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const fresh = await createTestDatabase('auth_pem');
+    const service = await startService('auth', {
+      env: {
+        DATABASE_URL: fresh.url,
+        NATS_SUBJECT_PREFIX: uniqueSubjectPrefix(),
+        JWT_PRIVATE_KEY: pem,
+        ADMIN_USERNAME: 'boss',
+        ADMIN_PASSWORD: 'boss-password',
+      },
+    });
+    try {
+      const response = await fetch(service.url('/v1/token'), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ username: 'boss', password: 'boss-password' }),
+      });
+      const { access_token: token } = (await response.json()) as { access_token: string };
+      expect(decodeProtectedHeader(token).alg).toBe('ES256');
+      const jwks = (await (await fetch(service.url('/.well-known/jwks.json'))).json()) as { keys: unknown[] };
+      expect(jwks.keys[0]).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256', kid: decodeProtectedHeader(token).kid });
+    } finally {
+      await service.stop();
+      await fresh.drop();
+    }
+  });
+
+  it('refuses to start with a message naming the bad variable', async () => {
+    const service = await startService('auth', {
+      env: { DATABASE_URL: database.url, ACCESS_TOKEN_TTL: 'soon', LOG_LEVEL: 'loud' },
+      waitReady: false,
+    });
+    expect(await service.exited).toBe(1);
+    const output = service.logs.join('\n');
+    expect(output).toMatch(/ACCESS_TOKEN_TTL/);
+    expect(output).toMatch(/LOG_LEVEL/);
+  });
+
+  it('exits 0 on SIGTERM', async () => {
+    const service = await startService('auth', { env: { DATABASE_URL: database.url, NATS_SUBJECT_PREFIX: uniqueSubjectPrefix() } });
+    expect(await service.stop()).toBe(0);
+  });
+});
+
+it('reports verification failures as TokenError', async () => {
+  await expect(verifierOverNats().verify('abc.def.ghi')).rejects.toBeInstanceOf(TokenError);
+});
