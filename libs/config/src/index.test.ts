@@ -1,0 +1,367 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { z } from 'zod';
+import {
+  ConfigError,
+  commonEnv,
+  DEFAULT_DATABASE_URL,
+  DEFAULT_NATS_URL,
+  DEFAULT_SUBJECT_PREFIX,
+  databaseEnv,
+  env,
+  LOG_LEVELS,
+  loadConfig,
+} from './index.js';
+
+afterEach(() => {
+  vi.unstubAllEnvs();
+});
+
+/** Runs `load` and returns the ConfigError it throws; fails the test if it returns or throws anything else. */
+function configErrorOf(load: () => unknown): ConfigError {
+  let result: unknown;
+  try {
+    result = load();
+  } catch (error) {
+    if (error instanceof ConfigError) return error;
+    throw error;
+  }
+  throw new Error(`expected a ConfigError, but the configuration loaded: ${JSON.stringify(result)}`);
+}
+
+/** Asserts that the error reports at least one problem and that every problem is about `name`. */
+function expectProblemsOnlyFor(error: ConfigError, name: string): void {
+  expect(error.problems.length).toBeGreaterThan(0);
+  for (const problem of error.problems) expect(problem.startsWith(`${name}: `), problem).toBe(true);
+  expect(error.message).toContain(name);
+}
+
+const serviceEnv = {
+  ...commonEnv,
+  ...databaseEnv,
+  HOST: env.string({ default: '0.0.0.0' }),
+  PORT: env.port(8080),
+  WORKERS: env.integer({ default: 4, min: 1, max: 64 }),
+  OFFSET: env.integer({ default: 0, min: -10, max: 10 }),
+  TIMEOUT: env.duration({ default: '30s' }),
+  POLL_INTERVAL: env.duration({ default: '250', unit: 'ms' }),
+  RETENTION: env.duration({ default: '2', unit: 'd' }),
+  DESCRIPTION: env.optionalString(),
+  ALLOWED_ORIGINS: env.list(),
+  FEATURES: env.list({ default: ['chat', 'presence'] }),
+  MODE: env.oneOf(['fast', 'safe'], { default: 'safe' }),
+  AUDIT_LOG_LEVEL: env.logLevel(),
+};
+
+const expectedDefaults = {
+  NATS_URL: [DEFAULT_NATS_URL],
+  NATS_SUBJECT_PREFIX: DEFAULT_SUBJECT_PREFIX,
+  LOG_LEVEL: 'info',
+  DATABASE_URL: DEFAULT_DATABASE_URL,
+  DATABASE_POOL_SIZE: 10,
+  HOST: '0.0.0.0',
+  PORT: 8080,
+  WORKERS: 4,
+  OFFSET: 0,
+  TIMEOUT: 30_000,
+  POLL_INTERVAL: 250,
+  RETENTION: 2 * 86_400_000,
+  DESCRIPTION: undefined,
+  ALLOWED_ORIGINS: [],
+  FEATURES: ['chat', 'presence'],
+  MODE: 'safe',
+  AUDIT_LOG_LEVEL: 'info',
+};
+
+describe('loadConfig', () => {
+  describe('defaults', () => {
+    it('applies every default when no variable is set', () => {
+      expect(loadConfig(serviceEnv, {})).toEqual(expectedDefaults);
+    });
+
+    it('treats an empty variable the same as an unset one', () => {
+      const allEmpty = Object.fromEntries(Object.keys(serviceEnv).map((name) => [name, '']));
+
+      expect(loadConfig(serviceEnv, allEmpty)).toEqual(expectedDefaults);
+    });
+
+    it('uses the documented defaults for the shared variables', () => {
+      expect(loadConfig({ ...commonEnv, ...databaseEnv }, {})).toEqual({
+        NATS_URL: ['nats://127.0.0.1:4222'],
+        NATS_SUBJECT_PREFIX: 'switchboard',
+        LOG_LEVEL: 'info',
+        DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/postgres',
+        DATABASE_POOL_SIZE: 10,
+      });
+    });
+
+    it('leaves out variables that are not in the shape', () => {
+      const config = loadConfig({ PORT: env.port(80) }, { PORT: '81', PATH: '/usr/bin', UNRELATED_SECRET: 'x' });
+
+      expect(config).toEqual({ PORT: 81 });
+    });
+
+    it('reads process.env when no source is given', () => {
+      vi.stubEnv('SWITCHBOARD_TEST_PORT', '4321');
+
+      expect(loadConfig({ SWITCHBOARD_TEST_PORT: env.port(1) })).toEqual({ SWITCHBOARD_TEST_PORT: 4321 });
+    });
+
+    it('uses a set value instead of the default', () => {
+      const config = loadConfig(serviceEnv, { HOST: '127.0.0.1', DESCRIPTION: 'edge gateway', MODE: 'fast', AUDIT_LOG_LEVEL: 'debug' });
+
+      expect(config).toMatchObject({ HOST: '127.0.0.1', DESCRIPTION: 'edge gateway', MODE: 'fast', AUDIT_LOG_LEVEL: 'debug' });
+    });
+  });
+
+  describe('integers and ports', () => {
+    it.each([
+      ['1', 1],
+      ['17', 17],
+      ['64', 64],
+    ])('parses WORKERS=%j as %d', (raw, expected) => {
+      expect(loadConfig(serviceEnv, { WORKERS: raw }).WORKERS).toBe(expected);
+    });
+
+    it('parses negative integers where the bounds allow them', () => {
+      expect(loadConfig(serviceEnv, { OFFSET: '-10' }).OFFSET).toBe(-10);
+      expect(loadConfig(serviceEnv, { OFFSET: '-3' }).OFFSET).toBe(-3);
+    });
+
+    it.each(['0', '65', '-1', '1000'])('refuses WORKERS=%j outside 1..64', (raw) => {
+      const error = configErrorOf(() => loadConfig(serviceEnv, { WORKERS: raw }));
+
+      expect(error.message).toContain('WORKERS');
+      expect(error.message).toMatch(/1 to 64/);
+    });
+
+    it.each(['1.5', 'abc', '12abc', '0x10', '1e3', '+5', ' ', '99999999999999999999'])('refuses WORKERS=%j as not an integer', (raw) => {
+      expectProblemsOnlyFor(
+        configErrorOf(() => loadConfig(serviceEnv, { WORKERS: raw })),
+        'WORKERS',
+      );
+    });
+
+    it.each([
+      ['0', 0],
+      ['80', 80],
+      ['8443', 8443],
+      ['65535', 65535],
+    ])('accepts PORT=%j', (raw, expected) => {
+      expect(loadConfig(serviceEnv, { PORT: raw }).PORT).toBe(expected);
+    });
+
+    it.each(['65536', '-1', '100000', 'http', '80.5'])('refuses PORT=%j', (raw) => {
+      expectProblemsOnlyFor(
+        configErrorOf(() => loadConfig(serviceEnv, { PORT: raw })),
+        'PORT',
+      );
+    });
+
+    it('enforces the bounds of the shared pool size', () => {
+      expect(loadConfig(databaseEnv, { DATABASE_POOL_SIZE: '1000' }).DATABASE_POOL_SIZE).toBe(1000);
+      expect(configErrorOf(() => loadConfig(databaseEnv, { DATABASE_POOL_SIZE: '0' })).message).toContain('DATABASE_POOL_SIZE');
+      expect(configErrorOf(() => loadConfig(databaseEnv, { DATABASE_POOL_SIZE: '1001' })).message).toContain('DATABASE_POOL_SIZE');
+    });
+  });
+
+  describe('durations', () => {
+    it.each([
+      ['1h', 3_600_000],
+      ['30s', 30_000],
+      ['1500ms', 1_500],
+      ['15m', 900_000],
+      ['7d', 7 * 86_400_000],
+      ['0s', 0],
+      ['45', 45_000],
+      ['0', 0],
+    ])('parses TIMEOUT=%j as %d milliseconds', (raw, expected) => {
+      expect(loadConfig(serviceEnv, { TIMEOUT: raw }).TIMEOUT).toBe(expected);
+    });
+
+    it('reads a bare number in the unit the variable declares', () => {
+      expect(loadConfig(serviceEnv, { POLL_INTERVAL: '40' }).POLL_INTERVAL).toBe(40);
+      expect(loadConfig(serviceEnv, { RETENTION: '3' }).RETENTION).toBe(3 * 86_400_000);
+    });
+
+    it('reads an explicit unit regardless of the declared one', () => {
+      expect(loadConfig(serviceEnv, { POLL_INTERVAL: '2s' }).POLL_INTERVAL).toBe(2_000);
+      expect(loadConfig(serviceEnv, { RETENTION: '12h' }).RETENTION).toBe(12 * 3_600_000);
+    });
+
+    it.each(['1.5h', '-1s', 'h', 'ms', '10 minutes', '1w', '1H', '1h30m', 'soon'])('refuses TIMEOUT=%j', (raw) => {
+      const error = configErrorOf(() => loadConfig(serviceEnv, { TIMEOUT: raw }));
+
+      expectProblemsOnlyFor(error, 'TIMEOUT');
+      expect(error.message).toContain('duration');
+    });
+  });
+
+  describe('lists', () => {
+    it('splits a comma-separated list and trims each item', () => {
+      expect(
+        loadConfig(serviceEnv, { ALLOWED_ORIGINS: 'https://a.example, https://b.example ,https://c.example' }).ALLOWED_ORIGINS,
+      ).toEqual(['https://a.example', 'https://b.example', 'https://c.example']);
+    });
+
+    it('drops blank items', () => {
+      expect(loadConfig(serviceEnv, { ALLOWED_ORIGINS: ',a,, ,b,' }).ALLOWED_ORIGINS).toEqual(['a', 'b']);
+    });
+
+    it('keeps a single item as a one-item list', () => {
+      expect(loadConfig(serviceEnv, { FEATURES: 'chat' }).FEATURES).toEqual(['chat']);
+    });
+
+    it('replaces the default list rather than adding to it', () => {
+      expect(loadConfig(serviceEnv, { FEATURES: 'typing,receipts' }).FEATURES).toEqual(['typing', 'receipts']);
+    });
+
+    it('does not let one loaded list change the default of the next load', () => {
+      const first = loadConfig(serviceEnv, {});
+      if (!Object.isFrozen(first.FEATURES)) first.FEATURES.push('mutated');
+
+      expect(loadConfig(serviceEnv, {}).FEATURES).toEqual(['chat', 'presence']);
+    });
+  });
+
+  describe('NATS_URL', () => {
+    it('accepts a comma-separated list of NATS servers', () => {
+      expect(loadConfig(commonEnv, { NATS_URL: 'nats://n1:4222, tls://n2:4222,ws://n3:8080,wss://n4:443' }).NATS_URL).toEqual([
+        'nats://n1:4222',
+        'tls://n2:4222',
+        'ws://n3:8080',
+        'wss://n4:443',
+      ]);
+    });
+
+    it.each([
+      ['an http URL', 'http://n1:4222'],
+      ['one bad URL among good ones', 'nats://n1:4222,https://n2:443'],
+      ['something that is not a URL', 'n1:4222 n2:4222'],
+      ['a host without a scheme', 'localhost'],
+      ['only commas', ' , ,'],
+    ])('refuses %s', (_name, raw) => {
+      expectProblemsOnlyFor(
+        configErrorOf(() => loadConfig(commonEnv, { NATS_URL: raw })),
+        'NATS_URL',
+      );
+    });
+  });
+
+  describe('other shared variables', () => {
+    it.each(['tenant-a', 'sb', 'a_b-c9'])('accepts NATS_SUBJECT_PREFIX=%j', (raw) => {
+      expect(loadConfig(commonEnv, { NATS_SUBJECT_PREFIX: raw }).NATS_SUBJECT_PREFIX).toBe(raw);
+    });
+
+    it.each(['Switchboard', '9lives', '-x', 'a.b', 'a b', 'a*'])('refuses NATS_SUBJECT_PREFIX=%j', (raw) => {
+      expect(configErrorOf(() => loadConfig(commonEnv, { NATS_SUBJECT_PREFIX: raw })).message).toContain('NATS_SUBJECT_PREFIX');
+    });
+
+    it('accepts every log level and refuses others', () => {
+      for (const level of LOG_LEVELS) expect(loadConfig(commonEnv, { LOG_LEVEL: level }).LOG_LEVEL).toBe(level);
+      expect(configErrorOf(() => loadConfig(commonEnv, { LOG_LEVEL: 'verbose' })).message).toContain('LOG_LEVEL');
+      expect(configErrorOf(() => loadConfig(commonEnv, { LOG_LEVEL: 'INFO' })).message).toContain('LOG_LEVEL');
+    });
+
+    it('accepts postgres and postgresql database URLs', () => {
+      expect(loadConfig(databaseEnv, { DATABASE_URL: 'postgresql://app:pw@db:5432/app' }).DATABASE_URL).toBe(
+        'postgresql://app:pw@db:5432/app',
+      );
+      expect(loadConfig(databaseEnv, { DATABASE_URL: 'postgres://db/app' }).DATABASE_URL).toBe('postgres://db/app');
+    });
+  });
+
+  describe('errors', () => {
+    it('throws a ConfigError that names every bad variable and only those', () => {
+      const error = configErrorOf(() =>
+        loadConfig(serviceEnv, { PORT: 'eighty', WORKERS: '0', TIMEOUT: 'later', MODE: 'reckless', HOST: 'example.org' }),
+      );
+
+      expect(error).toBeInstanceOf(Error);
+      expect(error.name).toBe('ConfigError');
+      expect(error.problems.map((problem) => problem.split(':')[0]).sort()).toEqual(['MODE', 'PORT', 'TIMEOUT', 'WORKERS']);
+      for (const name of ['PORT', 'WORKERS', 'TIMEOUT', 'MODE']) expect(error.message).toContain(name);
+      expect(error.message).not.toContain('HOST');
+    });
+
+    it('echoes back bad values of ordinary variables', () => {
+      const error = configErrorOf(() => loadConfig(serviceEnv, { PORT: 'eighty', MODE: 'reckless', LOG_LEVEL: 'chatty' }));
+
+      expect(error.message).toContain('"eighty"');
+      expect(error.message).toContain('"reckless"');
+      expect(error.message).toContain('"chatty"');
+    });
+
+    it('does not echo back a bad DATABASE_URL, which may carry a password', () => {
+      const secretUrl = 'mysql://app:hunter2-Sup3rS3cret@db.internal:3306/app';
+      const error = configErrorOf(() => loadConfig(databaseEnv, { DATABASE_URL: secretUrl }));
+
+      expect(error.message).toContain('DATABASE_URL');
+      for (const text of [error.message, ...error.problems, String(error.stack)]) {
+        expect(text).not.toContain('hunter2-Sup3rS3cret');
+        expect(text).not.toContain('db.internal');
+      }
+    });
+
+    it('does not echo back a bad NATS_URL, which may carry credentials', () => {
+      const error = configErrorOf(() => loadConfig(commonEnv, { NATS_URL: 'http://svc:Tr0ub4dor-pw@nats.internal:4222' }));
+
+      expect(error.message).toContain('NATS_URL');
+      expect(error.message).not.toContain('Tr0ub4dor-pw');
+      expect(error.message).not.toContain('nats.internal');
+    });
+
+    it.each(['JWT_PRIVATE_KEY', 'AUTH_API_KEYS', 'ADMIN_PASSWORD', 'WEBHOOK_SECRET', 'BOT_TOKEN'])(
+      'does not echo back a bad value of the secret %s while still naming it',
+      (name) => {
+        const secretValue = 'sk_live_0123456789abcdef';
+        const shape = { [name]: z.string().regex(/^-----BEGIN/, 'expected a PEM block'), PORT: env.port(80) };
+        const error = configErrorOf(() => loadConfig(shape, { [name]: secretValue, PORT: 'http' }));
+
+        expect(error.message).toContain(name);
+        expect(error.message).not.toContain(secretValue);
+        expect(error.problems.join('\n')).not.toContain(secretValue);
+        // The ordinary variable in the same error is still echoed, so the redaction is per variable.
+        expect(error.message).toContain('"http"');
+      },
+    );
+
+    it('does not echo back a secret that fails an integer check', () => {
+      const shape = { SESSION_SECRET_LENGTH_KEY: env.integer({ default: 32, min: 16, max: 64 }) };
+      const error = configErrorOf(() => loadConfig(shape, { SESSION_SECRET_LENGTH_KEY: 'zq-9ru2-secret-value' }));
+
+      expect(error.message).toContain('SESSION_SECRET_LENGTH_KEY');
+      expect(error.message).not.toContain('zq-9ru2-secret-value');
+    });
+
+    it('reports a missing required variable without a value', () => {
+      const error = configErrorOf(() => loadConfig({ REQUIRED_NAME: z.string() }, {}));
+
+      expect(error.problems).toHaveLength(1);
+      expect(error.problems[0]).toMatch(/^REQUIRED_NAME: /);
+      expect(error.message).not.toContain('(got');
+    });
+  });
+
+  describe('the result', () => {
+    it('is frozen', () => {
+      const config = loadConfig(serviceEnv, { PORT: '81' });
+
+      expect(Object.isFrozen(config)).toBe(true);
+      expect(() => {
+        (config as { PORT: number }).PORT = 82;
+      }).toThrow(TypeError);
+      expect(() => {
+        (config as Record<string, unknown>).EXTRA = 'x';
+      }).toThrow(TypeError);
+      expect(config.PORT).toBe(81);
+    });
+
+    it('is a new object on every load', () => {
+      const first = loadConfig(serviceEnv, { PORT: '81' });
+      const second = loadConfig(serviceEnv, { PORT: '82' });
+
+      expect(first.PORT).toBe(81);
+      expect(second.PORT).toBe(82);
+    });
+  });
+});
