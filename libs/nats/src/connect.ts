@@ -7,6 +7,10 @@ export interface NatsClient {
   isConnected(): boolean;
   /** Drains subscriptions and closes; idempotent. */
   drain(): Promise<void>;
+  /** Called after each reconnection, e.g. to catch up on what was missed while disconnected. */
+  onReconnect(listener: () => void): void;
+  /** Reconnections so far. */
+  reconnects(): number;
 }
 
 export interface ConnectNatsOptions {
@@ -32,6 +36,8 @@ export async function connectNats({ servers, name, logger }: ConnectNatsOptions)
     waitOnFirstConnect: true,
   });
   let connected = true;
+  let reconnectCount = 0;
+  const reconnectListeners: (() => void)[] = [];
   log.info({ server: nc.getServer() }, 'connected to NATS');
 
   void (async () => {
@@ -43,7 +49,9 @@ export async function connectNats({ servers, name, logger }: ConnectNatsOptions)
           break;
         case 'reconnect':
           connected = true;
+          reconnectCount++;
           log.info({ server: status.data }, 'reconnected to NATS');
+          for (const listener of reconnectListeners) listener();
           break;
         case 'error':
           log.error({ err: status.data }, 'NATS error');
@@ -62,6 +70,10 @@ export async function connectNats({ servers, name, logger }: ConnectNatsOptions)
   return {
     nc,
     isConnected: () => connected && !nc.isClosed() && !nc.isDraining(),
+    onReconnect: (listener) => {
+      reconnectListeners.push(listener);
+    },
+    reconnects: () => reconnectCount,
     async drain() {
       if (nc.isClosed() || nc.isDraining()) return;
       await nc.drain();

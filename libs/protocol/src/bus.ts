@@ -47,7 +47,11 @@ export const persistenceApi = {
     reply: z.object({ session: sessionWithSeqSchema }),
   },
   'sessions.list': {
-    request: z.object({ status: z.enum(SESSION_STATUSES).optional(), limit: z.number().int().min(1).max(200) }),
+    request: z.object({
+      status: z.enum(SESSION_STATUSES).optional(),
+      customer_id: idSchema.optional(),
+      limit: z.number().int().min(1).max(200),
+    }),
     reply: z.object({ sessions: z.array(sessionWithSeqSchema) }),
   },
   'messages.history': {

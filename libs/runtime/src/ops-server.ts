@@ -1,5 +1,5 @@
 import type { Logger } from '@switchboard/logging';
-import { fastify } from 'fastify';
+import { type FastifyBaseLogger, fastify } from 'fastify';
 import type { Registry } from 'prom-client';
 
 /** A named readiness check; `/readyz` is 200 only while every check returns true. */
@@ -20,7 +20,8 @@ export interface OpsServer {
 
 /** Serves `/healthz`, `/readyz` and `/metrics` (contract §1) on the ops port. */
 export async function startOpsServer({ port, host = '0.0.0.0', registry, checks, logger }: OpsServerOptions): Promise<OpsServer> {
-  const app = fastify({ loggerInstance: logger.child({ module: 'ops' }), disableRequestLogging: true });
+  // Probes and scrapes every few seconds would drown the log: request lines are left out (info level).
+  const app = fastify({ loggerInstance: logger.child({ module: 'ops' }, { level: 'warn' }) as FastifyBaseLogger });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
 

@@ -9,3 +9,5 @@ export {
   uniqueSubjectPrefix,
   waitFor,
 } from './service-process.js';
+export { type Stack, type StackOptions, startStack } from './stack.js';
+export { type Frame, TestClient, type TestClientOptions } from './ws-client.js';

@@ -47,7 +47,6 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     loggerInstance: logger.child({ module: 'http' }) as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT_BYTES,
     trustProxy: options.trustProxy,
-    disableRequestLogging: false,
   });
 
   app.setValidatorCompiler(({ schema }) => (data) => {

@@ -1,0 +1,97 @@
+import { createTestDatabase, type TestDatabase } from './database.js';
+import { type ServiceProcess, startService, uniqueSubjectPrefix } from './service-process.js';
+
+export interface Stack {
+  readonly database: TestDatabase;
+  readonly prefix: string;
+  readonly auth: ServiceProcess;
+  readonly persistence: ServiceProcess[];
+  readonly gateways: ServiceProcess[];
+  /** Environment shared by every service of this stack. */
+  readonly env: Record<string, string>;
+  /** The WebSocket URL of gateway `index`. */
+  wsUrl(index?: number): string;
+  startPersistence(env?: Record<string, string>): Promise<ServiceProcess>;
+  startGateway(env?: Record<string, string>): Promise<ServiceProcess>;
+  /** Creates a user (agents and admins through the bootstrap admin) and returns a token for it. */
+  user(role: 'user' | 'agent' | 'admin', username?: string): Promise<{ id: number; token: string; username: string }>;
+  stop(): Promise<void>;
+}
+
+export interface StackOptions {
+  gateways?: number;
+  persistence?: number;
+  /** Extra environment for every service. */
+  env?: Record<string, string>;
+  gatewayEnv?: Record<string, string>;
+  persistenceEnv?: Record<string, string>;
+}
+
+const ADMIN = { username: 'stack-admin', password: 'stack-admin-password' };
+let userCounter = 0;
+
+/** The whole system as in production, on the real PostgreSQL and NATS, in a namespace of its own. */
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const database = await createTestDatabase('stack');
+  const prefix = uniqueSubjectPrefix();
+  const env = { DATABASE_URL: database.url, NATS_SUBJECT_PREFIX: prefix, ...options.env };
+  const persistence: ServiceProcess[] = [];
+  const gateways: ServiceProcess[] = [];
+  const auth = await startService('auth', { env: { ...env, ADMIN_USERNAME: ADMIN.username, ADMIN_PASSWORD: ADMIN.password } });
+  let adminToken: string | undefined;
+
+  const post = async (path: string, body: unknown, token?: string) => {
+    const response = await fetch(auth.url(path), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify(body),
+    });
+    const json = (await response.json()) as Record<string, unknown>;
+    if (!response.ok) throw new Error(`${path} answered ${response.status}: ${JSON.stringify(json)}`);
+    return json;
+  };
+
+  const stack: Stack = {
+    database,
+    prefix,
+    auth,
+    persistence,
+    gateways,
+    env,
+    wsUrl: (index = 0) => {
+      const gateway = gateways[index];
+      if (!gateway) throw new Error(`no gateway ${index}`);
+      return `ws://127.0.0.1:${gateway.port}/ws`;
+    },
+    async startPersistence(extra = {}) {
+      const service = await startService('persistence', { env: { ...env, INBOUND_ACK_WAIT: '2s', ...options.persistenceEnv, ...extra } });
+      persistence.push(service);
+      return service;
+    },
+    async startGateway(extra = {}) {
+      const service = await startService('gateway', { env: { ...env, DRAIN_SECONDS: '0', ...options.gatewayEnv, ...extra } });
+      gateways.push(service);
+      return service;
+    },
+    async user(role, username = `${role}-${process.pid}-${++userCounter}`) {
+      const password = `${username}-password`;
+      if (role !== 'user') adminToken ??= (await post('/v1/token', ADMIN)).access_token as string;
+      const created = await post('/v1/users', { username, password, role }, role === 'user' ? undefined : adminToken);
+      const { access_token: token } = await post('/v1/token', { username, password });
+      return { id: created.id as number, token: token as string, username };
+    },
+    async stop() {
+      await Promise.all([...gateways, ...persistence, auth].map((service) => service.stop()));
+      await database.drop();
+    },
+  };
+
+  try {
+    for (let i = 0; i < (options.persistence ?? 1); i++) await stack.startPersistence();
+    await Promise.all(Array.from({ length: options.gateways ?? 1 }, () => stack.startGateway()));
+  } catch (error) {
+    await stack.stop().catch(() => undefined);
+    throw error;
+  }
+  return stack;
+}

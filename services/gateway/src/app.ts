@@ -1,0 +1,111 @@
+import { once } from 'node:events';
+import type { Logger } from '@switchboard/logging';
+import { connectNats, createPersistenceClient } from '@switchboard/nats';
+import { CloseCode, createSubjects } from '@switchboard/protocol';
+import { createMetricsRegistry, type Stoppable, startOpsServer } from '@switchboard/runtime';
+import { createTokenVerifier, natsKeySource } from '@switchboard/tokens';
+import { createSessionAccess } from './broker/session-access.js';
+import { createSessionHub } from './broker/session-hub.js';
+import type { GatewayConfig } from './config.js';
+import { createGatewayMetrics } from './metrics.js';
+import { ClientConnection } from './ws/connection.js';
+import { createWsServer } from './ws/server.js';
+
+export interface GatewayOptions {
+  config: GatewayConfig;
+  logger: Logger;
+}
+
+export interface Gateway extends Stoppable {
+  readonly port: number;
+  readonly opsPort: number;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Starts a gateway: the WebSocket server, its link to NATS, and the ops endpoints. */
+export async function startGateway({ config, logger }: GatewayOptions): Promise<Gateway> {
+  const subjects = createSubjects(config.subjectPrefix);
+  const registry = createMetricsRegistry('gateway');
+  const metrics = createGatewayMetrics(registry);
+  let draining = false;
+
+  const nats = await connectNats({ servers: config.natsServers, name: 'switchboard-gateway', logger });
+  const persistence = createPersistenceClient(nats.nc, subjects);
+  const verifier = createTokenVerifier({
+    keySource: natsKeySource(nats.nc, subjects.authJwks),
+    issuer: config.issuer,
+    audience: config.audience,
+  });
+  const hub = createSessionHub({ nc: nats.nc, subjects, persistence, logger, metrics, gapWaitMs: config.gapWaitMs });
+  const access = createSessionAccess(persistence);
+  nats.onReconnect(() => {
+    metrics.natsReconnects.inc();
+    hub.resync();
+  });
+
+  const connections = new Set<ClientConnection>();
+  const deps = { config, logger, metrics, verifier, persistence, access, hub };
+  const server = createWsServer({
+    maxFrameBytes: config.maxFrameBytes,
+    allowedOrigins: config.allowedOrigins,
+    logger,
+    isAccepting: () => !draining,
+    onConnection: (ws) => {
+      const connection = new ClientConnection(ws, deps);
+      connections.add(connection);
+      ws.once('close', () => connections.delete(connection));
+    },
+  });
+
+  // WebSocket pings: a socket that has not answered for two intervals is dropped; slow readers are checked too.
+  const heartbeat = setInterval(() => {
+    const now = Date.now();
+    for (const connection of connections) {
+      if (now - connection.lastPongAt > config.heartbeatIntervalMs * 2) connection.terminate();
+      else {
+        connection.ping();
+        connection.checkBackpressure(now);
+      }
+    }
+  }, config.heartbeatIntervalMs);
+  heartbeat.unref();
+
+  server.listen(config.port, config.host);
+  await once(server, 'listening');
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+
+  const ops = await startOpsServer({
+    port: config.opsPort,
+    host: config.host,
+    registry,
+    logger,
+    checks: { nats: nats.isConnected, accepting: () => !draining },
+  });
+  logger.info({ port, opsPort: ops.port }, 'gateway listening');
+
+  return {
+    port,
+    opsPort: ops.port,
+    async stop() {
+      // Readiness fails at once and new upgrades are refused; open sockets are told to reconnect
+      // elsewhere (1012), spread over DRAIN_SECONDS so they do not all land on the others at once.
+      draining = true;
+      const open = [...connections];
+      const spreadMs = (config.drainSeconds * 1000) / Math.max(1, open.length);
+      for (const connection of open) {
+        connection.close(CloseCode.ServiceRestart, 'server restarting; reconnect');
+        if (spreadMs >= 1) await sleep(spreadMs);
+      }
+      clearInterval(heartbeat);
+      server.close();
+      // Sockets that did not finish the close handshake.
+      await sleep(Math.min(1000, config.drainSeconds * 1000));
+      for (const connection of connections) connection.terminate();
+      hub.close();
+      await nats.drain();
+      await ops.close();
+    },
+  };
+}

@@ -1,0 +1,396 @@
+import type { Logger } from '@switchboard/logging';
+import { decodeJson, encodeJson, type PersistenceClient } from '@switchboard/nats';
+import {
+  confirmedEventSchema,
+  deadLetterSchema,
+  ErrorCode,
+  FrameError,
+  type InboundMessage,
+  inboundMessageId,
+  type Message,
+  type ReqId,
+  type ServerFrame,
+  type Subjects,
+} from '@switchboard/protocol';
+import type { JetStreamClient, NatsConnection, Subscription } from 'nats';
+import type { GatewayMetrics } from '../metrics.js';
+
+/** A socket, as the hub sees it. */
+export interface Subscriber {
+  readonly id: string;
+  send(frame: ServerFrame): void;
+  /** Sends a frame already encoded as JSON text (events are encoded once for all their sockets). */
+  sendEncoded(text: string, type: ServerFrame['type']): void;
+}
+
+/** Messages fetched per request when replaying or filling a gap. */
+export const CATCH_UP_PAGE = 500;
+/** Out-of-order events held per session before a gap fill is forced. */
+export const MAX_EARLY_EVENTS = 1_000;
+export const PUBLISH_TIMEOUT_MS = 5_000;
+
+interface MemberState {
+  /** Highest seq this socket has been sent. */
+  cursor: number;
+  /** While replaying history after a join, live events wait here. */
+  replaying: boolean;
+  queued: Message[];
+}
+
+interface Channel {
+  readonly sessionId: number;
+  readonly subscription: Subscription;
+  /** Resolves once the server has registered the subscription. */
+  readonly ready: Promise<void>;
+  /** Sockets joined plus sends in flight: the subscription lives while this is above 0. */
+  refs: number;
+  readonly members: Map<Subscriber, MemberState>;
+  /** Highest seq dispatched to members, in order; undefined while no member has joined. */
+  lastSeq: number | undefined;
+  /** Events that arrived ahead of a missing seq. */
+  readonly early: Map<number, Message>;
+  gapTimer: NodeJS.Timeout | undefined;
+  filling: boolean;
+}
+
+export interface SessionHubOptions {
+  nc: NatsConnection;
+  subjects: Subjects;
+  persistence: PersistenceClient;
+  logger: Logger;
+  metrics: GatewayMetrics;
+  gapWaitMs: number;
+}
+
+export interface SendRequest {
+  sessionId: number;
+  clientMsgId: string;
+  content: string;
+  sender: { id: number; role: InboundMessage['sender_role'] };
+  timeoutMs: number;
+}
+
+const keyOf = (sessionId: number, clientMsgId: string) => `${sessionId}:${clientMsgId}`;
+
+/**
+ * Fan-out of confirmed events to this gateway's sockets. A gateway subscribes to a session's
+ * confirmed subject only while one of its sockets is joined to it or a send to it is in flight,
+ * so it receives only its own sessions' traffic. Each session's events are delivered in seq
+ * order: an event that arrives early waits `gapWaitMs` for the missing ones, which are then
+ * fetched from persistence. Each socket keeps a cursor, so it receives every seq once.
+ */
+export function createSessionHub(options: SessionHubOptions) {
+  const { nc, subjects, persistence, metrics, gapWaitMs } = options;
+  const log = options.logger.child({ module: 'hub' });
+  const js: JetStreamClient = nc.jetstream();
+  const channels = new Map<number, Channel>();
+  const waiters = new Map<string, Set<{ resolve: (message: Message) => void; reject: (error: Error) => void }>>();
+
+  const resolveWaiters = (message: Message) => {
+    const key = keyOf(message.session_id, message.client_msg_id);
+    const pending = waiters.get(key);
+    if (!pending) return;
+    waiters.delete(key);
+    for (const waiter of pending) waiter.resolve(message);
+  };
+
+  const deliver = (channel: Channel, message: Message) => {
+    channel.lastSeq = message.seq;
+    let encoded: string | undefined;
+    for (const [member, state] of channel.members) {
+      if (state.replaying) state.queued.push(message);
+      else if (message.seq > state.cursor) {
+        encoded ??= JSON.stringify({ type: 'new_message', message });
+        member.sendEncoded(encoded, 'new_message');
+        state.cursor = message.seq;
+      }
+    }
+  };
+
+  /** Delivers held events that are next in line. */
+  const drainEarly = (channel: Channel) => {
+    if (channel.lastSeq === undefined) return;
+    for (const seq of [...channel.early.keys()]) if (seq <= channel.lastSeq) channel.early.delete(seq);
+    for (let next = channel.early.get(channel.lastSeq + 1); next; next = channel.early.get(channel.lastSeq + 1)) {
+      channel.early.delete(next.seq);
+      deliver(channel, next);
+    }
+    if (channel.early.size > 0) scheduleGapFill(channel, channel.early.size >= MAX_EARLY_EVENTS ? 0 : gapWaitMs);
+  };
+
+  /** Fetches everything after the last delivered seq from persistence, then delivers what was held. */
+  const fillGap = async (channel: Channel) => {
+    if (channel.filling || channel.lastSeq === undefined) return;
+    channel.filling = true;
+    metrics.gapFills.inc();
+    try {
+      for (;;) {
+        const from: number = channel.lastSeq;
+        const { messages } = await persistence.call('messages.after', {
+          session_id: channel.sessionId,
+          after_seq: from,
+          limit: CATCH_UP_PAGE,
+        });
+        if (channels.get(channel.sessionId) !== channel || channel.lastSeq === undefined) return;
+        for (const message of messages) if (message.seq === channel.lastSeq + 1) deliver(channel, message);
+        if (messages.length < CATCH_UP_PAGE || channel.lastSeq === from) break;
+      }
+      drainEarly(channel);
+    } catch (error) {
+      log.warn({ err: error, sessionId: channel.sessionId }, 'filling a gap failed; will retry');
+      scheduleGapFill(channel, Math.max(gapWaitMs, 500));
+    } finally {
+      channel.filling = false;
+    }
+  };
+
+  const scheduleGapFill = (channel: Channel, delayMs: number) => {
+    if (channel.gapTimer) return;
+    channel.gapTimer = setTimeout(() => {
+      channel.gapTimer = undefined;
+      void fillGap(channel);
+    }, delayMs);
+  };
+
+  const onEvent = (channel: Channel, data: Uint8Array) => {
+    const parsed = confirmedEventSchema.safeParse(decodeJson(data));
+    if (!parsed.success) {
+      log.error({ sessionId: channel.sessionId }, 'malformed confirmed event dropped');
+      return;
+    }
+    const { message } = parsed.data;
+    resolveWaiters(message);
+    if (channel.lastSeq === undefined || message.seq <= channel.lastSeq) return;
+    if (message.seq === channel.lastSeq + 1) {
+      deliver(channel, message);
+      drainEarly(channel);
+    } else {
+      channel.early.set(message.seq, message);
+      scheduleGapFill(channel, channel.early.size >= MAX_EARLY_EVENTS ? 0 : gapWaitMs);
+    }
+  };
+
+  const retain = async (sessionId: number): Promise<Channel> => {
+    let channel = channels.get(sessionId);
+    if (!channel) {
+      const created: Channel = {
+        sessionId,
+        subscription: nc.subscribe(subjects.confirmed(sessionId), {
+          callback: (error, msg) => {
+            if (!error) onEvent(created, msg.data);
+          },
+        }),
+        // A round trip to the server, after which it knows of the subscription.
+        ready: nc.flush(),
+        refs: 0,
+        members: new Map(),
+        lastSeq: undefined,
+        early: new Map(),
+        gapTimer: undefined,
+        filling: false,
+      };
+      channel = created;
+      channels.set(sessionId, channel);
+      metrics.sessions.set(channels.size);
+    }
+    channel.refs++;
+    await channel.ready;
+    return channel;
+  };
+
+  const release = (channel: Channel) => {
+    channel.refs--;
+    if (channel.refs > 0) return;
+    channel.subscription.unsubscribe();
+    clearTimeout(channel.gapTimer);
+    if (channels.get(channel.sessionId) === channel) channels.delete(channel.sessionId);
+    metrics.sessions.set(channels.size);
+  };
+
+  const removeMember = (channel: Channel, subscriber: Subscriber) => {
+    if (!channel.members.delete(subscriber)) return false;
+    if (channel.members.size === 0) {
+      // Nobody to deliver to: forget the position; the next join starts from the database.
+      channel.lastSeq = undefined;
+      channel.early.clear();
+    }
+    release(channel);
+    return true;
+  };
+
+  /** Sends a member the messages after its cursor up to what the channel has delivered, then its queued live events. */
+  const replay = async (channel: Channel, subscriber: Subscriber, state: MemberState) => {
+    while (channel.lastSeq !== undefined && state.cursor < channel.lastSeq) {
+      const { messages } = await persistence.call('messages.after', {
+        session_id: channel.sessionId,
+        after_seq: state.cursor,
+        limit: CATCH_UP_PAGE,
+      });
+      if (channel.members.get(subscriber) !== state) return;
+      if (messages.length === 0) break;
+      for (const message of messages) {
+        if (message.seq <= state.cursor) continue;
+        subscriber.sendEncoded(JSON.stringify({ type: 'new_message', message }), 'new_message');
+        state.cursor = message.seq;
+      }
+    }
+    state.replaying = false;
+    for (const message of state.queued) {
+      if (message.seq <= state.cursor) continue;
+      subscriber.sendEncoded(JSON.stringify({ type: 'new_message', message }), 'new_message');
+      state.cursor = message.seq;
+    }
+    state.queued = [];
+  };
+
+  const deadLetters = nc.subscribe(subjects.deadLetters, {
+    callback: (error, msg) => {
+      if (error) return;
+      const parsed = deadLetterSchema.safeParse(decodeJson(msg.data));
+      if (!parsed.success) return;
+      const key = keyOf(parsed.data.session_id, parsed.data.client_msg_id);
+      const pending = waiters.get(key);
+      if (!pending) return;
+      waiters.delete(key);
+      for (const waiter of pending) waiter.reject(new FrameError(ErrorCode.Internal, 'the message could not be stored'));
+    },
+  });
+
+  return {
+    /**
+     * Joins a socket to a session: sends `joined_session` with the session's newest seq, then
+     * the messages after `lastSeq` (when given), then live events, each once and in order.
+     */
+    async join(subscriber: Subscriber, sessionId: number, lastSeq: number | undefined, reqId: ReqId | undefined): Promise<void> {
+      const channel = await retain(sessionId);
+      let state: MemberState | undefined;
+      try {
+        // Read after subscribing, so no event can fall between the read and the subscription.
+        const { session } = await persistence.call('sessions.get', { session_id: sessionId });
+        const previous = channel.members.get(subscriber);
+        if (previous) release(channel); // re-joining: one membership, one reference
+        if (channel.lastSeq === undefined) {
+          channel.lastSeq = session.last_seq;
+          drainEarly(channel);
+        }
+        state = { cursor: Math.min(lastSeq ?? session.last_seq, session.last_seq), replaying: true, queued: [] };
+        channel.members.set(subscriber, state);
+        subscriber.send({
+          type: 'joined_session',
+          ...(reqId === undefined ? {} : { req_id: reqId }),
+          session_id: sessionId,
+          last_seq: session.last_seq,
+        });
+        await replay(channel, subscriber, state);
+      } catch (error) {
+        if (state && channel.members.get(subscriber) === state) removeMember(channel, subscriber);
+        else if (!state) release(channel);
+        throw error;
+      }
+    },
+
+    leave(subscriber: Subscriber, sessionId: number): boolean {
+      const channel = channels.get(sessionId);
+      return channel ? removeMember(channel, subscriber) : false;
+    },
+
+    leaveAll(subscriber: Subscriber): void {
+      for (const channel of [...channels.values()]) removeMember(channel, subscriber);
+    },
+
+    isJoined(subscriber: Subscriber, sessionId: number): boolean {
+      return channels.get(sessionId)?.members.has(subscriber) ?? false;
+    },
+
+    /**
+     * Publishes a message to the inbound stream and resolves with it once persistence has
+     * stored it. A retry of a stored message resolves with the original.
+     * @throws FrameError `unavailable` when NATS refuses it or no confirmation comes in time.
+     */
+    async send(request: SendRequest): Promise<Message> {
+      const { sessionId, clientMsgId } = request;
+      const channel = await retain(sessionId);
+      const key = keyOf(sessionId, clientMsgId);
+      let waiter: { resolve: (message: Message) => void; reject: (error: Error) => void } | undefined;
+      const confirmed = new Promise<Message>((resolve, reject) => {
+        waiter = { resolve, reject };
+        const set = waiters.get(key) ?? new Set();
+        set.add(waiter);
+        waiters.set(key, set);
+      });
+      // A dead letter may reject it before anyone awaits it; the rejection is read below.
+      confirmed.catch(() => undefined);
+      const forget = () => {
+        const set = waiters.get(key);
+        if (waiter) set?.delete(waiter);
+        if (set?.size === 0) waiters.delete(key);
+      };
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        const inbound: InboundMessage = {
+          session_id: sessionId,
+          client_msg_id: clientMsgId,
+          sender_id: request.sender.id,
+          sender_role: request.sender.role,
+          content: request.content,
+          received_at: new Date().toISOString(),
+        };
+        let pubAck: Awaited<ReturnType<JetStreamClient['publish']>>;
+        try {
+          pubAck = await js.publish(subjects.inbound(sessionId), encodeJson(inbound), {
+            msgID: inboundMessageId(sessionId, clientMsgId),
+            timeout: PUBLISH_TIMEOUT_MS,
+          });
+        } catch (error) {
+          log.warn({ err: error, sessionId }, 'publishing to the inbound stream failed');
+          throw new FrameError(ErrorCode.Unavailable, 'the message could not be accepted; retry with the same client_msg_id');
+        }
+        if (pubAck.duplicate) {
+          // The stream already holds it: stored already, or still on its way to persistence.
+          const found = await persistence
+            .call('messages.lookup', { session_id: sessionId, client_msg_id: clientMsgId })
+            .catch(() => ({ message: null }));
+          if (found.message) return found.message;
+        }
+        const timedOut = new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(
+            () => reject(new FrameError(ErrorCode.Unavailable, 'the message is not confirmed yet; retry with the same client_msg_id')),
+            request.timeoutMs,
+          );
+        });
+        try {
+          return await Promise.race([confirmed, timedOut]);
+        } catch (error) {
+          // The confirmation may have been lost while it was stored: ask before giving up.
+          if (error instanceof FrameError && error.code === ErrorCode.Unavailable) {
+            const found = await persistence
+              .call('messages.lookup', { session_id: sessionId, client_msg_id: clientMsgId })
+              .catch(() => ({ message: null }));
+            if (found.message) return found.message;
+          }
+          throw error;
+        }
+      } finally {
+        clearTimeout(timer);
+        forget();
+        release(channel);
+      }
+    },
+
+    /** After a NATS reconnect: events may have been missed while disconnected, so catch every session up. */
+    resync(): void {
+      for (const channel of channels.values()) if (channel.lastSeq !== undefined) void fillGap(channel);
+    },
+
+    close(): void {
+      deadLetters.unsubscribe();
+      for (const channel of channels.values()) {
+        clearTimeout(channel.gapTimer);
+        channel.subscription.unsubscribe();
+      }
+      channels.clear();
+    },
+  };
+}
+
+export type SessionHub = ReturnType<typeof createSessionHub>;

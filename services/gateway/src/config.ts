@@ -1,0 +1,61 @@
+import { commonEnv, env, loadConfig } from '@switchboard/config';
+
+export const DEFAULT_PORT = 2346;
+export const DEFAULT_OPS_PORT = 9403;
+
+const gatewayEnv = {
+  ...commonEnv,
+  HOST: env.string({ default: '0.0.0.0' }),
+  PORT: env.port(DEFAULT_PORT),
+  OPS_PORT: env.port(DEFAULT_OPS_PORT),
+  JWT_ISSUER: env.string({ default: 'switchboard' }),
+  JWT_AUDIENCE: env.string({ default: 'switchboard' }),
+  /** Time a new socket has to send `auth` before it is closed with 4001. */
+  AUTH_TIMEOUT_MS: env.integer({ default: 10_000, min: 100, max: 600_000 }),
+  /** Longest `content`, in Unicode code points. */
+  MAX_CONTENT_CHARS: env.integer({ default: 4_000, min: 1, max: 1_000_000 }),
+  /** Larger frames get `payload_too_large`; frames over 16 times this close the socket with 1009. */
+  MAX_FRAME_BYTES: env.integer({ default: 65_536, min: 256, max: 16 * 1024 * 1024 }),
+  /** Frames per second per connection; bursts of twice as many are allowed. */
+  RATE_LIMIT_PER_SEC: env.integer({ default: 20, min: 1, max: 100_000 }),
+  /** Comma-separated origins allowed to open a WebSocket; unset accepts any. */
+  ALLOWED_ORIGINS: env.list(),
+  /** WebSocket ping interval; a socket silent for two intervals is dropped. */
+  HEARTBEAT_INTERVAL_MS: env.integer({ default: 25_000, min: 100, max: 600_000 }),
+  /** How long a send waits for persistence to confirm before the client gets `unavailable`. */
+  SEND_TIMEOUT_MS: env.integer({ default: 10_000, min: 100, max: 600_000 }),
+  /** A socket whose unsent bytes stay above this for SLOW_CLIENT_GRACE_MS is closed with 1013. */
+  MAX_BUFFERED_BYTES: env.integer({ default: 1024 * 1024, min: 1024, max: 1024 * 1024 * 1024 }),
+  SLOW_CLIENT_GRACE_MS: env.integer({ default: 5_000, min: 0, max: 600_000 }),
+  /** How long a session's delivery waits for a missing seq before fetching it from persistence. */
+  GAP_WAIT_MS: env.integer({ default: 100, min: 0, max: 60_000 }),
+  /** On SIGTERM, sockets are closed with 1012 spread over this many seconds. */
+  DRAIN_SECONDS: env.integer({ default: 5, min: 0, max: 25 }),
+};
+
+export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env) {
+  const raw = loadConfig(gatewayEnv, source);
+  return Object.freeze({
+    host: raw.HOST,
+    port: raw.PORT,
+    opsPort: raw.OPS_PORT,
+    natsServers: raw.NATS_URL,
+    subjectPrefix: raw.NATS_SUBJECT_PREFIX,
+    logLevel: raw.LOG_LEVEL,
+    issuer: raw.JWT_ISSUER,
+    audience: raw.JWT_AUDIENCE,
+    authTimeoutMs: raw.AUTH_TIMEOUT_MS,
+    maxContentChars: raw.MAX_CONTENT_CHARS,
+    maxFrameBytes: raw.MAX_FRAME_BYTES,
+    rateLimitPerSec: raw.RATE_LIMIT_PER_SEC,
+    allowedOrigins: Object.freeze([...raw.ALLOWED_ORIGINS]),
+    heartbeatIntervalMs: raw.HEARTBEAT_INTERVAL_MS,
+    sendTimeoutMs: raw.SEND_TIMEOUT_MS,
+    maxBufferedBytes: raw.MAX_BUFFERED_BYTES,
+    slowClientGraceMs: raw.SLOW_CLIENT_GRACE_MS,
+    gapWaitMs: raw.GAP_WAIT_MS,
+    drainSeconds: raw.DRAIN_SECONDS,
+  });
+}
+
+export type GatewayConfig = ReturnType<typeof loadGatewayConfig>;

@@ -1,0 +1,342 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { Logger } from '@switchboard/logging';
+import type { PersistenceClient } from '@switchboard/nats';
+import {
+  type ClientFrame,
+  type ClientFrameOf,
+  CloseCode,
+  contentLength,
+  decodeClientFrame,
+  ErrorCode,
+  FrameError,
+  HISTORY_DEFAULT_LIMIT,
+  PROTOCOL_VERSION,
+  type ReqId,
+  type ServerFrame,
+} from '@switchboard/protocol';
+import type { TokenVerifier, VerifiedToken } from '@switchboard/tokens';
+import WebSocket from 'ws';
+import type { SessionAccess } from '../broker/session-access.js';
+import type { SessionHub, Subscriber } from '../broker/session-hub.js';
+import type { GatewayConfig } from '../config.js';
+import { refuse, toErrorFrame } from '../errors.js';
+import type { GatewayMetrics } from '../metrics.js';
+import { TokenBucket } from './rate-limiter.js';
+
+/** Sends waiting behind the one in flight, per connection; more get `rate_limited`. */
+export const MAX_QUEUED_SENDS = 100;
+/** Frames refused by the rate limiter within one window before the socket is closed with 1008. */
+export const MAX_RATE_VIOLATIONS = 200;
+export const RATE_VIOLATION_WINDOW_MS = 10_000;
+
+export interface ConnectionDeps {
+  config: GatewayConfig;
+  logger: Logger;
+  metrics: GatewayMetrics;
+  verifier: TokenVerifier;
+  persistence: PersistenceClient;
+  access: SessionAccess;
+  hub: SessionHub;
+}
+
+type SendJob = ClientFrameOf<'send_message'> & { clientMsgId: string; receivedAt: number };
+
+const withReqId = (reqId: ReqId | undefined) => (reqId === undefined ? {} : { req_id: reqId });
+
+/**
+ * One client socket: authentication, then frames decoded once at the edge and handled in order of
+ * arrival. Sends go to the broker one at a time, each after the previous one is stored, so a
+ * sender's messages get seqs in the order it sent them, whatever fails in between.
+ */
+export class ClientConnection implements Subscriber {
+  readonly id = randomBytes(9).toString('base64url');
+  private user: VerifiedToken | undefined;
+  private readonly log: Logger;
+  private readonly bucket: TokenBucket;
+  private rateViolations = 0;
+  private rateWindowStart = 0;
+  private readonly sends: SendJob[] = [];
+  private sending = false;
+  private handling: Promise<void> = Promise.resolve();
+  private authTimer: NodeJS.Timeout | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  /** When the send buffer first went over the limit, or 0. */
+  private overBufferSince = 0;
+  lastPongAt = Date.now();
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly deps: ConnectionDeps,
+  ) {
+    this.log = deps.logger.child({ module: 'conn', conn: this.id });
+    this.bucket = new TokenBucket(deps.config.rateLimitPerSec, deps.config.rateLimitPerSec * 2);
+    ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
+    ws.on('pong', () => {
+      this.lastPongAt = Date.now();
+    });
+    ws.on('close', () => this.onClose());
+    ws.on('error', (error) => this.log.debug({ err: error }, 'socket error'));
+    this.authTimer = setTimeout(() => {
+      this.sendError(ErrorCode.AuthRequired, 'no auth frame in time', undefined);
+      this.close(CloseCode.AuthFailed, 'authentication timed out');
+    }, deps.config.authTimeoutMs);
+    deps.metrics.connections.inc();
+    this.send({
+      type: 'connected',
+      connection_id: this.id,
+      heartbeat_interval_ms: deps.config.heartbeatIntervalMs,
+      protocol_version: PROTOCOL_VERSION,
+    });
+  }
+
+  get isAuthenticated(): boolean {
+    return this.user !== undefined;
+  }
+
+  send(frame: ServerFrame): void {
+    this.sendEncoded(JSON.stringify(frame), frame.type);
+  }
+
+  sendEncoded(text: string, type: ServerFrame['type']): void {
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    this.ws.send(text);
+    this.deps.metrics.framesOut.inc({ type });
+    this.checkBackpressure();
+  }
+
+  /**
+   * A client that does not read lets its send buffer grow. Over the limit for longer than the
+   * grace period, or over four times the limit at all, it is closed with 1013 so that one slow
+   * client cannot grow the gateway's memory; it reconnects and resyncs with `last_seq`.
+   */
+  checkBackpressure(now = Date.now()): void {
+    const buffered = this.ws.bufferedAmount;
+    const { maxBufferedBytes, slowClientGraceMs } = this.deps.config;
+    if (buffered <= maxBufferedBytes) {
+      this.overBufferSince = 0;
+      return;
+    }
+    if (this.overBufferSince === 0) this.overBufferSince = now;
+    if (buffered > maxBufferedBytes * 4 || now - this.overBufferSince >= slowClientGraceMs) {
+      this.deps.metrics.slowClientsClosed.inc();
+      this.log.info({ buffered }, 'closing a slow client');
+      this.close(CloseCode.TryAgainLater, 'client too slow to read; reconnect and resync');
+      // The close handshake cannot get through a full buffer either.
+      setTimeout(() => this.ws.terminate(), 1_000).unref();
+    }
+  }
+
+  close(code: number, reason: string): void {
+    if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) this.ws.close(code, reason);
+  }
+
+  terminate(): void {
+    this.ws.terminate();
+  }
+
+  ping(): void {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.ping();
+  }
+
+  private sendError(code: ErrorCode, message: string, reqId: ReqId | undefined, extra: { client_msg_id?: string } = {}): void {
+    this.deps.metrics.errors.inc({ code });
+    this.send({ type: 'error', code, message, ...withReqId(reqId), ...extra });
+  }
+
+  private onMessage(data: Buffer, isBinary: boolean): void {
+    if (this.closed) return;
+    if (!this.bucket.tryTake()) {
+      this.deps.metrics.framesIn.inc({ type: 'rate_limited' });
+      this.onRateViolation();
+      return;
+    }
+    if (isBinary) {
+      this.deps.metrics.framesIn.inc({ type: 'invalid' });
+      this.sendError(ErrorCode.InvalidMessage, 'binary frames are not accepted; send JSON text', undefined);
+      return;
+    }
+    if (data.length > this.deps.config.maxFrameBytes) {
+      this.deps.metrics.framesIn.inc({ type: 'invalid' });
+      this.sendError(ErrorCode.PayloadTooLarge, `frame over ${this.deps.config.maxFrameBytes} bytes`, undefined);
+      return;
+    }
+    let frame: ClientFrame;
+    try {
+      frame = decodeClientFrame(data.toString('utf8'));
+    } catch (error) {
+      this.deps.metrics.framesIn.inc({ type: 'invalid' });
+      const { code, message } = toErrorFrame(error, undefined);
+      this.sendError(code, message, error instanceof FrameError ? error.reqId : undefined);
+      return;
+    }
+    this.deps.metrics.framesIn.inc({ type: frame.type });
+    // Frames are handled one after another, so replies come in request order (a send only
+    // queues its message here; its ack comes when the message is stored).
+    this.handling = this.handling.then(() => this.handle(frame)).catch((error: unknown) => this.onHandlerError(error, frame));
+  }
+
+  private onRateViolation(): void {
+    const now = Date.now();
+    if (now - this.rateWindowStart > RATE_VIOLATION_WINDOW_MS) {
+      this.rateWindowStart = now;
+      this.rateViolations = 0;
+    }
+    this.rateViolations++;
+    // One error per burst of refusals is enough to tell the client; a flood gets closed.
+    if (this.rateViolations === 1 || this.rateViolations % 50 === 0) {
+      this.sendError(ErrorCode.RateLimited, `over ${this.deps.config.rateLimitPerSec} frames per second; frame dropped`, undefined);
+    }
+    if (this.rateViolations >= MAX_RATE_VIOLATIONS) {
+      this.log.warn('closing a client flooding over the rate limit');
+      this.close(CloseCode.PolicyViolation, 'rate limit exceeded');
+    }
+  }
+
+  private onHandlerError(error: unknown, frame: ClientFrame): void {
+    const { code, message, known } = toErrorFrame(error, frame.req_id);
+    if (!known) this.log.error({ err: error, frameType: frame.type }, 'handling a frame failed');
+    const extra = frame.type === 'send_message' && frame.client_msg_id !== undefined ? { client_msg_id: frame.client_msg_id } : {};
+    this.sendError(code, message, frame.req_id, extra);
+    if (code === ErrorCode.AuthFailed) this.close(CloseCode.AuthFailed, 'authentication failed');
+  }
+
+  private async handle(frame: ClientFrame): Promise<void> {
+    if (frame.type === 'auth') return this.authenticate(frame);
+    if (frame.type === 'ping') return this.send({ type: 'pong', ...withReqId(frame.req_id), server_time: new Date().toISOString() });
+    const user = this.user;
+    if (!user) refuse(ErrorCode.AuthRequired, 'send auth first');
+    switch (frame.type) {
+      case 'create_session':
+        return this.createSession(user, frame);
+      case 'join_session':
+        await this.deps.access.authorize(user, frame.session_id);
+        return this.deps.hub.join(this, frame.session_id, frame.last_seq, frame.req_id);
+      case 'leave_session':
+        this.deps.hub.leave(this, frame.session_id);
+        return this.send({ type: 'left_session', ...withReqId(frame.req_id), session_id: frame.session_id });
+      case 'send_message':
+        return this.enqueueSend(frame);
+      case 'history':
+        return this.history(user, frame);
+      case 'list_sessions':
+        return this.listSessions(user, frame);
+    }
+  }
+
+  private async authenticate(frame: ClientFrameOf<'auth'>): Promise<void> {
+    const verified = await this.deps.verifier.verify(frame.token);
+    if (this.user && this.user.userId !== verified.userId) refuse(ErrorCode.Forbidden, 'a connection cannot change user; reconnect');
+    if (!this.user) this.deps.metrics.authenticatedConnections.inc();
+    this.user = verified;
+    clearTimeout(this.authTimer);
+    // A token that expires while connected closes the socket (4001); re-sending `auth` with a fresh token first extends it.
+    clearTimeout(this.expiryTimer);
+    this.expiryTimer = setTimeout(
+      () => {
+        this.sendError(ErrorCode.AuthFailed, 'token expired; reconnect with a new token', undefined);
+        this.close(CloseCode.AuthFailed, 'token expired');
+      },
+      Math.min(Math.max(0, verified.expiresAt - Date.now()), 2 ** 31 - 1),
+    );
+    this.send({
+      type: 'auth_success',
+      ...withReqId(frame.req_id),
+      user: { id: verified.userId, username: verified.username, role: verified.role },
+    });
+  }
+
+  private async createSession(user: VerifiedToken, frame: ClientFrameOf<'create_session'>): Promise<void> {
+    if (user.role !== 'user') refuse(ErrorCode.Forbidden, 'only customers (role user) create sessions');
+    const subject = frame.subject && frame.subject.length > 0 ? frame.subject : null;
+    const { session } = await this.deps.persistence.call('sessions.create', { customer_id: user.userId, subject });
+    this.deps.access.remember(session.id, session.customer_id);
+    this.send({ type: 'session_created', ...withReqId(frame.req_id), session });
+  }
+
+  private async history(user: VerifiedToken, frame: ClientFrameOf<'history'>): Promise<void> {
+    await this.deps.access.authorize(user, frame.session_id);
+    const page = await this.deps.persistence.call('messages.history', {
+      session_id: frame.session_id,
+      limit: frame.limit ?? HISTORY_DEFAULT_LIMIT,
+      ...(frame.before_seq === undefined ? {} : { before_seq: frame.before_seq }),
+    });
+    this.send({
+      type: 'history',
+      ...withReqId(frame.req_id),
+      session_id: frame.session_id,
+      messages: page.messages,
+      has_more: page.has_more,
+    });
+  }
+
+  private async listSessions(user: VerifiedToken, frame: ClientFrameOf<'list_sessions'>): Promise<void> {
+    const { sessions } = await this.deps.persistence.call('sessions.list', {
+      limit: frame.limit ?? HISTORY_DEFAULT_LIMIT,
+      ...(frame.status === undefined ? {} : { status: frame.status }),
+      // Customers see their own sessions; agents and admins see all.
+      ...(user.role === 'user' ? { customer_id: user.userId } : {}),
+    });
+    this.send({ type: 'sessions', ...withReqId(frame.req_id), sessions });
+  }
+
+  private enqueueSend(frame: ClientFrameOf<'send_message'>): void {
+    const { maxContentChars } = this.deps.config;
+    if (contentLength(frame.content) > maxContentChars) refuse(ErrorCode.PayloadTooLarge, `content over ${maxContentChars} characters`);
+    // PostgreSQL text cannot hold NUL; every other character is stored as sent.
+    if (frame.content.includes('\u0000')) refuse(ErrorCode.InvalidMessage, 'content must not contain NUL characters');
+    if (this.sends.length >= MAX_QUEUED_SENDS) refuse(ErrorCode.RateLimited, 'too many messages waiting to be stored; slow down');
+    this.sends.push({ ...frame, clientMsgId: frame.client_msg_id ?? randomUUID(), receivedAt: performance.now() });
+    void this.pumpSends();
+  }
+
+  private async pumpSends(): Promise<void> {
+    if (this.sending) return;
+    this.sending = true;
+    try {
+      for (let job = this.sends.shift(); job; job = this.sends.shift()) {
+        if (this.closed || !this.user) break;
+        await this.sendOne(this.user, job);
+      }
+    } finally {
+      this.sending = false;
+    }
+  }
+
+  private async sendOne(user: VerifiedToken, job: SendJob): Promise<void> {
+    try {
+      await this.deps.access.authorize(user, job.session_id);
+      const message = await this.deps.hub.send({
+        sessionId: job.session_id,
+        clientMsgId: job.clientMsgId,
+        content: job.content,
+        sender: { id: user.userId, role: user.role },
+        timeoutMs: this.deps.config.sendTimeoutMs,
+      });
+      this.deps.metrics.sendConfirmSeconds.observe((performance.now() - job.receivedAt) / 1000);
+      this.send({
+        type: 'message_ack',
+        ...withReqId(job.req_id),
+        session_id: message.session_id,
+        client_msg_id: message.client_msg_id,
+        message_id: message.id,
+        seq: message.seq,
+      });
+    } catch (error) {
+      const { code, message, known } = toErrorFrame(error, job.req_id);
+      if (!known) this.log.error({ err: error }, 'send failed');
+      this.sendError(code, message, job.req_id, { client_msg_id: job.clientMsgId });
+    }
+  }
+
+  private onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.authTimer);
+    clearTimeout(this.expiryTimer);
+    this.sends.length = 0;
+    this.deps.hub.leaveAll(this);
+    this.deps.metrics.connections.dec();
+    if (this.user) this.deps.metrics.authenticatedConnections.dec();
+  }
+}

@@ -1,0 +1,26 @@
+/**
+ * A token bucket: `ratePerSec` tokens a second, holding at most `burst`. Refilled lazily on
+ * each take, so an idle connection costs nothing.
+ */
+export class TokenBucket {
+  private tokens: number;
+  private refilledAt: number;
+
+  constructor(
+    private readonly ratePerSec: number,
+    private readonly burst: number,
+    private readonly now: () => number = performance.now.bind(performance),
+  ) {
+    this.tokens = burst;
+    this.refilledAt = now();
+  }
+
+  tryTake(): boolean {
+    const at = this.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((at - this.refilledAt) / 1000) * this.ratePerSec);
+    this.refilledAt = at;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}

@@ -1,0 +1,59 @@
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from '@switchboard/logging';
+import { type WebSocket, WebSocketServer } from 'ws';
+
+export const WEBSOCKET_PATHS = new Set(['/', '/ws']);
+/** Frames above MAX_FRAME_BYTES get an error; above this multiple of it, ws closes the socket with 1009. */
+export const HARD_FRAME_LIMIT_FACTOR = 16;
+
+export interface WsServerOptions {
+  maxFrameBytes: number;
+  allowedOrigins: readonly string[];
+  logger: Logger;
+  /** False while draining: new upgrades get 503. */
+  isAccepting: () => boolean;
+  onConnection: (ws: WebSocket, request: IncomingMessage) => void;
+  /** Serves plain HTTP requests (the demo page); 404 when absent. */
+  onHttpRequest?: Parameters<typeof createServer>[1];
+}
+
+function refuseUpgrade(socket: Duplex, status: number, reason: string): void {
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(reason)}\r\n\r\n${reason}`,
+  );
+}
+
+/**
+ * The HTTP server that WebSocket upgrades arrive on. Checks the path and the Origin (against
+ * cross-site WebSocket hijacking; clients that send no Origin are not browsers and pass) before
+ * the upgrade, with no permessage-deflate.
+ */
+export function createWsServer(options: WsServerOptions): Server {
+  const { maxFrameBytes, allowedOrigins, logger, isAccepting, onConnection } = options;
+  const wss = new WebSocketServer({
+    noServer: true,
+    perMessageDeflate: false,
+    clientTracking: false,
+    maxPayload: maxFrameBytes * HARD_FRAME_LIMIT_FACTOR,
+  });
+  const server = createServer(
+    options.onHttpRequest ??
+      ((_request, response) => {
+        response.writeHead(404, { 'content-type': 'text/plain' }).end('Switchboard gateway: open a WebSocket on / or /ws\n');
+      }),
+  );
+  server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => socket.destroy());
+    const path = (request.url ?? '/').split('?')[0] ?? '/';
+    if (!WEBSOCKET_PATHS.has(path)) return refuseUpgrade(socket, 404, 'Not Found');
+    if (!isAccepting()) return refuseUpgrade(socket, 503, 'Service Unavailable');
+    const origin = request.headers.origin;
+    if (origin !== undefined && allowedOrigins.length > 0 && !allowedOrigins.includes(origin)) {
+      logger.info({ origin }, 'upgrade refused: origin not allowed');
+      return refuseUpgrade(socket, 403, 'Forbidden');
+    }
+    wss.handleUpgrade(request, socket, head, (ws) => onConnection(ws, request));
+  });
+  return server;
+}

@@ -1,0 +1,89 @@
+import { isConnectionError } from '@switchboard/db';
+import type { Logger } from '@switchboard/logging';
+import { addJsonEndpoint, BusError } from '@switchboard/nats';
+import {
+  BusErrorCode,
+  PERSISTENCE_ENDPOINTS,
+  type PersistenceApi,
+  type PersistenceReply,
+  type PersistenceRequest,
+  persistenceApi,
+  type Subjects,
+} from '@switchboard/protocol';
+import type { Kysely } from 'kysely';
+import type { NatsConnection, Service } from 'nats';
+import type { z } from 'zod';
+import { findHistoryPage, findMessageByClientMsgId, findMessagesAfter } from '../db/message.repository.js';
+import type { PersistenceDatabase } from '../db/schema.js';
+import { findSession, insertSession, listSessions } from '../db/session.repository.js';
+
+export const SERVICE_VERSION = '0.1.0';
+
+type Handlers = { [E in keyof PersistenceApi]: (request: PersistenceRequest<E>) => Promise<PersistenceReply<E>> };
+
+function createHandlers(db: Kysely<PersistenceDatabase>): Handlers {
+  const sessionOrThrow = async (id: number) => {
+    const session = await findSession(db, id);
+    if (!session) throw new BusError(BusErrorCode.NotFound, `session ${id} does not exist`);
+    return session;
+  };
+  return {
+    'sessions.create': async (request) => ({
+      session: await insertSession(db, { customerId: request.customer_id, subject: request.subject }),
+    }),
+    'sessions.get': async (request) => ({ session: await sessionOrThrow(request.session_id) }),
+    'sessions.list': async (request) => ({
+      sessions: await listSessions(db, { status: request.status, customerId: request.customer_id, limit: request.limit }),
+    }),
+    'messages.history': async (request) => {
+      await sessionOrThrow(request.session_id);
+      const page = await findHistoryPage(db, { sessionId: request.session_id, beforeSeq: request.before_seq, limit: request.limit });
+      return { messages: page.messages, has_more: page.hasMore };
+    },
+    'messages.after': async (request) => ({
+      messages: await findMessagesAfter(db, { sessionId: request.session_id, afterSeq: request.after_seq, limit: request.limit }),
+    }),
+    'messages.lookup': async (request) => ({
+      message: (await findMessageByClientMsgId(db, request.session_id, request.client_msg_id)) ?? null,
+    }),
+  };
+}
+
+/** The database being unreachable is `unavailable` to the caller, who may retry; anything else stays `internal`. */
+function withUnavailable<Req, Rep>(handler: (request: Req) => Promise<Rep>) {
+  return async (request: Req) => {
+    try {
+      return await handler(request);
+    } catch (error) {
+      if (isConnectionError(error)) throw new BusError(BusErrorCode.Unavailable, 'database unavailable', { cause: error });
+      throw error;
+    }
+  };
+}
+
+/**
+ * Registers persistence with the NATS services framework (`$SRV.PING/INFO/STATS` list it) with one
+ * endpoint per request of `persistenceApi`. Replicas share each endpoint's queue group.
+ */
+export async function addPersistenceService(
+  nc: NatsConnection,
+  { db, subjects, logger }: { db: Kysely<PersistenceDatabase>; subjects: Subjects; logger: Logger },
+): Promise<Service> {
+  const service = await nc.services.add({
+    name: subjects.persistenceServiceName,
+    version: SERVICE_VERSION,
+    description: 'Switchboard persistence: sessions and message history',
+  });
+  const handlers = createHandlers(db);
+  const log = logger.child({ module: 'api' });
+  for (const endpoint of PERSISTENCE_ENDPOINTS) {
+    addJsonEndpoint(service, {
+      name: endpoint.replace('.', '-'),
+      subject: subjects.persistence(endpoint),
+      requestSchema: persistenceApi[endpoint].request as z.ZodType<PersistenceRequest<typeof endpoint>>,
+      handler: withUnavailable(handlers[endpoint] as (request: PersistenceRequest<typeof endpoint>) => Promise<unknown>),
+      logger: log,
+    });
+  }
+  return service;
+}

@@ -1,0 +1,45 @@
+import { commonEnv, databaseEnv, env, loadConfig } from '@switchboard/config';
+
+export const DEFAULT_OPS_PORT = 9402;
+
+const persistenceEnv = {
+  ...commonEnv,
+  ...databaseEnv,
+  HOST: env.string({ default: '0.0.0.0' }),
+  OPS_PORT: env.port(DEFAULT_OPS_PORT),
+  /** Most messages stored in one transaction. */
+  BATCH_MAX: env.integer({ default: 500, min: 1, max: 10_000 }),
+  /** How long JetStream waits for an ack before redelivering to another replica. */
+  INBOUND_ACK_WAIT: env.duration({ default: '10s' }),
+  /** Deliveries of one inbound message before JetStream gives up on it. */
+  INBOUND_MAX_DELIVER: env.integer({ default: 20, min: 2, max: 10_000 }),
+  /** JetStream de-duplication window on Nats-Msg-Id (session and client_msg_id). */
+  INBOUND_DUPLICATE_WINDOW: env.duration({ default: '2m' }),
+  /** How long an unconsumed inbound message is kept (a persistence outage longer than this loses messages). */
+  INBOUND_MAX_AGE: env.duration({ default: '7d' }),
+  /** Replicas of the inbound stream: 3 in a NATS cluster. */
+  INBOUND_REPLICAS: env.integer({ default: 1, min: 1, max: 5 }),
+};
+
+export function loadPersistenceConfig(source: NodeJS.ProcessEnv = process.env) {
+  const raw = loadConfig(persistenceEnv, source);
+  return Object.freeze({
+    host: raw.HOST,
+    opsPort: raw.OPS_PORT,
+    natsServers: raw.NATS_URL,
+    subjectPrefix: raw.NATS_SUBJECT_PREFIX,
+    logLevel: raw.LOG_LEVEL,
+    databaseUrl: raw.DATABASE_URL,
+    databasePoolSize: raw.DATABASE_POOL_SIZE,
+    batchMax: raw.BATCH_MAX,
+    inbound: {
+      ackWaitMs: raw.INBOUND_ACK_WAIT,
+      maxDeliver: raw.INBOUND_MAX_DELIVER,
+      duplicateWindowMs: raw.INBOUND_DUPLICATE_WINDOW,
+      maxAgeMs: raw.INBOUND_MAX_AGE,
+      replicas: raw.INBOUND_REPLICAS,
+    },
+  });
+}
+
+export type PersistenceConfig = ReturnType<typeof loadPersistenceConfig>;

@@ -1,0 +1,42 @@
+import type { Session, SessionWithSeq } from '@switchboard/protocol';
+import type { Kysely } from 'kysely';
+import type { PersistenceDatabase } from './schema.js';
+import type { SessionRow } from './session.table.js';
+
+export const toSession = (row: SessionRow): Session => ({
+  id: row.id,
+  customer_id: row.customer_id,
+  status: row.status,
+  subject: row.subject,
+  created_at: row.created_at.toISOString(),
+});
+
+const toSessionWithSeq = (row: SessionRow): SessionWithSeq => ({ ...toSession(row), last_seq: row.last_seq });
+
+export async function insertSession(
+  db: Kysely<PersistenceDatabase>,
+  session: { customerId: number; subject: string | null },
+): Promise<Session> {
+  const row = await db
+    .insertInto('sessions')
+    .values({ customer_id: session.customerId, subject: session.subject })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  return toSession(row);
+}
+
+export async function findSession(db: Kysely<PersistenceDatabase>, id: number): Promise<SessionWithSeq | undefined> {
+  const row = await db.selectFrom('sessions').selectAll().where('id', '=', id).executeTakeFirst();
+  return row && toSessionWithSeq(row);
+}
+
+/** Newest first. */
+export async function listSessions(
+  db: Kysely<PersistenceDatabase>,
+  filter: { status?: 'open' | 'closed' | undefined; customerId?: number | undefined; limit: number },
+): Promise<SessionWithSeq[]> {
+  let query = db.selectFrom('sessions').selectAll().orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit);
+  if (filter.status) query = query.where('status', '=', filter.status);
+  if (filter.customerId !== undefined) query = query.where('customer_id', '=', filter.customerId);
+  return (await query.execute()).map(toSessionWithSeq);
+}

@@ -1,0 +1,193 @@
+import { isConnectionError } from '@switchboard/db';
+import type { Logger } from '@switchboard/logging';
+import { decodeJson, encodeJson } from '@switchboard/nats';
+import { type InboundMessage, inboundMessageSchema, type Subjects } from '@switchboard/protocol';
+import type { Kysely } from 'kysely';
+import type { ConsumerMessages, JsMsg, NatsConnection } from 'nats';
+import type { PersistenceDatabase } from '../db/schema.js';
+import type { PersistenceMetrics } from '../metrics.js';
+import { type StoreOutcome, storeBatch } from './store-batch.js';
+
+/** PostgreSQL errors after which the same transaction may succeed if tried again. */
+const RETRYABLE_SQLSTATES = new Set(['40001', '40P01', '55P03', '57014']);
+const MAX_RETRY_DELAY_MS = 2_000;
+
+export interface InboundConsumerOptions {
+  nc: NatsConnection;
+  db: Kysely<PersistenceDatabase>;
+  subjects: Subjects;
+  batchMax: number;
+  logger: Logger;
+  metrics: PersistenceMetrics;
+}
+
+export interface InboundConsumer {
+  /** Stops fetching, finishes the batch in hand, and hands unprocessed messages back to JetStream. */
+  stop(): Promise<void>;
+}
+
+interface Decoded {
+  msg: JsMsg;
+  input: InboundMessage | undefined;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function isRetryable(error: unknown): boolean {
+  return isConnectionError(error) || RETRYABLE_SQLSTATES.has((error as { code?: string }).code ?? '');
+}
+
+/**
+ * Consumes the inbound stream through the shared durable consumer, storing what arrives in
+ * batches: whatever has arrived while the previous batch committed forms the next one (group
+ * commit), so a lone message is stored at once and a burst in few transactions.
+ *
+ * Order of effects per batch: commit, then publish each confirmed event, then ack. A crash
+ * between commit and ack leads to a redelivery, which finds the stored rows and confirms them
+ * again with their original ids and seqs; gateways deliver each seq once.
+ */
+export async function startInboundConsumer(options: InboundConsumerOptions): Promise<InboundConsumer> {
+  const { nc, db, subjects, batchMax, metrics } = options;
+  const log = options.logger.child({ module: 'inbound' });
+  const consumer = await nc.jetstream().consumers.get(subjects.inboundStream, subjects.inboundConsumer);
+  const messages: ConsumerMessages = await consumer.consume({ max_messages: batchMax * 2 });
+
+  /** Delivered and not yet taken into a batch, by stream sequence: a redelivery replaces its earlier copy. */
+  const held = new Map<number, JsMsg>();
+  let stopping = false;
+  let worker: Promise<void> | undefined;
+
+  const publishConfirmed = (outcome: StoreOutcome) => {
+    if (outcome.kind === 'rejected') return;
+    nc.publish(subjects.confirmed(outcome.message.session_id), encodeJson({ message: outcome.message }));
+  };
+
+  const deadLetter = async (msg: JsMsg, input: InboundMessage | undefined, reason: string) => {
+    const payload = new TextDecoder().decode(msg.data);
+    await db
+      .insertInto('dead_letters')
+      .values({
+        session_id: input?.session_id ?? null,
+        client_msg_id: input?.client_msg_id ?? null,
+        reason,
+        payload,
+        stream_seq: msg.seq,
+      })
+      .execute();
+    if (input) nc.publish(subjects.deadLetters, encodeJson({ session_id: input.session_id, client_msg_id: input.client_msg_id, reason }));
+    msg.term(reason);
+    metrics.messages.inc({ outcome: 'dead_lettered' });
+    log.error({ streamSeq: msg.seq, sessionId: input?.session_id, reason }, 'inbound message dead-lettered');
+  };
+
+  /**
+   * Stores one batch, retrying while PostgreSQL is unreachable (keeping the messages' ack
+   * deadlines alive, so they are neither redelivered nor overtaken by later ones). A batch that
+   * fails for another reason is split so that only the message that cannot be stored is set aside.
+   */
+  const processBatch = async (batch: Decoded[]): Promise<void> => {
+    const valid = batch.filter((item): item is Decoded & { input: InboundMessage } => item.input !== undefined);
+    for (const item of batch) if (!item.input) await deadLetter(item.msg, undefined, 'payload is not a valid inbound message');
+    if (valid.length === 0) return;
+
+    let outcomes: StoreOutcome[] | undefined;
+    for (let attempt = 0; outcomes === undefined; attempt++) {
+      const started = performance.now();
+      try {
+        outcomes = await storeBatch(
+          db,
+          valid.map((item) => item.input),
+        );
+        metrics.commitSeconds.observe((performance.now() - started) / 1000);
+        metrics.batchSize.observe(valid.length);
+      } catch (error) {
+        if (isRetryable(error)) {
+          metrics.storeRetries.inc();
+          if (attempt === 0 || attempt % 20 === 0)
+            log.warn({ err: error, batch: valid.length, attempt }, 'storing a batch failed; retrying');
+          if (stopping) {
+            // Hand the batch back rather than hold up the shutdown.
+            for (const item of valid) item.msg.nak();
+            return;
+          }
+          for (const item of valid) item.msg.working();
+          await sleep(Math.min(MAX_RETRY_DELAY_MS, 50 * 2 ** attempt));
+          continue;
+        }
+        if (valid.length > 1) {
+          log.warn({ err: error, batch: valid.length }, 'a batch could not be stored; storing its messages one by one');
+          for (const item of valid) await processBatch([item]);
+          return;
+        }
+        const [only] = valid;
+        if (only) await deadLetter(only.msg, only.input, (error as Error).message ?? String(error));
+        return;
+      }
+    }
+
+    const rejected: { item: Decoded & { input: InboundMessage }; reason: string }[] = [];
+    for (const [index, outcome] of outcomes.entries()) {
+      const item = valid[index];
+      if (!item) continue;
+      if (outcome.kind === 'rejected') rejected.push({ item, reason: outcome.reason });
+      else {
+        metrics.messages.inc({ outcome: outcome.kind });
+        publishConfirmed(outcome);
+      }
+    }
+    // Acks follow the confirmed events on the same connection, so they reach the server after them.
+    for (const [index, outcome] of outcomes.entries()) if (outcome.kind !== 'rejected') valid[index]?.msg.ack();
+    for (const { item, reason } of rejected) await deadLetter(item.msg, item.input, reason);
+  };
+
+  const takeBatch = (): Decoded[] => {
+    const batch: Decoded[] = [];
+    for (const [seq, msg] of held) {
+      if (batch.length >= batchMax) break;
+      held.delete(seq);
+      const parsed = inboundMessageSchema.safeParse(decodeJson(msg.data));
+      batch.push({ msg, input: parsed.success ? parsed.data : undefined });
+    }
+    return batch;
+  };
+
+  const work = async () => {
+    while (held.size > 0 && !stopping) {
+      try {
+        await processBatch(takeBatch());
+      } catch (error) {
+        // Dead-lettering itself failed (the database went away mid-way): JetStream redelivers after ack_wait.
+        log.error({ err: error }, 'processing a batch failed');
+        await sleep(MAX_RETRY_DELAY_MS);
+      }
+    }
+  };
+
+  const kick = () => {
+    worker ??= work().finally(() => {
+      worker = undefined;
+      if (held.size > 0 && !stopping) kick();
+    });
+  };
+
+  const pump = (async () => {
+    for await (const msg of messages) {
+      if (msg.redelivered) metrics.redeliveries.inc();
+      held.set(msg.seq, msg);
+      kick();
+      // Backpressure: stop pulling while a large backlog waits for the database.
+      while (held.size >= batchMax * 4 && worker && !stopping) await worker;
+    }
+  })();
+
+  return {
+    async stop() {
+      stopping = true;
+      await messages.close();
+      await pump.catch((error: unknown) => log.warn({ err: error }, 'consumer ended with an error'));
+      await worker;
+      for (const msg of held.values()) msg.nak();
+      held.clear();
+    },
+  };
+}

@@ -1,0 +1,46 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+export function createPersistenceMetrics(registry: Registry) {
+  return {
+    batchSize: new Histogram({
+      name: 'switchboard_persistence_batch_size',
+      help: 'Inbound messages stored per transaction.',
+      buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000],
+      registers: [registry],
+    }),
+    commitSeconds: new Histogram({
+      name: 'switchboard_persistence_commit_seconds',
+      help: 'Time to store one batch, from BEGIN to COMMIT.',
+      buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    messages: new Counter({
+      name: 'switchboard_persistence_messages_total',
+      help: 'Inbound messages handled, by outcome (stored, duplicate, dead_lettered).',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
+    redeliveries: new Counter({
+      name: 'switchboard_persistence_redeliveries_total',
+      help: 'Inbound messages JetStream delivered more than once.',
+      registers: [registry],
+    }),
+    storeRetries: new Counter({
+      name: 'switchboard_persistence_store_retries_total',
+      help: 'Batches retried because PostgreSQL was unreachable or the transaction had to be retried.',
+      registers: [registry],
+    }),
+    consumerPending: new Gauge({
+      name: 'switchboard_persistence_consumer_pending_messages',
+      help: 'Inbound messages not yet delivered to persistence (consumer lag).',
+      registers: [registry],
+    }),
+    consumerAckPending: new Gauge({
+      name: 'switchboard_persistence_consumer_ack_pending_messages',
+      help: 'Inbound messages delivered but not yet acknowledged.',
+      registers: [registry],
+    }),
+  };
+}
+
+export type PersistenceMetrics = ReturnType<typeof createPersistenceMetrics>;

@@ -1,0 +1,15 @@
+import { createDb } from '@switchboard/db';
+import { createLogger } from '@switchboard/logging';
+import { migratePersistence } from './app.js';
+import { loadPersistenceConfig } from './config.js';
+import type { PersistenceDatabase } from './db/schema.js';
+
+/** `npm run migrate`: applies the persistence service's migrations and exits. */
+const config = loadPersistenceConfig();
+const logger = createLogger({ name: 'persistence-migrate', level: config.logLevel });
+const database = createDb<PersistenceDatabase>({ url: config.databaseUrl, applicationName: 'switchboard-persistence-migrate' });
+try {
+  await migratePersistence(database.db, logger);
+} finally {
+  await database.destroy();
+}

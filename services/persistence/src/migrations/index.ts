@@ -1,0 +1,7 @@
+import type { Migration } from 'kysely';
+import * as sessionsAndMessages from './2026-11-25T01-00-00_sessions-and-messages.js';
+
+/** Every migration of the persistence service, by name; names sort in the order they apply. */
+export const migrations: Record<string, Migration> = {
+  '2026-11-25T01-00-00_sessions-and-messages': sessionsAndMessages,
+};
