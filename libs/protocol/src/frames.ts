@@ -57,11 +57,13 @@ export class FrameError extends Error {
 
 const isClientFrameType = (type: string): type is ClientFrameType => Object.hasOwn(clientFrameSchemas, type);
 
-function describe(error: z.ZodError): string {
+/** Turns zod issues into one readable sentence naming each field. */
+export function describeIssues(error: z.ZodError): string {
   return error.issues
     .map((issue) => {
       const field = issue.path.join('.');
-      if (issue.code === 'invalid_type' && issue.input === undefined) return `${field} is required`;
+      if (issue.code === 'unrecognized_keys') return `unknown field(s): ${issue.keys.join(', ')}`;
+      if (issue.code === 'invalid_type' && /received undefined$/.test(issue.message)) return `${field} is required`;
       return field ? `${field}: ${issue.message}` : issue.message;
     })
     .join('; ');
@@ -86,7 +88,7 @@ export function decodeClientFrame(text: string): ClientFrame {
   if (typeof raw.type !== 'string') throw new FrameError(ErrorCode.InvalidMessage, 'frame must have a string "type"', reqId);
   if (!isClientFrameType(raw.type)) throw new FrameError(ErrorCode.UnknownType, `unknown frame type "${raw.type.slice(0, 64)}"`, reqId);
   const result = clientFrameSchemas[raw.type].safeParse(raw);
-  if (!result.success) throw new FrameError(ErrorCode.InvalidMessage, describe(result.error), reqId);
+  if (!result.success) throw new FrameError(ErrorCode.InvalidMessage, describeIssues(result.error), reqId);
   return result.data as ClientFrame;
 }
 

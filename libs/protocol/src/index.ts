@@ -23,6 +23,7 @@ export {
   clientFrameSchemas,
   contentLength,
   decodeClientFrame,
+  describeIssues,
   FrameError,
   HISTORY_DEFAULT_LIMIT,
   HISTORY_MAX_LIMIT,

@@ -1,4 +1,5 @@
 import type { Logger } from '@switchboard/logging';
+import { describeIssues } from '@switchboard/protocol';
 import type { TokenVerifier } from '@switchboard/tokens';
 import { type FastifyBaseLogger, type FastifyError, type FastifyInstance, fastify } from 'fastify';
 import type { Kysely } from 'kysely';
@@ -12,7 +13,7 @@ import { hashPassword, verifyPassword } from '../passwords.js';
 import type { TokenIssuer } from '../token/access-tokens.js';
 import { bearerCredential, createApiKeyChecker } from './api-keys.js';
 import { errorBody, HttpError, HttpErrorCode } from './errors.js';
-import { createUserBody, describeIssues, serviceTokenBody, tokenBody } from './schemas.js';
+import { createUserBody, serviceTokenBody, tokenBody } from './schemas.js';
 
 /** Contract: bodies over 16 KiB are refused. */
 export const BODY_LIMIT_BYTES = 16 * 1024;

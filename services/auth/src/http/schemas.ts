@@ -1,4 +1,5 @@
 import { ROLES } from '@switchboard/protocol';
+
 import { z } from 'zod';
 
 /** Bodies of the auth API (contract §2), validated by Fastify through zod before a handler runs. */
@@ -38,15 +39,3 @@ export const serviceTokenBody = z.strictObject({
   display_name: displayNameSchema.optional(),
 });
 export type ServiceTokenBody = z.infer<typeof serviceTokenBody>;
-
-/** Turns zod issues into one readable sentence naming each field. */
-export function describeIssues(error: z.ZodError): string {
-  return error.issues
-    .map((issue) => {
-      const field = issue.path.join('.');
-      if (issue.code === 'unrecognized_keys') return `unknown field(s): ${issue.keys.join(', ')}`;
-      if (issue.code === 'invalid_type' && issue.input === undefined) return `${field} is required`;
-      return field ? `${field}: ${issue.message}` : issue.message;
-    })
-    .join('; ');
-}

@@ -146,11 +146,7 @@ export class ClientConnection implements Subscriber {
 
   private onMessage(data: Buffer, isBinary: boolean): void {
     if (this.closed) return;
-    if (!this.bucket.tryTake()) {
-      this.deps.metrics.framesIn.inc({ type: 'rate_limited' });
-      this.onRateViolation();
-      return;
-    }
+    const allowed = this.bucket.tryTake();
     if (isBinary) {
       this.deps.metrics.framesIn.inc({ type: 'invalid' });
       this.sendError(ErrorCode.InvalidMessage, 'binary frames are not accepted; send JSON text', undefined);
@@ -170,12 +166,26 @@ export class ClientConnection implements Subscriber {
       this.sendError(code, message, error instanceof FrameError ? error.reqId : undefined);
       return;
     }
+    if (!allowed) {
+      // Each refused frame is answered (with its req_id and client_msg_id, so the client knows what to resend).
+      this.deps.metrics.framesIn.inc({ type: 'rate_limited' });
+      const extra = frame.type === 'send_message' && frame.client_msg_id !== undefined ? { client_msg_id: frame.client_msg_id } : {};
+      this.sendError(
+        ErrorCode.RateLimited,
+        `over ${this.deps.config.rateLimitPerSec} frames per second; frame dropped`,
+        frame.req_id,
+        extra,
+      );
+      this.onRateViolation();
+      return;
+    }
     this.deps.metrics.framesIn.inc({ type: frame.type });
     // Frames are handled one after another, so replies come in request order (a send only
     // queues its message here; its ack comes when the message is stored).
     this.handling = this.handling.then(() => this.handle(frame)).catch((error: unknown) => this.onHandlerError(error, frame));
   }
 
+  /** A client that keeps flooding far over its rate is closed: it is not a client, or a broken one. */
   private onRateViolation(): void {
     const now = Date.now();
     if (now - this.rateWindowStart > RATE_VIOLATION_WINDOW_MS) {
@@ -183,10 +193,6 @@ export class ClientConnection implements Subscriber {
       this.rateViolations = 0;
     }
     this.rateViolations++;
-    // One error per burst of refusals is enough to tell the client; a flood gets closed.
-    if (this.rateViolations === 1 || this.rateViolations % 50 === 0) {
-      this.sendError(ErrorCode.RateLimited, `over ${this.deps.config.rateLimitPerSec} frames per second; frame dropped`, undefined);
-    }
     if (this.rateViolations >= MAX_RATE_VIOLATIONS) {
       this.log.warn('closing a client flooding over the rate limit');
       this.close(CloseCode.PolicyViolation, 'rate limit exceeded');

@@ -1,0 +1,185 @@
+import { type ServiceProcess, type Stack, startStack, TestClient } from '@switchboard/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+let stack: Stack;
+let strict: ServiceProcess;
+let token: string;
+let sessionId: number;
+const clients: TestClient[] = [];
+
+const strictUrl = () => `ws://127.0.0.1:${strict.port}/`;
+
+async function connect(url: string, options: { origin?: string } = {}): Promise<TestClient> {
+  const client = await TestClient.connect(url, options);
+  clients.push(client);
+  return client;
+}
+
+async function authed(url = stack.wsUrl(0)): Promise<TestClient> {
+  const client = await connect(url);
+  expect((await client.request({ type: 'auth', token })).type).toBe('auth_success');
+  return client;
+}
+
+async function stillWorks(client: TestClient): Promise<void> {
+  expect(await client.request({ type: 'ping' })).toMatchObject({ type: 'pong', server_time: expect.any(String) });
+}
+
+beforeAll(async () => {
+  stack = await startStack({ gateways: 1 });
+  strict = await stack.startGateway({
+    RATE_LIMIT_PER_SEC: '2',
+    AUTH_TIMEOUT_MS: '300',
+    ALLOWED_ORIGINS: 'https://chat.example.com, https://support.example.com',
+  });
+  const customer = await stack.user('user');
+  token = customer.token;
+  const client = await authed();
+  sessionId = ((await client.request({ type: 'create_session' })).session as { id: number }).id;
+});
+
+afterAll(async () => {
+  await Promise.all(clients.map((client) => client.close()));
+  await stack?.stop();
+});
+
+describe('authentication', () => {
+  it('answers frames before auth with auth_required and keeps the socket open', async () => {
+    const client = await connect(stack.wsUrl(0));
+    expect(await client.request({ type: 'join_session', session_id: sessionId })).toMatchObject({ type: 'error', code: 'auth_required' });
+    await stillWorks(client);
+    expect((await client.request({ type: 'auth', token })).type).toBe('auth_success');
+  });
+
+  it('refuses a wrong token with auth_failed and close 4001', async () => {
+    const client = await connect(stack.wsUrl(0));
+    expect(await client.request({ type: 'auth', token: `${token.slice(0, -4)}AAAA` })).toMatchObject({
+      type: 'error',
+      code: 'auth_failed',
+    });
+    expect(await client.closed).toBe(4001);
+  });
+
+  it('closes a socket that does not authenticate in time with 4001', async () => {
+    const client = await connect(strictUrl());
+    expect(await client.closed).toBe(4001);
+    expect(client.frames.at(-1)).toMatchObject({ type: 'error', code: 'auth_required' });
+  });
+});
+
+describe('bad frames', () => {
+  it.each([
+    ['text that is not JSON', 'hello there', 'invalid_message'],
+    ['a JSON array', '[1,2,3]', 'invalid_message'],
+    ['a JSON string', '"auth"', 'invalid_message'],
+    ['an object without type', '{"session_id":1}', 'invalid_message'],
+    ['a non-string type', '{"type":42}', 'invalid_message'],
+    ['an unknown type', '{"type":"subscribe","req_id":"u1"}', 'unknown_type'],
+    ['a missing field', '{"type":"join_session","req_id":7}', 'invalid_message'],
+    ['a wrong field type', '{"type":"join_session","session_id":"one"}', 'invalid_message'],
+    ['a negative id', '{"type":"history","session_id":-3}', 'invalid_message'],
+    ['empty content', '{"type":"send_message","session_id":1,"content":"   "}', 'invalid_message'],
+  ])('answers %s with %s and keeps working', async (_label, text, code) => {
+    const client = await authed();
+    client.send(text);
+    const error = await client.waitFor((frame) => frame.type === 'error');
+    expect(error.code).toBe(code);
+    expect(error.message).toEqual(expect.any(String));
+    const parsed = (() => {
+      try {
+        return JSON.parse(text) as { req_id?: unknown };
+      } catch {
+        return {};
+      }
+    })();
+    if (typeof parsed === 'object' && parsed !== null && 'req_id' in parsed) expect(error.req_id).toBe(parsed.req_id);
+    await stillWorks(client);
+  });
+
+  it('answers content over MAX_CONTENT_CHARS with payload_too_large', async () => {
+    const client = await authed();
+    const reply = await client.request({
+      type: 'send_message',
+      session_id: sessionId,
+      content: 'x'.repeat(4001),
+      client_msg_id: 'too-long',
+    });
+    expect(reply).toMatchObject({ type: 'error', code: 'payload_too_large', client_msg_id: 'too-long' });
+    // 4000 characters, each an emoji of two UTF-16 units, is within the limit.
+    expect((await client.request({ type: 'send_message', session_id: sessionId, content: '😀'.repeat(4000) })).type).toBe('message_ack');
+  });
+
+  it('answers a frame over MAX_FRAME_BYTES with payload_too_large and keeps working', async () => {
+    const client = await authed();
+    client.send(JSON.stringify({ type: 'ping', pad: 'x'.repeat(70_000) }));
+    expect(await client.waitFor((frame) => frame.type === 'error')).toMatchObject({ code: 'payload_too_large' });
+    await stillWorks(client);
+  });
+
+  it('closes with 1009 a frame far over the limit', async () => {
+    const client = await authed();
+    client.send('x'.repeat(16 * 65_536 + 1));
+    expect(await client.closed).toBe(1009);
+  });
+
+  it('refuses binary frames with invalid_message', async () => {
+    const client = await authed();
+    client.send(Buffer.from([1, 2, 3]));
+    expect(await client.waitFor((frame) => frame.type === 'error')).toMatchObject({ code: 'invalid_message' });
+    await stillWorks(client);
+  });
+
+  it('refuses content with a NUL character and stores other control characters verbatim', async () => {
+    const client = await authed();
+    expect(await client.request({ type: 'send_message', session_id: sessionId, content: 'a\u0000b' })).toMatchObject({
+      type: 'error',
+      code: 'invalid_message',
+    });
+    const tricky = `'; drop table messages; -- <script>alert(1)</script> \u0001\u001b[31m\t\r\n`;
+    expect((await client.request({ type: 'send_message', session_id: sessionId, content: tricky })).type).toBe('message_ack');
+    const history = await client.request({ type: 'history', session_id: sessionId, limit: 1 });
+    expect((history.messages as { content: string }[])[0]?.content).toBe(tricky);
+  });
+
+  it('keeps other clients unaffected by one sending garbage', async () => {
+    const noisy = await authed();
+    const calm = await authed();
+    for (let i = 0; i < 20; i++) noisy.send('{{{{');
+    await stillWorks(calm);
+    await stillWorks(noisy);
+  });
+});
+
+describe('rate limiting', () => {
+  it('answers frames over the rate with rate_limited, echoing req_id and client_msg_id, then recovers', async () => {
+    const client = await authed(strictUrl());
+    for (let i = 0; i < 8; i++) client.send({ type: 'ping', req_id: `p${i}` });
+    client.send({ type: 'send_message', session_id: sessionId, content: 'over the limit', client_msg_id: 'limited-1', req_id: 'send' });
+    const limited = await client.waitFor((frame) => frame.req_id === 'send');
+    expect(limited).toMatchObject({ type: 'error', code: 'rate_limited', client_msg_id: 'limited-1' });
+    const replies = await client.waitForCount((frame) => typeof frame.req_id === 'string' && frame.req_id.startsWith('p'), 8);
+    expect(replies.filter((frame) => frame.type === 'pong').length).toBeGreaterThanOrEqual(3);
+    expect(replies.filter((frame) => frame.code === 'rate_limited').length).toBeGreaterThanOrEqual(1);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await stillWorks(client);
+  });
+});
+
+describe('the upgrade', () => {
+  it('refuses an Origin outside ALLOWED_ORIGINS with 403', async () => {
+    await expect(TestClient.connect(strictUrl(), { origin: 'https://evil.example' })).rejects.toThrow(/403/);
+  });
+
+  it('accepts an allowed Origin, and clients that send none', async () => {
+    const browser = await connect(strictUrl(), { origin: 'https://support.example.com' });
+    const server = await connect(strictUrl());
+    expect(browser.frames[0]?.type).toBe('connected');
+    expect(server.frames[0]?.type).toBe('connected');
+  });
+
+  it('accepts / and /ws and refuses other paths with 404', async () => {
+    await connect(`ws://127.0.0.1:${stack.gateways[0]?.port}/`);
+    await connect(`ws://127.0.0.1:${stack.gateways[0]?.port}/ws`);
+    await expect(TestClient.connect(`ws://127.0.0.1:${stack.gateways[0]?.port}/chat`)).rejects.toThrow(/404/);
+  });
+});
