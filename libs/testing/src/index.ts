@@ -1,5 +1,6 @@
 export { createTestDatabase, TEST_DATABASE_ADMIN_URL, type TestDatabase } from './database.js';
 export { freePort } from './ports.js';
+export { type ReliableSendOptions, sendReliably } from './reliable-send.js';
 export {
   REPO_ROOT,
   type ServiceName,

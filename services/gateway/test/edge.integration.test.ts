@@ -1,5 +1,6 @@
 import { type ServiceProcess, type Stack, startStack, TestClient } from '@switchboard/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 
 let stack: Stack;
 let strict: ServiceProcess;
@@ -162,6 +163,23 @@ describe('rate limiting', () => {
     expect(replies.filter((frame) => frame.code === 'rate_limited').length).toBeGreaterThanOrEqual(1);
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     await stillWorks(client);
+  });
+});
+
+describe('heartbeats', () => {
+  it('pings sockets and drops one that stops answering', async () => {
+    const gateway = await stack.startGateway({ HEARTBEAT_INTERVAL_MS: '200' });
+    const url = `ws://127.0.0.1:${gateway.port}/`;
+    const answering = await connect(url);
+    expect(answering.frames[0]).toMatchObject({ type: 'connected', heartbeat_interval_ms: 200 });
+    const silent = new WebSocket(url, { autoPong: false });
+    let pings = 0;
+    silent.on('ping', () => pings++);
+    const closed = new Promise<number>((resolve) => silent.on('close', (code) => resolve(code)));
+    expect(await closed).toBe(1006);
+    expect(pings).toBeGreaterThanOrEqual(1);
+    // The socket that answers its pings is still there.
+    await stillWorks(answering);
   });
 });
 
