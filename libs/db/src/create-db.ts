@@ -22,14 +22,15 @@ export interface CreateDbOptions {
   healthProbeIntervalMs?: number;
 }
 
+/** A database handle for a service; whoever creates it destroys it. */
 export interface Database<DB> {
   readonly db: Kysely<DB>;
-  readonly pool: pg.Pool;
   /** True while the last health probe (`select 1`, every couple of seconds) succeeded. */
   isHealthy(): boolean;
   destroy(): Promise<void>;
 }
 
+/** PostgreSQL over a `pg` pool. */
 export function createDb<DB>({ url, poolSize = 10, applicationName, healthProbeIntervalMs = 2_000 }: CreateDbOptions): Database<DB> {
   const pool = new pg.Pool({
     connectionString: url,
@@ -60,7 +61,6 @@ export function createDb<DB>({ url, poolSize = 10, applicationName, healthProbeI
 
   return {
     db,
-    pool,
     isHealthy: () => healthy,
     destroy: () => {
       clearInterval(timer);

@@ -1,2 +1,3 @@
 export { type CreateDbOptions, createDb, type Database, isConnectionError } from './create-db.js';
+export { createEmbeddedDb } from './embedded-db.js';
 export { type MigrateOptions, migrateToLatest } from './migrate.js';

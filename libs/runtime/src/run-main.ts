@@ -70,3 +70,13 @@ export function runMain({ logger, start, shutdownTimeoutMs = DEFAULT_SHUTDOWN_TI
     },
   );
 }
+
+/** Loads a service's configuration, or prints what is wrong with it and exits 1. */
+export function loadConfigOrExit<T>(service: string, load: () => T): T {
+  try {
+    return load();
+  } catch (error) {
+    console.error(`${service}: ${(error as Error).message}`);
+    process.exit(1);
+  }
+}

@@ -1,5 +1,5 @@
 export { TokenError, TokenErrorCode } from './errors.js';
-export { DEFAULT_KEY_REQUEST_TIMEOUT_MS, type KeySource, natsKeySource } from './key-source.js';
+export { DEFAULT_KEY_REQUEST_TIMEOUT_MS, type KeySource, type RequestFn, requestKeySource } from './key-source.js';
 export {
   ACCEPTED_ALGORITHMS,
   createTokenVerifier,

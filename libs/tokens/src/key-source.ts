@@ -1,5 +1,4 @@
 import type { JSONWebKeySet } from 'jose';
-import type { NatsConnection } from 'nats';
 
 /** Where a verifier gets the public keys. */
 export interface KeySource {
@@ -8,12 +7,15 @@ export interface KeySource {
 
 export const DEFAULT_KEY_REQUEST_TIMEOUT_MS = 2_000;
 
-/** Asks the auth service for its JWKS over NATS request/reply. */
-export function natsKeySource(nc: NatsConnection, subject: string, timeoutMs = DEFAULT_KEY_REQUEST_TIMEOUT_MS): KeySource {
+/** A request/reply call on the message bus (NATS in production). */
+export type RequestFn = (subject: string, data: Uint8Array, timeoutMs: number) => Promise<Uint8Array>;
+
+/** Asks the auth service for its JWKS with an empty request on `subject`. */
+export function requestKeySource(request: RequestFn, subject: string, timeoutMs = DEFAULT_KEY_REQUEST_TIMEOUT_MS): KeySource {
   return {
     async fetchKeys() {
-      const reply = await nc.request(subject, new Uint8Array(), { timeout: timeoutMs });
-      const body: unknown = reply.json();
+      const reply = await request(subject, new Uint8Array(), timeoutMs);
+      const body: unknown = JSON.parse(new TextDecoder().decode(reply));
       if (!isJwks(body)) throw new Error(`malformed JWKS reply on ${subject}`);
       return body;
     },

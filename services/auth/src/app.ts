@@ -1,10 +1,11 @@
-import { createDb, migrateToLatest } from '@switchboard/db';
+import type { Bus } from '@switchboard/bus';
+import { type Database, migrateToLatest } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
-import { connectNats } from '@switchboard/nats';
 import { createSubjects } from '@switchboard/protocol';
 import { createMetricsRegistry, type Stoppable, startOpsServer } from '@switchboard/runtime';
 import { createTokenVerifier } from '@switchboard/tokens';
 import type { Kysely } from 'kysely';
+import { authServiceSpec } from './bus-service.js';
 import type { AuthConfig } from './config.js';
 import type { AuthDatabase } from './db/schema.js';
 import { findUserByUsername, insertUser, UsernameTakenError } from './db/user.repository.js';
@@ -12,7 +13,6 @@ import { buildHttpApp } from './http/app.js';
 import { createLoginThrottle } from './login-throttle.js';
 import { createAuthMetrics } from './metrics.js';
 import { migrations } from './migrations/index.js';
-import { addAuthNatsService } from './nats-service.js';
 import { hashPassword } from './passwords.js';
 import { createTokenIssuer } from './token/access-tokens.js';
 import { ensureStoredSigningKey, loadKeyRing } from './token/signing-keys.js';
@@ -20,6 +20,9 @@ import { ensureStoredSigningKey, loadKeyRing } from './token/signing-keys.js';
 export interface AuthServiceOptions {
   config: AuthConfig;
   logger: Logger;
+  /** The message bus and the database, created (and closed) by the caller. */
+  bus: Bus;
+  database: Database<AuthDatabase>;
 }
 
 export interface AuthService extends Stoppable {
@@ -50,26 +53,20 @@ async function bootstrapAdmin(db: Kysely<AuthDatabase>, admin: { username: strin
   }
 }
 
-/** Starts the auth service: HTTP API, ops endpoints and its NATS service. */
-export async function startAuthService({ config, logger }: AuthServiceOptions): Promise<AuthService> {
+/** Starts the auth service: HTTP API, ops endpoints and its service on the bus. */
+export async function startAuthService({ config, logger, bus, database }: AuthServiceOptions): Promise<AuthService> {
   const subjects = createSubjects(config.subjectPrefix);
   const registry = createMetricsRegistry('auth');
   const metrics = createAuthMetrics(registry);
   let draining = false;
 
-  const database = createDb<AuthDatabase>({
-    url: config.databaseUrl,
-    poolSize: config.databasePoolSize,
-    applicationName: 'switchboard-auth',
-  });
   const { db } = database;
   await migrateAuth(db, config, logger);
   const keys = await loadKeyRing(db, config.privateKeyPem);
   logger.info({ kid: keys.active.kid, alg: keys.active.alg }, 'signing key loaded');
   if (config.admin) await bootstrapAdmin(db, config.admin, logger);
 
-  const nats = await connectNats({ servers: config.natsServers, name: 'switchboard-auth', logger });
-  const natsService = await addAuthNatsService(nats.nc, { subjects, jwks: () => keys.jwks, logger });
+  const busService = await bus.addService(authServiceSpec({ subjects, jwks: () => keys.jwks }));
 
   const http = buildHttpApp({
     db,
@@ -88,6 +85,7 @@ export async function startAuthService({ config, logger }: AuthServiceOptions): 
     metrics,
     logger,
     trustProxy: config.trustProxy,
+    corsOrigins: config.corsOrigins,
   });
   await http.listen({ port: config.port, host: config.host });
   const address = http.server.address();
@@ -98,7 +96,7 @@ export async function startAuthService({ config, logger }: AuthServiceOptions): 
     host: config.host,
     registry,
     logger,
-    checks: { nats: nats.isConnected, database: database.isHealthy, accepting: () => !draining },
+    checks: { bus: bus.isConnected, database: database.isHealthy, accepting: () => !draining },
   });
   logger.info({ port, opsPort: ops.port }, 'auth service listening');
 
@@ -109,10 +107,8 @@ export async function startAuthService({ config, logger }: AuthServiceOptions): 
       draining = true;
       // Fastify's close stops accepting and waits for in-flight requests.
       await http.close();
-      await natsService.stop().catch(() => undefined);
-      await nats.drain();
+      await busService.stop().catch(() => undefined);
       await ops.close();
-      await database.destroy();
     },
   };
 }

@@ -23,6 +23,8 @@ const authEnv = {
   /** Failed logins allowed per client address within the window (higher: offices share addresses). */
   LOGIN_MAX_FAILURES_PER_ADDRESS: env.integer({ default: 50, min: 1, max: 1_000_000 }),
   LOGIN_FAILURE_WINDOW: env.duration({ default: '15m' }),
+  /** Origins allowed to call the API from a browser (CORS); `*` for any. */
+  CORS_ORIGINS: env.list({ default: ['*'] }),
   /** Behind a reverse proxy, trust its X-Forwarded-For for the client address. */
   TRUST_PROXY: env.oneOf(['true', 'false'], { default: 'false' }),
 };
@@ -54,6 +56,7 @@ export function loadAuthConfig(source: NodeJS.ProcessEnv = process.env) {
     loginMaxFailuresPerAddress: raw.LOGIN_MAX_FAILURES_PER_ADDRESS,
     loginFailureWindowMs: raw.LOGIN_FAILURE_WINDOW,
     trustProxy: raw.TRUST_PROXY === 'true',
+    corsOrigins: raw.CORS_ORIGINS,
   });
 }
 

@@ -1,14 +1,36 @@
+import { connectNatsBus } from '@switchboard/bus';
+import { createDb } from '@switchboard/db';
 import { createLogger } from '@switchboard/logging';
-import { runMain } from '@switchboard/runtime';
+import { createSubjects } from '@switchboard/protocol';
+import { loadConfigOrExit, runMain } from '@switchboard/runtime';
 import { startAuthService } from './app.js';
 import { loadAuthConfig } from './config.js';
+import type { AuthDatabase } from './db/schema.js';
 
-let config: ReturnType<typeof loadAuthConfig>;
-try {
-  config = loadAuthConfig();
-} catch (error) {
-  console.error(`auth: ${(error as Error).message}`);
-  process.exit(1);
-}
+const config = loadConfigOrExit('auth', loadAuthConfig);
 const logger = createLogger({ name: 'auth', level: config.logLevel });
-runMain({ logger, start: () => startAuthService({ config, logger }) });
+
+runMain({
+  logger,
+  async start() {
+    const database = createDb<AuthDatabase>({
+      url: config.databaseUrl,
+      poolSize: config.databasePoolSize,
+      applicationName: 'switchboard-auth',
+    });
+    const bus = await connectNatsBus({
+      servers: config.natsServers,
+      name: 'switchboard-auth',
+      subjects: createSubjects(config.subjectPrefix),
+      logger,
+    });
+    const service = await startAuthService({ config, logger, bus, database });
+    return {
+      async stop() {
+        await service.stop();
+        await bus.close();
+        await database.destroy();
+      },
+    };
+  },
+});

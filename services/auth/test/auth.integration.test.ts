@@ -1,7 +1,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { createSubjects } from '@switchboard/protocol';
 import { createTestDatabase, type ServiceProcess, startService, type TestDatabase, uniqueSubjectPrefix } from '@switchboard/testing';
-import { createTokenVerifier, natsKeySource, TokenError } from '@switchboard/tokens';
+import { createTokenVerifier, requestKeySource, TokenError } from '@switchboard/tokens';
 import { decodeProtectedHeader } from 'jose';
 import { connect, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -45,7 +45,11 @@ async function tokenFor(username: string, password: string): Promise<string> {
 }
 
 const verifierOverNats = () =>
-  createTokenVerifier({ keySource: natsKeySource(nc, subjects.authJwks), issuer: 'switchboard', audience: 'switchboard' });
+  createTokenVerifier({
+    keySource: requestKeySource(async (subject, data, timeout) => (await nc.request(subject, data, { timeout })).data, subjects.authJwks),
+    issuer: 'switchboard',
+    audience: 'switchboard',
+  });
 
 beforeAll(async () => {
   database = await createTestDatabase('auth');
@@ -248,7 +252,7 @@ describe('ops endpoints', () => {
     expect((await fetch(auth.opsUrl('/healthz'))).status).toBe(200);
     const ready = await fetch(auth.opsUrl('/readyz'));
     expect(ready.status).toBe(200);
-    expect(await ready.json()).toMatchObject({ checks: { nats: true, database: true, accepting: true } });
+    expect(await ready.json()).toMatchObject({ checks: { bus: true, database: true, accepting: true } });
     await tokenFor('alice', 'alice-password');
     const metrics = await (await fetch(auth.opsUrl('/metrics'))).text();
     expect(metrics).toMatch(/switchboard_auth_logins_total\{outcome="success",service="auth"\} [1-9]/);

@@ -1,12 +1,13 @@
 import { once } from 'node:events';
+import { type Bus, createPersistenceClient } from '@switchboard/bus';
 import type { Logger } from '@switchboard/logging';
-import { connectNats, createPersistenceClient } from '@switchboard/nats';
 import { CloseCode, createSubjects } from '@switchboard/protocol';
 import { createMetricsRegistry, type Stoppable, startOpsServer } from '@switchboard/runtime';
-import { createTokenVerifier, natsKeySource } from '@switchboard/tokens';
+import { createTokenVerifier, requestKeySource } from '@switchboard/tokens';
 import { createSessionAccess } from './broker/session-access.js';
 import { createSessionHub } from './broker/session-hub.js';
 import type { GatewayConfig } from './config.js';
+import { createStaticSite } from './http/static-files.js';
 import { createGatewayMetrics } from './metrics.js';
 import { ClientConnection } from './ws/connection.js';
 import { createWsServer } from './ws/server.js';
@@ -14,6 +15,8 @@ import { createWsServer } from './ws/server.js';
 export interface GatewayOptions {
   config: GatewayConfig;
   logger: Logger;
+  /** The message bus, created (and closed) by the caller. */
+  bus: Bus;
 }
 
 export interface Gateway extends Stoppable {
@@ -24,22 +27,22 @@ export interface Gateway extends Stoppable {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Starts a gateway: the WebSocket server, its link to NATS, and the ops endpoints. */
-export async function startGateway({ config, logger }: GatewayOptions): Promise<Gateway> {
+export async function startGateway({ config, logger, bus }: GatewayOptions): Promise<Gateway> {
   const subjects = createSubjects(config.subjectPrefix);
   const registry = createMetricsRegistry('gateway');
   const metrics = createGatewayMetrics(registry);
   let draining = false;
 
-  const nats = await connectNats({ servers: config.natsServers, name: 'switchboard-gateway', logger });
-  const persistence = createPersistenceClient(nats.nc, subjects);
+  const persistence = createPersistenceClient(bus, subjects);
   const verifier = createTokenVerifier({
-    keySource: natsKeySource(nats.nc, subjects.authJwks),
+    keySource: requestKeySource((subject, data, timeoutMs) => bus.request(subject, data, timeoutMs), subjects.authJwks),
     issuer: config.issuer,
     audience: config.audience,
   });
-  const hub = createSessionHub({ nc: nats.nc, subjects, persistence, logger, metrics, gapWaitMs: config.gapWaitMs });
+  const hub = createSessionHub({ bus, subjects, persistence, logger, metrics, gapWaitMs: config.gapWaitMs });
+  await hub.ready;
   const access = createSessionAccess(persistence);
-  nats.onReconnect(() => {
+  bus.onReconnect(() => {
     metrics.natsReconnects.inc();
     hub.resync();
   });
@@ -51,6 +54,7 @@ export async function startGateway({ config, logger }: GatewayOptions): Promise<
     allowedOrigins: config.allowedOrigins,
     logger,
     isAccepting: () => !draining,
+    onHttpRequest: createStaticSite({ publicConfig: { authUrl: config.publicAuthUrl ?? null } }),
     onConnection: (ws) => {
       const connection = new ClientConnection(ws, deps);
       connections.add(connection);
@@ -81,7 +85,7 @@ export async function startGateway({ config, logger }: GatewayOptions): Promise<
     host: config.host,
     registry,
     logger,
-    checks: { nats: nats.isConnected, accepting: () => !draining },
+    checks: { bus: bus.isConnected, accepting: () => !draining },
   });
   logger.info({ port, opsPort: ops.port }, 'gateway listening');
 
@@ -104,7 +108,6 @@ export async function startGateway({ config, logger }: GatewayOptions): Promise<
       await sleep(Math.min(1000, config.drainSeconds * 1000));
       for (const connection of connections) connection.terminate();
       hub.close();
-      await nats.drain();
       await ops.close();
     },
   };

@@ -29,6 +29,8 @@ const gatewayEnv = {
   SLOW_CLIENT_GRACE_MS: env.integer({ default: 5_000, min: 0, max: 600_000 }),
   /** How long a session's delivery waits for a missing seq before fetching it from persistence. */
   GAP_WAIT_MS: env.integer({ default: 100, min: 0, max: 60_000 }),
+  /** Where browsers reach the auth API, for the demo page; unset: the gateway's host on port 2347. */
+  PUBLIC_AUTH_URL: env.optionalString(),
   /** On SIGTERM, sockets are closed with 1012 spread over this many seconds. */
   DRAIN_SECONDS: env.integer({ default: 5, min: 0, max: 25 }),
 };
@@ -55,6 +57,7 @@ export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env) {
     slowClientGraceMs: raw.SLOW_CLIENT_GRACE_MS,
     gapWaitMs: raw.GAP_WAIT_MS,
     drainSeconds: raw.DRAIN_SECONDS,
+    publicAuthUrl: raw.PUBLIC_AUTH_URL,
   });
 }
 

@@ -1,4 +1,4 @@
-import { BusError } from '@switchboard/nats';
+import { BusError } from '@switchboard/bus';
 import { BusErrorCode, ErrorCode, FrameError, type ReqId } from '@switchboard/protocol';
 import { TokenError } from '@switchboard/tokens';
 

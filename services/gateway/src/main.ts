@@ -1,14 +1,28 @@
+import { connectNatsBus } from '@switchboard/bus';
 import { createLogger } from '@switchboard/logging';
-import { runMain } from '@switchboard/runtime';
+import { createSubjects } from '@switchboard/protocol';
+import { loadConfigOrExit, runMain } from '@switchboard/runtime';
 import { startGateway } from './app.js';
 import { loadGatewayConfig } from './config.js';
 
-let config: ReturnType<typeof loadGatewayConfig>;
-try {
-  config = loadGatewayConfig();
-} catch (error) {
-  console.error(`gateway: ${(error as Error).message}`);
-  process.exit(1);
-}
+const config = loadConfigOrExit('gateway', loadGatewayConfig);
 const logger = createLogger({ name: 'gateway', level: config.logLevel });
-runMain({ logger, start: () => startGateway({ config, logger }) });
+
+runMain({
+  logger,
+  async start() {
+    const bus = await connectNatsBus({
+      servers: config.natsServers,
+      name: 'switchboard-gateway',
+      subjects: createSubjects(config.subjectPrefix),
+      logger,
+    });
+    const gateway = await startGateway({ config, logger, bus });
+    return {
+      async stop() {
+        await gateway.stop();
+        await bus.close();
+      },
+    };
+  },
+});

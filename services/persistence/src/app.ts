@@ -1,14 +1,13 @@
-import { createDb, migrateToLatest } from '@switchboard/db';
+import type { Bus } from '@switchboard/bus';
+import { type Database, migrateToLatest } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
-import { connectNats } from '@switchboard/nats';
 import { createSubjects } from '@switchboard/protocol';
 import { createMetricsRegistry, type Stoppable, startOpsServer } from '@switchboard/runtime';
 import type { Kysely } from 'kysely';
-import { addPersistenceService } from './api/endpoints.js';
+import { persistenceServiceSpec } from './api/endpoints.js';
 import type { PersistenceConfig } from './config.js';
 import type { PersistenceDatabase } from './db/schema.js';
 import { startInboundConsumer } from './inbound/consumer.js';
-import { ensureInboundStream } from './inbound/stream.js';
 import { createPersistenceMetrics } from './metrics.js';
 import { migrations } from './migrations/index.js';
 
@@ -17,6 +16,9 @@ export const CONSUMER_STATS_INTERVAL_MS = 5_000;
 export interface PersistenceServiceOptions {
   config: PersistenceConfig;
   logger: Logger;
+  /** The message bus and the database, created (and closed) by the caller. */
+  bus: Bus;
+  database: Database<PersistenceDatabase>;
 }
 
 export interface PersistenceService extends Stoppable {
@@ -28,31 +30,23 @@ export function migratePersistence(db: Kysely<PersistenceDatabase>, logger: Logg
 }
 
 /** Starts persistence: migrations, the inbound stream and its consumer, the request/reply API, ops endpoints. */
-export async function startPersistenceService({ config, logger }: PersistenceServiceOptions): Promise<PersistenceService> {
+export async function startPersistenceService({ config, logger, bus, database }: PersistenceServiceOptions): Promise<PersistenceService> {
   const subjects = createSubjects(config.subjectPrefix);
   const registry = createMetricsRegistry('persistence');
   const metrics = createPersistenceMetrics(registry);
   let draining = false;
 
-  const database = createDb<PersistenceDatabase>({
-    url: config.databaseUrl,
-    poolSize: config.databasePoolSize,
-    applicationName: 'switchboard-persistence',
-  });
   await migratePersistence(database.db, logger);
+  await bus.ensureInboundStream(config.inbound);
 
-  const nats = await connectNats({ servers: config.natsServers, name: 'switchboard-persistence', logger });
-  const jsm = await nats.nc.jetstreamManager();
-  await ensureInboundStream(jsm, subjects, config.inbound);
-
-  const service = await addPersistenceService(nats.nc, { db: database.db, subjects, logger });
-  const consumer = await startInboundConsumer({ nc: nats.nc, db: database.db, subjects, batchMax: config.batchMax, logger, metrics });
+  const service = await bus.addService(persistenceServiceSpec({ db: database.db, subjects, logger }));
+  const consumer = await startInboundConsumer({ bus, db: database.db, subjects, batchMax: config.batchMax, logger, metrics });
 
   const statsTimer = setInterval(() => {
-    jsm.consumers.info(subjects.inboundStream, subjects.inboundConsumer).then(
-      (info) => {
-        metrics.consumerPending.set(info.num_pending);
-        metrics.consumerAckPending.set(info.num_ack_pending);
+    bus.inboundStats().then(
+      (stats) => {
+        metrics.consumerPending.set(stats.pending);
+        metrics.consumerAckPending.set(stats.ackPending);
       },
       () => undefined,
     );
@@ -64,7 +58,7 @@ export async function startPersistenceService({ config, logger }: PersistenceSer
     host: config.host,
     registry,
     logger,
-    checks: { nats: nats.isConnected, database: database.isHealthy, accepting: () => !draining },
+    checks: { bus: bus.isConnected, database: database.isHealthy, accepting: () => !draining },
   });
   logger.info({ opsPort: ops.port, stream: subjects.inboundStream }, 'persistence service running');
 
@@ -75,9 +69,7 @@ export async function startPersistenceService({ config, logger }: PersistenceSer
       clearInterval(statsTimer);
       await consumer.stop();
       await service.stop().catch(() => undefined);
-      await nats.drain();
       await ops.close();
-      await database.destroy();
     },
   };
 }

@@ -1,14 +1,36 @@
+import { connectNatsBus } from '@switchboard/bus';
+import { createDb } from '@switchboard/db';
 import { createLogger } from '@switchboard/logging';
-import { runMain } from '@switchboard/runtime';
+import { createSubjects } from '@switchboard/protocol';
+import { loadConfigOrExit, runMain } from '@switchboard/runtime';
 import { startPersistenceService } from './app.js';
 import { loadPersistenceConfig } from './config.js';
+import type { PersistenceDatabase } from './db/schema.js';
 
-let config: ReturnType<typeof loadPersistenceConfig>;
-try {
-  config = loadPersistenceConfig();
-} catch (error) {
-  console.error(`persistence: ${(error as Error).message}`);
-  process.exit(1);
-}
+const config = loadConfigOrExit('persistence', loadPersistenceConfig);
 const logger = createLogger({ name: 'persistence', level: config.logLevel });
-runMain({ logger, start: () => startPersistenceService({ config, logger }) });
+
+runMain({
+  logger,
+  async start() {
+    const database = createDb<PersistenceDatabase>({
+      url: config.databaseUrl,
+      poolSize: config.databasePoolSize,
+      applicationName: 'switchboard-persistence',
+    });
+    const bus = await connectNatsBus({
+      servers: config.natsServers,
+      name: 'switchboard-persistence',
+      subjects: createSubjects(config.subjectPrefix),
+      logger,
+    });
+    const service = await startPersistenceService({ config, logger, bus, database });
+    return {
+      async stop() {
+        await service.stop();
+        await bus.close();
+        await database.destroy();
+      },
+    };
+  },
+});

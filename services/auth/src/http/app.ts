@@ -1,3 +1,4 @@
+import cors from '@fastify/cors';
 import type { Logger } from '@switchboard/logging';
 import { describeIssues } from '@switchboard/protocol';
 import type { TokenVerifier } from '@switchboard/tokens';
@@ -30,6 +31,7 @@ export interface HttpAppOptions {
   metrics: AuthMetrics;
   logger: Logger;
   trustProxy: boolean;
+  corsOrigins: readonly string[];
 }
 
 const toUserBody = (user: UserRow) => ({
@@ -49,6 +51,9 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     bodyLimit: BODY_LIMIT_BYTES,
     trustProxy: options.trustProxy,
   });
+
+  // Bearer tokens, no cookies: browsers on other origins (the demo page on the gateway) may call the API.
+  void app.register(cors, { origin: options.corsOrigins.includes('*') ? true : [...options.corsOrigins], methods: ['GET', 'POST'] });
 
   app.setValidatorCompiler(({ schema }) => (data) => {
     const result = (schema as z.ZodType).safeParse(data);

@@ -1,4 +1,4 @@
-import type { PersistenceClient } from '@switchboard/nats';
+import type { PersistenceClient } from '@switchboard/bus';
 import { ErrorCode } from '@switchboard/protocol';
 import type { VerifiedToken } from '@switchboard/tokens';
 import { refuse } from '../errors.js';

@@ -1,5 +1,5 @@
+import { type Bus, BusError, type BusSubscription, decodeJson, encodeJson, type PersistenceClient } from '@switchboard/bus';
 import type { Logger } from '@switchboard/logging';
-import { decodeJson, encodeJson, type PersistenceClient } from '@switchboard/nats';
 import {
   confirmedEventSchema,
   deadLetterSchema,
@@ -12,7 +12,6 @@ import {
   type ServerFrame,
   type Subjects,
 } from '@switchboard/protocol';
-import type { JetStreamClient, NatsConnection, Subscription } from 'nats';
 import type { GatewayMetrics } from '../metrics.js';
 
 /** A socket, as the hub sees it. */
@@ -39,9 +38,8 @@ interface MemberState {
 
 interface Channel {
   readonly sessionId: number;
-  readonly subscription: Subscription;
-  /** Resolves once the server has registered the subscription. */
-  readonly ready: Promise<void>;
+  /** Resolves once the subscription is registered, so nothing published afterwards is missed. */
+  readonly subscription: Promise<BusSubscription>;
   /** Sockets joined plus sends in flight: the subscription lives while this is above 0. */
   refs: number;
   readonly members: Map<Subscriber, MemberState>;
@@ -54,7 +52,7 @@ interface Channel {
 }
 
 export interface SessionHubOptions {
-  nc: NatsConnection;
+  bus: Bus;
   subjects: Subjects;
   persistence: PersistenceClient;
   logger: Logger;
@@ -80,9 +78,8 @@ const keyOf = (sessionId: number, clientMsgId: string) => `${sessionId}:${client
  * fetched from persistence. Each socket keeps a cursor, so it receives every seq once.
  */
 export function createSessionHub(options: SessionHubOptions) {
-  const { nc, subjects, persistence, metrics, gapWaitMs } = options;
+  const { bus, subjects, persistence, metrics, gapWaitMs } = options;
   const log = options.logger.child({ module: 'hub' });
-  const js: JetStreamClient = nc.jetstream();
   const channels = new Map<number, Channel>();
   const waiters = new Map<string, Set<{ resolve: (message: Message) => void; reject: (error: Error) => void }>>();
 
@@ -175,13 +172,7 @@ export function createSessionHub(options: SessionHubOptions) {
     if (!channel) {
       const created: Channel = {
         sessionId,
-        subscription: nc.subscribe(subjects.confirmed(sessionId), {
-          callback: (error, msg) => {
-            if (!error) onEvent(created, msg.data);
-          },
-        }),
-        // A round trip to the server, after which it knows of the subscription.
-        ready: nc.flush(),
+        subscription: bus.subscribe(subjects.confirmed(sessionId), (data) => onEvent(created, data)),
         refs: 0,
         members: new Map(),
         lastSeq: undefined,
@@ -194,14 +185,19 @@ export function createSessionHub(options: SessionHubOptions) {
       metrics.sessions.set(channels.size);
     }
     channel.refs++;
-    await channel.ready;
+    try {
+      await channel.subscription;
+    } catch (error) {
+      release(channel);
+      throw error;
+    }
     return channel;
   };
 
   const release = (channel: Channel) => {
     channel.refs--;
     if (channel.refs > 0) return;
-    channel.subscription.unsubscribe();
+    void channel.subscription.then((subscription) => subscription.unsubscribe()).catch(() => undefined);
     clearTimeout(channel.gapTimer);
     if (channels.get(channel.sessionId) === channel) channels.delete(channel.sessionId);
     metrics.sessions.set(channels.size);
@@ -243,17 +239,14 @@ export function createSessionHub(options: SessionHubOptions) {
     state.queued = [];
   };
 
-  const deadLetters = nc.subscribe(subjects.deadLetters, {
-    callback: (error, msg) => {
-      if (error) return;
-      const parsed = deadLetterSchema.safeParse(decodeJson(msg.data));
-      if (!parsed.success) return;
-      const key = keyOf(parsed.data.session_id, parsed.data.client_msg_id);
-      const pending = waiters.get(key);
-      if (!pending) return;
-      waiters.delete(key);
-      for (const waiter of pending) waiter.reject(new FrameError(ErrorCode.Internal, 'the message could not be stored'));
-    },
+  const deadLetters = bus.subscribe(subjects.deadLetters, (data) => {
+    const parsed = deadLetterSchema.safeParse(decodeJson(data));
+    if (!parsed.success) return;
+    const key = keyOf(parsed.data.session_id, parsed.data.client_msg_id);
+    const pending = waiters.get(key);
+    if (!pending) return;
+    waiters.delete(key);
+    for (const waiter of pending) waiter.reject(new FrameError(ErrorCode.Internal, 'the message could not be stored'));
   });
 
   return {
@@ -335,17 +328,20 @@ export function createSessionHub(options: SessionHubOptions) {
           content: request.content,
           received_at: new Date().toISOString(),
         };
-        let pubAck: Awaited<ReturnType<JetStreamClient['publish']>>;
+        let published: { duplicate: boolean };
         try {
-          pubAck = await js.publish(subjects.inbound(sessionId), encodeJson(inbound), {
-            msgID: inboundMessageId(sessionId, clientMsgId),
-            timeout: PUBLISH_TIMEOUT_MS,
-          });
+          published = await bus.publishDurable(
+            subjects.inbound(sessionId),
+            encodeJson(inbound),
+            inboundMessageId(sessionId, clientMsgId),
+            PUBLISH_TIMEOUT_MS,
+          );
         } catch (error) {
+          if (!(error instanceof BusError)) throw error;
           log.warn({ err: error, sessionId }, 'publishing to the inbound stream failed');
           throw new FrameError(ErrorCode.Unavailable, 'the message could not be accepted; retry with the same client_msg_id');
         }
-        if (pubAck.duplicate) {
+        if (published.duplicate) {
           // The stream already holds it: stored already, or still on its way to persistence.
           const found = await persistence
             .call('messages.lookup', { session_id: sessionId, client_msg_id: clientMsgId })
@@ -382,11 +378,14 @@ export function createSessionHub(options: SessionHubOptions) {
       for (const channel of channels.values()) if (channel.lastSeq !== undefined) void fillGap(channel);
     },
 
+    /** Resolves once the hub listens for dead letters. */
+    ready: deadLetters.then(() => undefined),
+
     close(): void {
-      deadLetters.unsubscribe();
+      void deadLetters.then((subscription) => subscription.unsubscribe());
       for (const channel of channels.values()) {
         clearTimeout(channel.gapTimer);
-        channel.subscription.unsubscribe();
+        void channel.subscription.then((subscription) => subscription.unsubscribe()).catch(() => undefined);
       }
       channels.clear();
     },

@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import type { PersistenceClient } from '@switchboard/bus';
 import type { Logger } from '@switchboard/logging';
-import type { PersistenceClient } from '@switchboard/nats';
 import {
   type ClientFrame,
   type ClientFrameOf,

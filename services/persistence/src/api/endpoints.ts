@@ -1,6 +1,6 @@
+import { BusError, jsonEndpoint, type ServiceSpec } from '@switchboard/bus';
 import { isConnectionError } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
-import { addJsonEndpoint, BusError } from '@switchboard/nats';
 import {
   BusErrorCode,
   PERSISTENCE_ENDPOINTS,
@@ -11,7 +11,6 @@ import {
   type Subjects,
 } from '@switchboard/protocol';
 import type { Kysely } from 'kysely';
-import type { NatsConnection, Service } from 'nats';
 import type { z } from 'zod';
 import { findHistoryPage, findMessageByClientMsgId, findMessagesAfter } from '../db/message.repository.js';
 import type { PersistenceDatabase } from '../db/schema.js';
@@ -62,28 +61,32 @@ function withUnavailable<Req, Rep>(handler: (request: Req) => Promise<Rep>) {
 }
 
 /**
- * Registers persistence with the NATS services framework (`$SRV.PING/INFO/STATS` list it) with one
- * endpoint per request of `persistenceApi`. Replicas share each endpoint's queue group.
+ * Persistence in the NATS services framework (`$SRV.PING/INFO/STATS` list it) with one endpoint
+ * per request of `persistenceApi`. Replicas share each endpoint.
  */
-export async function addPersistenceService(
-  nc: NatsConnection,
-  { db, subjects, logger }: { db: Kysely<PersistenceDatabase>; subjects: Subjects; logger: Logger },
-): Promise<Service> {
-  const service = await nc.services.add({
+export function persistenceServiceSpec({
+  db,
+  subjects,
+  logger,
+}: {
+  db: Kysely<PersistenceDatabase>;
+  subjects: Subjects;
+  logger: Logger;
+}): ServiceSpec {
+  const handlers = createHandlers(db);
+  const log = logger.child({ module: 'api' });
+  return {
     name: subjects.persistenceServiceName,
     version: SERVICE_VERSION,
     description: 'Switchboard persistence: sessions and message history',
-  });
-  const handlers = createHandlers(db);
-  const log = logger.child({ module: 'api' });
-  for (const endpoint of PERSISTENCE_ENDPOINTS) {
-    addJsonEndpoint(service, {
-      name: endpoint.replace('.', '-'),
-      subject: subjects.persistence(endpoint),
-      requestSchema: persistenceApi[endpoint].request as z.ZodType<PersistenceRequest<typeof endpoint>>,
-      handler: withUnavailable(handlers[endpoint] as (request: PersistenceRequest<typeof endpoint>) => Promise<unknown>),
-      logger: log,
-    });
-  }
-  return service;
+    endpoints: PERSISTENCE_ENDPOINTS.map((endpoint) =>
+      jsonEndpoint({
+        name: endpoint.replace('.', '-'),
+        subject: subjects.persistence(endpoint),
+        requestSchema: persistenceApi[endpoint].request as z.ZodType<PersistenceRequest<typeof endpoint>>,
+        handler: withUnavailable(handlers[endpoint] as (request: PersistenceRequest<typeof endpoint>) => Promise<unknown>),
+        logger: log,
+      }),
+    ),
+  };
 }

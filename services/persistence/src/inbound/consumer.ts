@@ -1,9 +1,8 @@
+import { type Bus, type DurableConsumer, type DurableMessage, decodeJson, encodeJson } from '@switchboard/bus';
 import { isConnectionError } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
-import { decodeJson, encodeJson } from '@switchboard/nats';
 import { type InboundMessage, inboundMessageSchema, type Subjects } from '@switchboard/protocol';
 import type { Kysely } from 'kysely';
-import type { ConsumerMessages, JsMsg, NatsConnection } from 'nats';
 import type { PersistenceDatabase } from '../db/schema.js';
 import type { PersistenceMetrics } from '../metrics.js';
 import { type StoreOutcome, storeBatch } from './store-batch.js';
@@ -13,7 +12,7 @@ const RETRYABLE_SQLSTATES = new Set(['40001', '40P01', '55P03', '57014']);
 const MAX_RETRY_DELAY_MS = 2_000;
 
 export interface InboundConsumerOptions {
-  nc: NatsConnection;
+  bus: Bus;
   db: Kysely<PersistenceDatabase>;
   subjects: Subjects;
   batchMax: number;
@@ -27,7 +26,7 @@ export interface InboundConsumer {
 }
 
 interface Decoded {
-  msg: JsMsg;
+  msg: DurableMessage;
   input: InboundMessage | undefined;
 }
 
@@ -47,22 +46,21 @@ function isRetryable(error: unknown): boolean {
  * again with their original ids and seqs; gateways deliver each seq once.
  */
 export async function startInboundConsumer(options: InboundConsumerOptions): Promise<InboundConsumer> {
-  const { nc, db, subjects, batchMax, metrics } = options;
+  const { bus, db, subjects, batchMax, metrics } = options;
   const log = options.logger.child({ module: 'inbound' });
-  const consumer = await nc.jetstream().consumers.get(subjects.inboundStream, subjects.inboundConsumer);
-  const messages: ConsumerMessages = await consumer.consume({ max_messages: batchMax * 2 });
+  const messages: DurableConsumer = await bus.consumeInbound({ maxMessages: batchMax * 2 });
 
   /** Delivered and not yet taken into a batch, by stream sequence: a redelivery replaces its earlier copy. */
-  const held = new Map<number, JsMsg>();
+  const held = new Map<number, DurableMessage>();
   let stopping = false;
   let worker: Promise<void> | undefined;
 
   const publishConfirmed = (outcome: StoreOutcome) => {
     if (outcome.kind === 'rejected') return;
-    nc.publish(subjects.confirmed(outcome.message.session_id), encodeJson({ message: outcome.message }));
+    bus.publish(subjects.confirmed(outcome.message.session_id), encodeJson({ message: outcome.message }));
   };
 
-  const deadLetter = async (msg: JsMsg, input: InboundMessage | undefined, reason: string) => {
+  const deadLetter = async (msg: DurableMessage, input: InboundMessage | undefined, reason: string) => {
     const payload = new TextDecoder().decode(msg.data);
     await db
       .insertInto('dead_letters')
@@ -74,7 +72,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
         stream_seq: msg.seq,
       })
       .execute();
-    if (input) nc.publish(subjects.deadLetters, encodeJson({ session_id: input.session_id, client_msg_id: input.client_msg_id, reason }));
+    if (input) bus.publish(subjects.deadLetters, encodeJson({ session_id: input.session_id, client_msg_id: input.client_msg_id, reason }));
     msg.term(reason);
     metrics.messages.inc({ outcome: 'dead_lettered' });
     log.error({ streamSeq: msg.seq, sessionId: input?.session_id, reason }, 'inbound message dead-lettered');

@@ -1,0 +1,103 @@
+import type { BusErrorCode } from '@switchboard/protocol';
+
+/**
+ * The one narrow interface between the services and their message transport. In production it
+ * is NATS with JetStream (`connectNatsBus`); in the all-in-one process it is an in-process bus
+ * (`createMemoryBus`). Services never see which.
+ */
+
+export interface BusSubscription {
+  unsubscribe(): void;
+}
+
+export interface EndpointSpec {
+  /** Endpoint name in the services framework, e.g. `sessions-get`. */
+  name: string;
+  subject: string;
+  /** Answers one request; throwing is a bug (answer with an error payload instead). */
+  handler: (data: Uint8Array) => Promise<Uint8Array>;
+}
+
+export interface ServiceSpec {
+  /** Service name in the services framework, e.g. `switchboard-persistence`. */
+  name: string;
+  version: string;
+  description: string;
+  endpoints: EndpointSpec[];
+  /** Extra figures reported in `$SRV.STATS` and `$SRV.INFO` metadata. */
+  stats?: () => Record<string, number>;
+}
+
+export interface RegisteredService {
+  stop(): Promise<void>;
+}
+
+/** A message taken from the inbound stream; it stays pending until acked, nak'd or terminated. */
+export interface DurableMessage {
+  readonly data: Uint8Array;
+  /** Stream sequence: the same for every delivery of one message. */
+  readonly seq: number;
+  readonly redelivered: boolean;
+  ack(): void;
+  /** Hands the message back for redelivery now. */
+  nak(): void;
+  /** Extends the ack deadline. */
+  working(): void;
+  /** Gives up on the message for good. */
+  term(reason: string): void;
+}
+
+export interface DurableConsumer extends AsyncIterable<DurableMessage> {
+  /** Stops delivering; the iteration ends. */
+  close(): Promise<void>;
+}
+
+export interface InboundStreamSettings {
+  ackWaitMs: number;
+  maxDeliver: number;
+  duplicateWindowMs: number;
+  maxAgeMs: number;
+  replicas: number;
+  maxAckPending?: number;
+}
+
+export interface Bus {
+  readonly kind: 'nats' | 'memory';
+  /** Fire-and-forget publish. */
+  publish(subject: string, data: Uint8Array): void;
+  /** Resolves once the subscription is registered, so nothing published afterwards is missed. */
+  subscribe(subject: string, handler: (data: Uint8Array) => void): Promise<BusSubscription>;
+  /** @throws BusError `unavailable` when nobody answers in time. */
+  request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array>;
+  /** Registers request handlers; replicas of a service share the load. */
+  addService(spec: ServiceSpec): Promise<RegisteredService>;
+  /** Creates or updates the inbound stream and its durable consumer. */
+  ensureInboundStream(settings: InboundStreamSettings): Promise<void>;
+  /**
+   * Appends to the inbound stream; a second publish with the same `msgId` within the duplicate
+   * window is not stored again and reports `duplicate`.
+   * @throws BusError `unavailable` when the stream does not acknowledge it.
+   */
+  publishDurable(subject: string, data: Uint8Array, msgId: string, timeoutMs: number): Promise<{ duplicate: boolean }>;
+  /** Delivers the inbound stream through its shared durable consumer. */
+  consumeInbound(options: { maxMessages: number }): Promise<DurableConsumer>;
+  /** Messages not yet delivered, and delivered but not yet acked. */
+  inboundStats(): Promise<{ pending: number; ackPending: number }>;
+  isConnected(): boolean;
+  /** Called after each reconnection, to catch up on what was missed meanwhile. */
+  onReconnect(listener: () => void): void;
+  /** Finishes what is in flight and disconnects. */
+  close(): Promise<void>;
+}
+
+/** A failed bus call, with the bus error code of the answer (or `unavailable` when nobody answered). */
+export class BusError extends Error {
+  override name = 'BusError';
+  constructor(
+    readonly code: BusErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

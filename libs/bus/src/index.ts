@@ -1,0 +1,15 @@
+export type {
+  Bus,
+  BusSubscription,
+  DurableConsumer,
+  DurableMessage,
+  EndpointSpec,
+  InboundStreamSettings,
+  RegisteredService,
+  ServiceSpec,
+} from './bus.js';
+export { BusError } from './bus.js';
+export { decodeJson, encodeJson } from './json.js';
+export { createMemoryBus, subjectMatches } from './memory-bus.js';
+export { type ConnectNatsBusOptions, connectNatsBus } from './nats-bus.js';
+export { createPersistenceClient, DEFAULT_REQUEST_TIMEOUT_MS, jsonEndpoint, type PersistenceClient, requestJson } from './rpc.js';

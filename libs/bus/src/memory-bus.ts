@@ -1,0 +1,170 @@
+import { BusErrorCode } from '@switchboard/protocol';
+import { type Bus, BusError, type DurableConsumer, type DurableMessage, type EndpointSpec, type InboundStreamSettings } from './bus.js';
+
+interface StoredMessage {
+  seq: number;
+  data: Uint8Array;
+  deliveries: number;
+}
+
+const DEFAULT_SETTINGS: InboundStreamSettings = { ackWaitMs: 30_000, maxDeliver: 20, duplicateWindowMs: 120_000, maxAgeMs: 0, replicas: 1 };
+
+/** NATS subject matching: `*` matches one token, `>` the rest. */
+export function subjectMatches(pattern: string, subject: string): boolean {
+  if (pattern === subject) return true;
+  const wanted = pattern.split('.');
+  const actual = subject.split('.');
+  for (let i = 0; i < wanted.length; i++) {
+    if (wanted[i] === '>') return actual.length > i;
+    if (i >= actual.length || (wanted[i] !== '*' && wanted[i] !== actual[i])) return false;
+  }
+  return wanted.length === actual.length;
+}
+
+/**
+ * The bus inside one process, for the all-in-one mode: the same semantics the services rely on
+ * from NATS (subscriptions registered before `subscribe` resolves, request/reply with
+ * "no responders", a de-duplicating inbound stream with acks, redelivery after the ack wait or a
+ * nak, and a delivery limit), kept in memory. Deliveries are asynchronous, as over a network.
+ * Nothing in it survives a restart, which costs nothing acked: a message is acked to its sender
+ * only once it is in the database.
+ */
+export function createMemoryBus(): Bus {
+  const subscriptions = new Set<{ pattern: string; handler: (data: Uint8Array) => void }>();
+  const endpoints = new Map<string, EndpointSpec>();
+  let settings = DEFAULT_SETTINGS;
+  let nextSeq = 1;
+  const recentIds = new Map<string, number>(); // msgId → expiry
+  const ready: StoredMessage[] = []; // waiting for delivery, by seq
+  const unacked = new Map<number, { message: StoredMessage; timer: NodeJS.Timeout }>();
+  let wake: (() => void) | undefined;
+  let closed = false;
+
+  const enqueue = (message: StoredMessage) => {
+    let index = ready.length;
+    while (index > 0 && (ready[index - 1]?.seq ?? 0) > message.seq) index--;
+    ready.splice(index, 0, message);
+    wake?.();
+  };
+
+  const settle = (seq: number): StoredMessage | undefined => {
+    const entry = unacked.get(seq);
+    if (!entry) return undefined;
+    clearTimeout(entry.timer);
+    unacked.delete(seq);
+    return entry.message;
+  };
+
+  const redeliverLater = (message: StoredMessage) =>
+    setTimeout(() => {
+      if (settle(message.seq)) redeliver(message);
+    }, settings.ackWaitMs);
+
+  const redeliver = (message: StoredMessage) => {
+    if (message.deliveries < settings.maxDeliver) enqueue(message);
+  };
+
+  const deliver = (message: StoredMessage): DurableMessage => {
+    message.deliveries++;
+    unacked.set(message.seq, { message, timer: redeliverLater(message) });
+    return {
+      data: message.data,
+      seq: message.seq,
+      redelivered: message.deliveries > 1,
+      ack: () => void settle(message.seq),
+      nak: () => {
+        if (settle(message.seq)) redeliver(message);
+      },
+      working: () => {
+        const entry = unacked.get(message.seq);
+        if (!entry) return;
+        clearTimeout(entry.timer);
+        entry.timer = redeliverLater(message);
+      },
+      term: () => void settle(message.seq),
+    };
+  };
+
+  return {
+    kind: 'memory',
+    publish(subject, data) {
+      for (const subscription of subscriptions) {
+        if (subjectMatches(subscription.pattern, subject)) queueMicrotask(() => subscription.handler(data));
+      }
+    },
+    async subscribe(pattern, handler) {
+      const subscription = { pattern, handler };
+      subscriptions.add(subscription);
+      return { unsubscribe: () => void subscriptions.delete(subscription) };
+    },
+    async request(subject, data, timeoutMs) {
+      const endpoint = endpoints.get(subject);
+      if (!endpoint) throw new BusError(BusErrorCode.Unavailable, `request on ${subject} no responders`);
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new BusError(BusErrorCode.Unavailable, `request on ${subject} timed out`)), timeoutMs);
+      });
+      try {
+        return await Promise.race([endpoint.handler(data), timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    async addService(spec) {
+      for (const endpoint of spec.endpoints) endpoints.set(endpoint.subject, endpoint);
+      return {
+        stop: async () => {
+          for (const endpoint of spec.endpoints) if (endpoints.get(endpoint.subject) === endpoint) endpoints.delete(endpoint.subject);
+        },
+      };
+    },
+    async ensureInboundStream(inbound) {
+      settings = inbound;
+    },
+    async publishDurable(_subject, data, msgId) {
+      if (closed) throw new BusError(BusErrorCode.Unavailable, 'bus closed');
+      const now = Date.now();
+      for (const [id, expiry] of recentIds) {
+        if (expiry > now) break;
+        recentIds.delete(id);
+      }
+      if (recentIds.has(msgId)) return { duplicate: true };
+      recentIds.set(msgId, now + settings.duplicateWindowMs);
+      enqueue({ seq: nextSeq++, data, deliveries: 0 });
+      return { duplicate: false };
+    },
+    async consumeInbound() {
+      let stopped = false;
+      const consumer: DurableConsumer = {
+        async *[Symbol.asyncIterator]() {
+          while (!stopped) {
+            const next = ready.shift();
+            if (next) {
+              yield deliver(next);
+              continue;
+            }
+            await new Promise<void>((resolve) => {
+              wake = resolve;
+            });
+            wake = undefined;
+          }
+        },
+        close: async () => {
+          stopped = true;
+          wake?.();
+        },
+      };
+      return consumer;
+    },
+    async inboundStats() {
+      return { pending: ready.length, ackPending: unacked.size };
+    },
+    isConnected: () => !closed,
+    onReconnect: () => undefined,
+    async close() {
+      closed = true;
+      for (const { timer } of unacked.values()) clearTimeout(timer);
+      wake?.();
+    },
+  };
+}
