@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['libs/*/src/**/*.test.ts', 'services/*/src/**/*.test.ts', 'services/*/test/**/*.test.ts', 'libs/*/test/**/*.test.ts'],
+    include: ['{libs,services,apps}/*/src/**/*.test.ts', '{libs,services,apps}/*/test/**/*.test.ts'],
     exclude: ['**/node_modules/**', '**/dist/**', '**/*.fault.test.ts'],
     // Integration tests start real processes against the real PostgreSQL and NATS.
     testTimeout: 30_000,

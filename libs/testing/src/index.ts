@@ -6,6 +6,7 @@ export {
   type ServiceName,
   type ServiceProcess,
   type StartServiceOptions,
+  startProcess,
   startService,
   uniqueSubjectPrefix,
   waitFor,

@@ -9,7 +9,7 @@ export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export type ServiceName = 'auth' | 'persistence' | 'gateway';
 
 export interface ServiceProcess {
-  readonly name: ServiceName;
+  readonly name: string;
   readonly child: ChildProcess;
   readonly port: number;
   readonly opsPort: number;
@@ -48,10 +48,15 @@ export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs
 }
 
 /** Starts `node services/<name>/dist/main.js` exactly as in production, on free ports. */
-export async function startService(name: ServiceName, options: StartServiceOptions = {}): Promise<ServiceProcess> {
+export function startService(name: ServiceName, options: StartServiceOptions = {}): Promise<ServiceProcess> {
+  return startProcess(name, `services/${name}/dist/main.js`, options);
+}
+
+/** Starts `node <entry>` (relative to the repository) with `PORT` and `OPS_PORT` on free ports unless given. */
+export async function startProcess(name: string, entry: string, options: StartServiceOptions = {}): Promise<ServiceProcess> {
   const port = Number(options.env?.PORT ?? (await freePort()));
   const opsPort = Number(options.env?.OPS_PORT ?? (await freePort()));
-  const child = spawn(process.execPath, [`services/${name}/dist/main.js`], {
+  const child = spawn(process.execPath, [entry], {
     cwd: REPO_ROOT,
     env: { PATH: process.env.PATH, LOG_LEVEL: 'info', HOST: '127.0.0.1', ...options.env, PORT: String(port), OPS_PORT: String(opsPort) },
     stdio: ['ignore', 'pipe', 'pipe'],

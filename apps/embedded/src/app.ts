@@ -1,0 +1,109 @@
+import { join, resolve } from 'node:path';
+import { type AuthDatabase, loadAuthConfig, startAuthService } from '@switchboard/auth';
+import { type Bus, connectNatsBus, createMemoryBus } from '@switchboard/bus';
+import { createDb, createEmbeddedDb, type Database } from '@switchboard/db';
+import { loadGatewayConfig, startGateway } from '@switchboard/gateway';
+import { createLogger, type Logger } from '@switchboard/logging';
+import { loadPersistenceConfig, type PersistenceDatabase, startPersistenceService } from '@switchboard/persistence';
+import { createSubjects } from '@switchboard/protocol';
+import type { Stoppable } from '@switchboard/runtime';
+import type { EmbeddedConfig } from './config.js';
+
+export interface EmbeddedSystem extends Stoppable {
+  readonly urls: { page: string; websocket: string; auth: string };
+  readonly bus: 'in-process' | 'NATS';
+  readonly database: string;
+}
+
+/**
+ * Runs auth, persistence and the gateway in this process: the same service code and migrations
+ * as in production, with only the transport (in-process bus or NATS) and the database driver
+ * (embedded PostgreSQL or a server) chosen here.
+ */
+export async function startEmbedded(config: EmbeddedConfig, logger: Logger): Promise<EmbeddedSystem> {
+  // Each service reads its own variables; here they come from this process's settings.
+  const shared = {
+    ...process.env,
+    HOST: config.HOST,
+    LOG_LEVEL: config.LOG_LEVEL,
+    ...(config.NATS_URL ? { NATS_URL: config.NATS_URL } : {}),
+    ...(config.DATABASE_URL ? { DATABASE_URL: config.DATABASE_URL } : {}),
+  };
+  const authConfig = loadAuthConfig({
+    ...shared,
+    PORT: String(config.AUTH_PORT),
+    OPS_PORT: String(config.AUTH_OPS_PORT),
+    ADMIN_USERNAME: config.ADMIN_USERNAME,
+    ADMIN_PASSWORD: config.ADMIN_PASSWORD,
+  });
+  const persistenceConfig = loadPersistenceConfig({ ...shared, OPS_PORT: String(config.PERSISTENCE_OPS_PORT) });
+  const gatewayConfig = loadGatewayConfig({ ...shared, PORT: String(config.PORT), OPS_PORT: String(config.OPS_PORT) });
+
+  const dataDir = resolve(config.DATA_DIR);
+  const database: Database<unknown> = config.DATABASE_URL
+    ? createDb({ url: config.DATABASE_URL, applicationName: 'switchboard' })
+    : await createEmbeddedDb({ dataDir: join(dataDir, 'postgres') });
+  const bus: Bus = config.NATS_URL
+    ? await connectNatsBus({
+        servers: gatewayConfig.natsServers,
+        name: 'switchboard',
+        subjects: createSubjects(gatewayConfig.subjectPrefix),
+        logger,
+      })
+    : createMemoryBus();
+
+  const started: Stoppable[] = [];
+  const stopAll = async () => {
+    for (const service of started.reverse()) await service.stop();
+    await bus.close();
+    await database.destroy();
+  };
+  try {
+    const auth = await startAuthService({
+      config: authConfig,
+      logger: createLogger({ name: 'auth', level: config.LOG_LEVEL }),
+      bus,
+      database: database as Database<AuthDatabase>,
+    });
+    started.push(auth);
+    started.push(
+      await startPersistenceService({
+        config: persistenceConfig,
+        logger: createLogger({ name: 'persistence', level: config.LOG_LEVEL }),
+        bus,
+        database: database as Database<PersistenceDatabase>,
+      }),
+    );
+    const gateway = await startGateway({ config: gatewayConfig, logger: createLogger({ name: 'gateway', level: config.LOG_LEVEL }), bus });
+    started.push(gateway);
+    const host = config.HOST === '0.0.0.0' ? 'localhost' : config.HOST;
+    return {
+      urls: { page: `http://${host}:${gateway.port}/`, websocket: `ws://${host}:${gateway.port}/ws`, auth: `http://${host}:${auth.port}` },
+      bus: config.NATS_URL ? 'NATS' : 'in-process',
+      database: config.DATABASE_URL ? 'PostgreSQL server' : `embedded PostgreSQL in ${join(dataDir, 'postgres')}`,
+      stop: stopAll,
+    };
+  } catch (error) {
+    await stopAll().catch(() => undefined);
+    throw error;
+  }
+}
+
+/** Creates the demo agent through the auth API, unless it exists. */
+export async function ensureDemoAgent(
+  authUrl: string,
+  admin: { username: string; password: string },
+  agent: { username: string; password: string },
+): Promise<void> {
+  const post = (path: string, body: unknown, token?: string) =>
+    fetch(`${authUrl}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify(body),
+    });
+  const login = await post('/v1/token', admin);
+  if (!login.ok) throw new Error(`could not log in as the admin to create the demo agent (${login.status})`);
+  const { access_token: token } = (await login.json()) as { access_token: string };
+  const created = await post('/v1/users', { ...agent, role: 'agent', display_name: 'Demo agent' }, token);
+  if (!created.ok && created.status !== 409) throw new Error(`could not create the demo agent (${created.status})`);
+}

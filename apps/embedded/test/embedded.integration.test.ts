@@ -1,0 +1,111 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort, type ServiceProcess, startProcess, TestClient, waitFor } from '@switchboard/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const dataDir = mkdtempSync(join(tmpdir(), 'switchboard-embedded-'));
+let system: ServiceProcess;
+let env: Record<string, string>;
+const clients: TestClient[] = [];
+
+async function start(): Promise<ServiceProcess> {
+  // No NATS_URL, no DATABASE_URL: the in-process bus and the embedded PostgreSQL.
+  return startProcess('embedded', 'apps/embedded/dist/main.js', { env, readyTimeoutMs: 60_000 });
+}
+
+async function post(path: string, body: unknown, token?: string) {
+  const response = await fetch(`http://127.0.0.1:${env.AUTH_PORT}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify(body),
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+async function client(token: string): Promise<TestClient> {
+  const connected = await TestClient.connect(`ws://127.0.0.1:${system.port}/ws`);
+  clients.push(connected);
+  expect((await connected.request({ type: 'auth', token })).type).toBe('auth_success');
+  return connected;
+}
+
+beforeAll(async () => {
+  env = {
+    DATA_DIR: dataDir,
+    PORT: String(await freePort()),
+    OPS_PORT: String(await freePort()),
+    AUTH_PORT: String(await freePort()),
+    AUTH_OPS_PORT: String(await freePort()),
+    PERSISTENCE_OPS_PORT: String(await freePort()),
+    NATS_URL: '',
+    DATABASE_URL: '',
+  };
+  system = await start();
+});
+
+afterAll(async () => {
+  await Promise.all(clients.map((connected) => connected.close()));
+  await system?.stop();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('the all-in-one process', () => {
+  it('prints where to connect and how to log in', async () => {
+    await waitFor(() => system.logs.some((line) => line.includes('Switchboard is running')), 10_000, 'the banner');
+    const output = system.logs.join('\n');
+    expect(output).toContain(`ws://127.0.0.1:${env.PORT}/ws`);
+    expect(output).toContain(`http://127.0.0.1:${env.AUTH_PORT}`);
+    expect(output).toContain(`http://127.0.0.1:${env.PORT}/`);
+    expect(output).toMatch(/demo agent: agent \/ agent-password/);
+  });
+
+  it('runs the seed flow: a customer and the demo agent chat', async () => {
+    expect((await post('/v1/users', { username: 'carla', password: 'carla-password' })).status).toBe(201);
+    const customerToken = (await post('/v1/token', { username: 'carla', password: 'carla-password' })).body.access_token as string;
+    const agentToken = (await post('/v1/token', { username: 'agent', password: 'agent-password' })).body.access_token as string;
+    const customer = await client(customerToken);
+    const agent = await client(agentToken);
+
+    const sessionId = ((await customer.request({ type: 'create_session', subject: 'Refund' })).session as { id: number }).id;
+    expect((await customer.request({ type: 'join_session', session_id: sessionId })).last_seq).toBe(0);
+    expect((await agent.request({ type: 'join_session', session_id: sessionId })).last_seq).toBe(0);
+    expect(
+      await customer.request({ type: 'send_message', session_id: sessionId, content: 'I want a refund', client_msg_id: 'e1' }),
+    ).toMatchObject({
+      type: 'message_ack',
+      seq: 1,
+    });
+    expect((await agent.waitFor((frame) => frame.type === 'new_message')).message).toMatchObject({ seq: 1, content: 'I want a refund' });
+    await agent.request({ type: 'send_message', session_id: sessionId, content: 'Done!', client_msg_id: 'e2' });
+    expect(
+      (await customer.waitFor((frame) => frame.type === 'new_message' && (frame.message as { seq: number }).seq === 2)).message,
+    ).toMatchObject({
+      content: 'Done!',
+      sender_role: 'agent',
+    });
+    // A retry is stored once.
+    expect(
+      await customer.request({ type: 'send_message', session_id: sessionId, content: 'I want a refund', client_msg_id: 'e1' }),
+    ).toMatchObject({ seq: 1 });
+  });
+
+  it('keeps users, keys and history across a restart', async () => {
+    const before = (await post('/v1/token', { username: 'carla', password: 'carla-password' })).body.access_token as string;
+    await Promise.all(clients.splice(0).map((connected) => connected.close()));
+    expect(await system.stop()).toBe(0);
+    system = await start();
+
+    // A token issued before the restart still verifies: the signing key was kept.
+    const customer = await client(before);
+    const sessions = (await customer.request({ type: 'list_sessions' })).sessions as { id: number; last_seq: number }[];
+    expect(sessions).toHaveLength(1);
+    const [session] = sessions;
+    expect(session?.last_seq).toBe(2);
+    const history = await customer.request({ type: 'history', session_id: session?.id });
+    expect((history.messages as { content: string }[]).map((message) => message.content)).toEqual(['I want a refund', 'Done!']);
+    expect(await customer.request({ type: 'send_message', session_id: session?.id, content: 'Thanks', client_msg_id: 'e3' })).toMatchObject(
+      { seq: 3 },
+    );
+  });
+});
