@@ -25,7 +25,7 @@ export interface ServiceSpec {
   description: string;
   endpoints: EndpointSpec[];
   /** Extra figures reported in `$SRV.STATS` and `$SRV.INFO` metadata. */
-  stats?: () => Record<string, number>;
+  stats?: () => Promise<Record<string, number>>;
 }
 
 export interface RegisteredService {

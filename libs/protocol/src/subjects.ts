@@ -34,6 +34,8 @@ export interface Subjects {
   readonly authJwks: string;
   readonly authServiceName: string;
   readonly gatewayServiceName: string;
+  /** Gateway status endpoint: connections and sessions of the gateway that answers. */
+  readonly gatewayStatus: string;
 }
 
 export function createSubjects(prefix: string): Subjects {
@@ -51,5 +53,6 @@ export function createSubjects(prefix: string): Subjects {
     authJwks: `${prefix}.auth.jwks`,
     authServiceName: `${prefix}-auth`,
     gatewayServiceName: `${prefix}-gateway`,
+    gatewayStatus: `${prefix}.gateway.status`,
   };
 }

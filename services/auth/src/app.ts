@@ -2,7 +2,7 @@ import type { Bus } from '@switchboard/bus';
 import { type Database, migrateToLatest } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import { createSubjects } from '@switchboard/protocol';
-import { createMetricsRegistry, type Stoppable, startOpsServer } from '@switchboard/runtime';
+import { counterTotal, createMetricsRegistry, type Stoppable, startOpsServer } from '@switchboard/runtime';
 import { createTokenVerifier } from '@switchboard/tokens';
 import type { Kysely } from 'kysely';
 import { authServiceSpec } from './bus-service.js';
@@ -66,7 +66,12 @@ export async function startAuthService({ config, logger, bus, database }: AuthSe
   logger.info({ kid: keys.active.kid, alg: keys.active.alg }, 'signing key loaded');
   if (config.admin) await bootstrapAdmin(db, config.admin, logger);
 
-  const busService = await bus.addService(authServiceSpec({ subjects, jwks: () => keys.jwks }));
+  const stats = async () => ({
+    logins: await counterTotal(metrics.logins, { outcome: 'success' }),
+    failed_logins: await counterTotal(metrics.logins, { outcome: 'failure' }),
+    tokens_issued: (await counterTotal(metrics.tokensIssued)) - (await counterTotal(metrics.tokensIssued, { kind: 'service_refused' })),
+  });
+  const busService = await bus.addService(authServiceSpec({ subjects, jwks: () => keys.jwks, stats }));
 
   const http = buildHttpApp({
     db,

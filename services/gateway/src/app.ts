@@ -1,8 +1,8 @@
 import { once } from 'node:events';
-import { type Bus, createPersistenceClient } from '@switchboard/bus';
+import { type Bus, createPersistenceClient, encodeJson } from '@switchboard/bus';
 import type { Logger } from '@switchboard/logging';
 import { CloseCode, createSubjects } from '@switchboard/protocol';
-import { createMetricsRegistry, type Stoppable, startOpsServer } from '@switchboard/runtime';
+import { counterTotal, createMetricsRegistry, type Stoppable, startOpsServer } from '@switchboard/runtime';
 import { createTokenVerifier, requestKeySource } from '@switchboard/tokens';
 import { createSessionAccess } from './broker/session-access.js';
 import { createSessionHub } from './broker/session-hub.js';
@@ -23,6 +23,8 @@ export interface Gateway extends Stoppable {
   readonly port: number;
   readonly opsPort: number;
 }
+
+export const GATEWAY_VERSION = '0.1.0';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -80,6 +82,23 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
 
+  // The gateway in the NATS services framework, so `$SRV.STATS` (and `npm run status`) show
+  // every gateway's connections and traffic over NATS alone.
+  const status = async () => ({
+    connections: connections.size,
+    authenticated: [...connections].filter((connection) => connection.isAuthenticated).length,
+    sessions: hub.sessionCount(),
+    messages_received: await counterTotal(metrics.framesIn, { type: 'send_message' }),
+    messages_delivered: await counterTotal(metrics.framesOut, { type: 'new_message' }),
+  });
+  const busService = await bus.addService({
+    name: subjects.gatewayServiceName,
+    version: GATEWAY_VERSION,
+    description: 'Switchboard gateway: client WebSockets',
+    endpoints: [{ name: 'status', subject: subjects.gatewayStatus, handler: async () => encodeJson(await status()) }],
+    stats: status,
+  });
+
   const ops = await startOpsServer({
     port: config.opsPort,
     host: config.host,
@@ -99,8 +118,9 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
       const open = [...connections];
       const spreadMs = (config.drainSeconds * 1000) / Math.max(1, open.length);
       for (const connection of open) {
-        connection.close(CloseCode.ServiceRestart, 'server restarting; reconnect');
+        // The first close waits one step too, so load balancers see the failed readiness first.
         if (spreadMs >= 1) await sleep(spreadMs);
+        connection.close(CloseCode.ServiceRestart, 'server restarting; reconnect');
       }
       clearInterval(heartbeat);
       server.close();
@@ -108,6 +128,7 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
       await sleep(Math.min(1000, config.drainSeconds * 1000));
       for (const connection of connections) connection.terminate();
       hub.close();
+      await busService.stop().catch(() => undefined);
       await ops.close();
     },
   };

@@ -2,7 +2,7 @@ import type { Bus } from '@switchboard/bus';
 import { type Database, migrateToLatest } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import { createSubjects } from '@switchboard/protocol';
-import { createMetricsRegistry, type Stoppable, startOpsServer } from '@switchboard/runtime';
+import { counterTotal, createMetricsRegistry, type Stoppable, startOpsServer } from '@switchboard/runtime';
 import type { Kysely } from 'kysely';
 import { persistenceServiceSpec } from './api/endpoints.js';
 import type { PersistenceConfig } from './config.js';
@@ -39,7 +39,13 @@ export async function startPersistenceService({ config, logger, bus, database }:
   await migratePersistence(database.db, logger);
   await bus.ensureInboundStream(config.inbound);
 
-  const service = await bus.addService(persistenceServiceSpec({ db: database.db, subjects, logger }));
+  const stats = async () => ({
+    stored: await counterTotal(metrics.messages, { outcome: 'stored' }),
+    duplicates: await counterTotal(metrics.messages, { outcome: 'duplicate' }),
+    dead_lettered: await counterTotal(metrics.messages, { outcome: 'dead_lettered' }),
+    ...(await bus.inboundStats().catch(() => ({}))),
+  });
+  const service = await bus.addService(persistenceServiceSpec({ db: database.db, subjects, logger, stats }));
   const consumer = await startInboundConsumer({ bus, db: database.db, subjects, batchMax: config.batchMax, logger, metrics });
 
   const statsTimer = setInterval(() => {

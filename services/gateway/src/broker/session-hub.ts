@@ -291,6 +291,11 @@ export function createSessionHub(options: SessionHubOptions) {
       for (const channel of [...channels.values()]) removeMember(channel, subscriber);
     },
 
+    /** Sessions this gateway is subscribed to. */
+    sessionCount(): number {
+      return channels.size;
+    },
+
     isJoined(subscriber: Subscriber, sessionId: number): boolean {
       return channels.get(sessionId)?.members.has(subscriber) ?? false;
     },

@@ -68,10 +68,12 @@ export function persistenceServiceSpec({
   db,
   subjects,
   logger,
+  stats,
 }: {
   db: Kysely<PersistenceDatabase>;
   subjects: Subjects;
   logger: Logger;
+  stats: () => Promise<Record<string, number>>;
 }): ServiceSpec {
   const handlers = createHandlers(db);
   const log = logger.child({ module: 'api' });
@@ -79,6 +81,7 @@ export function persistenceServiceSpec({
     name: subjects.persistenceServiceName,
     version: SERVICE_VERSION,
     description: 'Switchboard persistence: sessions and message history',
+    stats,
     endpoints: PERSISTENCE_ENDPOINTS.map((endpoint) =>
       jsonEndpoint({
         name: endpoint.replace('.', '-'),

@@ -1,0 +1,76 @@
+import type { EndpointStats } from 'nats';
+
+export interface InstanceRow {
+  service: string;
+  instance: string;
+  version: string;
+  uptimeSeconds: number;
+  requests: number;
+  errors: number;
+  figures: Record<string, number>;
+}
+
+/** One row per service instance of this installation (service names `<prefix>-<service>`), sorted. */
+export function toRows(stats: readonly EndpointStats[], prefix: string, now = Date.now()): InstanceRow[] {
+  return stats
+    .filter((entry) => entry.name.startsWith(`${prefix}-`))
+    .map((entry) => {
+      const endpoints = entry.endpoints ?? [];
+      const data = endpoints.find((endpoint) => endpoint.data)?.data;
+      return {
+        service: entry.name.slice(prefix.length + 1),
+        instance: entry.id,
+        version: entry.version,
+        uptimeSeconds: Math.max(0, Math.round((now - Date.parse(entry.started)) / 1000)),
+        requests: endpoints.reduce((sum, endpoint) => sum + endpoint.num_requests, 0),
+        errors: endpoints.reduce((sum, endpoint) => sum + endpoint.num_errors, 0),
+        figures: typeof data === 'object' && data !== null ? (data as Record<string, number>) : {},
+      };
+    })
+    .sort((a, b) => a.service.localeCompare(b.service) || a.instance.localeCompare(b.instance));
+}
+
+const formatUptime = (seconds: number) =>
+  seconds >= 86_400
+    ? `${Math.floor(seconds / 86_400)}d${Math.floor((seconds % 86_400) / 3600)}h`
+    : seconds >= 3600
+      ? `${Math.floor(seconds / 3600)}h${Math.floor((seconds % 3600) / 60)}m`
+      : `${Math.floor(seconds / 60)}m${seconds % 60}s`;
+
+/** The table `npm run status` prints, with totals per service underneath. */
+export function formatOverview(rows: readonly InstanceRow[]): string {
+  if (rows.length === 0) return 'No Switchboard service answered.\n';
+  const header = ['SERVICE', 'INSTANCE', 'VERSION', 'UPTIME', 'REQUESTS', 'ERRORS', 'FIGURES'];
+  const lines = rows.map((row) => [
+    row.service,
+    row.instance,
+    row.version,
+    formatUptime(row.uptimeSeconds),
+    String(row.requests),
+    String(row.errors),
+    Object.entries(row.figures)
+      .map(([key, value]) => `${key}=${value}`)
+      .join(' '),
+  ]);
+  const widths = header.map((title, column) => Math.max(title.length, ...lines.map((line) => line[column]?.length ?? 0)));
+  const render = (cells: string[]) =>
+    cells
+      .map((cell, column) => (column === cells.length - 1 ? cell : cell.padEnd(widths[column] ?? 0)))
+      .join('  ')
+      .trimEnd();
+
+  const totals = new Map<string, { instances: number; figures: Record<string, number> }>();
+  for (const row of rows) {
+    const total = totals.get(row.service) ?? { instances: 0, figures: {} };
+    total.instances++;
+    for (const [key, value] of Object.entries(row.figures)) total.figures[key] = (total.figures[key] ?? 0) + value;
+    totals.set(row.service, total);
+  }
+  const summary = [...totals].map(
+    ([service, total]) =>
+      `${service}: ${total.instances} instance${total.instances === 1 ? '' : 's'}${Object.entries(total.figures)
+        .map(([key, value]) => `, ${key} ${value}`)
+        .join('')}`,
+  );
+  return `${[render(header), ...lines.map(render)].join('\n')}\n\n${summary.join('\n')}\n`;
+}

@@ -1,0 +1,143 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { REPO_ROOT, type Stack, sendReliably, startStack, TestClient } from '@switchboard/testing';
+import { connect, type EndpointStats, RequestStrategy } from 'nats';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+let stack: Stack;
+const clients: TestClient[] = [];
+
+async function authed(url: string, token: string): Promise<TestClient> {
+  const client = await TestClient.connect(url);
+  clients.push(client);
+  expect((await client.request({ type: 'auth', token })).type).toBe('auth_success');
+  return client;
+}
+
+beforeAll(async () => {
+  stack = await startStack({ gateways: 1, gatewayEnv: { RATE_LIMIT_PER_SEC: '1000' } });
+});
+
+afterAll(async () => {
+  await Promise.all(clients.map((client) => client.close()));
+  await stack?.stop();
+});
+
+describe('graceful drain', () => {
+  it('fails readiness first, refuses new upgrades, closes sockets with 1012 over DRAIN_SECONDS and exits 0', async () => {
+    const gateway = await stack.startGateway({ DRAIN_SECONDS: '2' });
+    const url = `ws://127.0.0.1:${gateway.port}/ws`;
+    const user = await stack.user('user');
+    const sockets = await Promise.all([1, 2, 3, 4].map(() => authed(url, user.token)));
+    const closedAt: number[] = [];
+    for (const socket of sockets) void socket.closed.then(() => closedAt.push(Date.now()));
+
+    const signalledAt = Date.now();
+    gateway.child.kill('SIGTERM');
+    let unreadyAt: number | undefined;
+    while (unreadyAt === undefined && Date.now() - signalledAt < 5_000) {
+      const status = await fetch(gateway.opsUrl('/readyz'))
+        .then((response) => response.status)
+        .catch(() => 0);
+      if (status === 503) unreadyAt = Date.now();
+    }
+    expect(unreadyAt).toBeDefined();
+    await expect(TestClient.connect(url)).rejects.toThrow(/503/);
+
+    const codes = await Promise.all(sockets.map((socket) => socket.closed));
+    expect(codes).toEqual([1012, 1012, 1012, 1012]);
+    expect(Math.min(...closedAt)).toBeGreaterThanOrEqual(unreadyAt ?? Number.POSITIVE_INFINITY);
+    // Spread out, not all at once.
+    expect(Math.max(...closedAt) - Math.min(...closedAt)).toBeGreaterThanOrEqual(1_000);
+    expect(await gateway.exited).toBe(0);
+    expect(Date.now() - signalledAt).toBeLessThan(30_000);
+  });
+
+  it('loses nothing when persistence is stopped and replaced mid-load', async () => {
+    const customer = await stack.user('user');
+    const agent = await stack.user('agent');
+    const a = await authed(stack.wsUrl(0), customer.token);
+    const b = await authed(stack.wsUrl(0), agent.token);
+    const sessionId = ((await a.request({ type: 'create_session' })).session as { id: number }).id;
+    await a.request({ type: 'join_session', session_id: sessionId });
+    await b.request({ type: 'join_session', session_id: sessionId });
+
+    let acked = 0;
+    const swap = (async () => {
+      while (acked < 30) await new Promise((resolve) => setTimeout(resolve, 5));
+      const old = stack.persistence[0];
+      const replacement = stack.startPersistence();
+      expect(await old?.stop()).toBe(0);
+      await replacement;
+    })();
+    await Promise.all([
+      swap,
+      ...[a, b].map(async (client, index) => {
+        for (let i = 0; i < 50; i++) {
+          await sendReliably(client, { sessionId, clientMsgId: `drain-${index}-${i}`, content: `m${i}` });
+          acked++;
+        }
+      }),
+    ]);
+
+    const db = new pg.Client({ connectionString: stack.database.url });
+    await db.connect();
+    try {
+      const { rows } = await db.query<{ seq: number }>('select seq::int from messages where session_id = $1 order by seq', [sessionId]);
+      expect(rows.map((row) => row.seq)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
+    } finally {
+      await db.end();
+    }
+    await a.waitForCount((frame) => frame.type === 'new_message', 100);
+    expect(a.messages(sessionId).map((message) => message.seq)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
+  });
+});
+
+describe('metrics and stats', () => {
+  it('moves the counters with traffic', async () => {
+    const customer = await stack.user('user');
+    const client = await authed(stack.wsUrl(0), customer.token);
+    const sessionId = ((await client.request({ type: 'create_session' })).session as { id: number }).id;
+    await client.request({ type: 'join_session', session_id: sessionId });
+    for (let i = 0; i < 3; i++)
+      expect((await client.request({ type: 'send_message', session_id: sessionId, content: `m${i}` })).type).toBe('message_ack');
+
+    const gateway = await (await fetch(stack.gateways[0]?.opsUrl('/metrics') ?? '')).text();
+    expect(gateway).toMatch(/switchboard_gateway_frames_in_total\{type="send_message",service="gateway"\} [1-9]/);
+    expect(gateway).toMatch(/switchboard_gateway_frames_out_total\{type="new_message",service="gateway"\} [1-9]/);
+    expect(gateway).toMatch(/switchboard_gateway_send_confirm_seconds_count\{service="gateway"\} [1-9]/);
+    expect(gateway).toMatch(/switchboard_gateway_connections\{service="gateway"\} [1-9]/);
+    const persistence = await (await fetch(stack.persistence.at(-1)?.opsUrl('/metrics') ?? '')).text();
+    expect(persistence).toMatch(/switchboard_persistence_messages_total\{outcome="stored",service="persistence"\} [1-9]/);
+    expect(persistence).toMatch(/switchboard_persistence_batch_size_count\{service="persistence"\} [1-9]/);
+    expect(persistence).toMatch(/switchboard_persistence_commit_seconds_count\{service="persistence"\} [1-9]/);
+    const auth = await (await fetch(stack.auth.opsUrl('/metrics'))).text();
+    expect(auth).toMatch(/switchboard_auth_tokens_issued_total\{kind="password",service="auth"\} [1-9]/);
+  });
+
+  it('lists every service in $SRV.STATS and in npm run status', async () => {
+    const nc = await connect({ servers: 'nats://127.0.0.1:4222' });
+    try {
+      const stats: EndpointStats[] = [];
+      for await (const entry of await nc.services.client({ strategy: RequestStrategy.Timer, maxWait: 1_000 }).stats()) stats.push(entry);
+      const ours = stats.filter((entry) => entry.name.startsWith(`${stack.prefix}-`));
+      expect(new Set(ours.map((entry) => entry.name))).toEqual(
+        new Set(['auth', 'persistence', 'gateway'].map((name) => `${stack.prefix}-${name}`)),
+      );
+      const gateway = ours.find((entry) => entry.name === `${stack.prefix}-gateway`);
+      expect(gateway?.endpoints?.[0]?.data).toMatchObject({ connections: expect.any(Number), sessions: expect.any(Number) });
+    } finally {
+      await nc.close();
+    }
+
+    const { stdout } = await promisify(execFile)(process.execPath, ['apps/status/dist/main.js'], {
+      cwd: REPO_ROOT,
+      env: { PATH: process.env.PATH, NATS_SUBJECT_PREFIX: stack.prefix },
+    });
+    expect(stdout).toMatch(/^auth\s+\S+\s+0\.1\.0/m);
+    expect(stdout).toMatch(/^persistence\s+\S+\s+0\.1\.0\s+\S+\s+\d+\s+0\s+stored=\d+/m);
+    expect(stdout).toMatch(/^gateway\s+\S+\s+0\.1\.0.*connections=\d+/m);
+    expect(stdout).toMatch(/gateway: 1 instance, connections \d+/);
+  });
+});
