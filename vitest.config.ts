@@ -2,7 +2,12 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['{libs,services,apps}/*/src/**/*.test.ts', '{libs,services,apps}/*/test/**/*.test.ts'],
+    include: [
+      '{libs,services,apps}/*/src/**/*.test.ts',
+      '{libs,services,apps}/*/test/**/*.test.ts',
+      'deploy/test/**/*.test.ts',
+      'test/**/*.test.ts',
+    ],
     exclude: ['**/node_modules/**', '**/dist/**', '**/*.fault.test.ts'],
     // Integration tests start real processes against the real PostgreSQL and NATS.
     testTimeout: 30_000,

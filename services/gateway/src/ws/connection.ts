@@ -14,7 +14,7 @@ import {
   type ReqId,
   type ServerFrame,
 } from '@switchboard/protocol';
-import type { TokenVerifier, VerifiedToken } from '@switchboard/tokens';
+import { DEFAULT_CLOCK_TOLERANCE_S, type TokenVerifier, type VerifiedToken } from '@switchboard/tokens';
 import WebSocket from 'ws';
 import type { SessionAccess } from '../broker/session-access.js';
 import type { SessionHub, Subscriber } from '../broker/session-hub.js';
@@ -243,7 +243,8 @@ export class ClientConnection implements Subscriber {
         this.sendError(ErrorCode.AuthFailed, 'token expired; reconnect with a new token', undefined);
         this.close(CloseCode.AuthFailed, 'token expired');
       },
-      Math.min(Math.max(0, verified.expiresAt - Date.now()), 2 ** 31 - 1),
+      // The verifier tolerates the same clock skew, so a token it just accepted is not closed at once.
+      Math.min(Math.max(0, verified.expiresAt + DEFAULT_CLOCK_TOLERANCE_S * 1000 - Date.now()), 2 ** 31 - 1),
     );
     this.send({
       type: 'auth_success',

@@ -1,0 +1,376 @@
+import type { Message } from '@switchboard/protocol';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { ChatClient, type ChatClientOptions, type ConnectionState } from './chat-client.js';
+import type { ChatError } from './errors.js';
+import type { WebSocketLike } from './socket.js';
+
+type Frame = Record<string, unknown> & { type: string };
+
+/** A scripted WebSocket: the test plays the gateway. */
+class FakeSocket implements WebSocketLike {
+  static all: FakeSocket[] = [];
+  readyState = 0;
+  readonly sent: Frame[] = [];
+  closedWith: number | undefined;
+  onopen: ((event: never) => void) | null = null;
+  onmessage: ((event: never) => void) | null = null;
+  onclose: ((event: never) => void) | null = null;
+  onerror: ((event: never) => void) | null = null;
+
+  constructor(readonly url: string) {
+    FakeSocket.all.push(this);
+  }
+
+  static last(): FakeSocket {
+    const socket = FakeSocket.all.at(-1);
+    if (!socket) throw new Error('no socket opened');
+    return socket;
+  }
+
+  send(data: string): void {
+    this.sent.push(JSON.parse(data) as Frame);
+  }
+
+  close(code?: number): void {
+    this.closedWith = code;
+    this.readyState = 3;
+  }
+
+  open(): void {
+    this.readyState = 1;
+    this.onopen?.({} as never);
+    this.receive({ type: 'connected', connection_id: 'c', heartbeat_interval_ms: 25_000, protocol_version: 1 });
+  }
+
+  receive(frame: Frame): void {
+    this.onmessage?.({ data: JSON.stringify(frame) } as never);
+  }
+
+  serverClose(code: number, reason = ''): void {
+    this.readyState = 3;
+    this.onclose?.({ code, reason } as never);
+  }
+
+  sentOf(type: string): Frame[] {
+    return this.sent.filter((frame) => frame.type === type);
+  }
+}
+
+const USER = { id: 5, username: 'maria', role: 'user' as const };
+const message = (seq: number, sessionId = 7): Message => ({
+  id: 100 + seq,
+  session_id: sessionId,
+  seq,
+  sender_id: 9,
+  sender_role: 'agent',
+  content: `message ${seq}`,
+  client_msg_id: `m${seq}`,
+  created_at: '2026-01-01T00:00:00.000Z',
+});
+
+const flush = () => vi.advanceTimersByTimeAsync(0);
+
+function newClient(options: Partial<ChatClientOptions> = {}) {
+  const client = new ChatClient({ url: ['ws://a/ws', 'ws://b/ws'], token: 'token-1', WebSocket: FakeSocket, ...options });
+  const states: ConnectionState[] = [];
+  const messages: Message[] = [];
+  const errors: ChatError[] = [];
+  client.on('state', (state) => states.push(state));
+  client.on('message', (m) => messages.push(m));
+  client.on('error', (error) => errors.push(error));
+  return { client, states, messages, errors };
+}
+
+/** Opens the newest socket and answers its auth frame. */
+async function accept(socket = FakeSocket.last()): Promise<FakeSocket> {
+  socket.open();
+  await flush();
+  const auth = socket.sentOf('auth').at(-1);
+  if (!auth) throw new Error('no auth frame sent');
+  socket.receive({ type: 'auth_success', req_id: auth.req_id, user: USER });
+  return socket;
+}
+
+/** Lets the reconnect timer fire and accepts the new socket. */
+async function reconnect(): Promise<FakeSocket> {
+  const before = FakeSocket.all.length;
+  await vi.advanceTimersByTimeAsync(250);
+  expect(FakeSocket.all.length).toBe(before + 1);
+  return accept();
+}
+
+async function joined(client: ChatClient, socket: FakeSocket, sessionId: number, lastSeq: number) {
+  const joining = client.join(sessionId);
+  const frame = socket.sentOf('join_session').at(-1);
+  socket.receive({ type: 'joined_session', req_id: frame?.req_id, session_id: sessionId, last_seq: lastSeq });
+  return joining;
+}
+
+beforeEach(() => {
+  vi.useFakeTimers();
+  FakeSocket.all = [];
+});
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('connecting', () => {
+  it('authenticates, then reports ready and the user', async () => {
+    const { client, states } = newClient();
+    const connecting = client.connect();
+    const socket = await accept();
+    await connecting;
+    expect(socket.url).toBe('ws://a/ws');
+    expect(socket.sentOf('auth')[0]).toMatchObject({ token: 'token-1' });
+    expect(states).toEqual(['connecting', 'authenticating', 'ready']);
+    expect(client.user).toEqual(USER);
+    client.close();
+    expect(client.state).toBe('closed');
+    expect(socket.closedWith).toBe(4000);
+  });
+
+  it('keeps trying, through the URL list, until a gateway answers', async () => {
+    const { client } = newClient();
+    const connecting = client.connect();
+    FakeSocket.last().serverClose(1006);
+    await vi.advanceTimersByTimeAsync(250);
+    expect(FakeSocket.last().url).toBe('ws://b/ws');
+    FakeSocket.last().serverClose(1006);
+    await vi.advanceTimersByTimeAsync(500);
+    expect(FakeSocket.last().url).toBe('ws://a/ws');
+    await accept();
+    await expect(connecting).resolves.toBeUndefined();
+    client.close();
+  });
+
+  it('drops a socket that stays silent, after asking it for a pong', async () => {
+    const { client } = newClient();
+    const connecting = client.connect();
+    const socket = await accept();
+    await connecting;
+    await vi.advanceTimersByTimeAsync(25_000);
+    expect(socket.sentOf('ping')).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(socket.closedWith).toBe(4000);
+    expect(client.state).toBe('reconnecting');
+    client.close();
+  });
+});
+
+describe('messages', () => {
+  it('delivers each seq once, in order, and after a reconnect rejoins from the last one delivered', async () => {
+    const { client, messages, states } = newClient();
+    const connecting = client.connect();
+    const first = await accept();
+    await connecting;
+    await expect(joined(client, first, 7, 2)).resolves.toEqual({ lastSeq: 2 });
+    for (const seq of [2, 3, 3, 4]) first.receive({ type: 'new_message', message: message(seq) });
+    first.receive({ type: 'new_message', message: message(1, 99) });
+    expect(messages.map((m) => m.seq)).toEqual([3, 4]);
+
+    first.serverClose(1012, 'restart');
+    expect(client.state).toBe('reconnecting');
+    const second = await reconnect();
+    expect(second.url).toBe('ws://b/ws');
+    const rejoin = second.sentOf('join_session')[0];
+    expect(rejoin).toMatchObject({ session_id: 7, last_seq: 4 });
+    second.receive({ type: 'joined_session', req_id: rejoin?.req_id, session_id: 7, last_seq: 6 });
+    for (const seq of [4, 5, 6]) second.receive({ type: 'new_message', message: message(seq) });
+    expect(messages.map((m) => m.seq)).toEqual([3, 4, 5, 6]);
+    expect(client.lastSeq(7)).toBe(6);
+    expect(states).toEqual(['connecting', 'authenticating', 'ready', 'reconnecting', 'authenticating', 'ready']);
+    client.close();
+  });
+
+  it('joins again when the replay after a join fails', async () => {
+    const { client, errors } = newClient();
+    const connecting = client.connect();
+    const socket = await accept();
+    await connecting;
+    await joined(client, socket, 7, 3);
+    const join = socket.sentOf('join_session')[0];
+    socket.receive({ type: 'error', req_id: join?.req_id, code: 'unavailable', message: 'down' });
+    await vi.advanceTimersByTimeAsync(500);
+    expect(socket.sentOf('join_session')[1]).toMatchObject({ session_id: 7, last_seq: 3 });
+    expect(errors).toEqual([]);
+    client.close();
+  });
+
+  it('stops following a session after leave()', async () => {
+    const { client, messages } = newClient();
+    const connecting = client.connect();
+    const socket = await accept();
+    await connecting;
+    await joined(client, socket, 7, 0);
+    const leaving = client.leave(7);
+    socket.receive({ type: 'new_message', message: message(1) });
+    socket.receive({ type: 'left_session', req_id: socket.sentOf('leave_session')[0]?.req_id, session_id: 7 });
+    await leaving;
+    expect(messages).toEqual([]);
+    socket.serverClose(1006);
+    const next = await reconnect();
+    expect(next.sentOf('join_session')).toEqual([]);
+    client.close();
+  });
+});
+
+describe('sending', () => {
+  it('sends one message per session at a time and resends after a drop with the same client_msg_id', async () => {
+    const { client } = newClient();
+    const connecting = client.connect();
+    const first = await accept();
+    await connecting;
+    const acks: unknown[] = [];
+    client.on('ack', (ack) => acks.push(ack));
+    const one = client.send(7, 'one');
+    const two = client.send(7, 'two', { clientMsgId: 'my-id' });
+    const elsewhere = client.send(8, 'other session');
+    expect(first.sentOf('send_message').map((frame) => frame.content)).toEqual(['one', 'other session']);
+    const oneId = first.sentOf('send_message')[0]?.client_msg_id;
+    expect(oneId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+
+    first.serverClose(1006);
+    const second = await reconnect();
+    expect(second.sentOf('send_message').map((frame) => [frame.content, frame.client_msg_id])).toEqual([
+      ['one', oneId],
+      ['other session', expect.any(String)],
+    ]);
+    const [sentOne, sentOther] = second.sentOf('send_message');
+    second.receive({ type: 'message_ack', req_id: sentOne?.req_id, session_id: 7, client_msg_id: oneId, message_id: 41, seq: 1 });
+    await expect(one).resolves.toEqual({ messageId: 41, seq: 1, clientMsgId: oneId });
+    expect(second.sentOf('send_message')[2]).toMatchObject({ content: 'two', client_msg_id: 'my-id' });
+    second.receive({ type: 'message_ack', session_id: 7, client_msg_id: 'my-id', message_id: 42, seq: 2 });
+    second.receive({ type: 'message_ack', session_id: 8, client_msg_id: sentOther?.client_msg_id, message_id: 43, seq: 1 });
+    await expect(two).resolves.toMatchObject({ seq: 2, clientMsgId: 'my-id' });
+    await expect(elsewhere).resolves.toMatchObject({ seq: 1 });
+    expect(acks).toEqual([
+      { sessionId: 7, clientMsgId: oneId, messageId: 41, seq: 1 },
+      { sessionId: 7, clientMsgId: 'my-id', messageId: 42, seq: 2 },
+      { sessionId: 8, clientMsgId: sentOther?.client_msg_id, messageId: 43, seq: 1 },
+    ]);
+    client.close();
+  });
+
+  it('retries rate_limited and unavailable with backoff, and rejects other errors', async () => {
+    const { client } = newClient();
+    const connecting = client.connect();
+    const socket = await accept();
+    await connecting;
+    const sending = client.send(7, 'hello', { clientMsgId: 'h1' });
+    const refuse = (code: string) => {
+      const frame = socket.sentOf('send_message').at(-1);
+      socket.receive({ type: 'error', req_id: frame?.req_id, client_msg_id: 'h1', code, message: code });
+    };
+    refuse('rate_limited');
+    expect(socket.sentOf('send_message')).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(250);
+    expect(socket.sentOf('send_message')).toHaveLength(2);
+    refuse('unavailable');
+    await vi.advanceTimersByTimeAsync(500);
+    expect(socket.sentOf('send_message').map((frame) => frame.client_msg_id)).toEqual(['h1', 'h1', 'h1']);
+    socket.receive({ type: 'message_ack', session_id: 7, client_msg_id: 'h1', message_id: 1, seq: 1 });
+    await expect(sending).resolves.toMatchObject({ seq: 1 });
+
+    const forbidden = client.send(9, 'not mine');
+    const frame = socket.sentOf('send_message').at(-1);
+    socket.receive({ type: 'error', req_id: frame?.req_id, client_msg_id: frame?.client_msg_id, code: 'forbidden', message: 'no' });
+    await expect(forbidden).rejects.toMatchObject({ name: 'ChatError', code: 'forbidden' });
+    await expect(client.send(7, 'x'.repeat(70_000))).rejects.toMatchObject({ code: 'payload_too_large' });
+    client.close();
+  });
+
+  it('rejects unacknowledged sends with closed when the client is closed', async () => {
+    const { client } = newClient();
+    const sending = client.send(7, 'never');
+    client.close();
+    await expect(sending).rejects.toMatchObject({ code: 'closed' });
+    await expect(client.send(7, 'after')).rejects.toMatchObject({ code: 'closed' });
+  });
+});
+
+describe('requests', () => {
+  it('repeats safe requests after a drop, but not create_session', async () => {
+    const { client } = newClient();
+    const connecting = client.connect();
+    const first = await accept();
+    await connecting;
+    const creating = client.createSession('help');
+    const reading = client.history(7, { limit: 2 });
+    first.serverClose(1006);
+    await expect(creating).rejects.toMatchObject({ code: 'closed' });
+    const second = await reconnect();
+    const request = second.sentOf('history')[0];
+    expect(request).toMatchObject({ session_id: 7, limit: 2 });
+    second.receive({ type: 'history', req_id: request?.req_id, session_id: 7, messages: [message(1)], has_more: false });
+    await expect(reading).resolves.toEqual({ messages: [message(1)], hasMore: false });
+    client.close();
+  });
+
+  it('rejects with the error code, or timeout without an answer', async () => {
+    const { client } = newClient();
+    const connecting = client.connect();
+    const socket = await accept();
+    await connecting;
+    const joining = client.join(99);
+    socket.receive({ type: 'error', req_id: socket.sentOf('join_session')[0]?.req_id, code: 'not_found', message: 'no session 99' });
+    await expect(joining).rejects.toMatchObject({ code: 'not_found', message: 'no session 99' });
+    const pinging = client.ping();
+    const outcome = expect(pinging).rejects.toMatchObject({ code: 'timeout' });
+    await vi.advanceTimersByTimeAsync(10_000);
+    await outcome;
+    client.close();
+  });
+
+  it('reports server errors that answer no request', async () => {
+    const { client, errors } = newClient();
+    const connecting = client.connect();
+    const socket = await accept();
+    await connecting;
+    socket.receive({ type: 'error', code: 'invalid_message', message: 'frame is not valid JSON' });
+    expect(errors).toMatchObject([{ code: 'invalid_message' }]);
+    client.close();
+  });
+});
+
+describe('authentication failures', () => {
+  it('gets a fresh token from the provider after 4001 and carries on', async () => {
+    const tokens = ['expired', 'fresh'];
+    const provider = vi.fn(() => tokens.shift() ?? 'none');
+    const { client } = newClient({ token: provider });
+    const connecting = client.connect();
+    const first = FakeSocket.last();
+    first.open();
+    await flush();
+    expect(first.sentOf('auth')[0]).toMatchObject({ token: 'expired' });
+    first.receive({ type: 'error', req_id: 'auth', code: 'auth_failed', message: 'token expired' });
+    first.serverClose(4001);
+    await flush();
+    const second = await accept(FakeSocket.last());
+    await connecting;
+    expect(second.sentOf('auth')[0]).toMatchObject({ token: 'fresh' });
+    expect(provider).toHaveBeenCalledTimes(2);
+    expect(client.state).toBe('ready');
+    client.close();
+  });
+
+  it('gives up when the token is refused again: state closed and auth_failed', async () => {
+    const { client, states } = newClient({ token: 'bad' });
+    const failures: Error[] = [];
+    client.on('auth_failed', (error) => failures.push(error));
+    const connecting = client.connect();
+    const outcome = expect(connecting).rejects.toMatchObject({ code: 'auth_failed', message: 'invalid signature' });
+    const socket = FakeSocket.last();
+    socket.open();
+    await flush();
+    socket.receive({ type: 'error', req_id: 'auth', code: 'auth_failed', message: 'invalid signature' });
+    socket.serverClose(4001);
+    await flush();
+    await outcome;
+    expect(FakeSocket.all).toHaveLength(1);
+    expect(failures).toMatchObject([{ code: 'auth_failed' }]);
+    expect(states.at(-1)).toBe('closed');
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(FakeSocket.all).toHaveLength(1);
+  });
+});

@@ -1,0 +1,553 @@
+import type { ClientFrame, Message, ReqId, Role, ServerFrame, Session } from '@switchboard/protocol';
+import { backoffDelay } from './backoff.js';
+import { Emitter, type Listener } from './emitter.js';
+import { ChatError } from './errors.js';
+import { Outbox, type SendResult } from './outbox.js';
+import { type Reply, type ReplyType, type RequestOptions, RequestTracker } from './pending.js';
+import { OPEN, type SocketCloseEvent, type SocketMessageEvent, type WebSocketConstructor, type WebSocketLike } from './socket.js';
+import type { Timer } from './transport.js';
+import { randomId, utf8Length } from './util.js';
+
+export interface ChatClientOptions {
+  /** The gateway's WebSocket URL, e.g. `ws://localhost:2346/ws`; with several, each reconnect tries the next one. */
+  url: string | string[];
+  /** A token, or a function returning one: called on every (re)connect, and once more after a refused token before giving up. */
+  token: string | (() => string | Promise<string>);
+  /** Default `globalThis.WebSocket`. In Node pass the `ws` package's `WebSocket`. */
+  WebSocket?: WebSocketConstructor;
+  /** The ceiling of the first reconnect delay (default 250); it doubles per failed attempt. */
+  minReconnectDelayMs?: number;
+  /** The ceiling of the reconnect delay (default 10 000). Delays are drawn at random below the ceiling. */
+  maxReconnectDelayMs?: number;
+  /** How long a request waits for its answer (default 10 000); also the limit for connecting and authenticating. */
+  requestTimeoutMs?: number;
+  /** Sends whose frame would be larger are refused with `payload_too_large` (default 65 536, the gateway's `MAX_FRAME_BYTES`). */
+  maxFrameBytes?: number;
+}
+
+export type ConnectionState = 'idle' | 'connecting' | 'authenticating' | 'ready' | 'reconnecting' | 'closed';
+
+export interface ChatUser {
+  id: number;
+  username: string;
+  role: Role;
+}
+
+export interface MessageAck {
+  sessionId: number;
+  clientMsgId: string;
+  messageId: number;
+  seq: number;
+}
+
+export interface ChatClientEvents {
+  state: ConnectionState;
+  /** Each `new_message` of a joined session once, in seq order per session, across reconnects. */
+  message: Message;
+  ack: MessageAck;
+  /** The token was refused and a fresh one from the provider was refused too: the client is closed. */
+  auth_failed: Error;
+  /** Server errors that answer no pending request, and joined sessions that could not be joined again. */
+  error: ChatError;
+}
+
+interface JoinedSession {
+  /** The highest seq delivered to the app. */
+  cursor: number;
+  /** A rejoin waiting after a transient error. */
+  retry: Timer | undefined;
+}
+
+const AUTH_REQ_ID = 'auth';
+const PROBE_REQ_ID = 'probe';
+const DEFAULT_HEARTBEAT_MS = 25_000;
+/** Close code for a socket the client abandons (no answer, refused token, closed by the app). */
+const CLIENT_CLOSE = 4000;
+const AUTH_CLOSE = 4001;
+/** Join errors after which joining again cannot help. */
+const PERMANENT_JOIN_ERRORS = new Set(['forbidden', 'not_found', 'invalid_message']);
+
+const noop = (): void => undefined;
+
+/**
+ * A Switchboard chat connection that survives gateway restarts and network failures: it reconnects
+ * with backoff (to the next URL when given several), authenticates again, rejoins every joined
+ * session from the last seq it delivered, and resends every unacknowledged message with its
+ * `client_msg_id`, so the app sees each message once, in order, and every send is stored once.
+ */
+export class ChatClient {
+  private readonly urls: readonly string[];
+  private readonly WebSocketImpl: WebSocketConstructor;
+  private readonly minDelayMs: number;
+  private readonly maxDelayMs: number;
+  private readonly timeoutMs: number;
+  private readonly maxFrameBytes: number;
+  private readonly events = new Emitter<ChatClientEvents>();
+  private readonly requests: RequestTracker;
+  private readonly outbox: Outbox;
+  private readonly sessions = new Map<number, JoinedSession>();
+  /** Joins sent on this socket, by req_id: an error with one of them later means that join failed. */
+  private readonly joins = new Map<ReqId, number>();
+  private readyWaiters: { resolve: () => void; reject: (error: Error) => void }[] = [];
+  private currentState: ConnectionState = 'idle';
+  private currentUser: ChatUser | undefined;
+  private socket: WebSocketLike | undefined;
+  /** Bumped by connect() and close(), so work started before either is dropped. */
+  private epoch = 0;
+  private urlIndex = 0;
+  private attempts = 0;
+  private wasReady = false;
+  private authRetried = false;
+  private authError: string | undefined;
+  /** The token sent on the current socket, and one already fetched for the next. */
+  private token: string | undefined;
+  private nextToken: string | undefined;
+  private reqCounter = 0;
+  private heartbeatMs = DEFAULT_HEARTBEAT_MS;
+  private reconnectTimer: Timer | undefined;
+  private handshakeTimer: Timer | undefined;
+  private idleTimer: Timer | undefined;
+
+  constructor(private readonly options: ChatClientOptions) {
+    this.urls = typeof options.url === 'string' ? [options.url] : [...options.url];
+    if (this.urls.length === 0) throw new TypeError('ChatClient needs at least one url');
+    const WebSocketImpl = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (!WebSocketImpl) throw new TypeError('no WebSocket implementation: pass one as the WebSocket option');
+    this.WebSocketImpl = WebSocketImpl;
+    this.minDelayMs = options.minReconnectDelayMs ?? 250;
+    this.maxDelayMs = options.maxReconnectDelayMs ?? 10_000;
+    this.timeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.maxFrameBytes = options.maxFrameBytes ?? 65_536;
+    const transport = {
+      transmit: (frame: ClientFrame) => this.transmit(frame),
+      nextReqId: () => ++this.reqCounter,
+      retryDelay: (attempt: number) => backoffDelay(attempt, { minMs: this.minDelayMs, maxMs: this.maxDelayMs }),
+    };
+    this.requests = new RequestTracker(transport, this.timeoutMs);
+    this.outbox = new Outbox(transport);
+  }
+
+  get state(): ConnectionState {
+    return this.currentState;
+  }
+
+  /** The authenticated user, once the first `auth_success` has arrived. */
+  get user(): ChatUser | undefined {
+    return this.currentUser;
+  }
+
+  /** Adds a listener; returns a function that removes it. */
+  on<K extends keyof ChatClientEvents>(event: K, listener: Listener<ChatClientEvents[K]>): () => void {
+    return this.events.on(event, listener);
+  }
+
+  /**
+   * Opens the connection. Resolves once authenticated; until then failed attempts are retried with
+   * backoff. Rejects if the token is refused for good or close() is called first. After that the
+   * client reconnects by itself. Calling it again after close() starts over.
+   */
+  connect(): Promise<void> {
+    if (this.currentState === 'ready') return Promise.resolve();
+    const ready = new Promise<void>((resolve, reject) => this.readyWaiters.push({ resolve, reject }));
+    if (this.currentState === 'idle' || this.currentState === 'closed') {
+      this.epoch++;
+      this.wasReady = false;
+      this.authRetried = false;
+      this.attempts = 0;
+      this.setState('connecting');
+      this.open();
+    }
+    return ready;
+  }
+
+  /** Creates a session (customers only). Not repeated after a dropped connection: that rejects with `closed`. */
+  async createSession(subject?: string): Promise<Session> {
+    const frame: ClientFrame = { type: 'create_session', ...(subject === undefined ? {} : { subject }) };
+    const reply = await this.request(() => frame, 'session_created', { idempotent: false });
+    return reply.session;
+  }
+
+  /**
+   * Joins a session and remembers it: from now on its messages arrive as `message` events, and
+   * after a reconnect it is joined again from the last seq delivered. Without `lastSeq` only
+   * messages after the reply's `lastSeq` arrive (page older ones with history()); with it, every
+   * message after it is replayed first. Joining a joined session again continues from its cursor.
+   */
+  async join(sessionId: number, options: { lastSeq?: number } = {}): Promise<{ lastSeq: number }> {
+    const build = (): ClientFrame => {
+      const lastSeq = options.lastSeq ?? this.sessions.get(sessionId)?.cursor;
+      return { type: 'join_session', session_id: sessionId, ...(lastSeq === undefined ? {} : { last_seq: lastSeq }) };
+    };
+    const reply = await this.request(build, 'joined_session', {
+      idempotent: true,
+      // Synchronous, so the cursor is set before the replayed messages that follow the reply are handled.
+      onReply: (joined, reqId) => {
+        const session = this.sessions.get(sessionId);
+        const cursor = Math.min(options.lastSeq ?? session?.cursor ?? joined.last_seq, joined.last_seq);
+        if (session) session.cursor = cursor;
+        else this.sessions.set(sessionId, { cursor, retry: undefined });
+        this.joins.set(reqId, sessionId);
+      },
+    });
+    return { lastSeq: reply.last_seq };
+  }
+
+  /** Leaves a session: no more `message` events for it, and it is not joined again after a reconnect. */
+  async leave(sessionId: number): Promise<void> {
+    const session = this.sessions.get(sessionId);
+    if (session) {
+      clearTimeout(session.retry);
+      this.sessions.delete(sessionId);
+    }
+    // Without a connection there is no membership to end: the next one does not rejoin it.
+    if (this.currentState !== 'ready') return;
+    await this.request(() => ({ type: 'leave_session', session_id: sessionId }), 'left_session', { idempotent: true });
+  }
+
+  /**
+   * Sends a message. Resolves once it is stored. Until then it is resent with the same
+   * `client_msg_id` after a reconnect, and after `unavailable` or `rate_limited` with backoff;
+   * other errors reject with a ChatError carrying the protocol code. Messages to one session are
+   * stored in the order of the calls.
+   */
+  send(sessionId: number, content: string, options: { clientMsgId?: string } = {}): Promise<SendResult> {
+    if (this.currentState === 'closed') return Promise.reject(new ChatError('closed', 'the client is closed'));
+    const clientMsgId = options.clientMsgId ?? randomId();
+    const frame = { type: 'send_message', session_id: sessionId, content, client_msg_id: clientMsgId, req_id: Number.MAX_SAFE_INTEGER };
+    const bytes = utf8Length(JSON.stringify(frame));
+    if (bytes > this.maxFrameBytes) {
+      return Promise.reject(
+        new ChatError('payload_too_large', `the message is ${bytes} bytes as a frame; the limit is ${this.maxFrameBytes}`),
+      );
+    }
+    return this.outbox.add(sessionId, content, clientMsgId);
+  }
+
+  /** A page of stored messages, oldest first within the page; without `beforeSeq` the newest page. */
+  async history(
+    sessionId: number,
+    options: { beforeSeq?: number; limit?: number } = {},
+  ): Promise<{ messages: Message[]; hasMore: boolean }> {
+    const frame: ClientFrame = {
+      type: 'history',
+      session_id: sessionId,
+      ...(options.beforeSeq === undefined ? {} : { before_seq: options.beforeSeq }),
+      ...(options.limit === undefined ? {} : { limit: options.limit }),
+    };
+    const reply = await this.request(() => frame, 'history', { idempotent: true });
+    return { messages: reply.messages, hasMore: reply.has_more };
+  }
+
+  /** Sessions, newest first: a customer's own, or all of them for agents and admins. */
+  async listSessions(options: { status?: 'open' | 'closed'; limit?: number } = {}): Promise<(Session & { last_seq: number })[]> {
+    const frame: ClientFrame = {
+      type: 'list_sessions',
+      ...(options.status === undefined ? {} : { status: options.status }),
+      ...(options.limit === undefined ? {} : { limit: options.limit }),
+    };
+    const reply = await this.request(() => frame, 'sessions', { idempotent: true });
+    return reply.sessions;
+  }
+
+  /** A round trip to the gateway. */
+  async ping(): Promise<void> {
+    await this.request(() => ({ type: 'ping' }), 'pong', { idempotent: true });
+  }
+
+  /** Closes the connection for good: no reconnect; pending requests and sends reject with `closed`. */
+  close(): void {
+    if (this.currentState === 'closed') return;
+    this.shutdown(new ChatError('closed', 'the client was closed'));
+  }
+
+  /** The highest seq delivered to the app for a joined session (0 if none). */
+  lastSeq(sessionId: number): number {
+    return this.sessions.get(sessionId)?.cursor ?? 0;
+  }
+
+  private request<T extends ReplyType>(build: () => ClientFrame, expect: T, options: RequestOptions<T>): Promise<Reply<T>> {
+    if (this.currentState === 'closed') return Promise.reject(new ChatError('closed', 'the client is closed'));
+    return this.requests.request(build, expect, options);
+  }
+
+  // --- connection lifecycle ---
+
+  private open(): void {
+    // A state listener may have closed the client meanwhile.
+    if (this.currentState === 'closed') return;
+    const url = this.urls[this.urlIndex % this.urls.length] as string;
+    let socket: WebSocketLike;
+    try {
+      socket = new this.WebSocketImpl(url);
+    } catch {
+      this.scheduleReconnect();
+      return;
+    }
+    this.socket = socket;
+    socket.onopen = () => void this.authenticate(socket);
+    socket.onmessage = (event: SocketMessageEvent) => this.onData(socket, event.data);
+    socket.onclose = (event: SocketCloseEvent) => this.onClosed(socket, event.code, event.reason);
+    // A close event always follows an error.
+    socket.onerror = noop;
+    this.handshakeTimer = setTimeout(() => this.drop(socket, 'not authenticated in time'), this.timeoutMs);
+  }
+
+  private async authenticate(socket: WebSocketLike): Promise<void> {
+    if (socket !== this.socket) return;
+    this.setState('authenticating');
+    if (socket !== this.socket) return;
+    this.armWatchdog(socket);
+    let token: string;
+    try {
+      token = this.nextToken ?? (await this.fetchToken());
+    } catch (error) {
+      this.authError = `the token provider failed: ${error instanceof Error ? error.message : String(error)}`;
+      this.drop(socket, 'no token', AUTH_CLOSE);
+      return;
+    }
+    this.nextToken = undefined;
+    if (socket !== this.socket) return;
+    this.token = token;
+    this.write(socket, { type: 'auth', token, req_id: AUTH_REQ_ID });
+  }
+
+  private async fetchToken(): Promise<string> {
+    const { token } = this.options;
+    const value = typeof token === 'string' ? token : await token();
+    if (typeof value !== 'string' || value.length === 0) throw new TypeError('the token provider returned no token');
+    return value;
+  }
+
+  private onAuthenticated(user: ChatUser): void {
+    clearTimeout(this.handshakeTimer);
+    this.currentUser = { id: user.id, username: user.username, role: user.role };
+    this.authRetried = false;
+    this.authError = undefined;
+    this.attempts = 0;
+    this.wasReady = true;
+    this.currentState = 'ready';
+    // Rejoins go out first, so the app's requests see the sessions joined again.
+    for (const sessionId of this.sessions.keys()) this.rejoin(sessionId);
+    this.requests.flush();
+    this.outbox.flush();
+    this.events.emit('state', 'ready');
+    const waiters = this.readyWaiters;
+    this.readyWaiters = [];
+    for (const waiter of waiters) waiter.resolve();
+  }
+
+  private onClosed(socket: WebSocketLike, code: number, reason: string): void {
+    if (socket !== this.socket) return;
+    this.socket = undefined;
+    clearTimeout(this.handshakeTimer);
+    clearTimeout(this.idleTimer);
+    this.joins.clear();
+    for (const session of this.sessions.values()) {
+      clearTimeout(session.retry);
+      session.retry = undefined;
+    }
+    this.requests.disconnected();
+    this.outbox.disconnected();
+    if (this.currentState === 'closed') return;
+    if (code === AUTH_CLOSE) void this.recoverAuth(this.authError ?? (reason || 'authentication failed'));
+    else this.scheduleReconnect();
+  }
+
+  /** Abandons a socket without waiting for its close handshake (which a dead connection never completes). */
+  private drop(socket: WebSocketLike, reason: string, code = CLIENT_CLOSE): void {
+    if (socket !== this.socket) return;
+    socket.onopen = noop;
+    socket.onmessage = noop;
+    socket.onclose = noop;
+    try {
+      socket.close(CLIENT_CLOSE, reason);
+    } catch {
+      // Already closing.
+    }
+    this.onClosed(socket, code, reason);
+  }
+
+  private scheduleReconnect(delay = backoffDelay(this.attempts++, { minMs: this.minDelayMs, maxMs: this.maxDelayMs })): void {
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      this.urlIndex++;
+      this.open();
+    }, delay);
+    this.setState(this.wasReady ? 'reconnecting' : 'connecting');
+  }
+
+  /** 4001: a token refused or expired. One fresh token from the provider gets one more try. */
+  private async recoverAuth(message: string): Promise<void> {
+    const epoch = this.epoch;
+    const refused = this.token;
+    if (!this.authRetried) {
+      this.authRetried = true;
+      this.setState(this.wasReady ? 'reconnecting' : 'connecting');
+      try {
+        const token = await this.fetchToken();
+        if (epoch !== this.epoch) return;
+        // The same token would only be refused again.
+        if (token !== refused) {
+          this.nextToken = token;
+          this.scheduleReconnect(0);
+          return;
+        }
+      } catch (error) {
+        if (epoch !== this.epoch) return;
+        message = `the token provider failed: ${error instanceof Error ? error.message : String(error)}`;
+      }
+    }
+    const error = new ChatError('auth_failed', message);
+    this.shutdown(error);
+    this.events.emit('auth_failed', error);
+  }
+
+  private shutdown(error: ChatError): void {
+    this.epoch++;
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    this.nextToken = undefined;
+    // Everything is settled before listeners hear of it, so one may call connect() again at once.
+    this.currentState = 'closed';
+    if (this.socket) this.drop(this.socket, 'client closed');
+    this.requests.rejectAll(error);
+    this.outbox.rejectAll(error);
+    const waiters = this.readyWaiters;
+    this.readyWaiters = [];
+    for (const waiter of waiters) waiter.reject(error);
+    this.events.emit('state', 'closed');
+  }
+
+  /**
+   * Browsers cannot see the server's WebSocket pings, so after a quiet heartbeat interval the
+   * client asks for a `pong`; a socket that answers nothing within the request timeout is dead.
+   */
+  private armWatchdog(socket: WebSocketLike): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      if (socket !== this.socket) return;
+      this.write(socket, { type: 'ping', req_id: PROBE_REQ_ID });
+      this.idleTimer = setTimeout(() => this.drop(socket, 'no answer from the server'), this.timeoutMs);
+    }, this.heartbeatMs);
+  }
+
+  private setState(state: ConnectionState): void {
+    if (this.currentState === state) return;
+    this.currentState = state;
+    this.events.emit('state', state);
+  }
+
+  // --- frames ---
+
+  private transmit(frame: ClientFrame): boolean {
+    const socket = this.socket;
+    if (!socket || this.currentState !== 'ready') return false;
+    return this.write(socket, frame);
+  }
+
+  private write(socket: WebSocketLike, frame: ClientFrame): boolean {
+    if (socket.readyState !== OPEN) return false;
+    try {
+      socket.send(JSON.stringify(frame));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private onData(socket: WebSocketLike, data: unknown): void {
+    if (socket !== this.socket || typeof data !== 'string') return;
+    let frame: ServerFrame;
+    try {
+      frame = JSON.parse(data) as ServerFrame;
+    } catch {
+      return;
+    }
+    if (typeof frame !== 'object' || frame === null) return;
+    this.armWatchdog(socket);
+    switch (frame.type) {
+      case 'connected':
+        if (frame.heartbeat_interval_ms > 0) this.heartbeatMs = frame.heartbeat_interval_ms;
+        return;
+      case 'auth_success':
+        if (frame.req_id === AUTH_REQ_ID && this.currentState === 'authenticating') this.onAuthenticated(frame.user);
+        return;
+      case 'new_message':
+        this.deliver(frame.message);
+        return;
+      case 'message_ack': {
+        const sent = this.outbox.handleAck(frame);
+        if (sent)
+          this.events.emit('ack', {
+            sessionId: frame.session_id,
+            clientMsgId: frame.client_msg_id,
+            messageId: frame.message_id,
+            seq: frame.seq,
+          });
+        return;
+      }
+      case 'error':
+        this.onError(socket, frame);
+        return;
+      case 'joined_session':
+        // A rejoin after a reconnect: nothing to do, its replayed messages follow.
+        if (frame.req_id !== undefined && this.joins.has(frame.req_id)) return;
+        break;
+      case 'pong':
+        if (frame.req_id === PROBE_REQ_ID) return;
+        break;
+    }
+    this.requests.handle(frame);
+  }
+
+  /** Messages of joined sessions, each once: anything at or below the session's cursor was delivered already. */
+  private deliver(message: Message): void {
+    const session = this.sessions.get(message.session_id);
+    if (!session || message.seq <= session.cursor) return;
+    session.cursor = message.seq;
+    this.events.emit('message', message);
+  }
+
+  private onError(socket: WebSocketLike, frame: Extract<ServerFrame, { type: 'error' }>): void {
+    const reqId = frame.req_id;
+    if (reqId === AUTH_REQ_ID || (reqId === undefined && (frame.code === 'auth_failed' || frame.code === 'auth_required'))) {
+      if (frame.code === 'auth_failed' || frame.code === 'auth_required') this.authError = frame.message;
+      // The gateway closes with 4001 after an auth failure; anything else (its keys unavailable) is worth another try later.
+      else this.drop(socket, 'authentication unavailable');
+      return;
+    }
+    if (reqId === PROBE_REQ_ID) return;
+    const joinedSession = reqId === undefined ? undefined : this.joins.get(reqId);
+    if (reqId !== undefined && joinedSession !== undefined) {
+      this.joins.delete(reqId);
+      this.onJoinFailed(joinedSession, new ChatError(frame.code, frame.message));
+      return;
+    }
+    if (this.outbox.handleError(frame) || this.requests.handle(frame)) return;
+    this.events.emit('error', new ChatError(frame.code, frame.message));
+  }
+
+  /** Joins the socket to a remembered session again, from the last seq delivered. */
+  private rejoin(sessionId: number): void {
+    const session = this.sessions.get(sessionId);
+    if (!session) return;
+    session.retry = undefined;
+    const reqId = ++this.reqCounter;
+    if (this.transmit({ type: 'join_session', session_id: sessionId, last_seq: session.cursor, req_id: reqId }))
+      this.joins.set(reqId, sessionId);
+  }
+
+  /** A join or rejoin failed, possibly after its reply (a replay cut short): the socket is not joined. */
+  private onJoinFailed(sessionId: number, error: ChatError): void {
+    const session = this.sessions.get(sessionId);
+    if (!session) return;
+    if (PERMANENT_JOIN_ERRORS.has(error.code)) {
+      this.sessions.delete(sessionId);
+      this.events.emit('error', new ChatError(error.code, `session ${sessionId} could not be joined again: ${error.message}`));
+      return;
+    }
+    clearTimeout(session.retry);
+    session.retry = setTimeout(() => this.rejoin(sessionId), backoffDelay(1, { minMs: this.minDelayMs, maxMs: this.maxDelayMs }));
+  }
+}

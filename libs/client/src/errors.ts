@@ -1,0 +1,21 @@
+import type { ErrorCode } from '@switchboard/protocol';
+
+/**
+ * `code` is the protocol's error code (`forbidden`, `not_found`, `rate_limited`, ...) or one of the
+ * client's own: `closed` (the client was closed, or the connection dropped under a request that is
+ * not safe to repeat) and `timeout` (no answer within `requestTimeoutMs`).
+ */
+export type ChatErrorCode = ErrorCode | 'closed' | 'timeout';
+
+export class ChatError extends Error {
+  override name = 'ChatError';
+  constructor(
+    readonly code: ChatErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Errors after which the same frame may succeed later: resent with backoff. */
+export const isTransient = (code: string): boolean => code === 'unavailable' || code === 'rate_limited';

@@ -1,0 +1,144 @@
+import type { ClientFrame, ReqId, ServerFrame } from '@switchboard/protocol';
+import { ChatError, isTransient } from './errors.js';
+import type { Timer, Transport } from './transport.js';
+
+export type ReplyType = Exclude<ServerFrame['type'], 'connected' | 'new_message' | 'message_ack' | 'error'>;
+export type Reply<T extends ReplyType> = Extract<ServerFrame, { type: T }>;
+
+export interface RequestOptions<T extends ReplyType> {
+  /**
+   * Safe to repeat: resent after a reconnect or after `unavailable`, with backoff, until the
+   * deadline. A request that is not is rejected with `closed` when the connection drops before its
+   * answer, and with `unavailable` when the gateway says so, as it may or may not have been carried
+   * out. Any request refused with `rate_limited` is resent: the gateway did not process it.
+   */
+  idempotent: boolean;
+  /** Runs synchronously when the reply arrives, before any later frame is handled. */
+  onReply?: (reply: Reply<T>, reqId: ReqId) => void;
+}
+
+interface Pending {
+  readonly build: () => ClientFrame;
+  readonly expect: ReplyType;
+  readonly idempotent: boolean;
+  readonly onReply: ((reply: ServerFrame, reqId: ReqId) => void) | undefined;
+  readonly resolve: (reply: ServerFrame) => void;
+  readonly reject: (error: ChatError) => void;
+  deadline: Timer | undefined;
+  /** The `req_id` of the attempt on the wire, if one is. */
+  reqId: ReqId | undefined;
+  retry: Timer | undefined;
+  attempts: number;
+  lastError: ChatError | undefined;
+}
+
+/** Request/reply frames: each attempt gets its own `req_id`, its reply is matched by it, and every request has a deadline. */
+export class RequestTracker {
+  private readonly pending = new Set<Pending>();
+  private readonly onWire = new Map<ReqId, Pending>();
+
+  constructor(
+    private readonly transport: Transport,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /** `build` is called for every attempt, so a frame can reflect the state at the time it is sent. */
+  request<T extends ReplyType>(build: () => ClientFrame, expect: T, options: RequestOptions<T>): Promise<Reply<T>> {
+    return new Promise<Reply<T>>((resolve, reject) => {
+      const pending: Pending = {
+        build,
+        expect,
+        idempotent: options.idempotent,
+        onReply: options.onReply as Pending['onReply'],
+        resolve: resolve as Pending['resolve'],
+        reject,
+        deadline: undefined,
+        reqId: undefined,
+        retry: undefined,
+        attempts: 0,
+        lastError: undefined,
+      };
+      pending.deadline = setTimeout(
+        () =>
+          this.finish(pending, pending.lastError ?? new ChatError('timeout', `no answer to ${build().type} within ${this.timeoutMs} ms`)),
+        this.timeoutMs,
+      );
+      this.pending.add(pending);
+      this.send(pending);
+    });
+  }
+
+  /** Sends every request that waits for the connection. */
+  flush(): void {
+    for (const pending of this.pending) if (pending.reqId === undefined && pending.retry === undefined) this.send(pending);
+  }
+
+  /** Takes a reply or error carrying `req_id`; false if it answers none of these requests. */
+  handle(frame: ServerFrame): boolean {
+    const reqId = 'req_id' in frame ? frame.req_id : undefined;
+    const pending = reqId === undefined ? undefined : this.onWire.get(reqId);
+    if (reqId === undefined || !pending) return false;
+    this.onWire.delete(reqId);
+    pending.reqId = undefined;
+    if (frame.type === 'error') {
+      const error = new ChatError(frame.code, frame.message);
+      // A rate-limited frame was not processed at all, so even a request that is not idempotent can be sent again.
+      if (frame.code === 'rate_limited' || (pending.idempotent && isTransient(frame.code))) {
+        pending.lastError = error;
+        pending.retry = setTimeout(
+          () => {
+            pending.retry = undefined;
+            this.send(pending);
+          },
+          this.transport.retryDelay(pending.attempts - 1),
+        );
+      } else this.finish(pending, error);
+      return true;
+    }
+    if (frame.type !== pending.expect) {
+      this.finish(pending, new ChatError('internal', `expected a ${pending.expect} reply, got ${frame.type}`));
+      return true;
+    }
+    pending.onReply?.(frame, reqId);
+    this.finish(pending, undefined, frame);
+    return true;
+  }
+
+  /** The connection dropped: repeatable requests wait for the next one, the others fail with `closed`. */
+  disconnected(): void {
+    for (const pending of this.pending) {
+      clearTimeout(pending.retry);
+      pending.retry = undefined;
+      if (pending.reqId === undefined) continue;
+      this.onWire.delete(pending.reqId);
+      pending.reqId = undefined;
+      if (!pending.idempotent) {
+        this.finish(
+          pending,
+          new ChatError('closed', 'the connection dropped before the answer; the request may or may not have been carried out'),
+        );
+      }
+    }
+  }
+
+  rejectAll(error: ChatError): void {
+    for (const pending of this.pending) this.finish(pending, error);
+  }
+
+  private send(pending: Pending): void {
+    const reqId = this.transport.nextReqId();
+    if (!this.transport.transmit({ ...pending.build(), req_id: reqId })) return;
+    pending.reqId = reqId;
+    pending.attempts++;
+    this.onWire.set(reqId, pending);
+  }
+
+  private finish(pending: Pending, error: ChatError | undefined, reply?: ServerFrame): void {
+    if (!this.pending.delete(pending)) return;
+    clearTimeout(pending.deadline);
+    clearTimeout(pending.retry);
+    if (pending.reqId !== undefined) this.onWire.delete(pending.reqId);
+    if (error) pending.reject(error);
+    else if (reply) pending.resolve(reply);
+  }
+}

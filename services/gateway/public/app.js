@@ -1,0 +1,713 @@
+// Switchboard demo page: a customer chat and an agent console on top of the client SDK.
+// Plain ES module, no build step. User content is only ever written with textContent.
+import { ChatClient } from '/sdk/index.js';
+
+const TOKEN_KEY = 'switchboard.token';
+const USER_KEY = 'switchboard.user';
+const SESSION_KEY = 'switchboard.session';
+const AGENT_REFRESH_MS = 5000;
+const HISTORY_PAGE = 50;
+const SESSION_LIST_LIMIT = 100;
+
+const STATE_LABELS = {
+  idle: 'Not connected',
+  connecting: 'Connecting…',
+  authenticating: 'Signing in…',
+  ready: 'Connected',
+  reconnecting: 'Reconnecting…',
+  closed: 'Disconnected',
+};
+
+const ROLE_LABELS = { user: 'Customer', agent: 'Agent', admin: 'Admin' };
+
+const AUTH_ERRORS = {
+  invalid_credentials: 'Wrong username or password.',
+  username_taken: 'That username is already taken. Pick another one, or log in.',
+  too_many_requests: 'Too many attempts. Wait a moment and try again.',
+};
+
+function element(selector) {
+  const found = document.querySelector(selector);
+  if (!found) throw new Error(`the page has no ${selector}`);
+  return found;
+}
+
+const ui = {
+  loading: element('#loading'),
+  notice: element('#notice'),
+  connection: element('[data-testid="connection-state"]'),
+  currentUser: element('[data-testid="current-user"]'),
+  logout: element('[data-testid="logout"]'),
+  loginView: element('#login-view'),
+  loginForm: element('#login-form'),
+  username: element('[data-testid="username"]'),
+  password: element('[data-testid="password"]'),
+  chatView: element('#chat-view'),
+  startForm: element('#start-form'),
+  subject: element('[data-testid="subject"]'),
+  sessionsTitle: element('#sessions-title'),
+  sessionList: element('#session-list'),
+  sessionsEmpty: element('#sessions-empty'),
+  refresh: element('[data-testid="refresh-sessions"]'),
+  conversationTitle: element('#conversation-title'),
+  conversationMeta: element('#conversation-meta'),
+  messages: element('#messages'),
+  loadEarlier: element('#load-earlier'),
+  messagesEmpty: element('#messages-empty'),
+  messageList: element('[data-testid="message-list"]'),
+  composerForm: element('#composer-form'),
+  composer: element('[data-testid="composer"]'),
+  send: element('[data-testid="send"]'),
+};
+
+const state = {
+  authUrl: '',
+  /** @type {ChatClient | null} */
+  client: null,
+  unsubscribe: [],
+  user: null,
+  connection: 'idle',
+  sessions: new Map(),
+  refreshing: null,
+  refreshTimer: 0,
+  openSessionId: null,
+  /** Bumped on every open so late answers for a conversation no longer shown are dropped. */
+  openGeneration: 0,
+  /** seq → list item of the open conversation. */
+  messages: new Map(),
+  /** Sends of the open conversation not acknowledged yet: { item, content }. */
+  pending: [],
+  oldestSeq: null,
+  hasMore: false,
+};
+
+// ---------------------------------------------------------------- small helpers
+
+function describeError(error) {
+  if (error && typeof error === 'object' && 'message' in error && typeof error.message === 'string' && error.message) {
+    return error.message;
+  }
+  return String(error);
+}
+
+function showNotice(text) {
+  ui.notice.textContent = text;
+  ui.notice.hidden = false;
+}
+
+function hideNotice() {
+  ui.notice.hidden = true;
+  ui.notice.textContent = '';
+}
+
+function setFormBusy(form, busy) {
+  for (const control of form.querySelectorAll('button, input')) control.disabled = busy;
+}
+
+function formatTime(iso) {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return '';
+  const time = date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  return date.toDateString() === new Date().toDateString() ? time : `${date.toLocaleDateString()} ${time}`;
+}
+
+function span(className, text) {
+  const node = document.createElement('span');
+  node.className = className;
+  node.textContent = text;
+  return node;
+}
+
+function isStaff(user) {
+  return user?.role === 'agent' || user?.role === 'admin';
+}
+
+function readStoredUser() {
+  try {
+    const user = JSON.parse(sessionStorage.getItem(USER_KEY) ?? 'null');
+    return user && typeof user.id === 'number' && typeof user.role === 'string' ? user : null;
+  } catch {
+    return null;
+  }
+}
+
+function webSocketUrl() {
+  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+}
+
+// ---------------------------------------------------------------- auth API
+
+async function authRequest(path, body) {
+  let response;
+  try {
+    response = await fetch(`${state.authUrl}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+  } catch {
+    throw new Error(`Cannot reach the sign-in service at ${state.authUrl}.`);
+  }
+  let payload = null;
+  try {
+    payload = await response.json();
+  } catch {
+    payload = null;
+  }
+  if (!response.ok) {
+    const code = payload?.error?.code;
+    throw new Error(AUTH_ERRORS[code] ?? payload?.error?.message ?? `The sign-in service answered ${response.status}.`);
+  }
+  return payload;
+}
+
+async function submitLogin(action) {
+  hideNotice();
+  if (!ui.loginForm.reportValidity()) return;
+  const username = ui.username.value.trim();
+  const password = ui.password.value;
+  setFormBusy(ui.loginForm, true);
+  try {
+    if (action === 'register') await authRequest('/v1/users', { username, password });
+    const { access_token: token, user } = await authRequest('/v1/token', { username, password });
+    sessionStorage.setItem(TOKEN_KEY, token);
+    sessionStorage.setItem(USER_KEY, JSON.stringify(user));
+    sessionStorage.removeItem(SESSION_KEY);
+    ui.password.value = '';
+    void startChat(user);
+  } catch (error) {
+    showNotice(describeError(error));
+  } finally {
+    setFormBusy(ui.loginForm, false);
+  }
+}
+
+// ---------------------------------------------------------------- views
+
+function showLogin() {
+  ui.loading.hidden = true;
+  ui.chatView.hidden = true;
+  ui.loginView.hidden = false;
+  ui.currentUser.hidden = true;
+  ui.logout.hidden = true;
+  setConnection('idle');
+  ui.username.focus();
+}
+
+function showChatView(user) {
+  ui.loading.hidden = true;
+  ui.loginView.hidden = true;
+  ui.chatView.hidden = false;
+  ui.logout.hidden = false;
+  showUser(user);
+  const staff = isStaff(user);
+  document.body.classList.toggle('is-staff', staff);
+  ui.startForm.hidden = staff;
+  ui.sessionsTitle.textContent = staff ? 'Open conversations' : 'Your conversations';
+  ui.sessionsEmpty.textContent = staff ? 'No open conversations right now.' : 'No conversations yet. Start one above.';
+  closeConversation();
+}
+
+function showUser(user) {
+  ui.currentUser.hidden = false;
+  ui.currentUser.textContent = '';
+  ui.currentUser.append(span('current-user-name', user.username), span('role-badge', ROLE_LABELS[user.role] ?? user.role));
+}
+
+function setConnection(connection) {
+  state.connection = connection;
+  ui.connection.dataset.state = connection;
+  ui.connection.textContent = STATE_LABELS[connection] ?? connection;
+}
+
+// ---------------------------------------------------------------- connection
+
+async function startChat(user) {
+  stopChat();
+  state.user = user;
+  showChatView(user);
+  const client = new ChatClient({ url: webSocketUrl(), token: () => sessionStorage.getItem(TOKEN_KEY) ?? '' });
+  state.client = client;
+  state.unsubscribe = [
+    client.on('state', (connection) => {
+      if (state.client !== client) return;
+      setConnection(connection);
+      if (connection === 'ready') void refreshSessions();
+    }),
+    client.on('message', (message) => {
+      if (state.client === client) onMessage(message);
+    }),
+    client.on('auth_failed', () => {
+      if (state.client === client) logout('Your sign-in is no longer valid. Please log in again.');
+    }),
+    client.on('error', (error) => {
+      if (state.client === client) showNotice(describeError(error));
+    }),
+  ];
+  try {
+    await client.connect();
+  } catch (error) {
+    if (state.client !== client) return;
+    showNotice(`Cannot connect to the chat server: ${describeError(error)}`);
+    return;
+  }
+  if (state.client !== client) return;
+  if (client.user) {
+    state.user = client.user;
+    sessionStorage.setItem(USER_KEY, JSON.stringify(client.user));
+    showUser(client.user);
+  }
+  await refreshSessions();
+  if (isStaff(state.user)) {
+    state.refreshTimer = window.setInterval(() => {
+      if (state.connection === 'ready') void refreshSessions();
+    }, AGENT_REFRESH_MS);
+  }
+  const saved = Number(sessionStorage.getItem(SESSION_KEY));
+  if (state.client === client && Number.isInteger(saved) && saved > 0) await openSession(saved);
+}
+
+function stopChat() {
+  window.clearInterval(state.refreshTimer);
+  state.refreshTimer = 0;
+  for (const unsubscribe of state.unsubscribe) unsubscribe();
+  state.unsubscribe = [];
+  const client = state.client;
+  state.client = null;
+  client?.close();
+  state.sessions = new Map();
+  state.refreshing = null;
+  ui.sessionList.replaceChildren();
+}
+
+function logout(message) {
+  stopChat();
+  closeConversation();
+  state.user = null;
+  sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(USER_KEY);
+  sessionStorage.removeItem(SESSION_KEY);
+  document.body.classList.remove('is-staff');
+  showLogin();
+  if (message) showNotice(message);
+  else hideNotice();
+}
+
+// ---------------------------------------------------------------- sessions
+
+function refreshSessions() {
+  const client = state.client;
+  if (!client) return Promise.resolve();
+  if (state.refreshing) return state.refreshing;
+  const filter = isStaff(state.user) ? { status: 'open', limit: SESSION_LIST_LIMIT } : { limit: SESSION_LIST_LIMIT };
+  state.refreshing = client
+    .listSessions(filter)
+    .then((sessions) => {
+      if (state.client === client) renderSessions(sessions);
+    })
+    .catch((error) => {
+      if (state.client === client && state.connection === 'ready') showNotice(`Cannot load conversations: ${describeError(error)}`);
+    })
+    .finally(() => {
+      if (state.client === client) state.refreshing = null;
+    });
+  return state.refreshing;
+}
+
+function sessionTitle(session) {
+  return session.subject ? session.subject : `Conversation #${session.id}`;
+}
+
+function sessionDetails(session) {
+  const parts = [];
+  if (isStaff(state.user)) parts.push(`Customer #${session.customer_id}`);
+  if (typeof session.last_seq === 'number') parts.push(session.last_seq === 1 ? '1 message' : `${session.last_seq} messages`);
+  parts.push(`started ${formatTime(session.created_at)}`);
+  return parts.join(' · ');
+}
+
+function fillSessionItem(button, session) {
+  button.replaceChildren(
+    span('session-title', sessionTitle(session)),
+    span('session-id', `#${session.id}`),
+    span('session-details', sessionDetails(session)),
+  );
+  if (button.classList.contains('unread')) button.append(span('unread-badge', 'new'));
+}
+
+function createSessionItem(session) {
+  const item = document.createElement('li');
+  item.dataset.sessionId = String(session.id);
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.className = 'session';
+  button.dataset.testid = 'session-item';
+  button.dataset.sessionId = String(session.id);
+  button.addEventListener('click', () => {
+    void openSession(session.id);
+  });
+  item.append(button);
+  return item;
+}
+
+function sessionButton(sessionId) {
+  return ui.sessionList.querySelector(`button[data-session-id="${sessionId}"]`);
+}
+
+function renderSessions(sessions) {
+  state.sessions = new Map(sessions.map((session) => [session.id, session]));
+  const existing = new Map();
+  for (const item of ui.sessionList.children) existing.set(Number(item.dataset.sessionId), item);
+  let previous = null;
+  for (const session of sessions) {
+    let item = existing.get(session.id);
+    if (item) existing.delete(session.id);
+    else item = createSessionItem(session);
+    const button = item.firstElementChild;
+    fillSessionItem(button, session);
+    markCurrent(button, session.id === state.openSessionId);
+    const wanted = previous ? previous.nextElementSibling : ui.sessionList.firstElementChild;
+    if (wanted !== item) ui.sessionList.insertBefore(item, wanted);
+    previous = item;
+  }
+  for (const item of existing.values()) item.remove();
+  ui.sessionsEmpty.hidden = sessions.length > 0;
+  const open = state.openSessionId === null ? undefined : state.sessions.get(state.openSessionId);
+  if (open) showConversationHeader(open);
+}
+
+function markCurrent(button, current) {
+  if (current) {
+    button.setAttribute('aria-current', 'true');
+    button.classList.remove('unread');
+    button.querySelector('.unread-badge')?.remove();
+  } else {
+    button.removeAttribute('aria-current');
+  }
+}
+
+function markCurrentSession() {
+  for (const button of ui.sessionList.querySelectorAll('button.session')) {
+    markCurrent(button, Number(button.dataset.sessionId) === state.openSessionId);
+  }
+}
+
+/** Keeps the list's message counts current between refreshes and flags activity elsewhere. */
+function noteSessionActivity(message) {
+  const session = state.sessions.get(message.session_id);
+  if (!session) return;
+  if (typeof session.last_seq !== 'number' || message.seq > session.last_seq) session.last_seq = message.seq;
+  const button = sessionButton(message.session_id);
+  if (!button) return;
+  if (message.session_id !== state.openSessionId && message.sender_id !== state.user?.id) button.classList.add('unread');
+  fillSessionItem(button, session);
+}
+
+async function startSession() {
+  const client = state.client;
+  if (!client) return;
+  hideNotice();
+  setFormBusy(ui.startForm, true);
+  try {
+    const subject = ui.subject.value.trim();
+    const session = await client.createSession(subject || undefined);
+    if (state.client !== client) return;
+    ui.subject.value = '';
+    await refreshSessions();
+    if (!state.sessions.has(session.id)) renderSessions([{ ...session, last_seq: 0 }, ...state.sessions.values()]);
+    await openSession(session.id);
+    ui.composer.focus();
+  } catch (error) {
+    showNotice(`Cannot start a chat: ${describeError(error)}`);
+  } finally {
+    setFormBusy(ui.startForm, false);
+  }
+}
+
+// ---------------------------------------------------------------- conversation
+
+function closeConversation() {
+  state.openGeneration++;
+  state.openSessionId = null;
+  state.messages = new Map();
+  state.pending = [];
+  state.oldestSeq = null;
+  state.hasMore = false;
+  ui.messageList.replaceChildren();
+  ui.loadEarlier.hidden = true;
+  ui.conversationTitle.textContent = 'No conversation open';
+  ui.conversationMeta.textContent = '';
+  ui.composer.disabled = true;
+  ui.send.disabled = true;
+  updateEmptyState();
+  markCurrentSession();
+}
+
+function showConversationHeader(session) {
+  ui.conversationTitle.textContent = sessionTitle(session);
+  ui.conversationMeta.textContent = `#${session.id} · ${isStaff(state.user) ? `customer #${session.customer_id} · ` : ''}started ${formatTime(session.created_at)}`;
+}
+
+function updateEmptyState() {
+  const empty = state.messages.size === 0 && state.pending.length === 0;
+  ui.messagesEmpty.hidden = !empty;
+  ui.messagesEmpty.textContent =
+    state.openSessionId === null
+      ? isStaff(state.user)
+        ? 'Pick a conversation to see its messages.'
+        : 'Start a chat or pick one of your conversations.'
+      : 'No messages yet. Say hello!';
+}
+
+async function openSession(sessionId) {
+  const client = state.client;
+  if (!client) return;
+  closeConversation();
+  const generation = state.openGeneration;
+  state.openSessionId = sessionId;
+  sessionStorage.setItem(SESSION_KEY, String(sessionId));
+  const known = state.sessions.get(sessionId);
+  if (known) showConversationHeader(known);
+  else ui.conversationTitle.textContent = `Conversation #${sessionId}`;
+  ui.composer.disabled = false;
+  ui.send.disabled = false;
+  updateEmptyState();
+  markCurrentSession();
+  try {
+    const { lastSeq } = await client.join(sessionId);
+    if (generation !== state.openGeneration) return;
+    // Live messages start after lastSeq; everything up to it comes from history.
+    if (lastSeq > 0) await loadHistory(sessionId, lastSeq + 1, generation);
+    if (generation === state.openGeneration) scrollToBottom();
+  } catch (error) {
+    if (generation !== state.openGeneration || state.client !== client) return;
+    const code = error && typeof error === 'object' ? error.code : undefined;
+    if (code === 'not_found' || code === 'forbidden') {
+      sessionStorage.removeItem(SESSION_KEY);
+      closeConversation();
+    }
+    showNotice(`Cannot open conversation #${sessionId}: ${describeError(error)}`);
+  }
+}
+
+async function loadHistory(sessionId, beforeSeq, generation) {
+  const client = state.client;
+  if (!client) return;
+  const { messages, hasMore } = await client.history(sessionId, { beforeSeq, limit: HISTORY_PAGE });
+  if (generation !== state.openGeneration) return;
+  for (const message of messages) if (!state.messages.has(message.seq)) upsertMessage(message);
+  const first = messages[0];
+  if (first && (state.oldestSeq === null || first.seq < state.oldestSeq)) state.oldestSeq = first.seq;
+  state.hasMore = hasMore && first !== undefined;
+  ui.loadEarlier.hidden = !state.hasMore;
+}
+
+async function loadEarlier() {
+  if (state.openSessionId === null || state.oldestSeq === null) return;
+  const generation = state.openGeneration;
+  const before = ui.messages.scrollHeight - ui.messages.scrollTop;
+  ui.loadEarlier.disabled = true;
+  try {
+    await loadHistory(state.openSessionId, state.oldestSeq, generation);
+    // Keep the messages that were on screen where they were.
+    ui.messages.scrollTop = ui.messages.scrollHeight - before;
+  } catch (error) {
+    showNotice(`Cannot load earlier messages: ${describeError(error)}`);
+  } finally {
+    ui.loadEarlier.disabled = false;
+  }
+}
+
+function renderMessage(message, { pending = false } = {}) {
+  const own = message.sender_id === state.user?.id;
+  const item = document.createElement('li');
+  item.className = `message${own ? ' own' : ''}${pending ? ' pending' : ''}`;
+  if (pending) {
+    item.dataset.testid = 'pending-message';
+  } else {
+    item.dataset.testid = 'message';
+    item.dataset.seq = String(message.seq);
+  }
+  const meta = document.createElement('div');
+  meta.className = 'message-meta';
+  meta.append(span('message-sender', own ? 'You' : (ROLE_LABELS[message.sender_role] ?? message.sender_role)));
+  if (pending) {
+    meta.append(span('message-status', 'Sending…'));
+  } else {
+    const time = document.createElement('time');
+    time.dateTime = message.created_at;
+    time.textContent = formatTime(message.created_at);
+    meta.append(time);
+  }
+  const body = document.createElement('p');
+  body.className = 'message-body';
+  body.textContent = message.content;
+  item.append(meta, body);
+  return item;
+}
+
+function isNearBottom() {
+  return ui.messages.scrollHeight - ui.messages.scrollTop - ui.messages.clientHeight < 80;
+}
+
+function scrollToBottom() {
+  ui.messages.scrollTop = ui.messages.scrollHeight;
+}
+
+/** Shows a stored message at its place by seq; a seq already shown is replaced, never doubled. */
+function upsertMessage(message) {
+  const stick = isNearBottom();
+  const item = renderMessage(message);
+  const existing = state.messages.get(message.seq);
+  if (existing) {
+    existing.replaceWith(item);
+  } else {
+    let before = null;
+    for (const child of ui.messageList.children) {
+      const seq = Number(child.dataset.seq);
+      if (!child.dataset.seq || seq > message.seq) {
+        before = child;
+        break;
+      }
+    }
+    ui.messageList.insertBefore(item, before);
+  }
+  state.messages.set(message.seq, item);
+  updateEmptyState();
+  if (stick) scrollToBottom();
+}
+
+function onMessage(message) {
+  noteSessionActivity(message);
+  if (message.session_id !== state.openSessionId) return;
+  if (message.sender_id === state.user?.id) {
+    // Our own message came back before its ack: it replaces the greyed copy.
+    const index = state.pending.findIndex((entry) => entry.content === message.content && !entry.failed);
+    if (index >= 0) {
+      state.pending[index]?.item.remove();
+      state.pending.splice(index, 1);
+    }
+  }
+  if (!state.messages.has(message.seq)) upsertMessage(message);
+}
+
+async function sendContent(content, entry) {
+  const client = state.client;
+  const sessionId = state.openSessionId;
+  if (!client || sessionId === null) return;
+  const generation = state.openGeneration;
+  if (!entry) {
+    const item = renderMessage({ content, sender_id: state.user?.id, sender_role: state.user?.role }, { pending: true });
+    entry = { item, content, failed: false };
+    state.pending.push(entry);
+    ui.messageList.append(item);
+    updateEmptyState();
+    scrollToBottom();
+  }
+  try {
+    const ack = await client.send(sessionId, content);
+    if (generation !== state.openGeneration) return;
+    removePending(entry);
+    if (!state.messages.has(ack.seq)) {
+      upsertMessage({
+        id: ack.messageId,
+        session_id: sessionId,
+        seq: ack.seq,
+        sender_id: state.user?.id,
+        sender_role: state.user?.role,
+        content,
+        client_msg_id: ack.clientMsgId,
+        created_at: new Date().toISOString(),
+      });
+    }
+  } catch (error) {
+    if (generation !== state.openGeneration || !entry.item.isConnected) return;
+    markFailed(entry, describeError(error));
+  }
+}
+
+function removePending(entry) {
+  entry.item.remove();
+  const index = state.pending.indexOf(entry);
+  if (index >= 0) state.pending.splice(index, 1);
+  updateEmptyState();
+}
+
+function markFailed(entry, reason) {
+  entry.failed = true;
+  entry.item.classList.add('failed');
+  const status = entry.item.querySelector('.message-status');
+  if (status) status.textContent = `Not sent: ${reason}`;
+  const retry = document.createElement('button');
+  retry.type = 'button';
+  retry.className = 'button button-quiet button-small';
+  retry.textContent = 'Retry';
+  retry.addEventListener('click', () => {
+    entry.failed = false;
+    entry.item.classList.remove('failed');
+    retry.remove();
+    if (status) status.textContent = 'Sending…';
+    void sendContent(entry.content, entry);
+  });
+  entry.item.querySelector('.message-meta')?.append(retry);
+}
+
+function sendFromComposer() {
+  const content = ui.composer.value;
+  if (!content.trim() || state.openSessionId === null) return;
+  ui.composer.value = '';
+  ui.composer.focus();
+  void sendContent(content);
+}
+
+// ---------------------------------------------------------------- wiring
+
+ui.loginForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const submitter = event.submitter;
+  void submitLogin(submitter instanceof HTMLButtonElement ? submitter.value : 'login');
+});
+
+ui.logout.addEventListener('click', () => logout());
+
+ui.startForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  void startSession();
+});
+
+ui.refresh.addEventListener('click', () => {
+  void refreshSessions();
+});
+
+ui.loadEarlier.addEventListener('click', () => {
+  void loadEarlier();
+});
+
+ui.composerForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  sendFromComposer();
+});
+
+ui.composer.addEventListener('keydown', (event) => {
+  if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    sendFromComposer();
+  }
+});
+
+async function boot() {
+  let authUrl = null;
+  try {
+    const config = await (await fetch('/config.json')).json();
+    if (typeof config?.authUrl === 'string' && config.authUrl) authUrl = config.authUrl;
+  } catch {
+    authUrl = null;
+  }
+  state.authUrl = (authUrl ?? `${location.protocol}//${location.hostname}:2347`).replace(/\/+$/, '');
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const user = readStoredUser();
+  if (token && user) await startChat(user);
+  else showLogin();
+}
+
+void boot();

@@ -1,0 +1,292 @@
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inflateSync } from 'node:zlib';
+import { type ServiceProcess, type Stack, startStack } from '@switchboard/testing';
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+/** Debian's Chromium; this test never downloads a browser. */
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const STEP_MS = 15_000;
+
+const SUBJECT = 'Refund for order #58213';
+const FIRST = 'Hi, I was charged twice for order #58213.';
+const REPLY = 'Sorry about that! Let me check the payments.';
+const XSS = '<img src=x onerror="window.__xss=1">';
+const AFTER_RELOAD = 'Still here after a reload.\nSecond line.';
+
+let stack: Stack | undefined;
+let gateway: ServiceProcess;
+let browser: Browser | undefined;
+const contexts: BrowserContext[] = [];
+let customer: Page;
+let agent: Page;
+let agentUser: { username: string; password: string };
+let sessionId: string;
+const customerName = `customer-${process.pid}-${Date.now().toString(36)}`;
+/** Uncaught exceptions and console errors of both pages: the page must run without any. */
+const pageProblems: string[] = [];
+
+async function openPage(name: string): Promise<Page> {
+  if (!browser) throw new Error('no browser');
+  const context = await browser.newContext({ viewport: { width: 1200, height: 760 }, deviceScaleFactor: 1 });
+  contexts.push(context);
+  context.setDefaultTimeout(STEP_MS);
+  context.setDefaultNavigationTimeout(STEP_MS);
+  const page = await context.newPage();
+  page.on('pageerror', (error) => pageProblems.push(`${name}: uncaught ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error') pageProblems.push(`${name}: console ${message.text()}`);
+  });
+  return page;
+}
+
+interface ShownMessage {
+  seq: string | null;
+  text: string | null;
+  own: boolean;
+}
+
+/** The confirmed messages as the page shows them, top to bottom. */
+async function shownMessages(page: Page): Promise<ShownMessage[]> {
+  const items = page.getByTestId('message-list').getByTestId('message');
+  const shown: ShownMessage[] = [];
+  for (const item of await items.all()) {
+    shown.push({
+      seq: await item.getAttribute('data-seq'),
+      text: await item.locator('.message-body').textContent(),
+      own: ((await item.getAttribute('class')) ?? '').split(' ').includes('own'),
+    });
+  }
+  return shown;
+}
+
+async function expectConversation(page: Page, texts: string[]): Promise<ShownMessage[]> {
+  const expected = texts.map((text, index) => ({ seq: String(index + 1), text }));
+  await expect
+    .poll(async () => (await shownMessages(page)).map(({ seq, text }) => ({ seq, text })), { timeout: STEP_MS, interval: 100 })
+    .toEqual(expected);
+  await expect.poll(() => page.getByTestId('pending-message').count(), { timeout: STEP_MS }).toBe(0);
+  return shownMessages(page);
+}
+
+async function expectReady(page: Page): Promise<void> {
+  await expect.poll(() => page.getByTestId('connection-state').getAttribute('data-state'), { timeout: STEP_MS }).toBe('ready');
+}
+
+async function logIn(page: Page, username: string, password: string, button: 'login' | 'register'): Promise<void> {
+  await page.goto(gateway.url('/'));
+  await page.getByTestId('username').fill(username);
+  await page.getByTestId('password').fill(password);
+  await page.getByTestId(button).click();
+  await expect.poll(() => page.getByTestId('current-user').textContent(), { timeout: STEP_MS }).toContain(username);
+  await expectReady(page);
+}
+
+// ------------------------------------------------------------------ PNG
+
+interface DecodedPng {
+  width: number;
+  height: number;
+  /** RGB or RGBA bytes, row after row. */
+  pixels: Buffer;
+  channels: number;
+}
+
+/** Decodes the 8-bit RGB/RGBA, non-interlaced PNGs Chromium writes. */
+function decodePng(png: Buffer): DecodedPng {
+  const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  if (!png.subarray(0, 8).equals(signature)) throw new Error('not a PNG');
+  let offset = 8;
+  let width = 0;
+  let height = 0;
+  let channels = 0;
+  const data: Buffer[] = [];
+  while (offset + 8 <= png.length) {
+    const length = png.readUInt32BE(offset);
+    const type = png.toString('latin1', offset + 4, offset + 8);
+    const body = png.subarray(offset + 8, offset + 8 + length);
+    offset += 12 + length;
+    if (type === 'IHDR') {
+      width = body.readUInt32BE(0);
+      height = body.readUInt32BE(4);
+      const [bitDepth, colourType, , , interlace] = [body[8], body[9], body[10], body[11], body[12]];
+      if (bitDepth !== 8 || (colourType !== 2 && colourType !== 6) || interlace !== 0) {
+        throw new Error(`unsupported PNG: bit depth ${bitDepth}, colour type ${colourType}, interlace ${interlace}`);
+      }
+      channels = colourType === 6 ? 4 : 3;
+    } else if (type === 'IDAT') {
+      data.push(body);
+    } else if (type === 'IEND') {
+      break;
+    }
+  }
+  if (!width || !height || !channels) throw new Error('PNG without IHDR');
+  const raw = inflateSync(Buffer.concat(data));
+  const stride = width * channels;
+  if (raw.length < height * (stride + 1)) throw new Error('PNG image data too short');
+  const pixels = Buffer.alloc(height * stride);
+  for (let y = 0; y < height; y++) {
+    const filter = raw[y * (stride + 1)];
+    const source = y * (stride + 1) + 1;
+    const row = y * stride;
+    for (let x = 0; x < stride; x++) {
+      const value = raw[source + x] ?? 0;
+      const left = x >= channels ? (pixels[row + x - channels] ?? 0) : 0;
+      const up = y > 0 ? (pixels[row - stride + x] ?? 0) : 0;
+      const upLeft = y > 0 && x >= channels ? (pixels[row - stride + x - channels] ?? 0) : 0;
+      let predicted: number;
+      switch (filter) {
+        case 0:
+          predicted = 0;
+          break;
+        case 1:
+          predicted = left;
+          break;
+        case 2:
+          predicted = up;
+          break;
+        case 3:
+          predicted = (left + up) >> 1;
+          break;
+        case 4: {
+          const estimate = left + up - upLeft;
+          const toLeft = Math.abs(estimate - left);
+          const toUp = Math.abs(estimate - up);
+          const toUpLeft = Math.abs(estimate - upLeft);
+          predicted = toLeft <= toUp && toLeft <= toUpLeft ? left : toUp <= toUpLeft ? up : upLeft;
+          break;
+        }
+        default:
+          throw new Error(`unknown PNG filter ${filter} on row ${y}`);
+      }
+      pixels[row + x] = (value + predicted) & 0xff;
+    }
+  }
+  return { width, height, pixels, channels };
+}
+
+function distinctColours({ pixels, channels }: DecodedPng): number {
+  const colours = new Set<number>();
+  for (let i = 0; i + 2 < pixels.length; i += channels) {
+    colours.add(((pixels[i] ?? 0) << 16) | ((pixels[i + 1] ?? 0) << 8) | (pixels[i + 2] ?? 0));
+  }
+  return colours.size;
+}
+
+// ------------------------------------------------------------------ the scenario
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's chromium package (or set CHROMIUM_PATH)`);
+  stack = await startStack({ gateways: 0 });
+  gateway = await stack.startGateway({ PUBLIC_AUTH_URL: stack.auth.url('') });
+  const created = await stack.user('agent');
+  agentUser = { username: created.username, password: `${created.username}-password` };
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    timeout: STEP_MS,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--disable-quic',
+      '--no-first-run',
+    ],
+  });
+  customer = await openPage('customer');
+  agent = await openPage('agent');
+});
+
+afterAll(async () => {
+  for (const context of contexts) await context.close().catch(() => undefined);
+  await browser?.close().catch(() => undefined);
+  await stack?.stop();
+});
+
+describe('the demo page', () => {
+  it('lets a customer register, start a chat with a subject and send a message', async () => {
+    await logIn(customer, customerName, 'customer-password', 'register');
+    await customer.getByTestId('subject').fill(SUBJECT);
+    await customer.getByTestId('start-chat').click();
+
+    const session = customer.getByTestId('session-item');
+    await expect.poll(() => session.count(), { timeout: STEP_MS }).toBe(1);
+    sessionId = (await session.getAttribute('data-session-id')) ?? '';
+    expect(sessionId).toMatch(/^\d+$/);
+    expect(await session.textContent()).toContain(SUBJECT);
+    expect(await session.getAttribute('aria-current')).toBe('true');
+
+    await customer.getByTestId('composer').fill(FIRST);
+    await customer.getByTestId('composer').press('Enter');
+    const shown = await expectConversation(customer, [FIRST]);
+    expect(shown.map(({ own }) => own)).toEqual([true]);
+    expect(await customer.getByTestId('composer').inputValue()).toBe('');
+  });
+
+  it("lets an agent log in, find the open session, read the customer's message and reply", async () => {
+    await logIn(agent, agentUser.username, agentUser.password, 'login');
+    expect(await agent.getByTestId('current-user').textContent()).toContain('Agent');
+    const session = agent.locator(`[data-testid="session-item"][data-session-id="${sessionId}"]`);
+    await session.waitFor({ timeout: STEP_MS });
+    expect(await session.textContent()).toContain(SUBJECT);
+    await session.click();
+    await expectConversation(agent, [FIRST]);
+
+    await agent.getByTestId('composer').fill(REPLY);
+    await agent.getByTestId('send').click();
+    expect((await expectConversation(agent, [FIRST, REPLY])).map(({ own }) => own)).toEqual([false, true]);
+    expect((await expectConversation(customer, [FIRST, REPLY])).map(({ own }) => own)).toEqual([true, false]);
+  });
+
+  it('shows markup in a message as literal text on both sides and never runs it', async () => {
+    await customer.getByTestId('composer').fill(XSS);
+    await customer.getByTestId('composer').press('Enter');
+    for (const page of [customer, agent]) {
+      await expectConversation(page, [FIRST, REPLY, XSS]);
+      expect(await page.getByTestId('message-list').locator('img').count()).toBe(0);
+    }
+    // An injected <img src=x> would have failed to load and run its handler by now.
+    await customer.waitForTimeout(300);
+    for (const page of [customer, agent]) {
+      expect(await page.evaluate(() => (globalThis as { __xss?: unknown }).__xss)).toBeUndefined();
+    }
+  });
+
+  it('brings the whole conversation back after a reload and keeps chatting', async () => {
+    await customer.reload();
+    await expectReady(customer);
+    expect(await customer.getByTestId('current-user').textContent()).toContain(customerName);
+    const shown = await expectConversation(customer, [FIRST, REPLY, XSS]);
+    expect(shown.map(({ own }) => own)).toEqual([true, false, true]);
+    expect(await customer.locator(`[data-testid="session-item"][data-session-id="${sessionId}"]`).getAttribute('aria-current')).toBe(
+      'true',
+    );
+
+    // Shift+Enter adds a line, Enter sends.
+    const composer = customer.getByTestId('composer');
+    await composer.fill('Still here after a reload.');
+    await composer.press('Shift+Enter');
+    await composer.pressSequentially('Second line.');
+    await composer.press('Enter');
+    await expectConversation(customer, [FIRST, REPLY, XSS, AFTER_RELOAD]);
+    await expectConversation(agent, [FIRST, REPLY, XSS, AFTER_RELOAD]);
+  });
+
+  it('renders real, non-blank pages', async () => {
+    for (const [name, page] of [
+      ['customer', customer],
+      ['agent', agent],
+    ] as const) {
+      const path = join(tmpdir(), `switchboard-demo-${name}.png`);
+      const png = decodePng(await page.screenshot({ path, timeout: STEP_MS }));
+      expect(png.width).toBe(1200);
+      expect(png.height).toBe(760);
+      expect(distinctColours(png), `${path} looks blank`).toBeGreaterThan(50);
+    }
+    expect(pageProblems).toEqual([]);
+  });
+});
