@@ -8,14 +8,30 @@ import { formatOverview, toRows } from './overview.js';
  * `status` command. `--json` prints the rows as JSON.
  */
 const config = loadConfig({ ...commonEnv, STATUS_TIMEOUT_MS: env.integer({ default: 1_500, min: 100, max: 60_000 }) });
-const nc = await connect({ servers: [...config.NATS_URL], name: 'switchboard-status', timeout: config.STATUS_TIMEOUT_MS });
+
+/** NATS_URL as it may be shown: without the credentials in its user info. */
+const shownServers = config.NATS_URL.map((server) => {
+  const url = new URL(server);
+  url.username = '';
+  url.password = '';
+  return url.toString().replace(/\/$/, '');
+});
+/** Credentials in NATS_URL's user info, which nats.js ignores (as `natsCredentials` in @switchboard/bus does for the services). */
+const credentials = (() => {
+  const url = config.NATS_URL.map((server) => new URL(server)).find((candidate) => candidate.username !== '');
+  if (!url) return {};
+  const user = decodeURIComponent(url.username);
+  return url.password === '' ? { token: user } : { user, pass: decodeURIComponent(url.password) };
+})();
+
+const nc = await connect({ servers: [...config.NATS_URL], ...credentials, name: 'switchboard-status', timeout: config.STATUS_TIMEOUT_MS });
 try {
   const stats: EndpointStats[] = [];
   for await (const entry of await nc.services.client({ strategy: RequestStrategy.Timer, maxWait: config.STATUS_TIMEOUT_MS }).stats())
     stats.push(entry);
   const rows = toRows(stats, config.NATS_SUBJECT_PREFIX);
   if (process.argv.includes('--json')) process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
-  else process.stdout.write(`Switchboard "${config.NATS_SUBJECT_PREFIX}" on ${config.NATS_URL.join(', ')}\n\n${formatOverview(rows)}`);
+  else process.stdout.write(`Switchboard "${config.NATS_SUBJECT_PREFIX}" on ${shownServers.join(', ')}\n\n${formatOverview(rows)}`);
 } finally {
   await nc.close();
 }

@@ -11,5 +11,5 @@ export type {
 export { BusError } from './bus.js';
 export { decodeJson, encodeJson } from './json.js';
 export { createMemoryBus, subjectMatches } from './memory-bus.js';
-export { type ConnectNatsBusOptions, connectNatsBus } from './nats-bus.js';
+export { type ConnectNatsBusOptions, connectNatsBus, natsCredentials } from './nats-bus.js';
 export { createPersistenceClient, DEFAULT_REQUEST_TIMEOUT_MS, jsonEndpoint, type PersistenceClient, requestJson } from './rpc.js';

@@ -12,6 +12,7 @@ import {
   StorageType,
 } from 'nats';
 import { type Bus, BusError, type DurableConsumer, type DurableMessage, type InboundStreamSettings } from './bus.js';
+import { encodeJson } from './json.js';
 
 export interface ConnectNatsBusOptions {
   servers: readonly string[];
@@ -21,20 +22,52 @@ export interface ConnectNatsBusOptions {
   logger: Logger;
 }
 
-const toDurable = (msg: JsMsg): DurableMessage => ({
+/**
+ * Whether the server understands `+TERM <reason>`: NATS 2.10 and later. An older server (2.9)
+ * takes only a bare `+TERM` and silently ignores the longer form, so a message terminated with a
+ * reason came back after every ack wait and was dead-lettered again, up to max_deliver times.
+ */
+export function termTakesReason(serverVersion: string | undefined): boolean {
+  const [major = 0, minor = 0] = (serverVersion ?? '').split('.').map((part) => Number.parseInt(part, 10) || 0);
+  return major > 2 || (major === 2 && minor >= 10);
+}
+
+const toDurable = (msg: JsMsg, serverVersion: () => string | undefined): DurableMessage => ({
   data: msg.data,
   seq: msg.seq,
   redelivered: msg.redelivered,
   ack: () => msg.ack(),
   nak: () => msg.nak(),
   working: () => msg.working(),
-  term: (reason) => msg.term(reason),
+  // The reason only shows in the server's advisory; the dead letter keeps it anyway.
+  term: (reason) => (termTakesReason(serverVersion()) ? msg.term(reason) : msg.term()),
 });
 
 function unavailable(what: string, error: unknown): BusError {
   const code = error instanceof NatsError ? error.code : undefined;
   const reason = code === NatsErrorCode.NoResponders ? 'no responders' : code === NatsErrorCode.Timeout ? 'timed out' : 'failed';
   return new BusError(BusErrorCode.Unavailable, `${what} ${reason}`, { cause: error });
+}
+
+/**
+ * The credentials in the user info of the first server URL that has one: `nats://user:password@host:4222`
+ * (user and password, percent-decoded) or `nats://token@host:4222` (a token). nats.js ignores the
+ * user info of server URLs, so without passing it on as options a NATS server with authorization
+ * (deploy/nats/auth.conf) refused every service however NATS_URL was written.
+ */
+export function natsCredentials(servers: readonly string[]): { user: string; pass: string } | { token: string } | Record<string, never> {
+  for (const server of servers) {
+    let url: URL;
+    try {
+      url = new URL(server);
+    } catch {
+      continue;
+    }
+    if (url.username === '') continue;
+    const user = decodeURIComponent(url.username);
+    return url.password === '' ? { token: user } : { user, pass: decodeURIComponent(url.password) };
+  }
+  return {};
 }
 
 /**
@@ -46,6 +79,7 @@ export async function connectNatsBus({ servers, name, subjects, logger }: Connec
   const log = logger.child({ module: 'nats' });
   const nc = await connect({
     servers: [...servers],
+    ...natsCredentials(servers),
     name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
@@ -84,6 +118,25 @@ export async function connectNatsBus({ servers, name, subjects, logger }: Connec
     if (error) log.error({ err: error }, 'NATS connection closed with an error');
   });
 
+  /**
+   * `respond` throws when the reply cannot be sent, for one over the server's max_payload. Thrown
+   * inside a promise callback that would be an unhandled rejection, which stops the process: a
+   * single oversized reply (a large page of history) took persistence down. The caller gets an
+   * `internal` error answer instead, rather than waiting for its timeout.
+   */
+  const respondSafely = (msg: { respond(data: Uint8Array): boolean }, reply: Uint8Array, endpoint: string) => {
+    try {
+      msg.respond(reply);
+    } catch (error) {
+      log.error({ err: error, endpoint, bytes: reply.length }, 'reply could not be sent');
+      try {
+        msg.respond(encodeJson({ error: { code: BusErrorCode.Internal, message: 'the reply could not be sent' } }));
+      } catch {
+        // The connection is gone; the caller times out.
+      }
+    }
+  };
+
   return {
     kind: 'nats',
     publish: (subject, data) => nc.publish(subject, data),
@@ -120,7 +173,7 @@ export async function connectNatsBus({ servers, name, subjects, logger }: Connec
               return;
             }
             endpoint.handler(msg.data).then(
-              (reply) => msg.respond(reply),
+              (reply) => respondSafely(msg, reply, endpoint.name),
               (failure: unknown) => log.error({ err: failure, endpoint: endpoint.name }, 'endpoint handler threw'),
             );
           },
@@ -168,7 +221,7 @@ export async function connectNatsBus({ servers, name, subjects, logger }: Connec
       const messages = await consumer.consume({ max_messages: maxMessages });
       const durable: DurableConsumer = {
         async *[Symbol.asyncIterator]() {
-          for await (const msg of messages) yield toDurable(msg);
+          for await (const msg of messages) yield toDurable(msg, () => nc.info?.version);
         },
         close: async () => {
           await messages.close();

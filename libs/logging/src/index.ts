@@ -23,6 +23,34 @@ export const REDACT_PATHS = [
   'res.headers["set-cookie"]',
 ] as const;
 
+/** The URL without its query string. */
+const withoutQuery = (url: unknown) => (typeof url === 'string' ? url.split('?')[0] : url);
+
+/**
+ * Requests as Fastify's request log shows them, but with the query string cut off the URL:
+ * clients sometimes put a token there (`?access_token=`, RFC 6750 §2.3), and no Switchboard API
+ * takes query parameters, so the path is all a log needs. A serializer of the root logger
+ * overrides Fastify's own for its child loggers.
+ */
+function serializeRequest(req: unknown): unknown {
+  if (typeof req !== 'object' || req === null) return req;
+  const request = req as {
+    method?: unknown;
+    url?: unknown;
+    host?: unknown;
+    ip?: unknown;
+    headers?: { host?: unknown };
+    socket?: { remoteAddress?: unknown; remotePort?: unknown };
+  };
+  return {
+    method: request.method,
+    url: withoutQuery(request.url),
+    host: request.host ?? request.headers?.host,
+    remoteAddress: request.ip ?? request.socket?.remoteAddress,
+    remotePort: request.socket?.remotePort,
+  };
+}
+
 export interface CreateLoggerOptions {
   /** The service name, added to every line as `service`. */
   name: string;
@@ -38,6 +66,7 @@ export function createLogger({ name, level = 'info', destination }: CreateLogger
     base: { service: name },
     timestamp: pino.stdTimeFunctions.isoTime,
     redact: { paths: [...REDACT_PATHS], censor: '[redacted]' },
+    serializers: { req: serializeRequest },
     formatters: { level: (label) => ({ level: label }) },
   };
   return destination ? pino(options, destination) : pino(options);

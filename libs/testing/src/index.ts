@@ -1,4 +1,19 @@
+export {
+  type AckRecord,
+  type AttemptRecord,
+  type CheckCounts,
+  type CheckInput,
+  type CheckReport,
+  checkDelivery,
+  type DeliveredRecord,
+  formatReport,
+  readStored,
+  type SessionRow,
+  type StoredRow,
+  type TranscriptRecord,
+} from './checker.js';
 export { createTestDatabase, TEST_DATABASE_ADMIN_URL, type TestDatabase } from './database.js';
+export { LoadClient, type LoadClientOptions } from './load-client.js';
 export { freePort } from './ports.js';
 export { type ReliableSendOptions, sendReliably } from './reliable-send.js';
 export {

@@ -46,7 +46,16 @@ export async function startPersistenceService({ config, logger, bus, database }:
     ...(await bus.inboundStats().catch(() => ({}))),
   });
   const service = await bus.addService(persistenceServiceSpec({ db: database.db, subjects, logger, stats }));
-  const consumer = await startInboundConsumer({ bus, db: database.db, subjects, batchMax: config.batchMax, logger, metrics });
+  const consumer = await startInboundConsumer({
+    bus,
+    db: database.db,
+    subjects,
+    batchMax: config.batchMax,
+    logger,
+    metrics,
+    ackWaitMs: config.inbound.ackWaitMs,
+    faultInjection: config.faultInjection,
+  });
 
   const statsTimer = setInterval(() => {
     bus.inboundStats().then(

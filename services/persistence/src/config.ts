@@ -1,4 +1,5 @@
 import { commonEnv, databaseEnv, env, loadConfig } from '@switchboard/config';
+import { z } from 'zod';
 
 export const DEFAULT_OPS_PORT = 9402;
 
@@ -19,7 +20,31 @@ const persistenceEnv = {
   INBOUND_MAX_AGE: env.duration({ default: '7d' }),
   /** Replicas of the inbound stream: 3 in a NATS cluster. */
   INBOUND_REPLICAS: env.integer({ default: 1, min: 1, max: 5 }),
+  /**
+   * TEST ONLY, default off: makes the process fail at a chosen point so the fault tests can hit
+   * a window that is otherwise a matter of luck. `exit-after-commit:<n>` kills the process
+   * (SIGKILL) right after the n-th batch commits, before its confirmed events and its acks.
+   * Never set it in a deployment.
+   */
+  FAULT_INJECT: z.preprocess(
+    (value) => (value === '' ? undefined : value),
+    z
+      .string()
+      .regex(/^exit-after-commit:[1-9]\d*$/, 'expected exit-after-commit:<n> (test only)')
+      .optional(),
+  ),
 };
+
+/** A test-only fault (see FAULT_INJECT). */
+export interface FaultInjection {
+  /** Kill the process right after this many batches have committed. */
+  exitAfterCommit?: number;
+}
+
+function parseFaultInjection(raw: string | undefined): FaultInjection {
+  const match = raw === undefined ? null : /^exit-after-commit:(\d+)$/.exec(raw);
+  return match ? { exitAfterCommit: Number(match[1]) } : {};
+}
 
 export function loadPersistenceConfig(source: NodeJS.ProcessEnv = process.env) {
   const raw = loadConfig(persistenceEnv, source);
@@ -39,6 +64,7 @@ export function loadPersistenceConfig(source: NodeJS.ProcessEnv = process.env) {
       maxAgeMs: raw.INBOUND_MAX_AGE,
       replicas: raw.INBOUND_REPLICAS,
     },
+    faultInjection: parseFaultInjection(raw.FAULT_INJECT),
   });
 }
 

@@ -14,7 +14,7 @@ import { hashPassword, verifyPassword } from '../passwords.js';
 import type { TokenIssuer } from '../token/access-tokens.js';
 import { bearerCredential, createApiKeyChecker } from './api-keys.js';
 import { errorBody, HttpError, HttpErrorCode } from './errors.js';
-import { createUserBody, serviceTokenBody, tokenBody } from './schemas.js';
+import { createUserBody, isStorableText, serviceTokenBody, tokenBody } from './schemas.js';
 
 /** Contract: bodies over 16 KiB are refused. */
 export const BODY_LIMIT_BYTES = 16 * 1024;
@@ -127,7 +127,8 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
         'retry-after': String(retryAfter),
       });
     }
-    const user = await findUserByUsername(db, username);
+    // A username PostgreSQL cannot even look up (a NUL) belongs to no one: a wrong credential, not a 500.
+    const user = isStorableText(username) ? await findUserByUsername(db, username) : undefined;
     if (!(await verifyPassword(user?.password_hash, password)) || !user) {
       throttles.user.recordFailure(userKey);
       throttles.address.recordFailure(addressKey);

@@ -12,11 +12,20 @@ export const usernameSchema = z
 
 const passwordSchema = z.string().min(8, 'password must be 8 to 256 characters').max(256, 'password must be 8 to 256 characters');
 
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/**
+ * Whether PostgreSQL stores the text as sent: it cannot hold NUL (the insert failed with a 500),
+ * and it stores a lone surrogate as U+FFFD, so two different external ids could map to one user.
+ */
+export const isStorableText = (value: string) => !value.includes('\u0000') && !LONE_SURROGATE.test(value);
+
 const displayNameSchema = z
   .string()
   .trim()
   .min(1, 'display_name must be 1 to 100 characters')
-  .max(100, 'display_name must be 1 to 100 characters');
+  .max(100, 'display_name must be 1 to 100 characters')
+  .refine(isStorableText, 'display_name must not contain NUL characters or lone surrogates');
 
 export const createUserBody = z.strictObject({
   username: usernameSchema,
@@ -34,7 +43,11 @@ export const tokenBody = z.strictObject({
 export type TokenBody = z.infer<typeof tokenBody>;
 
 export const serviceTokenBody = z.strictObject({
-  external_id: z.string().min(1, 'external_id must be 1 to 128 characters').max(128, 'external_id must be 1 to 128 characters'),
+  external_id: z
+    .string()
+    .min(1, 'external_id must be 1 to 128 characters')
+    .max(128, 'external_id must be 1 to 128 characters')
+    .refine(isStorableText, 'external_id must not contain NUL characters or lone surrogates'),
   role: z.enum(ROLES),
   display_name: displayNameSchema.optional(),
 });

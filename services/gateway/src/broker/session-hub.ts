@@ -129,8 +129,16 @@ export function createSessionHub(options: SessionHubOptions) {
           limit: CATCH_UP_PAGE,
         });
         if (channels.get(channel.sessionId) !== channel || channel.lastSeq === undefined) return;
-        for (const message of messages) if (message.seq === channel.lastSeq + 1) deliver(channel, message);
-        if (messages.length < CATCH_UP_PAGE || channel.lastSeq === from) break;
+        let filled = 0;
+        for (const message of messages)
+          if (message.seq === channel.lastSeq + 1) {
+            deliver(channel, message);
+            filled++;
+          }
+        // Persistence cuts a page short when it would not fit in one reply, so a short page does
+        // not mean the end: only a page that fills nothing (empty, or already delivered by live
+        // events meanwhile) does.
+        if (filled === 0) break;
       }
       drainEarly(channel);
     } catch (error) {

@@ -43,6 +43,21 @@ type SendJob = ClientFrameOf<'send_message'> & { clientMsgId: string; receivedAt
 
 const withReqId = (reqId: ReqId | undefined) => (reqId === undefined ? {} : { req_id: reqId });
 
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/**
+ * Text that PostgreSQL would not store as sent is refused at the edge: a NUL cannot be stored in
+ * `text` at all (a send with one in its client_msg_id failed every inbound batch it landed in, and
+ * even its dead letter), and a lone surrogate is stored as U+FFFD, so the stored text (and the
+ * client_msg_id that a retry is matched by) would differ from what the client sent. Every other
+ * character is stored as sent.
+ */
+function refuseUnstorable(field: string, value: string | undefined): void {
+  if (value === undefined) return;
+  if (value.includes('\u0000')) refuse(ErrorCode.InvalidMessage, `${field} must not contain NUL characters`);
+  if (LONE_SURROGATE.test(value)) refuse(ErrorCode.InvalidMessage, `${field} must be well-formed Unicode (no lone surrogates)`);
+}
+
 /**
  * One client socket: authentication, then frames decoded once at the edge and handled in order of
  * arrival. Sends go to the broker one at a time, each after the previous one is stored, so a
@@ -146,43 +161,52 @@ export class ClientConnection implements Subscriber {
 
   private onMessage(data: Buffer, isBinary: boolean): void {
     if (this.closed) return;
+    // Every frame counts against the rate, including those refused before they decode (binary,
+    // oversize, not JSON): otherwise a flood of such frames bypassed the limiter, each one still
+    // answered with an error and none of them ever leading to the 1008 close.
     const allowed = this.bucket.tryTake();
     if (isBinary) {
-      this.deps.metrics.framesIn.inc({ type: 'invalid' });
-      this.sendError(ErrorCode.InvalidMessage, 'binary frames are not accepted; send JSON text', undefined);
+      this.refuseAtEdge(allowed, ErrorCode.InvalidMessage, 'binary frames are not accepted; send JSON text', undefined);
       return;
     }
     if (data.length > this.deps.config.maxFrameBytes) {
-      this.deps.metrics.framesIn.inc({ type: 'invalid' });
-      this.sendError(ErrorCode.PayloadTooLarge, `frame over ${this.deps.config.maxFrameBytes} bytes`, undefined);
+      this.refuseAtEdge(allowed, ErrorCode.PayloadTooLarge, `frame over ${this.deps.config.maxFrameBytes} bytes`, undefined);
       return;
     }
     let frame: ClientFrame;
     try {
       frame = decodeClientFrame(data.toString('utf8'));
     } catch (error) {
-      this.deps.metrics.framesIn.inc({ type: 'invalid' });
       const { code, message } = toErrorFrame(error, undefined);
-      this.sendError(code, message, error instanceof FrameError ? error.reqId : undefined);
+      this.refuseAtEdge(allowed, code, message, error instanceof FrameError ? error.reqId : undefined);
       return;
     }
     if (!allowed) {
       // Each refused frame is answered (with its req_id and client_msg_id, so the client knows what to resend).
-      this.deps.metrics.framesIn.inc({ type: 'rate_limited' });
       const extra = frame.type === 'send_message' && frame.client_msg_id !== undefined ? { client_msg_id: frame.client_msg_id } : {};
-      this.sendError(
-        ErrorCode.RateLimited,
-        `over ${this.deps.config.rateLimitPerSec} frames per second; frame dropped`,
-        frame.req_id,
-        extra,
-      );
-      this.onRateViolation();
+      this.refuseOverRate(frame.req_id, extra);
       return;
     }
     this.deps.metrics.framesIn.inc({ type: frame.type });
     // Frames are handled one after another, so replies come in request order (a send only
     // queues its message here; its ack comes when the message is stored).
     this.handling = this.handling.then(() => this.handle(frame)).catch((error: unknown) => this.onHandlerError(error, frame));
+  }
+
+  /** A frame that cannot be handled as it is. Over the rate it is refused as such, and counts towards the 1008 close. */
+  private refuseAtEdge(allowed: boolean, code: ErrorCode, message: string, reqId: ReqId | undefined): void {
+    if (!allowed) {
+      this.refuseOverRate(reqId, {});
+      return;
+    }
+    this.deps.metrics.framesIn.inc({ type: 'invalid' });
+    this.sendError(code, message, reqId);
+  }
+
+  private refuseOverRate(reqId: ReqId | undefined, extra: { client_msg_id?: string }): void {
+    this.deps.metrics.framesIn.inc({ type: 'rate_limited' });
+    this.sendError(ErrorCode.RateLimited, `over ${this.deps.config.rateLimitPerSec} frames per second; frame dropped`, reqId, extra);
+    this.onRateViolation();
   }
 
   /** A client that keeps flooding far over its rate is closed: it is not a client, or a broken one. */
@@ -255,6 +279,7 @@ export class ClientConnection implements Subscriber {
 
   private async createSession(user: VerifiedToken, frame: ClientFrameOf<'create_session'>): Promise<void> {
     if (user.role !== 'user') refuse(ErrorCode.Forbidden, 'only customers (role user) create sessions');
+    refuseUnstorable('subject', frame.subject);
     const subject = frame.subject && frame.subject.length > 0 ? frame.subject : null;
     const { session } = await this.deps.persistence.call('sessions.create', { customer_id: user.userId, subject });
     this.deps.access.remember(session.id, session.customer_id);
@@ -290,8 +315,8 @@ export class ClientConnection implements Subscriber {
   private enqueueSend(frame: ClientFrameOf<'send_message'>): void {
     const { maxContentChars } = this.deps.config;
     if (contentLength(frame.content) > maxContentChars) refuse(ErrorCode.PayloadTooLarge, `content over ${maxContentChars} characters`);
-    // PostgreSQL text cannot hold NUL; every other character is stored as sent.
-    if (frame.content.includes('\u0000')) refuse(ErrorCode.InvalidMessage, 'content must not contain NUL characters');
+    refuseUnstorable('content', frame.content);
+    refuseUnstorable('client_msg_id', frame.client_msg_id);
     if (this.sends.length >= MAX_QUEUED_SENDS) refuse(ErrorCode.RateLimited, 'too many messages waiting to be stored; slow down');
     this.sends.push({ ...frame, clientMsgId: frame.client_msg_id ?? randomUUID(), receivedAt: performance.now() });
     void this.pumpSends();

@@ -14,7 +14,28 @@ export const toMessage = (row: MessageRow): Message => ({
   created_at: row.created_at.toISOString(),
 });
 
-/** A page of history before `beforeSq` (or the newest page), oldest first inside the page. */
+/**
+ * Most bytes of messages (as JSON) in one reply. Replies travel as one NATS message, and one
+ * over the server's max_payload (1 MiB by default) cannot be sent at all: a page of 500
+ * messages of 4000 characters already is. Pages are cut to this size, keeping at least one
+ * message (a message is far smaller: content is capped by the gateway's frame limit).
+ */
+export const PAGE_BYTES_BUDGET = 512 * 1024;
+
+/** How many of `messages`, taken in order, fit in `PAGE_BYTES_BUDGET` (at least one). */
+function countWithinBudget(messages: readonly Message[]): number {
+  let bytes = 0;
+  for (const [index, message] of messages.entries()) {
+    bytes += Buffer.byteLength(JSON.stringify(message)) + 1;
+    if (bytes > PAGE_BYTES_BUDGET) return Math.max(1, index);
+  }
+  return messages.length;
+}
+
+/**
+ * A page of history before `beforeSq` (or the newest page), oldest first inside the page. A page
+ * too large for one reply keeps its newest messages and says `hasMore`.
+ */
 export async function findHistoryPage(
   db: Kysely<PersistenceDatabase>,
   page: { sessionId: number; beforeSeq?: number | undefined; limit: number },
@@ -27,11 +48,13 @@ export async function findHistoryPage(
     .limit(page.limit + 1);
   if (page.beforeSeq !== undefined) query = query.where('seq', '<', page.beforeSeq);
   const rows = await query.execute();
-  const hasMore = rows.length > page.limit;
-  return { messages: rows.slice(0, page.limit).reverse().map(toMessage), hasMore };
+  const newestFirst = rows.slice(0, page.limit).map(toMessage);
+  const fitting = countWithinBudget(newestFirst);
+  const hasMore = rows.length > page.limit || fitting < newestFirst.length;
+  return { messages: newestFirst.slice(0, fitting).reverse(), hasMore };
 }
 
-/** Messages with seq above `afterSeq`, oldest first. */
+/** Messages with seq above `afterSeq`, oldest first; fewer than `limit` when they would not fit in one reply. */
 export async function findMessagesAfter(
   db: Kysely<PersistenceDatabase>,
   range: { sessionId: number; afterSeq: number; limit: number },
@@ -44,7 +67,8 @@ export async function findMessagesAfter(
     .orderBy('seq', 'asc')
     .limit(range.limit)
     .execute();
-  return rows.map(toMessage);
+  const messages = rows.map(toMessage);
+  return messages.slice(0, countWithinBudget(messages));
 }
 
 export async function findMessageByClientMsgId(

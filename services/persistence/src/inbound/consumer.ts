@@ -3,6 +3,7 @@ import { isConnectionError } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import { type InboundMessage, inboundMessageSchema, type Subjects } from '@switchboard/protocol';
 import type { Kysely } from 'kysely';
+import type { FaultInjection } from '../config.js';
 import type { PersistenceDatabase } from '../db/schema.js';
 import type { PersistenceMetrics } from '../metrics.js';
 import { type StoreOutcome, storeBatch } from './store-batch.js';
@@ -18,6 +19,10 @@ export interface InboundConsumerOptions {
   batchMax: number;
   logger: Logger;
   metrics: PersistenceMetrics;
+  /** The consumer's ack wait: while a batch takes longer than a quarter of it, held messages are kept alive with `working()`. */
+  ackWaitMs?: number;
+  /** Test only (FAULT_INJECT): crash points for the fault tests. */
+  faultInjection?: FaultInjection;
 }
 
 export interface InboundConsumer {
@@ -54,6 +59,25 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
   const held = new Map<number, DurableMessage>();
   let stopping = false;
   let worker: Promise<void> | undefined;
+  let committed = 0;
+  /** The batch being stored, and since when (performance.now()). */
+  let inHand: DurableMessage[] = [];
+  let inHandSince = 0;
+
+  /**
+   * While a batch takes long (PostgreSQL unreachable, a slow commit), every message this replica
+   * holds gets `working()`, so JetStream does not redeliver it. That includes the messages waiting
+   * behind the batch: keeping only the batch alive let those be redelivered after every ack wait
+   * of an outage (to this replica or another), each time counting against max_deliver; past it,
+   * a message whose replica then restarts is never delivered again.
+   */
+  const keepAliveMs = Math.max(250, Math.floor((options.ackWaitMs ?? 10_000) / 4));
+  const keepAlive = setInterval(() => {
+    if (inHand.length === 0 || performance.now() - inHandSince < keepAliveMs) return;
+    for (const msg of inHand) msg.working();
+    for (const msg of held.values()) msg.working();
+  }, keepAliveMs);
+  keepAlive.unref();
 
   const publishConfirmed = (outcome: StoreOutcome) => {
     if (outcome.kind === 'rejected') return;
@@ -98,6 +122,13 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
         );
         metrics.commitSeconds.observe((performance.now() - started) / 1000);
         metrics.batchSize.observe(valid.length);
+        committed++;
+        if (committed === options.faultInjection?.exitAfterCommit) {
+          // Test only: die between the commit and the confirmed events and acks, the window the
+          // redelivery-as-duplicate path exists for. SIGKILL, so nothing else runs.
+          log.warn({ batch: committed }, 'FAULT_INJECT: killing the process after a commit');
+          process.kill(process.pid, 'SIGKILL');
+        }
       } catch (error) {
         if (isRetryable(error)) {
           metrics.storeRetries.inc();
@@ -108,7 +139,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
             for (const item of valid) item.msg.nak();
             return;
           }
-          for (const item of valid) item.msg.working();
+          // Meanwhile the keep-alive above holds the messages' ack deadlines.
           await sleep(Math.min(MAX_RETRY_DELAY_MS, 50 * 2 ** attempt));
           continue;
         }
@@ -152,7 +183,14 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
   const work = async () => {
     while (held.size > 0 && !stopping) {
       try {
-        await processBatch(takeBatch());
+        const batch = takeBatch();
+        inHand = batch.map((item) => item.msg);
+        inHandSince = performance.now();
+        try {
+          await processBatch(batch);
+        } finally {
+          inHand = [];
+        }
       } catch (error) {
         // Dead-lettering itself failed (the database went away mid-way): JetStream redelivers after ack_wait.
         log.error({ err: error }, 'processing a batch failed');
@@ -181,6 +219,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
   return {
     async stop() {
       stopping = true;
+      clearInterval(keepAlive);
       await messages.close();
       await pump.catch((error: unknown) => log.warn({ err: error }, 'consumer ended with an error'));
       await worker;

@@ -1,0 +1,109 @@
+{{/*
+A Deployment of one Switchboard service. Call with a dict:
+  root:      the top-level context
+  component: auth | persistence | gateway
+  values:    the component's values
+  args:      the command (tini stays the entrypoint)
+  ports:     list of {name, port}
+  env:       rendered env entries (YAML list) specific to the component
+  replicas:  false to leave replicas to an HPA
+*/}}
+{{- define "switchboard.deployment" -}}
+{{- $root := .root -}}
+{{- $v := .values -}}
+{{- $ctx := dict "root" $root "component" .component -}}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ include "switchboard.componentName" $ctx }}
+  labels:
+    {{- include "switchboard.labels" $ctx | nindent 4 }}
+spec:
+  {{- if .replicas }}
+  replicas: {{ $v.replicaCount }}
+  {{- end }}
+  revisionHistoryLimit: 5
+  strategy:
+    type: RollingUpdate
+    rollingUpdate:
+      maxUnavailable: 0
+      maxSurge: 25%
+  selector:
+    matchLabels:
+      {{- include "switchboard.selectorLabels" $ctx | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "switchboard.labels" $ctx | nindent 8 }}
+        {{- with $v.podLabels }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      annotations:
+        checksum/secrets: {{ include (print $root.Template.BasePath "/secrets.yaml") $root | sha256sum }}
+        {{- with $v.podAnnotations }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+    spec:
+      automountServiceAccountToken: false
+      {{- with $root.Values.imagePullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      securityContext:
+        {{- include "switchboard.podSecurityContext" $root | nindent 8 }}
+      {{- with .terminationGracePeriodSeconds }}
+      terminationGracePeriodSeconds: {{ . }}
+      {{- end }}
+      containers:
+        - name: {{ .component }}
+          image: {{ include "switchboard.image" $root | quote }}
+          imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+          args:
+            {{- toYaml .args | nindent 12 }}
+          ports:
+            {{- range .ports }}
+            - name: {{ .name }}
+              containerPort: {{ .port }}
+              protocol: TCP
+            {{- end }}
+          env:
+            {{- include "switchboard.commonEnv" $root | nindent 12 }}
+            - name: HOST
+              value: "0.0.0.0"
+            {{- .env | trim | nindent 12 }}
+            {{- with $v.env }}
+            {{- include "switchboard.extraEnv" . | trim | nindent 12 }}
+            {{- end }}
+          {{- include "switchboard.probes" $v | nindent 10 }}
+          {{- with .lifecycle }}
+          lifecycle:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          resources:
+            {{- toYaml $v.resources | nindent 12 }}
+          securityContext:
+            {{- include "switchboard.containerSecurityContext" $root | nindent 12 }}
+          volumeMounts:
+            - name: tmp
+              mountPath: /tmp
+      volumes:
+        - name: tmp
+          emptyDir:
+            sizeLimit: 64Mi
+      {{- with $v.topologySpreadConstraints }}
+      topologySpreadConstraints:
+        {{- include "switchboard.topologySpread" (dict "root" $root "component" $ctx.component "constraints" .) | trim | nindent 8 }}
+      {{- end }}
+      {{- with $v.nodeSelector }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $v.affinity }}
+      affinity:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $v.tolerations }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+{{- end -}}

@@ -1,0 +1,180 @@
+{{/* Chart name, overridable with nameOverride. */}}
+{{- define "switchboard.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Fully qualified app name: release name, plus the chart name unless the release already contains it. */}}
+{{- define "switchboard.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Chart name and version for the helm.sh/chart label. */}}
+{{- define "switchboard.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Name of one component's objects: <fullname>-<component>. Call with (dict "root" $ "component" "gateway"). */}}
+{{- define "switchboard.componentName" -}}
+{{- printf "%s-%s" (include "switchboard.fullname" .root | trunc 50 | trimSuffix "-") .component -}}
+{{- end -}}
+
+{{/* Selector labels of one component. Call with (dict "root" $ "component" "gateway"). */}}
+{{- define "switchboard.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "switchboard.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* The standard labels of every object. Call with (dict "root" $ "component" "gateway"). */}}
+{{- define "switchboard.labels" -}}
+helm.sh/chart: {{ include "switchboard.chart" .root }}
+{{ include "switchboard.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Values.image.tag | default .root.Chart.AppVersion | trunc 63 | quote }}
+app.kubernetes.io/part-of: {{ include "switchboard.name" .root }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- end -}}
+
+{{/* The image reference; the tag defaults to the chart's appVersion. */}}
+{{- define "switchboard.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+
+{{/* Secret and key holding DATABASE_URL. */}}
+{{- define "switchboard.databaseSecretName" -}}
+{{- if .Values.database.existingSecret -}}
+{{- .Values.database.existingSecret -}}
+{{- else -}}
+{{- include "switchboard.componentName" (dict "root" . "component" "database") -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Fails the render when no database is configured. */}}
+{{- define "switchboard.requireDatabase" -}}
+{{- if not (or .Values.database.url .Values.database.existingSecret) -}}
+{{- fail "database.url or database.existingSecret must be set (PostgreSQL is not bundled)" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Secret of the auth service (JWT_PRIVATE_KEY, AUTH_API_KEYS). */}}
+{{- define "switchboard.authSecretName" -}}
+{{- if .Values.auth.existingSecret -}}
+{{- .Values.auth.existingSecret -}}
+{{- else -}}
+{{- include "switchboard.componentName" (dict "root" . "component" "auth") -}}
+{{- end -}}
+{{- end -}}
+
+{{/* True when the chart creates the auth Secret: values given and no existingSecret. */}}
+{{- define "switchboard.createAuthSecret" -}}
+{{- if and (not .Values.auth.existingSecret) (or .Values.auth.jwtPrivateKey .Values.auth.apiKeys) -}}true{{- end -}}
+{{- end -}}
+
+{{/* Secret holding the bootstrap admin's username and password. */}}
+{{- define "switchboard.adminSecretName" -}}
+{{- if .Values.auth.admin.existingSecret -}}
+{{- .Values.auth.admin.existingSecret -}}
+{{- else -}}
+{{- include "switchboard.componentName" (dict "root" . "component" "admin") -}}
+{{- end -}}
+{{- end -}}
+
+{{/* True when the chart creates the admin Secret. */}}
+{{- define "switchboard.createAdminSecret" -}}
+{{- if and (not .Values.auth.admin.existingSecret) .Values.auth.admin.username -}}true{{- end -}}
+{{- end -}}
+
+{{/* Environment shared by every service. */}}
+{{- define "switchboard.commonEnv" -}}
+- name: NATS_URL
+  value: {{ .Values.nats.url | quote }}
+- name: NATS_SUBJECT_PREFIX
+  value: {{ .Values.nats.subjectPrefix | quote }}
+- name: LOG_LEVEL
+  value: {{ .Values.logLevel | quote }}
+{{- end -}}
+
+{{/* DATABASE_URL from its Secret. */}}
+{{- define "switchboard.databaseEnv" -}}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "switchboard.databaseSecretName" . }}
+      key: {{ .Values.database.existingSecretKey | default "DATABASE_URL" }}
+{{- end -}}
+
+{{/* Extra env of a component: a map of name to value (strings) or to a valueFrom-style object. */}}
+{{- define "switchboard.extraEnv" -}}
+{{- range $name, $value := . }}
+- name: {{ $name }}
+{{- if kindIs "map" $value }}
+  valueFrom:
+    {{- toYaml $value | nindent 4 }}
+{{- else }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Pod-level security context. */}}
+{{- define "switchboard.podSecurityContext" -}}
+{{- toYaml .Values.podSecurityContext -}}
+{{- end -}}
+
+{{/* Container-level security context. */}}
+{{- define "switchboard.containerSecurityContext" -}}
+{{- toYaml .Values.containerSecurityContext -}}
+{{- end -}}
+
+{{/*
+Topology spread constraints of a component; an entry without labelSelector gets the component's
+selector labels. Call with (dict "root" $ "component" "gateway" "constraints" .Values.gateway.topologySpreadConstraints).
+*/}}
+{{- define "switchboard.topologySpread" -}}
+{{- $ctx := . -}}
+{{- range .constraints }}
+{{- $c := deepCopy . }}
+{{- if not (hasKey $c "labelSelector") }}
+{{- $_ := set $c "labelSelector" (dict "matchLabels" (include "switchboard.selectorLabels" $ctx | fromYaml)) }}
+{{- end }}
+- {{ toYaml $c | nindent 2 | trim }}
+{{- end }}
+{{- end -}}
+
+{{/* Probes on the ops port (named "ops"). Call with the component's values. */}}
+{{- define "switchboard.probes" -}}
+startupProbe:
+  httpGet: { path: /healthz, port: ops }
+  periodSeconds: {{ .probes.startup.periodSeconds }}
+  failureThreshold: {{ .probes.startup.failureThreshold }}
+  timeoutSeconds: 3
+readinessProbe:
+  httpGet: { path: /readyz, port: ops }
+  periodSeconds: {{ .probes.readiness.periodSeconds }}
+  failureThreshold: {{ .probes.readiness.failureThreshold }}
+  timeoutSeconds: 3
+livenessProbe:
+  httpGet: { path: /healthz, port: ops }
+  periodSeconds: {{ .probes.liveness.periodSeconds }}
+  failureThreshold: {{ .probes.liveness.failureThreshold }}
+  timeoutSeconds: 5
+{{- end -}}
+
+{{/* The gateway's grace period: explicit, or preStop sleep + drainSeconds + margin. */}}
+{{- define "switchboard.gatewayGracePeriod" -}}
+{{- $g := .Values.gateway -}}
+{{- $min := add $g.preStopSleepSeconds $g.drainSeconds -}}
+{{- $grace := $g.terminationGracePeriodSeconds | default (add $min $g.shutdownMarginSeconds) -}}
+{{- if le (int $grace) (int $min) -}}
+{{- fail (printf "gateway.terminationGracePeriodSeconds (%v) must exceed preStopSleepSeconds + drainSeconds (%v)" $grace $min) -}}
+{{- end -}}
+{{- $grace -}}
+{{- end -}}

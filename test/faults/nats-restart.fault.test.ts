@@ -1,0 +1,111 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LoadClient, type ServiceProcess, type Stack, startStack, waitFor } from '@switchboard/testing';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  assertAllAcked,
+  assertClean,
+  createSessions,
+  deadLetterCount,
+  isRunning,
+  NatsServer,
+  opsStatus,
+  sleep,
+  summary,
+  verify,
+} from './support.js';
+
+let stack: Stack | undefined;
+let nats: NatsServer | undefined;
+let storeDir: string | undefined;
+const clients: LoadClient[] = [];
+
+afterAll(async () => {
+  await Promise.all(clients.map((client) => client.close()));
+  await stack?.stop();
+  await nats?.stop();
+  if (storeDir) await rm(storeDir, { recursive: true, force: true });
+});
+
+describe('the NATS server killed with SIGKILL mid-load and restarted on the same store', () => {
+  it('makes every service unready, then ready again, keeps client sockets open, and loses nothing acked', async () => {
+    const startedAt = Date.now();
+    storeDir = await mkdtemp(join(tmpdir(), 'switchboard-nats-'));
+    nats = await NatsServer.start(storeDir);
+    const server = nats;
+    stack = await startStack({ gateways: 2, persistence: 1, env: { NATS_URL: server.url }, gatewayEnv: { SEND_TIMEOUT_MS: '3000' } });
+    const running = stack;
+    const services: ServiceProcess[] = [running.auth, ...running.persistence, ...running.gateways];
+    const sessions = await createSessions(running, 3);
+    const agents = await Promise.all([0, 1, 2].map(() => running.user('agent')));
+    const urls = [running.wsUrl(0), running.wsUrl(1)];
+    for (const [index, session] of sessions.entries())
+      clients.push(
+        new LoadClient({
+          name: `customer${index}`,
+          urls: index % 2 === 0 ? urls : [...urls].reverse(),
+          token: session.customer.token,
+          userId: session.customer.id,
+          join: [session.id],
+          sendTo: [session.id],
+          ratePerSec: 8,
+          attemptTimeoutMs: 4_000,
+        }),
+      );
+    for (const [index, agent] of agents.entries())
+      clients.push(
+        new LoadClient({
+          name: `agent${index}`,
+          urls: index % 2 === 0 ? [...urls].reverse() : urls,
+          token: agent.token,
+          userId: agent.id,
+          join: sessions.map((session) => session.id),
+          sendTo: sessions.map((session) => session.id),
+          ratePerSec: 8,
+          attemptTimeoutMs: 2_000,
+        }),
+      );
+    await Promise.all(clients.map((client) => client.start()));
+    for (const client of clients) client.startSending();
+    await sleep(5_000);
+
+    // Twice: the consumer, the subscriptions and the gap fills must survive more than one restart.
+    const outages: number[] = [];
+    let ackedBefore = 0;
+    for (let round = 0; round < 2; round++) {
+      await server.kill();
+      const killedAt = Date.now();
+      await waitFor(
+        async () => (await Promise.all(services.map((service) => opsStatus(service, '/readyz')))).every((status) => status === 503),
+        10_000,
+        'every service to report 503 on /readyz',
+      );
+      for (const service of services) {
+        expect(isRunning(service)).toBe(true);
+        expect(await opsStatus(service, '/healthz')).toBe(200);
+      }
+      await sleep(Math.max(0, 2_000 - (Date.now() - killedAt)));
+      await server.restart();
+      await waitFor(
+        async () => (await Promise.all(services.map((service) => opsStatus(service, '/readyz')))).every((status) => status === 200),
+        20_000,
+        'every service to report 200 on /readyz',
+      );
+      outages.push(Date.now() - killedAt);
+      ackedBefore = clients.reduce((sum, client) => sum + client.acks.length, 0);
+      await sleep(6_000);
+    }
+    await Promise.all(clients.map((client) => client.stop()));
+
+    const report = await verify(clients, { databaseUrl: running.database.url });
+    console.log(summary('nats-restart', report, clients, startedAt), `ready-again-after=${outages.join(',')}ms`);
+    assertClean(report);
+    assertAllAcked(clients);
+    // Client sockets survived the outage, and traffic flowed again after it.
+    for (const client of clients) expect(client.connects).toBe(1);
+    expect(clients.reduce((sum, client) => sum + client.acks.length, 0)).toBeGreaterThan(ackedBefore + 60);
+    for (const service of services) expect(isRunning(service)).toBe(true);
+    expect(await deadLetterCount(running.database.url)).toBe(0);
+  });
+});

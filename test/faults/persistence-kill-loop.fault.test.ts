@@ -1,0 +1,90 @@
+import { LoadClient, type ServiceProcess, type Stack, startStack } from '@switchboard/testing';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  assertAllAcked,
+  assertClean,
+  createSessions,
+  deadLetterCount,
+  isRunning,
+  metric,
+  sleep,
+  slowInserts,
+  summary,
+  verify,
+} from './support.js';
+
+let stack: Stack | undefined;
+const clients: LoadClient[] = [];
+
+afterAll(async () => {
+  await Promise.all(clients.map((client) => client.close()));
+  await stack?.stop();
+});
+
+describe('persistence replicas killed with SIGKILL every 2–3 s', () => {
+  it('loses nothing, stores nothing twice and keeps every order', async () => {
+    const startedAt = Date.now();
+    stack = await startStack({ gateways: 2, persistence: 2, gatewayEnv: { SEND_TIMEOUT_MS: '3000' } });
+    const running = stack;
+    // Each batch holds its transaction open for 15 ms more, so most kills land inside one.
+    await slowInserts(running.database.url, 15);
+    const sessions = await createSessions(running, 3);
+    const urls = [running.wsUrl(0), running.wsUrl(1)];
+    const agents = await Promise.all([0, 1, 2].map(() => running.user('agent')));
+    // Each customer writes in its own session; each agent in all three. Half start on each gateway.
+    for (const [index, session] of sessions.entries())
+      clients.push(
+        new LoadClient({
+          name: `customer${index}`,
+          urls: index % 2 === 0 ? urls : [...urls].reverse(),
+          token: session.customer.token,
+          userId: session.customer.id,
+          join: [session.id],
+          sendTo: [session.id],
+          ratePerSec: 8,
+          attemptTimeoutMs: 4_000,
+        }),
+      );
+    for (const [index, agent] of agents.entries())
+      clients.push(
+        new LoadClient({
+          name: `agent${index}`,
+          urls: index % 2 === 0 ? [...urls].reverse() : urls,
+          token: agent.token,
+          userId: agent.id,
+          join: sessions.map((session) => session.id),
+          sendTo: sessions.map((session) => session.id),
+          ratePerSec: 8,
+          // Impatient: resends while the first copy may still be on its way (duplicate publish, lookup).
+          attemptTimeoutMs: 1_500,
+        }),
+      );
+    await Promise.all(clients.map((client) => client.start()));
+    for (const client of clients) client.startSending();
+
+    // Kill one live replica every 2–3 s and start a replacement, alternating, for 20 s.
+    const alive = (): ServiceProcess[] => running.persistence.filter(isRunning);
+    let kills = 0;
+    let redeliveries = 0;
+    const killUntil = Date.now() + 20_000;
+    while (Date.now() < killUntil) {
+      await sleep(2_000 + Math.random() * 1_000);
+      const victim = alive()[kills % 2];
+      if (!victim) continue;
+      redeliveries += await metric(victim, 'switchboard_persistence_redeliveries_total').catch(() => 0);
+      await victim.kill();
+      kills++;
+      await running.startPersistence();
+    }
+    await Promise.all(clients.map((client) => client.stop()));
+    for (const replica of alive()) redeliveries += await metric(replica, 'switchboard_persistence_redeliveries_total');
+
+    const report = await verify(clients, { databaseUrl: running.database.url });
+    console.log(summary('persistence-kill-loop', report, clients, startedAt), `kills=${kills} redeliveries=${redeliveries}`);
+    assertClean(report);
+    assertAllAcked(clients);
+    expect(kills).toBeGreaterThanOrEqual(4);
+    expect(report.totals.acked).toBeGreaterThan(200);
+    expect(await deadLetterCount(running.database.url)).toBe(0);
+  });
+});

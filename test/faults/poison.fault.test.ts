@@ -1,0 +1,254 @@
+import { checkDelivery, formatReport, LoadClient, readStored, type Stack, startStack, TestClient, waitFor } from '@switchboard/testing';
+import { connect, type NatsConnection } from 'nats';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSessions, isRunning, type LoadSession, metric, sleep, verify, withDb } from './support.js';
+
+/**
+ * Messages that can never be stored: one PostgreSQL refuses (a trigger raising an exception),
+ * a payload that does not decode, and one for a session that does not exist. Each must be set
+ * aside after a bounded number of attempts and reported, without holding up or looping over
+ * the good messages around it.
+ */
+
+let stack: Stack;
+let nats: NatsConnection;
+let sessions: LoadSession[];
+const sockets: TestClient[] = [];
+const clients: LoadClient[] = [];
+
+beforeAll(async () => {
+  stack = await startStack({ gateways: 1, persistence: 1 });
+  nats = await connect({ servers: 'nats://127.0.0.1:4222' });
+  await withDb(stack.database.url, async (db) => {
+    await db.query(`create function refuse_poison() returns trigger language plpgsql as $$
+      begin
+        if new.content = 'POISON' then raise exception 'poison message refused by a trigger'; end if;
+        return new;
+      end $$`);
+    await db.query('create trigger refuse_poison before insert on messages for each row execute function refuse_poison()');
+  });
+  sessions = await createSessions(stack, 3);
+});
+
+afterAll(async () => {
+  await Promise.all([...sockets.map((socket) => socket.close()), ...clients.map((client) => client.close())]);
+  await nats?.close();
+  await stack?.stop();
+});
+
+const persistence = () => {
+  const service = stack.persistence.filter(isRunning).at(-1);
+  if (!service) throw new Error('no persistence');
+  return service;
+};
+const deadLettered = () => metric(persistence(), 'switchboard_persistence_messages_total', { outcome: 'dead_lettered' });
+const redeliveries = () => metric(persistence(), 'switchboard_persistence_redeliveries_total');
+
+async function deadLetters(): Promise<{ session_id: string | null; client_msg_id: string | null; reason: string; payload: string }[]> {
+  return withDb(
+    stack.database.url,
+    async (db) => (await db.query('select session_id, client_msg_id, reason, payload from dead_letters order by id')).rows,
+  );
+}
+
+describe('a message PostgreSQL refuses', () => {
+  it('is split out of the batch it came in, dead-lettered, and reported; the rest of the batch is stored', async () => {
+    const [session] = sessions;
+    if (!session) throw new Error('no session');
+    const agents = await Promise.all([0, 1, 2].map(() => stack.user('agent')));
+    const poisoner = await TestClient.connect(stack.wsUrl(0));
+    const others = await Promise.all(agents.map(() => TestClient.connect(stack.wsUrl(0))));
+    sockets.push(poisoner, ...others);
+    await poisoner.request({ type: 'auth', token: session.customer.token });
+    for (const [index, socket] of others.entries()) await socket.request({ type: 'auth', token: agents[index]?.token });
+    for (const socket of [poisoner, ...others]) await socket.request({ type: 'join_session', session_id: session.id });
+
+    // With persistence stopped, the messages wait in the stream: first a good one, then the
+    // poison and two more good ones. The restarted replica takes the first alone and the other
+    // three as one batch, which fails as a whole.
+    await stack.persistence[0]?.stop();
+    const send = (socket: TestClient, clientMsgId: string, content: string) =>
+      socket.send({ type: 'send_message', session_id: session.id, content, client_msg_id: clientMsgId });
+    const [first, second, third] = others as [TestClient, TestClient, TestClient];
+    send(first, 'batch-good-1', 'fine');
+    await sleep(300);
+    send(poisoner, 'batch-poison', 'POISON');
+    await sleep(300);
+    send(second, 'batch-good-2', 'fine');
+    send(third, 'batch-good-3', 'fine');
+    await sleep(300);
+    const replica = await stack.startPersistence();
+
+    expect(await poisoner.waitFor((frame) => frame.type === 'error' && frame.client_msg_id === 'batch-poison', 15_000)).toMatchObject({
+      code: 'internal',
+    });
+    const acks = await Promise.all(
+      (
+        [
+          [first, 'batch-good-1'],
+          [second, 'batch-good-2'],
+          [third, 'batch-good-3'],
+        ] as const
+      ).map(([socket, id]) => socket.waitFor((frame) => frame.type === 'message_ack' && frame.client_msg_id === id, 15_000)),
+    );
+    expect(acks.map((ack) => ack.seq).sort()).toEqual([1, 2, 3]);
+    expect(replica.logs.some((line) => line.includes('storing its messages one by one'))).toBe(true);
+    const rows = (await deadLetters()).filter((row) => row.client_msg_id === 'batch-poison');
+    expect(rows).toHaveLength(1);
+    for (const socket of [poisoner, ...others]) {
+      await socket.waitForCount((frame) => frame.type === 'new_message', 3);
+      expect(socket.messages(session.id).map((message) => message.seq)).toEqual([1, 2, 3]);
+    }
+    expect(await redeliveries()).toBe(0);
+  });
+
+  it('is dead-lettered once and reported to its sender, while the good messages around it are stored and delivered', async () => {
+    const [, session] = sessions;
+    if (!session) throw new Error('no session');
+    const agents = await Promise.all([0, 1, 2].map(() => stack.user('agent')));
+    // Good traffic from three agents around the poison, so it shares batches with good messages.
+    for (const [index, agent] of agents.entries())
+      clients.push(
+        new LoadClient({
+          name: `good${index}`,
+          urls: [stack.wsUrl(0)],
+          token: agent.token,
+          userId: agent.id,
+          join: [session.id],
+          sendTo: [session.id],
+          ratePerSec: 20,
+        }),
+      );
+    const sender = await TestClient.connect(stack.wsUrl(0));
+    sockets.push(sender);
+    await sender.request({ type: 'auth', token: session.customer.token });
+    await sender.request({ type: 'join_session', session_id: session.id });
+    await Promise.all(clients.map((client) => client.start()));
+    const deadBefore = await deadLettered();
+    for (const client of clients) client.startSending();
+    await sleep(500);
+
+    // The customer sends a good message, the poison and another good one without waiting.
+    for (const [clientMsgId, content] of [
+      ['before-poison', 'fine'],
+      ['poison-1', 'POISON'],
+      ['after-poison', 'fine too'],
+    ])
+      sender.send({ type: 'send_message', session_id: session.id, content, client_msg_id: clientMsgId });
+    const error = await sender.waitFor((frame) => frame.type === 'error' && frame.client_msg_id === 'poison-1', 15_000);
+    expect(error).toMatchObject({ code: 'internal', client_msg_id: 'poison-1' });
+    for (const clientMsgId of ['before-poison', 'after-poison'])
+      await sender.waitFor((frame) => frame.type === 'message_ack' && frame.client_msg_id === clientMsgId, 15_000);
+    await sleep(1_500);
+    await Promise.all(clients.map((client) => client.stop()));
+
+    const rows = (await deadLetters()).filter((row) => row.client_msg_id === 'poison-1');
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ session_id: String(session.id) });
+    expect(rows[0]?.reason).toContain('poison message refused');
+    expect(JSON.parse(rows[0]?.payload ?? '{}')).toMatchObject({ content: 'POISON', client_msg_id: 'poison-1' });
+    expect((await deadLettered()) - deadBefore).toBe(1);
+
+    // Good messages: all acked, stored once, delivered to every member in order; the poison nowhere.
+    // The customer's sends go into the check too (it is no LoadClient).
+    await verify(clients, { databaseUrl: stack.database.url });
+    const records = LoadClient.records(clients);
+    const report = checkDelivery({
+      ...records,
+      attempts: [
+        ...records.attempts,
+        ...['before-poison', 'poison-1', 'after-poison'].map((clientMsgId, order) => ({
+          sessionId: session.id,
+          clientMsgId,
+          sender: 'customer',
+          senderId: session.customer.id,
+          order,
+        })),
+      ],
+      acks: [
+        ...records.acks,
+        ...sender.frames
+          .filter((frame) => frame.type === 'message_ack')
+          .map((frame) => ({
+            sessionId: session.id,
+            clientMsgId: String(frame.client_msg_id),
+            seq: Number(frame.seq),
+            messageId: Number(frame.message_id),
+          })),
+      ],
+      ...(await readStored(stack.database.url, [session.id])),
+    });
+    console.log(`[poison] ${formatReport(report).split('\n')[0]}`);
+    expect(report.ok, formatReport(report)).toBe(true);
+    expect(report.totals.unacked).toBe(1);
+    for (const client of clients) expect(client.failed).toEqual([]);
+    expect(sender.messages(session.id).some((message) => message.client_msg_id === 'poison-1')).toBe(false);
+
+    // Nothing loops: no redelivery now or after several ack waits.
+    const dead = await deadLettered();
+    expect(await redeliveries()).toBe(0);
+    await sleep(5_000);
+    expect(await redeliveries()).toBe(0);
+    expect(await deadLettered()).toBe(dead);
+  });
+});
+
+describe('payloads published straight into the inbound stream', () => {
+  it('dead-letters one that does not decode and one for a missing session, once each, and moves on', async () => {
+    const [, , session] = sessions;
+    if (!session) throw new Error('no session');
+    const js = nats.jetstream();
+    const deadBefore = await deadLettered();
+    const reported: string[] = [];
+    const subscription = nats.subscribe(`${stack.prefix}.dead`, {
+      callback: (_error, msg) => reported.push(new TextDecoder().decode(msg.data)),
+    });
+    await nats.flush();
+
+    const garbage = 'this is {not json';
+    await js.publish(`${stack.prefix}.inbound.${session.id}`, new TextEncoder().encode(garbage), { msgID: 'garbage-1' });
+    const orphan = {
+      session_id: 999_999_999,
+      client_msg_id: 'orphan-1',
+      sender_id: session.customer.id,
+      sender_role: 'user',
+      content: 'nobody home',
+      received_at: new Date().toISOString(),
+    };
+    await js.publish(`${stack.prefix}.inbound.${orphan.session_id}`, new TextEncoder().encode(JSON.stringify(orphan)), {
+      msgID: `${orphan.session_id}:orphan-1`,
+    });
+    await waitFor(async () => (await deadLettered()) - deadBefore >= 2, 15_000, 'both to be dead-lettered');
+
+    const rows = await deadLetters();
+    const undecodable = rows.filter((row) => row.payload === garbage);
+    expect(undecodable).toHaveLength(1);
+    expect(undecodable[0]).toMatchObject({ session_id: null, client_msg_id: null });
+    const missing = rows.filter((row) => row.client_msg_id === 'orphan-1');
+    expect(missing).toHaveLength(1);
+    expect(missing[0]?.reason).toMatch(/does not exist/);
+    // The one with a known session and client_msg_id is announced for its sender's gateway.
+    await waitFor(() => reported.some((text) => text.includes('orphan-1')), 5_000, 'the dead-letter announcement');
+
+    // Terminated, not retried: the consumer holds nothing, and nothing comes back after several ack waits.
+    await sleep(5_000);
+    expect((await deadLettered()) - deadBefore).toBe(2);
+    expect(await redeliveries()).toBe(0);
+    const info = await (await nats.jetstreamManager()).consumers.info(`${stack.prefix.toUpperCase()}_INBOUND`, 'persistence');
+    expect(info.num_pending).toBe(0);
+    expect(info.num_ack_pending).toBe(0);
+    expect(info.num_redelivered).toBe(0);
+    subscription.unsubscribe();
+
+    // And the session still works.
+    const socket = await TestClient.connect(stack.wsUrl(0));
+    sockets.push(socket);
+    await socket.request({ type: 'auth', token: session.customer.token });
+    expect(
+      await socket.request({ type: 'send_message', session_id: session.id, content: 'still here', client_msg_id: 'after-garbage' }),
+    ).toMatchObject({
+      type: 'message_ack',
+      seq: 1,
+    });
+  });
+});

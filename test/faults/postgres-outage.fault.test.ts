@@ -1,0 +1,136 @@
+import {
+  createTestDatabase,
+  LoadClient,
+  type ServiceProcess,
+  type Stack,
+  startStack,
+  type TestDatabase,
+  waitFor,
+} from '@switchboard/testing';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  assertAllAcked,
+  assertClean,
+  createSessions,
+  deadLetterCount,
+  isRunning,
+  metric,
+  opsStatus,
+  sleep,
+  summary,
+  TcpProxy,
+  verify,
+} from './support.js';
+
+let stack: Stack | undefined;
+let database: TestDatabase | undefined;
+let proxy: TcpProxy | undefined;
+const clients: LoadClient[] = [];
+
+afterAll(async () => {
+  await Promise.all(clients.map((client) => client.close()));
+  proxy?.restore();
+  await stack?.stop();
+  await proxy?.close();
+  await database?.drop();
+});
+
+const OUTAGE_MS = 5_000;
+
+describe('PostgreSQL cut off for 5 s mid-load', () => {
+  it('acks nothing while cut, answers unavailable, crashes nothing, and catches everything up after', async () => {
+    const startedAt = Date.now();
+    // Auth and persistence reach PostgreSQL only through a proxy the test can cut.
+    database = await createTestDatabase('pg_outage');
+    proxy = await TcpProxy.start({ host: '127.0.0.1', port: 5432 });
+    const viaProxy = new URL(database.url);
+    viaProxy.port = String(proxy.port);
+    stack = await startStack({
+      gateways: 2,
+      persistence: 1,
+      env: { DATABASE_URL: viaProxy.toString() },
+      gatewayEnv: { SEND_TIMEOUT_MS: '2000' },
+      // The outage lasts longer than ack wait × max deliver: messages waiting for the database
+      // must be kept alive, not redelivered (each redelivery counts against max deliver).
+      persistenceEnv: { INBOUND_ACK_WAIT: '1s', INBOUND_MAX_DELIVER: '3' },
+    });
+    const running = stack;
+    const cuttable = proxy;
+    const backends: ServiceProcess[] = [running.auth, ...running.persistence];
+    const sessions = await createSessions(running, 3);
+    const agents = await Promise.all([0, 1, 2].map(() => running.user('agent')));
+    const urls = [running.wsUrl(0), running.wsUrl(1)];
+    for (const [index, session] of sessions.entries())
+      clients.push(
+        new LoadClient({
+          name: `customer${index}`,
+          urls: index % 2 === 0 ? urls : [...urls].reverse(),
+          token: session.customer.token,
+          userId: session.customer.id,
+          join: [session.id],
+          sendTo: [session.id],
+          ratePerSec: 8,
+        }),
+      );
+    for (const [index, agent] of agents.entries())
+      clients.push(
+        new LoadClient({
+          name: `agent${index}`,
+          urls: index % 2 === 0 ? [...urls].reverse() : urls,
+          token: agent.token,
+          userId: agent.id,
+          join: sessions.map((session) => session.id),
+          sendTo: sessions.map((session) => session.id),
+          ratePerSec: 8,
+          attemptTimeoutMs: 1_500,
+        }),
+      );
+    await Promise.all(clients.map((client) => client.start()));
+    for (const client of clients) client.startSending();
+    await sleep(4_000);
+
+    const acksAt = () => clients.reduce((sum, client) => sum + client.acks.length, 0);
+    cuttable.cut();
+    const cutAt = Date.now();
+    // Acks already on their way may land just after the cut; after that, none until the database is back.
+    await sleep(1_000);
+    const acksAfterCut = acksAt();
+    await waitFor(async () => (await opsStatus(running.persistence[0] as ServiceProcess, '/readyz')) === 503, 4_000, 'persistence unready');
+    const unreadyAfter = Date.now() - cutAt;
+    for (const service of backends) {
+      expect(isRunning(service)).toBe(true);
+      expect(await opsStatus(service, '/healthz')).toBe(200);
+    }
+    for (const gateway of running.gateways) expect(await opsStatus(gateway, '/readyz')).toBe(200);
+    await sleep(Math.max(0, OUTAGE_MS - (Date.now() - cutAt)));
+    const acksDuringOutage = acksAt() - acksAfterCut;
+    const unavailableDuringOutage = clients.reduce((sum, client) => sum + (client.errors.get('unavailable') ?? 0), 0);
+    cuttable.restore();
+    const restoredAt = Date.now();
+
+    await waitFor(async () => (await opsStatus(running.persistence[0] as ServiceProcess, '/readyz')) === 200, 10_000, 'persistence ready');
+    const readyAfter = Date.now() - restoredAt;
+    await sleep(6_000);
+    await Promise.all(clients.map((client) => client.stop()));
+
+    const report = await verify(clients, { databaseUrl: database.url });
+    console.log(
+      summary('postgres-outage', report, clients, startedAt),
+      `unready-after=${unreadyAfter}ms ready-after-restore=${readyAfter}ms refused=${cuttable.refused}`,
+    );
+    assertClean(report);
+    assertAllAcked(clients);
+    expect(acksDuringOutage).toBe(0);
+    expect(unavailableDuringOutage).toBeGreaterThan(0);
+    // Clear errors, nothing worse: no message was given up on, no socket closed.
+    for (const client of clients) {
+      expect([...client.errors.keys()].filter((code) => code !== 'unavailable')).toEqual([]);
+      expect(client.connects).toBe(1);
+    }
+    for (const service of [...backends, ...running.gateways]) expect(isRunning(service)).toBe(true);
+    // The batch in hand was retried, its ack deadlines kept alive: no redelivery.
+    expect(await metric(running.persistence[0] as ServiceProcess, 'switchboard_persistence_store_retries_total')).toBeGreaterThan(0);
+    expect(await metric(running.persistence[0] as ServiceProcess, 'switchboard_persistence_redeliveries_total')).toBe(0);
+    expect(await deadLetterCount(database.url)).toBe(0);
+  });
+});

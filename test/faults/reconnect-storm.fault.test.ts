@@ -1,0 +1,112 @@
+import { LoadClient, type Stack, startStack, waitFor } from '@switchboard/testing';
+import { connect, type NatsConnection, RequestStrategy } from 'nats';
+import { afterAll, describe, expect, it } from 'vitest';
+import { assertAllAcked, assertClean, createSessions, isRunning, metric, sleep, summary, verify, withDb } from './support.js';
+
+let stack: Stack | undefined;
+let nats: NatsConnection | undefined;
+const clients: LoadClient[] = [];
+
+afterAll(async () => {
+  for (let i = 0; i < clients.length; i += 200) await Promise.all(clients.slice(i, i + 200).map((client) => client.close()));
+  await nats?.close();
+  await stack?.stop();
+});
+
+const SOCKETS = 2_000;
+const SESSIONS = 200;
+const SENDERS = 10;
+const POOL_SIZE = 10;
+
+/** Requests answered so far by the persistence endpoints, from `$SRV.STATS`. */
+async function persistenceRequests(nc: NatsConnection, prefix: string): Promise<number> {
+  let total = 0;
+  for await (const stats of await nc.services.client({ strategy: RequestStrategy.Timer, maxWait: 1_000 }).stats(`${prefix}-persistence`))
+    for (const endpoint of stats.endpoints ?? []) total += endpoint.num_requests;
+  return total;
+}
+
+describe('2,000 sockets on a gateway killed with SIGKILL and replaced on the same port', () => {
+  it('reconnect with jitter, rejoin from their last seq, all recover, with bounded database load and nothing lost', async () => {
+    const startedAt = Date.now();
+    stack = await startStack({
+      gateways: 1,
+      persistence: 1,
+      env: { DATABASE_POOL_SIZE: String(POOL_SIZE) },
+      gatewayEnv: { RATE_LIMIT_PER_SEC: '1000', SEND_TIMEOUT_MS: '3000' },
+    });
+    const running = stack;
+    nats = await connect({ servers: 'nats://127.0.0.1:4222' });
+    const gateway = running.gateways[0];
+    if (!gateway) throw new Error('no gateway');
+    const url = running.wsUrl(0);
+    const sessions = await createSessions(running, SESSIONS, 50);
+    const agents = await Promise.all([0, 1, 2, 3, 4].map(() => running.user('agent')));
+
+    // Ten members per session; a few tokens shared by all; the first socket of ten sessions also sends.
+    for (let i = 0; i < SOCKETS; i++) {
+      const session = sessions[i % SESSIONS];
+      const agent = agents[i % agents.length];
+      if (!session || !agent) throw new Error('setup');
+      clients.push(
+        new LoadClient({
+          name: `s${i}`,
+          urls: [url],
+          token: agent.token,
+          userId: agent.id,
+          join: [session.id],
+          sendTo: i < SENDERS ? [session.id] : [],
+          ratePerSec: 4,
+          // Every reconnect waits a random 0–2 s, so the herd is spread out.
+          reconnectMinMs: 2_000,
+          reconnectMaxMs: 2_000,
+        }),
+      );
+    }
+    for (let i = 0; i < clients.length; i += 200) await Promise.all(clients.slice(i, i + 200).map((client) => client.start(60_000)));
+    const connectedIn = Date.now() - startedAt;
+    for (const client of clients) client.startSending();
+    await sleep(3_000);
+
+    // Sample the persistence service's PostgreSQL connections all through the storm.
+    let sampling = true;
+    let peakConnections = 0;
+    const sampler = withDb(running.database.url, async (db) => {
+      while (sampling) {
+        const { rows } = await db.query<{ n: string }>(
+          `select count(*) as n from pg_stat_activity where datname = current_database() and application_name = 'switchboard-persistence'`,
+        );
+        peakConnections = Math.max(peakConnections, Number(rows[0]?.n ?? 0));
+        await sleep(100);
+      }
+    });
+    const requestsBefore = await persistenceRequests(nats, running.prefix);
+
+    await gateway.kill();
+    const killedAt = Date.now();
+    const replacement = await running.startGateway({ PORT: String(gateway.port) });
+    await waitFor(() => clients.every((client) => client.connects >= 2 && client.isReady), 60_000, 'every socket to reconnect and rejoin');
+    const recoveredIn = Date.now() - killedAt;
+    const requestsDuring = (await persistenceRequests(nats, running.prefix)) - requestsBefore;
+    sampling = false;
+    await sampler;
+
+    await sleep(3_000);
+    await Promise.all(clients.map((client) => client.stop()));
+    const report = await verify(clients, { databaseUrl: running.database.url, catchUpMs: 60_000 });
+    const connections = await metric(replacement, 'switchboard_gateway_connections');
+    console.log(
+      summary('reconnect-storm', report, clients, startedAt),
+      `connected-in=${connectedIn}ms recovered-in=${recoveredIn}ms persistence-requests=${requestsDuring}`,
+      `(${(requestsDuring / SOCKETS).toFixed(2)}/socket) peak-pg-connections=${peakConnections} gateway-connections=${connections}`,
+    );
+    assertClean(report);
+    assertAllAcked(clients);
+    expect(report.totals.acked).toBeGreaterThan(100);
+    expect(connections).toBe(SOCKETS);
+    expect(peakConnections).toBeLessThanOrEqual(POOL_SIZE);
+    // Per socket: an access check and a join (sessions.get each) and at most a page of replay.
+    expect(requestsDuring).toBeLessThanOrEqual(3 * SOCKETS);
+    for (const persistence of running.persistence) expect(isRunning(persistence)).toBe(true);
+  });
+});

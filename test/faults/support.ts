@@ -1,0 +1,280 @@
+/**
+ * Shared pieces of the fault scenarios (`*.fault.test.ts` in this folder): sessions to load,
+ * the end-of-run check against PostgreSQL, metrics, a cuttable TCP proxy and a private NATS server.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
+import {
+  type CheckReport,
+  checkDelivery,
+  formatReport,
+  freePort,
+  LoadClient,
+  readStored,
+  type ServiceProcess,
+  type Stack,
+  TestClient,
+  waitFor,
+} from '@switchboard/testing';
+import pg from 'pg';
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export interface LoadSession {
+  id: number;
+  customer: { id: number; token: string };
+}
+
+/** Sessions, each created by a customer of its own. */
+export async function createSessions(stack: Stack, count: number, perCustomer = 1): Promise<LoadSession[]> {
+  const sessions: LoadSession[] = [];
+  for (let made = 0; made < count; ) {
+    const customer = await stack.user('user');
+    const client = await TestClient.connect(stack.wsUrl(0));
+    try {
+      await client.request({ type: 'auth', token: customer.token });
+      for (let i = 0; i < perCustomer && made < count; i++, made++) {
+        const reply = await client.request({ type: 'create_session' });
+        if (reply.type !== 'session_created') throw new Error(`create_session answered ${JSON.stringify(reply)}`);
+        sessions.push({ id: (reply.session as { id: number }).id, customer });
+      }
+    } finally {
+      await client.close();
+    }
+  }
+  return sessions;
+}
+
+export async function startAll(clients: readonly LoadClient[], batch = 100, timeoutMs = 60_000): Promise<void> {
+  for (let i = 0; i < clients.length; i += batch) await Promise.all(clients.slice(i, i + batch).map((client) => client.start(timeoutMs)));
+}
+
+export interface VerifyOptions {
+  /** Database to read (default the stack's). */
+  databaseUrl: string;
+  /** How long members get to catch up with what is stored (default 30 s). */
+  catchUpMs?: number;
+}
+
+/**
+ * The end of every scenario: waits until every member has received everything stored in its
+ * sessions (re-reading until the database stops changing), then runs the checker.
+ */
+export async function verify(clients: readonly LoadClient[], { databaseUrl, catchUpMs = 30_000 }: VerifyOptions): Promise<CheckReport> {
+  const records = LoadClient.records(clients);
+  const sessionIds = [...new Set([...records.attempts.map((a) => a.sessionId), ...records.transcripts.map((t) => t.sessionId)])];
+  const deadline = Date.now() + catchUpMs;
+  let snapshot = await readStored(databaseUrl, sessionIds);
+  for (;;) {
+    const newest = new Map<number, number>();
+    for (const row of snapshot.stored) newest.set(row.sessionId, Math.max(newest.get(row.sessionId) ?? 0, row.seq));
+    const caughtUp = await Promise.all(
+      clients.map((client) =>
+        client.waitCaughtUp(newest, Math.max(0, deadline - Date.now())).then(
+          () => true,
+          () => false,
+        ),
+      ),
+    );
+    const again = await readStored(databaseUrl, sessionIds);
+    const settled = again.stored.length === snapshot.stored.length;
+    snapshot = again;
+    if ((settled && caughtUp.every(Boolean)) || Date.now() > deadline) break;
+  }
+  return checkDelivery({ ...LoadClient.records(clients), ...snapshot });
+}
+
+/** Fails with the checker's findings unless every counter is zero. */
+export function assertClean(report: CheckReport): void {
+  if (!report.ok) throw new Error(`delivery check failed:\n${formatReport(report)}`);
+}
+
+/** Every message each client attempted was acked in the end. */
+export function assertAllAcked(clients: readonly LoadClient[]): void {
+  const failed = clients.flatMap((client) => client.failed.map((failure) => `${client.name}: ${failure.clientMsgId} ${failure.reason}`));
+  if (failed.length > 0) throw new Error(`${failed.length} messages never acked:\n  ${failed.slice(0, 20).join('\n  ')}`);
+}
+
+export function summary(label: string, report: CheckReport, clients: readonly LoadClient[], startedAt: number): string {
+  const resends = clients.reduce((sum, client) => sum + client.resends, 0);
+  const errors = new Map<string, number>();
+  for (const client of clients) for (const [code, count] of client.errors) errors.set(code, (errors.get(code) ?? 0) + count);
+  const codes = [...errors].map(([code, count]) => `${code}:${count}`).join(',') || 'none';
+  return `[${label}] ${formatReport(report).split('\n')[0]} | resends=${resends} errors=${codes} | ${((Date.now() - startedAt) / 1000).toFixed(1)}s`;
+}
+
+export async function deadLetterCount(databaseUrl: string): Promise<number> {
+  return withDb(databaseUrl, async (db) => Number((await db.query('select count(*) as n from dead_letters')).rows[0]?.n ?? 0));
+}
+
+export async function withDb<T>(databaseUrl: string, run: (db: pg.Client) => Promise<T>): Promise<T> {
+  const db = new pg.Client({ connectionString: databaseUrl });
+  await db.connect();
+  try {
+    return await run(db);
+  } finally {
+    await db.end();
+  }
+}
+
+/**
+ * Makes every insert into `messages` take at least `ms` longer (a statement trigger sleeping),
+ * so batches stay in flight long enough for a kill to land inside one.
+ */
+export async function slowInserts(databaseUrl: string, ms: number): Promise<void> {
+  await withDb(databaseUrl, async (db) => {
+    await db.query(`create or replace function fault_slow_insert() returns trigger language plpgsql as $$
+      begin perform pg_sleep(${ms / 1000}); return null; end $$`);
+    await db.query('create trigger fault_slow_insert after insert on messages for each statement execute function fault_slow_insert()');
+  });
+}
+
+/** The sum of a Prometheus metric's samples whose labels include `labels`. */
+export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (!Object.entries(labels).every(([key, value]) => line.includes(`${key}="${value}"`))) continue;
+    total += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return total;
+}
+
+export async function metric(service: ServiceProcess, name: string, labels: Record<string, string> = {}): Promise<number> {
+  return metricValue(await (await fetch(service.opsUrl('/metrics'))).text(), name, labels);
+}
+
+/** HTTP status of an ops endpoint, 0 when it does not answer. */
+export async function opsStatus(service: ServiceProcess, path: '/healthz' | '/readyz'): Promise<number> {
+  return fetch(service.opsUrl(path), { signal: AbortSignal.timeout(2_000) }).then(
+    (response) => response.status,
+    () => 0,
+  );
+}
+
+export function isRunning(service: ServiceProcess): boolean {
+  return service.child.exitCode === null && service.child.signalCode === null;
+}
+
+/**
+ * A TCP proxy to `target` that can be cut: `cut()` destroys every open connection and refuses new
+ * ones (accepted, then closed at once) until `restore()`. Stands in for a database outage.
+ */
+export class TcpProxy {
+  private readonly sockets = new Set<Socket>();
+  private cutOff = false;
+  /** Connections refused while cut. */
+  refused = 0;
+
+  private constructor(
+    private readonly server: Server,
+    readonly port: number,
+  ) {}
+
+  static async start(target: { host: string; port: number }): Promise<TcpProxy> {
+    let proxy: TcpProxy | undefined;
+    const server = createServer((client) => {
+      if (!proxy || proxy.cutOff) {
+        if (proxy) proxy.refused++;
+        client.destroy();
+        return;
+      }
+      const upstream = tcpConnect(target.port, target.host);
+      for (const socket of [client, upstream]) {
+        proxy.sockets.add(socket);
+        socket.on('close', () => proxy?.sockets.delete(socket));
+        socket.on('error', () => {
+          client.destroy();
+          upstream.destroy();
+        });
+      }
+      client.pipe(upstream);
+      upstream.pipe(client);
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const address = server.address();
+    proxy = new TcpProxy(server, typeof address === 'object' && address ? address.port : 0);
+    return proxy;
+  }
+
+  cut(): void {
+    this.cutOff = true;
+    for (const socket of this.sockets) socket.destroy();
+    this.sockets.clear();
+  }
+
+  restore(): void {
+    this.cutOff = false;
+  }
+
+  async close(): Promise<void> {
+    this.cut();
+    this.server.close();
+    await once(this.server, 'close').catch(() => undefined);
+  }
+}
+
+/** A nats-server of the test's own (JetStream on a store directory), on loopback, that can be killed and restarted. */
+export class NatsServer {
+  child: ChildProcess | undefined;
+  readonly logs: string[] = [];
+
+  private constructor(
+    readonly storeDir: string,
+    readonly port: number,
+    readonly monitorPort: number,
+  ) {}
+
+  get url(): string {
+    return `nats://127.0.0.1:${this.port}`;
+  }
+
+  static async start(storeDir: string): Promise<NatsServer> {
+    const server = new NatsServer(storeDir, await freePort(), await freePort());
+    await server.restart();
+    return server;
+  }
+
+  /** Starts the server (again, on the same ports and store) and waits until JetStream is up. */
+  async restart(): Promise<void> {
+    const child = spawn(
+      'nats-server',
+      ['-js', '-sd', this.storeDir, '-a', '127.0.0.1', '-p', String(this.port), '-m', String(this.monitorPort)],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    this.child = child;
+    for (const stream of [child.stdout, child.stderr]) stream?.setEncoding('utf8').on('data', (chunk: string) => this.logs.push(chunk));
+    await waitFor(
+      async () => {
+        if (child.exitCode !== null) throw new Error(`nats-server exited:\n${this.logs.join('')}`);
+        return fetch(`http://127.0.0.1:${this.monitorPort}/healthz?js-enabled-only=true`).then(
+          (response) => response.ok,
+          () => false,
+        );
+      },
+      15_000,
+      'nats-server to start',
+    );
+  }
+
+  /** `kill -9`. */
+  async kill(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = once(child, 'exit');
+    child.kill('SIGKILL');
+    await exited;
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = once(child, 'exit');
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,356 @@
+import { clientMsgIdOf, contentOf, type System } from './driver.js';
+import { type LatencySummary, summarize } from './histogram.js';
+import { GeneratorMonitor, type GeneratorStats, round } from './monitor.js';
+import type { Plan } from './plan.js';
+import { procCpuSeconds, procRssBytes, procSyscalls, sumCpu } from './processes.js';
+import { type HistogramFigures, histogramDelta, metric, type Scrape, scrape } from './prometheus.js';
+import type { Tracker } from './tracker.js';
+
+export interface PhaseOptions {
+  label: string;
+  /** Messages per second, over all sessions. */
+  rate: number;
+  durationS: number;
+  warmupS: number;
+  /** Longest wait after the last send for outstanding acks and deliveries. */
+  drainS: number;
+  log: (line: string) => void;
+  progress: boolean;
+}
+
+export interface CpuFigures {
+  /** CPU seconds of the system's own processes during the measurement window. */
+  serviceSeconds: number | undefined;
+  /** … of the shared infrastructure it uses (NATS, its PostgreSQL backends, Redis), from /proc. */
+  infraSeconds: number | undefined;
+  /** Service CPU per delivered message, µs. */
+  perDeliveryUs: number | undefined;
+  /** Service and infrastructure CPU per delivered message, µs. */
+  perDeliveryAllUs: number | undefined;
+  byProcess: Record<string, number>;
+}
+
+export interface PhaseResult {
+  label: string;
+  system: string;
+  connections: number;
+  sessions: number;
+  targetRate: number;
+  durationS: number;
+  warmupS: number;
+  sent: number;
+  acked: number;
+  /** Sends answered with an error (refused or failed), by code. */
+  errors: number;
+  errorCodes: Record<string, number>;
+  deliveriesExpected: number;
+  delivered: number;
+  /** Acks and deliveries still missing after the drain: must be 0. */
+  lost: { acks: number; deliveries: number };
+  duplicates: number;
+  outOfOrder: number;
+  seqGaps: number;
+  seqRegressions: number;
+  unknownFrames: number;
+  connectionsClosed: number;
+  throughput: { sendsPerSec: number; acksPerSec: number; deliveriesPerSec: number };
+  latency: { ack: LatencySummary; delivery: LatencySummary; deliveryFromSend: LatencySummary };
+  cpu: CpuFigures;
+  syscalls: SyscallFigures;
+  serverSide: ServerSideFigures;
+  rssBytes: Record<string, number>;
+  generator: GeneratorStats;
+  drainMs: number;
+}
+
+interface CpuSnapshot {
+  byProcess: Map<string, number>;
+  scrapes: Map<string, Scrape>;
+  infra: number | undefined;
+  syscalls: Map<string, { reads: number; writes: number }>;
+}
+
+async function processCpu(process: System['processes'][number], scrapes: Map<string, Scrape>): Promise<number | undefined> {
+  if (process.metricsUrl) {
+    try {
+      const scraped = await scrape(process.metricsUrl);
+      scrapes.set(process.name, scraped);
+      return metric(scraped, 'process_cpu_seconds_total');
+    } catch {
+      // fall back to /proc
+    }
+  }
+  return process.pid === undefined ? undefined : procCpuSeconds(process.pid);
+}
+
+export async function cpuSnapshot(system: System, infraPids: readonly number[]): Promise<CpuSnapshot> {
+  const byProcess = new Map<string, number>();
+  const scrapes = new Map<string, Scrape>();
+  await Promise.all(
+    system.processes.map(async (process) => {
+      const cpu = await processCpu(process, scrapes);
+      if (cpu !== undefined) byProcess.set(process.name, cpu);
+    }),
+  );
+  const syscalls = new Map<string, { reads: number; writes: number }>();
+  for (const process of system.processes) {
+    const counts = process.pid === undefined ? undefined : procSyscalls(process.pid);
+    if (counts) syscalls.set(process.name, counts);
+  }
+  return { byProcess, scrapes, infra: sumCpu(infraPids), syscalls };
+}
+
+/** What the services measured themselves during the window (Switchboard: the gateways' send-to-ack, persistence's batches). */
+export interface ServerSideFigures {
+  /** `switchboard_gateway_send_confirm_seconds`, in ms: from receiving send_message to message_ack, inside the gateway. */
+  gatewaySendConfirmMs: HistogramFigures | undefined;
+  /** `switchboard_persistence_commit_seconds`, in ms: one batch, BEGIN to COMMIT. */
+  persistenceCommitMs: HistogramFigures | undefined;
+  /** `switchboard_persistence_batch_size`. */
+  persistenceBatchSize: HistogramFigures | undefined;
+}
+
+const inMs = (figures: HistogramFigures | undefined): HistogramFigures | undefined =>
+  figures && {
+    count: figures.count,
+    mean: round(figures.mean * 1000, 3),
+    p50: round(figures.p50 * 1000, 3),
+    p90: round(figures.p90 * 1000, 3),
+    p99: round(figures.p99 * 1000, 3),
+  };
+
+export function serverSideFigures(before: CpuSnapshot, after: CpuSnapshot): ServerSideFigures {
+  const pick = (snapshot: CpuSnapshot, prefix: string) =>
+    [...snapshot.scrapes.entries()].filter(([name]) => name.startsWith(prefix)).map(([, scraped]) => scraped);
+  const batch = histogramDelta(pick(before, 'persistence'), pick(after, 'persistence'), 'switchboard_persistence_batch_size');
+  return {
+    gatewaySendConfirmMs: inMs(histogramDelta(pick(before, 'gateway'), pick(after, 'gateway'), 'switchboard_gateway_send_confirm_seconds')),
+    persistenceCommitMs: inMs(
+      histogramDelta(pick(before, 'persistence'), pick(after, 'persistence'), 'switchboard_persistence_commit_seconds'),
+    ),
+    persistenceBatchSize: batch && {
+      count: batch.count,
+      mean: round(batch.mean, 2),
+      p50: round(batch.p50, 1),
+      p90: round(batch.p90, 1),
+      p99: round(batch.p99, 1),
+    },
+  };
+}
+
+export interface SyscallFigures {
+  /** read and write system calls of each process during the measurement window (Linux, local processes). */
+  byProcess: Record<string, { reads: number; writes: number }>;
+  /** Per message sent in the window, by process. */
+  perMessage: Record<string, { reads: number; writes: number }>;
+}
+
+export function syscallFigures(before: CpuSnapshot, after: CpuSnapshot, messages: number): SyscallFigures {
+  const byProcess: SyscallFigures['byProcess'] = {};
+  const perMessage: SyscallFigures['perMessage'] = {};
+  for (const [name, end] of after.syscalls) {
+    const start = before.syscalls.get(name);
+    if (!start) continue;
+    const reads = end.reads - start.reads;
+    const writes = end.writes - start.writes;
+    byProcess[name] = { reads, writes };
+    if (messages > 0) perMessage[name] = { reads: round(reads / messages, 2), writes: round(writes / messages, 2) };
+  }
+  return { byProcess, perMessage };
+}
+
+export function cpuFigures(before: CpuSnapshot, after: CpuSnapshot, deliveries: number): CpuFigures {
+  const byProcess: Record<string, number> = {};
+  let service = 0;
+  let any = false;
+  for (const [name, end] of after.byProcess) {
+    const start = before.byProcess.get(name);
+    if (start === undefined) continue;
+    byProcess[name] = round(end - start, 3);
+    service += end - start;
+    any = true;
+  }
+  const infra = before.infra !== undefined && after.infra !== undefined ? after.infra - before.infra : undefined;
+  const per = (seconds: number | undefined) =>
+    seconds === undefined || deliveries === 0 ? undefined : round((seconds * 1e6) / deliveries, 2);
+  return {
+    serviceSeconds: any ? round(service, 3) : undefined,
+    infraSeconds: infra === undefined ? undefined : round(infra, 3),
+    perDeliveryUs: per(any ? service : undefined),
+    perDeliveryAllUs: per(any && infra !== undefined ? service + infra : undefined),
+    byProcess,
+  };
+}
+
+export async function rssOf(system: System): Promise<Record<string, number>> {
+  const rss: Record<string, number> = {};
+  await Promise.all(
+    system.processes.map(async (process) => {
+      let bytes: number | undefined;
+      if (process.metricsUrl) bytes = metric(await scrape(process.metricsUrl).catch(() => undefined), 'process_resident_memory_bytes');
+      if (!bytes && process.pid !== undefined) bytes = procRssBytes(process.pid);
+      if (bytes) rss[process.name] = bytes;
+    }),
+  );
+  return rss;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * One open-loop phase: sends are scheduled at `rate` per second on a timer, whatever the acks,
+ * and each latency is measured from its scheduled time, so a stalled system cannot hide its
+ * stall by slowing the generator down (no coordinated omission). Message g goes to session
+ * g mod S, from the next member of that session in turn. Latencies count only for messages
+ * scheduled after the warm-up; losses and duplicates count for all.
+ */
+export async function runPhase(system: System, plan: Plan, tracker: Tracker, options: PhaseOptions): Promise<PhaseResult> {
+  const { rate, durationS, warmupS, drainS, log } = options;
+  const total = Math.max(1, Math.round(rate * (warmupS + durationS)));
+  const first = tracker.count;
+  const startCounters = { ...tracker.counters };
+  const startErrors = new Map(tracker.errorCodes);
+  const monitor = new GeneratorMonitor();
+  const infraPids = await system.infraPids();
+  tracker.resetHistograms();
+
+  const start = performance.now() + 5;
+  const warmupEnd = start + warmupS * 1000;
+  const end = start + (warmupS + durationS) * 1000;
+  const intervalMs = 1000 / rate;
+  let scheduledCount = 0;
+  let cpuBefore: Promise<CpuSnapshot> | undefined;
+  let cpuAfter: Promise<CpuSnapshot> | undefined;
+  let windowDeliveriesAtEnd = 0;
+  let windowAcksAtEnd = 0;
+
+  const sendDue = () => {
+    const now = performance.now();
+    while (scheduledCount < total) {
+      const scheduled = start + scheduledCount * intervalMs;
+      if (scheduled > now) break;
+      const g = first + scheduledCount;
+      const session = g % plan.sessions;
+      const members = plan.members[session] ?? [];
+      const sender = members[Math.floor(g / plan.sessions) % members.length] ?? 0;
+      tracker.register(session, sender, scheduled, scheduled >= warmupEnd);
+      system.send(sender, session, clientMsgIdOf(g), contentOf(g, scheduled));
+      scheduledCount++;
+    }
+  };
+
+  let lastLine = { sent: startCounters.sent, acked: startCounters.acked, delivered: startCounters.delivered };
+  const progress = setInterval(() => {
+    const now = performance.now();
+    const sample = monitor.sample();
+    if (!options.progress) return;
+    const c = tracker.counters;
+    const p99 = tracker.interval.totalCount > 0 ? tracker.interval.getValueAtPercentile(99) / 1000 : 0;
+    const phase = now < warmupEnd ? 'warm-up' : now < end ? 'measure' : 'drain';
+    log(
+      `[${options.label}] ${((now - start) / 1000).toFixed(0).padStart(3)}s ${phase.padEnd(7)} sent ${c.sent - startCounters.sent} (+${c.sent - lastLine.sent}) ` +
+        `acked ${c.acked - startCounters.acked} (+${c.acked - lastLine.acked}) delivered ${c.delivered - startCounters.delivered} (+${c.delivered - lastLine.delivered}) ` +
+        `p99 ${p99.toFixed(1)} ms  gen cpu ${(sample.cpu * 100).toFixed(0)}% lag ${sample.lagP99.toFixed(1)} ms`,
+    );
+    lastLine = { sent: c.sent, acked: c.acked, delivered: c.delivered };
+    tracker.interval.reset();
+  }, 1000);
+
+  try {
+    await new Promise<void>((resolve) => {
+      const tick = () => {
+        sendDue();
+        const now = performance.now();
+        if (!cpuBefore && now >= warmupEnd) {
+          // The measurement window opens: arrivals count for throughput from here.
+          tracker.windowOpen = true;
+          monitor.reset();
+          cpuBefore = cpuSnapshot(system, infraPids);
+        }
+        if (now >= end && !cpuAfter) {
+          // Window closed: stop counting arrivals for throughput, read CPU.
+          tracker.windowOpen = false;
+          windowDeliveriesAtEnd = tracker.windowDeliveries;
+          windowAcksAtEnd = tracker.windowAcks;
+          cpuBefore ??= cpuSnapshot(system, infraPids);
+          cpuAfter = cpuSnapshot(system, infraPids);
+        }
+        if (scheduledCount >= total && cpuAfter) resolve();
+        else setTimeout(tick, 1);
+      };
+      setTimeout(tick, Math.max(0, start - performance.now()));
+    });
+    const generator = monitor.stats();
+    const drainStart = performance.now();
+    while (performance.now() - drainStart < drainS * 1000) {
+      const left = tracker.outstanding(first, first + total);
+      if (left.acks === 0 && left.deliveries === 0) break;
+      await sleep(50);
+    }
+    const drainMs = Math.round(performance.now() - drainStart);
+    const [before, after] = await Promise.all([cpuBefore ?? cpuSnapshot(system, infraPids), cpuAfter ?? cpuSnapshot(system, infraPids)]);
+    const c = tracker.counters;
+    const left = tracker.outstanding(first, first + total);
+    const errorCodes: Record<string, number> = {};
+    for (const [code, count] of tracker.errorCodes) {
+      const diff = count - (startErrors.get(code) ?? 0);
+      if (diff > 0) errorCodes[code] = diff;
+    }
+    const rssBytes = await rssOf(system);
+    return {
+      label: options.label,
+      system: system.name,
+      connections: plan.connections,
+      sessions: plan.sessions,
+      targetRate: rate,
+      durationS,
+      warmupS,
+      sent: c.sent - startCounters.sent,
+      acked: c.acked - startCounters.acked,
+      errors: c.errors - startCounters.errors,
+      errorCodes,
+      deliveriesExpected: tracker.expectedDeliveries(first, first + total),
+      delivered: c.delivered - startCounters.delivered,
+      lost: left,
+      duplicates: c.duplicates - startCounters.duplicates,
+      outOfOrder: c.outOfOrder - startCounters.outOfOrder,
+      seqGaps: c.seqGaps - startCounters.seqGaps,
+      seqRegressions: c.seqRegressions - startCounters.seqRegressions,
+      unknownFrames: c.unknown - startCounters.unknown,
+      connectionsClosed: c.closed - startCounters.closed,
+      throughput: {
+        sendsPerSec: round(rate, 1),
+        acksPerSec: round(windowAcksAtEnd / durationS, 1),
+        deliveriesPerSec: round(windowDeliveriesAtEnd / durationS, 1),
+      },
+      latency: {
+        ack: summarize(tracker.ackLatency),
+        delivery: summarize(tracker.deliveryLatency),
+        deliveryFromSend: summarize(tracker.deliveryFromSend),
+      },
+      cpu: cpuFigures(before, after, windowDeliveriesAtEnd),
+      syscalls: syscallFigures(before, after, Math.round(rate * durationS)),
+      serverSide: serverSideFigures(before, after),
+      rssBytes,
+      generator,
+      drainMs,
+    };
+  } finally {
+    clearInterval(progress);
+    tracker.windowOpen = false;
+    monitor.stop();
+  }
+}
+
+/** Zero losses, duplicates and out-of-order deliveries. */
+export function isClean(result: PhaseResult): boolean {
+  return (
+    result.lost.acks === 0 &&
+    result.lost.deliveries === 0 &&
+    result.duplicates === 0 &&
+    result.outOfOrder === 0 &&
+    result.seqRegressions === 0 &&
+    result.seqGaps === 0 &&
+    result.errors === 0
+  );
+}

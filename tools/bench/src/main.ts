@@ -1,0 +1,255 @@
+/**
+ * `npm run bench`: starts Switchboard as in production on this machine (or targets running
+ * gateways), drives it with an open-loop load generator, measures with HdrHistograms, and runs
+ * the same load against two baselines (plain `ws`; Socket.IO with the Redis adapter). Writes
+ * bench-results/<timestamp>.json and prints a markdown report. See docs/performance.md.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { REPO_ROOT } from '@switchboard/testing';
+import { setContentSize } from './driver.js';
+import { setProfileDir } from './drivers/switchboard.js';
+import { isClean, type PhaseResult } from './load.js';
+import { cleanupAll, installSignalHandlers } from './processes.js';
+import { type ProfileSummary, summarizeProfiles } from './profile.js';
+import { type BenchResults, markdown, profileMarkdown, targetsOf } from './report.js';
+import {
+  type BenchContext,
+  compare,
+  FANOUT,
+  idleMemory,
+  type LoadParams,
+  PERSISTENCE,
+  persistenceScenario,
+  QUICK,
+  RAMP,
+  ramp,
+  STEADY,
+  scaleOut,
+  TARGET,
+} from './scenarios.js';
+
+const SCENARIOS = ['steady', 'fanout', 'ramp', 'idle-memory', 'scale-out', 'persistence', 'target'] as const;
+type Scenario = (typeof SCENARIOS)[number] | 'quick';
+
+const HELP = `npm run bench -- [options]
+
+  --scenario NAME[,NAME]  steady (default), ramp, idle-memory, fanout, scale-out, persistence, target
+  --full                  every scenario, with baselines
+  --quick                 a tiny steady run (CI smoke test); no baselines unless --baselines
+  --baselines / --no-baselines   run the plain-ws and Socket.IO + Redis baselines too (default: on, off for --quick)
+  --connections N --sessions S --rate R --duration T --warmup W --gateways G   override the scenario's load
+  --idle-connections N    connections for idle-memory (default 10000, scaled to ulimit -n)
+  --content-chars C       message length (default 100)
+  --backlog N             messages in the persistence scenario's backlog (default 100000)
+  --target ws://a,ws://b  drive running gateways instead of starting the system
+  --auth http://host:2347 the auth API of the target   --admin user:password  an admin, to create agents
+  --metrics http://ops1/metrics,…  the target's metrics endpoints (CPU, memory)
+  --profile DIR           run gateways and persistence under node --cpu-prof (profiles in DIR) and list the top costs
+  --out DIR               where the JSON goes (default bench-results/)
+  --json-only             print only the JSON result on stdout
+`;
+
+const { values } = parseArgs({
+  options: {
+    scenario: { type: 'string' },
+    full: { type: 'boolean', default: false },
+    quick: { type: 'boolean', default: false },
+    baselines: { type: 'boolean' },
+    'no-baselines': { type: 'boolean', default: false },
+    connections: { type: 'string' },
+    sessions: { type: 'string' },
+    rate: { type: 'string' },
+    duration: { type: 'string' },
+    warmup: { type: 'string' },
+    gateways: { type: 'string' },
+    'idle-connections': { type: 'string' },
+    'content-chars': { type: 'string' },
+    backlog: { type: 'string' },
+    profile: { type: 'string' },
+    target: { type: 'string' },
+    auth: { type: 'string' },
+    admin: { type: 'string' },
+    metrics: { type: 'string' },
+    out: { type: 'string' },
+    'json-only': { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+});
+
+if (values.help) {
+  process.stdout.write(HELP);
+  process.exit(0);
+}
+
+const jsonOnly = values['json-only'] ?? false;
+const log = (line: string) => {
+  if (!jsonOnly) process.stderr.write(`${line}\n`);
+};
+installSignalHandlers((line) => process.stderr.write(`${line}\n`));
+
+const number = (value: string | undefined, name: string): number | undefined => {
+  if (value === undefined) return undefined;
+  const parsed = Number(value);
+  if (!Number.isFinite(parsed) || parsed <= 0) throw new Error(`--${name} must be a positive number`);
+  return parsed;
+};
+
+const overrides: Partial<LoadParams> = {};
+for (const [key, flag] of [
+  ['connections', 'connections'],
+  ['sessions', 'sessions'],
+  ['rate', 'rate'],
+  ['durationS', 'duration'],
+  ['warmupS', 'warmup'],
+  ['gateways', 'gateways'],
+] as const) {
+  const value = number(values[flag], flag);
+  if (value !== undefined) overrides[key] = value;
+}
+setContentSize(number(values['content-chars'], 'content-chars') ?? 100);
+
+let scenarios: Scenario[];
+if (values.full) scenarios = [...SCENARIOS];
+else if (values.quick) scenarios = ['quick'];
+else if (values.scenario) {
+  scenarios = values.scenario.split(',').map((name) => name.trim()) as Scenario[];
+  for (const name of scenarios) if (name !== 'quick' && !SCENARIOS.includes(name)) throw new Error(`unknown scenario ${name}; see --help`);
+} else scenarios = ['steady'];
+
+const baselines = values['no-baselines'] ? false : (values.baselines ?? !values.quick);
+const target = values.target
+  ? {
+      wsUrls: values.target.split(',').map((url) => url.trim()),
+      authUrl: values.auth ?? 'http://127.0.0.1:2347',
+      admin: values.admin ?? process.env.BENCH_ADMIN,
+      metricsUrls: values.metrics ? values.metrics.split(',').map((url) => url.trim()) : [],
+    }
+  : undefined;
+
+const profileDir = values.profile ? resolve(values.profile) : undefined;
+if (profileDir) {
+  mkdirSync(profileDir, { recursive: true });
+  setProfileDir(profileDir);
+}
+
+const context: BenchContext = { log, progress: !jsonOnly, target, baselines, warnings: [], overrides };
+const startedAt = new Date();
+const machine = {
+  cpus: cpus().length,
+  cpuModel: cpus()[0]?.model ?? 'unknown',
+  memoryGiB: Math.round(totalmem() / 2 ** 30),
+  node: process.version,
+  platform: `${process.platform} ${process.arch}`,
+  loadAverageAtStart: loadavg().map((value) => Math.round(value * 100) / 100),
+  loadAverageAtEnd: [] as number[],
+};
+log(
+  `bench: ${scenarios.join(', ')}${baselines ? ' with baselines' : ''}; load average ${machine.loadAverageAtStart.join(' ')} on ${machine.cpus} cores`,
+);
+
+const results: BenchResults & Record<string, unknown> = { scenarios: {} };
+const errors: Record<string, string> = {};
+const loadAverages: Record<string, number[]> = {};
+
+for (const scenario of scenarios) {
+  loadAverages[scenario] = loadavg().map((value) => Math.round(value * 100) / 100);
+  log(`\n=== ${scenario} (load average ${loadAverages[scenario]?.join(' ')}) ===`);
+  try {
+    switch (scenario) {
+      case 'quick':
+        results.scenarios.quick = await compare(context, 'quick', QUICK, baselines);
+        break;
+      case 'steady':
+        results.scenarios.steady = await compare(context, 'steady', STEADY, baselines);
+        break;
+      case 'fanout':
+        results.scenarios.fanout = await compare(context, 'fanout', FANOUT, baselines);
+        break;
+      case 'target':
+        // The issue's targets concern Switchboard; the baselines run here only on request.
+        results.scenarios.target = await compare(context, 'target', TARGET, values.baselines === true);
+        break;
+      case 'ramp':
+        results.scenarios.ramp = await ramp(context, RAMP, baselines);
+        break;
+      case 'idle-memory':
+        results.scenarios['idle-memory'] = await idleMemory(
+          context,
+          number(values['idle-connections'], 'idle-connections') ?? 10_000,
+          baselines,
+        );
+        break;
+      case 'scale-out':
+        results.scenarios['scale-out'] = await scaleOut(
+          context,
+          { connections: 400, sessions: 200, rate: 400, durationS: 10, warmupS: 3, gateways: 1 },
+          [1, 2, 4],
+        );
+        break;
+      case 'persistence':
+        results.scenarios.persistence = await persistenceScenario(context, {
+          ...PERSISTENCE,
+          ...(overrides.durationS ? { durationS: overrides.durationS } : {}),
+          ...(overrides.sessions ? { sessions: overrides.sessions } : {}),
+          ...(values.backlog ? { backlog: number(values.backlog, 'backlog') ?? PERSISTENCE.backlog } : {}),
+        });
+        break;
+    }
+  } catch (error) {
+    errors[scenario] = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    process.stderr.write(`scenario ${scenario} failed: ${errors[scenario]}\n`);
+  }
+}
+
+await cleanupAll();
+machine.loadAverageAtEnd = loadavg().map((value) => Math.round(value * 100) / 100);
+
+let profiles: ProfileSummary[] | undefined;
+if (profileDir) {
+  try {
+    profiles = summarizeProfiles(profileDir);
+  } catch (error) {
+    context.warnings.push(`reading the CPU profiles failed: ${String(error)}`);
+  }
+}
+
+const phases: PhaseResult[] = [];
+const s = results.scenarios;
+for (const comparison of [s.quick, s.steady, s.fanout, s.target]) if (comparison) phases.push(...comparison.runs);
+for (const step of s['scale-out']?.steps ?? []) phases.push(step.result);
+const unclean = phases.filter((phase) => !isClean(phase));
+const targets = targetsOf(results);
+const output = {
+  version: 1,
+  startedAt: startedAt.toISOString(),
+  finishedAt: new Date().toISOString(),
+  machine,
+  loadAverageAtScenarioStart: loadAverages,
+  options: { scenarios, baselines, target: target ? { ...target, admin: target.admin ? '(set)' : undefined } : undefined, overrides },
+  clean: unclean.length === 0,
+  scenarios: results.scenarios,
+  targets,
+  profiles,
+  warnings: context.warnings,
+  errors,
+};
+
+const outDir = resolve(values.out ?? join(REPO_ROOT, 'bench-results'));
+mkdirSync(outDir, { recursive: true });
+const file = join(outDir, `${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
+writeFileSync(file, `${JSON.stringify(output, null, 2)}\n`);
+
+if (jsonOnly) process.stdout.write(`${JSON.stringify(output)}\n`);
+else {
+  process.stdout.write(
+    `\n${markdown(results, scenarios.includes('quick') ? [] : targets.filter((row) => row.met !== null), context.warnings)}`,
+  );
+  for (const profile of profiles ?? []) process.stdout.write(`\n${profileMarkdown(profile)}`);
+  process.stdout.write(
+    `\nload average ${machine.loadAverageAtStart.join(' ')} at start, ${machine.loadAverageAtEnd.join(' ')} at end; results in ${file}\n`,
+  );
+}
+process.exit(Object.keys(errors).length > 0 || unclean.length > 0 ? 1 : 0);

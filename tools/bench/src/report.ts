@@ -1,0 +1,352 @@
+import type { PhaseResult } from './load.js';
+import type { ProfileSummary } from './profile.js';
+import type { Comparison, IdleMemoryResult, PersistenceResult, RampResult, ScaleOutStep } from './scenarios.js';
+
+export interface BenchResults {
+  scenarios: {
+    quick?: Comparison;
+    steady?: Comparison;
+    fanout?: Comparison;
+    target?: Comparison;
+    ramp?: { systems: RampResult[] };
+    'idle-memory'?: { connections: number; ulimit: number; systems: IdleMemoryResult[] };
+    'scale-out'?: { steps: ScaleOutStep[]; cpuGrowth: number | null; cpuGrowthAll: number | null; privateNats: boolean };
+    persistence?: PersistenceResult;
+  };
+}
+
+export interface TargetRow {
+  target: string;
+  measured: string;
+  met: boolean | null;
+}
+
+const fmt = (value: number | undefined | null, digits = 1) =>
+  value === undefined || value === null || Number.isNaN(value) ? '–' : value.toFixed(digits);
+const int = (value: number | undefined | null) => (value === undefined || value === null ? '–' : Math.round(value).toLocaleString('en-US'));
+const kib = (bytes: number) => (bytes / 1024).toFixed(1);
+
+function table(header: string[], rows: string[][]): string {
+  return [`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`, ...rows.map((row) => `| ${row.join(' | ')} |`)].join(
+    '\n',
+  );
+}
+
+const SYSTEM_NAMES: Record<string, string> = { switchboard: 'Switchboard', ws: 'plain ws', socketio: 'Socket.IO + Redis' };
+const nameOf = (system: string) => SYSTEM_NAMES[system] ?? system;
+
+export function phaseRow(run: PhaseResult): string[] {
+  const cpu = run.cpu.perDeliveryUs === undefined ? '–' : `${fmt(run.cpu.perDeliveryUs)} / ${fmt(run.cpu.perDeliveryAllUs)}`;
+  return [
+    nameOf(run.system),
+    `${int(run.targetRate)}`,
+    int(run.throughput.acksPerSec),
+    int(run.throughput.deliveriesPerSec),
+    `${fmt(run.latency.ack.p50, 2)} / ${fmt(run.latency.ack.p99, 2)}`,
+    fmt(run.latency.delivery.p50, 2),
+    fmt(run.latency.delivery.p90, 2),
+    fmt(run.latency.delivery.p99, 2),
+    fmt(run.latency.delivery.p999, 2),
+    fmt(run.latency.delivery.max, 2),
+    `${run.lost.acks} / ${run.lost.deliveries}`,
+    `${run.duplicates} / ${run.outOfOrder}`,
+    String(run.errors),
+    cpu,
+    `${Math.round(run.generator.cpuMean * 100)}%`,
+  ];
+}
+
+export const PHASE_HEADER = [
+  'system',
+  'offered msg/s',
+  'acks/s',
+  'deliveries/s',
+  'ack p50 / p99 ms',
+  'delivery p50',
+  'p90',
+  'p99',
+  'p99.9',
+  'max',
+  'lost acks / deliveries',
+  'dup / out-of-order',
+  'errors',
+  'CPU µs per delivery (services / + NATS, PG, Redis)',
+  'generator CPU',
+];
+
+function comparisonSection(title: string, comparison: Comparison): string {
+  const { params } = comparison;
+  const members = params.membersRange
+    ? `${params.membersRange[0]}–${params.membersRange[1]} members`
+    : `${params.connectionsPlanned / params.sessions} members`;
+  const lines = [
+    `### ${title}`,
+    '',
+    `${params.connectionsPlanned} connections, ${params.sessions} sessions of ${members}, ${params.rate} msg/s open loop for ${params.durationS} s after ${params.warmupS} s warm-up, Switchboard on ${params.gateways} gateways. Latencies in ms from the scheduled send time.`,
+    '',
+    table(PHASE_HEADER, comparison.runs.map(phaseRow)),
+  ];
+  for (const [baseline, ratio] of Object.entries(comparison.ratios)) {
+    lines.push(
+      '',
+      `Switchboard ÷ ${nameOf(baseline)}: delivery p50 ${fmt(ratio.deliveryP50, 2)}×, p99 ${fmt(ratio.deliveryP99, 2)}×, ack p50 ${fmt(ratio.ackP50, 2)}×, deliveries/s ${fmt(ratio.deliveriesPerSec, 2)}×, CPU per delivery ${fmt(ratio.cpuPerDelivery, 2)}×`,
+    );
+  }
+  return lines.join('\n');
+}
+
+export function markdown(results: BenchResults, targets: TargetRow[], warnings: string[]): string {
+  const sections: string[] = [];
+  const s = results.scenarios;
+  if (s.quick) sections.push(comparisonSection('quick', s.quick));
+  if (s.steady) sections.push(comparisonSection('steady', s.steady));
+  if (s.target) sections.push(comparisonSection('target load (the issue: 1,000 msg/s into 2,000 sessions of 2–10 members)', s.target));
+  if (s.fanout) sections.push(comparisonSection('fanout (one session)', s.fanout));
+  if (s.ramp) {
+    const rows = s.ramp.systems.map((system) => [
+      nameOf(system.system),
+      int(system.sustainableRate),
+      int(system.saturatedDeliveriesPerSec),
+      system.stopReason,
+    ]);
+    const steps = s.ramp.systems.flatMap((system) =>
+      system.steps.map((step) => [
+        nameOf(system.system),
+        int(step.targetRate),
+        int(step.throughput.deliveriesPerSec),
+        fmt(step.latency.delivery.p50, 2),
+        fmt(step.latency.delivery.p99, 2),
+        `${step.lost.acks + step.lost.deliveries} / ${step.errors}`,
+        fmt(step.cpu.perDeliveryUs),
+        `${Math.round(step.generator.cpuMean * 100)}%`,
+      ]),
+    );
+    sections.push(
+      [
+        '### ramp',
+        '',
+        table(['system', 'highest sustained msg/s', 'most deliveries/s', 'stopped'], rows),
+        '',
+        table(
+          ['system', 'offered msg/s', 'deliveries/s', 'delivery p50 ms', 'p99 ms', 'lost / errors', 'CPU µs/delivery', 'generator CPU'],
+          steps,
+        ),
+      ].join('\n'),
+    );
+  }
+  if (s['idle-memory']) {
+    const rows = s['idle-memory'].systems.map((system) => [
+      system.label,
+      int(system.connections),
+      `${(system.rssBeforeBytes / 2 ** 20).toFixed(1)} → ${(system.rssAfterBytes / 2 ** 20).toFixed(1)} MiB`,
+      kib(system.bytesPerConnection),
+      kib(system.heapBytesPerConnection),
+      kib(system.externalBytesPerConnection),
+    ]);
+    sections.push(
+      [
+        '### idle memory',
+        '',
+        table(
+          [
+            'system',
+            'connections',
+            'RSS of the socket-holding processes',
+            'KiB RSS per connection',
+            'KiB heap per connection',
+            'KiB outside the heap per connection',
+          ],
+          rows,
+        ),
+      ].join('\n'),
+    );
+  }
+  if (s['scale-out']) {
+    const so = s['scale-out'];
+    const base = so.steps[0]?.result.cpu.perDeliveryUs;
+    const rows = so.steps.map((step) => [
+      String(step.gateways),
+      int(step.result.throughput.deliveriesPerSec),
+      `${fmt(step.result.latency.delivery.p50, 2)} / ${fmt(step.result.latency.delivery.p99, 2)}`,
+      fmt(step.result.cpu.perDeliveryUs),
+      fmt(step.result.cpu.perDeliveryAllUs),
+      base && step.result.cpu.perDeliveryUs ? `${(step.result.cpu.perDeliveryUs / base).toFixed(2)}×` : '–',
+      `${step.result.lost.acks + step.result.lost.deliveries} / ${step.result.duplicates} / ${step.result.outOfOrder}`,
+    ]);
+    const nats = so.steps.flatMap((step) =>
+      (step.nats ?? []).map((gateway) => [
+        `${step.gateways}`,
+        `${gateway.gateway}`,
+        int(gateway.hostedSessions),
+        `${int(gateway.confirmedSubscriptions)} (${gateway.subscriptionsMatchHosted ? 'exactly its sessions' : 'MISMATCH'})`,
+        int(gateway.natsMessagesIn),
+        int(gateway.expectedConfirmedEvents),
+        int(gateway.expectedPubAcks),
+        int(gateway.otherMessages),
+        `${Math.round(gateway.shareOfAllEvents * 100)}%`,
+      ]),
+    );
+    sections.push(
+      [
+        '### scale-out',
+        '',
+        table(
+          [
+            'gateways',
+            'deliveries/s',
+            'delivery p50 / p99 ms',
+            'CPU µs/delivery (Node services)',
+            '+ NATS and PG backends',
+            'growth vs 1 gateway',
+            'lost / dup / out-of-order',
+          ],
+          rows,
+        ),
+        '',
+        nats.length
+          ? table(
+              [
+                'gateways',
+                'gateway',
+                'hosted sessions',
+                'confirmed subscriptions',
+                'NATS msgs in',
+                'events of its sessions',
+                'PubAcks',
+                'other',
+                'share of all events',
+              ],
+              nats,
+            )
+          : '(no per-gateway NATS figures: no monitored NATS)',
+      ].join('\n'),
+    );
+  }
+  if (s.persistence) {
+    const p = s.persistence;
+    sections.push(
+      [
+        '### persistence',
+        '',
+        `One persistence process; ${p.params.sessions} sessions; ${p.params.inFlight} JetStream publishes in flight; content ${p.params.contentChars} chars. PostgreSQL: ${Object.entries(
+          p.durability,
+        )
+          .map(([key, value]) => `${key}=${value}`)
+          .join(', ')}.`,
+        '',
+        table(
+          ['phase', 'published/s', 'stored/s', 'mean batch', 'mean commit ms', 'duplicates'],
+          [
+            [
+              'live (publish while storing)',
+              int(p.live.publishPerSec),
+              int(p.live.sustainedStoredPerSec),
+              fmt(p.live.meanBatchSize),
+              fmt(p.live.meanCommitMs, 2),
+              String(p.live.duplicates),
+            ],
+            [
+              `backlog of ${int(p.backlog.messages)}`,
+              int(p.backlog.publishPerSec),
+              int(p.backlog.storedPerSec),
+              fmt(p.backlog.meanBatchSize),
+              fmt(p.backlog.meanCommitMs, 2),
+              String(p.backlog.duplicates),
+            ],
+          ],
+        ),
+      ].join('\n'),
+    );
+  }
+  if (targets.length) {
+    const rows = targets.map((row) => [row.target, row.measured, row.met === null ? 'not measured' : row.met ? 'yes' : '**no**']);
+    sections.push(['### targets', '', table(['target', 'measured', 'met'], rows)].join('\n'));
+  }
+  if (warnings.length) sections.push(['### warnings', '', ...warnings.map((warning) => `- ${warning}`)].join('\n'));
+  return `${sections.join('\n\n')}\n`;
+}
+
+const clean = (run: PhaseResult) => run.lost.acks === 0 && run.lost.deliveries === 0 && run.duplicates === 0 && run.outOfOrder === 0;
+
+/** The issue's targets, measured value against each. */
+export function targetsOf(results: BenchResults): TargetRow[] {
+  const s = results.scenarios;
+  const rows: TargetRow[] = [];
+  const target = s.target?.runs.find((run) => run.system === 'switchboard');
+  const targetParams = s.target?.params;
+  // Only the issue's load counts for this target; a scaled-down run is reported but not judged.
+  const issueLoad = targetParams !== undefined && targetParams.rate >= 1000 && targetParams.sessions >= 2000;
+  rows.push({
+    target: '1,000 msg/s into 2,000 sessions of 2–10 members: delivery p50 ≤ 3 ms, p99 ≤ 25 ms, nothing lost',
+    measured: target
+      ? `${issueLoad ? '' : `(at ${targetParams?.rate} msg/s into ${targetParams?.sessions} sessions, not the issue's load) `}p50 ${fmt(target.latency.delivery.p50, 2)} ms, p99 ${fmt(target.latency.delivery.p99, 2)} ms, lost ${target.lost.acks + target.lost.deliveries}, dup ${target.duplicates}, out-of-order ${target.outOfOrder}, errors ${target.errors}`
+      : '–',
+    met:
+      !target || !issueLoad
+        ? null
+        : target.latency.delivery.p50 <= 3 && target.latency.delivery.p99 <= 25 && clean(target) && target.errors === 0,
+  });
+  const p = s.persistence;
+  const capacity = p ? Math.max(p.backlog.storedPerSec, p.live.sustainedStoredPerSec) : undefined;
+  rows.push({
+    target: 'Persistence ≥ 10,000 stored messages/s sustained with durable commits',
+    measured: p
+      ? `${int(p.backlog.storedPerSec)}/s draining a backlog; ${int(p.live.sustainedStoredPerSec)}/s while publishing at ${int(p.live.publishPerSec)}/s (synchronous_commit=${p.durability.synchronous_commit})`
+      : '–',
+    met: capacity === undefined ? null : capacity >= 10_000 && p?.durability.synchronous_commit !== 'off',
+  });
+  const ramp = s.ramp?.systems;
+  const ours = ramp?.find((system) => system.system === 'switchboard');
+  const ws = ramp?.find((system) => system.system === 'ws');
+  const sio = ramp?.find((system) => system.system === 'socketio');
+  rows.push({
+    target: 'Saturated deliveries/s ≥ 50% of the plain-ws baseline and ≥ 100% of Socket.IO + Redis',
+    measured:
+      ours && ws && sio
+        ? `${int(ours.saturatedDeliveriesPerSec)}/s = ${Math.round((ours.saturatedDeliveriesPerSec / ws.saturatedDeliveriesPerSec) * 100)}% of plain ws (${int(ws.saturatedDeliveriesPerSec)}/s), ${Math.round((ours.saturatedDeliveriesPerSec / sio.saturatedDeliveriesPerSec) * 100)}% of Socket.IO + Redis (${int(sio.saturatedDeliveriesPerSec)}/s)`
+        : '–',
+    met:
+      ours && ws && sio
+        ? ours.saturatedDeliveriesPerSec >= 0.5 * ws.saturatedDeliveriesPerSec &&
+          ours.saturatedDeliveriesPerSec >= sio.saturatedDeliveriesPerSec
+        : null,
+  });
+  const idle = s['idle-memory']?.systems.find((system) => system.system === 'switchboard');
+  rows.push({
+    target: '≤ 12 KB of gateway memory per idle authenticated joined connection at 10,000 connections',
+    measured: idle
+      ? `${kib(idle.bytesPerConnection)} KiB RSS (${kib(idle.heapBytesPerConnection)} KiB heap) per connection at ${int(idle.connections)}`
+      : '–',
+    met: idle ? idle.bytesPerConnection <= 12 * 1024 && idle.connections >= 10_000 : null,
+  });
+  const so = s['scale-out'];
+  const matches = so?.steps.every(
+    (step) => step.nats?.every((gateway) => gateway.subscriptionsMatchHosted && Math.abs(gateway.otherMessages) <= 10) ?? false,
+  );
+  rows.push({
+    target:
+      'From 1 to 4 gateways at fixed load, CPU per delivered message grows ≤ 1.3×, and each gateway receives only the confirmed events of sessions it hosts',
+    measured: so
+      ? `CPU per delivery ${fmt(so.cpuGrowth, 2)}× (Node services), ${fmt(so.cpuGrowthAll, 2)}× with NATS and PG; subscriptions = hosted sessions and no other events: ${matches ? 'yes' : so.privateNats ? 'no' : 'not measured'}`
+      : '–',
+    met: so && so.cpuGrowth !== null ? so.cpuGrowth <= 1.3 && (matches ?? false) : null,
+  });
+  return rows;
+}
+
+export function profileMarkdown(profile: ProfileSummary): string {
+  return [
+    `#### ${profile.file.split('/').slice(-2).join('/')} (${(profile.busyMs / 1000).toFixed(1)} s busy of ${(profile.totalMs / 1000).toFixed(1)} s)`,
+    '',
+    table(
+      ['area', 'self ms', '% of busy'],
+      profile.byArea.map((area) => [area.area, String(area.selfMs), `${area.selfPercent}%`]),
+    ),
+    '',
+    table(
+      ['function', 'where', 'self ms', '% of busy'],
+      profile.top.map((entry) => [entry.name, entry.where, String(entry.selfMs), `${entry.selfPercent}%`]),
+    ),
+    '',
+  ].join('\n');
+}

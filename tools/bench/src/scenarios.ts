@@ -1,0 +1,800 @@
+import { execFileSync } from 'node:child_process';
+import { createSubjects } from '@switchboard/protocol';
+import { connect, type NatsConnection as NatsClient } from 'nats';
+import pg from 'pg';
+import type { System } from './driver.js';
+import { startPlainWs, startSocketIo } from './drivers/baselines.js';
+import { startLocalSwitchboard, type TargetOptions, targetSwitchboard } from './drivers/switchboard.js';
+import { isClean, type PhaseResult, rssOf, runPhase } from './load.js';
+import { round } from './monitor.js';
+import { connz, type NatsConnection, startPrivateNats } from './nats-server.js';
+import { makePlan, type Plan, type PlanOptions } from './plan.js';
+import { trackChild } from './processes.js';
+import { metric, scrape } from './prometheus.js';
+import { Tracker } from './tracker.js';
+
+export interface BenchContext {
+  log: (line: string) => void;
+  progress: boolean;
+  target: TargetOptions | undefined;
+  baselines: boolean;
+  warnings: string[];
+  /** Overrides of the scenario's load (`--connections`, `--sessions`, `--rate`, `--duration`, `--warmup`, `--gateways`). */
+  overrides: Partial<LoadParams>;
+}
+
+export interface LoadParams {
+  connections: number;
+  sessions: number;
+  membersRange?: readonly [number, number];
+  rate: number;
+  durationS: number;
+  warmupS: number;
+  gateways: number;
+}
+
+interface SystemFactory {
+  name: string;
+  start: () => Promise<System>;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export function switchboardFactory(context: BenchContext, gateways: number): SystemFactory {
+  const { target } = context;
+  return {
+    name: 'switchboard',
+    start: async () => (target ? targetSwitchboard(target) : (await startLocalSwitchboard({ gateways })).system),
+  };
+}
+
+export const plainWsFactory: SystemFactory = { name: 'ws', start: startPlainWs };
+export const socketIoFactory: SystemFactory = { name: 'socketio', start: () => startSocketIo(2) };
+
+function factories(context: BenchContext, gateways: number, baselines: boolean): SystemFactory[] {
+  return [switchboardFactory(context, gateways), ...(baselines ? [plainWsFactory, socketIoFactory] : [])];
+}
+
+const drainFor = (system: System) => (system.name === 'switchboard' ? 15 : 5);
+
+function planOf(params: LoadParams): Plan {
+  const options: PlanOptions = { sessions: params.sessions, connections: params.connections };
+  if (params.membersRange) options.membersRange = params.membersRange;
+  return makePlan(options);
+}
+
+function withOverrides(context: BenchContext, params: LoadParams): LoadParams {
+  return { ...params, ...context.overrides };
+}
+
+/** Starts a system, connects the plan, runs `body`, and always disconnects and stops it. */
+async function withSystem<T>(
+  context: BenchContext,
+  factory: SystemFactory,
+  plan: Plan,
+  body: (system: System, tracker: Tracker) => Promise<T>,
+): Promise<T> {
+  context.log(`starting ${factory.name}…`);
+  const system = await factory.start();
+  try {
+    const tracker = new Tracker(plan);
+    const started = performance.now();
+    await system.connect(plan, tracker, context.log);
+    context.log(
+      `${system.label}: ${plan.connections} connections in ${plan.sessions} sessions ready in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+    );
+    return await body(system, tracker);
+  } finally {
+    await system.disconnect().catch(() => undefined);
+    await system.stop().catch((error: unknown) => context.log(`stopping ${factory.name} failed: ${String(error)}`));
+  }
+}
+
+export interface Comparison {
+  params: LoadParams & { connectionsPlanned: number };
+  runs: PhaseResult[];
+  ratios: Record<string, Record<string, number | null>>;
+}
+
+/** Switchboard ÷ baseline, for each baseline: latency and CPU ratios (lower is better), throughput (higher is better). */
+export function ratiosOf(runs: readonly PhaseResult[]): Record<string, Record<string, number | null>> {
+  const ours = runs.find((run) => run.system === 'switchboard');
+  const ratios: Record<string, Record<string, number | null>> = {};
+  if (!ours) return ratios;
+  const divide = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined || b === 0 ? null : round(a / b, 2));
+  for (const run of runs) {
+    if (run === ours) continue;
+    ratios[run.system] = {
+      deliveryP50: divide(ours.latency.delivery.p50, run.latency.delivery.p50),
+      deliveryP99: divide(ours.latency.delivery.p99, run.latency.delivery.p99),
+      ackP50: divide(ours.latency.ack.p50, run.latency.ack.p50),
+      ackP99: divide(ours.latency.ack.p99, run.latency.ack.p99),
+      deliveriesPerSec: divide(ours.throughput.deliveriesPerSec, run.throughput.deliveriesPerSec),
+      cpuPerDelivery: divide(ours.cpu.perDeliveryUs, run.cpu.perDeliveryUs),
+    };
+  }
+  return ratios;
+}
+
+/** The same load on Switchboard and (unless disabled) on both baselines, one after the other. */
+export async function compare(context: BenchContext, name: string, defaults: LoadParams, baselines: boolean): Promise<Comparison> {
+  const params = withOverrides(context, defaults);
+  const plan = planOf(params);
+  const runs: PhaseResult[] = [];
+  for (const factory of factories(context, params.gateways, baselines)) {
+    const result = await withSystem(context, factory, plan, (system, tracker) =>
+      runPhase(system, plan, tracker, {
+        label: `${name} ${factory.name}`,
+        rate: params.rate,
+        durationS: params.durationS,
+        warmupS: params.warmupS,
+        drainS: drainFor(system),
+        log: context.log,
+        progress: context.progress,
+      }),
+    );
+    runs.push(result);
+    for (const warning of result.generator.warnings) context.warnings.push(`${name} ${factory.name}: ${warning}`);
+    if (!isClean(result))
+      context.warnings.push(`${name} ${factory.name}: losses, duplicates, errors or out-of-order deliveries (see the JSON)`);
+  }
+  return { params: { ...params, connectionsPlanned: plan.connections }, runs, ratios: ratiosOf(runs) };
+}
+
+export const QUICK: LoadParams = { connections: 20, sessions: 10, rate: 50, durationS: 3, warmupS: 1, gateways: 2 };
+export const STEADY: LoadParams = { connections: 200, sessions: 100, rate: 200, durationS: 10, warmupS: 3, gateways: 2 };
+export const FANOUT: LoadParams = { connections: 500, sessions: 1, rate: 20, durationS: 10, warmupS: 3, gateways: 2 };
+/** The issue's load: 1,000 msg/s into 2,000 sessions of 2–10 members. */
+export const TARGET: LoadParams = {
+  connections: 0,
+  sessions: 2000,
+  membersRange: [2, 10],
+  rate: 1000,
+  durationS: 30,
+  warmupS: 5,
+  gateways: 2,
+};
+
+// ---------------------------------------------------------------------------------------------
+// ramp
+
+export interface RampParams {
+  connections: number;
+  sessions: number;
+  gateways: number;
+  startRate: number;
+  factor: number;
+  stepS: number;
+  warmupS: number;
+  maxSteps: number;
+  /** Time budget per system, seconds. */
+  budgetS: number;
+  /** A step is sustained while delivery p99 stays within this. */
+  p99LimitMs: number;
+  /** Past the sustained rate the ramp goes on (to find the most deliveries/s) until p99 passes this. */
+  saturationP99Ms: number;
+}
+
+export const RAMP: RampParams = {
+  connections: 200,
+  sessions: 100,
+  gateways: 2,
+  startRate: 200,
+  factor: 1.5,
+  stepS: 5,
+  warmupS: 2,
+  maxSteps: 12,
+  budgetS: 180,
+  p99LimitMs: 100,
+  saturationP99Ms: 2_000,
+};
+
+export interface RampResult {
+  system: string;
+  label: string;
+  steps: PhaseResult[];
+  /** The highest rate with delivery p99 within the limit, nothing lost or refused, and deliveries keeping up. */
+  sustainableRate: number;
+  /** The most deliveries per second seen in any step (the saturation throughput). */
+  saturatedDeliveriesPerSec: number;
+  stopReason: string;
+}
+
+/** Why a step cannot go on (overload: losses, refusals, deliveries falling behind), or undefined. */
+export function overloaded(step: PhaseResult, p99LimitMs: number): string | undefined {
+  if (!isClean(step)) return 'losses, errors, duplicates or out-of-order deliveries';
+  const expectedPerSec = step.deliveriesExpected / (step.durationS + step.warmupS);
+  if (step.throughput.deliveriesPerSec < expectedPerSec * 0.9)
+    return `deliveries ${step.throughput.deliveriesPerSec}/s behind the offered ${round(expectedPerSec, 0)}/s`;
+  if (step.latency.delivery.p99 > p99LimitMs) return `delivery p99 ${step.latency.delivery.p99} ms > ${p99LimitMs} ms`;
+  return undefined;
+}
+
+/**
+ * Raises the open-loop rate by `factor` per step. The sustainable rate is the highest step with
+ * delivery p99 ≤ `p99LimitMs` and nothing lost (a step that misses only the latency limit is run
+ * once more, as the machine is shared). Past it the ramp goes on while deliveries keep up, to
+ * find the saturation throughput; it stops at the first loss or refusal, when deliveries fall
+ * behind, when p99 passes `saturationP99Ms`, or at the step and time bounds.
+ */
+export async function ramp(
+  context: BenchContext,
+  params: RampParams,
+  baselines: boolean,
+): Promise<{ params: RampParams; systems: RampResult[] }> {
+  const overridden = { ...params, ...pick(context.overrides, ['connections', 'sessions', 'gateways']) };
+  const plan = makePlan({ sessions: overridden.sessions, connections: overridden.connections });
+  const systems: RampResult[] = [];
+  for (const factory of factories(context, overridden.gateways, baselines)) {
+    const result = await withSystem(context, factory, plan, async (system, tracker) => {
+      const steps: PhaseResult[] = [];
+      const started = performance.now();
+      let rate = overridden.startRate;
+      let sustainableRate = 0;
+      let sustaining = true;
+      let retried = false;
+      let stopReason = `${overridden.maxSteps} steps done`;
+      while (steps.length < overridden.maxSteps) {
+        if ((performance.now() - started) / 1000 + overridden.stepS + overridden.warmupS > overridden.budgetS) {
+          stopReason = `time budget of ${overridden.budgetS} s`;
+          break;
+        }
+        const step = await runPhase(system, plan, tracker, {
+          label: `ramp ${factory.name} ${rate}/s`,
+          rate,
+          durationS: overridden.stepS,
+          warmupS: overridden.warmupS,
+          drainS: drainFor(system),
+          log: context.log,
+          progress: context.progress,
+        });
+        steps.push(step);
+        const hard = overloaded(step, overridden.saturationP99Ms);
+        if (hard) {
+          stopReason = `at ${rate}/s: ${hard}`;
+          break;
+        }
+        if (sustaining) {
+          const soft = overloaded(step, overridden.p99LimitMs);
+          if (soft && !retried) {
+            retried = true;
+            context.log(`ramp ${factory.name}: ${soft} at ${rate}/s; running the step once more`);
+            continue;
+          }
+          if (soft) {
+            sustaining = false;
+            context.log(`ramp ${factory.name}: sustainable up to ${sustainableRate}/s (${soft} at ${rate}/s); going on to saturation`);
+          } else sustainableRate = rate;
+        }
+        retried = false;
+        rate = Math.round(rate * overridden.factor);
+      }
+      const saturatedDeliveriesPerSec = Math.max(0, ...steps.map((step) => step.throughput.deliveriesPerSec));
+      for (const step of steps)
+        for (const warning of step.generator.warnings) context.warnings.push(`ramp ${factory.name} at ${step.targetRate}/s: ${warning}`);
+      return { system: system.name, label: system.label, steps, sustainableRate, saturatedDeliveriesPerSec, stopReason };
+    });
+    context.log(
+      `ramp ${factory.name}: sustainable ${result.sustainableRate}/s; most deliveries ${result.saturatedDeliveriesPerSec}/s; stopped ${result.stopReason}`,
+    );
+    systems.push(result);
+  }
+  return { params: overridden, systems };
+}
+
+function pick<T extends object, K extends keyof T>(object: T, keys: readonly K[]): Partial<Pick<T, K>> {
+  const picked: Partial<Pick<T, K>> = {};
+  for (const key of keys) if (object[key] !== undefined) picked[key] = object[key];
+  return picked;
+}
+
+// ---------------------------------------------------------------------------------------------
+// idle memory
+
+export interface IdleMemoryResult {
+  system: string;
+  label: string;
+  connections: number;
+  sessions: number;
+  /** Resident memory of the processes holding the sockets (the gateway; the baseline's servers). */
+  rssBeforeBytes: number;
+  rssAfterBytes: number;
+  bytesPerConnection: number;
+  heapBeforeBytes: number;
+  heapAfterBytes: number;
+  heapBytesPerConnection: number;
+  /** Memory outside the V8 heap (buffers) per connection. */
+  externalBytesPerConnection: number;
+  setupSeconds: number;
+}
+
+export function openFileLimit(): number {
+  try {
+    const out = execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim();
+    return out === 'unlimited' ? Number.POSITIVE_INFINITY : Number(out);
+  } catch {
+    return 1024;
+  }
+}
+
+export async function idleMemory(
+  context: BenchContext,
+  wanted: number,
+  baselines: boolean,
+): Promise<{ connections: number; ulimit: number; systems: IdleMemoryResult[] }> {
+  const ulimit = openFileLimit();
+  // The bench holds one descriptor per socket, the gateway one per socket, plus a margin for everything else.
+  let connections = context.overrides.connections ?? wanted;
+  if (connections + 1_000 > ulimit) {
+    const scaled = Math.max(100, Math.floor((ulimit - 1_000) / 2) * 2);
+    context.warnings.push(`idle-memory: ulimit -n is ${ulimit}: ${connections} connections scaled down to ${scaled}`);
+    context.log(`warning: ulimit -n is ${ulimit}; idle-memory uses ${scaled} connections instead of ${connections}`);
+    connections = scaled;
+  }
+  const plan = makePlan({ sessions: Math.max(1, Math.floor(connections / 2)), connections });
+  const factoryList = [switchboardFactory(context, 1), ...(baselines ? [plainWsFactory, socketIoFactory] : [])];
+  const systems: IdleMemoryResult[] = [];
+  for (const factory of factoryList) {
+    context.log(`idle-memory ${factory.name}: ${connections} connections…`);
+    const system = await factory.start();
+    try {
+      const holders = system.processes.filter(
+        (process) => system.name !== 'switchboard' || process.name.startsWith('gateway') || process.name.startsWith('target'),
+      );
+      const read = async (name: string) => {
+        let total = 0;
+        for (const process of holders) if (process.metricsUrl) total += metric(await scrape(process.metricsUrl), name);
+        return total;
+      };
+      await sleep(2_000);
+      const rssBefore = await read('process_resident_memory_bytes');
+      const heapBefore = await read('nodejs_heap_size_used_bytes');
+      const externalBefore = await read('nodejs_external_memory_bytes');
+      const tracker = new Tracker(plan);
+      const started = performance.now();
+      await system.connect(plan, tracker, context.log);
+      const setupSeconds = round((performance.now() - started) / 1000, 1);
+      // Let the connection burst's garbage be collected and the heap settle.
+      await sleep(5_000);
+      const rssAfter = await read('process_resident_memory_bytes');
+      const heapAfter = await read('nodejs_heap_size_used_bytes');
+      const externalAfter = await read('nodejs_external_memory_bytes');
+      const result: IdleMemoryResult = {
+        system: system.name,
+        label: system.label,
+        connections,
+        sessions: plan.sessions,
+        rssBeforeBytes: rssBefore,
+        rssAfterBytes: rssAfter,
+        bytesPerConnection: Math.round((rssAfter - rssBefore) / connections),
+        heapBeforeBytes: heapBefore,
+        heapAfterBytes: heapAfter,
+        heapBytesPerConnection: Math.round((heapAfter - heapBefore) / connections),
+        externalBytesPerConnection: Math.round((externalAfter - externalBefore) / connections),
+        setupSeconds,
+      };
+      context.log(
+        `idle-memory ${factory.name}: ${(result.bytesPerConnection / 1024).toFixed(1)} KiB RSS, ${(result.heapBytesPerConnection / 1024).toFixed(1)} KiB heap per connection`,
+      );
+      systems.push(result);
+    } finally {
+      await system.disconnect().catch(() => undefined);
+      await system.stop().catch(() => undefined);
+    }
+  }
+  return { connections, ulimit, systems };
+}
+
+// ---------------------------------------------------------------------------------------------
+// scale-out
+
+export interface GatewayNatsFigures {
+  gateway: number;
+  hostedSessions: number;
+  /** `confirmed.<id>` subscriptions of the gateway's NATS connection. */
+  confirmedSubscriptions: number;
+  /** The subscriptions are exactly the sessions with a member on this gateway. */
+  subscriptionsMatchHosted: boolean;
+  /** Messages NATS delivered to the gateway's connection during the phase. */
+  natsMessagesIn: number;
+  /** Confirmed events of the sessions it hosts (messages sent to them during the phase). */
+  expectedConfirmedEvents: number;
+  /** PubAcks of the sends made through this gateway. */
+  expectedPubAcks: number;
+  /** natsMessagesIn − expected events − PubAcks: other traffic (0 when it receives nothing else). */
+  otherMessages: number;
+  /** Share of all confirmed events this gateway received. */
+  shareOfAllEvents: number;
+  newMessageFramesOut: number;
+  sessionsGauge: number;
+}
+
+export interface ScaleOutStep {
+  gateways: number;
+  result: PhaseResult;
+  nats: GatewayNatsFigures[] | undefined;
+}
+
+export async function scaleOut(
+  context: BenchContext,
+  defaults: LoadParams,
+  steps: readonly number[],
+): Promise<{ params: LoadParams; privateNats: boolean; steps: ScaleOutStep[]; cpuGrowth: number | null; cpuGrowthAll: number | null }> {
+  if (context.target) throw new Error('scale-out starts its own gateways; it cannot run against --target');
+  const params = withOverrides(context, defaults);
+  const plan = planOf(params);
+  const results: ScaleOutStep[] = [];
+  let privateNats = false;
+  for (const gateways of steps) {
+    const nats = await startPrivateNats().catch(() => undefined);
+    privateNats = nats !== undefined;
+    if (!nats) context.warnings.push('scale-out: no nats-server binary for a monitored NATS; per-gateway NATS figures are missing');
+    try {
+      const { system } = await startLocalSwitchboard({
+        gateways,
+        ...(nats ? { natsUrl: nats.url, natsPids: () => (nats.pid ? [nats.pid] : []) } : {}),
+      });
+      const factory: SystemFactory = { name: 'switchboard', start: async () => system };
+      const step = await withSystem(context, factory, plan, async (sut, tracker) => {
+        const before = nats ? await connz(nats.monitorUrl) : [];
+        const first = tracker.count;
+        const result = await runPhase(sut, plan, tracker, {
+          label: `scale-out ${gateways} gw`,
+          rate: params.rate,
+          durationS: params.durationS,
+          warmupS: params.warmupS,
+          drainS: 15,
+          log: context.log,
+          progress: context.progress,
+        });
+        const after = nats ? await connz(nats.monitorUrl) : [];
+        const figures = nats
+          ? await gatewayFigures(sut, plan, tracker, first, gateways, before, after, context.target === undefined)
+          : undefined;
+        return { gateways, result, nats: figures };
+      });
+      results.push(step);
+      for (const warning of step.result.generator.warnings) context.warnings.push(`scale-out ${gateways}: ${warning}`);
+    } finally {
+      await nats?.stop();
+    }
+  }
+  const perDelivery = (step: ScaleOutStep | undefined, all: boolean) =>
+    all ? step?.result.cpu.perDeliveryAllUs : step?.result.cpu.perDeliveryUs;
+  const growth = (all: boolean) => {
+    const a = perDelivery(results[0], all);
+    const b = perDelivery(results[results.length - 1], all);
+    return a && b ? round(b / a, 2) : null;
+  };
+  return { params, privateNats, steps: results, cpuGrowth: growth(false), cpuGrowthAll: growth(true) };
+}
+
+async function gatewayFigures(
+  system: System,
+  plan: Plan,
+  tracker: Tracker,
+  first: number,
+  gateways: number,
+  before: NatsConnection[],
+  after: NatsConnection[],
+  local: boolean,
+): Promise<GatewayNatsFigures[]> {
+  void local;
+  const sessionKey = system.sessionKey ?? ((session: number) => String(session));
+  // Sessions hosted by each gateway, and messages sent per session and per gateway during the phase.
+  const hosted = Array.from({ length: gateways }, () => new Set<string>());
+  for (let connection = 0; connection < plan.connections; connection++)
+    hosted[connection % gateways]?.add(sessionKey(plan.sessionOf[connection] ?? 0));
+  const perSession = new Map<string, number>();
+  const sendsPerGateway = new Array<number>(gateways).fill(0);
+  let allEvents = 0;
+  for (let g = first; g < tracker.count; g++) {
+    const key = sessionKey(tracker.sessionOf(g));
+    perSession.set(key, (perSession.get(key) ?? 0) + 1);
+    const gateway = tracker.senderOf(g) % gateways;
+    sendsPerGateway[gateway] = (sendsPerGateway[gateway] ?? 0) + 1;
+    allEvents++;
+  }
+  const metrics = await Promise.all(
+    system.processes
+      .filter((process) => process.name.startsWith('gateway'))
+      .map((process) => (process.metricsUrl ? scrape(process.metricsUrl) : undefined)),
+  );
+  const gatewayConnections = after.filter(
+    (connection) => connection.name?.endsWith('-gateway') || connection.name === 'switchboard-gateway',
+  );
+  const figures: GatewayNatsFigures[] = [];
+  for (let gateway = 0; gateway < gateways; gateway++) {
+    const sessions = hosted[gateway] ?? new Set<string>();
+    const confirmedOf = (connection: NatsConnection) =>
+      (connection.subscriptions_list ?? [])
+        .filter((subject) => subject.includes('.confirmed.'))
+        .map((subject) => subject.slice(subject.lastIndexOf('.') + 1));
+    const connection = gatewayConnections.find((candidate) => {
+      const subscribed = confirmedOf(candidate);
+      return subscribed.length > 0 && subscribed.every((id) => sessions.has(id));
+    });
+    const subscribed = connection ? confirmedOf(connection) : [];
+    const previous = connection ? before.find((candidate) => candidate.cid === connection.cid) : undefined;
+    const natsMessagesIn = connection ? connection.out_msgs - (previous?.out_msgs ?? 0) : 0;
+    let expectedConfirmedEvents = 0;
+    for (const session of sessions) expectedConfirmedEvents += perSession.get(session) ?? 0;
+    const expectedPubAcks = sendsPerGateway[gateway] ?? 0;
+    const scraped = metrics[gateway];
+    figures.push({
+      gateway,
+      hostedSessions: sessions.size,
+      confirmedSubscriptions: subscribed.length,
+      subscriptionsMatchHosted: subscribed.length === sessions.size && subscribed.every((id) => sessions.has(id)),
+      natsMessagesIn,
+      expectedConfirmedEvents,
+      expectedPubAcks,
+      otherMessages: natsMessagesIn - expectedConfirmedEvents - expectedPubAcks,
+      shareOfAllEvents: allEvents === 0 ? 0 : round(expectedConfirmedEvents / allEvents, 3),
+      newMessageFramesOut: metric(scraped, 'switchboard_gateway_frames_out_total', { type: 'new_message' }),
+      sessionsGauge: metric(scraped, 'switchboard_gateway_sessions'),
+    });
+  }
+  return figures;
+}
+
+// ---------------------------------------------------------------------------------------------
+// persistence
+
+export interface PersistenceParams {
+  sessions: number;
+  /** Seconds of publishing while persistence stores. */
+  durationS: number;
+  /** Publishes in flight (awaiting their PubAck). */
+  inFlight: number;
+  /** Messages published while persistence is stopped, then stored from the backlog. */
+  backlog: number;
+  contentChars: number;
+}
+
+export const PERSISTENCE: PersistenceParams = { sessions: 2000, durationS: 20, inFlight: 1000, backlog: 100_000, contentChars: 100 };
+
+export interface PersistenceResult {
+  params: PersistenceParams;
+  durability: Record<string, string>;
+  live: {
+    published: number;
+    publishPerSec: number;
+    stored: number;
+    /** Stored messages per second over the publishing window, after its first 2 s. */
+    sustainedStoredPerSec: number;
+    perSecond: { t: number; published: number; stored: number }[];
+    drainSeconds: number;
+    duplicates: number;
+    meanBatchSize: number;
+    meanCommitMs: number;
+  };
+  backlog: {
+    messages: number;
+    publishPerSec: number;
+    /** Stored per second while draining the backlog, between 5% and 95% of it. */
+    storedPerSec: number;
+    seconds: number;
+    duplicates: number;
+    meanBatchSize: number;
+    meanCommitMs: number;
+  };
+}
+
+async function publishMany(
+  nc: NatsClient,
+  subjects: ReturnType<typeof createSubjects>,
+  sessionIds: readonly number[],
+  options: { inFlight: number; untilMs?: number; count?: number; padding: string; offset: number; counter?: { published: number } },
+): Promise<number> {
+  const js = nc.jetstream();
+  const encoder = new TextEncoder();
+  let next = options.offset;
+  const last = options.count === undefined ? Number.POSITIVE_INFINITY : options.offset + options.count;
+  let published = 0;
+  const worker = async () => {
+    for (;;) {
+      if (options.untilMs !== undefined && performance.now() >= options.untilMs) return;
+      if (next >= last) return;
+      const n = next++;
+      const sessionId = sessionIds[n % sessionIds.length] ?? 0;
+      const clientMsgId = `p${n}`;
+      const body = {
+        session_id: sessionId,
+        client_msg_id: clientMsgId,
+        sender_id: 1,
+        sender_role: 'user',
+        content: `bench:${clientMsgId}:${options.padding}`,
+        received_at: new Date().toISOString(),
+      };
+      await js.publish(subjects.inbound(sessionId), encoder.encode(JSON.stringify(body)), {
+        msgID: `${sessionId}:${clientMsgId}`,
+        timeout: 30_000,
+      });
+      published++;
+      if (options.counter) options.counter.published++;
+    }
+  };
+  await Promise.all(Array.from({ length: options.inFlight }, worker));
+  return published;
+}
+
+/**
+ * The persistence service alone: messages published straight into the inbound stream (JetStream
+ * publish with Nats-Msg-Id, many in flight), stored by one persistence process; the rate is read
+ * from its `switchboard_persistence_messages_total` over time.
+ */
+export async function persistenceScenario(context: BenchContext, params: PersistenceParams): Promise<PersistenceResult> {
+  if (context.target) throw new Error('the persistence scenario starts its own persistence; it cannot run against --target');
+  const { startStack } = await import('@switchboard/testing');
+  const stack = await startStack({ gateways: 0, env: { LOG_LEVEL: 'warn' }, persistenceEnv: { INBOUND_ACK_WAIT: '10s' } });
+  for (const service of [stack.auth, ...stack.persistence]) trackChild(service.child);
+  const natsUrl = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+  const nc = await connect({ servers: natsUrl, name: 'switchboard-bench' });
+  const subjects = createSubjects(stack.prefix);
+  const padding = 'x'.repeat(Math.max(0, params.contentChars - 20));
+  try {
+    const durability = await durabilitySettings(stack.database.url);
+    context.log(`persistence: creating ${params.sessions} sessions…`);
+    const sessionIds: number[] = [];
+    for (let i = 0; i < params.sessions; i++) {
+      const reply = await nc.request(
+        subjects.persistence('sessions.create'),
+        JSON.stringify({ customer_id: 1 + (i % 50), subject: `bench ${i}` }),
+        {
+          timeout: 10_000,
+        },
+      );
+      sessionIds.push((JSON.parse(new TextDecoder().decode(reply.data)) as { session: { id: number } }).session.id);
+    }
+    const persistenceMetrics = () => {
+      const service = stack.persistence[stack.persistence.length - 1];
+      if (!service) throw new Error('no persistence');
+      return scrape(service.opsUrl('/metrics'));
+    };
+    const batchFigures = async (before: Awaited<ReturnType<typeof persistenceMetrics>> | undefined) => {
+      const after = await persistenceMetrics();
+      const diff = (name: string) => metric(after, name) - metric(before, name);
+      const batches = diff('switchboard_persistence_batch_size_count');
+      return {
+        meanBatchSize: batches ? round(diff('switchboard_persistence_batch_size_sum') / batches, 1) : 0,
+        meanCommitMs: batches ? round((diff('switchboard_persistence_commit_seconds_sum') / batches) * 1000, 2) : 0,
+        duplicates:
+          metric(after, 'switchboard_persistence_messages_total', { outcome: 'duplicate' }) -
+          metric(before, 'switchboard_persistence_messages_total', { outcome: 'duplicate' }),
+      };
+    };
+
+    // 1. Live: publish for durationS while persistence stores.
+    context.log(`persistence: publishing for ${params.durationS} s with ${params.inFlight} in flight…`);
+    const start0 = await persistenceMetrics();
+    const storedOf = (scraped: Awaited<ReturnType<typeof persistenceMetrics>>) =>
+      metric(scraped, 'switchboard_persistence_messages_total', { outcome: 'stored' });
+    const storedBase = storedOf(start0);
+    const started = performance.now();
+    const untilMs = started + params.durationS * 1000;
+    let published = 0;
+    const perSecond: { t: number; published: number; stored: number }[] = [];
+    const counting = { published: 0 };
+    const publishing = publishMany(nc, subjects, sessionIds, {
+      inFlight: params.inFlight,
+      untilMs,
+      padding,
+      offset: 0,
+      counter: counting,
+    }).then((count) => {
+      published = count;
+    });
+    // Sequential scrapes, each timed at the middle of its request, so a busy process cannot skew the rate.
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const asked = performance.now();
+        const scraped = await persistenceMetrics().catch(() => undefined);
+        const t = round(((asked + performance.now()) / 2 - started) / 1000, 2);
+        if (scraped) {
+          const stored = storedOf(scraped) - storedBase;
+          perSecond.push({ t, published: counting.published, stored });
+          if (context.progress) context.log(`[persistence] ${t.toFixed(0)}s published ${counting.published} stored ${stored}`);
+        }
+        await sleep(Math.max(0, 1000 - (performance.now() - asked)));
+      }
+    })();
+    await publishing;
+    const publishSeconds = (performance.now() - started) / 1000;
+    // Wait for the rest to be stored.
+    const drainStart = performance.now();
+    let stored = 0;
+    while (performance.now() - drainStart < 120_000) {
+      stored = storedOf(await persistenceMetrics()) - storedBase;
+      if (stored >= published) break;
+      await sleep(200);
+    }
+    const drainSeconds = round((performance.now() - drainStart) / 1000, 1);
+    sampling = false;
+    await sampler;
+    const window = perSecond.filter((sample) => sample.t >= 2 && sample.t <= params.durationS);
+    const firstSample = window[0];
+    const lastSample = window[window.length - 1];
+    const sustainedStoredPerSec =
+      firstSample && lastSample && lastSample.t > firstSample.t
+        ? round((lastSample.stored - firstSample.stored) / (lastSample.t - firstSample.t), 0)
+        : 0;
+    const liveBatches = await batchFigures(start0);
+    context.log(`persistence live: ${round(published / publishSeconds, 0)} published/s, ${sustainedStoredPerSec} stored/s sustained`);
+
+    // 2. Backlog: stop persistence, fill the stream, start persistence and time the drain.
+    context.log(`persistence: stopping persistence, publishing a backlog of ${params.backlog}…`);
+    for (const service of stack.persistence.splice(0)) await service.stop();
+    const backlogStart = performance.now();
+    const backlogPublished = await publishMany(nc, subjects, sessionIds, {
+      inFlight: params.inFlight,
+      count: params.backlog,
+      padding,
+      offset: 10_000_000,
+    });
+    const backlogPublishPerSec = round(backlogPublished / ((performance.now() - backlogStart) / 1000), 0);
+    const restarted = await stack.startPersistence();
+    trackChild(restarted.child);
+    const backlogBase = await persistenceMetrics();
+    const samples: { t: number; stored: number }[] = [];
+    const drainStarted = performance.now();
+    for (;;) {
+      const asked = performance.now();
+      const storedNow = storedOf(await persistenceMetrics()) - storedOf(backlogBase);
+      const now = performance.now();
+      samples.push({ t: ((asked + now) / 2 - drainStarted) / 1000, stored: storedNow });
+      if (storedNow >= backlogPublished || now - drainStarted > 180_000) break;
+      await sleep(100);
+    }
+    const at = (fraction: number) => samples.find((sample) => sample.stored >= backlogPublished * fraction);
+    const low = at(0.05);
+    const high = at(0.95);
+    const backlogBatches = await batchFigures(backlogBase);
+    const last = samples[samples.length - 1];
+    const result: PersistenceResult = {
+      params,
+      durability,
+      live: {
+        published,
+        publishPerSec: round(published / publishSeconds, 0),
+        stored,
+        sustainedStoredPerSec,
+        perSecond,
+        drainSeconds,
+        ...liveBatches,
+      },
+      backlog: {
+        messages: backlogPublished,
+        publishPerSec: backlogPublishPerSec,
+        storedPerSec: low && high && high.t > low.t ? round((high.stored - low.stored) / (high.t - low.t), 0) : 0,
+        seconds: round(last?.t ?? 0, 1),
+        ...backlogBatches,
+      },
+    };
+    context.log(`persistence backlog: ${result.backlog.storedPerSec} stored/s (${backlogPublished} in ${result.backlog.seconds} s)`);
+    return result;
+  } finally {
+    await nc.close().catch(() => undefined);
+    await stack.stop();
+  }
+}
+
+async function durabilitySettings(databaseUrl: string): Promise<Record<string, string>> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const settings: Record<string, string> = {};
+    for (const name of ['synchronous_commit', 'fsync', 'wal_sync_method', 'full_page_writes']) {
+      const { rows } = await client.query<Record<string, string>>(`show ${name}`);
+      settings[name] = rows[0]?.[name] ?? '';
+    }
+    settings.jetstream_storage = 'file';
+    return settings;
+  } finally {
+    await client.end();
+  }
+}
+
+/** Gateway, persistence and auth RSS after a run, for the record. */
+export { rssOf };
