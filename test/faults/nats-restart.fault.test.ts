@@ -1,11 +1,12 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LoadClient, type ServiceProcess, type Stack, startStack, waitFor } from '@switchboard/testing';
+import { type LoadClient, type ServiceProcess, type Stack, startStack, waitFor } from '@switchboard/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   assertAllAcked,
   assertClean,
+  conversationLoad,
   createSessions,
   deadLetterCount,
   isRunning,
@@ -40,32 +41,9 @@ describe('the NATS server killed with SIGKILL mid-load and restarted on the same
     const sessions = await createSessions(running, 3);
     const agents = await Promise.all([0, 1, 2].map(() => running.user('agent')));
     const urls = [running.wsUrl(0), running.wsUrl(1)];
-    for (const [index, session] of sessions.entries())
-      clients.push(
-        new LoadClient({
-          name: `customer${index}`,
-          urls: index % 2 === 0 ? urls : [...urls].reverse(),
-          token: session.customer.token,
-          userId: session.customer.id,
-          join: [session.id],
-          sendTo: [session.id],
-          ratePerSec: 8,
-          attemptTimeoutMs: 4_000,
-        }),
-      );
-    for (const [index, agent] of agents.entries())
-      clients.push(
-        new LoadClient({
-          name: `agent${index}`,
-          urls: index % 2 === 0 ? [...urls].reverse() : urls,
-          token: agent.token,
-          userId: agent.id,
-          join: sessions.map((session) => session.id),
-          sendTo: sessions.map((session) => session.id),
-          ratePerSec: 8,
-          attemptTimeoutMs: 2_000,
-        }),
-      );
+    clients.push(
+      ...conversationLoad(sessions, agents, { urls, ratePerSec: 8, customerAttemptTimeoutMs: 4_000, agentAttemptTimeoutMs: 2_000 }),
+    );
     await Promise.all(clients.map((client) => client.start()));
     for (const client of clients) client.startSending();
     await sleep(5_000);

@@ -1,8 +1,9 @@
-import { LoadClient, type ServiceProcess, type Stack, startStack } from '@switchboard/testing';
+import { type LoadClient, type ServiceProcess, type Stack, startStack } from '@switchboard/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   assertAllAcked,
   assertClean,
+  conversationLoad,
   createSessions,
   deadLetterCount,
   isRunning,
@@ -31,34 +32,10 @@ describe('persistence replicas killed with SIGKILL every 2–3 s', () => {
     const sessions = await createSessions(running, 3);
     const urls = [running.wsUrl(0), running.wsUrl(1)];
     const agents = await Promise.all([0, 1, 2].map(() => running.user('agent')));
-    // Each customer writes in its own session; each agent in all three. Half start on each gateway.
-    for (const [index, session] of sessions.entries())
-      clients.push(
-        new LoadClient({
-          name: `customer${index}`,
-          urls: index % 2 === 0 ? urls : [...urls].reverse(),
-          token: session.customer.token,
-          userId: session.customer.id,
-          join: [session.id],
-          sendTo: [session.id],
-          ratePerSec: 8,
-          attemptTimeoutMs: 4_000,
-        }),
-      );
-    for (const [index, agent] of agents.entries())
-      clients.push(
-        new LoadClient({
-          name: `agent${index}`,
-          urls: index % 2 === 0 ? [...urls].reverse() : urls,
-          token: agent.token,
-          userId: agent.id,
-          join: sessions.map((session) => session.id),
-          sendTo: sessions.map((session) => session.id),
-          ratePerSec: 8,
-          // Impatient: resends while the first copy may still be on its way (duplicate publish, lookup).
-          attemptTimeoutMs: 1_500,
-        }),
-      );
+    // Agents are impatient: they resend while the first copy may still be on its way (duplicate publish, lookup).
+    clients.push(
+      ...conversationLoad(sessions, agents, { urls, ratePerSec: 8, customerAttemptTimeoutMs: 4_000, agentAttemptTimeoutMs: 1_500 }),
+    );
     await Promise.all(clients.map((client) => client.start()));
     for (const client of clients) client.startSending();
 

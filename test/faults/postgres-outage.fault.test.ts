@@ -1,6 +1,6 @@
 import {
   createTestDatabase,
-  LoadClient,
+  type LoadClient,
   type ServiceProcess,
   type Stack,
   startStack,
@@ -11,6 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   assertAllAcked,
   assertClean,
+  conversationLoad,
   createSessions,
   deadLetterCount,
   isRunning,
@@ -60,31 +61,7 @@ describe('PostgreSQL cut off for 5 s mid-load', () => {
     const sessions = await createSessions(running, 3);
     const agents = await Promise.all([0, 1, 2].map(() => running.user('agent')));
     const urls = [running.wsUrl(0), running.wsUrl(1)];
-    for (const [index, session] of sessions.entries())
-      clients.push(
-        new LoadClient({
-          name: `customer${index}`,
-          urls: index % 2 === 0 ? urls : [...urls].reverse(),
-          token: session.customer.token,
-          userId: session.customer.id,
-          join: [session.id],
-          sendTo: [session.id],
-          ratePerSec: 8,
-        }),
-      );
-    for (const [index, agent] of agents.entries())
-      clients.push(
-        new LoadClient({
-          name: `agent${index}`,
-          urls: index % 2 === 0 ? [...urls].reverse() : urls,
-          token: agent.token,
-          userId: agent.id,
-          join: sessions.map((session) => session.id),
-          sendTo: sessions.map((session) => session.id),
-          ratePerSec: 8,
-          attemptTimeoutMs: 1_500,
-        }),
-      );
+    clients.push(...conversationLoad(sessions, agents, { urls, ratePerSec: 8, agentAttemptTimeoutMs: 1_500 }));
     await Promise.all(clients.map((client) => client.start()));
     for (const client of clients) client.startSending();
     await sleep(4_000);

@@ -46,6 +46,54 @@ export async function createSessions(stack: Stack, count: number, perCustomer = 
   return sessions;
 }
 
+export interface ConversationLoadOptions {
+  /** Gateway URLs; clients alternate which one they try first. */
+  urls: readonly string[];
+  ratePerSec: number;
+  customerAttemptTimeoutMs?: number;
+  agentAttemptTimeoutMs?: number;
+}
+
+/**
+ * The load most scenarios use: each session's customer writes in its own session, each agent in
+ * all of them, and half of the clients start on each gateway.
+ */
+export function conversationLoad(
+  sessions: readonly LoadSession[],
+  agents: readonly { id: number; token: string }[],
+  { urls, ratePerSec, customerAttemptTimeoutMs, agentAttemptTimeoutMs }: ConversationLoadOptions,
+): LoadClient[] {
+  const order = (index: number, flip: boolean) => ((index % 2 === 0) !== flip ? [...urls] : [...urls].reverse());
+  return [
+    ...sessions.map(
+      (session, index) =>
+        new LoadClient({
+          name: `customer${index}`,
+          urls: order(index, false),
+          token: session.customer.token,
+          userId: session.customer.id,
+          join: [session.id],
+          sendTo: [session.id],
+          ratePerSec,
+          ...(customerAttemptTimeoutMs === undefined ? {} : { attemptTimeoutMs: customerAttemptTimeoutMs }),
+        }),
+    ),
+    ...agents.map(
+      (agent, index) =>
+        new LoadClient({
+          name: `agent${index}`,
+          urls: order(index, true),
+          token: agent.token,
+          userId: agent.id,
+          join: sessions.map((session) => session.id),
+          sendTo: sessions.map((session) => session.id),
+          ratePerSec,
+          ...(agentAttemptTimeoutMs === undefined ? {} : { attemptTimeoutMs: agentAttemptTimeoutMs }),
+        }),
+    ),
+  ];
+}
+
 export async function startAll(clients: readonly LoadClient[], batch = 100, timeoutMs = 60_000): Promise<void> {
   for (let i = 0; i < clients.length; i += batch) await Promise.all(clients.slice(i, i + batch).map((client) => client.start(timeoutMs)));
 }

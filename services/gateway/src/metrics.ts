@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 export function createGatewayMetrics(registry: Registry) {
-  return {
+  const metrics = {
     connections: new Gauge({ name: 'switchboard_gateway_connections', help: 'Open WebSocket connections.', registers: [registry] }),
     authenticatedConnections: new Gauge({
       name: 'switchboard_gateway_authenticated_connections',
@@ -52,6 +52,19 @@ export function createGatewayMetrics(registry: Registry) {
       help: 'Reconnections to NATS.',
       registers: [registry],
     }),
+  };
+  // Counted once per frame per socket: the labelled children are looked up once, not per frame.
+  const framesOutByType = new Map<string, { inc(): void }>();
+  return {
+    ...metrics,
+    frameOut(type: string): void {
+      let child = framesOutByType.get(type);
+      if (!child) {
+        child = metrics.framesOut.labels({ type });
+        framesOutByType.set(type, child);
+      }
+      child.inc();
+    },
   };
 }
 

@@ -18,8 +18,8 @@ import type { GatewayMetrics } from '../metrics.js';
 export interface Subscriber {
   readonly id: string;
   send(frame: ServerFrame): void;
-  /** Sends a frame already encoded as JSON text (events are encoded once for all their sockets). */
-  sendEncoded(text: string, type: ServerFrame['type']): void;
+  /** Sends a frame already encoded as JSON (events are encoded once, to UTF-8, for all their sockets). */
+  sendEncoded(data: string | Buffer, type: ServerFrame['type']): void;
 }
 
 /** Messages fetched per request when replaying or filling a gap. */
@@ -93,11 +93,11 @@ export function createSessionHub(options: SessionHubOptions) {
 
   const deliver = (channel: Channel, message: Message) => {
     channel.lastSeq = message.seq;
-    let encoded: string | undefined;
+    let encoded: Buffer | undefined;
     for (const [member, state] of channel.members) {
       if (state.replaying) state.queued.push(message);
       else if (message.seq > state.cursor) {
-        encoded ??= JSON.stringify({ type: 'new_message', message });
+        encoded ??= Buffer.from(JSON.stringify({ type: 'new_message', message }));
         member.sendEncoded(encoded, 'new_message');
         state.cursor = message.seq;
       }

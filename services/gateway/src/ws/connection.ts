@@ -113,10 +113,11 @@ export class ClientConnection implements Subscriber {
     this.sendEncoded(JSON.stringify(frame), frame.type);
   }
 
-  sendEncoded(text: string, type: ServerFrame['type']): void {
+  sendEncoded(data: string | Buffer, type: ServerFrame['type']): void {
     if (this.ws.readyState !== WebSocket.OPEN) return;
-    this.ws.send(text);
-    this.deps.metrics.framesOut.inc({ type });
+    // A Buffer is a frame already UTF-8 encoded for many sockets; it still goes out as text.
+    this.ws.send(data, { binary: false });
+    this.deps.metrics.frameOut(type);
     this.checkBackpressure();
   }
 
