@@ -3,8 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: [
-      '{libs,services,apps}/*/src/**/*.test.ts',
-      '{libs,services,apps}/*/test/**/*.test.ts',
+      '{libs,services,apps,tools}/*/src/**/*.test.ts',
+      '{libs,services,apps,tools}/*/test/**/*.test.ts',
       'deploy/test/**/*.test.ts',
       'test/**/*.test.ts',
     ],

@@ -34,6 +34,8 @@ export interface System {
   disconnect(): Promise<void>;
   /** The system's key of session index `session` (Switchboard: its id), once connected. */
   sessionKey?(session: number): string;
+  /** Called when a measurement window opens (starts the CPU profilers under `--profile`). */
+  onWindowOpen?(): void;
   /** Stops whatever servers the bench started for it. */
   stop(): Promise<void>;
 }

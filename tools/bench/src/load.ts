@@ -265,6 +265,7 @@ export async function runPhase(system: System, plan: Plan, tracker: Tracker, opt
           // The measurement window opens: arrivals count for throughput from here.
           tracker.windowOpen = true;
           monitor.reset();
+          system.onWindowOpen?.();
           cpuBefore = cpuSnapshot(system, infraPids);
         }
         if (now >= end && !cpuAfter) {

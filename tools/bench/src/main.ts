@@ -169,8 +169,8 @@ for (const scenario of scenarios) {
         results.scenarios.fanout = await compare(context, 'fanout', FANOUT, baselines);
         break;
       case 'target':
-        // The targets concern Switchboard; the baselines run here only on request.
-        results.scenarios.target = await compare(context, 'target', TARGET, values.baselines === true);
+        // The targets concern Switchboard; the baselines run here with --full or --baselines.
+        results.scenarios.target = await compare(context, 'target', TARGET, values.full || values.baselines === true);
         break;
       case 'ramp':
         results.scenarios.ramp = await ramp(context, RAMP, baselines);

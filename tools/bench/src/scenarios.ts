@@ -1,10 +1,17 @@
 import { execFileSync } from 'node:child_process';
 import { createSubjects } from '@switchboard/protocol';
-import { connect, type NatsConnection as NatsClient } from 'nats';
+import { AckPolicy, connect, type NatsConnection as NatsClient, RetentionPolicy, StorageType } from 'nats';
 import pg from 'pg';
 import type { System } from './driver.js';
 import { startPlainWs, startSocketIo } from './drivers/baselines.js';
-import { startLocalSwitchboard, type TargetOptions, targetSwitchboard } from './drivers/switchboard.js';
+import {
+  isProfiling,
+  profileEnv,
+  signalProfilers,
+  startLocalSwitchboard,
+  type TargetOptions,
+  targetSwitchboard,
+} from './drivers/switchboard.js';
 import { isClean, type PhaseResult, rssOf, runPhase } from './load.js';
 import { round } from './monitor.js';
 import { connz, type NatsConnection, startPrivateNats } from './nats-server.js';
@@ -171,7 +178,7 @@ export interface RampParams {
   budgetS: number;
   /** A step is sustained while delivery p99 stays within this. */
   p99LimitMs: number;
-  /** Past the sustained rate the ramp goes on (to find the most deliveries/s) until p99 passes this. */
+  /** Past the sustained rate the ramp goes on (to find the most deliveries/s) until p99 passes this or the generator reaches GENERATOR_LIMIT. */
   saturationP99Ms: number;
 }
 
@@ -183,8 +190,8 @@ export const RAMP: RampParams = {
   factor: 1.5,
   stepS: 5,
   warmupS: 2,
-  maxSteps: 12,
-  budgetS: 180,
+  maxSteps: 14,
+  budgetS: 240,
   p99LimitMs: 100,
   saturationP99Ms: 2_000,
 };
@@ -197,8 +204,13 @@ export interface RampResult {
   sustainableRate: number;
   /** The most deliveries per second seen in any step (the saturation throughput). */
   saturatedDeliveriesPerSec: number;
+  /** The ramp ended on the load generator's limit or the step bound, not the system's: the figure above is a lower bound. */
+  lowerBound: boolean;
   stopReason: string;
 }
+
+/** Past this share of a core, the load generator is the bottleneck: the ramp stops there. */
+export const GENERATOR_LIMIT = 0.85;
 
 /** Why a step cannot go on (overload: losses, refusals, deliveries falling behind), or undefined. */
 export function overloaded(step: PhaseResult, p99LimitMs: number): string | undefined {
@@ -233,8 +245,11 @@ export async function ramp(
       let sustainableRate = 0;
       let sustaining = true;
       let retried = false;
-      let stopReason = `${overridden.maxSteps} steps done`;
-      while (steps.length < overridden.maxSteps) {
+      let stopReason = `${overridden.maxSteps} rates done`;
+      let rates = 0;
+      let lowerBound = true;
+      // A step run again (see below) does not count towards maxSteps.
+      while (rates < overridden.maxSteps) {
         if ((performance.now() - started) / 1000 + overridden.stepS + overridden.warmupS > overridden.budgetS) {
           stopReason = `time budget of ${overridden.budgetS} s`;
           break;
@@ -252,6 +267,11 @@ export async function ramp(
         const hard = overloaded(step, overridden.saturationP99Ms);
         if (hard) {
           stopReason = `at ${rate}/s: ${hard}`;
+          lowerBound = false;
+          break;
+        }
+        if (step.generator.cpuMean > GENERATOR_LIMIT) {
+          stopReason = `at ${rate}/s: the load generator used ${Math.round(step.generator.cpuMean * 100)}% of a core`;
           break;
         }
         if (sustaining) {
@@ -263,16 +283,18 @@ export async function ramp(
           }
           if (soft) {
             sustaining = false;
+            lowerBound = true;
             context.log(`ramp ${factory.name}: sustainable up to ${sustainableRate}/s (${soft} at ${rate}/s); going on to saturation`);
           } else sustainableRate = rate;
         }
         retried = false;
+        rates++;
         rate = Math.round(rate * overridden.factor);
       }
       const saturatedDeliveriesPerSec = Math.max(0, ...steps.map((step) => step.throughput.deliveriesPerSec));
       for (const step of steps)
         for (const warning of step.generator.warnings) context.warnings.push(`ramp ${factory.name} at ${step.targetRate}/s: ${warning}`);
-      return { system: system.name, label: system.label, steps, sustainableRate, saturatedDeliveriesPerSec, stopReason };
+      return { system: system.name, label: system.label, steps, sustainableRate, saturatedDeliveriesPerSec, lowerBound, stopReason };
     });
     context.log(
       `ramp ${factory.name}: sustainable ${result.sustainableRate}/s; most deliveries ${result.saturatedDeliveriesPerSec}/s; stopped ${result.stopReason}`,
@@ -568,7 +590,11 @@ export interface PersistenceResult {
     duplicates: number;
     meanBatchSize: number;
     meanCommitMs: number;
+    persistenceCpuSeconds: number;
+    cpuPerMessageUs: number;
   };
+  /** The backlog's consumption without persistence: a work-queue stream of as many subjects, consumed and acked by the bench. */
+  natsOnly: { subjects: number; messages: number; consumedPerSec: number };
   backlog: {
     messages: number;
     publishPerSec: number;
@@ -578,6 +604,8 @@ export interface PersistenceResult {
     duplicates: number;
     meanBatchSize: number;
     meanCommitMs: number;
+    persistenceCpuSeconds: number;
+    cpuPerMessageUs: number;
   };
 }
 
@@ -627,7 +655,11 @@ async function publishMany(
 export async function persistenceScenario(context: BenchContext, params: PersistenceParams): Promise<PersistenceResult> {
   if (context.target) throw new Error('the persistence scenario starts its own persistence; it cannot run against --target');
   const { startStack } = await import('@switchboard/testing');
-  const stack = await startStack({ gateways: 0, env: { LOG_LEVEL: 'warn' }, persistenceEnv: { INBOUND_ACK_WAIT: '10s' } });
+  const stack = await startStack({
+    gateways: 0,
+    env: { LOG_LEVEL: 'warn' },
+    persistenceEnv: { INBOUND_ACK_WAIT: '10s', ...profileEnv('persistence') },
+  });
   for (const service of [stack.auth, ...stack.persistence]) trackChild(service.child);
   const natsUrl = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
   const nc = await connect({ servers: natsUrl, name: 'switchboard-bench' });
@@ -656,7 +688,10 @@ export async function persistenceScenario(context: BenchContext, params: Persist
       const after = await persistenceMetrics();
       const diff = (name: string) => metric(after, name) - metric(before, name);
       const batches = diff('switchboard_persistence_batch_size_count');
+      const stored = diff('switchboard_persistence_messages_total');
       return {
+        persistenceCpuSeconds: round(diff('process_cpu_seconds_total'), 2),
+        cpuPerMessageUs: stored ? round((diff('process_cpu_seconds_total') * 1e6) / stored, 1) : 0,
         meanBatchSize: batches ? round(diff('switchboard_persistence_batch_size_sum') / batches, 1) : 0,
         meanCommitMs: batches ? round((diff('switchboard_persistence_commit_seconds_sum') / batches) * 1000, 2) : 0,
         duplicates:
@@ -685,6 +720,7 @@ export async function persistenceScenario(context: BenchContext, params: Persist
     }).then((count) => {
       published = count;
     });
+    if (isProfiling()) signalProfilers(stack.persistence);
     // Sequential scrapes, each timed at the middle of its request, so a busy process cannot skew the rate.
     let sampling = true;
     const sampler = (async () => {
@@ -736,22 +772,30 @@ export async function persistenceScenario(context: BenchContext, params: Persist
     const backlogPublishPerSec = round(backlogPublished / ((performance.now() - backlogStart) / 1000), 0);
     const restarted = await stack.startPersistence();
     trackChild(restarted.child);
-    const backlogBase = await persistenceMetrics();
-    const samples: { t: number; stored: number }[] = [];
+    if (isProfiling()) signalProfilers([restarted]);
+    // The new process's counters start at 0, and it may have stored some already: count from its start.
+    const samples: { t: number; stored: number; cpu: number }[] = [];
     const drainStarted = performance.now();
     for (;;) {
       const asked = performance.now();
-      const storedNow = storedOf(await persistenceMetrics()) - storedOf(backlogBase);
+      const scraped = await persistenceMetrics();
       const now = performance.now();
-      samples.push({ t: ((asked + now) / 2 - drainStarted) / 1000, stored: storedNow });
+      const storedNow = storedOf(scraped);
+      samples.push({ t: ((asked + now) / 2 - drainStarted) / 1000, stored: storedNow, cpu: metric(scraped, 'process_cpu_seconds_total') });
       if (storedNow >= backlogPublished || now - drainStarted > 180_000) break;
       await sleep(100);
     }
     const at = (fraction: number) => samples.find((sample) => sample.stored >= backlogPublished * fraction);
     const low = at(0.05);
     const high = at(0.95);
-    const backlogBatches = await batchFigures(backlogBase);
+    const backlogBatches = await batchFigures(undefined);
+    if (low && high && high.stored > low.stored) {
+      backlogBatches.persistenceCpuSeconds = round(high.cpu - low.cpu, 2);
+      backlogBatches.cpuPerMessageUs = round(((high.cpu - low.cpu) * 1e6) / (high.stored - low.stored), 1);
+    }
     const last = samples[samples.length - 1];
+    context.log('persistence: the same backlog through NATS alone (consume and ack, no database)…');
+    const natsOnly = await natsCeiling(nc, stack.prefix, sessionIds.length, backlogPublished, params.inFlight, padding);
     const result: PersistenceResult = {
       params,
       durability,
@@ -771,12 +815,64 @@ export async function persistenceScenario(context: BenchContext, params: Persist
         seconds: round(last?.t ?? 0, 1),
         ...backlogBatches,
       },
+      natsOnly,
     };
     context.log(`persistence backlog: ${result.backlog.storedPerSec} stored/s (${backlogPublished} in ${result.backlog.seconds} s)`);
     return result;
   } finally {
     await nc.close().catch(() => undefined);
     await stack.stop();
+  }
+}
+
+/**
+ * The ceiling NATS sets on its own: the same number of messages over the same number of subjects
+ * in a work-queue stream with file storage, consumed with a pull consumer and acked one by one,
+ * with nothing stored anywhere else.
+ */
+async function natsCeiling(
+  nc: NatsClient,
+  prefix: string,
+  subjectCount: number,
+  messages: number,
+  inFlight: number,
+  padding: string,
+): Promise<{ subjects: number; messages: number; consumedPerSec: number }> {
+  const jsm = await nc.jetstreamManager();
+  const js = nc.jetstream();
+  const name = `${prefix.toUpperCase()}_NATS_ONLY`;
+  const subject = (n: number) => `${prefix}-nats-only.inbound.${n % subjectCount}`;
+  await jsm.streams.add({
+    name,
+    subjects: [`${prefix}-nats-only.inbound.>`],
+    storage: StorageType.File,
+    retention: RetentionPolicy.Workqueue,
+  });
+  try {
+    await jsm.consumers.add(name, { durable_name: 'ceiling', ack_policy: AckPolicy.Explicit, max_ack_pending: 20_000 });
+    const payload = new TextEncoder().encode(`{"content":"bench:${padding}"}`);
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: inFlight }, async () => {
+        while (next < messages) {
+          const n = next++;
+          await js.publish(subject(n), payload, { msgID: `c${n}`, timeout: 30_000 });
+        }
+      }),
+    );
+    const consumer = await js.consumers.get(name, 'ceiling');
+    const iterator = await consumer.consume({ max_messages: 1_000 });
+    const started = performance.now();
+    const deadline = setTimeout(() => void iterator.stop(), 120_000);
+    let received = 0;
+    for await (const msg of iterator) {
+      msg.ack();
+      if (++received >= messages) break;
+    }
+    clearTimeout(deadline);
+    return { subjects: subjectCount, messages: received, consumedPerSec: round(received / ((performance.now() - started) / 1000), 0) };
+  } finally {
+    await jsm.streams.delete(name).catch(() => undefined);
   }
 }
 

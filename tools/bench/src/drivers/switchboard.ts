@@ -20,6 +20,8 @@ export interface SwitchboardEndpoints {
   infraPids: () => Promise<number[]>;
   stop: () => Promise<void>;
   label: string;
+  onWindowOpen?: () => void;
+  beforeDisconnect?: () => Promise<void>;
 }
 
 /** Switchboard seen from its clients: the protocol of docs/protocol.md over `ws`. */
@@ -103,8 +105,10 @@ export function switchboardSystem(endpoints: SwitchboardEndpoints): System {
     },
 
     sessionKey: (session) => String(sessionIds[session]),
+    ...(endpoints.onWindowOpen ? { onWindowOpen: endpoints.onWindowOpen } : {}),
 
     async disconnect() {
+      await endpoints.beforeDisconnect?.();
       await inPool(sockets, 1024, async (socket) => {
         await socket?.close();
       });
@@ -134,7 +138,9 @@ export function setProfileDir(dir: string | undefined): void {
   profileDir = dir;
 }
 
-const profileEnv = (service: string): Record<string, string> =>
+export const isProfiling = () => profileDir !== undefined;
+
+export const profileEnv = (service: string): Record<string, string> =>
   profileDir
     ? {
         NODE_OPTIONS: `--import ${fileURLToPath(new URL('../cpu-profile-hook.js', import.meta.url))}`,
@@ -156,6 +162,7 @@ export async function startLocalSwitchboard(options: LocalSwitchboardOptions): P
   });
   for (const service of [stack.auth, ...stack.persistence, ...stack.gateways]) trackChild(service.child);
   const stop = onCleanup(() => stack.stop());
+  let profiling = false;
   const processes = (): MeasuredProcess[] =>
     [stack.auth, ...stack.persistence, ...stack.gateways].map((service, index) => ({
       name: service.name === 'gateway' ? `gateway-${index - 1 - stack.persistence.length}` : service.name,
@@ -169,8 +176,29 @@ export async function startLocalSwitchboard(options: LocalSwitchboardOptions): P
     processes: processes(),
     infraPids: async () => [...(options.natsPids?.() ?? pidsByName('nats-server')), ...(await postgresBackendPids(stack.database.url))],
     stop,
+    // Under --profile the profilers run from the first measurement window until the clients disconnect,
+    // so neither the set-up nor the tear-down is in the profiles.
+    ...(profileDir
+      ? {
+          onWindowOpen: () => {
+            if (profiling) return;
+            profiling = true;
+            signalProfilers([...stack.persistence, ...stack.gateways]);
+          },
+          beforeDisconnect: async () => {
+            if (!profiling) return;
+            signalProfilers([...stack.persistence, ...stack.gateways]);
+            await new Promise((resolve) => setTimeout(resolve, 1_000));
+          },
+        }
+      : {}),
   });
   return { system, stack };
+}
+
+/** The first signal starts a service's profiler (see cpu-profile-hook.ts), the second writes the profile. */
+export function signalProfilers(services: readonly { child: { kill(signal: NodeJS.Signals): boolean } }[]): void {
+  for (const service of services) service.child.kill('SIGUSR2');
 }
 
 /** The PostgreSQL server processes serving one database (its backends), for their CPU. */
