@@ -84,7 +84,7 @@ export function decodeClientFrame(text: string): ClientFrame {
     throw new FrameError(ErrorCode.InvalidMessage, 'frame must be a JSON object');
   }
   const raw = value as Record<string, unknown>;
-  const reqId = reqIdSchema.safeParse(raw.req_id).success ? (raw.req_id as ReqId) : undefined;
+  const reqId = raw.req_id !== undefined && reqIdSchema.safeParse(raw.req_id).success ? (raw.req_id as ReqId) : undefined;
   if (typeof raw.type !== 'string') throw new FrameError(ErrorCode.InvalidMessage, 'frame must have a string "type"', reqId);
   if (!isClientFrameType(raw.type)) throw new FrameError(ErrorCode.UnknownType, `unknown frame type "${raw.type.slice(0, 64)}"`, reqId);
   const result = clientFrameSchemas[raw.type].safeParse(raw);

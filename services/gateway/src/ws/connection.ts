@@ -261,6 +261,7 @@ export class ClientConnection implements Subscriber {
     if (!this.user) this.deps.metrics.authenticatedConnections.inc();
     this.user = verified;
     clearTimeout(this.authTimer);
+    this.authTimer = undefined; // a cleared timer still holds memory while referenced
     // A token that expires while connected closes the socket (4001); re-sending `auth` with a fresh token first extends it.
     clearTimeout(this.expiryTimer);
     this.expiryTimer = setTimeout(

@@ -18,6 +18,10 @@ export interface WsServerOptions {
   onHttpRequest?: Parameters<typeof createServer>[1];
 }
 
+function destroySocket(this: Duplex): void {
+  this.destroy();
+}
+
 function refuseUpgrade(socket: Duplex, status: number, reason: string): void {
   socket.end(
     `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(reason)}\r\n\r\n${reason}`,
@@ -44,7 +48,8 @@ export function createWsServer(options: WsServerOptions): Server {
       }),
   );
   server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on('error', () => socket.destroy());
+    // A module-level listener: a closure here would keep every upgrade request alive as long as its socket.
+    socket.on('error', destroySocket);
     const path = (request.url ?? '/').split('?')[0] ?? '/';
     if (!WEBSOCKET_PATHS.has(path)) return refuseUpgrade(socket, 404, 'Not Found');
     if (!isAccepting()) return refuseUpgrade(socket, 503, 'Service Unavailable');
