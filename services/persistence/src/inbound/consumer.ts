@@ -10,6 +10,10 @@ import { type StoreOutcome, storeBatch } from './store-batch.js';
 
 /** PostgreSQL errors after which the same transaction may succeed if tried again. */
 const RETRYABLE_SQLSTATES = new Set(['40001', '40P01', '55P03', '57014']);
+/** A unique violation: another replica stored a copy while this batch waited for a lock (see store-batch.ts). */
+const UNIQUE_VIOLATION = '23505';
+/** Retries of a batch that hit a unique violation before it is treated as one that cannot be stored. */
+const MAX_UNIQUE_RETRIES = 3;
 const MAX_RETRY_DELAY_MS = 2_000;
 
 export interface InboundConsumerOptions {
@@ -37,8 +41,9 @@ interface Decoded {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function isRetryable(error: unknown): boolean {
-  return isConnectionError(error) || RETRYABLE_SQLSTATES.has((error as { code?: string }).code ?? '');
+function isRetryable(error: unknown, attempt: number): boolean {
+  const code = (error as { code?: string }).code ?? '';
+  return isConnectionError(error) || RETRYABLE_SQLSTATES.has(code) || (code === UNIQUE_VIOLATION && attempt < MAX_UNIQUE_RETRIES);
 }
 
 /**
@@ -130,7 +135,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
           process.kill(process.pid, 'SIGKILL');
         }
       } catch (error) {
-        if (isRetryable(error)) {
+        if (isRetryable(error, attempt)) {
           metrics.storeRetries.inc();
           if (attempt === 0 || attempt % 20 === 0)
             log.warn({ err: error, batch: valid.length, attempt }, 'storing a batch failed; retrying');

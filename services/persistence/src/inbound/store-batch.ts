@@ -14,74 +14,85 @@ export type StoreOutcome =
 
 const keyOf = (sessionId: number, clientMsgId: string) => `${sessionId}:${clientMsgId}`;
 
+type BatchRow = { kind: 'inserted' | 'existing' | 'session' } & MessageRow;
+
 /**
- * Stores a batch of inbound messages in one transaction and returns an outcome per input, in
- * input order.
+ * Stores a batch of inbound messages in one statement (one round trip, its own transaction) and
+ * returns an outcome per input, in input order.
  *
- * Seqs are gapless because each session's `last_seq` is read and advanced under its row lock in
- * the same transaction as the inserts; rows are locked in ascending id order so that concurrent
- * batches (several replicas) never deadlock. Inputs keep their order within a session, so a
- * sender's messages get increasing seqs in the order they were published. The unique
- * (session_id, client_msg_id) makes retries and redeliveries return the original message.
+ * Seqs are gapless because each session's `last_seq` is read under its row lock (`for update`,
+ * which re-reads the newest version after waiting) and advanced in the same statement as the
+ * inserts; rows are locked in ascending id order so that concurrent batches (several replicas)
+ * never deadlock. New messages are numbered in input order within their session, so a sender's
+ * messages get increasing seqs in the order they were published. The unique
+ * (session_id, client_msg_id) makes retries and redeliveries return the original message. The
+ * duplicate lookup reads the statement's snapshot: a copy committed by another replica while this
+ * statement waited for a lock makes the insert fail with a unique violation, and the batch is
+ * retried (see consumer.ts), when the lookup finds it.
  */
 export async function storeBatch(db: Kysely<PersistenceDatabase>, inputs: readonly InboundMessage[]): Promise<StoreOutcome[]> {
   if (inputs.length === 0) return [];
-  return db.transaction().execute(async (trx) => {
-    const sessionIds = [...new Set(inputs.map((input) => input.session_id))].sort((a, b) => a - b);
-    const locked = await sql<{ id: number; last_seq: number }>`
-      select id, last_seq from sessions where id = any(${sessionIds}::bigint[]) order by id for update`.execute(trx);
-    const lastSeq = new Map(locked.rows.map((row) => [row.id, row.last_seq]));
+  const { rows } = await sql<BatchRow>`
+    with input as (
+      select * from unnest(
+        ${inputs.map((m) => m.session_id)}::bigint[], ${inputs.map((m) => m.client_msg_id)}::text[],
+        ${inputs.map((m) => m.sender_id)}::bigint[], ${inputs.map((m) => m.sender_role)}::text[],
+        ${inputs.map((m) => m.content)}::text[]
+      ) with ordinality as t(session_id, client_msg_id, sender_id, sender_role, content, ord)
+    ),
+    locked as (
+      select id, last_seq from sessions where id in (select session_id from input) order by id for update
+    ),
+    existing as (
+      select m.* from messages m join (select distinct session_id, client_msg_id from input) k using (session_id, client_msg_id)
+    ),
+    firsts as (
+      select distinct on (session_id, client_msg_id) * from input order by session_id, client_msg_id, ord
+    ),
+    fresh as (
+      select f.session_id, f.client_msg_id, f.sender_id, f.sender_role, f.content,
+             l.last_seq + row_number() over (partition by f.session_id order by f.ord) as seq
+      from firsts f join locked l on l.id = f.session_id
+      where not exists (select 1 from existing e where e.session_id = f.session_id and e.client_msg_id = f.client_msg_id)
+    ),
+    inserted as (
+      insert into messages (session_id, seq, sender_id, sender_role, content, client_msg_id)
+      select session_id, seq, sender_id, sender_role, content, client_msg_id from fresh
+      returning *
+    ),
+    advanced as (
+      update sessions s set last_seq = f.last
+      from (select session_id, max(seq) as last from fresh group by session_id) f
+      where s.id = f.session_id
+      returning s.id
+    )
+    select 'inserted' as kind, i.id, i.session_id, i.seq, i.sender_id, i.sender_role, i.content, i.client_msg_id, i.created_at from inserted i
+    union all
+    select 'existing', e.id, e.session_id, e.seq, e.sender_id, e.sender_role, e.content, e.client_msg_id, e.created_at from existing e
+    union all
+    select 'session', null, l.id, null, null, null, null, null, null from locked l`.execute(db);
 
-    const existing = await sql<MessageRow>`
-      select m.* from messages m
-      join unnest(${inputs.map((input) => input.session_id)}::bigint[], ${inputs.map((input) => input.client_msg_id)}::text[])
-        as k(session_id, client_msg_id) using (session_id, client_msg_id)`.execute(trx);
-    const known = new Map<string, Message>(existing.rows.map((row) => [keyOf(row.session_id, row.client_msg_id), toMessage(row)]));
+  const sessions = new Set<number>();
+  const stored = new Map<string, Message>();
+  const original = new Map<string, Message>();
+  for (const row of rows) {
+    if (row.kind === 'session') sessions.add(row.session_id);
+    else (row.kind === 'inserted' ? stored : original).set(keyOf(row.session_id, row.client_msg_id), toMessage(row));
+  }
 
-    // Decide each input's fate; the new ones get their seqs here.
-    const plan: ({ kind: 'new'; key: string; seq: number } | StoreOutcome)[] = [];
-    const fresh: (InboundMessage & { seq: number })[] = [];
-    const claimed = new Set<string>();
-    for (const input of inputs) {
-      const key = keyOf(input.session_id, input.client_msg_id);
-      const original = known.get(key);
-      const last = lastSeq.get(input.session_id);
-      if (original) plan.push({ kind: 'duplicate', message: original });
-      else if (claimed.has(key)) plan.push({ kind: 'new', key, seq: -1 });
-      else if (last === undefined) plan.push({ kind: 'rejected', reason: `session ${input.session_id} does not exist` });
-      else {
-        const seq = last + 1;
-        lastSeq.set(input.session_id, seq);
-        claimed.add(key);
-        fresh.push({ ...input, seq });
-        plan.push({ kind: 'new', key, seq });
-      }
-    }
-
-    const inserted = new Map<string, Message>();
-    if (fresh.length > 0) {
-      const rows = await sql<MessageRow>`
-        insert into messages (session_id, seq, sender_id, sender_role, content, client_msg_id)
-        select * from unnest(
-          ${fresh.map((m) => m.session_id)}::bigint[], ${fresh.map((m) => m.seq)}::bigint[],
-          ${fresh.map((m) => m.sender_id)}::bigint[], ${fresh.map((m) => m.sender_role)}::text[],
-          ${fresh.map((m) => m.content)}::text[], ${fresh.map((m) => m.client_msg_id)}::text[])
-        returning *`.execute(trx);
-      for (const row of rows.rows) inserted.set(keyOf(row.session_id, row.client_msg_id), toMessage(row));
-
-      const advanced = [...new Set(fresh.map((m) => m.session_id))];
-      await sql`
-        update sessions s set last_seq = u.last_seq
-        from unnest(${advanced}::bigint[], ${advanced.map((id) => lastSeq.get(id) ?? 0)}::bigint[]) as u(id, last_seq)
-        where s.id = u.id`.execute(trx);
-    }
-
-    return plan.map((step): StoreOutcome => {
-      if (step.kind !== 'new') return step;
-      const message = inserted.get(step.key);
-      if (!message) throw new Error(`inserted message ${step.key} missing from RETURNING`);
+  const claimed = new Set<string>();
+  return inputs.map((input): StoreOutcome => {
+    const key = keyOf(input.session_id, input.client_msg_id);
+    const before = original.get(key);
+    if (before) return { kind: 'duplicate', message: before };
+    const now = stored.get(key);
+    if (now) {
       // The second copy of a message inside one batch is a duplicate of the first.
-      return step.seq === -1 ? { kind: 'duplicate', message } : { kind: 'stored', message };
-    });
+      if (claimed.has(key)) return { kind: 'duplicate', message: now };
+      claimed.add(key);
+      return { kind: 'stored', message: now };
+    }
+    if (!sessions.has(input.session_id)) return { kind: 'rejected', reason: `session ${input.session_id} does not exist` };
+    throw new Error(`message ${key} neither stored nor found`);
   });
 }
