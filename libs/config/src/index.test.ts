@@ -86,6 +86,7 @@ describe('loadConfig', () => {
 
     it('uses the documented defaults for the shared variables', () => {
       expect(loadConfig({ ...commonEnv, ...databaseEnv }, {})).toEqual({
+        HOST: '0.0.0.0',
         NATS_URL: ['nats://127.0.0.1:4222'],
         NATS_SUBJECT_PREFIX: 'switchboard',
         LOG_LEVEL: 'info',

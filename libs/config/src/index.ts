@@ -137,6 +137,8 @@ export const DEFAULT_SUBJECT_PREFIX = 'switchboard';
 
 /** Variables every service reads. */
 export const commonEnv = {
+  /** The address every port binds to. */
+  HOST: string({ default: '0.0.0.0' }),
   NATS_URL: urlList({ default: DEFAULT_NATS_URL, protocols: ['nats', 'tls', 'ws', 'wss'] }),
   /** Namespaces every subject, stream and service name, so several installations can share one NATS account. */
   NATS_SUBJECT_PREFIX: z.preprocess(
@@ -148,6 +150,11 @@ export const commonEnv = {
   ),
   LOG_LEVEL: oneOf(LOG_LEVELS, { default: 'info' }),
 };
+
+/** The settings every service derives from `commonEnv`. */
+export function commonSettings(raw: { HOST: string; NATS_URL: string[]; NATS_SUBJECT_PREFIX: string; LOG_LEVEL: LogLevel }) {
+  return { host: raw.HOST, natsServers: raw.NATS_URL, subjectPrefix: raw.NATS_SUBJECT_PREFIX, logLevel: raw.LOG_LEVEL };
+}
 
 export const databaseEnv = {
   DATABASE_URL: url({ default: DEFAULT_DATABASE_URL, protocols: ['postgres', 'postgresql'] }),

@@ -1,4 +1,4 @@
-import { commonEnv, databaseEnv, env, loadConfig } from '@switchboard/config';
+import { commonEnv, commonSettings, databaseEnv, env, loadConfig } from '@switchboard/config';
 
 export const DEFAULT_PORT = 2347;
 export const DEFAULT_OPS_PORT = 9401;
@@ -6,7 +6,6 @@ export const DEFAULT_OPS_PORT = 9401;
 const authEnv = {
   ...commonEnv,
   ...databaseEnv,
-  HOST: env.string({ default: '0.0.0.0' }),
   PORT: env.port(DEFAULT_PORT),
   OPS_PORT: env.port(DEFAULT_OPS_PORT),
   /** Lifetime of access tokens; a number of seconds or a duration such as `15m`, `1h`. */
@@ -35,12 +34,9 @@ export function loadAuthConfig(source: NodeJS.ProcessEnv = process.env) {
     throw new Error('invalid configuration:\n  ADMIN_USERNAME and ADMIN_PASSWORD must be set together');
   }
   return Object.freeze({
-    host: raw.HOST,
+    ...commonSettings(raw),
     port: raw.PORT,
     opsPort: raw.OPS_PORT,
-    natsServers: raw.NATS_URL,
-    subjectPrefix: raw.NATS_SUBJECT_PREFIX,
-    logLevel: raw.LOG_LEVEL,
     databaseUrl: raw.DATABASE_URL,
     databasePoolSize: raw.DATABASE_POOL_SIZE,
     accessTokenTtlSeconds: Math.max(1, Math.floor(raw.ACCESS_TOKEN_TTL / 1000)),

@@ -1,11 +1,10 @@
-import { commonEnv, env, loadConfig } from '@switchboard/config';
+import { commonEnv, commonSettings, env, loadConfig } from '@switchboard/config';
 
 export const DEFAULT_PORT = 2346;
 export const DEFAULT_OPS_PORT = 9403;
 
 const gatewayEnv = {
   ...commonEnv,
-  HOST: env.string({ default: '0.0.0.0' }),
   PORT: env.port(DEFAULT_PORT),
   OPS_PORT: env.port(DEFAULT_OPS_PORT),
   JWT_ISSUER: env.string({ default: 'switchboard' }),
@@ -38,12 +37,9 @@ const gatewayEnv = {
 export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env) {
   const raw = loadConfig(gatewayEnv, source);
   return Object.freeze({
-    host: raw.HOST,
+    ...commonSettings(raw),
     port: raw.PORT,
     opsPort: raw.OPS_PORT,
-    natsServers: raw.NATS_URL,
-    subjectPrefix: raw.NATS_SUBJECT_PREFIX,
-    logLevel: raw.LOG_LEVEL,
     issuer: raw.JWT_ISSUER,
     audience: raw.JWT_AUDIENCE,
     authTimeoutMs: raw.AUTH_TIMEOUT_MS,

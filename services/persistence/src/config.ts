@@ -1,4 +1,4 @@
-import { commonEnv, databaseEnv, env, loadConfig } from '@switchboard/config';
+import { commonEnv, commonSettings, databaseEnv, env, loadConfig } from '@switchboard/config';
 import { z } from 'zod';
 
 export const DEFAULT_OPS_PORT = 9402;
@@ -6,7 +6,6 @@ export const DEFAULT_OPS_PORT = 9402;
 const persistenceEnv = {
   ...commonEnv,
   ...databaseEnv,
-  HOST: env.string({ default: '0.0.0.0' }),
   OPS_PORT: env.port(DEFAULT_OPS_PORT),
   /** Most messages stored in one transaction. */
   BATCH_MAX: env.integer({ default: 500, min: 1, max: 10_000 }),
@@ -49,11 +48,8 @@ function parseFaultInjection(raw: string | undefined): FaultInjection {
 export function loadPersistenceConfig(source: NodeJS.ProcessEnv = process.env) {
   const raw = loadConfig(persistenceEnv, source);
   return Object.freeze({
-    host: raw.HOST,
+    ...commonSettings(raw),
     opsPort: raw.OPS_PORT,
-    natsServers: raw.NATS_URL,
-    subjectPrefix: raw.NATS_SUBJECT_PREFIX,
-    logLevel: raw.LOG_LEVEL,
     databaseUrl: raw.DATABASE_URL,
     databasePoolSize: raw.DATABASE_POOL_SIZE,
     batchMax: raw.BATCH_MAX,
