@@ -1,3 +1,4 @@
+import { natsCredentials } from '@switchboard/bus';
 import { commonEnv, env, loadConfig } from '@switchboard/config';
 import { connect, type EndpointStats, RequestStrategy } from 'nats';
 import { formatOverview, toRows } from './overview.js';
@@ -16,13 +17,8 @@ const shownServers = config.NATS_URL.map((server) => {
   url.password = '';
   return url.toString().replace(/\/$/, '');
 });
-/** Credentials in NATS_URL's user info, which nats.js ignores (as `natsCredentials` in @switchboard/bus does for the services). */
-const credentials = (() => {
-  const url = config.NATS_URL.map((server) => new URL(server)).find((candidate) => candidate.username !== '');
-  if (!url) return {};
-  const user = decodeURIComponent(url.username);
-  return url.password === '' ? { token: user } : { user, pass: decodeURIComponent(url.password) };
-})();
+// nats.js ignores the user info of server URLs; the services pass it on the same way.
+const credentials = natsCredentials(config.NATS_URL);
 
 const nc = await connect({ servers: [...config.NATS_URL], ...credentials, name: 'switchboard-status', timeout: config.STATUS_TIMEOUT_MS });
 try {
