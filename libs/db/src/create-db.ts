@@ -47,13 +47,41 @@ export function createDb<DB>({ url, poolSize = 10, applicationName, healthProbeI
   });
   const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
 
-  // Readiness follows a cheap probe rather than the outcome of application queries.
+  // Readiness follows a cheap probe rather than the outcome of application queries. The probe has
+  // a connection of its own, so a pool busy with (or stuck retrying) application work cannot hold
+  // it up, and a deadline, so a database that stops answering turns unready as surely as one that
+  // refuses connections.
+  const probeTimeoutMs = Math.min(healthProbeIntervalMs, 2_000);
+  const probePool = new pg.Pool({
+    connectionString: url,
+    max: 1,
+    application_name: `${applicationName}:health`,
+    connectionTimeoutMillis: probeTimeoutMs,
+  });
+  probePool.on('error', () => {
+    healthy = false;
+  });
+  let probing = false;
   const probe = async () => {
+    if (probing) return;
+    probing = true;
+    let deadline: NodeJS.Timeout | undefined;
+    let client: pg.PoolClient | undefined;
     try {
-      await pool.query('select 1');
+      client = await probePool.connect();
+      const timedOut = new Promise<never>((_, reject) => {
+        deadline = setTimeout(() => reject(new Error('health probe timed out')), probeTimeoutMs);
+      });
+      await Promise.race([client.query('select 1'), timedOut]);
+      client.release();
       healthy = true;
-    } catch {
+    } catch (error) {
+      // A connection that failed or hung is thrown away, not reused.
+      client?.release(error instanceof Error ? error : true);
       healthy = false;
+    } finally {
+      clearTimeout(deadline);
+      probing = false;
     }
   };
   const timer = setInterval(() => void probe(), healthProbeIntervalMs);
@@ -62,9 +90,9 @@ export function createDb<DB>({ url, poolSize = 10, applicationName, healthProbeI
   return {
     db,
     isHealthy: () => healthy,
-    destroy: () => {
+    destroy: async () => {
       clearInterval(timer);
-      return db.destroy();
+      await Promise.all([db.destroy(), probePool.end()]);
     },
   };
 }

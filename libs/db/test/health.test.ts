@@ -1,0 +1,77 @@
+import { once } from 'node:events';
+import { createServer, type Server, type Socket } from 'node:net';
+import { createDb, type Database } from '@switchboard/db';
+import { createTestDatabase, type TestDatabase, waitFor } from '@switchboard/testing';
+import { sql } from 'kysely';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+
+let database: TestDatabase;
+const handles: Database<unknown>[] = [];
+const servers: Server[] = [];
+
+beforeAll(async () => {
+  database = await createTestDatabase('db_health');
+});
+
+afterEach(async () => {
+  await Promise.all(handles.splice(0).map((handle) => handle.destroy()));
+  for (const server of servers.splice(0)) server.close();
+});
+
+afterAll(async () => {
+  await database.drop();
+});
+
+function open(url: string, poolSize = 2): Database<unknown> {
+  const handle = createDb<unknown>({ url, poolSize, applicationName: 'db-health-test', healthProbeIntervalMs: 100 });
+  handles.push(handle);
+  return handle;
+}
+
+/** A TCP server that accepts connections and never says a word: a database that hangs. */
+async function silentServer(): Promise<{ url: string; sockets: Socket[] }> {
+  const sockets: Socket[] = [];
+  const server = createServer((socket) => sockets.push(socket));
+  servers.push(server);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  server.on('close', () => {
+    for (const socket of sockets) socket.destroy();
+  });
+  return { url: `postgres://postgres@127.0.0.1:${port}/test`, sockets };
+}
+
+describe('the database health probe', () => {
+  it('stays healthy against a database that answers', async () => {
+    const handle = open(database.url);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(handle.isHealthy()).toBe(true);
+  });
+
+  it('turns unhealthy when the database refuses connections', async () => {
+    const { url } = await silentServer();
+    const closed = servers.pop() as Server;
+    closed.close();
+    await once(closed, 'close');
+    const handle = open(url);
+    await waitFor(() => !handle.isHealthy(), 10_000, 'unhealthy after refused connections');
+  });
+
+  it('turns unhealthy when the database accepts but never answers', async () => {
+    const { url, sockets } = await silentServer();
+    const handle = open(url);
+    await waitFor(() => !handle.isHealthy(), 10_000, 'unhealthy after a hung probe');
+    expect(sockets.length).toBeGreaterThan(0);
+  });
+
+  it('is not held up by an application pool whose every connection is busy', async () => {
+    const handle = open(database.url, 1);
+    // The only pool connection sits in a long query for the whole check.
+    const busy = sql`select pg_sleep(1.5)`.execute(handle.db);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(handle.isHealthy()).toBe(true);
+    await busy;
+  });
+});
