@@ -42,4 +42,4 @@ export {
   sessionSchema,
 } from './model.js';
 export { isRole, ROLES, type Role } from './roles.js';
-export { createSubjects, PERSISTENCE_ENDPOINTS, type PersistenceEndpoint, type Subjects } from './subjects.js';
+export { createSubjects, INBOUND_PARTITIONS, PERSISTENCE_ENDPOINTS, type PersistenceEndpoint, type Subjects } from './subjects.js';

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { createSubjects } from '@switchboard/protocol';
+import { createSubjects, INBOUND_PARTITIONS } from '@switchboard/protocol';
 import { AckPolicy, connect, type NatsConnection as NatsClient, RetentionPolicy, StorageType } from 'nats';
 import pg from 'pg';
 import type { System } from './driver.js';
@@ -795,7 +795,15 @@ export async function persistenceScenario(context: BenchContext, params: Persist
     }
     const last = samples[samples.length - 1];
     context.log('persistence: the same backlog through NATS alone (consume and ack, no database)…');
-    const natsOnly = await natsCeiling(nc, stack.prefix, sessionIds.length, backlogPublished, params.inFlight, padding);
+    // Over as many subjects as the inbound stream holds: its partitions.
+    const natsOnly = await natsCeiling(
+      nc,
+      stack.prefix,
+      Math.min(sessionIds.length, INBOUND_PARTITIONS),
+      backlogPublished,
+      params.inFlight,
+      padding,
+    );
     const result: PersistenceResult = {
       params,
       durability,
