@@ -57,8 +57,8 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
     logger,
     isAccepting: () => !draining,
     onHttpRequest: createStaticSite({ publicConfig: { authUrl: config.publicAuthUrl ?? null } }),
-    onConnection: (ws) => {
-      const connection = new ClientConnection(ws, deps);
+    onConnection: (ws, _request, socket) => {
+      const connection = new ClientConnection(ws, socket, deps);
       connections.add(connection);
       ws.once('close', () => connections.delete(connection));
     },

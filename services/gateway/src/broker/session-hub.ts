@@ -31,9 +31,9 @@ export const PUBLISH_TIMEOUT_MS = 5_000;
 interface MemberState {
   /** Highest seq this socket has been sent. */
   cursor: number;
-  /** While replaying history after a join, live events wait here. */
+  /** While replaying history after a join, live events wait here (made when the first one arrives). */
   replaying: boolean;
-  queued: Message[];
+  queued: Message[] | undefined;
 }
 
 interface Channel {
@@ -95,8 +95,10 @@ export function createSessionHub(options: SessionHubOptions) {
     channel.lastSeq = message.seq;
     let encoded: Buffer | undefined;
     for (const [member, state] of channel.members) {
-      if (state.replaying) state.queued.push(message);
-      else if (message.seq > state.cursor) {
+      if (state.replaying) {
+        state.queued ??= [];
+        state.queued.push(message);
+      } else if (message.seq > state.cursor) {
         encoded ??= Buffer.from(JSON.stringify({ type: 'new_message', message }));
         member.sendEncoded(encoded, 'new_message');
         state.cursor = message.seq;
@@ -239,12 +241,12 @@ export function createSessionHub(options: SessionHubOptions) {
       }
     }
     state.replaying = false;
-    for (const message of state.queued) {
+    for (const message of state.queued ?? []) {
       if (message.seq <= state.cursor) continue;
       subscriber.sendEncoded(JSON.stringify({ type: 'new_message', message }), 'new_message');
       state.cursor = message.seq;
     }
-    state.queued = [];
+    state.queued = undefined;
   };
 
   const deadLetters = bus.subscribe(subjects.deadLetters, (data) => {
@@ -274,7 +276,7 @@ export function createSessionHub(options: SessionHubOptions) {
           channel.lastSeq = session.last_seq;
           drainEarly(channel);
         }
-        state = { cursor: Math.min(lastSeq ?? session.last_seq, session.last_seq), replaying: true, queued: [] };
+        state = { cursor: Math.min(lastSeq ?? session.last_seq, session.last_seq), replaying: true, queued: undefined };
         channel.members.set(subscriber, state);
         subscriber.send({
           type: 'joined_session',

@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import type { Duplex } from 'node:stream';
 import type { PersistenceClient } from '@switchboard/bus';
 import type { Logger } from '@switchboard/logging';
 import {
@@ -22,6 +23,7 @@ import type { GatewayConfig } from '../config.js';
 import { refuse, toErrorFrame } from '../errors.js';
 import type { GatewayMetrics } from '../metrics.js';
 import { TokenBucket } from './rate-limiter.js';
+import { batchWritesThisTurn } from './write-batch.js';
 
 /** Sends waiting behind the one in flight, per connection; more get `rate_limited`. */
 export const MAX_QUEUED_SENDS = 100;
@@ -45,6 +47,8 @@ const withReqId = (reqId: ReqId | undefined) => (reqId === undefined ? {} : { re
 
 const LONE_SURROGATE = /\p{Cs}/u;
 
+const SETTLED: Promise<void> = Promise.resolve();
+
 /**
  * Text that PostgreSQL would not store as sent is refused at the edge: a NUL cannot be stored in
  * `text` at all (a send with one in its client_msg_id failed every inbound batch it landed in, and
@@ -66,13 +70,13 @@ function refuseUnstorable(field: string, value: string | undefined): void {
 export class ClientConnection implements Subscriber {
   readonly id = randomBytes(9).toString('base64url');
   private user: VerifiedToken | undefined;
-  private readonly log: Logger;
+  private logger: Logger | undefined;
   private readonly bucket: TokenBucket;
   private rateViolations = 0;
   private rateWindowStart = 0;
   private readonly sends: SendJob[] = [];
   private sending = false;
-  private handling: Promise<void> = Promise.resolve();
+  private handling: Promise<void> = SETTLED;
   private authTimer: NodeJS.Timeout | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -82,9 +86,9 @@ export class ClientConnection implements Subscriber {
 
   constructor(
     private readonly ws: WebSocket,
+    private readonly socket: Duplex,
     private readonly deps: ConnectionDeps,
   ) {
-    this.log = deps.logger.child({ module: 'conn', conn: this.id });
     this.bucket = new TokenBucket(deps.config.rateLimitPerSec, deps.config.rateLimitPerSec * 2);
     ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
     ws.on('pong', () => {
@@ -105,6 +109,12 @@ export class ClientConnection implements Subscriber {
     });
   }
 
+  /** Made on first use: most connections never log, and an idle one should cost little. */
+  private get log(): Logger {
+    this.logger ??= this.deps.logger.child({ module: 'conn', conn: this.id });
+    return this.logger;
+  }
+
   get isAuthenticated(): boolean {
     return this.user !== undefined;
   }
@@ -115,6 +125,7 @@ export class ClientConnection implements Subscriber {
 
   sendEncoded(data: string | Buffer, type: ServerFrame['type']): void {
     if (this.ws.readyState !== WebSocket.OPEN) return;
+    batchWritesThisTurn(this.socket);
     // A Buffer is a frame already UTF-8 encoded for many sockets; it still goes out as text.
     this.ws.send(data, { binary: false });
     this.deps.metrics.frameOut(type);

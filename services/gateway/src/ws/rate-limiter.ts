@@ -1,3 +1,5 @@
+const monotonicNow = () => performance.now();
+
 /**
  * A token bucket: `ratePerSec` tokens a second, holding at most `burst`. Refilled lazily on
  * each take, so an idle connection costs nothing.
@@ -9,7 +11,7 @@ export class TokenBucket {
   constructor(
     private readonly ratePerSec: number,
     private readonly burst: number,
-    private readonly now: () => number = performance.now.bind(performance),
+    private readonly now: () => number = monotonicNow,
   ) {
     this.tokens = burst;
     this.refilledAt = now();

@@ -13,7 +13,7 @@ export interface WsServerOptions {
   logger: Logger;
   /** False while draining: new upgrades get 503. */
   isAccepting: () => boolean;
-  onConnection: (ws: WebSocket, request: IncomingMessage) => void;
+  onConnection: (ws: WebSocket, request: IncomingMessage, socket: Duplex) => void;
   /** Serves plain HTTP requests (the demo page); 404 when absent. */
   onHttpRequest?: Parameters<typeof createServer>[1];
 }
@@ -58,7 +58,7 @@ export function createWsServer(options: WsServerOptions): Server {
       logger.info({ origin }, 'upgrade refused: origin not allowed');
       return refuseUpgrade(socket, 403, 'Forbidden');
     }
-    wss.handleUpgrade(request, socket, head, (ws) => onConnection(ws, request));
+    wss.handleUpgrade(request, socket, head, (ws) => onConnection(ws, request, socket));
   });
   return server;
 }
