@@ -10,6 +10,7 @@ import type { GatewayConfig } from './config.js';
 import { createStaticSite } from './http/static-files.js';
 import { createGatewayMetrics } from './metrics.js';
 import { ClientConnection } from './ws/connection.js';
+import { Deadlines } from './ws/deadlines.js';
 import { createWsServer } from './ws/server.js';
 
 export interface GatewayOptions {
@@ -50,7 +51,8 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
   });
 
   const connections = new Set<ClientConnection>();
-  const deps = { config, logger, metrics, verifier, persistence, access, hub };
+  const expiries = new Deadlines<ClientConnection>((connection) => connection.expire());
+  const deps = { config, logger, metrics, verifier, persistence, access, hub, expiries };
   const server = createWsServer({
     maxFrameBytes: config.maxFrameBytes,
     allowedOrigins: config.allowedOrigins,
@@ -123,6 +125,7 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
         connection.close(CloseCode.ServiceRestart, 'server restarting; reconnect');
       }
       clearInterval(heartbeat);
+      expiries.close();
       server.close();
       // Sockets that did not finish the close handshake.
       await sleep(Math.min(1000, config.drainSeconds * 1000));

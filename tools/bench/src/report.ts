@@ -1,6 +1,13 @@
 import type { PhaseResult } from './load.js';
 import type { ProfileSummary } from './profile.js';
-import type { Comparison, IdleMemoryResult, PersistenceResult, RampResult, ScaleOutStep } from './scenarios.js';
+import {
+  type Comparison,
+  IDLE_SETTLE_MS,
+  type IdleMemoryResult,
+  type PersistenceResult,
+  type RampResult,
+  type ScaleOutStep,
+} from './scenarios.js';
 
 export interface BenchResults {
   scenarios: {
@@ -139,6 +146,8 @@ export function markdown(results: BenchResults, targets: TargetRow[], warnings: 
       system.label,
       int(system.connections),
       `${(system.rssBeforeBytes / 2 ** 20).toFixed(1)} → ${(system.rssAfterBytes / 2 ** 20).toFixed(1)} MiB`,
+      kib(system.bytesPerConnectionAt5s),
+      kib(system.heapBytesPerConnectionAt5s),
       kib(system.bytesPerConnection),
       kib(system.heapBytesPerConnection),
       kib(system.externalBytesPerConnection),
@@ -152,9 +161,11 @@ export function markdown(results: BenchResults, targets: TargetRow[], warnings: 
             'system',
             'connections',
             'RSS of the socket-holding processes',
-            'KiB RSS per connection',
-            'KiB heap per connection',
-            'KiB outside the heap per connection',
+            'KiB RSS per connection at 5 s',
+            'KiB heap at 5 s',
+            `KiB RSS per connection after ${IDLE_SETTLE_MS / 1000} s idle`,
+            'KiB heap after it',
+            'KiB outside the heap after it',
           ],
           rows,
         ),
@@ -333,9 +344,9 @@ export function targetsOf(results: BenchResults): TargetRow[] {
   rows.push({
     target: '≤ 12 KB of gateway memory per idle authenticated joined connection at 10,000 connections',
     measured: idle
-      ? `${kib(idle.bytesPerConnection)} KiB RSS (${kib(idle.heapBytesPerConnection)} KiB heap) per connection at ${int(idle.connections)}`
+      ? `${kib(idle.bytesPerConnection)} KiB RSS (${kib(idle.heapBytesPerConnection)} KiB heap) per connection at ${int(idle.connections)}, after ${IDLE_SETTLE_MS / 1000} s idle; ${kib(idle.bytesPerConnectionAt5s)} KiB RSS 5 s after connecting`
       : '–',
-    met: idle ? idle.bytesPerConnection <= 12 * 1024 && idle.connections >= 10_000 : null,
+    met: idle ? idle.bytesPerConnection <= 12_000 && idle.connections >= 10_000 : null,
   });
   const so = s['scale-out'];
   const matches = so?.steps.every(

@@ -22,6 +22,7 @@ import type { SessionHub, Subscriber } from '../broker/session-hub.js';
 import type { GatewayConfig } from '../config.js';
 import { refuse, toErrorFrame } from '../errors.js';
 import type { GatewayMetrics } from '../metrics.js';
+import type { Deadlines } from './deadlines.js';
 import { TokenBucket } from './rate-limiter.js';
 import { batchWritesThisTurn } from './write-batch.js';
 
@@ -39,6 +40,8 @@ export interface ConnectionDeps {
   persistence: PersistenceClient;
   access: SessionAccess;
   hub: SessionHub;
+  /** Token expiries of every connection of the gateway, on one timer. */
+  expiries: Deadlines<ClientConnection>;
 }
 
 type SendJob = ClientFrameOf<'send_message'> & { clientMsgId: string; receivedAt: number };
@@ -78,7 +81,6 @@ export class ClientConnection implements Subscriber {
   private sending = false;
   private handling: Promise<void> = SETTLED;
   private authTimer: NodeJS.Timeout | undefined;
-  private expiryTimer: NodeJS.Timeout | undefined;
   private closed = false;
   /** When the send buffer first went over the limit, or 0. */
   private overBufferSince = 0;
@@ -152,6 +154,12 @@ export class ClientConnection implements Subscriber {
       // The close handshake cannot get through a full buffer either.
       setTimeout(() => this.ws.terminate(), 1_000).unref();
     }
+  }
+
+  /** Its token has expired (called by `ConnectionDeps.expiries`). */
+  expire(): void {
+    this.sendError(ErrorCode.AuthFailed, 'token expired; reconnect with a new token', undefined);
+    this.close(CloseCode.AuthFailed, 'token expired');
   }
 
   close(code: number, reason: string): void {
@@ -273,16 +281,10 @@ export class ClientConnection implements Subscriber {
     this.user = verified;
     clearTimeout(this.authTimer);
     this.authTimer = undefined; // a cleared timer still holds memory while referenced
-    // A token that expires while connected closes the socket (4001); re-sending `auth` with a fresh token first extends it.
-    clearTimeout(this.expiryTimer);
-    this.expiryTimer = setTimeout(
-      () => {
-        this.sendError(ErrorCode.AuthFailed, 'token expired; reconnect with a new token', undefined);
-        this.close(CloseCode.AuthFailed, 'token expired');
-      },
-      // The verifier tolerates the same clock skew, so a token it just accepted is not closed at once.
-      Math.min(Math.max(0, verified.expiresAt + DEFAULT_CLOCK_TOLERANCE_S * 1000 - Date.now()), 2 ** 31 - 1),
-    );
+    // A token that expires while connected closes the socket (4001); re-sending `auth` with a fresh
+    // token first extends it. The verifier tolerates the same clock skew, so a token it just
+    // accepted is not closed at once.
+    this.deps.expiries.set(this, verified.expiresAt + DEFAULT_CLOCK_TOLERANCE_S * 1000);
     this.send({
       type: 'auth_success',
       ...withReqId(frame.req_id),
@@ -378,7 +380,7 @@ export class ClientConnection implements Subscriber {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.authTimer);
-    clearTimeout(this.expiryTimer);
+    this.deps.expiries.delete(this);
     this.sends.length = 0;
     this.deps.hub.leaveAll(this);
     this.deps.metrics.connections.dec();

@@ -1,0 +1,81 @@
+import { describe, expect, it } from 'vitest';
+import { Deadlines } from './deadlines.js';
+
+function clocked(resolutionMs = 250) {
+  let now = 10_000;
+  const fired: string[] = [];
+  const deadlines = new Deadlines<string>(
+    (item) => fired.push(item),
+    resolutionMs,
+    () => now,
+  );
+  return {
+    deadlines,
+    fired,
+    advanceTo(ms: number) {
+      now = ms;
+      deadlines.tick();
+    },
+  };
+}
+
+describe('Deadlines', () => {
+  it('fires a deadline once its time has passed, never before, at most one resolution late', () => {
+    const { deadlines, fired, advanceTo } = clocked();
+    deadlines.set('a', 10_600);
+    advanceTo(10_599);
+    advanceTo(10_600);
+    expect(fired).toEqual([]);
+    advanceTo(10_600 + 250 + 1);
+    expect(fired).toEqual(['a']);
+    advanceTo(20_000);
+    expect(fired).toEqual(['a']);
+    expect(deadlines.size).toBe(0);
+    deadlines.close();
+  });
+
+  it('moves a deadline that is set again, and forgets a deleted one', () => {
+    const { deadlines, fired, advanceTo } = clocked();
+    deadlines.set('moved', 10_300);
+    deadlines.set('deleted', 10_300);
+    deadlines.set('kept', 10_300);
+    deadlines.set('moved', 12_000);
+    deadlines.delete('deleted');
+    advanceTo(11_000);
+    expect(fired).toEqual(['kept']);
+    advanceTo(12_251);
+    expect(fired).toEqual(['kept', 'moved']);
+    deadlines.close();
+  });
+
+  it('fires a deadline set in the past at the next tick', () => {
+    const { deadlines, fired, advanceTo } = clocked();
+    advanceTo(15_000);
+    deadlines.set('late', 1_000);
+    expect(fired).toEqual([]);
+    advanceTo(15_251);
+    expect(fired).toEqual(['late']);
+    deadlines.close();
+  });
+
+  it('fires many deadlines in time order across slots, each once', () => {
+    const { deadlines, fired, advanceTo } = clocked(100);
+    for (let i = 0; i < 1_000; i++) deadlines.set(`c${i}`, 10_000 + ((i * 7919) % 5_000));
+    for (let t = 10_000; t <= 15_200; t += 37) advanceTo(t);
+    expect(new Set(fired).size).toBe(1_000);
+    const at = (item: string) => 10_000 + ((Number(item.slice(1)) * 7919) % 5_000);
+    const slots = fired.map((item) => Math.ceil(at(item) / 100));
+    expect(slots).toEqual([...slots].sort((a, b) => a - b));
+    deadlines.close();
+  });
+
+  it('fires on its own timer, which stops when nothing is left', async () => {
+    const fired: string[] = [];
+    const deadlines = new Deadlines<string>((item) => fired.push(item), 20);
+    deadlines.set('real', Date.now() + 30);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(fired).toEqual(['real']);
+    expect(deadlines.size).toBe(0);
+    deadlines.close();
+  });
+});

@@ -1,0 +1,86 @@
+/**
+ * Deadlines for many items on one timer, to a resolution of `resolutionMs`: the gateway's token
+ * expiries, one per connection, without a `Timeout` per connection (each one an object, a
+ * closure and, for every distinct delay, a timer list of its own). A deadline never fires before
+ * its time, and at most about one resolution after it. The timer runs only while a deadline is set.
+ */
+export class Deadlines<T> {
+  private readonly slots = new Map<T, number>();
+  private readonly buckets = new Map<number, Set<T>>();
+  /** The last slot whose deadlines have fired. */
+  private firedThrough: number;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly onDue: (item: T) => void,
+    private readonly resolutionMs = 250,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.firedThrough = this.slotAt(this.now()) - 1;
+  }
+
+  get size(): number {
+    return this.slots.size;
+  }
+
+  /** Sets (or moves) the item's deadline to `atMs` on the `now` clock. */
+  set(item: T, atMs: number): void {
+    this.delete(item);
+    if (this.timer === undefined) this.start();
+    // A deadline already past goes in the next slot to fire.
+    const slot = Math.max(this.slotAt(atMs), this.firedThrough + 1);
+    this.slots.set(item, slot);
+    const bucket = this.buckets.get(slot);
+    if (bucket) bucket.add(item);
+    else this.buckets.set(slot, new Set([item]));
+  }
+
+  delete(item: T): void {
+    const slot = this.slots.get(item);
+    if (slot === undefined) return;
+    this.slots.delete(item);
+    const bucket = this.buckets.get(slot);
+    bucket?.delete(item);
+    if (bucket?.size === 0) this.buckets.delete(slot);
+    if (this.slots.size === 0) this.stop();
+  }
+
+  /** Fires every deadline up to now. Called by the timer; public for tests with their own clock. */
+  tick(): void {
+    const through = this.slotAt(this.now()) - 1;
+    for (let slot = this.firedThrough + 1; slot <= through; slot++) {
+      this.firedThrough = slot;
+      const bucket = this.buckets.get(slot);
+      if (!bucket) continue;
+      this.buckets.delete(slot);
+      for (const item of bucket) {
+        this.slots.delete(item);
+        this.onDue(item);
+      }
+    }
+    if (this.slots.size === 0) this.stop();
+  }
+
+  close(): void {
+    this.slots.clear();
+    this.buckets.clear();
+    this.stop();
+  }
+
+  /** Slot n holds deadlines in ((n - 1) × resolution, n × resolution], so it fires once n × resolution has passed. */
+  private slotAt(ms: number): number {
+    return Math.ceil(ms / this.resolutionMs);
+  }
+
+  private start(): void {
+    // Slots passed while nothing was set have nothing to fire.
+    this.firedThrough = Math.max(this.firedThrough, this.slotAt(this.now()) - 1);
+    this.timer = setInterval(() => this.tick(), this.resolutionMs);
+    this.timer.unref();
+  }
+
+  private stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}
