@@ -8,6 +8,7 @@ import {
   NatsError,
   ErrorCode as NatsErrorCode,
   nanos,
+  type PubAck,
   RetentionPolicy,
   StorageType,
 } from 'nats';
@@ -42,6 +43,26 @@ const toDurable = (msg: JsMsg, serverVersion: () => string | undefined): Durable
   // The reason only shows in the server's advisory; the dead letter keeps it anyway.
   term: (reason) => (termTakesReason(serverVersion()) ? msg.term(reason) : msg.term()),
 });
+
+/**
+ * Runs jobs together once this turn of the event loop's I/O is done. nats.js writes what was
+ * published to its socket at the end of each microtask checkpoint, and every WebSocket frame a
+ * gateway reads is a checkpoint of its own: started as they arrived, the JetStream publishes of a
+ * busy gateway cost one write system call each, 30% of its CPU under load. Started together, the
+ * publishes of one turn leave in one write.
+ */
+export function createTurnQueue(): (job: () => void) => void {
+  let queued: (() => void)[] = [];
+  const run = () => {
+    const jobs = queued;
+    queued = [];
+    for (const job of jobs) job();
+  };
+  return (job) => {
+    if (queued.length === 0) setImmediate(run);
+    queued.push(job);
+  };
+}
 
 function unavailable(what: string, error: unknown): BusError {
   const code = error instanceof NatsError ? error.code : undefined;
@@ -91,6 +112,7 @@ export async function connectNatsBus({ servers, name, subjects, logger }: Connec
     noAsyncTraces: true,
   });
   const js = nc.jetstream();
+  const publishInTurn = createTurnQueue();
   const jsm = await nc.jetstreamManager();
   let connected = true;
   const reconnectListeners: (() => void)[] = [];
@@ -213,7 +235,9 @@ export async function connectNatsBus({ servers, name, subjects, logger }: Connec
     },
     async publishDurable(subject, data, msgId, timeoutMs) {
       try {
-        const ack = await js.publish(subject, data, { msgID: msgId, timeout: timeoutMs });
+        const ack = await new Promise<PubAck>((resolve, reject) => {
+          publishInTurn(() => js.publish(subject, data, { msgID: msgId, timeout: timeoutMs }).then(resolve, reject));
+        });
         return { duplicate: ack.duplicate };
       } catch (error) {
         throw unavailable(`publishing to ${subject}`, error);
