@@ -374,3 +374,110 @@ describe('authentication failures', () => {
     expect(FakeSocket.all).toHaveLength(1);
   });
 });
+
+describe('token refresh', () => {
+  /** An unsigned JWT-shaped token: the client only reads its `exp`. */
+  const jwt = (name: string, expiresInMs: number) => {
+    const encode = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    return `${encode({ alg: 'EdDSA' })}.${encode({ sub: name, exp: Math.floor((Date.now() + expiresInMs) / 1000) })}.sig`;
+  };
+
+  /** A provider handing out tokens that each live `lifetimeMs`, numbered in order. */
+  function provider(lifetimeMs: number) {
+    const issued: string[] = [];
+    const next = vi.fn(() => {
+      const token = jwt(`t${issued.length + 1}`, lifetimeMs);
+      issued.push(token);
+      return token;
+    });
+    return { next, issued };
+  }
+
+  /** A client with these options, connected and authenticated on its first socket. */
+  async function connected(options: Partial<ChatClientOptions>) {
+    const created = newClient(options);
+    const connecting = created.client.connect();
+    const socket = await accept();
+    await connecting;
+    return { ...created, socket };
+  }
+
+  it('sends a fresh token on the open socket before the current one expires, and again before that one does', async () => {
+    // exp has whole seconds, so a token lives 19–20 s here, and is refreshed 2 s before its exp.
+    const tokens = provider(20_000);
+    const { client, states, socket } = await connected({ token: tokens.next, refreshBeforeExpiryMs: 2_000 });
+    expect(socket.sentOf('auth')).toHaveLength(1);
+
+    await vi.advanceTimersByTimeAsync(16_900);
+    expect(socket.sentOf('auth')).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1_200);
+    expect(socket.sentOf('auth')).toHaveLength(2);
+    expect(socket.sentOf('auth')[1]).toEqual({ type: 'auth', token: tokens.issued[1], req_id: 'refresh' });
+    socket.receive({ type: 'auth_success', req_id: 'refresh', user: USER });
+
+    // The next refresh follows the new token's expiry.
+    await vi.advanceTimersByTimeAsync(18_100);
+    expect(socket.sentOf('auth').map((frame) => frame.token)).toEqual(tokens.issued);
+    expect(tokens.issued).toHaveLength(3);
+    expect(FakeSocket.all).toHaveLength(1);
+    expect(states).toEqual(['connecting', 'authenticating', 'ready']);
+    client.close();
+  });
+
+  it('refreshes a short-lived token halfway through its life', async () => {
+    const tokens = provider(10_000);
+    const { client, socket } = await connected({ token: tokens.next });
+    await vi.advanceTimersByTimeAsync(4_000);
+    expect(socket.sentOf('auth')).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(socket.sentOf('auth')).toHaveLength(2);
+    client.close();
+  });
+
+  it('never refreshes a fixed token, or when refreshTokens is false', async () => {
+    for (const options of [{ token: jwt('fixed', 10_000) }, { token: provider(10_000).next, refreshTokens: false }]) {
+      const { client, socket } = await connected(options);
+      await vi.advanceTimersByTimeAsync(9_000);
+      expect(socket.sentOf('auth')).toHaveLength(1);
+      client.close();
+    }
+  });
+
+  it('asks the provider again later while it returns the token in use', async () => {
+    const token = jwt('same', 10_000);
+    const next = vi.fn(() => token);
+    const { client, socket } = await connected({ token: next });
+    await vi.advanceTimersByTimeAsync(5_001);
+    expect(next).toHaveBeenCalledTimes(2);
+    expect(socket.sentOf('auth')).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(2_001);
+    expect(next.mock.calls.length).toBeGreaterThanOrEqual(3);
+    expect(socket.sentOf('auth')).toHaveLength(1);
+    client.close();
+  });
+
+  it('falls back to reconnecting with the next token when the refreshed one is refused and the socket closed', async () => {
+    const tokens = provider(10_000);
+    const { client, errors, socket: first } = await connected({ token: tokens.next });
+    await vi.advanceTimersByTimeAsync(5_001);
+    first.receive({ type: 'error', req_id: 'refresh', code: 'auth_failed', message: 'invalid signature' });
+    first.serverClose(4001);
+    await flush();
+    const second = await accept(FakeSocket.last());
+    expect(second.sentOf('auth')[0]).toMatchObject({ token: tokens.issued[2], req_id: 'auth' });
+    expect(client.state).toBe('ready');
+    expect(errors).toEqual([]);
+    client.close();
+  });
+
+  it('reports a refreshed token of another user and keeps the socket', async () => {
+    const tokens = provider(10_000);
+    const { client, errors, socket } = await connected({ token: tokens.next });
+    await vi.advanceTimersByTimeAsync(5_001);
+    socket.receive({ type: 'error', req_id: 'refresh', code: 'forbidden', message: 'a connection cannot change user; reconnect' });
+    expect(errors).toMatchObject([{ code: 'forbidden' }]);
+    expect(client.state).toBe('ready');
+    expect(FakeSocket.all).toHaveLength(1);
+    client.close();
+  });
+});

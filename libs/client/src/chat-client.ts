@@ -6,7 +6,7 @@ import { Outbox, type SendResult } from './outbox.js';
 import { type Reply, type ReplyType, type RequestOptions, RequestTracker } from './pending.js';
 import { OPEN, type SocketCloseEvent, type SocketMessageEvent, type WebSocketConstructor, type WebSocketLike } from './socket.js';
 import type { Timer } from './transport.js';
-import { randomId, utf8Length } from './util.js';
+import { randomId, tokenExpiresAt, utf8Length } from './util.js';
 
 export interface ChatClientOptions {
   /** The gateway's WebSocket URL, e.g. `ws://localhost:2346/ws`; with several, each reconnect tries the next one. */
@@ -23,6 +23,15 @@ export interface ChatClientOptions {
   requestTimeoutMs?: number;
   /** Sends whose frame would be larger are refused with `payload_too_large` (default 65 536, the gateway's `MAX_FRAME_BYTES`). */
   maxFrameBytes?: number;
+  /**
+   * With a token provider, fetch a fresh token before the current one expires and send it as a
+   * new `auth` on the open socket, so the gateway never closes it for an expired token (default
+   * true). Without a provider, or when this is false, an expired token closes the socket with
+   * 4001 and the client reconnects with the provider's next token.
+   */
+  refreshTokens?: boolean;
+  /** How long before the token's `exp` to refresh it (default 60 000), at most half of its remaining lifetime. */
+  refreshBeforeExpiryMs?: number;
 }
 
 export type ConnectionState = 'idle' | 'connecting' | 'authenticating' | 'ready' | 'reconnecting' | 'closed';
@@ -59,6 +68,7 @@ interface JoinedSession {
 }
 
 const AUTH_REQ_ID = 'auth';
+const REFRESH_REQ_ID = 'refresh';
 const PROBE_REQ_ID = 'probe';
 const DEFAULT_HEARTBEAT_MS = 25_000;
 /** Close code for a socket the client abandons (no answer, refused token, closed by the app). */
@@ -102,6 +112,11 @@ export class ChatClient {
   /** The token sent on the current socket, and one already fetched for the next. */
   private token: string | undefined;
   private nextToken: string | undefined;
+  /** A fresh token sent on the open socket, until its `auth_success`. */
+  private refreshingTo: string | undefined;
+  private refreshTimer: Timer | undefined;
+  /** Refresh attempts since the last token was accepted, for the backoff between them. */
+  private refreshAttempts = 0;
   private reqCounter = 0;
   private heartbeatMs = DEFAULT_HEARTBEAT_MS;
   private reconnectTimer: Timer | undefined;
@@ -330,6 +345,7 @@ export class ChatClient {
     for (const sessionId of this.sessions.keys()) this.rejoin(sessionId);
     this.requests.flush();
     this.outbox.flush();
+    if (this.socket) this.scheduleRefresh(this.socket);
     this.events.emit('state', 'ready');
     const waiters = this.readyWaiters;
     this.readyWaiters = [];
@@ -341,6 +357,9 @@ export class ChatClient {
     this.socket = undefined;
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.idleTimer);
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = undefined;
+    this.refreshingTo = undefined;
     this.joins.clear();
     for (const session of this.sessions.values()) {
       clearTimeout(session.retry);
@@ -375,6 +394,67 @@ export class ChatClient {
       this.open();
     }, delay);
     this.setState(this.wasReady ? 'reconnecting' : 'connecting');
+  }
+
+  // --- token refresh ---
+
+  /** Arms the refresh of the token in use on this socket, if it has a provider to refresh from and an `exp`. */
+  private scheduleRefresh(socket: WebSocketLike): void {
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = undefined;
+    if (typeof this.options.token !== 'function' || this.options.refreshTokens === false || this.token === undefined) return;
+    const expiresAt = tokenExpiresAt(this.token);
+    if (expiresAt === undefined) return;
+    const remaining = Math.max(0, expiresAt - Date.now());
+    const lead = Math.min(this.options.refreshBeforeExpiryMs ?? 60_000, remaining / 2);
+    this.refreshAttempts = 0;
+    this.refreshTimer = setTimeout(() => void this.refreshToken(socket), remaining - lead);
+  }
+
+  private async refreshToken(socket: WebSocketLike): Promise<void> {
+    this.refreshTimer = undefined;
+    if (socket !== this.socket || this.currentState !== 'ready') return;
+    let token: string | undefined;
+    try {
+      token = await this.fetchToken();
+    } catch {
+      token = undefined;
+    }
+    if (socket !== this.socket || this.currentState !== 'ready') return;
+    if (token === undefined || token === this.token) {
+      // Nothing newer yet: ask again shortly. Should the token run out first, the gateway closes
+      // the socket with 4001 and the client reconnects with the provider's next token.
+      this.retryRefresh(socket);
+      return;
+    }
+    this.refreshingTo = token;
+    this.write(socket, { type: 'auth', token, req_id: REFRESH_REQ_ID });
+  }
+
+  private retryRefresh(socket: WebSocketLike): void {
+    clearTimeout(this.refreshTimer);
+    const delay = 1_000 + backoffDelay(this.refreshAttempts++, { minMs: 1_000, maxMs: 30_000 });
+    this.refreshTimer = setTimeout(() => void this.refreshToken(socket), delay);
+  }
+
+  private onRefreshed(socket: WebSocketLike): void {
+    if (this.refreshingTo === undefined) return;
+    this.token = this.refreshingTo;
+    this.refreshingTo = undefined;
+    this.scheduleRefresh(socket);
+  }
+
+  private onRefreshRefused(socket: WebSocketLike, frame: Extract<ServerFrame, { type: 'error' }>): void {
+    this.refreshingTo = undefined;
+    // A refused token: the gateway closes the socket with 4001 next, and the reconnect path asks the provider again.
+    if (frame.code === 'auth_failed') {
+      this.authError = frame.message;
+      return;
+    }
+    // A token of another user cannot replace this one; anything else (keys unavailable) may pass later.
+    if (frame.code === 'forbidden')
+      this.events.emit('error', new ChatError(frame.code, `the refreshed token was refused: ${frame.message}`));
+    this.retryRefresh(socket);
   }
 
   /** 4001: a token refused or expired. One fresh token from the provider gets one more try. */
@@ -472,6 +552,7 @@ export class ChatClient {
         return;
       case 'auth_success':
         if (frame.req_id === AUTH_REQ_ID && this.currentState === 'authenticating') this.onAuthenticated(frame.user);
+        else if (frame.req_id === REFRESH_REQ_ID) this.onRefreshed(socket);
         return;
       case 'new_message':
         this.deliver(frame.message);
@@ -511,6 +592,10 @@ export class ChatClient {
 
   private onError(socket: WebSocketLike, frame: Extract<ServerFrame, { type: 'error' }>): void {
     const reqId = frame.req_id;
+    if (reqId === REFRESH_REQ_ID) {
+      this.onRefreshRefused(socket, frame);
+      return;
+    }
     if (reqId === AUTH_REQ_ID || (reqId === undefined && (frame.code === 'auth_failed' || frame.code === 'auth_required'))) {
       if (frame.code === 'auth_failed' || frame.code === 'auth_required') this.authError = frame.message;
       // The gateway closes with 4001 after an auth failure; anything else (its keys unavailable) is worth another try later.

@@ -33,3 +33,24 @@ export function utf8Length(text: string): number {
   }
   return bytes;
 }
+
+/**
+ * When a JWT expires, in ms since the epoch, read from its `exp` claim without verifying it (the
+ * gateway verifies; the client only needs to know when to fetch the next one). Undefined for
+ * anything that is not a JWT with a numeric `exp`.
+ */
+export function tokenExpiresAt(token: string): number | undefined {
+  const payload = token.split('.')[1];
+  if (payload === undefined || payload.length === 0) return undefined;
+  try {
+    const base64 = payload
+      .replace(/-/g, '+')
+      .replace(/_/g, '/')
+      .padEnd(Math.ceil(payload.length / 4) * 4, '=');
+    const bytes = Uint8Array.from(atob(base64), (char) => char.charCodeAt(0));
+    const claims = JSON.parse(new TextDecoder().decode(bytes)) as { exp?: unknown };
+    return typeof claims.exp === 'number' && Number.isFinite(claims.exp) ? claims.exp * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -348,9 +348,8 @@ describe('authentication', () => {
       await shortLived?.stop();
     });
 
-    it('reconnects with a fresh token when the gateway closes an expired one with 4001, and misses nothing', async () => {
-      const { username } = await shortLived.user('user');
-      const provider = vi.fn(async () => {
+    const tokenProvider = (username: string) =>
+      vi.fn(async () => {
         const response = await fetch(shortLived.auth.url('/v1/token'), {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
@@ -358,20 +357,48 @@ describe('authentication', () => {
         });
         return ((await response.json()) as { access_token: string }).access_token;
       });
+
+    /** Sends a message every 100 ms for 8.5 s: past the 2 s token's expiry and the gateway's 5 s tolerance. */
+    async function converseAcrossExpiry(customer: ChatClient, sessionId: number): Promise<SendResult[]> {
+      const sends: Promise<SendResult>[] = [];
+      const until = Date.now() + 8_500;
+      for (let i = 0; Date.now() < until; i++) {
+        sends.push(customer.send(sessionId, `tick ${i}`));
+        await sleep(100);
+      }
+      return Promise.all(sends);
+    }
+
+    it('refreshes the token on the open socket before it expires: no reconnect, nothing missed', async () => {
+      const { username } = await shortLived.user('user');
+      const provider = tokenProvider(username);
       const customer = newClient({ token: provider }, shortLived);
       const seen = record(customer);
       await customer.connect();
       const session = await customer.createSession();
       await customer.join(session.id);
 
-      const sends: Promise<SendResult>[] = [];
-      // Long enough to cross the expiry: a 2 s token plus the 5 s clock tolerance the gateway grants.
-      const until = Date.now() + 8_500;
-      for (let i = 0; Date.now() < until; i++) {
-        sends.push(customer.send(session.id, `tick ${i}`));
-        await sleep(100);
-      }
-      const results = await Promise.all(sends);
+      const results = await converseAcrossExpiry(customer, session.id);
+      // A token lives 2 s and is refreshed at half its life: several refreshes, one socket.
+      expect(provider.mock.calls.length).toBeGreaterThanOrEqual(4);
+      expect(seen.states).not.toContain('reconnecting');
+      await waitFor(() => seen.of(session.id).length === results.length, 5_000, 'every message');
+      expect(seen.of(session.id).map((message) => message.seq)).toEqual(range(1, results.length));
+      expect(seen.errors).toEqual([]);
+      expect(customer.state).toBe('ready');
+    }, 30_000);
+
+    it('reconnects with a fresh token when the gateway closes an expired one with 4001, and misses nothing', async () => {
+      const { username } = await shortLived.user('user');
+      const provider = tokenProvider(username);
+      // Without refreshes, the gateway closes the socket when the token expires.
+      const customer = newClient({ token: provider, refreshTokens: false }, shortLived);
+      const seen = record(customer);
+      await customer.connect();
+      const session = await customer.createSession();
+      await customer.join(session.id);
+
+      const results = await converseAcrossExpiry(customer, session.id);
       expect(seen.states).toContain('reconnecting');
       expect(provider.mock.calls.length).toBeGreaterThanOrEqual(2);
       await waitFor(() => seen.of(session.id).length === results.length, 5_000, 'every message');
