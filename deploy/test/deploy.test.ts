@@ -465,6 +465,19 @@ describe('the Helm chart', () => {
       const result = template(...minimal(), '--set', 'gateway.replicaCount=4', '--set', 'gateway.drainSeconds=10');
       expect(result.status, result.stderr).toBe(0);
     });
+
+    it('gives each service its own NATS user from nats.existingSecret, never inline', () => {
+      const result = template(...minimal(), '--set', 'nats.existingSecret=switchboard-nats-users');
+      expect(result.status, result.stderr).toBe(0);
+      const list = parseObjects(result.stdout);
+      for (const name of ['auth', 'persistence', 'gateway']) {
+        const container = podOf(byName(list, 'Deployment', component(name))).spec.containers[0];
+        if (!container) throw new Error(`no container in ${name}`);
+        const url = envOf(container, 'NATS_URL');
+        expect(url?.value, name).toBeUndefined();
+        expect(url?.valueFrom?.secretKeyRef, name).toEqual({ name: 'switchboard-nats-users', key: name });
+      }
+    });
   });
 });
 

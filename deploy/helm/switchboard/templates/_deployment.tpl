@@ -67,7 +67,7 @@ spec:
               protocol: TCP
             {{- end }}
           env:
-            {{- include "switchboard.commonEnv" $root | nindent 12 }}
+            {{- include "switchboard.commonEnv" $ctx | nindent 12 }}
             - name: HOST
               value: "0.0.0.0"
             {{- .env | trim | nindent 12 }}

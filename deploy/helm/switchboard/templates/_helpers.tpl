@@ -92,14 +92,22 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- if and (not .Values.auth.admin.existingSecret) .Values.auth.admin.username -}}true{{- end -}}
 {{- end -}}
 
-{{/* Environment shared by every service. */}}
+{{/* Environment shared by every service: dict "root" (the chart's context) and "component". */}}
 {{- define "switchboard.commonEnv" -}}
+{{- $values := .root.Values -}}
 - name: NATS_URL
-  value: {{ .Values.nats.url | quote }}
+{{- if $values.nats.existingSecret }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $values.nats.existingSecret | quote }}
+      key: {{ .component | quote }}
+{{- else }}
+  value: {{ $values.nats.url | quote }}
+{{- end }}
 - name: NATS_SUBJECT_PREFIX
-  value: {{ .Values.nats.subjectPrefix | quote }}
+  value: {{ $values.nats.subjectPrefix | quote }}
 - name: LOG_LEVEL
-  value: {{ .Values.logLevel | quote }}
+  value: {{ $values.logLevel | quote }}
 {{- end -}}
 
 {{/* DATABASE_URL from its Secret. */}}
