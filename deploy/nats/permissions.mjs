@@ -21,12 +21,15 @@ export function servicePermissions(prefix = 'switchboard') {
   const consumer = 'persistence';
   // The NATS services framework: $SRV.PING|INFO|STATS, then by service name, then by instance id.
   const serviceDiscovery = (service) => ['$SRV.*', `$SRV.*.${prefix}-${service}`, `$SRV.*.${prefix}-${service}.*`];
+  // Each process takes its replies under its own inbox prefix (connectNatsBus's inboxPrefix,
+  // `_INBOX.<service>`), so a user reads its own replies and no one else's.
+  const inbox = (user) => `_INBOX.${user}.>`;
   return {
     auth: {
       // Every service opens a JetStream manager on connect, which asks $JS.API.INFO.
       publish: ['$JS.API.INFO'],
       // Answers the JWKS endpoint: only auth may, or a forged key set would be trusted.
-      subscribe: [`${prefix}.auth.jwks`, ...serviceDiscovery('auth'), '_INBOX.>'],
+      subscribe: [`${prefix}.auth.jwks`, ...serviceDiscovery('auth'), inbox('auth')],
     },
     persistence: {
       publish: [
@@ -47,18 +50,18 @@ export function servicePermissions(prefix = 'switchboard') {
         // The same acks in the newer reply format that carries a domain and an account hash.
         `$JS.ACK.*.*.${stream}.${consumer}.>`,
       ],
-      subscribe: [`${prefix}.persistence.>`, ...serviceDiscovery('persistence'), '_INBOX.>'],
+      subscribe: [`${prefix}.persistence.>`, ...serviceDiscovery('persistence'), inbox('persistence')],
     },
     gateway: {
       // Client messages go to the inbound stream (a plain publish; the PubAck comes back on _INBOX),
       // requests to persistence and for the keys. Never confirmed.>: only persistence says what is stored.
       publish: [`${prefix}.inbound.>`, `${prefix}.persistence.>`, `${prefix}.auth.jwks`, '$JS.API.INFO'],
-      subscribe: [`${prefix}.confirmed.>`, `${prefix}.dead`, `${prefix}.gateway.status`, ...serviceDiscovery('gateway'), '_INBOX.>'],
+      subscribe: [`${prefix}.confirmed.>`, `${prefix}.dead`, `${prefix}.gateway.status`, ...serviceDiscovery('gateway'), inbox('gateway')],
     },
     status: {
       // `npm run status`: asks $SRV.STATS (and may ask the gateways' status endpoint); reads the replies.
       publish: ['$SRV.>', `${prefix}.gateway.status`],
-      subscribe: ['_INBOX.>'],
+      subscribe: [inbox('status')],
     },
   };
 }
@@ -98,8 +101,8 @@ ${USERS.map((user) => `#   ${passwordVariable(user)}`).join('\n')}
 # What this rules out: a gateway cannot publish confirmed messages, answer persistence requests
 # or serve signing keys; persistence cannot publish inbound messages; no process but auth can
 # answer for the keys; no process can delete or purge the inbound stream or read it besides
-# persistence's own consumer. Not ruled out: every user reads replies on _INBOX.>, as nats.js
-# clients use that prefix for their own inboxes.
+# persistence's own consumer; each user reads only the replies under its own inbox prefix
+# (_INBOX.<user>.>), not other processes' replies (message history, PubAcks, keys).
 
 authorization {
   users = [

@@ -38,7 +38,14 @@ interface Violation {
 
 /** A connection as `user`, recording every permission violation the server reports to it. */
 async function connectAs(user: NatsUser): Promise<{ nc: NatsConnection; violations: Violation[] }> {
-  const nc = await connect({ servers: `127.0.0.1:${port}`, user, pass: passwords[user], name: `test-${user}` });
+  // Under the user's own inbox prefix, as the services connect (connectNatsBus's inboxPrefix).
+  const nc = await connect({
+    servers: `127.0.0.1:${port}`,
+    user,
+    pass: passwords[user],
+    name: `test-${user}`,
+    inboxPrefix: `_INBOX.${user}`,
+  });
   connections.push(nc);
   const violations: Violation[] = [];
   void (async () => {
@@ -190,6 +197,10 @@ describe('each user is refused outside its lists', () => {
         '>',
         '$JS.API.>',
         '$SRV.*.switchboard-persistence',
+        // Other processes' replies: message history from persistence, keys, PubAcks.
+        '_INBOX.>',
+        '_INBOX.persistence.>',
+        '_INBOX.auth.x',
       ],
     },
     persistence: {
@@ -202,7 +213,7 @@ describe('each user is refused outside its lists', () => {
         `$JS.API.CONSUMER.DELETE.${STREAM}.persistence`,
         '$JS.API.STREAM.CREATE.OTHER',
       ],
-      subscribe: ['switchboard.auth.jwks', 'switchboard.confirmed.>', 'switchboard.inbound.>', '>'],
+      subscribe: ['switchboard.auth.jwks', 'switchboard.confirmed.>', 'switchboard.inbound.>', '>', '_INBOX.>', '_INBOX.gateway.>'],
     },
     auth: {
       publish: [
@@ -211,7 +222,7 @@ describe('each user is refused outside its lists', () => {
         'switchboard.persistence.sessions.get',
         `$JS.API.STREAM.DELETE.${STREAM}`,
       ],
-      subscribe: ['switchboard.persistence.>', 'switchboard.confirmed.>', 'switchboard.inbound.>', '>'],
+      subscribe: ['switchboard.persistence.>', 'switchboard.confirmed.>', 'switchboard.inbound.>', '>', '_INBOX.>', '_INBOX.gateway.>'],
     },
     status: {
       publish: [
@@ -221,7 +232,7 @@ describe('each user is refused outside its lists', () => {
         'switchboard.auth.jwks',
         '$JS.API.INFO',
       ],
-      subscribe: ['switchboard.confirmed.>', '$SRV.>', '>'],
+      subscribe: ['switchboard.confirmed.>', '$SRV.>', '>', '_INBOX.>', '_INBOX.persistence.>'],
     },
   };
 
@@ -236,7 +247,7 @@ describe('each user is refused outside its lists', () => {
       auth: 'switchboard.auth.jwks',
       persistence: 'switchboard.persistence.>',
       gateway: 'switchboard.confirmed.>',
-      status: '_INBOX.status',
+      status: '_INBOX.status.x',
     }[user];
     expect(await canSubscribe(connection, allowed)).toBe(true);
     expect(connection.nc.isClosed()).toBe(false);

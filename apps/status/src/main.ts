@@ -20,7 +20,14 @@ const shownServers = config.NATS_URL.map((server) => {
 // nats.js ignores the user info of server URLs; the services pass it on the same way.
 const credentials = natsCredentials(config.NATS_URL);
 
-const nc = await connect({ servers: [...config.NATS_URL], ...credentials, name: 'switchboard-status', timeout: config.STATUS_TIMEOUT_MS });
+const nc = await connect({
+  servers: [...config.NATS_URL],
+  ...credentials,
+  name: 'switchboard-status',
+  // Its own inbox prefix: the `status` NATS user may read replies there and nowhere else.
+  inboxPrefix: '_INBOX.status',
+  timeout: config.STATUS_TIMEOUT_MS,
+});
 try {
   const stats: EndpointStats[] = [];
   for await (const entry of await nc.services.client({ strategy: RequestStrategy.Timer, maxWait: config.STATUS_TIMEOUT_MS }).stats())

@@ -21,6 +21,12 @@ export interface ConnectNatsBusOptions {
   name: string;
   subjects: Subjects;
   logger: Logger;
+  /**
+   * Where replies to this process's requests (and its JetStream pulls and PubAcks) arrive:
+   * `_INBOX.<service>` for each service, so that NATS permissions (deploy/nats/permissions.mjs)
+   * let each user read its own replies and nobody else's. nats.js's default is `_INBOX`.
+   */
+  inboxPrefix?: string;
 }
 
 /**
@@ -96,12 +102,13 @@ export function natsCredentials(servers: readonly string[]): { user: string; pas
  * endpoints (so `$SRV.PING/INFO/STATS` list every service), and JetStream for the inbound
  * stream. Reconnects forever: a NATS restart makes a service unready, never kills it.
  */
-export async function connectNatsBus({ servers, name, subjects, logger }: ConnectNatsBusOptions): Promise<Bus> {
+export async function connectNatsBus({ servers, name, subjects, logger, inboxPrefix }: ConnectNatsBusOptions): Promise<Bus> {
   const log = logger.child({ module: 'nats' });
   const nc = await connect({
     servers: [...servers],
     ...natsCredentials(servers),
     name,
+    ...(inboxPrefix === undefined ? {} : { inboxPrefix }),
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
     reconnectJitter: 250,

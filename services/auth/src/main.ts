@@ -21,6 +21,7 @@ runMain({
     const bus = await connectNatsBus({
       servers: config.natsServers,
       name: 'switchboard-auth',
+      inboxPrefix: '_INBOX.auth',
       subjects: createSubjects(config.subjectPrefix),
       logger,
     });

@@ -14,6 +14,7 @@ runMain({
     const bus = await connectNatsBus({
       servers: config.natsServers,
       name: 'switchboard-gateway',
+      inboxPrefix: '_INBOX.gateway',
       subjects: createSubjects(config.subjectPrefix),
       logger,
     });

@@ -21,6 +21,7 @@ runMain({
     const bus = await connectNatsBus({
       servers: config.natsServers,
       name: 'switchboard-persistence',
+      inboxPrefix: '_INBOX.persistence',
       subjects: createSubjects(config.subjectPrefix),
       logger,
     });
