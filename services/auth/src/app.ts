@@ -84,8 +84,13 @@ export async function startAuthService({ config, logger, bus, database }: AuthSe
     jwks: () => keys.jwks,
     apiKeys: config.apiKeys,
     throttles: {
-      user: createLoginThrottle({ maxFailures: config.loginMaxFailures, windowMs: config.loginFailureWindowMs }),
-      address: createLoginThrottle({ maxFailures: config.loginMaxFailuresPerAddress, windowMs: config.loginFailureWindowMs }),
+      user: createLoginThrottle({ db, scope: 'user', maxFailures: config.loginMaxFailures, windowMs: config.loginFailureWindowMs }),
+      address: createLoginThrottle({
+        db,
+        scope: 'address',
+        maxFailures: config.loginMaxFailuresPerAddress,
+        windowMs: config.loginFailureWindowMs,
+      }),
     },
     metrics,
     logger,

@@ -1,271 +1,158 @@
-import { describe, expect, it } from 'vitest';
-import { createLoginThrottle, type LoginThrottleOptions, MAX_TRACKED_KEYS } from './login-throttle.js';
+import { createDb, type Database, migrateToLatest } from '@switchboard/db';
+import { createLogger } from '@switchboard/logging';
+import { createTestDatabase, type TestDatabase } from '@switchboard/testing';
+import { type Kysely, sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AuthDatabase } from './db/schema.js';
+import { createLoginThrottle, type LoginThrottleOptions } from './login-throttle.js';
+import { migrations } from './migrations/index.js';
 
-const WINDOW_MS = 60_000;
+// Against the real PostgreSQL: the counts live there, shared by every auth replica.
+let testDatabase: TestDatabase;
+let database: Database<AuthDatabase>;
+let db: Kysely<AuthDatabase>;
 
-function throttleWithClock(options: Partial<LoginThrottleOptions> = {}) {
-  let time = 1_750_000_000_000;
-  const clock = {
-    now: () => time,
-    advance(ms: number) {
-      time += ms;
-    },
-  };
-  const throttle = createLoginThrottle({ maxFailures: 3, windowMs: WINDOW_MS, now: clock.now, ...options });
-  return { throttle, clock };
+beforeAll(async () => {
+  testDatabase = await createTestDatabase('login_throttle');
+  database = createDb<AuthDatabase>({ url: testDatabase.url, applicationName: 'login-throttle-test' });
+  db = database.db;
+  await migrateToLatest(db as Kysely<unknown>, { owner: 'auth', migrations, logger: createLogger({ name: 'test', level: 'silent' }) });
+});
+
+afterAll(async () => {
+  await database?.destroy();
+  await testDatabase?.drop();
+});
+
+let keyCounter = 0;
+/** A key no other test uses: the tests share one table. */
+const freshKey = (label = 'key') => `${label}-${++keyCounter}-${process.pid}`;
+
+function throttle(options: Partial<LoginThrottleOptions> = {}) {
+  return createLoginThrottle({ db, scope: 'user', maxFailures: 3, windowMs: 60_000, ...options });
 }
+
+async function fail(times: number, keys: string[], using = throttle()) {
+  for (let i = 0; i < times; i++) await using.recordFailure(keys);
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('createLoginThrottle', () => {
   describe('blocking', () => {
-    it('does not block a key that has never failed', () => {
-      const { throttle } = throttleWithClock();
-
-      expect(throttle.retryAfterSeconds(['user:alice'])).toBe(0);
-      expect(throttle.retryAfterSeconds([])).toBe(0);
+    it('blocks nothing that has not failed, nor below maxFailures', async () => {
+      const key = freshKey();
+      expect(await throttle().retryAfterSeconds([key])).toBe(0);
+      expect(await throttle().retryAfterSeconds([])).toBe(0);
+      await fail(2, [key]);
+      expect(await throttle().retryAfterSeconds([key])).toBe(0);
     });
 
-    it('does not block a key below maxFailures', () => {
-      const { throttle } = throttleWithClock({ maxFailures: 3 });
-
-      throttle.recordFailure(['user:alice']);
-      throttle.recordFailure(['user:alice']);
-
-      expect(throttle.retryAfterSeconds(['user:alice'])).toBe(0);
+    it('blocks a key for the rest of its window once it reaches maxFailures, and while failures go on', async () => {
+      const key = freshKey();
+      await fail(3, [key]);
+      const wait = await throttle().retryAfterSeconds([key]);
+      expect(wait).toBeGreaterThan(55);
+      expect(wait).toBeLessThanOrEqual(60);
+      await fail(2, [key]);
+      expect(await throttle().retryAfterSeconds([key])).toBeGreaterThan(55);
     });
 
-    it('blocks a key once it reaches maxFailures', () => {
-      const { throttle } = throttleWithClock({ maxFailures: 3 });
-
-      for (let i = 0; i < 3; i += 1) throttle.recordFailure(['user:alice']);
-
-      expect(throttle.retryAfterSeconds(['user:alice'])).toBeGreaterThan(0);
+    it('counts each key on its own, records against every key passed at once, and blocks when any key asked about is', async () => {
+      const [a, b, c] = [freshKey(), freshKey(), freshKey()];
+      await fail(3, [a, b]);
+      await fail(1, [c]);
+      expect(await throttle().retryAfterSeconds([a])).toBeGreaterThan(0);
+      expect(await throttle().retryAfterSeconds([b])).toBeGreaterThan(0);
+      expect(await throttle().retryAfterSeconds([c])).toBe(0);
+      expect(await throttle().retryAfterSeconds([c, a])).toBeGreaterThan(0);
     });
 
-    it('blocks after a single failure when maxFailures is 1', () => {
-      const { throttle } = throttleWithClock({ maxFailures: 1 });
-
-      throttle.recordFailure(['user:alice']);
-
-      expect(throttle.retryAfterSeconds(['user:alice'])).toBeGreaterThan(0);
+    it('counts a key passed twice at once as one failure', async () => {
+      const key = freshKey();
+      await fail(2, [key, key]);
+      expect(await throttle().retryAfterSeconds([key])).toBe(0);
     });
 
-    it('keeps a key blocked while further failures are recorded', () => {
-      const { throttle } = throttleWithClock({ maxFailures: 2 });
-
-      for (let i = 0; i < 10; i += 1) throttle.recordFailure(['user:alice']);
-
-      expect(throttle.retryAfterSeconds(['user:alice'])).toBeGreaterThan(0);
-    });
-
-    it('counts each key independently', () => {
-      const { throttle } = throttleWithClock({ maxFailures: 3 });
-
-      for (let i = 0; i < 3; i += 1) throttle.recordFailure(['user:alice']);
-      throttle.recordFailure(['user:bob']);
-      throttle.recordFailure(['user:bob']);
-
-      expect(throttle.retryAfterSeconds(['user:alice'])).toBeGreaterThan(0);
-      expect(throttle.retryAfterSeconds(['user:bob'])).toBe(0);
-      expect(throttle.retryAfterSeconds(['user:carol'])).toBe(0);
-    });
-
-    it('records a failure against every key passed at once', () => {
-      const { throttle } = throttleWithClock({ maxFailures: 2 });
-
-      throttle.recordFailure(['user:alice', 'ip:203.0.113.9']);
-      throttle.recordFailure(['user:alice', 'ip:203.0.113.9']);
-
-      expect(throttle.retryAfterSeconds(['user:alice'])).toBeGreaterThan(0);
-      expect(throttle.retryAfterSeconds(['ip:203.0.113.9'])).toBeGreaterThan(0);
-    });
-
-    it('reports a block when any one of the keys asked about is blocked', () => {
-      const { throttle } = throttleWithClock({ maxFailures: 2 });
-
-      throttle.recordFailure(['ip:203.0.113.9']);
-      throttle.recordFailure(['ip:203.0.113.9']);
-
-      expect(throttle.retryAfterSeconds(['user:alice', 'ip:203.0.113.9'])).toBeGreaterThan(0);
-      expect(throttle.retryAfterSeconds(['user:alice', 'ip:198.51.100.1'])).toBe(0);
+    it('takes any string as a key, NUL and all, and stores only a hash of it', async () => {
+      const key = `${freshKey('nul')}\u0000💥`;
+      await fail(3, [key]);
+      expect(await throttle().retryAfterSeconds([key])).toBeGreaterThan(0);
+      const { rows } = await sql<{ key: string }>`select key from login_failures`.execute(db);
+      expect(rows.length).toBeGreaterThan(0);
+      for (const row of rows) expect(row.key).toMatch(/^[A-Za-z0-9_-]{43}$/);
     });
   });
 
-  describe('retryAfterSeconds', () => {
-    it('is the whole window in seconds right after the key is blocked', () => {
-      const { throttle } = throttleWithClock({ maxFailures: 2, windowMs: 60_000 });
-
-      throttle.recordFailure(['user:alice']);
-      throttle.recordFailure(['user:alice']);
-
-      expect(throttle.retryAfterSeconds(['user:alice'])).toBe(60);
+  describe('scopes and replicas', () => {
+    it('keeps the user and address scopes apart for the same key', async () => {
+      const key = freshKey();
+      await fail(3, [key], throttle({ scope: 'address' }));
+      expect(await throttle({ scope: 'address' }).retryAfterSeconds([key])).toBeGreaterThan(0);
+      expect(await throttle({ scope: 'user' }).retryAfterSeconds([key])).toBe(0);
     });
 
-    it('counts down from the first failure of the window, not the latest', () => {
-      const { throttle, clock } = throttleWithClock({ maxFailures: 3, windowMs: 60_000 });
-
-      throttle.recordFailure(['user:alice']);
-      clock.advance(20_000);
-      throttle.recordFailure(['user:alice']);
-      clock.advance(20_000);
-      throttle.recordFailure(['user:alice']);
-
-      expect(throttle.retryAfterSeconds(['user:alice'])).toBe(20);
+    it('shares the counts between throttles on the same database, as between auth replicas', async () => {
+      const key = freshKey();
+      const [replicaA, replicaB, replicaC] = [throttle(), throttle(), throttle()];
+      await replicaA.recordFailure([key]);
+      await replicaB.recordFailure([key]);
+      expect(await replicaC.retryAfterSeconds([key])).toBe(0);
+      await replicaC.recordFailure([key]);
+      for (const replica of [replicaA, replicaB, replicaC]) expect(await replica.retryAfterSeconds([key])).toBeGreaterThan(0);
     });
 
-    it('rounds a partial second up, and never reports less than 1 while blocked', () => {
-      const { throttle, clock } = throttleWithClock({ maxFailures: 1, windowMs: 60_000 });
-      throttle.recordFailure(['user:alice']);
-
-      clock.advance(58_500);
-      expect(throttle.retryAfterSeconds(['user:alice'])).toBe(2);
-      clock.advance(1_499);
-      expect(throttle.retryAfterSeconds(['user:alice'])).toBe(1);
-    });
-
-    it('is the longest wait among the blocked keys asked about', () => {
-      const { throttle, clock } = throttleWithClock({ maxFailures: 1, windowMs: 60_000 });
-
-      throttle.recordFailure(['ip:203.0.113.9']);
-      clock.advance(45_000);
-      throttle.recordFailure(['user:alice']);
-
-      expect(throttle.retryAfterSeconds(['ip:203.0.113.9'])).toBe(15);
-      expect(throttle.retryAfterSeconds(['user:alice'])).toBe(60);
-      expect(throttle.retryAfterSeconds(['ip:203.0.113.9', 'user:alice'])).toBe(60);
-      expect(throttle.retryAfterSeconds(['user:alice', 'ip:203.0.113.9'])).toBe(60);
+    it('counts concurrent failures from several replicas exactly', async () => {
+      const key = freshKey();
+      const replicas = Array.from({ length: 5 }, () => throttle({ maxFailures: 10 }));
+      await Promise.all(replicas.flatMap((replica) => [replica.recordFailure([key]), replica.recordFailure([key])]));
+      const { rows } = await sql<{ failures: number }>`select failures from login_failures where failures = 10`.execute(db);
+      expect(rows).toHaveLength(1);
+      expect(await replicas[0]?.retryAfterSeconds([key])).toBeGreaterThan(0);
     });
   });
 
   describe('window expiry', () => {
-    it('frees a blocked key when its window ends', () => {
-      const { throttle, clock } = throttleWithClock({ maxFailures: 2, windowMs: WINDOW_MS });
-      throttle.recordFailure(['user:alice']);
-      throttle.recordFailure(['user:alice']);
-
-      clock.advance(WINDOW_MS - 1);
-      expect(throttle.retryAfterSeconds(['user:alice'])).toBe(1);
-
-      clock.advance(1);
-      expect(throttle.retryAfterSeconds(['user:alice'])).toBe(0);
+    it('frees a blocked key when its window ends, then counts afresh without adding up the old failures', async () => {
+      const key = freshKey();
+      const short = throttle({ windowMs: 2_000 });
+      await fail(3, [key], short);
+      const wait = await short.retryAfterSeconds([key]);
+      expect(wait).toBeGreaterThanOrEqual(1);
+      expect(wait).toBeLessThanOrEqual(2);
+      await sleep(2_100);
+      expect(await short.retryAfterSeconds([key])).toBe(0);
+      await fail(2, [key], short);
+      expect(await short.retryAfterSeconds([key])).toBe(0);
+      await fail(1, [key], short);
+      expect(await short.retryAfterSeconds([key])).toBeGreaterThan(0);
     });
 
-    it('starts counting afresh after the window ends', () => {
-      const { throttle, clock } = throttleWithClock({ maxFailures: 3, windowMs: WINDOW_MS });
-      throttle.recordFailure(['user:alice']);
-      throttle.recordFailure(['user:alice']);
-
-      clock.advance(WINDOW_MS);
-      throttle.recordFailure(['user:alice']);
-      throttle.recordFailure(['user:alice']);
-      expect(throttle.retryAfterSeconds(['user:alice'])).toBe(0);
-
-      throttle.recordFailure(['user:alice']);
-      expect(throttle.retryAfterSeconds(['user:alice'])).toBe(60);
-    });
-
-    it('does not let failures from an ended window add up with new ones', () => {
-      const { throttle, clock } = throttleWithClock({ maxFailures: 2, windowMs: WINDOW_MS });
-      throttle.recordFailure(['user:alice']);
-      throttle.recordFailure(['user:alice']);
-      clock.advance(WINDOW_MS * 5);
-
-      throttle.recordFailure(['user:alice']);
-
-      expect(throttle.retryAfterSeconds(['user:alice'])).toBe(0);
+    it('keeps the window of the first failure: later failures do not extend it', async () => {
+      const key = freshKey();
+      const short = throttle({ windowMs: 3_000, maxFailures: 2 });
+      await short.recordFailure([key]);
+      await sleep(1_500);
+      await short.recordFailure([key]);
+      // Blocked for what is left of the first failure's window (about 1.5 s), not for a new 3 s.
+      const wait = await short.retryAfterSeconds([key]);
+      expect(wait).toBeGreaterThan(0);
+      expect(wait).toBeLessThanOrEqual(2);
+      await sleep(1_700);
+      expect(await short.retryAfterSeconds([key])).toBe(0);
     });
   });
 
   describe('reset', () => {
-    it('unblocks the key it is given', () => {
-      const { throttle } = throttleWithClock({ maxFailures: 2 });
-      throttle.recordFailure(['user:alice']);
-      throttle.recordFailure(['user:alice']);
-
-      throttle.reset('user:alice');
-
-      expect(throttle.retryAfterSeconds(['user:alice'])).toBe(0);
-    });
-
-    it('clears the failure count, so the key gets its full allowance again', () => {
-      const { throttle } = throttleWithClock({ maxFailures: 3 });
-      throttle.recordFailure(['user:alice']);
-      throttle.recordFailure(['user:alice']);
-
-      throttle.reset('user:alice');
-      throttle.recordFailure(['user:alice']);
-      throttle.recordFailure(['user:alice']);
-
-      expect(throttle.retryAfterSeconds(['user:alice'])).toBe(0);
-    });
-
-    it('leaves every other key as it was', () => {
-      const { throttle } = throttleWithClock({ maxFailures: 2 });
-      throttle.recordFailure(['user:alice', 'ip:203.0.113.9']);
-      throttle.recordFailure(['user:alice', 'ip:203.0.113.9']);
-      throttle.recordFailure(['user:bob']);
-
-      throttle.reset('user:alice');
-
-      expect(throttle.retryAfterSeconds(['user:alice'])).toBe(0);
-      expect(throttle.retryAfterSeconds(['ip:203.0.113.9'])).toBe(60);
-      throttle.recordFailure(['user:bob']);
-      expect(throttle.retryAfterSeconds(['user:bob'])).toBe(60);
-    });
-
-    it('is harmless for a key that was never seen', () => {
-      const { throttle } = throttleWithClock({ maxFailures: 1 });
-      throttle.recordFailure(['user:alice']);
-
-      throttle.reset('user:nobody');
-
-      expect(throttle.retryAfterSeconds(['user:alice'])).toBe(60);
-    });
-  });
-
-  describe('the bound on tracked keys', () => {
-    it('forgets the oldest key rather than growing past MAX_TRACKED_KEYS, and still blocks recent keys', () => {
-      const { throttle, clock } = throttleWithClock({ maxFailures: 1, windowMs: 3_600_000 });
-
-      throttle.recordFailure(['user:first']);
-      throttle.recordFailure(['user:second']);
-      clock.advance(1_000);
-      for (let i = 0; i < MAX_TRACKED_KEYS - 2; i += 1) throttle.recordFailure([`spray:${i}`]);
-      // Exactly MAX_TRACKED_KEYS keys are tracked so far, and all of them are blocked.
-      expect(throttle.retryAfterSeconds(['user:first'])).toBeGreaterThan(0);
-      expect(throttle.retryAfterSeconds(['user:second'])).toBeGreaterThan(0);
-
-      throttle.recordFailure(['user:latest']);
-
-      expect(throttle.retryAfterSeconds(['user:first'])).toBe(0);
-      expect(throttle.retryAfterSeconds(['user:second'])).toBeGreaterThan(0);
-      expect(throttle.retryAfterSeconds(['user:latest'])).toBeGreaterThan(0);
-      expect(throttle.retryAfterSeconds([`spray:${MAX_TRACKED_KEYS - 3}`])).toBeGreaterThan(0);
-    });
-
-    it('keeps forgetting the oldest keys as more distinct keys arrive', () => {
-      const { throttle } = throttleWithClock({ maxFailures: 1, windowMs: 3_600_000 });
-      const extra = 100;
-
-      for (let i = 0; i < MAX_TRACKED_KEYS + extra; i += 1) throttle.recordFailure([`key:${i}`]);
-
-      for (const i of [0, 1, extra - 1]) expect(throttle.retryAfterSeconds([`key:${i}`])).toBe(0);
-      for (const i of [extra, extra + 1, MAX_TRACKED_KEYS, MAX_TRACKED_KEYS + extra - 1]) {
-        expect(throttle.retryAfterSeconds([`key:${i}`])).toBeGreaterThan(0);
-      }
-    });
-
-    it('drops expired windows before forgetting a key that is still blocked', () => {
-      const { throttle, clock } = throttleWithClock({ maxFailures: 1, windowMs: WINDOW_MS });
-
-      for (let i = 0; i < MAX_TRACKED_KEYS - 1; i += 1) throttle.recordFailure([`old:${i}`]);
-      clock.advance(WINDOW_MS / 2);
-      throttle.recordFailure(['user:alice']);
-      clock.advance(WINDOW_MS / 2);
-      // Every `old:` window has ended; alice's has half of it left.
-      throttle.recordFailure(['user:bob']);
-
-      expect(throttle.retryAfterSeconds(['user:alice'])).toBe(30);
-      expect(throttle.retryAfterSeconds(['user:bob'])).toBe(60);
+    it('clears the key it is given, with its full allowance again, and leaves every other key as it was', async () => {
+      const [key, other] = [freshKey(), freshKey()];
+      await fail(3, [key, other]);
+      await throttle().reset(key);
+      await throttle().reset(freshKey('never-seen'));
+      expect(await throttle().retryAfterSeconds([key])).toBe(0);
+      expect(await throttle().retryAfterSeconds([other])).toBeGreaterThan(0);
+      await fail(2, [key]);
+      expect(await throttle().retryAfterSeconds([key])).toBe(0);
     });
   });
 });

@@ -1,65 +1,67 @@
-/** Upper bound on tracked keys, so a spray of distinct usernames cannot grow memory without limit. */
-export const MAX_TRACKED_KEYS = 100_000;
+import { createHash } from 'node:crypto';
+import { type Kysely, sql } from 'kysely';
+import type { AuthDatabase } from './db/schema.js';
 
-interface Window {
-  failures: number;
-  resetAt: number;
-}
+/** Expired windows are deleted at most this often, by whichever replica records a failure. */
+export const SWEEP_INTERVAL_MS = 60_000;
 
 export interface LoginThrottleOptions {
+  db: Kysely<AuthDatabase>;
+  /** Keeps this throttle's keys apart from another's in the shared table: `user`, `address`. */
+  scope: string;
   maxFailures: number;
   windowMs: number;
-  now?: () => number;
 }
 
 /**
  * Counts failed logins per key (a username, a client address) in fixed windows; a key with
- * `maxFailures` failures in its window is blocked until the window ends. In memory, per replica.
+ * `maxFailures` failures in its window is blocked until the window ends. The counts live in
+ * PostgreSQL (`login_failures`), so every auth replica sees the same ones: three replicas do not
+ * allow three times the attempts. Windows follow the database's clock, the same for every replica.
+ * Keys are stored as hashes, so the table holds no usernames or addresses, and any string (a NUL
+ * included) is a valid key.
  */
-export function createLoginThrottle({ maxFailures, windowMs, now = Date.now }: LoginThrottleOptions) {
-  const windows = new Map<string, Window>();
+export function createLoginThrottle({ db, scope, maxFailures, windowMs }: LoginThrottleOptions) {
+  const hashed = (key: string) => createHash('sha256').update(scope).update('\u0000').update(key).digest('base64url');
+  const windowLength = sql`make_interval(secs => ${windowMs / 1000})`;
+  let sweptAt = 0;
 
-  const live = (key: string): Window | undefined => {
-    const window = windows.get(key);
-    if (window && window.resetAt <= now()) {
-      windows.delete(key);
-      return undefined;
-    }
-    return window;
-  };
-
-  const evictExpired = () => {
-    const at = now();
-    for (const [key, window] of windows) if (window.resetAt <= at) windows.delete(key);
-    // Still full: drop the oldest entries (Map iterates in insertion order).
-    for (const key of windows.keys()) {
-      if (windows.size < MAX_TRACKED_KEYS) break;
-      windows.delete(key);
-    }
+  const sweep = async () => {
+    if (Date.now() - sweptAt < SWEEP_INTERVAL_MS) return;
+    sweptAt = Date.now();
+    await db.deleteFrom('login_failures').where('reset_at', '<=', sql<Date>`now()`).execute();
   };
 
   return {
-    /** Seconds until the first blocked key frees up, or 0 when none is blocked. */
-    retryAfterSeconds(keys: readonly string[]): number {
-      let until = 0;
-      for (const key of keys) {
-        const window = live(key);
-        if (window && window.failures >= maxFailures) until = Math.max(until, window.resetAt);
-      }
-      return until === 0 ? 0 : Math.max(1, Math.ceil((until - now()) / 1000));
+    /** Seconds until the last of the blocked keys frees up, or 0 when none is blocked. */
+    async retryAfterSeconds(keys: readonly string[]): Promise<number> {
+      if (keys.length === 0) return 0;
+      const row = await db
+        .selectFrom('login_failures')
+        .select(sql<string | null>`ceil(extract(epoch from max(reset_at) - now()))`.as('seconds'))
+        .where('key', 'in', keys.map(hashed))
+        .where('failures', '>=', maxFailures)
+        .where('reset_at', '>', sql<Date>`now()`)
+        .executeTakeFirst();
+      return Math.max(0, Number(row?.seconds ?? 0));
     },
-    recordFailure(keys: readonly string[]): void {
-      for (const key of keys) {
-        const window = live(key);
-        if (window) window.failures += 1;
-        else {
-          if (windows.size >= MAX_TRACKED_KEYS) evictExpired();
-          windows.set(key, { failures: 1, resetAt: now() + windowMs });
-        }
-      }
+
+    /** Counts a failure against every key, in one statement: a window that has ended starts afresh. */
+    async recordFailure(keys: readonly string[]): Promise<void> {
+      if (keys.length === 0) return;
+      await sql`
+        insert into login_failures (key, failures, reset_at)
+        select distinct k, 1, now() + ${windowLength} from unnest(${[...keys].map(hashed)}::text[]) as k
+        on conflict (key) do update set
+          failures = case when login_failures.reset_at <= now() then 1 else login_failures.failures + 1 end,
+          reset_at = case when login_failures.reset_at <= now() then now() + ${windowLength} else login_failures.reset_at end
+      `.execute(db);
+      await sweep();
     },
-    reset(key: string): void {
-      windows.delete(key);
+
+    /** Forgets the key's failures (after a successful login). */
+    async reset(key: string): Promise<void> {
+      await db.deleteFrom('login_failures').where('key', '=', hashed(key)).execute();
     },
   };
 }

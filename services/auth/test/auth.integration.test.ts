@@ -181,6 +181,29 @@ describe('POST /v1/token', () => {
     expect(blocked.body.error.code).toBe('too_many_requests');
     expect(Number(blocked.headers.get('retry-after'))).toBeGreaterThan(0);
   });
+
+  it('throttles across replicas: failures on one count on every other', async () => {
+    await post('/v1/users', { username: 'dave', password: 'dave-password' });
+    const second = await startService('auth', { env: authEnv() });
+    const login = async (replica: ServiceProcess, password: string) =>
+      (
+        await fetch(replica.url('/v1/token'), {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ username: 'dave', password }),
+        })
+      ).status;
+    try {
+      const statuses: number[] = [];
+      for (const replica of [auth, second, auth]) statuses.push(await login(replica, 'nope-nope'));
+      expect(statuses).toEqual([401, 401, 401]);
+      // Three failures in all, though neither replica saw three itself: both refuse now.
+      expect(await login(auth, 'dave-password')).toBe(429);
+      expect(await login(second, 'dave-password')).toBe(429);
+    } finally {
+      await second.stop();
+    }
+  });
 });
 
 describe('POST /v1/service-token', () => {

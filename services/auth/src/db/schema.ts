@@ -1,7 +1,9 @@
+import type { LoginFailureTable } from './login-failure.table.js';
 import type { SigningKeyTable } from './signing-key.table.js';
 import type { UserTable } from './user.table.js';
 
 export interface AuthDatabase {
   users: UserTable;
   signing_keys: SigningKeyTable;
+  login_failures: LoginFailureTable;
 }

@@ -120,7 +120,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     const { username, password } = request.body as z.infer<typeof tokenBody>;
     const userKey = [username.toLowerCase()];
     const addressKey = [request.ip];
-    const retryAfter = Math.max(throttles.user.retryAfterSeconds(userKey), throttles.address.retryAfterSeconds(addressKey));
+    const retryAfter = Math.max(await throttles.user.retryAfterSeconds(userKey), await throttles.address.retryAfterSeconds(addressKey));
     if (retryAfter > 0) {
       metrics.logins.inc({ outcome: 'throttled' });
       throw new HttpError(HttpErrorCode.TooManyRequests, 'too many failed logins; try again later', {
@@ -130,12 +130,11 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     // A username PostgreSQL cannot even look up (a NUL) belongs to no one: a wrong credential, not a 500.
     const user = isStorableText(username) ? await findUserByUsername(db, username) : undefined;
     if (!(await verifyPassword(user?.password_hash, password)) || !user) {
-      throttles.user.recordFailure(userKey);
-      throttles.address.recordFailure(addressKey);
+      await Promise.all([throttles.user.recordFailure(userKey), throttles.address.recordFailure(addressKey)]);
       metrics.logins.inc({ outcome: 'failure' });
       throw new HttpError(HttpErrorCode.InvalidCredentials, 'wrong username or password');
     }
-    throttles.user.reset(username.toLowerCase());
+    await throttles.user.reset(username.toLowerCase());
     metrics.logins.inc({ outcome: 'success' });
     metrics.tokensIssued.inc({ kind: 'password' });
     return tokens.issue(user);

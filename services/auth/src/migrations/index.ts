@@ -1,7 +1,9 @@
 import type { Migration } from 'kysely';
 import * as usersAndKeys from './2026-11-25T00-00-00_users-and-keys.js';
+import * as loginFailures from './2026-11-26T00-00-00_login-failures.js';
 
 /** Every migration of the auth service, by name; names sort in the order they apply. */
 export const migrations: Record<string, Migration> = {
   '2026-11-25T00-00-00_users-and-keys': usersAndKeys,
+  '2026-11-26T00-00-00_login-failures': loginFailures,
 };
