@@ -14,7 +14,14 @@ export type StoreOutcome =
 
 const keyOf = (sessionId: number, clientMsgId: string) => `${sessionId}:${clientMsgId}`;
 
-type BatchRow = { kind: 'inserted' | 'existing' | 'session' } & MessageRow;
+/**
+ * What the statement returns: the new messages' generated columns only (the rest is in the
+ * input), whole rows for messages stored before, and the ids of sessions that do not exist.
+ */
+type BatchRow =
+  | ({ kind: 'inserted' } & Pick<MessageRow, 'id' | 'session_id' | 'seq' | 'client_msg_id' | 'created_at'>)
+  | ({ kind: 'existing' } & MessageRow)
+  | { kind: 'missing'; session_id: number };
 
 /**
  * Stores a batch of inbound messages in one statement (one round trip, its own transaction) and
@@ -58,7 +65,7 @@ export async function storeBatch(db: Kysely<PersistenceDatabase>, inputs: readon
     inserted as (
       insert into messages (session_id, seq, sender_id, sender_role, content, client_msg_id)
       select session_id, seq, sender_id, sender_role, content, client_msg_id from fresh
-      returning *
+      returning id, session_id, seq, client_msg_id, created_at
     ),
     advanced as (
       update sessions s set last_seq = f.last
@@ -66,18 +73,40 @@ export async function storeBatch(db: Kysely<PersistenceDatabase>, inputs: readon
       where s.id = f.session_id
       returning s.id
     )
-    select 'inserted' as kind, i.id, i.session_id, i.seq, i.sender_id, i.sender_role, i.content, i.client_msg_id, i.created_at from inserted i
+    select 'inserted' as kind, i.id, i.session_id, i.seq, null as sender_id, null as sender_role, null as content, i.client_msg_id, i.created_at
+    from inserted i
     union all
     select 'existing', e.id, e.session_id, e.seq, e.sender_id, e.sender_role, e.content, e.client_msg_id, e.created_at from existing e
     union all
-    select 'session', null, l.id, null, null, null, null, null, null from locked l`.execute(db);
+    select 'missing', null, s.session_id, null, null, null, null, null, null
+    from (select distinct session_id from input) s where not exists (select 1 from locked l where l.id = s.session_id)`.execute(db);
 
-  const sessions = new Set<number>();
+  const firstInput = new Map<string, InboundMessage>();
+  for (const input of inputs) {
+    const key = keyOf(input.session_id, input.client_msg_id);
+    if (!firstInput.has(key)) firstInput.set(key, input);
+  }
+  const missing = new Set<number>();
   const stored = new Map<string, Message>();
   const original = new Map<string, Message>();
   for (const row of rows) {
-    if (row.kind === 'session') sessions.add(row.session_id);
-    else (row.kind === 'inserted' ? stored : original).set(keyOf(row.session_id, row.client_msg_id), toMessage(row));
+    if (row.kind === 'missing') missing.add(row.session_id);
+    else if (row.kind === 'existing') original.set(keyOf(row.session_id, row.client_msg_id), toMessage(row));
+    else {
+      const key = keyOf(row.session_id, row.client_msg_id);
+      const input = firstInput.get(key);
+      if (!input) throw new Error(`stored message ${key} is not in the batch`);
+      stored.set(key, {
+        id: row.id,
+        session_id: row.session_id,
+        seq: row.seq,
+        sender_id: input.sender_id,
+        sender_role: input.sender_role,
+        content: input.content,
+        client_msg_id: row.client_msg_id,
+        created_at: row.created_at.toISOString(),
+      });
+    }
   }
 
   const claimed = new Set<string>();
@@ -92,7 +121,7 @@ export async function storeBatch(db: Kysely<PersistenceDatabase>, inputs: readon
       claimed.add(key);
       return { kind: 'stored', message: now };
     }
-    if (!sessions.has(input.session_id)) return { kind: 'rejected', reason: `session ${input.session_id} does not exist` };
+    if (missing.has(input.session_id)) return { kind: 'rejected', reason: `session ${input.session_id} does not exist` };
     throw new Error(`message ${key} neither stored nor found`);
   });
 }
