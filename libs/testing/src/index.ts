@@ -1,3 +1,4 @@
+export { postJson } from './auth-api.js';
 export {
   type AckRecord,
   type AttemptRecord,
@@ -14,6 +15,7 @@ export {
 } from './checker.js';
 export { createTestDatabase, TEST_DATABASE_ADMIN_URL, type TestDatabase } from './database.js';
 export { LoadClient, type LoadClientOptions } from './load-client.js';
+export { PendingReplies } from './pending-replies.js';
 export { freePort } from './ports.js';
 export { type ReliableSendOptions, sendReliably } from './reliable-send.js';
 export {

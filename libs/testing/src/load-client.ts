@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import WebSocket from 'ws';
 import type { AckRecord, AttemptRecord, CheckInput, DeliveredRecord, TranscriptRecord } from './checker.js';
+import { PendingReplies } from './pending-replies.js';
 
 export interface LoadClientOptions {
   /** Names the client in reports and prefixes its client_msg_ids (`<name>-<n>`): unique per run. */
@@ -72,7 +73,7 @@ export class LoadClient {
 
   private readonly options: Required<Omit<LoadClientOptions, 'userId'>> & { userId: number | undefined };
   private readonly sessions = new Map<number, SessionTrack>();
-  private readonly replies = new Map<number, { resolve: (frame: Reply) => void; reject: (error: Error) => void }>();
+  private readonly replies = new PendingReplies<number, Reply>();
   private readyWaiters: (() => void)[] = [];
   private inFlight: { clientMsgId: string; settle: (outcome: SendOutcome) => void } | undefined;
   private ready = false;
@@ -282,8 +283,7 @@ export class LoadClient {
   private onSocketClosed(ws: WebSocket): void {
     if (this.ws !== ws) return;
     this.ready = false;
-    for (const reply of this.replies.values()) reply.reject(new Error('socket closed'));
-    this.replies.clear();
+    this.replies.rejectAll(new Error('socket closed'));
     // The message in flight is sent again on the next socket.
     this.inFlight?.settle(undefined);
   }
@@ -291,23 +291,13 @@ export class LoadClient {
   private request(ws: WebSocket, frame: Record<string, unknown>, timeoutMs: number, onReqId?: (reqId: number) => void): Promise<Reply> {
     const reqId = ++this.reqCounter;
     onReqId?.(reqId);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.replies.delete(reqId);
-        reject(new Error(`no answer to ${String(frame.type)} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.replies.set(reqId, {
-        resolve: (reply) => {
-          clearTimeout(timer);
-          resolve(reply);
-        },
-        reject: (error) => {
-          clearTimeout(timer);
-          reject(error);
-        },
-      });
+    const reply = this.replies.wait(reqId, String(frame.type), timeoutMs);
+    try {
       ws.send(JSON.stringify({ ...frame, req_id: reqId }));
-    });
+    } catch (error) {
+      this.replies.settle(reqId, { error: error as Error });
+    }
+    return reply;
   }
 
   private onFrame(text: string): void {
@@ -354,11 +344,7 @@ export class LoadClient {
         break;
       }
     }
-    if (typeof frame.req_id === 'number') {
-      const reply = this.replies.get(frame.req_id);
-      this.replies.delete(frame.req_id);
-      reply?.resolve(frame);
-    }
+    if (typeof frame.req_id === 'number') this.replies.settle(frame.req_id, { reply: frame });
   }
 
   private async sendLoop(): Promise<void> {

@@ -1,3 +1,4 @@
+import { postJson } from './auth-api.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 import { type ServiceProcess, startService, uniqueSubjectPrefix } from './service-process.js';
 
@@ -40,16 +41,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const auth = await startService('auth', { env: { ...env, ADMIN_USERNAME: ADMIN.username, ADMIN_PASSWORD: ADMIN.password } });
   let adminToken: string | undefined;
 
-  const post = async (path: string, body: unknown, token?: string) => {
-    const response = await fetch(auth.url(path), {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-      body: JSON.stringify(body),
-    });
-    const json = (await response.json()) as Record<string, unknown>;
-    if (!response.ok) throw new Error(`${path} answered ${response.status}: ${JSON.stringify(json)}`);
-    return json;
-  };
+  const post = (path: string, body: unknown, token?: string) => postJson(auth.url(path), body, token);
 
   const stack: Stack = {
     database,

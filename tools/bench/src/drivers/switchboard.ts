@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { type Stack, startStack } from '@switchboard/testing';
+import { postJson, type Stack, startStack } from '@switchboard/testing';
 import pg from 'pg';
 import { type EventSink, inPool, type MeasuredProcess, type System } from '../driver.js';
 import type { Plan } from '../plan.js';
@@ -232,16 +232,7 @@ export function targetSwitchboard(options: TargetOptions): System {
   let counter = 0;
   let adminToken: Promise<string> | undefined;
   const tag = `bench${process.pid}x${Date.now().toString(36)}`;
-  const post = async (path: string, body: unknown, token?: string) => {
-    const response = await fetch(new URL(path, options.authUrl), {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-      body: JSON.stringify(body),
-    });
-    const json = (await response.json()) as Record<string, unknown>;
-    if (!response.ok) throw new Error(`${path} answered ${response.status}: ${JSON.stringify(json)}`);
-    return json;
-  };
+  const post = (path: string, body: unknown, token?: string) => postJson(new URL(path, options.authUrl), body, token);
   const users: UserSource = async (role) => {
     const username = `${tag}-${role}-${++counter}`;
     const password = `${username}-password`;

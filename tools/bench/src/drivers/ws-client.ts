@@ -1,3 +1,4 @@
+import { PendingReplies } from '@switchboard/testing';
 import WebSocket from 'ws';
 
 export type JsonFrame = { type: string; [key: string]: unknown };
@@ -7,7 +8,7 @@ export type JsonFrame = { type: string; [key: string]: unknown };
  * Switchboard and the plain-ws drivers. Frames without a pending `req_id` go to `onFrame`.
  */
 export class JsonSocket {
-  private readonly pending = new Map<string, { resolve: (frame: JsonFrame) => void; reject: (error: Error) => void }>();
+  private readonly pending = new PendingReplies<string, JsonFrame>();
   private nextReqId = 1;
   closing = false;
 
@@ -18,20 +19,12 @@ export class JsonSocket {
     ws.on('message', (data: Buffer) => {
       const frame = JSON.parse(data.toString('utf8')) as JsonFrame;
       const reqId = frame.req_id;
-      if (typeof reqId === 'string') {
-        const waiter = this.pending.get(reqId);
-        if (waiter) {
-          this.pending.delete(reqId);
-          if (frame.type === 'error') waiter.reject(new Error(`${String(frame.code)}: ${String(frame.message)}`));
-          else waiter.resolve(frame);
-          return;
-        }
-      }
+      const outcome = frame.type === 'error' ? { error: new Error(`${String(frame.code)}: ${String(frame.message)}`) } : { reply: frame };
+      if (typeof reqId === 'string' && this.pending.settle(reqId, outcome)) return;
       this.onFrame(frame);
     });
     ws.on('close', () => {
-      for (const waiter of this.pending.values()) waiter.reject(new Error('socket closed'));
-      this.pending.clear();
+      this.pending.rejectAll(new Error('socket closed'));
     });
   }
 
@@ -69,23 +62,13 @@ export class JsonSocket {
 
   request(frame: Record<string, unknown>, timeoutMs = 30_000): Promise<JsonFrame> {
     const reqId = `r${this.nextReqId++}`;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(reqId);
-        reject(new Error(`no answer to ${String(frame.type)} in ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.pending.set(reqId, {
-        resolve: (reply) => {
-          clearTimeout(timer);
-          resolve(reply);
-        },
-        reject: (error) => {
-          clearTimeout(timer);
-          reject(error);
-        },
-      });
+    const reply = this.pending.wait(reqId, String(frame.type), timeoutMs);
+    try {
       this.ws.send(JSON.stringify({ ...frame, req_id: reqId }));
-    });
+    } catch (error) {
+      this.pending.settle(reqId, { error: error as Error });
+    }
+    return reply;
   }
 
   send(text: string): void {
