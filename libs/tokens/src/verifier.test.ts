@@ -143,6 +143,15 @@ function verifierFor(source: KeySource, clock: Clock = fixedClock(), overrides: 
   return createTokenVerifier({ keySource: source, issuer: ISSUER, audience: AUDIENCE, now: clock.now, ...overrides });
 }
 
+/** A verifier on a counting source that holds edKey, after its first fetch (to verify an edKey token). */
+async function verifierAfterFirstFetch(overrides: Partial<TokenVerifierOptions> = {}) {
+  const keys = countingSource(jwksOf(edKey));
+  const clock = fixedClock();
+  const verifier = verifierFor(keys.source, clock, overrides);
+  await verifier.verify(await signToken({ key: edKey }));
+  return { keys, clock, verifier };
+}
+
 async function refusalOf(promise: Promise<unknown>): Promise<TokenError> {
   const outcome = await promise.then(
     (value) => ({ settled: 'fulfilled' as const, value }),
@@ -552,10 +561,7 @@ describe('createTokenVerifier', () => {
     });
 
     it('refetches on an unknown kid and picks up a newly published key', async () => {
-      const keys = countingSource(jwksOf(edKey));
-      const clock = fixedClock();
-      const verifier = verifierFor(keys.source, clock);
-      await verifier.verify(await signToken({ key: edKey }));
+      const { keys, clock, verifier } = await verifierAfterFirstFetch();
 
       keys.publish(jwksOf(edKey, esKey));
       clock.advance(DEFAULT_MIN_REFETCH_INTERVAL_MS);
@@ -567,10 +573,7 @@ describe('createTokenVerifier', () => {
     });
 
     it('stops accepting a key that the source no longer publishes after a refetch', async () => {
-      const keys = countingSource(jwksOf(edKey));
-      const clock = fixedClock();
-      const verifier = verifierFor(keys.source, clock);
-      await verifier.verify(await signToken({ key: edKey }));
+      const { keys, clock, verifier } = await verifierAfterFirstFetch();
 
       keys.publish(jwksOf(esKey));
       clock.advance(DEFAULT_MIN_REFETCH_INTERVAL_MS);
@@ -581,10 +584,7 @@ describe('createTokenVerifier', () => {
 
     it('does not refetch again for unknown kids within minRefetchIntervalMs, and does after it', async () => {
       const minRefetchIntervalMs = 30_000;
-      const keys = countingSource(jwksOf(edKey));
-      const clock = fixedClock();
-      const verifier = verifierFor(keys.source, clock, { minRefetchIntervalMs });
-      await verifier.verify(await signToken({ key: edKey }));
+      const { keys, clock, verifier } = await verifierAfterFirstFetch({ minRefetchIntervalMs });
       expect(keys.calls).toBe(1);
 
       // Straight after the first fetch, an unknown kid is refused without asking again.
@@ -612,10 +612,7 @@ describe('createTokenVerifier', () => {
     });
 
     it('does not refetch for tokens refused for reasons other than an unknown kid', async () => {
-      const keys = countingSource(jwksOf(edKey));
-      const clock = fixedClock();
-      const verifier = verifierFor(keys.source, clock);
-      await verifier.verify(await signToken());
+      const { keys, clock, verifier } = await verifierAfterFirstFetch();
       clock.advance(DEFAULT_MIN_REFETCH_INTERVAL_MS * 2);
 
       await expectRefused(verifier.verify(await signToken({ key: impostorKey })), TokenErrorCode.Invalid);
@@ -676,10 +673,7 @@ describe('createTokenVerifier', () => {
     it('lets a verify of a newly published kid use keys refetched while it was under way, however the two interleave', async () => {
       const esTokens = await Promise.all([1, 2].map((n) => signToken({ key: esKey, claims: { sub: String(n) } })));
       for (let ticks = 0; ticks < 40; ticks += 1) {
-        const keys = countingSource(jwksOf(edKey));
-        const clock = fixedClock();
-        const verifier = verifierFor(keys.source, clock);
-        await verifier.verify(await signToken({ key: edKey }));
+        const { keys, clock, verifier } = await verifierAfterFirstFetch();
         keys.publish(jwksOf(edKey, esKey));
         clock.advance(DEFAULT_MIN_REFETCH_INTERVAL_MS);
 
@@ -693,10 +687,7 @@ describe('createTokenVerifier', () => {
     });
 
     it('lets concurrent verifies of a newly published kid use keys that a sibling refetched a moment earlier', async () => {
-      const keys = countingSource(jwksOf(edKey));
-      const clock = fixedClock();
-      const verifier = verifierFor(keys.source, clock);
-      await verifier.verify(await signToken({ key: edKey }));
+      const { keys, clock, verifier } = await verifierAfterFirstFetch();
       keys.publish(jwksOf(edKey, esKey));
       clock.advance(DEFAULT_MIN_REFETCH_INTERVAL_MS);
       const tokens = await Promise.all([1, 2, 3, 4, 5].map((n) => signToken({ key: esKey, claims: { sub: String(n) } })));
