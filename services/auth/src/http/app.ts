@@ -120,7 +120,9 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     const { username, password } = request.body as z.infer<typeof tokenBody>;
     const userKey = [username.toLowerCase()];
     const addressKey = [request.ip];
-    const retryAfter = Math.max(await throttles.user.retryAfterSeconds(userKey), await throttles.address.retryAfterSeconds(addressKey));
+    const retryAfter = Math.max(
+      ...(await Promise.all([throttles.user.retryAfterSeconds(userKey), throttles.address.retryAfterSeconds(addressKey)])),
+    );
     if (retryAfter > 0) {
       metrics.logins.inc({ outcome: 'throttled' });
       throw new HttpError(HttpErrorCode.TooManyRequests, 'too many failed logins; try again later', {

@@ -96,16 +96,7 @@ export async function storeBatch(db: Kysely<PersistenceDatabase>, inputs: readon
       const key = keyOf(row.session_id, row.client_msg_id);
       const input = firstInput.get(key);
       if (!input) throw new Error(`stored message ${key} is not in the batch`);
-      stored.set(key, {
-        id: row.id,
-        session_id: row.session_id,
-        seq: row.seq,
-        sender_id: input.sender_id,
-        sender_role: input.sender_role,
-        content: input.content,
-        client_msg_id: row.client_msg_id,
-        created_at: row.created_at.toISOString(),
-      });
+      stored.set(key, toMessage({ ...row, sender_id: input.sender_id, sender_role: input.sender_role, content: input.content }));
     }
   }
 
