@@ -72,7 +72,7 @@ describe('PostgreSQL cut off for 5 s mid-load', () => {
     // Acks already on their way may land just after the cut; after that, none until the database is back.
     await sleep(1_000);
     const acksAfterCut = acksAt();
-    await waitFor(async () => (await opsStatus(running.persistence[0] as ServiceProcess, '/readyz')) === 503, 6_000, 'persistence unready');
+    await waitFor(async () => (await opsStatus(running.persistence[0] as ServiceProcess, '/readyz')) === 503, 4_000, 'persistence unready');
     const unreadyAfter = Date.now() - cutAt;
     for (const service of backends) {
       expect(isRunning(service)).toBe(true);

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { createDb, type Database } from '@switchboard/db';
 import { createTestDatabase, type TestDatabase, waitFor } from '@switchboard/testing';
 import { sql } from 'kysely';
@@ -42,6 +42,56 @@ async function silentServer(): Promise<{ url: string; sockets: Socket[] }> {
   });
   return { url: `postgres://postgres@127.0.0.1:${port}/test`, sockets };
 }
+
+/** A TCP proxy to the real PostgreSQL whose connections the test can reset. */
+async function resettableProxy(target: string): Promise<{ url: string; reset: () => void }> {
+  const sockets = new Set<Socket>();
+  const targetUrl = new URL(target);
+  const server = createServer((client) => {
+    const upstream = tcpConnect(Number(targetUrl.port || 5432), targetUrl.hostname);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('error', () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  servers.push(server);
+  server.on('close', () => {
+    for (const socket of sockets) socket.destroy();
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  const url = new URL(target);
+  url.port = String(typeof address === 'object' && address ? address.port : 0);
+  return {
+    url: url.toString(),
+    reset: () => {
+      // A reset, as when the server dies: the client reads ECONNRESET.
+      for (const socket of sockets) socket.resetAndDestroy();
+    },
+  };
+}
+
+describe('a connection lost while in use', () => {
+  it('fails the queries on it, turns unhealthy and does not crash the process', async () => {
+    const proxy = await resettableProxy(database.url);
+    const handle = open(proxy.url, 2);
+    // Both pool connections are checked out, in queries, when the database goes away.
+    const inFlight = [sql`select pg_sleep(5)`.execute(handle.db), sql`select pg_sleep(5)`.execute(handle.db)];
+    const settled = Promise.allSettled(inFlight);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    proxy.reset();
+    const outcomes = await settled;
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(['rejected', 'rejected']);
+    await waitFor(() => !handle.isHealthy(), 10_000, 'unhealthy after the reset');
+  });
+});
 
 describe('the database health probe', () => {
   it('stays healthy against a database that answers', async () => {
