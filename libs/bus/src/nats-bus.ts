@@ -8,11 +8,11 @@ import {
   NatsError,
   ErrorCode as NatsErrorCode,
   nanos,
-  type PubAck,
   RetentionPolicy,
   StorageType,
 } from 'nats';
 import { type Bus, BusError, type DurableConsumer, type DurableMessage, type InboundStreamSettings } from './bus.js';
+import { createJetStreamPublisher, PublishError } from './jetstream-publisher.js';
 import { encodeJson } from './json.js';
 
 export interface ConnectNatsBusOptions {
@@ -72,7 +72,14 @@ export function createTurnQueue(): (job: () => void) => void {
 
 function unavailable(what: string, error: unknown): BusError {
   const code = error instanceof NatsError ? error.code : undefined;
-  const reason = code === NatsErrorCode.NoResponders ? 'no responders' : code === NatsErrorCode.Timeout ? 'timed out' : 'failed';
+  const reason =
+    error instanceof PublishError
+      ? error.reason
+      : code === NatsErrorCode.NoResponders
+        ? 'no responders'
+        : code === NatsErrorCode.Timeout
+          ? 'timed out'
+          : 'failed';
   return new BusError(BusErrorCode.Unavailable, `${what} ${reason}`, { cause: error });
 }
 
@@ -119,6 +126,7 @@ export async function connectNatsBus({ servers, name, subjects, logger, inboxPre
     noAsyncTraces: true,
   });
   const js = nc.jetstream();
+  const publisher = createJetStreamPublisher(nc, inboxPrefix);
   const publishInTurn = createTurnQueue();
   const jsm = await nc.jetstreamManager();
   let connected = true;
@@ -242,8 +250,8 @@ export async function connectNatsBus({ servers, name, subjects, logger, inboxPre
     },
     async publishDurable(subject, data, msgId, timeoutMs) {
       try {
-        const ack = await new Promise<PubAck>((resolve, reject) => {
-          publishInTurn(() => js.publish(subject, data, { msgID: msgId, timeout: timeoutMs }).then(resolve, reject));
+        const ack = await new Promise<{ duplicate: boolean }>((resolve, reject) => {
+          publishInTurn(() => publisher.publish(subject, data, msgId, timeoutMs).then(resolve, reject));
         });
         return { duplicate: ack.duplicate };
       } catch (error) {
@@ -272,7 +280,9 @@ export async function connectNatsBus({ servers, name, subjects, logger, inboxPre
       reconnectListeners.push(listener);
     },
     async close() {
+      // Draining lets PubAcks already on their way settle their publishes; close fails the rest.
       if (!nc.isClosed() && !nc.isDraining()) await nc.drain();
+      publisher.close();
     },
   };
 }
