@@ -1,3 +1,4 @@
+import { prepared } from '@switchboard/db';
 import type { InboundMessage, Message } from '@switchboard/protocol';
 import { type Kysely, sql } from 'kysely';
 import { toMessage } from '../db/message.repository.js';
@@ -25,7 +26,8 @@ type BatchRow =
 
 /**
  * Stores a batch of inbound messages in one statement (one round trip, its own transaction) and
- * returns an outcome per input, in input order.
+ * returns an outcome per input, in input order. The values go in arrays, so the statement's text
+ * is the same for every batch and is prepared once per connection.
  *
  * Seqs are gapless because each session's `last_seq` is read under its row lock (`for update`,
  * which re-reads the newest version after waiting) and advanced in the same statement as the
@@ -39,7 +41,7 @@ type BatchRow =
  */
 export async function storeBatch(db: Kysely<PersistenceDatabase>, inputs: readonly InboundMessage[]): Promise<StoreOutcome[]> {
   if (inputs.length === 0) return [];
-  const { rows } = await sql<BatchRow>`
+  const { rows } = await sql<BatchRow>`${prepared('store_batch')}
     with input as (
       select * from unnest(
         ${inputs.map((m) => m.session_id)}::bigint[], ${inputs.map((m) => m.client_msg_id)}::text[],
@@ -51,7 +53,8 @@ export async function storeBatch(db: Kysely<PersistenceDatabase>, inputs: readon
       select id, last_seq from sessions where id in (select session_id from input) order by id for update
     ),
     existing as (
-      select m.* from messages m join (select distinct session_id, client_msg_id from input) k using (session_id, client_msg_id)
+      select m.id, m.session_id, m.seq, m.sender_id, m.sender_role, m.content, m.client_msg_id, m.created_at
+      from messages m join (select distinct session_id, client_msg_id from input) k using (session_id, client_msg_id)
     ),
     firsts as (
       select distinct on (session_id, client_msg_id) * from input order by session_id, client_msg_id, ord

@@ -1,0 +1,57 @@
+import { createDb, type Database, prepared } from '@switchboard/db';
+import { createTestDatabase, type TestDatabase } from '@switchboard/testing';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { preparedName } from '../src/prepared.js';
+
+let database: TestDatabase;
+let handle: Database<unknown>;
+
+beforeAll(async () => {
+  database = await createTestDatabase('db_prepared');
+  // One connection, so that every query below sees the same session's prepared statements.
+  handle = createDb<unknown>({ url: database.url, poolSize: 1, applicationName: 'db-prepared-test' });
+});
+
+afterAll(async () => {
+  await handle?.destroy();
+  await database?.drop();
+});
+
+const preparedStatements = async () =>
+  (await sql<{ name: string }>`select name from pg_prepared_statements order by name`.execute(handle.db)).rows.map((row) => row.name);
+
+describe('prepared()', () => {
+  it('sends a marked statement as a named prepared statement, parsed once per connection, and others unnamed', async () => {
+    expect(await preparedStatements()).toEqual([]);
+    const double = (values: number[]) =>
+      sql<{ doubled: number }>`${prepared('double_all')} select v * 2 as doubled from unnest(${values}::int[]) as v`.execute(handle.db);
+
+    expect((await double([1, 2, 3])).rows.map((row) => row.doubled)).toEqual([2, 4, 6]);
+    expect((await double([10])).rows.map((row) => row.doubled)).toEqual([20]);
+    expect((await double([])).rows).toEqual([]);
+    await sql`select ${1}::int as unmarked`.execute(handle.db);
+
+    expect(await preparedStatements()).toEqual(['double_all']);
+  });
+
+  it('keeps planning each run for its own values (plan_cache_mode), so a generic plan never replaces them', async () => {
+    const { rows } = await sql<{ plan_cache_mode: string }>`show plan_cache_mode`.execute(handle.db);
+    expect(rows[0]?.plan_cache_mode).toBe('force_custom_plan');
+  });
+
+  it('a marked statement that fails leaves the connection usable and is prepared again when fixed', async () => {
+    await expect(sql`${prepared('broken_one')} select * from no_such_table`.execute(handle.db)).rejects.toThrow(/no_such_table/);
+    expect((await sql<{ one: number }>`select 1 as one`.execute(handle.db)).rows).toEqual([{ one: 1 }]);
+    expect(await preparedStatements()).not.toContain('broken_one');
+  });
+
+  it('takes only plain lower-case names, and reads the name back from the start of a statement only', () => {
+    expect(() => prepared('Robert"); drop table x; --')).toThrow(/not a statement name/);
+    expect(() => prepared('')).toThrow(/not a statement name/);
+    expect(preparedName('/* prepared store_batch */ with input as (select 1)')).toBe('store_batch');
+    expect(preparedName('select 1 /* prepared store_batch */')).toBeUndefined();
+    expect(preparedName('/* prepared */ select 1')).toBeUndefined();
+    expect(preparedName('select 1')).toBeUndefined();
+  });
+});
