@@ -1,6 +1,9 @@
 import type { Plan } from './plan.js';
 
 /** What a client connection reports, whatever the system. */
+/** Process ids of shared infrastructure, by name. */
+export type InfraPids = Record<string, readonly number[]>;
+
 export interface EventSink {
   ack(connection: number, clientMsgId: string): void;
   /** A send refused or failed (`clientMsgId` unknown when the server did not say). */
@@ -25,8 +28,8 @@ export interface System {
   readonly label: string;
   /** The server processes (the system's own, started or targeted by the bench). */
   readonly processes: readonly MeasuredProcess[];
-  /** Shared infrastructure processes it uses (NATS, PostgreSQL backends, Redis), read from /proc. */
-  infraPids(): Promise<number[]>;
+  /** Shared infrastructure processes it uses, by name (`nats`, `postgres` for the backends of its database, `redis`), read from /proc. */
+  infraPids(): Promise<InfraPids>;
   /** Opens every connection, authenticates, creates the sessions and joins every member. */
   connect(plan: Plan, sink: EventSink, onProgress?: (line: string) => void): Promise<void>;
   send(connection: number, session: number, clientMsgId: string, content: string): void;

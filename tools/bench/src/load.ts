@@ -1,4 +1,4 @@
-import { clientMsgIdOf, contentOf, type System } from './driver.js';
+import { clientMsgIdOf, contentOf, type InfraPids, type System } from './driver.js';
 import { type LatencySummary, summarize } from './histogram.js';
 import { GeneratorMonitor, type GeneratorStats, round } from './monitor.js';
 import type { Plan } from './plan.js';
@@ -23,6 +23,8 @@ export interface CpuFigures {
   serviceSeconds: number | undefined;
   /** … of the shared infrastructure it uses (NATS, its PostgreSQL backends, Redis), from /proc. */
   infraSeconds: number | undefined;
+  /** The same by name: `nats`, `postgres`, `redis`. */
+  infraByName: Record<string, number>;
   /** Service CPU per delivered message, µs. */
   perDeliveryUs: number | undefined;
   /** Service and infrastructure CPU per delivered message, µs. */
@@ -66,7 +68,7 @@ export interface PhaseResult {
 interface CpuSnapshot {
   byProcess: Map<string, number>;
   scrapes: Map<string, Scrape>;
-  infra: number | undefined;
+  infra: Map<string, number>;
   syscalls: Map<string, { reads: number; writes: number }>;
 }
 
@@ -83,7 +85,7 @@ async function processCpu(process: System['processes'][number], scrapes: Map<str
   return process.pid === undefined ? undefined : procCpuSeconds(process.pid);
 }
 
-export async function cpuSnapshot(system: System, infraPids: readonly number[]): Promise<CpuSnapshot> {
+export async function cpuSnapshot(system: System, infraPids: InfraPids): Promise<CpuSnapshot> {
   const byProcess = new Map<string, number>();
   const scrapes = new Map<string, Scrape>();
   await Promise.all(
@@ -97,7 +99,12 @@ export async function cpuSnapshot(system: System, infraPids: readonly number[]):
     const counts = process.pid === undefined ? undefined : procSyscalls(process.pid);
     if (counts) syscalls.set(process.name, counts);
   }
-  return { byProcess, scrapes, infra: sumCpu(infraPids), syscalls };
+  const infra = new Map<string, number>();
+  for (const [name, pids] of Object.entries(infraPids)) {
+    const cpu = sumCpu(pids);
+    if (cpu !== undefined) infra.set(name, cpu);
+  }
+  return { byProcess, scrapes, infra, syscalls };
 }
 
 /** What the services measured themselves during the window (Switchboard: the gateways' send-to-ack, persistence's batches). */
@@ -170,7 +177,14 @@ export function cpuFigures(before: CpuSnapshot, after: CpuSnapshot, deliveries: 
     service += end - start;
     any = true;
   }
-  const infra = before.infra !== undefined && after.infra !== undefined ? after.infra - before.infra : undefined;
+  const infraByName: Record<string, number> = {};
+  let infra: number | undefined;
+  for (const [name, end] of after.infra) {
+    const start = before.infra.get(name);
+    if (start === undefined) continue;
+    infraByName[name] = round(end - start, 3);
+    infra = (infra ?? 0) + end - start;
+  }
   const per = (seconds: number | undefined) =>
     seconds === undefined || deliveries === 0 ? undefined : round((seconds * 1e6) / deliveries, 2);
   return {
@@ -179,6 +193,7 @@ export function cpuFigures(before: CpuSnapshot, after: CpuSnapshot, deliveries: 
     perDeliveryUs: per(any ? service : undefined),
     perDeliveryAllUs: per(any && infra !== undefined ? service + infra : undefined),
     byProcess,
+    infraByName,
   };
 }
 

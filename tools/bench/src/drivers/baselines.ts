@@ -25,7 +25,7 @@ export async function startPlainWs(): Promise<System> {
     name: 'ws',
     label: 'plain ws (1 process)',
     processes: [{ name: 'ws', metricsUrl: server.opsUrl('/metrics'), pid: server.child.pid }],
-    infraPids: async () => [],
+    infraPids: async () => ({}),
     async connect(plan: Plan, sink: EventSink) {
       sockets = new Array(plan.connections);
       const onFrame = (connection: number) => (frame: JsonFrame) => {
@@ -86,7 +86,7 @@ export async function startSocketIo(processes = 2): Promise<System> {
       metricsUrl: server.opsUrl('/metrics'),
       pid: server.child.pid,
     })),
-    infraPids: async () => pidsByName('redis-server'),
+    infraPids: async () => ({ redis: pidsByName('redis-server') }),
     async connect(plan: Plan, events: EventSink) {
       sink = events;
       sockets = new Array(plan.connections);

@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { postJson, type Stack, startStack } from '@switchboard/testing';
 import pg from 'pg';
-import { type EventSink, inPool, type MeasuredProcess, type System } from '../driver.js';
+import { type EventSink, type InfraPids, inPool, type MeasuredProcess, type System } from '../driver.js';
 import type { Plan } from '../plan.js';
 import { onCleanup, pidsByName, trackChild } from '../processes.js';
 import { type JsonFrame, JsonSocket } from './ws-client.js';
@@ -17,7 +17,7 @@ export interface SwitchboardEndpoints {
   wsUrls: readonly string[];
   users: UserSource;
   processes: readonly MeasuredProcess[];
-  infraPids: () => Promise<number[]>;
+  infraPids: () => Promise<InfraPids>;
   stop: () => Promise<void>;
   label: string;
   onWindowOpen?: () => void;
@@ -174,7 +174,10 @@ export async function startLocalSwitchboard(options: LocalSwitchboardOptions): P
     wsUrls: stack.gateways.map((_, index) => stack.wsUrl(index)),
     users: (role) => stack.user(role),
     processes: processes(),
-    infraPids: async () => [...(options.natsPids?.() ?? pidsByName('nats-server')), ...(await postgresBackendPids(stack.database.url))],
+    infraPids: async () => ({
+      nats: options.natsPids?.() ?? pidsByName('nats-server'),
+      postgres: await postgresBackendPids(stack.database.url),
+    }),
     stop,
     // Under --profile the profilers run from the first measurement window until the clients disconnect,
     // so neither the set-up nor the tear-down is in the profiles.
@@ -252,7 +255,7 @@ export function targetSwitchboard(options: TargetOptions): System {
     wsUrls: options.wsUrls,
     users,
     processes: options.metricsUrls.map((url, index) => ({ name: `target-${index}`, metricsUrl: url })),
-    infraPids: async () => [],
+    infraPids: async () => ({}),
     stop: async () => undefined,
   });
 }
