@@ -40,10 +40,6 @@ export function createDb<DB>({ url, poolSize = 10, applicationName, healthProbeI
     types,
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
-    // Statements marked with prepared() are parsed once per connection but still planned for the
-    // values of each run: a batch of 1 and one of 400 want different plans, and the generic plan
-    // PostgreSQL would otherwise settle on after five runs stored batches at half the speed.
-    options: '-c plan_cache_mode=force_custom_plan',
   });
   let healthy = true;
   const connectionLost = () => {

@@ -5,10 +5,18 @@ const MARK_START = '/* prepared ';
 const MARK = /^\/\* prepared ([a-z][a-z0-9_]*) \*\//;
 
 /**
+ * What a server says when the named statements it was sent do not match what it holds: a
+ * connection pooler in transaction mode (PgBouncer before 1.21) hands each transaction whatever
+ * server connection is free, so a statement prepared on one is missing (26000) or already there
+ * (42P05) on another.
+ */
+const PREPARED_STATEMENTS_UNSUPPORTED = new Set(['26000', '42P05']);
+
+/**
  * Starts a statement that `createDb`'s pool sends as the named prepared statement `name`:
- * PostgreSQL parses and analyses it once per connection instead of on every run (it still plans
- * each run for its values, see `createDb`). For hot statements whose text never changes, their
- * values passed as arrays, e.g. persistence's batch insert: ``sql`${prepared('store_batch')} with …` ``.
+ * PostgreSQL parses and analyses it once per connection instead of on every run. For hot
+ * statements whose text never changes, their values passed as arrays, e.g. persistence's batch
+ * insert: ``sql`${prepared('store_batch')} with …` ``.
  *
  * Such a statement must name the columns it returns (no `*`): PostgreSQL refuses to run a
  * prepared statement whose result columns a migration has changed since it was prepared.
@@ -24,25 +32,47 @@ export function preparedName(text: string): string | undefined {
   return text.startsWith(MARK_START) ? MARK.exec(text)?.[1] : undefined;
 }
 
-/** `pool` as kysely's PostgresDialect sees it, sending statements marked with `prepared()` by name. */
+/**
+ * `pool` as kysely's PostgresDialect sees it, sending statements marked with `prepared()` by
+ * name. Should the server turn out not to keep them (a pooler in transaction mode), the statement
+ * is run again unnamed, and so is every marked statement after it.
+ *
+ * Each new connection also asks for a plan per run (`plan_cache_mode = force_custom_plan`): a
+ * batch of 1 and one of 400 want different plans, and the generic plan PostgreSQL would
+ * otherwise settle on after five runs of a prepared statement stored batches at half the speed.
+ */
 export function preparingPool(pool: pg.Pool): PostgresPool {
+  let naming = true;
   // One wrapper per pg client: kysely keeps a connection object per client it is given.
   const wrappers = new WeakMap<pg.PoolClient, PostgresPoolClient>();
+
   const wrap = (client: pg.PoolClient): PostgresPoolClient => {
     // Kysely passes cursors only when its dialect is given a cursor class, which createDb does not.
-    const query = (text: string, values: readonly unknown[]) => {
-      const name = preparedName(text);
-      return client.query({ text, values: values as unknown[], ...(name === undefined ? {} : { name }) });
+    const query = async (text: string, values: readonly unknown[]) => {
+      const unnamed = { text, values: values as unknown[] };
+      const name = naming ? preparedName(text) : undefined;
+      if (name === undefined) return client.query(unnamed);
+      try {
+        return await client.query({ ...unnamed, name });
+      } catch (error) {
+        // Refused before it ran, so running it again cannot apply it twice.
+        if (!PREPARED_STATEMENTS_UNSUPPORTED.has((error as { code?: string }).code ?? '')) throw error;
+        naming = false;
+        return client.query(unnamed);
+      }
     };
     const release = (destroy?: boolean) => client.release(destroy);
     // As with a pg client handed to kysely directly: pg declares its results more loosely.
     return { query, release } as unknown as PostgresPoolClient;
   };
+
   return {
     async connect() {
       const client = await pool.connect();
       let wrapper = wrappers.get(client);
       if (!wrapper) {
+        // Without it (a server before PostgreSQL 12, a pooler that drops it) statements still run.
+        await client.query('set plan_cache_mode = force_custom_plan').catch(() => undefined);
         wrapper = wrap(client);
         wrappers.set(client, wrapper);
       }

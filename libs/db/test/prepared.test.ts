@@ -40,10 +40,27 @@ describe('prepared()', () => {
     expect(rows[0]?.plan_cache_mode).toBe('force_custom_plan');
   });
 
-  it('a marked statement that fails leaves the connection usable and is prepared again when fixed', async () => {
+  it('a marked statement that fails leaves the connection usable and is not kept', async () => {
     await expect(sql`${prepared('broken_one')} select * from no_such_table`.execute(handle.db)).rejects.toThrow(/no_such_table/);
     expect((await sql<{ one: number }>`select 1 as one`.execute(handle.db)).rows).toEqual([{ one: 1 }]);
     expect(await preparedStatements()).not.toContain('broken_one');
+  });
+
+  it('runs a marked statement unnamed, from then on, when the server does not keep prepared statements (a pooler in transaction mode)', async () => {
+    const fresh = createDb<unknown>({ url: database.url, poolSize: 1, applicationName: 'db-prepared-pooler-test' });
+    try {
+      const triple = (value: number) =>
+        sql<{ tripled: number }>`${prepared('triple')} select ${value}::int * 3 as tripled`.execute(fresh.db);
+      expect((await triple(1)).rows).toEqual([{ tripled: 3 }]);
+      // What a pooler does: the server connection no longer has the statement pg prepared on it.
+      await sql`deallocate triple`.execute(fresh.db);
+      expect((await triple(2)).rows).toEqual([{ tripled: 6 }]);
+      expect((await triple(3)).rows).toEqual([{ tripled: 9 }]);
+      const { rows } = await sql<{ name: string }>`select name from pg_prepared_statements`.execute(fresh.db);
+      expect(rows).toEqual([]);
+    } finally {
+      await fresh.destroy();
+    }
   });
 
   it('takes only plain lower-case names, and reads the name back from the start of a statement only', () => {
