@@ -1,0 +1,60 @@
+import { once } from 'node:events';
+import { createServer, type Socket, connect as tcpConnect } from 'node:net';
+import { createMetricsRegistry, PER_HANDLE_METRICS } from '@switchboard/runtime';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+
+const metricNames = (exposition: string) =>
+  new Set(
+    exposition
+      .split('\n')
+      .filter((line) => line.startsWith('# TYPE '))
+      .map((line) => line.split(' ')[2]),
+  );
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe('createMetricsRegistry', () => {
+  it('exposes the process metrics operators chart, with the service label', async () => {
+    const text = await createMetricsRegistry('tester').metrics();
+    const names = metricNames(text);
+    for (const name of [
+      'process_cpu_seconds_total',
+      'process_resident_memory_bytes',
+      'nodejs_heap_size_used_bytes',
+      'nodejs_eventloop_lag_p99_seconds',
+      'nodejs_gc_duration_seconds',
+      'process_max_fds',
+    ]) {
+      expect(names, name).toContain(name);
+    }
+    expect(text).toMatch(/process_cpu_seconds_total\{service="tester"\} \d/);
+  });
+
+  it('leaves out the metrics that walk every handle at each scrape, so a gateway with many sockets is not stalled by one', async () => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const address = server.address();
+    const port = typeof address === 'object' && address ? address.port : 0;
+    const sockets: Socket[] = [];
+    try {
+      for (let i = 0; i < 200; i++) {
+        const socket = tcpConnect(port, '127.0.0.1');
+        await once(socket, 'connect');
+        sockets.push(socket);
+      }
+      const handles = vi.spyOn(process as unknown as { _getActiveHandles(): unknown[] }, '_getActiveHandles');
+      const resources = vi.spyOn(process, 'getActiveResourcesInfo');
+      const text = await createMetricsRegistry('tester').metrics();
+      const names = metricNames(text);
+      for (const name of PER_HANDLE_METRICS) expect(names, name).not.toContain(name);
+      expect(handles).not.toHaveBeenCalled();
+      expect(resources).not.toHaveBeenCalled();
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    }
+  });
+});
