@@ -56,7 +56,7 @@ interface PubAckReply {
  *
  * nats.js's `js.publish` is a request: per publish it makes a request object with a timer of its
  * own and, once answered, builds a `NatsError` (with its stack) to cancel that request, though
- * nothing awaits it: together about 9% of a gateway's CPU under load. Here a publish is a map
+ * nothing awaits it: together about 9% of a gateway's CPU profile under load. Here a publish is a map
  * entry; one interval, running only while publishes are in flight, fails those past their
  * deadline.
  */
