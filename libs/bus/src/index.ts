@@ -9,6 +9,7 @@ export type {
   ServiceSpec,
 } from './bus.js';
 export { BusError } from './bus.js';
+export { Deadlines } from './deadlines.js';
 export { decodeJson, encodeJson } from './json.js';
 export { createMemoryBus, subjectMatches } from './memory-bus.js';
 export { type ConnectNatsBusOptions, connectNatsBus, natsCredentials } from './nats-bus.js';

@@ -1,4 +1,5 @@
 import { createInbox, headers, type Msg, type NatsConnection, type Subscription } from 'nats';
+import { Deadlines } from './deadlines.js';
 
 /** What the stream answered: where the message is, and whether it held it already (same message id). */
 export interface PubAck {
@@ -36,12 +37,10 @@ export interface JetStreamPublisher {
 interface Waiting {
   resolve(ack: PubAck): void;
   reject(error: PublishError): void;
-  /** performance.now() after which it fails as timed out. */
-  deadline: number;
 }
 
-/** How often publishes in flight are checked for their deadline: a publish fails up to this much late. */
-const SWEEP_MS = 100;
+/** The resolution of the publishes' deadlines: a publish fails up to this much after its timeout. */
+const DEADLINE_RESOLUTION_MS = 100;
 
 interface PubAckReply {
   stream?: string;
@@ -57,20 +56,26 @@ interface PubAckReply {
  * nats.js's `js.publish` is a request: per publish it makes a request object with a timer of its
  * own and, once answered, builds a `NatsError` (with its stack) to cancel that request, though
  * nothing awaits it: together about 9% of a gateway's CPU profile under load. Here a publish is a map
- * entry; one interval, running only while publishes are in flight, fails those past their
- * deadline.
+ * entry, and its deadline one of many on a shared timer (`Deadlines`).
  */
 export function createJetStreamPublisher(nc: NatsConnection, inboxPrefix = '_INBOX'): JetStreamPublisher {
   const replyPrefix = `${createInbox(inboxPrefix)}.`;
   const waiting = new Map<number, Waiting>();
   let nextToken = 1;
-  let sweeper: NodeJS.Timeout | undefined;
   let closed = false;
+
+  const deadlines = new Deadlines<number>((token) => {
+    const entry = waiting.get(token);
+    if (!entry) return;
+    waiting.delete(token);
+    entry.reject(new PublishError('timed out', 'no PubAck in time'));
+  }, DEADLINE_RESOLUTION_MS);
 
   const settle = (token: number, msg: Msg) => {
     const entry = waiting.get(token);
     if (!entry) return; // timed out before it was answered
     waiting.delete(token);
+    deadlines.delete(token);
     if (msg.data.length === 0 && msg.headers?.code === 503) {
       entry.reject(new PublishError('no responders', 'no stream takes this subject'));
       return;
@@ -97,19 +102,6 @@ export function createJetStreamPublisher(nc: NatsConnection, inboxPrefix = '_INB
     },
   });
 
-  const sweep = () => {
-    const now = performance.now();
-    for (const [token, entry] of waiting) {
-      if (entry.deadline > now) continue;
-      waiting.delete(token);
-      entry.reject(new PublishError('timed out', 'no PubAck in time'));
-    }
-    if (waiting.size === 0) {
-      clearInterval(sweeper);
-      sweeper = undefined;
-    }
-  };
-
   return {
     publish(subject, data, msgId, timeoutMs) {
       if (closed) return Promise.reject(new PublishError('closed', 'the publisher is closed'));
@@ -117,7 +109,7 @@ export function createJetStreamPublisher(nc: NatsConnection, inboxPrefix = '_INB
       const h = headers();
       h.set('Nats-Msg-Id', msgId);
       const settled = new Promise<PubAck>((resolve, reject) => {
-        waiting.set(token, { resolve, reject, deadline: performance.now() + timeoutMs });
+        waiting.set(token, { resolve, reject });
       });
       try {
         nc.publish(subject, data, { reply: `${replyPrefix}${token}`, headers: h });
@@ -126,17 +118,13 @@ export function createJetStreamPublisher(nc: NatsConnection, inboxPrefix = '_INB
         waiting.delete(token);
         return Promise.reject(new PublishError('refused', (error as Error).message));
       }
-      if (!sweeper) {
-        sweeper = setInterval(sweep, SWEEP_MS);
-        sweeper.unref();
-      }
+      deadlines.set(token, Date.now() + timeoutMs);
       return settled;
     },
     pending: () => waiting.size,
     close() {
       closed = true;
-      clearInterval(sweeper);
-      sweeper = undefined;
+      deadlines.close();
       if (!nc.isClosed()) subscription.unsubscribe();
       for (const entry of waiting.values()) entry.reject(new PublishError('closed', 'the publisher is closed'));
       waiting.clear();

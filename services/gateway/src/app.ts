@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { type Bus, createPersistenceClient, encodeJson } from '@switchboard/bus';
+import { type Bus, createPersistenceClient, Deadlines, encodeJson } from '@switchboard/bus';
 import type { Logger } from '@switchboard/logging';
 import { CloseCode, createSubjects } from '@switchboard/protocol';
 import { counterTotal, createMetricsRegistry, type Stoppable, startOpsServer } from '@switchboard/runtime';
@@ -10,7 +10,6 @@ import type { GatewayConfig } from './config.js';
 import { createStaticSite } from './http/static-files.js';
 import { createGatewayMetrics } from './metrics.js';
 import { ClientConnection } from './ws/connection.js';
-import { Deadlines } from './ws/deadlines.js';
 import { createWsServer } from './ws/server.js';
 
 export interface GatewayOptions {

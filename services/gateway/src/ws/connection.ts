@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import type { PersistenceClient } from '@switchboard/bus';
+import type { Deadlines, PersistenceClient } from '@switchboard/bus';
 import type { Logger } from '@switchboard/logging';
 import {
   type ClientFrame,
@@ -22,7 +22,6 @@ import type { SessionHub, Subscriber } from '../broker/session-hub.js';
 import type { GatewayConfig } from '../config.js';
 import { refuse, toErrorFrame } from '../errors.js';
 import type { GatewayMetrics } from '../metrics.js';
-import type { Deadlines } from './deadlines.js';
 import { TokenBucket } from './rate-limiter.js';
 import { batchWritesThisTurn } from './write-batch.js';
 

@@ -1,8 +1,11 @@
 /**
  * Deadlines for many items on one timer, to a resolution of `resolutionMs`: the gateway's token
- * expiries, one per connection, without a `Timeout` per connection (each one an object, a
- * closure and, for every distinct delay, a timer list of its own). A deadline never fires before
- * its time, and at most about one resolution after it. The timer runs only while a deadline is set.
+ * expiries (one per connection) and the JetStream publisher's PubAck deadlines (one per publish),
+ * without a `Timeout` per item (each one an object, a closure and, for every distinct delay, a
+ * timer list of its own). A deadline never fires before its time, and at most about one
+ * resolution after it. The timer starts when a deadline is set and stops at the first tick that
+ * finds none left, so that items set and deleted one after another (a publish answered before the
+ * next) do not start and stop it each time.
  */
 export class Deadlines<T> {
   private readonly slots = new Map<T, number>();
@@ -42,7 +45,6 @@ export class Deadlines<T> {
     const bucket = this.buckets.get(slot);
     bucket?.delete(item);
     if (bucket?.size === 0) this.buckets.delete(slot);
-    if (this.slots.size === 0) this.stop();
   }
 
   /** Fires every deadline up to now. Called by the timer; public for tests with their own clock. */
