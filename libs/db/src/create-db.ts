@@ -42,15 +42,18 @@ export function createDb<DB>({ url, poolSize = 10, applicationName, healthProbeI
     idleTimeoutMillis: 30_000,
   });
   let healthy = true;
-  const connectionLost = () => {
-    healthy = false;
-  };
   // A connection lost while idle is reported by the pool, which replaces it. One lost while
   // checked out (in a query or transaction) is reported by its client: pg fails the queries on it
   // and then emits 'error' on the client, and kysely listens for none, so without this listener
   // a database going away mid-query crashed the process with an uncaught ECONNRESET.
-  pool.on('error', connectionLost);
-  pool.on('connect', (client) => client.on('error', connectionLost));
+  const watchConnections = (watched: pg.Pool) => {
+    const connectionLost = () => {
+      healthy = false;
+    };
+    watched.on('error', connectionLost);
+    watched.on('connect', (client) => client.on('error', connectionLost));
+  };
+  watchConnections(pool);
   const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool: preparingPool(pool) }) });
 
   // Readiness follows a cheap probe rather than the outcome of application queries. The probe has
@@ -64,8 +67,7 @@ export function createDb<DB>({ url, poolSize = 10, applicationName, healthProbeI
     application_name: `${applicationName}:health`,
     connectionTimeoutMillis: probeTimeoutMs,
   });
-  probePool.on('error', connectionLost);
-  probePool.on('connect', (client) => client.on('error', connectionLost));
+  watchConnections(probePool);
   let probing = false;
   const probe = async () => {
     if (probing) return;
