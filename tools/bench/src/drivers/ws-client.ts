@@ -19,8 +19,14 @@ export class JsonSocket {
     ws.on('message', (data: Buffer) => {
       const frame = JSON.parse(data.toString('utf8')) as JsonFrame;
       const reqId = frame.req_id;
-      const outcome = frame.type === 'error' ? { error: new Error(`${String(frame.code)}: ${String(frame.message)}`) } : { reply: frame };
-      if (typeof reqId === 'string' && this.pending.settle(reqId, outcome)) return;
+      // Only a reply is settled: the outcome is not built for every delivery the generator reads.
+      if (typeof reqId === 'string' && this.pending.has(reqId)) {
+        this.pending.settle(
+          reqId,
+          frame.type === 'error' ? { error: new Error(`${String(frame.code)}: ${String(frame.message)}`) } : { reply: frame },
+        );
+        return;
+      }
       this.onFrame(frame);
     });
     ws.on('close', () => {
