@@ -10,6 +10,7 @@ import type { GatewayConfig } from './config.js';
 import { createStaticSite } from './http/static-files.js';
 import { createGatewayMetrics } from './metrics.js';
 import { ClientConnection } from './ws/connection.js';
+import { RollingSweep } from './ws/rolling-sweep.js';
 import { createWsServer } from './ws/server.js';
 
 export interface GatewayOptions {
@@ -50,6 +51,15 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
   });
 
   const connections = new Set<ClientConnection>();
+  // WebSocket pings, spread over the interval: a socket that has not answered for two intervals is
+  // dropped; slow readers are checked too.
+  const heartbeat = new RollingSweep<ClientConnection>(config.heartbeatIntervalMs, (connection, now) => {
+    if (now - connection.lastPongAt > config.heartbeatIntervalMs * 2) connection.terminate();
+    else {
+      connection.ping();
+      connection.checkBackpressure(now);
+    }
+  });
   const expiries = new Deadlines<ClientConnection>((connection) => connection.expire());
   const deps = { config, logger, metrics, verifier, persistence, access, hub, expiries };
   const server = createWsServer({
@@ -61,22 +71,13 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
     onConnection: (ws, _request, socket) => {
       const connection = new ClientConnection(ws, socket, deps);
       connections.add(connection);
-      ws.once('close', () => connections.delete(connection));
+      heartbeat.add(connection);
+      ws.once('close', () => {
+        connections.delete(connection);
+        heartbeat.delete(connection);
+      });
     },
   });
-
-  // WebSocket pings: a socket that has not answered for two intervals is dropped; slow readers are checked too.
-  const heartbeat = setInterval(() => {
-    const now = Date.now();
-    for (const connection of connections) {
-      if (now - connection.lastPongAt > config.heartbeatIntervalMs * 2) connection.terminate();
-      else {
-        connection.ping();
-        connection.checkBackpressure(now);
-      }
-    }
-  }, config.heartbeatIntervalMs);
-  heartbeat.unref();
 
   server.listen(config.port, config.host);
   await once(server, 'listening');
@@ -123,7 +124,7 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
         if (spreadMs >= 1) await sleep(spreadMs);
         connection.close(CloseCode.ServiceRestart, 'server restarting; reconnect');
       }
-      clearInterval(heartbeat);
+      heartbeat.close();
       expiries.close();
       server.close();
       // Sockets that did not finish the close handshake.
