@@ -181,6 +181,38 @@ describe('heartbeats', () => {
     // The socket that answers its pings is still there.
     await stillWorks(answering);
   });
+
+  it('spreads its pings over the interval instead of pinging every socket at once', async () => {
+    // 2,000 ms in slices of about 500 ms: four slices, the sockets dealt to them in turn.
+    const gateway = await stack.startGateway({ HEARTBEAT_INTERVAL_MS: '2000' });
+    const url = `ws://127.0.0.1:${gateway.port}/`;
+    const pings: number[][] = [];
+    const sockets: WebSocket[] = [];
+    for (let index = 0; index < 8; index++) {
+      const socket = new WebSocket(url);
+      const times: number[] = [];
+      socket.on('ping', () => times.push(performance.now()));
+      await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+      pings.push(times);
+      sockets.push(socket);
+    }
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 4_300));
+      // Every socket is pinged about once per interval…
+      for (const times of pings) {
+        expect(times.length).toBeGreaterThanOrEqual(2);
+        const [first = 0, second = 0] = times;
+        expect(second - first).toBeGreaterThan(1_000);
+        expect(second - first).toBeLessThan(3_000);
+      }
+      // …but not all at the same moment: their first pings fall on several ticks, 500 ms apart.
+      const firsts = pings.map(([first = 0]) => first).sort((a, b) => a - b);
+      const ticks = firsts.filter((time, index) => index === 0 || time - (firsts[index - 1] ?? 0) > 250).length;
+      expect(ticks).toBeGreaterThanOrEqual(3);
+    } finally {
+      for (const socket of sockets) socket.terminate();
+    }
+  });
 });
 
 describe('the upgrade', () => {
