@@ -2,8 +2,8 @@
  * Visits every item once per period, a slice of them on each tick: the gateway's WebSocket pings
  * and slow-reader checks. Pinging every socket in one go, as it did, blocked a gateway holding
  * 6,000 sockets for 150–220 ms every heartbeat interval (a write system call per socket, then all
- * their pongs at once), and every message in flight waited for it; at the issue's load in the
- * bench that one stall made most of the delivery p99. Items are dealt to the slices in turn as
+ * their pongs at once), and every message in flight waited for it; in the bench's `target`
+ * scenario that one stall made most of the delivery p99. Items are dealt to the slices in turn as
  * they are added, so the slices stay even however the sockets arrive (all at once after a gateway
  * restart, say), and each is visited at the same point of every period.
  */
