@@ -1,6 +1,9 @@
 import { type PostgresPool, type PostgresPoolClient, type RawBuilder, sql } from 'kysely';
 import type pg from 'pg';
 
+/** PostgreSQL's `plan_cache_mode`. */
+export type PlanCacheMode = 'auto' | 'force_custom_plan' | 'force_generic_plan';
+
 const MARK_START = '/* prepared ';
 const MARK = /^\/\* prepared ([a-z][a-z0-9_]*) \*\//;
 
@@ -37,11 +40,13 @@ export function preparedName(text: string): string | undefined {
  * name. Should the server turn out not to keep them (a pooler in transaction mode), the statement
  * is run again unnamed, and so is every marked statement after it.
  *
- * Each new connection also asks for a plan per run (`plan_cache_mode = force_custom_plan`): a
- * batch of 1 and one of 400 want different plans, and the generic plan PostgreSQL would
- * otherwise settle on after five runs of a prepared statement stored batches at half the speed.
+ * With `planCacheMode`, each new connection first sets `plan_cache_mode` to it. A prepared
+ * statement is worth the most with `force_generic_plan`, planned once per connection too, and
+ * then it must be written so that its one plan suits all its values (index lookups per value
+ * rather than joins whose best method depends on how many there are): otherwise the plan chosen
+ * for the first runs, on small tables, can be a sequential scan that is never replaced.
  */
-export function preparingPool(pool: pg.Pool): PostgresPool {
+export function preparingPool(pool: pg.Pool, { planCacheMode }: { planCacheMode?: PlanCacheMode | undefined } = {}): PostgresPool {
   let naming = true;
   // One wrapper per pg client: kysely keeps a connection object per client it is given.
   const wrappers = new WeakMap<pg.PoolClient, PostgresPoolClient>();
@@ -72,7 +77,7 @@ export function preparingPool(pool: pg.Pool): PostgresPool {
       let wrapper = wrappers.get(client);
       if (!wrapper) {
         // Without it (a server before PostgreSQL 12, a pooler that drops it) statements still run.
-        await client.query('set plan_cache_mode = force_custom_plan').catch(() => undefined);
+        if (planCacheMode) await client.query(`set plan_cache_mode = ${planCacheMode}`).catch(() => undefined);
         wrapper = wrap(client);
         wrappers.set(client, wrapper);
       }

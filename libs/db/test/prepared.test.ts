@@ -35,9 +35,32 @@ describe('prepared()', () => {
     expect(await preparedStatements()).toEqual(['double_all']);
   });
 
-  it('keeps planning each run for its own values (plan_cache_mode), so a generic plan never replaces them', async () => {
-    const { rows } = await sql<{ plan_cache_mode: string }>`show plan_cache_mode`.execute(handle.db);
-    expect(rows[0]?.plan_cache_mode).toBe('force_custom_plan');
+  it('leaves plan_cache_mode to the server unless told, and sets it on every connection when told', async () => {
+    const mode = async (db: Database<unknown>['db']) =>
+      (await sql<{ plan_cache_mode: string }>`show plan_cache_mode`.execute(db)).rows[0]?.plan_cache_mode;
+    expect(await mode(handle.db)).toBe('auto');
+    const generic = createDb<unknown>({
+      url: database.url,
+      poolSize: 2,
+      applicationName: 'db-prepared-test',
+      planCacheMode: 'force_generic_plan',
+    });
+    try {
+      // Two connections in use at once, so both are asked.
+      const [first, second] = await Promise.all([
+        generic.db.connection().execute(async (connection) => {
+          await sql`select pg_sleep(0.05)`.execute(connection);
+          return mode(connection);
+        }),
+        generic.db.connection().execute(async (connection) => {
+          await sql`select pg_sleep(0.05)`.execute(connection);
+          return mode(connection);
+        }),
+      ]);
+      expect([first, second]).toEqual(['force_generic_plan', 'force_generic_plan']);
+    } finally {
+      await generic.destroy();
+    }
   });
 
   it('a marked statement that fails leaves the connection usable and is not kept', async () => {

@@ -17,6 +17,7 @@ runMain({
       url: config.databaseUrl,
       poolSize: config.databasePoolSize,
       applicationName: 'switchboard-persistence',
+      planCacheMode: 'force_generic_plan',
     });
     const bus = await connectNatsBus({
       servers: config.natsServers,

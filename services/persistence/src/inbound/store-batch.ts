@@ -29,10 +29,16 @@ type BatchRow =
  * returns an outcome per input, in input order. The values go in arrays, so the statement's text
  * is the same for every batch and is prepared once per connection.
  *
+ * It is also planned once per connection (persistence's connections use generic plans, see
+ * `createDb`), so its one plan has to suit a batch of 1 and one of 500 alike, on tables of any
+ * size: every row it reads is found by an index lookup per value (the lateral subqueries, and
+ * `id = any(…)` on sessions), never by a join whose method the planner would choose from row
+ * estimates. Planned per batch instead, a batch of one cost PostgreSQL twice the CPU.
+ *
  * Seqs are gapless because each session's `last_seq` is read under its row lock (`for update`,
  * which re-reads the newest version after waiting) and advanced in the same statement as the
- * inserts; rows are locked in ascending id order so that concurrent batches (several replicas)
- * never deadlock. New messages are numbered in input order within their session, so a sender's
+ * inserts; rows are locked in ascending id order (the sorted ids, looked up one after another) so
+ * that concurrent batches (several replicas) never deadlock. New messages are numbered in input order within their session, so a sender's
  * messages get increasing seqs in the order they were published. The unique
  * (session_id, client_msg_id) makes retries and redeliveries return the original message. The
  * duplicate lookup reads the statement's snapshot: a copy committed by another replica while this
@@ -41,6 +47,7 @@ type BatchRow =
  */
 export async function storeBatch(db: Kysely<PersistenceDatabase>, inputs: readonly InboundMessage[]): Promise<StoreOutcome[]> {
   if (inputs.length === 0) return [];
+  const sessionIds = [...new Set(inputs.map((m) => m.session_id))].sort((a, b) => a - b);
   const { rows } = await sql<BatchRow>`${prepared('store_batch')}
     with input as (
       select * from unnest(
@@ -50,11 +57,15 @@ export async function storeBatch(db: Kysely<PersistenceDatabase>, inputs: readon
       ) with ordinality as t(session_id, client_msg_id, sender_id, sender_role, content, ord)
     ),
     locked as (
-      select id, last_seq from sessions where id in (select session_id from input) order by id for update
+      select s.id, s.last_seq from unnest(${sessionIds}::bigint[]) as u(id) cross join lateral (
+        select id, last_seq from sessions where id = u.id for update
+      ) s
     ),
     existing as (
-      select m.id, m.session_id, m.seq, m.sender_id, m.sender_role, m.content, m.client_msg_id, m.created_at
-      from messages m join (select distinct session_id, client_msg_id from input) k using (session_id, client_msg_id)
+      select e.* from (select distinct session_id, client_msg_id from input) k cross join lateral (
+        select m.id, m.session_id, m.seq, m.sender_id, m.sender_role, m.content, m.client_msg_id, m.created_at
+        from messages m where m.session_id = k.session_id and m.client_msg_id = k.client_msg_id offset 0
+      ) e
     ),
     firsts as (
       select distinct on (session_id, client_msg_id) * from input order by session_id, client_msg_id, ord
@@ -73,7 +84,7 @@ export async function storeBatch(db: Kysely<PersistenceDatabase>, inputs: readon
     advanced as (
       update sessions s set last_seq = f.last
       from (select session_id, max(seq) as last from fresh group by session_id) f
-      where s.id = f.session_id
+      where s.id = any(${sessionIds}::bigint[]) and s.id = f.session_id
       returning s.id
     )
     select 'inserted' as kind, i.id, i.session_id, i.seq, null as sender_id, null as sender_role, null as content, i.client_msg_id, i.created_at

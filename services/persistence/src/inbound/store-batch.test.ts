@@ -1,0 +1,97 @@
+import { createDb, type Database } from '@switchboard/db';
+import { createLogger } from '@switchboard/logging';
+import type { InboundMessage } from '@switchboard/protocol';
+import { createTestDatabase, type TestDatabase } from '@switchboard/testing';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { migratePersistence } from '../app.js';
+import type { PersistenceDatabase } from '../db/schema.js';
+import { storeBatch } from './store-batch.js';
+
+let database: TestDatabase;
+let handle: Database<PersistenceDatabase>;
+let sessions: number[];
+
+const message = (session_id: number, client_msg_id: string): InboundMessage => ({
+  session_id,
+  client_msg_id,
+  sender_id: 1,
+  sender_role: 'user',
+  content: `content of ${client_msg_id}`,
+  received_at: new Date().toISOString(),
+});
+
+beforeAll(async () => {
+  database = await createTestDatabase('store_batch');
+  // As persistence connects (main.ts); one connection, so every batch below shares its plan.
+  handle = createDb<PersistenceDatabase>({
+    url: database.url,
+    poolSize: 1,
+    applicationName: 'store-batch-test',
+    planCacheMode: 'force_generic_plan',
+  });
+  await migratePersistence(handle.db, createLogger({ name: 'store-batch-test', level: 'warn' }));
+  const { rows } = await sql<{ id: number }>`insert into sessions (customer_id) select g from generate_series(1, 3) g returning id`.execute(
+    handle.db,
+  );
+  sessions = rows.map((row) => Number(row.id));
+});
+
+afterAll(async () => {
+  await handle?.destroy();
+  await database?.drop();
+});
+
+describe('storeBatch', () => {
+  it('numbers each session in input order, and answers duplicates and unknown sessions', async () => {
+    const [a = 0, b = 0] = sessions;
+    const first = await storeBatch(handle.db, [
+      message(b, 'b1'),
+      message(a, 'a1'),
+      message(a, 'a2'),
+      message(a, 'a1'),
+      message(999_999, 'x'),
+    ]);
+    expect(first.map((outcome) => outcome.kind)).toEqual(['stored', 'stored', 'stored', 'duplicate', 'rejected']);
+    const seqs = first.map((outcome) => (outcome.kind === 'rejected' ? undefined : outcome.message.seq));
+    expect(seqs).toEqual([1, 1, 2, 1, undefined]);
+
+    const second = await storeBatch(handle.db, [message(a, 'a2'), message(a, 'a3'), message(b, 'b2')]);
+    expect(second.map((outcome) => outcome.kind)).toEqual(['duplicate', 'stored', 'stored']);
+    expect(second.map((outcome) => (outcome.kind === 'rejected' ? undefined : outcome.message.seq))).toEqual([2, 3, 2]);
+    const { rows } = await sql<{ id: number; last_seq: number }>`select id, last_seq from sessions order by id`.execute(handle.db);
+    expect(rows.map((row) => Number(row.last_seq))).toEqual([3, 2, 0]);
+  });
+
+  it('keeps one generic plan that reads every table by index, however small the tables were when it was made', async () => {
+    // Planned above, with a handful of rows; a plan that joined by scanning whole tables then
+    // would scan them on every batch for the life of the connection, however large they grow.
+    const [a = 0, b = 0, c = 0] = sessions;
+    await storeBatch(handle.db, [message(c, 'c1'), message(a, 'a4')]);
+    const { rows: statements } = await sql<{
+      generic_plans: number;
+      custom_plans: number;
+    }>`select generic_plans, custom_plans from pg_prepared_statements where name = 'store_batch'`.execute(handle.db);
+    expect(statements).toHaveLength(1);
+    expect(Number(statements[0]?.generic_plans)).toBeGreaterThanOrEqual(3);
+    expect(Number(statements[0]?.custom_plans)).toBe(0);
+
+    const { rows } = await sql<{ 'QUERY PLAN': unknown }>`explain (format json) execute store_batch(
+      '{${sql.raw(String(a))}}', '{"e1"}', '{1}', '{"user"}', '{"text"}', '{${sql.raw(`${a},${b}`)}}', '{${sql.raw(`${a},${b}`)}}'
+    )`.execute(handle.db);
+    const scans: string[] = [];
+    const walk = (node: { 'Node Type'?: string; 'Relation Name'?: string; Plans?: unknown[] }) => {
+      if (node['Relation Name']) scans.push(`${node['Node Type']} on ${node['Relation Name']}`);
+      for (const child of node.Plans ?? []) walk(child as typeof node);
+    };
+    const [explained] = (rows[0]?.['QUERY PLAN'] ?? []) as { Plan: Parameters<typeof walk>[0] }[];
+    walk(explained?.Plan ?? {});
+    expect(scans.filter((scan) => scan.includes('sessions') || scan.includes('messages')).sort()).toEqual([
+      'Index Scan on messages',
+      'Index Scan on sessions',
+      'Index Scan on sessions',
+      'ModifyTable on messages',
+      'ModifyTable on sessions',
+    ]);
+  });
+});
