@@ -41,10 +41,11 @@ export function preparedName(text: string): string | undefined {
  * is run again unnamed, and so is every marked statement after it.
  *
  * With `planCacheMode`, each new connection first sets `plan_cache_mode` to it. A prepared
- * statement is worth the most with `force_generic_plan`, planned once per connection too, and
- * then it must be written so that its one plan suits all its values (index lookups per value
- * rather than joins whose best method depends on how many there are): otherwise the plan chosen
- * for the first runs, on small tables, can be a sequential scan that is never replaced.
+ * statement saves the most under `force_generic_plan`, which plans it once per connection as well
+ * as parsing it once. It must then be written so that one plan suits all its values (an index
+ * lookup per value rather than a join whose best method depends on how many there are):
+ * otherwise the plan made on the first runs, while the tables are small, can be a sequential
+ * scan that is kept as they grow.
  */
 export function preparingPool(pool: pg.Pool, { planCacheMode }: { planCacheMode?: PlanCacheMode | undefined } = {}): PostgresPool {
   let naming = true;
