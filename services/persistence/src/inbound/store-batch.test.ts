@@ -77,7 +77,7 @@ describe('storeBatch', () => {
     expect(Number(statements[0]?.custom_plans)).toBe(0);
 
     const { rows } = await sql<{ 'QUERY PLAN': unknown }>`explain (format json) execute store_batch(
-      '{${sql.raw(String(a))}}', '{"e1"}', '{1}', '{"user"}', '{"text"}', '{${sql.raw(`${a},${b}`)}}', '{${sql.raw(`${a},${b}`)}}'
+      '{${sql.raw(String(a))}}', '{"e1"}', '{1}', '{"user"}', '{"text"}', '{${sql.raw(`${a},${b}`)}}'
     )`.execute(handle.db);
     const scans: string[] = [];
     const walk = (node: { 'Node Type'?: string; 'Relation Name'?: string; Plans?: unknown[] }) => {

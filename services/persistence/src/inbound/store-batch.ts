@@ -32,18 +32,19 @@ type BatchRow =
  * It is also planned once per connection (persistence's connections use generic plans, see
  * `createDb`), so its one plan has to suit a batch of 1 and one of 500 alike, on tables of any
  * size: every row it reads is found by an index lookup per value (the lateral subqueries, and
- * `id = any(…)` on sessions), never by a join whose method the planner would choose from row
- * estimates. Planned per batch instead, a batch of one cost PostgreSQL twice the CPU.
+ * `id = any(…)` over the locked ids for the update), never by a join whose method the planner
+ * would choose from row estimates. Planned per batch instead, a batch of one cost PostgreSQL
+ * twice the CPU.
  *
  * Seqs are gapless because each session's `last_seq` is read under its row lock (`for update`,
  * which re-reads the newest version after waiting) and advanced in the same statement as the
  * inserts; rows are locked in ascending id order (the sorted ids, looked up one after another) so
- * that concurrent batches (several replicas) never deadlock. New messages are numbered in input order within their session, so a sender's
- * messages get increasing seqs in the order they were published. The unique
- * (session_id, client_msg_id) makes retries and redeliveries return the original message. The
- * duplicate lookup reads the statement's snapshot: a copy committed by another replica while this
- * statement waited for a lock makes the insert fail with a unique violation, and the batch is
- * retried (see consumer.ts), when the lookup finds it.
+ * that concurrent batches (several replicas) never deadlock. New messages are numbered in input
+ * order within their session, so a sender's messages get increasing seqs in the order they were
+ * published. The unique (session_id, client_msg_id) makes retries and redeliveries return the
+ * original message. The duplicate lookup reads the statement's snapshot: a copy committed by
+ * another replica while this statement waited for a lock makes the insert fail with a unique
+ * violation, and the batch is retried (see consumer.ts), when the lookup finds it.
  */
 export async function storeBatch(db: Kysely<PersistenceDatabase>, inputs: readonly InboundMessage[]): Promise<StoreOutcome[]> {
   if (inputs.length === 0) return [];
@@ -84,7 +85,7 @@ export async function storeBatch(db: Kysely<PersistenceDatabase>, inputs: readon
     advanced as (
       update sessions s set last_seq = f.last
       from (select session_id, max(seq) as last from fresh group by session_id) f
-      where s.id = any(${sessionIds}::bigint[]) and s.id = f.session_id
+      where s.id = any(array(select id from locked)) and s.id = f.session_id
       returning s.id
     )
     select 'inserted' as kind, i.id, i.session_id, i.seq, null as sender_id, null as sender_role, null as content, i.client_msg_id, i.created_at
