@@ -3,8 +3,8 @@ import { type Counter, collectDefaultMetrics, Registry } from 'prom-client';
 /**
  * Default metrics that cost a walk over every handle or file descriptor of the process at each
  * scrape: in a process holding 12,000 sockets a scrape blocked the event loop for 50-280 ms, and a
- * gateway under load answered /metrics in 60-70 ms, every connection's messages waiting behind it. The gateway counts its connections itself
- * (`switchboard_gateway_connections`).
+ * gateway under load answered /metrics in 60-70 ms, every connection's messages waiting behind
+ * it. The gateway counts its connections itself (`switchboard_gateway_connections`).
  */
 export const PER_HANDLE_METRICS = [
   'nodejs_active_handles',
