@@ -1,5 +1,6 @@
 import { postJson } from './auth-api.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
+import { deleteInboundStream } from './nats-streams.js';
 import { type ServiceProcess, startService, uniqueSubjectPrefix } from './service-process.js';
 
 export interface Stack {
@@ -35,7 +36,7 @@ let userCounter = 0;
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const database = await createTestDatabase('stack');
   const prefix = uniqueSubjectPrefix();
-  const env = { DATABASE_URL: database.url, NATS_SUBJECT_PREFIX: prefix, ...options.env };
+  const env: Record<string, string> = { DATABASE_URL: database.url, NATS_SUBJECT_PREFIX: prefix, ...options.env };
   const persistence: ServiceProcess[] = [];
   const gateways: ServiceProcess[] = [];
   const auth = await startService('auth', { env: { ...env, ADMIN_USERNAME: ADMIN.username, ADMIN_PASSWORD: ADMIN.password } });
@@ -74,7 +75,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     },
     async stop() {
       await Promise.all([...gateways, ...persistence, auth].map((service) => service.stop()));
-      await database.drop();
+      await Promise.all([database.drop(), deleteInboundStream(env.NATS_URL, prefix)]);
     },
   };
 

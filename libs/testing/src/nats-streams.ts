@@ -1,0 +1,24 @@
+import { natsCredentials } from '@switchboard/bus';
+import { DEFAULT_NATS_URL } from '@switchboard/config';
+import { createSubjects } from '@switchboard/protocol';
+import { connect } from 'nats';
+
+/**
+ * Deletes the inbound stream (and with it its consumer) that persistence created for a stack's
+ * subject prefix. Without it every stack, in the tests and the bench, left a stream and a durable
+ * consumer on the shared NATS, and a day's runs piled up hundreds of them for NATS to keep.
+ * Best effort: a NATS that is down, or private to a test and already stopped, is left alone.
+ */
+export async function deleteInboundStream(natsUrl: string | undefined, prefix: string): Promise<void> {
+  const servers = (natsUrl ?? DEFAULT_NATS_URL).split(',').map((server) => server.trim());
+  const nc = await connect({ servers, ...natsCredentials(servers), timeout: 2_000, maxReconnectAttempts: 0 }).catch(() => undefined);
+  if (!nc) return;
+  try {
+    const jsm = await nc.jetstreamManager({ timeout: 2_000 });
+    await jsm.streams.delete(createSubjects(prefix).inboundStream);
+  } catch {
+    // Not there (no persistence ever started) or NATS went away: nothing to clean.
+  } finally {
+    await nc.close().catch(() => undefined);
+  }
+}
