@@ -1,6 +1,6 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
-import { type PlanCacheMode, preparingPool } from './prepared.js';
+import { type ConnectionSettings, preparingPool } from './prepared.js';
 
 const INT8_OID = 20;
 
@@ -22,12 +22,11 @@ export interface CreateDbOptions {
   applicationName: string;
   healthProbeIntervalMs?: number;
   /**
-   * `plan_cache_mode` of every connection; the server's setting when not given. Persistence uses
-   * `force_generic_plan`: its statements are key lookups whose plan does not depend on the values,
-   * and its batch statement is written so that its one plan suits every batch size, which spares
-   * PostgreSQL planning it again for each batch (half its CPU for a batch of one message).
+   * Settings every connection takes when it opens; the server's otherwise. Persistence plans its
+   * statements once per connection (`plan_cache_mode = force_generic_plan`, see
+   * `PERSISTENCE_CONNECTION_SETTINGS`).
    */
-  planCacheMode?: PlanCacheMode;
+  settings?: ConnectionSettings;
 }
 
 /** A database handle for a service; whoever creates it destroys it. */
@@ -44,7 +43,7 @@ export function createDb<DB>({
   poolSize = 10,
   applicationName,
   healthProbeIntervalMs = 2_000,
-  planCacheMode,
+  settings,
 }: CreateDbOptions): Database<DB> {
   const pool = new pg.Pool({
     connectionString: url,
@@ -67,7 +66,7 @@ export function createDb<DB>({
     watched.on('connect', (client) => client.on('error', connectionLost));
   };
   watchConnections(pool);
-  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool: preparingPool(pool, { planCacheMode }) }) });
+  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool: preparingPool(pool, { settings }) }) });
 
   // Readiness follows a cheap probe rather than the outcome of application queries. The probe has
   // a connection of its own, so a pool busy with (or stuck retrying) application work cannot hold

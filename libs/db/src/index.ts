@@ -1,4 +1,4 @@
 export { type CreateDbOptions, createDb, type Database, isConnectionError } from './create-db.js';
 export { createEmbeddedDb } from './embedded-db.js';
 export { type MigrateOptions, migrateToLatest } from './migrate.js';
-export { type PlanCacheMode, prepared } from './prepared.js';
+export { type ConnectionSettings, prepared } from './prepared.js';

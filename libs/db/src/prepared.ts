@@ -1,8 +1,8 @@
 import { type PostgresPool, type PostgresPoolClient, type RawBuilder, sql } from 'kysely';
 import type pg from 'pg';
 
-/** PostgreSQL's `plan_cache_mode`. */
-export type PlanCacheMode = 'auto' | 'force_custom_plan' | 'force_generic_plan';
+/** Settings a connection takes when it opens, by name, e.g. `{ plan_cache_mode: 'force_generic_plan' }`. */
+export type ConnectionSettings = Readonly<Record<string, string>>;
 
 const MARK_START = '/* prepared ';
 const MARK = /^\/\* prepared ([a-z][a-z0-9_]*) \*\//;
@@ -40,14 +40,15 @@ export function preparedName(text: string): string | undefined {
  * name. Should the server turn out not to keep them (a pooler in transaction mode), the statement
  * is run again unnamed, and so is every marked statement after it.
  *
- * With `planCacheMode`, each new connection first sets `plan_cache_mode` to it. A prepared
- * statement saves the most under `force_generic_plan`, which plans it once per connection as well
- * as parsing it once. It must then be written so that one plan suits all its values (an index
- * lookup per value rather than a join whose best method depends on how many there are):
- * otherwise the plan made on the first runs, while the tables are small, can be a sequential
- * scan that is kept as they grow.
+ * With `settings`, each new connection first takes them (`set_config`, for the session). A
+ * prepared statement saves the most under `plan_cache_mode = force_generic_plan`, which plans it
+ * once per connection as well as parsing it once. It must then be written so that one plan suits
+ * all its values (an index lookup per value rather than a join whose best method depends on how
+ * many there are), and the plan must not depend on how large the tables were when it was made: a
+ * sequential scan chosen while a table was small is kept as it grows (persistence therefore also
+ * turns `enable_seqscan` off).
  */
-export function preparingPool(pool: pg.Pool, { planCacheMode }: { planCacheMode?: PlanCacheMode | undefined } = {}): PostgresPool {
+export function preparingPool(pool: pg.Pool, { settings = {} }: { settings?: ConnectionSettings | undefined } = {}): PostgresPool {
   let naming = true;
   // One wrapper per pg client: kysely keeps a connection object per client it is given.
   const wrappers = new WeakMap<pg.PoolClient, PostgresPoolClient>();
@@ -77,8 +78,10 @@ export function preparingPool(pool: pg.Pool, { planCacheMode }: { planCacheMode?
       const client = await pool.connect();
       let wrapper = wrappers.get(client);
       if (!wrapper) {
-        // Without it (a server before PostgreSQL 12, a pooler that drops it) statements still run.
-        if (planCacheMode) await client.query(`set plan_cache_mode = ${planCacheMode}`).catch(() => undefined);
+        // A setting the server does not know (plan_cache_mode before PostgreSQL 12) is left out;
+        // statements still run.
+        for (const [name, value] of Object.entries(settings))
+          await client.query('select set_config($1, $2, false)', [name, value]).catch(() => undefined);
         wrapper = wrap(client);
         wrappers.set(client, wrapper);
       }

@@ -35,29 +35,37 @@ describe('prepared()', () => {
     expect(await preparedStatements()).toEqual(['double_all']);
   });
 
-  it('leaves plan_cache_mode to the server unless told, and sets it on every connection when told', async () => {
-    const mode = async (db: Database<unknown>['db']) =>
-      (await sql<{ plan_cache_mode: string }>`show plan_cache_mode`.execute(db)).rows[0]?.plan_cache_mode;
-    expect(await mode(handle.db)).toBe('auto');
+  it('leaves settings to the server unless told, and gives every connection the settings it is told', async () => {
+    const settings = async (db: Database<unknown>['db']) =>
+      (
+        await sql<{ mode: string; seqscan: string }>`
+          select current_setting('plan_cache_mode') as mode, current_setting('enable_seqscan') as seqscan
+        `.execute(db)
+      ).rows[0];
+    expect(await settings(handle.db)).toEqual({ mode: 'auto', seqscan: 'on' });
     const generic = createDb<unknown>({
       url: database.url,
       poolSize: 2,
       applicationName: 'db-prepared-test',
-      planCacheMode: 'force_generic_plan',
+      // One the server does not know is left out; the others still apply.
+      settings: { plan_cache_mode: 'force_generic_plan', no_such_setting: 'on', enable_seqscan: 'off' },
     });
     try {
       // Two connections in use at once, so both are asked.
       const [first, second] = await Promise.all([
         generic.db.connection().execute(async (connection) => {
           await sql`select pg_sleep(0.05)`.execute(connection);
-          return mode(connection);
+          return settings(connection);
         }),
         generic.db.connection().execute(async (connection) => {
           await sql`select pg_sleep(0.05)`.execute(connection);
-          return mode(connection);
+          return settings(connection);
         }),
       ]);
-      expect([first, second]).toEqual(['force_generic_plan', 'force_generic_plan']);
+      expect([first, second]).toEqual([
+        { mode: 'force_generic_plan', seqscan: 'off' },
+        { mode: 'force_generic_plan', seqscan: 'off' },
+      ]);
     } finally {
       await generic.destroy();
     }

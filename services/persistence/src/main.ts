@@ -5,6 +5,7 @@ import { createSubjects } from '@switchboard/protocol';
 import { loadConfigOrExit, runMain } from '@switchboard/runtime';
 import { startPersistenceService } from './app.js';
 import { loadPersistenceConfig } from './config.js';
+import { PERSISTENCE_CONNECTION_SETTINGS } from './db/connection-settings.js';
 import type { PersistenceDatabase } from './db/schema.js';
 
 const config = loadConfigOrExit('persistence', loadPersistenceConfig);
@@ -17,7 +18,7 @@ runMain({
       url: config.databaseUrl,
       poolSize: config.databasePoolSize,
       applicationName: 'switchboard-persistence',
-      planCacheMode: 'force_generic_plan',
+      settings: PERSISTENCE_CONNECTION_SETTINGS,
     });
     const bus = await connectNatsBus({
       servers: config.natsServers,
