@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { createServer, type Socket, connect as tcpConnect } from 'node:net';
-import { createMetricsRegistry, PER_HANDLE_METRICS } from '@switchboard/runtime';
+import perfHooks from 'node:perf_hooks';
+import { createMetricsRegistry, EVENT_LOOP_MONITORING_PRECISION_MS, PER_HANDLE_METRICS } from '@switchboard/runtime';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 
 const metricNames = (exposition: string) =>
@@ -30,6 +31,13 @@ describe('createMetricsRegistry', () => {
       expect(names, name).toContain(name);
     }
     expect(text).toMatch(/process_cpu_seconds_total\{service="tester"\} \d/);
+  });
+
+  it('samples the event-loop delay every 100 ms rather than every 10, so an idle service is not woken 100 times a second', () => {
+    const monitor = vi.spyOn(perfHooks, 'monitorEventLoopDelay');
+    createMetricsRegistry('tester');
+    expect(EVENT_LOOP_MONITORING_PRECISION_MS).toBe(100);
+    expect(monitor).toHaveBeenCalledWith({ resolution: EVENT_LOOP_MONITORING_PRECISION_MS });
   });
 
   it('leaves out the metrics that walk every handle at each scrape, so a gateway with many sockets is not stalled by one', async () => {
