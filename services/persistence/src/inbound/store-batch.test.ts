@@ -104,6 +104,18 @@ describe('storeBatch', () => {
   });
 });
 
+describe("persistence's connection settings", () => {
+  it('do not compile with JIT the session list that sequential scans, priced out, make look expensive', async () => {
+    const query = handle.db.selectFrom('sessions').selectAll().orderBy('created_at', 'desc').orderBy('id', 'desc').limit(50);
+    const { rows } = await sql<{ 'QUERY PLAN': unknown }>`explain (format json) ${query}`.execute(handle.db);
+    const [explained] = (rows[0]?.['QUERY PLAN'] ?? []) as { Plan: { 'Total Cost': number }; JIT?: unknown }[];
+    // The plan is priced as one with a sequential scan turned off...
+    expect(explained?.Plan['Total Cost']).toBeGreaterThan(1e9);
+    // ...and still not compiled.
+    expect(explained).not.toHaveProperty('JIT');
+  });
+});
+
 const INDEX_SCANS_ONLY = [
   'Index Scan on messages',
   'Index Scan on sessions',
