@@ -1,5 +1,5 @@
 import { natsCredentials } from '@switchboard/bus';
-import { DEFAULT_NATS_URL } from '@switchboard/config';
+import { commonEnv } from '@switchboard/config';
 import { createSubjects } from '@switchboard/protocol';
 import { connect } from 'nats';
 
@@ -10,7 +10,10 @@ import { connect } from 'nats';
  * Best effort: a NATS that is down, or private to a test and already stopped, is left alone.
  */
 export async function deleteInboundStream(natsUrl: string | undefined, prefix: string): Promise<void> {
-  const servers = (natsUrl ?? DEFAULT_NATS_URL).split(',').map((server) => server.trim());
+  // Read as the services read NATS_URL; one they would refuse started no persistence.
+  const parsed = commonEnv.NATS_URL.safeParse(natsUrl);
+  if (!parsed.success) return;
+  const servers = parsed.data;
   const nc = await connect({ servers, ...natsCredentials(servers), timeout: 2_000, maxReconnectAttempts: 0 }).catch(() => undefined);
   if (!nc) return;
   try {

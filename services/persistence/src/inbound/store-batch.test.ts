@@ -2,7 +2,7 @@ import { createDb, type Database } from '@switchboard/db';
 import { createLogger } from '@switchboard/logging';
 import type { InboundMessage } from '@switchboard/protocol';
 import { createTestDatabase, type TestDatabase } from '@switchboard/testing';
-import { sql } from 'kysely';
+import { type RawBuilder, sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migratePersistence } from '../app.js';
 import { PERSISTENCE_CONNECTION_SETTINGS } from '../db/connection-settings.js';
@@ -24,19 +24,22 @@ const message = (session_id: number, client_msg_id: string): InboundMessage => (
 
 beforeAll(async () => {
   database = await createTestDatabase('store_batch');
-  // As persistence connects (main.ts); one connection, so every batch below shares its plan.
-  handle = createDb<PersistenceDatabase>({
-    url: database.url,
-    poolSize: 1,
-    applicationName: 'store-batch-test',
-    settings: PERSISTENCE_CONNECTION_SETTINGS,
-  });
+  handle = connectAsPersistence();
   await migratePersistence(handle.db, createLogger({ name: 'store-batch-test', level: 'warn' }));
   const { rows } = await sql<{ id: number }>`insert into sessions (customer_id) select g from generate_series(1, 3) g returning id`.execute(
     handle.db,
   );
   sessions = rows.map((row) => Number(row.id));
 });
+
+/** As persistence connects (main.ts), with one connection, so every batch on it shares its plan. */
+const connectAsPersistence = () =>
+  createDb<PersistenceDatabase>({
+    url: database.url,
+    poolSize: 1,
+    applicationName: 'store-batch-test',
+    settings: PERSISTENCE_CONNECTION_SETTINGS,
+  });
 
 afterAll(async () => {
   await handle?.destroy();
@@ -89,12 +92,7 @@ describe('storeBatch', () => {
     const [a = 0, b = 0] = rows.map((row) => Number(row.id));
     await sql`analyze sessions`.execute(handle.db);
     await sql`analyze messages`.execute(handle.db);
-    const fresh = createDb<PersistenceDatabase>({
-      url: database.url,
-      poolSize: 1,
-      applicationName: 'store-batch-test',
-      settings: PERSISTENCE_CONNECTION_SETTINGS,
-    });
+    const fresh = connectAsPersistence();
     try {
       await storeBatch(fresh.db, [message(a, 'f1'), message(b, 'f2')]);
       expect(await tableScans(fresh, a, b)).toEqual(INDEX_SCANS_ONLY);
@@ -107,8 +105,7 @@ describe('storeBatch', () => {
 describe("persistence's connection settings", () => {
   it('do not compile with JIT the session list that sequential scans, priced out, make look expensive', async () => {
     const query = handle.db.selectFrom('sessions').selectAll().orderBy('created_at', 'desc').orderBy('id', 'desc').limit(50);
-    const { rows } = await sql<{ 'QUERY PLAN': unknown }>`explain (format json) ${query}`.execute(handle.db);
-    const [explained] = (rows[0]?.['QUERY PLAN'] ?? []) as { Plan: { 'Total Cost': number }; JIT?: unknown }[];
+    const explained = await explain<{ 'Total Cost': number }>(handle, sql`${query}`);
     // The plan is priced as one with a sequential scan turned off...
     expect(explained?.Plan['Total Cost']).toBeGreaterThan(1e9);
     // ...and still not compiled.
@@ -125,16 +122,28 @@ const INDEX_SCANS_ONLY = [
 ];
 
 /** How the connection's generic plan of `store_batch` reads and writes `sessions` and `messages`. */
-async function tableScans({ db }: Database<PersistenceDatabase>, a: number, b: number): Promise<string[]> {
-  const { rows } = await sql<{ 'QUERY PLAN': unknown }>`explain (format json) execute store_batch(
-    '{${sql.raw(String(a))}}', '{"e1"}', '{1}', '{"user"}', '{"text"}', '{${sql.raw(`${a},${b}`)}}'
-  )`.execute(db);
+async function tableScans(handle: Database<PersistenceDatabase>, a: number, b: number): Promise<string[]> {
+  type PlanNode = { 'Node Type'?: string; 'Relation Name'?: string; Plans?: PlanNode[] };
+  const explained = await explain<PlanNode>(
+    handle,
+    sql`execute store_batch(
+      '{${sql.raw(String(a))}}', '{"e1"}', '{1}', '{"user"}', '{"text"}', '{${sql.raw(`${a},${b}`)}}'
+    )`,
+  );
   const scans: string[] = [];
-  const walk = (node: { 'Node Type'?: string; 'Relation Name'?: string; Plans?: unknown[] }) => {
+  const walk = (node: PlanNode) => {
     if (node['Relation Name']) scans.push(`${node['Node Type']} on ${node['Relation Name']}`);
-    for (const child of node.Plans ?? []) walk(child as typeof node);
+    for (const child of node.Plans ?? []) walk(child);
   };
-  const [explained] = (rows[0]?.['QUERY PLAN'] ?? []) as { Plan: Parameters<typeof walk>[0] }[];
   walk(explained?.Plan ?? {});
   return scans.filter((scan) => scan.includes('sessions') || scan.includes('messages')).sort();
+}
+
+/** `explain (format json)` of a statement, on the given connection: its plan, and `JIT` when compiled. */
+async function explain<Plan>(
+  { db }: Database<PersistenceDatabase>,
+  statement: RawBuilder<unknown>,
+): Promise<{ Plan: Plan; JIT?: unknown } | undefined> {
+  const { rows } = await sql<{ 'QUERY PLAN': { Plan: Plan; JIT?: unknown }[] }>`explain (format json) ${statement}`.execute(db);
+  return rows[0]?.['QUERY PLAN'][0];
 }
