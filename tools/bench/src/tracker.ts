@@ -69,6 +69,9 @@ export class Tracker implements EventSink {
   windowAcks = 0;
   windowDeliveries = 0;
 
+  /** Called at each ack and delivery, once its time is taken: the load sends what has fallen due (see runPhase). */
+  onActivity: (() => void) | undefined;
+
   constructor(private readonly plan: Plan) {
     this.bytesPerMessage = Math.ceil(plan.maxMembers / 8);
     this.lastFromSender = Array.from({ length: plan.connections }, () => new Map());
@@ -138,6 +141,7 @@ export class Tracker implements EventSink {
 
   delivery(connection: number, clientMsgId: string, content: string, seq: number | undefined): void {
     const now = performance.now();
+    this.onActivity?.();
     const g = indexOfClientMsgId(clientMsgId);
     if (!this.valid(g)) {
       this.counters.unknown++;
@@ -209,6 +213,7 @@ export class Tracker implements EventSink {
 
   ack(_connection: number, clientMsgId: string): void {
     const now = performance.now();
+    this.onActivity?.();
     const g = indexOfClientMsgId(clientMsgId);
     if (!this.valid(g)) {
       this.counters.unknown++;
