@@ -15,6 +15,8 @@ export interface PrivateNats {
 export interface NatsConnection {
   cid: number;
   name?: string;
+  /** The client's port. */
+  port?: number;
   in_msgs: number;
   out_msgs: number;
   subscriptions: number;

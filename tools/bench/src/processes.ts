@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 /**
  * Every child process and cleanup the bench started, so that they all end with it: on a normal
@@ -121,4 +121,41 @@ export function procSyscalls(pid: number): { reads: number; writes: number } | u
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The local ports of a process's TCP connections to `remotePort` on this machine, from
+ * /proc/<pid>/fd and /proc/net/tcp(6): how an entry of NATS's `/connz`, which gives each
+ * client's port, is matched to the process behind it. Empty where there is no /proc.
+ */
+export function localPortsTo(pid: number, remotePort: number): number[] {
+  const inodes = new Set<string>();
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const inode = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
+        if (inode) inodes.add(inode);
+      } catch {
+        // closed meanwhile
+      }
+    }
+  } catch {
+    return [];
+  }
+  const portOf = (address: string) => Number.parseInt(address.slice(address.lastIndexOf(':') + 1), 16);
+  const ports: number[] = [];
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode …
+    for (const line of text.split('\n').slice(1)) {
+      const [, local, remote, , , , , , , inode] = line.trim().split(/\s+/);
+      if (local && remote && inode && inodes.has(inode) && portOf(remote) === remotePort) ports.push(portOf(local));
+    }
+  }
+  return ports;
 }

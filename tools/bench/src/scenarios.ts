@@ -16,7 +16,7 @@ import { isClean, type PhaseResult, rssOf, runPhase } from './load.js';
 import { round } from './monitor.js';
 import { connz, type NatsConnection, startPrivateNats } from './nats-server.js';
 import { makePlan, type Plan, type PlanOptions } from './plan.js';
-import { trackChild } from './processes.js';
+import { localPortsTo, trackChild } from './processes.js';
 import { metric, scrape } from './prometheus.js';
 import { Tracker } from './tracker.js';
 
@@ -494,7 +494,7 @@ export async function scaleOut(
         });
         const after = nats ? await connz(nats.monitorUrl) : [];
         const figures = nats
-          ? await gatewayFigures(sut, plan, tracker, first, gateways, before, after, context.target === undefined)
+          ? await gatewayFigures(sut, plan, tracker, first, gateways, before, after, Number(new URL(nats.url).port))
           : undefined;
         return { gateways, result, nats: figures };
       });
@@ -522,9 +522,8 @@ async function gatewayFigures(
   gateways: number,
   before: NatsConnection[],
   after: NatsConnection[],
-  local: boolean,
+  natsPort: number,
 ): Promise<GatewayNatsFigures[]> {
-  void local;
   const sessionKey = system.sessionKey ?? ((session: number) => String(session));
   // Sessions hosted by each gateway, and messages sent per session and per gateway during the phase.
   const hosted = Array.from({ length: gateways }, () => new Set<string>());
@@ -555,10 +554,17 @@ async function gatewayFigures(
       (connection.subscriptions_list ?? [])
         .filter((subject) => subject.includes('.confirmed.'))
         .map((subject) => subject.slice(subject.lastIndexOf('.') + 1));
-    const connection = gatewayConnections.find((candidate) => {
-      const subscribed = confirmedOf(candidate);
-      return subscribed.length > 0 && subscribed.every((id) => sessions.has(id));
-    });
+    // Its own connection, by the port it connects from: with two members per session, gateways
+    // 0 and 1 of four host the same sessions, so their subscriptions cannot tell them apart.
+    const pid = system.processes.find((process) => process.name === `gateway-${gateway}`)?.pid;
+    const ports = pid === undefined ? [] : localPortsTo(pid, natsPort);
+    const connection =
+      ports.length > 0
+        ? gatewayConnections.find((candidate) => candidate.port !== undefined && ports.includes(candidate.port))
+        : gatewayConnections.find((candidate) => {
+            const subscribed = confirmedOf(candidate);
+            return subscribed.length > 0 && subscribed.every((id) => sessions.has(id));
+          });
     const subscribed = connection ? confirmedOf(connection) : [];
     const previous = connection ? before.find((candidate) => candidate.cid === connection.cid) : undefined;
     const natsMessagesIn = connection ? connection.out_msgs - (previous?.out_msgs ?? 0) : 0;
