@@ -60,6 +60,7 @@ export interface PhaseResult {
   cpu: CpuFigures;
   syscalls: SyscallFigures;
   serverSide: ServerSideFigures;
+  gc: GcFigures;
   rssBytes: Record<string, number>;
   generator: GeneratorStats;
   drainMs: number;
@@ -143,6 +144,43 @@ export function serverSideFigures(before: CpuSnapshot, after: CpuSnapshot): Serv
       p99: round(batch.p99, 1),
     },
   };
+}
+
+/** Pauses of one kind of garbage collection in a process during the window. */
+export interface GcPauses {
+  count: number;
+  totalMs: number;
+  meanMs: number;
+  /** Pauses over 10 ms (the histogram's bucket bound). */
+  over10Ms: number;
+}
+
+/**
+ * Garbage collection in each process with metrics, from Node's `nodejs_gc_duration_seconds`
+ * (prom-client's default metrics): `minor` is a scavenge of the young generation, `major` a
+ * mark-compact (for an incremental one, its final pause). The tail of the latencies often lines
+ * up with them.
+ */
+export type GcFigures = Record<string, { minor: GcPauses; major: GcPauses }>;
+
+const GC_METRIC = 'nodejs_gc_duration_seconds';
+
+/** From each process's metrics scraped at the start (`before`) and end of the window, by process name. */
+export function gcFigures(before: ReadonlyMap<string, Scrape>, after: ReadonlyMap<string, Scrape>): GcFigures {
+  const figures: GcFigures = {};
+  for (const [name, end] of after) {
+    const start = before.get(name);
+    if (!start || ![...end.samples.keys()].some((series) => series.startsWith(`${GC_METRIC}_count`))) continue;
+    const pauses = (kind: string): GcPauses => {
+      const delta = (series: string, labels: Record<string, string> = {}) =>
+        metric(end, `${GC_METRIC}_${series}`, { kind, ...labels }) - metric(start, `${GC_METRIC}_${series}`, { kind, ...labels });
+      const count = delta('count');
+      const totalMs = round(delta('sum') * 1000, 1);
+      return { count, totalMs, meanMs: count === 0 ? 0 : round(totalMs / count, 2), over10Ms: count - delta('bucket', { le: '0.01' }) };
+    };
+    figures[name] = { minor: pauses('minor'), major: pauses('major') };
+  }
+  return figures;
 }
 
 export interface SyscallFigures {
@@ -353,6 +391,7 @@ export async function runPhase(system: System, plan: Plan, tracker: Tracker, opt
       cpu: cpuFigures(before, after, windowDeliveriesAtEnd),
       syscalls: syscallFigures(before, after, Math.round(rate * durationS)),
       serverSide: serverSideFigures(before, after),
+      gc: gcFigures(before.scrapes, after.scrapes),
       rssBytes,
       generator,
       drainMs,

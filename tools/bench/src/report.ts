@@ -1,4 +1,4 @@
-import type { PhaseResult } from './load.js';
+import type { GcFigures, GcPauses, PhaseResult } from './load.js';
 import type { ProfileSummary } from './profile.js';
 import {
   type Comparison,
@@ -81,6 +81,18 @@ export const PHASE_HEADER = [
   'generator CPU',
 ];
 
+const pausesText = (pauses: GcPauses, what: string) =>
+  `${pauses.count} ${what}${pauses.count === 1 ? '' : 's'}` +
+  (pauses.count === 0 ? '' : ` (mean ${fmt(pauses.meanMs, 1)} ms, ${pauses.over10Ms} over 10 ms)`);
+
+/** One line on each process's garbage collection in the window, or undefined when none reported it. */
+export function gcSummary(gc: GcFigures): string | undefined {
+  const parts = Object.entries(gc)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([name, { minor, major }]) => `${name} ${pausesText(minor, 'scavenge')} and ${pausesText(major, 'mark-compact')}`);
+  return parts.length === 0 ? undefined : parts.join('; ');
+}
+
 function comparisonSection(title: string, comparison: Comparison): string {
   const { params } = comparison;
   const members = params.membersRange
@@ -98,6 +110,10 @@ function comparisonSection(title: string, comparison: Comparison): string {
       '',
       `Switchboard ÷ ${nameOf(baseline)}: delivery p50 ${fmt(ratio.deliveryP50, 2)}×, p99 ${fmt(ratio.deliveryP99, 2)}×, ack p50 ${fmt(ratio.ackP50, 2)}×, deliveries/s ${fmt(ratio.deliveriesPerSec, 2)}×, CPU per delivery ${fmt(ratio.cpuPerDelivery, 2)}×`,
     );
+  }
+  for (const run of comparison.runs) {
+    const gc = gcSummary(run.gc);
+    if (gc) lines.push('', `Garbage collection in ${nameOf(run.system)} during the window: ${gc}.`);
   }
   return lines.join('\n');
 }
