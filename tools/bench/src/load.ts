@@ -286,9 +286,11 @@ export async function runPhase(system: System, plan: Plan, tracker: Tracker, opt
       const session = g % plan.sessions;
       const members = plan.members[session] ?? [];
       const sender = members[Math.floor(g / plan.sessions) % members.length] ?? 0;
+      // Counted before it is sent: a driver that answered synchronously would call this again
+      // (through the tracker's onActivity), and must then go on from the next message.
+      scheduledCount++;
       tracker.register(session, sender, scheduled, scheduled >= warmupEnd);
       system.send(sender, session, clientMsgIdOf(g), contentOf(g, scheduled));
-      scheduledCount++;
     }
   };
 

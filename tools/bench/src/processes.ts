@@ -125,8 +125,9 @@ export function procSyscalls(pid: number): { reads: number; writes: number } | u
 
 /**
  * The local ports of a process's TCP connections to `remotePort` on this machine, from
- * /proc/<pid>/fd and /proc/net/tcp(6): how an entry of NATS's `/connz`, which gives each
- * client's port, is matched to the process behind it. Empty where there is no /proc.
+ * /proc/<pid>/fd and the process's own /proc/<pid>/net/tcp(6): how an entry of NATS's `/connz`,
+ * which gives each client's port, is matched to the process behind it. Empty where there is no
+ * /proc.
  */
 export function localPortsTo(pid: number, remotePort: number): number[] {
   const inodes = new Set<string>();
@@ -144,7 +145,7 @@ export function localPortsTo(pid: number, remotePort: number): number[] {
   }
   const portOf = (address: string) => Number.parseInt(address.slice(address.lastIndexOf(':') + 1), 16);
   const ports: number[] = [];
-  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+  for (const table of [`/proc/${pid}/net/tcp`, `/proc/${pid}/net/tcp6`]) {
     let text: string;
     try {
       text = readFileSync(table, 'utf8');

@@ -440,6 +440,11 @@ export interface GatewayNatsFigures {
   confirmedSubscriptions: number;
   /** The subscriptions are exactly the sessions with a member on this gateway. */
   subscriptionsMatchHosted: boolean;
+  /**
+   * How its NATS connection was found: by the port the gateway connects from, or, without /proc,
+   * by its subscriptions (ambiguous when two gateways host the same sessions).
+   */
+  connectionMatchedBy: 'port' | 'subscriptions' | 'none';
   /** Messages NATS delivered to the gateway's connection during the phase. */
   natsMessagesIn: number;
   /** Confirmed events of the sessions it hosts (messages sent to them during the phase). */
@@ -500,6 +505,11 @@ export async function scaleOut(
       });
       results.push(step);
       for (const warning of step.result.generator.warnings) context.warnings.push(`scale-out ${gateways}: ${warning}`);
+      for (const figures of step.nats ?? [])
+        if (figures.connectionMatchedBy !== 'port')
+          context.warnings.push(
+            `scale-out ${gateways}: gateway ${figures.gateway}'s NATS connection ${figures.connectionMatchedBy === 'none' ? 'was not found' : 'was matched by its subscriptions only (no /proc): gateways hosting the same sessions may share figures'}`,
+          );
     } finally {
       await nats?.stop();
     }
@@ -565,6 +575,7 @@ async function gatewayFigures(
             const subscribed = confirmedOf(candidate);
             return subscribed.length > 0 && subscribed.every((id) => sessions.has(id));
           });
+    const connectionMatchedBy = connection === undefined ? 'none' : ports.length > 0 ? 'port' : 'subscriptions';
     const subscribed = connection ? confirmedOf(connection) : [];
     const previous = connection ? before.find((candidate) => candidate.cid === connection.cid) : undefined;
     const natsMessagesIn = connection ? connection.out_msgs - (previous?.out_msgs ?? 0) : 0;
@@ -577,6 +588,7 @@ async function gatewayFigures(
       hostedSessions: sessions.size,
       confirmedSubscriptions: subscribed.length,
       subscriptionsMatchHosted: subscribed.length === sessions.size && subscribed.every((id) => sessions.has(id)),
+      connectionMatchedBy,
       natsMessagesIn,
       expectedConfirmedEvents,
       expectedPubAcks,
