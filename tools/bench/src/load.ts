@@ -158,10 +158,10 @@ export interface GcPauses {
 /**
  * Garbage collection in each process with metrics, from Node's `nodejs_gc_duration_seconds`
  * (prom-client's default metrics): `minor` is a scavenge of the young generation, `major` a
- * mark-compact (for an incremental one, its final pause). The tail of the latencies often lines
- * up with them.
+ * mark-compact (for an incremental one, its final pause), `incremental` a step of incremental
+ * marking on the main thread. The tail of the latencies often lines up with them.
  */
-export type GcFigures = Record<string, { minor: GcPauses; major: GcPauses }>;
+export type GcFigures = Record<string, { minor: GcPauses; major: GcPauses; incremental: GcPauses }>;
 
 const GC_METRIC = 'nodejs_gc_duration_seconds';
 
@@ -175,10 +175,15 @@ export function gcFigures(before: ReadonlyMap<string, Scrape>, after: ReadonlyMa
       const delta = (series: string, labels: Record<string, string> = {}) =>
         metric(end, `${GC_METRIC}_${series}`, { kind, ...labels }) - metric(start, `${GC_METRIC}_${series}`, { kind, ...labels });
       const count = delta('count');
-      const totalMs = round(delta('sum') * 1000, 1);
-      return { count, totalMs, meanMs: count === 0 ? 0 : round(totalMs / count, 2), over10Ms: count - delta('bucket', { le: '0.01' }) };
+      const totalMs = delta('sum') * 1000;
+      return {
+        count,
+        totalMs: round(totalMs, 1),
+        meanMs: count === 0 ? 0 : round(totalMs / count, 2),
+        over10Ms: count - delta('bucket', { le: '0.01' }),
+      };
     };
-    figures[name] = { minor: pauses('minor'), major: pauses('major') };
+    figures[name] = { minor: pauses('minor'), major: pauses('major'), incremental: pauses('incremental') };
   }
   return figures;
 }

@@ -89,7 +89,10 @@ const pausesText = (pauses: GcPauses, what: string) =>
 export function gcSummary(gc: GcFigures): string | undefined {
   const parts = Object.entries(gc)
     .sort(([a], [b]) => a.localeCompare(b))
-    .map(([name, { minor, major }]) => `${name} ${pausesText(minor, 'scavenge')} and ${pausesText(major, 'mark-compact')}`);
+    .map(
+      ([name, { minor, major, incremental }]) =>
+        `${name} ${pausesText(minor, 'scavenge')}, ${pausesText(major, 'mark-compact')} and ${pausesText(incremental, 'incremental marking step')}`,
+    );
   return parts.length === 0 ? undefined : parts.join('; ');
 }
 
