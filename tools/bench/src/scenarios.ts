@@ -565,17 +565,18 @@ async function gatewayFigures(
         .filter((subject) => subject.includes('.confirmed.'))
         .map((subject) => subject.slice(subject.lastIndexOf('.') + 1));
     // Its own connection, by the port it connects from: with two members per session, gateways
-    // 0 and 1 of four host the same sessions, so their subscriptions cannot tell them apart.
+    // 0 and 1 (and 2 and 3) of four host the same sessions, so their subscriptions cannot tell
+    // them apart.
     const pid = system.processes.find((process) => process.name === `gateway-${gateway}`)?.pid;
     const ports = pid === undefined ? [] : localPortsTo(pid, natsPort);
-    const connection =
-      ports.length > 0
-        ? gatewayConnections.find((candidate) => candidate.port !== undefined && ports.includes(candidate.port))
-        : gatewayConnections.find((candidate) => {
-            const subscribed = confirmedOf(candidate);
-            return subscribed.length > 0 && subscribed.every((id) => sessions.has(id));
-          });
-    const connectionMatchedBy = connection === undefined ? 'none' : ports.length > 0 ? 'port' : 'subscriptions';
+    const byPort = ports.length > 0;
+    const connection = byPort
+      ? gatewayConnections.find((candidate) => candidate.port !== undefined && ports.includes(candidate.port))
+      : gatewayConnections.find((candidate) => {
+          const subscribed = confirmedOf(candidate);
+          return subscribed.length > 0 && subscribed.every((id) => sessions.has(id));
+        });
+    const connectionMatchedBy = connection === undefined ? 'none' : byPort ? 'port' : 'subscriptions';
     const subscribed = connection ? confirmedOf(connection) : [];
     const previous = connection ? before.find((candidate) => candidate.cid === connection.cid) : undefined;
     const natsMessagesIn = connection ? connection.out_msgs - (previous?.out_msgs ?? 0) : 0;
