@@ -2,7 +2,7 @@ import { clientMsgIdOf, contentOf, type InfraPids, type System } from './driver.
 import { type LatencySummary, summarize } from './histogram.js';
 import { GeneratorMonitor, type GeneratorStats, round } from './monitor.js';
 import type { Plan } from './plan.js';
-import { procCpuSeconds, procRssBytes, procSyscalls, sumCpu } from './processes.js';
+import { busyBetween, type MachineTicks, machineTicks, procCpuSeconds, procRssBytes, procSchedSeconds, procSyscalls } from './processes.js';
 import { type HistogramFigures, histogramDelta, metric, type Scrape, scrape } from './prometheus.js';
 import type { Tracker } from './tracker.js';
 
@@ -58,6 +58,7 @@ export interface PhaseResult {
   throughput: { sendsPerSec: number; acksPerSec: number; deliveriesPerSec: number };
   latency: { ack: LatencySummary; delivery: LatencySummary; deliveryFromSend: LatencySummary };
   cpu: CpuFigures;
+  machine: MachineFigures;
   syscalls: SyscallFigures;
   serverSide: ServerSideFigures;
   gc: GcFigures;
@@ -66,11 +67,29 @@ export interface PhaseResult {
   drainMs: number;
 }
 
-interface CpuSnapshot {
+export interface CpuSnapshot {
   byProcess: Map<string, number>;
   scrapes: Map<string, Scrape>;
-  infra: Map<string, number>;
+  /** CPU seconds of the shared infrastructure, by name and pid. */
+  infra: Map<string, Map<number, number>>;
   syscalls: Map<string, { reads: number; writes: number }>;
+  machine: MachineTicks | undefined;
+  /** Seconds on a CPU and waiting for one, by process, infrastructure name and `generator`, and pid. */
+  sched: Map<string, Map<number, { run: number; wait: number }>>;
+}
+
+/**
+ * What grew between two readings of a name's processes, over the pids read both times: a process
+ * that ended in between (a PostgreSQL backend its pool closed) would otherwise take all of its
+ * earlier time off the sum.
+ */
+function growth<T>(before: Map<number, T> | undefined, after: Map<number, T>, value: (reading: T) => number): number | undefined {
+  let sum: number | undefined;
+  for (const [pid, end] of after) {
+    const start = before?.get(pid);
+    if (start !== undefined) sum = (sum ?? 0) + value(end) - value(start);
+  }
+  return sum;
 }
 
 async function processCpu(process: System['processes'][number], scrapes: Map<string, Scrape>): Promise<number | undefined> {
@@ -100,12 +119,29 @@ export async function cpuSnapshot(system: System, infraPids: InfraPids): Promise
     const counts = process.pid === undefined ? undefined : procSyscalls(process.pid);
     if (counts) syscalls.set(process.name, counts);
   }
-  const infra = new Map<string, number>();
+  const infra = new Map<string, Map<number, number>>();
+  const sched = new Map<string, Map<number, { run: number; wait: number }>>();
+  const read = <T>(
+    into: Map<string, Map<number, T>>,
+    name: string,
+    pids: readonly (number | undefined)[],
+    reader: (pid: number) => T | undefined,
+  ) => {
+    for (const pid of pids) {
+      const reading = pid === undefined ? undefined : reader(pid);
+      if (pid === undefined || reading === undefined) continue;
+      const byPid = into.get(name) ?? new Map<number, T>();
+      byPid.set(pid, reading);
+      into.set(name, byPid);
+    }
+  };
   for (const [name, pids] of Object.entries(infraPids)) {
-    const cpu = sumCpu(pids);
-    if (cpu !== undefined) infra.set(name, cpu);
+    read(infra, name, pids, procCpuSeconds);
+    read(sched, name, pids, procSchedSeconds);
   }
-  return { byProcess, scrapes, infra, syscalls };
+  for (const process of system.processes) read(sched, process.name, [process.pid], procSchedSeconds);
+  read(sched, 'generator', [globalThis.process.pid], procSchedSeconds);
+  return { byProcess, scrapes, infra, syscalls, machine: machineTicks(), sched };
 }
 
 /** What the services measured themselves during the window (Switchboard: the gateways' send-to-ack, persistence's batches). */
@@ -209,6 +245,39 @@ export function syscallFigures(before: CpuSnapshot, after: CpuSnapshot, messages
   return { byProcess, perMessage };
 }
 
+/** How busy the whole machine was during the window, and how long each process waited for a CPU. */
+export interface MachineFigures {
+  /** Share of all the cores' time in the window that was not idle, steal included (/proc/stat). */
+  busy: number | undefined;
+  /** Share taken by the hypervisor for other guests. */
+  steal: number | undefined;
+  /**
+   * Per process (all its threads), infrastructure name and `generator`: seconds it was ready to
+   * run but waited for a CPU, per second it ran. Where it grows with the load (the Node
+   * processes), every wake-up on the message path waits its turn for a core. A process that hands
+   * work between its own threads (NATS) shows waits even on idle cores: a woken thread waits for
+   * the core its waker holds.
+   */
+  waitPerRunSecond: Record<string, number>;
+}
+
+export const MACHINE_BUSY_WARN = 0.8;
+
+export function machineFigures(before: CpuSnapshot, after: CpuSnapshot): MachineFigures {
+  const shares = before.machine && after.machine ? busyBetween(before.machine, after.machine) : undefined;
+  const waitPerRunSecond: Record<string, number> = {};
+  for (const [name, byPid] of after.sched) {
+    const run = growth(before.sched.get(name), byPid, (seconds) => seconds.run);
+    const wait = growth(before.sched.get(name), byPid, (seconds) => seconds.wait);
+    if (run !== undefined && wait !== undefined && run > 0) waitPerRunSecond[name] = round(wait / run, 2);
+  }
+  return {
+    busy: shares && round(shares.busy, 3),
+    steal: shares && round(shares.steal, 3),
+    waitPerRunSecond,
+  };
+}
+
 export function cpuFigures(before: CpuSnapshot, after: CpuSnapshot, deliveries: number): CpuFigures {
   const byProcess: Record<string, number> = {};
   let service = 0;
@@ -222,11 +291,11 @@ export function cpuFigures(before: CpuSnapshot, after: CpuSnapshot, deliveries: 
   }
   const infraByName: Record<string, number> = {};
   let infra: number | undefined;
-  for (const [name, end] of after.infra) {
-    const start = before.infra.get(name);
-    if (start === undefined) continue;
-    infraByName[name] = round(end - start, 3);
-    infra = (infra ?? 0) + end - start;
+  for (const [name, byPid] of after.infra) {
+    const seconds = growth(before.infra.get(name), byPid, (cpu) => cpu);
+    if (seconds === undefined) continue;
+    infraByName[name] = round(seconds, 3);
+    infra = (infra ?? 0) + seconds;
   }
   const per = (seconds: number | undefined) =>
     seconds === undefined || deliveries === 0 ? undefined : round((seconds * 1e6) / deliveries, 2);
@@ -396,6 +465,7 @@ export async function runPhase(system: System, plan: Plan, tracker: Tracker, opt
         deliveryFromSend: summarize(tracker.deliveryFromSend),
       },
       cpu: cpuFigures(before, after, windowDeliveriesAtEnd),
+      machine: machineFigures(before, after),
       syscalls: syscallFigures(before, after, Math.round(rate * durationS)),
       serverSide: serverSideFigures(before, after),
       gc: gcFigures(before.scrapes, after.scrapes),

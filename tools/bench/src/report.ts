@@ -1,4 +1,4 @@
-import type { GcFigures, GcPauses, PhaseResult } from './load.js';
+import type { GcFigures, GcPauses, MachineFigures, PhaseResult } from './load.js';
 import type { ProfileSummary } from './profile.js';
 import {
   type Comparison,
@@ -96,6 +96,18 @@ export function gcSummary(gc: GcFigures): string | undefined {
   return parts.length === 0 ? undefined : parts.join('; ');
 }
 
+/** One line on how busy the machine was in the window, or undefined where /proc did not tell. */
+export function machineSummary(machine: MachineFigures): string | undefined {
+  if (machine.busy === undefined) return undefined;
+  const waits = Object.entries(machine.waitPerRunSecond)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([name, ratio]) => `${name} ${fmt(ratio, 2)}`);
+  return (
+    `${Math.round(machine.busy * 100)}% of the cores busy (steal ${fmt((machine.steal ?? 0) * 100, 1)}%)` +
+    (waits.length === 0 ? '' : `; seconds each process waited for a CPU per second it ran: ${waits.join(', ')}`)
+  );
+}
+
 function comparisonSection(title: string, comparison: Comparison): string {
   const { params } = comparison;
   const members = params.membersRange
@@ -117,6 +129,10 @@ function comparisonSection(title: string, comparison: Comparison): string {
   for (const run of comparison.runs) {
     const gc = gcSummary(run.gc);
     if (gc) lines.push('', `Garbage collection in ${nameOf(run.system)} during the window: ${gc}.`);
+  }
+  for (const run of comparison.runs) {
+    const machine = machineSummary(run.machine);
+    if (machine) lines.push('', `The machine during ${nameOf(run.system)}'s window: ${machine}.`);
   }
   return lines.join('\n');
 }
@@ -144,6 +160,7 @@ export function markdown(results: BenchResults, targets: TargetRow[], warnings: 
         fmt(step.latency.delivery.p99, 2),
         `${step.lost.acks + step.lost.deliveries} / ${step.errors}`,
         fmt(step.cpu.perDeliveryUs),
+        step.machine.busy === undefined ? '–' : `${Math.round(step.machine.busy * 100)}%`,
         `${Math.round(step.generator.cpuMean * 100)}%`,
       ]),
     );
@@ -154,7 +171,17 @@ export function markdown(results: BenchResults, targets: TargetRow[], warnings: 
         table(['system', 'highest sustained msg/s', 'most deliveries/s', 'stopped'], rows),
         '',
         table(
-          ['system', 'offered msg/s', 'deliveries/s', 'delivery p50 ms', 'p99 ms', 'lost / errors', 'CPU µs/delivery', 'generator CPU'],
+          [
+            'system',
+            'offered msg/s',
+            'deliveries/s',
+            'delivery p50 ms',
+            'p99 ms',
+            'lost / errors',
+            'CPU µs/delivery',
+            'cores busy',
+            'generator CPU',
+          ],
           steps,
         ),
       ].join('\n'),

@@ -12,7 +12,7 @@ import {
   type TargetOptions,
   targetSwitchboard,
 } from './drivers/switchboard.js';
-import { isClean, type PhaseResult, rssOf, runPhase } from './load.js';
+import { isClean, MACHINE_BUSY_WARN, type PhaseResult, rssOf, runPhase } from './load.js';
 import { round } from './monitor.js';
 import { connz, type NatsConnection, startPrivateNats } from './nats-server.js';
 import { makePlan, type Plan, type PlanOptions } from './plan.js';
@@ -142,6 +142,11 @@ export async function compare(context: BenchContext, name: string, defaults: Loa
     );
     runs.push(result);
     for (const warning of result.generator.warnings) context.warnings.push(`${name} ${factory.name}: ${warning}`);
+    const busy = result.machine.busy ?? 0;
+    if (busy > MACHINE_BUSY_WARN)
+      context.warnings.push(
+        `${name} ${factory.name}: the machine's cores were ${Math.round(busy * 100)}% busy in the window: latencies include waits for a CPU`,
+      );
     if (!isClean(result))
       context.warnings.push(`${name} ${factory.name}: losses, duplicates, errors or out-of-order deliveries (see the JSON)`);
   }

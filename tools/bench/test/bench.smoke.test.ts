@@ -25,6 +25,7 @@ interface Phase {
   throughput: { acksPerSec: number; deliveriesPerSec: number };
   latency: { ack: LatencySummary; delivery: LatencySummary };
   generator: { cpuMean: number; lagP99Max: number; warnings: string[] };
+  machine: { busy: number | undefined; waitPerRunSecond: Record<string, number> };
 }
 
 describe('npm run bench -- --quick', () => {
@@ -69,6 +70,11 @@ describe('npm run bench -- --quick', () => {
     }
     expect(phase.throughput.deliveriesPerSec).toBeGreaterThan(0);
     expect(typeof phase.generator.cpuMean).toBe('number');
+    // How busy the cores were, and how long each process waited for one (Linux /proc).
+    expect(phase.machine.busy).toBeGreaterThan(0);
+    expect(phase.machine.busy).toBeLessThanOrEqual(1);
+    for (const name of ['gateway-0', 'gateway-1', 'persistence', 'nats', 'generator'])
+      expect(phase.machine.waitPerRunSecond[name]).toBeGreaterThanOrEqual(0);
     expect(result.clean).toBe(true);
     // The JSON is also written to the output directory.
     expect(readdirSync(out).filter((name) => name.endsWith('.json'))).toHaveLength(1);

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { type AddressInfo, connect, createServer } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
-import { localPortsTo } from '../src/processes.js';
+import { busyBetween, localPortsTo, machineTicks, parseMachineTicks, procSchedSeconds } from '../src/processes.js';
 
 describe('localPortsTo', () => {
   const server = createServer();
@@ -23,5 +23,49 @@ describe('localPortsTo', () => {
     } finally {
       for (const client of clients) client.destroy();
     }
+  });
+});
+
+describe('the machine and the scheduler', () => {
+  it("reads the cores' idle and stolen ticks from /proc/stat, and how many cores there are", () => {
+    const stat = 'cpu  100 5 30 800 10 2 3 7 0 0\ncpu0 50 2 15 400 5 1 1 3 0 0\ncpu1 50 3 15 400 5 1 2 4 0 0\nintr 1\n';
+    expect(parseMachineTicks(stat, 42)).toEqual({ idle: 810, steal: 7, cores: 2, at: 42 });
+    expect(parseMachineTicks('intr 1\n', 0)).toBeUndefined();
+    expect(machineTicks()?.cores).toBeGreaterThan(0);
+  });
+
+  it('gives the busy and stolen shares of the time that passed, whatever ticks were sampled', () => {
+    // 10 s on 2 cores: 2,000 ticks of time, of which 600 idle and 20 stolen.
+    const start = { idle: 1_000, steal: 5, cores: 2, at: 5_000 };
+    expect(busyBetween(start, { idle: 1_600, steal: 25, cores: 2, at: 15_000 })).toEqual({ busy: 0.7, steal: 0.01 });
+    expect(busyBetween(start, { idle: 1_000, steal: 5, cores: 2, at: 5_000 })).toBeUndefined();
+  });
+
+  it('sees one core of two kept busy as half the machine', async () => {
+    const start = machineTicks();
+    const until = performance.now() + 300;
+    while (performance.now() < until) {
+      // spin: this thread keeps one core busy
+    }
+    const end = machineTicks();
+    if (!start || !end) throw new Error('no /proc/stat');
+    const shares = busyBetween(start, end);
+    expect(shares?.busy).toBeGreaterThanOrEqual(1 / end.cores - 0.15);
+  });
+
+  it("sums a process's threads' time on a CPU and waiting for one, and grows with work done", () => {
+    const before = procSchedSeconds(process.pid);
+    expect(before).toBeDefined();
+    // Work until the kernel has counted 50 ms of this process's CPU (however busy the machine is).
+    const cpuBefore = process.cpuUsage();
+    let used = 0;
+    while (used < 50_000) {
+      const { user, system } = process.cpuUsage(cpuBefore);
+      used = user + system;
+    }
+    const after = procSchedSeconds(process.pid);
+    expect((after?.run ?? 0) - (before?.run ?? 0)).toBeGreaterThan((0.8 * used) / 1e6);
+    expect(after?.wait ?? -1).toBeGreaterThanOrEqual(before?.wait ?? 0);
+    expect(procSchedSeconds(2 ** 22 + 1)).toBeUndefined();
   });
 });
