@@ -128,8 +128,9 @@ export async function cpuSnapshot(system: System, infraPids: InfraPids): Promise
     reader: (pid: number) => T | undefined,
   ) => {
     for (const pid of pids) {
-      const reading = pid === undefined ? undefined : reader(pid);
-      if (pid === undefined || reading === undefined) continue;
+      if (pid === undefined) continue;
+      const reading = reader(pid);
+      if (reading === undefined) continue;
       const byPid = into.get(name) ?? new Map<number, T>();
       byPid.set(pid, reading);
       into.set(name, byPid);
