@@ -1,15 +1,29 @@
 import { createServer } from 'node:net';
 
-/** A TCP port free on 127.0.0.1 right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * Ports are drawn from below Linux's ephemeral range (32768–60999 by default). A port the kernel
+ * hands out for `listen(0)` comes from that range too, and so does the local port of every
+ * outgoing connection: a client connecting to NATS or PostgreSQL in the gap between this check
+ * and the service's own `listen` could take it. Below the range only another listener can.
+ */
+const FIRST = 20_000;
+const LAST = 32_767;
+const ATTEMPTS = 100;
+
+/** A TCP port free on 127.0.0.1 right now, outside the ephemeral range. */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+    const port = FIRST + Math.floor(Math.random() * (LAST - FIRST + 1));
+    if (await canListen(port)) return port;
+  }
+  throw new Error(`no free port on 127.0.0.1 between ${FIRST} and ${LAST} after ${ATTEMPTS} tries`);
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
     server.unref();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
+    server.once('error', () => resolve(false));
+    server.listen({ port, host: '127.0.0.1', exclusive: true }, () => server.close(() => resolve(true)));
   });
 }

@@ -52,10 +52,29 @@ export function startService(name: ServiceName, options: StartServiceOptions = {
   return startProcess(name, `services/${name}/dist/main.js`, options);
 }
 
-/** Starts `node <entry>` (relative to the repository) with `PORT` and `OPS_PORT` on free ports unless given. */
+/**
+ * Starts `node <entry>` (relative to the repository) with `PORT` and `OPS_PORT` on free ports unless given.
+ * A port found free can still be taken before the child listens on it; when the child then fails
+ * with EADDRINUSE on ports chosen here, it is started again on fresh ones.
+ */
 export async function startProcess(name: string, entry: string, options: StartServiceOptions = {}): Promise<ServiceProcess> {
-  const port = Number(options.env?.PORT ?? (await freePort()));
-  const opsPort = Number(options.env?.OPS_PORT ?? (await freePort()));
+  const choosesPorts = options.env?.PORT === undefined || options.env?.OPS_PORT === undefined;
+  for (let attempt = 1; ; attempt++) {
+    const port = Number(options.env?.PORT ?? (await freePort()));
+    const opsPort = Number(options.env?.OPS_PORT ?? (await freePort()));
+    const service = launch(name, entry, options, port, opsPort);
+    if (options.waitReady === false) return service;
+    try {
+      await service.ready(options.readyTimeoutMs);
+      return service;
+    } catch (error) {
+      const portTaken = service.logs.some((line) => line.includes('EADDRINUSE'));
+      if (!(choosesPorts && portTaken && attempt < 3)) throw error;
+    }
+  }
+}
+
+function launch(name: string, entry: string, options: StartServiceOptions, port: number, opsPort: number): ServiceProcess {
   const child = spawn(process.execPath, [entry], {
     cwd: REPO_ROOT,
     env: { PATH: process.env.PATH, LOG_LEVEL: 'info', HOST: '127.0.0.1', ...options.env, PORT: String(port), OPS_PORT: String(opsPort) },
@@ -114,6 +133,5 @@ export async function startProcess(name: string, entry: string, options: StartSe
       return exited;
     },
   };
-  if (options.waitReady !== false) await service.ready(options.readyTimeoutMs);
   return service;
 }
