@@ -1,16 +1,26 @@
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
 /**
- * Ports are drawn from below Linux's ephemeral range (32768–60999 by default). A port the kernel
- * hands out for `listen(0)` comes from that range too, and so does the local port of every
- * outgoing connection: a client connecting to NATS or PostgreSQL in the gap between this check
- * and the service's own `listen` could take it. Below the range only another listener can.
+ * Ports are drawn from below the kernel's ephemeral range (32768–60999 by default on Linux). A
+ * port the kernel hands out for `listen(0)` comes from that range, and so does the local port of
+ * every outgoing connection: a client connecting to NATS or PostgreSQL in the gap between this
+ * check and the service's own `listen` could take it. Below the range only another listener can.
  */
 const FIRST = 20_000;
-const LAST = 32_767;
+const LAST = Math.max(FIRST + 1_000, ephemeralRangeStart() - 1);
 const ATTEMPTS = 100;
 
-/** A TCP port free on 127.0.0.1 right now, outside the ephemeral range. */
+function ephemeralRangeStart(): number {
+  try {
+    const [start] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/);
+    return Number(start) || 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+/** A TCP port free on 127.0.0.1 right now, below the ephemeral range where it can. */
 export async function freePort(): Promise<number> {
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
     const port = FIRST + Math.floor(Math.random() * (LAST - FIRST + 1));
