@@ -65,7 +65,10 @@ export interface Bus {
   readonly kind: 'nats' | 'memory';
   /** Fire-and-forget publish. */
   publish(subject: string, data: Uint8Array): void;
-  /** Resolves once the subscription is registered, so nothing published afterwards is missed. */
+  /**
+   * Resolves once the subscription is registered, so nothing published afterwards is missed.
+   * @throws BusError `unavailable` when the connection drops first (nothing stays subscribed).
+   */
   subscribe(subject: string, handler: (data: Uint8Array) => void): Promise<BusSubscription>;
   /** @throws BusError `unavailable` when nobody answers in time. */
   request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array>;

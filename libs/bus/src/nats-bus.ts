@@ -186,8 +186,15 @@ export async function connectNatsBus({ servers, name, subjects, logger, inboxPre
           if (!error) handler(msg.data);
         },
       });
-      // A round trip, after which the server knows of the subscription.
-      await nc.flush();
+      // A round trip, after which the server knows of the subscription. A flush pending when the
+      // connection drops is rejected (the client would subscribe again on reconnecting): the
+      // caller gets `unavailable`, and nothing is left subscribed that it could not unsubscribe.
+      try {
+        await nc.flush();
+      } catch (error) {
+        subscription.unsubscribe();
+        throw unavailable(`subscribing to ${subject}`, error);
+      }
       return { unsubscribe: () => subscription.unsubscribe() };
     },
     async request(subject, data, timeoutMs) {

@@ -45,7 +45,13 @@ interface Channel {
   readonly members: Map<Subscriber, MemberState>;
   /** Highest seq dispatched to members, in order; undefined while no member has joined. */
   lastSeq: number | undefined;
-  /** Events that arrived ahead of a missing seq. */
+  /**
+   * Joins in progress. While the first of them has not read the session's position (`lastSeq` is
+   * undefined), events are held in `early` rather than dropped: one committed after that read
+   * can arrive before its answer.
+   */
+  joining: number;
+  /** Events that arrived ahead of a missing seq, or before the first join knew where to start. */
   readonly early: Map<number, Message>;
   gapTimer: NodeJS.Timeout | undefined;
   filling: boolean;
@@ -167,7 +173,11 @@ export function createSessionHub(options: SessionHubOptions) {
     }
     const { message } = parsed.data;
     resolveWaiters(message);
-    if (channel.lastSeq === undefined || message.seq <= channel.lastSeq) return;
+    if (channel.lastSeq === undefined) {
+      if (channel.joining > 0 && channel.early.size < MAX_EARLY_EVENTS) channel.early.set(message.seq, message);
+      return;
+    }
+    if (message.seq <= channel.lastSeq) return;
     if (message.seq === channel.lastSeq + 1) {
       deliver(channel, message);
       drainEarly(channel);
@@ -177,7 +187,8 @@ export function createSessionHub(options: SessionHubOptions) {
     }
   };
 
-  const retain = async (sessionId: number): Promise<Channel> => {
+  /** The session's channel, subscribing when it is new, with one more reference. */
+  const acquire = (sessionId: number): Channel => {
     let channel = channels.get(sessionId);
     if (!channel) {
       const created: Channel = {
@@ -186,6 +197,7 @@ export function createSessionHub(options: SessionHubOptions) {
         refs: 0,
         members: new Map(),
         lastSeq: undefined,
+        joining: 0,
         early: new Map(),
         gapTimer: undefined,
         filling: false,
@@ -195,6 +207,11 @@ export function createSessionHub(options: SessionHubOptions) {
       metrics.sessions.set(channels.size);
     }
     channel.refs++;
+    return channel;
+  };
+
+  const retain = async (sessionId: number): Promise<Channel> => {
+    const channel = acquire(sessionId);
     try {
       await channel.subscription;
     } catch (error) {
@@ -249,6 +266,9 @@ export function createSessionHub(options: SessionHubOptions) {
     state.queued = undefined;
   };
 
+  /** Subscribers that have left for good (their socket closed): a join still in progress does not add them. */
+  const departed = new WeakSet<Subscriber>();
+
   const deadLetters = bus.subscribe(subjects.deadLetters, (data) => {
     const parsed = deadLetterSchema.safeParse(decodeJson(data));
     if (!parsed.success) return;
@@ -265,11 +285,17 @@ export function createSessionHub(options: SessionHubOptions) {
      * the messages after `lastSeq` (when given), then live events, each once and in order.
      */
     async join(subscriber: Subscriber, sessionId: number, lastSeq: number | undefined, reqId: ReqId | undefined): Promise<void> {
-      const channel = await retain(sessionId);
+      const channel = acquire(sessionId);
+      channel.joining++;
       let state: MemberState | undefined;
       try {
+        await channel.subscription;
         // Read after subscribing, so no event can fall between the read and the subscription.
         const { session } = await persistence.call('sessions.get', { session_id: sessionId });
+        if (departed.has(subscriber)) {
+          release(channel);
+          return;
+        }
         const previous = channel.members.get(subscriber);
         if (previous) release(channel); // re-joining: one membership, one reference
         if (channel.lastSeq === undefined) {
@@ -289,6 +315,9 @@ export function createSessionHub(options: SessionHubOptions) {
         if (state && channel.members.get(subscriber) === state) removeMember(channel, subscriber);
         else if (!state) release(channel);
         throw error;
+      } finally {
+        channel.joining--;
+        if (channel.joining === 0 && channel.lastSeq === undefined) channel.early.clear();
       }
     },
 
@@ -297,7 +326,9 @@ export function createSessionHub(options: SessionHubOptions) {
       return channel ? removeMember(channel, subscriber) : false;
     },
 
+    /** The subscriber is gone for good: leaves every session, and joins still in progress do not add it. */
     leaveAll(subscriber: Subscriber): void {
+      departed.add(subscriber);
       for (const channel of [...channels.values()]) removeMember(channel, subscriber);
     },
 

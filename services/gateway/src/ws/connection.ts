@@ -251,6 +251,8 @@ export class ClientConnection implements Subscriber {
   }
 
   private async handle(frame: ClientFrame): Promise<void> {
+    // Frames queued behind a slow one can come up after the socket closed: nobody is left to answer.
+    if (this.closed) return;
     if (frame.type === 'auth') return this.authenticate(frame);
     if (frame.type === 'ping') return this.send({ type: 'pong', ...withReqId(frame.req_id), server_time: new Date().toISOString() });
     const user = this.user;
@@ -275,6 +277,7 @@ export class ClientConnection implements Subscriber {
 
   private async authenticate(frame: ClientFrameOf<'auth'>): Promise<void> {
     const verified = await this.deps.verifier.verify(frame.token);
+    if (this.closed) return;
     if (this.user && this.user.userId !== verified.userId) refuse(ErrorCode.Forbidden, 'a connection cannot change user; reconnect');
     if (!this.user) this.deps.metrics.authenticatedConnections.inc();
     this.user = verified;
