@@ -194,7 +194,7 @@ describe('a message PostgreSQL refuses', () => {
 });
 
 describe('payloads published straight into the inbound stream', () => {
-  it('dead-letters one that does not decode and one for a missing session, once each, and moves on', async () => {
+  it('dead-letters one that does not decode, one with a NUL byte and one for a missing session, once each, and moves on', async () => {
     const [, , session] = sessions;
     if (!session) throw new Error('no session');
     const js = nats.jetstream();
@@ -207,6 +207,8 @@ describe('payloads published straight into the inbound stream', () => {
 
     const garbage = 'this is {not json';
     await js.publish(`${stack.prefix}.inbound.${session.id}`, new TextEncoder().encode(garbage), { msgID: 'garbage-1' });
+    // PostgreSQL cannot store a NUL in text: the dead letter keeps it as the six characters \u0000.
+    await js.publish(`${stack.prefix}.inbound.${session.id}`, new TextEncoder().encode('nul \u0000 {not json'), { msgID: 'garbage-2' });
     const orphan = {
       session_id: 999_999_999,
       client_msg_id: 'orphan-1',
@@ -218,12 +220,13 @@ describe('payloads published straight into the inbound stream', () => {
     await js.publish(`${stack.prefix}.inbound.${orphan.session_id}`, new TextEncoder().encode(JSON.stringify(orphan)), {
       msgID: `${orphan.session_id}:orphan-1`,
     });
-    await waitFor(async () => (await deadLettered()) - deadBefore >= 2, 15_000, 'both to be dead-lettered');
+    await waitFor(async () => (await deadLettered()) - deadBefore >= 3, 15_000, 'all three to be dead-lettered');
 
     const rows = await deadLetters();
     const undecodable = rows.filter((row) => row.payload === garbage);
     expect(undecodable).toHaveLength(1);
     expect(undecodable[0]).toMatchObject({ session_id: null, client_msg_id: null });
+    expect(rows.filter((row) => row.payload === 'nul \\u0000 {not json')).toHaveLength(1);
     const missing = rows.filter((row) => row.client_msg_id === 'orphan-1');
     expect(missing).toHaveLength(1);
     expect(missing[0]?.reason).toMatch(/does not exist/);
@@ -232,7 +235,7 @@ describe('payloads published straight into the inbound stream', () => {
 
     // Terminated, not retried: the consumer holds nothing, and nothing comes back after several ack waits.
     await sleep(5_000);
-    expect((await deadLettered()) - deadBefore).toBe(2);
+    expect((await deadLettered()) - deadBefore).toBe(3);
     expect(await redeliveries()).toBe(0);
     const info = await (await nats.jetstreamManager()).consumers.info(`${stack.prefix.toUpperCase()}_INBOUND`, 'persistence');
     expect(info.num_pending).toBe(0);

@@ -41,6 +41,9 @@ interface Decoded {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** PostgreSQL cannot store NUL in text; a dead letter keeps it as the six characters `\u0000`. */
+const storable = (text: string) => text.replaceAll('\u0000', '\\u0000');
+
 function isRetryable(error: unknown, attempt: number): boolean {
   const code = (error as { code?: string }).code ?? '';
   return isConnectionError(error) || RETRYABLE_SQLSTATES.has(code) || (code === UNIQUE_VIOLATION && attempt < MAX_UNIQUE_RETRIES);
@@ -89,34 +92,52 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
     bus.publish(subjects.confirmed(outcome.message.session_id), encodeJson({ message: outcome.message }));
   };
 
+  /**
+   * Sets a message aside: written to `dead_letters`, announced, and terminated. While PostgreSQL is
+   * unreachable the write is retried like a batch (the keep-alive holds the message meanwhile),
+   * so a payload that does not decode is not dropped and redelivered until its delivery limit.
+   */
   const deadLetter = async (msg: DurableMessage, input: InboundMessage | undefined, reason: string) => {
-    const payload = new TextDecoder().decode(msg.data);
-    await db
-      .insertInto('dead_letters')
-      .values({
-        session_id: input?.session_id ?? null,
-        client_msg_id: input?.client_msg_id ?? null,
-        reason,
-        payload,
-        stream_seq: msg.seq,
-      })
-      .execute();
+    const row = {
+      session_id: input?.session_id ?? null,
+      client_msg_id: input ? storable(input.client_msg_id) : null,
+      reason: storable(reason),
+      payload: storable(new TextDecoder().decode(msg.data)),
+      stream_seq: msg.seq,
+    };
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await db.insertInto('dead_letters').values(row).execute();
+        break;
+      } catch (error) {
+        if (!isConnectionError(error)) throw error;
+        if (stopping) {
+          msg.nak();
+          return;
+        }
+        await sleep(Math.min(MAX_RETRY_DELAY_MS, 50 * 2 ** attempt));
+      }
+    }
     if (input) bus.publish(subjects.deadLetters, encodeJson({ session_id: input.session_id, client_msg_id: input.client_msg_id, reason }));
     msg.term(reason);
     metrics.messages.inc({ outcome: 'dead_lettered' });
     log.error({ streamSeq: msg.seq, sessionId: input?.session_id, reason }, 'inbound message dead-lettered');
   };
 
-  /**
-   * Stores one batch, retrying while PostgreSQL is unreachable (keeping the messages' ack
-   * deadlines alive, so they are neither redelivered nor overtaken by later ones). A batch that
-   * fails for another reason is split so that only the message that cannot be stored is set aside.
-   */
+  /** Stores a batch's messages, then sets aside those that do not decode: they must not hold the others up. */
   const processBatch = async (batch: Decoded[]): Promise<void> => {
     const valid = batch.filter((item): item is Decoded & { input: InboundMessage } => item.input !== undefined);
+    if (valid.length > 0) await storeValid(valid);
     for (const item of batch) if (!item.input) await deadLetter(item.msg, undefined, 'payload is not a valid inbound message');
-    if (valid.length === 0) return;
+  };
 
+  /**
+   * Stores decoded messages in one statement, retrying while PostgreSQL is unreachable (keeping the
+   * messages' ack deadlines alive, so they are neither redelivered nor overtaken by later ones). A
+   * batch that fails for another reason is split so that only the message that cannot be stored is
+   * set aside.
+   */
+  const storeValid = async (valid: (Decoded & { input: InboundMessage })[]): Promise<void> => {
     let outcomes: StoreOutcome[] | undefined;
     for (let attempt = 0; outcomes === undefined; attempt++) {
       const started = performance.now();
@@ -150,7 +171,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
         }
         if (valid.length > 1) {
           log.warn({ err: error, batch: valid.length }, 'a batch could not be stored; storing its messages one by one');
-          for (const item of valid) await processBatch([item]);
+          for (const item of valid) await storeValid([item]);
           return;
         }
         const [only] = valid;
