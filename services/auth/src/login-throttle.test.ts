@@ -32,127 +32,152 @@ function throttle(options: Partial<LoginThrottleOptions> = {}) {
   return createLoginThrottle({ db, scope: 'user', maxFailures: 3, windowMs: 60_000, ...options });
 }
 
-async function fail(times: number, keys: string[], using = throttle()) {
-  for (let i = 0; i < times; i++) await using.recordFailure(keys);
+/** Makes `times` attempts against the keys, one after another, and answers each one's retry-after. */
+async function attempts(times: number, keys: string[], using = throttle()): Promise<number[]> {
+  const waits: number[] = [];
+  for (let i = 0; i < times; i++) waits.push(await using.attempt(keys));
+  return waits;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('createLoginThrottle', () => {
-  describe('blocking', () => {
-    it('blocks nothing that has not failed, nor below maxFailures', async () => {
+  describe('counting', () => {
+    it('lets maxFailures attempts through and refuses the next for the rest of the window, while attempts go on', async () => {
       const key = freshKey();
-      expect(await throttle().retryAfterSeconds([key])).toBe(0);
-      expect(await throttle().retryAfterSeconds([])).toBe(0);
-      await fail(2, [key]);
-      expect(await throttle().retryAfterSeconds([key])).toBe(0);
-    });
-
-    it('blocks a key for the rest of its window once it reaches maxFailures, and while failures go on', async () => {
-      const key = freshKey();
-      await fail(3, [key]);
-      const wait = await throttle().retryAfterSeconds([key]);
+      expect(await throttle().attempt([])).toBe(0);
+      expect(await attempts(3, [key])).toEqual([0, 0, 0]);
+      const wait = await throttle().attempt([key]);
       expect(wait).toBeGreaterThan(55);
       expect(wait).toBeLessThanOrEqual(60);
-      await fail(2, [key]);
-      expect(await throttle().retryAfterSeconds([key])).toBeGreaterThan(55);
+      for (const later of await attempts(2, [key])) expect(later).toBeGreaterThan(55);
     });
 
-    it('counts each key on its own, records against every key passed at once, and blocks when any key asked about is', async () => {
+    it('counts each key on its own, counts against every key passed at once, and refuses when any key is over', async () => {
       const [a, b, c] = [freshKey(), freshKey(), freshKey()];
-      await fail(3, [a, b]);
-      await fail(1, [c]);
-      expect(await throttle().retryAfterSeconds([a])).toBeGreaterThan(0);
-      expect(await throttle().retryAfterSeconds([b])).toBeGreaterThan(0);
-      expect(await throttle().retryAfterSeconds([c])).toBe(0);
-      expect(await throttle().retryAfterSeconds([c, a])).toBeGreaterThan(0);
+      await attempts(3, [a, b]);
+      expect(await throttle().attempt([c])).toBe(0);
+      expect(await throttle().attempt([a])).toBeGreaterThan(0);
+      expect(await throttle().attempt([b])).toBeGreaterThan(0);
+      expect(await throttle().attempt([c])).toBe(0);
+      expect(await throttle().attempt([c, a])).toBeGreaterThan(0);
     });
 
-    it('counts a key passed twice at once as one failure', async () => {
+    it('counts a key passed twice at once as one attempt', async () => {
       const key = freshKey();
-      await fail(2, [key, key]);
-      expect(await throttle().retryAfterSeconds([key])).toBe(0);
+      expect(await attempts(3, [key, key])).toEqual([0, 0, 0]);
+      expect(await throttle().attempt([key, key])).toBeGreaterThan(0);
     });
 
     it('takes any string as a key, NUL and all, and stores only a hash of it', async () => {
       const key = `${freshKey('nul')}\u0000💥`;
-      await fail(3, [key]);
-      expect(await throttle().retryAfterSeconds([key])).toBeGreaterThan(0);
+      await attempts(3, [key]);
+      expect(await throttle().attempt([key])).toBeGreaterThan(0);
       const { rows } = await sql<{ key: string }>`select key from login_failures`.execute(db);
       expect(rows.length).toBeGreaterThan(0);
       for (const row of rows) expect(row.key).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    });
+
+    it('lets at most maxFailures of many concurrent attempts through', async () => {
+      // Checking first and counting afterwards let every one of a burst through.
+      const key = freshKey();
+      const waits = await Promise.all(Array.from({ length: 30 }, () => throttle().attempt([key])));
+      expect(waits.filter((wait) => wait === 0)).toHaveLength(3);
+      for (const wait of waits.filter((wait) => wait > 0)) expect(wait).toBeGreaterThan(55);
     });
   });
 
   describe('scopes and replicas', () => {
     it('keeps the user and address scopes apart for the same key', async () => {
       const key = freshKey();
-      await fail(3, [key], throttle({ scope: 'address' }));
-      expect(await throttle({ scope: 'address' }).retryAfterSeconds([key])).toBeGreaterThan(0);
-      expect(await throttle({ scope: 'user' }).retryAfterSeconds([key])).toBe(0);
+      await attempts(3, [key], throttle({ scope: 'address' }));
+      expect(await throttle({ scope: 'address' }).attempt([key])).toBeGreaterThan(0);
+      expect(await throttle({ scope: 'user' }).attempt([key])).toBe(0);
     });
 
     it('shares the counts between throttles on the same database, as between auth replicas', async () => {
       const key = freshKey();
       const [replicaA, replicaB, replicaC] = [throttle(), throttle(), throttle()];
-      await replicaA.recordFailure([key]);
-      await replicaB.recordFailure([key]);
-      expect(await replicaC.retryAfterSeconds([key])).toBe(0);
-      await replicaC.recordFailure([key]);
-      for (const replica of [replicaA, replicaB, replicaC]) expect(await replica.retryAfterSeconds([key])).toBeGreaterThan(0);
+      expect(await replicaA.attempt([key])).toBe(0);
+      expect(await replicaB.attempt([key])).toBe(0);
+      expect(await replicaC.attempt([key])).toBe(0);
+      for (const replica of [replicaA, replicaB, replicaC]) expect(await replica.attempt([key])).toBeGreaterThan(0);
     });
 
-    it('counts concurrent failures from several replicas exactly', async () => {
+    it('counts concurrent attempts from several replicas exactly', async () => {
       const key = freshKey();
       const replicas = Array.from({ length: 5 }, () => throttle({ maxFailures: 10 }));
-      await Promise.all(replicas.flatMap((replica) => [replica.recordFailure([key]), replica.recordFailure([key])]));
+      const waits = await Promise.all(replicas.flatMap((replica) => [replica.attempt([key]), replica.attempt([key])]));
+      expect(waits).toEqual(Array(10).fill(0));
       const { rows } = await sql<{ failures: number }>`select failures from login_failures where failures = 10`.execute(db);
       expect(rows).toHaveLength(1);
-      expect(await replicas[0]?.retryAfterSeconds([key])).toBeGreaterThan(0);
+      expect(await replicas[0]?.attempt([key])).toBeGreaterThan(0);
     });
   });
 
   describe('window expiry', () => {
-    it('frees a blocked key when its window ends, then counts afresh without adding up the old failures', async () => {
+    it('lets a refused key through again when its window ends, then counts afresh without adding up the old attempts', async () => {
       const key = freshKey();
       const short = throttle({ windowMs: 2_000 });
-      await fail(3, [key], short);
-      const wait = await short.retryAfterSeconds([key]);
+      await attempts(3, [key], short);
+      const wait = await short.attempt([key]);
       expect(wait).toBeGreaterThanOrEqual(1);
       expect(wait).toBeLessThanOrEqual(2);
       await sleep(2_100);
-      expect(await short.retryAfterSeconds([key])).toBe(0);
-      await fail(2, [key], short);
-      expect(await short.retryAfterSeconds([key])).toBe(0);
-      await fail(1, [key], short);
-      expect(await short.retryAfterSeconds([key])).toBeGreaterThan(0);
+      expect(await attempts(3, [key], short)).toEqual([0, 0, 0]);
+      expect(await short.attempt([key])).toBeGreaterThan(0);
     });
 
-    it('keeps the window of the first failure: later failures do not extend it', async () => {
+    it('keeps the window of the first attempt: later attempts do not extend it', async () => {
       const key = freshKey();
       const short = throttle({ windowMs: 3_000, maxFailures: 2 });
-      await short.recordFailure([key]);
+      await short.attempt([key]);
       await sleep(1_500);
-      await short.recordFailure([key]);
-      // Blocked for what is left of the first failure's window (about 1.5 s), not for a new 3 s.
-      const wait = await short.retryAfterSeconds([key]);
+      await short.attempt([key]);
+      // Refused for what is left of the first attempt's window (about 1.5 s), not for a new 3 s.
+      const wait = await short.attempt([key]);
       expect(wait).toBeGreaterThan(0);
       expect(wait).toBeLessThanOrEqual(2);
       await sleep(1_700);
-      expect(await short.retryAfterSeconds([key])).toBe(0);
+      expect(await short.attempt([key])).toBe(0);
     });
   });
 
-  describe('reset', () => {
-    it('clears the key it is given, with its full allowance again, and leaves every other key as it was', async () => {
+  describe('reset and forgive', () => {
+    it('reset clears the key it is given, with its full allowance again, and leaves every other key as it was', async () => {
       const [key, other] = [freshKey(), freshKey()];
-      await fail(3, [key, other]);
+      await attempts(3, [key, other]);
       await throttle().reset(key);
       await throttle().reset(freshKey('never-seen'));
-      expect(await throttle().retryAfterSeconds([key])).toBe(0);
-      expect(await throttle().retryAfterSeconds([other])).toBeGreaterThan(0);
-      await fail(2, [key]);
-      expect(await throttle().retryAfterSeconds([key])).toBe(0);
+      expect(await attempts(3, [key])).toEqual([0, 0, 0]);
+      expect(await throttle().attempt([other])).toBeGreaterThan(0);
+    });
+
+    it('forgive takes back one attempt from the key it is given, never going below none', async () => {
+      const [key, other] = [freshKey(), freshKey()];
+      await attempts(3, [key, other]);
+      await throttle().forgive(key);
+      expect(await throttle().attempt([key])).toBe(0);
+      expect(await throttle().attempt([key])).toBeGreaterThan(0);
+      expect(await throttle().attempt([other])).toBeGreaterThan(0);
+      const fresh = freshKey();
+      await throttle().forgive(fresh);
+      await throttle().attempt([fresh]);
+      for (let i = 0; i < 5; i++) await throttle().forgive(fresh);
+      expect(await attempts(3, [fresh])).toEqual([0, 0, 0]);
+      expect(await throttle().attempt([fresh])).toBeGreaterThan(0);
+    });
+
+    it('never refuses an address whose attempts all succeed, however many', async () => {
+      const address = throttle({ scope: 'address' });
+      const key = freshKey('address');
+      for (let i = 0; i < 10; i++) {
+        expect(await address.attempt([key])).toBe(0);
+        await address.forgive(key);
+      }
+      // Still the full allowance for failures.
+      expect(await attempts(3, [key], address)).toEqual([0, 0, 0]);
+      expect(await address.attempt([key])).toBeGreaterThan(0);
     });
   });
 });

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { type Kysely, sql } from 'kysely';
 import type { AuthDatabase } from './db/schema.js';
 
-/** Expired windows are deleted at most this often, by whichever replica records a failure. */
+/** Expired windows are deleted at most this often, by whichever replica counts an attempt. */
 export const SWEEP_INTERVAL_MS = 60_000;
 
 export interface LoginThrottleOptions {
@@ -14,12 +14,19 @@ export interface LoginThrottleOptions {
 }
 
 /**
- * Counts failed logins per key (a username, a client address) in fixed windows; a key with
- * `maxFailures` failures in its window is blocked until the window ends. The counts live in
- * PostgreSQL (`login_failures`), so every auth replica sees the same ones: three replicas do not
- * allow three times the attempts. Windows follow the database's clock, the same for every replica.
- * Keys are stored as hashes, so the table holds no usernames or addresses, and any string (a NUL
- * included) is a valid key.
+ * Counts login attempts per key (a username, a client address) in fixed windows: `maxFailures`
+ * attempts are let through in a window, the next are refused until the window ends.
+ *
+ * An attempt is counted before its password is checked, never after: argon2 takes a while, and
+ * counting only the failures that have come back would let a burst of concurrent requests all
+ * pass the check before the first one failed (200 parallel guesses instead of `maxFailures`).
+ * The count is one atomic upsert, so concurrent requests, on any replica, each get a distinct
+ * number. A login that then succeeds, or that another key refused, takes its count back
+ * (`reset`, `forgive`); a failed one keeps it.
+ *
+ * The counts live in PostgreSQL (`login_failures`), so every auth replica sees the same ones, and
+ * windows follow the database's clock. Keys are stored as hashes, so the table holds no usernames
+ * or addresses, and any string (a NUL included) is a valid key.
  */
 export function createLoginThrottle({ db, scope, maxFailures, windowMs }: LoginThrottleOptions) {
   const hashed = (key: string) => createHash('sha256').update(scope).update('\u0000').update(key).digest('base64url');
@@ -33,33 +40,35 @@ export function createLoginThrottle({ db, scope, maxFailures, windowMs }: LoginT
   };
 
   return {
-    /** Seconds until the last of the blocked keys frees up, or 0 when none is blocked. */
-    async retryAfterSeconds(keys: readonly string[]): Promise<number> {
+    /**
+     * Counts an attempt against every key in one statement (a window that has ended starts
+     * afresh) and answers the seconds until the last key over `maxFailures` frees up, or 0 when
+     * none is: then the attempt may go ahead.
+     */
+    async attempt(keys: readonly string[]): Promise<number> {
       if (keys.length === 0) return 0;
-      const row = await db
-        .selectFrom('login_failures')
-        .select(sql<string | null>`ceil(extract(epoch from max(reset_at) - now()))`.as('seconds'))
-        .where('key', 'in', keys.map(hashed))
-        .where('failures', '>=', maxFailures)
-        .where('reset_at', '>', sql<Date>`now()`)
-        .executeTakeFirst();
-      return Math.max(0, Number(row?.seconds ?? 0));
-    },
-
-    /** Counts a failure against every key, in one statement: a window that has ended starts afresh. */
-    async recordFailure(keys: readonly string[]): Promise<void> {
-      if (keys.length === 0) return;
-      await sql`
-        insert into login_failures (key, failures, reset_at)
-        select distinct k, 1, now() + ${windowLength} from unnest(${[...keys].map(hashed)}::text[]) as k
-        on conflict (key) do update set
-          failures = case when login_failures.reset_at <= now() then 1 else login_failures.failures + 1 end,
-          reset_at = case when login_failures.reset_at <= now() then now() + ${windowLength} else login_failures.reset_at end
+      const { rows } = await sql<{ seconds: string | null }>`
+        with counted as (
+          insert into login_failures (key, failures, reset_at)
+          select distinct k, 1, now() + ${windowLength} from unnest(${[...keys].map(hashed)}::text[]) as k
+          on conflict (key) do update set
+            failures = case when login_failures.reset_at <= now() then 1 else login_failures.failures + 1 end,
+            reset_at = case when login_failures.reset_at <= now() then excluded.reset_at else login_failures.reset_at end
+          returning failures, reset_at
+        )
+        select ceil(extract(epoch from max(reset_at) - now())) as seconds from counted where failures > ${maxFailures}
       `.execute(db);
       await sweep();
+      const seconds = rows[0]?.seconds;
+      return seconds == null ? 0 : Math.max(1, Number(seconds));
     },
 
-    /** Forgets the key's failures (after a successful login). */
+    /** Takes one attempt back from the key, not below 0 (a success from a shared address, a refused attempt). */
+    async forgive(key: string): Promise<void> {
+      await sql`update login_failures set failures = greatest(failures - 1, 0) where key = ${hashed(key)}`.execute(db);
+    },
+
+    /** Forgets the key's attempts (a successful login's username). */
     async reset(key: string): Promise<void> {
       await db.deleteFrom('login_failures').where('key', '=', hashed(key)).execute();
     },

@@ -182,6 +182,16 @@ describe('POST /v1/token', () => {
     expect(Number(blocked.headers.get('retry-after'))).toBeGreaterThan(0);
   });
 
+  it('lets no more than LOGIN_MAX_FAILURES of many concurrent wrong passwords be tried', async () => {
+    await post('/v1/users', { username: 'erin', password: 'erin-password' });
+    const statuses = await Promise.all(
+      Array.from({ length: 20 }, async () => (await post('/v1/token', { username: 'erin', password: 'nope-nope' })).status),
+    );
+    expect(statuses.filter((status) => status === 401)).toHaveLength(3);
+    expect(statuses.filter((status) => status === 429)).toHaveLength(17);
+    expect((await post('/v1/token', { username: 'erin', password: 'erin-password' })).status).toBe(429);
+  });
+
   it('throttles across replicas: failures on one count on every other', async () => {
     await post('/v1/users', { username: 'dave', password: 'dave-password' });
     const second = await startService('auth', { env: authEnv() });
@@ -203,6 +213,47 @@ describe('POST /v1/token', () => {
     } finally {
       await second.stop();
     }
+  });
+});
+
+describe('POST /v1/token per client address', () => {
+  // Its own database: the address throttle counts every test's logins from 127.0.0.1.
+  let fresh: TestDatabase;
+  let service: ServiceProcess;
+  const login = async (address: string, username: string, password: string) =>
+    (
+      await fetch(service.url('/v1/token'), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-forwarded-for': address },
+        body: JSON.stringify({ username, password }),
+      })
+    ).status;
+
+  beforeAll(async () => {
+    fresh = await createTestDatabase('auth_addresses');
+    service = await startService('auth', {
+      env: authEnv({
+        DATABASE_URL: fresh.url,
+        NATS_SUBJECT_PREFIX: uniqueSubjectPrefix(),
+        TRUST_PROXY: 'true',
+        LOGIN_MAX_FAILURES_PER_ADDRESS: '2',
+      }),
+    });
+  });
+
+  afterAll(async () => {
+    await service?.stop();
+    await fresh?.drop();
+  });
+
+  it('never refuses an address for its successful logins, however many', async () => {
+    for (let i = 0; i < 6; i++) expect(await login('10.0.0.1', ADMIN.username, ADMIN.password)).toBe(200);
+  });
+
+  it("refuses an address over its limit without counting the refused attempts against the users' names", async () => {
+    expect([await login('10.0.0.2', 'nobody-1', 'nope-nope'), await login('10.0.0.2', 'nobody-2', 'nope-nope')]).toEqual([401, 401]);
+    for (let i = 0; i < 5; i++) expect(await login('10.0.0.2', ADMIN.username, 'nope-nope')).toBe(429);
+    expect(await login('10.0.0.3', ADMIN.username, ADMIN.password)).toBe(200);
   });
 });
 

@@ -26,7 +26,7 @@ export interface HttpAppOptions {
   verifier: TokenVerifier;
   jwks: () => unknown;
   apiKeys: readonly string[];
-  /** Failed-login throttles keyed by username and by client address. */
+  /** Login-attempt throttles keyed by username and by client address. */
   throttles: { user: LoginThrottle; address: LoginThrottle };
   metrics: AuthMetrics;
   logger: Logger;
@@ -118,12 +118,13 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
 
   app.post('/v1/token', { schema: { body: tokenBody } }, async (request) => {
     const { username, password } = request.body as z.infer<typeof tokenBody>;
-    const userKey = [username.toLowerCase()];
-    const addressKey = [request.ip];
-    const retryAfter = Math.max(
-      ...(await Promise.all([throttles.user.retryAfterSeconds(userKey), throttles.address.retryAfterSeconds(addressKey)])),
-    );
+    const userKey = username.toLowerCase();
+    const addressKey = request.ip;
+    // Counted before the (slow) password check, so concurrent requests cannot all slip past the limit.
+    const retryAfter = Math.max(...(await Promise.all([throttles.user.attempt([userKey]), throttles.address.attempt([addressKey])])));
     if (retryAfter > 0) {
+      // A refused attempt guessed nothing: it counts against neither key (a blocked address cannot lock out users).
+      await Promise.all([throttles.user.forgive(userKey), throttles.address.forgive(addressKey)]);
       metrics.logins.inc({ outcome: 'throttled' });
       throw new HttpError(HttpErrorCode.TooManyRequests, 'too many failed logins; try again later', {
         'retry-after': String(retryAfter),
@@ -132,11 +133,11 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     // A username PostgreSQL cannot even look up (a NUL) belongs to no one: a wrong credential, not a 500.
     const user = isStorableText(username) ? await findUserByUsername(db, username) : undefined;
     if (!(await verifyPassword(user?.password_hash, password)) || !user) {
-      await Promise.all([throttles.user.recordFailure(userKey), throttles.address.recordFailure(addressKey)]);
       metrics.logins.inc({ outcome: 'failure' });
       throw new HttpError(HttpErrorCode.InvalidCredentials, 'wrong username or password');
     }
-    await throttles.user.reset(username.toLowerCase());
+    // A success costs its address nothing: many users log in from one address (an office behind NAT).
+    await Promise.all([throttles.user.reset(userKey), throttles.address.forgive(addressKey)]);
     metrics.logins.inc({ outcome: 'success' });
     metrics.tokensIssued.inc({ kind: 'password' });
     return tokens.issue(user);
