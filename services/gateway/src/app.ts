@@ -119,9 +119,13 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
       draining = true;
       const open = [...connections];
       const spreadMs = (config.drainSeconds * 1000) / Math.max(1, open.length);
-      for (const connection of open) {
-        // The first close waits one step too, so load balancers see the failed readiness first.
-        if (spreadMs >= 1) await sleep(spreadMs);
+      const start = performance.now();
+      for (const [index, connection] of open.entries()) {
+        // Each close has its time, the first one step in, so load balancers see the failed
+        // readiness first. Timed from the start, not by a sleep per socket: those overshoot, and
+        // with tens of thousands of sockets the drain would outlast the shutdown's time limit.
+        const wait = start + (index + 1) * spreadMs - performance.now();
+        if (wait >= 1) await sleep(wait);
         connection.close(CloseCode.ServiceRestart, 'server restarting; reconnect');
       }
       heartbeat.close();
