@@ -40,7 +40,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const persistence: ServiceProcess[] = [];
   const gateways: ServiceProcess[] = [];
   const auth = await startService('auth', { env: { ...env, ADMIN_USERNAME: ADMIN.username, ADMIN_PASSWORD: ADMIN.password } });
-  let adminToken: string | undefined;
+  // One login for all callers, concurrent ones included: the throttle counts logins in flight.
+  let adminToken: Promise<string> | undefined;
 
   const post = (path: string, body: unknown, token?: string) => postJson(auth.url(path), body, token);
 
@@ -68,8 +69,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     },
     async user(role, username = `${role}-${process.pid}-${++userCounter}`) {
       const password = `${username}-password`;
-      if (role !== 'user') adminToken ??= (await post('/v1/token', ADMIN)).access_token as string;
-      const created = await post('/v1/users', { username, password, role }, role === 'user' ? undefined : adminToken);
+      if (role !== 'user') adminToken ??= post('/v1/token', ADMIN).then((reply) => reply.access_token as string);
+      const created = await post('/v1/users', { username, password, role }, role === 'user' ? undefined : await adminToken);
       const { access_token: token } = await post('/v1/token', { username, password });
       return { id: created.id as number, token: token as string, username };
     },
