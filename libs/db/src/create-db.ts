@@ -27,6 +27,13 @@ export interface CreateDbOptions {
    * `PERSISTENCE_CONNECTION_SETTINGS`).
    */
   settings?: ConnectionSettings;
+  /**
+   * How long a statement may go unanswered before it fails (as a connection error) and its
+   * connection is thrown away. A connection whose packets are dropped without a reset (a network
+   * partition, a failover that moves the address) would otherwise hold its statement until TCP
+   * gives up, about 15 minutes. None by default: migrations may run, or wait for their lock, long.
+   */
+  queryTimeoutMs?: number;
 }
 
 /** A database handle for a service; whoever creates it destroys it. */
@@ -44,6 +51,7 @@ export function createDb<DB>({
   applicationName,
   healthProbeIntervalMs = 2_000,
   settings,
+  queryTimeoutMs,
 }: CreateDbOptions): Database<DB> {
   const pool = new pg.Pool({
     connectionString: url,
@@ -52,6 +60,7 @@ export function createDb<DB>({
     types,
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
+    ...(queryTimeoutMs === undefined ? {} : { query_timeout: queryTimeoutMs }),
   });
   let healthy = true;
   // A connection lost while idle is reported by the pool, which replaces it. One lost while
@@ -114,24 +123,4 @@ export function createDb<DB>({
       await Promise.all([db.destroy(), probePool.end()]);
     },
   };
-}
-
-/** SQLSTATEs of a connection lost or refused: class 08, the server shutting down or ending the session, too many clients. */
-const CONNECTION_SQLSTATE = /^(08|57P0[1-5]|53300)/;
-/**
- * Node's codes for a host that cannot be reached or resolved (a database's DNS name does not
- * resolve while its container restarts). Node's `AggregateError` for a name with several
- * addresses carries the code with an empty message.
- */
-const NETWORK_CODE = /^E(CONNREFUSED|CONNRESET|CONNABORTED|TIMEDOUT|PIPE|NOTFOUND|AI_AGAIN|HOSTUNREACH|NETUNREACH)$/;
-/** pg's own errors for a connection it lost, could not make in time, or will not use again. */
-const CONNECTION_MESSAGE =
-  /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|timeout exceeded when trying to connect|Connection terminated|Query read timeout|not queryable/i;
-
-/** Errors that mean the database is unreachable, rather than that one query was wrong. */
-export function isConnectionError(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  const code = (error as { code?: unknown }).code;
-  if (typeof code === 'string' && (CONNECTION_SQLSTATE.test(code) || NETWORK_CODE.test(code))) return true;
-  return CONNECTION_MESSAGE.test(error.message);
 }

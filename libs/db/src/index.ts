@@ -1,4 +1,5 @@
-export { type CreateDbOptions, createDb, type Database, isConnectionError } from './create-db.js';
+export { isConnectionError } from './connection-errors.js';
+export { type CreateDbOptions, createDb, type Database } from './create-db.js';
 export { createEmbeddedDb } from './embedded-db.js';
 export { type MigrateOptions, migrateToLatest } from './migrate.js';
 export { type ConnectionSettings, prepared } from './prepared.js';

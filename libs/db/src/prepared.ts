@@ -1,5 +1,6 @@
 import { type PostgresPool, type PostgresPoolClient, type RawBuilder, sql } from 'kysely';
 import type pg from 'pg';
+import { isConnectionError } from './connection-errors.js';
 
 /** Settings a connection takes when it opens, by name, e.g. `{ plan_cache_mode: 'force_generic_plan' }`. */
 export type ConnectionSettings = Readonly<Record<string, string>>;
@@ -54,8 +55,11 @@ export function preparingPool(pool: pg.Pool, { settings = {} }: { settings?: Con
   const wrappers = new WeakMap<pg.PoolClient, PostgresPoolClient>();
 
   const wrap = (client: pg.PoolClient): PostgresPoolClient => {
+    // A connection that failed a statement as lost or timed out is not handed out again: after a
+    // query timeout it is still waiting for the answer, and every statement after would queue behind.
+    let broken = false;
     // Kysely passes cursors only when its dialect is given a cursor class, which createDb does not.
-    const query = async (text: string, values: readonly unknown[]) => {
+    const run = async (text: string, values: readonly unknown[]) => {
       const unnamed = { text, values: values as unknown[] };
       const name = naming ? preparedName(text) : undefined;
       if (name === undefined) return client.query(unnamed);
@@ -68,7 +72,15 @@ export function preparingPool(pool: pg.Pool, { settings = {} }: { settings?: Con
         return client.query(unnamed);
       }
     };
-    const release = (destroy?: boolean) => client.release(destroy);
+    const query = async (text: string, values: readonly unknown[]) => {
+      try {
+        return await run(text, values);
+      } catch (error) {
+        if (isConnectionError(error)) broken = true;
+        throw error;
+      }
+    };
+    const release = (destroy?: boolean) => client.release(destroy || broken);
     // As with a pg client handed to kysely directly: pg declares its results more loosely.
     return { query, release } as unknown as PostgresPoolClient;
   };
