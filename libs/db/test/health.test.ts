@@ -1,9 +1,10 @@
 import { once } from 'node:events';
-import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { createDb, type Database } from '@switchboard/db';
 import { createTestDatabase, type TestDatabase, waitFor } from '@switchboard/testing';
 import { sql } from 'kysely';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { postgresProxy } from './proxy.js';
 
 let database: TestDatabase;
 const handles: Database<unknown>[] = [];
@@ -43,39 +44,11 @@ async function silentServer(): Promise<{ url: string; sockets: Socket[] }> {
   return { url: `postgres://postgres@127.0.0.1:${port}/test`, sockets };
 }
 
-/** A TCP proxy to the real PostgreSQL whose connections the test can reset. */
+/** A proxy to the real PostgreSQL whose connections the test can reset. */
 async function resettableProxy(target: string): Promise<{ url: string; reset: () => void }> {
-  const sockets = new Set<Socket>();
-  const targetUrl = new URL(target);
-  const server = createServer((client) => {
-    const upstream = tcpConnect(Number(targetUrl.port || 5432), targetUrl.hostname);
-    for (const socket of [client, upstream]) {
-      sockets.add(socket);
-      socket.on('close', () => sockets.delete(socket));
-      socket.on('error', () => {
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-    client.pipe(upstream);
-    upstream.pipe(client);
-  });
-  servers.push(server);
-  server.on('close', () => {
-    for (const socket of sockets) socket.destroy();
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  const url = new URL(target);
-  url.port = String(typeof address === 'object' && address ? address.port : 0);
-  return {
-    url: url.toString(),
-    reset: () => {
-      // A reset, as when the server dies: the client reads ECONNRESET.
-      for (const socket of sockets) socket.resetAndDestroy();
-    },
-  };
+  const proxy = await postgresProxy(target);
+  servers.push(proxy.server);
+  return proxy;
 }
 
 describe('a connection lost while in use', () => {
