@@ -4,6 +4,7 @@ export {
   ACCEPTED_ALGORITHMS,
   createTokenVerifier,
   DEFAULT_CLOCK_TOLERANCE_S,
+  DEFAULT_MAX_KEY_AGE_MS,
   DEFAULT_MIN_REFETCH_INTERVAL_MS,
   type TokenVerifier,
   type TokenVerifierOptions,

@@ -15,7 +15,13 @@ import {
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { TokenError, TokenErrorCode } from './errors.js';
 import type { KeySource } from './key-source.js';
-import { createTokenVerifier, DEFAULT_MIN_REFETCH_INTERVAL_MS, type TokenVerifierOptions, type VerifiedToken } from './verifier.js';
+import {
+  createTokenVerifier,
+  DEFAULT_MAX_KEY_AGE_MS,
+  DEFAULT_MIN_REFETCH_INTERVAL_MS,
+  type TokenVerifierOptions,
+  type VerifiedToken,
+} from './verifier.js';
 
 const ISSUER = 'https://auth.switchboard.test';
 const AUDIENCE = 'switchboard-gateway';
@@ -579,7 +585,51 @@ describe('createTokenVerifier', () => {
       clock.advance(DEFAULT_MIN_REFETCH_INTERVAL_MS);
       await verifier.verify(await signToken({ key: esKey }));
 
-      await expectRefused(verifier.verify(await signToken({ key: edKey })), TokenErrorCode.UnknownKey);
+      // Too soon after that refetch to ask again, the key might be one not published yet: retry later.
+      const edToken = await signToken({ key: edKey });
+      await expectRefused(verifier.verify(edToken), TokenErrorCode.Unavailable);
+      // Asked again, the source still does not publish it: refused for good.
+      clock.advance(DEFAULT_MIN_REFETCH_INTERVAL_MS);
+      await expectRefused(verifier.verify(edToken), TokenErrorCode.UnknownKey);
+    });
+
+    it('fetches the keys again once they are maxKeyAgeMs old, so a key the source dropped stops verifying', async () => {
+      const { keys, clock, verifier } = await verifierAfterFirstFetch();
+      const edToken = await signToken({ key: edKey });
+      await expect(verifier.verify(edToken)).resolves.toMatchObject({ userId: 42 });
+
+      keys.publish(jwksOf(esKey)); // edKey withdrawn, say after a leak
+      clock.advance(DEFAULT_MAX_KEY_AGE_MS - 1);
+      await expect(verifier.verify(edToken)).resolves.toMatchObject({ userId: 42 });
+      expect(keys.calls).toBe(1);
+
+      clock.advance(1);
+      await expectRefused(verifier.verify(edToken), TokenErrorCode.UnknownKey);
+      expect(keys.calls).toBe(2);
+    });
+
+    it('keeps the old keys when fetching them again after maxKeyAgeMs fails', async () => {
+      const clock = fixedClock();
+      let failing = false;
+      let calls = 0;
+      const verifier = verifierFor(
+        {
+          fetchKeys: async () => {
+            calls += 1;
+            if (failing) throw new Error('auth service down');
+            return jwksOf(edKey);
+          },
+        },
+        clock,
+      );
+      const token = await signToken();
+      await expect(verifier.verify(token)).resolves.toMatchObject({ userId: 42 });
+
+      failing = true;
+      clock.advance(DEFAULT_MAX_KEY_AGE_MS);
+      await expect(verifier.verify(token)).resolves.toMatchObject({ userId: 42 });
+      await expect(verifier.verify(token)).resolves.toMatchObject({ userId: 42 });
+      expect(calls).toBe(2); // one failed attempt, not one per verify
     });
 
     it('does not refetch again for unknown kids within minRefetchIntervalMs, and does after it', async () => {
@@ -587,8 +637,8 @@ describe('createTokenVerifier', () => {
       const { keys, clock, verifier } = await verifierAfterFirstFetch({ minRefetchIntervalMs });
       expect(keys.calls).toBe(1);
 
-      // Straight after the first fetch, an unknown kid is refused without asking again.
-      await expectRefused(verifier.verify(await signToken({ key: strayKey })), TokenErrorCode.UnknownKey);
+      // Straight after the first fetch, an unknown kid is refused without asking again, as one to retry.
+      await expectRefused(verifier.verify(await signToken({ key: strayKey })), TokenErrorCode.Unavailable);
       expect(keys.calls).toBe(1);
 
       clock.advance(minRefetchIntervalMs);
@@ -600,10 +650,10 @@ describe('createTokenVerifier', () => {
       const esToken = await signToken({ key: esKey });
       for (let i = 0; i < 5; i += 1) {
         clock.advance(1000);
-        await expectRefused(verifier.verify(esToken), TokenErrorCode.UnknownKey);
+        await expectRefused(verifier.verify(esToken), TokenErrorCode.Unavailable);
       }
       clock.advance(minRefetchIntervalMs - 5000 - 1);
-      await expectRefused(verifier.verify(esToken), TokenErrorCode.UnknownKey);
+      await expectRefused(verifier.verify(esToken), TokenErrorCode.Unavailable);
       expect(keys.calls).toBe(2);
 
       clock.advance(1);

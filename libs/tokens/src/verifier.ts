@@ -8,6 +8,11 @@ export const ACCEPTED_ALGORITHMS = ['EdDSA', 'ES256'] as const;
 /** An unknown `kid` refetches the keys at most this often, so forged tokens cannot hammer the auth service. */
 export const DEFAULT_MIN_REFETCH_INTERVAL_MS = 10_000;
 export const DEFAULT_CLOCK_TOLERANCE_S = 5;
+/**
+ * Cached keys are fetched again once this old (the old set kept while the fetch fails), so a key
+ * the auth service stops publishing, one that leaked, stops verifying within this time.
+ */
+export const DEFAULT_MAX_KEY_AGE_MS = 10 * 60_000;
 
 export interface VerifiedToken {
   userId: number;
@@ -22,6 +27,7 @@ export interface TokenVerifierOptions {
   issuer: string;
   audience: string;
   minRefetchIntervalMs?: number;
+  maxKeyAgeMs?: number;
   clockToleranceS?: number;
   /** Injected clock (epoch ms) for tests of the refetch rate limit. */
   now?: () => number;
@@ -43,6 +49,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     issuer,
     audience,
     minRefetchIntervalMs = DEFAULT_MIN_REFETCH_INTERVAL_MS,
+    maxKeyAgeMs = DEFAULT_MAX_KEY_AGE_MS,
     clockToleranceS = DEFAULT_CLOCK_TOLERANCE_S,
     now = Date.now,
   } = options;
@@ -69,6 +76,18 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     return inFlight;
   };
 
+  /** The cached keys, fetched again first when they are older than `maxKeyAgeMs`; kept if that fetch fails. */
+  const currentKeys = async (): Promise<{ keys: KeyResolver; fresh: boolean }> => {
+    if (resolver && now() - lastFetchAt < maxKeyAgeMs) return { keys: resolver, fresh: false };
+    const stale = resolver;
+    try {
+      return { keys: await refresh(), fresh: true };
+    } catch (error) {
+      if (stale) return { keys: stale, fresh: false };
+      throw error;
+    }
+  };
+
   const verifyWith = (token: string, keys: KeyResolver) =>
     jwtVerify(token, keys, {
       algorithms: [...ACCEPTED_ALGORITHMS],
@@ -83,16 +102,19 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     async verify(token) {
       let payload: JWTPayload;
       try {
-        let keys = resolver ?? (await refresh());
+        let { keys, fresh } = await currentKeys();
         try {
           payload = (await verifyWith(token, keys)).payload;
         } catch (error) {
-          if (!(error instanceof errors.JWKSNoMatchingKey)) throw error;
+          if (!(error instanceof errors.JWKSNoMatchingKey) || fresh) throw error;
           // Join a refetch already under way, or use keys fetched since this attempt began, before rate limiting.
           if (inFlight) keys = await inFlight;
           else if (resolver && resolver !== keys) keys = resolver;
-          else if (now() - lastFetchAt < minRefetchIntervalMs) throw error;
-          else keys = await refresh();
+          else if (now() - lastFetchAt < minRefetchIntervalMs) {
+            // The key may be new (the auth service just rotated) and the keys were fetched too
+            // recently to ask again: a refusal the client retries, not a final one.
+            throw new TokenError(TokenErrorCode.Unavailable, 'token signed by a key not known yet; retry shortly', { cause: error });
+          } else keys = await refresh();
           payload = (await verifyWith(token, keys)).payload;
         }
       } catch (error) {
