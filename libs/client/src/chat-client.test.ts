@@ -197,6 +197,44 @@ describe('messages', () => {
     client.close();
   });
 
+  it('waits longer after each failed rejoin, and starts again from short after one succeeds', async () => {
+    const { client } = newClient();
+    const connecting = client.connect();
+    const socket = await accept();
+    await connecting;
+    await joined(client, socket, 7, 3);
+    const joins = () => socket.sentOf('join_session');
+    // An outage: every rejoin is answered unavailable. With backoff, 30 s see far fewer than the
+    // sixty a fixed half second would send.
+    const failEach = async (ms: number) => {
+      for (let elapsed = 0; elapsed < ms; elapsed += 100) {
+        const last = joins().at(-1);
+        if (last && !answered.has(last.req_id)) {
+          answered.add(last.req_id);
+          socket.receive({ type: 'error', req_id: last.req_id, code: 'unavailable', message: 'down' });
+        }
+        await vi.advanceTimersByTimeAsync(100);
+      }
+    };
+    const answered = new Set<unknown>([joins()[0]?.req_id]);
+    socket.receive({ type: 'error', req_id: joins()[0]?.req_id, code: 'unavailable', message: 'replay cut short' });
+    await failEach(30_000);
+    const duringOutage = joins().length - 1;
+    expect(duringOutage).toBeGreaterThan(2);
+    expect(duringOutage).toBeLessThan(20);
+
+    // The outage ends: a rejoin succeeds, and the next failure is retried within the first step again.
+    await vi.advanceTimersByTimeAsync(15_000);
+    const rejoin = joins().at(-1);
+    answered.add(rejoin?.req_id);
+    socket.receive({ type: 'joined_session', req_id: rejoin?.req_id, session_id: 7, last_seq: 3 });
+    socket.receive({ type: 'error', req_id: rejoin?.req_id, code: 'unavailable', message: 'replay cut short' });
+    const before = joins().length;
+    await vi.advanceTimersByTimeAsync(500);
+    expect(joins().length).toBe(before + 1);
+    client.close();
+  });
+
   it('stops following a session after leave()', async () => {
     const { client, messages } = newClient();
     const connecting = client.connect();
@@ -375,6 +413,41 @@ describe('authentication failures', () => {
   });
 });
 
+describe('token provider failures', () => {
+  it('reconnects with backoff while the provider fails, instead of giving up, and carries on once it answers', async () => {
+    let failing = true;
+    const provider = vi.fn(() => {
+      if (failing) throw new Error('auth service restarting');
+      return 'fresh';
+    });
+    const { client } = newClient({ token: provider });
+    const failures: Error[] = [];
+    client.on('auth_failed', (error) => failures.push(error));
+    const connecting = client.connect();
+    /** Lets time pass as a gateway would (every new socket opens) until `done`. */
+    const run = async (ms: number, done: () => boolean = () => false) => {
+      for (let elapsed = 0; elapsed < ms && !done(); elapsed += 50) {
+        const socket = FakeSocket.last();
+        if (socket.readyState === 0) socket.open();
+        await vi.advanceTimersByTimeAsync(50);
+      }
+    };
+    await run(3_000);
+    expect(provider.mock.calls.length).toBeGreaterThan(2);
+    expect(client.state).not.toBe('closed');
+    failing = false;
+    await run(15_000, () => FakeSocket.last().sentOf('auth').length > 0);
+    const socket = FakeSocket.last();
+    const auth = socket.sentOf('auth').at(-1);
+    expect(auth).toMatchObject({ token: 'fresh' });
+    socket.receive({ type: 'auth_success', req_id: auth?.req_id, user: USER });
+    await connecting;
+    expect(client.state).toBe('ready');
+    expect(failures).toEqual([]);
+    client.close();
+  });
+});
+
 describe('token refresh', () => {
   /** An unsigned JWT-shaped token: the client only reads its `exp`. */
   const jwt = (name: string, expiresInMs: number) => {
@@ -431,6 +504,15 @@ describe('token refresh', () => {
     expect(socket.sentOf('auth')).toHaveLength(1);
     await vi.advanceTimersByTimeAsync(2_000);
     expect(socket.sentOf('auth')).toHaveLength(2);
+    client.close();
+  });
+
+  it('does not refresh at once a token that lives longer than a timer can wait (24.8 days)', async () => {
+    const tokens = provider(30 * 24 * 3600_000);
+    const { client, socket } = await connected({ token: tokens.next });
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(socket.sentOf('auth')).toHaveLength(1);
+    expect(tokens.next).toHaveBeenCalledTimes(1);
     client.close();
   });
 

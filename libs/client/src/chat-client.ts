@@ -65,6 +65,8 @@ interface JoinedSession {
   cursor: number;
   /** A rejoin waiting after a transient error. */
   retry: Timer | undefined;
+  /** Rejoins that failed in a row: each waits longer, so an outage is not met with a join every half second. */
+  failures: number;
 }
 
 const AUTH_REQ_ID = 'auth';
@@ -74,6 +76,8 @@ const DEFAULT_HEARTBEAT_MS = 25_000;
 /** Close code for a socket the client abandons (no answer, refused token, closed by the app). */
 const CLIENT_CLOSE = 4000;
 const AUTH_CLOSE = 4001;
+/** The longest delay a timer keeps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Join errors after which joining again cannot help. */
 const PERMANENT_JOIN_ERRORS = new Set(['forbidden', 'not_found', 'invalid_message']);
 
@@ -200,7 +204,7 @@ export class ChatClient {
         const session = this.sessions.get(sessionId);
         const cursor = Math.min(options.lastSeq ?? session?.cursor ?? joined.last_seq, joined.last_seq);
         if (session) session.cursor = cursor;
-        else this.sessions.set(sessionId, { cursor, retry: undefined });
+        else this.sessions.set(sessionId, { cursor, retry: undefined, failures: 0 });
         this.joins.set(reqId, sessionId);
       },
     });
@@ -315,9 +319,10 @@ export class ChatClient {
     let token: string;
     try {
       token = this.nextToken ?? (await this.fetchToken());
-    } catch (error) {
-      this.authError = `the token provider failed: ${error instanceof Error ? error.message : String(error)}`;
-      this.drop(socket, 'no token', AUTH_CLOSE);
+    } catch {
+      // The provider may be down for a moment (the auth service restarting): not a refused token,
+      // so reconnect with backoff and ask it again, rather than give up.
+      this.drop(socket, 'no token');
       return;
     }
     this.nextToken = undefined;
@@ -408,7 +413,12 @@ export class ChatClient {
     const remaining = Math.max(0, expiresAt - Date.now());
     const lead = Math.min(this.options.refreshBeforeExpiryMs ?? 60_000, remaining / 2);
     this.refreshAttempts = 0;
-    this.refreshTimer = setTimeout(() => void this.refreshToken(socket), remaining - lead);
+    const delay = remaining - lead;
+    // Timers fire at once past 2^31 - 1 ms (24.8 days): a longer-lived token is looked at again then.
+    this.refreshTimer =
+      delay > MAX_TIMER_MS
+        ? setTimeout(() => this.scheduleRefresh(socket), MAX_TIMER_MS)
+        : setTimeout(() => void this.refreshToken(socket), delay);
   }
 
   private async refreshToken(socket: WebSocketLike): Promise<void> {
@@ -473,9 +483,11 @@ export class ChatClient {
           this.scheduleReconnect(0);
           return;
         }
-      } catch (error) {
+      } catch {
         if (epoch !== this.epoch) return;
-        message = `the token provider failed: ${error instanceof Error ? error.message : String(error)}`;
+        // No fresh token for now: try again with backoff. The next one refused ends it (authRetried).
+        this.scheduleReconnect();
+        return;
       }
     }
     const error = new ChatError('auth_failed', message);
@@ -571,10 +583,14 @@ export class ChatClient {
       case 'error':
         this.onError(socket, frame);
         return;
-      case 'joined_session':
-        // A rejoin after a reconnect: nothing to do, its replayed messages follow.
-        if (frame.req_id !== undefined && this.joins.has(frame.req_id)) return;
-        break;
+      case 'joined_session': {
+        // A rejoin after a reconnect: its replayed messages follow.
+        const rejoined = frame.req_id === undefined ? undefined : this.joins.get(frame.req_id);
+        if (rejoined === undefined) break;
+        const session = this.sessions.get(rejoined);
+        if (session) session.failures = 0;
+        return;
+      }
       case 'pong':
         if (frame.req_id === PROBE_REQ_ID) return;
         break;
@@ -633,6 +649,9 @@ export class ChatClient {
       return;
     }
     clearTimeout(session.retry);
-    session.retry = setTimeout(() => this.rejoin(sessionId), backoffDelay(1, { minMs: this.minDelayMs, maxMs: this.maxDelayMs }));
+    session.retry = setTimeout(
+      () => this.rejoin(sessionId),
+      backoffDelay(++session.failures, { minMs: this.minDelayMs, maxMs: this.maxDelayMs }),
+    );
   }
 }
