@@ -2,12 +2,14 @@
  * Forged and doctored access tokens presented to a real gateway in real `auth` frames. The token
  * library's unit tests cover the same attacks against the verifier alone; these prove that the
  * gateway, fetching its keys from the auth service over NATS, refuses every one of them with
- * `auth_failed` and close 4001, and keeps serving everyone else.
+ * `auth_failed` and close 4001 (a token naming an unknown key first as `unavailable`, while the
+ * keys were fetched too recently to ask again), and keeps serving everyone else.
  */
 import { createHmac, createPublicKey } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Stack, startStack, type TestClient } from '@switchboard/testing';
+import { DEFAULT_MIN_REFETCH_INTERVAL_MS } from '@switchboard/tokens';
 import type { JWK } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -18,8 +20,10 @@ import {
   ed25519Key,
   expectPong,
   expectRefused,
+  expectRefusedOrHeldBack,
   nowSeconds,
   signEdDSA,
+  sleep,
 } from './helpers.js';
 
 let stack: Stack;
@@ -179,8 +183,25 @@ describe('forged tokens', () => {
     ['not a JWT at all', () => 'not.a.jwt'],
   ];
 
-  it.each(cases)('refuses %s with auth_failed and close 4001', async (_name, forge) => {
-    await expectRefused(stack.wsUrl(), forge());
+  /** Tokens naming a key the auth service does not publish: see expectRefusedOrHeldBack. */
+  const unknownKid = new Set([
+    'an unknown kid, signed by the real key',
+    'an unknown kid, signed by the attacker',
+    'jku and x5u pointing at the attacker, signed by the attacker',
+  ]);
+
+  it.each(cases)(
+    'refuses %s with auth_failed and close 4001 (or, for an unknown kid, holds it back unauthenticated)',
+    async (name, forge) => {
+      if (unknownKid.has(name)) await expectRefusedOrHeldBack(stack.wsUrl(), forge());
+      else await expectRefused(stack.wsUrl(), forge());
+    },
+  );
+
+  it('refuses an unknown kid for good once the keys were asked for again', async () => {
+    const token = signEdDSA(realKey.privateKey, { kid: 'no-such-key' }, accessClaims(customer));
+    await sleep(DEFAULT_MIN_REFETCH_INTERVAL_MS);
+    await expectRefused(stack.wsUrl(), token);
   });
 
   it('never fetched anything from the jku or x5u URLs', () => {
