@@ -319,6 +319,15 @@ describe('the Helm chart', () => {
         }
       });
 
+      it('gives auth a preStop sleep and every service more time to stop than its own 30 s limit', () => {
+        const auth = podOf(byName(objects(file), 'Deployment', component('auth'))).spec;
+        const preStop = auth.containers[0]?.lifecycle?.preStop?.exec?.command ?? [];
+        expect(preStop[0]).toMatch(/^(\/bin\/|\/usr\/bin\/)?sleep$/);
+        expect(auth.terminationGracePeriodSeconds).toBeGreaterThan(Number(preStop[1]) + 30);
+        const persistence = podOf(byName(objects(file), 'Deployment', component('persistence'))).spec;
+        expect(persistence.terminationGracePeriodSeconds).toBeGreaterThan(30);
+      });
+
       it('migrates the database in a pre-install/pre-upgrade hook Job running both migrations', () => {
         const list = objects(file);
         const [job, ...others] = ofKind(list, 'Job');
@@ -443,6 +452,8 @@ describe('the Helm chart', () => {
       ['gateway.drainSeconds=60', /drainSeconds/],
       ['persistence.inbound.replicas=7', /replicas/],
       ['logLevel=verbose', /logLevel/],
+      // The services accept lowercase letters, digits, - and _, starting with a letter.
+      ['nats.subjectPrefix=Tenant.EU', /subjectPrefix/],
     ])('refuses --set %s', (setting, message) => {
       const result = template(...minimal(), '--set', setting);
       expect(result.status).not.toBe(0);

@@ -30,14 +30,21 @@ export interface AuthService extends Stoppable {
   readonly opsPort: number;
 }
 
-/** Migrates the auth tables and, unless a key is configured, makes sure a signing key is stored. */
-export async function migrateAuth(db: Kysely<AuthDatabase>, config: AuthConfig, logger: Logger): Promise<void> {
+/**
+ * Migrates the auth tables and, with `ensureSigningKey`, makes sure a signing key is stored (under
+ * the migrations' lock, so replicas starting together store one).
+ */
+export async function migrateAuth(
+  db: Kysely<AuthDatabase>,
+  logger: Logger,
+  { ensureSigningKey }: { ensureSigningKey: boolean },
+): Promise<void> {
   await migrateToLatest(db as Kysely<unknown>, {
     owner: 'auth',
     migrations,
     logger,
     afterMigrate: async (conn) => {
-      if (config.privateKeyPem === undefined) await ensureStoredSigningKey(conn as Kysely<AuthDatabase>);
+      if (ensureSigningKey) await ensureStoredSigningKey(conn as Kysely<AuthDatabase>);
     },
   });
 }
@@ -61,7 +68,7 @@ export async function startAuthService({ config, logger, bus, database }: AuthSe
   let draining = false;
 
   const { db } = database;
-  await migrateAuth(db, config, logger);
+  await migrateAuth(db, logger, { ensureSigningKey: config.privateKeyPem === undefined });
   const keys = await loadKeyRing(db, config.privateKeyPem);
   logger.info({ kid: keys.active.kid, alg: keys.active.alg }, 'signing key loaded');
   if (config.admin) await bootstrapAdmin(db, config.admin, logger);

@@ -9,7 +9,10 @@ const config = loadAuthConfig();
 const logger = createLogger({ name: 'auth-migrate', level: config.logLevel });
 const database = createDb<AuthDatabase>({ url: config.databaseUrl, applicationName: 'switchboard-auth-migrate' });
 try {
-  await migrateAuth(database.db, config, logger);
+  // The schema only. Whether a key is generated and stored is for the service to decide at start,
+  // from its own JWT_PRIVATE_KEY: a migration run alone (the Helm hook, which never sees that key)
+  // would otherwise store a private key in the database of a deployment that supplies its own.
+  await migrateAuth(database.db, logger, { ensureSigningKey: false });
 } finally {
   await database.destroy();
 }
