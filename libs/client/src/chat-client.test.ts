@@ -420,7 +420,7 @@ describe('token provider failures', () => {
       if (failing) throw new Error('auth service restarting');
       return 'fresh';
     });
-    const { client } = newClient({ token: provider });
+    const { client, errors } = newClient({ token: provider });
     const failures: Error[] = [];
     client.on('auth_failed', (error) => failures.push(error));
     const connecting = client.connect();
@@ -435,6 +435,7 @@ describe('token provider failures', () => {
     await run(3_000);
     expect(provider.mock.calls.length).toBeGreaterThan(2);
     expect(client.state).not.toBe('closed');
+    expect(errors[0]).toMatchObject({ code: 'unavailable', message: 'the token provider failed: auth service restarting' });
     failing = false;
     await run(15_000, () => FakeSocket.last().sentOf('auth').length > 0);
     const socket = FakeSocket.last();

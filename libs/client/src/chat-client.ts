@@ -319,9 +319,11 @@ export class ChatClient {
     let token: string;
     try {
       token = this.nextToken ?? (await this.fetchToken());
-    } catch {
+    } catch (error) {
       // The provider may be down for a moment (the auth service restarting): not a refused token,
-      // so reconnect with backoff and ask it again, rather than give up.
+      // so reconnect with backoff and ask it again, rather than give up. The app hears of it.
+      const reason = error instanceof Error ? error.message : String(error);
+      this.events.emit('error', new ChatError('unavailable', `the token provider failed: ${reason}`));
       this.drop(socket, 'no token');
       return;
     }
