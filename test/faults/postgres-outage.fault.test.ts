@@ -4,6 +4,7 @@ import {
   type ServiceProcess,
   type Stack,
   startStack,
+  TcpProxy,
   type TestDatabase,
   waitFor,
 } from '@switchboard/testing';
@@ -19,7 +20,6 @@ import {
   opsStatus,
   sleep,
   summary,
-  TcpProxy,
   verify,
 } from './support.js';
 
@@ -44,12 +44,10 @@ describe('PostgreSQL cut off for 5 s mid-load', () => {
     // Auth and persistence reach PostgreSQL only through a proxy the test can cut.
     database = await createTestDatabase('pg_outage');
     proxy = await TcpProxy.start({ host: '127.0.0.1', port: 5432 });
-    const viaProxy = new URL(database.url);
-    viaProxy.port = String(proxy.port);
     stack = await startStack({
       gateways: 2,
       persistence: 1,
-      env: { DATABASE_URL: viaProxy.toString() },
+      env: { DATABASE_URL: proxy.url(database.url) },
       gatewayEnv: { SEND_TIMEOUT_MS: '2000' },
       // The outage lasts longer than ack wait × max deliver: messages waiting for the database
       // must be kept alive, not redelivered (each redelivery counts against max deliver).

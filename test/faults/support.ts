@@ -4,7 +4,6 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
 import {
   type CheckReport,
   checkDelivery,
@@ -203,65 +202,6 @@ export async function opsStatus(service: ServiceProcess, path: '/healthz' | '/re
 
 export function isRunning(service: ServiceProcess): boolean {
   return service.child.exitCode === null && service.child.signalCode === null;
-}
-
-/**
- * A TCP proxy to `target` that can be cut: `cut()` destroys every open connection and refuses new
- * ones (accepted, then closed at once) until `restore()`. Stands in for a database outage.
- */
-export class TcpProxy {
-  private readonly sockets = new Set<Socket>();
-  private cutOff = false;
-  /** Connections refused while cut. */
-  refused = 0;
-
-  private constructor(
-    private readonly server: Server,
-    readonly port: number,
-  ) {}
-
-  static async start(target: { host: string; port: number }): Promise<TcpProxy> {
-    let proxy: TcpProxy | undefined;
-    const server = createServer((client) => {
-      if (!proxy || proxy.cutOff) {
-        if (proxy) proxy.refused++;
-        client.destroy();
-        return;
-      }
-      const upstream = tcpConnect(target.port, target.host);
-      for (const socket of [client, upstream]) {
-        proxy.sockets.add(socket);
-        socket.on('close', () => proxy?.sockets.delete(socket));
-        socket.on('error', () => {
-          client.destroy();
-          upstream.destroy();
-        });
-      }
-      client.pipe(upstream);
-      upstream.pipe(client);
-    });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    const address = server.address();
-    proxy = new TcpProxy(server, typeof address === 'object' && address ? address.port : 0);
-    return proxy;
-  }
-
-  cut(): void {
-    this.cutOff = true;
-    for (const socket of this.sockets) socket.destroy();
-    this.sockets.clear();
-  }
-
-  restore(): void {
-    this.cutOff = false;
-  }
-
-  async close(): Promise<void> {
-    this.cut();
-    this.server.close();
-    await once(this.server, 'close').catch(() => undefined);
-  }
 }
 
 /** A nats-server of the test's own (JetStream on a store directory), on loopback, that can be killed and restarted. */

@@ -1,14 +1,14 @@
 import { once } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createDb, type Database } from '@switchboard/db';
-import { createTestDatabase, type TestDatabase, waitFor } from '@switchboard/testing';
+import { createTestDatabase, TcpProxy, type TestDatabase, waitFor } from '@switchboard/testing';
 import { sql } from 'kysely';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { postgresProxy } from './proxy.js';
 
 let database: TestDatabase;
 const handles: Database<unknown>[] = [];
 const servers: Server[] = [];
+const proxies: TcpProxy[] = [];
 
 beforeAll(async () => {
   database = await createTestDatabase('db_health');
@@ -17,6 +17,7 @@ beforeAll(async () => {
 afterEach(async () => {
   await Promise.all(handles.splice(0).map((handle) => handle.destroy()));
   for (const server of servers.splice(0)) server.close();
+  await Promise.all(proxies.splice(0).map((proxy) => proxy.close()));
 });
 
 afterAll(async () => {
@@ -46,9 +47,10 @@ async function silentServer(): Promise<{ url: string; sockets: Socket[] }> {
 
 /** A proxy to the real PostgreSQL whose connections the test can reset. */
 async function resettableProxy(target: string): Promise<{ url: string; reset: () => void }> {
-  const proxy = await postgresProxy(target);
-  servers.push(proxy.server);
-  return proxy;
+  const { hostname, port } = new URL(target);
+  const proxy = await TcpProxy.start({ host: hostname, port: Number(port || 5432) });
+  proxies.push(proxy);
+  return { url: proxy.url(target), reset: () => proxy.reset() };
 }
 
 describe('a connection lost while in use', () => {

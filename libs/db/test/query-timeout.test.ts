@@ -1,12 +1,10 @@
-import type { Server } from 'node:net';
 import { createDb, type Database, isConnectionError } from '@switchboard/db';
-import { createTestDatabase, type TestDatabase } from '@switchboard/testing';
+import { createTestDatabase, TcpProxy, type TestDatabase } from '@switchboard/testing';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { postgresProxy } from './proxy.js';
 
 let database: TestDatabase;
-let server: Server | undefined;
+let proxy: TcpProxy | undefined;
 let handle: Database<unknown> | undefined;
 
 beforeAll(async () => {
@@ -15,15 +13,20 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await handle?.destroy();
-  server?.close();
+  await proxy?.close();
   await database.drop();
 });
 
 describe('queryTimeoutMs', () => {
   it('fails a statement its connection never answers as a connection error, and runs the next on a new connection', async () => {
-    const proxy = await postgresProxy(database.url);
-    server = proxy.server;
-    handle = createDb<unknown>({ url: proxy.url, poolSize: 1, applicationName: 'db-query-timeout-test', queryTimeoutMs: 500 });
+    const { hostname, port } = new URL(database.url);
+    proxy = await TcpProxy.start({ host: hostname, port: Number(port || 5432) });
+    handle = createDb<unknown>({
+      url: proxy.url(database.url),
+      poolSize: 1,
+      applicationName: 'db-query-timeout-test',
+      queryTimeoutMs: 500,
+    });
     expect((await sql<{ one: number }>`select 1 as one`.execute(handle.db)).rows).toEqual([{ one: 1 }]);
 
     expect(proxy.partition()).toBe(1); // the pool's one connection now hangs

@@ -29,4 +29,5 @@ export {
   waitFor,
 } from './service-process.js';
 export { type Stack, type StackOptions, startStack } from './stack.js';
+export { TcpProxy } from './tcp-proxy.js';
 export { type Frame, TestClient, type TestClientOptions } from './ws-client.js';

@@ -1,0 +1,100 @@
+import { once } from 'node:events';
+import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
+
+interface Pair {
+  client: Socket;
+  upstream: Socket;
+  /** Passes nothing either way, as across a network partition. */
+  silent: boolean;
+}
+
+/**
+ * A TCP proxy on loopback to a real server (PostgreSQL, NATS) whose connections a test can
+ * break the ways a network does: cut (closed, and new ones refused until restored), reset, or
+ * silenced (open, but passing nothing).
+ */
+export class TcpProxy {
+  private readonly pairs = new Set<Pair>();
+  private cutOff = false;
+  /** Connections refused while cut. */
+  refused = 0;
+
+  private constructor(
+    private readonly server: Server,
+    readonly port: number,
+  ) {}
+
+  static async start(target: { host: string; port: number }): Promise<TcpProxy> {
+    let proxy: TcpProxy | undefined;
+    const server = createServer((client) => {
+      if (!proxy || proxy.cutOff) {
+        if (proxy) proxy.refused++;
+        client.destroy();
+        return;
+      }
+      const pairs = proxy.pairs;
+      const pair: Pair = { client, upstream: tcpConnect(target.port, target.host), silent: false };
+      pairs.add(pair);
+      client.on('data', (chunk) => pair.silent || pair.upstream.write(chunk));
+      pair.upstream.on('data', (chunk) => pair.silent || client.write(chunk));
+      for (const socket of [client, pair.upstream])
+        socket
+          .on('error', () => undefined)
+          .on('close', () => {
+            client.destroy();
+            pair.upstream.destroy();
+            pairs.delete(pair);
+          });
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const address = server.address();
+    proxy = new TcpProxy(server, typeof address === 'object' && address ? address.port : 0);
+    return proxy;
+  }
+
+  /** `url` (a database or NATS URL) with its port changed to the proxy's. */
+  url(url: string): string {
+    const via = new URL(url);
+    via.port = String(this.port);
+    return via.toString();
+  }
+
+  /** Closes every connection, and refuses new ones until `restore()`. */
+  cut(): void {
+    this.cutOff = true;
+    for (const { client, upstream } of this.pairs) {
+      client.destroy();
+      upstream.destroy();
+    }
+    this.pairs.clear();
+  }
+
+  restore(): void {
+    this.cutOff = false;
+  }
+
+  /** Resets every connection, as when the server dies: the client reads ECONNRESET. New ones still work. */
+  reset(): void {
+    for (const { client, upstream } of this.pairs) {
+      client.resetAndDestroy();
+      upstream.resetAndDestroy();
+    }
+  }
+
+  /** The connections made so far stay open but pass nothing either way; later ones work. Returns how many it silenced. */
+  partition(): number {
+    let silenced = 0;
+    for (const pair of this.pairs) {
+      if (!pair.silent) silenced++;
+      pair.silent = true;
+    }
+    return silenced;
+  }
+
+  async close(): Promise<void> {
+    this.cut();
+    this.server.close();
+    await once(this.server, 'close').catch(() => undefined);
+  }
+}
