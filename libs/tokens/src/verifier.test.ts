@@ -109,15 +109,18 @@ interface CountingSource {
   source: KeySource;
   readonly calls: number;
   publish(jwks: JSONWebKeySet): void;
+  /** While set, fetches throw (counted all the same), as with the auth service down. */
+  failing: boolean;
 }
 
 function countingSource(initial: JSONWebKeySet): CountingSource {
   let current = initial;
   let calls = 0;
-  return {
+  const counting: CountingSource = {
     source: {
       fetchKeys: async () => {
         calls += 1;
+        if (counting.failing) throw new Error('auth service down');
         return current;
       },
     },
@@ -127,7 +130,9 @@ function countingSource(initial: JSONWebKeySet): CountingSource {
     publish(jwks) {
       current = jwks;
     },
+    failing: false,
   };
+  return counting;
 }
 
 interface Clock {
@@ -531,20 +536,12 @@ describe('createTokenVerifier', () => {
 
     it('keeps verifying with the cached keys when a refetch fails', async () => {
       const clock = fixedClock();
-      let failing = false;
-      const verifier = verifierFor(
-        {
-          fetchKeys: async () => {
-            if (failing) throw new Error('auth service down');
-            return jwksOf(edKey);
-          },
-        },
-        clock,
-      );
+      const keys = countingSource(jwksOf(edKey));
+      const verifier = verifierFor(keys.source, clock);
       const token = await signToken();
 
       await expect(verifier.verify(token)).resolves.toMatchObject({ userId: 42 });
-      failing = true;
+      keys.failing = true;
       clock.advance(DEFAULT_MIN_REFETCH_INTERVAL_MS + 1);
       await expectRefused(verifier.verify(await signToken({ key: strayKey })), TokenErrorCode.Unavailable);
       await expect(verifier.verify(token)).resolves.toMatchObject({ userId: 42 });
@@ -609,27 +606,15 @@ describe('createTokenVerifier', () => {
     });
 
     it('keeps the old keys when fetching them again after maxKeyAgeMs fails', async () => {
-      const clock = fixedClock();
-      let failing = false;
-      let calls = 0;
-      const verifier = verifierFor(
-        {
-          fetchKeys: async () => {
-            calls += 1;
-            if (failing) throw new Error('auth service down');
-            return jwksOf(edKey);
-          },
-        },
-        clock,
-      );
+      const { keys, clock, verifier } = await verifierAfterFirstFetch();
       const token = await signToken();
       await expect(verifier.verify(token)).resolves.toMatchObject({ userId: 42 });
 
-      failing = true;
+      keys.failing = true;
       clock.advance(DEFAULT_MAX_KEY_AGE_MS);
       await expect(verifier.verify(token)).resolves.toMatchObject({ userId: 42 });
       await expect(verifier.verify(token)).resolves.toMatchObject({ userId: 42 });
-      expect(calls).toBe(2); // one failed attempt, not one per verify
+      expect(keys.calls).toBe(2); // one failed attempt, not one per verify
     });
 
     it('does not refetch again for unknown kids within minRefetchIntervalMs, and does after it', async () => {

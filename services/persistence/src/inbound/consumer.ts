@@ -40,6 +40,8 @@ interface Decoded {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Waits before retry `attempt` (from 0) of a write the database could not take: from 50 ms, doubling, at most 2 s. */
+const retryPause = (attempt: number) => sleep(Math.min(MAX_RETRY_DELAY_MS, 50 * 2 ** attempt));
 
 /** PostgreSQL cannot store NUL in text; a dead letter keeps it as the six characters `\u0000`. */
 const storable = (text: string) => text.replaceAll('\u0000', '\\u0000');
@@ -115,7 +117,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
           msg.nak();
           return;
         }
-        await sleep(Math.min(MAX_RETRY_DELAY_MS, 50 * 2 ** attempt));
+        await retryPause(attempt);
       }
     }
     if (input) bus.publish(subjects.deadLetters, encodeJson({ session_id: input.session_id, client_msg_id: input.client_msg_id, reason }));
@@ -166,7 +168,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
             return;
           }
           // Meanwhile the keep-alive above holds the messages' ack deadlines.
-          await sleep(Math.min(MAX_RETRY_DELAY_MS, 50 * 2 ** attempt));
+          await retryPause(attempt);
           continue;
         }
         if (valid.length > 1) {
