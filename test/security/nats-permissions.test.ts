@@ -28,7 +28,8 @@ const passwords = Object.fromEntries(USERS.map((user) => [user, `${user}:${rando
   NatsUser,
   string
 >;
-const natsUrl = (user: NatsUser, password = passwords[user]) => `nats://${user}:${encodeURIComponent(password)}@127.0.0.1:${port}`;
+/** By host name: nats.js cannot parse a server URL with user info and a host without a dot (see natsConnectOptions). */
+const natsUrl = (user: NatsUser, password = passwords[user]) => `nats://${user}:${encodeURIComponent(password)}@localhost:${port}`;
 const connections: NatsConnection[] = [];
 
 interface Violation {

@@ -1,4 +1,4 @@
-import { natsCredentials } from '@switchboard/bus';
+import { natsConnectOptions, withoutCredentials } from '@switchboard/bus';
 import { commonEnv, env, loadConfig } from '@switchboard/config';
 import { connect, type EndpointStats, RequestStrategy } from 'nats';
 import { formatOverview, toRows } from './overview.js';
@@ -10,19 +10,8 @@ import { formatOverview, toRows } from './overview.js';
  */
 const config = loadConfig({ ...commonEnv, STATUS_TIMEOUT_MS: env.integer({ default: 1_500, min: 100, max: 60_000 }) });
 
-/** NATS_URL as it may be shown: without the credentials in its user info. */
-const shownServers = config.NATS_URL.map((server) => {
-  const url = new URL(server);
-  url.username = '';
-  url.password = '';
-  return url.toString().replace(/\/$/, '');
-});
-// nats.js ignores the user info of server URLs; the services pass it on the same way.
-const credentials = natsCredentials(config.NATS_URL);
-
 const nc = await connect({
-  servers: [...config.NATS_URL],
-  ...credentials,
+  ...natsConnectOptions(config.NATS_URL),
   name: 'switchboard-status',
   // Its own inbox prefix: the `status` NATS user may read replies there and nowhere else.
   inboxPrefix: '_INBOX.status',
@@ -34,7 +23,10 @@ try {
     stats.push(entry);
   const rows = toRows(stats, config.NATS_SUBJECT_PREFIX);
   if (process.argv.includes('--json')) process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
-  else process.stdout.write(`Switchboard "${config.NATS_SUBJECT_PREFIX}" on ${shownServers.join(', ')}\n\n${formatOverview(rows)}`);
+  else
+    process.stdout.write(
+      `Switchboard "${config.NATS_SUBJECT_PREFIX}" on ${config.NATS_URL.map(withoutCredentials).join(', ')}\n\n${formatOverview(rows)}`,
+    );
 } finally {
   await nc.close();
 }

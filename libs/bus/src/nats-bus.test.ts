@@ -1,6 +1,6 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { createTurnQueue, termTakesReason } from './nats-bus.js';
+import { createTurnQueue, natsConnectOptions, termTakesReason, withoutCredentials } from './nats-bus.js';
 
 describe('termTakesReason', () => {
   it('sends a reason with +TERM only to servers that understand it (2.10 and later)', () => {
@@ -39,5 +39,24 @@ describe('createTurnQueue', () => {
     expect(ran).toEqual(['first']);
     await nextTurn();
     expect(ran).toEqual(['first', 'second']);
+  });
+});
+
+describe('natsConnectOptions', () => {
+  it('passes the credentials of the user info as options, and the servers without them', () => {
+    expect(natsConnectOptions(['nats://gateway:4f9a%2Fb@nats.nats.svc:4222', 'nats://nats-1:4222'])).toEqual({
+      servers: ['nats://nats.nats.svc:4222', 'nats://nats-1:4222'],
+      user: 'gateway',
+      pass: '4f9a/b',
+    });
+    expect(natsConnectOptions(['tls://s3cret-token@nats:4222'])).toEqual({ servers: ['tls://nats:4222'], token: 's3cret-token' });
+    expect(natsConnectOptions(['nats://127.0.0.1:4222'])).toEqual({ servers: ['nats://127.0.0.1:4222'] });
+  });
+
+  it('gives servers that nats.js parses as the host and port written', () => {
+    // With the user info left in, nats.js took the first for an IPv6 address and the second for port 4.
+    expect(withoutCredentials('nats://gateway:pw@nats:4222')).toBe('nats://nats:4222');
+    expect(withoutCredentials('nats://gateway:4f9a@nats.nats.svc:4222')).toBe('nats://nats.nats.svc:4222');
+    expect(withoutCredentials('nats://[::1]:4222')).toBe('nats://[::1]:4222');
   });
 });

@@ -83,13 +83,36 @@ function unavailable(what: string, error: unknown): BusError {
   return new BusError(BusErrorCode.Unavailable, `${what} ${reason}`, { cause: error });
 }
 
+type NatsCredentials = { user: string; pass: string } | { token: string } | Record<string, never>;
+
+/** A server URL without the credentials in its user info, as it may be logged and as nats.js can parse it. */
+export function withoutCredentials(server: string): string {
+  let url: URL;
+  try {
+    url = new URL(server);
+  } catch {
+    return server;
+  }
+  if (url.username === '' && url.password === '') return server;
+  url.username = '';
+  url.password = '';
+  return url.toString().replace(/\/$/, '');
+}
+
 /**
- * The credentials in the user info of the first server URL that has one: `nats://user:password@host:4222`
- * (user and password, percent-decoded) or `nats://token@host:4222` (a token). nats.js ignores the
- * user info of server URLs, so without passing it on as options a NATS server with authorization
- * (deploy/nats/auth.conf) refused every service however NATS_URL was written.
+ * The servers and credentials to connect with, from NATS_URL. The credentials come from the user
+ * info of the first server URL that has one: `nats://user:password@host:4222` (user and password,
+ * percent-decoded) or `nats://token@host:4222` (a token), and are passed as options. nats.js does
+ * not read the user info itself: it refused every service of a NATS server with authorization
+ * (deploy/nats/auth.conf), and it cannot even parse such a URL as a server. It takes
+ * `nats://gateway:pw@nats:4222` for an IPv6 address and fails to start, and
+ * `nats://gateway:4f9a@nats.svc:4222` for port 4 of `nats.svc`, so the servers go without it.
  */
-export function natsCredentials(servers: readonly string[]): { user: string; pass: string } | { token: string } | Record<string, never> {
+export function natsConnectOptions(servers: readonly string[]): { servers: string[]; user?: string; pass?: string; token?: string } {
+  return { servers: servers.map(withoutCredentials), ...natsCredentials(servers) };
+}
+
+function natsCredentials(servers: readonly string[]): NatsCredentials {
   for (const server of servers) {
     let url: URL;
     try {
@@ -112,8 +135,7 @@ export function natsCredentials(servers: readonly string[]): { user: string; pas
 export async function connectNatsBus({ servers, name, subjects, logger, inboxPrefix }: ConnectNatsBusOptions): Promise<Bus> {
   const log = logger.child({ module: 'nats' });
   const nc = await connect({
-    servers: [...servers],
-    ...natsCredentials(servers),
+    ...natsConnectOptions(servers),
     name,
     ...(inboxPrefix === undefined ? {} : { inboxPrefix }),
     maxReconnectAttempts: -1,

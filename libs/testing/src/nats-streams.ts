@@ -1,4 +1,4 @@
-import { natsCredentials } from '@switchboard/bus';
+import { natsConnectOptions } from '@switchboard/bus';
 import { commonEnv } from '@switchboard/config';
 import { createSubjects } from '@switchboard/protocol';
 import { connect } from 'nats';
@@ -14,7 +14,7 @@ export async function deleteInboundStream(natsUrl: string | undefined, prefix: s
   const parsed = commonEnv.NATS_URL.safeParse(natsUrl);
   if (!parsed.success) return;
   const servers = parsed.data;
-  const nc = await connect({ servers, ...natsCredentials(servers), timeout: 2_000, maxReconnectAttempts: 0 }).catch(() => undefined);
+  const nc = await connect({ ...natsConnectOptions(servers), timeout: 2_000, maxReconnectAttempts: 0 }).catch(() => undefined);
   if (!nc) return;
   try {
     const jsm = await nc.jetstreamManager({ timeout: 2_000 });
