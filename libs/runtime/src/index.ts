@@ -1,3 +1,10 @@
 export { counterTotal, createMetricsRegistry, EVENT_LOOP_MONITORING_PRECISION_MS, PER_HANDLE_METRICS } from './metrics.js';
 export { type OpsServer, type OpsServerOptions, type ReadinessChecks, startOpsServer } from './ops-server.js';
-export { DEFAULT_SHUTDOWN_TIMEOUT_MS, loadConfigOrExit, type RunMainOptions, runMain, type Stoppable } from './run-main.js';
+export {
+  DEFAULT_SHUTDOWN_TIMEOUT_MS,
+  DEFAULT_START_GRACE_MS,
+  loadConfigOrExit,
+  type RunMainOptions,
+  runMain,
+  type Stoppable,
+} from './run-main.js';

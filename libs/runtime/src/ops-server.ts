@@ -20,8 +20,10 @@ export interface OpsServer {
 
 /** Serves `/healthz`, `/readyz` and `/metrics` (contract §1) on the ops port. */
 export async function startOpsServer({ port, host = '0.0.0.0', registry, checks, logger }: OpsServerOptions): Promise<OpsServer> {
-  // Probes and scrapes every few seconds would drown the log: request lines are left out (info level).
-  const app = fastify({ loggerInstance: logger.child({ module: 'ops' }, { level: 'warn' }) as FastifyBaseLogger });
+  // Probes and scrapes every few seconds would drown the log: request lines are left out (info
+  // level). A child's level replaces its parent's, so a stricter LOG_LEVEL is kept.
+  const level = logger.levelVal > (logger.levels.values.warn ?? 40) ? logger.level : 'warn';
+  const app = fastify({ loggerInstance: logger.child({ module: 'ops' }, { level }) as FastifyBaseLogger });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
 
