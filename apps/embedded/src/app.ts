@@ -10,10 +10,14 @@ import type { Stoppable } from '@switchboard/runtime';
 import type { EmbeddedConfig } from './config.js';
 
 export interface EmbeddedSystem extends Stoppable {
-  readonly urls: { page: string; websocket: string; auth: string };
+  /** Where users reach it (as printed in the banner). `authApi` is where this process reaches its own auth API. */
+  readonly urls: { page: string; websocket: string; auth: string; authApi: string };
   readonly bus: 'in-process' | 'NATS';
   readonly database: string;
 }
+
+/** How this process reaches its own listener on `host`: a wildcard address through loopback. */
+const ownHost = (host: string) => (host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host);
 
 /**
  * Runs auth, persistence and the gateway in this process: the same service code and migrations
@@ -38,27 +42,36 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger): Pro
   });
   const persistenceConfig = loadPersistenceConfig({ ...shared, OPS_PORT: String(config.PERSISTENCE_OPS_PORT) });
   const gatewayConfig = loadGatewayConfig({ ...shared, PORT: String(config.PORT), OPS_PORT: String(config.OPS_PORT) });
-
   const dataDir = resolve(config.DATA_DIR);
-  const database: Database<unknown> = config.DATABASE_URL
-    ? createDb({ url: config.DATABASE_URL, applicationName: 'switchboard' })
-    : await createEmbeddedDb({ dataDir: join(dataDir, 'postgres') });
-  const bus: Bus = config.NATS_URL
-    ? await connectNatsBus({
-        servers: gatewayConfig.natsServers,
-        name: 'switchboard',
-        subjects: createSubjects(gatewayConfig.subjectPrefix),
-        logger,
-      })
-    : createMemoryBus();
 
   const started: Stoppable[] = [];
+  let database: Database<unknown> | undefined;
+  let bus: Bus | undefined;
+  /** Stops what has started, newest first. Every step runs, even after one fails, so the database is always closed. */
   const stopAll = async () => {
-    for (const service of started.reverse()) await service.stop();
-    await bus.close();
-    await database.destroy();
+    const failures: unknown[] = [];
+    const steps = [...started.reverse().map((service) => () => service.stop()), () => bus?.close(), () => database?.destroy()];
+    started.length = 0;
+    for (const step of steps)
+      try {
+        await step();
+      } catch (error) {
+        failures.push(error);
+      }
+    if (failures.length > 0) throw failures.length === 1 ? failures[0] : new AggregateError(failures, 'stopping failed');
   };
   try {
+    database = config.DATABASE_URL
+      ? createDb({ url: config.DATABASE_URL, applicationName: 'switchboard' })
+      : await createEmbeddedDb({ dataDir: join(dataDir, 'postgres') });
+    bus = config.NATS_URL
+      ? await connectNatsBus({
+          servers: gatewayConfig.natsServers,
+          name: 'switchboard',
+          subjects: createSubjects(gatewayConfig.subjectPrefix),
+          logger,
+        })
+      : createMemoryBus();
     const auth = await startAuthService({
       config: authConfig,
       logger: createLogger({ name: 'auth', level: config.LOG_LEVEL }),
@@ -74,17 +87,27 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger): Pro
         database: database as Database<PersistenceDatabase>,
       }),
     );
-    const gateway = await startGateway({ config: gatewayConfig, logger: createLogger({ name: 'gateway', level: config.LOG_LEVEL }), bus });
+    const gateway = await startGateway({
+      // The demo page finds auth on the port it really listens on.
+      config: { ...gatewayConfig, publicAuthPort: auth.port },
+      logger: createLogger({ name: 'gateway', level: config.LOG_LEVEL }),
+      bus,
+    });
     started.push(gateway);
     const host = config.HOST === '0.0.0.0' ? 'localhost' : config.HOST;
     return {
-      urls: { page: `http://${host}:${gateway.port}/`, websocket: `ws://${host}:${gateway.port}/ws`, auth: `http://${host}:${auth.port}` },
+      urls: {
+        page: `http://${host}:${gateway.port}/`,
+        websocket: `ws://${host}:${gateway.port}/ws`,
+        auth: `http://${host}:${auth.port}`,
+        authApi: `http://${ownHost(config.HOST)}:${auth.port}`,
+      },
       bus: config.NATS_URL ? 'NATS' : 'in-process',
       database: config.DATABASE_URL ? 'PostgreSQL server' : `embedded PostgreSQL in ${join(dataDir, 'postgres')}`,
       stop: stopAll,
     };
   } catch (error) {
-    await stopAll().catch(() => undefined);
+    await stopAll().catch((failure: unknown) => logger.error({ err: failure }, 'stopping after a failed start failed'));
     throw error;
   }
 }

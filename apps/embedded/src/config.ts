@@ -18,7 +18,7 @@ const embeddedEnv = {
   ADMIN_USERNAME: env.string({ default: 'admin' }),
   ADMIN_PASSWORD: env.string({ default: 'admin-password' }),
   /** An agent created at first start so the demo's agent view can be tried at once; empty to skip. */
-  DEMO_AGENT_USERNAME: env.string({ default: 'agent' }),
+  DEMO_AGENT_USERNAME: env.string({ default: 'agent', emptyAllowed: true }),
   DEMO_AGENT_PASSWORD: env.string({ default: 'agent-password' }),
 };
 

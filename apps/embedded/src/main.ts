@@ -8,15 +8,22 @@ const logger = createLogger({ name: 'switchboard', level: config.LOG_LEVEL });
 
 runMain({
   logger,
+  // Its start does not wait on anything remote (unless NATS_URL is set): on Ctrl+C during it, let
+  // it finish, so the embedded database is closed rather than cut off.
+  startGraceMs: 25_000,
   async start() {
     const system = await startEmbedded(config, logger);
     const agent = { username: config.DEMO_AGENT_USERNAME, password: config.DEMO_AGENT_PASSWORD };
+    let demoAgent = false;
+    // A convenience, not a condition: the chat runs without it (an admin whose password was
+    // changed since the first start, say, cannot create it).
     if (agent.username)
-      await ensureDemoAgent(
-        `http://127.0.0.1:${config.AUTH_PORT}`,
-        { username: config.ADMIN_USERNAME, password: config.ADMIN_PASSWORD },
-        agent,
-      );
+      try {
+        await ensureDemoAgent(system.urls.authApi, { username: config.ADMIN_USERNAME, password: config.ADMIN_PASSWORD }, agent);
+        demoAgent = true;
+      } catch (error) {
+        logger.warn({ err: error }, 'the demo agent could not be set up; everything else runs');
+      }
     process.stderr.write(
       [
         '',
@@ -26,7 +33,7 @@ runMain({
         `  Auth API:   ${system.urls.auth}`,
         `  Bus:        ${system.bus}; database: ${system.database}`,
         '',
-        `  Customers register on the demo page. Agents log in there too${agent.username ? ` (demo agent: ${agent.username} / ${agent.password})` : ''};`,
+        `  Customers register on the demo page. Agents log in there too${demoAgent ? ` (demo agent: ${agent.username} / ${agent.password})` : ''};`,
         `  the admin is ${config.ADMIN_USERNAME} (ADMIN_PASSWORD). Ctrl+C stops it; data is kept.`,
         '',
       ].join('\n'),

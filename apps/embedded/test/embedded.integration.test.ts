@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, type ServiceProcess, startProcess, TestClient, waitFor } from '@switchboard/testing';
@@ -9,9 +10,17 @@ let system: ServiceProcess;
 let env: Record<string, string>;
 const clients: TestClient[] = [];
 
-async function start(): Promise<ServiceProcess> {
+async function start(extraEnv: Record<string, string> = {}): Promise<ServiceProcess> {
   // No NATS_URL, no DATABASE_URL: the in-process bus and the embedded PostgreSQL.
-  return startProcess('embedded', 'apps/embedded/dist/main.js', { env, readyTimeoutMs: 60_000 });
+  return startProcess('embedded', 'apps/embedded/dist/main.js', { env: { ...env, ...extraEnv }, readyTimeoutMs: 60_000 });
+}
+
+/** Stops the system (its clients first) and starts it again with `extraEnv`, until it has printed its banner. */
+async function restart(extraEnv: Record<string, string> = {}): Promise<void> {
+  await Promise.all(clients.splice(0).map((connected) => connected.close()));
+  expect(await system.stop()).toBe(0);
+  system = await start(extraEnv);
+  await waitFor(() => system.logs.some((line) => line.includes('Switchboard is running')), 10_000, 'the banner');
 }
 
 async function post(path: string, body: unknown, token?: string) {
@@ -107,5 +116,43 @@ describe('the all-in-one process', () => {
     expect(await customer.request({ type: 'send_message', session_id: session?.id, content: 'Thanks', client_msg_id: 'e3' })).toMatchObject(
       { seq: 3 },
     );
+  });
+
+  it('tells the demo page where auth listens', async () => {
+    const config = (await (await fetch(`http://127.0.0.1:${system.port}/config.json`)).json()) as { authPort: number };
+    expect(config.authPort).toBe(Number(env.AUTH_PORT));
+  });
+
+  it('starts when the demo agent cannot be set up, and skips it when DEMO_AGENT_USERNAME is empty', async () => {
+    // The admin exists with the first password: logging in with another fails, and the chat runs all the same.
+    await restart({ ADMIN_PASSWORD: 'changed-since-the-first-start' });
+    expect(system.logs.some((line) => line.includes('the demo agent could not be set up'))).toBe(true);
+    expect(system.logs.join('\n')).not.toContain('demo agent: agent');
+    const token = (await post('/v1/token', { username: 'carla', password: 'carla-password' })).body.access_token as string;
+    expect((await (await client(token)).request({ type: 'list_sessions' })).sessions).toHaveLength(1);
+
+    await restart({ DEMO_AGENT_USERNAME: '' });
+    expect(system.logs.join('\n')).not.toContain('demo agent');
+  });
+
+  it('closes the database when a start fails, and keeps the data for the next start', async () => {
+    await Promise.all(clients.splice(0).map((connected) => connected.close()));
+    expect(await system.stop()).toBe(0);
+    // The gateway's port is taken: auth and persistence have started on the database by then.
+    const squatter = createServer();
+    await new Promise<void>((resolve) => squatter.listen(Number(env.PORT), resolve));
+    try {
+      await expect(start()).rejects.toThrow(/EADDRINUSE/);
+    } finally {
+      await new Promise((resolve) => squatter.close(resolve));
+    }
+    // Closed on the way out: its lock is gone.
+    expect(existsSync(join(dataDir, 'postgres.lock'))).toBe(false);
+    system = await start();
+    const token = (await post('/v1/token', { username: 'carla', password: 'carla-password' })).body.access_token as string;
+    const customer = await client(token);
+    const [session] = (await customer.request({ type: 'list_sessions' })).sessions as { id: number }[];
+    const history = await customer.request({ type: 'history', session_id: session?.id });
+    expect((history.messages as { content: string }[]).map((message) => message.content)).toEqual(['I want a refund', 'Done!', 'Thanks']);
   });
 });

@@ -189,11 +189,30 @@ describe('loadConfig', () => {
       expect(loadConfig(serviceEnv, { RETENTION: '12h' }).RETENTION).toBe(12 * 3_600_000);
     });
 
+    it('keeps a duration within the bounds the variable declares', () => {
+      const bounded = { WINDOW: env.duration({ default: '15m', min: '1s', max: '30d' }) };
+      expect(loadConfig(bounded, { WINDOW: '1s' }).WINDOW).toBe(1_000);
+      expect(loadConfig(bounded, { WINDOW: '30d' }).WINDOW).toBe(30 * 86_400_000);
+      for (const raw of ['0', '999ms', '31d']) {
+        const error = configErrorOf(() => loadConfig(bounded, { WINDOW: raw }));
+        expectProblemsOnlyFor(error, 'WINDOW');
+        expect(error.message).toContain('expected a duration from 1s to 30d');
+      }
+    });
+
     it.each(['1.5h', '-1s', 'h', 'ms', '10 minutes', '1w', '1H', '1h30m', 'soon'])('refuses TIMEOUT=%j', (raw) => {
       const error = configErrorOf(() => loadConfig(serviceEnv, { TIMEOUT: raw }));
 
       expectProblemsOnlyFor(error, 'TIMEOUT');
       expect(error.message).toContain('duration');
+    });
+  });
+
+  describe('strings', () => {
+    it('reads empty as the default, unless empty is a value of its own', () => {
+      const shape = { NAME: env.string({ default: 'agent' }), SKIPPABLE: env.string({ default: 'agent', emptyAllowed: true }) };
+      expect(loadConfig(shape, { NAME: '', SKIPPABLE: '' })).toEqual({ NAME: 'agent', SKIPPABLE: '' });
+      expect(loadConfig(shape, {})).toEqual({ NAME: 'agent', SKIPPABLE: 'agent' });
     });
   });
 

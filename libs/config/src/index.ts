@@ -36,21 +36,34 @@ function integer(opts: { default: number; min?: number; max?: number }) {
 const DURATION_UNITS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 
 /** A duration such as `3600` (in the given default unit), `1500ms`, `30s`, `15m`, `1h`, `7d`; parsed to milliseconds. */
-function duration(opts: { default: string; unit?: keyof typeof DURATION_UNITS }) {
+function duration(opts: { default: string; unit?: keyof typeof DURATION_UNITS; min?: string; max?: string }) {
   const unit = opts.unit ?? 's';
-  const parse = (raw: string, ctx: z.RefinementCtx) => {
+  const toMs = (raw: string): number | undefined => {
     const match = /^(\d+)(ms|s|m|h|d)?$/.exec(raw.trim());
-    if (!match) {
+    return match ? Number(match[1]) * DURATION_UNITS[(match[2] as keyof typeof DURATION_UNITS | undefined) ?? unit] : undefined;
+  };
+  // Bounds keep values that parse but cannot work out (a login window of 0 that throttles nothing, an ack wait shorter than a commit).
+  const min = opts.min === undefined ? 0 : (toMs(opts.min) ?? 0);
+  const max = opts.max === undefined ? Number.MAX_SAFE_INTEGER : (toMs(opts.max) ?? Number.MAX_SAFE_INTEGER);
+  const range = `${opts.min ?? '0'} to ${opts.max ?? 'any length'}`;
+  const parse = (raw: string, ctx: z.RefinementCtx) => {
+    const ms = toMs(raw);
+    if (ms === undefined) {
       ctx.addIssue({ code: 'custom', message: 'expected a duration such as 30s, 15m, 1h or a number of seconds' });
       return z.NEVER;
     }
-    return Number(match[1]) * DURATION_UNITS[(match[2] as keyof typeof DURATION_UNITS | undefined) ?? unit];
+    if (ms < min || ms > max) {
+      ctx.addIssue({ code: 'custom', message: `expected a duration from ${range}` });
+      return z.NEVER;
+    }
+    return ms;
   };
   return z.preprocess(unsetIfEmpty, z.string().default(opts.default).transform(parse));
 }
 
-function string(opts: { default: string }) {
-  return z.preprocess(unsetIfEmpty, z.string().default(opts.default));
+/** A string; empty means the default unless `emptyAllowed`, where empty is a value of its own (such as "none"). */
+function string(opts: { default: string; emptyAllowed?: boolean }) {
+  return opts.emptyAllowed ? z.string().default(opts.default) : z.preprocess(unsetIfEmpty, z.string().default(opts.default));
 }
 
 function optionalString() {

@@ -697,13 +697,15 @@ ui.composer.addEventListener('keydown', (event) => {
 
 async function boot() {
   let authUrl = null;
+  let authPort = 2347;
   try {
     const config = await (await fetch('/config.json')).json();
     if (typeof config?.authUrl === 'string' && config.authUrl) authUrl = config.authUrl;
+    if (Number.isInteger(config?.authPort)) authPort = config.authPort;
   } catch {
     authUrl = null;
   }
-  state.authUrl = (authUrl ?? `${location.protocol}//${location.hostname}:2347`).replace(/\/+$/, '');
+  state.authUrl = (authUrl ?? `${location.protocol}//${location.hostname}:${authPort}`).replace(/\/+$/, '');
   const token = sessionStorage.getItem(TOKEN_KEY);
   const user = readStoredUser();
   if (token && user) await startChat(user);

@@ -67,7 +67,7 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
     allowedOrigins: config.allowedOrigins,
     logger,
     isAccepting: () => !draining,
-    onHttpRequest: createStaticSite({ publicConfig: { authUrl: config.publicAuthUrl ?? null } }),
+    onHttpRequest: createStaticSite({ publicConfig: { authUrl: config.publicAuthUrl ?? null, authPort: config.publicAuthPort } }),
     onConnection: (ws, _request, socket) => {
       const connection = new ClientConnection(ws, socket, deps);
       connections.add(connection);

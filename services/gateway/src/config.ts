@@ -34,6 +34,9 @@ const gatewayEnv = {
   DRAIN_SECONDS: env.integer({ default: 5, min: 0, max: 25 }),
 };
 
+/** Auth's default port (contract §1). */
+export const DEFAULT_PUBLIC_AUTH_PORT: number = 2347;
+
 export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env) {
   const raw = loadConfig(gatewayEnv, source);
   return Object.freeze({
@@ -54,6 +57,8 @@ export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env) {
     gapWaitMs: raw.GAP_WAIT_MS,
     drainSeconds: raw.DRAIN_SECONDS,
     publicAuthUrl: raw.PUBLIC_AUTH_URL,
+    /** Without PUBLIC_AUTH_URL, the demo page looks for the auth API on its own host at this port. */
+    publicAuthPort: DEFAULT_PUBLIC_AUTH_PORT,
   });
 }
 
