@@ -10,10 +10,26 @@ export interface InstanceRow {
   figures: Record<string, number>;
 }
 
-/** One row per service instance of this installation (service names `<prefix>-<service>`), sorted. */
+/** The services of an installation, each registered with the NATS services framework as `<prefix>-<service>`. */
+export const SERVICES = ['auth', 'gateway', 'persistence'] as const;
+
+/**
+ * Figures every instance reports of the same shared thing, the inbound consumer's backlog, which
+ * the totals show once rather than once per persistence replica.
+ */
+const SHARED_FIGURES = new Set(['pending', 'ackPending']);
+/** Figures whose sum over instances means nothing: a session with members on two gateways counts on both. */
+const UNSUMMABLE_FIGURES = new Set(['sessions']);
+
+/**
+ * One row per service instance of this installation, sorted. Only this installation's services
+ * count: prefixes may contain `-`, so `switchboard-staging-gateway` is not a service of prefix
+ * `switchboard`.
+ */
 export function toRows(stats: readonly EndpointStats[], prefix: string, now = Date.now()): InstanceRow[] {
+  const names = new Set<string>(SERVICES.map((service) => `${prefix}-${service}`));
   return stats
-    .filter((entry) => entry.name.startsWith(`${prefix}-`))
+    .filter((entry) => names.has(entry.name))
     .map((entry) => {
       const endpoints = entry.endpoints ?? [];
       const data = endpoints.find((endpoint) => endpoint.data)?.data;
@@ -37,7 +53,7 @@ const formatUptime = (seconds: number) =>
       ? `${Math.floor(seconds / 3600)}h${Math.floor((seconds % 3600) / 60)}m`
       : `${Math.floor(seconds / 60)}m${seconds % 60}s`;
 
-/** The table `npm run status` prints, with totals per service underneath. */
+/** The table `npm run status` prints, with totals per service underneath (the shared backlog once, sessions not at all). */
 export function formatOverview(rows: readonly InstanceRow[]): string {
   if (rows.length === 0) return 'No Switchboard service answered.\n';
   const header = ['SERVICE', 'INSTANCE', 'VERSION', 'UPTIME', 'REQUESTS', 'ERRORS', 'FIGURES'];
@@ -63,7 +79,10 @@ export function formatOverview(rows: readonly InstanceRow[]): string {
   for (const row of rows) {
     const total = totals.get(row.service) ?? { instances: 0, figures: {} };
     total.instances++;
-    for (const [key, value] of Object.entries(row.figures)) total.figures[key] = (total.figures[key] ?? 0) + value;
+    for (const [key, value] of Object.entries(row.figures)) {
+      if (UNSUMMABLE_FIGURES.has(key)) continue;
+      total.figures[key] = SHARED_FIGURES.has(key) ? Math.max(total.figures[key] ?? 0, value) : (total.figures[key] ?? 0) + value;
+    }
     totals.set(row.service, total);
   }
   const summary = [...totals].map(
