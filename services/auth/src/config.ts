@@ -9,7 +9,7 @@ const authEnv = {
   PORT: env.port(DEFAULT_PORT),
   OPS_PORT: env.port(DEFAULT_OPS_PORT),
   /** Lifetime of access tokens; a number of seconds or a duration such as `15m`, `1h`. */
-  ACCESS_TOKEN_TTL: env.duration({ default: '1h' }),
+  ACCESS_TOKEN_TTL: env.duration({ default: '1h', min: '1s', max: '30d' }),
   JWT_ISSUER: env.string({ default: 'switchboard' }),
   JWT_AUDIENCE: env.string({ default: 'switchboard' }),
   /** PKCS#8 PEM of an Ed25519 or P-256 key; when unset a key is generated once and kept in the database. */
@@ -21,7 +21,7 @@ const authEnv = {
   LOGIN_MAX_FAILURES: env.integer({ default: 5, min: 1, max: 10_000 }),
   /** Failed logins allowed per client address within the window (higher: offices share addresses). */
   LOGIN_MAX_FAILURES_PER_ADDRESS: env.integer({ default: 50, min: 1, max: 1_000_000 }),
-  LOGIN_FAILURE_WINDOW: env.duration({ default: '15m' }),
+  LOGIN_FAILURE_WINDOW: env.duration({ default: '15m', min: '1s', max: '30d' }),
   /** Origins allowed to call the API from a browser (CORS); `*` for any. */
   CORS_ORIGINS: env.list({ default: ['*'] }),
   /** Behind a reverse proxy, trust its X-Forwarded-For for the client address. */

@@ -1,4 +1,4 @@
-import { commonEnv, commonSettings, databaseEnv, env, loadConfig } from '@switchboard/config';
+import { ConfigError, commonEnv, commonSettings, databaseEnv, env, loadConfig } from '@switchboard/config';
 import { z } from 'zod';
 
 export const DEFAULT_OPS_PORT = 9402;
@@ -10,13 +10,13 @@ const persistenceEnv = {
   /** Most messages stored in one transaction. */
   BATCH_MAX: env.integer({ default: 500, min: 1, max: 10_000 }),
   /** How long JetStream waits for an ack before redelivering to another replica. */
-  INBOUND_ACK_WAIT: env.duration({ default: '10s' }),
+  INBOUND_ACK_WAIT: env.duration({ default: '10s', min: '1s', max: '1h' }),
   /** Deliveries of one inbound message before JetStream gives up on it. */
   INBOUND_MAX_DELIVER: env.integer({ default: 20, min: 2, max: 10_000 }),
   /** JetStream de-duplication window on Nats-Msg-Id (session and client_msg_id). */
-  INBOUND_DUPLICATE_WINDOW: env.duration({ default: '2m' }),
+  INBOUND_DUPLICATE_WINDOW: env.duration({ default: '2m', min: '1s', max: '1d' }),
   /** How long an unconsumed inbound message is kept (a persistence outage longer than this loses messages). */
-  INBOUND_MAX_AGE: env.duration({ default: '7d' }),
+  INBOUND_MAX_AGE: env.duration({ default: '7d', min: '1m', max: '365d' }),
   /** Replicas of the inbound stream: 3 in a NATS cluster. */
   INBOUND_REPLICAS: env.integer({ default: 1, min: 1, max: 5 }),
   /**
@@ -47,6 +47,9 @@ function parseFaultInjection(raw: string | undefined): FaultInjection {
 
 export function loadPersistenceConfig(source: NodeJS.ProcessEnv = process.env) {
   const raw = loadConfig(persistenceEnv, source);
+  // JetStream refuses a stream whose de-duplication window is longer than its max age.
+  if (raw.INBOUND_DUPLICATE_WINDOW > raw.INBOUND_MAX_AGE)
+    throw new ConfigError(['INBOUND_DUPLICATE_WINDOW: expected at most INBOUND_MAX_AGE']);
   return Object.freeze({
     ...commonSettings(raw),
     opsPort: raw.OPS_PORT,
