@@ -266,6 +266,13 @@ describe('POST /v1/service-token', () => {
     expect((await call({ external_id: 'crm-1', role: 'user' }, 'wrong-key')).status).toBe(401);
   });
 
+  it('refuses a caller without the API key before reading the body, so it learns nothing of the schema', async () => {
+    const refused = await call({ role: 'owner' }, null);
+    expect(refused.status).toBe(401);
+    expect(JSON.stringify(refused.body)).not.toMatch(/external_id|owner/);
+    expect((await call({ role: 'owner' }, 'wrong-key')).status).toBe(401);
+  });
+
   it('creates the user on first use and maps the same external_id to the same user', async () => {
     const first = await call({ external_id: 'crm-1', role: 'user', display_name: 'Dana' });
     const again = await call({ external_id: 'crm-1', role: 'user' });

@@ -2,7 +2,7 @@ import cors from '@fastify/cors';
 import type { Logger } from '@switchboard/logging';
 import { describeIssues } from '@switchboard/protocol';
 import type { TokenVerifier } from '@switchboard/tokens';
-import { type FastifyBaseLogger, type FastifyError, type FastifyInstance, fastify } from 'fastify';
+import { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest, fastify } from 'fastify';
 import type { Kysely } from 'kysely';
 import type { z } from 'zod';
 import type { AuthDatabase } from '../db/schema.js';
@@ -143,12 +143,16 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     return tokens.issue(user);
   });
 
-  app.post('/v1/service-token', { schema: { body: serviceTokenBody } }, async (request) => {
+  // The API key is checked before the body is read: a caller without one learns nothing of the schema.
+  const requireApiKey = async (request: FastifyRequest) => {
     const credential = bearerCredential(request.headers.authorization);
     if (credential === undefined || !isKnownApiKey(credential)) {
       metrics.tokensIssued.inc({ kind: 'service_refused' });
       throw new HttpError(HttpErrorCode.Unauthorized, 'missing or wrong API key');
     }
+  };
+
+  app.post('/v1/service-token', { schema: { body: serviceTokenBody }, onRequest: requireApiKey }, async (request) => {
     const body = request.body as z.infer<typeof serviceTokenBody>;
     const user = await upsertExternalUser(db, {
       externalId: body.external_id,
