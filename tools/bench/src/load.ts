@@ -350,6 +350,8 @@ export async function runPhase(system: System, plan: Plan, tracker: Tracker, opt
   let cpuBefore: Promise<CpuSnapshot> | undefined;
   let cpuAfter: Promise<CpuSnapshot> | undefined;
   let windowDeliveriesAtEnd = 0;
+  let windowOpenedAt: number | undefined;
+  let windowClosedAt: number | undefined;
   let windowAcksAtEnd = 0;
 
   const sendDue = () => {
@@ -400,6 +402,7 @@ export async function runPhase(system: System, plan: Plan, tracker: Tracker, opt
         if (!cpuBefore && now >= warmupEnd) {
           // The measurement window opens: arrivals count for throughput from here.
           tracker.windowOpen = true;
+          windowOpenedAt = now;
           monitor.reset();
           system.onWindowOpen?.();
           cpuBefore = cpuSnapshot(system, infraPids);
@@ -407,6 +410,7 @@ export async function runPhase(system: System, plan: Plan, tracker: Tracker, opt
         if (now >= end && !cpuAfter) {
           // Window closed: stop counting arrivals for throughput, read CPU.
           tracker.windowOpen = false;
+          windowClosedAt = now;
           windowDeliveriesAtEnd = tracker.windowDeliveries;
           windowAcksAtEnd = tracker.windowAcks;
           cpuBefore ??= cpuSnapshot(system, infraPids);
@@ -434,6 +438,9 @@ export async function runPhase(system: System, plan: Plan, tracker: Tracker, opt
       if (diff > 0) errorCodes[code] = diff;
     }
     const rssBytes = await rssOf(system);
+    // The window opens and closes on the tick after its planned times, later by the generator's
+    // lag: arrivals are counted over the time it really was open.
+    const windowS = windowOpenedAt === undefined || windowClosedAt === undefined ? durationS : (windowClosedAt - windowOpenedAt) / 1000;
     return {
       label: options.label,
       system: system.name,
@@ -457,8 +464,8 @@ export async function runPhase(system: System, plan: Plan, tracker: Tracker, opt
       connectionsClosed: c.closed - startCounters.closed,
       throughput: {
         sendsPerSec: round(rate, 1),
-        acksPerSec: round(windowAcksAtEnd / durationS, 1),
-        deliveriesPerSec: round(windowDeliveriesAtEnd / durationS, 1),
+        acksPerSec: round(windowAcksAtEnd / windowS, 1),
+        deliveriesPerSec: round(windowDeliveriesAtEnd / windowS, 1),
       },
       latency: {
         ack: summarize(tracker.ackLatency),
