@@ -1,4 +1,5 @@
 import cors from '@fastify/cors';
+import { isConnectionError } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import { describeIssues } from '@switchboard/protocol';
 import type { TokenVerifier } from '@switchboard/tokens';
@@ -18,6 +19,8 @@ import { createUserBody, isStorableText, serviceTokenBody, tokenBody } from './s
 
 /** Contract: bodies over 16 KiB are refused. */
 export const BODY_LIMIT_BYTES = 16 * 1024;
+/** Seconds a client is asked to wait after a 503 (the database unreachable). */
+export const RETRY_AFTER_UNAVAILABLE_S = 5;
 
 export interface HttpAppOptions {
   db: Kysely<AuthDatabase>;
@@ -82,6 +85,14 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
       // Fastify's own client errors: malformed JSON and the like.
       return reply.code(error.statusCode).send(errorBody(HttpErrorCode.InvalidBody.code, error.message));
+    }
+    if (isConnectionError(error)) {
+      // PostgreSQL is unreachable or did not answer in time: the request may succeed later.
+      request.log.warn({ err: error }, 'database unavailable');
+      return reply
+        .code(HttpErrorCode.Unavailable.status)
+        .header('retry-after', String(RETRY_AFTER_UNAVAILABLE_S))
+        .send(errorBody(HttpErrorCode.Unavailable.code, 'the database is unavailable; retry later'));
     }
     request.log.error({ err: error }, 'request failed');
     return reply.code(500).send(errorBody(HttpErrorCode.Internal.code, 'internal error'));
