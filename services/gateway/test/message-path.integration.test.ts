@@ -167,6 +167,33 @@ describe('retries', () => {
   });
 });
 
+describe("another sender's client_msg_id", () => {
+  it('is refused with invalid_message rather than acked with the other message, and nothing is stored', async () => {
+    const customer = await connect(0, (await stack.user('user')).token);
+    const agent = await connect(1, (await stack.user('agent')).token);
+    const sessionId = await newSession(customer);
+    await join(customer, sessionId);
+    await join(agent, sessionId);
+
+    // Both count their messages from 1, as a simple client might.
+    expect(await customer.request({ type: 'send_message', session_id: sessionId, content: 'mine', client_msg_id: '1' })).toMatchObject({
+      type: 'message_ack',
+      seq: 1,
+    });
+    const refused = await agent.request({ type: 'send_message', session_id: sessionId, content: 'theirs', client_msg_id: '1' });
+    expect(refused).toMatchObject({ type: 'error', code: 'invalid_message' });
+    expect(String(refused.message)).toContain('another sender');
+
+    // With a fresh id it goes through, as the next seq: the refused one took none.
+    expect(await agent.request({ type: 'send_message', session_id: sessionId, content: 'theirs', client_msg_id: 'a-1' })).toMatchObject({
+      type: 'message_ack',
+      seq: 2,
+    });
+    const history = await agent.request({ type: 'history', session_id: sessionId });
+    expect((history.messages as { content: string }[]).map((message) => message.content)).toEqual(['mine', 'theirs']);
+  });
+});
+
 describe('reconnects and history', () => {
   it('replays exactly the missed messages to a client rejoining on the other gateway, then live ones', async () => {
     const customerUser = await stack.user('user');

@@ -279,6 +279,80 @@ export function createSessionHub(options: SessionHubOptions) {
     for (const waiter of pending) waiter.reject(new FrameError(ErrorCode.Internal, 'the message could not be stored'));
   });
 
+  /** Publishes to the inbound stream and waits for the stored message (see `send`). */
+  const publishAndConfirm = async (request: SendRequest): Promise<Message> => {
+    const { sessionId, clientMsgId } = request;
+    const channel = await retain(sessionId);
+    const key = keyOf(sessionId, clientMsgId);
+    let waiter: { resolve: (message: Message) => void; reject: (error: Error) => void } | undefined;
+    const confirmed = new Promise<Message>((resolve, reject) => {
+      waiter = { resolve, reject };
+      const set = waiters.get(key) ?? new Set();
+      set.add(waiter);
+      waiters.set(key, set);
+    });
+    // A dead letter may reject it before anyone awaits it; the rejection is read below.
+    confirmed.catch(() => undefined);
+    const forget = () => {
+      const set = waiters.get(key);
+      if (waiter) set?.delete(waiter);
+      if (set?.size === 0) waiters.delete(key);
+    };
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const inbound: InboundMessage = {
+        session_id: sessionId,
+        client_msg_id: clientMsgId,
+        sender_id: request.sender.id,
+        sender_role: request.sender.role,
+        content: request.content,
+        received_at: new Date().toISOString(),
+      };
+      let published: { duplicate: boolean };
+      try {
+        published = await bus.publishDurable(
+          subjects.inbound(sessionId),
+          encodeJson(inbound),
+          inboundMessageId(sessionId, clientMsgId),
+          PUBLISH_TIMEOUT_MS,
+        );
+      } catch (error) {
+        if (!(error instanceof BusError)) throw error;
+        log.warn({ err: error, sessionId }, 'publishing to the inbound stream failed');
+        throw new FrameError(ErrorCode.Unavailable, 'the message could not be accepted; retry with the same client_msg_id');
+      }
+      if (published.duplicate) {
+        // The stream already holds it: stored already, or still on its way to persistence.
+        const found = await persistence
+          .call('messages.lookup', { session_id: sessionId, client_msg_id: clientMsgId })
+          .catch(() => ({ message: null }));
+        if (found.message) return found.message;
+      }
+      const timedOut = new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(
+          () => reject(new FrameError(ErrorCode.Unavailable, 'the message is not confirmed yet; retry with the same client_msg_id')),
+          request.timeoutMs,
+        );
+      });
+      try {
+        return await Promise.race([confirmed, timedOut]);
+      } catch (error) {
+        // The confirmation may have been lost while it was stored: ask before giving up.
+        if (error instanceof FrameError && error.code === ErrorCode.Unavailable) {
+          const found = await persistence
+            .call('messages.lookup', { session_id: sessionId, client_msg_id: clientMsgId })
+            .catch(() => ({ message: null }));
+          if (found.message) return found.message;
+        }
+        throw error;
+      }
+    } finally {
+      clearTimeout(timer);
+      forget();
+      release(channel);
+    }
+  };
+
   return {
     /**
      * Joins a socket to a session: sends `joined_session` with the session's newest seq, then
@@ -344,79 +418,20 @@ export function createSessionHub(options: SessionHubOptions) {
     /**
      * Publishes a message to the inbound stream and resolves with it once persistence has
      * stored it. A retry of a stored message resolves with the original.
-     * @throws FrameError `unavailable` when NATS refuses it or no confirmation comes in time.
+     * @throws FrameError `unavailable` when NATS refuses it or no confirmation comes in time;
+     * `invalid_message` when another sender's message in the session has the same client_msg_id.
      */
     async send(request: SendRequest): Promise<Message> {
-      const { sessionId, clientMsgId } = request;
-      const channel = await retain(sessionId);
-      const key = keyOf(sessionId, clientMsgId);
-      let waiter: { resolve: (message: Message) => void; reject: (error: Error) => void } | undefined;
-      const confirmed = new Promise<Message>((resolve, reject) => {
-        waiter = { resolve, reject };
-        const set = waiters.get(key) ?? new Set();
-        set.add(waiter);
-        waiters.set(key, set);
-      });
-      // A dead letter may reject it before anyone awaits it; the rejection is read below.
-      confirmed.catch(() => undefined);
-      const forget = () => {
-        const set = waiters.get(key);
-        if (waiter) set?.delete(waiter);
-        if (set?.size === 0) waiters.delete(key);
-      };
-      let timer: NodeJS.Timeout | undefined;
-      try {
-        const inbound: InboundMessage = {
-          session_id: sessionId,
-          client_msg_id: clientMsgId,
-          sender_id: request.sender.id,
-          sender_role: request.sender.role,
-          content: request.content,
-          received_at: new Date().toISOString(),
-        };
-        let published: { duplicate: boolean };
-        try {
-          published = await bus.publishDurable(
-            subjects.inbound(sessionId),
-            encodeJson(inbound),
-            inboundMessageId(sessionId, clientMsgId),
-            PUBLISH_TIMEOUT_MS,
-          );
-        } catch (error) {
-          if (!(error instanceof BusError)) throw error;
-          log.warn({ err: error, sessionId }, 'publishing to the inbound stream failed');
-          throw new FrameError(ErrorCode.Unavailable, 'the message could not be accepted; retry with the same client_msg_id');
-        }
-        if (published.duplicate) {
-          // The stream already holds it: stored already, or still on its way to persistence.
-          const found = await persistence
-            .call('messages.lookup', { session_id: sessionId, client_msg_id: clientMsgId })
-            .catch(() => ({ message: null }));
-          if (found.message) return found.message;
-        }
-        const timedOut = new Promise<never>((_resolve, reject) => {
-          timer = setTimeout(
-            () => reject(new FrameError(ErrorCode.Unavailable, 'the message is not confirmed yet; retry with the same client_msg_id')),
-            request.timeoutMs,
-          );
-        });
-        try {
-          return await Promise.race([confirmed, timedOut]);
-        } catch (error) {
-          // The confirmation may have been lost while it was stored: ask before giving up.
-          if (error instanceof FrameError && error.code === ErrorCode.Unavailable) {
-            const found = await persistence
-              .call('messages.lookup', { session_id: sessionId, client_msg_id: clientMsgId })
-              .catch(() => ({ message: null }));
-            if (found.message) return found.message;
-          }
-          throw error;
-        }
-      } finally {
-        clearTimeout(timer);
-        forget();
-        release(channel);
-      }
+      const message = await publishAndConfirm(request);
+      // A client_msg_id identifies a message within its session, so a retry finds the original.
+      // Another sender's message with the same id is not this one: acking it would tell this
+      // sender that its own message was stored, with someone else's content.
+      if (message.sender_id !== request.sender.id)
+        throw new FrameError(
+          ErrorCode.InvalidMessage,
+          'client_msg_id is already used in this session by another sender; nothing was stored: send with a fresh one',
+        );
+      return message;
     },
 
     /** After a NATS reconnect: events may have been missed while disconnected, so catch every session up. */
