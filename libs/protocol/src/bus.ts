@@ -36,6 +36,9 @@ export type DeadLetter = z.infer<typeof deadLetterSchema>;
 const sessionWithSeqSchema = sessionSchema.extend({ last_seq: seqSchema });
 export type SessionWithSeq = z.infer<typeof sessionWithSeqSchema>;
 
+/** Sessions asked about in one `sessions.heads` request (its reply stays well under NATS's 1 MiB). */
+export const SESSION_HEADS_MAX = 5_000;
+
 /** Request and reply bodies of each persistence endpoint. */
 export const persistenceApi = {
   'sessions.create': {
@@ -61,6 +64,10 @@ export const persistenceApi = {
   'messages.after': {
     request: z.object({ session_id: idSchema, after_seq: seqSchema, limit: z.number().int().min(1).max(1000) }),
     reply: z.object({ messages: z.array(messageSchema) }),
+  },
+  'sessions.heads': {
+    request: z.object({ session_ids: z.array(idSchema).min(1).max(SESSION_HEADS_MAX) }),
+    reply: z.object({ heads: z.array(z.object({ id: idSchema, last_seq: seqSchema })) }),
   },
   'messages.lookup': {
     request: z.object({ session_id: idSchema, client_msg_id: clientMsgIdSchema }),

@@ -13,6 +13,7 @@ export {
   type PersistenceReply,
   type PersistenceRequest,
   persistenceApi,
+  SESSION_HEADS_MAX,
   type SessionWithSeq,
 } from './bus.js';
 export { CloseCode, ErrorCode } from './errors.js';

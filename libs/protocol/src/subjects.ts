@@ -7,6 +7,7 @@ export const PERSISTENCE_ENDPOINTS = [
   'sessions.create',
   'sessions.get',
   'sessions.list',
+  'sessions.heads',
   'messages.history',
   'messages.after',
   'messages.lookup',

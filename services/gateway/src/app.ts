@@ -5,7 +5,7 @@ import { CloseCode, createSubjects } from '@switchboard/protocol';
 import { counterTotal, createMetricsRegistry, type Stoppable, startOpsServer } from '@switchboard/runtime';
 import { createTokenVerifier, requestKeySource } from '@switchboard/tokens';
 import { createSessionAccess } from './broker/session-access.js';
-import { createSessionHub } from './broker/session-hub.js';
+import { createSessionHub, HEADS_CHECK_INTERVAL_MS } from './broker/session-hub.js';
 import type { GatewayConfig } from './config.js';
 import { createStaticSite } from './http/static-files.js';
 import { createGatewayMetrics } from './metrics.js';
@@ -42,7 +42,15 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
     issuer: config.issuer,
     audience: config.audience,
   });
-  const hub = createSessionHub({ bus, subjects, persistence, logger, metrics, gapWaitMs: config.gapWaitMs });
+  const hub = createSessionHub({
+    bus,
+    subjects,
+    persistence,
+    logger,
+    metrics,
+    gapWaitMs: config.gapWaitMs,
+    headsCheckIntervalMs: HEADS_CHECK_INTERVAL_MS,
+  });
   await hub.ready;
   const access = createSessionAccess(persistence);
   bus.onReconnect(() => {

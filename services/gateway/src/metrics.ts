@@ -42,6 +42,11 @@ export function createGatewayMetrics(registry: Registry) {
       help: 'Times a session delivery fetched missing messages from persistence.',
       registers: [registry],
     }),
+    headCatchUps: new Counter({
+      name: 'switchboard_gateway_head_catch_ups_total',
+      help: 'Sessions found behind the database by the periodic check and caught up: confirmed events that never arrived.',
+      registers: [registry],
+    }),
     slowClientsClosed: new Counter({
       name: 'switchboard_gateway_slow_clients_closed_total',
       help: 'Sockets closed because their send buffer stayed over MAX_BUFFERED_BYTES.',

@@ -194,6 +194,41 @@ describe("another sender's client_msg_id", () => {
   });
 });
 
+describe('a confirmed event that never arrives', () => {
+  it('is caught up by the periodic check of the sessions against the database', async () => {
+    const customer = await connect(0, (await stack.user('user')).token);
+    const agentUser = await stack.user('agent');
+    const agent = await connect(1, agentUser.token);
+    const sessionId = await newSession(customer);
+    await join(customer, sessionId);
+    await join(agent, sessionId);
+    expect(await agent.request({ type: 'send_message', session_id: sessionId, content: 'hello', client_msg_id: 'a-1' })).toMatchObject({
+      seq: 1,
+    });
+    await customer.waitFor((frame) => frame.type === 'new_message');
+
+    // Stored as persistence stores it, and no event published: as if NATS had lost it.
+    const db = new pg.Client({ connectionString: stack.database.url });
+    await db.connect();
+    try {
+      await db.query('begin');
+      await db.query('update sessions set last_seq = 2 where id = $1', [sessionId]);
+      await db.query(
+        "insert into messages (session_id, seq, sender_id, sender_role, content, client_msg_id) values ($1, 2, $2, 'agent', 'are you there?', 'a-2')",
+        [sessionId, agentUser.id],
+      );
+      await db.query('commit');
+    } finally {
+      await db.end();
+    }
+    // Nothing else happens in the session; the check (every 5 s, then 1 s of grace) finds it.
+    const late = await customer.waitFor((frame) => frame.type === 'new_message' && (frame.message as { seq: number }).seq === 2, 15_000);
+    expect(late.message).toMatchObject({ content: 'are you there?' });
+    await agent.waitFor((frame) => frame.type === 'new_message' && (frame.message as { seq: number }).seq === 2, 5_000);
+    expect(customer.messages(sessionId).map((message) => message.seq)).toEqual([1, 2]);
+  });
+});
+
 describe('reconnects and history', () => {
   it('replays exactly the missed messages to a client rejoining on the other gateway, then live ones', async () => {
     const customerUser = await stack.user('user');

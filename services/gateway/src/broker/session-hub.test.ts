@@ -38,6 +38,8 @@ function persistenceStub(initiallyStored: number) {
   });
   const stub = {
     stored: initiallyStored,
+    /** `messages.after` requests answered: fetches of missing messages. */
+    fetches: 0,
     readStarted: started,
     release: () => releaseRead(),
     client: {
@@ -49,7 +51,12 @@ function persistenceStub(initiallyStored: number) {
           const session = { id: SESSION, customer_id: 7, status: 'open', subject: null, created_at: new Date(0).toISOString() };
           return { session: { ...session, last_seq: lastSeq } };
         }
+        if (endpoint === 'sessions.heads') {
+          const ids = (request as { session_ids: number[] }).session_ids;
+          return { heads: ids.map((id) => ({ id, last_seq: stub.stored })) };
+        }
         if (endpoint === 'messages.after') {
+          stub.fetches++;
           const after = request.after_seq ?? 0;
           return { messages: Array.from({ length: Math.max(0, stub.stored - after) }, (_, i) => message(after + i + 1)) };
         }
@@ -80,6 +87,7 @@ async function setUp(stored: number) {
     logger: createLogger({ name: 'hub-test', level: 'silent' }),
     metrics: createGatewayMetrics(new Registry()),
     gapWaitMs: 20,
+    headGraceMs: 30,
   });
   await hub.ready;
   const confirm = (seq: number) => {
@@ -116,6 +124,34 @@ describe('session hub', () => {
     expect(hub.isJoined(subscriber, SESSION)).toBe(false);
     expect(hub.sessionCount()).toBe(0);
     expect(frames).toEqual([]);
+    hub.close();
+  });
+
+  it('catches a member up after a confirmed event that never arrived, at the next check of the heads', async () => {
+    const { hub, persistence } = await setUp(0);
+    const { subscriber, frames } = recorder('c');
+    persistence.release();
+    await hub.join(subscriber, SESSION, undefined, undefined);
+    persistence.stored = 1; // committed, and its event lost on the way
+    await settle();
+    expect(frames).toEqual(['joined:0']);
+    await hub.checkHeads();
+    await settle();
+    expect(frames).toEqual(['joined:0', 'seq:1']);
+    hub.close();
+  });
+
+  it('fetches nothing for a session whose event arrives within the grace', async () => {
+    const { hub, persistence, confirm } = await setUp(0);
+    const { subscriber, frames } = recorder('d');
+    persistence.release();
+    await hub.join(subscriber, SESSION, undefined, undefined);
+    persistence.stored = 1; // committed, its event still on its way
+    await hub.checkHeads();
+    confirm(1);
+    await settle();
+    expect(frames).toEqual(['joined:0', 'seq:1']);
+    expect(persistence.fetches).toBe(0);
     hub.close();
   });
 });

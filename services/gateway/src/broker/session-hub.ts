@@ -9,6 +9,7 @@ import {
   inboundMessageId,
   type Message,
   type ReqId,
+  SESSION_HEADS_MAX,
   type ServerFrame,
   type Subjects,
 } from '@switchboard/protocol';
@@ -64,7 +65,23 @@ export interface SessionHubOptions {
   logger: Logger;
   metrics: GatewayMetrics;
   gapWaitMs: number;
+  /** How often the hub compares its sessions' positions with the database's (`checkHeads`); 0: never by itself. */
+  headsCheckIntervalMs?: number;
+  /** How long a session found behind the database waits for its events before they are fetched. */
+  headGraceMs?: number;
 }
+
+/**
+ * Every this often, the hub asks persistence for the last seq of each session it delivers
+ * (`checkHeads`). A confirmed event travels over core NATS, at most once: one lost without a
+ * reconnect (a route between cluster nodes that flapped, interest not yet propagated across a
+ * cluster after a subscribe) is noticed at the session's next event, and in a session that goes
+ * quiet there may be none. The check bounds that to about this interval plus the grace below.
+ * It costs one request per 5,000 sessions per interval.
+ */
+export const HEADS_CHECK_INTERVAL_MS = 5_000;
+/** A session found behind may only be waiting for an event on its way: fetched if still behind after this. */
+export const HEAD_GRACE_MS = 1_000;
 
 export interface SendRequest {
   sessionId: number;
@@ -85,6 +102,7 @@ const keyOf = (sessionId: number, clientMsgId: string) => `${sessionId}:${client
  */
 export function createSessionHub(options: SessionHubOptions) {
   const { bus, subjects, persistence, metrics, gapWaitMs } = options;
+  const headGraceMs = options.headGraceMs ?? HEAD_GRACE_MS;
   const log = options.logger.child({ module: 'hub' });
   const channels = new Map<number, Channel>();
   const waiters = new Map<string, Set<{ resolve: (message: Message) => void; reject: (error: Error) => void }>>();
@@ -186,6 +204,44 @@ export function createSessionHub(options: SessionHubOptions) {
       scheduleGapFill(channel, channel.early.size >= MAX_EARLY_EVENTS ? 0 : gapWaitMs);
     }
   };
+
+  /** A session found behind the database: fetched unless its events arrive within the grace. */
+  const catchUpTo = (channel: Channel, head: number) => {
+    if (channel.gapTimer) return; // a fill is scheduled already
+    channel.gapTimer = setTimeout(() => {
+      channel.gapTimer = undefined;
+      if (channel.lastSeq !== undefined && channel.lastSeq < head) {
+        metrics.headCatchUps.inc();
+        void fillGap(channel);
+      }
+    }, headGraceMs);
+  };
+
+  let checkingHeads = false;
+  /** Compares each delivered session's last seq with the database's, and catches up those behind. */
+  const checkHeads = async (): Promise<void> => {
+    if (checkingHeads) return;
+    checkingHeads = true;
+    try {
+      const delivered = [...channels.values()].filter((channel) => channel.lastSeq !== undefined && channel.members.size > 0);
+      for (let from = 0; from < delivered.length; from += SESSION_HEADS_MAX) {
+        const batch = delivered.slice(from, from + SESSION_HEADS_MAX);
+        const { heads } = await persistence.call('sessions.heads', { session_ids: batch.map((channel) => channel.sessionId) });
+        for (const { id, last_seq: head } of heads) {
+          const channel = channels.get(id);
+          if (channel?.lastSeq !== undefined && channel.lastSeq < head) catchUpTo(channel, head);
+        }
+      }
+    } catch (error) {
+      log.warn({ err: error }, 'checking the sessions against the database failed; will try again');
+    } finally {
+      checkingHeads = false;
+    }
+  };
+  const headsTimer =
+    options.headsCheckIntervalMs === undefined || options.headsCheckIntervalMs === 0
+      ? undefined
+      : setInterval(() => void checkHeads(), options.headsCheckIntervalMs).unref();
 
   /** The session's channel, subscribing when it is new, with one more reference. */
   const acquire = (sessionId: number): Channel => {
@@ -439,10 +495,13 @@ export function createSessionHub(options: SessionHubOptions) {
       for (const channel of channels.values()) if (channel.lastSeq !== undefined) void fillGap(channel);
     },
 
+    checkHeads,
+
     /** Resolves once the hub listens for dead letters. */
     ready: deadLetters.then(() => undefined),
 
     close(): void {
+      clearInterval(headsTimer);
       void deadLetters.then((subscription) => subscription.unsubscribe());
       for (const channel of channels.values()) {
         clearTimeout(channel.gapTimer);

@@ -14,7 +14,7 @@ import type { Kysely } from 'kysely';
 import type { z } from 'zod';
 import { findHistoryPage, findMessageByClientMsgId, findMessagesAfter } from '../db/message.repository.js';
 import type { PersistenceDatabase } from '../db/schema.js';
-import { findSession, insertSession, listSessions } from '../db/session.repository.js';
+import { findLastSeqs, findSession, insertSession, listSessions } from '../db/session.repository.js';
 
 export const SERVICE_VERSION = '0.1.0';
 
@@ -34,6 +34,7 @@ function createHandlers(db: Kysely<PersistenceDatabase>): Handlers {
     'sessions.list': async (request) => ({
       sessions: await listSessions(db, { status: request.status, customerId: request.customer_id, limit: request.limit }),
     }),
+    'sessions.heads': async (request) => ({ heads: await findLastSeqs(db, request.session_ids) }),
     'messages.history': async (request) => {
       await sessionOrThrow(request.session_id);
       const page = await findHistoryPage(db, { sessionId: request.session_id, beforeSeq: request.before_seq, limit: request.limit });

@@ -1,5 +1,5 @@
 import type { Session, SessionWithSeq } from '@switchboard/protocol';
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import type { PersistenceDatabase } from './schema.js';
 import type { SessionRow } from './session.table.js';
 
@@ -28,6 +28,15 @@ export async function insertSession(
 export async function findSession(db: Kysely<PersistenceDatabase>, id: number): Promise<SessionWithSeq | undefined> {
   const row = await db.selectFrom('sessions').selectAll().where('id', '=', id).executeTakeFirst();
   return row && toSessionWithSeq(row);
+}
+
+/** The last seq of each of these sessions that exists. */
+export async function findLastSeqs(db: Kysely<PersistenceDatabase>, ids: readonly number[]): Promise<{ id: number; last_seq: number }[]> {
+  // One statement text whatever the number of ids (an `in` list would be a new one per length).
+  const { rows } = await sql<{ id: number; last_seq: number }>`select id, last_seq from sessions where id = any(${ids}::bigint[])`.execute(
+    db,
+  );
+  return rows;
 }
 
 /** Newest first. */
