@@ -1,4 +1,4 @@
-import { clientMsgIdOf, contentOf, type InfraPids, type System } from './driver.js';
+import { clientMsgIdOf, contentOf, type System } from './driver.js';
 import { type LatencySummary, summarize } from './histogram.js';
 import { GeneratorMonitor, type GeneratorStats, round } from './monitor.js';
 import type { Plan } from './plan.js';
@@ -79,15 +79,17 @@ export interface CpuSnapshot {
 }
 
 /**
- * What grew between two readings of a name's processes, over the pids read both times: a process
- * that ended in between (a PostgreSQL backend its pool closed) would otherwise take all of its
- * earlier time off the sum.
+ * What grew between two readings of a name's processes. A process that ended in between (a
+ * PostgreSQL backend its pool closed) counts only while both readings saw it: it would otherwise
+ * take all of its earlier time off the sum. One that started in between (a backend the pool
+ * opened) counts whole: the pids are listed afresh at each reading, so it did all its work then.
  */
-function growth<T>(before: Map<number, T> | undefined, after: Map<number, T>, value: (reading: T) => number): number | undefined {
+export function growth<T>(before: Map<number, T> | undefined, after: Map<number, T>, value: (reading: T) => number): number | undefined {
+  if (!before) return undefined;
   let sum: number | undefined;
   for (const [pid, end] of after) {
-    const start = before?.get(pid);
-    if (start !== undefined) sum = (sum ?? 0) + value(end) - value(start);
+    const start = before.get(pid);
+    sum = (sum ?? 0) + value(end) - (start === undefined ? 0 : value(start));
   }
   return sum;
 }
@@ -105,7 +107,9 @@ async function processCpu(process: System['processes'][number], scrapes: Map<str
   return process.pid === undefined ? undefined : procCpuSeconds(process.pid);
 }
 
-export async function cpuSnapshot(system: System, infraPids: InfraPids): Promise<CpuSnapshot> {
+/** Every process's CPU now; the infrastructure's processes (PostgreSQL's backends come and go) are listed afresh. */
+export async function cpuSnapshot(system: System): Promise<CpuSnapshot> {
+  const infraPids = await system.infraPids();
   const byProcess = new Map<string, number>();
   const scrapes = new Map<string, Scrape>();
   await Promise.all(
@@ -339,7 +343,6 @@ export async function runPhase(system: System, plan: Plan, tracker: Tracker, opt
   const startCounters = { ...tracker.counters };
   const startErrors = new Map(tracker.errorCodes);
   const monitor = new GeneratorMonitor();
-  const infraPids = await system.infraPids();
   tracker.resetHistograms();
 
   const start = performance.now() + 5;
@@ -405,7 +408,7 @@ export async function runPhase(system: System, plan: Plan, tracker: Tracker, opt
           windowOpenedAt = now;
           monitor.reset();
           system.onWindowOpen?.();
-          cpuBefore = cpuSnapshot(system, infraPids);
+          cpuBefore = cpuSnapshot(system);
         }
         if (now >= end && !cpuAfter) {
           // Window closed: stop counting arrivals for throughput, read CPU.
@@ -413,8 +416,8 @@ export async function runPhase(system: System, plan: Plan, tracker: Tracker, opt
           windowClosedAt = now;
           windowDeliveriesAtEnd = tracker.windowDeliveries;
           windowAcksAtEnd = tracker.windowAcks;
-          cpuBefore ??= cpuSnapshot(system, infraPids);
-          cpuAfter = cpuSnapshot(system, infraPids);
+          cpuBefore ??= cpuSnapshot(system);
+          cpuAfter = cpuSnapshot(system);
         }
         if (scheduledCount >= total && cpuAfter) resolve();
         else setTimeout(tick, 1);
@@ -429,7 +432,7 @@ export async function runPhase(system: System, plan: Plan, tracker: Tracker, opt
       await sleep(50);
     }
     const drainMs = Math.round(performance.now() - drainStart);
-    const [before, after] = await Promise.all([cpuBefore ?? cpuSnapshot(system, infraPids), cpuAfter ?? cpuSnapshot(system, infraPids)]);
+    const [before, after] = await Promise.all([cpuBefore ?? cpuSnapshot(system), cpuAfter ?? cpuSnapshot(system)]);
     const c = tracker.counters;
     const left = tracker.outstanding(first, first + total);
     const errorCodes: Record<string, number> = {};

@@ -30,7 +30,7 @@ describe('the machine in the window', () => {
     );
   });
 
-  it('counts only the processes read at both ends of the window, so one that ended takes nothing off', () => {
+  it('takes nothing off for a process that ended in the window, and counts one that started in it whole', () => {
     // PostgreSQL backend 21 ended during the window (its pool closed it) and 23 started.
     const before = snapshot(
       undefined,
@@ -42,10 +42,11 @@ describe('the machine in the window', () => {
       { postgres: { 20: { run: 7, wait: 1.5 }, 23: { run: 1, wait: 1 } } },
       { postgres: { 20: 7, 23: 1 }, nats: { 9: 3.5 } },
     );
-    expect(machineFigures(before, after).waitPerRunSecond).toEqual({ postgres: 0.25 });
+    // 20 ran 2 s and waited 0.5; 23 ran 1 s and waited 1.
+    expect(machineFigures(before, after).waitPerRunSecond).toEqual({ postgres: 0.5 });
     const cpu = cpuFigures(before, after, 1_000);
-    expect(cpu.infraByName).toEqual({ postgres: 2, nats: 1.5 });
-    expect(cpu.infraSeconds).toBe(3.5);
+    expect(cpu.infraByName).toEqual({ postgres: 3, nats: 1.5 });
+    expect(cpu.infraSeconds).toBe(4.5);
   });
 
   it('says nothing where /proc did not tell', () => {
