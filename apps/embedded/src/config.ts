@@ -7,7 +7,11 @@ const embeddedEnv = {
   NATS_URL: env.optionalString(),
   /** Set to use a real PostgreSQL instead of the embedded one. */
   DATABASE_URL: env.optionalString(),
-  HOST: env.string({ default: '0.0.0.0' }),
+  /**
+   * Loopback by default: this mode creates an admin and an agent with passwords everyone knows.
+   * `HOST=0.0.0.0` opens it to the network.
+   */
+  HOST: env.string({ default: '127.0.0.1' }),
   /** The gateway: WebSocket and demo page. */
   PORT: env.port(2346),
   AUTH_PORT: env.port(2347),
