@@ -40,6 +40,8 @@ function persistenceStub(initiallyStored: number) {
     stored: initiallyStored,
     /** `messages.after` requests answered: fetches of missing messages. */
     fetches: 0,
+    /** `sessions.heads` fails while set, as with persistence down or not upgraded yet. */
+    headsFailing: false,
     readStarted: started,
     release: () => releaseRead(),
     client: {
@@ -52,6 +54,7 @@ function persistenceStub(initiallyStored: number) {
           return { session: { ...session, last_seq: lastSeq } };
         }
         if (endpoint === 'sessions.heads') {
+          if (stub.headsFailing) throw new Error('no responders');
           const ids = (request as { session_ids: number[] }).session_ids;
           return { heads: ids.map((id) => ({ id, last_seq: stub.stored })) };
         }
@@ -77,14 +80,16 @@ function recorder(id: string) {
   return { subscriber, frames };
 }
 
-async function setUp(stored: number) {
+async function setUp(stored: number, logLines?: string[]) {
   const bus = createMemoryBus();
   const persistence = persistenceStub(stored);
   const hub = createSessionHub({
     bus,
     subjects,
     persistence: persistence.client,
-    logger: createLogger({ name: 'hub-test', level: 'silent' }),
+    logger: logLines
+      ? createLogger({ name: 'hub-test', level: 'info', destination: { write: (line: string) => logLines.push(line) } })
+      : createLogger({ name: 'hub-test', level: 'silent' }),
     metrics: createGatewayMetrics(new Registry()),
     gapWaitMs: 20,
     headGraceMs: 30,
@@ -152,6 +157,23 @@ describe('session hub', () => {
     await settle();
     expect(frames).toEqual(['joined:0', 'seq:1']);
     expect(persistence.fetches).toBe(0);
+    hub.close();
+  });
+
+  it('warns once while the check keeps failing (persistence down, or not upgraded yet), and again after a success', async () => {
+    const lines: string[] = [];
+    const { hub, persistence } = await setUp(0, lines);
+    persistence.release();
+    await hub.join(recorder('e').subscriber, SESSION, undefined, undefined);
+    const warnings = () => lines.filter((line) => line.includes('checking the sessions against the database failed')).length;
+    persistence.headsFailing = true;
+    for (let check = 0; check < 3; check++) await hub.checkHeads();
+    expect(warnings()).toBe(1);
+    persistence.headsFailing = false;
+    await hub.checkHeads();
+    persistence.headsFailing = true;
+    await hub.checkHeads();
+    expect(warnings()).toBe(2);
     hub.close();
   });
 });

@@ -218,6 +218,8 @@ export function createSessionHub(options: SessionHubOptions) {
   };
 
   let checkingHeads = false;
+  /** Failed checks in a row: the first is a warning, the rest (persistence down, or not upgraded yet) only debug lines. */
+  let headChecksFailed = 0;
   /** Compares each delivered session's last seq with the database's, and catches up those behind. */
   const checkHeads = async (): Promise<void> => {
     if (checkingHeads) return;
@@ -232,8 +234,10 @@ export function createSessionHub(options: SessionHubOptions) {
           if (channel?.lastSeq !== undefined && channel.lastSeq < head) catchUpTo(channel, head);
         }
       }
+      headChecksFailed = 0;
     } catch (error) {
-      log.warn({ err: error }, 'checking the sessions against the database failed; will try again');
+      const level = headChecksFailed++ === 0 ? 'warn' : 'debug';
+      log[level]({ err: error, failedInARow: headChecksFailed }, 'checking the sessions against the database failed; will try again');
     } finally {
       checkingHeads = false;
     }
