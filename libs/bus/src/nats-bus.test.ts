@@ -58,5 +58,11 @@ describe('natsConnectOptions', () => {
     expect(withoutCredentials('nats://gateway:pw@nats:4222')).toBe('nats://nats:4222');
     expect(withoutCredentials('nats://gateway:4f9a@nats.nats.svc:4222')).toBe('nats://nats.nats.svc:4222');
     expect(withoutCredentials('nats://[::1]:4222')).toBe('nats://[::1]:4222');
+    // A port that is the scheme's default stays written: nats.js would otherwise take 4222.
+    expect(withoutCredentials('wss://gateway:pw@nats.example.com:443')).toBe('wss://nats.example.com:443');
+    expect(withoutCredentials('ws://gateway:pw@nats:80/path')).toBe('ws://nats:80/path');
+    expect(withoutCredentials('nats://gateway:p%40ss@nats:4222')).toBe('nats://nats:4222');
+    // An unescaped @ in the password: the user info ends at the last one, as URL reads it.
+    expect(withoutCredentials('nats://gateway:p@ss@nats:4222')).toBe('nats://nats:4222');
   });
 });

@@ -85,18 +85,13 @@ function unavailable(what: string, error: unknown): BusError {
 
 type NatsCredentials = { user: string; pass: string } | { token: string } | Record<string, never>;
 
-/** A server URL without the credentials in its user info, as it may be logged and as nats.js can parse it. */
+/**
+ * A server URL without the credentials in its user info, as it may be logged and as nats.js can
+ * parse it. Cut from the text rather than rebuilt with `URL`, which drops a port it thinks is the
+ * default (`wss://host:443` would become `wss://host`, and nats.js would then use 4222).
+ */
 export function withoutCredentials(server: string): string {
-  let url: URL;
-  try {
-    url = new URL(server);
-  } catch {
-    return server;
-  }
-  if (url.username === '' && url.password === '') return server;
-  url.username = '';
-  url.password = '';
-  return url.toString().replace(/\/$/, '');
+  return server.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i, '$1');
 }
 
 /**

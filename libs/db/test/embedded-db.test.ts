@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
@@ -30,6 +30,18 @@ describe('createEmbeddedDb', () => {
     const database = await createEmbeddedDb({ dataDir });
     const { rows } = await sql<{ one: number }>`select 1 as one`.execute(database.db);
     expect(rows).toEqual([{ one: 1 }]);
+    await database.destroy();
+    expect(existsSync(`${dataDir}.lock`)).toBe(false);
+  });
+
+  it('refuses a lock of another host, whose process it cannot check, and takes over one of its own earlier life', async () => {
+    // A second container on the same volume: its pid may be ours, its host name is not.
+    writeFileSync(`${dataDir}.lock`, `${process.pid}@another-container`);
+    await expect(createEmbeddedDb({ dataDir })).rejects.toThrow(`in use by process ${process.pid}@another-container`);
+
+    // A container restarted: the same pid and host name, and the process that wrote it is gone.
+    writeFileSync(`${dataDir}.lock`, `${process.pid}@${hostname()}`);
+    const database = await createEmbeddedDb({ dataDir });
     await database.destroy();
     expect(existsSync(`${dataDir}.lock`)).toBe(false);
   });

@@ -25,7 +25,8 @@ export interface RunMainOptions {
  * The only place that touches `process` for lifecycle: starts the service, stops it on SIGTERM or
  * SIGINT under a hard timeout, and exits 0 on a clean stop. A failed start or a stop that overruns
  * exits 1. A signal during start-up stops what the start made once it finishes, or exits 0 after
- * `startGraceMs` if it has not (nothing was served yet). Repeated signals do not cut a stop short.
+ * `startGraceMs` if it has not: what the start opened goes with the process, undrained (a
+ * gateway's sockets may already be open). Repeated signals do not cut a stop short.
  */
 export function runMain({
   logger,

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { type Bus, createPersistenceClient, Deadlines, encodeJson } from '@switchboard/bus';
 import type { Logger } from '@switchboard/logging';
 import { CloseCode, createSubjects } from '@switchboard/protocol';
-import { counterTotal, createMetricsRegistry, type Stoppable, startOpsServer } from '@switchboard/runtime';
+import { counterTotal, createMetricsRegistry, type OpsServer, type Stoppable, startOpsServer } from '@switchboard/runtime';
 import { createTokenVerifier, requestKeySource } from '@switchboard/tokens';
 import { createSessionAccess } from './broker/session-access.js';
 import { createSessionHub, HEADS_CHECK_INTERVAL_MS } from './broker/session-hub.js';
@@ -87,8 +87,23 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
     },
   });
 
-  server.listen(config.port, config.host);
-  await once(server, 'listening');
+  let busService: { stop(): Promise<void> } | undefined;
+  // A start that fails after this point (the port taken, NATS gone) leaves nothing running behind
+  // it: the hub's timers and subscriptions, the heartbeat, the server.
+  const abandon = async () => {
+    heartbeat.close();
+    expiries.close();
+    hub.close();
+    server.close();
+    await busService?.stop().catch(() => undefined);
+  };
+  try {
+    server.listen(config.port, config.host);
+    await once(server, 'listening');
+  } catch (error) {
+    await abandon();
+    throw error;
+  }
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
 
@@ -101,21 +116,27 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
     messages_received: await counterTotal(metrics.framesIn, { type: 'send_message' }),
     messages_delivered: await counterTotal(metrics.framesOut, { type: 'new_message' }),
   });
-  const busService = await bus.addService({
-    name: subjects.gatewayServiceName,
-    version: GATEWAY_VERSION,
-    description: 'Switchboard gateway: client WebSockets',
-    endpoints: [{ name: 'status', subject: subjects.gatewayStatus, handler: async () => encodeJson(await status()) }],
-    stats: status,
-  });
-
-  const ops = await startOpsServer({
-    port: config.opsPort,
-    host: config.host,
-    registry,
-    logger,
-    checks: { bus: bus.isConnected, accepting: () => !draining },
-  });
+  let ops: OpsServer;
+  try {
+    busService = await bus.addService({
+      name: subjects.gatewayServiceName,
+      version: GATEWAY_VERSION,
+      description: 'Switchboard gateway: client WebSockets',
+      endpoints: [{ name: 'status', subject: subjects.gatewayStatus, handler: async () => encodeJson(await status()) }],
+      stats: status,
+    });
+    ops = await startOpsServer({
+      port: config.opsPort,
+      host: config.host,
+      registry,
+      logger,
+      checks: { bus: bus.isConnected, accepting: () => !draining },
+    });
+  } catch (error) {
+    await abandon();
+    throw error;
+  }
+  const registered = busService;
   logger.info({ port, opsPort: ops.port }, 'gateway listening');
 
   return {
@@ -143,7 +164,7 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
       await sleep(Math.min(1000, config.drainSeconds * 1000));
       for (const connection of connections) connection.terminate();
       hub.close();
-      await busService.stop().catch(() => undefined);
+      await registered.stop().catch(() => undefined);
       await ops.close();
     },
   };

@@ -44,7 +44,7 @@ export function createGatewayMetrics(registry: Registry) {
     }),
     headCatchUps: new Counter({
       name: 'switchboard_gateway_head_catch_ups_total',
-      help: 'Sessions found behind the database by the periodic check and caught up: confirmed events that never arrived.',
+      help: 'Sessions still behind the database a second after the periodic check found them, then fetched: confirmed events lost, or over a second late.',
       registers: [registry],
     }),
     slowClientsClosed: new Counter({

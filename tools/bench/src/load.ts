@@ -443,7 +443,9 @@ export async function runPhase(system: System, plan: Plan, tracker: Tracker, opt
     const rssBytes = await rssOf(system);
     // The window opens and closes on the tick after its planned times, later by the generator's
     // lag: arrivals are counted over the time it really was open.
-    const windowS = windowOpenedAt === undefined || windowClosedAt === undefined ? durationS : (windowClosedAt - windowOpenedAt) / 1000;
+    // (Opened and closed on one tick, when the generator stalled through the whole window: the planned length.)
+    const openS = windowOpenedAt === undefined || windowClosedAt === undefined ? 0 : (windowClosedAt - windowOpenedAt) / 1000;
+    const windowS = openS > 0 ? openS : durationS;
     return {
       label: options.label,
       system: system.name,

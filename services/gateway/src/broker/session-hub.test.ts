@@ -176,4 +176,19 @@ describe('session hub', () => {
     expect(warnings()).toBe(2);
     hub.close();
   });
+
+  it('does not hold back the fill of a gap that opens during the grace after a check', async () => {
+    const { hub, persistence, confirm } = await setUp(0);
+    const { subscriber, frames } = recorder('f');
+    persistence.release();
+    await hub.join(subscriber, SESSION, undefined, undefined);
+    persistence.stored = 1; // committed, its event on its way
+    await hub.checkHeads();
+    confirm(1);
+    persistence.stored = 2; // committed, its event lost
+    confirm(3); // arrives ahead of 2: the gap is filled after GAP_WAIT_MS
+    await settle();
+    expect(frames).toEqual(['joined:0', 'seq:1', 'seq:2', 'seq:3']);
+    hub.close();
+  });
 });

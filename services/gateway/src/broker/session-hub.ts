@@ -55,6 +55,8 @@ interface Channel {
   /** Events that arrived ahead of a missing seq, or before the first join knew where to start. */
   readonly early: Map<number, Message>;
   gapTimer: NodeJS.Timeout | undefined;
+  /** The grace after a check of the heads found the session behind (see `catchUpTo`); apart from `gapTimer`, which it must not hold back. */
+  headTimer: NodeJS.Timeout | undefined;
   filling: boolean;
 }
 
@@ -105,6 +107,8 @@ export function createSessionHub(options: SessionHubOptions) {
   const headGraceMs = options.headGraceMs ?? HEAD_GRACE_MS;
   const log = options.logger.child({ module: 'hub' });
   const channels = new Map<number, Channel>();
+  /** Set by `close()`: nothing is fetched or scheduled any more. */
+  let closed = false;
   const waiters = new Map<string, Set<{ resolve: (message: Message) => void; reject: (error: Error) => void }>>();
 
   const resolveWaiters = (message: Message) => {
@@ -143,7 +147,7 @@ export function createSessionHub(options: SessionHubOptions) {
 
   /** Fetches everything after the last delivered seq from persistence, then delivers what was held. */
   const fillGap = async (channel: Channel) => {
-    if (channel.filling || channel.lastSeq === undefined) return;
+    if (closed || channel.filling || channel.lastSeq === undefined) return;
     channel.filling = true;
     metrics.gapFills.inc();
     try {
@@ -158,6 +162,8 @@ export function createSessionHub(options: SessionHubOptions) {
         let filled = 0;
         for (const message of messages)
           if (message.seq === channel.lastSeq + 1) {
+            // Its event never came: a send waiting for it on this gateway is answered now too.
+            resolveWaiters(message);
             deliver(channel, message);
             filled++;
           }
@@ -176,7 +182,7 @@ export function createSessionHub(options: SessionHubOptions) {
   };
 
   const scheduleGapFill = (channel: Channel, delayMs: number) => {
-    if (channel.gapTimer) return;
+    if (closed || channel.gapTimer) return;
     channel.gapTimer = setTimeout(() => {
       channel.gapTimer = undefined;
       void fillGap(channel);
@@ -207,13 +213,12 @@ export function createSessionHub(options: SessionHubOptions) {
 
   /** A session found behind the database: fetched unless its events arrive within the grace. */
   const catchUpTo = (channel: Channel, head: number) => {
-    if (channel.gapTimer) return; // a fill is scheduled already
-    channel.gapTimer = setTimeout(() => {
-      channel.gapTimer = undefined;
-      if (channel.lastSeq !== undefined && channel.lastSeq < head) {
-        metrics.headCatchUps.inc();
-        void fillGap(channel);
-      }
+    if (channel.headTimer) return;
+    channel.headTimer = setTimeout(() => {
+      channel.headTimer = undefined;
+      if (closed || channel.lastSeq === undefined || channel.lastSeq >= head) return;
+      metrics.headCatchUps.inc();
+      void fillGap(channel);
     }, headGraceMs);
   };
 
@@ -222,11 +227,11 @@ export function createSessionHub(options: SessionHubOptions) {
   let headChecksFailed = 0;
   /** Compares each delivered session's last seq with the database's, and catches up those behind. */
   const checkHeads = async (): Promise<void> => {
-    if (checkingHeads) return;
+    if (checkingHeads || closed) return;
     checkingHeads = true;
     try {
       const delivered = [...channels.values()].filter((channel) => channel.lastSeq !== undefined && channel.members.size > 0);
-      for (let from = 0; from < delivered.length; from += SESSION_HEADS_MAX) {
+      for (let from = 0; from < delivered.length && !closed; from += SESSION_HEADS_MAX) {
         const batch = delivered.slice(from, from + SESSION_HEADS_MAX);
         const { heads } = await persistence.call('sessions.heads', { session_ids: batch.map((channel) => channel.sessionId) });
         for (const { id, last_seq: head } of heads) {
@@ -260,6 +265,7 @@ export function createSessionHub(options: SessionHubOptions) {
         joining: 0,
         early: new Map(),
         gapTimer: undefined,
+        headTimer: undefined,
         filling: false,
       };
       channel = created;
@@ -286,6 +292,7 @@ export function createSessionHub(options: SessionHubOptions) {
     if (channel.refs > 0) return;
     void channel.subscription.then((subscription) => subscription.unsubscribe()).catch(() => undefined);
     clearTimeout(channel.gapTimer);
+    clearTimeout(channel.headTimer);
     if (channels.get(channel.sessionId) === channel) channels.delete(channel.sessionId);
     metrics.sessions.set(channels.size);
   };
@@ -505,10 +512,12 @@ export function createSessionHub(options: SessionHubOptions) {
     ready: deadLetters.then(() => undefined),
 
     close(): void {
+      closed = true;
       clearInterval(headsTimer);
       void deadLetters.then((subscription) => subscription.unsubscribe());
       for (const channel of channels.values()) {
         clearTimeout(channel.gapTimer);
+        clearTimeout(channel.headTimer);
         void channel.subscription.then((subscription) => subscription.unsubscribe()).catch(() => undefined);
       }
       channels.clear();
