@@ -124,3 +124,13 @@ export function createDb<DB>({
     },
   };
 }
+
+/** Opens a pool for one piece of work (migrations, say), and closes it when the work is done or has failed. */
+export async function withDb<DB, T>(options: CreateDbOptions, use: (db: Kysely<DB>) => Promise<T>): Promise<T> {
+  const database = createDb<DB>(options);
+  try {
+    return await use(database.db);
+  } finally {
+    await database.destroy();
+  }
+}

@@ -1,5 +1,5 @@
 import { connectNatsBus } from '@switchboard/bus';
-import { createDb } from '@switchboard/db';
+import { createDb, withDb } from '@switchboard/db';
 import { createLogger } from '@switchboard/logging';
 import { createSubjects } from '@switchboard/protocol';
 import { loadConfigOrExit, runMain } from '@switchboard/runtime';
@@ -22,12 +22,9 @@ runMain({
   async start() {
     // Migrations first, on a pool without the query timeout: one may run, or wait for another
     // replica's lock, for longer. The service's own check afterwards finds nothing to do.
-    const migrating = createDb<AuthDatabase>({ url: config.databaseUrl, applicationName: 'switchboard-auth-migrate' });
-    try {
-      await migrateAuth(migrating.db, logger, { ensureSigningKey: config.privateKeyPem === undefined });
-    } finally {
-      await migrating.destroy();
-    }
+    await withDb<AuthDatabase, void>({ url: config.databaseUrl, applicationName: 'switchboard-auth-migrate' }, (db) =>
+      migrateAuth(db, logger, { ensureSigningKey: config.privateKeyPem === undefined }),
+    );
     const database = createDb<AuthDatabase>({
       url: config.databaseUrl,
       poolSize: config.databasePoolSize,

@@ -1,4 +1,4 @@
-import { createDb } from '@switchboard/db';
+import { withDb } from '@switchboard/db';
 import { createLogger } from '@switchboard/logging';
 import { migrateAuth } from './app.js';
 import { loadAuthConfig } from './config.js';
@@ -7,12 +7,9 @@ import type { AuthDatabase } from './db/schema.js';
 /** `npm run migrate`: applies the auth service's migrations and exits. */
 const config = loadAuthConfig();
 const logger = createLogger({ name: 'auth-migrate', level: config.logLevel });
-const database = createDb<AuthDatabase>({ url: config.databaseUrl, applicationName: 'switchboard-auth-migrate' });
-try {
-  // The schema only. Whether a key is generated and stored is for the service to decide at start,
-  // from its own JWT_PRIVATE_KEY: a migration run alone (the Helm hook, which never sees that key)
-  // would otherwise store a private key in the database of a deployment that supplies its own.
-  await migrateAuth(database.db, logger, { ensureSigningKey: false });
-} finally {
-  await database.destroy();
-}
+// The schema only. Whether a key is generated and stored is for the service to decide at start,
+// from its own JWT_PRIVATE_KEY: a migration run alone (the Helm hook, which never sees that key)
+// would otherwise store a private key in the database of a deployment that supplies its own.
+await withDb<AuthDatabase, void>({ url: config.databaseUrl, applicationName: 'switchboard-auth-migrate' }, (db) =>
+  migrateAuth(db, logger, { ensureSigningKey: false }),
+);

@@ -87,26 +87,6 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
     },
   });
 
-  let busService: { stop(): Promise<void> } | undefined;
-  // A start that fails after this point (the port taken, NATS gone) leaves nothing running behind
-  // it: the hub's timers and subscriptions, the heartbeat, the server.
-  const abandon = async () => {
-    heartbeat.close();
-    expiries.close();
-    hub.close();
-    server.close();
-    await busService?.stop().catch(() => undefined);
-  };
-  try {
-    server.listen(config.port, config.host);
-    await once(server, 'listening');
-  } catch (error) {
-    await abandon();
-    throw error;
-  }
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : config.port;
-
   // The gateway in the NATS services framework, so `$SRV.STATS` (and `npm run status`) show
   // every gateway's connections and traffic over NATS alone.
   const status = async () => ({
@@ -116,8 +96,11 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
     messages_received: await counterTotal(metrics.framesIn, { type: 'send_message' }),
     messages_delivered: await counterTotal(metrics.framesOut, { type: 'new_message' }),
   });
+  let busService: { stop(): Promise<void> } | undefined;
   let ops: OpsServer;
   try {
+    server.listen(config.port, config.host);
+    await once(server, 'listening');
     busService = await bus.addService({
       name: subjects.gatewayServiceName,
       version: GATEWAY_VERSION,
@@ -133,10 +116,17 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
       checks: { bus: bus.isConnected, accepting: () => !draining },
     });
   } catch (error) {
-    await abandon();
+    // A start that fails here (the port taken, NATS gone) leaves nothing running behind it: the
+    // hub's timers and subscriptions, the heartbeat, the server.
+    heartbeat.close();
+    expiries.close();
+    hub.close();
+    server.close();
+    await busService?.stop().catch(() => undefined);
     throw error;
   }
-  const registered = busService;
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
   logger.info({ port, opsPort: ops.port }, 'gateway listening');
 
   return {
@@ -164,7 +154,7 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
       await sleep(Math.min(1000, config.drainSeconds * 1000));
       for (const connection of connections) connection.terminate();
       hub.close();
-      await registered.stop().catch(() => undefined);
+      await busService?.stop().catch(() => undefined);
       await ops.close();
     },
   };

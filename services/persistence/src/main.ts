@@ -1,5 +1,5 @@
 import { connectNatsBus } from '@switchboard/bus';
-import { createDb } from '@switchboard/db';
+import { createDb, withDb } from '@switchboard/db';
 import { createLogger } from '@switchboard/logging';
 import { createSubjects } from '@switchboard/protocol';
 import { loadConfigOrExit, runMain } from '@switchboard/runtime';
@@ -22,12 +22,9 @@ runMain({
   async start() {
     // Migrations first, on a pool without the query timeout: one may run, or wait for another
     // replica's lock, for longer. The service's own check afterwards finds nothing to do.
-    const migrating = createDb<PersistenceDatabase>({ url: config.databaseUrl, applicationName: 'switchboard-persistence-migrate' });
-    try {
-      await migratePersistence(migrating.db, logger);
-    } finally {
-      await migrating.destroy();
-    }
+    await withDb<PersistenceDatabase, void>({ url: config.databaseUrl, applicationName: 'switchboard-persistence-migrate' }, (db) =>
+      migratePersistence(db, logger),
+    );
     const database = createDb<PersistenceDatabase>({
       url: config.databaseUrl,
       poolSize: config.databasePoolSize,

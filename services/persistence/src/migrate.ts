@@ -1,4 +1,4 @@
-import { createDb } from '@switchboard/db';
+import { withDb } from '@switchboard/db';
 import { createLogger } from '@switchboard/logging';
 import { migratePersistence } from './app.js';
 import { loadPersistenceConfig } from './config.js';
@@ -7,9 +7,6 @@ import type { PersistenceDatabase } from './db/schema.js';
 /** `npm run migrate`: applies the persistence service's migrations and exits. */
 const config = loadPersistenceConfig();
 const logger = createLogger({ name: 'persistence-migrate', level: config.logLevel });
-const database = createDb<PersistenceDatabase>({ url: config.databaseUrl, applicationName: 'switchboard-persistence-migrate' });
-try {
-  await migratePersistence(database.db, logger);
-} finally {
-  await database.destroy();
-}
+await withDb<PersistenceDatabase, void>({ url: config.databaseUrl, applicationName: 'switchboard-persistence-migrate' }, (db) =>
+  migratePersistence(db, logger),
+);

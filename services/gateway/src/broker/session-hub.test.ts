@@ -102,6 +102,15 @@ async function setUp(stored: number, logLines?: string[]) {
   return { hub, persistence, confirm };
 }
 
+/** A hub with one member joined to the empty session, and what it has been sent. */
+async function setUpJoined(logLines?: string[]) {
+  const setup = await setUp(0, logLines);
+  const { subscriber, frames } = recorder('member');
+  setup.persistence.release();
+  await setup.hub.join(subscriber, SESSION, undefined, undefined);
+  return { ...setup, frames };
+}
+
 const settle = () => new Promise((resolve) => setTimeout(resolve, 100));
 
 describe('session hub', () => {
@@ -133,10 +142,7 @@ describe('session hub', () => {
   });
 
   it('catches a member up after a confirmed event that never arrived, at the next check of the heads', async () => {
-    const { hub, persistence } = await setUp(0);
-    const { subscriber, frames } = recorder('c');
-    persistence.release();
-    await hub.join(subscriber, SESSION, undefined, undefined);
+    const { hub, persistence, frames } = await setUpJoined();
     persistence.stored = 1; // committed, and its event lost on the way
     await settle();
     expect(frames).toEqual(['joined:0']);
@@ -147,10 +153,7 @@ describe('session hub', () => {
   });
 
   it('fetches nothing for a session whose event arrives within the grace', async () => {
-    const { hub, persistence, confirm } = await setUp(0);
-    const { subscriber, frames } = recorder('d');
-    persistence.release();
-    await hub.join(subscriber, SESSION, undefined, undefined);
+    const { hub, persistence, confirm, frames } = await setUpJoined();
     persistence.stored = 1; // committed, its event still on its way
     await hub.checkHeads();
     confirm(1);
@@ -162,9 +165,7 @@ describe('session hub', () => {
 
   it('warns once while the check keeps failing (persistence down, or not upgraded yet), and again after a success', async () => {
     const lines: string[] = [];
-    const { hub, persistence } = await setUp(0, lines);
-    persistence.release();
-    await hub.join(recorder('e').subscriber, SESSION, undefined, undefined);
+    const { hub, persistence } = await setUpJoined(lines);
     const warnings = () => lines.filter((line) => line.includes('checking the sessions against the database failed')).length;
     persistence.headsFailing = true;
     for (let check = 0; check < 3; check++) await hub.checkHeads();
@@ -178,10 +179,7 @@ describe('session hub', () => {
   });
 
   it('does not hold back the fill of a gap that opens during the grace after a check', async () => {
-    const { hub, persistence, confirm } = await setUp(0);
-    const { subscriber, frames } = recorder('f');
-    persistence.release();
-    await hub.join(subscriber, SESSION, undefined, undefined);
+    const { hub, persistence, confirm, frames } = await setUpJoined();
     persistence.stored = 1; // committed, its event on its way
     await hub.checkHeads();
     confirm(1);

@@ -247,10 +247,7 @@ export function createSessionHub(options: SessionHubOptions) {
       checkingHeads = false;
     }
   };
-  const headsTimer =
-    options.headsCheckIntervalMs === undefined || options.headsCheckIntervalMs === 0
-      ? undefined
-      : setInterval(() => void checkHeads(), options.headsCheckIntervalMs).unref();
+  const headsTimer = options.headsCheckIntervalMs ? setInterval(() => void checkHeads(), options.headsCheckIntervalMs).unref() : undefined;
 
   /** The session's channel, subscribing when it is new, with one more reference. */
   const acquire = (sessionId: number): Channel => {
@@ -365,6 +362,12 @@ export function createSessionHub(options: SessionHubOptions) {
       if (waiter) set?.delete(waiter);
       if (set?.size === 0) waiters.delete(key);
     };
+    /** The message as stored, if it is: the answer when its confirmation cannot be waited for. */
+    const lookUpStored = () =>
+      persistence.call('messages.lookup', { session_id: sessionId, client_msg_id: clientMsgId }).then(
+        (found) => found.message,
+        () => null,
+      );
     let timer: NodeJS.Timeout | undefined;
     try {
       const inbound: InboundMessage = {
@@ -390,10 +393,8 @@ export function createSessionHub(options: SessionHubOptions) {
       }
       if (published.duplicate) {
         // The stream already holds it: stored already, or still on its way to persistence.
-        const found = await persistence
-          .call('messages.lookup', { session_id: sessionId, client_msg_id: clientMsgId })
-          .catch(() => ({ message: null }));
-        if (found.message) return found.message;
+        const stored = await lookUpStored();
+        if (stored) return stored;
       }
       const timedOut = new Promise<never>((_resolve, reject) => {
         timer = setTimeout(
@@ -406,10 +407,8 @@ export function createSessionHub(options: SessionHubOptions) {
       } catch (error) {
         // The confirmation may have been lost while it was stored: ask before giving up.
         if (error instanceof FrameError && error.code === ErrorCode.Unavailable) {
-          const found = await persistence
-            .call('messages.lookup', { session_id: sessionId, client_msg_id: clientMsgId })
-            .catch(() => ({ message: null }));
-          if (found.message) return found.message;
+          const stored = await lookUpStored();
+          if (stored) return stored;
         }
         throw error;
       }
