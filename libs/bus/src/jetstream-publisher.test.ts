@@ -63,6 +63,19 @@ describe('createJetStreamPublisher (real NATS)', () => {
     publisher.close();
   });
 
+  it('rejects, and does not throw, when nats.js refuses the message id as a header value', async () => {
+    const publisher = createJetStreamPublisher(nc, '_INBOX.pubtest');
+    let published: Promise<unknown> | undefined;
+    expect(() => {
+      published = publisher.publish(`${prefix}.in.c`, encoder.encode('x'), 'line\nbreak', 2_000);
+    }).not.toThrow();
+    const failure = await published?.catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(PublishError);
+    expect((failure as PublishError).reason).toBe('refused');
+    expect(publisher.pending()).toBe(0);
+    publisher.close();
+  });
+
   it('rejects with "no responders" when no stream takes the subject', async () => {
     const publisher = createJetStreamPublisher(nc, '_INBOX.pubtest');
     const failure = await publisher.publish(`${prefix}.nowhere`, encoder.encode('x'), 'id-x', 2_000).catch((error: unknown) => error);

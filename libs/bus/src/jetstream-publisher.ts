@@ -106,15 +106,16 @@ export function createJetStreamPublisher(nc: NatsConnection, inboxPrefix = '_INB
     publish(subject, data, msgId, timeoutMs) {
       if (closed) return Promise.reject(new PublishError('closed', 'the publisher is closed'));
       const token = nextToken++;
-      const h = headers();
-      h.set('Nats-Msg-Id', msgId);
       const settled = new Promise<PubAck>((resolve, reject) => {
         waiting.set(token, { resolve, reject });
       });
       try {
+        const h = headers();
+        h.set('Nats-Msg-Id', msgId);
         nc.publish(subject, data, { reply: `${replyPrefix}${token}`, headers: h });
       } catch (error) {
-        // Closed connection or a payload over max_payload: nothing was sent.
+        // A header value nats.js refuses, a closed connection or a payload over max_payload:
+        // nothing was sent.
         waiting.delete(token);
         return Promise.reject(new PublishError('refused', (error as Error).message));
       }

@@ -7,7 +7,7 @@ import { ROLES } from './roles.js';
  * schemas; a payload that does not match is refused there.
  */
 
-/** Published by a gateway on `inbound(session_id)` with `Nats-Msg-Id: <session_id>:<client_msg_id>`. */
+/** Published by a gateway on `inbound(session_id)` with `Nats-Msg-Id: inboundMessageId(…)`. */
 export const inboundMessageSchema = z.object({
   session_id: idSchema,
   client_msg_id: clientMsgIdSchema,
@@ -19,7 +19,22 @@ export const inboundMessageSchema = z.object({
 });
 export type InboundMessage = z.infer<typeof inboundMessageSchema>;
 
-export const inboundMessageId = (sessionId: number, clientMsgId: string) => `${sessionId}:${clientMsgId}`;
+/** Printable ASCII but `%`: what a client id may hold to go into a NATS header as it is. */
+const HEADER_SAFE = /^[!-$&-~]*$/;
+
+/**
+ * JetStream's dedupe key (`Nats-Msg-Id`) of a client's message: `<session_id>:<client_msg_id>`.
+ * A NATS header value cannot hold CR or LF (nats.js throws) and loses white space at its ends
+ * (`x` and `x ` would be one message), so an id with anything but printable ASCII, or with `%`,
+ * goes in with each other UTF-16 unit as `%` and four hex digits. Ids that need no escape, the
+ * usual kind, contain no `%`, so no two ids get the same key.
+ */
+export function inboundMessageId(sessionId: number, clientMsgId: string): string {
+  const key = HEADER_SAFE.test(clientMsgId)
+    ? clientMsgId
+    : clientMsgId.replace(/[^!-$&-~]/g, (unit) => `%${unit.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return `${sessionId}:${key}`;
+}
 
 /** Published by persistence on `confirmed(session_id)` after the message is committed, again on redelivery. */
 export const confirmedEventSchema = z.object({ message: messageSchema });

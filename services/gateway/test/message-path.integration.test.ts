@@ -167,6 +167,29 @@ describe('retries', () => {
   });
 });
 
+describe('client_msg_ids a NATS header cannot carry as they are', () => {
+  it('stores ids with line breaks or white space at their ends as distinct messages, and the gateway stays up', async () => {
+    const customer = await connect(0, (await stack.user('user')).token);
+    const sessionId = await newSession(customer);
+    await join(customer, sessionId);
+
+    const ids = ['a\nb', 'a\r\nb', 'dup', 'dup ', ' dup', 'dup\t'];
+    const seqs: unknown[] = [];
+    for (const [index, id] of ids.entries()) {
+      const ack = await customer.request({ type: 'send_message', session_id: sessionId, content: `m${index}`, client_msg_id: id });
+      expect(ack).toMatchObject({ type: 'message_ack', client_msg_id: id });
+      seqs.push(ack.seq);
+    }
+    expect(seqs).toEqual([1, 2, 3, 4, 5, 6]);
+    // A retry of one of them is still the same message.
+    expect(await customer.request({ type: 'send_message', session_id: sessionId, content: 'm3', client_msg_id: 'dup ' })).toMatchObject({
+      type: 'message_ack',
+      seq: 4,
+    });
+    expect(await customer.request({ type: 'ping' })).toMatchObject({ type: 'pong' });
+  });
+});
+
 describe("another sender's client_msg_id", () => {
   it('is refused with invalid_message rather than acked with the other message, and nothing is stored', async () => {
     const customer = await connect(0, (await stack.user('user')).token);

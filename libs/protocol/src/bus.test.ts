@@ -1,0 +1,28 @@
+import { headers } from 'nats';
+import { describe, expect, it } from 'vitest';
+import { inboundMessageId } from './bus.js';
+
+describe('inboundMessageId', () => {
+  it('keeps a printable ASCII id as it is', () => {
+    expect(inboundMessageId(7, 'c-42_x.y~!')).toBe('7:c-42_x.y~!');
+  });
+
+  it('gives every id a key that a NATS header holds unchanged', () => {
+    for (const id of ['a\nb', 'a\r\nb', ' x ', 'x ', '\tx', 'é', '😀', '\ud800', '50%', 'a b']) {
+      const key = inboundMessageId(1, id);
+      const h = headers();
+      h.set('Nats-Msg-Id', key);
+      expect(h.get('Nats-Msg-Id')).toBe(key);
+    }
+  });
+
+  it('gives different ids different keys, escaped or not', () => {
+    const ids = ['x', 'x ', ' x', 'a\nb', 'a%000ab', '%000a', '\n', 'a b', 'a%0020b', '%', '%0025', 'é', '\u00e9\u0301'];
+    const keys = ids.map((id) => inboundMessageId(3, id));
+    expect(new Set(keys).size).toBe(ids.length);
+  });
+
+  it('keeps sessions apart', () => {
+    expect(inboundMessageId(1, '2:x')).not.toBe(inboundMessageId(12, 'x'));
+  });
+});
