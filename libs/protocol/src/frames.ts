@@ -92,6 +92,26 @@ export function decodeClientFrame(text: string): ClientFrame {
   return result.data as ClientFrame;
 }
 
+/**
+ * The `req_id` and `client_msg_id` of a frame refused before it is decoded (too large), when its
+ * text is a JSON object that has them: so that the client can tell which request or message the
+ * refusal answers, and stop waiting for it.
+ */
+export function readFrameIds(text: string): { reqId?: ReqId; clientMsgId?: string } {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return {};
+  }
+  if (typeof raw !== 'object' || raw === null) return {};
+  const { req_id: reqId, client_msg_id: clientMsgId } = raw as Record<string, unknown>;
+  return {
+    ...(reqIdSchema.safeParse(reqId).success ? { reqId: reqId as ReqId } : {}),
+    ...(clientMsgIdSchema.safeParse(clientMsgId).success ? { clientMsgId: clientMsgId as string } : {}),
+  };
+}
+
 /** Length in Unicode code points, the unit of MAX_CONTENT_CHARS. */
 export function contentLength(content: string): number {
   let count = 0;

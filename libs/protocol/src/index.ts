@@ -30,6 +30,7 @@ export {
   HISTORY_MAX_LIMIT,
   PROTOCOL_VERSION,
   type ReqId,
+  readFrameIds,
   type ServerFrame,
 } from './frames.js';
 export {

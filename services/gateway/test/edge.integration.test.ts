@@ -1,3 +1,6 @@
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect as connectTcp, type Socket } from 'node:net';
 import { type ServiceProcess, type Stack, startStack, TestClient } from '@switchboard/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -22,12 +25,62 @@ async function authed(url = stack.wsUrl(0)): Promise<TestClient> {
   return client;
 }
 
+/**
+ * A client that speaks WebSocket by hand and ignores the close frames it receives, as a hostile one
+ * may: `ws` would answer them and stop sending.
+ */
+async function rawClient(port: number): Promise<{ sendText(text: string): void; closeFrame: Promise<number>; socket: Socket }> {
+  const socket = connectTcp(port, '127.0.0.1');
+  await once(socket, 'connect');
+  const key = randomBytes(16).toString('base64');
+  socket.write(
+    `GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+  );
+  let buffered = Buffer.alloc(0);
+  let upgraded = false;
+  const closeFrame = new Promise<number>((resolve) => {
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      if (!upgraded) {
+        const end = buffered.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        upgraded = true;
+        buffered = buffered.subarray(end + 4);
+      }
+      // Server frames are unmasked and, here, short: opcode, a 7- or 16-bit length, the payload.
+      while (buffered.length >= 2) {
+        const opcode = (buffered[0] ?? 0) & 0x0f;
+        let length = (buffered[1] ?? 0) & 0x7f;
+        let start = 2;
+        if (length === 126) {
+          if (buffered.length < 4) return;
+          length = buffered.readUInt16BE(2);
+          start = 4;
+        }
+        if (buffered.length < start + length) return;
+        if (opcode === 0x8) resolve(buffered.readUInt16BE(start));
+        buffered = buffered.subarray(start + length);
+      }
+    });
+  });
+  const sendText = (text: string) => {
+    const payload = Buffer.from(text);
+    const mask = randomBytes(4);
+    const header =
+      payload.length < 126
+        ? Buffer.from([0x81, 0x80 | payload.length])
+        : Buffer.from([0x81, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
+    socket.write(Buffer.concat([header, mask, payload.map((byte, i) => byte ^ (mask[i % 4] ?? 0))]));
+  };
+  return { sendText, closeFrame, socket };
+}
+
 async function stillWorks(client: TestClient): Promise<void> {
   expect(await client.request({ type: 'ping' })).toMatchObject({ type: 'pong', server_time: expect.any(String) });
 }
 
 beforeAll(async () => {
-  stack = await startStack({ gateways: 1 });
+  stack = await startStack({ gateways: 1, env: { AUTH_API_KEYS: randomBytes(16).toString('hex') } });
   strict = await stack.startGateway({
     RATE_LIMIT_PER_SEC: '2',
     AUTH_TIMEOUT_MS: '300',
@@ -65,6 +118,60 @@ describe('authentication', () => {
     const client = await connect(strictUrl());
     expect(await client.closed).toBe(4001);
     expect(client.frames.at(-1)).toMatchObject({ type: 'error', code: 'auth_required' });
+  });
+});
+
+describe('after the gateway closes a socket', () => {
+  it('handles no more of its frames, although a client ignoring the close frame keeps sending', async () => {
+    const raw = await rawClient(strict.port);
+    // The strict gateway closes a socket that has not authenticated within 300 ms.
+    expect(await raw.closeFrame).toBe(4001);
+    raw.sendText(JSON.stringify({ type: 'auth', token }));
+    raw.sendText(JSON.stringify({ type: 'send_message', session_id: sessionId, content: 'sent after the close', client_msg_id: 'late-1' }));
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    raw.socket.destroy();
+
+    const reader = await authed();
+    const history = await reader.request({ type: 'history', session_id: sessionId, limit: 100 });
+    expect((history.messages as { content: string }[]).map((message) => message.content)).not.toContain('sent after the close');
+  });
+});
+
+describe('re-auth', () => {
+  it('closes with 4001 a socket whose new token has another role, so that it joins again under that role', async () => {
+    const apiKey = stack.env.AUTH_API_KEYS ?? '';
+    const serviceToken = async (role: string) => {
+      const response = await fetch(`http://127.0.0.1:${stack.auth.port}/v1/service-token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` },
+        body: JSON.stringify({ external_id: 'crm-4711', role }),
+      });
+      expect(response.status).toBe(200);
+      return ((await response.json()) as { access_token: string }).access_token;
+    };
+    const asAgent = await serviceToken('agent');
+    const client = await connect(stack.wsUrl(0));
+    expect((await client.request({ type: 'auth', token: asAgent })).type).toBe('auth_success');
+    // As an agent it may join a customer's session.
+    expect((await client.request({ type: 'join_session', session_id: sessionId })).type).toBe('joined_session');
+
+    // The same user, now a customer: the socket must not keep the agent's membership.
+    const asCustomer = await serviceToken('user');
+    expect(await client.request({ type: 'auth', token: asCustomer })).toMatchObject({ type: 'error', code: 'auth_failed' });
+    expect(await client.closed).toBe(4001);
+
+    const again = await connect(stack.wsUrl(0));
+    expect((await again.request({ type: 'auth', token: asCustomer })).type).toBe('auth_success');
+    expect(await again.request({ type: 'join_session', session_id: sessionId })).toMatchObject({ type: 'error', code: 'forbidden' });
+  });
+
+  it('keeps the socket and its sessions when the new token has the same role', async () => {
+    const client = await authed();
+    expect((await client.request({ type: 'join_session', session_id: sessionId })).type).toBe('joined_session');
+    const fresh = await stack.user('user');
+    expect(await client.request({ type: 'auth', token: fresh.token })).toMatchObject({ type: 'error', code: 'forbidden' });
+    expect((await client.request({ type: 'auth', token })).type).toBe('auth_success');
+    await stillWorks(client);
   });
 });
 
@@ -114,6 +221,25 @@ describe('bad frames', () => {
     const client = await authed();
     client.send(JSON.stringify({ type: 'ping', pad: 'x'.repeat(70_000) }));
     expect(await client.waitFor((frame) => frame.type === 'error')).toMatchObject({ code: 'payload_too_large' });
+    await stillWorks(client);
+  });
+
+  it('echoes the req_id and client_msg_id of a send over MAX_FRAME_BYTES, so the client can stop waiting for it', async () => {
+    const client = await authed();
+    client.send(
+      JSON.stringify({
+        type: 'send_message',
+        session_id: sessionId,
+        content: 'x'.repeat(70_000),
+        client_msg_id: 'too-big-1',
+        req_id: 'big',
+      }),
+    );
+    expect(await client.waitFor((frame) => frame.type === 'error')).toMatchObject({
+      code: 'payload_too_large',
+      req_id: 'big',
+      client_msg_id: 'too-big-1',
+    });
     await stillWorks(client);
   });
 

@@ -13,6 +13,7 @@ import {
   HISTORY_DEFAULT_LIMIT,
   PROTOCOL_VERSION,
   type ReqId,
+  readFrameIds,
   type ServerFrame,
 } from '@switchboard/protocol';
 import { DEFAULT_CLOCK_TOLERANCE_S, type TokenVerifier, type VerifiedToken } from '@switchboard/tokens';
@@ -80,6 +81,12 @@ export class ClientConnection implements Subscriber {
   private sending = false;
   private handling: Promise<void> = SETTLED;
   private authTimer: NodeJS.Timeout | undefined;
+  /**
+   * Set when this side starts closing the socket. The client's close frame can take up to 30 s to
+   * come (ws's close timeout) and `ws` still emits its frames meanwhile: a client ignoring a 4001
+   * must not go on sending under the token that was just refused.
+   */
+  private closing = false;
   private closed = false;
   /** When the send buffer first went over the limit, or 0. */
   private overBufferSince = 0;
@@ -139,6 +146,8 @@ export class ClientConnection implements Subscriber {
    * client cannot grow the gateway's memory; it reconnects and resyncs with `last_seq`.
    */
   checkBackpressure(now = Date.now()): void {
+    // A socket already closing (for this or another reason) is not a slow client to count again.
+    if (this.closing) return;
     const buffered = this.ws.bufferedAmount;
     const { maxBufferedBytes, slowClientGraceMs } = this.deps.config;
     if (buffered <= maxBufferedBytes) {
@@ -162,6 +171,8 @@ export class ClientConnection implements Subscriber {
   }
 
   close(code: number, reason: string): void {
+    this.closing = true;
+    this.sends.length = 0;
     if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) this.ws.close(code, reason);
   }
 
@@ -179,7 +190,7 @@ export class ClientConnection implements Subscriber {
   }
 
   private onMessage(data: Buffer, isBinary: boolean): void {
-    if (this.closed) return;
+    if (this.closing) return;
     // Every frame counts against the rate, including those refused before they decode (binary,
     // oversize, not JSON): otherwise a flood of such frames bypassed the limiter, each one still
     // answered with an error and none of them ever leading to the 1008 close.
@@ -189,7 +200,11 @@ export class ClientConnection implements Subscriber {
       return;
     }
     if (data.length > this.deps.config.maxFrameBytes) {
-      this.refuseAtEdge(allowed, ErrorCode.PayloadTooLarge, `frame over ${this.deps.config.maxFrameBytes} bytes`, undefined);
+      // Read anyway (ws caps it at HARD_FRAME_LIMIT_FACTOR times the limit) for the ids that tell
+      // the client which request, or which queued message, was refused.
+      const ids = allowed ? readFrameIds(data.toString('utf8')) : {};
+      const message = `frame over ${this.deps.config.maxFrameBytes} bytes`;
+      this.refuseAtEdge(allowed, ErrorCode.PayloadTooLarge, message, ids.reqId, ids.clientMsgId);
       return;
     }
     let frame: ClientFrame;
@@ -213,13 +228,13 @@ export class ClientConnection implements Subscriber {
   }
 
   /** A frame that cannot be handled as it is. Over the rate it is refused as such, and counts towards the 1008 close. */
-  private refuseAtEdge(allowed: boolean, code: ErrorCode, message: string, reqId: ReqId | undefined): void {
+  private refuseAtEdge(allowed: boolean, code: ErrorCode, message: string, reqId: ReqId | undefined, clientMsgId?: string): void {
     if (!allowed) {
       this.refuseOverRate(reqId, {});
       return;
     }
     this.deps.metrics.framesIn.inc({ type: 'invalid' });
-    this.sendError(code, message, reqId);
+    this.sendError(code, message, reqId, clientMsgId === undefined ? {} : { client_msg_id: clientMsgId });
   }
 
   private refuseOverRate(reqId: ReqId | undefined, extra: { client_msg_id?: string }): void {
@@ -252,7 +267,7 @@ export class ClientConnection implements Subscriber {
 
   private async handle(frame: ClientFrame): Promise<void> {
     // Frames queued behind a slow one can come up after the socket closed: nobody is left to answer.
-    if (this.closed) return;
+    if (this.closing) return;
     if (frame.type === 'auth') return this.authenticate(frame);
     if (frame.type === 'ping') return this.send({ type: 'pong', ...withReqId(frame.req_id), server_time: new Date().toISOString() });
     const user = this.user;
@@ -277,8 +292,11 @@ export class ClientConnection implements Subscriber {
 
   private async authenticate(frame: ClientFrameOf<'auth'>): Promise<void> {
     const verified = await this.deps.verifier.verify(frame.token);
-    if (this.closed) return;
+    if (this.closing) return;
     if (this.user && this.user.userId !== verified.userId) refuse(ErrorCode.Forbidden, 'a connection cannot change user; reconnect');
+    // The sessions this socket joined were authorized for its role: a customer's token must not
+    // inherit an agent's memberships. A new socket joins each session again under the new role.
+    if (this.user && this.user.role !== verified.role) refuse(ErrorCode.AuthFailed, 'the role changed; reconnect with the new token');
     if (!this.user) this.deps.metrics.authenticatedConnections.inc();
     this.user = verified;
     clearTimeout(this.authTimer);
@@ -344,7 +362,7 @@ export class ClientConnection implements Subscriber {
     this.sending = true;
     try {
       for (let job = this.sends.shift(); job; job = this.sends.shift()) {
-        if (this.closed || !this.user) break;
+        if (this.closing || !this.user) break;
         await this.sendOne(this.user, job);
       }
     } finally {
@@ -381,6 +399,7 @@ export class ClientConnection implements Subscriber {
   private onClose(): void {
     if (this.closed) return;
     this.closed = true;
+    this.closing = true;
     clearTimeout(this.authTimer);
     this.deps.expiries.delete(this);
     this.sends.length = 0;

@@ -60,5 +60,10 @@ export function createWsServer(options: WsServerOptions): Server {
     }
     wss.handleUpgrade(request, socket, head, (ws) => onConnection(ws, request, socket));
   });
+  // Once listening, an error (a connection that cannot be accepted: out of file descriptors in a
+  // reconnect storm) is logged; with no listener it would end the process and every socket on it.
+  server.once('listening', () => {
+    server.on('error', (error) => logger.error({ err: error }, 'the WebSocket server failed to accept a connection'));
+  });
   return server;
 }
