@@ -1,4 +1,6 @@
+import { isIP } from 'node:net';
 import { commonEnv, commonSettings, databaseEnv, env, loadConfig } from '@switchboard/config';
+import { z } from 'zod';
 
 export const DEFAULT_PORT = 2347;
 export const DEFAULT_OPS_PORT = 9401;
@@ -24,9 +26,48 @@ const authEnv = {
   LOGIN_FAILURE_WINDOW: env.duration({ default: '15m', min: '1s', max: '30d' }),
   /** Origins allowed to call the API from a browser (CORS); `*` for any. */
   CORS_ORIGINS: env.list({ default: ['*'] }),
-  /** Behind a reverse proxy, trust its X-Forwarded-For for the client address. */
-  TRUST_PROXY: env.oneOf(['true', 'false'], { default: 'false' }),
+  /** Behind reverse proxies: whose X-Forwarded-For to trust for the client address (see `trustProxySetting`). */
+  TRUST_PROXY: env.string({ default: 'false' }).transform((raw, ctx) => {
+    const setting = trustProxySetting(raw);
+    if (setting === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'expected false, true, or comma-separated proxy addresses: IPs, CIDRs, loopback, linklocal, uniquelocal',
+      });
+      return z.NEVER;
+    }
+    return setting;
+  }),
 };
+
+const PROXY_PRESETS = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+function isProxyAddress(entry: string): boolean {
+  if (PROXY_PRESETS.has(entry)) return true;
+  const [address = '', prefix, ...rest] = entry.split('/');
+  const version = isIP(address);
+  if (version === 0 || rest.length > 0) return false;
+  return prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (version === 4 ? 32 : 128));
+}
+
+/**
+ * TRUST_PROXY as Fastify takes it. `false`: the client address is the peer's. A list of proxies
+ * (behind an ingress, `uniquelocal` covers the cluster's private addresses): the address is the
+ * nearest one in X-Forwarded-For that is not a trusted proxy, which a client cannot forge, since
+ * what it writes there lies beyond its own address. `true` trusts every hop, so a client behind a
+ * proxy that appends to X-Forwarded-For picks its own address (and dodges the per-address login
+ * throttle): only for a proxy that replaces the header. `undefined` when not one of these.
+ */
+export function trustProxySetting(raw: string): boolean | string[] | undefined {
+  const value = raw.trim();
+  if (value === 'false') return false;
+  if (value === 'true') return true;
+  const entries = value
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter((entry) => entry.length > 0);
+  return entries.length > 0 && entries.every(isProxyAddress) ? entries : undefined;
+}
 
 export function loadAuthConfig(source: NodeJS.ProcessEnv = process.env) {
   const raw = loadConfig(authEnv, source);
@@ -51,7 +92,7 @@ export function loadAuthConfig(source: NodeJS.ProcessEnv = process.env) {
     loginMaxFailures: raw.LOGIN_MAX_FAILURES,
     loginMaxFailuresPerAddress: raw.LOGIN_MAX_FAILURES_PER_ADDRESS,
     loginFailureWindowMs: raw.LOGIN_FAILURE_WINDOW,
-    trustProxy: raw.TRUST_PROXY === 'true',
+    trustProxy: raw.TRUST_PROXY,
     corsOrigins: raw.CORS_ORIGINS,
   });
 }

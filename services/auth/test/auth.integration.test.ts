@@ -235,7 +235,8 @@ describe('POST /v1/token per client address', () => {
       env: authEnv({
         DATABASE_URL: fresh.url,
         NATS_SUBJECT_PREFIX: uniqueSubjectPrefix(),
-        TRUST_PROXY: 'true',
+        // The proxy is this machine: its X-Forwarded-For is trusted, and nothing before it.
+        TRUST_PROXY: 'loopback',
         LOGIN_MAX_FAILURES_PER_ADDRESS: '2',
       }),
     });
@@ -254,6 +255,12 @@ describe('POST /v1/token per client address', () => {
     expect([await login('10.0.0.2', 'nobody-1', 'nope-nope'), await login('10.0.0.2', 'nobody-2', 'nope-nope')]).toEqual([401, 401]);
     for (let i = 0; i < 5; i++) expect(await login('10.0.0.2', ADMIN.username, 'nope-nope')).toBe(429);
     expect(await login('10.0.0.3', ADMIN.username, ADMIN.password)).toBe(200);
+  });
+
+  it('takes the address the proxy saw, not one the client wrote before it in X-Forwarded-For', async () => {
+    const statuses = [];
+    for (let i = 0; i < 3; i++) statuses.push(await login(`198.51.100.${i}, 10.0.0.4`, `nobody-${i}`, 'nope-nope'));
+    expect(statuses).toEqual([401, 401, 429]);
   });
 });
 

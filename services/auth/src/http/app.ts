@@ -33,7 +33,8 @@ export interface HttpAppOptions {
   throttles: { user: LoginThrottle; address: LoginThrottle };
   metrics: AuthMetrics;
   logger: Logger;
-  trustProxy: boolean;
+  /** Fastify's trustProxy: false, true, or the trusted proxies' addresses. */
+  trustProxy: boolean | string[];
   corsOrigins: readonly string[];
 }
 

@@ -1,0 +1,25 @@
+import { describe, expect, it } from 'vitest';
+import { loadAuthConfig, trustProxySetting } from './config.js';
+
+const base = { DATABASE_URL: 'postgres://localhost/auth' };
+
+describe('TRUST_PROXY', () => {
+  it('is off by default', () => {
+    expect(loadAuthConfig(base).trustProxy).toBe(false);
+  });
+
+  it('takes true, false, or a list of proxy addresses, CIDRs and presets', () => {
+    expect(trustProxySetting('true')).toBe(true);
+    expect(trustProxySetting(' false ')).toBe(false);
+    expect(trustProxySetting('uniquelocal')).toEqual(['uniquelocal']);
+    expect(trustProxySetting('10.0.0.0/8, 192.168.1.7,fd00::/8, loopback')).toEqual(['10.0.0.0/8', '192.168.1.7', 'fd00::/8', 'loopback']);
+    expect(loadAuthConfig({ ...base, TRUST_PROXY: '10.1.0.0/16' }).trustProxy).toEqual(['10.1.0.0/16']);
+  });
+
+  it('refuses anything else at start', () => {
+    for (const bad of ['1', 'yes', '10.0.0.0/33', 'fd00::/129', 'proxy.example.com', '10.0.0.0/8/1', ',']) {
+      expect(trustProxySetting(bad), bad).toBeUndefined();
+    }
+    expect(() => loadAuthConfig({ ...base, TRUST_PROXY: '2' })).toThrow(/TRUST_PROXY/);
+  });
+});
