@@ -5,7 +5,7 @@
  * docker-compose (Debian's v1) validates the compose file without an engine.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -83,6 +83,15 @@ interface ServiceSpec {
   selector?: Record<string, string>;
   ports: { name: string; port: number; targetPort?: string | number }[];
 }
+interface PdbSpec {
+  maxUnavailable?: number | string;
+  minAvailable?: number | string;
+  unhealthyPodEvictionPolicy?: string;
+}
+interface IngressSpec {
+  rules?: unknown[];
+  defaultBackend?: unknown;
+}
 interface HpaSpec {
   metrics: { type: string; resource?: { name: string }; pods?: { metric: { name: string } } }[];
 }
@@ -110,6 +119,29 @@ function runHelm(args: string[]): { status: number | null; stdout: string; stder
 
 function template(...args: string[]) {
   return runHelm(['template', RELEASE, CHART, '--namespace', 'support', ...args]);
+}
+
+/** helm template that must succeed, parsed. */
+function render(...args: string[]): K8sObject[] {
+  const result = template(...args);
+  expect(result.status, result.stderr).toBe(0);
+  return parseObjects(result.stdout);
+}
+
+/** A values file in the test's scratch directory, for values --set cannot express (floats, empty lists). */
+function valuesFile(name: string, values: unknown): string {
+  const file = join(workDir, name);
+  writeFileSync(file, JSON.stringify(values));
+  return file;
+}
+
+/** The install notes (NOTES.txt) of a client-only dry run: helm template does not render them. */
+function notes(...args: string[]): string {
+  const result = runHelm(['install', RELEASE, CHART, '--namespace', 'support', '--dry-run=client', ...args]);
+  expect(result.status, result.stderr).toBe(0);
+  const start = result.stdout.indexOf('NOTES:');
+  expect(start, 'NOTES in the dry-run output').toBeGreaterThanOrEqual(0);
+  return result.stdout.slice(start);
 }
 
 function parseObjects(text: string): K8sObject[] {
@@ -150,6 +182,22 @@ function allContainers(spec: PodSpec): Container[] {
 
 function envOf(container: Container, name: string): EnvVar | undefined {
   return container.env?.find((entry) => entry.name === name);
+}
+
+/** Env entries that read a key missing from a Secret of the same render. */
+function missingSecretKeys(list: K8sObject[]): string[] {
+  const missing: string[] = [];
+  for (const workload of list.filter((object) => ['Deployment', 'Job', 'Pod'].includes(object.kind))) {
+    for (const container of allContainers(podOf(workload).spec)) {
+      for (const entry of container.env ?? []) {
+        const ref = entry.valueFrom?.secretKeyRef;
+        const secret = ref && list.find((object) => object.kind === 'Secret' && object.metadata.name === ref.name);
+        if (!ref || !secret || ref.key in { ...secret.data, ...secret.stringData }) continue;
+        missing.push(`${workload.metadata.name}/${container.name} ${entry.name}: ${ref.name} has no key ${ref.key}`);
+      }
+    }
+  }
+  return missing;
 }
 
 const component = (name: string) => `${RELEASE}-switchboard-${name}`;
@@ -353,6 +401,18 @@ describe('the Helm chart', () => {
         }
       });
 
+      it('reads only keys that exist from the Secrets it creates', () => {
+        expect(missingSecretKeys(objects(file))).toEqual([]);
+      });
+
+      it('lets unready pods be evicted by every PodDisruptionBudget, so a NATS or PostgreSQL outage does not block drains', () => {
+        const budgets = ofKind(objects(file), 'PodDisruptionBudget');
+        expect(budgets).toHaveLength(3);
+        for (const budget of budgets) {
+          expect((budget.spec as PdbSpec).unhealthyPodEvictionPolicy, budget.metadata.name).toBe('AlwaysAllow');
+        }
+      });
+
       it('has a helm test Pod doing a WebSocket round trip through the gateway Service', () => {
         const list = objects(file);
         const [pod, ...others] = ofKind(list, 'Pod');
@@ -454,6 +514,9 @@ describe('the Helm chart', () => {
       ['logLevel=verbose', /logLevel/],
       // The services accept lowercase letters, digits, - and _, starting with a letter.
       ['nats.subjectPrefix=Tenant.EU', /subjectPrefix/],
+      // Credentials belong in nats.existingSecret: env values are readable by anyone who can read Deployments.
+      ['nats.url=nats://gateway:secret@nats:4222', /url/],
+      ['nats.url=nats://nats:4222\\,nats://token@nats-b:4222', /url/],
     ])('refuses --set %s', (setting, message) => {
       const result = template(...minimal(), '--set', setting);
       expect(result.status).not.toBe(0);
@@ -472,9 +535,104 @@ describe('the Helm chart', () => {
       expect(result.stderr).toContain('terminationGracePeriodSeconds');
     });
 
+    it('refuses an enabled ingress without hosts, which the API server would refuse, but not a disabled one', () => {
+      for (const name of ['auth', 'gateway']) {
+        const enabled = valuesFile(`${name}-no-hosts.json`, { [name]: { ingress: { enabled: true, hosts: [] } } });
+        const result = template(...minimal(), '-f', enabled);
+        expect(result.status, name).not.toBe(0);
+        expect(result.stderr).toMatch(/hosts/);
+        const disabled = valuesFile(`${name}-no-hosts-off.json`, { [name]: { ingress: { enabled: false, hosts: [] } } });
+        expect(ofKind(render(...minimal(), '-f', disabled), 'Ingress')).toEqual([]);
+      }
+      for (const ingress of ofKind(objects('full-values.yaml'), 'Ingress')) {
+        expect((ingress.spec as IngressSpec).rules?.length, ingress.metadata.name).toBeGreaterThan(0);
+      }
+    });
+
     it('accepts a valid override', () => {
       const result = template(...minimal(), '--set', 'gateway.replicaCount=4', '--set', 'gateway.drainSeconds=10');
       expect(result.status, result.stderr).toBe(0);
+    });
+
+    it('reads DATABASE_URL from the Secret it creates even when database.existingSecretKey is changed', () => {
+      const set = (...settings: string[]) => settings.flatMap((setting) => ['--set', setting]);
+      const list = render(...set('nats.url=nats://nats:4222', 'database.url=postgres://x@db/x', 'database.existingSecretKey=url'));
+      expect(missingSecretKeys(list)).toEqual([]);
+      for (const name of ['auth', 'persistence']) {
+        const container = podOf(byName(list, 'Deployment', component(name))).spec.containers[0];
+        expect(container && envOf(container, 'DATABASE_URL')?.valueFrom?.secretKeyRef, name).toEqual({
+          name: component('database'),
+          key: 'DATABASE_URL',
+        });
+      }
+      // With an existing Secret the key is the configured one.
+      const existing = render(...set('nats.url=nats://nats:4222', 'database.existingSecret=db', 'database.existingSecretKey=url'));
+      const auth = podOf(byName(existing, 'Deployment', component('auth'))).spec.containers[0];
+      expect(auth && envOf(auth, 'DATABASE_URL')?.valueFrom?.secretKeyRef).toEqual({ name: 'db', key: 'url' });
+    });
+
+    it('renders numbers of <component>.env from a values file as written, not in scientific notation', () => {
+      const file = valuesFile('env-numbers.yaml', {
+        gateway: { env: { MAX_BUFFERED_BYTES: 4194304, MAX_FRAME_BYTES: 1048576, BIG: 12345678901234, RATIO: 0.25, FLAG: true } },
+      });
+      const gateway = podOf(byName(render(...minimal(), '-f', file), 'Deployment', component('gateway'))).spec.containers[0];
+      if (!gateway) throw new Error('no gateway container');
+      expect(envOf(gateway, 'MAX_BUFFERED_BYTES')?.value).toBe('4194304');
+      expect(envOf(gateway, 'MAX_FRAME_BYTES')?.value).toBe('1048576');
+      expect(envOf(gateway, 'BIG')?.value).toBe('12345678901234');
+      expect(envOf(gateway, 'RATIO')?.value).toBe('0.25');
+      expect(envOf(gateway, 'FLAG')?.value).toBe('true');
+    });
+
+    it('keeps maxUnavailable: 0 of a PodDisruptionBudget, and 1 when neither bound is given', () => {
+      const list = render(...minimal(), '--set', 'gateway.podDisruptionBudget.maxUnavailable=0');
+      expect((byName(list, 'PodDisruptionBudget', component('gateway')).spec as PdbSpec).maxUnavailable).toBe(0);
+      const file = valuesFile('pdb-zero.yaml', { auth: { podDisruptionBudget: { enabled: true, maxUnavailable: 0 } } });
+      expect((byName(render(...minimal(), '-f', file), 'PodDisruptionBudget', component('auth')).spec as PdbSpec).maxUnavailable).toBe(0);
+      const unset = valuesFile('pdb-unset.yaml', { persistence: { podDisruptionBudget: { enabled: true, maxUnavailable: null } } });
+      const spec = byName(render(...minimal(), '-f', unset), 'PodDisruptionBudget', component('persistence')).spec as PdbSpec;
+      expect(spec).toMatchObject({ maxUnavailable: 1 });
+      expect(spec.minAvailable).toBeUndefined();
+    });
+
+    describe('TRUST_PROXY of auth', () => {
+      const trustProxy = (...args: string[]) => {
+        const auth = podOf(byName(render(...minimal(), ...args), 'Deployment', component('auth'))).spec.containers[0];
+        if (!auth) throw new Error('no auth container');
+        return envOf(auth, 'TRUST_PROXY')?.value;
+      };
+
+      it('trusts no proxy by default, and the ingress controller pods (private addresses) behind the auth ingress', () => {
+        expect(trustProxy()).toBe('false');
+        // Otherwise every login comes from the controller's address: 50 failures lock everyone out.
+        expect(trustProxy('--set', 'auth.ingress.enabled=true')).toBe('uniquelocal');
+        expect(trustProxy('--set', 'gateway.ingress.enabled=true')).toBe('false');
+      });
+
+      it('renders auth.trustProxy as given', () => {
+        expect(trustProxy('--set', 'auth.trustProxy=true')).toBe('true');
+        expect(trustProxy('--set', 'auth.trustProxy=false', '--set', 'auth.ingress.enabled=true')).toBe('false');
+        expect(trustProxy('--set-string', 'auth.trustProxy=1')).toBe('1');
+        expect(trustProxy('--set', 'auth.trustProxy=uniquelocal\\,203.0.113.0/24', '--set', 'auth.ingress.enabled=true')).toBe(
+          'uniquelocal,203.0.113.0/24',
+        );
+        expect(trustProxy('--set', 'auth.trustProxy=', '--set', 'auth.ingress.enabled=true')).toBe('uniquelocal');
+        const auth = podOf(byName(objects('full-values.yaml'), 'Deployment', component('auth'))).spec.containers[0];
+        expect(auth && envOf(auth, 'TRUST_PROXY')?.value).toBe('uniquelocal,203.0.113.0/24');
+      });
+
+      it('refuses a number: a hop count is a string', () => {
+        const result = template(...minimal(), '--set', 'auth.trustProxy=2');
+        expect(result.status).not.toBe(0);
+        expect(result.stderr).toMatch(/trustProxy/);
+      });
+    });
+
+    it('names the NATS Secret in the install notes instead of a URL no pod uses', () => {
+      const withSecret = notes(...minimal(), '--set', 'nats.existingSecret=switchboard-nats-users');
+      expect(withSecret).toContain('from Secret switchboard-nats-users');
+      expect(withSecret).not.toContain('nats://');
+      expect(notes(...minimal())).toContain('nats://nats:4222');
     });
 
     it('gives each service its own NATS user from nats.existingSecret, never inline', () => {
@@ -489,6 +647,68 @@ describe('the Helm chart', () => {
         expect(url?.valueFrom?.secretKeyRef, name).toEqual({ name: 'switchboard-nats-users', key: name });
       }
     });
+  });
+});
+
+// ---- the chart README, docs/operations.md and the example values ----
+
+const DOCS = {
+  'deploy/helm/switchboard/README.md': join(CHART, 'README.md'),
+  'docs/operations.md': join(ROOT, 'docs/operations.md'),
+  ...Object.fromEntries(VALUES_FILES.map((file) => [`ci/${file}`, join(CHART, 'ci', file)])),
+};
+
+/** The kubectl and helm commands of a text: in code blocks, inline code or YAML comments, continuation lines joined. */
+function commandsOf(text: string): string[] {
+  const joined = text.replace(/\\\n\s*(#\s*)?/g, ' ');
+  return [...joined.matchAll(/\b(kubectl|helm) [^`\n]*/g)].map((match) => match[0].trim());
+}
+
+/** The namespace a kubectl or helm command names with -n or --namespace. */
+function namespaceOf(command: string): string | undefined {
+  return /(?:^|\s)(?:-n|--namespace)[= ](\S+)/.exec(command)?.[1];
+}
+
+describe('the deployment docs', () => {
+  const texts = Object.entries(DOCS).map(([name, path]) => [name, readFileSync(path, 'utf8')] as const);
+
+  it('create every Secret of the release and run every helm command for it in one namespace', () => {
+    const operations = readFileSync(DOCS['docs/operations.md'], 'utf8');
+    const install = commandsOf(operations).find((command) => command.startsWith(`helm install ${RELEASE} `));
+    const namespace = install && namespaceOf(install);
+    expect(namespace, 'the namespace of helm install in docs/operations.md').toBeTruthy();
+    let checked = 0;
+    for (const [name, text] of texts) {
+      for (const command of commandsOf(text)) {
+        const ofRelease =
+          command.startsWith('kubectl ') ||
+          new RegExp(`^helm (install|upgrade|test|uninstall|rollback|status) ${RELEASE}\\b`).test(command);
+        if (!ofRelease || /^kubectl create namespace /.test(command)) continue;
+        expect(namespaceOf(command), `${name}: ${command}`).toBe(namespace);
+        checked += 1;
+      }
+    }
+    expect(checked).toBeGreaterThanOrEqual(8);
+  });
+
+  it('point in-cluster NATS URLs at the Services that the NATS install of the README creates', () => {
+    const readme = readFileSync(DOCS['deploy/helm/switchboard/README.md'], 'utf8');
+    const install = /helm install (\S+) nats\/nats (?:-n|--namespace) (\S+)/.exec(readme);
+    if (!install) throw new Error('no helm install of the official NATS chart in the README');
+    const [, release, namespace] = install;
+    // The official chart (1.x) names the client Service after the release and the StatefulSet's
+    // headless Service <release>-headless: pods are <release>-<n>.<release>-headless.<namespace>.svc.
+    const known = new RegExp(`^(${release}|${release}-\\d+\\.${release}-headless)\\.${namespace}\\.svc(\\.cluster\\.local)?$`);
+    let checked = 0;
+    for (const [name, text] of texts) {
+      for (const match of text.matchAll(/\b(?:nats|tls|ws|wss):\/\/(?:[^@\s/'",]*@)?([^:/\s'",]+)/g)) {
+        const host = match[1] ?? '';
+        if (!/\.svc(\.cluster\.local)?$/.test(host)) continue;
+        expect(host, `${name}: ${match[0]}`).toMatch(known);
+        checked += 1;
+      }
+    }
+    expect(checked).toBeGreaterThanOrEqual(4);
   });
 });
 
@@ -760,11 +980,53 @@ describe('the Dockerfile', () => {
     const build = instructions.slice(0, lastFrom).join('\n');
     expect(build).toMatch(/npm ci/);
     expect(build).toMatch(/npm run build/);
-    expect(build).toMatch(/npm prune --omit=dev/);
+    expect(build).toMatch(/npm (ci|prune) --omit=dev/);
   });
 
-  it('runs as the node user under tini, the gateway by default', () => {
-    expect(runtime).toContain('USER node');
+  it('keeps the benchmark and libs/testing out of the runtime dependencies', () => {
+    const build = instructions.slice(0, lastFrom);
+    // The last install or prune decides what node_modules the runtime stage copies.
+    const production = build.filter((line) => /npm (ci|prune) --omit=dev/.test(line)).pop() ?? '';
+    const selected = [...production.matchAll(/--workspace[= ](\S+)/g)].map((match) => match[1] ?? '');
+    const workspaces = new Map<string, { dir: string; dependencies: Record<string, string> }>();
+    for (const group of ['libs', 'services', 'apps', 'tools']) {
+      for (const name of readdirSync(join(ROOT, group))) {
+        const manifest = join(ROOT, group, name, 'package.json');
+        if (!existsSync(manifest)) continue;
+        const json = JSON.parse(readFileSync(manifest, 'utf8')) as { name: string; dependencies?: Record<string, string> };
+        workspaces.set(json.name, { dir: `${group}/${name}`, dependencies: json.dependencies ?? {} });
+      }
+    }
+    const dirs = [...workspaces.values()].map((workspace) => workspace.dir);
+    // Every service and the embedded app, and nothing but workspaces.
+    for (const dir of dirs.filter((dir) => dir.startsWith('services/'))) expect(selected, dir).toContain(dir);
+    expect(selected).toContain('apps/embedded');
+    for (const dir of selected) expect(dirs, dir).toContain(dir);
+    // What those workspaces pull in, following the workspace dependencies.
+    const reached = new Set<string>();
+    const pending = [...workspaces].filter(([, workspace]) => selected.includes(workspace.dir)).map(([name]) => name);
+    const external = new Set<string>();
+    while (pending.length > 0) {
+      const name = pending.pop() ?? '';
+      if (reached.has(name)) continue;
+      reached.add(name);
+      for (const dependency of Object.keys(workspaces.get(name)?.dependencies ?? {})) {
+        if (workspaces.has(dependency)) pending.push(dependency);
+        else external.add(dependency);
+      }
+    }
+    for (const name of ['@switchboard/bench', '@switchboard/testing']) expect(reached, name).not.toContain(name);
+    for (const name of ['socket.io', 'socket.io-client', '@socket.io/redis-adapter', 'redis', 'hdr-histogram-js']) {
+      expect(external, name).not.toContain(name);
+    }
+    // Nor are the sources and build of libs/testing copied.
+    expect(build.join('\n')).toMatch(/rm -rf [^\n]*\blibs\/testing\b/);
+    expect(runtime.some((line) => /^COPY\s.*\btools\b/.test(line))).toBe(false);
+  });
+
+  it('runs as uid 1000 under tini, the gateway by default', () => {
+    // Numeric: the kubelet can only check runAsNonRoot against a numeric image user.
+    expect(runtime).toContain('USER 1000:1000');
     expect(runtime.join('\n')).toMatch(/apt-get install[^\n]*\btini\b/);
     expect(runtime).toContain('ENTRYPOINT ["/usr/bin/tini", "--"]');
     expect(runtime).toContain('CMD ["node", "services/gateway/dist/main.js"]');
@@ -777,6 +1039,7 @@ describe('the Dockerfile', () => {
       .sort();
     expect(exposed).toEqual(['2346', '2347', '9401', '9402', '9403']);
     // Nothing after USER switches back to root.
-    expect(runtime.slice(runtime.indexOf('USER node') + 1).some((line) => /^USER\s/.test(line))).toBe(false);
+    expect(runtime.filter((line) => /^USER\s/.test(line))).toEqual(['USER 1000:1000']);
+    expect(runtime.slice(runtime.indexOf('USER 1000:1000') + 1).some((line) => /^USER\s/.test(line))).toBe(false);
   });
 });

@@ -15,7 +15,7 @@
 - name: ACCESS_TOKEN_TTL
   value: {{ .Values.auth.accessTokenTtl | quote }}
 - name: TRUST_PROXY
-  value: {{ .Values.auth.trustProxy | quote }}
+  value: {{ include "switchboard.trustProxy" . | quote }}
 {{- if .Values.auth.existingSecret }}
 - name: JWT_PRIVATE_KEY
   valueFrom:
@@ -58,6 +58,24 @@
       name: {{ $adminSecret }}
       key: {{ .Values.auth.admin.passwordKey }}
 {{- end }}
+{{- end -}}
+
+{{/*
+TRUST_PROXY of the auth service: auth.trustProxy as given (true, false, or a
+comma-separated list of addresses, CIDRs and the presets loopback, linklocal, uniquelocal). Unset
+(null or ""): "uniquelocal" behind the chart's auth ingress, whose controller pods have private
+addresses, else "false".
+*/}}
+{{- define "switchboard.trustProxy" -}}
+{{- $trustProxy := .Values.auth.trustProxy -}}
+{{- if kindIs "invalid" $trustProxy -}}
+{{- $trustProxy = "" -}}
+{{- end -}}
+{{- if eq (toString $trustProxy) "" -}}
+{{- ternary "uniquelocal" "false" (.Values.auth.ingress.enabled | default false) -}}
+{{- else -}}
+{{- toString $trustProxy -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Environment of the persistence service. */}}

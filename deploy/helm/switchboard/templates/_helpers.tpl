@@ -110,22 +110,35 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
   value: {{ $values.logLevel | quote }}
 {{- end -}}
 
-{{/* DATABASE_URL from its Secret. */}}
+{{/*
+DATABASE_URL from its Secret. database.existingSecretKey names the key of an existing Secret; the
+Secret the chart creates from database.url always has the key DATABASE_URL.
+*/}}
 {{- define "switchboard.databaseEnv" -}}
 - name: DATABASE_URL
   valueFrom:
     secretKeyRef:
       name: {{ include "switchboard.databaseSecretName" . }}
+      {{- if .Values.database.existingSecret }}
       key: {{ .Values.database.existingSecretKey | default "DATABASE_URL" }}
+      {{- else }}
+      key: DATABASE_URL
+      {{- end }}
 {{- end -}}
 
-{{/* Extra env of a component: a map of name to value (strings) or to a valueFrom-style object. */}}
+{{/*
+Extra env of a component: a map of name to value (string, number, boolean) or to a
+valueFrom-style object. Numbers from values files arrive as float64, which toString would write as
+4.194304e+06: whole ones are written as integers.
+*/}}
 {{- define "switchboard.extraEnv" -}}
 {{- range $name, $value := . }}
 - name: {{ $name }}
 {{- if kindIs "map" $value }}
   valueFrom:
     {{- toYaml $value | nindent 4 }}
+{{- else if and (kindIs "float64" $value) (eq $value (floor $value)) }}
+  value: {{ printf "%.0f" $value | quote }}
 {{- else }}
   value: {{ $value | toString | quote }}
 {{- end }}
