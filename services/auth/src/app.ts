@@ -15,7 +15,8 @@ import { createAuthMetrics } from './metrics.js';
 import { migrations } from './migrations/index.js';
 import { hashPassword } from './passwords.js';
 import { createTokenIssuer } from './token/access-tokens.js';
-import { ensureStoredSigningKey, loadKeyRing } from './token/signing-keys.js';
+import { openKeyRing } from './token/key-ring.js';
+import { ensureStoredSigningKey } from './token/signing-keys.js';
 
 export interface AuthServiceOptions {
   config: AuthConfig;
@@ -69,7 +70,8 @@ export async function startAuthService({ config, logger, bus, database }: AuthSe
 
   const { db } = database;
   await migrateAuth(db, logger, { ensureSigningKey: config.privateKeyPem === undefined });
-  const keys = await loadKeyRing(db, config.privateKeyPem);
+  // Before serving or signing anything: the key is recorded, so replicas already running publish it.
+  const keys = await openKeyRing(db, { configuredPem: config.privateKeyPem, ttlSeconds: config.accessTokenTtlSeconds, logger });
   logger.info({ kid: keys.active.kid, alg: keys.active.alg }, 'signing key loaded');
   if (config.admin) await bootstrapAdmin(db, config.admin, logger);
 
@@ -78,17 +80,17 @@ export async function startAuthService({ config, logger, bus, database }: AuthSe
     failed_logins: await counterTotal(metrics.logins, { outcome: 'failure' }),
     tokens_issued: (await counterTotal(metrics.tokensIssued)) - (await counterTotal(metrics.tokensIssued, { kind: 'service_refused' })),
   });
-  const busService = await bus.addService(authServiceSpec({ subjects, jwks: () => keys.jwks, stats }));
+  const busService = await bus.addService(authServiceSpec({ subjects, jwks: () => keys.refresh(), stats }));
 
   const http = buildHttpApp({
     db,
     tokens: createTokenIssuer({ keys, issuer: config.issuer, audience: config.audience, ttlSeconds: config.accessTokenTtlSeconds }),
     verifier: createTokenVerifier({
-      keySource: { fetchKeys: async () => keys.jwks },
+      keySource: { fetchKeys: () => keys.refresh() },
       issuer: config.issuer,
       audience: config.audience,
     }),
-    jwks: () => keys.jwks,
+    jwks: () => keys.refresh(),
     apiKeys: config.apiKeys,
     throttles: {
       user: createLoginThrottle({ db, scope: 'user', maxFailures: config.loginMaxFailures, windowMs: config.loginFailureWindowMs }),
@@ -125,6 +127,7 @@ export async function startAuthService({ config, logger, bus, database }: AuthSe
       // Fastify's close stops accepting and waits for in-flight requests.
       await http.close();
       await busService.stop().catch(() => undefined);
+      keys.stop();
       await ops.close();
     },
   };

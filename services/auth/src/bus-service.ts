@@ -13,7 +13,7 @@ export function authServiceSpec({
   stats,
 }: {
   subjects: Subjects;
-  jwks: () => unknown;
+  jwks: () => Promise<unknown>;
   stats: () => Promise<Record<string, number>>;
 }): ServiceSpec {
   return {
@@ -21,6 +21,6 @@ export function authServiceSpec({
     name: subjects.authServiceName,
     version: SERVICE_VERSION,
     description: 'Switchboard auth: the public keys that verify access tokens',
-    endpoints: [{ name: 'jwks', subject: subjects.authJwks, handler: async () => encodeJson(jwks()) }],
+    endpoints: [{ name: 'jwks', subject: subjects.authJwks, handler: async () => encodeJson(await jwks()) }],
   };
 }

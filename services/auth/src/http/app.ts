@@ -27,7 +27,8 @@ export interface HttpAppOptions {
   tokens: TokenIssuer;
   /** Verifies bearer tokens presented to the API itself (an admin creating agents). */
   verifier: TokenVerifier;
-  jwks: () => unknown;
+  /** The JWKS, read again first where another replica may have recorded a key since. */
+  jwks: () => Promise<unknown>;
   apiKeys: readonly string[];
   /** Login-attempt throttles keyed by username and by client address. */
   throttles: { user: LoginThrottle; address: LoginThrottle };
@@ -99,7 +100,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     return reply.code(500).send(errorBody(HttpErrorCode.Internal.code, 'internal error'));
   });
 
-  app.get('/.well-known/jwks.json', async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(jwks()));
+  app.get('/.well-known/jwks.json', async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(await jwks()));
 
   app.post('/v1/users', { schema: { body: createUserBody } }, async (request, reply) => {
     const body = request.body as z.infer<typeof createUserBody>;

@@ -1,6 +1,6 @@
 import type { Role } from '@switchboard/protocol';
 import { SignJWT } from 'jose';
-import type { KeyRing } from './signing-keys.js';
+import type { KeyRing } from './key-ring.js';
 
 export interface TokenSubject {
   id: number;

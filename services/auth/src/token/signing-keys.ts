@@ -12,13 +12,6 @@ export interface SigningKey {
   privateKey: KeyObject;
 }
 
-export interface KeyRing {
-  /** The key that signs new tokens. */
-  readonly active: SigningKey;
-  /** Public keys of every key that may have signed a live token, active first. */
-  readonly jwks: { keys: JWK[] };
-}
-
 /** Parses a PKCS#8 PEM, accepting only Ed25519 (EdDSA) and P-256 (ES256) keys. */
 export async function signingKeyFromPem(pem: string): Promise<SigningKey> {
   let privateKey: KeyObject;
@@ -54,18 +47,27 @@ export async function ensureStoredSigningKey(db: Kysely<AuthDatabase>): Promise<
   await insertSigningKey(db, { kid: key.kid, alg: key.alg, private_key_pem: pem });
 }
 
+/** The keys read at start: the one that signs, and the stored (generated) ones, which stay published. */
+export interface LoadedSigningKeys {
+  active: SigningKey;
+  stored: SigningKey[];
+}
+
 /**
  * The configured key signs when given; otherwise the newest stored key. Stored keys stay in the
  * JWKS so that tokens they signed keep verifying after a switch to a configured key.
  */
-export async function loadKeyRing(db: Kysely<AuthDatabase>, configuredPem: string | undefined): Promise<KeyRing> {
+export async function loadSigningKeys(db: Kysely<AuthDatabase>, configuredPem: string | undefined): Promise<LoadedSigningKeys> {
   const stored = await Promise.all((await listSigningKeys(db)).map((row) => signingKeyFromPem(row.private_key_pem)));
   const configured = configuredPem === undefined ? undefined : await signingKeyFromPem(configuredPem);
   const active = configured ?? stored[0];
   if (!active) throw new Error('no signing key: none configured and none stored');
-  const all = [active, ...stored.filter((key) => key.kid !== active.kid)];
-  const keys = await Promise.all(
-    all.map(async (key) => ({ ...(await exportJWK(createPublicKey(key.privateKey))), kid: key.kid, alg: key.alg, use: 'sig' })),
-  );
-  return { active, jwks: { keys } };
+  return { active, stored };
+}
+
+/** The key's public half as the JWKS lists it. */
+export async function publicJwkOf(key: SigningKey): Promise<JWK> {
+  const { kty, crv, x, y } = await exportJWK(createPublicKey(key.privateKey));
+  // Named fields only: nothing of the private key can reach the JWKS or the database.
+  return { kty, crv, x, ...(y === undefined ? {} : { y }), kid: key.kid, alg: key.alg, use: 'sig' };
 }
