@@ -9,6 +9,9 @@ type Frame = Record<string, unknown> & { type: string };
 /** A scripted WebSocket: the test plays the gateway. */
 class FakeSocket implements WebSocketLike {
   static all: FakeSocket[] = [];
+  /** Hooks for a test that plays the gateway for every socket: a new socket, a frame written to one. */
+  static onCreate: ((socket: FakeSocket) => void) | undefined;
+  static onFrame: ((socket: FakeSocket, frame: Frame) => void) | undefined;
   readyState = 0;
   readonly sent: Frame[] = [];
   closedWith: number | undefined;
@@ -19,6 +22,7 @@ class FakeSocket implements WebSocketLike {
 
   constructor(readonly url: string) {
     FakeSocket.all.push(this);
+    FakeSocket.onCreate?.(this);
   }
 
   static last(): FakeSocket {
@@ -28,7 +32,9 @@ class FakeSocket implements WebSocketLike {
   }
 
   send(data: string): void {
-    this.sent.push(JSON.parse(data) as Frame);
+    const frame = JSON.parse(data) as Frame;
+    this.sent.push(frame);
+    FakeSocket.onFrame?.(this, frame);
   }
 
   close(code?: number): void {
@@ -106,13 +112,60 @@ async function joined(client: ChatClient, socket: FakeSocket, sessionId: number,
   return joining;
 }
 
+/** Runs `act` after the frame being handled, as a reply from the network would come. */
+const later = (act: () => void) => void Promise.resolve().then(act);
+
+/**
+ * Plays the gateway for every socket: it opens them, answers `auth` and `join_session`, and
+ * enforces its frame rate as services/gateway does (a bucket of `ratePerSec` with twice that as
+ * burst; 200 refused frames within 10 s close the socket with 1008).
+ */
+function playGateway({ ratePerSec = 20 } = {}) {
+  const burst = ratePerSec * 2;
+  const seen = { refused: 0, closes: 0 };
+  const limits = new Map<FakeSocket, { tokens: number; at: number; violations: number; windowStart: number }>();
+  FakeSocket.onCreate = (socket) => later(() => socket.open());
+  FakeSocket.onFrame = (socket, frame) => {
+    const now = Date.now();
+    const limit = limits.get(socket) ?? { tokens: burst, at: now, violations: 0, windowStart: now };
+    limits.set(socket, limit);
+    limit.tokens = Math.min(burst, limit.tokens + ((now - limit.at) / 1000) * ratePerSec);
+    limit.at = now;
+    const reply = (answer: Frame) => later(() => socket.readyState === 1 && socket.receive(answer));
+    if (limit.tokens < 1) {
+      seen.refused++;
+      reply({ type: 'error', req_id: frame.req_id, code: 'rate_limited', message: 'over the rate; frame dropped' });
+      if (now - limit.windowStart > 10_000) {
+        limit.windowStart = now;
+        limit.violations = 0;
+      }
+      if (++limit.violations === 200) {
+        seen.closes++;
+        later(() => socket.serverClose(1008, 'rate limit exceeded'));
+      }
+      return;
+    }
+    limit.tokens -= 1;
+    if (frame.type === 'auth') reply({ type: 'auth_success', req_id: frame.req_id, user: USER });
+    if (frame.type === 'ping') reply({ type: 'pong', req_id: frame.req_id });
+    if (frame.type === 'join_session') reply({ type: 'joined_session', req_id: frame.req_id, session_id: frame.session_id, last_seq: 0 });
+  };
+  return seen;
+}
+
+const noop = () => undefined;
+const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
 beforeEach(() => {
   vi.useFakeTimers();
   FakeSocket.all = [];
+  FakeSocket.onCreate = undefined;
+  FakeSocket.onFrame = undefined;
 });
 
 afterEach(() => {
   vi.useRealTimers();
+  vi.restoreAllMocks();
 });
 
 describe('connecting', () => {
@@ -249,6 +302,158 @@ describe('messages', () => {
     socket.serverClose(1006);
     const next = await reconnect();
     expect(next.sentOf('join_session')).toEqual([]);
+    client.close();
+  });
+
+  it('does not remember a session left while its join waited for the reply', async () => {
+    const { client, messages } = newClient();
+    const connecting = client.connect();
+    const socket = await accept();
+    await connecting;
+    const joining = client.join(5);
+    const leaving = client.leave(5);
+    const join = socket.sentOf('join_session')[0];
+    const leave = socket.sentOf('leave_session')[0];
+    expect(leave).toMatchObject({ session_id: 5 });
+    // The gateway handles both in order: joined, then left.
+    socket.receive({ type: 'joined_session', req_id: join?.req_id, session_id: 5, last_seq: 3 });
+    socket.receive({ type: 'left_session', req_id: leave?.req_id, session_id: 5 });
+    await leaving;
+    await expect(joining).resolves.toEqual({ lastSeq: 3 });
+    expect(client.lastSeq(5)).toBe(0);
+
+    socket.serverClose(1006);
+    const next = await reconnect();
+    expect(next.sentOf('join_session')).toEqual([]);
+    next.receive({ type: 'new_message', message: message(4, 5) });
+    expect(messages).toEqual([]);
+    client.close();
+  });
+
+  it('sends the leave after a pending join on the next connection when it was called without one', async () => {
+    const { client } = newClient();
+    const connecting = client.connect();
+    const first = await accept();
+    await connecting;
+    first.serverClose(1006);
+    const joining = client.join(5);
+    const leaving = client.leave(5);
+    const second = await reconnect();
+    expect(second.sent.filter((frame) => frame.type !== 'auth').map((frame) => frame.type)).toEqual(['join_session', 'leave_session']);
+    const [join] = second.sentOf('join_session');
+    const [leave] = second.sentOf('leave_session');
+    second.receive({ type: 'joined_session', req_id: join?.req_id, session_id: 5, last_seq: 0 });
+    second.receive({ type: 'left_session', req_id: leave?.req_id, session_id: 5 });
+    await Promise.all([joining, leaving]);
+    expect(client.lastSeq(5)).toBe(0);
+    client.close();
+  });
+
+  it('does not deliver a message twice when a joined session is joined again', async () => {
+    const { client, messages } = newClient();
+    const connecting = client.connect();
+    const socket = await accept();
+    await connecting;
+    await joined(client, socket, 7, 10);
+    for (const seq of [11, 12]) socket.receive({ type: 'new_message', message: message(seq) });
+    const joining = client.join(7);
+    const join = socket.sentOf('join_session').at(-1);
+    expect(join).toMatchObject({ session_id: 7, last_seq: 12 });
+    // The old membership still receives 13 before the reply, which read last_seq 12; the replay
+    // after the reply then runs up to 13 again.
+    socket.receive({ type: 'new_message', message: message(13) });
+    socket.receive({ type: 'joined_session', req_id: join?.req_id, session_id: 7, last_seq: 12 });
+    socket.receive({ type: 'new_message', message: message(13) });
+    await joining;
+    expect(messages.map((m) => m.seq)).toEqual([11, 12, 13]);
+    expect(client.lastSeq(7)).toBe(13);
+
+    // Neither does an explicit lastSeq below what was delivered take the cursor back.
+    const again = client.join(7, { lastSeq: 11 });
+    const rejoin = socket.sentOf('join_session').at(-1);
+    socket.receive({ type: 'joined_session', req_id: rejoin?.req_id, session_id: 7, last_seq: 13 });
+    for (const seq of [12, 13, 14]) socket.receive({ type: 'new_message', message: message(seq) });
+    await again;
+    expect(messages.map((m) => m.seq)).toEqual([11, 12, 13, 14]);
+    client.close();
+  });
+});
+
+describe('reconnecting under the gateway rate', () => {
+  it('rejoins 300 sessions after a reconnect paced under the rate, on one socket, without a refused frame', async () => {
+    const gateway = playGateway();
+    // 300 joins at 20 a second take 15 s: longer than the default request timeout.
+    const { client, errors } = newClient({ requestTimeoutMs: 30_000 });
+    const connecting = client.connect();
+    await flush();
+    await connecting;
+    const sessions = range(1, 300);
+    let joins = 0;
+    for (const id of sessions) void client.join(id).then(() => joins++, noop);
+    await vi.advanceTimersByTimeAsync(20_000);
+    expect(joins).toBe(300);
+    expect(FakeSocket.all).toHaveLength(1);
+
+    FakeSocket.last().serverClose(1006);
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect(FakeSocket.all).toHaveLength(2);
+    const rejoins = FakeSocket.last().sentOf('join_session');
+    expect(rejoins.map((frame) => frame.session_id)).toEqual(sessions);
+    expect(gateway).toEqual({ refused: 0, closes: 0 });
+    expect(client.state).toBe('ready');
+    expect(errors).toEqual([]);
+    client.close();
+  });
+
+  it('lets no frame of the app overtake the ones waiting for the rate', async () => {
+    playGateway();
+    const { client } = newClient({ maxFramesPerSec: 10, frameBurst: 5 });
+    const connecting = client.connect();
+    await flush();
+    await connecting;
+    // auth took one token: four joins go out at once, the fifth and the ping wait their turn.
+    const joins = range(1, 5).map((id) => client.join(id));
+    const pinging = client.ping();
+    const socket = FakeSocket.last();
+    expect(socket.sentOf('join_session')).toHaveLength(4);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(socket.sent.slice(5).map((frame) => frame.type)).toEqual(['join_session']);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(socket.sent.slice(5).map((frame) => frame.type)).toEqual(['join_session', 'ping']);
+    await Promise.all([...joins, pinging]);
+    client.close();
+  });
+
+  it('keeps backing off while every connection is closed soon after its auth', async () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    // A gateway that accepts the token, then closes the socket at once, as for a flood.
+    FakeSocket.onCreate = (socket) => later(() => socket.open());
+    FakeSocket.onFrame = (socket, frame) => {
+      if (frame.type !== 'auth') return;
+      later(() => {
+        socket.receive({ type: 'auth_success', req_id: frame.req_id, user: USER });
+        socket.serverClose(1008, 'rate limit exceeded');
+      });
+    };
+    const { client } = newClient();
+    void client.connect();
+    await vi.advanceTimersByTimeAsync(30_000);
+    // Backoff ceilings 250, 500, 1000 ... 10 000 ms, half of each drawn: eleven sockets in 30 s,
+    // where starting over after each auth made one every 125 ms.
+    expect(FakeSocket.all.length).toBeLessThanOrEqual(12);
+    expect(FakeSocket.all.length).toBeGreaterThan(5);
+
+    // A connection that lasts starts the backoff over.
+    FakeSocket.onFrame = (socket, frame) => {
+      if (frame.type === 'auth') later(() => socket.receive({ type: 'auth_success', req_id: frame.req_id, user: USER }));
+    };
+    await vi.advanceTimersByTimeAsync(20_000);
+    const lasting = FakeSocket.last();
+    expect(client.state).toBe('ready');
+    const opened = FakeSocket.all.length;
+    lasting.serverClose(1006);
+    await vi.advanceTimersByTimeAsync(125);
+    expect(FakeSocket.all.length).toBe(opened + 1);
     client.close();
   });
 });
@@ -450,10 +655,11 @@ describe('token provider failures', () => {
 });
 
 describe('token refresh', () => {
-  /** An unsigned JWT-shaped token: the client only reads its `exp`. */
-  const jwt = (name: string, expiresInMs: number) => {
+  /** An unsigned JWT-shaped token issued at `issuerNow` (the issuer's clock): the client only reads its `iat` and `exp`. */
+  const jwt = (name: string, expiresInMs: number, issuerNow = Date.now()) => {
     const encode = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
-    return `${encode({ alg: 'EdDSA' })}.${encode({ sub: name, exp: Math.floor((Date.now() + expiresInMs) / 1000) })}.sig`;
+    const claims = { sub: name, iat: Math.floor(issuerNow / 1000), exp: Math.floor((issuerNow + expiresInMs) / 1000) };
+    return `${encode({ alg: 'EdDSA' })}.${encode(claims)}.sig`;
   };
 
   /** A provider handing out tokens that each live `lifetimeMs`, numbered in order. */
@@ -465,6 +671,14 @@ describe('token refresh', () => {
       return token;
     });
     return { next, issued };
+  }
+
+  /** For tests that run for hours: the gateway answers the liveness probes, and accepts every refreshed token. */
+  function answerForHours() {
+    FakeSocket.onFrame = (socket, frame) => {
+      if (frame.type === 'ping') later(() => socket.receive({ type: 'pong', req_id: frame.req_id }));
+      if (frame.req_id === 'refresh') later(() => socket.receive({ type: 'auth_success', req_id: 'refresh', user: USER }));
+    };
   }
 
   /** A client with these options, connected and authenticated on its first socket. */
@@ -514,6 +728,65 @@ describe('token refresh', () => {
     await vi.advanceTimersByTimeAsync(60_000);
     expect(socket.sentOf('auth')).toHaveLength(1);
     expect(tokens.next).toHaveBeenCalledTimes(1);
+    client.close();
+  });
+
+  it.each([
+    ['ahead of', 2],
+    ['behind', -2],
+  ])("refreshes once per token lifetime with the device clock two hours %s the issuer's", async (_, hours) => {
+    const offset = hours * 3600_000;
+    const issuerNow = () => Date.now() - offset;
+    vi.setSystemTime(Date.now() + offset);
+    const issued: string[] = [];
+    const next = vi.fn(() => {
+      const token = jwt(`t${issued.length + 1}`, 3600_000, issuerNow());
+      issued.push(token);
+      return token;
+    });
+    const { client, socket } = await connected({ token: next });
+    // The gateway, on the issuer's clock, accepts every refreshed token.
+    answerForHours();
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(next).toHaveBeenCalledTimes(1);
+    expect(socket.sentOf('auth')).toHaveLength(1);
+
+    // A minute before the hour the token lives, counted from when it arrived: then again an hour later.
+    await vi.advanceTimersByTimeAsync(3_538_000 - 10_000);
+    expect(socket.sentOf('auth')).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(3_000);
+    expect(socket.sentOf('auth')).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(3_598_000);
+    expect(socket.sentOf('auth').map((frame) => frame.token)).toEqual(issued);
+    expect(issued).toHaveLength(3);
+    expect(FakeSocket.all).toHaveLength(1);
+    client.close();
+  });
+
+  it("refreshes at most every quarter of a token's life with the device clock a little less than its life ahead", async () => {
+    const offset = 3590_000;
+    vi.setSystemTime(Date.now() + offset);
+    let count = 0;
+    const next = vi.fn(() => jwt(`t${++count}`, 3600_000, Date.now() - offset));
+    const { client, socket } = await connected({ token: next });
+    answerForHours();
+    // By the local clock every fresh token is about to expire: refreshed after 1 s, then every 15 minutes.
+    await vi.advanceTimersByTimeAsync(3600_000);
+    expect(socket.sentOf('auth')).toHaveLength(5);
+    expect(FakeSocket.all).toHaveLength(1);
+    client.close();
+  });
+
+  it('refreshes a cached token by the local clock when that is sooner than its lifetime says', async () => {
+    // The provider hands out a token issued 50 minutes ago, and the clocks agree.
+    const tokens = [jwt('cached', 3600_000, Date.now() - 50 * 60_000), jwt('fresh', 3600_000)];
+    const next = vi.fn(() => tokens.shift() ?? 'none');
+    const { client, socket } = await connected({ token: next });
+    answerForHours();
+    await vi.advanceTimersByTimeAsync(8 * 60_000);
+    expect(socket.sentOf('auth')).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(2 * 60_000);
+    expect(socket.sentOf('auth').map((frame) => frame.req_id)).toEqual(['auth', 'refresh']);
     client.close();
   });
 

@@ -3,10 +3,12 @@ import { backoffDelay } from './backoff.js';
 import { Emitter, type Listener } from './emitter.js';
 import { ChatError } from './errors.js';
 import { Outbox, type SendResult } from './outbox.js';
+import { FrameBucket } from './pacer.js';
 import { type Reply, type ReplyType, type RequestOptions, RequestTracker } from './pending.js';
+import { refreshDelay } from './refresh.js';
 import { OPEN, type SocketCloseEvent, type SocketMessageEvent, type WebSocketConstructor, type WebSocketLike } from './socket.js';
 import type { Timer } from './transport.js';
-import { randomId, tokenExpiresAt, utf8Length } from './util.js';
+import { randomId, tokenTimes, utf8Length } from './util.js';
 
 export interface ChatClientOptions {
   /** The gateway's WebSocket URL, e.g. `ws://localhost:2346/ws`; with several, each reconnect tries the next one. */
@@ -30,8 +32,21 @@ export interface ChatClientOptions {
    * 4001 and the client reconnects with the provider's next token.
    */
   refreshTokens?: boolean;
-  /** How long before the token's `exp` to refresh it (default 60 000), at most half of its remaining lifetime. */
+  /**
+   * How long before the token expires to refresh it (default 60 000), at most half of its
+   * lifetime. The lifetime (`exp − iat`) counts from when the provider handed the token over, so
+   * a device clock hours off does not move the refresh.
+   */
   refreshBeforeExpiryMs?: number;
+  /**
+   * The most frames a second the client writes (default 20, the gateway's `RATE_LIMIT_PER_SEC`),
+   * with bursts of up to `frameBurst` (default 30, below the gateway's 40). A frame over it waits
+   * its turn rather than be refused, so that everything sent again after a reconnect (a rejoin per
+   * joined session, pending requests, unacknowledged sends) goes out paced, rejoins first. Set
+   * both to match a gateway configured with another rate.
+   */
+  maxFramesPerSec?: number;
+  frameBurst?: number;
 }
 
 export type ConnectionState = 'idle' | 'connecting' | 'authenticating' | 'ready' | 'reconnecting' | 'closed';
@@ -69,6 +84,12 @@ interface JoinedSession {
   failures: number;
 }
 
+/** A token from the provider, and when it arrived by the local clock: its lifetime counts from then. */
+interface FetchedToken {
+  value: string;
+  receivedAt: number;
+}
+
 const AUTH_REQ_ID = 'auth';
 const REFRESH_REQ_ID = 'refresh';
 const PROBE_REQ_ID = 'probe';
@@ -76,6 +97,12 @@ const DEFAULT_HEARTBEAT_MS = 25_000;
 /** Close code for a socket the client abandons (no answer, refused token, closed by the app). */
 const CLIENT_CLOSE = 4000;
 const AUTH_CLOSE = 4001;
+/**
+ * How long a connection must stay ready before the reconnect backoff starts over. One closed
+ * sooner (a gateway that accepts the token and then closes the socket, over and over) keeps
+ * backing off, rather than reconnecting within 250 ms each time.
+ */
+const STABLE_CONNECTION_MS = 10_000;
 /** The longest delay a timer keeps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Join errors after which joining again cannot help. */
@@ -88,6 +115,8 @@ const noop = (): void => undefined;
  * with backoff (to the next URL when given several), authenticates again, rejoins every joined
  * session from the last seq it delivered, and resends every unacknowledged message with its
  * `client_msg_id`, so the app sees each message once, in order, and every send is stored once.
+ * Everything it writes is paced under the gateway's frame rate, so that all this after a reconnect
+ * is never refused for the rate.
  */
 export class ChatClient {
   private readonly urls: readonly string[];
@@ -100,6 +129,18 @@ export class ChatClient {
   private readonly requests: RequestTracker;
   private readonly outbox: Outbox;
   private readonly sessions = new Map<number, JoinedSession>();
+  /**
+   * join() calls waiting for their reply, by session. leave() cancels them, so that the reply of
+   * a join sent before the leave does not make the client remember the session again.
+   */
+  private readonly joining = new Map<number, Set<object>>();
+  /** Remembered sessions not joined on this socket yet, in order: written as the frame rate allows. */
+  private readonly rejoinQueue = new Set<number>();
+  private readonly bucket: FrameBucket;
+  /** Armed while frames wait for the rate; a new frame waits behind them. */
+  private paceTimer: Timer | undefined;
+  /** True while drain() writes the waiting frames. */
+  private draining = false;
   /** Joins sent on this socket, by req_id: an error with one of them later means that join failed. */
   private readonly joins = new Map<ReqId, number>();
   private readyWaiters: { resolve: () => void; reject: (error: Error) => void }[] = [];
@@ -114,16 +155,18 @@ export class ChatClient {
   private authRetried = false;
   private authError: string | undefined;
   /** The token sent on the current socket, and one already fetched for the next. */
-  private token: string | undefined;
-  private nextToken: string | undefined;
+  private token: FetchedToken | undefined;
+  private nextToken: FetchedToken | undefined;
   /** A fresh token sent on the open socket, until its `auth_success`. */
-  private refreshingTo: string | undefined;
+  private refreshingTo: FetchedToken | undefined;
   private refreshTimer: Timer | undefined;
   /** Refresh attempts since the last token was accepted, for the backoff between them. */
   private refreshAttempts = 0;
   private reqCounter = 0;
   private heartbeatMs = DEFAULT_HEARTBEAT_MS;
   private reconnectTimer: Timer | undefined;
+  /** Resets the reconnect backoff once the connection has lasted STABLE_CONNECTION_MS. */
+  private stableTimer: Timer | undefined;
   private handshakeTimer: Timer | undefined;
   private idleTimer: Timer | undefined;
 
@@ -137,6 +180,7 @@ export class ChatClient {
     this.maxDelayMs = options.maxReconnectDelayMs ?? 10_000;
     this.timeoutMs = options.requestTimeoutMs ?? 10_000;
     this.maxFrameBytes = options.maxFrameBytes ?? 65_536;
+    this.bucket = new FrameBucket(options.maxFramesPerSec ?? 20, options.frameBurst ?? 30);
     const transport = {
       transmit: (frame: ClientFrame) => this.transmit(frame),
       nextReqId: () => ++this.reqCounter,
@@ -190,25 +234,32 @@ export class ChatClient {
    * Joins a session and remembers it: from now on its messages arrive as `message` events, and
    * after a reconnect it is joined again from the last seq delivered. Without `lastSeq` only
    * messages after the reply's `lastSeq` arrive (page older ones with history()); with it, every
-   * message after it is replayed first. Joining a joined session again continues from its cursor.
+   * message after it is replayed first. Joining a joined session again continues from its cursor:
+   * a message already delivered is not delivered again, even with a lower `lastSeq`. A leave()
+   * called before the reply wins: the session is not remembered.
    */
   async join(sessionId: number, options: { lastSeq?: number } = {}): Promise<{ lastSeq: number }> {
     const build = (): ClientFrame => {
       const lastSeq = options.lastSeq ?? this.sessions.get(sessionId)?.cursor;
       return { type: 'join_session', session_id: sessionId, ...(lastSeq === undefined ? {} : { last_seq: lastSeq }) };
     };
-    const reply = await this.request(build, 'joined_session', {
-      idempotent: true,
-      // Synchronous, so the cursor is set before the replayed messages that follow the reply are handled.
-      onReply: (joined, reqId) => {
-        const session = this.sessions.get(sessionId);
-        const cursor = Math.min(options.lastSeq ?? session?.cursor ?? joined.last_seq, joined.last_seq);
-        if (session) session.cursor = cursor;
-        else this.sessions.set(sessionId, { cursor, retry: undefined, failures: 0 });
-        this.joins.set(reqId, sessionId);
-      },
-    });
-    return { lastSeq: reply.last_seq };
+    const intent = {};
+    const intents = this.joining.get(sessionId) ?? new Set<object>();
+    this.joining.set(sessionId, intents.add(intent));
+    try {
+      const reply = await this.request(build, 'joined_session', {
+        idempotent: true,
+        // Synchronous, so the cursor is set before the replayed messages that follow the reply are handled.
+        onReply: (joined, reqId) => {
+          if (this.joining.get(sessionId)?.has(intent)) this.remember(sessionId, joined.last_seq, options.lastSeq, reqId);
+        },
+      });
+      return { lastSeq: reply.last_seq };
+    } finally {
+      const current = this.joining.get(sessionId);
+      current?.delete(intent);
+      if (current?.size === 0) this.joining.delete(sessionId);
+    }
   }
 
   /** Leaves a session: no more `message` events for it, and it is not joined again after a reconnect. */
@@ -218,8 +269,12 @@ export class ChatClient {
       clearTimeout(session.retry);
       this.sessions.delete(sessionId);
     }
-    // Without a connection there is no membership to end: the next one does not rejoin it.
-    if (this.currentState !== 'ready') return;
+    this.rejoinQueue.delete(sessionId);
+    // A join still waiting for its reply is not remembered when it comes.
+    const joinPending = this.joining.delete(sessionId);
+    // Without a connection there is no membership to end, unless a pending join makes one on the
+    // next: requests go out in the order they were made, so this leave follows it there.
+    if (this.currentState !== 'ready' && !joinPending) return;
     await this.request(() => ({ type: 'leave_session', session_id: sessionId }), 'left_session', { idempotent: true });
   }
 
@@ -284,6 +339,19 @@ export class ChatClient {
     return this.sessions.get(sessionId)?.cursor ?? 0;
   }
 
+  /**
+   * Remembers a session from the reply to join(). Its cursor never goes below what was delivered
+   * already: joining a joined session again leaves its membership on the gateway receiving
+   * messages until the reply, and the replay after the reply repeats those.
+   */
+  private remember(sessionId: number, lastSeq: number, requested: number | undefined, reqId: ReqId): void {
+    const session = this.sessions.get(sessionId);
+    const start = Math.min(requested ?? session?.cursor ?? lastSeq, lastSeq);
+    if (session) session.cursor = Math.max(session.cursor, start);
+    else this.sessions.set(sessionId, { cursor: start, retry: undefined, failures: 0 });
+    this.joins.set(reqId, sessionId);
+  }
+
   private request<T extends ReplyType>(build: () => ClientFrame, expect: T, options: RequestOptions<T>): Promise<Reply<T>> {
     if (this.currentState === 'closed') return Promise.reject(new ChatError('closed', 'the client is closed'));
     return this.requests.request(build, expect, options);
@@ -316,7 +384,7 @@ export class ChatClient {
     this.setState('authenticating');
     if (socket !== this.socket) return;
     this.armWatchdog(socket);
-    let token: string;
+    let token: FetchedToken;
     try {
       token = this.nextToken ?? (await this.fetchToken());
     } catch (error) {
@@ -330,14 +398,16 @@ export class ChatClient {
     this.nextToken = undefined;
     if (socket !== this.socket) return;
     this.token = token;
-    this.write(socket, { type: 'auth', token, req_id: AUTH_REQ_ID });
+    // The gateway starts each connection with a full bucket.
+    this.bucket.reset();
+    this.writeNow(socket, { type: 'auth', token: token.value, req_id: AUTH_REQ_ID });
   }
 
-  private async fetchToken(): Promise<string> {
+  private async fetchToken(): Promise<FetchedToken> {
     const { token } = this.options;
     const value = typeof token === 'string' ? token : await token();
     if (typeof value !== 'string' || value.length === 0) throw new TypeError('the token provider returned no token');
-    return value;
+    return { value, receivedAt: Date.now() };
   }
 
   private onAuthenticated(user: ChatUser): void {
@@ -345,14 +415,15 @@ export class ChatClient {
     this.currentUser = { id: user.id, username: user.username, role: user.role };
     this.authRetried = false;
     this.authError = undefined;
-    this.attempts = 0;
+    this.stableTimer = setTimeout(() => {
+      this.attempts = 0;
+    }, STABLE_CONNECTION_MS);
     this.wasReady = true;
     this.currentState = 'ready';
-    // Rejoins go out first, so the app's requests see the sessions joined again.
-    for (const sessionId of this.sessions.keys()) this.rejoin(sessionId);
-    this.requests.flush();
-    this.outbox.flush();
-    if (this.socket) this.scheduleRefresh(this.socket);
+    // A rejoin per session, the pending requests and the unacknowledged sends: paced, rejoins first.
+    for (const sessionId of this.sessions.keys()) this.rejoinQueue.add(sessionId);
+    this.drain();
+    if (this.socket) this.scheduleRefresh(this.socket, false);
     this.events.emit('state', 'ready');
     const waiters = this.readyWaiters;
     this.readyWaiters = [];
@@ -365,9 +436,13 @@ export class ChatClient {
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.idleTimer);
     clearTimeout(this.refreshTimer);
+    clearTimeout(this.stableTimer);
+    clearTimeout(this.paceTimer);
     this.refreshTimer = undefined;
+    this.paceTimer = undefined;
     this.refreshingTo = undefined;
     this.joins.clear();
+    this.rejoinQueue.clear();
     for (const session of this.sessions.values()) {
       clearTimeout(session.retry);
       session.retry = undefined;
@@ -405,42 +480,48 @@ export class ChatClient {
 
   // --- token refresh ---
 
-  /** Arms the refresh of the token in use on this socket, if it has a provider to refresh from and an `exp`. */
-  private scheduleRefresh(socket: WebSocketLike): void {
+  /**
+   * Arms the refresh of the token in use on this socket, if it has a provider to refresh from and
+   * an `exp`. `refreshed`: the token replaced another on this socket.
+   */
+  private scheduleRefresh(socket: WebSocketLike, refreshed: boolean): void {
     clearTimeout(this.refreshTimer);
     this.refreshTimer = undefined;
     if (typeof this.options.token !== 'function' || this.options.refreshTokens === false || this.token === undefined) return;
-    const expiresAt = tokenExpiresAt(this.token);
-    if (expiresAt === undefined) return;
-    const remaining = Math.max(0, expiresAt - Date.now());
-    const lead = Math.min(this.options.refreshBeforeExpiryMs ?? 60_000, remaining / 2);
+    const times = tokenTimes(this.token.value);
+    if (times === undefined) return;
     this.refreshAttempts = 0;
-    const delay = remaining - lead;
+    const delay = refreshDelay(times, {
+      receivedAt: this.token.receivedAt,
+      now: Date.now(),
+      leadMs: this.options.refreshBeforeExpiryMs ?? 60_000,
+      refreshed,
+    });
     // Timers fire at once past 2^31 - 1 ms (24.8 days): a longer-lived token is looked at again then.
     this.refreshTimer =
       delay > MAX_TIMER_MS
-        ? setTimeout(() => this.scheduleRefresh(socket), MAX_TIMER_MS)
+        ? setTimeout(() => this.scheduleRefresh(socket, refreshed), MAX_TIMER_MS)
         : setTimeout(() => void this.refreshToken(socket), delay);
   }
 
   private async refreshToken(socket: WebSocketLike): Promise<void> {
     this.refreshTimer = undefined;
     if (socket !== this.socket || this.currentState !== 'ready') return;
-    let token: string | undefined;
+    let token: FetchedToken | undefined;
     try {
       token = await this.fetchToken();
     } catch {
       token = undefined;
     }
     if (socket !== this.socket || this.currentState !== 'ready') return;
-    if (token === undefined || token === this.token) {
+    if (token === undefined || token.value === this.token?.value) {
       // Nothing newer yet: ask again shortly. Should the token run out first, the gateway closes
       // the socket with 4001 and the client reconnects with the provider's next token.
       this.retryRefresh(socket);
       return;
     }
     this.refreshingTo = token;
-    this.write(socket, { type: 'auth', token, req_id: REFRESH_REQ_ID });
+    this.writeNow(socket, { type: 'auth', token: token.value, req_id: REFRESH_REQ_ID });
   }
 
   private retryRefresh(socket: WebSocketLike): void {
@@ -453,7 +534,7 @@ export class ChatClient {
     if (this.refreshingTo === undefined) return;
     this.token = this.refreshingTo;
     this.refreshingTo = undefined;
-    this.scheduleRefresh(socket);
+    this.scheduleRefresh(socket, true);
   }
 
   private onRefreshRefused(socket: WebSocketLike, frame: Extract<ServerFrame, { type: 'error' }>): void {
@@ -472,7 +553,7 @@ export class ChatClient {
   /** 4001: a token refused or expired. One fresh token from the provider gets one more try. */
   private async recoverAuth(message: string): Promise<void> {
     const epoch = this.epoch;
-    const refused = this.token;
+    const refused = this.token?.value;
     if (!this.authRetried) {
       this.authRetried = true;
       this.setState(this.wasReady ? 'reconnecting' : 'connecting');
@@ -480,7 +561,7 @@ export class ChatClient {
         const token = await this.fetchToken();
         if (epoch !== this.epoch) return;
         // The same token would only be refused again.
-        if (token !== refused) {
+        if (token.value !== refused) {
           this.nextToken = token;
           this.scheduleReconnect(0);
           return;
@@ -521,7 +602,7 @@ export class ChatClient {
     clearTimeout(this.idleTimer);
     this.idleTimer = setTimeout(() => {
       if (socket !== this.socket) return;
-      this.write(socket, { type: 'ping', req_id: PROBE_REQ_ID });
+      this.writeNow(socket, { type: 'ping', req_id: PROBE_REQ_ID });
       this.idleTimer = setTimeout(() => this.drop(socket, 'no answer from the server'), this.timeoutMs);
     }, this.heartbeatMs);
   }
@@ -534,9 +615,46 @@ export class ChatClient {
 
   // --- frames ---
 
+  /**
+   * Writes a frame of a request, a send or a rejoin if the connection is ready and the frame rate
+   * allows it. Otherwise the caller keeps the frame, and drain() writes it later: once ready, or
+   * once the rate allows. A new frame does not overtake those already waiting for the rate.
+   */
   private transmit(frame: ClientFrame): boolean {
     const socket = this.socket;
     if (!socket || this.currentState !== 'ready') return false;
+    if (this.paceTimer !== undefined && !this.draining) return false;
+    if (!this.bucket.tryTake()) {
+      this.paceTimer ??= setTimeout(() => {
+        this.paceTimer = undefined;
+        this.drain();
+      }, this.bucket.waitMs());
+      return false;
+    }
+    return this.write(socket, frame);
+  }
+
+  /**
+   * Writes the frames that wait, as far as the rate allows: rejoins first, so that the app's
+   * requests find their sessions joined again, then requests, then sends.
+   */
+  private drain(): void {
+    this.draining = true;
+    try {
+      for (const sessionId of this.rejoinQueue) if (!this.rejoin(sessionId)) return;
+      this.requests.flush();
+      this.outbox.flush();
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  /**
+   * Writes a frame that cannot wait for the rate (`auth`, the liveness probe). The gateway counts
+   * it all the same, so the frames after it wait for it.
+   */
+  private writeNow(socket: WebSocketLike, frame: ClientFrame): boolean {
+    this.bucket.take();
     return this.write(socket, frame);
   }
 
@@ -631,14 +749,23 @@ export class ChatClient {
     this.events.emit('error', new ChatError(frame.code, frame.message));
   }
 
-  /** Joins the socket to a remembered session again, from the last seq delivered. */
-  private rejoin(sessionId: number): void {
+  /** Joins the socket to a remembered session again, from the last seq delivered; false if the frame has to wait. */
+  private rejoin(sessionId: number): boolean {
     const session = this.sessions.get(sessionId);
-    if (!session) return;
+    if (!session) {
+      this.rejoinQueue.delete(sessionId);
+      return true;
+    }
     session.retry = undefined;
     const reqId = ++this.reqCounter;
-    if (this.transmit({ type: 'join_session', session_id: sessionId, last_seq: session.cursor, req_id: reqId }))
+    if (this.transmit({ type: 'join_session', session_id: sessionId, last_seq: session.cursor, req_id: reqId })) {
+      this.rejoinQueue.delete(sessionId);
       this.joins.set(reqId, sessionId);
+      return true;
+    }
+    // Over the rate it waits its turn; without a connection the next one rejoins every session anyway.
+    if (this.currentState === 'ready') this.rejoinQueue.add(sessionId);
+    return false;
   }
 
   /** A join or rejoin failed, possibly after its reply (a replay cut short): the socket is not joined. */

@@ -34,12 +34,19 @@ export function utf8Length(text: string): number {
   return bytes;
 }
 
+/** A token's `exp` and `iat` claims, in ms since the epoch by the issuer's clock. */
+export interface TokenTimes {
+  expiresAt: number;
+  /** Undefined when the token carries no numeric `iat`. */
+  issuedAt: number | undefined;
+}
+
 /**
- * When a JWT expires, in ms since the epoch, read from its `exp` claim without verifying it (the
- * gateway verifies; the client only needs to know when to fetch the next one). Undefined for
- * anything that is not a JWT with a numeric `exp`.
+ * When a JWT was issued and expires, read from its `iat` and `exp` claims without verifying it
+ * (the gateway verifies; the client only needs to know when to fetch the next one). Undefined
+ * for anything that is not a JWT with a numeric `exp`.
  */
-export function tokenExpiresAt(token: string): number | undefined {
+export function tokenTimes(token: string): TokenTimes | undefined {
   const payload = token.split('.')[1];
   if (payload === undefined || payload.length === 0) return undefined;
   try {
@@ -48,8 +55,10 @@ export function tokenExpiresAt(token: string): number | undefined {
       .replace(/_/g, '/')
       .padEnd(Math.ceil(payload.length / 4) * 4, '=');
     const bytes = Uint8Array.from(atob(base64), (char) => char.charCodeAt(0));
-    const claims = JSON.parse(new TextDecoder().decode(bytes)) as { exp?: unknown };
-    return typeof claims.exp === 'number' && Number.isFinite(claims.exp) ? claims.exp * 1000 : undefined;
+    const claims = JSON.parse(new TextDecoder().decode(bytes)) as { exp?: unknown; iat?: unknown };
+    const seconds = (claim: unknown) => (typeof claim === 'number' && Number.isFinite(claim) ? claim * 1000 : undefined);
+    const expiresAt = seconds(claims.exp);
+    return expiresAt === undefined ? undefined : { expiresAt, issuedAt: seconds(claims.iat) };
   } catch {
     return undefined;
   }

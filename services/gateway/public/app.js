@@ -51,6 +51,9 @@ const ui = {
   refresh: element('[data-testid="refresh-sessions"]'),
   conversationTitle: element('#conversation-title'),
   conversationMeta: element('#conversation-meta'),
+  conversationStatus: element('#conversation-status'),
+  conversationStatusText: element('#conversation-status-text'),
+  conversationRetry: element('[data-testid="conversation-retry"]'),
   messages: element('#messages'),
   loadEarlier: element('#load-earlier'),
   messagesEmpty: element('#messages-empty'),
@@ -75,8 +78,20 @@ const state = {
   openGeneration: 0,
   /** seq → list item of the open conversation. */
   messages: new Map(),
-  /** Sends of the open conversation not acknowledged yet: { item, content }. */
-  pending: [],
+  /**
+   * Sends not acknowledged yet, by session, whichever conversation is open: { sessionId, content,
+   * clientMsgId, item, failed }. Kept when another conversation is opened, so a message still
+   * queued in the SDK shows again with its conversation, and its failure is never dropped.
+   */
+  pending: new Map(),
+  /** The open conversation is joined: until then its messages do not reach the page, and sending is off. */
+  joined: false,
+  /** Joining the open conversation failed for a passing reason: tried again on the next 'ready'. */
+  joinFailed: false,
+  /** The first page of history failed to load: the seq to load it before, tried again on the next 'ready'. */
+  historyDue: null,
+  /** What the conversation's Retry button does. */
+  retry: null,
   oldestSeq: null,
   hasMore: false,
 };
@@ -129,6 +144,12 @@ function readStoredUser() {
   } catch {
     return null;
   }
+}
+
+/** A client_msg_id. crypto.randomUUID exists only in secure contexts; getRandomValues everywhere. */
+function newClientMsgId() {
+  if (typeof crypto.randomUUID === 'function') return crypto.randomUUID();
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (byte) => byte.toString(16).padStart(2, '0')).join('');
 }
 
 function webSocketUrl() {
@@ -232,7 +253,10 @@ async function startChat(user) {
     client.on('state', (connection) => {
       if (state.client !== client) return;
       setConnection(connection);
-      if (connection === 'ready') void refreshSessions();
+      if (connection === 'ready') {
+        void refreshSessions();
+        resumeConversation();
+      }
     }),
     client.on('message', (message) => {
       if (state.client === client) onMessage(message);
@@ -276,6 +300,7 @@ function stopChat() {
   state.client = null;
   client?.close();
   state.sessions = new Map();
+  state.pending = new Map();
   state.refreshing = null;
   ui.sessionList.replaceChildren();
 }
@@ -430,17 +455,39 @@ function closeConversation() {
   state.openGeneration++;
   state.openSessionId = null;
   state.messages = new Map();
-  state.pending = [];
+  state.joined = false;
+  state.joinFailed = false;
+  state.historyDue = null;
   state.oldestSeq = null;
   state.hasMore = false;
+  // Pending items are only taken off the page: they stay in state.pending with their conversation.
   ui.messageList.replaceChildren();
   ui.loadEarlier.hidden = true;
   ui.conversationTitle.textContent = 'No conversation open';
   ui.conversationMeta.textContent = '';
-  ui.composer.disabled = true;
-  ui.send.disabled = true;
+  hideConversationProblem();
+  setComposerEnabled(false);
   updateEmptyState();
   markCurrentSession();
+}
+
+function setComposerEnabled(enabled) {
+  ui.composer.disabled = !enabled;
+  ui.send.disabled = !enabled;
+  ui.composer.placeholder = enabled || state.openSessionId === null ? 'Write a message…' : 'Opening the conversation…';
+}
+
+/** A problem with the open conversation, shown above its messages, with a Retry button doing `retry`. */
+function showConversationProblem(text, retry) {
+  ui.conversationStatusText.textContent = text;
+  state.retry = retry;
+  ui.conversationStatus.hidden = false;
+}
+
+function hideConversationProblem() {
+  state.retry = null;
+  ui.conversationStatus.hidden = true;
+  ui.conversationStatusText.textContent = '';
 }
 
 function showConversationHeader(session) {
@@ -448,8 +495,12 @@ function showConversationHeader(session) {
   ui.conversationMeta.textContent = `#${session.id} · ${isStaff(state.user) ? `customer #${session.customer_id} · ` : ''}started ${formatTime(session.created_at)}`;
 }
 
+function pendingOf(sessionId) {
+  return state.pending.get(sessionId) ?? [];
+}
+
 function updateEmptyState() {
-  const empty = state.messages.size === 0 && state.pending.length === 0;
+  const empty = state.messages.size === 0 && pendingOf(state.openSessionId).length === 0;
   ui.messagesEmpty.hidden = !empty;
   ui.messagesEmpty.textContent =
     state.openSessionId === null
@@ -469,25 +520,70 @@ async function openSession(sessionId) {
   const known = state.sessions.get(sessionId);
   if (known) showConversationHeader(known);
   else ui.conversationTitle.textContent = `Conversation #${sessionId}`;
-  ui.composer.disabled = false;
-  ui.send.disabled = false;
+  for (const entry of pendingOf(sessionId)) ui.messageList.append(entry.item);
   updateEmptyState();
   markCurrentSession();
+  await joinConversation(client, sessionId, generation);
+}
+
+/**
+ * Joins the open conversation, then loads its latest messages. Sending stays off until the join
+ * is answered: before that the SDK does not follow the session, so the other side's messages
+ * would never show. A join that fails for a passing reason (no answer in time, the backend
+ * unavailable) is tried again when the connection is next ready, or at once from Retry.
+ */
+async function joinConversation(client, sessionId, generation) {
+  state.joinFailed = false;
+  hideConversationProblem();
+  setComposerEnabled(false);
+  let lastSeq;
   try {
-    const { lastSeq } = await client.join(sessionId);
-    if (generation !== state.openGeneration) return;
-    // Live messages start after lastSeq; everything up to it comes from history.
-    if (lastSeq > 0) await loadHistory(sessionId, lastSeq + 1, generation);
-    if (generation === state.openGeneration) scrollToBottom();
+    ({ lastSeq } = await client.join(sessionId));
   } catch (error) {
     if (generation !== state.openGeneration || state.client !== client) return;
     const code = error && typeof error === 'object' ? error.code : undefined;
     if (code === 'not_found' || code === 'forbidden') {
       sessionStorage.removeItem(SESSION_KEY);
       closeConversation();
+      showNotice(`Cannot open conversation #${sessionId}: ${describeError(error)}`);
+      return;
     }
-    showNotice(`Cannot open conversation #${sessionId}: ${describeError(error)}`);
+    state.joinFailed = true;
+    // Tried again on the next 'ready' too: after a reconnect, or once the backend is back.
+    showConversationProblem(`Cannot open this conversation: ${describeError(error)}`, () =>
+      joinConversation(client, sessionId, generation),
+    );
+    return;
   }
+  if (generation !== state.openGeneration || state.client !== client) return;
+  state.joined = true;
+  setComposerEnabled(true);
+  // Live messages start after lastSeq; everything up to it comes from history.
+  if (lastSeq > 0) await loadFirstPage(sessionId, lastSeq + 1, generation);
+  if (generation === state.openGeneration) scrollToBottom();
+}
+
+/** The newest page of history. On failure "Load earlier" stays hidden, so it is retried here: on the next 'ready', or from Retry. */
+async function loadFirstPage(sessionId, beforeSeq, generation) {
+  state.historyDue = null;
+  hideConversationProblem();
+  try {
+    await loadHistory(sessionId, beforeSeq, generation);
+  } catch (error) {
+    if (generation !== state.openGeneration) return;
+    state.historyDue = beforeSeq;
+    showConversationProblem(`Cannot load the messages: ${describeError(error)}`, () => loadFirstPage(sessionId, beforeSeq, generation));
+  }
+}
+
+/** The connection is ready again: finish opening the conversation if that failed meanwhile. */
+function resumeConversation() {
+  const client = state.client;
+  const sessionId = state.openSessionId;
+  if (!client || sessionId === null) return;
+  const generation = state.openGeneration;
+  if (state.joinFailed) void joinConversation(client, sessionId, generation);
+  else if (state.historyDue !== null) void loadFirstPage(sessionId, state.historyDue, generation);
 }
 
 async function loadHistory(sessionId, beforeSeq, generation) {
@@ -579,57 +675,55 @@ function upsertMessage(message) {
 
 function onMessage(message) {
   noteSessionActivity(message);
+  // Our own message came back before its ack: it replaces the greyed copy.
+  const sent = pendingOf(message.session_id).find((entry) => entry.clientMsgId === message.client_msg_id);
+  if (sent) removePending(sent);
   if (message.session_id !== state.openSessionId) return;
-  if (message.sender_id === state.user?.id) {
-    // Our own message came back before its ack: it replaces the greyed copy.
-    const index = state.pending.findIndex((entry) => entry.content === message.content && !entry.failed);
-    if (index >= 0) {
-      state.pending[index]?.item.remove();
-      state.pending.splice(index, 1);
-    }
-  }
   if (!state.messages.has(message.seq)) upsertMessage(message);
 }
 
-async function sendContent(content, entry) {
+/**
+ * Sends a message kept in state.pending. Its outcome is applied whichever conversation is open
+ * by then: the ack replaces the greyed copy, and a failure marks it, with a notice when the
+ * conversation is not the one on screen.
+ */
+async function sendPending(entry) {
   const client = state.client;
-  const sessionId = state.openSessionId;
-  if (!client || sessionId === null) return;
-  const generation = state.openGeneration;
-  if (!entry) {
-    const item = renderMessage({ content, sender_id: state.user?.id, sender_role: state.user?.role }, { pending: true });
-    entry = { item, content, failed: false };
-    state.pending.push(entry);
-    ui.messageList.append(item);
-    updateEmptyState();
-    scrollToBottom();
-  }
+  if (!client) return;
+  let ack;
   try {
-    const ack = await client.send(sessionId, content);
-    if (generation !== state.openGeneration) return;
-    removePending(entry);
-    if (!state.messages.has(ack.seq)) {
-      upsertMessage({
-        id: ack.messageId,
-        session_id: sessionId,
-        seq: ack.seq,
-        sender_id: state.user?.id,
-        sender_role: state.user?.role,
-        content,
-        client_msg_id: ack.clientMsgId,
-        created_at: new Date().toISOString(),
-      });
-    }
+    ack = await client.send(entry.sessionId, entry.content, { clientMsgId: entry.clientMsgId });
   } catch (error) {
-    if (generation !== state.openGeneration || !entry.item.isConnected) return;
+    if (state.client !== client || !pendingOf(entry.sessionId).includes(entry)) return;
     markFailed(entry, describeError(error));
+    if (entry.sessionId !== state.openSessionId) {
+      const session = state.sessions.get(entry.sessionId);
+      const title = session ? sessionTitle(session) : `conversation #${entry.sessionId}`;
+      showNotice(`A message to ${title} was not sent: ${describeError(error)}. Open the conversation to retry it.`);
+    }
+    return;
   }
+  if (state.client !== client) return;
+  removePending(entry);
+  if (entry.sessionId !== state.openSessionId || state.messages.has(ack.seq)) return;
+  upsertMessage({
+    id: ack.messageId,
+    session_id: entry.sessionId,
+    seq: ack.seq,
+    sender_id: state.user?.id,
+    sender_role: state.user?.role,
+    content: entry.content,
+    client_msg_id: ack.clientMsgId,
+    created_at: new Date().toISOString(),
+  });
 }
 
 function removePending(entry) {
   entry.item.remove();
-  const index = state.pending.indexOf(entry);
-  if (index >= 0) state.pending.splice(index, 1);
+  const entries = pendingOf(entry.sessionId);
+  const index = entries.indexOf(entry);
+  if (index >= 0) entries.splice(index, 1);
+  if (entries.length === 0) state.pending.delete(entry.sessionId);
   updateEmptyState();
 }
 
@@ -647,17 +741,27 @@ function markFailed(entry, reason) {
     entry.item.classList.remove('failed');
     retry.remove();
     if (status) status.textContent = 'Sending…';
-    void sendContent(entry.content, entry);
+    // The same client_msg_id: should the first attempt have been stored after all, it is not stored twice.
+    void sendPending(entry);
   });
   entry.item.querySelector('.message-meta')?.append(retry);
 }
 
 function sendFromComposer() {
   const content = ui.composer.value;
-  if (!content.trim() || state.openSessionId === null) return;
+  const sessionId = state.openSessionId;
+  if (!content.trim() || sessionId === null || !state.joined) return;
   ui.composer.value = '';
   ui.composer.focus();
-  void sendContent(content);
+  const item = renderMessage({ content, sender_id: state.user?.id, sender_role: state.user?.role }, { pending: true });
+  const entry = { sessionId, content, clientMsgId: newClientMsgId(), item, failed: false };
+  const entries = pendingOf(sessionId);
+  state.pending.set(sessionId, entries);
+  entries.push(entry);
+  ui.messageList.append(item);
+  updateEmptyState();
+  scrollToBottom();
+  void sendPending(entry);
 }
 
 // ---------------------------------------------------------------- wiring
@@ -681,6 +785,11 @@ ui.refresh.addEventListener('click', () => {
 
 ui.loadEarlier.addEventListener('click', () => {
   void loadEarlier();
+});
+
+ui.conversationRetry.addEventListener('click', () => {
+  const retry = state.retry;
+  if (retry) void retry();
 });
 
 ui.composerForm.addEventListener('submit', (event) => {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
 import { type ServiceProcess, type Stack, startStack } from '@switchboard/testing';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { type Browser, type BrowserContext, chromium, type Page, type WebSocketRoute } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /** Debian's Chromium; this test never downloads a browser. */
@@ -28,16 +28,16 @@ const customerName = `customer-${process.pid}-${Date.now().toString(36)}`;
 /** Uncaught exceptions and console errors of both pages: the page must run without any. */
 const pageProblems: string[] = [];
 
-async function openPage(name: string): Promise<Page> {
+async function openPage(name: string, problems = pageProblems): Promise<Page> {
   if (!browser) throw new Error('no browser');
   const context = await browser.newContext({ viewport: { width: 1200, height: 760 }, deviceScaleFactor: 1 });
   contexts.push(context);
   context.setDefaultTimeout(STEP_MS);
   context.setDefaultNavigationTimeout(STEP_MS);
   const page = await context.newPage();
-  page.on('pageerror', (error) => pageProblems.push(`${name}: uncaught ${error.message}`));
+  page.on('pageerror', (error) => problems.push(`${name}: uncaught ${error.message}`));
   page.on('console', (message) => {
-    if (message.type() === 'error') pageProblems.push(`${name}: console ${message.text()}`);
+    if (message.type() === 'error') problems.push(`${name}: console ${message.text()}`);
   });
   return page;
 }
@@ -82,6 +82,70 @@ async function logIn(page: Page, username: string, password: string, button: 'lo
   await page.getByTestId(button).click();
   await expect.poll(() => page.getByTestId('current-user').textContent(), { timeout: STEP_MS }).toContain(username);
   await expectReady(page);
+}
+
+type WireFrame = Record<string, unknown> & { type: string };
+
+/**
+ * The page's WebSocket, routed through the test on its way to the gateway, so that a test can
+ * play a backend fault: `intercept` sees every frame from the page and returns true for one it
+ * answered (with `toPage`) or held itself; anything else goes on to the gateway.
+ */
+interface Wire {
+  intercept: ((frame: WireFrame, toPage: (frame: WireFrame) => void) => boolean) | undefined;
+  /** Closes the page's current connections, as a gateway restart does. */
+  drop(): Promise<void>;
+}
+
+async function routeWire(page: Page): Promise<Wire> {
+  const routes: WebSocketRoute[] = [];
+  const wire: Wire = {
+    intercept: undefined,
+    async drop() {
+      for (const route of routes.splice(0)) await route.close({ code: 1012, reason: 'restart' });
+    },
+  };
+  await page.routeWebSocket(/\/ws$/, (route) => {
+    const server = route.connectToServer();
+    routes.push(route);
+    const toPage = (frame: WireFrame) => route.send(JSON.stringify(frame));
+    route.onMessage((message) => {
+      const frame = typeof message === 'string' ? (JSON.parse(message) as WireFrame) : undefined;
+      if (!frame || !wire.intercept?.(frame, toPage)) server.send(message);
+    });
+  });
+  return wire;
+}
+
+/** Answers every join_session, as a gateway does while persistence is down; the SDK retries until its 10 s deadline. */
+const refuseJoins = (frame: WireFrame, toPage: (frame: WireFrame) => void): boolean => {
+  if (frame.type !== 'join_session') return false;
+  toPage({ type: 'error', req_id: frame.req_id, code: 'unavailable', message: 'persistence is unavailable' });
+  return true;
+};
+
+/** Opens a conversation on a page whose list may not show it yet (an agent's list refreshes every 5 s). */
+async function openConversationOn(page: Page, id: string): Promise<void> {
+  const item = page.locator(`[data-testid="session-item"][data-session-id="${id}"]`);
+  await expect
+    .poll(
+      async () => {
+        if ((await item.count()) === 0) await page.getByTestId('refresh-sessions').click();
+        return item.count();
+      },
+      { timeout: STEP_MS, interval: 500 },
+    )
+    .toBe(1);
+  await item.click();
+}
+
+async function sendFrom(page: Page, text: string): Promise<void> {
+  await page.getByTestId('composer').fill(text);
+  await page.getByTestId('composer').press('Enter');
+}
+
+async function shownTexts(page: Page): Promise<(string | null)[]> {
+  return (await shownMessages(page)).map(({ text }) => text);
 }
 
 // ------------------------------------------------------------------ PNG
@@ -289,4 +353,126 @@ describe('the demo page', () => {
     }
     expect(pageProblems).toEqual([]);
   });
+});
+
+describe('the demo page when the backend fails', () => {
+  const problems: string[] = [];
+  let page: Page;
+  let wire: Wire;
+  let first: string;
+  let second: string;
+  const failedOpen = () => page.getByTestId('conversation-status');
+
+  beforeAll(async () => {
+    page = await openPage('customer 2', problems);
+    wire = await routeWire(page);
+  });
+
+  it('works as usual through a routed connection', async () => {
+    await logIn(page, `customer2-${process.pid}-${Date.now().toString(36)}`, 'customer-password', 'register');
+    await page.getByTestId('subject').fill('Opening fails');
+    await page.getByTestId('start-chat').click();
+    await expect.poll(() => page.getByTestId('session-item').count(), { timeout: STEP_MS }).toBe(1);
+    first = (await page.getByTestId('session-item').getAttribute('data-session-id')) ?? '';
+    await sendFrom(page, 'Hello from the first conversation');
+    await expectConversation(page, ['Hello from the first conversation']);
+  });
+
+  it('keeps sending off while a conversation cannot be opened, and opens it on the next connection', async () => {
+    // After a reload the page opens the conversation again, while persistence answers unavailable.
+    wire.intercept = refuseJoins;
+    await page.reload();
+    await expectReady(page);
+    await expect.poll(() => failedOpen().isVisible(), { timeout: STEP_MS }).toBe(true);
+    expect(await failedOpen().textContent()).toContain('Cannot open this conversation: persistence is unavailable');
+    expect(await page.getByTestId('composer').isDisabled()).toBe(true);
+    expect(await page.getByTestId('send').isDisabled()).toBe(true);
+
+    // Persistence is back, and the connection is replaced: the page joins on the new one.
+    wire.intercept = undefined;
+    await wire.drop();
+    await expect.poll(() => page.getByTestId('composer').isDisabled(), { timeout: STEP_MS }).toBe(false);
+    expect(await failedOpen().isVisible()).toBe(false);
+    await expectConversation(page, ['Hello from the first conversation']);
+
+    // The other side's messages arrive.
+    await openConversationOn(agent, first);
+    await sendFrom(agent, 'An agent answers the first conversation');
+    await expectConversation(page, ['Hello from the first conversation', 'An agent answers the first conversation']);
+  }, 60_000);
+
+  it('offers to retry opening a conversation that failed while connected', async () => {
+    wire.intercept = refuseJoins;
+    await page.getByTestId('subject').fill('Second chat');
+    await page.getByTestId('start-chat').click();
+    const current = page.locator('[data-testid="session-item"][aria-current="true"]');
+    await expect
+      .poll(async () => ((await current.count()) === 1 ? await current.getAttribute('data-session-id') : first), { timeout: STEP_MS })
+      .not.toBe(first);
+    second = (await current.getAttribute('data-session-id')) ?? '';
+    expect(second).toMatch(/^\d+$/);
+    await expect.poll(() => failedOpen().isVisible(), { timeout: STEP_MS }).toBe(true);
+    expect(await page.getByTestId('composer').isDisabled()).toBe(true);
+
+    wire.intercept = undefined;
+    await page.getByTestId('conversation-retry').click();
+    await expect.poll(() => page.getByTestId('composer').isDisabled(), { timeout: STEP_MS }).toBe(false);
+    await openConversationOn(agent, second);
+    await sendFrom(agent, 'An agent answers the second conversation');
+    await expectConversation(page, ['An agent answers the second conversation']);
+  }, 60_000);
+
+  it('keeps a queued message with its conversation, and shows it failed after switching away', async () => {
+    await page.locator(`[data-testid="session-item"][data-session-id="${first}"]`).click();
+    await expect.poll(() => page.getByTestId('composer').isDisabled(), { timeout: STEP_MS }).toBe(false);
+    // The gateway takes the message but stores nothing yet: the SDK keeps it queued.
+    const held: { frame: WireFrame; toPage: (frame: WireFrame) => void }[] = [];
+    wire.intercept = (frame, toPage) => {
+      if (frame.type !== 'send_message') return false;
+      held.push({ frame, toPage });
+      return true;
+    };
+    await sendFrom(page, 'Queued while storing is slow');
+    await expect.poll(() => held.length, { timeout: STEP_MS }).toBe(1);
+    const pending = page.getByTestId('pending-message');
+    expect(await pending.count()).toBe(1);
+
+    // Away and back: the queued message is still shown.
+    await page.locator(`[data-testid="session-item"][data-session-id="${second}"]`).click();
+    await expect.poll(() => shownTexts(page), { timeout: STEP_MS }).toEqual(['An agent answers the second conversation']);
+    expect(await pending.count()).toBe(0);
+    await page.locator(`[data-testid="session-item"][data-session-id="${first}"]`).click();
+    await expect.poll(() => pending.count(), { timeout: STEP_MS }).toBe(1);
+    expect(await pending.locator('.message-body').textContent()).toBe('Queued while storing is slow');
+    expect(await pending.locator('.message-status').textContent()).toBe('Sending…');
+
+    // It fails while the other conversation is open: a notice says so, and the message shows it.
+    await page.locator(`[data-testid="session-item"][data-session-id="${second}"]`).click();
+    await expect.poll(() => page.getByTestId('composer').isDisabled(), { timeout: STEP_MS }).toBe(false);
+    wire.intercept = undefined;
+    const [queued] = held;
+    queued?.toPage({
+      type: 'error',
+      req_id: queued.frame.req_id,
+      client_msg_id: queued.frame.client_msg_id,
+      code: 'internal',
+      message: 'the message could not be stored',
+    });
+    await expect
+      .poll(() => page.locator('#notice').textContent(), { timeout: STEP_MS })
+      .toContain('A message to Opening fails was not sent');
+    await page.locator(`[data-testid="session-item"][data-session-id="${first}"]`).click();
+    await expect
+      .poll(() => pending.locator('.message-status').textContent(), { timeout: STEP_MS })
+      .toBe('Not sent: the message could not be stored');
+
+    // Retry sends it with the same client_msg_id; it is stored once.
+    await pending.getByRole('button', { name: 'Retry' }).click();
+    await expectConversation(page, [
+      'Hello from the first conversation',
+      'An agent answers the first conversation',
+      'Queued while storing is slow',
+    ]);
+    expect(problems).toEqual([]);
+  }, 60_000);
 });
