@@ -10,10 +10,38 @@ const NETWORK_CODE = /^E(CONNREFUSED|CONNRESET|CONNABORTED|TIMEDOUT|PIPE|NOTFOUN
 const CONNECTION_MESSAGE =
   /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|timeout exceeded when trying to connect|Connection terminated|Query read timeout|not queryable/i;
 
+/** A read-only transaction was asked to write: the server is a hot standby (a primary demoted in a failover) or set read-only. */
+export const READ_ONLY_SQLSTATE = '25006';
+/**
+ * SQLSTATEs of a server that cannot take the statement now, whatever the statement: read-only,
+ * insufficient resources (class 53: 53100 disk full, 53200 out of memory, 53300 too many
+ * connections), a system error (class 58: 58030 I/O error, a data file missing) or the server
+ * shutting down (57P0x). All clear on the server's side (a failover completes, space is freed),
+ * and sending the same statement then succeeds.
+ *
+ * Not 53400 (configuration_limit_exceeded): that is the statement going past a configured
+ * limit, such as `temp_file_limit`, and the same statement goes past it every time. Taken for
+ * the server being unavailable, such a batch would be retried for ever and hold up every message
+ * behind it; as an error of the statement, it is split and only the message that cannot be
+ * stored is set aside.
+ */
+const UNAVAILABLE_SQLSTATE = /^(25006$|53(?!400$)|58|57P0)/;
+
 /** Errors that mean the database is unreachable, rather than that one query was wrong. */
 export function isConnectionError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   const code = (error as { code?: unknown }).code;
   if (typeof code === 'string' && (CONNECTION_SQLSTATE.test(code) || NETWORK_CODE.test(code))) return true;
   return CONNECTION_MESSAGE.test(error.message);
+}
+
+/**
+ * Errors that mean the database cannot take writes now: unreachable (`isConnectionError`), or
+ * reachable but read-only, out of disk or memory, failing its I/O or shutting down. What failed
+ * this way should be tried again later, never taken for a statement the database refuses.
+ */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  if (isConnectionError(error)) return true;
+  const code = error instanceof Error ? (error as { code?: unknown }).code : undefined;
+  return typeof code === 'string' && UNAVAILABLE_SQLSTATE.test(code);
 }

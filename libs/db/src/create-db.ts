@@ -34,6 +34,64 @@ export interface CreateDbOptions {
    * gives up, about 15 minutes. None by default: migrations may run, or wait for their lock, long.
    */
   queryTimeoutMs?: number;
+  /**
+   * How long `destroy()` lets statements still running finish (5 s by default). Past it they are
+   * cancelled and their connections closed: a statement waiting for a row lock held elsewhere, or
+   * on a connection whose packets are dropped, otherwise held the close until the query timeout,
+   * and a service's stop past the 30 s it has after SIGTERM.
+   */
+  closeTimeoutMs?: number;
+}
+
+/** How long a cancelled statement may take to give its connection back before the connection is closed. */
+const CANCEL_GRACE_MS = 1_000;
+
+/** Whether `promise` settles within `ms`; its outcome is left to whoever awaits it. */
+export async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<boolean>((resolve) => {
+    timer = setTimeout(resolve, ms, false);
+  });
+  try {
+    return await Promise.race([
+      promise.then(
+        () => true,
+        () => true,
+      ),
+      expired,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Asks the server to cancel what these connections are running, over a connection of its own.
+ * A cancelled statement commits nothing, whereas one whose connection is merely closed still
+ * commits once its lock is free. Best effort and bounded: an unreachable server cannot be asked.
+ */
+async function cancelStatements(url: string, applicationName: string, clients: readonly pg.PoolClient[]): Promise<void> {
+  // pg keeps each connection's backend process id, but its type declarations leave it out.
+  const pids = clients
+    .map((client) => (client as unknown as { processID?: number | null }).processID)
+    .filter((pid) => typeof pid === 'number');
+  if (pids.length === 0) return;
+  const client = new pg.Client({
+    connectionString: url,
+    application_name: `${applicationName}:cancel`,
+    connectionTimeoutMillis: CANCEL_GRACE_MS,
+    query_timeout: CANCEL_GRACE_MS,
+  });
+  // An error on its socket after the query has failed (or succeeded) would otherwise be unhandled.
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    await client.query('select pg_cancel_backend(pid) from unnest($1::int[]) as pid', [pids]);
+  } catch {
+    // Unreachable or too slow: the connections are closed below all the same.
+  } finally {
+    await client.end().catch(() => undefined);
+  }
 }
 
 /** A database handle for a service; whoever creates it destroys it. */
@@ -52,6 +110,7 @@ export function createDb<DB>({
   healthProbeIntervalMs = 2_000,
   settings,
   queryTimeoutMs,
+  closeTimeoutMs = 5_000,
 }: CreateDbOptions): Database<DB> {
   const pool = new pg.Pool({
     connectionString: url,
@@ -75,6 +134,10 @@ export function createDb<DB>({
     watched.on('connect', (client) => client.on('error', connectionLost));
   };
   watchConnections(pool);
+  // The connections handed out and not yet given back, for a close that cannot wait for them.
+  const inUse = new Set<pg.PoolClient>();
+  pool.on('acquire', (client) => inUse.add(client));
+  pool.on('release', (_error, client) => inUse.delete(client));
   const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool: preparingPool(pool, { settings }) }) });
 
   // Readiness follows a cheap probe rather than the outcome of application queries. The probe has
@@ -120,7 +183,14 @@ export function createDb<DB>({
     isHealthy: () => healthy,
     destroy: async () => {
       clearInterval(timer);
-      await Promise.all([db.destroy(), probePool.end()]);
+      const closed = Promise.all([db.destroy(), probePool.end()]);
+      if (!(await settlesWithin(closed, closeTimeoutMs))) {
+        await cancelStatements(url, applicationName, [...inUse]);
+        // A statement still running after its cancel (the server never got it) loses its
+        // connection: pg then fails it, and its connection goes back to the pool to be closed.
+        if (!(await settlesWithin(closed, CANCEL_GRACE_MS))) for (const client of inUse) void client.end().catch(() => undefined);
+      }
+      await closed;
     },
   };
 }

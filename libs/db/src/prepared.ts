@@ -1,6 +1,6 @@
 import { type PostgresPool, type PostgresPoolClient, type RawBuilder, sql } from 'kysely';
 import type pg from 'pg';
-import { isConnectionError } from './connection-errors.js';
+import { isConnectionError, READ_ONLY_SQLSTATE } from './connection-errors.js';
 
 /** Settings a connection takes when it opens, by name, e.g. `{ plan_cache_mode: 'force_generic_plan' }`. */
 export type ConnectionSettings = Readonly<Record<string, string>>;
@@ -57,6 +57,8 @@ export function preparingPool(pool: pg.Pool, { settings = {} }: { settings?: Con
   const wrap = (client: pg.PoolClient): PostgresPoolClient => {
     // A connection that failed a statement as lost or timed out is not handed out again: after a
     // query timeout it is still waiting for the answer, and every statement after would queue behind.
+    // Nor is one on a read-only server: after a failover that moved the database's address, only a
+    // new connection reaches the new primary, and one in use every retry would never idle out.
     let broken = false;
     // Kysely passes cursors only when its dialect is given a cursor class, which createDb does not.
     const run = async (text: string, values: readonly unknown[]) => {
@@ -76,7 +78,7 @@ export function preparingPool(pool: pg.Pool, { settings = {} }: { settings?: Con
       try {
         return await run(text, values);
       } catch (error) {
-        if (isConnectionError(error)) broken = true;
+        if (isConnectionError(error) || (error as { code?: unknown } | null)?.code === READ_ONLY_SQLSTATE) broken = true;
         throw error;
       }
     };

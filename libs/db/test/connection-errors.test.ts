@@ -1,4 +1,4 @@
-import { createDb, type Database, isConnectionError } from '@switchboard/db';
+import { createDb, type Database, isConnectionError, isDatabaseUnavailable } from '@switchboard/db';
 import { createTestDatabase, type TestDatabase } from '@switchboard/testing';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,15 +16,18 @@ async function failureOf(url: string, query = sql`select 1`): Promise<unknown> {
   }
 }
 
-describe('isConnectionError', () => {
-  let database: TestDatabase;
-  beforeAll(async () => {
-    database = await createTestDatabase('db_conn_errors');
-  });
-  afterAll(async () => {
-    await database.drop();
-  });
+let database: TestDatabase;
+beforeAll(async () => {
+  database = await createTestDatabase('db_conn_errors');
+});
+afterAll(async () => {
+  await database.drop();
+});
 
+/** An error with a SQLSTATE, as pg gives one for what the server answered. */
+const withCode = (code: string) => Object.assign(new Error(`SQLSTATE ${code}`), { code });
+
+describe('isConnectionError', () => {
   it('recognises a database host whose name does not resolve', async () => {
     const url = new URL(database.url);
     url.hostname = 'no-such-database-host.invalid';
@@ -48,5 +51,32 @@ describe('isConnectionError', () => {
     expect((error as { code?: string }).code).toBe('22012');
     expect(isConnectionError(error)).toBe(false);
     expect(isConnectionError(new TypeError('x is undefined'))).toBe(false);
+  });
+});
+
+describe('isDatabaseUnavailable', () => {
+  it('recognises a write refused by a read-only server (25006), which a failover to a standby gives', async () => {
+    const url = new URL(database.url);
+    url.searchParams.set('options', '-c default_transaction_read_only=on');
+    const error = await failureOf(url.toString(), sql`create table written_while_read_only (id int)`);
+    expect((error as { code?: string }).code).toBe('25006');
+    expect(isDatabaseUnavailable(error)).toBe(true);
+    // The connection itself is fine; only the server cannot take writes.
+    expect(isConnectionError(error)).toBe(false);
+  });
+
+  it('recognises insufficient resources, system errors and the server going down', () => {
+    for (const code of ['53100', '53200', '53300', '58000', '58030', '58P01', '57P01', '57P02', '57P03', '57P04', '57P05', '08006'])
+      expect(isDatabaseUnavailable(withCode(code)), code).toBe(true);
+    expect(isDatabaseUnavailable(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }))).toBe(true);
+  });
+
+  it('does not take a statement PostgreSQL refused, nor one past a configured limit (53400), for the server being unavailable', async () => {
+    // 53400 (temp_file_limit, say) comes back for the same statement every time: retried, it would hold up everything behind it.
+    for (const code of ['53400', '23505', '22P02', '42P01', '40001', '57014', '25P02', '5', ''])
+      expect(isDatabaseUnavailable(withCode(code)), code).toBe(false);
+    expect(isDatabaseUnavailable(await failureOf(database.url, sql`select 1 / 0`))).toBe(false);
+    expect(isDatabaseUnavailable(new TypeError('x is undefined'))).toBe(false);
+    expect(isDatabaseUnavailable(undefined)).toBe(false);
   });
 });

@@ -1,5 +1,5 @@
 import cors from '@fastify/cors';
-import { isConnectionError } from '@switchboard/db';
+import { isDatabaseUnavailable } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import { describeIssues } from '@switchboard/protocol';
 import type { TokenVerifier } from '@switchboard/tokens';
@@ -88,8 +88,9 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
       // Fastify's own client errors: malformed JSON and the like.
       return reply.code(error.statusCode).send(errorBody(HttpErrorCode.InvalidBody.code, error.message));
     }
-    if (isConnectionError(error)) {
-      // PostgreSQL is unreachable or did not answer in time: the request may succeed later.
+    if (isDatabaseUnavailable(error)) {
+      // PostgreSQL is unreachable, did not answer in time, or cannot take writes now (read-only
+      // after a failover, a full disk): the request may succeed later.
       request.log.warn({ err: error }, 'database unavailable');
       return reply
         .code(HttpErrorCode.Unavailable.status)

@@ -1,5 +1,5 @@
 import { BusError, jsonEndpoint, type ServiceSpec } from '@switchboard/bus';
-import { isConnectionError } from '@switchboard/db';
+import { isDatabaseUnavailable } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import {
   BusErrorCode,
@@ -49,13 +49,16 @@ function createHandlers(db: Kysely<PersistenceDatabase>): Handlers {
   };
 }
 
-/** The database being unreachable is `unavailable` to the caller, who may retry; anything else stays `internal`. */
+/**
+ * The database being unreachable or unable to take writes (read-only after a failover, disk full)
+ * is `unavailable` to the caller, who may retry; anything else stays `internal`, which is not retried.
+ */
 function withUnavailable<Req, Rep>(handler: (request: Req) => Promise<Rep>) {
   return async (request: Req) => {
     try {
       return await handler(request);
     } catch (error) {
-      if (isConnectionError(error)) throw new BusError(BusErrorCode.Unavailable, 'database unavailable', { cause: error });
+      if (isDatabaseUnavailable(error)) throw new BusError(BusErrorCode.Unavailable, 'database unavailable', { cause: error });
       throw error;
     }
   };

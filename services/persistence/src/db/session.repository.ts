@@ -39,13 +39,24 @@ export async function findLastSeqs(db: Kysely<PersistenceDatabase>, ids: readonl
   return rows;
 }
 
-/** Newest first. */
-export async function listSessions(
-  db: Kysely<PersistenceDatabase>,
-  filter: { status?: 'open' | 'closed' | undefined; customerId?: number | undefined; limit: number },
-): Promise<SessionWithSeq[]> {
+export interface SessionListFilter {
+  status?: 'open' | 'closed' | undefined;
+  customerId?: number | undefined;
+  limit: number;
+}
+
+/**
+ * The statement of `listSessions`. Without a filter it reads the `(created_at desc, id desc)`
+ * index and stops after `limit` rows; by status or customer, the index of that column.
+ */
+export function listSessionsQuery(db: Kysely<PersistenceDatabase>, filter: SessionListFilter) {
   let query = db.selectFrom('sessions').selectAll().orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit);
   if (filter.status) query = query.where('status', '=', filter.status);
   if (filter.customerId !== undefined) query = query.where('customer_id', '=', filter.customerId);
-  return (await query.execute()).map(toSessionWithSeq);
+  return query;
+}
+
+/** Newest first. */
+export async function listSessions(db: Kysely<PersistenceDatabase>, filter: SessionListFilter): Promise<SessionWithSeq[]> {
+  return (await listSessionsQuery(db, filter).execute()).map(toSessionWithSeq);
 }

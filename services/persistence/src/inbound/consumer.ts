@@ -1,5 +1,5 @@
 import { type Bus, type DurableConsumer, type DurableMessage, decodeJson, encodeJson } from '@switchboard/bus';
-import { isConnectionError } from '@switchboard/db';
+import { isDatabaseUnavailable, settlesWithin } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import { type InboundMessage, inboundMessageSchema, type Subjects } from '@switchboard/protocol';
 import type { Kysely } from 'kysely';
@@ -15,6 +15,12 @@ const UNIQUE_VIOLATION = '23505';
 /** Retries of a batch that hit a unique violation before it is treated as one that cannot be stored. */
 const MAX_UNIQUE_RETRIES = 3;
 const MAX_RETRY_DELAY_MS = 2_000;
+/**
+ * How long a stop waits for the batch in hand. A statement can wait far longer (for a row lock
+ * held elsewhere, up to the 30 s query timeout), and the process must exit within 30 s of
+ * SIGTERM; past this the batch is left unacked, and JetStream redelivers it.
+ */
+const STOP_WAIT_MS = 10_000;
 
 export interface InboundConsumerOptions {
   bus: Bus;
@@ -30,7 +36,10 @@ export interface InboundConsumerOptions {
 }
 
 export interface InboundConsumer {
-  /** Stops fetching, finishes the batch in hand, and hands unprocessed messages back to JetStream. */
+  /**
+   * Stops fetching, finishes the batch in hand (waiting for it at most 10 s: past that it is left
+   * unacked, for JetStream to redeliver), and hands unprocessed messages back to JetStream.
+   */
   stop(): Promise<void>;
 }
 
@@ -46,9 +55,17 @@ const retryPause = (attempt: number) => sleep(Math.min(MAX_RETRY_DELAY_MS, 50 * 
 /** PostgreSQL cannot store NUL in text; a dead letter keeps it as the six characters `\u0000`. */
 const storable = (text: string) => text.replaceAll('\u0000', '\\u0000');
 
+/**
+ * Errors after which the same write may succeed later: the database unreachable or unable to take
+ * writes (read-only, disk full: see `isDatabaseUnavailable`), or a transaction to run again. Such
+ * an error says nothing about the messages, which must be kept and never set aside for it.
+ */
+function isTransient(error: unknown): boolean {
+  return isDatabaseUnavailable(error) || RETRYABLE_SQLSTATES.has((error as { code?: string } | null)?.code ?? '');
+}
+
 function isRetryable(error: unknown, attempt: number): boolean {
-  const code = (error as { code?: string }).code ?? '';
-  return isConnectionError(error) || RETRYABLE_SQLSTATES.has(code) || (code === UNIQUE_VIOLATION && attempt < MAX_UNIQUE_RETRIES);
+  return isTransient(error) || ((error as { code?: string } | null)?.code === UNIQUE_VIOLATION && attempt < MAX_UNIQUE_RETRIES);
 }
 
 /**
@@ -73,6 +90,14 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
   /** The batch being stored, and since when (performance.now()). */
   let inHand: DurableMessage[] = [];
   let inHandSince = 0;
+  /** Messages acked, nak'd or terminated: what a batch that threw has not settled is kept, not dropped. */
+  const settled = new WeakSet<DurableMessage>();
+  /**
+   * Set when stop() returns; the bus closes after it. A batch still running then (stop gave up
+   * waiting for it) neither settles nor publishes anything: JetStream redelivers its messages, and
+   * should its statement commit after all, the redelivery finds the rows and confirms them.
+   */
+  let stopped = false;
 
   /**
    * While a batch takes long (PostgreSQL unreachable, a slow commit), every message this replica
@@ -89,15 +114,24 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
   }, keepAliveMs);
   keepAlive.unref();
 
+  const settle = (msg: DurableMessage, how: (msg: DurableMessage) => void) => {
+    if (stopped) return;
+    settled.add(msg);
+    how(msg);
+  };
+  const ack = (msg: DurableMessage) => settle(msg, (m) => m.ack());
+  const nak = (msg: DurableMessage) => settle(msg, (m) => m.nak());
+
   const publishConfirmed = (outcome: StoreOutcome) => {
-    if (outcome.kind === 'rejected') return;
+    if (outcome.kind === 'rejected' || stopped) return;
     bus.publish(subjects.confirmed(outcome.message.session_id), encodeJson({ message: outcome.message }));
   };
 
   /**
    * Sets a message aside: written to `dead_letters`, announced, and terminated. While PostgreSQL is
-   * unreachable the write is retried like a batch (the keep-alive holds the message meanwhile),
-   * so a payload that does not decode is not dropped and redelivered until its delivery limit.
+   * unreachable or cannot take writes the write is retried like a batch (the keep-alive holds the
+   * message meanwhile), so a payload that does not decode is not dropped and redelivered until
+   * its delivery limit.
    */
   const deadLetter = async (msg: DurableMessage, input: InboundMessage | undefined, reason: string) => {
     const row = {
@@ -112,16 +146,17 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
         await db.insertInto('dead_letters').values(row).execute();
         break;
       } catch (error) {
-        if (!isConnectionError(error)) throw error;
+        if (!isTransient(error)) throw error;
         if (stopping) {
-          msg.nak();
+          nak(msg);
           return;
         }
         await retryPause(attempt);
       }
     }
+    if (stopped) return;
     if (input) bus.publish(subjects.deadLetters, encodeJson({ session_id: input.session_id, client_msg_id: input.client_msg_id, reason }));
-    msg.term(reason);
+    settle(msg, (m) => m.term(reason));
     metrics.messages.inc({ outcome: 'dead_lettered' });
     log.error({ streamSeq: msg.seq, sessionId: input?.session_id, reason }, 'inbound message dead-lettered');
   };
@@ -134,10 +169,10 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
   };
 
   /**
-   * Stores decoded messages in one statement, retrying while PostgreSQL is unreachable (keeping the
-   * messages' ack deadlines alive, so they are neither redelivered nor overtaken by later ones). A
-   * batch that fails for another reason is split so that only the message that cannot be stored is
-   * set aside.
+   * Stores decoded messages in one statement, retrying while PostgreSQL is unreachable or cannot
+   * take writes (keeping the messages' ack deadlines alive, so they are neither redelivered nor
+   * overtaken by later ones). A batch that fails for another reason is split so that only the
+   * message that cannot be stored is set aside.
    */
   const storeValid = async (valid: (Decoded & { input: InboundMessage })[]): Promise<void> => {
     let outcomes: StoreOutcome[] | undefined;
@@ -164,7 +199,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
             log.warn({ err: error, batch: valid.length, attempt }, 'storing a batch failed; retrying');
           if (stopping) {
             // Hand the batch back rather than hold up the shutdown.
-            for (const item of valid) item.msg.nak();
+            for (const item of valid) nak(item.msg);
             return;
           }
           // Meanwhile the keep-alive above holds the messages' ack deadlines.
@@ -193,7 +228,10 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
       }
     }
     // Acks follow the confirmed events on the same connection, so they reach the server after them.
-    for (const [index, outcome] of outcomes.entries()) if (outcome.kind !== 'rejected') valid[index]?.msg.ack();
+    for (const [index, outcome] of outcomes.entries()) {
+      const msg = valid[index]?.msg;
+      if (msg && outcome.kind !== 'rejected') ack(msg);
+    }
     for (const { item, reason } of rejected) await deadLetter(item.msg, item.input, reason);
   };
 
@@ -208,23 +246,35 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
     return batch;
   };
 
+  /**
+   * Takes batches while messages are held. A batch whose processing threw (a dead letter that
+   * could not be written, say) keeps what it had not settled in hand, and that is taken again,
+   * before anything newer, after a pause. Dropped, those messages came back only after the ack
+   * wait, each time using up a delivery, and behind later messages of their sessions.
+   */
   const work = async () => {
-    while (held.size > 0 && !stopping) {
+    let unsettled: Decoded[] = [];
+    while ((unsettled.length > 0 || held.size > 0) && !stopping) {
+      const retrying = unsettled.length > 0;
+      const batch = retrying ? unsettled : takeBatch();
+      unsettled = [];
+      inHand = batch.map((item) => item.msg);
+      // Taken again, a batch keeps its start, so the keep-alive covers it and the messages behind
+      // it through the pauses.
+      if (!retrying) inHandSince = performance.now();
       try {
-        const batch = takeBatch();
-        inHand = batch.map((item) => item.msg);
-        inHandSince = performance.now();
-        try {
-          await processBatch(batch);
-        } finally {
-          inHand = [];
-        }
+        await processBatch(batch);
       } catch (error) {
-        // Dead-lettering itself failed (the database went away mid-way): JetStream redelivers after ack_wait.
-        log.error({ err: error }, 'processing a batch failed');
+        if (stopped) return;
+        unsettled = batch.filter((item) => !settled.has(item.msg));
+        log.error({ err: error, unsettled: unsettled.length }, 'processing a batch failed; trying its unsettled messages again');
         await sleep(MAX_RETRY_DELAY_MS);
+      } finally {
+        inHand = [];
       }
     }
+    // Stopping: hand back what a batch that threw left unsettled, as stop() does the held messages.
+    for (const item of unsettled) nak(item.msg);
   };
 
   const kick = () => {
@@ -250,9 +300,14 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
       clearInterval(keepAlive);
       await messages.close();
       await pump.catch((error: unknown) => log.warn({ err: error }, 'consumer ended with an error'));
-      await worker;
-      for (const msg of held.values()) msg.nak();
+      if (worker && !(await settlesWithin(worker, STOP_WAIT_MS)))
+        log.warn(
+          { batch: inHand.length, waitedMs: STOP_WAIT_MS },
+          'the batch in hand did not finish in time; leaving it to be redelivered',
+        );
+      for (const msg of held.values()) nak(msg);
       held.clear();
+      stopped = true;
     },
   };
 }

@@ -103,8 +103,10 @@ describe('storeBatch', () => {
 });
 
 describe("persistence's connection settings", () => {
-  it('do not compile with JIT the session list that sequential scans, priced out, make look expensive', async () => {
-    const query = handle.db.selectFrom('sessions').selectAll().orderBy('created_at', 'desc').orderBy('id', 'desc').limit(50);
+  it('do not compile with JIT a statement that sequential scans, priced out, make look expensive', async () => {
+    // None of persistence's statements reads a table whole now; the session list did, before its
+    // index, and was compiled on every run. A lookup by a column without an index stands in for it.
+    const query = handle.db.selectFrom('sessions').selectAll().where('subject', '=', 'no such subject');
     const explained = await explain<{ 'Total Cost': number }>(handle, sql`${query}`);
     // The plan is priced as one with a sequential scan turned off...
     expect(explained?.Plan['Total Cost']).toBeGreaterThan(1e9);

@@ -1,0 +1,160 @@
+import { type Bus, connectNatsBus, encodeJson } from '@switchboard/bus';
+import { createLogger } from '@switchboard/logging';
+import { createSubjects, type InboundMessage, inboundMessageId, type Subjects } from '@switchboard/protocol';
+import {
+  createTestDatabase,
+  type ServiceProcess,
+  startService,
+  TEST_DATABASE_ADMIN_URL,
+  type TestDatabase,
+  uniqueSubjectPrefix,
+} from '@switchboard/testing';
+import { connect } from 'nats';
+import pg from 'pg';
+
+const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** What `promise` failed with, or undefined. */
+export const failureOf = (promise: Promise<unknown>) =>
+  promise.then(
+    () => undefined,
+    (error: unknown) => error,
+  );
+
+/** One statement on a connection of its own: the tests terminate the database's connections. */
+export async function query<Row extends pg.QueryResultRow>(url: string, text: string, values: unknown[] = []): Promise<Row[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query<Row>(text, values)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+/** A persistence metric from its ops port, summed over the series matching `labels`; 0 when it has none. */
+export async function metric(service: ServiceProcess, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const text = await (await fetch(service.opsUrl('/metrics'))).text();
+  let total = 0;
+  for (const line of text.split('\n')) {
+    const match = /^([a-z_]+)(\{[^}]*\})? (\S+)$/.exec(line);
+    if (!match || match[1] !== name) continue;
+    const series = match[2] ?? '';
+    if (Object.entries(labels).every(([label, value]) => series.includes(`${label}="${value}"`))) total += Number(match[3]);
+  }
+  return total;
+}
+
+/**
+ * A database, a subject prefix and a bus connection of a test file's own, for persistence
+ * processes started as in production (`services/persistence/dist/main.js`).
+ */
+export interface Harness {
+  readonly database: TestDatabase;
+  readonly subjects: Subjects;
+  readonly bus: Bus;
+  startPersistence(env?: Record<string, string>): Promise<ServiceProcess>;
+  /** Inserts sessions (after persistence has migrated) and returns their ids. */
+  createSessions(count: number): Promise<number[]>;
+  /** Publishes an inbound message as a gateway does. */
+  publish(sessionId: number, clientMsgId: string, content?: string): Promise<void>;
+  /** `session_id:client_msg_id` of each stored message, by session and seq. */
+  stored(): Promise<{ session_id: number; seq: number; client_msg_id: string }[]>;
+  deadLetters(): Promise<number>;
+  close(): Promise<void>;
+}
+
+export async function startHarness(label: string): Promise<Harness> {
+  const database = await createTestDatabase(label);
+  const prefix = uniqueSubjectPrefix();
+  const subjects = createSubjects(prefix);
+  const bus = await connectNatsBus({
+    servers: [NATS_URL],
+    name: `${label}-test`,
+    subjects,
+    logger: createLogger({ name: `${label}-test`, level: 'warn' }),
+  });
+  const services: ServiceProcess[] = [];
+
+  return {
+    database,
+    subjects,
+    bus,
+    async startPersistence(env = {}) {
+      const service = await startService('persistence', {
+        env: { DATABASE_URL: database.url, NATS_URL, NATS_SUBJECT_PREFIX: prefix, ...env },
+      });
+      services.push(service);
+      return service;
+    },
+    async createSessions(count) {
+      const rows = await query<{ id: string }>(
+        database.url,
+        'insert into sessions (customer_id) select g from generate_series(1, $1::int) g returning id',
+        [count],
+      );
+      return rows.map((row) => Number(row.id));
+    },
+    async publish(sessionId, clientMsgId, content = `content of ${clientMsgId}`) {
+      const message: InboundMessage = {
+        session_id: sessionId,
+        client_msg_id: clientMsgId,
+        sender_id: 1,
+        sender_role: 'user',
+        content,
+        received_at: new Date().toISOString(),
+      };
+      await bus.publishDurable(subjects.inbound(sessionId), encodeJson(message), inboundMessageId(sessionId, clientMsgId), 5_000);
+    },
+    async stored() {
+      const rows = await query<{ session_id: string; seq: string; client_msg_id: string }>(
+        database.url,
+        'select session_id, seq, client_msg_id from messages order by session_id, seq',
+      );
+      return rows.map((row) => ({ session_id: Number(row.session_id), seq: Number(row.seq), client_msg_id: row.client_msg_id }));
+    },
+    async deadLetters() {
+      const [row] = await query<{ count: string }>(database.url, 'select count(*) from dead_letters');
+      return Number(row?.count);
+    },
+    async close() {
+      await Promise.all(services.map((service) => service.stop()));
+      await bus.close();
+      await deleteStream(subjects.inboundStream);
+      await database.drop();
+    },
+  };
+}
+
+/** The inbound stream (and its consumer) the test's persistence created, so runs do not pile them up on the shared NATS. */
+async function deleteStream(stream: string): Promise<void> {
+  const nc = await connect({ servers: NATS_URL, timeout: 2_000, maxReconnectAttempts: 0 }).catch(() => undefined);
+  if (!nc) return;
+  try {
+    await (await nc.jetstreamManager({ timeout: 2_000 })).streams.delete(stream);
+  } catch {
+    // Never created.
+  } finally {
+    await nc.close();
+  }
+}
+
+/**
+ * Makes the database refuse writes, as a primary demoted to a standby does, or take them again:
+ * `default_transaction_read_only` applies to new connections, so the open ones are terminated.
+ */
+export async function setReadOnly(database: TestDatabase, readOnly: boolean): Promise<void> {
+  const admin = new pg.Client({ connectionString: TEST_DATABASE_ADMIN_URL });
+  await admin.connect();
+  try {
+    const setting = readOnly ? 'set default_transaction_read_only = on' : 'reset default_transaction_read_only';
+    await admin.query(`alter database "${database.name}" ${setting}`);
+    await admin.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [
+      database.name,
+    ]);
+  } finally {
+    await admin.end();
+  }
+}
