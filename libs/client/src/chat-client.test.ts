@@ -330,22 +330,38 @@ describe('messages', () => {
     client.close();
   });
 
-  it('sends the leave after a pending join on the next connection when it was called without one', async () => {
+  it('sends neither the join nor a leave when a join waiting for the connection is left', async () => {
     const { client } = newClient();
     const connecting = client.connect();
     const first = await accept();
     await connecting;
     first.serverClose(1006);
     const joining = client.join(5);
-    const leaving = client.leave(5);
+    const joinFailure = joining.catch((error: unknown) => error);
+    await client.leave(5);
     const second = await reconnect();
-    expect(second.sent.filter((frame) => frame.type !== 'auth').map((frame) => frame.type)).toEqual(['join_session', 'leave_session']);
-    const [join] = second.sentOf('join_session');
-    const [leave] = second.sentOf('leave_session');
-    second.receive({ type: 'joined_session', req_id: join?.req_id, session_id: 5, last_seq: 0 });
-    second.receive({ type: 'left_session', req_id: leave?.req_id, session_id: 5 });
-    await Promise.all([joining, leaving]);
+    expect(second.sent.filter((frame) => frame.type !== 'auth').map((frame) => frame.type)).toEqual([]);
+    expect(await joinFailure).toMatchObject({ code: 'closed' });
     expect(client.lastSeq(5)).toBe(0);
+    client.close();
+  });
+
+  it('does not send again a join refused with unavailable once its session is left', async () => {
+    const { client } = newClient();
+    const connecting = client.connect();
+    const socket = await accept();
+    await connecting;
+    const joining = client.join(5);
+    const joinFailure = joining.catch((error: unknown) => error);
+    const [join] = socket.sentOf('join_session');
+    socket.receive({ type: 'error', req_id: join?.req_id, code: 'unavailable', message: 'persistence is down' });
+    const leaving = client.leave(5);
+    const [leave] = socket.sentOf('leave_session');
+    socket.receive({ type: 'left_session', req_id: leave?.req_id, session_id: 5 });
+    await leaving;
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect(socket.sentOf('join_session')).toHaveLength(1);
+    expect(await joinFailure).toMatchObject({ code: 'closed' });
     client.close();
   });
 

@@ -270,11 +270,16 @@ export class ChatClient {
       this.sessions.delete(sessionId);
     }
     this.rejoinQueue.delete(sessionId);
-    // A join still waiting for its reply is not remembered when it comes.
-    const joinPending = this.joining.delete(sessionId);
-    // Without a connection there is no membership to end, unless a pending join makes one on the
-    // next: requests go out in the order they were made, so this leave follows it there.
-    if (this.currentState !== 'ready' && !joinPending) return;
+    // A join waiting for its reply is not remembered when it comes (the leave follows it on the
+    // wire), and one waiting to be sent, for the connection or to retry after `unavailable`, is
+    // not sent at all: it would make a membership nobody tracks.
+    this.joining.delete(sessionId);
+    this.requests.cancelWaiting(
+      (frame) => frame.type === 'join_session' && frame.session_id === sessionId,
+      new ChatError('closed', `left session ${sessionId} before it was joined`),
+    );
+    // Without a connection there is no membership to end, and no join on the wire.
+    if (this.currentState !== 'ready') return;
     await this.request(() => ({ type: 'leave_session', session_id: sessionId }), 'left_session', { idempotent: true });
   }
 

@@ -121,6 +121,14 @@ export class RequestTracker {
     }
   }
 
+  /**
+   * Ends the requests not on the wire (waiting for a retry or for the connection) whose frame
+   * `matches`, with `error`: they will not be sent again. One on the wire is left to its reply.
+   */
+  cancelWaiting(matches: (frame: ClientFrame) => boolean, error: ChatError): void {
+    for (const pending of this.pending) if (pending.reqId === undefined && matches(pending.build())) this.finish(pending, error);
+  }
+
   rejectAll(error: ChatError): void {
     for (const pending of this.pending) this.finish(pending, error);
   }

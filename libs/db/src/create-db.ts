@@ -1,3 +1,4 @@
+import { connect as connectSocket } from 'node:net';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { type ConnectionSettings, preparingPool } from './prepared.js';
@@ -65,33 +66,51 @@ export async function settlesWithin(promise: Promise<unknown>, ms: number): Prom
   }
 }
 
+/** What pg keeps of each connection, for a cancel request; its type declarations leave it out. */
+interface CancelKey {
+  host?: string;
+  port?: number;
+  processID?: number | null;
+  secretKey?: number | null;
+}
+
+/** PostgreSQL's CancelRequest code (protocol 3.0). */
+const CANCEL_REQUEST_CODE = 80_877_102;
+
 /**
- * Asks the server to cancel what these connections are running, over a connection of its own.
- * A cancelled statement commits nothing, whereas one whose connection is merely closed still
- * commits once its lock is free. Best effort and bounded: an unreachable server cannot be asked.
+ * Sends the protocol's cancel request for one connection, on a socket of its own, as libpq does.
+ * Unlike `pg_cancel_backend(pid)` it needs no rights and goes through PgBouncer, which hands
+ * clients keys of its own and forwards their cancels. Best effort: resolves once the server has
+ * closed the socket, or on an error, or after CANCEL_GRACE_MS.
  */
-async function cancelStatements(url: string, applicationName: string, clients: readonly pg.PoolClient[]): Promise<void> {
-  // pg keeps each connection's backend process id, but its type declarations leave it out.
-  const pids = clients
-    .map((client) => (client as unknown as { processID?: number | null }).processID)
-    .filter((pid) => typeof pid === 'number');
-  if (pids.length === 0) return;
-  const client = new pg.Client({
-    connectionString: url,
-    application_name: `${applicationName}:cancel`,
-    connectionTimeoutMillis: CANCEL_GRACE_MS,
-    query_timeout: CANCEL_GRACE_MS,
+function sendCancelRequest({ host = 'localhost', port = 5432, processID, secretKey }: CancelKey): Promise<void> {
+  if (typeof processID !== 'number' || typeof secretKey !== 'number') return Promise.resolve();
+  return new Promise((resolve) => {
+    const socket = host.startsWith('/') ? connectSocket(`${host}/.s.PGSQL.${port}`) : connectSocket(port, host);
+    const done = () => {
+      socket.destroy();
+      resolve();
+    };
+    socket.setTimeout(CANCEL_GRACE_MS, done);
+    socket.once('error', done);
+    socket.once('close', done);
+    socket.once('connect', () => {
+      const request = Buffer.alloc(16);
+      request.writeInt32BE(16, 0);
+      request.writeInt32BE(CANCEL_REQUEST_CODE, 4);
+      request.writeInt32BE(processID, 8);
+      request.writeInt32BE(secretKey, 12);
+      socket.end(request);
+    });
   });
-  // An error on its socket after the query has failed (or succeeded) would otherwise be unhandled.
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-    await client.query('select pg_cancel_backend(pid) from unnest($1::int[]) as pid', [pids]);
-  } catch {
-    // Unreachable or too slow: the connections are closed below all the same.
-  } finally {
-    await client.end().catch(() => undefined);
-  }
+}
+
+/**
+ * Asks the server to cancel what these connections are running. A cancelled statement commits
+ * nothing, whereas one whose connection is merely closed still commits once its lock is free.
+ */
+async function cancelStatements(clients: readonly pg.PoolClient[]): Promise<void> {
+  await Promise.all(clients.map((client) => sendCancelRequest(client as unknown as CancelKey)));
 }
 
 /** A database handle for a service; whoever creates it destroys it. */
@@ -185,7 +204,7 @@ export function createDb<DB>({
       clearInterval(timer);
       const closed = Promise.all([db.destroy(), probePool.end()]);
       if (!(await settlesWithin(closed, closeTimeoutMs))) {
-        await cancelStatements(url, applicationName, [...inUse]);
+        await cancelStatements([...inUse]);
         // A statement still running after its cancel (the server never got it) loses its
         // connection: pg then fails it, and its connection goes back to the pool to be closed.
         if (!(await settlesWithin(closed, CANCEL_GRACE_MS))) for (const client of inUse) void client.end().catch(() => undefined);

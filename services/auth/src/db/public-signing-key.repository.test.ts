@@ -66,6 +66,13 @@ describe('public signing keys', () => {
     expect((await rowOf('k-long')).hoursLeft).toBeCloseTo(30 * 24, 1);
   });
 
+  it('counts a key whose publication had lapsed as new when it is recorded again (a rollback to it)', async () => {
+    await record('k-lapsed', -1_000);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect((await record('k-lapsed', HOUR_MS)).recordedForMs).toBe(0);
+    expect((await rowOf('k-lapsed')).hoursLeft).toBeCloseTo(1, 2);
+  });
+
   it('lists the keys within their horizon, most recently used first', async () => {
     await record('k-gone', -1_000);
     await record('k-older', HOUR_MS);

@@ -13,7 +13,7 @@ export interface SigningKeyUse {
 /**
  * Records that a key signs now: stores its public key the first time, and moves its last use and
  * its publication horizon forward, never back (another replica may issue longer-lived tokens with
- * it). Answers how long ago the key was first recorded, by the database's clock.
+ * it). Answers how long the key has been published without a break, by the database's clock.
  */
 export async function recordSigningKeyUse(db: Kysely<AuthDatabase>, use: SigningKeyUse): Promise<{ recordedForMs: number }> {
   const publishUntil = sql<string>`now() + make_interval(secs => ${use.publishForMs / 1000})`;
@@ -22,6 +22,9 @@ export async function recordSigningKeyUse(db: Kysely<AuthDatabase>, use: Signing
     .values({ kid: use.kid, alg: use.alg, public_jwk: JSON.stringify(use.publicJwk), publish_until: publishUntil })
     .onConflict((oc) =>
       oc.column('kid').doUpdateSet((eb) => ({
+        // A key whose publication had lapsed is new again to every replica's JWKS: counted from
+        // now, so that it waits before signing as a new key does (a rollback to an old key).
+        first_signed_at: sql<string>`case when ${eb.ref('public_signing_keys.publish_until')} <= now() then now() else public_signing_keys.first_signed_at end`,
         last_signed_at: sql<string>`now()`,
         publish_until: sql<string>`greatest(${eb.ref('public_signing_keys.publish_until')}, ${eb.ref('excluded.publish_until')})`,
       })),

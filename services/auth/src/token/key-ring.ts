@@ -1,3 +1,4 @@
+import { settlesWithin } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import type { JWK } from 'jose';
 import type { Kysely } from 'kysely';
@@ -49,18 +50,6 @@ function union(pinned: JWK[], recorded: JWK[]): JwkSet {
   return { keys: [...pinned, ...recorded.filter((key) => !kids.has(key.kid))] };
 }
 
-async function settledWithin(work: Promise<void>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, ms);
-  });
-  try {
-    await Promise.race([work, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /**
  * The published keys, kept as last read. A re-read that fails keeps them, and is not tried again
  * before JWKS_CACHE_MS, so an outage costs one query per period, not one per request.
@@ -104,7 +93,7 @@ export function createKeyRing(options: KeyRingOptions): KeyRing {
           reading = undefined;
         });
       }
-      if (reading) await settledWithin(reading, readWaitMs);
+      if (reading) await settlesWithin(reading, readWaitMs);
       return current;
     },
   };

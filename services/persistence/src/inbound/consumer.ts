@@ -18,7 +18,7 @@ const MAX_RETRY_DELAY_MS = 2_000;
 /**
  * How long a stop waits for the batch in hand. A statement can wait far longer (for a row lock
  * held elsewhere, up to the 30 s query timeout), and the process must exit within 30 s of
- * SIGTERM; past this the batch is left unacked, and JetStream redelivers it.
+ * SIGTERM; past this the batch is handed back (nak), ahead of the messages behind it.
  */
 const STOP_WAIT_MS = 10_000;
 
@@ -37,8 +37,8 @@ export interface InboundConsumerOptions {
 
 export interface InboundConsumer {
   /**
-   * Stops fetching, finishes the batch in hand (waiting for it at most 10 s: past that it is left
-   * unacked, for JetStream to redeliver), and hands unprocessed messages back to JetStream.
+   * Stops fetching, finishes the batch in hand (waiting for it at most 10 s: past that it is
+   * handed back to JetStream, to be redelivered), and hands unprocessed messages back too.
    */
   stop(): Promise<void>;
 }
@@ -268,7 +268,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
         if (stopped) return;
         unsettled = batch.filter((item) => !settled.has(item.msg));
         log.error({ err: error, unsettled: unsettled.length }, 'processing a batch failed; trying its unsettled messages again');
-        await sleep(MAX_RETRY_DELAY_MS);
+        if (!stopping) await sleep(MAX_RETRY_DELAY_MS);
       } finally {
         inHand = [];
       }
@@ -284,27 +284,37 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
     });
   };
 
+  let requestStop = () => {};
+  const stopRequested = new Promise<void>((resolve) => {
+    requestStop = resolve;
+  });
+
   const pump = (async () => {
     for await (const msg of messages) {
       if (msg.redelivered) metrics.redeliveries.inc();
       held.set(msg.seq, msg);
       kick();
-      // Backpressure: stop pulling while a large backlog waits for the database.
-      while (held.size >= batchMax * 4 && worker && !stopping) await worker;
+      // Backpressure: stop pulling while a large backlog waits for the database (or until a stop:
+      // the pump must then finish, so that its subscription drains, whatever the batch does).
+      while (held.size >= batchMax * 4 && worker && !stopping) await Promise.race([worker, stopRequested]);
     }
   })();
 
   return {
     async stop() {
       stopping = true;
+      requestStop();
       clearInterval(keepAlive);
       await messages.close();
       await pump.catch((error: unknown) => log.warn({ err: error }, 'consumer ended with an error'));
-      if (worker && !(await settlesWithin(worker, STOP_WAIT_MS)))
+      if (worker && !(await settlesWithin(worker, STOP_WAIT_MS))) {
         log.warn(
           { batch: inHand.length, waitedMs: STOP_WAIT_MS },
-          'the batch in hand did not finish in time; leaving it to be redelivered',
+          'the batch in hand did not finish in time; handing it back to be redelivered',
         );
+        // Handed back first: its messages come before the held ones of their sessions.
+        for (const msg of inHand) nak(msg);
+      }
       for (const msg of held.values()) nak(msg);
       held.clear();
       stopped = true;
