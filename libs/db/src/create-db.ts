@@ -44,6 +44,9 @@ export interface CreateDbOptions {
   closeTimeoutMs?: number;
 }
 
+/** The health probe: answers, and whether a transaction there would be read-only. */
+const READ_ONLY_PROBE = "select current_setting('transaction_read_only') as read_only";
+
 /** How long a cancelled statement may take to give its connection back before the connection is closed. */
 const CANCEL_GRACE_MS = 1_000;
 
@@ -182,9 +185,11 @@ export function createDb<DB>({
       const timedOut = new Promise<never>((_, reject) => {
         deadline = setTimeout(() => reject(new Error('health probe timed out')), probeTimeoutMs);
       });
-      await Promise.race([client.query('select 1'), timedOut]);
+      const result = await Promise.race([client.query<{ read_only: string }>(READ_ONLY_PROBE), timedOut]);
       client.release();
-      healthy = true;
+      // A database that answers but cannot take writes (a primary demoted to a standby in a
+      // failover, a read-only setting) serves none of the services: ready means writable.
+      healthy = result.rows[0]?.read_only === 'off';
     } catch (error) {
       // A connection that failed or hung is thrown away, not reused.
       client?.release(error instanceof Error ? error : true);

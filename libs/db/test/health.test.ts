@@ -69,6 +69,35 @@ describe('a connection lost while in use', () => {
 });
 
 describe('the database health probe', () => {
+  it('turns unhealthy while the database cannot take writes, and healthy again after', async () => {
+    const handle = open(database.url);
+    await waitFor(() => handle.isHealthy(), 5_000, 'healthy at first');
+    const name = new URL(database.url).pathname.slice(1);
+    const admin = new URL(database.url);
+    admin.pathname = '/postgres';
+    const setReadOnly = async (readOnly: boolean) => {
+      const other = createDb<unknown>({ url: admin.toString(), applicationName: 'db-health-admin' });
+      try {
+        await sql
+          .raw(`alter database "${name}" ${readOnly ? 'set default_transaction_read_only = on' : 'reset default_transaction_read_only'}`)
+          .execute(other.db);
+        // The setting applies to new sessions: the probe's is ended, and its next one reads it.
+        await sql`select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'db-health-test:health'`.execute(
+          other.db,
+        );
+      } finally {
+        await other.destroy();
+      }
+    };
+    await setReadOnly(true);
+    try {
+      await waitFor(() => !handle.isHealthy(), 10_000, 'unhealthy on a read-only database');
+    } finally {
+      await setReadOnly(false);
+    }
+    await waitFor(() => handle.isHealthy(), 10_000, 'healthy once writable again');
+  });
+
   it('stays healthy against a database that answers', async () => {
     const handle = open(database.url);
     await new Promise((resolve) => setTimeout(resolve, 500));
