@@ -87,9 +87,10 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
   let stopping = false;
   let worker: Promise<void> | undefined;
   let committed = 0;
-  /** The batch being stored, and since when (performance.now()). */
+  /** The batch being stored. */
   let inHand: DurableMessage[] = [];
-  let inHandSince = 0;
+  /** When each message in hand or held arrived (performance.now()). */
+  const arrivedAt = new WeakMap<DurableMessage, number>();
   /** Messages acked, nak'd or terminated: what a batch that threw has not settled is kept, not dropped. */
   const settled = new WeakSet<DurableMessage>();
   /**
@@ -100,17 +101,21 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
   let stopped = false;
 
   /**
-   * While a batch takes long (PostgreSQL unreachable, a slow commit), every message this replica
-   * holds gets `working()`, so JetStream does not redeliver it. That includes the messages waiting
-   * behind the batch: keeping only the batch alive let those be redelivered after every ack wait
-   * of an outage (to this replica or another), each time counting against max_deliver; past it,
-   * a message whose replica then restarts is never delivered again.
+   * Every message this replica has held for a quarter of the ack wait, in hand or waiting behind
+   * the batch, gets `working()`, so JetStream does not redeliver it: a batch that takes long
+   * (PostgreSQL unreachable, a slow commit), or several slow ones in a row, each shorter than
+   * that. Keeping only the batch alive let the messages behind it be redelivered after every ack
+   * wait of an outage (to this replica or another), each time counting against max_deliver; past
+   * it, a message whose replica then restarts is never delivered again.
    */
   const keepAliveMs = Math.max(250, Math.floor((options.ackWaitMs ?? 10_000) / 4));
   const keepAlive = setInterval(() => {
-    if (inHand.length === 0 || performance.now() - inHandSince < keepAliveMs) return;
-    for (const msg of inHand) msg.working();
-    for (const msg of held.values()) msg.working();
+    const heldSince = performance.now() - keepAliveMs;
+    const keep = (msg: DurableMessage) => {
+      if ((arrivedAt.get(msg) ?? heldSince) <= heldSince) msg.working();
+    };
+    for (const msg of inHand) keep(msg);
+    for (const msg of held.values()) keep(msg);
   }, keepAliveMs);
   keepAlive.unref();
 
@@ -255,22 +260,20 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
   const work = async () => {
     let unsettled: Decoded[] = [];
     while ((unsettled.length > 0 || held.size > 0) && !stopping) {
-      const retrying = unsettled.length > 0;
-      const batch = retrying ? unsettled : takeBatch();
+      const batch = unsettled.length > 0 ? unsettled : takeBatch();
       unsettled = [];
       inHand = batch.map((item) => item.msg);
-      // Taken again, a batch keeps its start, so the keep-alive covers it and the messages behind
-      // it through the pauses.
-      if (!retrying) inHandSince = performance.now();
       try {
         await processBatch(batch);
       } catch (error) {
         if (stopped) return;
         unsettled = batch.filter((item) => !settled.has(item.msg));
         log.error({ err: error, unsettled: unsettled.length }, 'processing a batch failed; trying its unsettled messages again');
+        // Still in hand during the pause, so the keep-alive covers them.
         if (!stopping) await sleep(MAX_RETRY_DELAY_MS);
       } finally {
         inHand = [];
+        signalBatchEnd();
       }
     }
     // Stopping: hand back what a batch that threw left unsettled, as stop() does the held messages.
@@ -284,6 +287,18 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
     });
   };
 
+  /** Resolved at the end of each batch, then replaced: the pump's backpressure waits for it. */
+  let endBatch = () => {};
+  let batchEnded = new Promise<void>((resolve) => {
+    endBatch = resolve;
+  });
+  const signalBatchEnd = () => {
+    endBatch();
+    batchEnded = new Promise<void>((resolve) => {
+      endBatch = resolve;
+    });
+  };
+
   let requestStop = () => {};
   const stopRequested = new Promise<void>((resolve) => {
     requestStop = resolve;
@@ -293,10 +308,14 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
     for await (const msg of messages) {
       if (msg.redelivered) metrics.redeliveries.inc();
       held.set(msg.seq, msg);
+      arrivedAt.set(msg, performance.now());
       kick();
-      // Backpressure: stop pulling while a large backlog waits for the database (or until a stop:
-      // the pump must then finish, so that its subscription drains, whatever the batch does).
-      while (held.size >= batchMax * 4 && worker && !stopping) await Promise.race([worker, stopRequested]);
+      // Backpressure: stop pulling while a large backlog waits for the database, until the next
+      // batch ends (or a stop: the pump must then finish, so that its subscription drains,
+      // whatever the batch does). Messages the client has fetched but not handed over are not
+      // kept alive, so the pump takes them into `held` after every batch, not once the backlog is
+      // gone: waiting for that let them pass the ack wait behind a backlog of slow commits.
+      while (held.size >= batchMax * 4 && worker && !stopping) await Promise.race([batchEnded, stopRequested]);
     }
   })();
 
