@@ -80,17 +80,17 @@ export async function startAuthService({ config, logger, bus, database }: AuthSe
     failed_logins: await counterTotal(metrics.logins, { outcome: 'failure' }),
     tokens_issued: (await counterTotal(metrics.tokensIssued)) - (await counterTotal(metrics.tokensIssued, { kind: 'service_refused' })),
   });
-  const busService = await bus.addService(authServiceSpec({ subjects, jwks: () => keys.refresh(), stats }));
+  const busService = await bus.addService(authServiceSpec({ subjects, jwks: () => keys.jwks(), stats }));
 
   const http = buildHttpApp({
     db,
     tokens: createTokenIssuer({ keys, issuer: config.issuer, audience: config.audience, ttlSeconds: config.accessTokenTtlSeconds }),
     verifier: createTokenVerifier({
-      keySource: { fetchKeys: () => keys.refresh() },
+      keySource: { fetchKeys: () => keys.jwks() },
       issuer: config.issuer,
       audience: config.audience,
     }),
-    jwks: () => keys.refresh(),
+    jwks: () => keys.jwks(),
     apiKeys: config.apiKeys,
     throttles: {
       user: createLoginThrottle({ db, scope: 'user', maxFailures: config.loginMaxFailures, windowMs: config.loginFailureWindowMs }),

@@ -24,10 +24,11 @@ export interface JwkSet {
 export interface KeyRing {
   /** The key that signs new tokens. */
   readonly active: SigningKey;
-  /** Public keys of every key that may have signed a live token, active first, as last read. */
-  jwks(): JwkSet;
-  /** The same, read again from the database first when the last read is over JWKS_CACHE_MS old. */
-  refresh(): Promise<JwkSet>;
+  /**
+   * Public keys of every key that may have signed a live token, active first: read again from the
+   * database first when the last read is over JWKS_CACHE_MS old, else as last read.
+   */
+  jwks(): Promise<JwkSet>;
 }
 
 export interface KeyRingOptions {
@@ -85,8 +86,7 @@ export function createKeyRing(options: KeyRingOptions): KeyRing {
 
   return {
     active,
-    jwks: () => current,
-    async refresh() {
+    async jwks() {
       if (now() - readStartedAt >= cacheMs) {
         // `finally` runs after the assignment even when the read fails at once.
         reading ??= reread().finally(() => {

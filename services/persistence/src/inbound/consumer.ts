@@ -273,7 +273,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
         if (!stopping) await sleep(MAX_RETRY_DELAY_MS);
       } finally {
         inHand = [];
-        signalBatchEnd();
+        wakePump();
       }
     }
     // Stopping: hand back what a batch that threw left unsettled, as stop() does the held messages.
@@ -287,22 +287,17 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
     });
   };
 
-  /** Resolved at the end of each batch, then replaced: the pump's backpressure waits for it. */
-  let endBatch = () => {};
-  let batchEnded = new Promise<void>((resolve) => {
-    endBatch = resolve;
+  /** Resolved at the end of each batch and at a stop, then replaced: the pump's backpressure waits for it. */
+  let resolveWake = () => {};
+  let pumpWake = new Promise<void>((resolve) => {
+    resolveWake = resolve;
   });
-  const signalBatchEnd = () => {
-    endBatch();
-    batchEnded = new Promise<void>((resolve) => {
-      endBatch = resolve;
+  const wakePump = () => {
+    resolveWake();
+    pumpWake = new Promise<void>((resolve) => {
+      resolveWake = resolve;
     });
   };
-
-  let requestStop = () => {};
-  const stopRequested = new Promise<void>((resolve) => {
-    requestStop = resolve;
-  });
 
   const pump = (async () => {
     for await (const msg of messages) {
@@ -315,14 +310,14 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
       // whatever the batch does). Messages the client has fetched but not handed over are not
       // kept alive, so the pump takes them into `held` after every batch, not once the backlog is
       // gone: waiting for that let them pass the ack wait behind a backlog of slow commits.
-      while (held.size >= batchMax * 4 && worker && !stopping) await Promise.race([batchEnded, stopRequested]);
+      while (held.size >= batchMax * 4 && worker && !stopping) await pumpWake;
     }
   })();
 
   return {
     async stop() {
       stopping = true;
-      requestStop();
+      wakePump();
       clearInterval(keepAlive);
       await messages.close();
       await pump.catch((error: unknown) => log.warn({ err: error }, 'consumer ended with an error'));
