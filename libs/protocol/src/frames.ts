@@ -69,6 +69,11 @@ export function describeIssues(error: z.ZodError): string {
     .join('; ');
 }
 
+/** A frame's `req_id`, when it has a valid one: echoed on its reply, even a refusal. */
+function readReqId(raw: Record<string, unknown>): ReqId | undefined {
+  return raw.req_id !== undefined && reqIdSchema.safeParse(raw.req_id).success ? (raw.req_id as ReqId) : undefined;
+}
+
 /**
  * The one boundary for client frames: parses text into a typed frame or throws a `FrameError`
  * carrying the contract's error code and, when it could be read, the frame's `req_id`.
@@ -84,7 +89,7 @@ export function decodeClientFrame(text: string): ClientFrame {
     throw new FrameError(ErrorCode.InvalidMessage, 'frame must be a JSON object');
   }
   const raw = value as Record<string, unknown>;
-  const reqId = raw.req_id !== undefined && reqIdSchema.safeParse(raw.req_id).success ? (raw.req_id as ReqId) : undefined;
+  const reqId = readReqId(raw);
   if (typeof raw.type !== 'string') throw new FrameError(ErrorCode.InvalidMessage, 'frame must have a string "type"', reqId);
   if (!isClientFrameType(raw.type)) throw new FrameError(ErrorCode.UnknownType, `unknown frame type "${raw.type.slice(0, 64)}"`, reqId);
   const result = clientFrameSchemas[raw.type].safeParse(raw);
@@ -105,9 +110,11 @@ export function readFrameIds(text: string): { reqId?: ReqId; clientMsgId?: strin
     return {};
   }
   if (typeof raw !== 'object' || raw === null) return {};
-  const { req_id: reqId, client_msg_id: clientMsgId } = raw as Record<string, unknown>;
+  const fields = raw as Record<string, unknown>;
+  const reqId = readReqId(fields);
+  const clientMsgId = fields.client_msg_id;
   return {
-    ...(reqIdSchema.safeParse(reqId).success ? { reqId: reqId as ReqId } : {}),
+    ...(reqId === undefined ? {} : { reqId }),
     ...(clientMsgIdSchema.safeParse(clientMsgId).success ? { clientMsgId: clientMsgId as string } : {}),
   };
 }
