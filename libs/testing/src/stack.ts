@@ -36,7 +36,14 @@ let userCounter = 0;
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const database = await createTestDatabase('stack');
   const prefix = uniqueSubjectPrefix();
-  const env: Record<string, string> = { DATABASE_URL: database.url, NATS_SUBJECT_PREFIX: prefix, ...options.env };
+  const env: Record<string, string> = {
+    // Tests and the bench sign up many customers from 127.0.0.1, and create many sessions each.
+    REGISTRATION_MAX_PER_ADDRESS: '1000000',
+    SESSION_CREATE_LIMIT: '1000000',
+    DATABASE_URL: database.url,
+    NATS_SUBJECT_PREFIX: prefix,
+    ...options.env,
+  };
   const persistence: ServiceProcess[] = [];
   const gateways: ServiceProcess[] = [];
   const auth = await startService('auth', { env: { ...env, ADMIN_USERNAME: ADMIN.username, ADMIN_PASSWORD: ADMIN.password } });

@@ -100,6 +100,12 @@ export async function startAuthService({ config, logger, bus, database }: AuthSe
         maxFailures: config.loginMaxFailuresPerAddress,
         windowMs: config.loginFailureWindowMs,
       }),
+      registration: createLoginThrottle({
+        db,
+        scope: 'registration',
+        maxFailures: config.registrationMaxPerAddress,
+        windowMs: config.registrationWindowMs,
+      }),
     },
     metrics,
     logger,

@@ -24,6 +24,9 @@ const authEnv = {
   /** Failed logins allowed per client address within the window (higher: offices share addresses). */
   LOGIN_MAX_FAILURES_PER_ADDRESS: env.integer({ default: 50, min: 1, max: 1_000_000 }),
   LOGIN_FAILURE_WINDOW: env.duration({ default: '15m', min: '1s', max: '30d' }),
+  /** Self-registrations (`POST /v1/users` without an admin's token) allowed per client address within the window. */
+  REGISTRATION_MAX_PER_ADDRESS: env.integer({ default: 30, min: 1, max: 1_000_000 }),
+  REGISTRATION_WINDOW: env.duration({ default: '15m', min: '1s', max: '30d' }),
   /** Origins allowed to call the API from a browser (CORS); `*` for any. */
   CORS_ORIGINS: env.list({ default: ['*'] }),
   /** Behind reverse proxies: whose X-Forwarded-For to trust for the client address (see `trustProxySetting`). */
@@ -92,6 +95,8 @@ export function loadAuthConfig(source: NodeJS.ProcessEnv = process.env) {
     loginMaxFailures: raw.LOGIN_MAX_FAILURES,
     loginMaxFailuresPerAddress: raw.LOGIN_MAX_FAILURES_PER_ADDRESS,
     loginFailureWindowMs: raw.LOGIN_FAILURE_WINDOW,
+    registrationMaxPerAddress: raw.REGISTRATION_MAX_PER_ADDRESS,
+    registrationWindowMs: raw.REGISTRATION_WINDOW,
     trustProxy: raw.TRUST_PROXY,
     corsOrigins: raw.CORS_ORIGINS,
   });

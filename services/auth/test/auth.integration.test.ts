@@ -24,6 +24,7 @@ function authEnv(extra: Record<string, string> = {}) {
     AUTH_API_KEYS: `other-key,${API_KEY}`,
     LOGIN_MAX_FAILURES: '3',
     LOGIN_MAX_FAILURES_PER_ADDRESS: '1000',
+    REGISTRATION_MAX_PER_ADDRESS: '1000',
     ...extra,
   };
 }
@@ -216,6 +217,59 @@ describe('POST /v1/token', () => {
   });
 });
 
+describe('POST /v1/users per client address', () => {
+  // Its own database: the registration throttle counts every test's sign-ups from 127.0.0.1.
+  let fresh: TestDatabase;
+  let service: ServiceProcess;
+  const register = async (address: string, username: string, headers: Record<string, string> = {}) => {
+    const response = await fetch(service.url('/v1/users'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': address, ...headers },
+      body: JSON.stringify({ username, password: 'a-fine-password', ...(headers.authorization ? { role: 'agent' } : {}) }),
+    });
+    return { status: response.status, retryAfter: response.headers.get('retry-after') };
+  };
+
+  beforeAll(async () => {
+    fresh = await createTestDatabase('auth_registrations');
+    service = await startService('auth', {
+      env: authEnv({
+        DATABASE_URL: fresh.url,
+        NATS_SUBJECT_PREFIX: uniqueSubjectPrefix(),
+        TRUST_PROXY: 'loopback',
+        REGISTRATION_MAX_PER_ADDRESS: '3',
+      }),
+    });
+  });
+
+  afterAll(async () => {
+    await service?.stop();
+    await fresh?.drop();
+  });
+
+  it('refuses an address over its limit of sign-ups with 429, taken usernames included, and no other address', async () => {
+    const statuses = [];
+    for (const name of ['reg-a', 'reg-a', 'reg-b', 'reg-c', 'reg-d']) statuses.push((await register('10.1.0.1', name)).status);
+    expect(statuses).toEqual([201, 409, 201, 429, 429]);
+    const refused = await register('10.1.0.1', 'reg-e');
+    expect(refused.status).toBe(429);
+    expect(Number(refused.retryAfter)).toBeGreaterThan(0);
+    expect((await register('10.1.0.2', 'reg-f')).status).toBe(201);
+  });
+
+  it('does not count an admin creating staff: that is not a sign-up', async () => {
+    const login = await fetch(service.url('/v1/token'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(ADMIN),
+    });
+    const { access_token: token } = (await login.json()) as { access_token: string };
+    const statuses = [];
+    for (let i = 0; i < 5; i++) statuses.push((await register('10.1.0.3', `staff-${i}`, { authorization: `Bearer ${token}` })).status);
+    expect(statuses).toEqual([201, 201, 201, 201, 201]);
+  });
+});
+
 describe('POST /v1/token per client address', () => {
   // Its own database: the address throttle counts every test's logins from 127.0.0.1.
   let fresh: TestDatabase;
@@ -290,6 +344,17 @@ describe('POST /v1/service-token', () => {
     expect(other.body.user.id).not.toBe(first.body.user.id);
     expect(other.body.user.role).toBe('agent');
     expect(await verifierOverNats().verify(first.body.access_token)).toMatchObject({ userId: first.body.user.id, role: 'user' });
+  });
+
+  it("stops an admin's token from creating staff once the user is minted again with another role", async () => {
+    const admin = await call({ external_id: 'crm-demoted', role: 'admin' });
+    const createAgent = (username: string) =>
+      post('/v1/users', { username, password: 'agent-password', role: 'agent' }, { authorization: `Bearer ${admin.body.access_token}` });
+    expect((await createAgent('made-by-crm-admin')).status).toBe(201);
+    expect((await call({ external_id: 'crm-demoted', role: 'user' })).body.user.role).toBe('user');
+    const refused = await createAgent('made-after-demotion');
+    expect(refused.status).toBe(403);
+    expect(refused.body.error.code).toBe('forbidden');
   });
 
   it('answers an invalid body with 400', async () => {

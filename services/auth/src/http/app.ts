@@ -2,12 +2,12 @@ import cors from '@fastify/cors';
 import { isDatabaseUnavailable } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import { describeIssues } from '@switchboard/protocol';
-import type { TokenVerifier } from '@switchboard/tokens';
+import { TokenError, TokenErrorCode, type TokenVerifier } from '@switchboard/tokens';
 import { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest, fastify } from 'fastify';
 import type { Kysely } from 'kysely';
 import type { z } from 'zod';
 import type { AuthDatabase } from '../db/schema.js';
-import { findUserByUsername, insertUser, UsernameTakenError, upsertExternalUser } from '../db/user.repository.js';
+import { findUserById, findUserByUsername, insertUser, UsernameTakenError, upsertExternalUser } from '../db/user.repository.js';
 import type { UserRow } from '../db/user.table.js';
 import type { LoginThrottle } from '../login-throttle.js';
 import type { AuthMetrics } from '../metrics.js';
@@ -30,8 +30,8 @@ export interface HttpAppOptions {
   /** The JWKS, read again first where another replica may have recorded a key since. */
   jwks: () => Promise<unknown>;
   apiKeys: readonly string[];
-  /** Login-attempt throttles keyed by username and by client address. */
-  throttles: { user: LoginThrottle; address: LoginThrottle };
+  /** Login attempts keyed by username and by client address; self-registrations by client address. */
+  throttles: { user: LoginThrottle; address: LoginThrottle; registration: LoginThrottle };
   metrics: AuthMetrics;
   logger: Logger;
   /** Fastify's trustProxy: false, true, or the trusted proxies' addresses. */
@@ -110,10 +110,27 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
       if (credential === undefined) {
         throw new HttpError(HttpErrorCode.Forbidden, `creating a user with role ${body.role} needs an admin's bearer token`);
       }
-      const caller = await verifier.verify(credential).catch(() => {
+      const caller = await verifier.verify(credential).catch((error: unknown) => {
+        if (error instanceof TokenError && error.code === TokenErrorCode.Unavailable) {
+          throw new HttpError(HttpErrorCode.Unavailable, 'signing keys are unavailable; retry later', {
+            'retry-after': String(RETRY_AFTER_UNAVAILABLE_S),
+          });
+        }
         throw new HttpError(HttpErrorCode.Unauthorized, 'bearer token is invalid or expired');
       });
-      if (caller.role !== 'admin') throw new HttpError(HttpErrorCode.Forbidden, `only an admin may create a user with role ${body.role}`);
+      // The role stored now, not the token's: an admin demoted since the token was issued (a
+      // service token minted again with another role) must not keep an admin's power until it expires.
+      const stored = caller.role === 'admin' ? await findUserById(db, caller.userId) : undefined;
+      if (stored?.role !== 'admin') throw new HttpError(HttpErrorCode.Forbidden, `only an admin may create a user with role ${body.role}`);
+    } else {
+      // Self-registration costs a password hash (argon2id, about 19 MiB and tens of milliseconds):
+      // counted per client address before hashing, so that no one can spend the service's CPU on it.
+      const retryAfter = await throttles.registration.attempt([request.ip]);
+      if (retryAfter > 0) {
+        throw new HttpError(HttpErrorCode.TooManyRequests, 'too many registrations from this address; try again later', {
+          'retry-after': String(retryAfter),
+        });
+      }
     }
     try {
       const user = await insertUser(db, {
