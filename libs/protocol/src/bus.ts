@@ -99,6 +99,8 @@ export const BusErrorCode = {
   NotFound: 'not_found',
   Invalid: 'invalid',
   Unavailable: 'unavailable',
+  /** A per-user limit was reached (new sessions per customer): retry later. */
+  RateLimited: 'rate_limited',
   Internal: 'internal',
 } as const;
 export type BusErrorCode = (typeof BusErrorCode)[keyof typeof BusErrorCode];

@@ -11,6 +11,8 @@ export function toErrorFrame(error: unknown, reqId: ReqId | undefined): { code: 
         return { code: ErrorCode.NotFound, message: error.message, known: true };
       case BusErrorCode.Unavailable:
         return { code: ErrorCode.Unavailable, message: 'a backend is unavailable; retry later', known: true };
+      case BusErrorCode.RateLimited:
+        return { code: ErrorCode.RateLimited, message: error.message, known: true };
       default:
         return { code: ErrorCode.Internal, message: 'internal error', known: false };
     }

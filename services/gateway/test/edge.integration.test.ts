@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { connect as connectTcp, type Socket } from 'node:net';
 import { type ServiceProcess, type Stack, startStack, TestClient } from '@switchboard/testing';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 
@@ -80,7 +81,7 @@ async function stillWorks(client: TestClient): Promise<void> {
 }
 
 beforeAll(async () => {
-  stack = await startStack({ gateways: 1, env: { AUTH_API_KEYS: randomBytes(16).toString('hex') } });
+  stack = await startStack({ gateways: 1, env: { AUTH_API_KEYS: randomBytes(16).toString('hex'), SESSION_CREATE_LIMIT: '3' } });
   strict = await stack.startGateway({
     RATE_LIMIT_PER_SEC: '2',
     AUTH_TIMEOUT_MS: '300',
@@ -288,6 +289,47 @@ describe('rate limiting', () => {
     expect(replies.filter((frame) => frame.type === 'pong').length).toBeGreaterThanOrEqual(3);
     expect(replies.filter((frame) => frame.code === 'rate_limited').length).toBeGreaterThanOrEqual(1);
     await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await stillWorks(client);
+  });
+});
+
+describe('new sessions', () => {
+  it('refuses a customer over SESSION_CREATE_LIMIT with rate_limited, and no other customer', async () => {
+    const creator = await connect(stack.wsUrl(0));
+    expect((await creator.request({ type: 'auth', token: (await stack.user('user')).token })).type).toBe('auth_success');
+    const replies = [];
+    for (let i = 0; i < 4; i++) replies.push(await creator.request({ type: 'create_session', subject: `topic ${i}` }));
+    expect(replies.map((reply) => reply.type)).toEqual(['session_created', 'session_created', 'session_created', 'error']);
+    expect(replies[3]).toMatchObject({ code: 'rate_limited', message: expect.stringMatching(/at most 3 new sessions per 60 minutes/) });
+    await stillWorks(creator);
+    const other = await connect(stack.wsUrl(0));
+    expect((await other.request({ type: 'auth', token: (await stack.user('user')).token })).type).toBe('auth_success');
+    expect((await other.request({ type: 'create_session' })).type).toBe('session_created');
+  });
+});
+
+describe('a client that does not wait for replies', () => {
+  it('gets rate_limited for frames beyond 100 waiting behind a slow one, and its socket keeps working', async () => {
+    const fast = await stack.startGateway({ RATE_LIMIT_PER_SEC: '100000' });
+    const client = await authed(`ws://127.0.0.1:${fast.port}/ws`);
+    // A lock on the sessions table holds up list_sessions; every frame after it waits its turn.
+    const locker = new pg.Client({ connectionString: stack.database.url });
+    await locker.connect();
+    try {
+      await locker.query('begin');
+      await locker.query('lock table sessions in access exclusive mode');
+      client.send({ type: 'list_sessions', req_id: 'slow' });
+      for (let i = 0; i < 150; i++) client.send({ type: 'ping', req_id: `p${i}` });
+      const refusals = await client.waitForCount((frame) => frame.type === 'error' && frame.code === 'rate_limited', 50);
+      expect(refusals.map((frame) => frame.req_id)).toEqual(Array.from({ length: 50 }, (_, i) => `p${i + 100}`));
+      expect(client.frames.some((frame) => frame.type === 'pong' || frame.req_id === 'slow')).toBe(false);
+    } finally {
+      await locker.query('rollback');
+      await locker.end();
+    }
+    expect((await client.waitFor((frame) => frame.req_id === 'slow')).type).toBe('sessions');
+    const pongs = await client.waitForCount((frame) => frame.type === 'pong', 100);
+    expect(pongs.map((frame) => frame.req_id)).toEqual(Array.from({ length: 100 }, (_, i) => `p${i}`));
     await stillWorks(client);
   });
 });

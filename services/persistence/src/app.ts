@@ -45,7 +45,9 @@ export async function startPersistenceService({ config, logger, bus, database }:
     dead_lettered: await counterTotal(metrics.messages, { outcome: 'dead_lettered' }),
     ...(await bus.inboundStats().catch(() => ({}))),
   });
-  const service = await bus.addService(persistenceServiceSpec({ db: database.db, subjects, logger, stats }));
+  const service = await bus.addService(
+    persistenceServiceSpec({ db: database.db, subjects, logger, stats, sessionCreateLimit: config.sessionCreateLimit }),
+  );
   const consumer = await startInboundConsumer({
     bus,
     db: database.db,

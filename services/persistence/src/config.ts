@@ -19,6 +19,9 @@ const persistenceEnv = {
   INBOUND_MAX_AGE: env.duration({ default: '7d', min: '1m', max: '365d' }),
   /** Replicas of the inbound stream: 3 in a NATS cluster. */
   INBOUND_REPLICAS: env.integer({ default: 1, min: 1, max: 5 }),
+  /** Sessions one customer may create within SESSION_CREATE_WINDOW; more get `rate_limited`. */
+  SESSION_CREATE_LIMIT: env.integer({ default: 30, min: 1, max: 1_000_000 }),
+  SESSION_CREATE_WINDOW: env.duration({ default: '1h', min: '1s', max: '30d' }),
   /**
    * TEST ONLY, default off: makes the process fail at a chosen point so the fault tests can hit
    * a window that is otherwise a matter of luck. `exit-after-commit:<n>` kills the process
@@ -56,6 +59,7 @@ export function loadPersistenceConfig(source: NodeJS.ProcessEnv = process.env) {
     databaseUrl: raw.DATABASE_URL,
     databasePoolSize: raw.DATABASE_POOL_SIZE,
     batchMax: raw.BATCH_MAX,
+    sessionCreateLimit: { max: raw.SESSION_CREATE_LIMIT, windowMs: raw.SESSION_CREATE_WINDOW },
     inbound: {
       ackWaitMs: raw.INBOUND_ACK_WAIT,
       maxDeliver: raw.INBOUND_MAX_DELIVER,

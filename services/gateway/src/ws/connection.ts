@@ -28,6 +28,13 @@ import { batchWritesThisTurn } from './write-batch.js';
 
 /** Sends waiting behind the one in flight, per connection; more get `rate_limited`. */
 export const MAX_QUEUED_SENDS = 100;
+/**
+ * Frames waiting behind one being handled (a slow join or history), per connection: more, or more
+ * bytes, get `rate_limited`. The rate limiter bounds how fast frames arrive, not how many wait, and
+ * a client that does not wait for replies could otherwise pile up frames of up to MAX_FRAME_BYTES.
+ */
+export const MAX_WAITING_FRAMES = 100;
+export const MAX_WAITING_BYTES = 1024 * 1024;
 /** Frames refused by the rate limiter within one window before the socket is closed with 1008. */
 export const MAX_RATE_VIOLATIONS = 200;
 export const RATE_VIOLATION_WINDOW_MS = 10_000;
@@ -80,6 +87,8 @@ export class ClientConnection implements Subscriber {
   private readonly sends: SendJob[] = [];
   private sending = false;
   private handling: Promise<void> = SETTLED;
+  private waitingFrames = 0;
+  private waitingBytes = 0;
   private authTimer: NodeJS.Timeout | undefined;
   /**
    * Set when this side starts closing the socket. The client's close frame can take up to 30 s to
@@ -215,16 +224,35 @@ export class ClientConnection implements Subscriber {
       this.refuseAtEdge(allowed, code, message, error instanceof FrameError ? error.reqId : undefined);
       return;
     }
+    // Each refused frame is answered (with its req_id and client_msg_id, so the client knows what to resend).
+    const extra = frame.type === 'send_message' && frame.client_msg_id !== undefined ? { client_msg_id: frame.client_msg_id } : {};
     if (!allowed) {
-      // Each refused frame is answered (with its req_id and client_msg_id, so the client knows what to resend).
-      const extra = frame.type === 'send_message' && frame.client_msg_id !== undefined ? { client_msg_id: frame.client_msg_id } : {};
       this.refuseOverRate(frame.req_id, extra);
       return;
     }
+    const size = data.length;
+    if (this.waitingFrames >= MAX_WAITING_FRAMES || this.waitingBytes + size > MAX_WAITING_BYTES) {
+      this.deps.metrics.framesIn.inc({ type: 'rate_limited' });
+      this.sendError(
+        ErrorCode.RateLimited,
+        'too many frames waiting to be handled; wait for replies before sending more',
+        frame.req_id,
+        extra,
+      );
+      return;
+    }
     this.deps.metrics.framesIn.inc({ type: frame.type });
+    this.waitingFrames++;
+    this.waitingBytes += size;
     // Frames are handled one after another, so replies come in request order (a send only
     // queues its message here; its ack comes when the message is stored).
-    this.handling = this.handling.then(() => this.handle(frame)).catch((error: unknown) => this.onHandlerError(error, frame));
+    this.handling = this.handling
+      .then(() => {
+        this.waitingFrames--;
+        this.waitingBytes -= size;
+        return this.handle(frame);
+      })
+      .catch((error: unknown) => this.onHandlerError(error, frame));
   }
 
   /** A frame that cannot be handled as it is. Over the rate it is refused as such, and counts towards the 1008 close. */

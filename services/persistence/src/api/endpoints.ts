@@ -14,22 +14,30 @@ import type { Kysely } from 'kysely';
 import type { z } from 'zod';
 import { findHistoryPage, findMessageByClientMsgId, findMessagesAfter } from '../db/message.repository.js';
 import type { PersistenceDatabase } from '../db/schema.js';
-import { findLastSeqs, findSession, insertSession, listSessions } from '../db/session.repository.js';
+import { findLastSeqs, findSession, insertSession, listSessions, type SessionCreateLimit } from '../db/session.repository.js';
 
 export const SERVICE_VERSION = '0.1.0';
 
 type Handlers = { [E in keyof PersistenceApi]: (request: PersistenceRequest<E>) => Promise<PersistenceReply<E>> };
 
-function createHandlers(db: Kysely<PersistenceDatabase>): Handlers {
+function createHandlers(db: Kysely<PersistenceDatabase>, sessionCreateLimit: SessionCreateLimit): Handlers {
   const sessionOrThrow = async (id: number) => {
     const session = await findSession(db, id);
     if (!session) throw new BusError(BusErrorCode.NotFound, `session ${id} does not exist`);
     return session;
   };
   return {
-    'sessions.create': async (request) => ({
-      session: await insertSession(db, { customerId: request.customer_id, subject: request.subject }),
-    }),
+    'sessions.create': async (request) => {
+      const session = await insertSession(db, { customerId: request.customer_id, subject: request.subject }, sessionCreateLimit);
+      if (!session) {
+        const minutes = Math.ceil(sessionCreateLimit.windowMs / 60_000);
+        throw new BusError(
+          BusErrorCode.RateLimited,
+          `at most ${sessionCreateLimit.max} new sessions per ${minutes} minutes; try again later`,
+        );
+      }
+      return { session };
+    },
     'sessions.get': async (request) => ({ session: await sessionOrThrow(request.session_id) }),
     'sessions.list': async (request) => ({
       sessions: await listSessions(db, { status: request.status, customerId: request.customer_id, limit: request.limit }),
@@ -73,13 +81,15 @@ export function persistenceServiceSpec({
   subjects,
   logger,
   stats,
+  sessionCreateLimit,
 }: {
   db: Kysely<PersistenceDatabase>;
   subjects: Subjects;
   logger: Logger;
   stats: () => Promise<Record<string, number>>;
+  sessionCreateLimit: SessionCreateLimit;
 }): ServiceSpec {
-  const handlers = createHandlers(db);
+  const handlers = createHandlers(db, sessionCreateLimit);
   const log = logger.child({ module: 'api' });
   return {
     name: subjects.persistenceServiceName,

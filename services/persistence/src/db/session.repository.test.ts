@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migratePersistence } from '../app.js';
 import { PERSISTENCE_CONNECTION_SETTINGS } from './connection-settings.js';
 import type { PersistenceDatabase } from './schema.js';
-import { listSessions, listSessionsQuery, type SessionListFilter } from './session.repository.js';
+import { insertSession, listSessions, listSessionsQuery, type SessionListFilter } from './session.repository.js';
 
 /** Enough that reading the whole table and sorting it costs far more than reading an index's first rows. */
 const SESSIONS = 100_000;
@@ -51,7 +51,37 @@ interface PlanNode {
   'Relation Name'?: string;
   'Index Name'?: string;
   'Actual Rows'?: number;
+  'Rows Removed by Filter'?: number;
   Plans?: PlanNode[];
+}
+
+/** Every node of a plan, depth first. */
+function nodesOf(root: PlanNode | undefined): PlanNode[] {
+  const nodes: PlanNode[] = [];
+  const walk = (node: PlanNode) => {
+    nodes.push(node);
+    for (const child of node.Plans ?? []) walk(child);
+  };
+  if (root) walk(root);
+  return nodes;
+}
+
+/**
+ * The plan that persistence runs for `listSessions`: the statement prepared, as `pg` sends it,
+ * and executed with `plan_cache_mode = force_generic_plan`, so planned without its values.
+ */
+async function preparedPlanOf(filter: SessionListFilter): Promise<PlanNode[]> {
+  const compiled = listSessionsQuery(persistence.db, filter).compile();
+  const literal = (value: unknown) => (typeof value === 'number' ? String(value) : `'${String(value).replaceAll("'", "''")}'`);
+  return persistence.db.connection().execute(async (db) => {
+    await sql`deallocate all`.execute(db);
+    await sql.raw(`prepare listed as ${compiled.sql}`).execute(db);
+    const { rows } = await sql<{ 'QUERY PLAN': { Plan: PlanNode }[] }>`explain (analyze, format json) ${sql.raw(
+      `execute listed(${compiled.parameters.map(literal).join(', ')})`,
+    )}`.execute(db);
+    await sql`deallocate listed`.execute(db);
+    return nodesOf(rows[0]?.['QUERY PLAN'][0]?.Plan);
+  });
 }
 
 /** The plan of the statement `listSessions` sends, run (`explain analyze`) on the given connection. */
@@ -59,14 +89,7 @@ async function planOf({ db }: Database<PersistenceDatabase>, filter: SessionList
   const { rows } = await sql<{
     'QUERY PLAN': { Plan: PlanNode }[];
   }>`explain (analyze, format json) ${listSessionsQuery(db, filter)}`.execute(db);
-  const nodes: PlanNode[] = [];
-  const walk = (node: PlanNode) => {
-    nodes.push(node);
-    for (const child of node.Plans ?? []) walk(child);
-  };
-  const root = rows[0]?.['QUERY PLAN'][0]?.Plan;
-  if (root) walk(root);
-  return nodes;
+  return nodesOf(rows[0]?.['QUERY PLAN'][0]?.Plan);
 }
 
 describe('listSessions without a filter', () => {
@@ -100,5 +123,41 @@ describe('listSessions without a filter', () => {
       const read = nodes.filter((node) => node['Relation Name'] === 'sessions').map((node) => node['Actual Rows'] ?? 0);
       expect(Math.max(...read)).toBeLessThan(SESSIONS / 2);
     }
+  });
+});
+
+describe('listSessions by status or customer', () => {
+  it.each([
+    { status: 'open' as const, limit: 50 },
+    { status: 'closed' as const, limit: 50 },
+    { customerId: 7, limit: 50 },
+  ])('reads only the newest `limit` rows of an index, as persistence plans it: %o', async (filter) => {
+    const nodes = await preparedPlanOf(filter);
+    expect(nodes.filter((node) => node['Node Type'] === 'Seq Scan' || node['Node Type'] === 'Sort')).toEqual([]);
+    // Rows a filter threw away were read too.
+    const read = nodes
+      .filter((node) => node['Relation Name'] === 'sessions')
+      .map((node) => (node['Actual Rows'] ?? 0) + (node['Rows Removed by Filter'] ?? 0));
+    expect(Math.max(...read)).toBeLessThanOrEqual(filter.limit);
+  });
+});
+
+describe('insertSession', () => {
+  const limit = { max: 3, windowMs: 60_000 };
+
+  it('creates at most `max` sessions per customer within the window, then answers undefined', async () => {
+    const created = [];
+    for (let i = 0; i < 5; i++) created.push(await insertSession(persistence.db, { customerId: 424_242, subject: `s${i}` }, limit));
+    expect(created.map((session) => session?.subject)).toEqual(['s0', 's1', 's2', undefined, undefined]);
+    expect(await insertSession(persistence.db, { customerId: 424_243, subject: null }, limit)).toMatchObject({ customer_id: 424_243 });
+  });
+
+  it('counts only the sessions created within the window', async () => {
+    await sql`
+      insert into sessions (customer_id, created_at) select 525252, now() - interval '2 minutes' from generate_series(1, 10)
+    `.execute(persistence.db);
+    const created = [];
+    for (let i = 0; i < 4; i++) created.push(await insertSession(persistence.db, { customerId: 525_252, subject: null }, limit));
+    expect(created.map((session) => session !== undefined)).toEqual([true, true, true, false]);
   });
 });

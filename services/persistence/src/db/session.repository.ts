@@ -13,16 +13,36 @@ export const toSession = (row: SessionRow): Session => ({
 
 const toSessionWithSeq = (row: SessionRow): SessionWithSeq => ({ ...toSession(row), last_seq: row.last_seq });
 
+/** At most `max` sessions per customer created within `windowMs`. */
+export interface SessionCreateLimit {
+  max: number;
+  windowMs: number;
+}
+
+/**
+ * Creates a session, unless its customer already created `limit.max` within the window: then
+ * `undefined`. One statement, which counts at most `max` of the customer's newest sessions on the
+ * `(customer_id, created_at desc, id desc)` index. Concurrent creates by one customer may each see
+ * the count below the limit, so it can be passed by as many as are created at the same moment.
+ */
 export async function insertSession(
   db: Kysely<PersistenceDatabase>,
   session: { customerId: number; subject: string | null },
-): Promise<Session> {
-  const row = await db
-    .insertInto('sessions')
-    .values({ customer_id: session.customerId, subject: session.subject })
-    .returningAll()
-    .executeTakeFirstOrThrow();
-  return toSession(row);
+  limit: SessionCreateLimit,
+): Promise<Session | undefined> {
+  const { rows } = await sql<SessionRow>`
+    insert into sessions (customer_id, subject)
+    select ${session.customerId}::bigint, ${session.subject}::text
+    where (
+      select count(*) from (
+        select 1 from sessions
+        where customer_id = ${session.customerId}::bigint and created_at > now() - make_interval(secs => ${limit.windowMs / 1000})
+        limit ${limit.max}
+      ) as recent
+    ) < ${limit.max}
+    returning *
+  `.execute(db);
+  return rows[0] && toSession(rows[0]);
 }
 
 export async function findSession(db: Kysely<PersistenceDatabase>, id: number): Promise<SessionWithSeq | undefined> {
