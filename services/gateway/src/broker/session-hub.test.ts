@@ -1,10 +1,17 @@
-import { createMemoryBus, encodeJson, type PersistenceClient } from '@switchboard/bus';
+import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+import { createMemoryBus, Deadlines, encodeJson, type PersistenceClient } from '@switchboard/bus';
 import { createLogger } from '@switchboard/logging';
-import { createSubjects, type Message, type ServerFrame } from '@switchboard/protocol';
+import { CloseCode, createSubjects, type Message, SESSION_HEADS_MAX, type ServerFrame } from '@switchboard/protocol';
+import type { TokenVerifier } from '@switchboard/tokens';
 import { Registry } from 'prom-client';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import WebSocket from 'ws';
+import { loadGatewayConfig } from '../config.js';
 import { createGatewayMetrics } from '../metrics.js';
-import { createSessionHub, type Subscriber } from './session-hub.js';
+import { ClientConnection } from '../ws/connection.js';
+import type { SessionAccess } from './session-access.js';
+import { CATCH_UP_PAGE, createSessionHub, MAX_EARLY_EVENTS, MAX_QUEUED_EVENTS, type Subscriber } from './session-hub.js';
 
 /*
  * The hub's handling of races between a join and the events around it, which real NATS and
@@ -26,42 +33,86 @@ const message = (seq: number): Message => ({
   created_at: new Date(0).toISOString(),
 });
 
-/** A persistence whose `sessions.get` reads when called and answers only when released; it holds messages 1..stored. */
+const seqs = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => `seq:${from + i}`);
+
+function deferred() {
+  let resolve!: () => void;
+  const promise = new Promise<void>((done) => {
+    resolve = done;
+  });
+  return { promise, resolve };
+}
+
+/**
+ * A persistence whose `sessions.get` reads when called and answers only when released; it holds
+ * messages 1..stored, and answers `messages.after` in pages of at most `limit`, as persistence does.
+ */
 function persistenceStub(initiallyStored: number) {
-  let readStarted!: () => void;
-  let releaseRead!: () => void;
-  const started = new Promise<void>((resolve) => {
-    readStarted = resolve;
-  });
-  const released = new Promise<void>((resolve) => {
-    releaseRead = resolve;
-  });
+  const firstRead = { started: deferred(), released: deferred() };
+  let nextRead: typeof firstRead | undefined = firstRead;
+  let fetchHold: { started: ReturnType<typeof deferred>; released: ReturnType<typeof deferred> } | undefined;
   const stub = {
     stored: initiallyStored,
-    /** `messages.after` requests answered: fetches of missing messages. */
+    /** `messages.after` requests made: fetches of missing messages. */
     fetches: 0,
+    /** The `after_seq` of each `messages.after` request. */
+    fetchedAfter: [] as unknown[],
     /** `sessions.heads` fails while set, as with persistence down or not upgraded yet. */
     headsFailing: false,
-    readStarted: started,
-    release: () => releaseRead(),
+    /** `messages.after` fails while set, as with persistence down. */
+    fetchesFailing: false,
+    /** How many sessions each `sessions.heads` request asked about. */
+    headsRequests: [] as number[],
+    readStarted: firstRead.started.promise,
+    release: () => firstRead.released.resolve(),
+    /** Holds the next `sessions.get`, once it has read, until released; the others wait for `release()`. */
+    holdNextRead() {
+      const held = { started: deferred(), released: deferred() };
+      nextRead = held;
+      return { started: held.started.promise, release: held.released.resolve };
+    },
+    /** Holds every `messages.after` until released. */
+    holdFetches() {
+      const held = { started: deferred(), released: deferred() };
+      fetchHold = held;
+      return {
+        started: held.started.promise,
+        release: () => {
+          fetchHold = undefined;
+          held.released.resolve();
+        },
+      };
+    },
     client: {
-      async call(endpoint: string, request: { after_seq?: number }) {
+      async call(endpoint: string, request: { after_seq?: number; limit?: number }) {
         if (endpoint === 'sessions.get') {
           const lastSeq = stub.stored;
-          readStarted();
-          await released;
+          const held = nextRead;
+          if (held) {
+            nextRead = undefined;
+            held.started.resolve();
+            await held.released.promise;
+          } else await firstRead.released.promise;
           const session = { id: SESSION, customer_id: 7, status: 'open', subject: null, created_at: new Date(0).toISOString() };
           return { session: { ...session, last_seq: lastSeq } };
         }
         if (endpoint === 'sessions.heads') {
           if (stub.headsFailing) throw new Error('no responders');
           const ids = (request as { session_ids: number[] }).session_ids;
+          stub.headsRequests.push(ids.length);
           return { heads: ids.map((id) => ({ id, last_seq: stub.stored })) };
         }
         if (endpoint === 'messages.after') {
           stub.fetches++;
+          stub.fetchedAfter.push(request.after_seq);
+          if (fetchHold) {
+            fetchHold.started.resolve();
+            await fetchHold.released.promise;
+          }
+          if (stub.fetchesFailing) throw new Error('no responders');
           const after = request.after_seq ?? 0;
-          return { messages: Array.from({ length: Math.max(0, stub.stored - after) }, (_, i) => message(after + i + 1)) };
+          const count = Math.min(request.limit ?? Number.POSITIVE_INFINITY, Math.max(0, stub.stored - after));
+          return { messages: Array.from({ length: count }, (_, i) => message(after + i + 1)) };
         }
         throw new Error(`unexpected ${endpoint}`);
       },
@@ -83,6 +134,7 @@ function recorder(id: string) {
 async function setUp(stored: number, logLines?: string[]) {
   const bus = createMemoryBus();
   const persistence = persistenceStub(stored);
+  const metrics = createGatewayMetrics(new Registry());
   const hub = createSessionHub({
     bus,
     subjects,
@@ -90,7 +142,7 @@ async function setUp(stored: number, logLines?: string[]) {
     logger: logLines
       ? createLogger({ name: 'hub-test', level: 'info', destination: { write: (line: string) => logLines.push(line) } })
       : createLogger({ name: 'hub-test', level: 'silent' }),
-    metrics: createGatewayMetrics(new Registry()),
+    metrics,
     gapWaitMs: 20,
     headGraceMs: 30,
   });
@@ -99,7 +151,7 @@ async function setUp(stored: number, logLines?: string[]) {
     persistence.stored = Math.max(persistence.stored, seq);
     bus.publish(subjects.confirmed(SESSION), encodeJson({ message: message(seq) }));
   };
-  return { hub, persistence, confirm };
+  return { hub, persistence, confirm, metrics };
 }
 
 /** A hub with one member joined to the empty session, and what it has been sent. */
@@ -187,6 +239,182 @@ describe('session hub', () => {
     confirm(3); // arrives ahead of 2: the gap is filled after GAP_WAIT_MS
     await settle();
     expect(frames).toEqual(['joined:0', 'seq:1', 'seq:2', 'seq:3']);
+    hub.close();
+  });
+
+  it('keeps the position for a join in progress when the only member leaves', async () => {
+    const { hub, persistence, confirm } = await setUp(5);
+    persistence.release();
+    const a = recorder('a');
+    await hub.join(a.subscriber, SESSION, undefined, undefined);
+    const read = persistence.holdNextRead();
+    const b = recorder('b');
+    const joined = hub.join(b.subscriber, SESSION, undefined, undefined);
+    await read.started; // b reads last_seq 5
+    confirm(6); // delivered to a before b's read is answered
+    await settle();
+    expect(a.frames).toEqual(['joined:5', 'seq:6']);
+    hub.leave(a.subscriber, SESSION);
+    read.release();
+    await joined;
+    await settle();
+    expect(b.frames).toEqual(['joined:5', 'seq:6']);
+    hub.close();
+  });
+
+  it('looks a closing socket up only in its own sessions', async () => {
+    const { hub, persistence } = await setUp(0);
+    persistence.release();
+    const subscribers = Array.from({ length: 2_000 }, (_, i) => recorder(`s${i}`).subscriber);
+    await Promise.all(subscribers.map((subscriber, i) => hub.join(subscriber, i + 1, undefined, undefined)));
+    const [first] = subscribers;
+    if (!first) throw new Error('no subscribers');
+    // Each session looked at removes the subscriber from its members (a Map keyed by subscriber).
+    const deletes = vi.spyOn(Map.prototype, 'delete');
+    try {
+      hub.leaveAll(first);
+      expect(deletes.mock.calls.filter(([key]) => key === first)).toHaveLength(1);
+    } finally {
+      deletes.mockRestore();
+    }
+    expect(hub.sessionCount()).toBe(subscribers.length - 1);
+    for (const subscriber of subscribers) hub.leaveAll(subscriber);
+    expect(hub.sessionCount()).toBe(0);
+    hub.close();
+  });
+
+  it('after a reconnect, asks for the heads in batches and fetches nothing for sessions up to date', async () => {
+    const { hub, persistence } = await setUp(3);
+    persistence.release();
+    const sessions = SESSION_HEADS_MAX + 1;
+    await Promise.all(Array.from({ length: sessions }, (_, i) => hub.join(recorder(`s${i}`).subscriber, i + 1, undefined, undefined)));
+    hub.resync();
+    await settle();
+    expect(persistence.fetches).toBe(0);
+    expect(persistence.headsRequests).toEqual([SESSION_HEADS_MAX, 1]);
+    hub.close();
+  });
+
+  it('after a reconnect, catches up a session that missed events, once persistence answers', async () => {
+    const { hub, persistence, frames } = await setUpJoined();
+    persistence.stored = 1; // committed while the gateway was away from NATS: its event is gone
+    persistence.headsFailing = true;
+    hub.resync();
+    await settle();
+    persistence.headsFailing = false;
+    await vi.waitFor(() => expect(frames).toEqual(['joined:0', 'seq:1']), { timeout: 3_000 });
+    hub.close();
+  });
+
+  it('holds at most MAX_EARLY_EVENTS events ahead of a gap while fills fail, and delivers all of them once a fill succeeds', async () => {
+    const { hub, persistence, confirm, frames } = await setUpJoined();
+    persistence.fetchesFailing = true;
+    persistence.stored = 1; // its event lost
+    const last = MAX_EARLY_EVENTS + 501;
+    for (let seq = 2; seq <= last; seq++) confirm(seq);
+    await settle();
+    expect(hub.heldEvents(SESSION)).toBe(MAX_EARLY_EVENTS);
+    persistence.fetchesFailing = false;
+    await vi.waitFor(() => expect(frames).toHaveLength(last + 1), { timeout: 3_000 });
+    expect(frames).toEqual(['joined:0', ...seqs(1, last)]);
+    hub.close();
+  });
+
+  it('fetches an event dropped because too many arrived during the first join’s read', async () => {
+    const { hub, persistence, confirm } = await setUp(0);
+    const { subscriber, frames } = recorder('a');
+    const joined = hub.join(subscriber, SESSION, undefined, undefined);
+    await persistence.readStarted; // reads last_seq 0
+    const last = MAX_EARLY_EVENTS + 1;
+    for (let seq = 1; seq <= last; seq++) confirm(seq); // the last one finds the held events full
+    await settle();
+    persistence.release();
+    await joined;
+    await settle();
+    expect(frames).toEqual(['joined:0', ...seqs(1, last)]);
+    hub.close();
+  });
+
+  it('queues at most MAX_QUEUED_EVENTS live events for a member replaying, and replays the rest', async () => {
+    const { hub, persistence, confirm } = await setUp(5);
+    persistence.release();
+    const { subscriber, frames } = recorder('a');
+    const fetches = persistence.holdFetches();
+    const joined = hub.join(subscriber, SESSION, 0, undefined);
+    await fetches.started; // replaying 1..5
+    const last = 5 + MAX_QUEUED_EVENTS + 500;
+    for (let seq = 6; seq <= last; seq++) confirm(seq);
+    await settle();
+    expect(hub.heldEvents(SESSION)).toBe(MAX_QUEUED_EVENTS);
+    fetches.release();
+    await joined;
+    expect(frames).toEqual(['joined:5', ...seqs(1, last)]);
+    hub.close();
+  });
+});
+
+describe('a socket the gateway closes', () => {
+  it('ends a gap fill whose last member left while it was sent a message', async () => {
+    const { hub, persistence, confirm } = await setUp(0);
+    persistence.release();
+    const frames: string[] = [];
+    const slowReader: Subscriber = {
+      id: 'slow',
+      send: () => undefined,
+      // Closed as too slow by the first message of the fill (`ClientConnection.checkBackpressure`).
+      sendEncoded: (data) => {
+        frames.push(`seq:${(JSON.parse(data.toString()) as { message: Message }).message.seq}`);
+        hub.leaveAll(slowReader);
+      },
+    };
+    await hub.join(slowReader, SESSION, undefined, undefined);
+    persistence.stored = 2; // events 1 and 2 lost
+    confirm(3);
+    await settle();
+    expect(frames).toEqual(['seq:1']);
+    expect(persistence.fetchedAfter).toEqual([0]);
+    hub.close();
+  });
+
+  /** A client that ignores the close frame: its socket stays open until the test says otherwise. */
+  class StubbornSocket extends EventEmitter {
+    readyState: number = WebSocket.OPEN;
+    bufferedAmount = 0;
+    send(): void {}
+    ping(): void {}
+    terminate(): void {}
+    close(): void {
+      this.readyState = WebSocket.CLOSING;
+    }
+  }
+
+  it('leaves its sessions and stops its replay at once, and counts as closed once when the socket closes', async () => {
+    const { hub, persistence, metrics } = await setUp(CATCH_UP_PAGE + 1);
+    persistence.release();
+    const ws = new StubbornSocket();
+    const tcp = { cork: () => undefined, uncork: () => undefined } as unknown as Duplex;
+    const connection = new ClientConnection(ws as unknown as WebSocket, tcp, {
+      config: loadGatewayConfig({}),
+      logger: createLogger({ name: 'hub-test', level: 'silent' }),
+      metrics,
+      verifier: {} as TokenVerifier,
+      persistence: persistence.client,
+      access: {} as SessionAccess,
+      hub,
+      expiries: new Deadlines<ClientConnection>(() => undefined),
+    });
+    const fetches = persistence.holdFetches();
+    const joined = hub.join(connection, SESSION, 0, undefined);
+    await fetches.started; // replaying the first of two pages
+    connection.close(CloseCode.AuthFailed, 'token expired');
+    expect(hub.isJoined(connection, SESSION)).toBe(false);
+    fetches.release();
+    await joined;
+    expect(persistence.fetches).toBe(1);
+    expect(hub.sessionCount()).toBe(0);
+    ws.emit('close'); // the client's socket closes at last
+    expect(hub.sessionCount()).toBe(0);
+    expect((await metrics.connections.get()).values[0]?.value).toBe(0);
     hub.close();
   });
 });

@@ -25,14 +25,22 @@ export interface Subscriber {
 
 /** Messages fetched per request when replaying or filling a gap. */
 export const CATCH_UP_PAGE = 500;
-/** Out-of-order events held per session before a gap fill is forced. */
+/**
+ * Out-of-order events held per session: a gap fill is forced at this many, and events beyond it
+ * are dropped (the fill fetches them from persistence; see `Channel.overflowed`).
+ */
 export const MAX_EARLY_EVENTS = 1_000;
+/**
+ * Live events queued per member while its join replays. The replay fetches until the member has
+ * everything the session has delivered, so the events dropped beyond this are fetched with it.
+ */
+export const MAX_QUEUED_EVENTS = 1_000;
 export const PUBLISH_TIMEOUT_MS = 5_000;
 
 interface MemberState {
   /** Highest seq this socket has been sent. */
   cursor: number;
-  /** While replaying history after a join, live events wait here (made when the first one arrives). */
+  /** While replaying history after a join, live events wait here (made when the first one arrives; at most MAX_QUEUED_EVENTS). */
   replaying: boolean;
   queued: Message[] | undefined;
 }
@@ -54,6 +62,11 @@ interface Channel {
   joining: number;
   /** Events that arrived ahead of a missing seq, or before the first join knew where to start. */
   readonly early: Map<number, Message>;
+  /**
+   * An event was dropped because `early` was full. A fill is then due even once `early` has
+   * drained (a late event can close the gap before it): only a fill fetches the dropped one.
+   */
+  overflowed: boolean;
   gapTimer: NodeJS.Timeout | undefined;
   /** The grace after a check of the heads found the session behind (see `catchUpTo`); apart from `gapTimer`, which it must not hold back. */
   headTimer: NodeJS.Timeout | undefined;
@@ -105,6 +118,8 @@ const keyOf = (sessionId: number, clientMsgId: string) => `${sessionId}:${client
 export function createSessionHub(options: SessionHubOptions) {
   const { bus, subjects, persistence, metrics, gapWaitMs } = options;
   const headGraceMs = options.headGraceMs ?? HEAD_GRACE_MS;
+  /** How soon a failed fill, or a failed resync, is tried again. */
+  const retryMs = Math.max(gapWaitMs, 500);
   const log = options.logger.child({ module: 'hub' });
   const channels = new Map<number, Channel>();
   /** Set by `close()`: nothing is fetched or scheduled any more. */
@@ -124,8 +139,10 @@ export function createSessionHub(options: SessionHubOptions) {
     let encoded: Buffer | undefined;
     for (const [member, state] of channel.members) {
       if (state.replaying) {
+        // Dropped beyond the cap: the replay goes on until the member's cursor reaches `lastSeq`,
+        // which is this seq or later, so it fetches the message from persistence.
         state.queued ??= [];
-        state.queued.push(message);
+        if (state.queued.length < MAX_QUEUED_EVENTS) state.queued.push(message);
       } else if (message.seq > state.cursor) {
         encoded ??= Buffer.from(JSON.stringify({ type: 'new_message', message }));
         member.sendEncoded(encoded, 'new_message');
@@ -142,16 +159,23 @@ export function createSessionHub(options: SessionHubOptions) {
       channel.early.delete(next.seq);
       deliver(channel, next);
     }
-    if (channel.early.size > 0) scheduleGapFill(channel, channel.early.size >= MAX_EARLY_EVENTS ? 0 : gapWaitMs);
+    if (channel.early.size > 0 || channel.overflowed)
+      scheduleGapFill(channel, channel.early.size >= MAX_EARLY_EVENTS || channel.overflowed ? 0 : gapWaitMs);
   };
 
   /** Fetches everything after the last delivered seq from persistence, then delivers what was held. */
   const fillGap = async (channel: Channel) => {
     if (closed || channel.filling || channel.lastSeq === undefined) return;
     channel.filling = true;
+    // Every request below is made after this, so it fetches whatever was dropped until now; an
+    // event dropped while it runs sets the flag again, and `drainEarly` then fills once more.
+    channel.overflowed = false;
     metrics.gapFills.inc();
     try {
       for (;;) {
+        // A member closed from within a delivery (a slow reader: see `ClientConnection.close`) may
+        // have been the last one, and the position is forgotten with it.
+        if (channel.lastSeq === undefined) return;
         const from: number = channel.lastSeq;
         const { messages } = await persistence.call('messages.after', {
           session_id: channel.sessionId,
@@ -175,7 +199,7 @@ export function createSessionHub(options: SessionHubOptions) {
       drainEarly(channel);
     } catch (error) {
       log.warn({ err: error, sessionId: channel.sessionId }, 'filling a gap failed; will retry');
-      scheduleGapFill(channel, Math.max(gapWaitMs, 500));
+      scheduleGapFill(channel, retryMs);
     } finally {
       channel.filling = false;
     }
@@ -198,7 +222,9 @@ export function createSessionHub(options: SessionHubOptions) {
     const { message } = parsed.data;
     resolveWaiters(message);
     if (channel.lastSeq === undefined) {
-      if (channel.joining > 0 && channel.early.size < MAX_EARLY_EVENTS) channel.early.set(message.seq, message);
+      if (channel.joining === 0) return;
+      if (channel.early.size < MAX_EARLY_EVENTS) channel.early.set(message.seq, message);
+      else channel.overflowed = true;
       return;
     }
     if (message.seq <= channel.lastSeq) return;
@@ -206,7 +232,9 @@ export function createSessionHub(options: SessionHubOptions) {
       deliver(channel, message);
       drainEarly(channel);
     } else {
-      channel.early.set(message.seq, message);
+      // While fills keep failing, events keep coming: beyond the cap they are left to the fill.
+      if (channel.early.size < MAX_EARLY_EVENTS) channel.early.set(message.seq, message);
+      else channel.overflowed = true;
       scheduleGapFill(channel, channel.early.size >= MAX_EARLY_EVENTS ? 0 : gapWaitMs);
     }
   };
@@ -225,27 +253,50 @@ export function createSessionHub(options: SessionHubOptions) {
   let checkingHeads = false;
   /** Failed checks in a row: the first is a warning, the rest (persistence down, or not upgraded yet) only debug lines. */
   let headChecksFailed = 0;
+  /**
+   * Set by `resync()`: events were lost while NATS was away, so the next check fetches the
+   * sessions behind at once, without the grace, and is tried again until it gets through.
+   */
+  let resyncWanted = false;
+  let resyncTimer: NodeJS.Timeout | undefined;
   /** Compares each delivered session's last seq with the database's, and catches up those behind. */
   const checkHeads = async (): Promise<void> => {
     if (checkingHeads || closed) return;
     checkingHeads = true;
+    const resyncing = resyncWanted;
+    resyncWanted = false;
+    let failed = false;
     try {
-      const delivered = [...channels.values()].filter((channel) => channel.lastSeq !== undefined && channel.members.size > 0);
+      // A position is kept only while a socket is joined or joining: those are the sessions delivered.
+      const delivered = [...channels.values()].filter((channel) => channel.lastSeq !== undefined);
       for (let from = 0; from < delivered.length && !closed; from += SESSION_HEADS_MAX) {
         const batch = delivered.slice(from, from + SESSION_HEADS_MAX);
         const { heads } = await persistence.call('sessions.heads', { session_ids: batch.map((channel) => channel.sessionId) });
         for (const { id, last_seq: head } of heads) {
           const channel = channels.get(id);
-          if (channel?.lastSeq !== undefined && channel.lastSeq < head) catchUpTo(channel, head);
+          if (channel?.lastSeq === undefined || channel.lastSeq >= head) continue;
+          if (resyncing) void fillGap(channel);
+          else catchUpTo(channel, head);
         }
       }
       headChecksFailed = 0;
     } catch (error) {
+      failed = true;
+      if (resyncing) resyncWanted = true;
       const level = headChecksFailed++ === 0 ? 'warn' : 'debug';
       log[level]({ err: error, failedInARow: headChecksFailed }, 'checking the sessions against the database failed; will try again');
     } finally {
       checkingHeads = false;
     }
+    // A resync asked for while this check ran (it may have read some heads before the events were
+    // lost) runs now; one that failed waits, so an unreachable persistence is not asked in a loop.
+    if (!resyncWanted || closed) return;
+    if (!failed) void checkHeads();
+    else if (!resyncTimer)
+      resyncTimer = setTimeout(() => {
+        resyncTimer = undefined;
+        void checkHeads();
+      }, retryMs);
   };
   const headsTimer = options.headsCheckIntervalMs ? setInterval(() => void checkHeads(), options.headsCheckIntervalMs).unref() : undefined;
 
@@ -261,6 +312,7 @@ export function createSessionHub(options: SessionHubOptions) {
         lastSeq: undefined,
         joining: 0,
         early: new Map(),
+        overflowed: false,
         gapTimer: undefined,
         headTimer: undefined,
         filling: false,
@@ -294,13 +346,37 @@ export function createSessionHub(options: SessionHubOptions) {
     metrics.sessions.set(channels.size);
   };
 
+  /** The channels each subscriber is a member of, so that leaving them all does not visit every session. */
+  const memberships = new WeakMap<Subscriber, Set<Channel>>();
+
+  const addMember = (channel: Channel, subscriber: Subscriber, state: MemberState) => {
+    channel.members.set(subscriber, state);
+    let joined = memberships.get(subscriber);
+    if (!joined) {
+      joined = new Set();
+      memberships.set(subscriber, joined);
+    }
+    joined.add(channel);
+  };
+
+  /**
+   * Nobody to deliver to: forget the position; the next join starts from the database. Not while
+   * a join is in progress: it read the session's position before events that have since been
+   * delivered, and replays up to this position to get them.
+   */
+  const forgetIfUnwatched = (channel: Channel) => {
+    if (channel.members.size > 0 || channel.joining > 0) return;
+    channel.lastSeq = undefined;
+    channel.early.clear();
+    channel.overflowed = false;
+  };
+
   const removeMember = (channel: Channel, subscriber: Subscriber) => {
     if (!channel.members.delete(subscriber)) return false;
-    if (channel.members.size === 0) {
-      // Nobody to deliver to: forget the position; the next join starts from the database.
-      channel.lastSeq = undefined;
-      channel.early.clear();
-    }
+    const joined = memberships.get(subscriber);
+    joined?.delete(channel);
+    if (joined?.size === 0) memberships.delete(subscriber);
+    forgetIfUnwatched(channel);
     release(channel);
     return true;
   };
@@ -443,7 +519,7 @@ export function createSessionHub(options: SessionHubOptions) {
           drainEarly(channel);
         }
         state = { cursor: Math.min(lastSeq ?? session.last_seq, session.last_seq), replaying: true, queued: undefined };
-        channel.members.set(subscriber, state);
+        addMember(channel, subscriber, state);
         subscriber.send({
           type: 'joined_session',
           ...(reqId === undefined ? {} : { req_id: reqId }),
@@ -457,7 +533,7 @@ export function createSessionHub(options: SessionHubOptions) {
         throw error;
       } finally {
         channel.joining--;
-        if (channel.joining === 0 && channel.lastSeq === undefined) channel.early.clear();
+        forgetIfUnwatched(channel);
       }
     },
 
@@ -469,7 +545,7 @@ export function createSessionHub(options: SessionHubOptions) {
     /** The subscriber is gone for good: leaves every session, and joins still in progress do not add it. */
     leaveAll(subscriber: Subscriber): void {
       departed.add(subscriber);
-      for (const channel of [...channels.values()]) removeMember(channel, subscriber);
+      for (const channel of [...(memberships.get(subscriber) ?? [])]) removeMember(channel, subscriber);
     },
 
     /** Sessions this gateway is subscribed to. */
@@ -500,9 +576,23 @@ export function createSessionHub(options: SessionHubOptions) {
       return message;
     },
 
-    /** After a NATS reconnect: events may have been missed while disconnected, so catch every session up. */
+    /**
+     * After a NATS reconnect: events may have been missed while disconnected, so every session
+     * behind the database is caught up. Which ones are behind is asked in batches (`checkHeads`):
+     * a gap fill for each session at once would be thousands of requests after one reconnect.
+     */
     resync(): void {
-      for (const channel of channels.values()) if (channel.lastSeq !== undefined) void fillGap(channel);
+      resyncWanted = true;
+      void checkHeads();
+    },
+
+    /** Events of a session held in memory: ahead of a gap, or queued for members still replaying (for tests and diagnostics). */
+    heldEvents(sessionId: number): number {
+      const channel = channels.get(sessionId);
+      if (!channel) return 0;
+      let held = channel.early.size;
+      for (const state of channel.members.values()) held += state.queued?.length ?? 0;
+      return held;
     },
 
     checkHeads,
@@ -513,6 +603,7 @@ export function createSessionHub(options: SessionHubOptions) {
     close(): void {
       closed = true;
       clearInterval(headsTimer);
+      clearTimeout(resyncTimer);
       void deadLetters.then((subscription) => subscription.unsubscribe());
       for (const channel of channels.values()) {
         clearTimeout(channel.gapTimer);

@@ -182,6 +182,10 @@ export class ClientConnection implements Subscriber {
   close(code: number, reason: string): void {
     this.closing = true;
     this.sends.length = 0;
+    // Its sessions are left now, not when TCP closes (up to 30 s for a client ignoring the close
+    // frame): nothing more is delivered to it, and a replay in progress stops fetching. `onClose`
+    // leaves them again, which finds nothing to do; the connection gauges are counted there only.
+    this.deps.hub.leaveAll(this);
     if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) this.ws.close(code, reason);
   }
 
