@@ -70,8 +70,11 @@ export async function startSocketIo(processes = 2): Promise<System> {
   const stop = onCleanup(async () => {
     await Promise.all(servers.map((server) => server.stop(5_000)));
   });
+  // startProcess passes on only the variables it is given, so the Redis address goes explicitly.
+  const env: Record<string, string> = { REDIS_KEY: key };
+  if (process.env.REDIS_URL) env.REDIS_URL = process.env.REDIS_URL;
   try {
-    for (let i = 0; i < processes; i++) servers.push(await startBaseline(`socket.io-${i}`, 'socketio-server.js', { REDIS_KEY: key }));
+    for (let i = 0; i < processes; i++) servers.push(await startBaseline(`socket.io-${i}`, 'socketio-server.js', env));
   } catch (error) {
     await stop();
     throw error;

@@ -86,6 +86,11 @@ export function switchboardSystem(endpoints: SwitchboardEndpoints): System {
         CONNECT_CONCURRENCY,
         async ({ session, customer }) => {
           const reply = await (sockets[customer] as JsonSocket).request({ type: 'create_session', subject: `bench ${session}` });
+          if (reply.type !== 'session_created') {
+            // Against a deployment (--target), its limit of new sessions per customer applies.
+            const hint = reply.code === 'rate_limited' ? ' (raise SESSION_CREATE_LIMIT on persistence for the bench)' : '';
+            throw new Error(`create_session answered ${JSON.stringify(reply)}${hint}`);
+          }
           const id = (reply.session as { id: number }).id;
           sessionIds[session] = id;
           sessionIndex.set(id, session);
