@@ -94,6 +94,12 @@ export async function startAuthService({ config, logger, bus, database }: AuthSe
     apiKeys: config.apiKeys,
     throttles: {
       user: createLoginThrottle({ db, scope: 'user', maxFailures: config.loginMaxFailures, windowMs: config.loginFailureWindowMs }),
+      account: createLoginThrottle({
+        db,
+        scope: 'account',
+        maxFailures: config.loginMaxFailuresPerUsername,
+        windowMs: config.loginFailureWindowMs,
+      }),
       address: createLoginThrottle({
         db,
         scope: 'address',

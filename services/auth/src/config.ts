@@ -19,8 +19,10 @@ const authEnv = {
   AUTH_API_KEYS: env.list(),
   ADMIN_USERNAME: env.optionalString(),
   ADMIN_PASSWORD: env.optionalString(),
-  /** Failed logins allowed per username within the window. */
+  /** Failed logins allowed per username from one client address within the window. */
   LOGIN_MAX_FAILURES: env.integer({ default: 5, min: 1, max: 10_000 }),
+  /** Failed logins allowed per username from all addresses together within the window. */
+  LOGIN_MAX_FAILURES_PER_USERNAME: env.integer({ default: 100, min: 1, max: 1_000_000 }),
   /** Failed logins allowed per client address within the window (higher: offices share addresses). */
   LOGIN_MAX_FAILURES_PER_ADDRESS: env.integer({ default: 50, min: 1, max: 1_000_000 }),
   LOGIN_FAILURE_WINDOW: env.duration({ default: '15m', min: '1s', max: '30d' }),
@@ -93,6 +95,7 @@ export function loadAuthConfig(source: NodeJS.ProcessEnv = process.env) {
         ? { username: raw.ADMIN_USERNAME, password: raw.ADMIN_PASSWORD }
         : undefined,
     loginMaxFailures: raw.LOGIN_MAX_FAILURES,
+    loginMaxFailuresPerUsername: raw.LOGIN_MAX_FAILURES_PER_USERNAME,
     loginMaxFailuresPerAddress: raw.LOGIN_MAX_FAILURES_PER_ADDRESS,
     loginFailureWindowMs: raw.LOGIN_FAILURE_WINDOW,
     registrationMaxPerAddress: raw.REGISTRATION_MAX_PER_ADDRESS,

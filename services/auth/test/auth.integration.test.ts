@@ -217,6 +217,53 @@ describe('POST /v1/token', () => {
   });
 });
 
+describe('POST /v1/token per username and client address', () => {
+  // Its own database, and a proxy on this machine whose X-Forwarded-For is trusted.
+  let fresh: TestDatabase;
+  let service: ServiceProcess;
+  const login = async (address: string, password: string) =>
+    (
+      await fetch(service.url('/v1/token'), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-forwarded-for': address },
+        body: JSON.stringify({ username: ADMIN.username, password }),
+      })
+    ).status;
+
+  beforeAll(async () => {
+    fresh = await createTestDatabase('auth_accounts');
+    service = await startService('auth', {
+      env: authEnv({
+        DATABASE_URL: fresh.url,
+        NATS_SUBJECT_PREFIX: uniqueSubjectPrefix(),
+        TRUST_PROXY: 'loopback',
+        LOGIN_MAX_FAILURES_PER_USERNAME: '7',
+      }),
+    });
+  });
+
+  afterAll(async () => {
+    await service?.stop();
+    await fresh?.drop();
+  });
+
+  it('locks a name out from the guessing address only, so that its owner still logs in elsewhere', async () => {
+    const guesses = [];
+    for (let i = 0; i < 4; i++) guesses.push(await login('10.2.0.1', 'nope-nope'));
+    expect(guesses).toEqual([401, 401, 401, 429]);
+    expect(await login('10.2.0.1', ADMIN.password)).toBe(429);
+    expect(await login('10.2.0.2', ADMIN.password)).toBe(200);
+  });
+
+  it('locks the name everywhere once guesses from all addresses pass LOGIN_MAX_FAILURES_PER_USERNAME', async () => {
+    // Three failures so far (the test above); four more from two other addresses make seven.
+    const guesses = [];
+    for (const address of ['10.2.0.3', '10.2.0.3', '10.2.0.4', '10.2.0.4', '10.2.0.4']) guesses.push(await login(address, 'nope-nope'));
+    expect(guesses).toEqual([401, 401, 401, 401, 429]);
+    expect(await login('10.2.0.5', ADMIN.password)).toBe(429);
+  });
+});
+
 describe('POST /v1/users per client address', () => {
   // Its own database: the registration throttle counts every test's sign-ups from 127.0.0.1.
   let fresh: TestDatabase;

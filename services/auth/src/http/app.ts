@@ -30,8 +30,11 @@ export interface HttpAppOptions {
   /** The JWKS, read again first where another replica may have recorded a key since. */
   jwks: () => Promise<unknown>;
   apiKeys: readonly string[];
-  /** Login attempts keyed by username and by client address; self-registrations by client address. */
-  throttles: { user: LoginThrottle; address: LoginThrottle; registration: LoginThrottle };
+  /**
+   * Login attempts keyed by username and client address together, by username alone (every
+   * address), and by client address; self-registrations by client address.
+   */
+  throttles: { user: LoginThrottle; account: LoginThrottle; address: LoginThrottle; registration: LoginThrottle };
   metrics: AuthMetrics;
   logger: Logger;
   /** Fastify's trustProxy: false, true, or the trusted proxies' addresses. */
@@ -149,13 +152,23 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
 
   app.post('/v1/token', { schema: { body: tokenBody } }, async (request) => {
     const { username, password } = request.body as z.infer<typeof tokenBody>;
-    const userKey = username.toLowerCase();
+    const accountKey = username.toLowerCase();
     const addressKey = request.ip;
+    // A name is locked per address (LOGIN_MAX_FAILURES), so that guessing from one address cannot
+    // lock its owner out everywhere; and, far higher, across all addresses, against guessing spread
+    // over many (LOGIN_MAX_FAILURES_PER_USERNAME).
+    const userKey = `${accountKey}\u0000${addressKey}`;
     // Counted before the (slow) password check, so concurrent requests cannot all slip past the limit.
-    const retryAfter = Math.max(...(await Promise.all([throttles.user.attempt([userKey]), throttles.address.attempt([addressKey])])));
+    const retryAfter = Math.max(
+      ...(await Promise.all([
+        throttles.user.attempt([userKey]),
+        throttles.account.attempt([accountKey]),
+        throttles.address.attempt([addressKey]),
+      ])),
+    );
     if (retryAfter > 0) {
-      // A refused attempt guessed nothing: it counts against neither key (a blocked address cannot lock out users).
-      await Promise.all([throttles.user.forgive(userKey), throttles.address.forgive(addressKey)]);
+      // A refused attempt guessed nothing: it counts against no key (a blocked address cannot lock out users).
+      await Promise.all([throttles.user.forgive(userKey), throttles.account.forgive(accountKey), throttles.address.forgive(addressKey)]);
       metrics.logins.inc({ outcome: 'throttled' });
       throw new HttpError(HttpErrorCode.TooManyRequests, 'too many failed logins; try again later', {
         'retry-after': String(retryAfter),
@@ -168,7 +181,8 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
       throw new HttpError(HttpErrorCode.InvalidCredentials, 'wrong username or password');
     }
     // A success costs its address nothing: many users log in from one address (an office behind NAT).
-    await Promise.all([throttles.user.reset(userKey), throttles.address.forgive(addressKey)]);
+    // It clears the name's failures from this address only: elsewhere, someone may still be guessing.
+    await Promise.all([throttles.user.reset(userKey), throttles.account.forgive(accountKey), throttles.address.forgive(addressKey)]);
     metrics.logins.inc({ outcome: 'success' });
     metrics.tokensIssued.inc({ kind: 'password' });
     return tokens.issue(user);
