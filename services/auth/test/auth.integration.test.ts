@@ -64,6 +64,32 @@ afterAll(async () => {
   await database?.drop();
 });
 
+/**
+ * An auth service of the describe block's own, on its own database (the per-address and per-name
+ * counts of every other test would get in the way), behind a proxy on this machine whose
+ * X-Forwarded-For it trusts.
+ */
+function ownAuthBehindProxy(label: string, env: Record<string, string>): { url(path: string): string } {
+  let fresh: TestDatabase | undefined;
+  let service: ServiceProcess | undefined;
+  beforeAll(async () => {
+    fresh = await createTestDatabase(label);
+    service = await startService('auth', {
+      env: authEnv({ DATABASE_URL: fresh.url, NATS_SUBJECT_PREFIX: uniqueSubjectPrefix(), TRUST_PROXY: 'loopback', ...env }),
+    });
+  });
+  afterAll(async () => {
+    await service?.stop();
+    await fresh?.drop();
+  });
+  return {
+    url: (path) => {
+      if (!service) throw new Error('the service has not started');
+      return service.url(path);
+    },
+  };
+}
+
 describe('POST /v1/users', () => {
   it('creates a customer without a token', async () => {
     const { status, body } = await post('/v1/users', { username: 'alice', password: 'alice-password', display_name: 'Alice' });
@@ -218,9 +244,7 @@ describe('POST /v1/token', () => {
 });
 
 describe('POST /v1/token per username and client address', () => {
-  // Its own database, and a proxy on this machine whose X-Forwarded-For is trusted.
-  let fresh: TestDatabase;
-  let service: ServiceProcess;
+  const service = ownAuthBehindProxy('auth_accounts', { LOGIN_MAX_FAILURES_PER_USERNAME: '7' });
   const login = async (address: string, password: string) =>
     (
       await fetch(service.url('/v1/token'), {
@@ -229,23 +253,6 @@ describe('POST /v1/token per username and client address', () => {
         body: JSON.stringify({ username: ADMIN.username, password }),
       })
     ).status;
-
-  beforeAll(async () => {
-    fresh = await createTestDatabase('auth_accounts');
-    service = await startService('auth', {
-      env: authEnv({
-        DATABASE_URL: fresh.url,
-        NATS_SUBJECT_PREFIX: uniqueSubjectPrefix(),
-        TRUST_PROXY: 'loopback',
-        LOGIN_MAX_FAILURES_PER_USERNAME: '7',
-      }),
-    });
-  });
-
-  afterAll(async () => {
-    await service?.stop();
-    await fresh?.drop();
-  });
 
   it('locks a name out from the guessing address only, so that its owner still logs in elsewhere', async () => {
     const guesses = [];
@@ -265,9 +272,7 @@ describe('POST /v1/token per username and client address', () => {
 });
 
 describe('POST /v1/users per client address', () => {
-  // Its own database: the registration throttle counts every test's sign-ups from 127.0.0.1.
-  let fresh: TestDatabase;
-  let service: ServiceProcess;
+  const service = ownAuthBehindProxy('auth_registrations', { REGISTRATION_MAX_PER_ADDRESS: '3' });
   const register = async (address: string, username: string, headers: Record<string, string> = {}) => {
     const response = await fetch(service.url('/v1/users'), {
       method: 'POST',
@@ -276,23 +281,6 @@ describe('POST /v1/users per client address', () => {
     });
     return { status: response.status, retryAfter: response.headers.get('retry-after') };
   };
-
-  beforeAll(async () => {
-    fresh = await createTestDatabase('auth_registrations');
-    service = await startService('auth', {
-      env: authEnv({
-        DATABASE_URL: fresh.url,
-        NATS_SUBJECT_PREFIX: uniqueSubjectPrefix(),
-        TRUST_PROXY: 'loopback',
-        REGISTRATION_MAX_PER_ADDRESS: '3',
-      }),
-    });
-  });
-
-  afterAll(async () => {
-    await service?.stop();
-    await fresh?.drop();
-  });
 
   it('refuses an address over its limit of sign-ups with 429, taken usernames included, and no other address', async () => {
     const statuses = [];
@@ -318,9 +306,7 @@ describe('POST /v1/users per client address', () => {
 });
 
 describe('POST /v1/token per client address', () => {
-  // Its own database: the address throttle counts every test's logins from 127.0.0.1.
-  let fresh: TestDatabase;
-  let service: ServiceProcess;
+  const service = ownAuthBehindProxy('auth_addresses', { LOGIN_MAX_FAILURES_PER_ADDRESS: '2' });
   const login = async (address: string, username: string, password: string) =>
     (
       await fetch(service.url('/v1/token'), {
@@ -329,24 +315,6 @@ describe('POST /v1/token per client address', () => {
         body: JSON.stringify({ username, password }),
       })
     ).status;
-
-  beforeAll(async () => {
-    fresh = await createTestDatabase('auth_addresses');
-    service = await startService('auth', {
-      env: authEnv({
-        DATABASE_URL: fresh.url,
-        NATS_SUBJECT_PREFIX: uniqueSubjectPrefix(),
-        // The proxy is this machine: its X-Forwarded-For is trusted, and nothing before it.
-        TRUST_PROXY: 'loopback',
-        LOGIN_MAX_FAILURES_PER_ADDRESS: '2',
-      }),
-    });
-  });
-
-  afterAll(async () => {
-    await service?.stop();
-    await fresh?.drop();
-  });
 
   it('never refuses an address for its successful logins, however many', async () => {
     for (let i = 0; i < 6; i++) expect(await login('10.0.0.1', ADMIN.username, ADMIN.password)).toBe(200);
