@@ -1,32 +1,50 @@
 import { natsConnectOptions, withoutCredentials } from '@switchboard/bus';
 import { commonEnv, env, loadConfig } from '@switchboard/config';
-import { connect, type EndpointStats, RequestStrategy } from 'nats';
-import { formatOverview, toRows } from './overview.js';
+import { connect, ErrorCode, type NatsConnection, NatsError } from 'nats';
+import { collectStats } from './collect-stats.js';
+import { ExitCode } from './exit-code.js';
+import { formatOverview, missingServices, toJsonEntries, toRows } from './overview.js';
 
 /**
  * `npm run status`: asks every Switchboard service instance for its stats over the NATS services
  * framework (`$SRV.STATS`) and prints one line per instance: the counterpart of the old server's
- * `status` command. `--json` prints the rows as JSON.
+ * `status` command, and names each service with no instance answering. `--json` prints the same
+ * as JSON. Exits with an `ExitCode`, so that cron jobs and monitoring can use it.
  */
 const config = loadConfig({ ...commonEnv, STATUS_TIMEOUT_MS: env.integer({ default: 1_500, min: 100, max: 60_000 }) });
+const servers = config.NATS_URL.map(withoutCredentials).join(', ');
 
-const nc = await connect({
-  ...natsConnectOptions(config.NATS_URL),
-  name: 'switchboard-status',
-  // Its own inbox prefix: the `status` NATS user may read replies there and nowhere else.
-  inboxPrefix: '_INBOX.status',
-  timeout: config.STATUS_TIMEOUT_MS,
-});
+let nc: NatsConnection;
 try {
-  const stats: EndpointStats[] = [];
-  for await (const entry of await nc.services.client({ strategy: RequestStrategy.Timer, maxWait: config.STATUS_TIMEOUT_MS }).stats())
-    stats.push(entry);
-  const rows = toRows(stats, config.NATS_SUBJECT_PREFIX);
-  if (process.argv.includes('--json')) process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
-  else
-    process.stdout.write(
-      `Switchboard "${config.NATS_SUBJECT_PREFIX}" on ${config.NATS_URL.map(withoutCredentials).join(', ')}\n\n${formatOverview(rows)}`,
-    );
+  nc = await connect({
+    ...natsConnectOptions(config.NATS_URL),
+    name: 'switchboard-status',
+    // Its own inbox prefix: the `status` NATS user may read replies there and nowhere else.
+    inboxPrefix: '_INBOX.status',
+    timeout: config.STATUS_TIMEOUT_MS,
+  });
+} catch (error) {
+  // Not being able to reach NATS is an answer an operator needs in one line, not a stack trace.
+  process.stderr.write(`switchboard-status: cannot connect to NATS at ${servers}: ${connectFailure(error)}\n`);
+  process.exit(ExitCode.natsUnreachable);
+}
+try {
+  const rows = toRows(await collectStats(nc, config.STATUS_TIMEOUT_MS), config.NATS_SUBJECT_PREFIX);
+  if (process.argv.includes('--json')) process.stdout.write(`${JSON.stringify(toJsonEntries(rows), null, 2)}\n`);
+  else process.stdout.write(`Switchboard "${config.NATS_SUBJECT_PREFIX}" on ${servers}\n\n${formatOverview(rows)}`);
+  process.exitCode = missingServices(rows).length === 0 ? ExitCode.allAnswered : ExitCode.serviceMissing;
 } finally {
   await nc.close();
+}
+
+/**
+ * nats.js reports a refused server by its own code with the socket's error, which names the
+ * address, as the cause, and a server that accepts but never greets as a bare `TIMEOUT`.
+ */
+function connectFailure(error: unknown): string {
+  if (error instanceof NatsError) {
+    if (error.code === ErrorCode.Timeout) return `no answer within ${config.STATUS_TIMEOUT_MS} ms (STATUS_TIMEOUT_MS)`;
+    return error.chainedError ? `${error.message} (${error.chainedError.message})` : error.message;
+  }
+  return error instanceof Error ? error.message : String(error);
 }

@@ -12,6 +12,13 @@ export interface InstanceRow {
 
 /** The services of an installation, each registered with the NATS services framework as `<prefix>-<service>`. */
 export const SERVICES = ['auth', 'gateway', 'persistence'] as const;
+export type Service = (typeof SERVICES)[number];
+
+/** A service with no instance answering, as `--json` lists it beside the instances. */
+export interface MissingService {
+  service: Service;
+  missing: true;
+}
 
 /**
  * Figures every instance reports of the same shared thing, the inbound consumer's backlog, which
@@ -46,6 +53,28 @@ export function toRows(stats: readonly EndpointStats[], prefix: string, now = Da
     .sort((a, b) => a.service.localeCompare(b.service) || a.instance.localeCompare(b.instance));
 }
 
+/**
+ * The services of the installation with no instance among the rows. A service that is down does
+ * not answer `$SRV.STATS` at all, so it shows only by its absence; naming it is what lets an
+ * operator, or a cron job, notice.
+ */
+export function missingServices(rows: readonly InstanceRow[]): Service[] {
+  const answered = new Set(rows.map((row) => row.service));
+  return SERVICES.filter((service) => !answered.has(service));
+}
+
+/**
+ * What `--json` prints: the rows, and each missing service as `{ "service": "auth", "missing": true }`
+ * in its place by service name. It stays one array of entries that each have a `service`, as it
+ * was before missing services were listed, so that readers of the rows keep working.
+ */
+export function toJsonEntries(rows: readonly InstanceRow[]): (InstanceRow | MissingService)[] {
+  const missing = missingServices(rows).map((service): MissingService => ({ service, missing: true }));
+  return [...rows, ...missing].sort((a, b) => a.service.localeCompare(b.service));
+}
+
+const noInstanceLine = (service: Service) => `${service}: no instance answered`;
+
 const formatUptime = (seconds: number) =>
   seconds >= 86_400
     ? `${Math.floor(seconds / 86_400)}d${Math.floor((seconds % 86_400) / 3600)}h`
@@ -53,9 +82,12 @@ const formatUptime = (seconds: number) =>
       ? `${Math.floor(seconds / 3600)}h${Math.floor((seconds % 3600) / 60)}m`
       : `${Math.floor(seconds / 60)}m${seconds % 60}s`;
 
-/** The table `npm run status` prints, with totals per service underneath (the shared backlog once, sessions not at all). */
+/**
+ * The table `npm run status` prints, with a line per service underneath: its totals (the shared
+ * backlog once, sessions not at all), or that no instance of it answered.
+ */
 export function formatOverview(rows: readonly InstanceRow[]): string {
-  if (rows.length === 0) return 'No Switchboard service answered.\n';
+  if (rows.length === 0) return `No Switchboard service answered.\n\n${SERVICES.map(noInstanceLine).join('\n')}\n`;
   const header = ['SERVICE', 'INSTANCE', 'VERSION', 'UPTIME', 'REQUESTS', 'ERRORS', 'FIGURES'];
   const lines = rows.map((row) => [
     row.service,
@@ -85,11 +117,12 @@ export function formatOverview(rows: readonly InstanceRow[]): string {
     }
     totals.set(row.service, total);
   }
-  const summary = [...totals].map(
-    ([service, total]) =>
-      `${service}: ${total.instances} instance${total.instances === 1 ? '' : 's'}${Object.entries(total.figures)
-        .map(([key, value]) => `, ${key} ${value}`)
-        .join('')}`,
-  );
+  const summary = SERVICES.map((service) => {
+    const total = totals.get(service);
+    if (!total) return noInstanceLine(service);
+    return `${service}: ${total.instances} instance${total.instances === 1 ? '' : 's'}${Object.entries(total.figures)
+      .map(([key, value]) => `, ${key} ${value}`)
+      .join('')}`;
+  });
   return `${[render(header), ...lines.map(render)].join('\n')}\n\n${summary.join('\n')}\n`;
 }

@@ -1,6 +1,6 @@
 import type { EndpointStats } from 'nats';
 import { describe, expect, it } from 'vitest';
-import { formatOverview, toRows } from '../src/overview.js';
+import { formatOverview, toJsonEntries, toRows } from '../src/overview.js';
 
 const started = new Date(Date.now() - 90_000).toISOString();
 
@@ -57,5 +57,32 @@ describe('formatOverview', () => {
     );
     const summary = formatOverview(rows).trimEnd().split('\n').slice(-2);
     expect(summary).toEqual(['gateway: 2 instances, connections 5', 'persistence: 2 instances, stored 15, pending 100, ackPending 4']);
+  });
+
+  it('names each service with no instance answering, in the order of the totals', () => {
+    const rows = toRows([instance('switchboard-persistence', 'p1', { stored: 1 })], 'switchboard');
+    const summary = formatOverview(rows).trimEnd().split('\n').slice(-3);
+    expect(summary).toEqual(['auth: no instance answered', 'gateway: no instance answered', 'persistence: 1 instance, stored 1']);
+  });
+});
+
+describe('toJsonEntries', () => {
+  it('lists each service with no instance answering as missing, in its place among the rows', () => {
+    const rows = toRows(
+      [
+        instance('switchboard-persistence', 'p2', {}),
+        instance('switchboard-persistence', 'p1', {}),
+        instance('switchboard-auth', 'a1', {}),
+      ],
+      'switchboard',
+    );
+    expect(toJsonEntries(rows).map((entry) => ('missing' in entry ? [entry.service, 'missing'] : [entry.service, entry.instance]))).toEqual(
+      [
+        ['auth', 'a1'],
+        ['gateway', 'missing'],
+        ['persistence', 'p1'],
+        ['persistence', 'p2'],
+      ],
+    );
   });
 });

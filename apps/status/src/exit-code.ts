@@ -1,0 +1,13 @@
+/**
+ * What `npm run status` exits with, so that cron jobs and monitoring can act on it without
+ * reading the output. Documented in README.md; a code keeps its meaning once published.
+ */
+export const ExitCode = {
+  /** Every service has at least one instance answering. */
+  allAnswered: 0,
+  /** At least one service has no instance answering (all of them when NATS has no responder at all). */
+  serviceMissing: 1,
+  /** NATS could not be reached, so nothing is known about the services. */
+  natsUnreachable: 2,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];

@@ -1,0 +1,141 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { freePort, REPO_ROOT, uniqueSubjectPrefix, waitFor } from '@switchboard/testing';
+import { connect, type NatsConnection, type Service } from 'nats';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+
+/**
+ * The built tool, run as `npm run status` runs it, against a nats-server of this file's own: a
+ * shared NATS has other tests' services on it, and here which services answer must be chosen.
+ */
+let server: ChildProcess;
+const serverLogs: string[] = [];
+let natsUrl: string;
+let nc: NatsConnection;
+const services: Service[] = [];
+
+beforeAll(async () => {
+  const port = await freePort();
+  natsUrl = `nats://127.0.0.1:${port}`;
+  server = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  for (const stream of [server.stdout, server.stderr]) stream?.setEncoding('utf8').on('data', (chunk: string) => serverLogs.push(chunk));
+  await waitFor(
+    async () => {
+      if (server.exitCode !== null) throw new Error(`nats-server exited:\n${serverLogs.join('')}`);
+      try {
+        nc = await connect({ servers: natsUrl, reconnect: false });
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    15_000,
+    'nats-server to start',
+  );
+});
+
+// Each test starts with no service on the server, the state in which NATS itself answers
+// `$SRV.STATS` with "no responders".
+afterEach(async () => {
+  await Promise.all(services.splice(0).map((service) => service.stop()));
+});
+
+afterAll(async () => {
+  await nc?.close();
+  if (server && server.exitCode === null) {
+    const exited = once(server, 'exit');
+    server.kill('SIGTERM');
+    await exited;
+  }
+});
+
+/** Registers a stand-in for one instance of a Switchboard service, named as the real ones are. */
+async function register(prefix: string, service: 'auth' | 'gateway' | 'persistence'): Promise<void> {
+  services.push(await nc.services.add({ name: `${prefix}-${service}`, version: '0.1.0' }));
+}
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `node apps/status/dist/main.js` to its end, whatever it exits with. */
+async function status(env: Record<string, string>, args: string[] = []): Promise<Run> {
+  const child = spawn(process.execPath, ['apps/status/dist/main.js', ...args], {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const [code] = (await once(child, 'close')) as [number | null];
+  return { code, stdout, stderr };
+}
+
+describe('npm run status', () => {
+  it('reports every service as missing and exits 1 when nothing answers $SRV.STATS, instead of failing on no responders', async () => {
+    const run = await status({ NATS_URL: natsUrl, NATS_SUBJECT_PREFIX: uniqueSubjectPrefix() });
+    expect(run.stderr).toBe('');
+    expect(run.stdout).toContain('No Switchboard service answered.');
+    expect(run.stdout).toMatch(/^auth: no instance answered$/m);
+    expect(run.stdout).toMatch(/^gateway: no instance answered$/m);
+    expect(run.stdout).toMatch(/^persistence: no instance answered$/m);
+    expect(run.code).toBe(1);
+  });
+
+  it('names the service with no instance answering, in the table and in --json, and exits 1', async () => {
+    const prefix = uniqueSubjectPrefix();
+    await register(prefix, 'gateway');
+    await register(prefix, 'persistence');
+
+    const table = await status({ NATS_URL: natsUrl, NATS_SUBJECT_PREFIX: prefix });
+    expect(table.stdout).toMatch(/^gateway\s+\S+\s+0\.1\.0/m);
+    expect(table.stdout).toMatch(/^persistence\s+\S+\s+0\.1\.0/m);
+    expect(table.stdout).toMatch(/^auth: no instance answered$/m);
+    expect(table.stdout).not.toMatch(/^(gateway|persistence): no instance answered$/m);
+    expect(table.code).toBe(1);
+
+    const json = await status({ NATS_URL: natsUrl, NATS_SUBJECT_PREFIX: prefix }, ['--json']);
+    const entries = JSON.parse(json.stdout) as { service: string; missing?: boolean }[];
+    expect(entries.map((entry) => [entry.service, entry.missing ?? false])).toEqual([
+      ['auth', true],
+      ['gateway', false],
+      ['persistence', false],
+    ]);
+    expect(json.code).toBe(1);
+  });
+
+  it('exits 0 when every service has an instance answering', async () => {
+    const prefix = uniqueSubjectPrefix();
+    await Promise.all((['auth', 'gateway', 'persistence'] as const).map((service) => register(prefix, service)));
+
+    const run = await status({ NATS_URL: natsUrl, NATS_SUBJECT_PREFIX: prefix });
+    expect(run.stdout).not.toContain('no instance answered');
+    expect(run.stdout).toMatch(/^auth: 1 instance$/m);
+    expect(run.code).toBe(0);
+  });
+
+  it('prints one line naming the URL and the cause, and exits 2, when NATS cannot be reached', async () => {
+    // Nothing listens there: freePort found it free, and nothing here opens it.
+    const closed = `nats://127.0.0.1:${await freePort()}`;
+    const run = await status({ NATS_URL: closed });
+    expect(run.stdout).toBe('');
+    expect(run.stderr.trimEnd().split('\n')).toEqual([expect.stringContaining(closed)]);
+    expect(run.stderr).toContain('ECONNREFUSED');
+    expect(run.code).toBe(2);
+  });
+});
+
+describe('the status script', () => {
+  it('builds before it runs, so that it works on a fresh clone, and execs node, so that signals reach it', () => {
+    const { scripts } = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+    const steps = (scripts.status ?? '').split('&&').map((step) => step.trim());
+    expect(steps[0]).toMatch(/^npm run build\b/);
+    expect(steps.at(-1)).toBe('exec node apps/status/dist/main.js');
+  });
+});
