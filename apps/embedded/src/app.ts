@@ -1,6 +1,6 @@
 import { join, resolve } from 'node:path';
 import { type AuthDatabase, loadAuthConfig, startAuthService } from '@switchboard/auth';
-import { type Bus, connectNatsBus, createMemoryBus } from '@switchboard/bus';
+import { type Bus, connectNatsBus, createMemoryBus, withoutCredentials } from '@switchboard/bus';
 import { createDb, createEmbeddedDb, type Database } from '@switchboard/db';
 import { loadGatewayConfig, startGateway } from '@switchboard/gateway';
 import { createLogger, type Logger } from '@switchboard/logging';
@@ -20,11 +20,32 @@ export interface EmbeddedSystem extends Stoppable {
 const ownHost = (host: string) => (host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host);
 
 /**
+ * `pending`, or as soon as `signal` is aborted a rejection with its reason. What `pending` comes
+ * to after that goes to `discard`, so that nothing opened late is left open.
+ */
+function untilAborted<T>(pending: Promise<T>, signal: AbortSignal | undefined, discard: (late: T) => unknown): Promise<T> {
+  if (signal === undefined) return pending;
+  return new Promise<T>((resolve, reject) => {
+    const abort = () => {
+      reject(signal.reason);
+      void pending.then(discard).catch(() => undefined);
+    };
+    if (signal.aborted) return abort();
+    signal.addEventListener('abort', abort, { once: true });
+    pending.finally(() => signal.removeEventListener('abort', abort)).then(resolve, reject);
+  });
+}
+
+/**
  * Runs auth, persistence and the gateway in this process: the same service code and migrations
  * as in production, with only the transport (in-process bus or NATS) and the database driver
  * (embedded PostgreSQL or a server) chosen here.
+ *
+ * When `signal` is aborted before it has finished, it closes what it has opened (the database
+ * above all: its lock must go) and rejects with `signal.reason`. It gives up at once while it
+ * waits for NATS, which can be forever, and otherwise once the step under way is done.
  */
-export async function startEmbedded(config: EmbeddedConfig, logger: Logger): Promise<EmbeddedSystem> {
+export async function startEmbedded(config: EmbeddedConfig, logger: Logger, signal?: AbortSignal): Promise<EmbeddedSystem> {
   // Each service reads its own variables; here they come from this process's settings.
   const shared = {
     ...process.env,
@@ -64,14 +85,21 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger): Pro
     database = config.DATABASE_URL
       ? createDb({ url: config.DATABASE_URL, applicationName: 'switchboard' })
       : await createEmbeddedDb({ dataDir: join(dataDir, 'postgres') });
-    bus = config.NATS_URL
-      ? await connectNatsBus({
-          servers: gatewayConfig.natsServers,
-          name: 'switchboard',
-          subjects: createSubjects(gatewayConfig.subjectPrefix),
-          logger,
-        })
-      : createMemoryBus();
+    signal?.throwIfAborted();
+    if (config.NATS_URL) {
+      // The client waits for the first connection without end and says nothing meanwhile: say
+      // what it waits for, or a NATS that is down looks like a start that hangs.
+      const servers = gatewayConfig.natsServers.map(withoutCredentials).join(', ');
+      logger.info({ servers }, `waiting for NATS at ${servers}`);
+      const connecting = connectNatsBus({
+        servers: gatewayConfig.natsServers,
+        name: 'switchboard',
+        subjects: createSubjects(gatewayConfig.subjectPrefix),
+        logger,
+      });
+      bus = await untilAborted(connecting, signal, (late) => late.close());
+    } else bus = createMemoryBus();
+    signal?.throwIfAborted();
     const auth = await startAuthService({
       config: authConfig,
       logger: createLogger({ name: 'auth', level: config.LOG_LEVEL }),
@@ -79,6 +107,7 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger): Pro
       database: database as Database<AuthDatabase>,
     });
     started.push(auth);
+    signal?.throwIfAborted();
     started.push(
       await startPersistenceService({
         config: persistenceConfig,
@@ -87,6 +116,7 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger): Pro
         database: database as Database<PersistenceDatabase>,
       }),
     );
+    signal?.throwIfAborted();
     const gateway = await startGateway({
       // The demo page finds auth on the port it really listens on.
       config: { ...gatewayConfig, publicAuthPort: auth.port },

@@ -8,11 +8,14 @@ const logger = createLogger({ name: 'switchboard', level: config.LOG_LEVEL });
 
 runMain({
   logger,
-  // Its start does not wait on anything remote (unless NATS_URL is set): on Ctrl+C during it, let
-  // it finish, so the embedded database is closed rather than cut off.
+  // A signal during start-up aborts the start, which closes the database and gives up: at once
+  // while it waits for NATS, else once the step under way (opening the database, migrating) is
+  // done. That step is given this long rather than cut off, so that the database is closed whole.
   startGraceMs: 25_000,
-  async start() {
-    const system = await startEmbedded(config, logger);
+  async start(signal) {
+    const system = await startEmbedded(config, logger, signal);
+    // Stopped as soon as this returns: no demo agent, and no banner saying it runs.
+    if (signal.aborted) return system;
     const agent = { username: config.DEMO_AGENT_USERNAME, password: config.DEMO_AGENT_PASSWORD };
     let demoAgent = false;
     // A convenience, not a condition: the chat runs without it (an admin whose password was

@@ -2,8 +2,9 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, type ServiceProcess, startProcess, TestClient, waitFor } from '@switchboard/testing';
+import { type ServiceProcess, startProcess, TestClient, waitFor } from '@switchboard/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { embeddedEnv } from './support.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'switchboard-embedded-'));
 let system: ServiceProcess;
@@ -40,16 +41,7 @@ async function client(token: string): Promise<TestClient> {
 }
 
 beforeAll(async () => {
-  env = {
-    DATA_DIR: dataDir,
-    PORT: String(await freePort()),
-    OPS_PORT: String(await freePort()),
-    AUTH_PORT: String(await freePort()),
-    AUTH_OPS_PORT: String(await freePort()),
-    PERSISTENCE_OPS_PORT: String(await freePort()),
-    NATS_URL: '',
-    DATABASE_URL: '',
-  };
+  env = await embeddedEnv(dataDir);
   system = await start();
 });
 

@@ -16,17 +16,27 @@ export const DEFAULT_START_GRACE_MS = 5_000;
 
 export interface RunMainOptions {
   logger: Logger;
-  start: () => Promise<Stoppable>;
+  /**
+   * `signal` is aborted when SIGTERM or SIGINT comes before the start has finished. A start that
+   * listens to it closes what it has opened and rejects with `signal.reason`; one that does not is
+   * waited for as `startGraceMs` says.
+   */
+  start: (signal: AbortSignal) => Promise<Stoppable>;
   shutdownTimeoutMs?: number;
   startGraceMs?: number;
 }
 
+/** What a start that ended came to. */
+type StartOutcome = { service: Stoppable } | { error: unknown };
+
 /**
  * The only place that touches `process` for lifecycle: starts the service, stops it on SIGTERM or
  * SIGINT under a hard timeout, and exits 0 on a clean stop. A failed start or a stop that overruns
- * exits 1. A signal during start-up stops what the start made once it finishes, or exits 0 after
- * `startGraceMs` if it has not: what the start opened goes with the process, undrained (a
- * gateway's sockets may already be open). Repeated signals do not cut a stop short.
+ * exits 1. A signal during start-up aborts the `signal` given to `start`: a start that gives up on
+ * it (having closed what it opened) exits 1, since the service never ran. One that finishes within
+ * `startGraceMs` is stopped as usual; one that neither finishes nor gives up exits 0 after
+ * `startGraceMs`: what the start opened goes with the process, undrained (a gateway's sockets may
+ * already be open). Repeated signals do not cut a stop short.
  */
 export function runMain({
   logger,
@@ -35,16 +45,37 @@ export function runMain({
   startGraceMs = DEFAULT_START_GRACE_MS,
 }: RunMainOptions): void {
   let stopping = false;
-  const started = start();
+  let starting = true;
+  const abortStart = new AbortController();
+  const started = start(abortStart.signal);
+  const outcome: Promise<StartOutcome> = started.then(
+    (service) => ({ service }),
+    (error: unknown) => ({ error }),
+  );
 
-  const stop = async () => {
+  const exit = (code: number) => {
+    logger.flush();
+    process.exit(code);
+  };
+
+  /** Resolves with the exit code. */
+  const stop = async (): Promise<number> => {
     let graceTimer: NodeJS.Timeout | undefined;
     const gaveUp = new Promise<undefined>((resolve) => {
       graceTimer = setTimeout(resolve, startGraceMs, undefined);
     });
-    const service = await Promise.race([started, gaveUp]).finally(() => clearTimeout(graceTimer));
-    if (service) await service.stop();
-    else logger.warn({ waitedMs: startGraceMs }, 'start-up had not finished; exiting without it');
+    const ended = await Promise.race([outcome, gaveUp]).finally(() => clearTimeout(graceTimer));
+    if (ended === undefined) {
+      logger.warn({ waitedMs: startGraceMs }, 'start-up had not finished; exiting without it');
+      return 0;
+    }
+    if ('error' in ended) {
+      if (ended.error === abortStart.signal.reason) logger.warn('start-up was aborted; what it had opened is closed');
+      else logger.fatal({ err: ended.error }, 'failed to start');
+      return 1;
+    }
+    await ended.service.stop();
+    return 0;
   };
 
   const shutdown = (signal: string) => {
@@ -58,19 +89,18 @@ export function runMain({
     // exit 1, not end the process silently with 0 halfway through.
     setTimeout(() => {
       logger.error({ timeoutMs: shutdownTimeoutMs }, 'shutdown timed out');
-      logger.flush();
-      process.exit(1);
+      exit(1);
     }, shutdownTimeoutMs);
+    // Only while starting: a service may keep the signal, and must not see it fire on a plain stop.
+    if (starting) abortStart.abort(new Error(`${signal} came during start-up`));
     stop().then(
-      () => {
-        logger.info('stopped');
-        logger.flush();
-        process.exit(0);
+      (code) => {
+        if (code === 0) logger.info('stopped');
+        exit(code);
       },
       (error: unknown) => {
         logger.error({ err: error }, 'error while stopping');
-        logger.flush();
-        process.exit(1);
+        exit(1);
       },
     );
   };
@@ -79,23 +109,22 @@ export function runMain({
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('unhandledRejection', (reason) => {
     logger.fatal({ err: reason }, 'unhandled promise rejection');
-    logger.flush();
-    process.exit(1);
+    exit(1);
   });
   process.on('uncaughtException', (error) => {
     logger.fatal({ err: error }, 'uncaught exception');
-    logger.flush();
-    process.exit(1);
+    exit(1);
   });
 
-  started.then(
-    () => logger.info('started'),
-    (error: unknown) => {
-      logger.fatal({ err: error }, 'failed to start');
-      logger.flush();
-      process.exit(1);
-    },
-  );
+  void outcome.then((ended) => {
+    starting = false;
+    if ('service' in ended) logger.info('started');
+    // A start that ends during a shutdown is reported, and the process ended, by the shutdown.
+    else if (!stopping) {
+      logger.fatal({ err: ended.error }, 'failed to start');
+      exit(1);
+    }
+  });
 }
 
 /** Loads a service's configuration, or prints what is wrong with it and exits 1. */

@@ -58,6 +58,18 @@ describe('runMain', () => {
     expect(child.lines.join('\n')).toContain('start-up had not finished');
   });
 
+  it('aborts a start that listens for it, which closes what it opened, and exits 1', async () => {
+    // A grace the start would use up if nobody told it: it ends with 0, not 1.
+    const child = run({ START_ABORTABLE: '1', START_GRACE_MS: '10000' });
+    await child.logged('starting');
+    child.process.kill('SIGINT');
+    expect(await child.exited).toEqual({ code: 1, signal: null });
+    const output = child.lines.join('\n');
+    expect(output).toContain('start closed what it opened');
+    expect(output).toContain('start-up was aborted');
+    expect(output).not.toContain('start-up had not finished');
+  });
+
   it('stops what a start finishing within the grace made', async () => {
     const child = run({ START_MS: '800', START_GRACE_MS: '10000' });
     await child.logged('starting');
