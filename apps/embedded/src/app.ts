@@ -6,7 +6,7 @@ import { loadGatewayConfig, startGateway } from '@switchboard/gateway';
 import { createLogger, type Logger } from '@switchboard/logging';
 import { loadPersistenceConfig, type PersistenceDatabase, startPersistenceService } from '@switchboard/persistence';
 import { createSubjects } from '@switchboard/protocol';
-import type { Stoppable } from '@switchboard/runtime';
+import { exitOnNatsClosed, type Stoppable } from '@switchboard/runtime';
 import type { EmbeddedConfig } from './config.js';
 
 export interface EmbeddedSystem extends Stoppable {
@@ -96,6 +96,7 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger, sign
         name: 'switchboard',
         subjects: createSubjects(gatewayConfig.subjectPrefix),
         logger,
+        onClosed: exitOnNatsClosed(logger),
       });
       bus = await untilAborted(connecting, signal, (late) => late.close());
     } else bus = createMemoryBus();

@@ -43,10 +43,17 @@ export interface DurableMessage {
   nak(): void;
   /** Extends the ack deadline. */
   working(): void;
-  /** Gives up on the message for good. */
-  term(reason: string): void;
+  /** Gives up on the message for good. No reason goes with it: the caller records its own. */
+  term(): void;
 }
 
+/**
+ * The inbound stream's messages through its durable consumer. Should the consumer or its stream
+ * be deleted, the iteration yields what was already fetched and then throws a `BusError`
+ * `unavailable`; those messages are no longer settled (ack, nak, working and term do nothing), and
+ * a consumer created again delivers them anew. Nothing recreates the consumer by itself: see
+ * `ensureInboundStream`.
+ */
 export interface DurableConsumer extends AsyncIterable<DurableMessage> {
   /** Stops delivering; the iteration ends. */
   close(): Promise<void>;

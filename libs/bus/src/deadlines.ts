@@ -6,6 +6,10 @@
  * resolution after it. The timer starts when a deadline is set and stops at the first tick that
  * finds none left, so that items set and deleted one after another (a publish answered before the
  * next) do not start and stop it each time.
+ *
+ * `now` is the clock the deadlines are given on: the wall clock (`Date.now`, the default) for
+ * epoch times such as a token's `exp`, which move with it; `performance.now` for timeouts, which
+ * must not move when the system time is stepped (the JetStream publisher's).
  */
 export class Deadlines<T> {
   private readonly slots = new Map<T, number>();

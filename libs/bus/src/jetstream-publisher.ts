@@ -42,6 +42,13 @@ interface Waiting {
 /** The resolution of the publishes' deadlines: a publish fails up to this much after its timeout. */
 const DEADLINE_RESOLUTION_MS = 100;
 
+/**
+ * The clock of the PubAck deadlines. A timeout is a duration, so it runs on the monotonic clock:
+ * on the wall clock (Date.now), a step back of the system time (NTP, a VM resumed) held every
+ * publish in flight for as long as the step, and a step forward failed them all at once.
+ */
+const monotonicNow = () => performance.now();
+
 interface PubAckReply {
   stream?: string;
   seq?: number;
@@ -64,12 +71,16 @@ export function createJetStreamPublisher(nc: NatsConnection, inboxPrefix = '_INB
   let nextToken = 1;
   let closed = false;
 
-  const deadlines = new Deadlines<number>((token) => {
-    const entry = waiting.get(token);
-    if (!entry) return;
-    waiting.delete(token);
-    entry.reject(new PublishError('timed out', 'no PubAck in time'));
-  }, DEADLINE_RESOLUTION_MS);
+  const deadlines = new Deadlines<number>(
+    (token) => {
+      const entry = waiting.get(token);
+      if (!entry) return;
+      waiting.delete(token);
+      entry.reject(new PublishError('timed out', 'no PubAck in time'));
+    },
+    DEADLINE_RESOLUTION_MS,
+    monotonicNow,
+  );
 
   const settle = (token: number, msg: Msg) => {
     const entry = waiting.get(token);
@@ -119,7 +130,7 @@ export function createJetStreamPublisher(nc: NatsConnection, inboxPrefix = '_INB
         waiting.delete(token);
         return Promise.reject(new PublishError('refused', (error as Error).message));
       }
-      deadlines.set(token, Date.now() + timeoutMs);
+      deadlines.set(token, monotonicNow() + timeoutMs);
       return settled;
     },
     pending: () => waiting.size,

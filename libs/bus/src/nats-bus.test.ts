@@ -1,15 +1,14 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
+import type { JsMsg } from 'nats';
 import { describe, expect, it } from 'vitest';
-import { createTurnQueue, natsConnectOptions, termTakesReason, withoutCredentials } from './nats-bus.js';
+import { createTurnQueue, natsConnectOptions, toDurable, withoutCredentials } from './nats-bus.js';
 
-describe('termTakesReason', () => {
-  it('sends a reason with +TERM only to servers that understand it (2.10 and later)', () => {
-    expect(termTakesReason('2.10.0')).toBe(true);
-    expect(termTakesReason('2.11.4')).toBe(true);
-    expect(termTakesReason('3.0.0')).toBe(true);
-    expect(termTakesReason('2.9.10')).toBe(false);
-    expect(termTakesReason('2.2.0')).toBe(false);
-    expect(termTakesReason(undefined)).toBe(false);
+describe('toDurable', () => {
+  it('terminates with a bare +TERM: a consumer leader older than NATS 2.10 ignores +TERM <reason>', () => {
+    const calls: unknown[][] = [];
+    const msg = { term: (...args: unknown[]) => calls.push(args) } as unknown as JsMsg;
+    toDurable(msg).term();
+    expect(calls).toEqual([[]]);
   });
 });
 

@@ -2,9 +2,11 @@ import type { Logger } from '@switchboard/logging';
 import { BusErrorCode, type Subjects } from '@switchboard/protocol';
 import {
   AckPolicy,
+  ConsumerEvents,
   connect,
   DeliverPolicy,
   type JsMsg,
+  type NatsConnection,
   NatsError,
   ErrorCode as NatsErrorCode,
   nanos,
@@ -15,10 +17,7 @@ import { type Bus, BusError, type DurableConsumer, type DurableMessage, type Inb
 import { createJetStreamPublisher, PublishError } from './jetstream-publisher.js';
 import { encodeJson } from './json.js';
 
-export interface ConnectNatsBusOptions {
-  servers: readonly string[];
-  /** The connection name shown in NATS monitoring, e.g. `switchboard-gateway`. */
-  name: string;
+export interface NatsBusOptions {
   subjects: Subjects;
   logger: Logger;
   /**
@@ -27,28 +26,56 @@ export interface ConnectNatsBusOptions {
    * let each user read its own replies and nobody else's. nats.js's default is `_INBOX`.
    */
   inboxPrefix?: string;
+  /**
+   * Called once if the connection closes for good other than through the bus's `close()`, with
+   * the error it closed with, if any. A closed nats.js connection never reconnects: the process
+   * would live on with `/healthz` 200 and nothing working, so the services exit and let the
+   * orchestrator start them again. Unset, the close is only logged.
+   */
+  onClosed?: (error: Error | undefined) => void;
+}
+
+export interface ConnectNatsBusOptions extends NatsBusOptions {
+  servers: readonly string[];
+  /** The connection name shown in NATS monitoring, e.g. `switchboard-gateway`. */
+  name: string;
 }
 
 /**
- * Whether the server understands `+TERM <reason>`: NATS 2.10 and later. An older server (2.9)
- * takes only a bare `+TERM` and silently ignores the longer form, so a message terminated with a
- * reason came back after every ack wait and was dead-lettered again, up to max_deliver times.
+ * A message of the inbound consumer as the services see it. `lost` tells whether the consumer
+ * that delivered it has been found deleted: its messages are then no longer acked, nak'd, kept
+ * alive or terminated (see `consumeInbound`).
  */
-export function termTakesReason(serverVersion: string | undefined): boolean {
-  const [major = 0, minor = 0] = (serverVersion ?? '').split('.').map((part) => Number.parseInt(part, 10) || 0);
-  return major > 2 || (major === 2 && minor >= 10);
+export function toDurable(msg: JsMsg, lost: () => boolean = () => false): DurableMessage {
+  const unlessLost = (settle: () => void) => () => {
+    if (!lost()) settle();
+  };
+  return {
+    data: msg.data,
+    seq: msg.seq,
+    redelivered: msg.redelivered,
+    ack: unlessLost(() => msg.ack()),
+    nak: unlessLost(() => msg.nak()),
+    working: unlessLost(() => msg.working()),
+    // A bare +TERM, never `+TERM <reason>`, which only NATS 2.10 and later understand (the reason
+    // shows in their advisory). In a cluster the ack goes to the consumer's leader, which in a
+    // rolling upgrade may be older than the server this process is connected to: it ignores the
+    // long form, and the message came back after every ack wait, dead-lettered again each time up
+    // to max_deliver. The reason is kept in the dead_letters row.
+    term: unlessLost(() => msg.term()),
+  };
 }
 
-const toDurable = (msg: JsMsg, serverVersion: () => string | undefined): DurableMessage => ({
-  data: msg.data,
-  seq: msg.seq,
-  redelivered: msg.redelivered,
-  ack: () => msg.ack(),
-  nak: () => msg.nak(),
-  working: () => msg.working(),
-  // The reason only shows in the server's advisory; the dead letter keeps it anyway.
-  term: (reason) => (termTakesReason(serverVersion()) ? msg.term(reason) : msg.term()),
-});
+/**
+ * What consume() reports when the inbound consumer is gone: deleted (409, at once, to a pull
+ * waiting on it, also when its stream is deleted), or not found when nats.js checks it after
+ * missed heartbeats or a reconnect. nats.js goes on asking for it for ever and never creates it.
+ */
+const CONSUMER_GONE: ReadonlySet<string> = new Set([
+  ConsumerEvents.ConsumerDeleted,
+  ConsumerEvents.ConsumerNotFound,
+  ConsumerEvents.StreamNotFound,
+]);
 
 /**
  * Runs jobs together once this turn of the event loop's I/O is done. nats.js writes what was
@@ -125,15 +152,20 @@ function natsCredentials(servers: readonly string[]): NatsCredentials {
 /**
  * The bus over NATS: core publish/subscribe and request/reply, the NATS services framework for
  * endpoints (so `$SRV.PING/INFO/STATS` list every service), and JetStream for the inbound
- * stream. Reconnects forever: a NATS restart makes a service unready, never kills it.
+ * stream. Reconnects forever: a NATS restart makes a service unready, never kills it. Should the
+ * connection close for good all the same, `onClosed` is told.
  */
-export async function connectNatsBus({ servers, name, subjects, logger, inboxPrefix }: ConnectNatsBusOptions): Promise<Bus> {
-  const log = logger.child({ module: 'nats' });
+export async function connectNatsBus({ servers, name, ...options }: ConnectNatsBusOptions): Promise<Bus> {
   const nc = await connect({
     ...natsConnectOptions(servers),
     name,
-    ...(inboxPrefix === undefined ? {} : { inboxPrefix }),
+    ...(options.inboxPrefix === undefined ? {} : { inboxPrefix: options.inboxPrefix }),
     maxReconnectAttempts: -1,
+    // By default nats.js closes the connection for good when a reconnect is refused twice in a
+    // row with the same authorization error, whatever maxReconnectAttempts says: a restart of
+    // NATS with credentials that reached it before they reached the services (or a permissions
+    // file half rolled out) left every service alive, /healthz 200, never to connect again.
+    ignoreAuthErrorAbort: true,
     reconnectTimeWait: 500,
     reconnectJitter: 250,
     pingInterval: 10_000,
@@ -142,11 +174,19 @@ export async function connectNatsBus({ servers, name, subjects, logger, inboxPre
     // about 5% of a gateway's CPU under load, for stacks nobody reads.
     noAsyncTraces: true,
   });
+  return createNatsBus(nc, options);
+}
+
+/** The bus over a connection already made: `connectNatsBus`'s, or a test's own. */
+export async function createNatsBus(nc: NatsConnection, { subjects, logger, inboxPrefix, onClosed }: NatsBusOptions): Promise<Bus> {
+  const log = logger.child({ module: 'nats' });
   const js = nc.jetstream();
   const publisher = createJetStreamPublisher(nc, inboxPrefix);
   const publishInTurn = createTurnQueue();
   const jsm = await nc.jetstreamManager();
   let connected = true;
+  /** Set by close(): the connection's end is then expected, and nobody is told of it. */
+  let closing = false;
   const reconnectListeners: (() => void)[] = [];
   log.info({ server: nc.getServer() }, 'connected to NATS');
 
@@ -172,7 +212,9 @@ export async function connectNatsBus({ servers, name, subjects, logger, inboxPre
   })();
   void nc.closed().then((error) => {
     connected = false;
-    if (error) log.error({ err: error }, 'NATS connection closed with an error');
+    if (closing) return;
+    log.error({ err: error }, 'the NATS connection closed for good');
+    onClosed?.(error ?? undefined);
   });
 
   /**
@@ -285,9 +327,26 @@ export async function connectNatsBus({ servers, name, subjects, logger, inboxPre
     async consumeInbound({ maxMessages }) {
       const consumer = await js.consumers.get(subjects.inboundStream, subjects.inboundConsumer);
       const messages = await consumer.consume({ max_messages: maxMessages });
+      let lost: BusError | undefined;
+      void (async () => {
+        for await (const status of await messages.status()) {
+          if (lost || !CONSUMER_GONE.has(status.type)) continue;
+          lost = new BusError(BusErrorCode.Unavailable, `the inbound consumer is gone (${status.type})`);
+          log.error({ status: status.type, data: status.data }, 'the inbound consumer is gone');
+          // Ends the iteration once what was already fetched has been yielded.
+          void messages.close();
+        }
+      })();
+      // Messages of a lost consumer are not settled: a consumer created again under the same name
+      // would take their acks, and some NATS server versions move a consumer's delivery pointer
+      // past a sequence acked ahead of it, skipping messages it has not delivered yet (current
+      // servers no longer do). Unsettled, they are delivered again by the new consumer, and
+      // persistence finds those it stored.
+      const isLost = () => lost !== undefined;
       const durable: DurableConsumer = {
         async *[Symbol.asyncIterator]() {
-          for await (const msg of messages) yield toDurable(msg, () => nc.info?.version);
+          for await (const msg of messages) yield toDurable(msg, isLost);
+          if (lost) throw lost;
         },
         close: async () => {
           await messages.close();
@@ -304,6 +363,7 @@ export async function connectNatsBus({ servers, name, subjects, logger, inboxPre
       reconnectListeners.push(listener);
     },
     async close() {
+      closing = true;
       // Draining lets PubAcks already on their way settle their publishes; close fails the rest.
       if (!nc.isClosed() && !nc.isDraining()) await nc.drain();
       publisher.close();

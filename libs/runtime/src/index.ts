@@ -3,6 +3,7 @@ export { type OpsServer, type OpsServerOptions, type ReadinessChecks, startOpsSe
 export {
   DEFAULT_SHUTDOWN_TIMEOUT_MS,
   DEFAULT_START_GRACE_MS,
+  exitOnNatsClosed,
   loadConfigOrExit,
   type RunMainOptions,
   runMain,

@@ -136,3 +136,16 @@ export function loadConfigOrExit<T>(service: string, load: () => T): T {
     process.exit(1);
   }
 }
+
+/**
+ * The handler for a NATS connection that closed for good (other than in the process's own stop):
+ * the client never reopens it, and the process would go on answering /healthz with nothing
+ * working. It exits 1, so that the orchestrator starts the service again with a fresh connection.
+ */
+export function exitOnNatsClosed(logger: Logger): (error: Error | undefined) => void {
+  return (error) => {
+    logger.fatal({ err: error }, 'the NATS connection closed for good; exiting to be restarted');
+    logger.flush();
+    process.exit(1);
+  };
+}

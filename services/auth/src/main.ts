@@ -2,7 +2,7 @@ import { connectNatsBus } from '@switchboard/bus';
 import { createDb, withDb } from '@switchboard/db';
 import { createLogger } from '@switchboard/logging';
 import { createSubjects } from '@switchboard/protocol';
-import { loadConfigOrExit, runMain } from '@switchboard/runtime';
+import { exitOnNatsClosed, loadConfigOrExit, runMain } from '@switchboard/runtime';
 import { migrateAuth, startAuthService } from './app.js';
 import { loadAuthConfig } from './config.js';
 import type { AuthDatabase } from './db/schema.js';
@@ -37,6 +37,7 @@ runMain({
       inboxPrefix: '_INBOX.auth',
       subjects: createSubjects(config.subjectPrefix),
       logger,
+      onClosed: exitOnNatsClosed(logger),
     });
     const service = await startAuthService({ config, logger, bus, database });
     return {

@@ -1,7 +1,7 @@
 import { connectNatsBus } from '@switchboard/bus';
 import { createLogger } from '@switchboard/logging';
 import { createSubjects } from '@switchboard/protocol';
-import { loadConfigOrExit, runMain } from '@switchboard/runtime';
+import { exitOnNatsClosed, loadConfigOrExit, runMain } from '@switchboard/runtime';
 import { startGateway } from './app.js';
 import { loadGatewayConfig } from './config.js';
 
@@ -17,6 +17,7 @@ runMain({
       inboxPrefix: '_INBOX.gateway',
       subjects: createSubjects(config.subjectPrefix),
       logger,
+      onClosed: exitOnNatsClosed(logger),
     });
     const gateway = await startGateway({ config, logger, bus });
     return {

@@ -50,6 +50,7 @@ export async function startPersistenceService({ config, logger, bus, database }:
   );
   const consumer = await startInboundConsumer({
     bus,
+    inbound: config.inbound,
     db: database.db,
     subjects,
     batchMax: config.batchMax,
@@ -75,7 +76,7 @@ export async function startPersistenceService({ config, logger, bus, database }:
     host: config.host,
     registry,
     logger,
-    checks: { bus: bus.isConnected, database: database.isHealthy, accepting: () => !draining },
+    checks: { bus: bus.isConnected, database: database.isHealthy, consumer: consumer.isConsuming, accepting: () => !draining },
   });
   logger.info({ opsPort: ops.port, stream: subjects.inboundStream }, 'persistence service running');
 

@@ -2,7 +2,7 @@ import { connectNatsBus } from '@switchboard/bus';
 import { createDb, withDb } from '@switchboard/db';
 import { createLogger } from '@switchboard/logging';
 import { createSubjects } from '@switchboard/protocol';
-import { loadConfigOrExit, runMain } from '@switchboard/runtime';
+import { exitOnNatsClosed, loadConfigOrExit, runMain } from '@switchboard/runtime';
 import { migratePersistence, startPersistenceService } from './app.js';
 import { loadPersistenceConfig } from './config.js';
 import { PERSISTENCE_CONNECTION_SETTINGS } from './db/connection-settings.js';
@@ -38,6 +38,7 @@ runMain({
       inboxPrefix: '_INBOX.persistence',
       subjects: createSubjects(config.subjectPrefix),
       logger,
+      onClosed: exitOnNatsClosed(logger),
     });
     const service = await startPersistenceService({ config, logger, bus, database });
     return {

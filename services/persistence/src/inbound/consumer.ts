@@ -1,4 +1,4 @@
-import { type Bus, type DurableConsumer, type DurableMessage, decodeJson, encodeJson } from '@switchboard/bus';
+import { type Bus, type DurableConsumer, type DurableMessage, decodeJson, encodeJson, type InboundStreamSettings } from '@switchboard/bus';
 import { isDatabaseUnavailable, settlesWithin } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import { type InboundMessage, inboundMessageSchema, type Subjects } from '@switchboard/protocol';
@@ -24,6 +24,8 @@ const STOP_WAIT_MS = 10_000;
 
 export interface InboundConsumerOptions {
   bus: Bus;
+  /** The stream's and consumer's settings, to create them again should either be deleted. */
+  inbound: InboundStreamSettings;
   db: Kysely<PersistenceDatabase>;
   subjects: Subjects;
   batchMax: number;
@@ -41,6 +43,11 @@ export interface InboundConsumer {
    * handed back to JetStream, to be redelivered), and hands unprocessed messages back too.
    */
   stop(): Promise<void>;
+  /**
+   * False while the consumer or its stream is missing, from when that is noticed until both
+   * are created again and messages can arrive: a readiness check.
+   */
+  isConsuming(): boolean;
 }
 
 interface Decoded {
@@ -80,11 +87,17 @@ function isRetryable(error: unknown, attempt: number): boolean {
 export async function startInboundConsumer(options: InboundConsumerOptions): Promise<InboundConsumer> {
   const { bus, db, subjects, batchMax, metrics } = options;
   const log = options.logger.child({ module: 'inbound' });
-  const messages: DurableConsumer = await bus.consumeInbound({ maxMessages: batchMax * 2 });
+  const consume = () => bus.consumeInbound({ maxMessages: batchMax * 2 });
+  let messages: DurableConsumer = await consume();
+  let consuming = true;
 
   /** Delivered and not yet taken into a batch, by stream sequence: a redelivery replaces its earlier copy. */
   const held = new Map<number, DurableMessage>();
   let stopping = false;
+  let requestStop = () => {};
+  const stopRequested = new Promise<void>((resolve) => {
+    requestStop = resolve;
+  });
   let worker: Promise<void> | undefined;
   let committed = 0;
   /** The batch being stored. */
@@ -161,7 +174,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
     }
     if (stopped) return;
     if (input) bus.publish(subjects.deadLetters, encodeJson({ session_id: input.session_id, client_msg_id: input.client_msg_id, reason }));
-    settle(msg, (m) => m.term(reason));
+    settle(msg, (m) => m.term());
     metrics.messages.inc({ outcome: 'dead_lettered' });
     log.error({ streamSeq: msg.seq, sessionId: input?.session_id, reason }, 'inbound message dead-lettered');
   };
@@ -299,9 +312,10 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
     });
   };
 
-  const pump = (async () => {
-    for await (const msg of messages) {
+  const take = async (from: DurableConsumer) => {
+    for await (const msg of from) {
       if (msg.redelivered) metrics.redeliveries.inc();
+      // A copy delivered again (after a consumer was created again, say) replaces the one held.
       held.set(msg.seq, msg);
       arrivedAt.set(msg, performance.now());
       kick();
@@ -312,11 +326,73 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
       // gone: waiting for that let them pass the ack wait behind a backlog of slow commits.
       while (held.size >= batchMax * 4 && worker && !stopping) await pumpWake;
     }
+  };
+
+  /**
+   * Creates the stream and the consumer again, as at start and with the same settings, retrying
+   * with backoff until it can consume (or a stop). What the replica holds meanwhile is still
+   * stored; the new consumer delivers it again, and it is found stored. `firstAttempt` above 0
+   * (a consumer lost again soon after it was made) starts with a pause.
+   */
+  const consumeAgain = async (firstAttempt: number): Promise<DurableConsumer | undefined> => {
+    for (let attempt = firstAttempt; ; attempt++) {
+      if (attempt > 0) await Promise.race([retryPause(attempt - 1), stopRequested]);
+      if (stopping) return undefined;
+      const attempted = bus.ensureInboundStream(options.inbound).then(consume);
+      try {
+        const again = await Promise.race([attempted, stopRequested]);
+        if (again && !stopping) return again;
+      } catch (error) {
+        if (!stopping && (attempt === firstAttempt || attempt % 20 === 0))
+          log.warn({ err: error, attempt }, 'creating the inbound stream and consumer again failed; retrying');
+      }
+      if (stopping) {
+        // A stop does not wait for NATS to answer (each request may take seconds): a consumer the
+        // attempt still makes is closed once it is made.
+        attempted.then(
+          (late) => late.close().catch(() => undefined),
+          () => undefined,
+        );
+        return undefined;
+      }
+    }
+  };
+
+  /**
+   * Takes what the consumer delivers. nats.js retries a deleted consumer (or stream) for ever
+   * without creating it, so a replica went on, ready, storing nothing, until restarted: an
+   * iteration that ends other than through stop() means the consumer is gone, and it is made
+   * again. Meanwhile the replica is not ready.
+   */
+  const pump = (async () => {
+    /** Losses each within a minute of the last recovery: a consumer failing again at once is not made again at once. */
+    let quickLosses = 0;
+    let recoveredAt = Number.NEGATIVE_INFINITY;
+    for (;;) {
+      try {
+        await take(messages);
+        if (stopping) return;
+        log.error('the inbound consumer stopped delivering; creating it again');
+      } catch (error) {
+        if (stopping) throw error;
+        log.error({ err: error }, 'the inbound consumer is gone; creating it and its stream again');
+      }
+      consuming = false;
+      quickLosses = performance.now() - recoveredAt < 60_000 ? quickLosses + 1 : 0;
+      const again = await consumeAgain(quickLosses);
+      if (!again) return;
+      messages = again;
+      consuming = true;
+      recoveredAt = performance.now();
+      log.info('consuming the inbound stream again');
+    }
   })();
 
   return {
+    isConsuming: () => consuming,
     async stop() {
       stopping = true;
+      requestStop();
       wakePump();
       clearInterval(keepAlive);
       await messages.close();

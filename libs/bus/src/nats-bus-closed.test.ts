@@ -1,0 +1,93 @@
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLogger } from '@switchboard/logging';
+import { createSubjects } from '@switchboard/protocol';
+import { NatsServer, waitFor } from '@switchboard/testing';
+import { connect } from 'nats';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Bus } from './bus.js';
+import { connectNatsBus, createNatsBus } from './nats-bus.js';
+
+const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+const logger = createLogger({ name: 'closed-test', level: 'silent' });
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A nats-server of the test's own, with JetStream and one user, that can be restarted with another password. */
+class PasswordNats {
+  private constructor(private readonly server: NatsServer) {}
+
+  static async start(password: string): Promise<PasswordNats> {
+    return new PasswordNats(await NatsServer.start(await mkdtemp(join(tmpdir(), 'nats-closed-')), PasswordNats.args(password)));
+  }
+
+  private static args(password: string): string[] {
+    return ['--user', 'switchboard', '--pass', password];
+  }
+
+  url(password: string): string {
+    return `nats://switchboard:${password}@127.0.0.1:${this.server.port}`;
+  }
+
+  async restart(password: string): Promise<void> {
+    await this.server.kill();
+    await this.server.restart(PasswordNats.args(password));
+  }
+
+  remove(): Promise<void> {
+    return this.server.remove();
+  }
+}
+
+describe('the NATS bus when its connection is refused or closed', () => {
+  let bus: Bus | undefined;
+  let server: PasswordNats | undefined;
+  afterEach(async () => {
+    await bus?.close();
+    bus = undefined;
+    await server?.remove();
+    server = undefined;
+  });
+
+  it('reconnects once the server takes its password again, after refusing it on several reconnects in a row', async () => {
+    server = await PasswordNats.start('right');
+    const closes: unknown[] = [];
+    bus = await connectNatsBus({
+      servers: [server.url('right')],
+      name: 'closed-test',
+      subjects: createSubjects('closedtest'),
+      logger,
+      onClosed: (error) => closes.push(error ?? 'no error'),
+    });
+    expect(bus.isConnected()).toBe(true);
+
+    // A rotation of the credentials that reaches the server before the client: every reconnect
+    // in these 2 s (one every 500–750 ms) is refused with the same authorization error.
+    await server.restart('rotated');
+    await waitFor(() => !bus?.isConnected(), 5_000, 'the bus to notice the restart');
+    await sleep(2_000);
+    await server.restart('right');
+
+    await waitFor(() => bus?.isConnected() === true, 10_000, 'the bus to reconnect');
+    expect(closes).toEqual([]);
+  }, 40_000);
+
+  it('calls onClosed when the connection closes for good other than through close(), and not for close()', async () => {
+    const closes: unknown[] = [];
+    const onClosed = (error: Error | undefined) => closes.push(error ?? 'no error');
+    const options = { subjects: createSubjects('closedtest'), logger, onClosed };
+
+    // The client closes its connection by itself: since nothing will reopen it, the owner must learn of it.
+    const nc = await connect({ servers: NATS_URL });
+    bus = await createNatsBus(nc, options);
+    await nc.close();
+    await waitFor(() => closes.length > 0, 5_000, 'onClosed');
+    expect(closes).toEqual(['no error']);
+    expect(bus.isConnected()).toBe(false);
+
+    const other = await createNatsBus(await connect({ servers: NATS_URL }), options);
+    await other.close();
+    await sleep(200);
+    expect(closes).toEqual(['no error']);
+  });
+});
