@@ -47,23 +47,50 @@ export interface ConnectNatsBusOptions extends NatsBusOptions {
  * alive or terminated (see `consumeInbound`).
  */
 export function toDurable(msg: JsMsg, lost: () => boolean = () => false): DurableMessage {
-  const unlessLost = (settle: () => void) => () => {
-    if (!lost()) settle();
-  };
-  return {
-    data: msg.data,
-    seq: msg.seq,
-    redelivered: msg.redelivered,
-    ack: unlessLost(() => msg.ack()),
-    nak: unlessLost(() => msg.nak()),
-    working: unlessLost(() => msg.working()),
-    // A bare +TERM, never `+TERM <reason>`, which only NATS 2.10 and later understand (the reason
-    // shows in their advisory). In a cluster the ack goes to the consumer's leader, which in a
-    // rolling upgrade may be older than the server this process is connected to: it ignores the
-    // long form, and the message came back after every ack wait, dead-lettered again each time up
-    // to max_deliver. The reason is kept in the dead_letters row.
-    term: unlessLost(() => msg.term()),
-  };
+  return new InboundJsMsg(msg, lost);
+}
+
+/** One object per message, its methods on the prototype: persistence takes thousands a second. */
+class InboundJsMsg implements DurableMessage {
+  constructor(
+    private readonly msg: JsMsg,
+    private readonly lost: () => boolean,
+  ) {}
+
+  get data(): Uint8Array {
+    return this.msg.data;
+  }
+
+  get seq(): number {
+    return this.msg.seq;
+  }
+
+  get redelivered(): boolean {
+    return this.msg.redelivered;
+  }
+
+  ack(): void {
+    if (!this.lost()) this.msg.ack();
+  }
+
+  nak(): void {
+    if (!this.lost()) this.msg.nak();
+  }
+
+  working(): void {
+    if (!this.lost()) this.msg.working();
+  }
+
+  /**
+   * A bare +TERM, never `+TERM <reason>`, which only NATS 2.10 and later understand (the reason
+   * shows in their advisory). In a cluster the ack goes to the consumer's leader, which in a
+   * rolling upgrade may be older than the server this process is connected to: it ignores the
+   * long form, and the message came back after every ack wait, dead-lettered again each time up
+   * to max_deliver. The reason is kept in the dead_letters row.
+   */
+  term(): void {
+    if (!this.lost()) this.msg.term();
+  }
 }
 
 /**

@@ -55,6 +55,10 @@ type SendJob = ClientFrameOf<'send_message'> & { clientMsgId: string; receivedAt
 
 const withReqId = (reqId: ReqId | undefined) => (reqId === undefined ? {} : { req_id: reqId });
 
+/** A refused send's client_msg_id, for its error: the client knows which message to resend. */
+const clientMsgIdOf = (frame: ClientFrame): { client_msg_id?: string } =>
+  frame.type === 'send_message' && frame.client_msg_id !== undefined ? { client_msg_id: frame.client_msg_id } : {};
+
 const LONE_SURROGATE = /\p{Cs}/u;
 
 const SETTLED: Promise<void> = Promise.resolve();
@@ -229,20 +233,15 @@ export class ClientConnection implements Subscriber {
       return;
     }
     // Each refused frame is answered (with its req_id and client_msg_id, so the client knows what to resend).
-    const extra = frame.type === 'send_message' && frame.client_msg_id !== undefined ? { client_msg_id: frame.client_msg_id } : {};
     if (!allowed) {
-      this.refuseOverRate(frame.req_id, extra);
+      this.refuseOverRate(frame.req_id, clientMsgIdOf(frame));
       return;
     }
     const size = data.length;
     if (this.waitingFrames >= MAX_WAITING_FRAMES || this.waitingBytes + size > MAX_WAITING_BYTES) {
       this.deps.metrics.framesIn.inc({ type: 'rate_limited' });
-      this.sendError(
-        ErrorCode.RateLimited,
-        'too many frames waiting to be handled; wait for replies before sending more',
-        frame.req_id,
-        extra,
-      );
+      const message = 'too many frames waiting to be handled; wait for replies before sending more';
+      this.sendError(ErrorCode.RateLimited, message, frame.req_id, clientMsgIdOf(frame));
       return;
     }
     this.deps.metrics.framesIn.inc({ type: frame.type });
@@ -292,8 +291,7 @@ export class ClientConnection implements Subscriber {
   private onHandlerError(error: unknown, frame: ClientFrame): void {
     const { code, message, known } = toErrorFrame(error, frame.req_id);
     if (!known) this.log.error({ err: error, frameType: frame.type }, 'handling a frame failed');
-    const extra = frame.type === 'send_message' && frame.client_msg_id !== undefined ? { client_msg_id: frame.client_msg_id } : {};
-    this.sendError(code, message, frame.req_id, extra);
+    this.sendError(code, message, frame.req_id, clientMsgIdOf(frame));
     if (code === ErrorCode.AuthFailed) this.close(CloseCode.AuthFailed, 'authentication failed');
   }
 
