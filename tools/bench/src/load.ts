@@ -64,6 +64,7 @@ export interface PhaseResult {
   gc: GcFigures;
   rssBytes: Record<string, number>;
   generator: GeneratorStats;
+  /** From the end of the sends until nothing expected was missing (or the drain ran out); the settle period after it not included. */
   drainMs: number;
 }
 
@@ -330,6 +331,12 @@ export async function rssOf(system: System): Promise<Record<string, number>> {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
+ * How long a phase keeps listening once every ack and delivery it expects has arrived (at most
+ * the drain's remainder): a redelivery that comes later still counts as a duplicate.
+ */
+export const SETTLE_MS = 1_000;
+
+/**
  * One open-loop phase: sends are scheduled at `rate` per second, whatever the acks,
  * and each latency is measured from its scheduled time, so a stalled system cannot hide its
  * stall by slowing the generator down (no coordinated omission). Message g goes to session
@@ -432,6 +439,7 @@ export async function runPhase(system: System, plan: Plan, tracker: Tracker, opt
       await sleep(50);
     }
     const drainMs = Math.round(performance.now() - drainStart);
+    await sleep(Math.max(0, Math.min(SETTLE_MS, drainS * 1000 - drainMs)));
     const [before, after] = await Promise.all([cpuBefore ?? cpuSnapshot(system), cpuAfter ?? cpuSnapshot(system)]);
     const c = tracker.counters;
     const left = tracker.outstanding(first, first + total);
@@ -494,7 +502,7 @@ export async function runPhase(system: System, plan: Plan, tracker: Tracker, opt
   }
 }
 
-/** Zero losses, duplicates and out-of-order deliveries. */
+/** Zero losses, duplicates, out-of-order deliveries, seq gaps and regressions, and errors. */
 export function isClean(result: PhaseResult): boolean {
   return (
     result.lost.acks === 0 &&

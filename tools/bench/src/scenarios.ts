@@ -207,6 +207,8 @@ export interface RampResult {
   steps: PhaseResult[];
   /** The highest rate with delivery p99 within the limit, nothing lost or refused, and deliveries keeping up. */
   sustainableRate: number;
+  /** The ramp ended on the generator's limit or the step or time bound before any step missed the latency limit: the rate above is a lower bound. */
+  sustainableLowerBound: boolean;
   /** The most deliveries per second seen in any step (the saturation throughput). */
   saturatedDeliveriesPerSec: number;
   /** The ramp ended on the load generator's limit or the step bound, not the system's: the figure above is a lower bound. */
@@ -227,13 +229,77 @@ export function overloaded(step: PhaseResult, p99LimitMs: number): string | unde
   return undefined;
 }
 
+/** The steps of one system's ramp and what they showed. */
+export type RampSteps = Pick<RampResult, 'steps' | 'sustainableRate' | 'sustainableLowerBound' | 'lowerBound' | 'stopReason'>;
+
 /**
  * Raises the open-loop rate by `factor` per step. The sustainable rate is the highest step with
  * delivery p99 ≤ `p99LimitMs` and nothing lost (a step that misses only the latency limit is run
  * once more, as the machine is shared). Past it the ramp goes on while deliveries keep up, to
  * find the saturation throughput; it stops at the first loss or refusal, when deliveries fall
- * behind, when p99 passes `saturationP99Ms`, or at the step and time bounds.
+ * behind, when p99 passes `saturationP99Ms`, or at the step and time bounds. `runStep` runs one
+ * step at the given rate.
  */
+export async function rampSteps(
+  params: RampParams,
+  name: string,
+  runStep: (rate: number) => Promise<PhaseResult>,
+  log: (line: string) => void,
+): Promise<RampSteps> {
+  const steps: PhaseResult[] = [];
+  const started = performance.now();
+  let rate = params.startRate;
+  let sustainableRate = 0;
+  let sustaining = true;
+  let retried = false;
+  let stopReason = `${params.maxSteps} rates done`;
+  let rates = 0;
+  let lowerBound = true;
+  // A step run again (see below) does not count towards maxSteps.
+  while (rates < params.maxSteps) {
+    if ((performance.now() - started) / 1000 + params.stepS + params.warmupS > params.budgetS) {
+      stopReason = `time budget of ${params.budgetS} s`;
+      break;
+    }
+    const step = await runStep(rate);
+    steps.push(step);
+    const hard = overloaded(step, params.saturationP99Ms);
+    // A generator at its limit reads frames late itself: deliveries that fall behind or a p99
+    // past the bound then say nothing of the system, whose figure is only a lower bound. Losses
+    // and refusals do.
+    const generatorBound = step.generator.cpuMean > GENERATOR_LIMIT;
+    if (hard && !(generatorBound && isClean(step))) {
+      stopReason = `at ${rate}/s: ${hard}`;
+      lowerBound = false;
+      break;
+    }
+    if (generatorBound) {
+      // A step the system kept clean and within the latency limit even so, it sustained.
+      if (sustaining && !overloaded(step, params.p99LimitMs)) sustainableRate = rate;
+      stopReason = `at ${rate}/s: the load generator used ${Math.round(step.generator.cpuMean * 100)}% of a core`;
+      break;
+    }
+    if (sustaining) {
+      const soft = overloaded(step, params.p99LimitMs);
+      if (soft && !retried) {
+        retried = true;
+        log(`ramp ${name}: ${soft} at ${rate}/s; running the step once more`);
+        continue;
+      }
+      if (soft) {
+        sustaining = false;
+        lowerBound = true;
+        log(`ramp ${name}: sustainable up to ${sustainableRate}/s (${soft} at ${rate}/s); going on to saturation`);
+      } else sustainableRate = rate;
+    }
+    retried = false;
+    rates++;
+    rate = Math.round(rate * params.factor);
+  }
+  return { steps, sustainableRate, sustainableLowerBound: sustaining && lowerBound, lowerBound, stopReason };
+}
+
+/** The ramp (see rampSteps) on Switchboard and (unless disabled) on both baselines, one after the other. */
 export async function ramp(
   context: BenchContext,
   params: RampParams,
@@ -244,69 +310,28 @@ export async function ramp(
   const systems: RampResult[] = [];
   for (const factory of factories(context, overridden.gateways, baselines)) {
     const result = await withSystem(context, factory, plan, async (system, tracker) => {
-      const steps: PhaseResult[] = [];
-      const started = performance.now();
-      let rate = overridden.startRate;
-      let sustainableRate = 0;
-      let sustaining = true;
-      let retried = false;
-      let stopReason = `${overridden.maxSteps} rates done`;
-      let rates = 0;
-      let lowerBound = true;
-      // A step run again (see below) does not count towards maxSteps.
-      while (rates < overridden.maxSteps) {
-        if ((performance.now() - started) / 1000 + overridden.stepS + overridden.warmupS > overridden.budgetS) {
-          stopReason = `time budget of ${overridden.budgetS} s`;
-          break;
-        }
-        const step = await runPhase(system, plan, tracker, {
-          label: `ramp ${factory.name} ${rate}/s`,
-          rate,
-          durationS: overridden.stepS,
-          warmupS: overridden.warmupS,
-          drainS: drainFor(system),
-          log: context.log,
-          progress: context.progress,
-        });
-        steps.push(step);
-        const hard = overloaded(step, overridden.saturationP99Ms);
-        // A generator at its limit reads frames late itself: deliveries that fall behind or a p99
-        // past the bound then say nothing of the system, whose figure is only a lower bound. Losses
-        // and refusals do.
-        const generatorBound = step.generator.cpuMean > GENERATOR_LIMIT;
-        if (hard && !(generatorBound && isClean(step))) {
-          stopReason = `at ${rate}/s: ${hard}`;
-          lowerBound = false;
-          break;
-        }
-        if (generatorBound) {
-          stopReason = `at ${rate}/s: the load generator used ${Math.round(step.generator.cpuMean * 100)}% of a core`;
-          break;
-        }
-        if (sustaining) {
-          const soft = overloaded(step, overridden.p99LimitMs);
-          if (soft && !retried) {
-            retried = true;
-            context.log(`ramp ${factory.name}: ${soft} at ${rate}/s; running the step once more`);
-            continue;
-          }
-          if (soft) {
-            sustaining = false;
-            lowerBound = true;
-            context.log(`ramp ${factory.name}: sustainable up to ${sustainableRate}/s (${soft} at ${rate}/s); going on to saturation`);
-          } else sustainableRate = rate;
-        }
-        retried = false;
-        rates++;
-        rate = Math.round(rate * overridden.factor);
-      }
-      const saturatedDeliveriesPerSec = Math.max(0, ...steps.map((step) => step.throughput.deliveriesPerSec));
-      for (const step of steps)
+      const run = await rampSteps(
+        overridden,
+        factory.name,
+        (rate) =>
+          runPhase(system, plan, tracker, {
+            label: `ramp ${factory.name} ${rate}/s`,
+            rate,
+            durationS: overridden.stepS,
+            warmupS: overridden.warmupS,
+            drainS: drainFor(system),
+            log: context.log,
+            progress: context.progress,
+          }),
+        context.log,
+      );
+      const saturatedDeliveriesPerSec = Math.max(0, ...run.steps.map((step) => step.throughput.deliveriesPerSec));
+      for (const step of run.steps)
         for (const warning of step.generator.warnings) context.warnings.push(`ramp ${factory.name} at ${step.targetRate}/s: ${warning}`);
-      return { system: system.name, label: system.label, steps, sustainableRate, saturatedDeliveriesPerSec, lowerBound, stopReason };
+      return { system: system.name, label: system.label, ...run, saturatedDeliveriesPerSec };
     });
     context.log(
-      `ramp ${factory.name}: sustainable ${result.sustainableRate}/s; most deliveries ${result.saturatedDeliveriesPerSec}/s; stopped ${result.stopReason}`,
+      `ramp ${factory.name}: sustainable ${result.sustainableLowerBound ? '≥ ' : ''}${result.sustainableRate}/s; most deliveries ${result.saturatedDeliveriesPerSec}/s; stopped ${result.stopReason}`,
     );
     systems.push(result);
   }

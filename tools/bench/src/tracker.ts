@@ -12,6 +12,7 @@ export interface Counters {
   acked: number;
   errors: number;
   delivered: number;
+  /** Deliveries past one per member: a repeat, or a delivery to a connection outside the message's session. */
   duplicates: number;
   outOfOrder: number;
   /** Deliveries whose seq did not follow the member's previous one (Switchboard numbers messages). */
@@ -147,6 +148,12 @@ export class Tracker implements EventSink {
       this.counters.unknown++;
       return;
     }
+    // A connection outside the message's session shares its member index with one inside: without
+    // this check its delivery would stand in for that member's.
+    if (this.plan.sessionOf[connection] !== this.session[g]) {
+      this.counters.duplicates++;
+      return;
+    }
     const local = this.plan.localOf[connection] ?? 0;
     const byte = g * this.bytesPerMessage + (local >> 3);
     const bit = 1 << (local & 7);
@@ -199,7 +206,8 @@ export class Tracker implements EventSink {
       if (this.ackState[g] === ACK_NONE) acks++;
       if (this.ackState[g] === ACK_ERROR) continue;
       const expected = this.plan.members[this.session[g] ?? 0]?.length ?? 0;
-      deliveries += expected - (this.deliveredCount[g] ?? 0);
+      // Per message: a surplus on one must not hide a shortfall on another.
+      deliveries += Math.max(0, expected - (this.deliveredCount[g] ?? 0));
     }
     return { acks, deliveries };
   }

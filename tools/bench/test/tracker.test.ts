@@ -25,4 +25,17 @@ describe('Tracker', () => {
     expect(tracker.outstanding(first, first + 1)).toEqual({ acks: 0, deliveries: 0 });
     expect(tracker.outstanding(first + 1, first + 3)).toEqual({ acks: 2, deliveries: 4 });
   });
+
+  it("counts a delivery to a connection outside the message's session as a duplicate, not as one of its deliveries", () => {
+    // Sessions 0 = [0, 1] and 1 = [2, 3]: connection 3 has the same index in its session as member 1 in session 0.
+    const plan = makePlan({ sessions: 2, connections: 4 });
+    const tracker = new Tracker(plan);
+    const g = tracker.register(0, 0, performance.now(), true);
+    tracker.ack(0, clientMsgIdOf(g));
+    tracker.delivery(0, clientMsgIdOf(g), contentOf(g, performance.now()), undefined);
+    tracker.delivery(3, clientMsgIdOf(g), contentOf(g, performance.now()), undefined);
+
+    expect(tracker.counters).toMatchObject({ delivered: 1, duplicates: 1 });
+    expect(tracker.outstanding(g, g + 1)).toEqual({ acks: 0, deliveries: 1 });
+  });
 });
