@@ -209,14 +209,19 @@ export function signalProfilers(services: readonly { child: { kill(signal: NodeJ
   for (const service of services) service.child.kill('SIGUSR2');
 }
 
-/** The PostgreSQL server processes serving one database (its backends), for their CPU. */
+/**
+ * The PostgreSQL server processes whose CPU a durable message costs: the backends serving one
+ * database, and the server's WAL writer, checkpointer and background writer, which serve every
+ * database but on the bench's machine write for the bench alone.
+ */
 export async function postgresBackendPids(databaseUrl: string): Promise<number[]> {
   const client = new pg.Client({ connectionString: databaseUrl });
   try {
     await client.connect();
     const name = new URL(databaseUrl).pathname.slice(1);
     const { rows } = await client.query<{ pid: number }>(
-      'select pid from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()',
+      `select pid from pg_stat_activity
+       where (datname = $1 and pid <> pg_backend_pid()) or backend_type in ('walwriter', 'checkpointer', 'background writer')`,
       [name],
     );
     return rows.map((row) => row.pid);
