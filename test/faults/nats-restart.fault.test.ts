@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type LoadClient, type ServiceProcess, type Stack, startStack, waitFor } from '@switchboard/testing';
+import { type LoadClient, NatsServer, type ServiceProcess, type Stack, startStack, waitFor } from '@switchboard/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   assertAllAcked,
@@ -10,7 +10,6 @@ import {
   createSessions,
   deadLetterCount,
   isRunning,
-  NatsServer,
   opsStatus,
   sleep,
   summary,

@@ -1,7 +1,7 @@
 /**
  * Shared pieces of the fault scenarios (`*.fault.test.ts` in this folder): sessions to load,
- * the end-of-run check against PostgreSQL, metrics, a cuttable TCP proxy and a private NATS server
- * (`NatsServer`, from `@switchboard/testing`).
+ * the end-of-run check against PostgreSQL, metrics and a cuttable TCP proxy (a private NATS server
+ * is `NatsServer`, from `@switchboard/testing`).
  */
 import {
   type CheckReport,
@@ -200,5 +200,3 @@ export async function opsStatus(service: ServiceProcess, path: '/healthz' | '/re
 export function isRunning(service: ServiceProcess): boolean {
   return service.child.exitCode === null && service.child.signalCode === null;
 }
-
-export { NatsServer } from '@switchboard/testing';

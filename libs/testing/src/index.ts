@@ -16,6 +16,7 @@ export {
 export { createTestDatabase, TEST_DATABASE_ADMIN_URL, type TestDatabase } from './database.js';
 export { LoadClient, type LoadClientOptions } from './load-client.js';
 export { NatsServer } from './nats-server.js';
+export { deleteInboundStream } from './nats-streams.js';
 export { PendingReplies } from './pending-replies.js';
 export { freePort } from './ports.js';
 export { type ReliableSendOptions, sendReliably } from './reliable-send.js';

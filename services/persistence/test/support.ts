@@ -3,13 +3,13 @@ import { createLogger } from '@switchboard/logging';
 import { createSubjects, type InboundMessage, inboundMessageId, type Subjects } from '@switchboard/protocol';
 import {
   createTestDatabase,
+  deleteInboundStream,
   type ServiceProcess,
   startService,
   TEST_DATABASE_ADMIN_URL,
   type TestDatabase,
   uniqueSubjectPrefix,
 } from '@switchboard/testing';
-import { connect } from 'nats';
 import pg from 'pg';
 
 const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -122,23 +122,11 @@ export async function startHarness(label: string): Promise<Harness> {
     async close() {
       await Promise.all(services.map((service) => service.stop()));
       await bus.close();
-      await deleteStream(subjects.inboundStream);
+      // The inbound stream (and its consumer), so runs do not pile them up on the shared NATS.
+      await deleteInboundStream(NATS_URL, prefix);
       await database.drop();
     },
   };
-}
-
-/** The inbound stream (and its consumer) the test's persistence created, so runs do not pile them up on the shared NATS. */
-async function deleteStream(stream: string): Promise<void> {
-  const nc = await connect({ servers: NATS_URL, timeout: 2_000, maxReconnectAttempts: 0 }).catch(() => undefined);
-  if (!nc) return;
-  try {
-    await (await nc.jetstreamManager({ timeout: 2_000 })).streams.delete(stream);
-  } catch {
-    // Never created.
-  } finally {
-    await nc.close();
-  }
 }
 
 /**
