@@ -1,6 +1,6 @@
 import { join, resolve } from 'node:path';
 import { type AuthDatabase, loadAuthConfig, startAuthService } from '@switchboard/auth';
-import { type Bus, connectNatsBus, createMemoryBus, withoutCredentials } from '@switchboard/bus';
+import { type Bus, connectNatsBus, createMemoryBus } from '@switchboard/bus';
 import { createDb, createEmbeddedDb, type Database } from '@switchboard/db';
 import { loadGatewayConfig, startGateway } from '@switchboard/gateway';
 import { createLogger, type Logger } from '@switchboard/logging';
@@ -87,10 +87,6 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger, sign
       : await createEmbeddedDb({ dataDir: join(dataDir, 'postgres') });
     signal?.throwIfAborted();
     if (config.NATS_URL) {
-      // The client waits for the first connection without end and says nothing meanwhile: say
-      // what it waits for, or a NATS that is down looks like a start that hangs.
-      const servers = gatewayConfig.natsServers.map(withoutCredentials).join(', ');
-      logger.info({ servers }, `waiting for NATS at ${servers}`);
       const connecting = connectNatsBus({
         servers: gatewayConfig.natsServers,
         name: 'switchboard',

@@ -183,6 +183,10 @@ function natsCredentials(servers: readonly string[]): NatsCredentials {
  * connection close for good all the same, `onClosed` is told.
  */
 export async function connectNatsBus({ servers, name, ...options }: ConnectNatsBusOptions): Promise<Bus> {
+  // The client waits for its first connection without end and says nothing meanwhile: say what it
+  // waits for, or a NATS that is down looks like a start that hangs.
+  const where = servers.map(withoutCredentials).join(', ');
+  options.logger.info({ servers: where }, `waiting for NATS at ${where}`);
   const nc = await connect({
     ...natsConnectOptions(servers),
     name,

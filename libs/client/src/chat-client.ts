@@ -139,8 +139,6 @@ export class ChatClient {
   private readonly bucket: FrameBucket;
   /** Armed while frames wait for the rate; a new frame waits behind them. */
   private paceTimer: Timer | undefined;
-  /** True while drain() writes the waiting frames. */
-  private draining = false;
   /** Joins sent on this socket, by req_id: an error with one of them later means that join failed. */
   private readonly joins = new Map<ReqId, number>();
   private readyWaiters: { resolve: () => void; reject: (error: Error) => void }[] = [];
@@ -628,7 +626,8 @@ export class ChatClient {
   private transmit(frame: ClientFrame): boolean {
     const socket = this.socket;
     if (!socket || this.currentState !== 'ready') return false;
-    if (this.paceTimer !== undefined && !this.draining) return false;
+    // Waiting for the rate (set, too, by a refusal earlier in this drain): frames keep their order.
+    if (this.paceTimer !== undefined) return false;
     if (!this.bucket.tryTake()) {
       this.paceTimer ??= setTimeout(() => {
         this.paceTimer = undefined;
@@ -644,14 +643,9 @@ export class ChatClient {
    * requests find their sessions joined again, then requests, then sends.
    */
   private drain(): void {
-    this.draining = true;
-    try {
-      for (const sessionId of this.rejoinQueue) if (!this.rejoin(sessionId)) return;
-      this.requests.flush();
-      this.outbox.flush();
-    } finally {
-      this.draining = false;
-    }
+    for (const sessionId of this.rejoinQueue) if (!this.rejoin(sessionId)) return;
+    this.requests.flush();
+    this.outbox.flush();
   }
 
   /**

@@ -13,6 +13,16 @@ export interface LoginThrottleOptions {
   windowMs: number;
 }
 
+/** When each database's expired windows were last deleted: one sweep serves every throttle (scope) on it. */
+const sweptAt = new WeakMap<Kysely<AuthDatabase>, number>();
+
+/** Deletes every scope's expired windows, at most once per SWEEP_INTERVAL_MS per database. */
+async function sweepExpired(db: Kysely<AuthDatabase>): Promise<void> {
+  if (Date.now() - (sweptAt.get(db) ?? 0) < SWEEP_INTERVAL_MS) return;
+  sweptAt.set(db, Date.now());
+  await db.deleteFrom('login_failures').where('reset_at', '<=', sql<Date>`now()`).execute();
+}
+
 /**
  * Counts login attempts per key (a username, a client address) in fixed windows: `maxFailures`
  * attempts are let through in a window, the next are refused until the window ends.
@@ -31,13 +41,7 @@ export interface LoginThrottleOptions {
 export function createLoginThrottle({ db, scope, maxFailures, windowMs }: LoginThrottleOptions) {
   const hashed = (key: string) => createHash('sha256').update(scope).update('\u0000').update(key).digest('base64url');
   const windowLength = sql`make_interval(secs => ${windowMs / 1000})`;
-  let sweptAt = 0;
-
-  const sweep = async () => {
-    if (Date.now() - sweptAt < SWEEP_INTERVAL_MS) return;
-    sweptAt = Date.now();
-    await db.deleteFrom('login_failures').where('reset_at', '<=', sql<Date>`now()`).execute();
-  };
+  const sweep = () => sweepExpired(db);
 
   return {
     /**

@@ -56,7 +56,6 @@ export async function startPersistenceService({ config, logger, bus, database }:
     batchMax: config.batchMax,
     logger,
     metrics,
-    ackWaitMs: config.inbound.ackWaitMs,
     faultInjection: config.faultInjection,
   });
 

@@ -163,6 +163,15 @@ export function createSessionHub(options: SessionHubOptions) {
       scheduleGapFill(channel, channel.early.size >= MAX_EARLY_EVENTS || channel.overflowed ? 0 : gapWaitMs);
   };
 
+  /**
+   * Holds an event until the seqs before it are delivered. Beyond MAX_EARLY_EVENTS (fills failing
+   * while events keep coming) it is dropped and left to the fill, which `overflowed` makes sure runs.
+   */
+  const holdEarly = (channel: Channel, message: Message) => {
+    if (channel.early.size < MAX_EARLY_EVENTS) channel.early.set(message.seq, message);
+    else channel.overflowed = true;
+  };
+
   /** Fetches everything after the last delivered seq from persistence, then delivers what was held. */
   const fillGap = async (channel: Channel) => {
     if (closed || channel.filling || channel.lastSeq === undefined) return;
@@ -222,9 +231,7 @@ export function createSessionHub(options: SessionHubOptions) {
     const { message } = parsed.data;
     resolveWaiters(message);
     if (channel.lastSeq === undefined) {
-      if (channel.joining === 0) return;
-      if (channel.early.size < MAX_EARLY_EVENTS) channel.early.set(message.seq, message);
-      else channel.overflowed = true;
+      if (channel.joining > 0) holdEarly(channel, message);
       return;
     }
     if (message.seq <= channel.lastSeq) return;
@@ -232,9 +239,7 @@ export function createSessionHub(options: SessionHubOptions) {
       deliver(channel, message);
       drainEarly(channel);
     } else {
-      // While fills keep failing, events keep coming: beyond the cap they are left to the fill.
-      if (channel.early.size < MAX_EARLY_EVENTS) channel.early.set(message.seq, message);
-      else channel.overflowed = true;
+      holdEarly(channel, message);
       scheduleGapFill(channel, channel.early.size >= MAX_EARLY_EVENTS ? 0 : gapWaitMs);
     }
   };

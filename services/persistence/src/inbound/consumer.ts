@@ -24,15 +24,16 @@ const STOP_WAIT_MS = 10_000;
 
 export interface InboundConsumerOptions {
   bus: Bus;
-  /** The stream's and consumer's settings, to create them again should either be deleted. */
+  /**
+   * The stream's and consumer's settings: to create them again should either be deleted, and the
+   * ack wait, a quarter of which a held message waits before it is kept alive with `working()`.
+   */
   inbound: InboundStreamSettings;
   db: Kysely<PersistenceDatabase>;
   subjects: Subjects;
   batchMax: number;
   logger: Logger;
   metrics: PersistenceMetrics;
-  /** The consumer's ack wait: while a batch takes longer than a quarter of it, held messages are kept alive with `working()`. */
-  ackWaitMs?: number;
   /** Test only (FAULT_INJECT): crash points for the fault tests. */
   faultInjection?: FaultInjection;
 }
@@ -121,7 +122,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
    * wait of an outage (to this replica or another), each time counting against max_deliver; past
    * it, a message whose replica then restarts is never delivered again.
    */
-  const keepAliveMs = Math.max(250, Math.floor((options.ackWaitMs ?? 10_000) / 4));
+  const keepAliveMs = Math.max(250, Math.floor(options.inbound.ackWaitMs / 4));
   const keepAlive = setInterval(() => {
     const heldSince = performance.now() - keepAliveMs;
     const keep = (msg: DurableMessage) => {
