@@ -103,11 +103,15 @@ export interface Bus {
 /** A failed bus call, with the bus error code of the answer (or `unavailable` when nobody answered). */
 export class BusError extends Error {
   override name = 'BusError';
+  /** For `rate_limited`: how long until the same request can succeed. */
+  readonly retryAfterMs: number | undefined;
+
   constructor(
     readonly code: BusErrorCode,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; retryAfterMs?: number },
   ) {
     super(message, options);
+    this.retryAfterMs = options?.retryAfterMs;
   }
 }

@@ -24,7 +24,10 @@ export async function requestJson<T>(
 ): Promise<T> {
   const value = decodeJson(await bus.request(subject, encodeJson(body), timeoutMs));
   const failure = busErrorSchema.safeParse(value);
-  if (failure.success) throw new BusError(failure.data.error.code, failure.data.error.message);
+  if (failure.success) {
+    const { code, message, retry_after_ms: retryAfterMs } = failure.data.error;
+    throw new BusError(code, message, { retryAfterMs });
+  }
   const reply = replySchema.safeParse(value);
   if (!reply.success) throw new BusError(BusErrorCode.Internal, `malformed reply on ${subject}`, { cause: reply.error });
   return reply.data;
@@ -59,7 +62,8 @@ export function jsonEndpoint<Req, Rep>(options: {
   logger: Logger;
 }): EndpointSpec {
   const { name, subject, requestSchema, handler, logger } = options;
-  const answerError = (code: BusErrorCode, message: string) => encodeJson({ error: { code, message } });
+  const answerError = (code: BusErrorCode, message: string, retryAfterMs?: number) =>
+    encodeJson({ error: retryAfterMs === undefined ? { code, message } : { code, message, retry_after_ms: Math.ceil(retryAfterMs) } });
   return {
     name,
     subject,
@@ -69,7 +73,7 @@ export function jsonEndpoint<Req, Rep>(options: {
       try {
         return encodeJson(await handler(parsed.data));
       } catch (failure) {
-        if (failure instanceof BusError) return answerError(failure.code, failure.message);
+        if (failure instanceof BusError) return answerError(failure.code, failure.message, failure.retryAfterMs);
         logger.error({ err: failure, endpoint: name }, 'endpoint failed');
         return answerError(BusErrorCode.Internal, 'internal error');
       }

@@ -581,6 +581,35 @@ describe('requests', () => {
     client.close();
   });
 
+  it('rejects create_session at once when retry_after_ms ends after the deadline, and waits it out otherwise', async () => {
+    const { client } = newClient();
+    const connecting = client.connect();
+    const socket = await accept();
+    await connecting;
+    const refuse = (retryAfterMs: number) => {
+      const frame = socket.sentOf('create_session').at(-1);
+      const message = 'at most 30 new sessions per 60 minutes; try again later';
+      socket.receive({ type: 'error', req_id: frame?.req_id, code: 'rate_limited', message, retry_after_ms: retryAfterMs });
+    };
+
+    const overLimit = client.createSession('help');
+    refuse(3_599_000);
+    await expect(overLimit).rejects.toMatchObject({ code: 'rate_limited', retryAfterMs: 3_599_000 });
+    expect(socket.sentOf('create_session')).toHaveLength(1);
+
+    const overRate = client.createSession('again');
+    refuse(2_000);
+    await vi.advanceTimersByTimeAsync(1_999);
+    expect(socket.sentOf('create_session')).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(socket.sentOf('create_session')).toHaveLength(3);
+    const frame = socket.sentOf('create_session').at(-1);
+    const session = { id: 5, customer_id: 1, status: 'open', subject: 'again', created_at: new Date(0).toISOString() };
+    socket.receive({ type: 'session_created', req_id: frame?.req_id, session });
+    await expect(overRate).resolves.toMatchObject({ id: 5 });
+    client.close();
+  });
+
   it('reports server errors that answer no request', async () => {
     const { client, errors } = newClient();
     const connecting = client.connect();

@@ -12,6 +12,8 @@ export class ChatError extends Error {
   constructor(
     readonly code: ChatErrorCode,
     message: string,
+    /** With `rate_limited`, when the gateway knows: how long until the same request can succeed. */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
   }

@@ -27,7 +27,8 @@ type ErrorFrame = Extract<ServerFrame, { type: 'error' }>;
  * Messages waiting for their `message_ack`. Per session one message is on the wire at a time, so a
  * sender's messages are stored in the order they were sent even when some need retries. A message
  * is resent with the same `client_msg_id` after a reconnect and after `unavailable` or
- * `rate_limited` (with backoff) until it is acknowledged; the gateway stores it once.
+ * `rate_limited` (with backoff, and not before the error's `retry_after_ms`) until it is
+ * acknowledged; the gateway stores it once.
  */
 export class Outbox {
   private readonly queues = new Map<number, Outgoing[]>();
@@ -74,13 +75,13 @@ export class Outbox {
           message.retry = undefined;
           this.sendHead(message.sessionId);
         },
-        this.transport.retryDelay(message.attempts - 1),
+        Math.max(frame.retry_after_ms ?? 0, this.transport.retryDelay(message.attempts - 1)),
       );
       return true;
     }
     const queue = this.queues.get(message.sessionId);
     if (queue) this.remove(queue, queue.indexOf(message), message);
-    message.reject(new ChatError(frame.code, frame.message));
+    message.reject(new ChatError(frame.code, frame.message, frame.retry_after_ms));
     this.sendHead(message.sessionId);
     return true;
   }

@@ -10,7 +10,8 @@ export interface RequestOptions<T extends ReplyType> {
    * Safe to repeat: resent after a reconnect or after `unavailable`, with backoff, until the
    * deadline. A request that is not is rejected with `closed` when the connection drops before its
    * answer, and with `unavailable` when the gateway says so, as it may or may not have been carried
-   * out. Any request refused with `rate_limited` is resent: the gateway did not process it.
+   * out. Any request refused with `rate_limited` is resent, not before its `retry_after_ms`: the
+   * gateway did not process it. One whose `retry_after_ms` ends after the deadline is rejected at once.
    */
   idempotent: boolean;
   /** Runs synchronously when the reply arrives, before any later frame is handled. */
@@ -25,6 +26,8 @@ interface Pending {
   readonly resolve: (reply: ServerFrame) => void;
   readonly reject: (error: ChatError) => void;
   deadline: Timer | undefined;
+  /** `Date.now()` at the deadline. */
+  expiresAt: number;
   /** The `req_id` of the attempt on the wire, if one is. */
   reqId: ReqId | undefined;
   retry: Timer | undefined;
@@ -53,6 +56,7 @@ export class RequestTracker {
         resolve: resolve as Pending['resolve'],
         reject,
         deadline: undefined,
+        expiresAt: Date.now() + this.timeoutMs,
         reqId: undefined,
         retry: undefined,
         attempts: 0,
@@ -81,16 +85,18 @@ export class RequestTracker {
     this.onWire.delete(reqId);
     pending.reqId = undefined;
     if (frame.type === 'error') {
-      const error = new ChatError(frame.code, frame.message);
+      const error = new ChatError(frame.code, frame.message, frame.retry_after_ms);
+      const notBefore = frame.retry_after_ms ?? 0;
       // A rate-limited frame was not processed at all, so even a request that is not idempotent can be sent again.
-      if (frame.code === 'rate_limited' || (pending.idempotent && isTransient(frame.code))) {
+      const repeatable = frame.code === 'rate_limited' || (pending.idempotent && isTransient(frame.code));
+      if (repeatable && Date.now() + notBefore < pending.expiresAt) {
         pending.lastError = error;
         pending.retry = setTimeout(
           () => {
             pending.retry = undefined;
             this.send(pending);
           },
-          this.transport.retryDelay(pending.attempts - 1),
+          Math.max(notBefore, this.transport.retryDelay(pending.attempts - 1)),
         );
       } else this.finish(pending, error);
       return true;

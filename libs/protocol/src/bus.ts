@@ -94,7 +94,7 @@ export type PersistenceApi = typeof persistenceApi;
 export type PersistenceRequest<E extends keyof PersistenceApi> = z.infer<PersistenceApi[E]['request']>;
 export type PersistenceReply<E extends keyof PersistenceApi> = z.infer<PersistenceApi[E]['reply']>;
 
-/** Error codes in request/reply answers: `{ error: { code, message } }`. */
+/** Error codes in request/reply answers: `{ error: { code, message, retry_after_ms? } }`. */
 export const BusErrorCode = {
   NotFound: 'not_found',
   Invalid: 'invalid',
@@ -106,5 +106,10 @@ export const BusErrorCode = {
 export type BusErrorCode = (typeof BusErrorCode)[keyof typeof BusErrorCode];
 
 export const busErrorSchema = z.object({
-  error: z.object({ code: z.enum(Object.values(BusErrorCode) as [BusErrorCode, ...BusErrorCode[]]), message: z.string() }),
+  error: z.object({
+    code: z.enum(Object.values(BusErrorCode) as [BusErrorCode, ...BusErrorCode[]]),
+    message: z.string(),
+    /** With `rate_limited`: how long until the same request can succeed. */
+    retry_after_ms: z.number().int().nonnegative().optional(),
+  }),
 });

@@ -146,4 +146,4 @@ export type ServerFrame =
   | { type: 'history'; req_id?: ReqId; session_id: number; messages: Message[]; has_more: boolean }
   | { type: 'sessions'; req_id?: ReqId; sessions: (Session & { last_seq: number })[] }
   | { type: 'pong'; req_id?: ReqId; server_time: string }
-  | { type: 'error'; code: ErrorCode; message: string; req_id?: ReqId; client_msg_id?: string };
+  | { type: 'error'; code: ErrorCode; message: string; req_id?: ReqId; client_msg_id?: string; retry_after_ms?: number };

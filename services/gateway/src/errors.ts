@@ -1,9 +1,18 @@
 import { BusError } from '@switchboard/bus';
-import { BusErrorCode, ErrorCode, FrameError, type ReqId } from '@switchboard/protocol';
+import { BusErrorCode, ErrorCode, FrameError } from '@switchboard/protocol';
 import { TokenError } from '@switchboard/tokens';
 
+export interface ErrorAnswer {
+  code: ErrorCode;
+  message: string;
+  /** False for what no handler meant to throw: logged as an error, answered `internal`. */
+  known: boolean;
+  /** With `rate_limited`: how long until the same request can succeed, when that is known. */
+  retryAfterMs?: number;
+}
+
 /** The one translator from whatever a handler threw to the error frame the client gets. */
-export function toErrorFrame(error: unknown, reqId: ReqId | undefined): { code: ErrorCode; message: string; known: boolean } {
+export function toErrorFrame(error: unknown): ErrorAnswer {
   if (error instanceof FrameError) return { code: error.code, message: error.message, known: true };
   if (error instanceof BusError) {
     switch (error.code) {
@@ -12,7 +21,7 @@ export function toErrorFrame(error: unknown, reqId: ReqId | undefined): { code: 
       case BusErrorCode.Unavailable:
         return { code: ErrorCode.Unavailable, message: 'a backend is unavailable; retry later', known: true };
       case BusErrorCode.RateLimited:
-        return { code: ErrorCode.RateLimited, message: error.message, known: true };
+        return { code: ErrorCode.RateLimited, message: error.message, known: true, retryAfterMs: error.retryAfterMs };
       default:
         return { code: ErrorCode.Internal, message: 'internal error', known: false };
     }
@@ -22,7 +31,6 @@ export function toErrorFrame(error: unknown, reqId: ReqId | undefined): { code: 
       ? { code: ErrorCode.Unavailable, message: 'token keys are unavailable; retry later', known: true }
       : { code: ErrorCode.AuthFailed, message: error.message, known: true };
   }
-  void reqId;
   return { code: ErrorCode.Internal, message: 'internal error', known: false };
 }
 

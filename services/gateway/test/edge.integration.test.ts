@@ -285,6 +285,9 @@ describe('rate limiting', () => {
     client.send({ type: 'send_message', session_id: sessionId, content: 'over the limit', client_msg_id: 'limited-1', req_id: 'send' });
     const limited = await client.waitFor((frame) => frame.req_id === 'send');
     expect(limited).toMatchObject({ type: 'error', code: 'rate_limited', client_msg_id: 'limited-1' });
+    // At 2 frames a second, the next token is at most 500 ms away.
+    expect(limited.retry_after_ms).toBeGreaterThan(0);
+    expect(limited.retry_after_ms).toBeLessThanOrEqual(500);
     const replies = await client.waitForCount((frame) => typeof frame.req_id === 'string' && frame.req_id.startsWith('p'), 8);
     expect(replies.filter((frame) => frame.type === 'pong').length).toBeGreaterThanOrEqual(3);
     expect(replies.filter((frame) => frame.code === 'rate_limited').length).toBeGreaterThanOrEqual(1);
@@ -301,6 +304,9 @@ describe('new sessions', () => {
     for (let i = 0; i < 4; i++) replies.push(await creator.request({ type: 'create_session', subject: `topic ${i}` }));
     expect(replies.map((reply) => reply.type)).toEqual(['session_created', 'session_created', 'session_created', 'error']);
     expect(replies[3]).toMatchObject({ code: 'rate_limited', message: expect.stringMatching(/at most 3 new sessions per 60 minutes/) });
+    // Until the first of the three leaves the hour's window: nearly an hour, never more.
+    expect(replies[3]?.retry_after_ms).toBeGreaterThan(59 * 60_000);
+    expect(replies[3]?.retry_after_ms).toBeLessThanOrEqual(60 * 60_000);
     await stillWorks(creator);
     const other = await connect(stack.wsUrl(0));
     expect((await other.request({ type: 'auth', token: (await stack.user('user')).token })).type).toBe('auth_success');

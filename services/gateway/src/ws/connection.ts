@@ -201,7 +201,12 @@ export class ClientConnection implements Subscriber {
     if (this.ws.readyState === WebSocket.OPEN) this.ws.ping();
   }
 
-  private sendError(code: ErrorCode, message: string, reqId: ReqId | undefined, extra: { client_msg_id?: string } = {}): void {
+  private sendError(
+    code: ErrorCode,
+    message: string,
+    reqId: ReqId | undefined,
+    extra: { client_msg_id?: string; retry_after_ms?: number | undefined } = {},
+  ): void {
     this.deps.metrics.errors.inc({ code });
     this.send({ type: 'error', code, message, ...withReqId(reqId), ...extra });
   }
@@ -228,7 +233,7 @@ export class ClientConnection implements Subscriber {
     try {
       frame = decodeClientFrame(data.toString('utf8'));
     } catch (error) {
-      const { code, message } = toErrorFrame(error, undefined);
+      const { code, message } = toErrorFrame(error);
       this.refuseAtEdge(allowed, code, message, error instanceof FrameError ? error.reqId : undefined);
       return;
     }
@@ -270,7 +275,8 @@ export class ClientConnection implements Subscriber {
 
   private refuseOverRate(reqId: ReqId | undefined, extra: { client_msg_id?: string }): void {
     this.deps.metrics.framesIn.inc({ type: 'rate_limited' });
-    this.sendError(ErrorCode.RateLimited, `over ${this.deps.config.rateLimitPerSec} frames per second; frame dropped`, reqId, extra);
+    const message = `over ${this.deps.config.rateLimitPerSec} frames per second; frame dropped`;
+    this.sendError(ErrorCode.RateLimited, message, reqId, { ...extra, retry_after_ms: this.bucket.msUntilToken() });
     this.onRateViolation();
   }
 
@@ -289,9 +295,9 @@ export class ClientConnection implements Subscriber {
   }
 
   private onHandlerError(error: unknown, frame: ClientFrame): void {
-    const { code, message, known } = toErrorFrame(error, frame.req_id);
+    const { code, message, known, retryAfterMs } = toErrorFrame(error);
     if (!known) this.log.error({ err: error, frameType: frame.type }, 'handling a frame failed');
-    this.sendError(code, message, frame.req_id, clientMsgIdOf(frame));
+    this.sendError(code, message, frame.req_id, { ...clientMsgIdOf(frame), retry_after_ms: retryAfterMs });
     if (code === ErrorCode.AuthFailed) this.close(CloseCode.AuthFailed, 'authentication failed');
   }
 
@@ -420,7 +426,7 @@ export class ClientConnection implements Subscriber {
         seq: message.seq,
       });
     } catch (error) {
-      const { code, message, known } = toErrorFrame(error, job.req_id);
+      const { code, message, known } = toErrorFrame(error);
       if (!known) this.log.error({ err: error }, 'send failed');
       this.sendError(code, message, job.req_id, { client_msg_id: job.clientMsgId });
     }

@@ -135,6 +135,21 @@ describe('TokenBucket', () => {
     expect(bucket.tryTake()).toBe(true);
   });
 
+  it('tells how long until the next token, and a take after that wait succeeds', () => {
+    const { bucket, clock } = bucketWithClock(10, 2);
+    expect(bucket.msUntilToken()).toBe(0);
+    drain(bucket);
+
+    expect(bucket.msUntilToken()).toBe(100);
+    clock.advance(30);
+    const wait = bucket.msUntilToken();
+    expect(wait).toBe(70);
+    clock.advance(wait - 1);
+    expect(bucket.tryTake()).toBe(false);
+    clock.advance(1);
+    expect(bucket.tryTake()).toBe(true);
+  });
+
   it('uses a real clock by default', () => {
     const bucket = new TokenBucket(0.001, 2);
 

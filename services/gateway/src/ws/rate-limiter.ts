@@ -25,4 +25,10 @@ export class TokenBucket {
     this.tokens -= 1;
     return true;
   }
+
+  /** Whole milliseconds until `tryTake` can succeed (0 if it can now). */
+  msUntilToken(): number {
+    const tokens = Math.min(this.burst, this.tokens + ((this.now() - this.refilledAt) / 1000) * this.ratePerSec);
+    return tokens >= 1 ? 0 : Math.ceil(((1 - tokens) / this.ratePerSec) * 1000);
+  }
 }

@@ -14,7 +14,14 @@ import type { Kysely } from 'kysely';
 import type { z } from 'zod';
 import { findHistoryPage, findMessageByClientMsgId, findMessagesAfter } from '../db/message.repository.js';
 import type { PersistenceDatabase } from '../db/schema.js';
-import { findLastSeqs, findSession, insertSession, listSessions, type SessionCreateLimit } from '../db/session.repository.js';
+import {
+  findLastSeqs,
+  findSession,
+  insertSession,
+  listSessions,
+  type SessionCreateLimit,
+  sessionCreateRetryAfterMs,
+} from '../db/session.repository.js';
 
 export const SERVICE_VERSION = '0.1.0';
 
@@ -31,9 +38,13 @@ function createHandlers(db: Kysely<PersistenceDatabase>, sessionCreateLimit: Ses
       const session = await insertSession(db, { customerId: request.customer_id, subject: request.subject }, sessionCreateLimit);
       if (!session) {
         const minutes = Math.ceil(sessionCreateLimit.windowMs / 60_000);
+        const retryAfterMs = await sessionCreateRetryAfterMs(db, request.customer_id, sessionCreateLimit);
         throw new BusError(
           BusErrorCode.RateLimited,
           `at most ${sessionCreateLimit.max} new sessions per ${minutes} minutes; try again later`,
+          {
+            retryAfterMs,
+          },
         );
       }
       return { session };

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migratePersistence } from '../app.js';
 import { PERSISTENCE_CONNECTION_SETTINGS } from './connection-settings.js';
 import type { PersistenceDatabase } from './schema.js';
-import { insertSession, listSessions, listSessionsQuery, type SessionListFilter } from './session.repository.js';
+import { insertSession, listSessions, listSessionsQuery, type SessionListFilter, sessionCreateRetryAfterMs } from './session.repository.js';
 
 /** Enough that reading the whole table and sorting it costs far more than reading an index's first rows. */
 const SESSIONS = 100_000;
@@ -150,6 +150,19 @@ describe('insertSession', () => {
     for (let i = 0; i < 5; i++) created.push(await insertSession(persistence.db, { customerId: 424_242, subject: `s${i}` }, limit));
     expect(created.map((session) => session?.subject)).toEqual(['s0', 's1', 's2', undefined, undefined]);
     expect(await insertSession(persistence.db, { customerId: 424_243, subject: null }, limit)).toMatchObject({ customer_id: 424_243 });
+  });
+
+  it('tells a refused customer when the max-th newest session in the window leaves it', async () => {
+    await sql`
+      insert into sessions (customer_id, created_at)
+      select 626262, now() - make_interval(secs => s) from unnest(array[50, 30, 20, 10]) s
+    `.execute(persistence.db);
+    expect(await insertSession(persistence.db, { customerId: 626_262, subject: null }, limit)).toBeUndefined();
+    // The three newest were created 10, 20 and 30 s ago; the third leaves the 60 s window in 30 s.
+    const retryAfterMs = await sessionCreateRetryAfterMs(persistence.db, 626_262, limit);
+    expect(retryAfterMs).toBeGreaterThan(29_000);
+    expect(retryAfterMs).toBeLessThanOrEqual(30_000);
+    expect(await sessionCreateRetryAfterMs(persistence.db, 727_272, limit)).toBe(0);
   });
 
   it('counts only the sessions created within the window', async () => {

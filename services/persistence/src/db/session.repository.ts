@@ -45,6 +45,25 @@ export async function insertSession(
   return rows[0] && toSession(rows[0]);
 }
 
+/**
+ * After `insertSession` refused a customer: milliseconds until it may create a session again, when
+ * the `max`-th newest of its sessions in the window leaves the window (0 if one already has).
+ */
+export async function sessionCreateRetryAfterMs(
+  db: Kysely<PersistenceDatabase>,
+  customerId: number,
+  limit: SessionCreateLimit,
+): Promise<number> {
+  const { rows } = await sql<{ ms: number }>`
+    select greatest(0, ceil(extract(epoch from created_at + make_interval(secs => ${limit.windowMs / 1000}) - clock_timestamp()) * 1000))::int as ms
+    from sessions
+    where customer_id = ${customerId}::bigint and created_at > now() - make_interval(secs => ${limit.windowMs / 1000})
+    order by created_at desc, id desc
+    offset ${limit.max - 1} limit 1
+  `.execute(db);
+  return rows[0]?.ms ?? 0;
+}
+
 export async function findSession(db: Kysely<PersistenceDatabase>, id: number): Promise<SessionWithSeq | undefined> {
   const row = await db.selectFrom('sessions').selectAll().where('id', '=', id).executeTakeFirst();
   return row && toSessionWithSeq(row);
