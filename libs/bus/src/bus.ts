@@ -89,8 +89,12 @@ export interface Bus {
    * @throws BusError `unavailable` when the stream does not acknowledge it.
    */
   publishDurable(subject: string, data: Uint8Array, msgId: string, timeoutMs: number): Promise<{ duplicate: boolean }>;
-  /** Delivers the inbound stream through its shared durable consumer. */
-  consumeInbound(options: { maxMessages: number }): Promise<DurableConsumer>;
+  /**
+   * Delivers the inbound stream through its shared durable consumer, pulling up to `maxMessages`
+   * ahead. `expiresMs` (default 30 s) is how long each pull waits on the server; the client
+   * checks on it after two missed heartbeats of half that.
+   */
+  consumeInbound(options: { maxMessages: number; expiresMs?: number }): Promise<DurableConsumer>;
   /** Messages not yet delivered, and delivered but not yet acked. */
   inboundStats(): Promise<{ pending: number; ackPending: number }>;
   isConnected(): boolean;

@@ -355,9 +355,9 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
         throw unavailable(`publishing to ${subject}`, error);
       }
     },
-    async consumeInbound({ maxMessages }) {
+    async consumeInbound({ maxMessages, expiresMs = 30_000 }) {
       const consumer = await js.consumers.get(subjects.inboundStream, subjects.inboundConsumer);
-      const messages = await consumer.consume({ max_messages: maxMessages });
+      const messages = await consumer.consume({ max_messages: maxMessages, expires: expiresMs });
       let lost: BusError | undefined;
       void (async () => {
         for await (const status of await messages.status()) {

@@ -21,6 +21,7 @@ const MAX_RETRY_DELAY_MS = 2_000;
  * SIGTERM; past this the batch is handed back (nak), ahead of the messages behind it.
  */
 const STOP_WAIT_MS = 10_000;
+const PULL_EXPIRES_MS = 30_000;
 
 export interface InboundConsumerOptions {
   bus: Bus;
@@ -36,6 +37,8 @@ export interface InboundConsumerOptions {
   metrics: PersistenceMetrics;
   /** Test only (FAULT_INJECT): crash points for the fault tests. */
   faultInjection?: FaultInjection;
+  /** How long each pull waits on the server: 30 s. Tests shorten it, and with it the pump's longest stall. */
+  pullExpiresMs?: number;
 }
 
 export interface InboundConsumer {
@@ -88,7 +91,19 @@ function isRetryable(error: unknown, attempt: number): boolean {
 export async function startInboundConsumer(options: InboundConsumerOptions): Promise<InboundConsumer> {
   const { bus, db, subjects, batchMax, metrics } = options;
   const log = options.logger.child({ module: 'inbound' });
-  const consume = () => bus.consumeInbound({ maxMessages: batchMax * 2 });
+  const pullExpiresMs = options.pullExpiresMs ?? PULL_EXPIRES_MS;
+  const consume = () => bus.consumeInbound({ maxMessages: batchMax * 2, expiresMs: pullExpiresMs });
+  /**
+   * The longest the pump stops reading an open consumer. nats.js's `consume()` sends its pulls
+   * from the iterator the pump reads, and checks on them when no heartbeat came for two of their
+   * heartbeat intervals (half the pull's expiry each): a pump that stopped reading has none
+   * pending, so from then on each interval queues another full pull. All of them go out when the
+   * pump reads again, and fetch far more than asked for, none of it kept alive, all of it
+   * redelivered after the ack wait. Past a third of the expiry the pump closes the consumer
+   * instead, takes in what it had fetched, and opens a new one once there is room. And past half
+   * the ack wait, so that what it had fetched is taken in and kept alive before it is redelivered.
+   */
+  const maxStallMs = Math.min(pullExpiresMs / 3, options.inbound.ackWaitMs / 2);
   let messages: DurableConsumer = await consume();
   let consuming = true;
 
@@ -313,7 +328,25 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
     });
   };
 
-  const take = async (from: DurableConsumer) => {
+  /** A large backlog waits for the database, and no stop is under way. */
+  const full = () => held.size >= batchMax * 4 && worker !== undefined && !stopping;
+
+  /** Waits until `full()` is false, or at most `limitMs`; tells whether it is. */
+  const roomWithin = async (limitMs: number): Promise<boolean> => {
+    const deadline = performance.now() + limitMs;
+    while (full()) {
+      const left = deadline - performance.now();
+      if (left <= 0) return false;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([pumpWake, new Promise((resolve) => (timer = setTimeout(resolve, left)))]);
+      clearTimeout(timer);
+    }
+    return true;
+  };
+
+  /** Takes what `from` delivers until it ends (`ended`), or until a stall closed it (`paused`). */
+  const take = async (from: DurableConsumer): Promise<'ended' | 'paused'> => {
+    let closing = false;
     for await (const msg of from) {
       if (msg.redelivered) metrics.redeliveries.inc();
       // A copy delivered again (after a consumer was created again, say) replaces the one held.
@@ -325,8 +358,13 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
       // whatever the batch does). Messages the client has fetched but not handed over are not
       // kept alive, so the pump takes them into `held` after every batch, not once the backlog is
       // gone: waiting for that let them pass the ack wait behind a backlog of slow commits.
-      while (held.size >= batchMax * 4 && worker && !stopping) await pumpWake;
+      if (closing || (await roomWithin(maxStallMs))) continue;
+      // The iteration goes on to its end, handing over what the client had already fetched (at
+      // most 2 × BATCH_MAX), which is then held and kept alive with the rest.
+      closing = true;
+      void from.close();
     }
+    return closing ? 'paused' : 'ended';
   };
 
   /**
@@ -371,7 +409,21 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
     let recoveredAt = Number.NEGATIVE_INFINITY;
     for (;;) {
       try {
-        await take(messages);
+        if ((await take(messages)) === 'paused') {
+          log.warn(
+            { held: held.size, stalledMs: maxStallMs },
+            'the backlog is waiting for the database; pulling paused until there is room',
+          );
+          await roomWithin(Number.POSITIVE_INFINITY);
+          if (stopping) return;
+          const resumed = await consume();
+          if (stopping) {
+            await resumed.close();
+            return;
+          }
+          messages = resumed;
+          continue;
+        }
         if (stopping) return;
         log.error('the inbound consumer stopped delivering; creating it again');
       } catch (error) {
