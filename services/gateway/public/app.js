@@ -86,11 +86,10 @@ const state = {
   pending: new Map(),
   /** The open conversation is joined: until then its messages do not reach the page, and sending is off. */
   joined: false,
-  /** Joining the open conversation failed for a passing reason: tried again on the next 'ready'. */
-  joinFailed: false,
-  /** The first page of history failed to load: the seq to load it before, tried again on the next 'ready'. */
-  historyDue: null,
-  /** What the conversation's Retry button does. */
+  /**
+   * What finishes opening the conversation after it failed for a passing reason (the join, or its
+   * first page of history): run by the Retry button, and again on the next 'ready'.
+   */
   retry: null,
   oldestSeq: null,
   hasMore: false,
@@ -255,7 +254,7 @@ async function startChat(user) {
       setConnection(connection);
       if (connection === 'ready') {
         void refreshSessions();
-        resumeConversation();
+        retryConversation();
       }
     }),
     client.on('message', (message) => {
@@ -456,8 +455,6 @@ function closeConversation() {
   state.openSessionId = null;
   state.messages = new Map();
   state.joined = false;
-  state.joinFailed = false;
-  state.historyDue = null;
   state.oldestSeq = null;
   state.hasMore = false;
   // Pending items are only taken off the page: they stay in state.pending with their conversation.
@@ -533,7 +530,6 @@ async function openSession(sessionId) {
  * unavailable) is tried again when the connection is next ready, or at once from Retry.
  */
 async function joinConversation(client, sessionId, generation) {
-  state.joinFailed = false;
   hideConversationProblem();
   setComposerEnabled(false);
   let lastSeq;
@@ -548,7 +544,6 @@ async function joinConversation(client, sessionId, generation) {
       showNotice(`Cannot open conversation #${sessionId}: ${describeError(error)}`);
       return;
     }
-    state.joinFailed = true;
     // Tried again on the next 'ready' too: after a reconnect, or once the backend is back.
     showConversationProblem(`Cannot open this conversation: ${describeError(error)}`, () =>
       joinConversation(client, sessionId, generation),
@@ -565,25 +560,19 @@ async function joinConversation(client, sessionId, generation) {
 
 /** The newest page of history. On failure "Load earlier" stays hidden, so it is retried here: on the next 'ready', or from Retry. */
 async function loadFirstPage(sessionId, beforeSeq, generation) {
-  state.historyDue = null;
   hideConversationProblem();
   try {
     await loadHistory(sessionId, beforeSeq, generation);
   } catch (error) {
     if (generation !== state.openGeneration) return;
-    state.historyDue = beforeSeq;
     showConversationProblem(`Cannot load the messages: ${describeError(error)}`, () => loadFirstPage(sessionId, beforeSeq, generation));
   }
 }
 
-/** The connection is ready again: finish opening the conversation if that failed meanwhile. */
-function resumeConversation() {
-  const client = state.client;
-  const sessionId = state.openSessionId;
-  if (!client || sessionId === null) return;
-  const generation = state.openGeneration;
-  if (state.joinFailed) void joinConversation(client, sessionId, generation);
-  else if (state.historyDue !== null) void loadFirstPage(sessionId, state.historyDue, generation);
+/** Runs what the conversation's Retry button does, if anything: from the button, or when the connection is ready again. */
+function retryConversation() {
+  const retry = state.retry;
+  if (retry) void retry();
 }
 
 async function loadHistory(sessionId, beforeSeq, generation) {
@@ -787,10 +776,7 @@ ui.loadEarlier.addEventListener('click', () => {
   void loadEarlier();
 });
 
-ui.conversationRetry.addEventListener('click', () => {
-  const retry = state.retry;
-  if (retry) void retry();
-});
+ui.conversationRetry.addEventListener('click', retryConversation);
 
 ui.composerForm.addEventListener('submit', (event) => {
   event.preventDefault();
