@@ -27,11 +27,17 @@ export const READ_ONLY_SQLSTATE = '25006';
  */
 const UNAVAILABLE_SQLSTATE = /^(25006$|53(?!400$)|58|57P0)/;
 
+/** The `code` of an error: PostgreSQL's SQLSTATE for what the server refused, Node's for a network failure. */
+export function errorCode(error: unknown): string | undefined {
+  const code = error instanceof Error ? (error as { code?: unknown }).code : undefined;
+  return typeof code === 'string' ? code : undefined;
+}
+
 /** Errors that mean the database is unreachable, rather than that one query was wrong. */
 export function isConnectionError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
-  const code = (error as { code?: unknown }).code;
-  if (typeof code === 'string' && (CONNECTION_SQLSTATE.test(code) || NETWORK_CODE.test(code))) return true;
+  const code = errorCode(error);
+  if (code !== undefined && (CONNECTION_SQLSTATE.test(code) || NETWORK_CODE.test(code))) return true;
   return CONNECTION_MESSAGE.test(error.message);
 }
 
@@ -42,6 +48,6 @@ export function isConnectionError(error: unknown): boolean {
  */
 export function isDatabaseUnavailable(error: unknown): boolean {
   if (isConnectionError(error)) return true;
-  const code = error instanceof Error ? (error as { code?: unknown }).code : undefined;
-  return typeof code === 'string' && UNAVAILABLE_SQLSTATE.test(code);
+  const code = errorCode(error);
+  return code !== undefined && UNAVAILABLE_SQLSTATE.test(code);
 }

@@ -1,4 +1,4 @@
-export { isConnectionError, isDatabaseUnavailable } from './connection-errors.js';
+export { errorCode, isConnectionError, isDatabaseUnavailable } from './connection-errors.js';
 export { type CreateDbOptions, createDb, type Database, settlesWithin, withDb } from './create-db.js';
 export { createEmbeddedDb } from './embedded-db.js';
 export { type MigrateOptions, migrateToLatest } from './migrate.js';

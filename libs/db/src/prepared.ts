@@ -1,6 +1,6 @@
 import { type PostgresPool, type PostgresPoolClient, type RawBuilder, sql } from 'kysely';
 import type pg from 'pg';
-import { isConnectionError, READ_ONLY_SQLSTATE } from './connection-errors.js';
+import { errorCode, isConnectionError, READ_ONLY_SQLSTATE } from './connection-errors.js';
 
 /** Settings a connection takes when it opens, by name, e.g. `{ plan_cache_mode: 'force_generic_plan' }`. */
 export type ConnectionSettings = Readonly<Record<string, string>>;
@@ -69,7 +69,7 @@ export function preparingPool(pool: pg.Pool, { settings = {} }: { settings?: Con
         return await client.query({ ...unnamed, name });
       } catch (error) {
         // Refused before it ran, so running it again cannot apply it twice.
-        if (!PREPARED_STATEMENTS_UNSUPPORTED.has((error as { code?: string }).code ?? '')) throw error;
+        if (!PREPARED_STATEMENTS_UNSUPPORTED.has(errorCode(error) ?? '')) throw error;
         naming = false;
         return client.query(unnamed);
       }
@@ -78,7 +78,7 @@ export function preparingPool(pool: pg.Pool, { settings = {} }: { settings?: Con
       try {
         return await run(text, values);
       } catch (error) {
-        if (isConnectionError(error) || (error as { code?: unknown } | null)?.code === READ_ONLY_SQLSTATE) broken = true;
+        if (isConnectionError(error) || errorCode(error) === READ_ONLY_SQLSTATE) broken = true;
         throw error;
       }
     };

@@ -74,11 +74,8 @@ function readReqId(raw: Record<string, unknown>): ReqId | undefined {
   return raw.req_id !== undefined && reqIdSchema.safeParse(raw.req_id).success ? (raw.req_id as ReqId) : undefined;
 }
 
-/**
- * The one boundary for client frames: parses text into a typed frame or throws a `FrameError`
- * carrying the contract's error code and, when it could be read, the frame's `req_id`.
- */
-export function decodeClientFrame(text: string): ClientFrame {
+/** A frame's text as a JSON object, or a `FrameError` saying what it is instead. */
+function parseFrameObject(text: string): Record<string, unknown> {
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -88,7 +85,15 @@ export function decodeClientFrame(text: string): ClientFrame {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new FrameError(ErrorCode.InvalidMessage, 'frame must be a JSON object');
   }
-  const raw = value as Record<string, unknown>;
+  return value as Record<string, unknown>;
+}
+
+/**
+ * The one boundary for client frames: parses text into a typed frame or throws a `FrameError`
+ * carrying the contract's error code and, when it could be read, the frame's `req_id`.
+ */
+export function decodeClientFrame(text: string): ClientFrame {
+  const raw = parseFrameObject(text);
   const reqId = readReqId(raw);
   if (typeof raw.type !== 'string') throw new FrameError(ErrorCode.InvalidMessage, 'frame must have a string "type"', reqId);
   if (!isClientFrameType(raw.type)) throw new FrameError(ErrorCode.UnknownType, `unknown frame type "${raw.type.slice(0, 64)}"`, reqId);
@@ -103,14 +108,12 @@ export function decodeClientFrame(text: string): ClientFrame {
  * refusal answers, and stop waiting for it.
  */
 export function readFrameIds(text: string): { reqId?: ReqId; clientMsgId?: string } {
-  let raw: unknown;
+  let fields: Record<string, unknown>;
   try {
-    raw = JSON.parse(text);
+    fields = parseFrameObject(text);
   } catch {
     return {};
   }
-  if (typeof raw !== 'object' || raw === null) return {};
-  const fields = raw as Record<string, unknown>;
   const reqId = readReqId(fields);
   const clientMsgId = fields.client_msg_id;
   return {

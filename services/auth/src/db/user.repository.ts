@@ -1,3 +1,4 @@
+import { errorCode } from '@switchboard/db';
 import type { Role } from '@switchboard/protocol';
 import type { Kysely } from 'kysely';
 import type { AuthDatabase } from './schema.js';
@@ -39,7 +40,7 @@ export async function insertUser(
       .returningAll()
       .executeTakeFirstOrThrow();
   } catch (error) {
-    if ((error as { code?: string }).code === UNIQUE_VIOLATION) {
+    if (errorCode(error) === UNIQUE_VIOLATION) {
       throw new UsernameTakenError(`username ${user.username} is taken`, { cause: error });
     }
     throw error;

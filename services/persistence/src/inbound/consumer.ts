@@ -1,5 +1,5 @@
 import { type Bus, type DurableConsumer, type DurableMessage, decodeJson, encodeJson, type InboundStreamSettings } from '@switchboard/bus';
-import { isDatabaseUnavailable, settlesWithin } from '@switchboard/db';
+import { errorCode, isDatabaseUnavailable, settlesWithin } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import { type InboundMessage, inboundMessageSchema, type Subjects } from '@switchboard/protocol';
 import type { Kysely } from 'kysely';
@@ -72,11 +72,11 @@ const storable = (text: string) => text.replaceAll('\u0000', '\\u0000');
  * an error says nothing about the messages, which must be kept and never set aside for it.
  */
 function isTransient(error: unknown): boolean {
-  return isDatabaseUnavailable(error) || RETRYABLE_SQLSTATES.has((error as { code?: string } | null)?.code ?? '');
+  return isDatabaseUnavailable(error) || RETRYABLE_SQLSTATES.has(errorCode(error) ?? '');
 }
 
 function isRetryable(error: unknown, attempt: number): boolean {
-  return isTransient(error) || ((error as { code?: string } | null)?.code === UNIQUE_VIOLATION && attempt < MAX_UNIQUE_RETRIES);
+  return isTransient(error) || (errorCode(error) === UNIQUE_VIOLATION && attempt < MAX_UNIQUE_RETRIES);
 }
 
 /**
