@@ -1,6 +1,6 @@
-import { LoadClient, type ServiceProcess, type Stack, startStack, TestClient, waitFor } from '@switchboard/testing';
+import { LoadClient, metric, type ServiceProcess, type Stack, startStack, TestClient, waitFor, withDb } from '@switchboard/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { assertAllAcked, assertClean, createSessions, deadLetterCount, metric, summary, verify, withDb } from './support.js';
+import { assertAllAcked, assertClean, createSessions, deadLetterCount, summary, verify } from './support.js';
 
 /**
  * Persistence dies after its transaction committed and before the confirmed events and the

@@ -1,6 +1,6 @@
-import { LoadClient, type Stack, startStack, waitFor } from '@switchboard/testing';
+import { LoadClient, type Stack, slowInserts, startStack, waitFor } from '@switchboard/testing';
 import { afterAll, describe, expect, it } from 'vitest';
-import { assertAllAcked, assertClean, createSessions, deadLetterCount, sleep, slowInserts, summary, verify } from './support.js';
+import { assertAllAcked, assertClean, createSessions, deadLetterCount, sleep, summary, verify } from './support.js';
 
 let stack: Stack | undefined;
 const clients: LoadClient[] = [];

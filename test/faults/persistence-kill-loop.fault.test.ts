@@ -1,4 +1,4 @@
-import { type LoadClient, type ServiceProcess, type Stack, startStack } from '@switchboard/testing';
+import { type LoadClient, metric, type ServiceProcess, type Stack, slowInserts, startStack } from '@switchboard/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   assertAllAcked,
@@ -7,9 +7,7 @@ import {
   createSessions,
   deadLetterCount,
   isRunning,
-  metric,
   sleep,
-  slowInserts,
   summary,
   verify,
 } from './support.js';

@@ -1,7 +1,18 @@
-import { checkDelivery, formatReport, LoadClient, readStored, type Stack, startStack, TestClient, waitFor } from '@switchboard/testing';
+import {
+  checkDelivery,
+  formatReport,
+  LoadClient,
+  metric,
+  readStored,
+  type Stack,
+  startStack,
+  TestClient,
+  waitFor,
+  withDb,
+} from '@switchboard/testing';
 import { connect, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSessions, isRunning, type LoadSession, metric, sleep, verify, withDb } from './support.js';
+import { createSessions, isRunning, type LoadSession, sleep, verify } from './support.js';
 
 /**
  * Messages that can never be stored: one PostgreSQL refuses (a trigger raising an exception),

@@ -1,6 +1,7 @@
 import {
   createTestDatabase,
   type LoadClient,
+  metric,
   type ServiceProcess,
   type Stack,
   startStack,
@@ -16,7 +17,6 @@ import {
   createSessions,
   deadLetterCount,
   isRunning,
-  metric,
   opsStatus,
   sleep,
   summary,

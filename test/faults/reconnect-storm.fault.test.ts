@@ -1,7 +1,7 @@
-import { LoadClient, type Stack, startStack, waitFor } from '@switchboard/testing';
+import { LoadClient, metric, type Stack, startStack, waitFor, withDb } from '@switchboard/testing';
 import { connect, type NatsConnection, RequestStrategy } from 'nats';
 import { afterAll, describe, expect, it } from 'vitest';
-import { assertAllAcked, assertClean, createSessions, isRunning, metric, sleep, summary, verify, withDb } from './support.js';
+import { assertAllAcked, assertClean, createSessions, isRunning, sleep, summary, verify } from './support.js';
 
 let stack: Stack | undefined;
 let nats: NatsConnection | undefined;

@@ -1,6 +1,6 @@
-import { LoadClient, type Stack, startStack, TestClient, waitFor } from '@switchboard/testing';
+import { LoadClient, metric, type Stack, startStack, TestClient, waitFor, withDb } from '@switchboard/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { assertAllAcked, assertClean, createSessions, isRunning, metric, sleep, summary, verify, withDb } from './support.js';
+import { assertAllAcked, assertClean, createSessions, isRunning, sleep, summary, verify } from './support.js';
 
 let stack: Stack | undefined;
 const clients: LoadClient[] = [];

@@ -1,7 +1,7 @@
 /**
- * Shared pieces of the fault scenarios (`*.fault.test.ts` in this folder): sessions to load,
- * the end-of-run check against PostgreSQL, metrics and a cuttable TCP proxy (a private NATS server
- * is `NatsServer`, from `@switchboard/testing`).
+ * Shared pieces of the fault scenarios (`*.fault.test.ts` in this folder): sessions to load and
+ * the end-of-run check against PostgreSQL. Metrics, slow inserts, a cuttable TCP proxy and a
+ * private NATS server are in `@switchboard/testing`.
  */
 import {
   type CheckReport,
@@ -12,8 +12,8 @@ import {
   type ServiceProcess,
   type Stack,
   TestClient,
+  withDb,
 } from '@switchboard/testing';
-import pg from 'pg';
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -150,43 +150,6 @@ export function summary(label: string, report: CheckReport, clients: readonly Lo
 
 export async function deadLetterCount(databaseUrl: string): Promise<number> {
   return withDb(databaseUrl, async (db) => Number((await db.query('select count(*) as n from dead_letters')).rows[0]?.n ?? 0));
-}
-
-export async function withDb<T>(databaseUrl: string, run: (db: pg.Client) => Promise<T>): Promise<T> {
-  const db = new pg.Client({ connectionString: databaseUrl });
-  await db.connect();
-  try {
-    return await run(db);
-  } finally {
-    await db.end();
-  }
-}
-
-/**
- * Makes every insert into `messages` take at least `ms` longer (a statement trigger sleeping),
- * so batches stay in flight long enough for a kill to land inside one.
- */
-export async function slowInserts(databaseUrl: string, ms: number): Promise<void> {
-  await withDb(databaseUrl, async (db) => {
-    await db.query(`create or replace function fault_slow_insert() returns trigger language plpgsql as $$
-      begin perform pg_sleep(${ms / 1000}); return null; end $$`);
-    await db.query('create trigger fault_slow_insert after insert on messages for each statement execute function fault_slow_insert()');
-  });
-}
-
-/** The sum of a Prometheus metric's samples whose labels include `labels`. */
-export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
-  let total = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (!Object.entries(labels).every(([key, value]) => line.includes(`${key}="${value}"`))) continue;
-    total += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return total;
-}
-
-export async function metric(service: ServiceProcess, name: string, labels: Record<string, string> = {}): Promise<number> {
-  return metricValue(await (await fetch(service.opsUrl('/metrics'))).text(), name, labels);
 }
 
 /** HTTP status of an ops endpoint, 0 when it does not answer. */

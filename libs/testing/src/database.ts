@@ -11,14 +11,24 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-async function withAdmin<T>(run: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: TEST_DATABASE_ADMIN_URL });
-  await client.connect();
+/** Runs `run` on a connection of its own to `databaseUrl`, closed when it settles. */
+export async function withDb<T>(databaseUrl: string, run: (db: pg.Client) => Promise<T>): Promise<T> {
+  const db = new pg.Client({ connectionString: databaseUrl });
+  await db.connect();
   try {
-    return await run(client);
+    return await run(db);
   } finally {
-    await client.end();
+    await db.end();
   }
+}
+
+/** The rows of one statement, run on a connection of its own: none is kept open for a test terminating connections to break. */
+export async function query<Row extends pg.QueryResultRow>(databaseUrl: string, text: string, values: unknown[] = []): Promise<Row[]> {
+  return withDb(databaseUrl, async (db) => (await db.query<Row>(text, values)).rows);
+}
+
+function withAdmin<T>(run: (client: pg.Client) => Promise<T>): Promise<T> {
+  return withDb(TEST_DATABASE_ADMIN_URL, run);
 }
 
 /** A fresh, empty database for one test file, on the real PostgreSQL server. */

@@ -13,8 +13,9 @@ export {
   type StoredRow,
   type TranscriptRecord,
 } from './checker.js';
-export { createTestDatabase, TEST_DATABASE_ADMIN_URL, type TestDatabase } from './database.js';
+export { createTestDatabase, query, TEST_DATABASE_ADMIN_URL, type TestDatabase, withDb } from './database.js';
 export { LoadClient, type LoadClientOptions } from './load-client.js';
+export { metric, metricValue } from './metrics.js';
 export { NatsServer } from './nats-server.js';
 export { deleteInboundStream } from './nats-streams.js';
 export { PendingReplies } from './pending-replies.js';
@@ -30,6 +31,7 @@ export {
   uniqueSubjectPrefix,
   waitFor,
 } from './service-process.js';
+export { removeSlowInserts, slowInserts } from './slow-inserts.js';
 export { type Stack, type StackOptions, startStack } from './stack.js';
 export { TcpProxy } from './tcp-proxy.js';
 export { type Frame, TestClient, type TestClientOptions } from './ws-client.js';

@@ -1,6 +1,6 @@
-import { waitFor } from '@switchboard/testing';
+import { metric, query, waitFor } from '@switchboard/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Harness, metric, query, sleep, startHarness } from './support.js';
+import { type Harness, sleep, startHarness } from './support.js';
 
 /**
  * A batch whose processing throws: here a message PostgreSQL refuses, whose dead letter cannot be

@@ -1,8 +1,18 @@
 import { createSubjects } from '@switchboard/protocol';
-import { type ServiceProcess, type Stack, sendReliably, startStack, TestClient, waitFor } from '@switchboard/testing';
+import {
+  query,
+  removeSlowInserts,
+  type ServiceProcess,
+  type Stack,
+  sendReliably,
+  slowInserts,
+  startStack,
+  TestClient,
+  waitFor,
+} from '@switchboard/testing';
 import { connect, type JetStreamManager, type NatsConnection, StorageType } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { query, sleep } from './support.js';
+import { sleep } from './support.js';
 
 /**
  * The inbound stream or its durable consumer deleted under a running persistence (by an operator,
@@ -122,15 +132,7 @@ describe('persistence when its inbound consumer or stream is deleted', () => {
     await send(customer, 3);
     // Commits of 200 ms and two senders: when the consumer goes, a batch is in hand and messages
     // are held behind it, delivered by the consumer that is gone.
-    await query(
-      stack.database.url,
-      `create function slow_insert() returns trigger language plpgsql as $$
-        begin perform pg_sleep(0.2); return null; end $$`,
-    );
-    await query(
-      stack.database.url,
-      'create trigger slow_insert after insert on messages for each statement execute function slow_insert()',
-    );
+    await slowInserts(stack.database.url, 200);
     let sends = 0;
     const deleteAfterFour = async () => {
       if (++sends === 4) await jsm.consumers.delete(subjects.inboundStream, subjects.inboundConsumer);
@@ -138,7 +140,7 @@ describe('persistence when its inbound consumer or stream is deleted', () => {
     try {
       await Promise.all([send(customer, 10, deleteAfterFour), send(agent, 10, deleteAfterFour)]);
     } finally {
-      await query(stack.database.url, 'drop trigger slow_insert on messages');
+      await removeSlowInserts(stack.database.url);
     }
     await expectStoredAndDeliveredOnce();
     expect((await jsm.consumers.info(subjects.inboundStream, subjects.inboundConsumer)).config.durable_name).toBe(subjects.inboundConsumer);

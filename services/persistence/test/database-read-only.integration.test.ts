@@ -1,7 +1,7 @@
 import { createPersistenceClient } from '@switchboard/bus';
-import { waitFor } from '@switchboard/testing';
+import { metric, waitFor } from '@switchboard/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { failureOf, type Harness, metric, setReadOnly, sleep, startHarness } from './support.js';
+import { failureOf, type Harness, setReadOnly, sleep, startHarness } from './support.js';
 
 /**
  * A database that is up but cannot take writes (SQLSTATE 25006: a primary demoted to a standby

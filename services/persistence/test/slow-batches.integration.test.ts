@@ -1,6 +1,6 @@
-import { waitFor } from '@switchboard/testing';
+import { metric, slowInserts, waitFor } from '@switchboard/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Harness, metric, query, startHarness } from './support.js';
+import { type Harness, startHarness } from './support.js';
 
 /**
  * Slow commits, each shorter than the keep-alive's quarter of the ack wait, one after another: a
@@ -23,12 +23,7 @@ describe('messages waiting behind many slow batches', () => {
     // Batches of two, each taking 0.8 s: ten messages wait up to 4 s, twice the ack wait.
     const env = { INBOUND_ACK_WAIT: '2s', BATCH_MAX: '2' };
     await (await harness.startPersistence(env)).stop();
-    const url = harness.database.url;
-    await query(
-      url,
-      `create function slow_insert() returns trigger language plpgsql as $$ begin perform pg_sleep(0.8); return null; end $$`,
-    );
-    await query(url, 'create trigger slow_insert after insert on messages for each statement execute function slow_insert()');
+    await slowInserts(harness.database.url, 800);
 
     const [session = 0] = await harness.createSessions(1);
     const ids = Array.from({ length: 10 }, (_, index) => `slow-${index}`);

@@ -1,7 +1,7 @@
-import { waitFor } from '@switchboard/testing';
+import { query, waitFor } from '@switchboard/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Harness, query, sleep, startHarness } from './support.js';
+import { type Harness, sleep, startHarness } from './support.js';
 
 /**
  * SIGTERM while the batch in hand waits for a row lock held elsewhere (another replica's

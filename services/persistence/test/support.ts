@@ -4,13 +4,14 @@ import { createSubjects, type InboundMessage, inboundMessageId, type Subjects } 
 import {
   createTestDatabase,
   deleteInboundStream,
+  query,
   type ServiceProcess,
   startService,
   TEST_DATABASE_ADMIN_URL,
   type TestDatabase,
   uniqueSubjectPrefix,
+  withDb,
 } from '@switchboard/testing';
-import pg from 'pg';
 
 const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 
@@ -22,30 +23,6 @@ export const failureOf = (promise: Promise<unknown>) =>
     () => undefined,
     (error: unknown) => error,
   );
-
-/** One statement on a connection of its own: the tests terminate the database's connections. */
-export async function query<Row extends pg.QueryResultRow>(url: string, text: string, values: unknown[] = []): Promise<Row[]> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<Row>(text, values)).rows;
-  } finally {
-    await client.end();
-  }
-}
-
-/** A persistence metric from its ops port, summed over the series matching `labels`; 0 when it has none. */
-export async function metric(service: ServiceProcess, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const text = await (await fetch(service.opsUrl('/metrics'))).text();
-  let total = 0;
-  for (const line of text.split('\n')) {
-    const match = /^([a-z_]+)(\{[^}]*\})? (\S+)$/.exec(line);
-    if (!match || match[1] !== name) continue;
-    const series = match[2] ?? '';
-    if (Object.entries(labels).every(([label, value]) => series.includes(`${label}="${value}"`))) total += Number(match[3]);
-  }
-  return total;
-}
 
 /**
  * A database, a subject prefix and a bus connection of a test file's own, for persistence
@@ -134,15 +111,11 @@ export async function startHarness(label: string): Promise<Harness> {
  * `default_transaction_read_only` applies to new connections, so the open ones are terminated.
  */
 export async function setReadOnly(database: TestDatabase, readOnly: boolean): Promise<void> {
-  const admin = new pg.Client({ connectionString: TEST_DATABASE_ADMIN_URL });
-  await admin.connect();
-  try {
+  await withDb(TEST_DATABASE_ADMIN_URL, async (admin) => {
     const setting = readOnly ? 'set default_transaction_read_only = on' : 'reset default_transaction_read_only';
     await admin.query(`alter database "${database.name}" ${setting}`);
     await admin.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [
       database.name,
     ]);
-  } finally {
-    await admin.end();
-  }
+  });
 }
