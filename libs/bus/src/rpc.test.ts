@@ -8,7 +8,7 @@ import { jsonEndpoint, requestJson } from './rpc.js';
 
 const logger = createLogger({ name: 'rpc-test', level: 'silent' });
 const subject = `rpc-test-${process.pid}.echo`;
-const request = z.object({ outcome: z.enum(['reply', 'limited', 'crash']) });
+const request = z.object({ outcome: z.enum(['reply', 'limited', 'unknown-wait', 'crash']) });
 const reply = z.object({ ok: z.literal(true) });
 
 let bus: Bus;
@@ -28,6 +28,7 @@ beforeAll(async () => {
     logger,
     async handler({ outcome }) {
       if (outcome === 'limited') throw new BusError(BusErrorCode.RateLimited, 'slow down', { retryAfterMs: 1234.2 });
+      if (outcome === 'unknown-wait') throw new BusError(BusErrorCode.RateLimited, 'slow down', { retryAfterMs: Number.NaN });
       if (outcome === 'crash') throw new Error('a bug');
       return { ok: true as const };
     },
@@ -55,6 +56,10 @@ describe('JSON endpoints over NATS', () => {
     const error = await call({ outcome: 'limited' });
     expect(error).toBeInstanceOf(BusError);
     expect(error).toMatchObject({ code: BusErrorCode.RateLimited, message: 'slow down', retryAfterMs: 1235 });
+  });
+
+  it('leaves out a retry-after that is not a number of milliseconds, rather than answer what the caller cannot read', async () => {
+    expect(await call({ outcome: 'unknown-wait' })).toMatchObject({ code: BusErrorCode.RateLimited, retryAfterMs: undefined });
   });
 
   it('answers anything else thrown as internal, without its message, and a bad request as invalid', async () => {

@@ -63,7 +63,12 @@ export function jsonEndpoint<Req, Rep>(options: {
 }): EndpointSpec {
   const { name, subject, requestSchema, handler, logger } = options;
   const answerError = (code: BusErrorCode, message: string, retryAfterMs?: number) =>
-    encodeJson({ error: retryAfterMs === undefined ? { code, message } : { code, message, retry_after_ms: Math.ceil(retryAfterMs) } });
+    encodeJson({
+      error:
+        retryAfterMs === undefined || !Number.isFinite(retryAfterMs)
+          ? { code, message }
+          : { code, message, retry_after_ms: Math.max(0, Math.ceil(retryAfterMs)) },
+    });
   return {
     name,
     subject,

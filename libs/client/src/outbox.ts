@@ -1,5 +1,5 @@
 import type { ReqId, ServerFrame } from '@switchboard/protocol';
-import { ChatError, isTransient } from './errors.js';
+import { ChatError, isTransient, retryAfterOf } from './errors.js';
 import type { Timer, Transport } from './transport.js';
 
 export interface SendResult {
@@ -75,13 +75,13 @@ export class Outbox {
           message.retry = undefined;
           this.sendHead(message.sessionId);
         },
-        Math.max(frame.retry_after_ms ?? 0, this.transport.retryDelay(message.attempts - 1)),
+        Math.max(retryAfterOf(frame) ?? 0, this.transport.retryDelay(message.attempts - 1)),
       );
       return true;
     }
     const queue = this.queues.get(message.sessionId);
     if (queue) this.remove(queue, queue.indexOf(message), message);
-    message.reject(new ChatError(frame.code, frame.message, frame.retry_after_ms));
+    message.reject(new ChatError(frame.code, frame.message, retryAfterOf(frame)));
     this.sendHead(message.sessionId);
     return true;
   }

@@ -1,5 +1,5 @@
 import type { ClientFrame, ReqId, ServerFrame } from '@switchboard/protocol';
-import { ChatError, isTransient } from './errors.js';
+import { ChatError, isTransient, retryAfterOf } from './errors.js';
 import type { Timer, Transport } from './transport.js';
 
 export type ReplyType = Exclude<ServerFrame['type'], 'connected' | 'new_message' | 'message_ack' | 'error'>;
@@ -26,7 +26,7 @@ interface Pending {
   readonly resolve: (reply: ServerFrame) => void;
   readonly reject: (error: ChatError) => void;
   deadline: Timer | undefined;
-  /** `Date.now()` at the deadline. */
+  /** `performance.now()` at the deadline: a monotonic clock, as the deadline's timer. */
   expiresAt: number;
   /** The `req_id` of the attempt on the wire, if one is. */
   reqId: ReqId | undefined;
@@ -56,7 +56,7 @@ export class RequestTracker {
         resolve: resolve as Pending['resolve'],
         reject,
         deadline: undefined,
-        expiresAt: Date.now() + this.timeoutMs,
+        expiresAt: performance.now() + this.timeoutMs,
         reqId: undefined,
         retry: undefined,
         attempts: 0,
@@ -85,11 +85,12 @@ export class RequestTracker {
     this.onWire.delete(reqId);
     pending.reqId = undefined;
     if (frame.type === 'error') {
-      const error = new ChatError(frame.code, frame.message, frame.retry_after_ms);
-      const notBefore = frame.retry_after_ms ?? 0;
+      const retryAfterMs = retryAfterOf(frame);
+      const error = new ChatError(frame.code, frame.message, retryAfterMs);
+      const notBefore = retryAfterMs ?? 0;
       // A rate-limited frame was not processed at all, so even a request that is not idempotent can be sent again.
       const repeatable = frame.code === 'rate_limited' || (pending.idempotent && isTransient(frame.code));
-      if (repeatable && Date.now() + notBefore < pending.expiresAt) {
+      if (repeatable && performance.now() + notBefore < pending.expiresAt) {
         pending.lastError = error;
         pending.retry = setTimeout(
           () => {

@@ -4,7 +4,7 @@ import { createMetricsRegistry } from '@switchboard/runtime';
 import { waitFor } from '@switchboard/testing';
 import { connect, type NatsConnection } from 'nats';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { migratePersistence } from '../src/app.js';
 import type { PersistenceDatabase } from '../src/db/schema.js';
 import { type InboundConsumer, startInboundConsumer } from '../src/inbound/consumer.js';
@@ -19,71 +19,100 @@ import { type Harness, sleep, startHarness } from './support.js';
 
 const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 const BATCH_MAX = 5;
-const MESSAGES = 200;
-/** Heartbeats every 1 s: missed from about 2 s into a stall, another pull every second after. */
-const PULL_EXPIRES_MS = Number(process.env.PULL_EXPIRES ?? 2_000);
-const STALL_MS = 10_000;
+/** Heartbeats every 1 s: missed from about 2 s into a stall, another pull every second after. The pump pauses after 0.67 s. */
+const PULL_EXPIRES_MS = 2_000;
+const INBOUND = { ackWaitMs: 4_000, maxDeliver: 20, duplicateWindowMs: 120_000, maxAgeMs: 3_600_000, replicas: 1 };
 const logger = createLogger({ name: 'pull-stall-test', level: process.env.TEST_LOG ?? 'silent' });
 
 let harness: Harness;
 let database: Database<PersistenceDatabase>;
 let nc: NatsConnection;
 let consumer: InboundConsumer | undefined;
+let locker: pg.Client | undefined;
 
 beforeAll(async () => {
   harness = await startHarness('persistence_pull_stall');
   database = createDb<PersistenceDatabase>({ url: harness.database.url, poolSize: 2, applicationName: 'pull-stall-test' });
   await migratePersistence(database.db, logger);
+  await harness.bus.ensureInboundStream(INBOUND);
   nc = await connect({ servers: NATS_URL, name: 'pull-stall-test' });
 });
 
-afterAll(async () => {
+afterEach(async () => {
+  await unlock();
   await consumer?.stop();
+  consumer = undefined;
+});
+
+afterAll(async () => {
   await nc?.close();
   await database?.destroy();
   await harness?.close();
 });
 
+const startConsumer = () =>
+  startInboundConsumer({
+    bus: harness.bus,
+    inbound: INBOUND,
+    db: database.db,
+    subjects: harness.subjects,
+    batchMax: BATCH_MAX,
+    logger,
+    metrics: createPersistenceMetrics(createMetricsRegistry('pull-stall-test')),
+    pullExpiresMs: PULL_EXPIRES_MS,
+  });
+
+/** Every insert waits for this lock: the first batch is held up, and the pump stops once it holds 4 × BATCH_MAX. */
+async function lock(): Promise<void> {
+  locker = new pg.Client({ connectionString: harness.database.url });
+  await locker.connect();
+  await locker.query('begin');
+  await locker.query('lock table messages in access exclusive mode');
+}
+
+async function unlock(): Promise<void> {
+  const held = locker;
+  locker = undefined;
+  if (!held) return;
+  await held.query('rollback');
+  await held.end();
+}
+
+/** Publishes `count` messages to a new session; returns their client_msg_ids in order. */
+async function backlog(label: string, count: number): Promise<{ session: number; ids: string[] }> {
+  const [session = 0] = await harness.createSessions(1);
+  const ids = Array.from({ length: count }, (_, index) => `${label}-${index}`);
+  await Promise.all(ids.map((id) => harness.publish(session, id)));
+  return { session, ids };
+}
+
+async function storedIn(session: number) {
+  return (await harness.stored()).filter((row) => row.session_id === session);
+}
+
+const consumerInfo = async () =>
+  (await nc.jetstreamManager()).consumers.info(harness.subjects.inboundStream, harness.subjects.inboundConsumer);
+
 describe('a backlog that waits for the database longer than a pull', () => {
   it('is fetched only as far as asked for, and stored once each, in order', async () => {
-    const inbound = { ackWaitMs: 4_000, maxDeliver: 20, duplicateWindowMs: 120_000, maxAgeMs: 3_600_000, replicas: 1 };
-    await harness.bus.ensureInboundStream(inbound);
-    const [session = 0] = await harness.createSessions(1);
-    const ids = Array.from({ length: MESSAGES }, (_, index) => `stall-${index}`);
-    await Promise.all(ids.map((id) => harness.publish(session, id)));
-
-    // Every insert waits for this lock: the first batch is held up, and the pump stops once it holds 4 × BATCH_MAX.
-    const locker = new pg.Client({ connectionString: harness.database.url });
-    await locker.connect();
-    await locker.query('begin');
-    await locker.query('lock table messages in access exclusive mode');
-    consumer = await startInboundConsumer({
-      bus: harness.bus,
-      inbound,
-      db: database.db,
-      subjects: harness.subjects,
-      batchMax: BATCH_MAX,
-      logger,
-      metrics: createPersistenceMetrics(createMetricsRegistry('pull-stall-test')),
-      pullExpiresMs: PULL_EXPIRES_MS,
-    });
-    await sleep(STALL_MS);
-    await locker.query('rollback');
-    await locker.end();
+    const { session, ids } = await backlog('stall', 200);
+    const deliveredBefore = (await consumerInfo()).delivered.consumer_seq;
+    await lock();
+    consumer = await startConsumer();
+    await sleep(10_000);
+    await unlock();
 
     // From the moment the database takes writes again: how much the consumer has out at most.
-    const jsm = await nc.jetstreamManager();
-    const info = () => jsm.consumers.info(harness.subjects.inboundStream, harness.subjects.inboundConsumer);
     let mostOut = 0;
     await waitFor(
       async () => {
-        mostOut = Math.max(mostOut, (await info()).num_ack_pending);
-        return (await harness.stored()).length === MESSAGES;
+        mostOut = Math.max(mostOut, (await consumerInfo()).num_ack_pending);
+        return (await storedIn(session)).length === ids.length;
       },
       60_000,
       'every message to be stored',
     );
-    const stored = await harness.stored();
+    const stored = await storedIn(session);
     expect(stored.map((row) => row.client_msg_id)).toEqual(ids);
     expect(stored.map((row) => row.seq)).toEqual(ids.map((_, index) => index + 1));
     // Held (4 × BATCH_MAX), in hand (BATCH_MAX) and fetched ahead (2 × BATCH_MAX), and no more.
@@ -91,6 +120,23 @@ describe('a backlog that waits for the database longer than a pull', () => {
     // once when the database came back: the whole backlog was out at that moment.
     expect(mostOut).toBeLessThanOrEqual(7 * BATCH_MAX);
     // Nothing was delivered twice: what the client had fetched ahead was held and kept alive.
-    expect((await info()).delivered.consumer_seq).toBe(MESSAGES);
+    expect((await consumerInfo()).delivered.consumer_seq - deliveredBefore).toBe(ids.length);
+  }, 90_000);
+
+  it('stops while pulling is paused, handing back what it holds, and a new consumer stores it all once, in order', async () => {
+    const { session, ids } = await backlog('stop', 100);
+    await lock();
+    const first = await startConsumer();
+    await sleep(3_000);
+    const stopping = first.stop();
+    await unlock();
+    await stopping;
+    expect((await storedIn(session)).length).toBeLessThan(ids.length);
+
+    consumer = await startConsumer();
+    await waitFor(async () => (await storedIn(session)).length === ids.length, 60_000, 'every message to be stored');
+    const stored = await storedIn(session);
+    expect(stored.map((row) => row.client_msg_id)).toEqual(ids);
+    expect(stored.map((row) => row.seq)).toEqual(ids.map((_, index) => index + 1));
   }, 90_000);
 });

@@ -38,7 +38,8 @@ function createHandlers(db: Kysely<PersistenceDatabase>, sessionCreateLimit: Ses
       const session = await insertSession(db, { customerId: request.customer_id, subject: request.subject }, sessionCreateLimit);
       if (!session) {
         const minutes = Math.ceil(sessionCreateLimit.windowMs / 60_000);
-        const retryAfterMs = await sessionCreateRetryAfterMs(db, request.customer_id, sessionCreateLimit);
+        // Only a hint: should reading it fail, the refusal goes without it.
+        const retryAfterMs = await sessionCreateRetryAfterMs(db, request.customer_id, sessionCreateLimit).catch(() => undefined);
         throw new BusError(
           BusErrorCode.RateLimited,
           `at most ${sessionCreateLimit.max} new sessions per ${minutes} minutes; try again later`,

@@ -165,6 +165,15 @@ describe('insertSession', () => {
     expect(await sessionCreateRetryAfterMs(persistence.db, 727_272, limit)).toBe(0);
   });
 
+  it('tells a wait longer than a 32-bit number of milliseconds, as with a 30-day window', async () => {
+    const month = { max: 1, windowMs: 30 * 24 * 3_600_000 };
+    expect(await insertSession(persistence.db, { customerId: 828_282, subject: null }, month)).toBeDefined();
+    expect(await insertSession(persistence.db, { customerId: 828_282, subject: null }, month)).toBeUndefined();
+    const retryAfterMs = await sessionCreateRetryAfterMs(persistence.db, 828_282, month);
+    expect(retryAfterMs).toBeGreaterThan(month.windowMs - 60_000);
+    expect(retryAfterMs).toBeLessThanOrEqual(month.windowMs);
+  });
+
   it('counts only the sessions created within the window', async () => {
     await sql`
       insert into sessions (customer_id, created_at) select 525252, now() - interval '2 minutes' from generate_series(1, 10)

@@ -55,7 +55,7 @@ export async function sessionCreateRetryAfterMs(
   limit: SessionCreateLimit,
 ): Promise<number> {
   const { rows } = await sql<{ ms: number }>`
-    select greatest(0, ceil(extract(epoch from created_at + make_interval(secs => ${limit.windowMs / 1000}) - clock_timestamp()) * 1000))::int as ms
+    select greatest(0, ceil(extract(epoch from created_at + make_interval(secs => ${limit.windowMs / 1000}) - clock_timestamp()) * 1000))::float8 as ms
     from sessions
     where customer_id = ${customerId}::bigint and created_at > now() - make_interval(secs => ${limit.windowMs / 1000})
     order by created_at desc, id desc

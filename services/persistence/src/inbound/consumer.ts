@@ -331,10 +331,14 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
   /** A large backlog waits for the database, and no stop is under way. */
   const full = () => held.size >= batchMax * 4 && worker !== undefined && !stopping;
 
-  /** Waits until `full()` is false, or at most `limitMs`; tells whether it is. */
-  const roomWithin = async (limitMs: number): Promise<boolean> => {
-    const deadline = performance.now() + limitMs;
+  /** Waits until `full()` is false, or at most `limitMs` (unbounded if not given); tells whether it is. */
+  const roomWithin = async (limitMs?: number): Promise<boolean> => {
+    const deadline = limitMs === undefined ? undefined : performance.now() + limitMs;
     while (full()) {
+      if (deadline === undefined) {
+        await pumpWake;
+        continue;
+      }
       const left = deadline - performance.now();
       if (left <= 0) return false;
       let timer: NodeJS.Timeout | undefined;
@@ -358,7 +362,12 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
       // whatever the batch does). Messages the client has fetched but not handed over are not
       // kept alive, so the pump takes them into `held` after every batch, not once the backlog is
       // gone: waiting for that let them pass the ack wait behind a backlog of slow commits.
-      if (closing || (await roomWithin(maxStallMs))) continue;
+      if (closing) {
+        // Fetched before the close, and not kept alive until now: its ack wait starts again.
+        msg.working();
+        continue;
+      }
+      if (await roomWithin(maxStallMs)) continue;
       // The iteration goes on to its end, handing over what the client had already fetched (at
       // most 2 × BATCH_MAX), which is then held and kept alive with the rest.
       closing = true;
@@ -414,11 +423,16 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
             { held: held.size, stalledMs: maxStallMs },
             'the backlog is waiting for the database; pulling paused until there is room',
           );
-          await roomWithin(Number.POSITIVE_INFINITY);
+          await roomWithin();
           if (stopping) return;
-          const resumed = await consume();
-          if (stopping) {
-            await resumed.close();
+          const resuming = consume();
+          const resumed = await Promise.race([resuming, stopRequested]);
+          if (!resumed || stopping) {
+            // Nobody reads it, so its close() would never settle: not waited for.
+            resuming.then(
+              (late) => void late.close().catch(() => undefined),
+              () => undefined,
+            );
             return;
           }
           messages = resumed;
