@@ -357,17 +357,17 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
       held.set(msg.seq, msg);
       arrivedAt.set(msg, performance.now());
       kick();
-      // Backpressure: stop pulling while a large backlog waits for the database, until the next
-      // batch ends (or a stop: the pump must then finish, so that its subscription drains,
-      // whatever the batch does). Messages the client has fetched but not handed over are not
-      // kept alive, so the pump takes them into `held` after every batch, not once the backlog is
-      // gone: waiting for that let them pass the ack wait behind a backlog of slow commits.
       if (closing) {
         // Fetched before the close, and not kept alive until now: its ack wait starts again.
         msg.working();
         continue;
       }
-      if (await roomWithin(maxStallMs)) continue;
+      // Backpressure: stop pulling while a large backlog waits for the database, until the next
+      // batch ends (or a stop: the pump must then finish, so that its subscription drains,
+      // whatever the batch does). Messages the client has fetched but not handed over are not
+      // kept alive, so the pump takes them into `held` after every batch, not once the backlog is
+      // gone: waiting for that let them pass the ack wait behind a backlog of slow commits.
+      if (!full() || (await roomWithin(maxStallMs))) continue;
       // The iteration goes on to its end, handing over what the client had already fetched (at
       // most 2 × BATCH_MAX), which is then held and kept alive with the rest.
       closing = true;
