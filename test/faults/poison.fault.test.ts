@@ -4,6 +4,7 @@ import {
   LoadClient,
   metric,
   readStored,
+  refusePoison,
   type Stack,
   startStack,
   TestClient,
@@ -30,14 +31,7 @@ const clients: LoadClient[] = [];
 beforeAll(async () => {
   stack = await startStack({ gateways: 1, persistence: 1 });
   nats = await connect({ servers: 'nats://127.0.0.1:4222' });
-  await withDb(stack.database.url, async (db) => {
-    await db.query(`create function refuse_poison() returns trigger language plpgsql as $$
-      begin
-        if new.content = 'POISON' then raise exception 'poison message refused by a trigger'; end if;
-        return new;
-      end $$`);
-    await db.query('create trigger refuse_poison before insert on messages for each row execute function refuse_poison()');
-  });
+  await refusePoison(stack.database.url);
   sessions = await createSessions(stack, 3);
 });
 

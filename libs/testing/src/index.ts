@@ -15,6 +15,7 @@ export {
 } from './checker.js';
 export { createTestDatabase, query, TEST_DATABASE_ADMIN_URL, type TestDatabase, withDb } from './database.js';
 export { LoadClient, type LoadClientOptions } from './load-client.js';
+export { refusePoison, removeSlowInserts, slowInserts } from './message-triggers.js';
 export { metric, metricValue } from './metrics.js';
 export { NatsServer } from './nats-server.js';
 export { deleteInboundStream } from './nats-streams.js';
@@ -31,7 +32,6 @@ export {
   uniqueSubjectPrefix,
   waitFor,
 } from './service-process.js';
-export { removeSlowInserts, slowInserts } from './slow-inserts.js';
 export { type Stack, type StackOptions, startStack } from './stack.js';
 export { TcpProxy } from './tcp-proxy.js';
 export { type Frame, TestClient, type TestClientOptions } from './ws-client.js';

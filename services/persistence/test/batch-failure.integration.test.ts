@@ -1,4 +1,4 @@
-import { metric, query, waitFor } from '@switchboard/testing';
+import { metric, query, refusePoison, waitFor } from '@switchboard/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, sleep, startHarness } from './support.js';
 
@@ -25,15 +25,7 @@ describe('a batch whose processing throws', () => {
     // stream and the next replica takes them as one batch.
     await (await harness.startPersistence(env)).stop();
     const url = harness.database.url;
-    await query(
-      url,
-      `create function refuse_poison() returns trigger language plpgsql as $$
-        begin
-          if new.content = 'POISON' then raise exception 'poison message refused by a trigger'; end if;
-          return new;
-        end $$`,
-    );
-    await query(url, 'create trigger refuse_poison before insert on messages for each row execute function refuse_poison()');
+    await refusePoison(url);
     await query(url, 'create table refuse_dead_letters (refused boolean)');
     await query(url, 'insert into refuse_dead_letters values (true)');
     await query(

@@ -19,3 +19,18 @@ export async function removeSlowInserts(databaseUrl: string): Promise<void> {
     await db.query('drop function slow_insert()');
   });
 }
+
+/**
+ * Makes PostgreSQL refuse every message whose content is `POISON` (a row trigger raising an
+ * exception), as it would a message it can never store: the batch it comes in fails.
+ */
+export async function refusePoison(databaseUrl: string): Promise<void> {
+  await withDb(databaseUrl, async (db) => {
+    await db.query(`create function refuse_poison() returns trigger language plpgsql as $$
+      begin
+        if new.content = 'POISON' then raise exception 'poison message refused by a trigger'; end if;
+        return new;
+      end $$`);
+    await db.query('create trigger refuse_poison before insert on messages for each row execute function refuse_poison()');
+  });
+}
