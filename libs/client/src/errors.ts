@@ -25,8 +25,11 @@ const MAX_TIMER_MS = 2_147_483_647;
 /** An error frame's `retry_after_ms`, if it is a usable number of milliseconds. */
 export function retryAfterOf(frame: { retry_after_ms?: unknown }): number | undefined {
   const value = frame.retry_after_ms;
-  return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? Math.min(value, MAX_TIMER_MS) : undefined;
+  return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? value : undefined;
 }
+
+/** A delay for `setTimeout`: at most the longest one it takes. */
+export const timerDelay = (ms: number): number => Math.min(ms, MAX_TIMER_MS);
 
 /** Errors after which the same frame may succeed later: resent with backoff. */
 export const isTransient = (code: string): boolean => code === 'unavailable' || code === 'rate_limited';

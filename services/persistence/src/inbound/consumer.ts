@@ -101,7 +101,10 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
    * pump reads again, and fetch far more than asked for, none of it kept alive, all of it
    * redelivered after the ack wait. Past a third of the expiry the pump closes the consumer
    * instead, takes in what it had fetched, and opens a new one once there is room. And past half
-   * the ack wait, so that what it had fetched is taken in and kept alive before it is redelivered.
+   * the ack wait, so that what was fetched during the stall is taken in, with `working()`, before
+   * its ack wait ends. What was fetched before it may have waited in the client up to a batch
+   * longer: batches that each take a few seconds, each shorter than the pause, can still let it
+   * pass the ack wait there, as before.
    */
   const maxStallMs = Math.min(pullExpiresMs / 3, options.inbound.ackWaitMs / 2);
   let messages: DurableConsumer = await consume();
@@ -371,7 +374,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
       // The iteration goes on to its end, handing over what the client had already fetched (at
       // most 2 × BATCH_MAX), which is then held and kept alive with the rest.
       closing = true;
-      void from.close();
+      void from.close().catch(() => undefined);
     }
     return closing ? 'paused' : 'ended';
   };
