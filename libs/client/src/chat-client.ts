@@ -1,7 +1,7 @@
 import type { ClientFrame, Message, ReqId, Role, ServerFrame, Session } from '@switchboard/protocol';
 import { backoffDelay } from './backoff.js';
 import { Emitter, type Listener } from './emitter.js';
-import { ChatError } from './errors.js';
+import { ChatError, timerDelay } from './errors.js';
 import { Outbox, type SendResult } from './outbox.js';
 import { FrameBucket } from './pacer.js';
 import { type Reply, type ReplyType, type RequestOptions, RequestTracker } from './pending.js';
@@ -182,7 +182,8 @@ export class ChatClient {
     const transport = {
       transmit: (frame: ClientFrame) => this.transmit(frame),
       nextReqId: () => ++this.reqCounter,
-      retryDelay: (attempt: number) => backoffDelay(attempt, { minMs: this.minDelayMs, maxMs: this.maxDelayMs }),
+      retryDelay: (attempt: number, notBeforeMs = 0) =>
+        timerDelay(Math.max(notBeforeMs, backoffDelay(attempt, { minMs: this.minDelayMs, maxMs: this.maxDelayMs }))),
     };
     this.requests = new RequestTracker(transport, this.timeoutMs);
     this.outbox = new Outbox(transport);

@@ -1,5 +1,5 @@
 import type { ReqId, ServerFrame } from '@switchboard/protocol';
-import { ChatError, isTransient, retryAfterOf, timerDelay } from './errors.js';
+import { ChatError, isTransient, retryAfterOf } from './errors.js';
 import type { Timer, Transport } from './transport.js';
 
 export interface SendResult {
@@ -75,7 +75,7 @@ export class Outbox {
           message.retry = undefined;
           this.sendHead(message.sessionId);
         },
-        timerDelay(Math.max(retryAfterOf(frame) ?? 0, this.transport.retryDelay(message.attempts - 1))),
+        this.transport.retryDelay(message.attempts - 1, retryAfterOf(frame)),
       );
       return true;
     }

@@ -1,5 +1,5 @@
 import type { ClientFrame, ReqId, ServerFrame } from '@switchboard/protocol';
-import { ChatError, isTransient, retryAfterOf, timerDelay } from './errors.js';
+import { ChatError, isTransient, retryAfterOf } from './errors.js';
 import type { Timer, Transport } from './transport.js';
 
 export type ReplyType = Exclude<ServerFrame['type'], 'connected' | 'new_message' | 'message_ack' | 'error'>;
@@ -97,7 +97,7 @@ export class RequestTracker {
             pending.retry = undefined;
             this.send(pending);
           },
-          timerDelay(Math.max(notBefore, this.transport.retryDelay(pending.attempts - 1))),
+          this.transport.retryDelay(pending.attempts - 1, notBefore),
         );
       } else this.finish(pending, error);
       return true;

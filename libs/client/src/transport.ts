@@ -7,6 +7,9 @@ export interface Transport {
   /** Writes a frame if the connection is ready; false if it is not, and the caller waits for the next flush. */
   transmit(frame: ClientFrame): boolean;
   nextReqId(): ReqId;
-  /** The delay before retry number `attempt` (from 0) of a frame refused with a transient error. */
-  retryDelay(attempt: number): number;
+  /**
+   * The delay before retry number `attempt` (from 0) of a frame refused with a transient error:
+   * the backoff, and never less than `notBeforeMs` (the error's `retry_after_ms`).
+   */
+  retryDelay(attempt: number, notBeforeMs?: number): number;
 }
