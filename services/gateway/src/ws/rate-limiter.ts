@@ -18,9 +18,7 @@ export class TokenBucket {
   }
 
   tryTake(): boolean {
-    const at = this.now();
-    this.tokens = Math.min(this.burst, this.tokens + ((at - this.refilledAt) / 1000) * this.ratePerSec);
-    this.refilledAt = at;
+    this.refill();
     if (this.tokens < 1) return false;
     this.tokens -= 1;
     return true;
@@ -28,7 +26,14 @@ export class TokenBucket {
 
   /** Whole milliseconds until `tryTake` can succeed (0 if it can now). */
   msUntilToken(): number {
-    const tokens = Math.min(this.burst, this.tokens + ((this.now() - this.refilledAt) / 1000) * this.ratePerSec);
-    return tokens >= 1 ? 0 : Math.ceil(((1 - tokens) / this.ratePerSec) * 1000);
+    this.refill();
+    return this.tokens >= 1 ? 0 : Math.ceil(((1 - this.tokens) / this.ratePerSec) * 1000);
+  }
+
+  /** Adds the tokens earned since the last refill, up to `burst`. */
+  private refill(): void {
+    const at = this.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((at - this.refilledAt) / 1000) * this.ratePerSec);
+    this.refilledAt = at;
   }
 }
