@@ -380,6 +380,21 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
   };
 
   /**
+   * The consumer `opening` makes, or undefined on a stop, which does not wait for NATS to answer
+   * (each request may take seconds): a consumer made after it is closed once it is made, and not
+   * waited for, since nobody reads it and nats.js settles a close only while its iteration is read.
+   */
+  const untilStop = async (opening: Promise<DurableConsumer>): Promise<DurableConsumer | undefined> => {
+    const opened = await Promise.race([opening, stopRequested]);
+    if (opened && !stopping) return opened;
+    opening.then(
+      (late) => void late.close().catch(() => undefined),
+      () => undefined,
+    );
+    return undefined;
+  };
+
+  /**
    * Creates the stream and the consumer again, as at start and with the same settings, retrying
    * with backoff until it can consume (or a stop). What the replica holds meanwhile is still
    * stored; the new consumer delivers it again, and it is found stored. `firstAttempt` above 0
@@ -389,23 +404,14 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
     for (let attempt = firstAttempt; ; attempt++) {
       if (attempt > 0) await Promise.race([retryPause(attempt - 1), stopRequested]);
       if (stopping) return undefined;
-      const attempted = bus.ensureInboundStream(options.inbound).then(consume);
       try {
-        const again = await Promise.race([attempted, stopRequested]);
-        if (again && !stopping) return again;
+        const again = await untilStop(bus.ensureInboundStream(options.inbound).then(consume));
+        if (again) return again;
       } catch (error) {
         if (!stopping && (attempt === firstAttempt || attempt % 20 === 0))
           log.warn({ err: error, attempt }, 'creating the inbound stream and consumer again failed; retrying');
       }
-      if (stopping) {
-        // A stop does not wait for NATS to answer (each request may take seconds): a consumer the
-        // attempt still makes is closed once it is made.
-        attempted.then(
-          (late) => late.close().catch(() => undefined),
-          () => undefined,
-        );
-        return undefined;
-      }
+      if (stopping) return undefined;
     }
   };
 
@@ -428,16 +434,8 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
           );
           await roomWithin();
           if (stopping) return;
-          const resuming = consume();
-          const resumed = await Promise.race([resuming, stopRequested]);
-          if (!resumed || stopping) {
-            // Nobody reads it, so its close() would never settle: not waited for.
-            resuming.then(
-              (late) => void late.close().catch(() => undefined),
-              () => undefined,
-            );
-            return;
-          }
+          const resumed = await untilStop(consume());
+          if (!resumed) return;
           messages = resumed;
           continue;
         }
