@@ -19,6 +19,8 @@ export interface SessionCreateLimit {
   windowMs: number;
 }
 
+const windowLength = (limit: SessionCreateLimit) => sql`make_interval(secs => ${limit.windowMs / 1000})`;
+
 /**
  * Creates a session, unless its customer already created `limit.max` within the window: then
  * `undefined`. One statement, which counts at most `max` of the customer's newest sessions on the
@@ -36,7 +38,7 @@ export async function insertSession(
     where (
       select count(*) from (
         select 1 from sessions
-        where customer_id = ${session.customerId}::bigint and created_at > now() - make_interval(secs => ${limit.windowMs / 1000})
+        where customer_id = ${session.customerId}::bigint and created_at > now() - ${windowLength(limit)}
         limit ${limit.max}
       ) as recent
     ) < ${limit.max}
@@ -55,9 +57,9 @@ export async function sessionCreateRetryAfterMs(
   limit: SessionCreateLimit,
 ): Promise<number> {
   const { rows } = await sql<{ ms: number }>`
-    select greatest(0, ceil(extract(epoch from created_at + make_interval(secs => ${limit.windowMs / 1000}) - clock_timestamp()) * 1000))::float8 as ms
+    select greatest(0, ceil(extract(epoch from created_at + ${windowLength(limit)} - clock_timestamp()) * 1000))::float8 as ms
     from sessions
-    where customer_id = ${customerId}::bigint and created_at > now() - make_interval(secs => ${limit.windowMs / 1000})
+    where customer_id = ${customerId}::bigint and created_at > now() - ${windowLength(limit)}
     order by created_at desc, id desc
     offset ${limit.max - 1} limit 1
   `.execute(db);
