@@ -53,10 +53,7 @@ export function runMain({
     (error: unknown) => ({ error }),
   );
 
-  const exit = (code: number) => {
-    logger.flush();
-    process.exit(code);
-  };
+  const exit = (code: number) => exitFlushed(logger, code);
 
   /** Resolves with the exit code. */
   const stop = async (): Promise<number> => {
@@ -145,7 +142,12 @@ export function loadConfigOrExit<T>(service: string, load: () => T): T {
 export function exitOnNatsClosed(logger: Logger): (error: Error | undefined) => void {
   return (error) => {
     logger.fatal({ err: error }, 'the NATS connection closed for good; exiting to be restarted');
-    logger.flush();
-    process.exit(1);
+    exitFlushed(logger, 1);
   };
+}
+
+/** Ends the process with `code` once what the logger buffers is written. */
+function exitFlushed(logger: Logger, code: number): never {
+  logger.flush();
+  process.exit(code);
 }
