@@ -17,7 +17,7 @@ export { createTestDatabase, query, TEST_DATABASE_ADMIN_URL, type TestDatabase, 
 export { LoadClient, type LoadClientOptions } from './load-client.js';
 export { refusePoison, removeSlowInserts, slowInserts } from './message-triggers.js';
 export { metric, metricValue } from './metrics.js';
-export { NatsServer } from './nats-server.js';
+export { NatsServer, natsServerBinary } from './nats-server.js';
 export { deleteInboundStream } from './nats-streams.js';
 export { PendingReplies } from './pending-replies.js';
 export { freePort } from './ports.js';

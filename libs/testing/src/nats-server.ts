@@ -1,8 +1,16 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { freePort } from './ports.js';
 import { waitFor } from './service-process.js';
+
+const CANDIDATES = ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'];
+
+/** The `nats-server` binary: `NATS_SERVER_BIN`, else the first of the usual places that has one. */
+export function natsServerBinary(): string | undefined {
+  return process.env.NATS_SERVER_BIN ?? CANDIDATES.find((path) => existsSync(path));
+}
 
 /**
  * A nats-server of the test's own (JetStream on a store directory), on loopback, that can be
@@ -23,32 +31,42 @@ export class NatsServer {
     return `nats://127.0.0.1:${this.port}`;
   }
 
+  /** Its monitoring endpoints (`/healthz`, `/connz`, …). */
+  get monitorUrl(): string {
+    return `http://127.0.0.1:${this.monitorPort}`;
+  }
+
   static async start(storeDir: string, args: readonly string[] = []): Promise<NatsServer> {
     const server = new NatsServer(storeDir, await freePort(), await freePort());
     await server.restart(args);
     return server;
   }
 
-  /** Starts the server (again, on the same ports and store) and waits until JetStream is up. */
+  /** Starts the server (again, on the same ports and store) and waits until JetStream is up; one that does not come up is killed. */
   async restart(args: readonly string[] = []): Promise<void> {
     const child = spawn(
-      'nats-server',
+      natsServerBinary() ?? 'nats-server',
       ['-js', '-sd', this.storeDir, '-a', '127.0.0.1', '-p', String(this.port), '-m', String(this.monitorPort), ...args],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     this.child = child;
     for (const stream of [child.stdout, child.stderr]) stream?.setEncoding('utf8').on('data', (chunk: string) => this.logs.push(chunk));
-    await waitFor(
-      async () => {
-        if (child.exitCode !== null) throw new Error(`nats-server exited:\n${this.logs.join('')}`);
-        return fetch(`http://127.0.0.1:${this.monitorPort}/healthz?js-enabled-only=true`).then(
-          (response) => response.ok,
-          () => false,
-        );
-      },
-      15_000,
-      'nats-server to start',
-    );
+    try {
+      await waitFor(
+        async () => {
+          if (child.exitCode !== null) throw new Error(`nats-server exited:\n${this.logs.join('')}`);
+          return fetch(`${this.monitorUrl}/healthz?js-enabled-only=true`).then(
+            (response) => response.ok,
+            () => false,
+          );
+        },
+        15_000,
+        'nats-server to start',
+      );
+    } catch (error) {
+      await this.kill();
+      throw error;
+    }
   }
 
   /** `kill -9`. */
