@@ -48,14 +48,25 @@ export interface DurableMessage {
 }
 
 /**
- * The inbound stream's messages through its durable consumer. Should the consumer or its stream
- * be deleted, the iteration yields what was already fetched and then throws a `BusError`
- * `unavailable`; those messages are no longer settled (ack, nak, working and term do nothing), and
- * a consumer created again delivers them anew. Nothing recreates the consumer by itself: see
- * `ensureInboundStream`.
+ * The inbound stream's durable consumer, from which a replica pulls. Should the consumer or its
+ * stream be deleted, a pull yields what had already arrived and then throws a `BusError`
+ * `unavailable`; from then on this consumer's messages are no longer settled (ack, nak, working
+ * and term do nothing), and a consumer created again delivers them anew. Nothing recreates the
+ * consumer by itself: see `ensureInboundStream`.
  */
-export interface DurableConsumer extends AsyncIterable<DurableMessage> {
-  /** Stops delivering; the iteration ends. */
+export interface DurableConsumer {
+  /**
+   * Asks for at most `maxMessages` and yields each as it arrives. The iteration ends once they
+   * have all come, after `expiresMs` (at least 1 s) if they have not, or when the pull is closed.
+   * A message is kept alive only by whoever holds it: nothing waits unread in the client beyond
+   * what the caller asked for, as long as it reads as fast as they come.
+   */
+  fetch(options: { maxMessages: number; expiresMs: number }): DurablePull;
+}
+
+/** One pull from the inbound consumer (see `DurableConsumer.fetch`). */
+export interface DurablePull extends AsyncIterable<DurableMessage> {
+  /** Ends the iteration. What the server sends to the pull after it is redelivered after the ack wait. */
   close(): Promise<void>;
 }
 
@@ -90,11 +101,10 @@ export interface Bus {
    */
   publishDurable(subject: string, data: Uint8Array, msgId: string, timeoutMs: number): Promise<{ duplicate: boolean }>;
   /**
-   * Delivers the inbound stream through its shared durable consumer, pulling up to `maxMessages`
-   * ahead. `expiresMs` (default 30 s) is how long each pull waits on the server; the client
-   * checks on it after two missed heartbeats of half that.
+   * The inbound stream's shared durable consumer, to pull from.
+   * @throws BusError `unavailable` when it or its stream does not exist, or NATS does not answer.
    */
-  consumeInbound(options: { maxMessages: number; expiresMs?: number }): Promise<DurableConsumer>;
+  inboundConsumer(): Promise<DurableConsumer>;
   /** Messages not yet delivered, and delivered but not yet acked. */
   inboundStats(): Promise<{ pending: number; ackPending: number }>;
   isConnected(): boolean;

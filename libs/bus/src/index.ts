@@ -3,6 +3,7 @@ export type {
   BusSubscription,
   DurableConsumer,
   DurableMessage,
+  DurablePull,
   EndpointSpec,
   InboundStreamSettings,
   RegisteredService,

@@ -1,5 +1,5 @@
 import { BusErrorCode } from '@switchboard/protocol';
-import { type Bus, BusError, type DurableConsumer, type DurableMessage, type EndpointSpec, type InboundStreamSettings } from './bus.js';
+import { type Bus, BusError, type DurableMessage, type EndpointSpec, type InboundStreamSettings } from './bus.js';
 
 interface StoredMessage {
   seq: number;
@@ -133,28 +133,38 @@ export function createMemoryBus(): Bus {
       enqueue({ seq: nextSeq++, data, deliveries: 0 });
       return { duplicate: false };
     },
-    async consumeInbound() {
-      let stopped = false;
-      const consumer: DurableConsumer = {
-        async *[Symbol.asyncIterator]() {
-          while (!stopped) {
-            const next = ready.shift();
-            if (next) {
-              yield deliver(next);
-              continue;
-            }
-            await new Promise<void>((resolve) => {
-              wake = resolve;
-            });
-            wake = undefined;
-          }
-        },
-        close: async () => {
-          stopped = true;
-          wake?.();
+    async inboundConsumer() {
+      return {
+        fetch({ maxMessages, expiresMs }) {
+          let ended = false;
+          let expiry: NodeJS.Timeout | undefined;
+          const end = () => {
+            ended = true;
+            clearTimeout(expiry);
+            wake?.();
+          };
+          return {
+            async *[Symbol.asyncIterator]() {
+              expiry = setTimeout(end, expiresMs);
+              let delivered = 0;
+              while (!ended && !closed && delivered < maxMessages) {
+                const next = ready.shift();
+                if (next) {
+                  delivered++;
+                  yield deliver(next);
+                  continue;
+                }
+                await new Promise<void>((resolve) => {
+                  wake = resolve;
+                });
+                wake = undefined;
+              }
+              clearTimeout(expiry);
+            },
+            close: async () => end(),
+          };
         },
       };
-      return consumer;
     },
     async inboundStats() {
       return { pending: ready.length, ackPending: unacked.size };

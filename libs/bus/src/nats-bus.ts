@@ -2,7 +2,6 @@ import type { Logger } from '@switchboard/logging';
 import { BusErrorCode, type Subjects } from '@switchboard/protocol';
 import {
   AckPolicy,
-  ConsumerEvents,
   connect,
   DeliverPolicy,
   type JsMsg,
@@ -13,7 +12,7 @@ import {
   RetentionPolicy,
   StorageType,
 } from 'nats';
-import { type Bus, BusError, type DurableConsumer, type DurableMessage, type InboundStreamSettings } from './bus.js';
+import { type Bus, BusError, type DurableMessage, type InboundStreamSettings } from './bus.js';
 import { createJetStreamPublisher, PublishError } from './jetstream-publisher.js';
 import { encodeJson } from './json.js';
 
@@ -44,7 +43,7 @@ export interface ConnectNatsBusOptions extends NatsBusOptions {
 /**
  * A message of the inbound consumer as the services see it. `lost` tells whether the consumer
  * that delivered it has been found deleted: its messages are then no longer acked, nak'd, kept
- * alive or terminated (see `consumeInbound`).
+ * alive or terminated (see `DurableConsumer`).
  */
 export function toDurable(msg: JsMsg, lost: () => boolean = () => false): DurableMessage {
   return new InboundJsMsg(msg, lost);
@@ -93,16 +92,15 @@ class InboundJsMsg implements DurableMessage {
   }
 }
 
-/**
- * What consume() reports when the inbound consumer is gone: deleted (409, at once, to a pull
- * waiting on it, also when its stream is deleted), or not found when nats.js checks it after
- * missed heartbeats or a reconnect. nats.js goes on asking for it for ever and never creates it.
- */
-const CONSUMER_GONE: ReadonlySet<string> = new Set([
-  ConsumerEvents.ConsumerDeleted,
-  ConsumerEvents.ConsumerNotFound,
-  ConsumerEvents.StreamNotFound,
-]);
+/** JetStream's error codes for a consumer, or its stream, that does not exist. */
+const CONSUMER_NOT_FOUND = 10_014;
+const STREAM_NOT_FOUND = 10_059;
+
+const isNotFound = (error: unknown) =>
+  error instanceof NatsError && [CONSUMER_NOT_FOUND, STREAM_NOT_FOUND].includes(error.jsError()?.err_code ?? 0);
+
+/** What a pull waiting on a consumer gets when the consumer, or its stream, is deleted. */
+const isDeleted = (error: unknown) => error instanceof NatsError && error.code === '409' && error.message === 'consumer deleted';
 
 /**
  * Runs jobs together once this turn of the event loop's I/O is done. nats.js writes what was
@@ -355,35 +353,47 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
         throw unavailable(`publishing to ${subject}`, error);
       }
     },
-    async consumeInbound({ maxMessages, expiresMs = 30_000 }) {
-      const consumer = await js.consumers.get(subjects.inboundStream, subjects.inboundConsumer);
-      const messages = await consumer.consume({ max_messages: maxMessages, expires: expiresMs });
-      let lost: BusError | undefined;
-      void (async () => {
-        for await (const status of await messages.status()) {
-          if (lost || !CONSUMER_GONE.has(status.type)) continue;
-          lost = new BusError(BusErrorCode.Unavailable, `the inbound consumer is gone (${status.type})`);
-          log.error({ status: status.type, data: status.data }, 'the inbound consumer is gone');
-          // Ends the iteration once what was already fetched has been yielded.
-          void messages.close();
-        }
-      })();
+    async inboundConsumer() {
+      const consumer = await js.consumers.get(subjects.inboundStream, subjects.inboundConsumer).catch((error: unknown) => {
+        throw unavailable('getting the inbound consumer', error);
+      });
       // Messages of a lost consumer are not settled: a consumer created again under the same name
       // would take their acks, and some NATS server versions move a consumer's delivery pointer
       // past a sequence acked ahead of it, skipping messages it has not delivered yet (current
       // servers no longer do). Unsettled, they are delivered again by the new consumer, and
       // persistence finds those it stored.
+      let lost: BusError | undefined;
       const isLost = () => lost !== undefined;
-      const durable: DurableConsumer = {
-        async *[Symbol.asyncIterator]() {
-          for await (const msg of messages) yield toDurable(msg, isLost);
-          if (lost) throw lost;
-        },
-        close: async () => {
-          await messages.close();
+      /**
+       * A pull failed: deleted under it (409), no responders (503) or not found when nats.js
+       * checked after missed heartbeats. The consumer is lost if it was deleted or is not found
+       * now; otherwise the pull just ends, and the caller pulls again.
+       */
+      const failed = async (error: unknown) => {
+        if (!lost && (isDeleted(error) || (await consumer.info().then(() => false, isNotFound)))) {
+          lost = new BusError(BusErrorCode.Unavailable, `the inbound consumer is gone (${(error as Error).message})`, { cause: error });
+          log.error({ err: error }, 'the inbound consumer is gone');
+        }
+        if (lost) throw lost;
+        log.warn({ err: error }, 'a pull from the inbound consumer failed');
+      };
+      return {
+        fetch({ maxMessages, expiresMs }) {
+          const pulling = consumer.fetch({ max_messages: maxMessages, expires: expiresMs });
+          return {
+            async *[Symbol.asyncIterator]() {
+              try {
+                for await (const msg of await pulling) yield toDurable(msg, isLost);
+              } catch (error) {
+                await failed(error);
+              }
+            },
+            close: async () => {
+              await (await pulling).close();
+            },
+          };
         },
       };
-      return durable;
     },
     async inboundStats() {
       const info = await jsm.consumers.info(subjects.inboundStream, subjects.inboundConsumer);

@@ -16,7 +16,7 @@ import { sleep } from './support.js';
 
 /**
  * The inbound stream or its durable consumer deleted under a running persistence (by an operator,
- * a script cleaning up, or lost with a NATS server's store). nats.js's consume() goes on asking
+ * a script cleaning up, or lost with a NATS server's store). nats.js goes on asking
  * for the consumer for ever without creating it; persistence must notice, be unready while it
  * cannot consume, create both again with its configuration, and resume: every message acked to
  * its sender stored once, in order, and delivered once.

@@ -12,14 +12,15 @@ import { createPersistenceMetrics } from '../src/metrics.js';
 import { type Harness, sleep, startHarness } from './support.js';
 
 /**
- * A backlog held up by the database for longer than a pull's heartbeats allow: nats.js's
- * `consume()` queued another full pull at every missed heartbeat while the pump did not read, and
- * sent them all once it did, fetching far more than asked for.
+ * A backlog held up by the database for longer than a pull's heartbeats allow. Through nats.js's
+ * `consume()`, which the pump used before it pulled with `fetch()`, this queued another full pull
+ * at every missed heartbeat while the pump did not read, and sent them all once it did, fetching
+ * far more than asked for.
  */
 
 const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 const BATCH_MAX = 5;
-/** Heartbeats every 1 s: missed from about 2 s into a stall, another pull every second after. The pump pauses after 0.67 s. */
+/** Heartbeats every 1 s: under `consume()`, missed from about 2 s into a stall, another pull every second after. */
 const PULL_EXPIRES_MS = 2_000;
 const INBOUND = { ackWaitMs: 4_000, maxDeliver: 20, duplicateWindowMs: 120_000, maxAgeMs: 3_600_000, replicas: 1 };
 const logger = createLogger({ name: 'pull-stall-test', level: process.env.TEST_LOG ?? 'silent' });
@@ -62,7 +63,7 @@ const startConsumer = () =>
     pullExpiresMs: PULL_EXPIRES_MS,
   });
 
-/** Every insert waits for this lock: the first batch is held up, and the pump stops once it holds 4 × BATCH_MAX. */
+/** Every insert waits for this lock: the first batch is held up, and the pump stops pulling once it holds 6 × BATCH_MAX. */
 async function lock(): Promise<void> {
   locker = new pg.Client({ connectionString: harness.database.url });
   await locker.connect();
@@ -115,15 +116,15 @@ describe('a backlog that waits for the database longer than a pull', () => {
     const stored = await storedIn(session);
     expect(stored.map((row) => row.client_msg_id)).toEqual(ids);
     expect(stored.map((row) => row.seq)).toEqual(ids.map((_, index) => index + 1));
-    // Held (4 × BATCH_MAX), in hand (BATCH_MAX) and fetched ahead (2 × BATCH_MAX), and no more.
-    // Before, every second of the stall had queued another pull of 2 × BATCH_MAX, all sent at
-    // once when the database came back: the whole backlog was out at that moment.
+    // Held or asked for (6 × BATCH_MAX) and in hand (BATCH_MAX), and no more. Under `consume()`,
+    // every second of the stall had queued another pull of 2 × BATCH_MAX, all sent at once when
+    // the database came back: the whole backlog was out at that moment.
     expect(mostOut).toBeLessThanOrEqual(7 * BATCH_MAX);
-    // Nothing was delivered twice: what the client had fetched ahead was held and kept alive.
+    // Nothing was delivered twice: everything fetched was held and kept alive.
     expect((await consumerInfo()).delivered.consumer_seq - deliveredBefore).toBe(ids.length);
   }, 90_000);
 
-  it('stops while pulling is paused, handing back what it holds, and a new consumer stores it all once, in order', async () => {
+  it('stops while it waits for room to pull, handing back what it holds, and a new consumer stores it all once, in order', async () => {
     const { session, ids } = await backlog('stop', 100);
     await lock();
     const first = await startConsumer();

@@ -1,4 +1,12 @@
-import { type Bus, type DurableConsumer, type DurableMessage, decodeJson, encodeJson, type InboundStreamSettings } from '@switchboard/bus';
+import {
+  type Bus,
+  type DurableConsumer,
+  type DurableMessage,
+  type DurablePull,
+  decodeJson,
+  encodeJson,
+  type InboundStreamSettings,
+} from '@switchboard/bus';
 import { errorCode, isDatabaseUnavailable, settlesWithin } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import { type InboundMessage, inboundMessageSchema, type Subjects } from '@switchboard/protocol';
@@ -37,7 +45,7 @@ export interface InboundConsumerOptions {
   metrics: PersistenceMetrics;
   /** Test only (FAULT_INJECT): crash points for the fault tests. */
   faultInjection?: FaultInjection;
-  /** How long each pull waits on the server: 30 s. Tests shorten it, and with it the pump's longest stall. */
+  /** How long each pull waits on the server: 30 s. */
   pullExpiresMs?: number;
 }
 
@@ -92,22 +100,9 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
   const { bus, db, subjects, batchMax, metrics } = options;
   const log = options.logger.child({ module: 'inbound' });
   const pullExpiresMs = options.pullExpiresMs ?? PULL_EXPIRES_MS;
-  const consume = () => bus.consumeInbound({ maxMessages: batchMax * 2, expiresMs: pullExpiresMs });
-  /**
-   * The longest the pump stops reading an open consumer. nats.js's `consume()` sends its pulls
-   * from the iterator the pump reads, and checks on them when no heartbeat came for two of their
-   * heartbeat intervals (half the pull's expiry each): a pump that stopped reading has none
-   * pending, so from then on each interval queues another full pull. All of them go out when the
-   * pump reads again, and fetch far more than asked for, none of it kept alive, all of it
-   * redelivered after the ack wait. Past a third of the expiry the pump closes the consumer
-   * instead, takes in what it had fetched, and opens a new one once there is room. And past half
-   * the ack wait, so that what was fetched during the stall is taken in, with `working()`, before
-   * its ack wait ends. What was fetched before it may have waited in the client up to a batch
-   * longer: batches that each take a few seconds, each shorter than the pause, can still let it
-   * pass the ack wait there, as before.
-   */
-  const maxStallMs = Math.min(pullExpiresMs / 3, options.inbound.ackWaitMs / 2);
-  let messages: DurableConsumer = await consume();
+  let source: DurableConsumer = await bus.inboundConsumer();
+  /** The pull being read, if any: a stop closes it. */
+  let pulling: DurablePull | undefined;
   let consuming = true;
 
   /** Delivered and not yet taken into a batch, by stream sequence: a redelivery replaces its earlier copy. */
@@ -331,67 +326,44 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
     });
   };
 
-  /** A large backlog waits for the database, and no stop is under way. */
-  const full = () => held.size >= batchMax * 4 && worker !== undefined && !stopping;
-
-  /** Waits until `full()` is false, or at most `limitMs` (unbounded if not given); tells whether it is. */
-  const roomWithin = async (limitMs?: number): Promise<boolean> => {
-    const deadline = limitMs === undefined ? undefined : performance.now() + limitMs;
-    while (full()) {
-      if (deadline === undefined) {
-        await pumpWake;
-        continue;
-      }
-      const left = deadline - performance.now();
-      if (left <= 0) return false;
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([pumpWake, new Promise((resolve) => (timer = setTimeout(resolve, left)))]);
-      clearTimeout(timer);
-    }
-    return true;
-  };
-
-  /** Takes what `from` delivers until it ends (`ended`), or until a stall closed it (`paused`). */
-  const take = async (from: DurableConsumer): Promise<'ended' | 'paused'> => {
-    let closing = false;
-    for await (const msg of from) {
-      if (msg.redelivered) metrics.redeliveries.inc();
-      // A copy delivered again (after a consumer was created again, say) replaces the one held.
-      held.set(msg.seq, msg);
-      arrivedAt.set(msg, performance.now());
-      kick();
-      if (closing) {
-        // Fetched before the close, and not kept alive until now: its ack wait starts again.
-        msg.working();
-        continue;
-      }
-      // Backpressure: stop pulling while a large backlog waits for the database, until the next
-      // batch ends (or a stop: the pump must then finish, so that its subscription drains,
-      // whatever the batch does). Messages the client has fetched but not handed over are not
-      // kept alive, so the pump takes them into `held` after every batch, not once the backlog is
-      // gone: waiting for that let them pass the ack wait behind a backlog of slow commits.
-      if (!full() || (await roomWithin(maxStallMs))) continue;
-      // The iteration goes on to its end, handing over what the client had already fetched (at
-      // most 2 × BATCH_MAX), which is then held and kept alive with the rest.
-      closing = true;
-      void from.close().catch(() => undefined);
-    }
-    return closing ? 'paused' : 'ended';
-  };
-
   /**
-   * The consumer `opening` makes, or undefined on a stop, which does not wait for NATS to answer
-   * (each request may take seconds): a consumer made after it is closed once it is made, and not
-   * waited for, since nobody reads it and nats.js settles a close only while its iteration is read.
+   * The most messages held, waiting for a batch, with those asked for and not yet come. The pump
+   * asks only for what fits, and takes in every message as it comes, so each is kept alive from
+   * the moment it arrives until it is settled, however long the batches ahead of it take.
    */
-  const untilStop = async (opening: Promise<DurableConsumer>): Promise<DurableConsumer | undefined> => {
-    const opened = await Promise.race([opening, stopRequested]);
-    if (opened && !stopping) return opened;
-    opening.then(
-      (late) => void late.close().catch(() => undefined),
-      () => undefined,
-    );
-    return undefined;
+  const capacity = batchMax * 6;
+  /** The most one pull asks for: the consumer's replicas share what the stream holds between their pulls. */
+  const pullMax = batchMax * 2;
+
+  /** Waits until there is room for another pull (after a batch ends), or a stop. */
+  const room = async () => {
+    while (held.size >= capacity && !stopping) await pumpWake;
+  };
+
+  /** Pulls from `from` whenever there is room, until a stop. Throws when the consumer is gone. */
+  const take = async (from: DurableConsumer): Promise<void> => {
+    for (;;) {
+      await room();
+      if (stopping) return;
+      const started = performance.now();
+      let taken = 0;
+      pulling = from.fetch({ maxMessages: Math.min(pullMax, capacity - held.size), expiresMs: pullExpiresMs });
+      try {
+        for await (const msg of pulling) {
+          taken++;
+          if (msg.redelivered) metrics.redeliveries.inc();
+          // A copy delivered again (after a consumer was created again, say) replaces the one held.
+          held.set(msg.seq, msg);
+          arrivedAt.set(msg, performance.now());
+          kick();
+        }
+      } finally {
+        pulling = undefined;
+      }
+      if (stopping) return;
+      // A pull that ended early with nothing (NATS could not take it) is not sent again at once.
+      if (taken === 0 && performance.now() - started < pullExpiresMs / 2) await Promise.race([sleep(1_000), stopRequested]);
+    }
   };
 
   /**
@@ -405,8 +377,11 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
       if (attempt > 0) await Promise.race([retryPause(attempt - 1), stopRequested]);
       if (stopping) return undefined;
       try {
-        const again = await untilStop(bus.ensureInboundStream(options.inbound).then(consume));
-        if (again) return again;
+        const opening = bus.ensureInboundStream(options.inbound).then(() => bus.inboundConsumer());
+        // A stop does not wait for NATS to answer: each request may take seconds.
+        opening.catch(() => undefined);
+        const again = await Promise.race([opening, stopRequested]);
+        if (again && !stopping) return again;
       } catch (error) {
         if (!stopping && (attempt === firstAttempt || attempt % 20 === 0))
           log.warn({ err: error, attempt }, 'creating the inbound stream and consumer again failed; retrying');
@@ -416,10 +391,9 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
   };
 
   /**
-   * Takes what the consumer delivers. nats.js retries a deleted consumer (or stream) for ever
-   * without creating it, so a replica went on, ready, storing nothing, until restarted: an
-   * iteration that ends other than through stop() means the consumer is gone, and it is made
-   * again. Meanwhile the replica is not ready.
+   * Pulls until a stop. nats.js retries a deleted consumer (or stream) for ever without creating
+   * it, so a replica went on, ready, storing nothing, until restarted: a consumer found gone is
+   * made again. Meanwhile the replica is not ready.
    */
   const pump = (async () => {
     /** Losses each within a minute of the last recovery: a consumer failing again at once is not made again at once. */
@@ -427,20 +401,8 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
     let recoveredAt = Number.NEGATIVE_INFINITY;
     for (;;) {
       try {
-        if ((await take(messages)) === 'paused') {
-          log.warn(
-            { held: held.size, stalledMs: maxStallMs },
-            'the backlog is waiting for the database; pulling paused until there is room',
-          );
-          await roomWithin();
-          if (stopping) return;
-          const resumed = await untilStop(consume());
-          if (!resumed) return;
-          messages = resumed;
-          continue;
-        }
-        if (stopping) return;
-        log.error('the inbound consumer stopped delivering; creating it again');
+        await take(source);
+        return;
       } catch (error) {
         if (stopping) throw error;
         log.error({ err: error }, 'the inbound consumer is gone; creating it and its stream again');
@@ -449,7 +411,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
       quickLosses = performance.now() - recoveredAt < 60_000 ? quickLosses + 1 : 0;
       const again = await consumeAgain(quickLosses);
       if (!again) return;
-      messages = again;
+      source = again;
       consuming = true;
       recoveredAt = performance.now();
       log.info('consuming the inbound stream again');
@@ -463,7 +425,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
       requestStop();
       wakePump();
       clearInterval(keepAlive);
-      await messages.close();
+      await pulling?.close();
       await pump.catch((error: unknown) => log.warn({ err: error }, 'consumer ended with an error'));
       if (worker && !(await settlesWithin(worker, STOP_WAIT_MS))) {
         log.warn(
