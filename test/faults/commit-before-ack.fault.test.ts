@@ -1,4 +1,4 @@
-import { LoadClient, metric, type ServiceProcess, type Stack, startStack, TestClient, waitFor, withDb } from '@switchboard/testing';
+import { LoadClient, metric, type ServiceProcess, type Stack, startStack, TestClient, waitFor, withPgClient } from '@switchboard/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { assertAllAcked, assertClean, createSessions, deadLetterCount, summary, verify } from './support.js';
 
@@ -54,7 +54,7 @@ describe('persistence killed between commit and ack', () => {
     // m3 is committed, then the process dies before confirming or acking it.
     send('m3');
     expect(await doomed.exited).toBe('SIGKILL');
-    const row = await withDb(running.database.url, async (db) => {
+    const row = await withPgClient(running.database.url, async (db) => {
       const { rows } = await db.query<{ seq: string; id: string }>(
         `select seq, id from messages where session_id = $1 and client_msg_id = 'm3'`,
         [session.id],
@@ -89,7 +89,7 @@ describe('persistence killed between commit and ack', () => {
       await member.waitFor((frame) => frame.type === 'new_message' && (frame.message as { seq: number }).seq === 4, 10_000);
       expect(newMessages(member, session.id)).toEqual([1, 2, 3, 4]);
     }
-    const stored = await withDb(running.database.url, async (db) => {
+    const stored = await withPgClient(running.database.url, async (db) => {
       const { rows } = await db.query<{ seq: string; client_msg_id: string }>(
         'select seq, client_msg_id from messages where session_id = $1 order by seq',
         [session.id],
@@ -177,8 +177,8 @@ describe('persistence killed between commit and ack', () => {
     expect(await metric(running.persistence[0] as ServiceProcess, 'switchboard_persistence_messages_total', { outcome: 'duplicate' })).toBe(
       1,
     );
-    expect(await withDb(running.database.url, async (db) => (await db.query('select count(*)::int as n from messages')).rows[0]?.n)).toBe(
-      2,
-    );
+    expect(
+      await withPgClient(running.database.url, async (db) => (await db.query('select count(*)::int as n from messages')).rows[0]?.n),
+    ).toBe(2);
   });
 });

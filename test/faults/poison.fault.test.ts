@@ -9,7 +9,7 @@ import {
   startStack,
   TestClient,
   waitFor,
-  withDb,
+  withPgClient,
 } from '@switchboard/testing';
 import { connect, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -50,7 +50,7 @@ const deadLettered = () => metric(persistence(), 'switchboard_persistence_messag
 const redeliveries = () => metric(persistence(), 'switchboard_persistence_redeliveries_total');
 
 async function deadLetters(): Promise<{ session_id: string | null; client_msg_id: string | null; reason: string; payload: string }[]> {
-  return withDb(
+  return withPgClient(
     stack.database.url,
     async (db) => (await db.query('select session_id, client_msg_id, reason, payload from dead_letters order by id')).rows,
   );

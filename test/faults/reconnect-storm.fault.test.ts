@@ -1,4 +1,4 @@
-import { LoadClient, metric, type Stack, startStack, waitFor, withDb } from '@switchboard/testing';
+import { LoadClient, metric, type Stack, startStack, waitFor, withPgClient } from '@switchboard/testing';
 import { connect, type NatsConnection, RequestStrategy } from 'nats';
 import { afterAll, describe, expect, it } from 'vitest';
 import { assertAllAcked, assertClean, createSessions, isRunning, sleep, summary, verify } from './support.js';
@@ -71,7 +71,7 @@ describe('2,000 sockets on a gateway killed with SIGKILL and replaced on the sam
     // Sample the persistence service's PostgreSQL connections all through the storm.
     let sampling = true;
     let peakConnections = 0;
-    const sampler = withDb(running.database.url, async (db) => {
+    const sampler = withPgClient(running.database.url, async (db) => {
       while (sampling) {
         const { rows } = await db.query<{ n: string }>(
           `select count(*) as n from pg_stat_activity where datname = current_database() and application_name = 'switchboard-persistence'`,

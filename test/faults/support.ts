@@ -12,7 +12,7 @@ import {
   type ServiceProcess,
   type Stack,
   TestClient,
-  withDb,
+  withPgClient,
 } from '@switchboard/testing';
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -149,7 +149,7 @@ export function summary(label: string, report: CheckReport, clients: readonly Lo
 }
 
 export async function deadLetterCount(databaseUrl: string): Promise<number> {
-  return withDb(databaseUrl, async (db) => Number((await db.query('select count(*) as n from dead_letters')).rows[0]?.n ?? 0));
+  return withPgClient(databaseUrl, async (db) => Number((await db.query('select count(*) as n from dead_letters')).rows[0]?.n ?? 0));
 }
 
 /** HTTP status of an ops endpoint, 0 when it does not answer. */

@@ -3,10 +3,10 @@
  * of fragments and of frames. Each one is refused or cut off, the process survives with bounded
  * memory, and other clients keep being served while it happens.
  */
-import { type ServiceProcess, type Stack, startStack, TestClient } from '@switchboard/testing';
+import { metric, type ServiceProcess, type Stack, startStack, TestClient } from '@switchboard/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { authenticate, clientFrame, expectPong, metric, rawConnect, rawWebSocket, sleep, waitForData } from './helpers.js';
+import { authenticate, clientFrame, expectPong, rawConnect, rawWebSocket, sleep, waitForData } from './helpers.js';
 
 const ALLOWED_ORIGIN = 'https://support.example.com';
 const MiB = 1024 * 1024;
@@ -17,7 +17,12 @@ let gateway: ServiceProcess;
 let customer: { id: number; token: string };
 let bystander: TestClient;
 const url = () => `ws://127.0.0.1:${gateway.port}/ws`;
-const rss = () => metric(gateway, 'process_resident_memory_bytes');
+/** The gateway's resident memory; never 0, so that a missing metric cannot pass for no growth. */
+const rss = async () => {
+  const bytes = await metric(gateway, 'process_resident_memory_bytes');
+  expect(bytes).toBeGreaterThan(0);
+  return bytes;
+};
 
 /** The status of the HTTP answer to an upgrade, or 101 when the socket opened. */
 function upgradeStatus(target: string, headers: Record<string, string>): Promise<number> {

@@ -1,6 +1,6 @@
 import { createPublicKey, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
 import { type Socket, connect as tcpConnect } from 'node:net';
-import { type Frame, type ServiceProcess, TestClient } from '@switchboard/testing';
+import { type Frame, TestClient } from '@switchboard/testing';
 import { calculateJwkThumbprint, exportJWK, type JWK } from 'jose';
 import { expect } from 'vitest';
 
@@ -87,14 +87,6 @@ export async function expectRefusedOrHeldBack(url: string, token: string): Promi
 
 export async function expectPong(client: TestClient, timeoutMs = 5_000): Promise<void> {
   expect(await client.request({ type: 'ping' }, timeoutMs)).toMatchObject({ type: 'pong', server_time: expect.any(String) });
-}
-
-/** One sample of a Prometheus metric without labels from a service's ops `/metrics`. */
-export async function metric(service: ServiceProcess, name: string): Promise<number> {
-  const text = await (await fetch(service.opsUrl('/metrics'))).text();
-  const line = text.split('\n').find((candidate) => candidate.startsWith(`${name} `) || candidate.startsWith(`${name}{`));
-  if (!line) throw new Error(`no ${name} in the metrics of ${service.name}`);
-  return Number(line.slice(line.lastIndexOf(' ') + 1));
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

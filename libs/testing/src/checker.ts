@@ -1,4 +1,4 @@
-import pg from 'pg';
+import { withPgClient } from './database.js';
 
 /**
  * The delivery checker: compares what clients attempted, what they were acked and what every
@@ -259,9 +259,7 @@ export async function readStored(
   databaseUrl: string,
   sessionIds: readonly number[],
 ): Promise<{ stored: StoredRow[]; sessions: SessionRow[] }> {
-  const client = new pg.Client({ connectionString: databaseUrl });
-  await client.connect();
-  try {
+  return withPgClient(databaseUrl, async (client) => {
     const messages = await client.query<{ session_id: string; seq: string; client_msg_id: string; sender_id: string; id: string }>(
       'select session_id, seq, client_msg_id, sender_id, id from messages where session_id = any($1::bigint[]) order by session_id, seq',
       [sessionIds],
@@ -280,7 +278,5 @@ export async function readStored(
       })),
       sessions: sessions.rows.map((row) => ({ sessionId: Number(row.id), lastSeq: Number(row.last_seq) })),
     };
-  } finally {
-    await client.end();
-  }
+  });
 }

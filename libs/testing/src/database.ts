@@ -12,7 +12,7 @@ export interface TestDatabase {
 }
 
 /** Runs `run` on a connection of its own to `databaseUrl`, closed when it settles. */
-export async function withDb<T>(databaseUrl: string, run: (db: pg.Client) => Promise<T>): Promise<T> {
+export async function withPgClient<T>(databaseUrl: string, run: (db: pg.Client) => Promise<T>): Promise<T> {
   const db = new pg.Client({ connectionString: databaseUrl });
   await db.connect();
   try {
@@ -24,11 +24,11 @@ export async function withDb<T>(databaseUrl: string, run: (db: pg.Client) => Pro
 
 /** The rows of one statement, run on a connection of its own: none is kept open for a test terminating connections to break. */
 export async function query<Row extends pg.QueryResultRow>(databaseUrl: string, text: string, values: unknown[] = []): Promise<Row[]> {
-  return withDb(databaseUrl, async (db) => (await db.query<Row>(text, values)).rows);
+  return withPgClient(databaseUrl, async (db) => (await db.query<Row>(text, values)).rows);
 }
 
 function withAdmin<T>(run: (client: pg.Client) => Promise<T>): Promise<T> {
-  return withDb(TEST_DATABASE_ADMIN_URL, run);
+  return withPgClient(TEST_DATABASE_ADMIN_URL, run);
 }
 
 /** A fresh, empty database for one test file, on the real PostgreSQL server. */

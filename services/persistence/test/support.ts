@@ -10,7 +10,7 @@ import {
   TEST_DATABASE_ADMIN_URL,
   type TestDatabase,
   uniqueSubjectPrefix,
-  withDb,
+  withPgClient,
 } from '@switchboard/testing';
 
 const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -111,7 +111,7 @@ export async function startHarness(label: string): Promise<Harness> {
  * `default_transaction_read_only` applies to new connections, so the open ones are terminated.
  */
 export async function setReadOnly(database: TestDatabase, readOnly: boolean): Promise<void> {
-  await withDb(TEST_DATABASE_ADMIN_URL, async (admin) => {
+  await withPgClient(TEST_DATABASE_ADMIN_URL, async (admin) => {
     const setting = readOnly ? 'set default_transaction_read_only = on' : 'reset default_transaction_read_only';
     await admin.query(`alter database "${database.name}" ${setting}`);
     await admin.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [
