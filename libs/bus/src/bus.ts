@@ -49,10 +49,10 @@ export interface DurableMessage {
 
 /**
  * The inbound stream's durable consumer, from which a replica pulls. Should the consumer or its
- * stream be deleted, a pull yields what had already arrived and then throws a `BusError`
- * `unavailable`; from then on this consumer's messages are no longer settled (ack, nak, working
- * and term do nothing), and a consumer created again delivers them anew. Nothing recreates the
- * consumer by itself: see `ensureInboundStream`.
+ * stream be deleted (or deleted and created again under the same name), a pull yields what had
+ * already arrived and then throws a `BusError` `unavailable`; from then on this consumer's
+ * messages are no longer settled (ack, nak, working and term do nothing), and a consumer created
+ * again delivers them anew. Nothing recreates the consumer by itself: see `ensureInboundStream`.
  */
 export interface DurableConsumer {
   /**

@@ -37,14 +37,18 @@ export function createMemoryBus(): Bus {
   const recentIds = new Map<string, number>(); // msgId → expiry
   const ready: StoredMessage[] = []; // waiting for delivery, by seq
   const unacked = new Map<number, { message: StoredMessage; timer: NodeJS.Timeout }>();
-  let wake: (() => void) | undefined;
+  /** Pulls waiting for a message. */
+  const waiting = new Set<() => void>();
+  const wakeAll = () => {
+    for (const wake of waiting) wake();
+  };
   let closed = false;
 
   const enqueue = (message: StoredMessage) => {
     let index = ready.length;
     while (index > 0 && (ready[index - 1]?.seq ?? 0) > message.seq) index--;
     ready.splice(index, 0, message);
-    wake?.();
+    wakeAll();
   };
 
   const settle = (seq: number): StoredMessage | undefined => {
@@ -137,29 +141,33 @@ export function createMemoryBus(): Bus {
       return {
         fetch({ maxMessages, expiresMs }) {
           let ended = false;
+          let wake = () => {};
           let expiry: NodeJS.Timeout | undefined;
           const end = () => {
             ended = true;
-            clearTimeout(expiry);
-            wake?.();
+            wake();
           };
           return {
             async *[Symbol.asyncIterator]() {
               expiry = setTimeout(end, expiresMs);
               let delivered = 0;
-              while (!ended && !closed && delivered < maxMessages) {
-                const next = ready.shift();
-                if (next) {
-                  delivered++;
-                  yield deliver(next);
-                  continue;
+              try {
+                while (!ended && !closed && delivered < maxMessages) {
+                  const next = ready.shift();
+                  if (next) {
+                    delivered++;
+                    yield deliver(next);
+                    continue;
+                  }
+                  await new Promise<void>((resolve) => {
+                    wake = resolve;
+                    waiting.add(resolve);
+                  });
+                  waiting.delete(wake);
                 }
-                await new Promise<void>((resolve) => {
-                  wake = resolve;
-                });
-                wake = undefined;
+              } finally {
+                clearTimeout(expiry);
               }
-              clearTimeout(expiry);
             },
             close: async () => end(),
           };
@@ -174,7 +182,7 @@ export function createMemoryBus(): Bus {
     async close() {
       closed = true;
       for (const { timer } of unacked.values()) clearTimeout(timer);
-      wake?.();
+      wakeAll();
     },
   };
 }

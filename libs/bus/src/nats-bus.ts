@@ -99,6 +99,13 @@ const STREAM_NOT_FOUND = 10_059;
 const isNotFound = (error: unknown) =>
   error instanceof NatsError && [CONSUMER_NOT_FOUND, STREAM_NOT_FOUND].includes(error.jsError()?.err_code ?? 0);
 
+/**
+ * A pull that starts after none has waited on the server for this long first checks that the
+ * inbound consumer is still there: deleted then, it tells no pull, and created again at once (by
+ * another replica), it would take the acks of the messages held from before.
+ */
+const RECHECK_IDLE_MS = 1_000;
+
 /** What a pull waiting on a consumer gets when the consumer, or its stream, is deleted. */
 const isDeleted = (error: unknown) => error instanceof NatsError && error.code === '409' && error.message === 'consumer deleted';
 
@@ -357,6 +364,7 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
       const consumer = await js.consumers.get(subjects.inboundStream, subjects.inboundConsumer).catch((error: unknown) => {
         throw unavailable('getting the inbound consumer', error);
       });
+      const { created } = await consumer.info(true);
       // Messages of a lost consumer are not settled: a consumer created again under the same name
       // would take their acks, and some NATS server versions move a consumer's delivery pointer
       // past a sequence acked ahead of it, skipping messages it has not delivered yet (current
@@ -364,32 +372,56 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
       // persistence finds those it stored.
       let lost: BusError | undefined;
       const isLost = () => lost !== undefined;
-      /**
-       * A pull failed: deleted under it (409), no responders (503) or not found when nats.js
-       * checked after missed heartbeats. The consumer is lost if it was deleted or is not found
-       * now; otherwise the pull just ends, and the caller pulls again.
-       */
-      const failed = async (error: unknown) => {
-        if (!lost && (isDeleted(error) || (await consumer.info().then(() => false, isNotFound)))) {
-          lost = new BusError(BusErrorCode.Unavailable, `the inbound consumer is gone (${(error as Error).message})`, { cause: error });
-          log.error({ err: error }, 'the inbound consumer is gone');
-        }
-        if (lost) throw lost;
-        log.warn({ err: error }, 'a pull from the inbound consumer failed');
+      const lose = (reason: string, error?: unknown) => {
+        lost ??= new BusError(BusErrorCode.Unavailable, `the inbound consumer is gone (${reason})`, { cause: error });
+        log.error({ err: error, reason }, 'the inbound consumer is gone');
+        throw lost;
       };
+      /**
+       * Whether the consumer is still the one this object pulls from: not deleted, and not
+       * created again since under the same name (its creation time tells). An answer NATS does
+       * not give (a timeout, say) leaves it so.
+       */
+      const check = async () => {
+        const now = await consumer.info().then(
+          (info) => info.created,
+          (error: unknown) => (isNotFound(error) ? undefined : created),
+        );
+        if (now !== created) lose(now === undefined ? 'not found' : 'created again');
+      };
+      /** When the last pull ended: while none waits on the server, a deletion tells nobody. */
+      let idleSince = performance.now();
       return {
         fetch({ maxMessages, expiresMs }) {
-          const pulling = consumer.fetch({ max_messages: maxMessages, expires: expiresMs });
+          let pull: Awaited<ReturnType<typeof consumer.fetch>> | undefined;
+          let closed = false;
           return {
             async *[Symbol.asyncIterator]() {
+              if (lost) throw lost;
+              if (performance.now() - idleSince > RECHECK_IDLE_MS) await check();
+              let taken = 0;
               try {
-                for await (const msg of await pulling) yield toDurable(msg, isLost);
+                if (closed) return;
+                pull = await consumer.fetch({ max_messages: maxMessages, expires: expiresMs });
+                for await (const msg of pull) {
+                  taken++;
+                  yield toDurable(msg, isLost);
+                }
               } catch (error) {
-                await failed(error);
+                // Deleted under a waiting pull (409), or not found when nats.js checked after
+                // missed heartbeats; anything else (no responders, say) just ends this pull.
+                if (isDeleted(error)) lose('deleted', error);
+                await check();
+                log.warn({ err: error }, 'a pull from the inbound consumer failed');
+              } finally {
+                idleSince = performance.now();
               }
+              // A pull to a consumer deleted while none waited may end with nothing, and no error.
+              if (taken === 0 && !closed) await check();
             },
             close: async () => {
-              await (await pulling).close();
+              closed = true;
+              await pull?.close();
             },
           };
         },

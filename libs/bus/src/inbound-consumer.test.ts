@@ -1,0 +1,121 @@
+import { randomUUID } from 'node:crypto';
+import { createLogger } from '@switchboard/logging';
+import { BusErrorCode, createSubjects } from '@switchboard/protocol';
+import { deleteInboundStream } from '@switchboard/testing';
+import { connect, type NatsConnection } from 'nats';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Bus, DurableConsumer, DurableMessage } from './bus.js';
+import { BusError } from './bus.js';
+import { createMemoryBus } from './memory-bus.js';
+import { connectNatsBus } from './nats-bus.js';
+
+const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+const INBOUND = { ackWaitMs: 30_000, maxDeliver: 20, duplicateWindowMs: 120_000, maxAgeMs: 3_600_000, replicas: 1 };
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Every message a pull yields, settling none. */
+async function pullFrom(pull: AsyncIterable<DurableMessage>): Promise<DurableMessage[]> {
+  const taken: DurableMessage[] = [];
+  for await (const msg of pull) taken.push(msg);
+  return taken;
+}
+
+const pullAll = (consumer: DurableConsumer, maxMessages: number, expiresMs = 1_000) => pullFrom(consumer.fetch({ maxMessages, expiresMs }));
+
+const failureOf = (promise: Promise<unknown>) =>
+  promise.then(
+    () => undefined,
+    (error: unknown) => error,
+  );
+
+describe('the inbound consumer over NATS', () => {
+  const prefix = `pull${randomUUID().replaceAll('-', '').slice(0, 12)}`;
+  const subjects = createSubjects(prefix);
+  let bus: Bus;
+  let nc: NatsConnection;
+
+  beforeAll(async () => {
+    bus = await connectNatsBus({
+      servers: [NATS_URL],
+      name: 'inbound-consumer-test',
+      subjects,
+      logger: createLogger({ name: 'test', level: 'silent' }),
+    });
+    nc = await connect({ servers: NATS_URL });
+    await bus.ensureInboundStream(INBOUND);
+  });
+
+  afterAll(async () => {
+    await bus?.close();
+    await nc?.close();
+    await deleteInboundStream(NATS_URL, prefix);
+  });
+
+  const publish = (count: number, label: string) =>
+    Promise.all(
+      Array.from({ length: count }, (_, i) =>
+        bus.publishDurable(subjects.inbound(1), new TextEncoder().encode(`${label}-${i}`), `${label}-${i}`, 5_000),
+      ),
+    );
+
+  it('yields at most what a pull asks for, and the rest to the next pull', async () => {
+    await publish(5, 'asked');
+    const consumer = await bus.inboundConsumer();
+    const first = await pullAll(consumer, 3);
+    expect(first.map((msg) => new TextDecoder().decode(msg.data))).toEqual(['asked-0', 'asked-1', 'asked-2']);
+    const second = await pullAll(consumer, 3);
+    expect(second.map((msg) => new TextDecoder().decode(msg.data))).toEqual(['asked-3', 'asked-4']);
+    for (const msg of [...first, ...second]) msg.ack();
+  });
+
+  it('tells a consumer deleted and created again while no pull waited, and no longer settles its messages', async () => {
+    await publish(2, 'again');
+    const consumer = await bus.inboundConsumer();
+    const held = await pullAll(consumer, 1);
+    expect(held).toHaveLength(1);
+    const jsm = await nc.jetstreamManager();
+    await jsm.consumers.delete(subjects.inboundStream, subjects.inboundConsumer);
+    await bus.ensureInboundStream(INBOUND);
+    await sleep(1_100);
+
+    const error = await failureOf(pullAll(consumer, 10));
+    expect(error).toBeInstanceOf(BusError);
+    expect((error as BusError).code).toBe(BusErrorCode.Unavailable);
+    // Its ack would reach the new consumer, which has not delivered the message yet.
+    held[0]?.ack();
+    const fresh = await bus.inboundConsumer();
+    const again = await pullAll(fresh, 10);
+    expect(again.map((msg) => new TextDecoder().decode(msg.data))).toEqual(['again-0', 'again-1']);
+    for (const msg of again) msg.ack();
+  });
+});
+
+describe('the inbound consumer in memory', () => {
+  it('yields at most what a pull asks for, ends a pull at its expiry, and redelivers what was nak’d', async () => {
+    const bus = createMemoryBus();
+    await bus.ensureInboundStream(INBOUND);
+    for (const id of ['a', 'b', 'c']) await bus.publishDurable('in', new TextEncoder().encode(id), id, 1_000);
+    const consumer = await bus.inboundConsumer();
+    const first = await pullAll(consumer, 2);
+    expect(first.map((msg) => msg.seq)).toEqual([1, 2]);
+    first[0]?.nak();
+    first[1]?.ack();
+    const second = await pullAll(consumer, 5, 1_000);
+    expect(second.map((msg) => msg.seq)).toEqual([1, 3]);
+    await bus.close();
+  });
+
+  it('ends each of two waiting pulls by its own close', async () => {
+    const bus = createMemoryBus();
+    const consumer = await bus.inboundConsumer();
+    const one = consumer.fetch({ maxMessages: 1, expiresMs: 60_000 });
+    const two = consumer.fetch({ maxMessages: 1, expiresMs: 60_000 });
+    const taking = [pullFrom(one), pullFrom(two)];
+    await sleep(10);
+    await one.close();
+    expect(await taking[0]).toEqual([]);
+    await bus.publishDurable('in', new TextEncoder().encode('x'), 'x', 1_000);
+    expect((await taking[1]).map((msg) => msg.seq)).toEqual([1]);
+    await bus.close();
+  });
+});
