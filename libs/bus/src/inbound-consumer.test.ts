@@ -110,12 +110,12 @@ describe('the inbound consumer in memory', () => {
     const consumer = await bus.inboundConsumer();
     const one = consumer.fetch({ maxMessages: 1, expiresMs: 60_000 });
     const two = consumer.fetch({ maxMessages: 1, expiresMs: 60_000 });
-    const taking = [pullFrom(one), pullFrom(two)];
+    const [takingOne, takingTwo] = [pullFrom(one), pullFrom(two)];
     await sleep(10);
     await one.close();
-    expect(await taking[0]).toEqual([]);
+    expect(await takingOne).toEqual([]);
     await bus.publishDurable('in', new TextEncoder().encode('x'), 'x', 1_000);
-    expect((await taking[1]).map((msg) => msg.seq)).toEqual([1]);
+    expect((await takingTwo).map((msg) => msg.seq)).toEqual([1]);
     await bus.close();
   });
 });
