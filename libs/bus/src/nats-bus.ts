@@ -400,6 +400,7 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
               if (lost) throw lost;
               if (performance.now() - idleSince > RECHECK_IDLE_MS) await check();
               let taken = 0;
+              let failure: unknown;
               try {
                 if (closed) return;
                 pull = await consumer.fetch({ max_messages: maxMessages, expires: expiresMs });
@@ -408,16 +409,16 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
                   yield toDurable(msg, isLost);
                 }
               } catch (error) {
-                // Deleted under a waiting pull (409), or not found when nats.js checked after
-                // missed heartbeats; anything else (no responders, say) just ends this pull.
+                // Deleted under a waiting pull (409). Not found when nats.js checked after missed
+                // heartbeats, no responders and the rest are told apart by the check below.
                 if (isDeleted(error)) lose('deleted', error);
-                await check();
-                log.warn({ err: error }, 'a pull from the inbound consumer failed');
+                failure = error;
               } finally {
                 idleSince = performance.now();
               }
-              // A pull to a consumer deleted while none waited may end with nothing, and no error.
-              if (taken === 0 && !closed) await check();
+              // A pull to a consumer deleted while none waited may also end with nothing, and no error.
+              if ((failure !== undefined || taken === 0) && !closed) await check();
+              if (failure !== undefined) log.warn({ err: failure }, 'a pull from the inbound consumer failed; pulling again');
             },
             close: async () => {
               closed = true;
