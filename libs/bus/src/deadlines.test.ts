@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Deadlines } from './deadlines.js';
 
 function clocked(resolutionMs = 250) {
@@ -66,6 +66,27 @@ describe('Deadlines', () => {
     const at = (item: string) => 10_000 + ((Number(item.slice(1)) * 7919) % 5_000);
     const slots = fired.map((item) => Math.ceil(at(item) / 100));
     expect(slots).toEqual([...slots].sort((a, b) => a - b));
+    deadlines.close();
+  });
+
+  it('takes a clock stepped forward by a day without going through every slot passed, firing what fell due in order', () => {
+    const { deadlines, fired, advanceTo } = clocked();
+    const day = 24 * 3_600_000;
+    deadlines.set('second', 10_000 + day / 2);
+    deadlines.set('first', 10_500);
+    deadlines.set('after', 10_000 + 2 * day);
+    // Before, the tick looked up every 250 ms slot passed: 345,600 for a day, 126 million for a
+    // clock left a year behind until NTP set it, which blocked the event loop for minutes.
+    const lookups = vi.spyOn(Map.prototype, 'get');
+    advanceTo(10_000 + day);
+    const looked = lookups.mock.calls.length;
+    lookups.mockRestore();
+    expect(looked).toBeLessThanOrEqual(3);
+    expect(fired).toEqual(['first', 'second']);
+    deadlines.set('set-after-the-step', 10_000 + day);
+    advanceTo(10_000 + day + 251);
+    expect(fired).toEqual(['first', 'second', 'set-after-the-step']);
+    expect(deadlines.size).toBe(1);
     deadlines.close();
   });
 

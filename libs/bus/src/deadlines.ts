@@ -54,8 +54,16 @@ export class Deadlines<T> {
   /** Fires every deadline up to now. Called by the timer; public for tests with their own clock. */
   tick(): void {
     const through = this.slotAt(this.now()) - 1;
-    for (let slot = this.firedThrough + 1; slot <= through; slot++) {
-      this.firedThrough = slot;
+    // One slot a tick, as a rule. After a jump of the clock (a wall clock stepped forward by a
+    // year once NTP corrects it), going through every slot passed would block the event loop for
+    // minutes: then only the slots that hold deadlines are gone through, in order.
+    const due =
+      through - this.firedThrough <= this.buckets.size
+        ? Array.from({ length: Math.max(0, through - this.firedThrough) }, (_, index) => this.firedThrough + 1 + index)
+        : [...this.buckets.keys()].filter((slot) => slot <= through).sort((a, b) => a - b);
+    // Before firing: a deadline set while they fire goes in a slot after these.
+    this.firedThrough = Math.max(this.firedThrough, through);
+    for (const slot of due) {
       const bucket = this.buckets.get(slot);
       if (!bucket) continue;
       this.buckets.delete(slot);
