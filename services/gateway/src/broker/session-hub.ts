@@ -1,3 +1,4 @@
+import { setImmediate as endOfTurn } from 'node:timers/promises';
 import { type Bus, BusError, type BusSubscription, decodeJson, encodeJson, type PersistenceClient } from '@switchboard/bus';
 import type { Logger } from '@switchboard/logging';
 import {
@@ -401,6 +402,10 @@ export function createSessionHub(options: SessionHubOptions) {
         subscriber.sendEncoded(JSON.stringify({ type: 'new_message', message }), 'new_message');
         state.cursor = message.seq;
       }
+      // The page leaves at the end of this turn, and then the socket's backpressure is checked: a
+      // client too slow for it is closed there, and gets no further page fetched for it.
+      await endOfTurn();
+      if (channel.members.get(subscriber) !== state) return;
     }
     state.replaying = false;
     for (const message of state.queued ?? []) {

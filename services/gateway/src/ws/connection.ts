@@ -24,7 +24,7 @@ import type { GatewayConfig } from '../config.js';
 import { refuse, toErrorFrame } from '../errors.js';
 import type { GatewayMetrics } from '../metrics.js';
 import { TokenBucket } from './rate-limiter.js';
-import { batchWritesThisTurn } from './write-batch.js';
+import { batchWritesThisTurn, type FlushListener } from './write-batch.js';
 
 /** Sends waiting behind the one in flight, per connection; more get `rate_limited`. */
 export const MAX_QUEUED_SENDS = 100;
@@ -81,7 +81,7 @@ function refuseUnstorable(field: string, value: string | undefined): void {
  * arrival. Sends go to the broker one at a time, each after the previous one is stored, so a
  * sender's messages get seqs in the order it sent them, whatever fails in between.
  */
-export class ClientConnection implements Subscriber {
+export class ClientConnection implements Subscriber, FlushListener {
   readonly id = randomBytes(9).toString('base64url');
   private user: VerifiedToken | undefined;
   private logger: Logger | undefined;
@@ -146,10 +146,18 @@ export class ClientConnection implements Subscriber {
 
   sendEncoded(data: string | Buffer, type: ServerFrame['type']): void {
     if (this.ws.readyState !== WebSocket.OPEN) return;
-    batchWritesThisTurn(this.socket);
+    batchWritesThisTurn(this.socket, this);
     // A Buffer is a frame already UTF-8 encoded for many sockets; it still goes out as text.
     this.ws.send(data, { binary: false });
     this.deps.metrics.frameOut(type);
+  }
+
+  /**
+   * The frames held this turn have been handed to the socket: what it still buffers is what the
+   * client has not read. Measured while they were held, a page of history sent in one turn made
+   * a client reading at once look slow.
+   */
+  flushed(): void {
     this.checkBackpressure();
   }
 

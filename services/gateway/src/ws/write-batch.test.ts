@@ -52,4 +52,17 @@ describe('batchWritesThisTurn', () => {
     socket.write('now');
     expect(calls).toEqual([['now']]);
   });
+
+  it('tells a listener once the frames of the turn have been handed to its socket, not before', async () => {
+    const { socket, calls } = recordingSocket();
+    const seen: string[][][] = [];
+    const listener = { flushed: () => seen.push(calls.map((call) => [...call])) };
+    batchWritesThisTurn(socket, listener);
+    socket.write('page-1');
+    batchWritesThisTurn(socket, listener);
+    socket.write('page-2');
+    expect(seen).toEqual([]);
+    await nextTurn();
+    expect(seen).toEqual([[['page-1', 'page-2']]]);
+  });
 });
