@@ -26,6 +26,8 @@ const gatewayEnv = {
   /** A socket whose unsent bytes stay above this for SLOW_CLIENT_GRACE_MS is closed with 1013. */
   MAX_BUFFERED_BYTES: env.integer({ default: 1024 * 1024, min: 1024, max: 1024 * 1024 * 1024 }),
   SLOW_CLIENT_GRACE_MS: env.integer({ default: 5_000, min: 0, max: 600_000 }),
+  /** Sessions one socket may be joined to at once: each costs the gateway a NATS subscription and memory. */
+  MAX_SESSIONS_PER_CONNECTION: env.integer({ default: 1_000, min: 1, max: 1_000_000 }),
   /** How long a session's delivery waits for a missing seq before fetching it from persistence. */
   GAP_WAIT_MS: env.integer({ default: 100, min: 0, max: 60_000 }),
   /** Where browsers reach the auth API, for the demo page; unset: the gateway's host on port 2347. */
@@ -54,6 +56,7 @@ export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env) {
     sendTimeoutMs: raw.SEND_TIMEOUT_MS,
     maxBufferedBytes: raw.MAX_BUFFERED_BYTES,
     slowClientGraceMs: raw.SLOW_CLIENT_GRACE_MS,
+    maxSessionsPerConnection: raw.MAX_SESSIONS_PER_CONNECTION,
     gapWaitMs: raw.GAP_WAIT_MS,
     drainSeconds: raw.DRAIN_SECONDS,
     publicAuthUrl: raw.PUBLIC_AUTH_URL,

@@ -547,6 +547,14 @@ export function createSessionHub(options: SessionHubOptions) {
       }
     },
 
+    /** How many sessions the subscriber is joined to, and whether `sessionId` is one of them. */
+    membership(subscriber: Subscriber, sessionId: number): { count: number; includes: boolean } {
+      return {
+        count: memberships.get(subscriber)?.size ?? 0,
+        includes: channels.get(sessionId)?.members.has(subscriber) ?? false,
+      };
+    },
+
     leave(subscriber: Subscriber, sessionId: number): boolean {
       const channel = channels.get(sessionId);
       return channel ? removeMember(channel, subscriber) : false;

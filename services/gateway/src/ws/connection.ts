@@ -319,9 +319,14 @@ export class ClientConnection implements Subscriber, FlushListener {
     switch (frame.type) {
       case 'create_session':
         return this.createSession(user, frame);
-      case 'join_session':
+      case 'join_session': {
         await this.deps.access.authorize(user, frame.session_id);
+        // Frames are handled one at a time, so no other join of this socket is in progress.
+        const { count, includes } = this.deps.hub.membership(this, frame.session_id);
+        const max = this.deps.config.maxSessionsPerConnection;
+        if (!includes && count >= max) refuse(ErrorCode.Forbidden, `at most ${max} sessions joined per connection; leave one first`);
         return this.deps.hub.join(this, frame.session_id, frame.last_seq, frame.req_id);
+      }
       case 'leave_session':
         this.deps.hub.leave(this, frame.session_id);
         return this.send({ type: 'left_session', ...withReqId(frame.req_id), session_id: frame.session_id });
