@@ -127,6 +127,7 @@ function recorder(id: string) {
     id,
     send: (frame: ServerFrame) => frames.push(frame.type === 'joined_session' ? `joined:${frame.last_seq}` : frame.type),
     sendEncoded: (data) => frames.push(`seq:${(JSON.parse(data.toString()) as { message: Message }).message.seq}`),
+    caughtUp: async () => undefined,
   };
   return { subscriber, frames };
 }
@@ -366,6 +367,7 @@ describe('a socket the gateway closes', () => {
         frames.push(`seq:${(JSON.parse(data.toString()) as { message: Message }).message.seq}`);
         hub.leaveAll(slowReader);
       },
+      caughtUp: async () => undefined,
     };
     await hub.join(slowReader, SESSION, undefined, undefined);
     persistence.stored = 2; // events 1 and 2 lost

@@ -22,6 +22,8 @@ export interface Subscriber {
   send(frame: ServerFrame): void;
   /** Sends a frame already encoded as JSON (events are encoded once, to UTF-8, for all their sockets). */
   sendEncoded(data: string | Buffer, type: ServerFrame['type']): void;
+  /** Resolves once the client has read enough of what it was sent to take more (or is gone): replays wait for it between pages. */
+  caughtUp(): Promise<void>;
 }
 
 /** Messages fetched per request when replaying or filling a gap. */
@@ -403,8 +405,12 @@ export function createSessionHub(options: SessionHubOptions) {
         state.cursor = message.seq;
       }
       // The page leaves at the end of this turn, and then the socket's backpressure is checked: a
-      // client too slow for it is closed there, and gets no further page fetched for it.
+      // client too slow for it is closed there, and gets no further page fetched for it. One on a
+      // slow link gets the next page once it has read this one, rather than page after page
+      // piling up in its buffer until it is closed as slow.
       await endOfTurn();
+      if (channel.members.get(subscriber) !== state) return;
+      await subscriber.caughtUp();
       if (channel.members.get(subscriber) !== state) return;
     }
     state.replaying = false;

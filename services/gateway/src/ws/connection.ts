@@ -153,6 +153,28 @@ export class ClientConnection implements Subscriber, FlushListener {
   }
 
   /**
+   * Resolves at once while the socket's unsent bytes are within `MAX_BUFFERED_BYTES`; otherwise
+   * once they have drained, the socket has closed, or the slow-client grace period has passed (and
+   * then the socket is checked as a slow client).
+   */
+  async caughtUp(): Promise<void> {
+    if (this.closing || this.ws.readyState !== WebSocket.OPEN) return;
+    if (this.ws.bufferedAmount <= this.deps.config.maxBufferedBytes) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.socket.off('drain', done);
+        this.ws.off('close', done);
+        resolve();
+      };
+      const timer = setTimeout(done, this.deps.config.slowClientGraceMs);
+      this.socket.once('drain', done);
+      this.ws.once('close', done);
+    });
+    this.checkBackpressure();
+  }
+
+  /**
    * The frames held this turn have been handed to the socket: what it still buffers is what the
    * client has not read. Measured while they were held, a page of history sent in one turn made
    * a client reading at once look slow.
