@@ -391,6 +391,8 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
       };
       /** When the last pull ended: while none waits on the server, a deletion tells nobody. */
       let idleSince = performance.now();
+      /** Pulls failed in a row: while JetStream cannot take them, one a second, of which few are logged. */
+      let failedInARow = 0;
       return {
         fetch({ maxMessages, expiresMs }) {
           let pull: Awaited<ReturnType<typeof consumer.fetch>> | undefined;
@@ -418,7 +420,9 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
               }
               // A pull to a consumer deleted while none waited may also end with nothing, and no error.
               if ((failure !== undefined || taken === 0) && !closed) await check();
-              if (failure !== undefined) log.warn({ err: failure }, 'a pull from the inbound consumer failed; pulling again');
+              if (failure === undefined) failedInARow = 0;
+              else if (failedInARow++ % 60 === 0)
+                log.warn({ err: failure, failedInARow }, 'a pull from the inbound consumer failed; pulling again');
             },
             close: async () => {
               closed = true;
