@@ -1,4 +1,3 @@
-import { setImmediate as endOfTurn } from 'node:timers/promises';
 import { type Bus, BusError, type BusSubscription, decodeJson, encodeJson, type PersistenceClient } from '@switchboard/bus';
 import type { Logger } from '@switchboard/logging';
 import {
@@ -22,7 +21,10 @@ export interface Subscriber {
   send(frame: ServerFrame): void;
   /** Sends a frame already encoded as JSON (events are encoded once, to UTF-8, for all their sockets). */
   sendEncoded(data: string | Buffer, type: ServerFrame['type']): void;
-  /** Resolves once the client has read enough of what it was sent to take more (or is gone): replays wait for it between pages. */
+  /**
+   * Resolves once what it was sent has left and the client has read enough of it to take more (or
+   * is gone, or has been closed as too slow): replays wait for it between pages.
+   */
   caughtUp(): Promise<void>;
 }
 
@@ -404,12 +406,9 @@ export function createSessionHub(options: SessionHubOptions) {
         subscriber.sendEncoded(JSON.stringify({ type: 'new_message', message }), 'new_message');
         state.cursor = message.seq;
       }
-      // The page leaves at the end of this turn, and then the socket's backpressure is checked: a
-      // client too slow for it is closed there, and gets no further page fetched for it. One on a
-      // slow link gets the next page once it has read this one, rather than page after page
-      // piling up in its buffer until it is closed as slow.
-      await endOfTurn();
-      if (channel.members.get(subscriber) !== state) return;
+      // A client too slow for the page is closed, and gets no further page fetched for it; one on a
+      // slow link gets the next page once it has read this one, rather than page after page piling
+      // up in its buffer until it is closed as slow.
       await subscriber.caughtUp();
       if (channel.members.get(subscriber) !== state) return;
     }

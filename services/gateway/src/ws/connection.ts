@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
+import { setImmediate as endOfTurn } from 'node:timers/promises';
 import type { Deadlines, PersistenceClient } from '@switchboard/bus';
 import type { Logger } from '@switchboard/logging';
 import {
@@ -153,11 +154,14 @@ export class ClientConnection implements Subscriber, FlushListener {
   }
 
   /**
-   * Resolves at once while the socket's unsent bytes are within `MAX_BUFFERED_BYTES`; otherwise
-   * once they have drained, the socket has closed, or the slow-client grace period has passed (and
-   * then the socket is checked as a slow client).
+   * Resolves once the frames held this turn have been handed to the socket and checked (`flushed`:
+   * a client too slow for them is closed there), and then at once while its unsent bytes are
+   * within `MAX_BUFFERED_BYTES`; otherwise once they have drained, the socket has closed, or the
+   * slow-client grace period has passed (and then the socket is checked as a slow client).
    */
   async caughtUp(): Promise<void> {
+    // After the batch's own setImmediate, which was queued when the first frame of it was held.
+    await endOfTurn();
     if (this.closing || this.ws.readyState !== WebSocket.OPEN) return;
     if (this.ws.bufferedAmount <= this.deps.config.maxBufferedBytes) return;
     await new Promise<void>((resolve) => {
