@@ -90,6 +90,31 @@ describe('Deadlines', () => {
     deadlines.close();
   });
 
+  it('fires every due deadline when a callback throws, then throws its error', () => {
+    let now = 10_000;
+    const fired: string[] = [];
+    const deadlines = new Deadlines<string>(
+      (item) => {
+        fired.push(item);
+        if (item.startsWith('bad')) throw new Error(`${item} failed`);
+      },
+      250,
+      () => now,
+    );
+    for (const item of ['bad-1', 'a', 'bad-2', 'b']) deadlines.set(item, 10_100);
+    deadlines.set('later', 10_600);
+    deadlines.set('not-yet', 20_000);
+    now = 10_800;
+    expect(() => deadlines.tick()).toThrow('bad-1 failed');
+    expect(fired).toEqual(['bad-1', 'a', 'bad-2', 'b', 'later']);
+    expect(deadlines.size).toBe(1);
+    now = 20_300;
+    deadlines.tick();
+    expect(fired.at(-1)).toBe('not-yet');
+    expect(deadlines.size).toBe(0);
+    deadlines.close();
+  });
+
   it('fires on its own timer, which stops when nothing is left', async () => {
     const fired: string[] = [];
     const deadlines = new Deadlines<string>((item) => fired.push(item), 20);

@@ -63,16 +63,25 @@ export class Deadlines<T> {
         : [...this.buckets.keys()].filter((slot) => slot <= through).sort((a, b) => a - b);
     // Before firing: a deadline set while they fire goes in a slot after these.
     this.firedThrough = Math.max(this.firedThrough, through);
+    // A callback that throws does not keep the rest from firing: the first error is thrown once
+    // every due deadline has fired (from the timer, an uncaught exception, as a throwing
+    // `setTimeout` callback would be).
+    let failure: { error: unknown } | undefined;
     for (const slot of due) {
       const bucket = this.buckets.get(slot);
       if (!bucket) continue;
       this.buckets.delete(slot);
       for (const item of bucket) {
         this.slots.delete(item);
-        this.onDue(item);
+        try {
+          this.onDue(item);
+        } catch (error) {
+          failure ??= { error };
+        }
       }
     }
     if (this.slots.size === 0) this.stop();
+    if (failure) throw failure.error;
   }
 
   close(): void {
