@@ -1,4 +1,14 @@
-import { LoadClient, metric, type ServiceProcess, type Stack, startStack, TestClient, waitFor, withPgClient } from '@switchboard/testing';
+import {
+  LoadClient,
+  metric,
+  type ServiceProcess,
+  type Stack,
+  startStack,
+  type TestClient,
+  TestClients,
+  waitFor,
+  withPgClient,
+} from '@switchboard/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { assertAllAcked, assertClean, createSessions, deadLetterCount, summary, verify } from './support.js';
 
@@ -10,21 +20,14 @@ import { assertAllAcked, assertClean, createSessions, deadLetterCount, summary, 
  */
 
 let stack: Stack | undefined;
-const sockets: TestClient[] = [];
+const sockets = new TestClients();
 const clients: LoadClient[] = [];
 
 afterEach(async () => {
-  await Promise.all([...sockets.splice(0).map((socket) => socket.close()), ...clients.splice(0).map((client) => client.close())]);
+  await Promise.all([sockets.closeAll(), ...clients.splice(0).map((client) => client.close())]);
   await stack?.stop();
   stack = undefined;
 });
-
-async function authed(url: string, token: string): Promise<TestClient> {
-  const socket = await TestClient.connect(url);
-  sockets.push(socket);
-  expect((await socket.request({ type: 'auth', token })).type).toBe('auth_success');
-  return socket;
-}
 
 const newMessages = (socket: TestClient, sessionId: number) => socket.messages(sessionId).map((message) => message.seq);
 
@@ -37,8 +40,12 @@ describe('persistence killed between commit and ack', () => {
     const [session] = await createSessions(running, 1);
     if (!session) throw new Error('no session');
     const agent = await running.user('agent');
-    const sender = await authed(running.wsUrl(0), session.customer.token);
-    const members = [sender, await authed(running.wsUrl(1), agent.token), await authed(running.wsUrl(0), agent.token)];
+    const sender = await sockets.authenticated(running.wsUrl(0), session.customer.token);
+    const members = [
+      sender,
+      await sockets.authenticated(running.wsUrl(1), agent.token),
+      await sockets.authenticated(running.wsUrl(0), agent.token),
+    ];
     for (const member of members)
       expect((await member.request({ type: 'join_session', session_id: session.id })).type).toBe('joined_session');
 
@@ -158,8 +165,8 @@ describe('persistence killed between commit and ack', () => {
     const running = stack;
     const [session] = await createSessions(running, 1);
     if (!session) throw new Error('no session');
-    const sender = await authed(running.wsUrl(0), session.customer.token);
-    const member = await authed(running.wsUrl(1), (await running.user('agent')).token);
+    const sender = await sockets.authenticated(running.wsUrl(0), session.customer.token);
+    const member = await sockets.authenticated(running.wsUrl(1), (await running.user('agent')).token);
     for (const socket of [sender, member]) await socket.request({ type: 'join_session', session_id: session.id });
     const first = await sender.request({ type: 'send_message', session_id: session.id, content: 'once', client_msg_id: 'late-retry' });
     expect(first).toMatchObject({ type: 'message_ack', seq: 1 });

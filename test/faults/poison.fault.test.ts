@@ -7,7 +7,8 @@ import {
   refusePoison,
   type Stack,
   startStack,
-  TestClient,
+  type TestClient,
+  TestClients,
   waitFor,
   withPgClient,
 } from '@switchboard/testing';
@@ -25,7 +26,7 @@ import { createSessions, isRunning, type LoadSession, sleep, verify } from './su
 let stack: Stack;
 let nats: NatsConnection;
 let sessions: LoadSession[];
-const sockets: TestClient[] = [];
+const sockets = new TestClients();
 const clients: LoadClient[] = [];
 
 beforeAll(async () => {
@@ -36,7 +37,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all([...sockets.map((socket) => socket.close()), ...clients.map((client) => client.close())]);
+  await Promise.all([sockets.closeAll(), ...clients.map((client) => client.close())]);
   await nats?.close();
   await stack?.stop();
 });
@@ -61,11 +62,8 @@ describe('a message PostgreSQL refuses', () => {
     const [session] = sessions;
     if (!session) throw new Error('no session');
     const agents = await Promise.all([0, 1, 2].map(() => stack.user('agent')));
-    const poisoner = await TestClient.connect(stack.wsUrl(0));
-    const others = await Promise.all(agents.map(() => TestClient.connect(stack.wsUrl(0))));
-    sockets.push(poisoner, ...others);
-    await poisoner.request({ type: 'auth', token: session.customer.token });
-    for (const [index, socket] of others.entries()) await socket.request({ type: 'auth', token: agents[index]?.token });
+    const poisoner = await sockets.authenticated(stack.wsUrl(0), session.customer.token);
+    const others = await Promise.all(agents.map((agent) => sockets.authenticated(stack.wsUrl(0), agent.token)));
     for (const socket of [poisoner, ...others]) await socket.request({ type: 'join_session', session_id: session.id });
 
     // With persistence stopped, the messages wait in the stream: first a good one, then the
@@ -124,9 +122,7 @@ describe('a message PostgreSQL refuses', () => {
           ratePerSec: 20,
         }),
       );
-    const sender = await TestClient.connect(stack.wsUrl(0));
-    sockets.push(sender);
-    await sender.request({ type: 'auth', token: session.customer.token });
+    const sender = await sockets.authenticated(stack.wsUrl(0), session.customer.token);
     await sender.request({ type: 'join_session', session_id: session.id });
     await Promise.all(clients.map((client) => client.start()));
     const deadBefore = await deadLettered();
@@ -249,9 +245,7 @@ describe('payloads published straight into the inbound stream', () => {
     subscription.unsubscribe();
 
     // And the session still works.
-    const socket = await TestClient.connect(stack.wsUrl(0));
-    sockets.push(socket);
-    await socket.request({ type: 'auth', token: session.customer.token });
+    const socket = await sockets.authenticated(stack.wsUrl(0), session.customer.token);
     expect(
       await socket.request({ type: 'send_message', session_id: session.id, content: 'still here', client_msg_id: 'after-garbage' }),
     ).toMatchObject({

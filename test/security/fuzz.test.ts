@@ -9,9 +9,8 @@
  * The seed is printed; `FUZZ_SEED=<n>` replays a run, `FUZZ_FRAMES=<n>` sends more frames.
  */
 import { randomBytes } from 'node:crypto';
-import { type Frame, type Stack, startStack, type TestClient } from '@switchboard/testing';
+import { type Frame, type Stack, startStack, type TestClient, TestClients } from '@switchboard/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { authenticate } from './helpers.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? randomBytes(4).readUInt32LE(0));
 const FRAMES = Number(process.env.FUZZ_FRAMES ?? 1_500);
@@ -169,23 +168,21 @@ let stack: Stack;
 let customer: { token: string };
 let sessionId: number;
 let bystander: TestClient;
-const clients: TestClient[] = [];
+const clients = new TestClients();
 
 beforeAll(async () => {
   // A rate limit no fuzzer reaches: what is fuzzed is the frames, not the limiter.
   stack = await startStack({ gateways: 1, gatewayEnv: { RATE_LIMIT_PER_SEC: '100000' } });
   customer = await stack.user('user');
   const agent = await stack.user('agent');
-  const owner = (await authenticate(stack.wsUrl(0), customer.token)).client;
-  clients.push(owner);
+  const owner = await clients.authenticated(stack.wsUrl(0), customer.token);
   sessionId = ((await owner.request({ type: 'create_session', subject: 'fuzzed' })).session as { id: number }).id;
-  bystander = (await authenticate(stack.wsUrl(0), agent.token)).client;
-  clients.push(bystander);
+  bystander = await clients.authenticated(stack.wsUrl(0), agent.token);
   expect((await bystander.request({ type: 'join_session', session_id: sessionId })).type).toBe('joined_session');
 });
 
 afterAll(async () => {
-  await Promise.all(clients.map((client) => client.close()));
+  await clients.closeAll();
   await stack?.stop();
 });
 
@@ -201,10 +198,8 @@ describe(`random frames (FUZZ_SEED=${SEED})`, () => {
     let reconnects = 0;
 
     const open = async () => {
-      const { client, reply } = await authenticate(stack.wsUrl(0), customer.token);
-      expect(reply.type).toBe('auth_success');
+      const client = await clients.authenticated(stack.wsUrl(0), customer.token);
       expect((await client.request({ type: 'join_session', session_id: sessionId })).type).toBe('joined_session');
-      clients.push(client);
       return client;
     };
     let fuzzer = await open();
@@ -256,8 +251,7 @@ describe(`random frames (FUZZ_SEED=${SEED})`, () => {
     // The gateway is up and serves everyone. The bystander got every stored message once, in
     // order, the acknowledged ones at the seq their ack named (a send cut off by a refused auth
     // may be stored unacknowledged).
-    const probe = (await authenticate(stack.wsUrl(0), customer.token)).client;
-    clients.push(probe);
+    const probe = await clients.authenticated(stack.wsUrl(0), customer.token);
     expect(await probe.request({ type: 'ping' })).toMatchObject({ type: 'pong' });
     const last = await probe.request({
       type: 'send_message',

@@ -2,14 +2,14 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type ServiceProcess, startProcess, TestClient, waitFor } from '@switchboard/testing';
+import { type ServiceProcess, startProcess, TestClients, waitFor } from '@switchboard/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { embeddedEnv } from './support.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'switchboard-embedded-'));
 let system: ServiceProcess;
 let env: Record<string, string>;
-const clients: TestClient[] = [];
+const clients = new TestClients();
 
 async function start(extraEnv: Record<string, string> = {}): Promise<ServiceProcess> {
   // No NATS_URL, no DATABASE_URL: the in-process bus and the embedded PostgreSQL.
@@ -18,7 +18,7 @@ async function start(extraEnv: Record<string, string> = {}): Promise<ServiceProc
 
 /** Stops the system (its clients first) and starts it again with `extraEnv`, until it has printed its banner. */
 async function restart(extraEnv: Record<string, string> = {}): Promise<void> {
-  await Promise.all(clients.splice(0).map((connected) => connected.close()));
+  await clients.closeAll();
   expect(await system.stop()).toBe(0);
   system = await start(extraEnv);
   await waitFor(() => system.logs.some((line) => line.includes('Switchboard is running')), 10_000, 'the banner');
@@ -33,12 +33,7 @@ async function post(path: string, body: unknown, token?: string) {
   return { status: response.status, body: (await response.json()) as Record<string, unknown> };
 }
 
-async function client(token: string): Promise<TestClient> {
-  const connected = await TestClient.connect(`ws://127.0.0.1:${system.port}/ws`);
-  clients.push(connected);
-  expect((await connected.request({ type: 'auth', token })).type).toBe('auth_success');
-  return connected;
-}
+const client = (token: string) => clients.authenticated(`ws://127.0.0.1:${system.port}/ws`, token);
 
 beforeAll(async () => {
   env = await embeddedEnv(dataDir);
@@ -46,7 +41,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all(clients.map((connected) => connected.close()));
+  await clients.closeAll();
   await system?.stop();
   rmSync(dataDir, { recursive: true, force: true });
 });
@@ -93,7 +88,7 @@ describe('the all-in-one process', () => {
 
   it('keeps users, keys and history across a restart', async () => {
     const before = (await post('/v1/token', { username: 'carla', password: 'carla-password' })).body.access_token as string;
-    await Promise.all(clients.splice(0).map((connected) => connected.close()));
+    await clients.closeAll();
     expect(await system.stop()).toBe(0);
     system = await start();
 
@@ -128,7 +123,7 @@ describe('the all-in-one process', () => {
   });
 
   it('closes the database when a start fails, and keeps the data for the next start', async () => {
-    await Promise.all(clients.splice(0).map((connected) => connected.close()));
+    await clients.closeAll();
     expect(await system.stop()).toBe(0);
     // The gateway's port is taken: auth and persistence have started on the database by then.
     const squatter = createServer();

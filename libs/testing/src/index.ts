@@ -34,4 +34,4 @@ export {
 } from './service-process.js';
 export { type Stack, type StackOptions, startStack } from './stack.js';
 export { TcpProxy } from './tcp-proxy.js';
-export { type Frame, TestClient, type TestClientOptions } from './ws-client.js';
+export { type Frame, TestClient, type TestClientOptions, TestClients } from './ws-client.js';

@@ -60,6 +60,13 @@ export class TestClient {
     return this.waitFor((reply) => reply.req_id === reqId, timeoutMs);
   }
 
+  /** Sends `auth` and resolves with `auth_success`; any other reply is an error. */
+  async authenticate(token: string): Promise<Frame> {
+    const reply = await this.request({ type: 'auth', token });
+    if (reply.type !== 'auth_success') throw new Error(`auth answered ${JSON.stringify(reply)}`);
+    return reply;
+  }
+
   /** Resolves with the first frame (received so far or later) that matches. */
   waitFor(match: (frame: Frame) => boolean, timeoutMs = 5_000): Promise<Frame> {
     const found = this.frames.find(match);
@@ -106,5 +113,29 @@ export class TestClient {
   close(): Promise<number> {
     if (this.closeCode === undefined) this.ws.close();
     return this.closed;
+  }
+}
+
+/** The clients a test file opens, to close them all when it is done. */
+export class TestClients {
+  private readonly open: TestClient[] = [];
+
+  /** Opens a client and tracks it. */
+  async connect(url: string, options?: TestClientOptions): Promise<TestClient> {
+    const client = await TestClient.connect(url, options);
+    this.open.push(client);
+    return client;
+  }
+
+  /** Opens a tracked client and authenticates it with `token`. */
+  async authenticated(url: string, token: string, options?: TestClientOptions): Promise<TestClient> {
+    const client = await this.connect(url, options);
+    await client.authenticate(token);
+    return client;
+  }
+
+  /** Closes every tracked client and forgets them. */
+  async closeAll(): Promise<void> {
+    await Promise.all(this.open.splice(0).map((client) => client.close()));
   }
 }

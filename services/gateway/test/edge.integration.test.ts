@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { connect as connectTcp, type Socket } from 'node:net';
-import { type ServiceProcess, type Stack, startStack, TestClient } from '@switchboard/testing';
+import { type ServiceProcess, type Stack, startStack, TestClient, TestClients } from '@switchboard/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -10,21 +10,11 @@ let stack: Stack;
 let strict: ServiceProcess;
 let token: string;
 let sessionId: number;
-const clients: TestClient[] = [];
+const clients = new TestClients();
 
 const strictUrl = () => `ws://127.0.0.1:${strict.port}/`;
 
-async function connect(url: string, options: { origin?: string } = {}): Promise<TestClient> {
-  const client = await TestClient.connect(url, options);
-  clients.push(client);
-  return client;
-}
-
-async function authed(url = stack.wsUrl(0)): Promise<TestClient> {
-  const client = await connect(url);
-  expect((await client.request({ type: 'auth', token })).type).toBe('auth_success');
-  return client;
-}
+const authed = (url = stack.wsUrl(0)) => clients.authenticated(url, token);
 
 /**
  * A client that speaks WebSocket by hand and ignores the close frames it receives, as a hostile one
@@ -94,20 +84,20 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all(clients.map((client) => client.close()));
+  await clients.closeAll();
   await stack?.stop();
 });
 
 describe('authentication', () => {
   it('answers frames before auth with auth_required and keeps the socket open', async () => {
-    const client = await connect(stack.wsUrl(0));
+    const client = await clients.connect(stack.wsUrl(0));
     expect(await client.request({ type: 'join_session', session_id: sessionId })).toMatchObject({ type: 'error', code: 'auth_required' });
     await stillWorks(client);
     expect((await client.request({ type: 'auth', token })).type).toBe('auth_success');
   });
 
   it('refuses a wrong token with auth_failed and close 4001', async () => {
-    const client = await connect(stack.wsUrl(0));
+    const client = await clients.connect(stack.wsUrl(0));
     expect(await client.request({ type: 'auth', token: `${token.slice(0, -4)}AAAA` })).toMatchObject({
       type: 'error',
       code: 'auth_failed',
@@ -116,7 +106,7 @@ describe('authentication', () => {
   });
 
   it('closes a socket that does not authenticate in time with 4001', async () => {
-    const client = await connect(strictUrl());
+    const client = await clients.connect(strictUrl());
     expect(await client.closed).toBe(4001);
     expect(client.frames.at(-1)).toMatchObject({ type: 'error', code: 'auth_required' });
   });
@@ -151,8 +141,7 @@ describe('re-auth', () => {
       return ((await response.json()) as { access_token: string }).access_token;
     };
     const asAgent = await serviceToken('agent');
-    const client = await connect(stack.wsUrl(0));
-    expect((await client.request({ type: 'auth', token: asAgent })).type).toBe('auth_success');
+    const client = await clients.authenticated(stack.wsUrl(0), asAgent);
     // As an agent it may join a customer's session.
     expect((await client.request({ type: 'join_session', session_id: sessionId })).type).toBe('joined_session');
 
@@ -161,8 +150,7 @@ describe('re-auth', () => {
     expect(await client.request({ type: 'auth', token: asCustomer })).toMatchObject({ type: 'error', code: 'auth_failed' });
     expect(await client.closed).toBe(4001);
 
-    const again = await connect(stack.wsUrl(0));
-    expect((await again.request({ type: 'auth', token: asCustomer })).type).toBe('auth_success');
+    const again = await clients.authenticated(stack.wsUrl(0), asCustomer);
     expect(await again.request({ type: 'join_session', session_id: sessionId })).toMatchObject({ type: 'error', code: 'forbidden' });
   });
 
@@ -298,8 +286,7 @@ describe('rate limiting', () => {
 
 describe('new sessions', () => {
   it('refuses a customer over SESSION_CREATE_LIMIT with rate_limited, and no other customer', async () => {
-    const creator = await connect(stack.wsUrl(0));
-    expect((await creator.request({ type: 'auth', token: (await stack.user('user')).token })).type).toBe('auth_success');
+    const creator = await clients.authenticated(stack.wsUrl(0), (await stack.user('user')).token);
     const replies = [];
     for (let i = 0; i < 4; i++) replies.push(await creator.request({ type: 'create_session', subject: `topic ${i}` }));
     expect(replies.map((reply) => reply.type)).toEqual(['session_created', 'session_created', 'session_created', 'error']);
@@ -308,8 +295,7 @@ describe('new sessions', () => {
     expect(replies[3]?.retry_after_ms).toBeGreaterThan(59 * 60_000);
     expect(replies[3]?.retry_after_ms).toBeLessThanOrEqual(60 * 60_000);
     await stillWorks(creator);
-    const other = await connect(stack.wsUrl(0));
-    expect((await other.request({ type: 'auth', token: (await stack.user('user')).token })).type).toBe('auth_success');
+    const other = await clients.authenticated(stack.wsUrl(0), (await stack.user('user')).token);
     expect((await other.request({ type: 'create_session' })).type).toBe('session_created');
   });
 });
@@ -344,7 +330,7 @@ describe('heartbeats', () => {
   it('pings sockets and drops one that stops answering', async () => {
     const gateway = await stack.startGateway({ HEARTBEAT_INTERVAL_MS: '200' });
     const url = `ws://127.0.0.1:${gateway.port}/`;
-    const answering = await connect(url);
+    const answering = await clients.connect(url);
     expect(answering.frames[0]).toMatchObject({ type: 'connected', heartbeat_interval_ms: 200 });
     const silent = new WebSocket(url, { autoPong: false });
     let pings = 0;
@@ -395,15 +381,15 @@ describe('the upgrade', () => {
   });
 
   it('accepts an allowed Origin, and clients that send none', async () => {
-    const browser = await connect(strictUrl(), { origin: 'https://support.example.com' });
-    const server = await connect(strictUrl());
+    const browser = await clients.connect(strictUrl(), { origin: 'https://support.example.com' });
+    const server = await clients.connect(strictUrl());
     expect(browser.frames[0]?.type).toBe('connected');
     expect(server.frames[0]?.type).toBe('connected');
   });
 
   it('accepts / and /ws and refuses other paths with 404', async () => {
-    await connect(`ws://127.0.0.1:${stack.gateways[0]?.port}/`);
-    await connect(`ws://127.0.0.1:${stack.gateways[0]?.port}/ws`);
+    await clients.connect(`ws://127.0.0.1:${stack.gateways[0]?.port}/`);
+    await clients.connect(`ws://127.0.0.1:${stack.gateways[0]?.port}/ws`);
     await expect(TestClient.connect(`ws://127.0.0.1:${stack.gateways[0]?.port}/chat`)).rejects.toThrow(/404/);
   });
 });

@@ -1,16 +1,11 @@
-import { type Frame, type Stack, startStack, TestClient } from '@switchboard/testing';
+import { type Frame, type Stack, startStack, type TestClient, TestClients } from '@switchboard/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 let stack: Stack;
-const clients: TestClient[] = [];
+const clients = new TestClients();
 
-async function connect(gateway: number, token?: string): Promise<TestClient> {
-  const client = await TestClient.connect(stack.wsUrl(gateway));
-  clients.push(client);
-  if (token) expect((await client.request({ type: 'auth', token })).type).toBe('auth_success');
-  return client;
-}
+const connect = (gateway: number, token: string) => clients.authenticated(stack.wsUrl(gateway), token);
 
 async function newSession(customer: TestClient): Promise<number> {
   const reply = await customer.request({ type: 'create_session', subject: 'Order #1234' });
@@ -36,7 +31,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all(clients.map((client) => client.close()));
+  await clients.closeAll();
   await stack?.stop();
 });
 
@@ -44,8 +39,7 @@ describe('the seed flow across two gateways', () => {
   it('takes a customer on one gateway and an agent on the other through a conversation', async () => {
     const customerUser = await stack.user('user');
     const agentUser = await stack.user('agent');
-    const customer = await TestClient.connect(stack.wsUrl(0));
-    clients.push(customer);
+    const customer = await clients.connect(stack.wsUrl(0));
     expect(customer.frames[0]).toMatchObject({
       type: 'connected',
       connection_id: expect.any(String),

@@ -1,26 +1,19 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { REPO_ROOT, type Stack, sendReliably, startStack, TestClient } from '@switchboard/testing';
+import { REPO_ROOT, type Stack, sendReliably, startStack, TestClient, TestClients } from '@switchboard/testing';
 import { connect, type EndpointStats, RequestStrategy } from 'nats';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 let stack: Stack;
-const clients: TestClient[] = [];
-
-async function authed(url: string, token: string): Promise<TestClient> {
-  const client = await TestClient.connect(url);
-  clients.push(client);
-  expect((await client.request({ type: 'auth', token })).type).toBe('auth_success');
-  return client;
-}
+const clients = new TestClients();
 
 beforeAll(async () => {
   stack = await startStack({ gateways: 1, gatewayEnv: { RATE_LIMIT_PER_SEC: '1000' } });
 });
 
 afterAll(async () => {
-  await Promise.all(clients.map((client) => client.close()));
+  await clients.closeAll();
   await stack?.stop();
 });
 
@@ -29,7 +22,7 @@ describe('graceful drain', () => {
     const gateway = await stack.startGateway({ DRAIN_SECONDS: '2' });
     const url = `ws://127.0.0.1:${gateway.port}/ws`;
     const user = await stack.user('user');
-    const sockets = await Promise.all([1, 2, 3, 4].map(() => authed(url, user.token)));
+    const sockets = await Promise.all([1, 2, 3, 4].map(() => clients.authenticated(url, user.token)));
     const closedAt: number[] = [];
     for (const socket of sockets) void socket.closed.then(() => closedAt.push(Date.now()));
 
@@ -57,8 +50,8 @@ describe('graceful drain', () => {
   it('loses nothing when persistence is stopped and replaced mid-load', async () => {
     const customer = await stack.user('user');
     const agent = await stack.user('agent');
-    const a = await authed(stack.wsUrl(0), customer.token);
-    const b = await authed(stack.wsUrl(0), agent.token);
+    const a = await clients.authenticated(stack.wsUrl(0), customer.token);
+    const b = await clients.authenticated(stack.wsUrl(0), agent.token);
     const sessionId = ((await a.request({ type: 'create_session' })).session as { id: number }).id;
     await a.request({ type: 'join_session', session_id: sessionId });
     await b.request({ type: 'join_session', session_id: sessionId });
@@ -97,7 +90,7 @@ describe('graceful drain', () => {
 describe('metrics and stats', () => {
   it('moves the counters with traffic', async () => {
     const customer = await stack.user('user');
-    const client = await authed(stack.wsUrl(0), customer.token);
+    const client = await clients.authenticated(stack.wsUrl(0), customer.token);
     const sessionId = ((await client.request({ type: 'create_session' })).session as { id: number }).id;
     await client.request({ type: 'join_session', session_id: sessionId });
     for (let i = 0; i < 3; i++)

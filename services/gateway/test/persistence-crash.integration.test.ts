@@ -1,22 +1,15 @@
-import { type Stack, sendReliably, startStack, TestClient } from '@switchboard/testing';
+import { type Stack, sendReliably, startStack, type TestClient, TestClients } from '@switchboard/testing';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 
 let stack: Stack | undefined;
-const clients: TestClient[] = [];
+const clients = new TestClients();
 
 afterEach(async () => {
-  await Promise.all(clients.splice(0).map((client) => client.close()));
+  await clients.closeAll();
   await stack?.stop();
   stack = undefined;
 });
-
-async function connect(url: string, token: string): Promise<TestClient> {
-  const client = await TestClient.connect(url);
-  clients.push(client);
-  expect((await client.request({ type: 'auth', token })).type).toBe('auth_success');
-  return client;
-}
 
 async function storedRows(url: string, sessionId: number) {
   const db = new pg.Client({ connectionString: url });
@@ -39,11 +32,11 @@ describe('persistence killed while clients send', () => {
     stack = running;
     const customerUser = await running.user('user');
     const agentUser = await running.user('agent');
-    const customer = await connect(running.wsUrl(0), customerUser.token);
-    const agent = await connect(running.wsUrl(1), agentUser.token);
+    const customer = await clients.authenticated(running.wsUrl(0), customerUser.token);
+    const agent = await clients.authenticated(running.wsUrl(1), agentUser.token);
     const observers = [
-      await connect(running.wsUrl(0), (await running.user('admin')).token),
-      await connect(running.wsUrl(1), agentUser.token),
+      await clients.authenticated(running.wsUrl(0), (await running.user('admin')).token),
+      await clients.authenticated(running.wsUrl(1), agentUser.token),
     ];
     const sessionId = ((await customer.request({ type: 'create_session' })).session as { id: number }).id;
     for (const client of [customer, agent, ...observers])
@@ -88,7 +81,7 @@ describe('persistence down', () => {
   it('answers unavailable while no replica runs, then stores the message once when one is back', async () => {
     const running = await startStack({ gateways: 1, persistence: 1, gatewayEnv: { SEND_TIMEOUT_MS: '1000' } });
     stack = running;
-    const customer = await connect(running.wsUrl(0), (await running.user('user')).token);
+    const customer = await clients.authenticated(running.wsUrl(0), (await running.user('user')).token);
     const sessionId = ((await customer.request({ type: 'create_session' })).session as { id: number }).id;
     expect((await customer.request({ type: 'join_session', session_id: sessionId })).type).toBe('joined_session');
     expect(await running.persistence[0]?.stop()).toBe(0);

@@ -1,4 +1,4 @@
-import { type Stack, startStack, TestClient } from '@switchboard/testing';
+import { type Stack, startStack, TestClients } from '@switchboard/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
@@ -14,14 +14,7 @@ const MESSAGES = 100;
 const CONTENT = 'x'.repeat(4_000);
 
 let stack: Stack;
-const clients: TestClient[] = [];
-
-async function connect(role: 'user' | 'agent'): Promise<TestClient> {
-  const client = await TestClient.connect(stack.wsUrl(0));
-  clients.push(client);
-  expect((await client.request({ type: 'auth', token: (await stack.user(role)).token })).type).toBe('auth_success');
-  return client;
-}
+const clients = new TestClients();
 
 beforeAll(async () => {
   stack = await startStack({
@@ -31,13 +24,13 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all(clients.map((client) => client.close()));
+  await clients.closeAll();
   await stack?.stop();
 });
 
 describe('a replay larger than four times the slow-client limit', () => {
   it('reaches a client that reads at once, which is not closed as slow', async () => {
-    const customer = await connect('user');
+    const customer = await clients.authenticated(stack.wsUrl(0), (await stack.user('user')).token);
     const created = await customer.request({ type: 'create_session', subject: 'a long history' });
     const sessionId = (created.session as { id: number }).id;
     expect((await customer.request({ type: 'join_session', session_id: sessionId })).type).toBe('joined_session');
@@ -46,7 +39,7 @@ describe('a replay larger than four times the slow-client limit', () => {
       expect(ack.type).toBe('message_ack');
     }
 
-    const agent = await connect('agent');
+    const agent = await clients.authenticated(stack.wsUrl(0), (await stack.user('agent')).token);
     expect((await agent.request({ type: 'join_session', session_id: sessionId, last_seq: 0 })).type).toBe('joined_session');
     await agent.waitForCount((frame) => frame.type === 'new_message', MESSAGES);
     expect(agent.messages(sessionId).map((message) => message.seq)).toEqual(Array.from({ length: MESSAGES }, (_, index) => index + 1));

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { type Stack, startStack, TestClient, withPgClient } from '@switchboard/testing';
+import { type Stack, startStack, TestClients, withPgClient } from '@switchboard/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
@@ -13,23 +13,21 @@ const MESSAGES = 2_000;
 const CONTENT = '\u20ac'.repeat(4_000);
 
 let stack: Stack;
-const clients: TestClient[] = [];
+const clients = new TestClients();
 
 beforeAll(async () => {
   stack = await startStack({ gateways: 1 });
 });
 
 afterAll(async () => {
-  await Promise.all(clients.map((client) => client.close()));
+  await clients.closeAll();
   await stack?.stop();
 });
 
 describe('a replay to a client that stops reading for a while', () => {
   it('waits for the client to catch up, and the client gets all of it with its socket open', async () => {
     const customerUser = await stack.user('user');
-    const customer = await TestClient.connect(stack.wsUrl(0));
-    clients.push(customer);
-    await customer.request({ type: 'auth', token: customerUser.token });
+    const customer = await clients.authenticated(stack.wsUrl(0), customerUser.token);
     const created = await customer.request({ type: 'create_session', subject: 'a very long history' });
     const sessionId = (created.session as { id: number }).id;
     await withPgClient(stack.database.url, async (db) => {
@@ -41,9 +39,7 @@ describe('a replay to a client that stops reading for a while', () => {
       await db.query('update sessions set last_seq = $2 where id = $1', [sessionId, MESSAGES]);
     });
 
-    const agent = await TestClient.connect(stack.wsUrl(0));
-    clients.push(agent);
-    await agent.request({ type: 'auth', token: (await stack.user('agent')).token });
+    const agent = await clients.authenticated(stack.wsUrl(0), (await stack.user('agent')).token);
     const joined = agent.request({ type: 'join_session', session_id: sessionId, last_seq: 0 });
     expect(await joined).toMatchObject({ type: 'joined_session', last_seq: MESSAGES });
     // Stops reading for 3 s, less than the slow-client grace period (5 s).

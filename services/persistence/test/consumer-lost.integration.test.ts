@@ -7,7 +7,8 @@ import {
   sendReliably,
   slowInserts,
   startStack,
-  TestClient,
+  type TestClient,
+  TestClients,
   waitFor,
 } from '@switchboard/testing';
 import { connect, type JetStreamManager, type NatsConnection, StorageType } from 'nats';
@@ -27,6 +28,7 @@ const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 const RECOVERY_BOUND_MS = 15_000;
 
 let stack: Stack;
+const clients = new TestClients();
 let persistence: ServiceProcess;
 let nc: NatsConnection;
 let jsm: JetStreamManager;
@@ -42,8 +44,7 @@ let watching = true;
 let watcher: Promise<void> | undefined;
 
 async function connectClient(token: string): Promise<TestClient> {
-  const client = await TestClient.connect(stack.wsUrl(0));
-  expect((await client.request({ type: 'auth', token })).type).toBe('auth_success');
+  const client = await clients.authenticated(stack.wsUrl(0), token);
   expect((await client.request({ type: 'join_session', session_id: sessionId })).type).toBe('joined_session');
   return client;
 }
@@ -93,8 +94,7 @@ beforeAll(async () => {
   nc = await connect({ servers: NATS_URL });
   jsm = await nc.jetstreamManager();
   const customerUser = await stack.user('user');
-  customer = await TestClient.connect(stack.wsUrl(0));
-  expect((await customer.request({ type: 'auth', token: customerUser.token })).type).toBe('auth_success');
+  customer = await clients.authenticated(stack.wsUrl(0), customerUser.token);
   sessionId = ((await customer.request({ type: 'create_session' })).session as { id: number }).id;
   expect((await customer.request({ type: 'join_session', session_id: sessionId })).type).toBe('joined_session');
   agent = await connectClient((await stack.user('agent')).token);
@@ -119,9 +119,7 @@ afterAll(async () => {
   watching = false;
   await watcher;
   persistence?.child.kill('SIGCONT');
-  await customer?.close();
-  await agent?.close();
-  await observer?.close();
+  await clients.closeAll();
   await nc?.close();
   await stack?.stop();
 });
