@@ -15,7 +15,7 @@ import { createAuthMetrics } from './metrics.js';
 import { migrations } from './migrations/index.js';
 import { hashPassword } from './passwords.js';
 import { createTokenIssuer } from './token/access-tokens.js';
-import { openKeyRing } from './token/key-ring.js';
+import { JWKS_CACHE_MS, openKeyRing } from './token/key-ring.js';
 import { ensureStoredSigningKey } from './token/signing-keys.js';
 
 export interface AuthServiceOptions {
@@ -51,7 +51,15 @@ export async function migrateAuth(
 }
 
 async function bootstrapAdmin(db: Kysely<AuthDatabase>, admin: { username: string; password: string }, logger: Logger) {
-  if (await findUserByUsername(db, admin.username)) return;
+  const existing = await findUserByUsername(db, admin.username);
+  if (existing?.role === 'admin') return;
+  if (existing) {
+    // Someone signed up with the name first: starting would leave the deployment without the
+    // admin it was configured with, and the name to a stranger.
+    throw new Error(
+      `ADMIN_USERNAME ${admin.username} is taken by an account with the role ${existing.role}: choose another name, or make that account an admin in the database`,
+    );
+  }
   try {
     await insertUser(db, { username: admin.username, passwordHash: await hashPassword(admin.password), role: 'admin', displayName: null });
     logger.info({ username: admin.username }, 'bootstrap admin created');
@@ -82,6 +90,14 @@ export async function startAuthService({ config, logger, bus, database }: AuthSe
   });
   const busService = await bus.addService(authServiceSpec({ subjects, jwks: () => keys.jwks(), stats }));
 
+  const throttle = (scope: string, maxFailures: number, windowMs: number) =>
+    createLoginThrottle({
+      db,
+      scope,
+      maxFailures,
+      windowMs,
+      onSweepError: (error) => logger.warn({ err: error }, 'deleting expired login windows failed'),
+    });
   const http = buildHttpApp({
     db,
     tokens: createTokenIssuer({ keys, issuer: config.issuer, audience: config.audience, ttlSeconds: config.accessTokenTtlSeconds }),
@@ -89,29 +105,18 @@ export async function startAuthService({ config, logger, bus, database }: AuthSe
       keySource: { fetchKeys: () => keys.jwks() },
       issuer: config.issuer,
       audience: config.audience,
+      // The key ring is local and caches its reads itself: a key whose row is deleted (withdrawn
+      // after a leak) is refused here as soon as it leaves the JWKS, not after the verifier's
+      // default 10 minutes.
+      maxKeyAgeMs: JWKS_CACHE_MS,
     }),
     jwks: () => keys.jwks(),
     apiKeys: config.apiKeys,
     throttles: {
-      user: createLoginThrottle({ db, scope: 'user', maxFailures: config.loginMaxFailures, windowMs: config.loginFailureWindowMs }),
-      account: createLoginThrottle({
-        db,
-        scope: 'account',
-        maxFailures: config.loginMaxFailuresPerUsername,
-        windowMs: config.loginFailureWindowMs,
-      }),
-      address: createLoginThrottle({
-        db,
-        scope: 'address',
-        maxFailures: config.loginMaxFailuresPerAddress,
-        windowMs: config.loginFailureWindowMs,
-      }),
-      registration: createLoginThrottle({
-        db,
-        scope: 'registration',
-        maxFailures: config.registrationMaxPerAddress,
-        windowMs: config.registrationWindowMs,
-      }),
+      user: throttle('user', config.loginMaxFailures, config.loginFailureWindowMs),
+      account: throttle('account', config.loginMaxFailuresPerUsername, config.loginFailureWindowMs),
+      address: throttle('address', config.loginMaxFailuresPerAddress, config.loginFailureWindowMs),
+      registration: throttle('registration', config.registrationMaxPerAddress, config.registrationWindowMs),
     },
     metrics,
     logger,

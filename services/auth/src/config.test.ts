@@ -23,3 +23,14 @@ describe('TRUST_PROXY', () => {
     expect(() => loadAuthConfig({ ...base, TRUST_PROXY: '2' })).toThrow(/TRUST_PROXY/);
   });
 });
+
+describe('ADMIN_USERNAME', () => {
+  it('follows the rules of every username, so that the admin can log in with it', () => {
+    expect(loadAuthConfig({ ...base, ADMIN_USERNAME: 'root-admin', ADMIN_PASSWORD: 'secret-password' }).admin?.username).toBe('root-admin');
+    for (const bad of ['ad', 'admin user', 'ädmin', '.admin']) {
+      expect(() => loadAuthConfig({ ...base, ADMIN_USERNAME: bad, ADMIN_PASSWORD: 'secret-password' }), bad).toThrow(
+        /ADMIN_USERNAME: username/,
+      );
+    }
+  });
+});

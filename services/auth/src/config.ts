@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { commonEnv, commonSettings, databaseEnv, env, loadConfig } from '@switchboard/config';
 import { z } from 'zod';
+import { usernameSchema } from './http/schemas.js';
 
 export const DEFAULT_PORT = 2347;
 export const DEFAULT_OPS_PORT = 9401;
@@ -78,6 +79,11 @@ export function loadAuthConfig(source: NodeJS.ProcessEnv = process.env) {
   const raw = loadConfig(authEnv, source);
   if ((raw.ADMIN_USERNAME === undefined) !== (raw.ADMIN_PASSWORD === undefined)) {
     throw new Error('invalid configuration:\n  ADMIN_USERNAME and ADMIN_PASSWORD must be set together');
+  }
+  if (raw.ADMIN_USERNAME !== undefined) {
+    // The rules of every other username: the admin must be able to log in with it.
+    const checked = usernameSchema.safeParse(raw.ADMIN_USERNAME);
+    if (!checked.success) throw new Error(`invalid configuration:\n  ADMIN_USERNAME: ${checked.error.issues[0]?.message}`);
   }
   return Object.freeze({
     ...commonSettings(raw),

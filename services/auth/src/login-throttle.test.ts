@@ -2,7 +2,7 @@ import { createDb, type Database, migrateToLatest } from '@switchboard/db';
 import { createLogger } from '@switchboard/logging';
 import { createTestDatabase, type TestDatabase } from '@switchboard/testing';
 import { type Kysely, sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { AuthDatabase } from './db/schema.js';
 import { createLoginThrottle, type LoginThrottleOptions } from './login-throttle.js';
 import { migrations } from './migrations/index.js';
@@ -179,5 +179,35 @@ describe('createLoginThrottle', () => {
       expect(await attempts(3, [key], address)).toEqual([0, 0, 0]);
       expect(await address.attempt([key])).toBeGreaterThan(0);
     });
+  });
+
+  it('answers an attempt whose deletion of expired windows fails, and tells of the failure', async () => {
+    await sql`create function refuse_deletes() returns trigger language plpgsql as $$ begin raise exception 'deletes refused'; end $$`.execute(
+      db,
+    );
+    await sql`create trigger refuse_deletes before delete on login_failures for each statement execute function refuse_deletes()`.execute(
+      db,
+    );
+    // A connection of its own: the sweep runs once a minute per database handle.
+    const own = createDb<AuthDatabase>({ url: testDatabase.url, applicationName: 'login-throttle-sweep-test' });
+    const failures: unknown[] = [];
+    try {
+      const using = createLoginThrottle({
+        db: own.db,
+        scope: 'user',
+        maxFailures: 3,
+        windowMs: 60_000,
+        onSweepError: (error) => failures.push(error),
+      });
+      const waits = await attempts(4, [freshKey('sweep')], using);
+      expect(waits.slice(0, 3)).toEqual([0, 0, 0]);
+      expect(waits[3]).toBeGreaterThan(0);
+      await vi.waitFor(() => expect(failures).toHaveLength(1));
+      expect(String(failures[0])).toMatch(/deletes refused/);
+    } finally {
+      await sql`drop trigger refuse_deletes on login_failures`.execute(db);
+      await sql`drop function refuse_deletes()`.execute(db);
+      await own.destroy();
+    }
   });
 });

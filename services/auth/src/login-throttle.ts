@@ -11,6 +11,8 @@ export interface LoginThrottleOptions {
   scope: string;
   maxFailures: number;
   windowMs: number;
+  /** Told when the occasional deletion of expired windows fails (the attempt is answered all the same). */
+  onSweepError?: (error: unknown) => void;
 }
 
 /** When each database's expired windows were last deleted: one sweep serves every throttle (scope) on it. */
@@ -38,10 +40,12 @@ async function sweepExpired(db: Kysely<AuthDatabase>): Promise<void> {
  * windows follow the database's clock. Keys are stored as hashes, so the table holds no usernames
  * or addresses, and any string (a NUL included) is a valid key.
  */
-export function createLoginThrottle({ db, scope, maxFailures, windowMs }: LoginThrottleOptions) {
+export function createLoginThrottle({ db, scope, maxFailures, windowMs, onSweepError = () => undefined }: LoginThrottleOptions) {
   const hashed = (key: string) => createHash('sha256').update(scope).update('\u0000').update(key).digest('base64url');
   const windowLength = sql`make_interval(secs => ${windowMs / 1000})`;
-  const sweep = () => sweepExpired(db);
+  // Not awaited: a login must not wait for, or fail with, housekeeping. Expired rows left by a
+  // failed sweep count for nothing and go with the next one.
+  const sweep = () => void sweepExpired(db).catch(onSweepError);
 
   return {
     /**
@@ -62,7 +66,7 @@ export function createLoginThrottle({ db, scope, maxFailures, windowMs }: LoginT
         )
         select ceil(extract(epoch from max(reset_at) - now())) as seconds from counted where failures > ${maxFailures}
       `.execute(db);
-      await sweep();
+      sweep();
       const seconds = rows[0]?.seconds;
       return seconds == null ? 0 : Math.max(1, Number(seconds));
     },

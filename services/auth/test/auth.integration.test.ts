@@ -292,7 +292,23 @@ describe('POST /v1/users per client address', () => {
     expect((await register('10.1.0.2', 'reg-f')).status).toBe(201);
   });
 
-  it('does not count an admin creating staff: that is not a sign-up', async () => {
+  it('counts an IPv6 client by its /64, and an IPv4-mapped address as the IPv4 one', async () => {
+    const statuses = [];
+    for (const [address, name] of [
+      ['2001:db8:7:7::1', 'reg6-a'],
+      ['2001:db8:7:7::2', 'reg6-b'],
+      ['2001:db8:7:7:ffff::3', 'reg6-c'],
+      ['2001:db8:7:7::4', 'reg6-d'],
+    ]) {
+      statuses.push((await register(address ?? '', name ?? '')).status);
+    }
+    expect(statuses).toEqual([201, 201, 201, 429]);
+    expect((await register('2001:db8:7:8::1', 'reg6-e')).status).toBe(201);
+    for (const name of ['reg4-a', 'reg4-b', 'reg4-c']) expect((await register('10.1.0.9', name)).status).toBe(201);
+    expect((await register('::ffff:10.1.0.9', 'reg4-d')).status).toBe(429);
+  });
+
+  it('does not count an admin creating staff, or customers: that is not a sign-up', async () => {
     const login = await fetch(service.url('/v1/token'), {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -302,6 +318,21 @@ describe('POST /v1/users per client address', () => {
     const statuses = [];
     for (let i = 0; i < 5; i++) statuses.push((await register('10.1.0.3', `staff-${i}`, { authorization: `Bearer ${token}` })).status);
     expect(statuses).toEqual([201, 201, 201, 201, 201]);
+    const customer = async (address: string, username: string, bearer: string) =>
+      (
+        await fetch(service.url('/v1/users'), {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-forwarded-for': address, authorization: `Bearer ${bearer}` },
+          body: JSON.stringify({ username, password: 'a-fine-password' }),
+        })
+      ).status;
+    const customers = [];
+    for (let i = 0; i < 5; i++) customers.push(await customer('10.1.0.4', `customer-by-admin-${i}`, token));
+    expect(customers).toEqual([201, 201, 201, 201, 201]);
+    // A bearer token that is not an admin's leaves a sign-up counted as one.
+    const signUps = [];
+    for (let i = 0; i < 4; i++) signUps.push(await customer('10.1.0.5', `with-a-bad-token-${i}`, 'not-a-token'));
+    expect(signUps).toEqual([201, 201, 201, 429]);
   });
 });
 

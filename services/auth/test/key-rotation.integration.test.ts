@@ -1,18 +1,12 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { createSubjects } from '@switchboard/protocol';
-import {
-  createTestDatabase,
-  type ServiceProcess,
-  startService,
-  type TestDatabase,
-  uniqueSubjectPrefix,
-  waitFor,
-} from '@switchboard/testing';
+import { type ServiceProcess, waitFor } from '@switchboard/testing';
 import { createTokenVerifier, requestKeySource, TokenErrorCode } from '@switchboard/tokens';
 import { decodeProtectedHeader } from 'jose';
 import { connect, type NatsConnection } from 'nats';
 import pg from 'pg';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { authPerTest } from './auth-per-test.js';
 
 /**
  * Changing JWT_PRIVATE_KEY, by a restart or a rolling update: the key replaced stays in every
@@ -24,9 +18,8 @@ const K1 = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', for
 const K2 = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 
 let nc: NatsConnection;
-let database: TestDatabase;
-let prefix: string;
-let started: ServiceProcess[] = [];
+// Each test on a database and subject prefix of its own: its replicas meet nobody else's keys.
+const auth = authPerTest('auth_rotation');
 
 beforeAll(async () => {
   nc = await connect({ servers: 'nats://127.0.0.1:4222' });
@@ -36,31 +29,8 @@ afterAll(async () => {
   await nc?.close();
 });
 
-// Each test on a database and subject prefix of its own: its replicas meet nobody else's keys.
-beforeEach(async () => {
-  database = await createTestDatabase('auth_rotation');
-  prefix = uniqueSubjectPrefix();
-});
-
-afterEach(async () => {
-  await Promise.all(started.map((service) => service.stop()));
-  started = [];
-  await database.drop();
-});
-
-async function startAuth(privateKeyPem: string, extra: Record<string, string> = {}): Promise<ServiceProcess> {
-  const service = await startService('auth', {
-    env: {
-      DATABASE_URL: database.url,
-      NATS_SUBJECT_PREFIX: prefix,
-      JWT_PRIVATE_KEY: privateKeyPem,
-      ADMIN_USERNAME: ADMIN.username,
-      ADMIN_PASSWORD: ADMIN.password,
-      ...extra,
-    },
-  });
-  started.push(service);
-  return service;
+function startAuth(privateKeyPem: string, extra: Record<string, string> = {}): Promise<ServiceProcess> {
+  return auth.start({ JWT_PRIVATE_KEY: privateKeyPem, ADMIN_USERNAME: ADMIN.username, ADMIN_PASSWORD: ADMIN.password, ...extra });
 }
 
 async function tokenFrom(service: ServiceProcess): Promise<string> {
@@ -82,7 +52,7 @@ async function kidsOverHttp(service: ServiceProcess): Promise<string[]> {
 
 /** NATS spreads the requests over the replicas of the service. */
 async function kidsOverNats(): Promise<string[]> {
-  return kidsOf((await nc.request(createSubjects(prefix).authJwks, new Uint8Array(), { timeout: 2_000 })).json());
+  return kidsOf((await nc.request(createSubjects(auth.prefix).authJwks, new Uint8Array(), { timeout: 2_000 })).json());
 }
 
 /** What a gateway uses: keys fetched over NATS, refetched for an unknown kid. */
@@ -90,14 +60,14 @@ const verifierOverNats = () =>
   createTokenVerifier({
     keySource: requestKeySource(
       async (subject, data, timeout) => (await nc.request(subject, data, { timeout })).data,
-      createSubjects(prefix).authJwks,
+      createSubjects(auth.prefix).authJwks,
     ),
     issuer: 'switchboard',
     audience: 'switchboard',
   });
 
 async function query<T>(text: string, values: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({ connectionString: database.url });
+  const client = new pg.Client({ connectionString: auth.databaseUrl });
   await client.connect();
   try {
     return (await client.query(text, values)).rows as T[];
@@ -145,16 +115,33 @@ describe('changing JWT_PRIVATE_KEY', () => {
     expect(await query('select kid from signing_keys')).toEqual([]);
   });
 
-  it('stops publishing a replaced key once its row is deleted (the way to withdraw a leaked key)', async () => {
-    const t1 = await tokenFrom(await startAuth(K1));
-    await started[0]?.stop();
+  it('stops publishing and accepting a replaced key once its row is deleted (the way to withdraw a leaked key)', async () => {
+    const first = await startAuth(K1);
+    const t1 = await tokenFrom(first);
+    await first.stop();
     const second = await startAuth(K2);
     expect(await kidsOverHttp(second)).toContain(kidOf(t1));
+    const createAgent = (username: string) =>
+      fetch(second.url('/v1/users'), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${t1}` },
+        body: JSON.stringify({ username, password: 'agent-password', role: 'agent' }),
+      });
+    // The service has verified with the old key, so it holds it among its keys.
+    expect((await createAgent('agent-before-withdrawal')).status).toBe(201);
 
     await query('delete from public_signing_keys where kid = $1', [kidOf(t1)]);
     await waitFor(async () => !(await kidsOverHttp(second)).includes(kidOf(t1) ?? ''), 5_000, 'the deleted key to leave the JWKS');
     expect(await kidsOverNats()).not.toContain(kidOf(t1));
     await expect(verifierOverNats().verify(t1)).rejects.toMatchObject({ code: TokenErrorCode.UnknownKey });
+    // Nor does the service itself take a token of the withdrawn key, once the keys it verified
+    // with are older than the JWKS cache (2 s), not after the 10 minutes a gateway keeps them.
+    let attempt = 0;
+    await waitFor(
+      async () => (await createAgent(`agent-after-withdrawal-${attempt++}`)).status === 401,
+      5_000,
+      'the service to refuse the withdrawn key',
+    );
   });
 
   it('lets every replica of a rolling update, old key or new, publish both keys', async () => {

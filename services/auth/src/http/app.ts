@@ -14,6 +14,7 @@ import type { AuthMetrics } from '../metrics.js';
 import { hashPassword, verifyPassword } from '../passwords.js';
 import type { TokenIssuer } from '../token/access-tokens.js';
 import { bearerCredential, createApiKeyChecker } from './api-keys.js';
+import { clientAddressKey } from './client-address.js';
 import { errorBody, HttpError, HttpErrorCode } from './errors.js';
 import { createUserBody, isStorableText, serviceTokenBody, tokenBody } from './schemas.js';
 
@@ -106,29 +107,36 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
 
   app.get('/.well-known/jwks.json', async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(await jwks()));
 
+  /** Whether the bearer token is an admin's, by the role stored now; throws 401 (or 503) for one that does not verify. */
+  const isCurrentAdmin = async (credential: string): Promise<boolean> => {
+    const caller = await verifier.verify(credential).catch((error: unknown) => {
+      if (error instanceof TokenError && error.code === TokenErrorCode.Unavailable) {
+        throw new HttpError(HttpErrorCode.Unavailable, 'signing keys are unavailable; retry later', {
+          'retry-after': String(RETRY_AFTER_UNAVAILABLE_S),
+        });
+      }
+      throw new HttpError(HttpErrorCode.Unauthorized, 'bearer token is invalid or expired');
+    });
+    // The role stored now, not the token's: an admin demoted since the token was issued (a
+    // service token minted again with another role) must not keep an admin's power until it expires.
+    const stored = caller.role === 'admin' ? await findUserById(db, caller.userId) : undefined;
+    return stored?.role === 'admin';
+  };
+
   app.post('/v1/users', { schema: { body: createUserBody } }, async (request, reply) => {
     const body = request.body as z.infer<typeof createUserBody>;
+    const credential = bearerCredential(request.headers.authorization);
     if (body.role !== 'user') {
-      const credential = bearerCredential(request.headers.authorization);
       if (credential === undefined) {
         throw new HttpError(HttpErrorCode.Forbidden, `creating a user with role ${body.role} needs an admin's bearer token`);
       }
-      const caller = await verifier.verify(credential).catch((error: unknown) => {
-        if (error instanceof TokenError && error.code === TokenErrorCode.Unavailable) {
-          throw new HttpError(HttpErrorCode.Unavailable, 'signing keys are unavailable; retry later', {
-            'retry-after': String(RETRY_AFTER_UNAVAILABLE_S),
-          });
-        }
-        throw new HttpError(HttpErrorCode.Unauthorized, 'bearer token is invalid or expired');
-      });
-      // The role stored now, not the token's: an admin demoted since the token was issued (a
-      // service token minted again with another role) must not keep an admin's power until it expires.
-      const stored = caller.role === 'admin' ? await findUserById(db, caller.userId) : undefined;
-      if (stored?.role !== 'admin') throw new HttpError(HttpErrorCode.Forbidden, `only an admin may create a user with role ${body.role}`);
-    } else {
+      if (!(await isCurrentAdmin(credential)))
+        throw new HttpError(HttpErrorCode.Forbidden, `only an admin may create a user with role ${body.role}`);
+    } else if (credential === undefined || !(await isCurrentAdmin(credential).catch(() => false))) {
       // Self-registration costs a password hash (argon2id, about 19 MiB and tens of milliseconds):
       // counted per client address before hashing, so that no one can spend the service's CPU on it.
-      const retryAfter = await throttles.registration.attempt([request.ip]);
+      // An admin creating customers is not signing up.
+      const retryAfter = await throttles.registration.attempt([clientAddressKey(request.ip)]);
       if (retryAfter > 0) {
         throw new HttpError(HttpErrorCode.TooManyRequests, 'too many registrations from this address; try again later', {
           'retry-after': String(retryAfter),
@@ -153,7 +161,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   app.post('/v1/token', { schema: { body: tokenBody } }, async (request) => {
     const { username, password } = request.body as z.infer<typeof tokenBody>;
     const accountKey = username.toLowerCase();
-    const addressKey = request.ip;
+    const addressKey = clientAddressKey(request.ip);
     // A name is locked per address (LOGIN_MAX_FAILURES), so that guessing from one address cannot
     // lock its owner out everywhere; and, far higher, across all addresses, against guessing spread
     // over many (LOGIN_MAX_FAILURES_PER_USERNAME).

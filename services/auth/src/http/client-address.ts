@@ -1,0 +1,25 @@
+import { isIPv6 } from 'node:net';
+
+const IPV4_MAPPED = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i;
+
+/**
+ * The key the throttles count a client address under: an IPv4 address as it is (also when written
+ * as an IPv4-mapped IPv6 address), and an IPv6 address by its /64. A single IPv6 line is usually
+ * given a /64 or more, so counting each address on its own would let one client take a fresh
+ * allowance with every request.
+ */
+export function clientAddressKey(address: string): string {
+  const mapped = IPV4_MAPPED.exec(address);
+  if (mapped?.[1]) return mapped[1];
+  const plain = address.replace(/%.*$/, '');
+  if (!isIPv6(plain)) return address;
+  const [head = '', tail] = plain.split('::');
+  const groups = (part: string) => (part === '' ? [] : part.split(':').flatMap((group) => (group.includes('.') ? ['0', '0'] : [group])));
+  const front = groups(head);
+  const back = tail === undefined ? [] : groups(tail);
+  const full = [...front, ...Array<string>(8 - front.length - back.length).fill('0'), ...back];
+  return `${full
+    .slice(0, 4)
+    .map((group) => Number.parseInt(group, 16).toString(16))
+    .join(':')}::/64`;
+}

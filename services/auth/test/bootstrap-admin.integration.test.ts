@@ -1,0 +1,46 @@
+import type { ServiceProcess } from '@switchboard/testing';
+import { describe, expect, it } from 'vitest';
+import { authPerTest } from './auth-per-test.js';
+
+/** ADMIN_USERNAME and ADMIN_PASSWORD: the admin created at start, when no account has the name. */
+const auth = authPerTest('auth_bootstrap');
+const startAuth = (env: Record<string, string> = {}) => auth.start(env);
+
+async function login(service: ServiceProcess, username: string, password: string): Promise<{ status: number; role?: string }> {
+  const response = await fetch(service.url('/v1/token'), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username, password }),
+  });
+  const body = (await response.json()) as { user?: { role: string } };
+  return { status: response.status, role: body.user?.role };
+}
+
+describe('the bootstrap admin', () => {
+  it('is created once, and kept across restarts', async () => {
+    const admin = { ADMIN_USERNAME: 'first-admin', ADMIN_PASSWORD: 'correct horse battery staple' };
+    const first = await startAuth(admin);
+    expect(await login(first, 'first-admin', admin.ADMIN_PASSWORD)).toEqual({ status: 200, role: 'admin' });
+    expect(await first.stop()).toBe(0);
+    const again = await startAuth(admin);
+    expect(await login(again, 'first-admin', admin.ADMIN_PASSWORD)).toEqual({ status: 200, role: 'admin' });
+  });
+
+  it('refuses to start when a customer has signed up with its name first', async () => {
+    const open = await startAuth();
+    const signedUp = await fetch(open.url('/v1/users'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'Support-Admin', password: 'a customer password' }),
+    });
+    expect(signedUp.status).toBe(201);
+    expect(await open.stop()).toBe(0);
+
+    await expect(startAuth({ ADMIN_USERNAME: 'support-admin', ADMIN_PASSWORD: 'the operator password' })).rejects.toThrow(
+      /exited before it was ready[\s\S]*ADMIN_USERNAME support-admin is taken by an account with the role user/,
+    );
+    // The customer's account is untouched.
+    const back = await startAuth();
+    expect(await login(back, 'support-admin', 'a customer password')).toEqual({ status: 200, role: 'user' });
+  });
+});
