@@ -105,6 +105,15 @@ async function reconnect(): Promise<FakeSocket> {
   return accept();
 }
 
+/** A client with these options, connected and authenticated on its first socket. */
+async function connected(options: Partial<ChatClientOptions> = {}) {
+  const created = newClient(options);
+  const connecting = created.client.connect();
+  const socket = await accept();
+  await connecting;
+  return { ...created, socket };
+}
+
 async function joined(client: ChatClient, socket: FakeSocket, sessionId: number, lastSeq: number) {
   const joining = client.join(sessionId);
   const frame = socket.sentOf('join_session').at(-1);
@@ -276,15 +285,53 @@ describe('messages', () => {
     expect(duringOutage).toBeGreaterThan(2);
     expect(duringOutage).toBeLessThan(20);
 
-    // The outage ends: a rejoin succeeds, and the next failure is retried within the first step again.
+    // The outage ends: a rejoin succeeds and holds for 10 s, and the next failure is retried within the first step again.
     await vi.advanceTimersByTimeAsync(15_000);
     const rejoin = joins().at(-1);
     answered.add(rejoin?.req_id);
     socket.receive({ type: 'joined_session', req_id: rejoin?.req_id, session_id: 7, last_seq: 3 });
+    await vi.advanceTimersByTimeAsync(10_000);
     socket.receive({ type: 'error', req_id: rejoin?.req_id, code: 'unavailable', message: 'replay cut short' });
     const before = joins().length;
     await vi.advanceTimersByTimeAsync(500);
     expect(joins().length).toBe(before + 1);
+    client.close();
+  });
+
+  it('keeps backing off a rejoin whose replay fails each time after its reply', async () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    const { client, errors, socket } = await connected();
+    await joined(client, socket, 7, 3);
+    // Every replay fails: each join is answered, then refused with its req_id.
+    FakeSocket.onFrame = (target, frame) => {
+      if (frame.type !== 'join_session') return;
+      later(() => {
+        target.receive({ type: 'joined_session', req_id: frame.req_id, session_id: 7, last_seq: 5 });
+        target.receive({ type: 'error', req_id: frame.req_id, code: 'unavailable', message: 'replay cut short' });
+      });
+    };
+    const [join] = socket.sentOf('join_session');
+    socket.receive({ type: 'error', req_id: join?.req_id, code: 'unavailable', message: 'replay cut short' });
+    await vi.advanceTimersByTimeAsync(30_000);
+    // Ceilings 500, 1000, 2000 ... 10 000 ms, half of each drawn: nine rejoins in 30 s, where
+    // counting each reply as a success made one every 250 ms.
+    const rejoins = socket.sentOf('join_session').length - 1;
+    expect(rejoins).toBeGreaterThan(5);
+    expect(rejoins).toBeLessThanOrEqual(12);
+    expect(errors).toEqual([]);
+    client.close();
+  });
+
+  it('waits out the retry_after_ms of a rejoin refused as rate_limited', async () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    const { client, socket } = await connected();
+    await joined(client, socket, 7, 3);
+    const joins = () => socket.sentOf('join_session');
+    socket.receive({ type: 'error', req_id: joins()[0]?.req_id, code: 'rate_limited', message: 'over the rate', retry_after_ms: 5_000 });
+    await vi.advanceTimersByTimeAsync(4_999);
+    expect(joins()).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(joins()[1]).toMatchObject({ session_id: 7, last_seq: 3 });
     client.close();
   });
 
@@ -346,21 +393,37 @@ describe('messages', () => {
     client.close();
   });
 
-  it('does not send again a join refused with unavailable once its session is left', async () => {
-    const { client } = newClient();
-    const connecting = client.connect();
-    const socket = await accept();
-    await connecting;
+  it.each([
+    ['refused with unavailable once its session is left', false],
+    ['still on the wire when its session is left, and refused with unavailable after', true],
+  ])('does not send again a join %s', async (_, leaveFirst) => {
+    const { client, socket } = await connected();
     const joining = client.join(5);
     const joinFailure = joining.catch((error: unknown) => error);
     const [join] = socket.sentOf('join_session');
-    socket.receive({ type: 'error', req_id: join?.req_id, code: 'unavailable', message: 'persistence is down' });
+    const refuse = () => socket.receive({ type: 'error', req_id: join?.req_id, code: 'unavailable', message: 'persistence is down' });
+    if (!leaveFirst) refuse();
     const leaving = client.leave(5);
+    // The gateway handles the frames in order: the join refused, then the leave.
+    if (leaveFirst) refuse();
     const [leave] = socket.sentOf('leave_session');
     socket.receive({ type: 'left_session', req_id: leave?.req_id, session_id: 5 });
     await leaving;
     await vi.advanceTimersByTimeAsync(30_000);
     expect(socket.sentOf('join_session')).toHaveLength(1);
+    expect(await joinFailure).toMatchObject({ code: 'closed' });
+    expect(client.lastSeq(5)).toBe(0);
+    client.close();
+  });
+
+  it('does not send a join again after a reconnect when its session was left while it was on the wire', async () => {
+    const { client, socket: first } = await connected();
+    const joining = client.join(5);
+    const joinFailure = joining.catch((error: unknown) => error);
+    void client.leave(5).catch(noop);
+    first.serverClose(1006);
+    const second = await reconnect();
+    expect(second.sentOf('join_session')).toEqual([]);
     expect(await joinFailure).toMatchObject({ code: 'closed' });
     client.close();
   });
@@ -548,6 +611,27 @@ describe('sending', () => {
   });
 });
 
+describe('sends rejected for good', () => {
+  it('carry their clientMsgId when the client is closed or gives up on the token, for sending them again', async () => {
+    const { client } = newClient();
+    const closing = client.send(7, 'never', { clientMsgId: 'n1' });
+    client.close();
+    await expect(closing).rejects.toMatchObject({ code: 'closed', clientMsgId: 'n1' });
+    await expect(client.send(7, 'after', { clientMsgId: 'n2' })).rejects.toMatchObject({ code: 'closed', clientMsgId: 'n2' });
+
+    const refused = newClient({ token: 'bad' }).client;
+    const connecting = refused.connect().catch(noop);
+    const sending = refused.send(7, 'lost', { clientMsgId: 'l1' }).catch((error: unknown) => error);
+    const socket = FakeSocket.last();
+    socket.open();
+    await flush();
+    socket.receive({ type: 'error', req_id: 'auth', code: 'auth_failed', message: 'invalid signature' });
+    socket.serverClose(4001);
+    await connecting;
+    expect(await sending).toMatchObject({ code: 'auth_failed', clientMsgId: 'l1' });
+  });
+});
+
 describe('requests', () => {
   it('repeats safe requests after a drop, but not create_session', async () => {
     const { client } = newClient();
@@ -617,6 +701,61 @@ describe('requests', () => {
     await connecting;
     socket.receive({ type: 'error', code: 'invalid_message', message: 'frame is not valid JSON' });
     expect(errors).toMatchObject([{ code: 'invalid_message' }]);
+    client.close();
+  });
+});
+
+describe('malformed frames from the server', () => {
+  it('drops a new_message without a message or its numbers, reports it, and delivers the next one', async () => {
+    const { client, messages, errors, socket } = await connected();
+    await joined(client, socket, 7, 0);
+    const malformed: Frame[] = [
+      { type: 'new_message' },
+      { type: 'new_message', message: null },
+      { type: 'new_message', message: { ...message(1), seq: '1' } },
+      { type: 'new_message', message: { ...message(1), session_id: null } },
+    ];
+    for (const frame of malformed) expect(() => socket.receive(frame)).not.toThrow();
+    expect(errors.map((error) => error.code)).toEqual(malformed.map(() => 'invalid_message'));
+    socket.receive({ type: 'new_message', message: message(1) });
+    expect(messages.map((m) => m.seq)).toEqual([1]);
+    // The cursor stayed a number: the rejoin after a reconnect starts from the last seq delivered.
+    socket.serverClose(1006);
+    const next = await reconnect();
+    expect(next.sentOf('join_session')[0]).toMatchObject({ session_id: 7, last_seq: 1 });
+    client.close();
+  });
+
+  it('drops a joined_session without a numeric last_seq rather than set a cursor from it', async () => {
+    const { client, errors, socket } = await connected();
+    const joining = client.join(7);
+    const outcome = expect(joining).rejects.toMatchObject({ code: 'timeout' });
+    const [join] = socket.sentOf('join_session');
+    expect(() => socket.receive({ type: 'joined_session', req_id: join?.req_id, session_id: 7, last_seq: 'many' })).not.toThrow();
+    expect(errors).toMatchObject([{ code: 'invalid_message' }]);
+    expect(client.lastSeq(7)).toBe(0);
+    await vi.advanceTimersByTimeAsync(10_000);
+    await outcome;
+    // The client carries on: the next join is answered and remembered.
+    await expect(joined(client, socket, 7, 4)).resolves.toEqual({ lastSeq: 4 });
+    expect(client.lastSeq(7)).toBe(4);
+    client.close();
+  });
+
+  it('treats an auth_success without a user as a failed handshake, and connects again', async () => {
+    const { client, errors } = newClient();
+    const connecting = client.connect();
+    const first = FakeSocket.last();
+    first.open();
+    await flush();
+    expect(() => first.receive({ type: 'auth_success', req_id: 'auth' })).not.toThrow();
+    expect(errors).toMatchObject([{ code: 'invalid_message' }]);
+    expect(first.closedWith).toBe(4000);
+    expect(client.state).toBe('connecting');
+    await reconnect();
+    await connecting;
+    expect(client.state).toBe('ready');
+    expect(client.user).toEqual(USER);
     client.close();
   });
 });
@@ -697,6 +836,35 @@ describe('token provider failures', () => {
     expect(failures).toEqual([]);
     client.close();
   });
+
+  it('reconnects when the provider does not answer after the token was refused, instead of waiting for it for ever', async () => {
+    let calls = 0;
+    const provider = vi.fn(() => (++calls === 1 ? 'token-1' : new Promise<string>(noop)));
+    const { client, socket: first } = await connected({ token: provider });
+    first.serverClose(4001);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(provider).toHaveBeenCalledTimes(2);
+    expect(FakeSocket.all.length).toBeGreaterThan(1);
+    expect(client.state).toBe('reconnecting');
+    client.close();
+  });
+
+  it('does not report a provider failure that comes after close()', async () => {
+    let fail: (error: Error) => void = noop;
+    const provider = () =>
+      new Promise<string>((_, reject) => {
+        fail = reject;
+      });
+    const { client, errors } = newClient({ token: provider });
+    const outcome = client.connect().catch((error: unknown) => error);
+    FakeSocket.last().open();
+    await flush();
+    client.close();
+    fail(new Error('auth service restarting'));
+    await flush();
+    expect(await outcome).toMatchObject({ code: 'closed' });
+    expect(errors).toEqual([]);
+  });
 });
 
 describe('token refresh', () => {
@@ -724,15 +892,6 @@ describe('token refresh', () => {
       if (frame.type === 'ping') later(() => socket.receive({ type: 'pong', req_id: frame.req_id }));
       if (frame.req_id === 'refresh') later(() => socket.receive({ type: 'auth_success', req_id: 'refresh', user: USER }));
     };
-  }
-
-  /** A client with these options, connected and authenticated on its first socket. */
-  async function connected(options: Partial<ChatClientOptions>) {
-    const created = newClient(options);
-    const connecting = created.client.connect();
-    const socket = await accept();
-    await connecting;
-    return { ...created, socket };
   }
 
   it('sends a fresh token on the open socket before the current one expires, and again before that one does', async () => {
@@ -853,6 +1012,19 @@ describe('token refresh', () => {
     expect(socket.sentOf('auth')).toHaveLength(1);
     await vi.advanceTimersByTimeAsync(2_001);
     expect(next.mock.calls.length).toBeGreaterThanOrEqual(3);
+    expect(socket.sentOf('auth')).toHaveLength(1);
+    client.close();
+  });
+
+  it('asks the provider again when it does not answer a refresh', async () => {
+    let calls = 0;
+    const next = vi.fn(() => (++calls === 1 ? jwt('t1', 10_000) : new Promise<string>(noop)));
+    const { client, socket } = await connected({ token: next });
+    await vi.advanceTimersByTimeAsync(5_001);
+    expect(next).toHaveBeenCalledTimes(2);
+    // It waits requestTimeoutMs for the answer, then asks again within two seconds.
+    await vi.advanceTimersByTimeAsync(12_000);
+    expect(next).toHaveBeenCalledTimes(3);
     expect(socket.sentOf('auth')).toHaveLength(1);
     client.close();
   });

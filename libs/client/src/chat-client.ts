@@ -1,7 +1,7 @@
 import type { ClientFrame, Message, ReqId, Role, ServerFrame, Session } from '@switchboard/protocol';
 import { backoffDelay } from './backoff.js';
 import { Emitter, type Listener } from './emitter.js';
-import { ChatError, timerDelay } from './errors.js';
+import { ChatError, retryAfterOf, timerDelay } from './errors.js';
 import { Outbox, type SendResult } from './outbox.js';
 import { FrameBucket } from './pacer.js';
 import { type Reply, type ReplyType, type RequestOptions, RequestTracker } from './pending.js';
@@ -21,7 +21,10 @@ export interface ChatClientOptions {
   minReconnectDelayMs?: number;
   /** The ceiling of the reconnect delay (default 10 000). Delays are drawn at random below the ceiling. */
   maxReconnectDelayMs?: number;
-  /** How long a request waits for its answer (default 10 000); also the limit for connecting and authenticating. */
+  /**
+   * How long a request waits for its answer (default 10 000); also the limit for connecting and
+   * authenticating, and for the token provider to answer.
+   */
   requestTimeoutMs?: number;
   /** Sends whose frame would be larger are refused with `payload_too_large` (default 65 536, the gateway's `MAX_FRAME_BYTES`). */
   maxFrameBytes?: number;
@@ -71,7 +74,11 @@ export interface ChatClientEvents {
   ack: MessageAck;
   /** The token was refused and a fresh one from the provider was refused too: the client is closed. */
   auth_failed: Error;
-  /** Server errors that answer no pending request, and joined sessions that could not be joined again. */
+  /**
+   * Server errors that answer no pending request, joined sessions that could not be joined again,
+   * a token provider that failed, and frames from the server dropped for a missing or wrong field
+   * (`invalid_message`).
+   */
   error: ChatError;
 }
 
@@ -82,6 +89,8 @@ interface JoinedSession {
   retry: Timer | undefined;
   /** Rejoins that failed in a row: each waits longer, so an outage is not met with a join every half second. */
   failures: number;
+  /** `performance.now()` when the gateway last answered a join of it on this socket, until that join fails. */
+  joinedAt: number | undefined;
 }
 
 /** A token from the provider, and when it arrived by the local clock: its lifetime counts from then. */
@@ -103,12 +112,34 @@ const AUTH_CLOSE = 4001;
  * backing off, rather than reconnecting within 250 ms each time.
  */
 const STABLE_CONNECTION_MS = 10_000;
+/**
+ * How long a session must stay joined, after the gateway answered its join, before its rejoin
+ * counts as a success and the rejoin backoff starts over. The gateway answers a join before it
+ * replays the messages missed, and a replay that fails comes as an error after that answer: a
+ * rejoin whose replay fails again and again keeps backing off, rather than retrying within
+ * 500 ms each time.
+ */
+const STABLE_JOIN_MS = 10_000;
 /** The longest delay a timer keeps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Join errors after which joining again cannot help. */
 const PERMANENT_JOIN_ERRORS = new Set(['forbidden', 'not_found', 'invalid_message']);
 
 const noop = (): void => undefined;
+
+/** Whether an `auth_success` carries the user the client reports. */
+function isUser(value: unknown): value is ChatUser {
+  if (typeof value !== 'object' || value === null) return false;
+  const user = value as Record<string, unknown>;
+  return Number.isFinite(user.id) && typeof user.username === 'string' && typeof user.role === 'string';
+}
+
+/** Whether a `new_message` carries a message with the numbers the client orders it by. */
+function isMessage(value: unknown): value is Message {
+  if (typeof value !== 'object' || value === null) return false;
+  const message = value as Record<string, unknown>;
+  return Number.isFinite(message.session_id) && Number.isFinite(message.seq);
+}
 
 /**
  * A Switchboard chat connection that survives gateway restarts and network failures: it reconnects
@@ -139,8 +170,16 @@ export class ChatClient {
   private readonly bucket: FrameBucket;
   /** Armed while frames wait for the rate; a new frame waits behind them. */
   private paceTimer: Timer | undefined;
-  /** Joins sent on this socket, by req_id: an error with one of them later means that join failed. */
+  /**
+   * Joins sent on this socket, by req_id: an error with one of them later (after the reply, when
+   * the replay fails) means that join failed. At most one answered join per session is kept: the
+   * gateway handles a socket's frames one at a time, so once a join is answered any earlier join
+   * of the same session has finished, its error (if any) already read. The entry of a left
+   * session goes with the reply to the leave.
+   */
   private readonly joins = new Map<ReqId, number>();
+  /** The req_id of the latest answered join of each session on this socket. */
+  private readonly answeredJoins = new Map<number, ReqId>();
   private readyWaiters: { resolve: () => void; reject: (error: Error) => void }[] = [];
   private currentState: ConnectionState = 'idle';
   private currentUser: ChatUser | undefined;
@@ -271,31 +310,43 @@ export class ChatClient {
     this.rejoinQueue.delete(sessionId);
     // A join waiting for its reply is not remembered when it comes (the leave follows it on the
     // wire), and one waiting to be sent, for the connection or to retry after `unavailable`, is
-    // not sent at all: it would make a membership nobody tracks.
+    // not sent at all: it would make a membership nobody tracks. One on the wire that the gateway
+    // refuses (`unavailable`, `rate_limited`), or that a dropped connection cuts off, is not sent
+    // again either: it rejects as well.
     this.joining.delete(sessionId);
-    this.requests.cancelWaiting(
+    this.requests.cancel(
       (frame) => frame.type === 'join_session' && frame.session_id === sessionId,
       new ChatError('closed', `left session ${sessionId} before it was joined`),
     );
     // Without a connection there is no membership to end, and no join on the wire.
     if (this.currentState !== 'ready') return;
-    await this.request(() => ({ type: 'leave_session', session_id: sessionId }), 'left_session', { idempotent: true });
+    await this.request(() => ({ type: 'leave_session', session_id: sessionId }), 'left_session', {
+      idempotent: true,
+      // The joins of the session sent before the leave have finished by its reply.
+      onReply: () => this.forgetJoin(sessionId),
+    });
   }
 
   /**
    * Sends a message. Resolves once it is stored. Until then it is resent with the same
    * `client_msg_id` after a reconnect, and after `unavailable` or `rate_limited` with backoff;
-   * other errors reject with a ChatError carrying the protocol code. Messages to one session are
-   * stored in the order of the calls.
+   * other errors reject with a ChatError carrying the protocol code and the message's
+   * `clientMsgId`, for sending it again with the same id. Messages to one session are stored in
+   * the order of the calls.
    */
   send(sessionId: number, content: string, options: { clientMsgId?: string } = {}): Promise<SendResult> {
-    if (this.currentState === 'closed') return Promise.reject(new ChatError('closed', 'the client is closed'));
     const clientMsgId = options.clientMsgId ?? randomId();
+    if (this.currentState === 'closed') return Promise.reject(new ChatError('closed', 'the client is closed', undefined, clientMsgId));
     const frame = { type: 'send_message', session_id: sessionId, content, client_msg_id: clientMsgId, req_id: Number.MAX_SAFE_INTEGER };
     const bytes = utf8Length(JSON.stringify(frame));
     if (bytes > this.maxFrameBytes) {
       return Promise.reject(
-        new ChatError('payload_too_large', `the message is ${bytes} bytes as a frame; the limit is ${this.maxFrameBytes}`),
+        new ChatError(
+          'payload_too_large',
+          `the message is ${bytes} bytes as a frame; the limit is ${this.maxFrameBytes}`,
+          undefined,
+          clientMsgId,
+        ),
       );
     }
     return this.outbox.add(sessionId, content, clientMsgId);
@@ -352,8 +403,25 @@ export class ChatClient {
     const session = this.sessions.get(sessionId);
     const start = Math.min(requested ?? session?.cursor ?? lastSeq, lastSeq);
     if (session) session.cursor = Math.max(session.cursor, start);
-    else this.sessions.set(sessionId, { cursor: start, retry: undefined, failures: 0 });
+    else this.sessions.set(sessionId, { cursor: start, retry: undefined, failures: 0, joinedAt: undefined });
+    this.joinAnswered(sessionId, reqId);
+  }
+
+  /** The gateway answered a join of the session on this socket: it is the one whose replay may still fail. */
+  private joinAnswered(sessionId: number, reqId: ReqId): void {
+    const previous = this.answeredJoins.get(sessionId);
+    if (previous !== undefined && previous !== reqId) this.joins.delete(previous);
+    this.answeredJoins.set(sessionId, reqId);
     this.joins.set(reqId, sessionId);
+    const session = this.sessions.get(sessionId);
+    if (session) session.joinedAt = performance.now();
+  }
+
+  /** The session was left: no join of it is pending on this socket any more. */
+  private forgetJoin(sessionId: number): void {
+    const reqId = this.answeredJoins.get(sessionId);
+    if (reqId !== undefined) this.joins.delete(reqId);
+    this.answeredJoins.delete(sessionId);
   }
 
   private request<T extends ReplyType>(build: () => ClientFrame, expect: T, options: RequestOptions<T>): Promise<Reply<T>> {
@@ -392,6 +460,8 @@ export class ChatClient {
     try {
       token = this.nextToken ?? (await this.fetchToken());
     } catch (error) {
+      // A socket given up meanwhile (by the handshake timer, or close()) is none of the app's concern.
+      if (socket !== this.socket) return;
       // The provider may be down for a moment (the auth service restarting): not a refused token,
       // so reconnect with backoff and ask it again, rather than give up. The app hears of it.
       const reason = error instanceof Error ? error.message : String(error);
@@ -409,9 +479,25 @@ export class ChatClient {
 
   private async fetchToken(): Promise<FetchedToken> {
     const { token } = this.options;
-    const value = typeof token === 'string' ? token : await token();
+    const value = typeof token === 'string' ? token : await this.askProvider(token);
     if (typeof value !== 'string' || value.length === 0) throw new TypeError('the token provider returned no token');
     return { value, receivedAt: Date.now() };
+  }
+
+  /**
+   * The provider's token, or a failure once `requestTimeoutMs` passes without one: a provider that
+   * never settles is a failed one, so that the reconnect or the refresh waiting for it goes on.
+   */
+  private async askProvider(provider: () => string | Promise<string>): Promise<string> {
+    let timer: Timer | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`the token provider did not answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+    });
+    try {
+      return await Promise.race([provider(), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private onAuthenticated(user: ChatUser): void {
@@ -446,10 +532,12 @@ export class ChatClient {
     this.paceTimer = undefined;
     this.refreshingTo = undefined;
     this.joins.clear();
+    this.answeredJoins.clear();
     this.rejoinQueue.clear();
     for (const session of this.sessions.values()) {
       clearTimeout(session.retry);
       session.retry = undefined;
+      session.joinedAt = undefined;
     }
     this.requests.disconnected();
     this.outbox.disconnected();
@@ -680,14 +768,21 @@ export class ChatClient {
     this.armWatchdog(socket);
     switch (frame.type) {
       case 'connected':
-        if (frame.heartbeat_interval_ms > 0) this.heartbeatMs = frame.heartbeat_interval_ms;
+        if (Number.isFinite(frame.heartbeat_interval_ms) && frame.heartbeat_interval_ms > 0) this.heartbeatMs = frame.heartbeat_interval_ms;
         return;
       case 'auth_success':
-        if (frame.req_id === AUTH_REQ_ID && this.currentState === 'authenticating') this.onAuthenticated(frame.user);
-        else if (frame.req_id === REFRESH_REQ_ID) this.onRefreshed(socket);
+        if (frame.req_id === AUTH_REQ_ID && this.currentState === 'authenticating') {
+          if (isUser(frame.user)) this.onAuthenticated(frame.user);
+          else {
+            // A handshake that cannot complete: the socket is given up and the client connects again with backoff.
+            this.drop(socket, 'malformed auth_success');
+            this.dropped('auth_success', 'it has no user');
+          }
+        } else if (frame.req_id === REFRESH_REQ_ID) this.onRefreshed(socket);
         return;
       case 'new_message':
-        this.deliver(frame.message);
+        if (isMessage(frame.message)) this.deliver(frame.message);
+        else this.dropped('new_message', 'it has no message with a numeric session_id and seq');
         return;
       case 'message_ack': {
         const sent = this.outbox.handleAck(frame);
@@ -704,11 +799,16 @@ export class ChatClient {
         this.onError(socket, frame);
         return;
       case 'joined_session': {
+        // Without it the session's cursor could not be set: a join() it answers ends with its timeout.
+        if (!Number.isFinite(frame.last_seq)) {
+          this.dropped('joined_session', 'it has no numeric last_seq');
+          return;
+        }
         // A rejoin after a reconnect: its replayed messages follow.
-        const rejoined = frame.req_id === undefined ? undefined : this.joins.get(frame.req_id);
-        if (rejoined === undefined) break;
-        const session = this.sessions.get(rejoined);
-        if (session) session.failures = 0;
+        const reqId = frame.req_id;
+        const rejoined = reqId === undefined ? undefined : this.joins.get(reqId);
+        if (reqId === undefined || rejoined === undefined) break;
+        this.joinAnswered(rejoined, reqId);
         return;
       }
       case 'pong':
@@ -716,6 +816,11 @@ export class ChatClient {
         break;
     }
     this.requests.handle(frame);
+  }
+
+  /** A frame from the server without what the client needs from it is dropped; the app hears of it. */
+  private dropped(type: string, problem: string): void {
+    this.events.emit('error', new ChatError('invalid_message', `dropped a ${type} frame from the server: ${problem}`));
   }
 
   /** Messages of joined sessions, each once: anything at or below the session's cursor was delivered already. */
@@ -742,7 +847,8 @@ export class ChatClient {
     const joinedSession = reqId === undefined ? undefined : this.joins.get(reqId);
     if (reqId !== undefined && joinedSession !== undefined) {
       this.joins.delete(reqId);
-      this.onJoinFailed(joinedSession, new ChatError(frame.code, frame.message));
+      if (this.answeredJoins.get(joinedSession) === reqId) this.answeredJoins.delete(joinedSession);
+      this.onJoinFailed(joinedSession, new ChatError(frame.code, frame.message, retryAfterOf(frame)));
       return;
     }
     if (this.outbox.handleError(frame) || this.requests.handle(frame)) return;
@@ -777,10 +883,11 @@ export class ChatClient {
       this.events.emit('error', new ChatError(error.code, `session ${sessionId} could not be joined again: ${error.message}`));
       return;
     }
+    // Only a join that held STABLE_JOIN_MS counts as a success that starts the backoff over.
+    if (session.joinedAt !== undefined && performance.now() - session.joinedAt >= STABLE_JOIN_MS) session.failures = 0;
+    session.joinedAt = undefined;
     clearTimeout(session.retry);
-    session.retry = setTimeout(
-      () => this.rejoin(sessionId),
-      backoffDelay(++session.failures, { minMs: this.minDelayMs, maxMs: this.maxDelayMs }),
-    );
+    const backoff = backoffDelay(++session.failures, { minMs: this.minDelayMs, maxMs: this.maxDelayMs });
+    session.retry = setTimeout(() => this.rejoin(sessionId), timerDelay(Math.max(error.retryAfterMs ?? 0, backoff)));
   }
 }

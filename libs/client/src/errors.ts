@@ -14,6 +14,8 @@ export class ChatError extends Error {
     message: string,
     /** With `rate_limited`, when the gateway knows: how long until the same request can succeed. */
     readonly retryAfterMs?: number,
+    /** The `client_msg_id` of the send it rejects, so that the app can send the message again with it. */
+    readonly clientMsgId?: string,
   ) {
     super(message);
   }

@@ -81,7 +81,7 @@ export class Outbox {
     }
     const queue = this.queues.get(message.sessionId);
     if (queue) this.remove(queue, queue.indexOf(message), message);
-    message.reject(new ChatError(frame.code, frame.message, retryAfterOf(frame)));
+    message.reject(new ChatError(frame.code, frame.message, retryAfterOf(frame), message.clientMsgId));
     this.sendHead(message.sessionId);
     return true;
   }
@@ -98,11 +98,14 @@ export class Outbox {
     }
   }
 
+  /** Rejects every message with `error`, each carrying its own `clientMsgId`. */
   rejectAll(error: ChatError): void {
     const queues = [...this.queues.values()];
     this.disconnected();
     this.queues.clear();
-    for (const queue of queues) for (const message of queue) message.reject(error);
+    for (const queue of queues) {
+      for (const message of queue) message.reject(new ChatError(error.code, error.message, error.retryAfterMs, message.clientMsgId));
+    }
   }
 
   get size(): number {

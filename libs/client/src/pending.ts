@@ -33,6 +33,11 @@ interface Pending {
   retry: Timer | undefined;
   attempts: number;
   lastError: ChatError | undefined;
+  /**
+   * Set when the request was cancelled while on the wire: its reply is still taken, but an error
+   * or a dropped connection ends it with this error instead of sending it again.
+   */
+  cancelled: ChatError | undefined;
 }
 
 /** Request/reply frames: each attempt gets its own `req_id`, its reply is matched by it, and every request has a deadline. */
@@ -61,6 +66,7 @@ export class RequestTracker {
         retry: undefined,
         attempts: 0,
         lastError: undefined,
+        cancelled: undefined,
       };
       pending.deadline = setTimeout(
         () =>
@@ -85,6 +91,10 @@ export class RequestTracker {
     this.onWire.delete(reqId);
     pending.reqId = undefined;
     if (frame.type === 'error') {
+      if (pending.cancelled) {
+        this.finish(pending, pending.cancelled);
+        return true;
+      }
       const retryAfterMs = retryAfterOf(frame);
       const error = new ChatError(frame.code, frame.message, retryAfterMs);
       const notBefore = retryAfterMs ?? 0;
@@ -119,7 +129,8 @@ export class RequestTracker {
       if (pending.reqId === undefined) continue;
       this.onWire.delete(pending.reqId);
       pending.reqId = undefined;
-      if (!pending.idempotent) {
+      if (pending.cancelled) this.finish(pending, pending.cancelled);
+      else if (!pending.idempotent) {
         this.finish(
           pending,
           new ChatError('closed', 'the connection dropped before the answer; the request may or may not have been carried out'),
@@ -129,11 +140,16 @@ export class RequestTracker {
   }
 
   /**
-   * Ends the requests not on the wire (waiting for a retry or for the connection) whose frame
-   * `matches`, with `error`: they will not be sent again. One on the wire is left to its reply.
+   * Ends the requests whose frame `matches` with `error`: they will not be sent again. One waiting
+   * (for a retry or for the connection) ends now. One on the wire is left to its reply, but ends
+   * with `error` on an error or a dropped connection rather than being sent again.
    */
-  cancelWaiting(matches: (frame: ClientFrame) => boolean, error: ChatError): void {
-    for (const pending of this.pending) if (pending.reqId === undefined && matches(pending.build())) this.finish(pending, error);
+  cancel(matches: (frame: ClientFrame) => boolean, error: ChatError): void {
+    for (const pending of this.pending) {
+      if (!matches(pending.build())) continue;
+      if (pending.reqId === undefined) this.finish(pending, error);
+      else pending.cancelled = error;
+    }
   }
 
   rejectAll(error: ChatError): void {
