@@ -227,6 +227,15 @@ describe('loadConfig', () => {
       expect(loadConfig(serviceEnv, { ALLOWED_ORIGINS: ',a,, ,b,' }).ALLOWED_ORIGINS).toEqual(['a', 'b']);
     });
 
+    it('refuses a value that lists nothing, rather than reading it as an empty list', () => {
+      for (const raw of [',', ' , ', ',,']) {
+        expectProblemsOnlyFor(
+          configErrorOf(() => loadConfig(serviceEnv, { ALLOWED_ORIGINS: raw })),
+          'ALLOWED_ORIGINS',
+        );
+      }
+    });
+
     it('keeps a single item as a one-item list', () => {
       expect(loadConfig(serviceEnv, { FEATURES: 'chat' }).FEATURES).toEqual(['chat']);
     });
@@ -287,6 +296,13 @@ describe('loadConfig', () => {
         'postgresql://app:pw@db:5432/app',
       );
       expect(loadConfig(databaseEnv, { DATABASE_URL: 'postgres://db/app' }).DATABASE_URL).toBe('postgres://db/app');
+    });
+
+    it('accepts a database URL whose host is a Unix socket in the query, as pg does', () => {
+      for (const raw of ['postgres://app:pw@/app?host=/cloudsql/project:region:instance', 'postgresql:///app?host=/var/run/postgresql']) {
+        expect(loadConfig(databaseEnv, { DATABASE_URL: raw }).DATABASE_URL).toBe(raw);
+      }
+      expect(configErrorOf(() => loadConfig(databaseEnv, { DATABASE_URL: 'mysql://app:pw@/app' })).message).toContain('DATABASE_URL');
     });
   });
 

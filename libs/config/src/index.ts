@@ -70,7 +70,10 @@ function optionalString() {
   return z.preprocess(unsetIfEmpty, z.string().optional());
 }
 
-/** A comma-separated list; blanks are dropped. */
+/**
+ * A comma-separated list; blanks are dropped. A value that lists nothing (`,`) is refused rather
+ * than read as unset: for a list of allowed origins, an empty list means any origin.
+ */
 function list(opts: { default?: string[] } = {}) {
   return z.preprocess(
     unsetIfEmpty,
@@ -82,24 +85,37 @@ function list(opts: { default?: string[] } = {}) {
           .map((item) => item.trim())
           .filter((item) => item.length > 0),
       )
+      .refine((items) => items.length > 0, 'lists nothing; leave it unset for the default')
       .default(opts.default ?? []),
   );
+}
+
+/**
+ * The scheme of a URL, also of one without a host, as libpq and pg take it: a Unix socket given in
+ * the query (`postgres://user@/db?host=/cloudsql/project:region:instance`), which the WHATWG
+ * parser refuses.
+ */
+function schemeOf(value: string): string | undefined {
+  for (const candidate of [value, value.replace(/^([a-z][a-z0-9+.-]*:\/\/(?:[^@/]*@)?)(?=[/?]|$)/i, '$1localhost')]) {
+    try {
+      return new URL(candidate).protocol.replace(/:$/, '');
+    } catch {
+      // the next candidate
+    }
+  }
+  return undefined;
 }
 
 function urlList(opts: { default: string; protocols: readonly string[] }) {
   return list({ default: opts.default.split(',') }).pipe(
     z
       .array(
-        z.string().refine(
-          (value) => {
-            try {
-              return opts.protocols.includes(new URL(value).protocol.replace(/:$/, ''));
-            } catch {
-              return false;
-            }
-          },
-          `expected comma-separated URLs with scheme ${opts.protocols.join(' or ')}`,
-        ),
+        z
+          .string()
+          .refine(
+            (value) => opts.protocols.includes(schemeOf(value) ?? ''),
+            `expected comma-separated URLs with scheme ${opts.protocols.join(' or ')}`,
+          ),
       )
       .min(1, 'expected at least one URL'),
   );
@@ -111,16 +127,7 @@ function url(opts: { default: string; protocols: readonly string[] }) {
     z
       .string()
       .default(opts.default)
-      .refine(
-        (value) => {
-          try {
-            return opts.protocols.includes(new URL(value).protocol.replace(/:$/, ''));
-          } catch {
-            return false;
-          }
-        },
-        `expected a URL with scheme ${opts.protocols.join(' or ')}`,
-      ),
+      .refine((value) => opts.protocols.includes(schemeOf(value) ?? ''), `expected a URL with scheme ${opts.protocols.join(' or ')}`),
   );
 }
 

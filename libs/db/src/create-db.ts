@@ -32,7 +32,8 @@ export interface CreateDbOptions {
    * How long a statement may go unanswered before it fails (as a connection error) and its
    * connection is thrown away. A connection whose packets are dropped without a reset (a network
    * partition, a failover that moves the address) would otherwise hold its statement until TCP
-   * gives up, about 15 minutes. None by default: migrations may run, or wait for their lock, long.
+   * gives up, about 15 minutes. The server cancels the statement itself a second later
+   * (`statement_timeout`). None by default: migrations may run, or wait for their lock, long.
    */
   queryTimeoutMs?: number;
   /**
@@ -46,6 +47,13 @@ export interface CreateDbOptions {
 
 /** The health probe: answers, and whether a transaction there would be read-only. */
 const READ_ONLY_PROBE = "select current_setting('transaction_read_only') as read_only";
+
+/**
+ * How much longer the server lets a statement run than the client waits for it (`queryTimeoutMs`):
+ * the client's timeout comes first, so a statement that outlasts it is still a connection error to
+ * retry, never a cancelled statement taken for one the database refuses.
+ */
+const STATEMENT_TIMEOUT_MARGIN_MS = 1_000;
 
 /** How long a cancelled statement may take to give its connection back before the connection is closed. */
 const CANCEL_GRACE_MS = 1_000;
@@ -141,7 +149,12 @@ export function createDb<DB>({
     types,
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
-    ...(queryTimeoutMs === undefined ? {} : { query_timeout: queryTimeoutMs }),
+    // The server gives up on the statement a moment after the client has: a statement the client
+    // stopped waiting for (a row lock held elsewhere for long) would otherwise stay queued on the
+    // server, one more with each retry on a new connection, and commit once the lock is freed.
+    ...(queryTimeoutMs === undefined
+      ? {}
+      : { query_timeout: queryTimeoutMs, statement_timeout: queryTimeoutMs + STATEMENT_TIMEOUT_MARGIN_MS }),
   });
   let healthy = true;
   // A connection lost while idle is reported by the pool, which replaces it. One lost while

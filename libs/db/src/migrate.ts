@@ -19,6 +19,15 @@ export async function migrateToLatest(db: Kysely<unknown>, { owner, migrations, 
   await db.connection().execute(async (conn) => {
     await sql`select pg_advisory_lock(hashtext(${`switchboard:migrate:${owner}`}))`.execute(conn);
     try {
+      const applied = await appliedMigrations(conn, `${owner}_migration`);
+      const newer = [...applied].filter((name) => !(name in migrations));
+      if (newer.length > 0 && Object.keys(migrations).every((name) => applied.has(name))) {
+        // A newer release migrated the schema (its pre-upgrade hook ran, then a rollback, or an old
+        // pod restarted mid-rollout). Migrations only add, so this release runs on it as it is.
+        log.warn({ newer }, 'the schema holds migrations newer than this release; starting without migrating');
+        if (afterMigrate) await afterMigrate(conn);
+        return;
+      }
       const migrator = new Migrator({
         db: conn,
         provider: { getMigrations: async () => migrations },
@@ -37,4 +46,12 @@ export async function migrateToLatest(db: Kysely<unknown>, { owner, migrations, 
       await sql`select pg_advisory_unlock(hashtext(${`switchboard:migrate:${owner}`}))`.execute(conn);
     }
   });
+}
+
+/** The names of the migrations recorded as applied in `table`; none when it does not exist yet. */
+async function appliedMigrations(conn: Kysely<unknown>, table: string): Promise<Set<string>> {
+  const { rows: found } = await sql<{ exists: boolean }>`select to_regclass(${table}) is not null as exists`.execute(conn);
+  if (!found[0]?.exists) return new Set();
+  const { rows } = await sql<{ name: string }>`select name from ${sql.table(table)}`.execute(conn);
+  return new Set(rows.map((row) => row.name));
 }

@@ -1,6 +1,7 @@
 import { createDb, type Database, isConnectionError } from '@switchboard/db';
-import { createTestDatabase, TcpProxy, type TestDatabase } from '@switchboard/testing';
+import { createTestDatabase, TcpProxy, type TestDatabase, waitFor } from '@switchboard/testing';
 import { sql } from 'kysely';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 let database: TestDatabase;
@@ -39,5 +40,48 @@ describe('queryTimeoutMs', () => {
 
     // Retried, as persistence does: the hung connection was thrown away, so this one is new.
     expect((await sql<{ three: number }>`select 3 as three`.execute(handle.db)).rows).toEqual([{ three: 3 }]);
+  });
+
+  it('leaves no statement waiting on the server once the client has given up on it', async () => {
+    const holder = new pg.Client({ connectionString: database.url });
+    const monitor = new pg.Client({ connectionString: database.url });
+    await holder.connect();
+    await monitor.connect();
+    await holder.query('create table counters (id int primary key, n int not null)');
+    await holder.query('insert into counters values (1, 0)');
+    const applicationName = 'db-query-timeout-lock-test';
+    const timed = createDb<unknown>({ url: database.url, poolSize: 2, applicationName, queryTimeoutMs: 300 });
+    try {
+      await holder.query('begin');
+      await holder.query('select * from counters where id = 1 for update');
+      for (let i = 0; i < 3; i++) {
+        const error = await sql`update counters set n = n + 1 where id = 1`.execute(timed.db).then(
+          () => undefined,
+          (caught: unknown) => caught,
+        );
+        expect(isConnectionError(error)).toBe(true);
+      }
+      // Within the server's margin of a second, every statement the client gave up on is gone.
+      // (Asked from outside the holder's transaction, which would see one snapshot of the activity.)
+      await waitFor(
+        async () => {
+          const { rows } = await monitor.query(
+            "select count(*)::int as waiting from pg_stat_activity where application_name = $1 and state = 'active'",
+            [applicationName],
+          );
+          return rows[0].waiting === 0;
+        },
+        5_000,
+        'the abandoned statements to end on the server',
+      );
+      await holder.query('commit');
+      const { rows } = await holder.query('select n from counters where id = 1');
+      expect(rows[0].n).toBe(0);
+    } finally {
+      await holder.query('rollback').catch(() => undefined);
+      await holder.end();
+      await monitor.end();
+      await timed.destroy();
+    }
   });
 });

@@ -151,7 +151,7 @@ function fixedClock(start = T0): Clock {
 }
 
 function verifierFor(source: KeySource, clock: Clock = fixedClock(), overrides: Partial<TokenVerifierOptions> = {}) {
-  return createTokenVerifier({ keySource: source, issuer: ISSUER, audience: AUDIENCE, now: clock.now, ...overrides });
+  return createTokenVerifier({ keySource: source, issuer: ISSUER, audience: AUDIENCE, now: clock.now, elapsed: clock.now, ...overrides });
 }
 
 /** A verifier on a counting source that holds edKey, after its first fetch (to verify an edKey token). */
@@ -601,6 +601,27 @@ describe('createTokenVerifier', () => {
       expect(keys.calls).toBe(1);
 
       clock.advance(1);
+      await expectRefused(verifier.verify(edToken), TokenErrorCode.UnknownKey);
+      expect(keys.calls).toBe(2);
+    });
+
+    it('measures the age of its keys on a clock that stepping the wall clock back does not move', async () => {
+      const keys = countingSource(jwksOf(edKey));
+      const wall = fixedClock();
+      const elapsed = fixedClock(0);
+      const verifier = createTokenVerifier({
+        keySource: keys.source,
+        issuer: ISSUER,
+        audience: AUDIENCE,
+        now: wall.now,
+        elapsed: elapsed.now,
+      });
+      const edToken = await signToken({ key: edKey });
+      await expect(verifier.verify(edToken)).resolves.toMatchObject({ userId: 42 });
+
+      keys.publish(jwksOf(esKey)); // edKey withdrawn
+      wall.advance(-3_600_000); // NTP steps a clock that ran an hour ahead back
+      elapsed.advance(DEFAULT_MAX_KEY_AGE_MS);
       await expectRefused(verifier.verify(edToken), TokenErrorCode.UnknownKey);
       expect(keys.calls).toBe(2);
     });

@@ -29,8 +29,13 @@ export interface TokenVerifierOptions {
   minRefetchIntervalMs?: number;
   maxKeyAgeMs?: number;
   clockToleranceS?: number;
-  /** Injected clock (epoch ms) for tests of the refetch rate limit. */
+  /** The wall clock (epoch ms) that tokens' times are checked against; injected by tests. */
   now?: () => number;
+  /**
+   * The clock (ms) that the refetch interval and the keys' age are measured on: `performance.now`,
+   * which the wall clock being stepped (NTP correcting a VM that ran ahead) does not move.
+   */
+  elapsed?: () => number;
 }
 
 export interface TokenVerifier {
@@ -52,6 +57,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     maxKeyAgeMs = DEFAULT_MAX_KEY_AGE_MS,
     clockToleranceS = DEFAULT_CLOCK_TOLERANCE_S,
     now = Date.now,
+    elapsed = () => performance.now(),
   } = options;
 
   let resolver: KeyResolver | undefined;
@@ -61,7 +67,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   const refresh = (): Promise<KeyResolver> => {
     inFlight ??= (async () => {
       try {
-        lastFetchAt = now();
+        lastFetchAt = elapsed();
         // Called from a microtask, so a source that throws synchronously still settles after `inFlight` is set
         // (otherwise `finally` would run first and `inFlight` would stay a rejected promise forever).
         const jwks: JSONWebKeySet = await Promise.resolve().then(() => keySource.fetchKeys());
@@ -78,7 +84,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
 
   /** The cached keys, fetched again first when they are older than `maxKeyAgeMs`; kept if that fetch fails. */
   const currentKeys = async (): Promise<{ keys: KeyResolver; fresh: boolean }> => {
-    if (resolver && now() - lastFetchAt < maxKeyAgeMs) return { keys: resolver, fresh: false };
+    if (resolver && elapsed() - lastFetchAt < maxKeyAgeMs) return { keys: resolver, fresh: false };
     const stale = resolver;
     try {
       return { keys: await refresh(), fresh: true };
@@ -110,7 +116,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
           // Join a refetch already under way, or use keys fetched since this attempt began, before rate limiting.
           if (inFlight) keys = await inFlight;
           else if (resolver && resolver !== keys) keys = resolver;
-          else if (now() - lastFetchAt < minRefetchIntervalMs) {
+          else if (elapsed() - lastFetchAt < minRefetchIntervalMs) {
             // The key may be new (the auth service just rotated) and the keys were fetched too
             // recently to ask again: a refusal the client retries, not a final one.
             throw new TokenError(TokenErrorCode.Unavailable, 'token signed by a key not known yet; retry shortly', { cause: error });

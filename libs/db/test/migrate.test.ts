@@ -1,0 +1,76 @@
+import { Writable } from 'node:stream';
+import { createDb, migrateToLatest } from '@switchboard/db';
+import { createLogger } from '@switchboard/logging';
+import { createTestDatabase, type TestDatabase } from '@switchboard/testing';
+import { type Kysely, type Migration, sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+let database: TestDatabase;
+
+beforeAll(async () => {
+  database = await createTestDatabase('db_migrate');
+});
+
+afterAll(async () => {
+  await database.drop();
+});
+
+const createTable = (name: string): Migration => ({
+  async up(db: Kysely<unknown>) {
+    await db.schema
+      .createTable(name)
+      .addColumn('id', 'integer', (column) => column.primaryKey())
+      .execute();
+  },
+});
+
+/** A logger whose lines are kept, parsed. */
+function recordingLogger() {
+  const lines: { level: string; msg: string; newer?: string[] }[] = [];
+  const destination = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+      done();
+    },
+  });
+  return { logger: createLogger({ name: 'migrate-test', level: 'info', destination }), lines };
+}
+
+describe('migrateToLatest', () => {
+  it('lets a release start on a schema a newer release has migrated, and migrates one behind it', async () => {
+    const { db, destroy } = createDb<unknown>({ url: database.url, applicationName: 'db-migrate-test' });
+    try {
+      const older = { '0001_first': createTable('first_table') };
+      const newer = { ...older, '0002_second': createTable('second_table') };
+      const quiet = createLogger({ name: 'migrate-test', level: 'silent' });
+
+      await migrateToLatest(db, { owner: 'rollback', migrations: newer, logger: quiet });
+      // After a rollback, or an old pod restarting mid-rollout: the older release's migrations.
+      const { logger, lines } = recordingLogger();
+      let ranAfter = false;
+      await migrateToLatest(db, {
+        owner: 'rollback',
+        migrations: older,
+        logger,
+        afterMigrate: async () => {
+          ranAfter = true;
+        },
+      });
+      expect(ranAfter).toBe(true);
+      expect(lines).toContainEqual(
+        expect.objectContaining({ level: 'warn', msg: expect.stringMatching(/newer than this release/), newer: ['0002_second'] }),
+      );
+      const { rows } = await sql<{ name: string }>`select name from rollback_migration order by name`.execute(db);
+      expect(rows.map((row) => row.name)).toEqual(['0001_first', '0002_second']);
+
+      // A release behind by a migration it has not applied is still migrated.
+      const first = { '0001_first': createTable('behind_first') };
+      await migrateToLatest(db, { owner: 'behind', migrations: first, logger: quiet });
+      await migrateToLatest(db, { owner: 'behind', migrations: { ...first, '0002_other': createTable('behind_other') }, logger: quiet });
+      const { rows: behind } = await sql<{ name: string }>`select name from behind_migration order by name`.execute(db);
+      expect(behind.map((row) => row.name)).toEqual(['0001_first', '0002_other']);
+    } finally {
+      await destroy();
+    }
+  });
+});
