@@ -74,12 +74,16 @@ interface PodSpec {
   };
   terminationGracePeriodSeconds?: number;
   volumes?: { name: string; emptyDir?: unknown }[];
+  nodeSelector?: Record<string, string>;
+  tolerations?: Record<string, unknown>[];
+  affinity?: Record<string, unknown>;
 }
 interface PodTemplate {
-  metadata?: { labels?: Record<string, string> };
+  metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> };
   spec: PodSpec;
 }
 interface ServiceSpec {
+  type?: string;
   selector?: Record<string, string>;
   ports: { name: string; port: number; targetPort?: string | number }[];
 }
@@ -91,6 +95,14 @@ interface PdbSpec {
 interface IngressSpec {
   rules?: unknown[];
   defaultBackend?: unknown;
+}
+interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: { key: string; operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist'; values?: string[] }[];
+}
+interface ServiceMonitorSpec {
+  selector: LabelSelector;
+  endpoints: { port?: string }[];
 }
 interface HpaSpec {
   metrics: { type: string; resource?: { name: string }; pods?: { metric: { name: string } } }[];
@@ -182,6 +194,31 @@ function allContainers(spec: PodSpec): Container[] {
 
 function envOf(container: Container, name: string): EnvVar | undefined {
   return container.env?.find((entry) => entry.name === name);
+}
+
+/** The Deployments, Jobs and Pods of a render. */
+function workloadsOf(list: K8sObject[]): K8sObject[] {
+  return list.filter((object) => ['Deployment', 'Job', 'Pod'].includes(object.kind));
+}
+
+/** The annotations of a Deployment's or Job's pod template. */
+function podAnnotationsOf(object: K8sObject): Record<string, string> {
+  return (object.spec as { template: PodTemplate }).template.metadata?.annotations ?? {};
+}
+
+/** Whether a Kubernetes label selector selects an object with these labels. */
+function selects(selector: LabelSelector, labels: Record<string, string>): boolean {
+  const byLabel = Object.entries(selector.matchLabels ?? {}).every(([key, value]) => labels[key] === value);
+  return (
+    byLabel &&
+    (selector.matchExpressions ?? []).every(({ key, operator, values = [] }) => {
+      const value = labels[key];
+      if (operator === 'Exists') return value !== undefined;
+      if (operator === 'DoesNotExist') return value === undefined;
+      const listed = value !== undefined && values.includes(value);
+      return operator === 'In' ? listed : !listed;
+    })
+  );
 }
 
 /** Env entries that read a key missing from a Secret of the same render. */
@@ -360,7 +397,8 @@ describe('the Helm chart', () => {
         expect(Number.isInteger(sleepSeconds) && sleepSeconds > 0).toBe(true);
         expect(drainSeconds).toBeGreaterThanOrEqual(0);
         expect(drainSeconds).toBeLessThanOrEqual(25);
-        expect(gateway.terminationGracePeriodSeconds).toBeGreaterThan(sleepSeconds + drainSeconds);
+        // Past the drain: up to 1 s of close handshakes, then the NATS drain.
+        expect(gateway.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(sleepSeconds + drainSeconds + 3);
         if (file === 'minimal-values.yaml') {
           expect(drainSeconds).toBe(5);
           expect(gateway.terminationGracePeriodSeconds).toBeLessThanOrEqual(30);
@@ -403,6 +441,16 @@ describe('the Helm chart', () => {
 
       it('reads only keys that exist from the Secrets it creates', () => {
         expect(missingSecretKeys(objects(file))).toEqual([]);
+      });
+
+      it('sets every environment variable of a container once: a second entry would silently win', () => {
+        for (const workload of workloadsOf(objects(file))) {
+          for (const container of allContainers(podOf(workload).spec)) {
+            const names = (container.env ?? []).map((entry) => entry.name);
+            const repeated = names.filter((name, index) => names.indexOf(name) !== index);
+            expect(repeated, `${workload.kind} ${workload.metadata.name}/${container.name}`).toEqual([]);
+          }
+        }
       });
 
       it('lets unready pods be evicted by every PodDisruptionBudget, so a NATS or PostgreSQL outage does not block drains', () => {
@@ -510,6 +558,9 @@ describe('the Helm chart', () => {
       ['image.pullPolicy=Sometimes', /pullPolicy/],
       ['notAValue=1', /notAValue/],
       ['gateway.drainSeconds=60', /drainSeconds/],
+      ['gateway.shutdownMarginSeconds=2', /shutdownMarginSeconds/],
+      // Its Service carries only the ops port, which must not be public.
+      ['persistence.service.type=LoadBalancer', /type/],
       ['persistence.inbound.replicas=7', /replicas/],
       ['logLevel=verbose', /logLevel/],
       // The services accept lowercase letters, digits, - and _, starting with a letter.
@@ -529,10 +580,102 @@ describe('the Helm chart', () => {
       expect(result.stderr).toContain('database.url or database.existingSecret');
     });
 
-    it('refuses a gateway grace period shorter than preStop sleep + drain', () => {
-      const result = template(...minimal(), '--set', 'gateway.terminationGracePeriodSeconds=8', '--set', 'gateway.drainSeconds=5');
+    it('refuses a gateway grace period less than 3 s past preStop sleep + drain', () => {
+      for (const grace of [8, 12]) {
+        const result = template(...minimal(), '--set', `gateway.terminationGracePeriodSeconds=${grace}`, '--set', 'gateway.drainSeconds=5');
+        expect(result.status, `grace ${grace}`).not.toBe(0);
+        expect(result.stderr).toContain('terminationGracePeriodSeconds');
+      }
+      const gateway = byName(render(...minimal(), '--set', 'gateway.terminationGracePeriodSeconds=13'), 'Deployment', component('gateway'));
+      expect(podOf(gateway).spec.terminationGracePeriodSeconds).toBe(13);
+    });
+
+    it('refuses gateway autoscaling with minReplicas above maxReplicas, which the API server would refuse', () => {
+      const autoscaling = ['enabled=true', 'minReplicas=5', 'maxReplicas=2'].flatMap((setting) => [
+        '--set',
+        `gateway.autoscaling.${setting}`,
+      ]);
+      const result = template(...minimal(), ...autoscaling);
       expect(result.status).not.toBe(0);
-      expect(result.stderr).toContain('terminationGracePeriodSeconds');
+      expect(result.stderr).toMatch(/minReplicas \(5\) must not exceed gateway\.autoscaling\.maxReplicas \(2\)/);
+    });
+
+    it('refuses a <component>.env entry overriding a variable the chart sets, naming the value to set instead', () => {
+      for (const [setting, message] of [
+        [
+          'gateway.env.DRAIN_SECONDS=20',
+          'gateway.env.DRAIN_SECONDS would override DRAIN_SECONDS, which the chart sets for gateway: set gateway.drainSeconds instead',
+        ],
+        ['auth.env.DATABASE_URL=postgres://x@db/x', 'set database.url or database.existingSecret instead'],
+        ['persistence.env.NATS_SUBJECT_PREFIX=other', 'set nats.subjectPrefix instead'],
+        ['auth.env.PORT=8080', 'auth.env.PORT would override PORT'],
+      ] as const) {
+        const result = template(...minimal(), '--set', setting);
+        expect(result.status, setting).not.toBe(0);
+        expect(result.stderr).toContain(message);
+      }
+      // A name the chart does not set for that component stays free.
+      const gateway = podOf(byName(render(...minimal(), '--set', 'gateway.env.DATABASE_POOL_SIZE=3'), 'Deployment', component('gateway')));
+      expect(gateway.spec.containers[0] && envOf(gateway.spec.containers[0], 'DATABASE_POOL_SIZE')?.value).toBe('3');
+    });
+
+    it('restarts only the components reading a changed Secret value: a new API key rolls auth, never the gateways', () => {
+      const annotations = (...settings: string[]) => {
+        const list = render(...minimal(), ...settings.flatMap((setting) => ['--set', setting]));
+        const of = (name: string) => podAnnotationsOf(byName(list, 'Deployment', component(name)));
+        return { auth: of('auth'), persistence: of('persistence'), gateway: of('gateway') };
+      };
+      const before = annotations('auth.apiKeys={aaaaaaaaaaaaaaaa-1}');
+      const newKey = annotations('auth.apiKeys={bbbbbbbbbbbbbbbb-2}');
+      expect(newKey.gateway).toEqual(before.gateway);
+      expect(newKey.persistence).toEqual(before.persistence);
+      expect(before.auth['checksum/secrets']).toBeTruthy();
+      expect(newKey.auth['checksum/secrets']).not.toBe(before.auth['checksum/secrets']);
+      // A new database URL rolls the two services reading it.
+      const newDatabase = annotations('auth.apiKeys={aaaaaaaaaaaaaaaa-1}', 'database.url=postgres://other@db/other');
+      expect(newDatabase.gateway).toEqual(before.gateway);
+      expect(newDatabase.persistence['checksum/secrets']).not.toBe(before.persistence['checksum/secrets']);
+      expect(newDatabase.auth['checksum/secrets']).not.toBe(before.auth['checksum/secrets']);
+    });
+
+    it('keeps the ops port off NodePort and LoadBalancer Services, on ClusterIP Services the ServiceMonitor selects', () => {
+      const types = ['gateway.service.type=LoadBalancer', 'auth.service.type=NodePort', 'serviceMonitor.enabled=true'];
+      const list = render(...minimal(), ...types.flatMap((setting) => ['--set', setting]));
+      const services = ofKind(list, 'Service');
+      const typeOf = (service: K8sObject) => (service.spec as ServiceSpec).type ?? 'ClusterIP';
+      const hasOps = (service: K8sObject) => (service.spec as ServiceSpec).ports.some((port) => port.name === 'ops');
+      expect(services.map(typeOf).sort()).toEqual(['ClusterIP', 'ClusterIP', 'ClusterIP', 'LoadBalancer', 'NodePort']);
+      for (const service of services.filter((service) => typeOf(service) !== 'ClusterIP')) {
+        expect(hasOps(service), service.metadata.name).toBe(false);
+      }
+      const [monitor] = ofKind(list, 'ServiceMonitor');
+      if (!monitor) throw new Error('no ServiceMonitor');
+      const spec = monitor.spec as ServiceMonitorSpec;
+      expect(spec.endpoints.map((endpoint) => endpoint.port)).toEqual(['ops']);
+      const scraped = services.filter((service) => selects(spec.selector, service.metadata.labels ?? {}) && hasOps(service));
+      expect(scraped.map((service) => service.metadata.labels?.['app.kubernetes.io/component']).sort()).toEqual([
+        'auth',
+        'gateway',
+        'persistence',
+      ]);
+      for (const service of scraped) expect(typeOf(service), service.metadata.name).toBe('ClusterIP');
+    });
+
+    it('schedules the migrations Job and the test Pod by their own nodeSelector, tolerations, affinity and pod annotations', () => {
+      const tolerations = [{ key: 'dedicated', operator: 'Equal', value: 'batch', effect: 'NoSchedule' }];
+      const affinity = { nodeAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [] } };
+      const scheduling = { nodeSelector: { pool: 'batch' }, tolerations, affinity, podAnnotations: { 'example.com/owner': 'chat' } };
+      const list = render(...minimal(), '-f', valuesFile('hook-scheduling.json', { migrations: scheduling, tests: scheduling }));
+      const [job] = ofKind(list, 'Job');
+      const [pod] = ofKind(list, 'Pod');
+      if (!job || !pod) throw new Error('no migrations Job or test Pod');
+      for (const workload of [job, pod]) {
+        expect(podOf(workload).spec, workload.kind).toMatchObject({ nodeSelector: { pool: 'batch' }, tolerations, affinity });
+      }
+      expect(podAnnotationsOf(job)).toEqual({ 'example.com/owner': 'chat' });
+      expect(pod.metadata.annotations).toMatchObject({ 'helm.sh/hook': 'test', 'example.com/owner': 'chat' });
+      // Nothing by default.
+      expect(podOf(byName(objects('minimal-values.yaml'), 'Job', component('migrations'))).spec.tolerations).toBeUndefined();
     });
 
     it('refuses an enabled ingress without hosts, which the API server would refuse, but not a disabled one', () => {
@@ -914,7 +1057,8 @@ describe('docker-compose.yml', () => {
       if (!service) throw new Error(`no service ${name}`);
       expect(service.build).toEqual({ context: '.', dockerfile: 'deploy/docker/Dockerfile' });
       expect(service.command).toEqual(['node', script]);
-      expect(service.stop_grace_period).toBe('30s');
+      // Beyond the 30 s a service gives itself to stop, so that it is never killed while still stopping.
+      expect(Number.parseInt(service.stop_grace_period ?? '0', 10)).toBeGreaterThan(30);
       expect(service.healthcheck?.test.join(' ')).toContain(`http://127.0.0.1:${ops}/readyz`);
       expect(service.environment?.NATS_URL).toBe('nats://nats:4222');
       const dependsOn = service.depends_on as Record<string, { condition: string }>;

@@ -12,6 +12,12 @@ A Deployment of one Switchboard service. Call with a dict:
 {{- $root := .root -}}
 {{- $v := .values -}}
 {{- $ctx := dict "root" $root "component" .component -}}
+{{- $chartEnv := printf "%s\n- name: HOST\n  value: \"0.0.0.0\"\n%s" (include "switchboard.commonEnv" $ctx) (.env | trim) -}}
+{{- include "switchboard.refuseEnvOverrides" (dict "component" .component "chartEnv" $chartEnv "extra" $v.env) -}}
+{{- $env := $chartEnv -}}
+{{- with $v.env }}
+{{- $env = printf "%s\n%s" $env (include "switchboard.extraEnv" . | trim) -}}
+{{- end -}}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -38,11 +44,17 @@ spec:
         {{- with $v.podLabels }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
+      {{- $checksum := include "switchboard.secretChecksum" (dict "root" $root "env" $env) }}
+      {{- if or $checksum $v.podAnnotations }}
       annotations:
-        checksum/secrets: {{ include (print $root.Template.BasePath "/secrets.yaml") $root | sha256sum }}
+        {{- with $checksum }}
+        {{- /* Only the Secret data this component reads: a new API key restarts auth, not the gateways. */}}
+        checksum/secrets: {{ . }}
+        {{- end }}
         {{- with $v.podAnnotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
+      {{- end }}
     spec:
       automountServiceAccountToken: false
       {{- with $root.Values.imagePullSecrets }}
@@ -67,13 +79,7 @@ spec:
               protocol: TCP
             {{- end }}
           env:
-            {{- include "switchboard.commonEnv" $ctx | nindent 12 }}
-            - name: HOST
-              value: "0.0.0.0"
-            {{- .env | trim | nindent 12 }}
-            {{- with $v.env }}
-            {{- include "switchboard.extraEnv" . | trim | nindent 12 }}
-            {{- end }}
+            {{- $env | nindent 12 }}
           {{- include "switchboard.probes" $v | nindent 10 }}
           {{- with .lifecycle }}
           lifecycle:
@@ -94,16 +100,7 @@ spec:
       topologySpreadConstraints:
         {{- include "switchboard.topologySpread" (dict "root" $root "component" $ctx.component "constraints" .) | trim | nindent 8 }}
       {{- end }}
-      {{- with $v.nodeSelector }}
-      nodeSelector:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
-      {{- with $v.affinity }}
-      affinity:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
-      {{- with $v.tolerations }}
-      tolerations:
-        {{- toYaml . | nindent 8 }}
+      {{- with include "switchboard.scheduling" $v }}
+      {{- . | trim | nindent 6 }}
       {{- end }}
 {{- end -}}

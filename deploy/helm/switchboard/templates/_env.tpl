@@ -120,3 +120,53 @@ addresses, else "false".
   value: {{ . | quote }}
 {{- end }}
 {{- end -}}
+
+{{/*
+The values behind the variables the chart sets, named in the error that refuses a <component>.env
+entry overriding one of them. A variable missing here (PORT, OPS_PORT, HOST) is fixed by the chart.
+*/}}
+{{- define "switchboard.envSources" -}}
+NATS_URL: nats.url or nats.existingSecret
+NATS_SUBJECT_PREFIX: nats.subjectPrefix
+LOG_LEVEL: logLevel
+DATABASE_URL: database.url or database.existingSecret
+DATABASE_POOL_SIZE: database.poolSize
+JWT_ISSUER: jwt.issuer
+JWT_AUDIENCE: jwt.audience
+ACCESS_TOKEN_TTL: auth.accessTokenTtl
+TRUST_PROXY: auth.trustProxy
+JWT_PRIVATE_KEY: auth.jwtPrivateKey or auth.existingSecret
+AUTH_API_KEYS: auth.apiKeys or auth.existingSecret
+ADMIN_USERNAME: auth.admin.username or auth.admin.existingSecret
+ADMIN_PASSWORD: auth.admin.password or auth.admin.existingSecret
+BATCH_MAX: persistence.batchMax
+INBOUND_REPLICAS: persistence.inbound.replicas
+INBOUND_ACK_WAIT: persistence.inbound.ackWait
+INBOUND_MAX_DELIVER: persistence.inbound.maxDeliver
+INBOUND_DUPLICATE_WINDOW: persistence.inbound.duplicateWindow
+INBOUND_MAX_AGE: persistence.inbound.maxAge
+DRAIN_SECONDS: gateway.drainSeconds
+ALLOWED_ORIGINS: gateway.allowedOrigins
+PUBLIC_AUTH_URL: gateway.publicAuthUrl
+{{- end -}}
+
+{{/*
+Fails the render when <component>.env names a variable the chart already sets for that component:
+the later entry would win in the pod while the chart goes on computing from its own value (the
+gateway's grace period from gateway.drainSeconds, for one). The names are those of the rendered env.
+Call with (dict "component" "gateway" "chartEnv" <the chart's env list as YAML> "extra" .Values.gateway.env).
+*/}}
+{{- define "switchboard.refuseEnvOverrides" -}}
+{{- $sources := include "switchboard.envSources" . | fromYaml -}}
+{{- $chartNames := list -}}
+{{- range fromYamlArray .chartEnv -}}
+{{- $chartNames = append $chartNames .name -}}
+{{- end -}}
+{{- range $name, $_ := .extra -}}
+{{- if has $name $chartNames -}}
+{{- $source := get $sources $name -}}
+{{- $instead := ternary (printf "set %s instead" $source) "remove it, the chart fixes its value" (ne $source "") -}}
+{{- fail (printf "%s.env.%s would override %s, which the chart sets for %s: %s" $.component $name $name $.component $instead) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}

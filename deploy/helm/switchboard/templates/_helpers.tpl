@@ -145,6 +145,79 @@ valueFrom-style object. Numbers from values files arrive as float64, which toStr
 {{- end }}
 {{- end -}}
 
+{{/*
+Checksum of the data of the chart's Secrets (templates/secrets.yaml) that a component's env reads,
+by Secret, key and value; empty when it reads none. Call with (dict "root" $ "env" <the env list
+as YAML>). Secrets given as existingSecret are not the chart's: a change to them restarts nothing.
+*/}}
+{{- define "switchboard.secretChecksum" -}}
+{{- $secrets := dict -}}
+{{- range regexSplit "(?m)^---\\s*$" (include (print .root.Template.BasePath "/secrets.yaml") .root) -1 -}}
+{{- $secret := fromYaml . -}}
+{{- with $secret.metadata -}}
+{{- $_ := set $secrets .name ($secret.stringData | default dict) -}}
+{{- end -}}
+{{- end -}}
+{{- $read := list -}}
+{{- range fromYamlArray .env -}}
+{{- $ref := dig "valueFrom" "secretKeyRef" dict . -}}
+{{- $data := get $secrets ($ref.name | default "") | default dict -}}
+{{- if and $ref.key (hasKey $data $ref.key) -}}
+{{- $read = append $read (list $ref.name $ref.key (get $data $ref.key)) -}}
+{{- end -}}
+{{- end -}}
+{{- with $read -}}
+{{- toJson . | sha256sum -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A Service of one component's pods. Call with (dict "ctx" (dict "root" $ "component" "gateway")
+"name" <its name> "type" ClusterIP|NodePort|LoadBalancer "ports" (list {name, port}) "annotations" <map or nil>).
+*/}}
+{{- define "switchboard.service" -}}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- include "switchboard.labels" .ctx | nindent 4 }}
+  {{- with .annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  type: {{ .type }}
+  selector:
+    {{- include "switchboard.selectorLabels" .ctx | nindent 4 }}
+  ports:
+    {{- range .ports }}
+    - name: {{ .name }}
+      port: {{ .port }}
+      targetPort: {{ .name }}
+      protocol: TCP
+      {{- if eq .name "ws" }}
+      appProtocol: kubernetes.io/ws
+      {{- end }}
+    {{- end }}
+{{- end -}}
+
+{{/* nodeSelector, affinity and tolerations of a pod spec, those given. Call with the component's values. */}}
+{{- define "switchboard.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
 {{/* Pod-level security context. */}}
 {{- define "switchboard.podSecurityContext" -}}
 {{- toYaml .Values.podSecurityContext -}}
@@ -189,13 +262,18 @@ livenessProbe:
   timeoutSeconds: 5
 {{- end -}}
 
-{{/* The gateway's grace period: explicit, or preStop sleep + drainSeconds + margin. */}}
+{{/*
+The gateway's grace period: explicit, or preStop sleep + drainSeconds + margin. After the drain
+the gateway still waits up to a second for close handshakes and then drains its NATS connection:
+the chart refuses less than 3 s past preStop + drain.
+*/}}
 {{- define "switchboard.gatewayGracePeriod" -}}
 {{- $g := .Values.gateway -}}
-{{- $min := add $g.preStopSleepSeconds $g.drainSeconds -}}
-{{- $grace := $g.terminationGracePeriodSeconds | default (add $min $g.shutdownMarginSeconds) -}}
-{{- if le (int $grace) (int $min) -}}
-{{- fail (printf "gateway.terminationGracePeriodSeconds (%v) must exceed preStopSleepSeconds + drainSeconds (%v)" $grace $min) -}}
+{{- $minMargin := 3 -}}
+{{- $drained := add $g.preStopSleepSeconds $g.drainSeconds -}}
+{{- $grace := $g.terminationGracePeriodSeconds | default (add $drained $g.shutdownMarginSeconds) -}}
+{{- if lt (int $grace) (int (add $drained $minMargin)) -}}
+{{- fail (printf "gateway.terminationGracePeriodSeconds (%v) must be at least preStopSleepSeconds + drainSeconds (%v) + %v s for the close handshakes and the NATS drain" $grace $drained $minMargin) -}}
 {{- end -}}
 {{- $grace -}}
 {{- end -}}
