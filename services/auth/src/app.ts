@@ -13,7 +13,7 @@ import { buildHttpApp } from './http/app.js';
 import { createLoginThrottle } from './login-throttle.js';
 import { createAuthMetrics } from './metrics.js';
 import { migrations } from './migrations/index.js';
-import { hashPassword } from './passwords.js';
+import { createPasswordHasher, hashPassword } from './passwords.js';
 import { createTokenIssuer } from './token/access-tokens.js';
 import { JWKS_CACHE_MS, openKeyRing } from './token/key-ring.js';
 import { ensureStoredSigningKey } from './token/signing-keys.js';
@@ -100,6 +100,7 @@ export async function startAuthService({ config, logger, bus, database }: AuthSe
     });
   const http = buildHttpApp({
     db,
+    passwords: createPasswordHasher({ concurrency: config.passwordHashConcurrency, maxWaiting: config.passwordHashQueue }),
     tokens: createTokenIssuer({ keys, issuer: config.issuer, audience: config.audience, ttlSeconds: config.accessTokenTtlSeconds }),
     verifier: createTokenVerifier({
       keySource: { fetchKeys: () => keys.jwks() },

@@ -27,6 +27,10 @@ const authEnv = {
   /** Failed logins allowed per client address within the window (higher: offices share addresses). */
   LOGIN_MAX_FAILURES_PER_ADDRESS: env.integer({ default: 50, min: 1, max: 1_000_000 }),
   LOGIN_FAILURE_WINDOW: env.duration({ default: '15m', min: '1s', max: '30d' }),
+  /** Password hashes (argon2id, 19 MiB each) computed at once. */
+  PASSWORD_HASH_CONCURRENCY: env.integer({ default: 4, min: 1, max: 64 }),
+  /** Password hashes that may wait for one of those; more are answered 503 at once. */
+  PASSWORD_HASH_QUEUE: env.integer({ default: 64, min: 0, max: 100_000 }),
   /** Self-registrations (`POST /v1/users` without an admin's token) allowed per client address within the window. */
   REGISTRATION_MAX_PER_ADDRESS: env.integer({ default: 30, min: 1, max: 1_000_000 }),
   REGISTRATION_WINDOW: env.duration({ default: '15m', min: '1s', max: '30d' }),
@@ -106,6 +110,8 @@ export function loadAuthConfig(source: NodeJS.ProcessEnv = process.env) {
     loginFailureWindowMs: raw.LOGIN_FAILURE_WINDOW,
     registrationMaxPerAddress: raw.REGISTRATION_MAX_PER_ADDRESS,
     registrationWindowMs: raw.REGISTRATION_WINDOW,
+    passwordHashConcurrency: raw.PASSWORD_HASH_CONCURRENCY,
+    passwordHashQueue: raw.PASSWORD_HASH_QUEUE,
     trustProxy: raw.TRUST_PROXY,
     corsOrigins: raw.CORS_ORIGINS,
   });

@@ -4,7 +4,7 @@ export function createAuthMetrics(registry: Registry) {
   return {
     logins: new Counter({
       name: 'switchboard_auth_logins_total',
-      help: 'Password logins by outcome (success, failure, throttled).',
+      help: 'Password logins by outcome (success, failure, throttled, busy: refused for too many password checks at once).',
       labelNames: ['outcome'] as const,
       registers: [registry],
     }),

@@ -24,3 +24,54 @@ export async function verifyPassword(hash: string | null | undefined, password: 
     return false;
   }
 }
+
+/** More password hashes wait than the service takes: the request is refused before it costs anything. */
+export class HashingBusyError extends Error {
+  constructor() {
+    super('too many password checks at once');
+  }
+}
+
+export interface PasswordHasherOptions {
+  /** Hashes computed at once. */
+  concurrency: number;
+  /** Hashes that may wait for one of those; beyond them a request is refused at once. */
+  maxWaiting: number;
+}
+
+export type PasswordHasher = ReturnType<typeof createPasswordHasher>;
+
+/**
+ * Hashing and checking passwords, `concurrency` at a time and at most `maxWaiting` waiting. Each
+ * argon2id hash costs 19 MiB and tens of milliseconds of a core: without a bound, a burst of
+ * logins that the throttles let through (successful ones cost an address nothing) queued every
+ * later login behind it for as long as it lasted, and held memory for each. Beyond the bound a
+ * request fails with `HashingBusyError`, which the API answers with 503 and `Retry-After`.
+ */
+export function createPasswordHasher({ concurrency, maxWaiting }: PasswordHasherOptions) {
+  let running = 0;
+  const waiting: (() => void)[] = [];
+
+  const run = async <T>(work: () => Promise<T>): Promise<T> => {
+    if (running < concurrency) running++;
+    else if (waiting.length < maxWaiting) await new Promise<void>((resolve) => waiting.push(resolve));
+    else throw new HashingBusyError();
+    try {
+      return await work();
+    } finally {
+      // The slot goes to the next in line, or is freed.
+      const next = waiting.shift();
+      if (next) next();
+      else running--;
+    }
+  };
+
+  return {
+    hash: (password: string) => run(() => hashPassword(password)),
+    verify: (hash: string | null | undefined, password: string) => run(() => verifyPassword(hash, password)),
+    /** Hashes waiting for a slot now. */
+    get waiting(): number {
+      return waiting.length;
+    },
+  };
+}

@@ -336,6 +336,42 @@ describe('POST /v1/users per client address', () => {
   });
 });
 
+describe('password checks at once', () => {
+  const service = ownAuthBehindProxy('auth_busy', { PASSWORD_HASH_CONCURRENCY: '1', PASSWORD_HASH_QUEUE: '1' });
+  // Each request from an address of its own: the throttles refuse more than LOGIN_MAX_FAILURES
+  // attempts in flight at once for one name from one address.
+  let address = 0;
+  const post = async (path: string, body: unknown) => {
+    const response = await fetch(service.url(path), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': `10.3.0.${++address}` },
+      body: JSON.stringify(body),
+    });
+    return { status: response.status, retryAfter: response.headers.get('retry-after') };
+  };
+
+  it('answers logins and sign-ups beyond those waiting with 503 and Retry-After, costing them no attempt', async () => {
+    expect((await post('/v1/users', { username: 'busy-user', password: 'busy-password' })).status).toBe(201);
+    const burst = await Promise.all(
+      Array.from({ length: 12 }, () => post('/v1/token', { username: 'busy-user', password: 'busy-password' })),
+    );
+    const statuses = burst.map((outcome) => outcome.status);
+    expect(statuses.filter((status) => status === 200).length).toBeGreaterThanOrEqual(2);
+    expect(statuses.filter((status) => status === 503).length).toBeGreaterThan(0);
+    expect(statuses.every((status) => status === 200 || status === 503)).toBe(true);
+    for (const outcome of burst.filter((each) => each.status === 503)) expect(outcome.retryAfter).toBe('1');
+
+    const signUps = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => post('/v1/users', { username: `busy-signup-${i}`, password: 'busy-password' })),
+    );
+    expect(signUps.some((outcome) => outcome.status === 503)).toBe(true);
+    expect(signUps.every((outcome) => outcome.status === 201 || outcome.status === 503)).toBe(true);
+
+    // Once the burst is over, one at a time goes through; the refused ones counted against nothing.
+    expect((await post('/v1/token', { username: 'busy-user', password: 'busy-password' })).status).toBe(200);
+  });
+});
+
 describe('POST /v1/token per client address', () => {
   const service = ownAuthBehindProxy('auth_addresses', { LOGIN_MAX_FAILURES_PER_ADDRESS: '2' });
   const login = async (address: string, username: string, password: string) =>

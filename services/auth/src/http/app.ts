@@ -11,7 +11,7 @@ import { findUserById, findUserByUsername, insertUser, UsernameTakenError, upser
 import type { UserRow } from '../db/user.table.js';
 import type { LoginThrottle } from '../login-throttle.js';
 import type { AuthMetrics } from '../metrics.js';
-import { hashPassword, verifyPassword } from '../passwords.js';
+import { HashingBusyError, type PasswordHasher } from '../passwords.js';
 import type { TokenIssuer } from '../token/access-tokens.js';
 import { bearerCredential, createApiKeyChecker } from './api-keys.js';
 import { clientAddressKey } from './client-address.js';
@@ -23,8 +23,13 @@ export const BODY_LIMIT_BYTES = 16 * 1024;
 /** Seconds a client is asked to wait after a 503 (the database unreachable). */
 export const RETRY_AFTER_UNAVAILABLE_S = 5;
 
+/** Seconds a client is asked to wait after a 503 for too many password checks at once. */
+export const RETRY_AFTER_BUSY_S = 1;
+
 export interface HttpAppOptions {
   db: Kysely<AuthDatabase>;
+  /** Hashes and checks passwords, a bounded number at a time. */
+  passwords: PasswordHasher;
   tokens: TokenIssuer;
   /** Verifies bearer tokens presented to the API itself (an admin creating agents). */
   verifier: TokenVerifier;
@@ -52,7 +57,11 @@ const toUserBody = (user: UserRow) => ({
 
 /** Builds the auth HTTP API (contract §2). Only `app.ts` of the service listens. */
 export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
-  const { db, tokens, verifier, jwks, throttles, metrics, logger } = options;
+  const { db, passwords, tokens, verifier, jwks, throttles, metrics, logger } = options;
+  const tooBusy = () =>
+    new HttpError(HttpErrorCode.Unavailable, 'too many password checks at once; retry shortly', {
+      'retry-after': String(RETRY_AFTER_BUSY_S),
+    });
   const isKnownApiKey = createApiKeyChecker(options.apiKeys);
 
   const app = fastify({
@@ -132,24 +141,31 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
       }
       if (!(await isCurrentAdmin(credential)))
         throw new HttpError(HttpErrorCode.Forbidden, `only an admin may create a user with role ${body.role}`);
-    } else if (credential === undefined || !(await isCurrentAdmin(credential).catch(() => false))) {
+    }
+    let signUpKey: string | undefined;
+    if (body.role === 'user' && (credential === undefined || !(await isCurrentAdmin(credential).catch(() => false)))) {
       // Self-registration costs a password hash (argon2id, about 19 MiB and tens of milliseconds):
       // counted per client address before hashing, so that no one can spend the service's CPU on it.
       // An admin creating customers is not signing up.
-      const retryAfter = await throttles.registration.attempt([clientAddressKey(request.ip)]);
+      signUpKey = clientAddressKey(request.ip);
+      const retryAfter = await throttles.registration.attempt([signUpKey]);
       if (retryAfter > 0) {
         throw new HttpError(HttpErrorCode.TooManyRequests, 'too many registrations from this address; try again later', {
           'retry-after': String(retryAfter),
         });
       }
     }
+    let passwordHash: string;
     try {
-      const user = await insertUser(db, {
-        username: body.username,
-        passwordHash: await hashPassword(body.password),
-        role: body.role,
-        displayName: body.display_name ?? null,
-      });
+      passwordHash = await passwords.hash(body.password);
+    } catch (error) {
+      if (!(error instanceof HashingBusyError)) throw error;
+      // Refused before any hashing: it costs the address none of its sign-ups.
+      if (signUpKey !== undefined) await throttles.registration.forgive(signUpKey);
+      throw tooBusy();
+    }
+    try {
+      const user = await insertUser(db, { username: body.username, passwordHash, role: body.role, displayName: body.display_name ?? null });
       metrics.usersCreated.inc({ role: user.role });
       return reply.code(201).send(toUserBody(user));
     } catch (error) {
@@ -184,7 +200,17 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     }
     // A username PostgreSQL cannot even look up (a NUL) belongs to no one: a wrong credential, not a 500.
     const user = isStorableText(username) ? await findUserByUsername(db, username) : undefined;
-    if (!(await verifyPassword(user?.password_hash, password)) || !user) {
+    let matches: boolean;
+    try {
+      matches = await passwords.verify(user?.password_hash, password);
+    } catch (error) {
+      if (!(error instanceof HashingBusyError)) throw error;
+      // Nothing was checked: like a throttled attempt, it counts against no key.
+      await Promise.all([throttles.user.forgive(userKey), throttles.account.forgive(accountKey), throttles.address.forgive(addressKey)]);
+      metrics.logins.inc({ outcome: 'busy' });
+      throw tooBusy();
+    }
+    if (!matches || !user) {
       metrics.logins.inc({ outcome: 'failure' });
       throw new HttpError(HttpErrorCode.InvalidCredentials, 'wrong username or password');
     }
