@@ -105,6 +105,19 @@ const isNotFound = (error: unknown) =>
  * another replica), it would take the acks of the messages held from before.
  */
 const RECHECK_IDLE_MS = 1_000;
+/**
+ * How long stopping a service waits for the requests it has taken to be answered. A persistence
+ * replica stopping in a rolling update answers the replays and history reads it has started,
+ * rather than leave their gateways to time out; its stop has 30 s in all.
+ */
+const SERVICE_STOP_WAIT_MS = 10_000;
+
+/** Waits for `promise` to settle, or `ms`, whichever comes first. */
+async function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([promise, new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
+}
 
 /** What a pull waiting on a consumer gets when the consumer, or its stream, is deleted. */
 const isDeleted = (error: unknown) => error instanceof NatsError && error.code === '409' && error.message === 'consumer deleted';
@@ -278,7 +291,14 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
     async subscribe(subject, handler) {
       const subscription = nc.subscribe(subject, {
         callback: (error, msg) => {
-          if (!error) handler(msg.data);
+          if (error) return;
+          // nats.js calls this from its read loop: an exception there would stop the connection
+          // reading anything (PubAcks, replies, pulls) until the ping check found it stale.
+          try {
+            handler(msg.data);
+          } catch (failure) {
+            log.error({ err: failure, subject: msg.subject }, 'subscription handler threw');
+          }
         },
       });
       // A round trip, after which the server knows of the subscription. A flush pending when the
@@ -306,6 +326,8 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
         description: spec.description,
         ...(spec.stats ? { statsHandler: async () => spec.stats?.() } : {}),
       });
+      /** Requests taken and not answered yet: stopping waits for them, so that their replies go out. */
+      const inFlight = new Set<Promise<void>>();
       for (const endpoint of spec.endpoints) {
         service.addEndpoint(endpoint.name, {
           subject: endpoint.subject,
@@ -314,14 +336,23 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
               log.error({ err: error, endpoint: endpoint.name }, 'endpoint subscription failed');
               return;
             }
-            endpoint.handler(msg.data).then(
+            const handling = endpoint.handler(msg.data).then(
               (reply) => respondSafely(msg, reply, endpoint.name),
               (failure: unknown) => log.error({ err: failure, endpoint: endpoint.name }, 'endpoint handler threw'),
             );
+            inFlight.add(handling);
+            void handling.finally(() => inFlight.delete(handling));
           },
         });
       }
-      return { stop: () => service.stop().then(() => undefined) };
+      return {
+        // The service's subscriptions drain first (no request is taken after), then the requests
+        // taken are answered, within SERVICE_STOP_WAIT_MS: the connection closes after this.
+        stop: async () => {
+          await service.stop();
+          if (inFlight.size > 0) await settledWithin(Promise.allSettled(inFlight), SERVICE_STOP_WAIT_MS);
+        },
+      };
     },
     async ensureInboundStream(settings: InboundStreamSettings) {
       // A work-queue stream: a message leaves it once persistence has acked it, because

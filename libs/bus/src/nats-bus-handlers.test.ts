@@ -1,0 +1,84 @@
+import { createLogger } from '@switchboard/logging';
+import { createSubjects } from '@switchboard/protocol';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Bus } from './bus.js';
+import { connectNatsBus } from './nats-bus.js';
+
+const logger = createLogger({ name: 'nats-bus-handlers-test', level: 'silent' });
+const prefix = `handlers-test-${process.pid}`;
+const opened: Bus[] = [];
+
+async function bus(name: string): Promise<Bus> {
+  const connected = await connectNatsBus({
+    servers: [process.env.NATS_URL ?? 'nats://127.0.0.1:4222'],
+    name,
+    subjects: createSubjects(prefix),
+    logger,
+  });
+  opened.push(connected);
+  return connected;
+}
+
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((each) => each.close().catch(() => undefined)));
+});
+
+const text = (data: Uint8Array) => new TextDecoder().decode(data);
+const bytes = (value: string) => new TextEncoder().encode(value);
+
+describe('the NATS bus', () => {
+  it('answers the requests a service has taken before it stops, and only then may the connection close', async () => {
+    const server = await bus('handlers-server');
+    const client = await bus('handlers-client');
+    const subject = `${prefix}.slow`;
+    let started: () => void = () => undefined;
+    const handlerStarted = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    const service = await server.addService({
+      name: 'handlers-test',
+      version: '0.0.1',
+      description: 'slow endpoint',
+      endpoints: [
+        {
+          name: 'slow',
+          subject,
+          async handler(data) {
+            started();
+            await new Promise((resolve) => setTimeout(resolve, 300));
+            return bytes(`answered ${text(data)}`);
+          },
+        },
+      ],
+    });
+    const reply = client.request(subject, bytes('one'), 3_000);
+    await handlerStarted;
+    // A replica stopping: its service, then its connection.
+    await service.stop();
+    await server.close();
+    expect(text(await reply)).toBe('answered one');
+  });
+
+  it('goes on reading after a subscription handler throws', async () => {
+    const server = await bus('handlers-server');
+    const client = await bus('handlers-client');
+    const subject = `${prefix}.echo`;
+    const service = await server.addService({
+      name: 'handlers-test',
+      version: '0.0.1',
+      description: 'echo endpoint',
+      endpoints: [{ name: 'echo', subject, handler: async (data) => data }],
+    });
+    const seen: string[] = [];
+    await client.subscribe(`${prefix}.events`, (data) => {
+      seen.push(text(data));
+      if (seen.length === 1) throw new Error('a handler bug');
+    });
+    server.publish(`${prefix}.events`, bytes('first'));
+    server.publish(`${prefix}.events`, bytes('second'));
+    // The client still reads its connection: its request is answered, the second event arrives.
+    expect(text(await client.request(subject, bytes('still here'), 2_000))).toBe('still here');
+    expect(seen).toEqual(['first', 'second']);
+    await service.stop();
+  });
+});
