@@ -1,10 +1,10 @@
 import { join, resolve } from 'node:path';
-import { type AuthDatabase, loadAuthConfig, startAuthService } from '@switchboard/auth';
+import { type AuthDatabase, loadAuthConfig, migrateAuth, startAuthService } from '@switchboard/auth';
 import { type Bus, connectNatsBus, createMemoryBus } from '@switchboard/bus';
-import { createDb, createEmbeddedDb, type Database } from '@switchboard/db';
+import { createDb, createEmbeddedDb, type Database, withDb } from '@switchboard/db';
 import { loadGatewayConfig, startGateway } from '@switchboard/gateway';
 import { createLogger, type Logger } from '@switchboard/logging';
-import { loadPersistenceConfig, type PersistenceDatabase, startPersistenceService } from '@switchboard/persistence';
+import { loadPersistenceConfig, migratePersistence, type PersistenceDatabase, startPersistenceService } from '@switchboard/persistence';
 import { createSubjects } from '@switchboard/protocol';
 import { exitOnNatsClosed, type Stoppable } from '@switchboard/runtime';
 import type { EmbeddedConfig } from './config.js';
@@ -15,6 +15,15 @@ export interface EmbeddedSystem extends Stoppable {
   readonly bus: 'in-process' | 'NATS';
   readonly database: string;
 }
+
+/**
+ * With a PostgreSQL server (`DATABASE_URL`): a statement unanswered this long fails and its
+ * connection is thrown away (createDb's `queryTimeoutMs`), as in the services run on their own.
+ * Auth and persistence share one pool here, so it is persistence's bound, not auth's 10 s: a
+ * batch insert must not be cut short. Without it a statement on a connection that hangs (a
+ * network partition, a failover that moves the address) waited until TCP gave up, about 15 minutes.
+ */
+const SHARED_QUERY_TIMEOUT_MS = 30_000;
 
 /** How this process reaches its own listener on `host`: a wildcard address through loopback. */
 const ownHost = (host: string) => (host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host);
@@ -64,6 +73,8 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger, sign
   const persistenceConfig = loadPersistenceConfig({ ...shared, OPS_PORT: String(config.PERSISTENCE_OPS_PORT) });
   const gatewayConfig = loadGatewayConfig({ ...shared, PORT: String(config.PORT), OPS_PORT: String(config.OPS_PORT) });
   const dataDir = resolve(config.DATA_DIR);
+  const authLogger = createLogger({ name: 'auth', level: config.LOG_LEVEL });
+  const persistenceLogger = createLogger({ name: 'persistence', level: config.LOG_LEVEL });
 
   const started: Stoppable[] = [];
   let database: Database<unknown> | undefined;
@@ -82,9 +93,26 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger, sign
     if (failures.length > 0) throw failures.length === 1 ? failures[0] : new AggregateError(failures, 'stopping failed');
   };
   try {
-    database = config.DATABASE_URL
-      ? createDb({ url: config.DATABASE_URL, applicationName: 'switchboard' })
-      : await createEmbeddedDb({ dataDir: join(dataDir, 'postgres') });
+    if (config.DATABASE_URL) {
+      const url = config.DATABASE_URL;
+      // Migrations first, each on a pool without the query timeout, as the services run on their
+      // own do: one may run, or wait for another process's lock, for longer. Each service's own
+      // check at start then finds nothing to do.
+      await withDb<AuthDatabase, void>({ url, applicationName: 'switchboard-auth-migrate' }, (db) =>
+        migrateAuth(db, authLogger, { ensureSigningKey: authConfig.privateKeyPem === undefined }),
+      );
+      signal?.throwIfAborted();
+      await withDb<PersistenceDatabase, void>({ url, applicationName: 'switchboard-persistence-migrate' }, (db) =>
+        migratePersistence(db, persistenceLogger),
+      );
+      signal?.throwIfAborted();
+      database = createDb({
+        url,
+        poolSize: config.DATABASE_POOL_SIZE,
+        applicationName: 'switchboard',
+        queryTimeoutMs: SHARED_QUERY_TIMEOUT_MS,
+      });
+    } else database = await createEmbeddedDb({ dataDir: join(dataDir, 'postgres') });
     signal?.throwIfAborted();
     if (config.NATS_URL) {
       const connecting = connectNatsBus({
@@ -99,7 +127,7 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger, sign
     signal?.throwIfAborted();
     const auth = await startAuthService({
       config: authConfig,
-      logger: createLogger({ name: 'auth', level: config.LOG_LEVEL }),
+      logger: authLogger,
       bus,
       database: database as Database<AuthDatabase>,
     });
@@ -108,7 +136,7 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger, sign
     started.push(
       await startPersistenceService({
         config: persistenceConfig,
-        logger: createLogger({ name: 'persistence', level: config.LOG_LEVEL }),
+        logger: persistenceLogger,
         bus,
         database: database as Database<PersistenceDatabase>,
       }),

@@ -9,5 +9,9 @@ export const ExitCode = {
   serviceMissing: 1,
   /** NATS could not be reached, so nothing is known about the services. */
   natsUnreachable: 2,
+  /** A setting is invalid (`STATUS_TIMEOUT_MS=50`, say): nothing was asked. */
+  configInvalid: 3,
+  /** Anything else went wrong while asking or printing, so nothing reliable is known about the services. */
+  failed: 4,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];

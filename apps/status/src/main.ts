@@ -1,5 +1,5 @@
 import { natsConnectOptions, withoutCredentials } from '@switchboard/bus';
-import { commonEnv, env, loadConfig } from '@switchboard/config';
+import { ConfigError, commonEnv, env, loadConfig } from '@switchboard/config';
 import { connect, ErrorCode, type NatsConnection, NatsError } from 'nats';
 import { collectStats } from './collect-stats.js';
 import { ExitCode } from './exit-code.js';
@@ -11,7 +11,7 @@ import { formatOverview, missingServices, toJsonEntries, toRows } from './overvi
  * `status` command, and names each service with no instance answering. `--json` prints the same
  * as JSON. Exits with an `ExitCode`, so that cron jobs and monitoring can use it.
  */
-const config = loadConfig({ ...commonEnv, STATUS_TIMEOUT_MS: env.integer({ default: 1_500, min: 100, max: 60_000 }) });
+const config = loadStatusConfig();
 const servers = config.NATS_URL.map(withoutCredentials).join(', ');
 
 let nc: NatsConnection;
@@ -29,12 +29,30 @@ try {
   process.exit(ExitCode.natsUnreachable);
 }
 try {
-  const rows = toRows(await collectStats(nc, config.STATUS_TIMEOUT_MS), config.NATS_SUBJECT_PREFIX);
+  const { stats, skipped } = await collectStats(nc, config.STATUS_TIMEOUT_MS);
+  // What the other instances answered is still worth printing, and the exit code still says whether each service has one.
+  for (const line of skipped) process.stderr.write(`switchboard-status: warning: ${line}\n`);
+  const rows = toRows(stats, config.NATS_SUBJECT_PREFIX);
   if (process.argv.includes('--json')) process.stdout.write(`${JSON.stringify(toJsonEntries(rows), null, 2)}\n`);
   else process.stdout.write(`Switchboard "${config.NATS_SUBJECT_PREFIX}" on ${servers}\n\n${formatOverview(rows)}`);
   process.exitCode = missingServices(rows).length === 0 ? ExitCode.allAnswered : ExitCode.serviceMissing;
+} catch (error) {
+  // Its own code: exiting 1 would tell a cron job that a service is down, which nobody knows.
+  process.stderr.write(`switchboard-status: ${failureMessage(error).replace(/\s*\n\s*/g, ' ')}\n`);
+  process.exitCode = ExitCode.failed;
 } finally {
   await nc.close();
+}
+
+/** The settings; an invalid one is named in a message without a stack trace, and exits with its own code. */
+function loadStatusConfig() {
+  try {
+    return loadConfig({ ...commonEnv, STATUS_TIMEOUT_MS: env.integer({ default: 1_500, min: 100, max: 60_000 }) });
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`switchboard-status: ${error.message}\n`);
+    process.exit(ExitCode.configInvalid);
+  }
 }
 
 /**
@@ -42,9 +60,13 @@ try {
  * address, as the cause, and a server that accepts but never greets as a bare `TIMEOUT`.
  */
 function connectFailure(error: unknown): string {
-  if (error instanceof NatsError) {
-    if (error.code === ErrorCode.Timeout) return `no answer within ${config.STATUS_TIMEOUT_MS} ms (STATUS_TIMEOUT_MS)`;
-    return error.chainedError ? `${error.message} (${error.chainedError.message})` : error.message;
-  }
+  if (error instanceof NatsError && error.code === ErrorCode.Timeout)
+    return `no answer within ${config.STATUS_TIMEOUT_MS} ms (STATUS_TIMEOUT_MS)`;
+  return failureMessage(error);
+}
+
+/** An error's message, with the cause nats.js chains to its own errors. */
+function failureMessage(error: unknown): string {
+  if (error instanceof NatsError) return error.chainedError ? `${error.message} (${error.chainedError.message})` : error.message;
   return error instanceof Error ? error.message : String(error);
 }

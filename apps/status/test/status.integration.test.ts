@@ -120,6 +120,36 @@ describe('npm run status', () => {
     expect(run.code).toBe(0);
   });
 
+  it.each([
+    ['is not JSON', 'x'],
+    ['is JSON null', 'null'],
+  ])('skips a $SRV.STATS reply that %s with a warning line, prints the table of the rest and exits by it', async (_what, reply) => {
+    const prefix = uniqueSubjectPrefix();
+    await Promise.all((['auth', 'gateway', 'persistence'] as const).map((service) => register(prefix, service)));
+    // A stray responder on the subject every services-framework client asks.
+    const stray = nc.subscribe('$SRV.STATS', { callback: (_error, msg) => msg.respond(reply) });
+    try {
+      await nc.flush();
+      const run = await status({ NATS_URL: natsUrl, NATS_SUBJECT_PREFIX: prefix });
+      for (const service of ['auth', 'gateway', 'persistence'])
+        expect(run.stdout).toMatch(new RegExp(`^${service}\\s+\\S+\\s+0\\.1\\.0`, 'm'));
+      expect(run.stdout).not.toContain('no instance answered');
+      expect(run.stderr.trimEnd().split('\n')).toEqual([expect.stringMatching(/^switchboard-status: warning: /)]);
+      expect(run.stderr).toContain(reply === 'x' ? '"x"' : 'null');
+      expect(run.code).toBe(0);
+    } finally {
+      stray.unsubscribe();
+    }
+  });
+
+  it('prints the configuration error without a stack trace, and exits 3, for a bad setting', async () => {
+    const run = await status({ NATS_URL: natsUrl, STATUS_TIMEOUT_MS: '50' });
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toMatch(/^switchboard-status: invalid configuration:\n {2}STATUS_TIMEOUT_MS: .*\(got "50"\)\n$/);
+    expect(run.stderr).not.toMatch(/\n\s+at /);
+    expect(run.code).toBe(3);
+  });
+
   it('prints one line naming the URL and the cause, and exits 2, when NATS cannot be reached', async () => {
     // Nothing listens there: freePort found it free, and nothing here opens it.
     const closed = `nats://127.0.0.1:${await freePort()}`;

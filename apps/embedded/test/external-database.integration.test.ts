@@ -1,0 +1,73 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createTestDatabase, query, type ServiceProcess, startProcess, TcpProxy, type TestDatabase, waitFor } from '@switchboard/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { embeddedEnv } from './support.js';
+
+/**
+ * The one process on a PostgreSQL server (`DATABASE_URL`), reached through a proxy that can
+ * silence its connections as a network partition does.
+ */
+const dataDir = mkdtempSync(join(tmpdir(), 'switchboard-embedded-external-'));
+let database: TestDatabase;
+let proxy: TcpProxy;
+let system: ServiceProcess;
+let env: Record<string, string>;
+
+beforeAll(async () => {
+  database = await createTestDatabase('embedded_external');
+  const { hostname, port } = new URL(database.url);
+  proxy = await TcpProxy.start({ host: hostname, port: Number(port || 5432) });
+  env = { ...(await embeddedEnv(dataDir)), DATABASE_URL: proxy.url(database.url), DATABASE_POOL_SIZE: '3' };
+  system = await startProcess('embedded', 'apps/embedded/dist/main.js', { env, readyTimeoutMs: 60_000 });
+  await waitFor(() => system.logs.some((line) => line.includes('Switchboard is running')), 10_000, 'the banner');
+});
+
+afterAll(async () => {
+  await system?.stop();
+  await proxy?.close();
+  await database?.drop();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+/** Logs in as the admin; gives up after `waitMs`. */
+async function login(waitMs = 50_000): Promise<number> {
+  const response = await fetch(`http://127.0.0.1:${env.AUTH_PORT}/v1/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: 'admin', password: 'admin-password' }),
+    signal: AbortSignal.timeout(waitMs),
+  });
+  await response.arrayBuffer();
+  return response.status;
+}
+
+describe('the all-in-one process on a PostgreSQL server', () => {
+  it('opens no more connections than DATABASE_POOL_SIZE', async () => {
+    // Each login runs three statements at once: twelve at once, queued on the pool's three connections.
+    expect(await Promise.all(Array.from({ length: 4 }, () => login()))).toEqual([200, 200, 200, 200]);
+    const [row] = await query<{ connections: number }>(
+      database.url,
+      "select count(*)::int as connections from pg_stat_activity where datname = $1 and application_name = 'switchboard'",
+      [database.name],
+    );
+    expect(row?.connections).toBeGreaterThan(0);
+    expect(row?.connections).toBeLessThanOrEqual(3);
+  });
+
+  it('fails a login whose connection stops answering after the query timeout, and the next one succeeds', { timeout: 90_000 }, async () => {
+    // The pool's connections have just been used, so they are open and idle when they are silenced.
+    expect(await login()).toBe(200);
+    expect(proxy.partition()).toBeGreaterThanOrEqual(1);
+
+    const started = Date.now();
+    const outcome = await login().catch((error: unknown) => (error instanceof Error ? error.name : String(error)));
+    // Cut short by the 30 s query timeout; without one it waited until TCP gave up, about 15 minutes.
+    expect(outcome).toBe(503);
+    expect(Date.now() - started).toBeLessThan(40_000);
+
+    // The silenced connections were thrown away: the next login opens new ones.
+    expect(await login()).toBe(200);
+  });
+});
