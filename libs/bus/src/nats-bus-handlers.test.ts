@@ -1,5 +1,6 @@
 import { createLogger } from '@switchboard/logging';
 import { createSubjects } from '@switchboard/protocol';
+import { deleteInboundStream } from '@switchboard/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Bus } from './bus.js';
 import { connectNatsBus } from './nats-bus.js';
@@ -80,5 +81,31 @@ describe('the NATS bus', () => {
     expect(text(await client.request(subject, bytes('still here'), 2_000))).toBe('still here');
     expect(seen).toEqual(['first', 'second']);
     await service.stop();
+  });
+});
+
+describe('the inbound stream', () => {
+  it("refuses to take over another installation's stream whose prefix differs only in - against _", async () => {
+    const id = `${process.pid}x${Date.now().toString(36)}`;
+    const inbound = { ackWaitMs: 30_000, maxDeliver: 20, duplicateWindowMs: 120_000, maxAgeMs: 3_600_000, replicas: 1 };
+    const connectAs = (prefix: string) =>
+      connectNatsBus({
+        servers: [process.env.NATS_URL ?? 'nats://127.0.0.1:4222'],
+        name: prefix,
+        subjects: createSubjects(prefix),
+        logger,
+      });
+    const first = await connectAs(`coll-${id}`);
+    const second = await connectAs(`coll_${id}`);
+    opened.push(first, second);
+    expect(createSubjects(`coll-${id}`).inboundStream).toBe(createSubjects(`coll_${id}`).inboundStream);
+    try {
+      await first.ensureInboundStream(inbound);
+      await expect(second.ensureInboundStream(inbound)).rejects.toThrow(/another installation's subjects/);
+      // The first installation's stream is untouched, and its own start still takes it.
+      await first.ensureInboundStream(inbound);
+    } finally {
+      await deleteInboundStream(process.env.NATS_URL ?? 'nats://127.0.0.1:4222', `coll-${id}`);
+    }
   });
 });

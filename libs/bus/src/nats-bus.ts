@@ -366,7 +366,17 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
         max_age: nanos(settings.maxAgeMs),
         num_replicas: settings.replicas,
       };
-      if (await jsm.streams.info(subjects.inboundStream).catch(() => undefined)) await jsm.streams.update(subjects.inboundStream, stream);
+      const existing = await jsm.streams.info(subjects.inboundStream).catch(() => undefined);
+      if (existing && !existing.config.subjects?.includes(subjects.inboundAll)) {
+        // Stream names keep letters, digits and `_` only, so prefixes differing in `-` against `_`
+        // (`chat-a`, `chat_a`) name one stream: taking it over would carry one installation's
+        // messages to the other's database.
+        throw new Error(
+          `the stream ${subjects.inboundStream} holds ${existing.config.subjects?.join(', ')}, another installation's subjects: ` +
+            'choose a NATS_SUBJECT_PREFIX that differs from its prefix by more than "-" against "_"',
+        );
+      }
+      if (existing) await jsm.streams.update(subjects.inboundStream, stream);
       else await jsm.streams.add(stream);
       const consumer = {
         durable_name: subjects.inboundConsumer,
