@@ -8,6 +8,13 @@ const SESSION_KEY = 'switchboard.session';
 const AGENT_REFRESH_MS = 5000;
 const HISTORY_PAGE = 50;
 const SESSION_LIST_LIMIT = 100;
+/**
+ * Conversations kept joined, the most recently opened: their new messages still mark them unread
+ * in the list. Opening another one leaves the one opened longest ago, so a reconnect rejoins only
+ * these, and the gateway's limit of sessions per connection (MAX_SESSIONS_PER_CONNECTION) is never
+ * reached however many are opened. It must not be above that limit.
+ */
+const JOINED_LIMIT = 20;
 
 const STATE_LABELS = {
   idle: 'Not connected',
@@ -84,6 +91,8 @@ const state = {
    * queued in the SDK shows again with its conversation, and its failure is never dropped.
    */
   pending: new Map(),
+  /** Session ids joined (or being joined) with the client, the most recently opened last; at most JOINED_LIMIT. */
+  joinedRecently: new Set(),
   /** The open conversation is joined: until then its messages do not reach the page, and sending is off. */
   joined: false,
   /**
@@ -300,6 +309,7 @@ function stopChat() {
   client?.close();
   state.sessions = new Map();
   state.pending = new Map();
+  state.joinedRecently = new Set();
   state.refreshing = null;
   ui.sessionList.replaceChildren();
 }
@@ -520,7 +530,26 @@ async function openSession(sessionId) {
   for (const entry of pendingOf(sessionId)) ui.messageList.append(entry.item);
   updateEmptyState();
   markCurrentSession();
+  keepJoined(client, sessionId);
   await joinConversation(client, sessionId, generation);
+}
+
+/**
+ * Makes the conversation the most recently opened of those kept joined, and leaves the ones
+ * opened longest ago beyond JOINED_LIMIT. The leave goes out before the join that follows, so the
+ * gateway never holds more than the limit. Sends to a left conversation still go through: sending
+ * needs no join.
+ */
+function keepJoined(client, sessionId) {
+  state.joinedRecently.delete(sessionId);
+  state.joinedRecently.add(sessionId);
+  for (const oldest of state.joinedRecently) {
+    if (state.joinedRecently.size <= JOINED_LIMIT) break;
+    state.joinedRecently.delete(oldest);
+    // A leave that fails is harmless: the client forgets the session at once, and the gateway's
+    // membership ends with the connection.
+    client.leave(oldest).catch(() => undefined);
+  }
 }
 
 /**
@@ -539,6 +568,7 @@ async function joinConversation(client, sessionId, generation) {
     if (generation !== state.openGeneration || state.client !== client) return;
     const code = error && typeof error === 'object' ? error.code : undefined;
     if (code === 'not_found' || code === 'forbidden') {
+      state.joinedRecently.delete(sessionId);
       sessionStorage.removeItem(SESSION_KEY);
       closeConversation();
       showNotice(`Cannot open conversation #${sessionId}: ${describeError(error)}`);
@@ -580,7 +610,13 @@ async function loadHistory(sessionId, beforeSeq, generation) {
   if (!client) return;
   const { messages, hasMore } = await client.history(sessionId, { beforeSeq, limit: HISTORY_PAGE });
   if (generation !== state.openGeneration) return;
-  for (const message of messages) if (!state.messages.has(message.seq)) upsertMessage(message);
+  for (const message of messages) {
+    // A message of ours stored while its send still waits for the ack (lost with a connection,
+    // say): the stored copy replaces the greyed one.
+    const sent = pendingOf(sessionId).find((entry) => entry.clientMsgId === message.client_msg_id);
+    if (sent) removePending(sent);
+    if (!state.messages.has(message.seq)) upsertMessage(message);
+  }
   const first = messages[0];
   if (first && (state.oldestSeq === null || first.seq < state.oldestSeq)) state.oldestSeq = first.seq;
   state.hasMore = hasMore && first !== undefined;

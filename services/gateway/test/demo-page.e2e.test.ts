@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
-import { type ServiceProcess, type Stack, startStack } from '@switchboard/testing';
+import { type ServiceProcess, type Stack, startStack, type TestClient, TestClients } from '@switchboard/testing';
 import { type Browser, type BrowserContext, chromium, type Page, type WebSocketRoute } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -75,8 +75,8 @@ async function expectReady(page: Page): Promise<void> {
   await expect.poll(() => page.getByTestId('connection-state').getAttribute('data-state'), { timeout: STEP_MS }).toBe('ready');
 }
 
-async function logIn(page: Page, username: string, password: string, button: 'login' | 'register'): Promise<void> {
-  await page.goto(gateway.url('/'));
+async function logIn(page: Page, username: string, password: string, button: 'login' | 'register', on = gateway): Promise<void> {
+  await page.goto(on.url('/'));
   await page.getByTestId('username').fill(username);
   await page.getByTestId('password').fill(password);
   await page.getByTestId(button).click();
@@ -89,10 +89,14 @@ type WireFrame = Record<string, unknown> & { type: string };
 /**
  * The page's WebSocket, routed through the test on its way to the gateway, so that a test can
  * play a backend fault: `intercept` sees every frame from the page and returns true for one it
- * answered (with `toPage`) or held itself; anything else goes on to the gateway.
+ * answered (with `toPage`) or held itself; anything else goes on to the gateway. `interceptReply`
+ * does the same for the gateway's frames on their way to the page.
  */
 interface Wire {
   intercept: ((frame: WireFrame, toPage: (frame: WireFrame) => void) => boolean) | undefined;
+  interceptReply: ((frame: WireFrame, toPage: (frame: WireFrame) => void) => boolean) | undefined;
+  /** Every frame the page sent, in order. */
+  readonly sent: WireFrame[];
   /** Closes the page's current connections, as a gateway restart does. */
   drop(): Promise<void>;
 }
@@ -101,17 +105,25 @@ async function routeWire(page: Page): Promise<Wire> {
   const routes: WebSocketRoute[] = [];
   const wire: Wire = {
     intercept: undefined,
+    interceptReply: undefined,
+    sent: [],
     async drop() {
       for (const route of routes.splice(0)) await route.close({ code: 1012, reason: 'restart' });
     },
   };
+  const parse = (message: string | Buffer) => (typeof message === 'string' ? (JSON.parse(message) as WireFrame) : undefined);
   await page.routeWebSocket(/\/ws$/, (route) => {
     const server = route.connectToServer();
     routes.push(route);
     const toPage = (frame: WireFrame) => route.send(JSON.stringify(frame));
     route.onMessage((message) => {
-      const frame = typeof message === 'string' ? (JSON.parse(message) as WireFrame) : undefined;
+      const frame = parse(message);
+      if (frame) wire.sent.push(frame);
       if (!frame || !wire.intercept?.(frame, toPage)) server.send(message);
+    });
+    server.onMessage((message) => {
+      const frame = parse(message);
+      if (!frame || !wire.interceptReply?.(frame, toPage)) route.send(message);
     });
   });
   return wire;
@@ -473,6 +485,112 @@ describe('the demo page when the backend fails', () => {
       'An agent answers the first conversation',
       'Queued while storing is slow',
     ]);
+    expect(problems).toEqual([]);
+  }, 60_000);
+
+  it("drops a message's greyed copy once the conversation's history shows it stored", async () => {
+    const earlier = await shownTexts(page);
+    // The gateway stores the message, but its ack and its new_message do not reach the page, as
+    // when the connection drops at that moment: the SDK keeps the send waiting.
+    let clientMsgId: unknown;
+    const held: { frame: WireFrame; toPage: (frame: WireFrame) => void }[] = [];
+    wire.intercept = (frame) => {
+      if (frame.type === 'send_message') clientMsgId = frame.client_msg_id;
+      return false;
+    };
+    wire.interceptReply = (frame, toPage) => {
+      const message = frame.message as { client_msg_id?: unknown } | undefined;
+      if (clientMsgId === undefined || (frame.client_msg_id ?? message?.client_msg_id) !== clientMsgId) return false;
+      held.push({ frame, toPage });
+      return true;
+    };
+    await sendFrom(page, 'Stored while its ack is on the way');
+    await expect.poll(() => held.some(({ frame }) => frame.type === 'message_ack'), { timeout: STEP_MS }).toBe(true);
+    const pending = page.getByTestId('pending-message');
+    expect(await pending.count()).toBe(1);
+
+    // Away and back: the conversation's history now holds the message, and only once.
+    await page.locator(`[data-testid="session-item"][data-session-id="${second}"]`).click();
+    await expect.poll(() => shownTexts(page), { timeout: STEP_MS }).toEqual(['An agent answers the second conversation']);
+    await page.locator(`[data-testid="session-item"][data-session-id="${first}"]`).click();
+    await expectConversation(page, [...earlier, 'Stored while its ack is on the way'] as string[]);
+
+    // The ack, and the live copy, come late: nothing changes.
+    wire.intercept = undefined;
+    wire.interceptReply = undefined;
+    for (const { frame, toPage } of held) toPage(frame);
+    await page.waitForTimeout(300);
+    await expectConversation(page, [...earlier, 'Stored while its ack is on the way'] as string[]);
+    expect(problems).toEqual([]);
+  }, 60_000);
+});
+
+describe('the demo page with more conversations than a connection may join', () => {
+  /** How many conversations the page keeps joined (JOINED_LIMIT in app.js): the gateway's limit is set to exactly that. */
+  const joinedLimit = 20;
+  const problems: string[] = [];
+  const clients = new TestClients();
+  let limited: ServiceProcess;
+  let customer: TestClient;
+  let page: Page;
+  let wire: Wire;
+  const ids: number[] = [];
+  const sessionItem = (id: number) => page.locator(`[data-testid="session-item"][data-session-id="${id}"]`);
+
+  beforeAll(async () => {
+    if (!stack) throw new Error('no stack');
+    limited = await stack.startGateway({ PUBLIC_AUTH_URL: stack.auth.url(''), MAX_SESSIONS_PER_CONNECTION: String(joinedLimit) });
+    customer = await clients.authenticated(`ws://127.0.0.1:${limited.port}/ws`, (await stack.user('user')).token);
+    for (let index = 0; index < joinedLimit + 2; index++) {
+      const created = await customer.request({ type: 'create_session', subject: `Many conversations ${index}` });
+      ids.push((created.session as { id: number }).id);
+    }
+    page = await openPage('agent 2', problems);
+    wire = await routeWire(page);
+  });
+
+  afterAll(async () => {
+    await clients.closeAll();
+  });
+
+  it('opens every conversation, leaving the one opened longest ago', async () => {
+    await logIn(page, agentUser.username, agentUser.password, 'login', limited);
+    for (const id of ids) {
+      await openConversationOn(page, String(id));
+      // Open once the composer is on; a refused join closes the conversation with a notice instead.
+      await expect
+        .poll(
+          async () => {
+            if (await page.locator('#notice').isVisible()) return `notice: ${await page.locator('#notice').textContent()}`;
+            return (await page.getByTestId('composer').isDisabled()) ? 'opening' : 'open';
+          },
+          { timeout: STEP_MS, interval: 50 },
+        )
+        .toBe('open');
+      expect(await sessionItem(id).getAttribute('aria-current')).toBe('true');
+    }
+    const left = () => wire.sent.filter((frame) => frame.type === 'leave_session').map((frame) => frame.session_id);
+    await expect.poll(left, { timeout: STEP_MS }).toEqual(ids.slice(0, 2));
+
+    // A conversation opened recently, though no longer on screen, still flags new messages.
+    const recent = ids[ids.length - 2] ?? 0;
+    await customer.request({ type: 'send_message', session_id: recent, content: 'Anyone there?', client_msg_id: `many-${recent}` });
+    await expect.poll(() => sessionItem(recent).locator('.unread-badge').count(), { timeout: STEP_MS }).toBe(1);
+  }, 90_000);
+
+  it('rejoins only the conversations it keeps after a reconnect', async () => {
+    const before = wire.sent.length;
+    await wire.drop();
+    await expectReady(page);
+    const rejoined = () =>
+      wire.sent
+        .slice(before)
+        .filter((frame) => frame.type === 'join_session')
+        .map((frame) => frame.session_id as number)
+        .sort((a, b) => a - b);
+    await expect.poll(rejoined, { timeout: STEP_MS }).toEqual(ids.slice(2).sort((a, b) => a - b));
+    await page.waitForTimeout(300);
+    expect(rejoined()).toHaveLength(joinedLimit);
     expect(problems).toEqual([]);
   }, 60_000);
 });

@@ -31,10 +31,43 @@ function filesOf(dir: string, urlPrefix: string): [string, { body: Buffer; type:
 }
 
 export interface StaticSiteOptions {
-  /** Served as /config.json so the page knows where the auth API is. */
+  /**
+   * Served as /config.json so the page knows where the auth API is: `authUrl`, or else port
+   * `authPort` on the page's own host. The page may fetch from there and nowhere else but its own
+   * origin (its WebSocket is on its own host too).
+   */
   publicConfig: Record<string, unknown>;
   publicDir?: string;
   sdkDir?: string;
+}
+
+/** A Host header that a CSP source can name: a DNS name or IPv4 address, with an optional port (no IPv6 literal). */
+const NAMEABLE_HOST = /^[a-z0-9-]+(?:\.[a-z0-9-]+)*(?::\d{1,5})?$/i;
+
+function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    // Not absolute: the page fetches it from its own origin, which 'self' allows.
+    return '';
+  }
+}
+
+/**
+ * The CSP `connect-src` for a request's Host: the page's own origin, the auth API's origin, and
+ * the page's WebSocket on its own host ('self' covers that in CSP Level 3 browsers; it is named as
+ * well for those that do not match ws: and wss: against 'self').
+ */
+function connectSourcesFor({ authUrl, authPort }: Record<string, unknown>): (host: string | undefined) => string {
+  const configuredAuth = typeof authUrl === 'string' && authUrl ? originOf(authUrl) : undefined;
+  return (host) => {
+    const own = host !== undefined && NAMEABLE_HOST.test(host) ? host.toLowerCase() : undefined;
+    const hostname = own?.replace(/:\d+$/, '');
+    // Without authUrl the page looks for the auth API on its own host, with its own scheme; a host
+    // a source cannot name (an IPv6 literal) leaves only allowing it by scheme.
+    const auth = configuredAuth ?? (hostname ? `http://${hostname}:${authPort} https://${hostname}:${authPort}` : 'http: https:');
+    return ["'self'", auth, own && `ws://${own} wss://${own}`].filter(Boolean).join(' ');
+  };
 }
 
 /**
@@ -46,6 +79,7 @@ export function createStaticSite({ publicConfig, publicDir = PUBLIC_DIR, sdkDir 
   const index = files.get('/index.html');
   if (index) files.set('/', index);
   files.set('/config.json', { body: Buffer.from(JSON.stringify(publicConfig)), type: CONTENT_TYPES['.json'] ?? 'application/json' });
+  const connectSources = connectSourcesFor(publicConfig);
 
   return (request: IncomingMessage, response: ServerResponse) => {
     const path = (request.url ?? '/').split('?')[0] ?? '/';
@@ -59,9 +93,10 @@ export function createStaticSite({ publicConfig, publicDir = PUBLIC_DIR, sdkDir 
       'content-length': file.body.length,
       'cache-control': 'no-cache',
       'x-content-type-options': 'nosniff',
-      // The demo page loads only its own scripts and talks to the gateway and the auth API.
-      'content-security-policy':
-        "default-src 'self'; connect-src 'self' ws: wss: http: https:; img-src 'self' data:; style-src 'self'; script-src 'self'",
+      // The page is never shown inside another site's frame (clickjacking); older browsers read X-Frame-Options.
+      'x-frame-options': 'DENY',
+      // The demo page loads only its own scripts and styles, and talks only to the gateway and the auth API.
+      'content-security-policy': `default-src 'self'; connect-src ${connectSources(request.headers.host)}; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'`,
     });
     response.end(request.method === 'HEAD' ? undefined : file.body);
   };

@@ -9,6 +9,7 @@ export const HARD_FRAME_LIMIT_FACTOR = 16;
 
 export interface WsServerOptions {
   maxFrameBytes: number;
+  /** Origins as browsers send them (`https://chat.example.com`); empty, or holding `*`, accepts any. */
   allowedOrigins: readonly string[];
   logger: Logger;
   /** False while draining: new upgrades get 503. */
@@ -34,7 +35,9 @@ function refuseUpgrade(socket: Duplex, status: number, reason: string): void {
  * the upgrade, with no permessage-deflate.
  */
 export function createWsServer(options: WsServerOptions): Server {
-  const { maxFrameBytes, allowedOrigins, logger, isAccepting, onConnection } = options;
+  const { maxFrameBytes, logger, isAccepting, onConnection } = options;
+  const allowedOrigins =
+    options.allowedOrigins.length === 0 || options.allowedOrigins.includes('*') ? undefined : new Set(options.allowedOrigins);
   const wss = new WebSocketServer({
     noServer: true,
     perMessageDeflate: false,
@@ -54,7 +57,7 @@ export function createWsServer(options: WsServerOptions): Server {
     if (!WEBSOCKET_PATHS.has(path)) return refuseUpgrade(socket, 404, 'Not Found');
     if (!isAccepting()) return refuseUpgrade(socket, 503, 'Service Unavailable');
     const origin = request.headers.origin;
-    if (origin !== undefined && allowedOrigins.length > 0 && !allowedOrigins.includes(origin)) {
+    if (origin !== undefined && allowedOrigins !== undefined && !allowedOrigins.has(origin)) {
       logger.info({ origin }, 'upgrade refused: origin not allowed');
       return refuseUpgrade(socket, 403, 'Forbidden');
     }
