@@ -1,5 +1,6 @@
 import type { Logger } from '@switchboard/logging';
 import { BusErrorCode, type Subjects } from '@switchboard/protocol';
+import { settlesWithin } from '@switchboard/runtime';
 import {
   AckPolicy,
   connect,
@@ -111,13 +112,6 @@ const RECHECK_IDLE_MS = 1_000;
  * rather than leave their gateways to time out; its stop has 30 s in all.
  */
 const SERVICE_STOP_WAIT_MS = 10_000;
-
-/** Waits for `promise` to settle, or `ms`, whichever comes first. */
-async function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([promise, new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
-  clearTimeout(timer);
-}
 
 /** What a pull waiting on a consumer gets when the consumer, or its stream, is deleted. */
 const isDeleted = (error: unknown) => error instanceof NatsError && error.code === '409' && error.message === 'consumer deleted';
@@ -350,7 +344,7 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
         // taken are answered, within SERVICE_STOP_WAIT_MS: the connection closes after this.
         stop: async () => {
           await service.stop();
-          if (inFlight.size > 0) await settledWithin(Promise.allSettled(inFlight), SERVICE_STOP_WAIT_MS);
+          if (inFlight.size > 0) await settlesWithin(Promise.allSettled(inFlight), SERVICE_STOP_WAIT_MS);
         },
       };
     },

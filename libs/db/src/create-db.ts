@@ -1,4 +1,5 @@
 import { connect as connectSocket } from 'node:net';
+import { settlesWithin } from '@switchboard/runtime';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { type ConnectionSettings, preparingPool } from './prepared.js';
@@ -57,25 +58,6 @@ const STATEMENT_TIMEOUT_MARGIN_MS = 1_000;
 
 /** How long a cancelled statement may take to give its connection back before the connection is closed. */
 const CANCEL_GRACE_MS = 1_000;
-
-/** Whether `promise` settles within `ms`; its outcome is left to whoever awaits it. */
-export async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<boolean>((resolve) => {
-    timer = setTimeout(resolve, ms, false);
-  });
-  try {
-    return await Promise.race([
-      promise.then(
-        () => true,
-        () => true,
-      ),
-      expired,
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** What pg keeps of each connection, for a cancel request; its type declarations leave it out. */
 interface CancelKey {

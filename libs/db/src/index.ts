@@ -1,5 +1,5 @@
 export { errorCode, isConnectionError, isDatabaseUnavailable } from './connection-errors.js';
-export { type CreateDbOptions, createDb, type Database, settlesWithin, withDb } from './create-db.js';
+export { type CreateDbOptions, createDb, type Database, withDb } from './create-db.js';
 export { createEmbeddedDb } from './embedded-db.js';
 export { type MigrateOptions, migrateToLatest } from './migrate.js';
 export { type ConnectionSettings, prepared } from './prepared.js';

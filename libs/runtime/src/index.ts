@@ -1,3 +1,10 @@
+export {
+  type ConcurrencyLimit,
+  ConcurrencyLimitError,
+  type ConcurrencyLimitOptions,
+  type ConcurrencyLimitRefusal,
+  createConcurrencyLimit,
+} from './concurrency-limit.js';
 export { counterTotal, createMetricsRegistry, EVENT_LOOP_MONITORING_PRECISION_MS, PER_HANDLE_METRICS } from './metrics.js';
 export { type OpsServer, type OpsServerOptions, type ReadinessChecks, startOpsServer } from './ops-server.js';
 export {
@@ -9,3 +16,4 @@ export {
   runMain,
   type Stoppable,
 } from './run-main.js';
+export { settlesWithin } from './settles-within.js';

@@ -1,5 +1,6 @@
+import { ConcurrencyLimitError } from '@switchboard/runtime';
 import { describe, expect, it } from 'vitest';
-import { createPasswordHasher, HashingBusyError } from './passwords.js';
+import { createPasswordHasher } from './passwords.js';
 
 describe('createPasswordHasher', () => {
   it('hashes a few at a time, lets a bounded number wait, and refuses the rest at once', async () => {
@@ -8,7 +9,7 @@ describe('createPasswordHasher', () => {
     const refused = outcomes.filter((outcome) => outcome.status === 'rejected');
     expect(outcomes.filter((outcome) => outcome.status === 'fulfilled')).toHaveLength(5);
     expect(refused).toHaveLength(3);
-    for (const outcome of refused) expect((outcome as PromiseRejectedResult).reason).toBeInstanceOf(HashingBusyError);
+    for (const outcome of refused) expect((outcome as PromiseRejectedResult).reason).toBeInstanceOf(ConcurrencyLimitError);
     expect(hasher.waiting).toBe(0);
 
     // Every slot came back: as many again go through.
@@ -26,7 +27,7 @@ describe('createPasswordHasher', () => {
     ]);
     expect(right).toEqual({ status: 'fulfilled', value: true });
     expect(wrong).toEqual({ status: 'fulfilled', value: false });
-    expect(busy.status).toBe('rejected');
+    expect(busy).toMatchObject({ status: 'rejected', reason: { reason: 'queue_full' } });
     expect(await hasher.verify('not a hash', 'anything')).toBe(false);
   });
 });

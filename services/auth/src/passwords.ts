@@ -1,3 +1,4 @@
+import { createConcurrencyLimit } from '@switchboard/runtime';
 import argon2 from 'argon2';
 
 /**
@@ -25,13 +26,6 @@ export async function verifyPassword(hash: string | null | undefined, password: 
   }
 }
 
-/** More password hashes wait than the service takes: the request is refused before it costs anything. */
-export class HashingBusyError extends Error {
-  constructor() {
-    super('too many password checks at once');
-  }
-}
-
 export interface PasswordHasherOptions {
   /** Hashes computed at once. */
   concurrency: number;
@@ -46,32 +40,17 @@ export type PasswordHasher = ReturnType<typeof createPasswordHasher>;
  * argon2id hash costs 19 MiB and tens of milliseconds of a core: without a bound, a burst of
  * logins that the throttles let through (successful ones cost an address nothing) queued every
  * later login behind it for as long as it lasted, and held memory for each. Beyond the bound a
- * request fails with `HashingBusyError`, which the API answers with 503 and `Retry-After`.
+ * request fails with `ConcurrencyLimitError` (from `@switchboard/runtime`) before any hashing,
+ * which the API answers with 503 and `Retry-After`.
  */
 export function createPasswordHasher({ concurrency, maxWaiting }: PasswordHasherOptions) {
-  let running = 0;
-  const waiting: (() => void)[] = [];
-
-  const run = async <T>(work: () => Promise<T>): Promise<T> => {
-    if (running < concurrency) running++;
-    else if (waiting.length < maxWaiting) await new Promise<void>((resolve) => waiting.push(resolve));
-    else throw new HashingBusyError();
-    try {
-      return await work();
-    } finally {
-      // The slot goes to the next in line, or is freed.
-      const next = waiting.shift();
-      if (next) next();
-      else running--;
-    }
-  };
-
+  const limit = createConcurrencyLimit({ concurrency, maxWaiting });
   return {
-    hash: (password: string) => run(() => hashPassword(password)),
-    verify: (hash: string | null | undefined, password: string) => run(() => verifyPassword(hash, password)),
+    hash: (password: string) => limit.run(() => hashPassword(password)),
+    verify: (hash: string | null | undefined, password: string) => limit.run(() => verifyPassword(hash, password)),
     /** Hashes waiting for a slot now. */
     get waiting(): number {
-      return waiting.length;
+      return limit.waiting;
     },
   };
 }

@@ -13,6 +13,25 @@ import { migrations } from './migrations/index.js';
 
 export const CONSUMER_STATS_INTERVAL_MS = 5_000;
 
+/**
+ * Connections of the pool the inbound consumer needs at once: its batches and dead letters are
+ * written one after another, each statement on one connection. (The readiness probe has a pool
+ * of its own.)
+ */
+const INBOUND_CONNECTIONS = 1;
+
+/**
+ * Requests the API handles at once with a pool of `poolSize`: the rest of the pool once the
+ * inbound consumer's connection is set aside, and at least one. The API and the consumer share
+ * the pool, whose waiters are served in arrival order: unbounded, a flood of requests (a
+ * reconnect storm of joins, many history reads) queued each batch behind them, its wait for a
+ * connection failed after 5 s as if the database were down, and the batch went to the back of
+ * the line again, so that messages were barely stored and their senders got `unavailable`.
+ */
+function apiConcurrency(poolSize: number): number {
+  return Math.max(1, poolSize - INBOUND_CONNECTIONS);
+}
+
 export interface PersistenceServiceOptions {
   config: PersistenceConfig;
   logger: Logger;
@@ -46,7 +65,14 @@ export async function startPersistenceService({ config, logger, bus, database }:
     ...(await bus.inboundStats().catch(() => ({}))),
   });
   const service = await bus.addService(
-    persistenceServiceSpec({ db: database.db, subjects, logger, stats, sessionCreateLimit: config.sessionCreateLimit }),
+    persistenceServiceSpec({
+      db: database.db,
+      subjects,
+      logger,
+      stats,
+      sessionCreateLimit: config.sessionCreateLimit,
+      concurrency: apiConcurrency(config.databasePoolSize),
+    }),
   );
   const consumer = await startInboundConsumer({
     bus,

@@ -30,6 +30,12 @@ export function createPersistenceMetrics(registry: Registry) {
       help: 'Batches retried because PostgreSQL was unreachable or the transaction had to be retried.',
       registers: [registry],
     }),
+    publishFailures: new Counter({
+      name: 'switchboard_persistence_event_publish_failures_total',
+      help: 'Events NATS refused after their messages were committed or dead-lettered (confirmed, dead_letter); the messages are acked without them.',
+      labelNames: ['event'] as const,
+      registers: [registry],
+    }),
     consumerPending: new Gauge({
       name: 'switchboard_persistence_consumer_pending_messages',
       help: 'Inbound messages not yet delivered to persistence (consumer lag).',

@@ -40,15 +40,22 @@ export interface Harness {
   /** `session_id:client_msg_id` of each stored message, by session and seq. */
   stored(): Promise<{ session_id: number; seq: number; client_msg_id: string }[]>;
   deadLetters(): Promise<number>;
+  /** Whether every message of the inbound stream has been delivered and acked. */
+  allAcked(): Promise<boolean>;
   close(): Promise<void>;
 }
 
-export async function startHarness(label: string): Promise<Harness> {
+export interface HarnessOptions {
+  /** The NATS server for the bus and the persistence processes: the shared one by default. */
+  natsUrl?: string;
+}
+
+export async function startHarness(label: string, { natsUrl = NATS_URL }: HarnessOptions = {}): Promise<Harness> {
   const database = await createTestDatabase(label);
   const prefix = uniqueSubjectPrefix();
   const subjects = createSubjects(prefix);
   const bus = await connectNatsBus({
-    servers: [NATS_URL],
+    servers: [natsUrl],
     name: `${label}-test`,
     subjects,
     logger: createLogger({ name: `${label}-test`, level: 'warn' }),
@@ -61,7 +68,7 @@ export async function startHarness(label: string): Promise<Harness> {
     bus,
     async startPersistence(env = {}) {
       const service = await startService('persistence', {
-        env: { DATABASE_URL: database.url, NATS_URL, NATS_SUBJECT_PREFIX: prefix, ...env },
+        env: { DATABASE_URL: database.url, NATS_URL: natsUrl, NATS_SUBJECT_PREFIX: prefix, ...env },
       });
       services.push(service);
       return service;
@@ -96,11 +103,15 @@ export async function startHarness(label: string): Promise<Harness> {
       const [row] = await query<{ count: string }>(database.url, 'select count(*) from dead_letters');
       return Number(row?.count);
     },
+    async allAcked() {
+      const stats = await bus.inboundStats();
+      return stats.pending === 0 && stats.ackPending === 0;
+    },
     async close() {
       await Promise.all(services.map((service) => service.stop()));
       await bus.close();
       // The inbound stream (and its consumer), so runs do not pile them up on the shared NATS.
-      await deleteInboundStream(NATS_URL, prefix);
+      await deleteInboundStream(natsUrl, prefix);
       await database.drop();
     },
   };

@@ -2,6 +2,7 @@ import cors from '@fastify/cors';
 import { isDatabaseUnavailable } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import { describeIssues } from '@switchboard/protocol';
+import { ConcurrencyLimitError } from '@switchboard/runtime';
 import { TokenError, TokenErrorCode, type TokenVerifier } from '@switchboard/tokens';
 import { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest, fastify } from 'fastify';
 import type { Kysely } from 'kysely';
@@ -11,7 +12,7 @@ import { findUserById, findUserByUsername, insertUser, UsernameTakenError, upser
 import type { UserRow } from '../db/user.table.js';
 import type { LoginThrottle } from '../login-throttle.js';
 import type { AuthMetrics } from '../metrics.js';
-import { HashingBusyError, type PasswordHasher } from '../passwords.js';
+import type { PasswordHasher } from '../passwords.js';
 import type { TokenIssuer } from '../token/access-tokens.js';
 import { bearerCredential, createApiKeyChecker } from './api-keys.js';
 import { clientAddressKey } from './client-address.js';
@@ -159,7 +160,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     try {
       passwordHash = await passwords.hash(body.password);
     } catch (error) {
-      if (!(error instanceof HashingBusyError)) throw error;
+      if (!(error instanceof ConcurrencyLimitError)) throw error;
       // Refused before any hashing: it costs the address none of its sign-ups.
       if (signUpKey !== undefined) await throttles.registration.forgive(signUpKey);
       throw tooBusy();
@@ -204,7 +205,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     try {
       matches = await passwords.verify(user?.password_hash, password);
     } catch (error) {
-      if (!(error instanceof HashingBusyError)) throw error;
+      if (!(error instanceof ConcurrencyLimitError)) throw error;
       // Nothing was checked: like a throttled attempt, it counts against no key.
       await Promise.all([throttles.user.forgive(userKey), throttles.account.forgive(accountKey), throttles.address.forgive(addressKey)]);
       metrics.logins.inc({ outcome: 'busy' });

@@ -1,5 +1,5 @@
-import { settlesWithin } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
+import { settlesWithin } from '@switchboard/runtime';
 import type { JWK } from 'jose';
 import type { Kysely } from 'kysely';
 import { listPublishedKeys } from '../db/public-signing-key.repository.js';

@@ -1,4 +1,4 @@
-import { BusError, jsonEndpoint, type ServiceSpec } from '@switchboard/bus';
+import { BusError, DEFAULT_REQUEST_TIMEOUT_MS, jsonEndpoint, type ServiceSpec } from '@switchboard/bus';
 import { isDatabaseUnavailable } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import {
@@ -10,6 +10,7 @@ import {
   persistenceApi,
   type Subjects,
 } from '@switchboard/protocol';
+import { type ConcurrencyLimit, ConcurrencyLimitError, createConcurrencyLimit } from '@switchboard/runtime';
 import type { Kysely } from 'kysely';
 import type { z } from 'zod';
 import { findHistoryPage, findMessageByClientMsgId, findMessagesAfter } from '../db/message.repository.js';
@@ -85,6 +86,23 @@ function withUnavailable<Req, Rep>(handler: (request: Req) => Promise<Rep>) {
 }
 
 /**
+ * Runs each request's handler under `limit`. A request that waited there as long as a gateway
+ * waits for its answer (`DEFAULT_REQUEST_TIMEOUT_MS`) is answered `unavailable` without running
+ * its queries: its caller has given up on it.
+ */
+function withinLimit<Req, Rep>(limit: ConcurrencyLimit, handler: (request: Req) => Promise<Rep>) {
+  return async (request: Req) => {
+    try {
+      return await limit.run(() => handler(request));
+    } catch (error) {
+      if (error instanceof ConcurrencyLimitError)
+        throw new BusError(BusErrorCode.Unavailable, 'persistence is busy; try again', { cause: error });
+      throw error;
+    }
+  };
+}
+
+/**
  * Persistence in the NATS services framework (`$SRV.PING/INFO/STATS` list it) with one endpoint
  * per request of `persistenceApi`. Replicas share each endpoint.
  */
@@ -94,14 +112,21 @@ export function persistenceServiceSpec({
   logger,
   stats,
   sessionCreateLimit,
+  concurrency,
 }: {
   db: Kysely<PersistenceDatabase>;
   subjects: Subjects;
   logger: Logger;
   stats: () => Promise<Record<string, number>>;
   sessionCreateLimit: SessionCreateLimit;
+  /**
+   * Requests handled at once, across all endpoints; the others wait in line. Each handler runs
+   * its queries one after another, so this is also the most connections the API holds at once.
+   */
+  concurrency: number;
 }): ServiceSpec {
   const handlers = createHandlers(db, sessionCreateLimit);
+  const limit = createConcurrencyLimit({ concurrency, maxWaitMs: DEFAULT_REQUEST_TIMEOUT_MS });
   const log = logger.child({ module: 'api' });
   return {
     name: subjects.persistenceServiceName,
@@ -113,7 +138,10 @@ export function persistenceServiceSpec({
         name: endpoint.replace('.', '-'),
         subject: subjects.persistence(endpoint),
         requestSchema: persistenceApi[endpoint].request as z.ZodType<PersistenceRequest<typeof endpoint>>,
-        handler: withUnavailable(handlers[endpoint] as (request: PersistenceRequest<typeof endpoint>) => Promise<unknown>),
+        handler: withinLimit(
+          limit,
+          withUnavailable(handlers[endpoint] as (request: PersistenceRequest<typeof endpoint>) => Promise<unknown>),
+        ),
         logger: log,
       }),
     ),

@@ -7,9 +7,10 @@ import {
   encodeJson,
   type InboundStreamSettings,
 } from '@switchboard/bus';
-import { errorCode, isDatabaseUnavailable, settlesWithin } from '@switchboard/db';
+import { errorCode, isDatabaseUnavailable } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import { type InboundMessage, inboundMessageSchema, type Subjects } from '@switchboard/protocol';
+import { settlesWithin } from '@switchboard/runtime';
 import type { Kysely } from 'kysely';
 import type { FaultInjection } from '../config.js';
 import type { PersistenceDatabase } from '../db/schema.js';
@@ -154,9 +155,29 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
   const ack = (msg: DurableMessage) => settle(msg, (m) => m.ack());
   const nak = (msg: DurableMessage) => settle(msg, (m) => m.nak());
 
+  /**
+   * Publishes an event about messages already committed (or dead-lettered). NATS may refuse it
+   * at once: nats.js throws when the payload exceeds the server's max_payload, and a confirmed
+   * event is larger than the inbound message's payload (it adds the id, the seq, …), or when the
+   * connection is closed. Such an event is given up, logged and counted: thrown, it skipped
+   * every ack of its batch, which was then retried every 2 s for ever (all duplicates, the same
+   * throw), kept alive and never redelivered, and nothing behind it was stored. A confirmed event
+   * that never goes out is recovered as a lost one is: the gateways' checks of their sessions'
+   * last seqs find the message and fetch it.
+   */
+  const publishEvent = (event: 'confirmed' | 'dead_letter', subject: string, body: unknown, context: Record<string, unknown>) => {
+    try {
+      bus.publish(subject, encodeJson(body));
+    } catch (error) {
+      metrics.publishFailures.inc({ event });
+      log.error({ err: error, subject, event, ...context }, 'NATS refused an event; going on without it');
+    }
+  };
+
   const publishConfirmed = (outcome: StoreOutcome) => {
     if (outcome.kind === 'rejected' || stopped) return;
-    bus.publish(subjects.confirmed(outcome.message.session_id), encodeJson({ message: outcome.message }));
+    const { message } = outcome;
+    publishEvent('confirmed', subjects.confirmed(message.session_id), { message }, { sessionId: message.session_id, seq: message.seq });
   };
 
   /**
@@ -187,7 +208,13 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
       }
     }
     if (stopped) return;
-    if (input) bus.publish(subjects.deadLetters, encodeJson({ session_id: input.session_id, client_msg_id: input.client_msg_id, reason }));
+    if (input)
+      publishEvent(
+        'dead_letter',
+        subjects.deadLetters,
+        { session_id: input.session_id, client_msg_id: input.client_msg_id, reason },
+        { sessionId: input.session_id, streamSeq: msg.seq },
+      );
     settle(msg, (m) => m.term());
     metrics.messages.inc({ outcome: 'dead_lettered' });
     log.error({ streamSeq: msg.seq, sessionId: input?.session_id, reason }, 'inbound message dead-lettered');
