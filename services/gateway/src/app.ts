@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { type Bus, createPersistenceClient, Deadlines, encodeJson } from '@switchboard/bus';
 import type { Logger } from '@switchboard/logging';
-import { CloseCode, createSubjects } from '@switchboard/protocol';
+import { createSubjects } from '@switchboard/protocol';
 import { counterTotal, createMetricsRegistry, type OpsServer, type Stoppable, startOpsServer } from '@switchboard/runtime';
 import { createTokenVerifier, requestKeySource } from '@switchboard/tokens';
 import { createSessionAccess } from './broker/session-access.js';
@@ -28,6 +28,12 @@ export interface Gateway extends Stoppable {
 export const GATEWAY_VERSION = '0.1.0';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * On a restart, how long a socket's close waits for the answer to a send already published (its
+ * `message_ack`, usually within milliseconds): within the shutdown's margin beyond DRAIN_SECONDS.
+ */
+const RESTART_SEND_WAIT_MS = 2_000;
 
 /** Starts a gateway: the WebSocket server, its link to NATS, and the ops endpoints. */
 export async function startGateway({ config, logger, bus }: GatewayOptions): Promise<Gateway> {
@@ -139,14 +145,16 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
       const open = [...connections];
       const spreadMs = (config.drainSeconds * 1000) / Math.max(1, open.length);
       const start = performance.now();
+      const closing: Promise<void>[] = [];
       for (const [index, connection] of open.entries()) {
         // Each close has its time, the first one step in, so load balancers see the failed
         // readiness first. Timed from the start, not by a sleep per socket: those overshoot, and
         // with tens of thousands of sockets the drain would outlast the shutdown's time limit.
         const wait = start + (index + 1) * spreadMs - performance.now();
         if (wait >= 1) await sleep(wait);
-        connection.close(CloseCode.ServiceRestart, 'server restarting; reconnect');
+        closing.push(connection.closeForRestart(RESTART_SEND_WAIT_MS));
       }
+      await Promise.all(closing);
       heartbeat.close();
       expiries.close();
       server.close();

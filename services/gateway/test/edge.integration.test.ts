@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { connect as connectTcp, type Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { type ServiceProcess, type Stack, startStack, TestClient, TestClients } from '@switchboard/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -339,6 +340,20 @@ describe('heartbeats', () => {
     expect(await closed).toBe(1006);
     expect(pings).toBeGreaterThanOrEqual(1);
     // The socket that answers its pings is still there.
+    await stillWorks(answering);
+  });
+
+  it('keeps sockets that answer their pings when the wall clock is stepped forward', async () => {
+    // NTP correcting a clock a minute behind: the heartbeat measures on the monotonic clock.
+    const gateway = await stack.startGateway({
+      HEARTBEAT_INTERVAL_MS: '500',
+      NODE_OPTIONS: `--import ${fileURLToPath(new URL('./fixtures/wall-clock-step.mjs', import.meta.url))}`,
+      WALL_CLOCK_STEP_MS: '60000',
+      WALL_CLOCK_STEP_AFTER_MS: '1000',
+    });
+    const answering = await clients.authenticated(`ws://127.0.0.1:${gateway.port}/`, token);
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    expect(answering.closeCode).toBeUndefined();
     await stillWorks(answering);
   });
 

@@ -47,6 +47,44 @@ describe('graceful drain', () => {
     expect(Date.now() - signalledAt).toBeLessThan(30_000);
   });
 
+  it('answers the send it has published before closing with 1012, and the queued ones with unavailable', async () => {
+    const gateway = await stack.startGateway();
+    const customer = await stack.user('user');
+    const client = await clients.authenticated(`ws://127.0.0.1:${gateway.port}/`, customer.token);
+    const sessionId = ((await client.request({ type: 'create_session' })).session as { id: number }).id;
+    // The session's row locked: persistence's insert waits, so the first send stays published and unanswered.
+    const locker = new pg.Client({ connectionString: stack.database.url });
+    await locker.connect();
+    try {
+      await locker.query('begin');
+      await locker.query('select 1 from sessions where id = $1 for update', [sessionId]);
+      client.send({ type: 'send_message', session_id: sessionId, content: 'in flight', client_msg_id: 'restart-1', req_id: 's1' });
+      client.send({ type: 'send_message', session_id: sessionId, content: 'queued', client_msg_id: 'restart-2', req_id: 's2' });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      gateway.child.kill('SIGTERM');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await locker.query('commit');
+    } finally {
+      await locker.end();
+    }
+    expect(await client.waitFor((frame) => frame.req_id === 's1')).toMatchObject({ type: 'message_ack', client_msg_id: 'restart-1' });
+    expect(await client.waitFor((frame) => frame.req_id === 's2')).toMatchObject({
+      type: 'error',
+      code: 'unavailable',
+      client_msg_id: 'restart-2',
+    });
+    expect(await client.closed).toBe(1012);
+    expect(await gateway.exited).toBe(0);
+    const db = new pg.Client({ connectionString: stack.database.url });
+    await db.connect();
+    try {
+      const { rows } = await db.query('select client_msg_id from messages where session_id = $1', [sessionId]);
+      expect(rows).toEqual([{ client_msg_id: 'restart-1' }]);
+    } finally {
+      await db.end();
+    }
+  });
+
   it('loses nothing when persistence is stopped and replaced mid-load', async () => {
     const customer = await stack.user('user');
     const agent = await stack.user('agent');

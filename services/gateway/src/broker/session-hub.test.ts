@@ -180,6 +180,23 @@ describe('session hub', () => {
     hub.close();
   });
 
+  it('does not send again what a member has when it joins again without last_seq', async () => {
+    const { hub, persistence, confirm } = await setUp(10);
+    const { subscriber, frames } = recorder('again');
+    persistence.release();
+    await hub.join(subscriber, SESSION, undefined, undefined);
+    const held = persistence.holdNextRead();
+    const rejoined = hub.join(subscriber, SESSION, undefined, undefined);
+    await held.started; // it reads last_seq 10…
+    confirm(11); // …and 11 reaches the membership it still has
+    await settle();
+    held.release();
+    await rejoined;
+    await settle();
+    expect(frames).toEqual(['joined:10', 'seq:11', 'joined:10']);
+    hub.close();
+  });
+
   it('does not keep a subscriber that left while its join was in progress', async () => {
     const { hub, persistence } = await setUp(0);
     const { subscriber, frames } = recorder('b');

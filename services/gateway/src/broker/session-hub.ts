@@ -533,7 +533,12 @@ export function createSessionHub(options: SessionHubOptions) {
           channel.lastSeq = session.last_seq;
           drainEarly(channel);
         }
-        state = { cursor: Math.min(lastSeq ?? session.last_seq, session.last_seq), replaying: true, queued: undefined };
+        // Without `last_seq` the socket starts from now, but not before what it has already been
+        // sent: an event delivered to its membership while this join read the session (a newer
+        // seq than the one read) is not sent again. A `last_seq` asks for what follows it, repeats included.
+        const start = Math.min(lastSeq ?? session.last_seq, session.last_seq);
+        const cursor = lastSeq === undefined && previous ? Math.max(start, previous.cursor) : start;
+        state = { cursor, replaying: true, queued: undefined };
         addMember(channel, subscriber, state);
         subscriber.send({
           type: 'joined_session',

@@ -17,6 +17,7 @@ import {
   readFrameIds,
   type ServerFrame,
 } from '@switchboard/protocol';
+import { settlesWithin } from '@switchboard/runtime';
 import { DEFAULT_CLOCK_TOLERANCE_S, type TokenVerifier, type VerifiedToken } from '@switchboard/tokens';
 import WebSocket from 'ws';
 import type { SessionAccess } from '../broker/session-access.js';
@@ -88,9 +89,11 @@ export class ClientConnection implements Subscriber, FlushListener {
   private logger: Logger | undefined;
   private readonly bucket: TokenBucket;
   private rateViolations = 0;
-  private rateWindowStart = 0;
+  private rateWindowStart = Number.NEGATIVE_INFINITY;
   private readonly sends: SendJob[] = [];
   private sending = false;
+  /** The send being published and waited for, if any. */
+  private inFlight: Promise<void> | undefined;
   private handling: Promise<void> = SETTLED;
   private waitingFrames = 0;
   private waitingBytes = 0;
@@ -102,9 +105,14 @@ export class ClientConnection implements Subscriber, FlushListener {
    */
   private closing = false;
   private closed = false;
-  /** When the send buffer first went over the limit, or 0. */
-  private overBufferSince = 0;
-  lastPongAt = Date.now();
+  /** When the send buffer first went over the limit (`performance.now()`), while it is. */
+  private overBufferSince: number | undefined;
+  /**
+   * When the socket last answered a ping. Like every interval the connection measures, on
+   * `performance.now()`: a wall clock stepped forward by NTP would otherwise take every healthy
+   * socket for a dead one at the next heartbeat.
+   */
+  lastPongAt = performance.now();
 
   constructor(
     private readonly ws: WebSocket,
@@ -114,7 +122,7 @@ export class ClientConnection implements Subscriber, FlushListener {
     this.bucket = new TokenBucket(deps.config.rateLimitPerSec, deps.config.rateLimitPerSec * 2);
     ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
     ws.on('pong', () => {
-      this.lastPongAt = Date.now();
+      this.lastPongAt = performance.now();
     });
     ws.on('close', () => this.onClose());
     ws.on('error', (error) => this.log.debug({ err: error }, 'socket error'));
@@ -192,16 +200,16 @@ export class ClientConnection implements Subscriber, FlushListener {
    * grace period, or over four times the limit at all, it is closed with 1013 so that one slow
    * client cannot grow the gateway's memory; it reconnects and resyncs with `last_seq`.
    */
-  checkBackpressure(now = Date.now()): void {
+  checkBackpressure(now = performance.now()): void {
     // A socket already closing (for this or another reason) is not a slow client to count again.
     if (this.closing) return;
     const buffered = this.ws.bufferedAmount;
     const { maxBufferedBytes, slowClientGraceMs } = this.deps.config;
     if (buffered <= maxBufferedBytes) {
-      this.overBufferSince = 0;
+      this.overBufferSince = undefined;
       return;
     }
-    if (this.overBufferSince === 0) this.overBufferSince = now;
+    this.overBufferSince ??= now;
     if (buffered > maxBufferedBytes * 4 || now - this.overBufferSince >= slowClientGraceMs) {
       this.deps.metrics.slowClientsClosed.inc();
       this.log.info({ buffered }, 'closing a slow client');
@@ -225,6 +233,25 @@ export class ClientConnection implements Subscriber, FlushListener {
     // leaves them again, which finds nothing to do; the connection gauges are counted there only.
     this.deps.hub.leaveAll(this);
     if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) this.ws.close(code, reason);
+  }
+
+  /**
+   * Closes with 1012 for a restart of the gateway. Sends still queued are answered `unavailable`
+   * (not published: to send again on the next connection, with the same `client_msg_id`), and a
+   * send already published gets its answer first, for up to `waitMs`: a message stored with its
+   * `message_ack` lost in the restart would otherwise be stored again by a client that sent it
+   * without a `client_msg_id`.
+   */
+  async closeForRestart(waitMs: number): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    for (const job of this.sends.splice(0)) {
+      this.sendError(ErrorCode.Unavailable, 'the gateway is restarting; send it again after reconnecting', job.req_id, {
+        client_msg_id: job.clientMsgId,
+      });
+    }
+    if (this.inFlight) await settlesWithin(this.inFlight, waitMs);
+    this.close(CloseCode.ServiceRestart, 'server restarting; reconnect');
   }
 
   terminate(): void {
@@ -316,7 +343,7 @@ export class ClientConnection implements Subscriber, FlushListener {
 
   /** A client that keeps flooding far over its rate is closed: it is not a client, or a broken one. */
   private onRateViolation(): void {
-    const now = Date.now();
+    const now = performance.now();
     if (now - this.rateWindowStart > RATE_VIOLATION_WINDOW_MS) {
       this.rateWindowStart = now;
       this.rateViolations = 0;
@@ -438,7 +465,9 @@ export class ClientConnection implements Subscriber, FlushListener {
     try {
       for (let job = this.sends.shift(); job; job = this.sends.shift()) {
         if (this.closing || !this.user) break;
-        await this.sendOne(this.user, job);
+        this.inFlight = this.sendOne(this.user, job);
+        await this.inFlight;
+        this.inFlight = undefined;
       }
     } finally {
       this.sending = false;
@@ -448,6 +477,9 @@ export class ClientConnection implements Subscriber, FlushListener {
   private async sendOne(user: VerifiedToken, job: SendJob): Promise<void> {
     try {
       await this.deps.access.authorize(user, job.session_id);
+      // Closed meanwhile (its token expired, the gateway restarting): not published under a
+      // socket that is going away; the client sends it again on its next connection.
+      if (this.closing) return;
       const message = await this.deps.hub.send({
         sessionId: job.session_id,
         clientMsgId: job.clientMsgId,

@@ -46,7 +46,7 @@ export class RollingSweep<T> {
   }
 
   /** Visits the next slice. Called by the timer; public for tests. */
-  tick(now = Date.now()): void {
+  tick(now = performance.now()): void {
     const slice = this.slices[this.visitNext] as Set<T>;
     this.visitNext = (this.visitNext + 1) % this.slices.length;
     for (const item of slice) this.visit(item, now);
