@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './ports.js';
 
@@ -109,7 +110,9 @@ function launch(name: string, entry: string, options: StartServiceOptions, port:
         async () => {
           if (hasExited) throw new Error(`${name} exited before it was ready:\n${logs.join('\n')}`);
           try {
-            return (await fetch(service.opsUrl('/readyz'))).status === 200;
+            // Ready, and ours: another test's service that took the port after it was found free
+            // answers too, while this one fails with EADDRINUSE and exits.
+            return (await fetch(service.opsUrl('/readyz'))).status === 200 && listensOn(child.pid, opsPort);
           } catch {
             return false;
           }
@@ -134,4 +137,38 @@ function launch(name: string, entry: string, options: StartServiceOptions, port:
     },
   };
   return service;
+}
+
+/**
+ * Whether process `pid` holds a TCP socket listening on `port`, read from /proc (Linux). Where
+ * /proc cannot tell, it is taken to.
+ */
+function listensOn(pid: number | undefined, port: number): boolean {
+  if (pid === undefined) return false;
+  try {
+    const sockets = new Set<string>();
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      const inode = /^socket:\[(\d+)\]$/.exec(safeReadlink(`/proc/${pid}/fd/${fd}`))?.[1];
+      if (inode) sockets.add(inode);
+    }
+    const hexPort = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+    for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+      for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
+        // sl local_address rem_address st … inode: a listening socket has state 0A.
+        const [, local = '', , state, , , , , , inode = ''] = line.trim().split(/\s+/);
+        if (state === '0A' && local.endsWith(hexPort) && sockets.has(inode)) return true;
+      }
+    }
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+function safeReadlink(path: string): string {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return '';
+  }
 }
