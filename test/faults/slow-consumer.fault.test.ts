@@ -1,4 +1,4 @@
-import { LoadClient, metric, type Stack, startStack, TestClient, waitFor, withPgClient } from '@switchboard/testing';
+import { fillHistory, LoadClient, metric, type Stack, startStack, TestClient, waitFor } from '@switchboard/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { assertAllAcked, assertClean, createSessions, isRunning, sleep, summary, verify } from './support.js';
 
@@ -105,14 +105,7 @@ describe('a client far behind in a session of large messages', () => {
     // 600 messages of the largest content allowed by default (4000 characters, 3 bytes each in
     // UTF-8): 7 MB in all, far more than one NATS message (1 MiB) can carry.
     const content = '\u20ac'.repeat(4000);
-    await withPgClient(running.database.url, async (db) => {
-      await db.query(
-        `insert into messages (session_id, seq, sender_id, sender_role, content, client_msg_id)
-         select $1, g, $2, 'user', $3, 'bulk-' || g from generate_series(1, 600) g`,
-        [session.id, session.customer.id, content],
-      );
-      await db.query('update sessions set last_seq = 600 where id = $1', [session.id]);
-    });
+    await fillHistory(running.database.url, { sessionId: session.id, senderId: session.customer.id, content, count: 600 });
     const socket = await TestClient.connect(running.wsUrl(0));
     try {
       await socket.request({ type: 'auth', token: session.customer.token });

@@ -43,3 +43,22 @@ export async function createTestDatabase(label = 'test'): Promise<TestDatabase> 
     drop: () => withAdmin((client) => client.query(`drop database if exists "${name}" with (force)`)).then(() => undefined),
   };
 }
+
+/**
+ * Writes `count` messages of `content` from `senderId` straight into a session (seqs 1..count,
+ * client_msg_ids `bulk-<seq>`) and moves its `last_seq`: a long history in a moment, for tests of
+ * replays. The session must have none yet.
+ */
+export async function fillHistory(
+  databaseUrl: string,
+  { sessionId, senderId, content, count }: { sessionId: number; senderId: number; content: string; count: number },
+): Promise<void> {
+  await withPgClient(databaseUrl, async (db) => {
+    await db.query(
+      `insert into messages (session_id, seq, sender_id, sender_role, content, client_msg_id)
+       select $1, g, $2, 'user', $3, 'bulk-' || g from generate_series(1, $4::int) g`,
+      [sessionId, senderId, content, count],
+    );
+    await db.query('update sessions set last_seq = $2 where id = $1', [sessionId, count]);
+  });
+}

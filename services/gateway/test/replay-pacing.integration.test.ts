@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { type Stack, startStack, TestClients, withPgClient } from '@switchboard/testing';
+import { fillHistory, type Stack, startStack, TestClients } from '@switchboard/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
@@ -30,14 +30,7 @@ describe('a replay to a client that stops reading for a while', () => {
     const customer = await clients.authenticated(stack.wsUrl(0), customerUser.token);
     const created = await customer.request({ type: 'create_session', subject: 'a very long history' });
     const sessionId = (created.session as { id: number }).id;
-    await withPgClient(stack.database.url, async (db) => {
-      await db.query(
-        `insert into messages (session_id, seq, sender_id, sender_role, content, client_msg_id)
-         select $1, g, $2, 'user', $3, 'bulk-' || g from generate_series(1, $4::int) g`,
-        [sessionId, customerUser.id, CONTENT, MESSAGES],
-      );
-      await db.query('update sessions set last_seq = $2 where id = $1', [sessionId, MESSAGES]);
-    });
+    await fillHistory(stack.database.url, { sessionId, senderId: customerUser.id, content: CONTENT, count: MESSAGES });
 
     const agent = await clients.authenticated(stack.wsUrl(0), (await stack.user('agent')).token);
     const joined = agent.request({ type: 'join_session', session_id: sessionId, last_seq: 0 });

@@ -311,6 +311,7 @@ export class ClientConnection implements Subscriber, FlushListener {
       return;
     }
     this.deps.metrics.framesIn.inc({ type: frame.type });
+    if (frame.type === 'auth' && this.user) this.extendEarly(frame.token);
     this.waitingFrames++;
     this.waitingBytes += size;
     // Frames are handled one after another, so replies come in request order (a send only
@@ -412,6 +413,23 @@ export class ClientConnection implements Subscriber, FlushListener {
       ...withReqId(frame.req_id),
       user: { id: verified.userId, username: verified.username, role: verified.role },
     });
+  }
+
+  /**
+   * A fresh token for the same user and role moves the socket's deadline as soon as it arrives.
+   * Its `auth` frame waits in line behind the frames before it (a join whose replay waits for a
+   * slow reader) and is answered in order, but the old token could run out, and the socket be
+   * closed with 4001, while it waits. A token that does not verify changes nothing here.
+   */
+  private extendEarly(token: string): void {
+    this.deps.verifier.verify(token).then(
+      (verified) => {
+        const user = this.user;
+        if (this.closing || !user || user.userId !== verified.userId || user.role !== verified.role) return;
+        this.deps.expiries.set(this, verified.expiresAt + DEFAULT_CLOCK_TOLERANCE_S * 1000);
+      },
+      () => undefined,
+    );
   }
 
   private async createSession(user: VerifiedToken, frame: ClientFrameOf<'create_session'>): Promise<void> {

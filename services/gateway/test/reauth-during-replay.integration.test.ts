@@ -1,0 +1,69 @@
+import type { Socket } from 'node:net';
+import { fillHistory, type Stack, startStack, TestClients } from '@switchboard/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+/**
+ * A client renewing its token while a long replay to it waits for it to read: the `auth` frame is
+ * answered in order, after the join, but its token must move the socket's deadline at once.
+ */
+
+/** Tokens live 10 s (and the gateway tolerates 5 s of clock skew): the old one runs out mid-test. */
+const TTL_S = 10;
+const MESSAGES = 2_000;
+/** 4,000 three-byte characters: 24 MB of history, more than loopback's socket buffers hold. */
+const CONTENT = '\u20ac'.repeat(4_000);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+let stack: Stack;
+const clients = new TestClients();
+
+beforeAll(async () => {
+  stack = await startStack({
+    gateways: 1,
+    env: { ACCESS_TOKEN_TTL: `${TTL_S}s` },
+    // The replay waits for the reader through the whole pause instead of closing it as slow.
+    gatewayEnv: { SLOW_CLIENT_GRACE_MS: '60000' },
+  });
+});
+
+afterAll(async () => {
+  await clients.closeAll();
+  await stack?.stop();
+});
+
+async function freshToken(username: string): Promise<string> {
+  const response = await fetch(stack.auth.url('/v1/token'), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username, password: `${username}-password` }),
+  });
+  return ((await response.json()) as { access_token: string }).access_token;
+}
+
+describe('a re-auth behind a long replay', () => {
+  it('keeps the socket past the old token’s end, and is answered after the replay', async () => {
+    const customerUser = await stack.user('user');
+    const customer = await clients.authenticated(stack.wsUrl(0), customerUser.token);
+    const sessionId = ((await customer.request({ type: 'create_session' })).session as { id: number }).id;
+    await fillHistory(stack.database.url, { sessionId, senderId: customerUser.id, content: CONTENT, count: MESSAGES });
+
+    const agentUser = await stack.user('agent');
+    const issuedAt = Date.now();
+    const agent = await clients.authenticated(stack.wsUrl(0), agentUser.token);
+    expect(await agent.request({ type: 'join_session', session_id: sessionId, last_seq: 0 })).toMatchObject({ type: 'joined_session' });
+    const socket = (agent.ws as unknown as { _socket: Socket })._socket;
+    socket.pause();
+    // Before the first token's end, the client renews it. The new one lives until 8 s after
+    // the old one's end: time enough for the rest of the replay once the client reads again.
+    await sleep(issuedAt + (TTL_S - 2) * 1000 - Date.now());
+    agent.send({ type: 'auth', token: await freshToken(agentUser.username), req_id: 'renew' });
+    // Past the first token's end and its 5 s of tolerance, still not reading.
+    await sleep(issuedAt + (TTL_S + 5 + 1) * 1000 - Date.now());
+    socket.resume();
+
+    expect(await agent.waitFor((frame) => frame.req_id === 'renew', 30_000)).toMatchObject({ type: 'auth_success' });
+    expect(agent.closeCode).toBeUndefined();
+    const last = agent.messages(sessionId).at(-1);
+    expect(last?.seq).toBe(MESSAGES);
+  }, 60_000);
+});
