@@ -398,7 +398,7 @@ describe('the Helm chart', () => {
         expect(drainSeconds).toBeGreaterThanOrEqual(0);
         expect(drainSeconds).toBeLessThanOrEqual(25);
         // Past the drain: up to 1 s of close handshakes, then the NATS drain.
-        expect(gateway.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(sleepSeconds + drainSeconds + 3);
+        expect(gateway.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(sleepSeconds + drainSeconds + 5);
         if (file === 'minimal-values.yaml') {
           expect(drainSeconds).toBe(5);
           expect(gateway.terminationGracePeriodSeconds).toBeLessThanOrEqual(30);
@@ -558,7 +558,7 @@ describe('the Helm chart', () => {
       ['image.pullPolicy=Sometimes', /pullPolicy/],
       ['notAValue=1', /notAValue/],
       ['gateway.drainSeconds=60', /drainSeconds/],
-      ['gateway.shutdownMarginSeconds=2', /shutdownMarginSeconds/],
+      ['gateway.shutdownMarginSeconds=4', /shutdownMarginSeconds/],
       // Its Service carries only the ops port, which must not be public.
       ['persistence.service.type=LoadBalancer', /type/],
       ['persistence.inbound.replicas=7', /replicas/],
@@ -580,14 +580,14 @@ describe('the Helm chart', () => {
       expect(result.stderr).toContain('database.url or database.existingSecret');
     });
 
-    it('refuses a gateway grace period less than 3 s past preStop sleep + drain', () => {
-      for (const grace of [8, 12]) {
+    it('refuses a gateway grace period less than 5 s past preStop sleep + drain', () => {
+      for (const grace of [8, 14]) {
         const result = template(...minimal(), '--set', `gateway.terminationGracePeriodSeconds=${grace}`, '--set', 'gateway.drainSeconds=5');
         expect(result.status, `grace ${grace}`).not.toBe(0);
         expect(result.stderr).toContain('terminationGracePeriodSeconds');
       }
-      const gateway = byName(render(...minimal(), '--set', 'gateway.terminationGracePeriodSeconds=13'), 'Deployment', component('gateway'));
-      expect(podOf(gateway).spec.terminationGracePeriodSeconds).toBe(13);
+      const gateway = byName(render(...minimal(), '--set', 'gateway.terminationGracePeriodSeconds=15'), 'Deployment', component('gateway'));
+      expect(podOf(gateway).spec.terminationGracePeriodSeconds).toBe(15);
     });
 
     it('refuses gateway autoscaling with minReplicas above maxReplicas, which the API server would refuse', () => {

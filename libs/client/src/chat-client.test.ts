@@ -298,6 +298,32 @@ describe('messages', () => {
     client.close();
   });
 
+  it('starts the rejoin backoff over on a new connection after a join that held', async () => {
+    const { client } = newClient();
+    const connecting = client.connect();
+    const socket = await accept();
+    await connecting;
+    await joined(client, socket, 7, 3);
+    const joins = () => FakeSocket.last().sentOf('join_session');
+    // Five failed rejoins in a row: the next delay would be long.
+    for (let failure = 0; failure < 5; failure++) {
+      const last = joins().at(-1);
+      socket.receive({ type: 'error', req_id: last?.req_id, code: 'unavailable', message: 'down' });
+      await vi.advanceTimersByTimeAsync(20_000);
+    }
+    const held = joins().at(-1);
+    socket.receive({ type: 'joined_session', req_id: held?.req_id, session_id: 7, last_seq: 3 });
+    await vi.advanceTimersByTimeAsync(10_000);
+    // The connection drops after the join has held; on the next one, a failed rejoin is retried soon.
+    socket.serverClose(1006);
+    const second = await reconnect();
+    const rejoin = second.sentOf('join_session').at(-1);
+    second.receive({ type: 'error', req_id: rejoin?.req_id, code: 'unavailable', message: 'down' });
+    await vi.advanceTimersByTimeAsync(500);
+    expect(second.sentOf('join_session')).toHaveLength(2);
+    client.close();
+  });
+
   it('keeps backing off a rejoin whose replay fails each time after its reply', async () => {
     vi.spyOn(Math, 'random').mockReturnValue(0.5);
     const { client, errors, socket } = await connected();

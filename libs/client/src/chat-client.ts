@@ -537,6 +537,9 @@ export class ChatClient {
     for (const session of this.sessions.values()) {
       clearTimeout(session.retry);
       session.retry = undefined;
+      // A join that held STABLE_JOIN_MS before the connection dropped was a success: the next
+      // connection's rejoin starts its backoff over.
+      if (session.joinedAt !== undefined && performance.now() - session.joinedAt >= STABLE_JOIN_MS) session.failures = 0;
       session.joinedAt = undefined;
     }
     this.requests.disconnected();

@@ -131,12 +131,7 @@ export function createDb<DB>({
     types,
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
-    // The server gives up on the statement a moment after the client has: a statement the client
-    // stopped waiting for (a row lock held elsewhere for long) would otherwise stay queued on the
-    // server, one more with each retry on a new connection, and commit once the lock is freed.
-    ...(queryTimeoutMs === undefined
-      ? {}
-      : { query_timeout: queryTimeoutMs, statement_timeout: queryTimeoutMs + STATEMENT_TIMEOUT_MARGIN_MS }),
+    ...(queryTimeoutMs === undefined ? {} : { query_timeout: queryTimeoutMs }),
   });
   let healthy = true;
   // A connection lost while idle is reported by the pool, which replaces it. One lost while
@@ -155,7 +150,13 @@ export function createDb<DB>({
   const inUse = new Set<pg.PoolClient>();
   pool.on('acquire', (client) => inUse.add(client));
   pool.on('release', (_error, client) => inUse.delete(client));
-  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool: preparingPool(pool, { settings }) }) });
+  // The server gives up on a statement a moment after the client has: a statement the client
+  // stopped waiting for (a row lock held elsewhere for long) would otherwise stay queued on the
+  // server, one more with each retry on a new connection, and commit once the lock is freed. Set
+  // for the session rather than in the startup packet, which PgBouncer refuses by default.
+  const sessionSettings =
+    queryTimeoutMs === undefined ? settings : { ...settings, statement_timeout: `${queryTimeoutMs + STATEMENT_TIMEOUT_MARGIN_MS}ms` };
+  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool: preparingPool(pool, { settings: sessionSettings }) }) });
 
   // Readiness follows a cheap probe rather than the outcome of application queries. The probe has
   // a connection of its own, so a pool busy with (or stuck retrying) application work cannot hold

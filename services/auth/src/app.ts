@@ -51,21 +51,25 @@ export async function migrateAuth(
 }
 
 async function bootstrapAdmin(db: Kysely<AuthDatabase>, admin: { username: string; password: string }, logger: Logger) {
+  // Someone signed up with the name first: starting would leave the deployment without the admin
+  // it was configured with, and the name to a stranger. (An operator who demoted that admin since
+  // sees this too, and sets ADMIN_USERNAME to the admin now in charge.)
+  const refuseTaken = (role: string) => {
+    throw new Error(
+      `ADMIN_USERNAME ${admin.username} is taken by an account with the role ${role}: choose another name, or make that account an admin in the database`,
+    );
+  };
   const existing = await findUserByUsername(db, admin.username);
   if (existing?.role === 'admin') return;
-  if (existing) {
-    // Someone signed up with the name first: starting would leave the deployment without the
-    // admin it was configured with, and the name to a stranger.
-    throw new Error(
-      `ADMIN_USERNAME ${admin.username} is taken by an account with the role ${existing.role}: choose another name, or make that account an admin in the database`,
-    );
-  }
+  if (existing) refuseTaken(existing.role);
   try {
     await insertUser(db, { username: admin.username, passwordHash: await hashPassword(admin.password), role: 'admin', displayName: null });
     logger.info({ username: admin.username }, 'bootstrap admin created');
   } catch (error) {
-    // Another replica created it first.
     if (!(error instanceof UsernameTakenError)) throw error;
+    // Created meanwhile: by another replica (an admin), or by a sign-up.
+    const taken = await findUserByUsername(db, admin.username);
+    if (taken && taken.role !== 'admin') refuseTaken(taken.role);
   }
 }
 

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { REPO_ROOT, type Stack, sendReliably, startStack, TestClient, TestClients } from '@switchboard/testing';
+import { REPO_ROOT, type Stack, sendReliably, startStack, TestClient, TestClients, waitFor } from '@switchboard/testing';
 import { connect, type EndpointStats, RequestStrategy } from 'nats';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -54,15 +54,36 @@ describe('graceful drain', () => {
     const sessionId = ((await client.request({ type: 'create_session' })).session as { id: number }).id;
     // The session's row locked: persistence's insert waits, so the first send stays published and unanswered.
     const locker = new pg.Client({ connectionString: stack.database.url });
+    const db = new pg.Client({ connectionString: stack.database.url });
     await locker.connect();
+    await db.connect();
     try {
       await locker.query('begin');
       await locker.query('select 1 from sessions where id = $1 for update', [sessionId]);
       client.send({ type: 'send_message', session_id: sessionId, content: 'in flight', client_msg_id: 'restart-1', req_id: 's1' });
       client.send({ type: 'send_message', session_id: sessionId, content: 'queued', client_msg_id: 'restart-2', req_id: 's2' });
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      // The first send is published once persistence's insert waits for the lock.
+      await waitFor(
+        async () => {
+          const { rows } = await db.query(
+            "select count(*)::int as waiting from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()",
+          );
+          return rows[0].waiting > 0;
+        },
+        10_000,
+        'the insert to wait for the lock',
+      );
       gateway.child.kill('SIGTERM');
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      // Draining (readiness failed) before the commit lets the first send be confirmed.
+      await waitFor(
+        async () =>
+          (await fetch(gateway.opsUrl('/readyz')).then(
+            (response) => response.status,
+            () => 0,
+          )) !== 200,
+        10_000,
+        'the drain',
+      );
       await locker.query('commit');
     } finally {
       await locker.end();
@@ -75,8 +96,6 @@ describe('graceful drain', () => {
     });
     expect(await client.closed).toBe(1012);
     expect(await gateway.exited).toBe(0);
-    const db = new pg.Client({ connectionString: stack.database.url });
-    await db.connect();
     try {
       const { rows } = await db.query('select client_msg_id from messages where session_id = $1', [sessionId]);
       expect(rows).toEqual([{ client_msg_id: 'restart-1' }]);

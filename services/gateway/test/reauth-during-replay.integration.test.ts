@@ -7,8 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  * answered in order, after the join, but its token must move the socket's deadline at once.
  */
 
-/** Tokens live 10 s (and the gateway tolerates 5 s of clock skew): the old one runs out mid-test. */
-const TTL_S = 10;
+/** Tokens live 12 s (and the gateway tolerates 5 s of clock skew): the old one runs out mid-test. */
+const TTL_S = 12;
 const MESSAGES = 2_000;
 /** 4,000 three-byte characters: 24 MB of history, more than loopback's socket buffers hold. */
 const CONTENT = '\u20ac'.repeat(4_000);
@@ -53,7 +53,7 @@ describe('a re-auth behind a long replay', () => {
     expect(await agent.request({ type: 'join_session', session_id: sessionId, last_seq: 0 })).toMatchObject({ type: 'joined_session' });
     const socket = (agent.ws as unknown as { _socket: Socket })._socket;
     socket.pause();
-    // Before the first token's end, the client renews it. The new one lives until 8 s after
+    // Before the first token's end, the client renews it. The new one lives until 10 s after
     // the old one's end: time enough for the rest of the replay once the client reads again.
     await sleep(issuedAt + (TTL_S - 2) * 1000 - Date.now());
     agent.send({ type: 'auth', token: await freshToken(agentUser.username), req_id: 'renew' });

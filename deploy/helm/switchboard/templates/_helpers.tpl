@@ -264,16 +264,16 @@ livenessProbe:
 
 {{/*
 The gateway's grace period: explicit, or preStop sleep + drainSeconds + margin. After the drain
-the gateway still waits up to a second for close handshakes and then drains its NATS connection:
-the chart refuses less than 3 s past preStop + drain.
+the gateway still waits up to 2 s for sends in flight to be acked, up to a second for close
+handshakes, and then drains its NATS connection: the chart refuses less than 5 s past preStop + drain.
 */}}
 {{- define "switchboard.gatewayGracePeriod" -}}
 {{- $g := .Values.gateway -}}
-{{- $minMargin := 3 -}}
+{{- $minMargin := 5 -}}
 {{- $drained := add $g.preStopSleepSeconds $g.drainSeconds -}}
 {{- $grace := $g.terminationGracePeriodSeconds | default (add $drained $g.shutdownMarginSeconds) -}}
 {{- if lt (int $grace) (int (add $drained $minMargin)) -}}
-{{- fail (printf "gateway.terminationGracePeriodSeconds (%v) must be at least preStopSleepSeconds + drainSeconds (%v) + %v s for the close handshakes and the NATS drain" $grace $drained $minMargin) -}}
+{{- fail (printf "gateway.terminationGracePeriodSeconds (%v) must be at least preStopSleepSeconds + drainSeconds (%v) + %v s for the sends in flight, the close handshakes and the NATS drain" $grace $drained $minMargin) -}}
 {{- end -}}
 {{- $grace -}}
 {{- end -}}

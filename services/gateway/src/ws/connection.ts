@@ -92,6 +92,8 @@ export class ClientConnection implements Subscriber, FlushListener {
   private rateWindowStart = Number.NEGATIVE_INFINITY;
   private readonly sends: SendJob[] = [];
   private sending = false;
+  /** When the token the socket's deadline follows ends (epoch ms). */
+  private expiresAt = 0;
   /** The send being published and waited for, if any. */
   private inFlight: Promise<void> | undefined;
   private handling: Promise<void> = SETTLED;
@@ -245,6 +247,9 @@ export class ClientConnection implements Subscriber, FlushListener {
   async closeForRestart(waitMs: number): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    // Nothing more is delivered or replayed to it while it waits: with `closing` set, a replay
+    // would no longer wait for the client to read. The ack needs no membership.
+    this.deps.hub.leaveAll(this);
     for (const job of this.sends.splice(0)) {
       this.sendError(ErrorCode.Unavailable, 'the gateway is restarting; send it again after reconnecting', job.req_id, {
         client_msg_id: job.clientMsgId,
@@ -400,19 +405,26 @@ export class ClientConnection implements Subscriber, FlushListener {
     // The sessions this socket joined were authorized for its role: a customer's token must not
     // inherit an agent's memberships. A new socket joins each session again under the new role.
     if (this.user && this.user.role !== verified.role) refuse(ErrorCode.AuthFailed, 'the role changed; reconnect with the new token');
-    if (!this.user) this.deps.metrics.authenticatedConnections.inc();
+    const renewing = this.user !== undefined;
+    if (!renewing) this.deps.metrics.authenticatedConnections.inc();
     this.user = verified;
     clearTimeout(this.authTimer);
     this.authTimer = undefined; // a cleared timer still holds memory while referenced
     // A token that expires while connected closes the socket (4001); re-sending `auth` with a fresh
-    // token first extends it. The verifier tolerates the same clock skew, so a token it just
-    // accepted is not closed at once.
-    this.deps.expiries.set(this, verified.expiresAt + DEFAULT_CLOCK_TOLERANCE_S * 1000);
+    // token first extends it, never shortens it (a later token may have been taken on arrival).
+    // The verifier tolerates the same clock skew, so a token it just accepted is not closed at once.
+    this.setDeadline(renewing ? Math.max(verified.expiresAt, this.expiresAt) : verified.expiresAt);
     this.send({
       type: 'auth_success',
       ...withReqId(frame.req_id),
       user: { id: verified.userId, username: verified.username, role: verified.role },
     });
+  }
+
+  /** Closes the socket with 4001 once the token that ends at `expiresAt` has (within the verifier's tolerance). */
+  private setDeadline(expiresAt: number): void {
+    this.expiresAt = expiresAt;
+    this.deps.expiries.set(this, expiresAt + DEFAULT_CLOCK_TOLERANCE_S * 1000);
   }
 
   /**
@@ -426,7 +438,8 @@ export class ClientConnection implements Subscriber, FlushListener {
       (verified) => {
         const user = this.user;
         if (this.closing || !user || user.userId !== verified.userId || user.role !== verified.role) return;
-        this.deps.expiries.set(this, verified.expiresAt + DEFAULT_CLOCK_TOLERANCE_S * 1000);
+        // Two renewals verified out of order must not leave the earlier token's end.
+        if (verified.expiresAt > this.expiresAt) this.setDeadline(verified.expiresAt);
       },
       () => undefined,
     );
@@ -497,7 +510,12 @@ export class ClientConnection implements Subscriber, FlushListener {
       await this.deps.access.authorize(user, job.session_id);
       // Closed meanwhile (its token expired, the gateway restarting): not published under a
       // socket that is going away; the client sends it again on its next connection.
-      if (this.closing) return;
+      if (this.closing) {
+        this.sendError(ErrorCode.Unavailable, 'the connection is closing; send it again after reconnecting', job.req_id, {
+          client_msg_id: job.clientMsgId,
+        });
+        return;
+      }
       const message = await this.deps.hub.send({
         sessionId: job.session_id,
         clientMsgId: job.clientMsgId,
