@@ -1,16 +1,6 @@
-import {
-  LoadClient,
-  metric,
-  type ServiceProcess,
-  type Stack,
-  startStack,
-  type TestClient,
-  TestClients,
-  waitFor,
-  withPgClient,
-} from '@switchboard/testing';
+import { metric, type ServiceProcess, type TestClient, waitFor, withPgClient } from '@switchboard/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { assertAllAcked, assertClean, createSessions, deadLetterCount, summary, verify } from './support.js';
+import { conversationLoad, createSessions, deadLetterCount, isRunning, Scenario, sleep, startLoad, verifyClean } from './support.js';
 
 /**
  * Persistence dies after its transaction committed and before the confirmed events and the
@@ -19,22 +9,16 @@ import { assertAllAcked, assertClean, createSessions, deadLetterCount, summary, 
  * nobody may see it twice.
  */
 
-let stack: Stack | undefined;
-const sockets = new TestClients();
-const clients: LoadClient[] = [];
+const scenario = new Scenario();
+const { clients, sockets } = scenario;
 
-afterEach(async () => {
-  await Promise.all([sockets.closeAll(), ...clients.splice(0).map((client) => client.close())]);
-  await stack?.stop();
-  stack = undefined;
-});
+afterEach(() => scenario.close());
 
 const newMessages = (socket: TestClient, sessionId: number) => socket.messages(sessionId).map((message) => message.seq);
 
 describe('persistence killed between commit and ack', () => {
   it('acks the sender and notifies every member with the original seq, once, after the redelivery', async () => {
-    stack = await startStack({ gateways: 2, persistence: 0 });
-    const running = stack;
+    const running = await scenario.start({ gateways: 2, persistence: 0 });
     // The third batch kills the replica that stored it.
     const doomed = await running.startPersistence({ FAULT_INJECT: 'exit-after-commit:3' });
     const [session] = await createSessions(running, 1);
@@ -113,56 +97,23 @@ describe('persistence killed between commit and ack', () => {
 
   it('keeps the checker clean when a loaded replica dies after a commit and clients keep sending', async () => {
     const startedAt = Date.now();
-    stack = await startStack({ gateways: 2, persistence: 0, gatewayEnv: { SEND_TIMEOUT_MS: '3000' } });
-    const running = stack;
+    const running = await scenario.start({ gateways: 2, persistence: 0, gatewayEnv: { SEND_TIMEOUT_MS: '3000' } });
     await running.startPersistence();
     const doomed = await running.startPersistence({ FAULT_INJECT: 'exit-after-commit:40' });
-    const sessions = await createSessions(running, 2);
-    const agents = await Promise.all([0, 1].map(() => running.user('agent')));
-    const urls = [running.wsUrl(0), running.wsUrl(1)];
-    for (const [index, session] of sessions.entries())
-      clients.push(
-        new LoadClient({
-          name: `customer${index}`,
-          urls: index === 0 ? urls : [...urls].reverse(),
-          token: session.customer.token,
-          userId: session.customer.id,
-          join: [session.id],
-          sendTo: [session.id],
-          ratePerSec: 10,
-        }),
-      );
-    for (const [index, agent] of agents.entries())
-      clients.push(
-        new LoadClient({
-          name: `agent${index}`,
-          urls: index === 0 ? [...urls].reverse() : urls,
-          token: agent.token,
-          userId: agent.id,
-          join: sessions.map((session) => session.id),
-          sendTo: sessions.map((session) => session.id),
-          ratePerSec: 10,
-          attemptTimeoutMs: 1_500,
-        }),
-      );
-    await Promise.all(clients.map((client) => client.start()));
-    for (const client of clients) client.startSending();
-    await waitFor(() => doomed.child.exitCode !== null || doomed.child.signalCode !== null, 30_000, 'the injected crash');
+    clients.push(...(await conversationLoad(running, { sessions: 2, agents: 2, ratePerSec: 10, attemptTimeoutMs: { agent: 1_500 } })));
+    await startLoad(clients);
+    await waitFor(() => !isRunning(doomed), 30_000, 'the injected crash');
     expect(await doomed.exited).toBe('SIGKILL');
-    await new Promise((resolve) => setTimeout(resolve, 5_000));
+    await sleep(5_000);
     await Promise.all(clients.map((client) => client.stop()));
 
-    const report = await verify(clients, { databaseUrl: running.database.url });
-    console.log(summary('commit-before-ack', report, clients, startedAt));
-    assertClean(report);
-    assertAllAcked(clients);
+    await verifyClean(clients, { label: 'commit-before-ack', startedAt, databaseUrl: running.database.url });
     expect(await deadLetterCount(running.database.url)).toBe(0);
   });
 
   it('answers a retry that comes after the duplicate window from the database: original seq, nothing stored or delivered twice', async () => {
     // A 1 s window, so the retry below gets past JetStream's de-duplication and reaches persistence.
-    stack = await startStack({ gateways: 2, persistence: 1, persistenceEnv: { INBOUND_DUPLICATE_WINDOW: '1s' } });
-    const running = stack;
+    const running = await scenario.start({ gateways: 2, persistence: 1, persistenceEnv: { INBOUND_DUPLICATE_WINDOW: '1s' } });
     const [session] = await createSessions(running, 1);
     if (!session) throw new Error('no session');
     const sender = await sockets.authenticated(running.wsUrl(0), session.customer.token);
@@ -170,14 +121,14 @@ describe('persistence killed between commit and ack', () => {
     for (const socket of [sender, member]) await socket.request({ type: 'join_session', session_id: session.id });
     const first = await sender.request({ type: 'send_message', session_id: session.id, content: 'once', client_msg_id: 'late-retry' });
     expect(first).toMatchObject({ type: 'message_ack', seq: 1 });
-    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    await sleep(2_500);
     const retry = await sender.request({ type: 'send_message', session_id: session.id, content: 'twice?', client_msg_id: 'late-retry' });
     expect(retry).toMatchObject({ type: 'message_ack', seq: 1, message_id: first.message_id });
     const next = await sender.request({ type: 'send_message', session_id: session.id, content: 'next', client_msg_id: 'after-retry' });
     expect(next).toMatchObject({ type: 'message_ack', seq: 2 });
     for (const socket of [sender, member]) {
       await socket.waitForCount((frame) => frame.type === 'new_message', 2);
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await sleep(300);
       expect(newMessages(socket, session.id)).toEqual([1, 2]);
     }
     // The retry really went through persistence (not JetStream's de-duplication).

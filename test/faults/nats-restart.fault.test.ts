@@ -1,29 +1,17 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type LoadClient, NatsServer, type ServiceProcess, type Stack, startStack, waitFor } from '@switchboard/testing';
+import { NatsServer, type ServiceProcess, waitFor } from '@switchboard/testing';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  assertAllAcked,
-  assertClean,
-  conversationLoad,
-  createSessions,
-  deadLetterCount,
-  isRunning,
-  opsStatus,
-  sleep,
-  summary,
-  verify,
-} from './support.js';
+import { conversationLoad, deadLetterCount, isRunning, opsStatus, Scenario, sleep, startLoad, verifyClean } from './support.js';
 
-let stack: Stack | undefined;
+const scenario = new Scenario();
+const { clients } = scenario;
 let nats: NatsServer | undefined;
 let storeDir: string | undefined;
-const clients: LoadClient[] = [];
 
 afterAll(async () => {
-  await Promise.all(clients.map((client) => client.close()));
-  await stack?.stop();
+  await scenario.close();
   await nats?.stop();
   if (storeDir) await rm(storeDir, { recursive: true, force: true });
 });
@@ -34,17 +22,17 @@ describe('the NATS server killed with SIGKILL mid-load and restarted on the same
     storeDir = await mkdtemp(join(tmpdir(), 'switchboard-nats-'));
     nats = await NatsServer.start(storeDir);
     const server = nats;
-    stack = await startStack({ gateways: 2, persistence: 1, env: { NATS_URL: server.url }, gatewayEnv: { SEND_TIMEOUT_MS: '3000' } });
-    const running = stack;
+    const running = await scenario.start({
+      gateways: 2,
+      persistence: 1,
+      env: { NATS_URL: server.url },
+      gatewayEnv: { SEND_TIMEOUT_MS: '3000' },
+    });
     const services: ServiceProcess[] = [running.auth, ...running.persistence, ...running.gateways];
-    const sessions = await createSessions(running, 3);
-    const agents = await Promise.all([0, 1, 2].map(() => running.user('agent')));
-    const urls = [running.wsUrl(0), running.wsUrl(1)];
     clients.push(
-      ...conversationLoad(sessions, agents, { urls, ratePerSec: 8, customerAttemptTimeoutMs: 4_000, agentAttemptTimeoutMs: 2_000 }),
+      ...(await conversationLoad(running, { sessions: 3, agents: 3, ratePerSec: 8, attemptTimeoutMs: { customer: 4_000, agent: 2_000 } })),
     );
-    await Promise.all(clients.map((client) => client.start()));
-    for (const client of clients) client.startSending();
+    await startLoad(clients);
     await sleep(5_000);
 
     // Twice: the consumer, the subscriptions and the gap fills must survive more than one restart.
@@ -75,10 +63,12 @@ describe('the NATS server killed with SIGKILL mid-load and restarted on the same
     }
     await Promise.all(clients.map((client) => client.stop()));
 
-    const report = await verify(clients, { databaseUrl: running.database.url });
-    console.log(summary('nats-restart', report, clients, startedAt), `ready-again-after=${outages.join(',')}ms`);
-    assertClean(report);
-    assertAllAcked(clients);
+    await verifyClean(clients, {
+      label: 'nats-restart',
+      startedAt,
+      databaseUrl: running.database.url,
+      details: [`ready-again-after=${outages.join(',')}ms`],
+    });
     // Client sockets survived the outage, and traffic flowed again after it.
     for (const client of clients) expect(client.connects).toBe(1);
     expect(clients.reduce((sum, client) => sum + client.acks.length, 0)).toBeGreaterThan(ackedBefore + 60);

@@ -6,15 +6,13 @@ import {
   readStored,
   refusePoison,
   type Stack,
-  startStack,
   type TestClient,
-  TestClients,
   waitFor,
   withPgClient,
 } from '@switchboard/testing';
 import { connect, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSessions, isRunning, type LoadSession, sleep, verify } from './support.js';
+import { createAgents, createSessions, isRunning, type LoadSession, Scenario, sleep, verify } from './support.js';
 
 /**
  * Messages that can never be stored: one PostgreSQL refuses (a trigger raising an exception),
@@ -23,23 +21,22 @@ import { createSessions, isRunning, type LoadSession, sleep, verify } from './su
  * the good messages around it.
  */
 
+const scenario = new Scenario();
+const { clients, sockets } = scenario;
 let stack: Stack;
 let nats: NatsConnection;
 let sessions: LoadSession[];
-const sockets = new TestClients();
-const clients: LoadClient[] = [];
 
 beforeAll(async () => {
-  stack = await startStack({ gateways: 1, persistence: 1 });
+  stack = await scenario.start({ gateways: 1, persistence: 1 });
   nats = await connect({ servers: 'nats://127.0.0.1:4222' });
   await refusePoison(stack.database.url);
   sessions = await createSessions(stack, 3);
 });
 
 afterAll(async () => {
-  await Promise.all([sockets.closeAll(), ...clients.map((client) => client.close())]);
   await nats?.close();
-  await stack?.stop();
+  await scenario.close();
 });
 
 const persistence = () => {
@@ -61,7 +58,7 @@ describe('a message PostgreSQL refuses', () => {
   it('is split out of the batch it came in, dead-lettered, and reported; the rest of the batch is stored', async () => {
     const [session] = sessions;
     if (!session) throw new Error('no session');
-    const agents = await Promise.all([0, 1, 2].map(() => stack.user('agent')));
+    const agents = await createAgents(stack, 3);
     const poisoner = await sockets.authenticated(stack.wsUrl(0), session.customer.token);
     const others = await Promise.all(agents.map((agent) => sockets.authenticated(stack.wsUrl(0), agent.token)));
     for (const socket of [poisoner, ...others]) await socket.request({ type: 'join_session', session_id: session.id });
@@ -108,7 +105,7 @@ describe('a message PostgreSQL refuses', () => {
   it('is dead-lettered once and reported to its sender, while the good messages around it are stored and delivered', async () => {
     const [, session] = sessions;
     if (!session) throw new Error('no session');
-    const agents = await Promise.all([0, 1, 2].map(() => stack.user('agent')));
+    const agents = await createAgents(stack, 3);
     // Good traffic from three agents around the poison, so it shares batches with good messages.
     for (const [index, agent] of agents.entries())
       clients.push(

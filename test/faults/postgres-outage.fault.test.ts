@@ -1,37 +1,16 @@
-import {
-  createTestDatabase,
-  type LoadClient,
-  metric,
-  type ServiceProcess,
-  type Stack,
-  startStack,
-  TcpProxy,
-  type TestDatabase,
-  waitFor,
-} from '@switchboard/testing';
+import { createTestDatabase, metric, type ServiceProcess, TcpProxy, type TestDatabase, waitFor } from '@switchboard/testing';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  assertAllAcked,
-  assertClean,
-  conversationLoad,
-  createSessions,
-  deadLetterCount,
-  isRunning,
-  opsStatus,
-  sleep,
-  summary,
-  verify,
-} from './support.js';
+import { conversationLoad, deadLetterCount, isRunning, opsStatus, Scenario, sleep, startLoad, verifyClean } from './support.js';
 
-let stack: Stack | undefined;
+const scenario = new Scenario();
+const { clients } = scenario;
 let database: TestDatabase | undefined;
 let proxy: TcpProxy | undefined;
-const clients: LoadClient[] = [];
 
 afterAll(async () => {
-  await Promise.all(clients.map((client) => client.close()));
+  // The services shut down with their database reachable.
   proxy?.restore();
-  await stack?.stop();
+  await scenario.close();
   await proxy?.close();
   await database?.drop();
 });
@@ -44,7 +23,7 @@ describe('PostgreSQL cut off for 5 s mid-load', () => {
     // Auth and persistence reach PostgreSQL only through a proxy the test can cut.
     database = await createTestDatabase('pg_outage');
     proxy = await TcpProxy.start({ host: '127.0.0.1', port: 5432 });
-    stack = await startStack({
+    const running = await scenario.start({
       gateways: 2,
       persistence: 1,
       env: { DATABASE_URL: proxy.url(database.url) },
@@ -53,15 +32,10 @@ describe('PostgreSQL cut off for 5 s mid-load', () => {
       // must be kept alive, not redelivered (each redelivery counts against max deliver).
       persistenceEnv: { INBOUND_ACK_WAIT: '1s', INBOUND_MAX_DELIVER: '3' },
     });
-    const running = stack;
     const cuttable = proxy;
     const backends: ServiceProcess[] = [running.auth, ...running.persistence];
-    const sessions = await createSessions(running, 3);
-    const agents = await Promise.all([0, 1, 2].map(() => running.user('agent')));
-    const urls = [running.wsUrl(0), running.wsUrl(1)];
-    clients.push(...conversationLoad(sessions, agents, { urls, ratePerSec: 8, agentAttemptTimeoutMs: 1_500 }));
-    await Promise.all(clients.map((client) => client.start()));
-    for (const client of clients) client.startSending();
+    clients.push(...(await conversationLoad(running, { sessions: 3, agents: 3, ratePerSec: 8, attemptTimeoutMs: { agent: 1_500 } })));
+    await startLoad(clients);
     await sleep(4_000);
 
     const acksAt = () => clients.reduce((sum, client) => sum + client.acks.length, 0);
@@ -88,13 +62,12 @@ describe('PostgreSQL cut off for 5 s mid-load', () => {
     await sleep(6_000);
     await Promise.all(clients.map((client) => client.stop()));
 
-    const report = await verify(clients, { databaseUrl: database.url });
-    console.log(
-      summary('postgres-outage', report, clients, startedAt),
-      `unready-after=${unreadyAfter}ms ready-after-restore=${readyAfter}ms refused=${cuttable.refused}`,
-    );
-    assertClean(report);
-    assertAllAcked(clients);
+    await verifyClean(clients, {
+      label: 'postgres-outage',
+      startedAt,
+      databaseUrl: database.url,
+      details: [`unready-after=${unreadyAfter}ms ready-after-restore=${readyAfter}ms refused=${cuttable.refused}`],
+    });
     expect(acksDuringOutage).toBe(0);
     expect(unavailableDuringOutage).toBeGreaterThan(0);
     // Clear errors, nothing worse: no message was given up on, no socket closed.

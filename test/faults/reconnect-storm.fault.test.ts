@@ -1,16 +1,26 @@
-import { LoadClient, metric, type Stack, startStack, waitFor, withPgClient } from '@switchboard/testing';
+import { LoadClient, metric, waitFor, withPgClient } from '@switchboard/testing';
 import { connect, type NatsConnection, RequestStrategy } from 'nats';
 import { afterAll, describe, expect, it } from 'vitest';
-import { assertAllAcked, assertClean, createSessions, isRunning, sleep, summary, verify } from './support.js';
+import {
+  assertAllAcked,
+  assertClean,
+  createAgents,
+  createSessions,
+  isRunning,
+  Scenario,
+  sleep,
+  startAll,
+  summary,
+  verify,
+} from './support.js';
 
-let stack: Stack | undefined;
+const scenario = new Scenario();
+const { clients } = scenario;
 let nats: NatsConnection | undefined;
-const clients: LoadClient[] = [];
 
 afterAll(async () => {
-  for (let i = 0; i < clients.length; i += 200) await Promise.all(clients.slice(i, i + 200).map((client) => client.close()));
   await nats?.close();
-  await stack?.stop();
+  await scenario.close();
 });
 
 const SOCKETS = 2_000;
@@ -29,19 +39,18 @@ async function persistenceRequests(nc: NatsConnection, prefix: string): Promise<
 describe('2,000 sockets on a gateway killed with SIGKILL and replaced on the same port', () => {
   it('reconnect with jitter, rejoin from their last seq, all recover, with bounded database load and nothing lost', async () => {
     const startedAt = Date.now();
-    stack = await startStack({
+    const running = await scenario.start({
       gateways: 1,
       persistence: 1,
       env: { DATABASE_POOL_SIZE: String(POOL_SIZE) },
       gatewayEnv: { RATE_LIMIT_PER_SEC: '1000', SEND_TIMEOUT_MS: '3000' },
     });
-    const running = stack;
     nats = await connect({ servers: 'nats://127.0.0.1:4222' });
     const gateway = running.gateways[0];
     if (!gateway) throw new Error('no gateway');
     const url = running.wsUrl(0);
     const sessions = await createSessions(running, SESSIONS, 50);
-    const agents = await Promise.all([0, 1, 2, 3, 4].map(() => running.user('agent')));
+    const agents = await createAgents(running, 5);
 
     // Ten members per session; a few tokens shared by all; the first socket of ten sessions also sends.
     for (let i = 0; i < SOCKETS; i++) {
@@ -63,7 +72,7 @@ describe('2,000 sockets on a gateway killed with SIGKILL and replaced on the sam
         }),
       );
     }
-    for (let i = 0; i < clients.length; i += 200) await Promise.all(clients.slice(i, i + 200).map((client) => client.start(60_000)));
+    await startAll(clients, 200);
     const connectedIn = Date.now() - startedAt;
     for (const client of clients) client.startSending();
     await sleep(3_000);

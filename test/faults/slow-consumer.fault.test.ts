@@ -1,15 +1,11 @@
-import { fillHistory, LoadClient, metric, type Stack, startStack, TestClient, waitFor } from '@switchboard/testing';
+import { fillHistory, LoadClient, metric, TestClient, waitFor } from '@switchboard/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { assertAllAcked, assertClean, createSessions, isRunning, sleep, summary, verify } from './support.js';
+import { assertAllAcked, assertClean, createAgents, createSessions, isRunning, Scenario, sleep, summary, verify } from './support.js';
 
-let stack: Stack | undefined;
-const clients: LoadClient[] = [];
+const scenario = new Scenario();
+const { clients } = scenario;
 
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((client) => client.close()));
-  await stack?.stop();
-  stack = undefined;
-});
+afterEach(() => scenario.close());
 
 const MB = 1024 * 1024;
 const percentile = (values: number[], p: number) =>
@@ -18,18 +14,17 @@ const percentile = (values: number[], p: number) =>
 describe('a member that stops reading in a busy session of large messages', () => {
   it('is cut off with bounded gateway memory while the others keep receiving, and resyncs without a gap', async () => {
     const startedAt = Date.now();
-    stack = await startStack({
+    const running = await scenario.start({
       gateways: 1,
       persistence: 1,
       gatewayEnv: { MAX_BUFFERED_BYTES: '65536', SLOW_CLIENT_GRACE_MS: '1000', MAX_CONTENT_CHARS: '32000' },
     });
-    const running = stack;
     const gateway = running.gateways[0];
     if (!gateway) throw new Error('no gateway');
     const [session] = await createSessions(running, 1);
     if (!session) throw new Error('no session');
     const urls = [running.wsUrl(0)];
-    const agents = await Promise.all([0, 1, 2, 3, 4].map(() => running.user('agent')));
+    const agents = await createAgents(running, 5);
     // Four senders of ~30 kB messages, 10 per second each (about 1.2 MB/s to every member).
     const senders = agents.slice(0, 4).map(
       (agent, index) =>
@@ -98,8 +93,7 @@ describe('a member that stops reading in a busy session of large messages', () =
 
 describe('a client far behind in a session of large messages', () => {
   it('gets the whole session replayed and can page its history, with default limits', async () => {
-    stack = await startStack({ gateways: 1, persistence: 1 });
-    const running = stack;
+    const running = await scenario.start({ gateways: 1, persistence: 1 });
     const [session] = await createSessions(running, 1);
     if (!session) throw new Error('no session');
     // 600 messages of the largest content allowed by default (4000 characters, 3 bytes each in

@@ -1,7 +1,7 @@
 /**
- * Shared pieces of the fault scenarios (`*.fault.test.ts` in this folder): sessions to load and
- * the end-of-run check against PostgreSQL. Metrics, slow inserts, a cuttable TCP proxy and a
- * private NATS server are in `@switchboard/testing`.
+ * Shared pieces of the fault scenarios (`*.fault.test.ts` in this folder): the stack and clients
+ * a scenario starts, sessions and agents to load, and the end-of-run check against PostgreSQL.
+ * Metrics, slow inserts, a cuttable TCP proxy and a private NATS server are in `@switchboard/testing`.
  */
 import {
   type CheckReport,
@@ -11,11 +11,39 @@ import {
   readStored,
   type ServiceProcess,
   type Stack,
+  type StackOptions,
+  startStack,
   TestClient,
+  TestClients,
   withPgClient,
 } from '@switchboard/testing';
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * What a scenario file starts: its stack, its load clients and its test sockets. `close()` (after
+ * each test or after all of them) closes the clients and sockets, then stops the stack.
+ */
+export class Scenario {
+  readonly clients: LoadClient[] = [];
+  readonly sockets = new TestClients();
+  private stack: Stack | undefined;
+
+  /** Starts the stack that `close()` stops. */
+  async start(options: StackOptions): Promise<Stack> {
+    this.stack = await startStack(options);
+    return this.stack;
+  }
+
+  async close(): Promise<void> {
+    // 200 at a time, so that thousands of sockets do not all close at once.
+    const clients = this.clients.splice(0);
+    for (let i = 0; i < clients.length; i += 200) await Promise.all(clients.slice(i, i + 200).map((client) => client.close()));
+    await this.sockets.closeAll();
+    await this.stack?.stop();
+    this.stack = undefined;
+  }
+}
 
 export interface LoadSession {
   id: number;
@@ -42,54 +70,79 @@ export async function createSessions(stack: Stack, count: number, perCustomer = 
   return sessions;
 }
 
+/** Agents, created all at once. */
+export async function createAgents(stack: Stack, count: number): Promise<{ id: number; token: string }[]> {
+  return Promise.all(Array.from({ length: count }, () => stack.user('agent')));
+}
+
 export interface ConversationLoadOptions {
-  /** Gateway URLs; clients alternate which one they try first. */
-  urls: readonly string[];
+  /** Sessions to create, each by a customer of its own who writes in it. */
+  sessions: number;
+  /** Agents to create, each writing in every session. */
+  agents: number;
+  /**
+   * Gateway URLs (default every gateway's); clients alternate which one they try first. Or, for a
+   * scenario that places its clients itself, the URLs a customer's or an agent's client tries, in order.
+   */
+  urls?: readonly string[] | ((role: 'customer' | 'agent', index: number) => readonly string[]);
   ratePerSec: number;
-  customerAttemptTimeoutMs?: number;
-  agentAttemptTimeoutMs?: number;
+  /** How long customers' and agents' clients wait for an ack before sending again (default LoadClient's). */
+  attemptTimeoutMs?: { customer?: number; agent?: number };
 }
 
 /**
- * The load most scenarios use: each session's customer writes in its own session, each agent in
- * all of them, and half of the clients start on each gateway.
+ * The load most scenarios use: creates the sessions, then the agents; each session's customer
+ * writes in its own session, each agent in all of them, and half of the clients start on each
+ * gateway. The clients are not started.
  */
-export function conversationLoad(
-  sessions: readonly LoadSession[],
-  agents: readonly { id: number; token: string }[],
-  { urls, ratePerSec, customerAttemptTimeoutMs, agentAttemptTimeoutMs }: ConversationLoadOptions,
-): LoadClient[] {
-  const order = (index: number, flip: boolean) => ((index % 2 === 0) !== flip ? [...urls] : [...urls].reverse());
+export async function conversationLoad(
+  stack: Stack,
+  { sessions: sessionCount, agents: agentCount, urls, ratePerSec, attemptTimeoutMs = {} }: ConversationLoadOptions,
+): Promise<LoadClient[]> {
+  const sessions = await createSessions(stack, sessionCount);
+  const agents = await createAgents(stack, agentCount);
+  const gateways = urls ?? stack.gateways.map((_, index) => stack.wsUrl(index));
+  const order = (role: 'customer' | 'agent', index: number) => {
+    if (typeof gateways === 'function') return [...gateways(role, index)];
+    return (index % 2 === 0) === (role === 'customer') ? [...gateways] : [...gateways].reverse();
+  };
   return [
     ...sessions.map(
       (session, index) =>
         new LoadClient({
           name: `customer${index}`,
-          urls: order(index, false),
+          urls: order('customer', index),
           token: session.customer.token,
           userId: session.customer.id,
           join: [session.id],
           sendTo: [session.id],
           ratePerSec,
-          ...(customerAttemptTimeoutMs === undefined ? {} : { attemptTimeoutMs: customerAttemptTimeoutMs }),
+          ...(attemptTimeoutMs.customer === undefined ? {} : { attemptTimeoutMs: attemptTimeoutMs.customer }),
         }),
     ),
     ...agents.map(
       (agent, index) =>
         new LoadClient({
           name: `agent${index}`,
-          urls: order(index, true),
+          urls: order('agent', index),
           token: agent.token,
           userId: agent.id,
           join: sessions.map((session) => session.id),
           sendTo: sessions.map((session) => session.id),
           ratePerSec,
-          ...(agentAttemptTimeoutMs === undefined ? {} : { attemptTimeoutMs: agentAttemptTimeoutMs }),
+          ...(attemptTimeoutMs.agent === undefined ? {} : { attemptTimeoutMs: attemptTimeoutMs.agent }),
         }),
     ),
   ];
 }
 
+/** Connects every client (all at once), then sets them all sending. */
+export async function startLoad(clients: readonly LoadClient[]): Promise<void> {
+  await Promise.all(clients.map((client) => client.start()));
+  for (const client of clients) client.startSending();
+}
+
+/** Connects the clients `batch` at a time (for thousands of them); they do not send yet. */
 export async function startAll(clients: readonly LoadClient[], batch = 100, timeoutMs = 60_000): Promise<void> {
   for (let i = 0; i < clients.length; i += batch) await Promise.all(clients.slice(i, i + batch).map((client) => client.start(timeoutMs)));
 }
@@ -138,6 +191,30 @@ export function assertClean(report: CheckReport): void {
 export function assertAllAcked(clients: readonly LoadClient[]): void {
   const failed = clients.flatMap((client) => client.failed.map((failure) => `${client.name}: ${failure.clientMsgId} ${failure.reason}`));
   if (failed.length > 0) throw new Error(`${failed.length} messages never acked:\n  ${failed.slice(0, 20).join('\n  ')}`);
+}
+
+export interface CheckOptions extends VerifyOptions {
+  /** Names the scenario in the summary line. */
+  label: string;
+  /** `Date.now()` when the scenario started, for the summary's duration. */
+  startedAt: number;
+  /** The scenario's own measurements, logged after the summary. */
+  details?: string[];
+}
+
+/**
+ * `verify`, then logs the summary line and fails unless the check is clean and every message
+ * the clients attempted was acked.
+ */
+export async function verifyClean(
+  clients: readonly LoadClient[],
+  { label, startedAt, details = [], ...options }: CheckOptions,
+): Promise<CheckReport> {
+  const report = await verify(clients, options);
+  console.log(summary(label, report, clients, startedAt), ...details);
+  assertClean(report);
+  assertAllAcked(clients);
+  return report;
 }
 
 export function summary(label: string, report: CheckReport, clients: readonly LoadClient[], startedAt: number): string {
