@@ -1,10 +1,15 @@
 import { join, resolve } from 'node:path';
-import { type AuthDatabase, loadAuthConfig, migrateAuth, startAuthService } from '@switchboard/auth';
+import { type AuthDatabase, loadAuthConfig, openAuthDatabase, startAuthService } from '@switchboard/auth';
 import { type Bus, connectNatsBus, createMemoryBus } from '@switchboard/bus';
-import { createDb, createEmbeddedDb, type Database, withDb } from '@switchboard/db';
+import { createEmbeddedDb, type Database } from '@switchboard/db';
 import { loadGatewayConfig, startGateway } from '@switchboard/gateway';
 import { createLogger, type Logger } from '@switchboard/logging';
-import { loadPersistenceConfig, migratePersistence, type PersistenceDatabase, startPersistenceService } from '@switchboard/persistence';
+import {
+  loadPersistenceConfig,
+  openPersistenceDatabase,
+  type PersistenceDatabase,
+  startPersistenceService,
+} from '@switchboard/persistence';
 import { createSubjects } from '@switchboard/protocol';
 import { exitOnNatsClosed, type Stoppable } from '@switchboard/runtime';
 import type { EmbeddedConfig } from './config.js';
@@ -15,15 +20,6 @@ export interface EmbeddedSystem extends Stoppable {
   readonly bus: 'in-process' | 'NATS';
   readonly database: string;
 }
-
-/**
- * With a PostgreSQL server (`DATABASE_URL`): a statement unanswered this long fails and its
- * connection is thrown away (createDb's `queryTimeoutMs`), as in the services run on their own.
- * Auth and persistence share one pool here, so it is persistence's bound, not auth's 10 s: a
- * batch insert must not be cut short. Without it a statement on a connection that hangs (a
- * network partition, a failover that moves the address) waited until TCP gave up, about 15 minutes.
- */
-const SHARED_QUERY_TIMEOUT_MS = 30_000;
 
 /** How this process reaches its own listener on `host`: a wildcard address through loopback. */
 const ownHost = (host: string) => (host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host);
@@ -77,12 +73,16 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger, sign
   const persistenceLogger = createLogger({ name: 'persistence', level: config.LOG_LEVEL });
 
   const started: Stoppable[] = [];
-  let database: Database<unknown> | undefined;
+  /** Each service's own pool on a server, or the one embedded PGlite for both. */
+  let authDb: Database<AuthDatabase> | undefined;
+  let persistenceDb: Database<PersistenceDatabase> | undefined;
+  const closeDatabases = () =>
+    [...new Set<{ destroy(): Promise<void> }>([authDb, persistenceDb].filter((db) => db !== undefined))].map((db) => () => db.destroy());
   let bus: Bus | undefined;
   /** Stops what has started, newest first. Every step runs, even after one fails, so the database is always closed. */
   const stopAll = async () => {
     const failures: unknown[] = [];
-    const steps = [...started.reverse().map((service) => () => service.stop()), () => bus?.close(), () => database?.destroy()];
+    const steps = [...started.reverse().map((service) => () => service.stop()), () => bus?.close(), ...closeDatabases()];
     started.length = 0;
     for (const step of steps)
       try {
@@ -94,25 +94,21 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger, sign
   };
   try {
     if (config.DATABASE_URL) {
-      const url = config.DATABASE_URL;
-      // Migrations first, each on a pool without the query timeout, as the services run on their
-      // own do: one may run, or wait for another process's lock, for longer. Each service's own
-      // check at start then finds nothing to do.
-      await withDb<AuthDatabase, void>({ url, applicationName: 'switchboard-auth-migrate' }, (db) =>
-        migrateAuth(db, authLogger, { ensureSigningKey: authConfig.privateKeyPem === undefined }),
-      );
-      signal?.throwIfAborted();
-      await withDb<PersistenceDatabase, void>({ url, applicationName: 'switchboard-persistence-migrate' }, (db) =>
-        migratePersistence(db, persistenceLogger),
-      );
-      signal?.throwIfAborted();
-      database = createDb({
-        url,
-        poolSize: config.DATABASE_POOL_SIZE,
-        applicationName: 'switchboard',
-        queryTimeoutMs: SHARED_QUERY_TIMEOUT_MS,
+      // Each service migrates, then opens a pool of its own, as when it runs on its own: with its
+      // own query timeout, and persistence's inbound worker never waiting behind auth's queries.
+      const poolSize = config.DATABASE_POOL_SIZE;
+      authDb = await openAuthDatabase(config.DATABASE_URL, {
+        poolSize,
+        logger: authLogger,
+        ensureSigningKey: authConfig.privateKeyPem === undefined,
       });
-    } else database = await createEmbeddedDb({ dataDir: join(dataDir, 'postgres') });
+      signal?.throwIfAborted();
+      persistenceDb = await openPersistenceDatabase(config.DATABASE_URL, { poolSize, logger: persistenceLogger });
+    } else {
+      const embedded = await createEmbeddedDb({ dataDir: join(dataDir, 'postgres') });
+      authDb = embedded as Database<AuthDatabase>;
+      persistenceDb = embedded as Database<PersistenceDatabase>;
+    }
     signal?.throwIfAborted();
     if (config.NATS_URL) {
       const connecting = connectNatsBus({
@@ -129,7 +125,7 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger, sign
       config: authConfig,
       logger: authLogger,
       bus,
-      database: database as Database<AuthDatabase>,
+      database: authDb,
     });
     started.push(auth);
     signal?.throwIfAborted();
@@ -138,7 +134,7 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger, sign
         config: persistenceConfig,
         logger: persistenceLogger,
         bus,
-        database: database as Database<PersistenceDatabase>,
+        database: persistenceDb,
       }),
     );
     signal?.throwIfAborted();

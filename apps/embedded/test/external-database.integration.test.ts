@@ -44,12 +44,12 @@ async function login(waitMs = 50_000): Promise<number> {
 }
 
 describe('the all-in-one process on a PostgreSQL server', () => {
-  it('opens no more connections than DATABASE_POOL_SIZE', async () => {
-    // Each login runs three statements at once: twelve at once, queued on the pool's three connections.
+  it('opens no more connections for auth than DATABASE_POOL_SIZE', async () => {
+    // Each login runs three statements at once: twelve at once, queued on auth's three connections.
     expect(await Promise.all(Array.from({ length: 4 }, () => login()))).toEqual([200, 200, 200, 200]);
     const [row] = await query<{ connections: number }>(
       database.url,
-      "select count(*)::int as connections from pg_stat_activity where datname = $1 and application_name = 'switchboard'",
+      "select count(*)::int as connections from pg_stat_activity where datname = $1 and application_name = 'switchboard-auth'",
       [database.name],
     );
     expect(row?.connections).toBeGreaterThan(0);
@@ -63,7 +63,7 @@ describe('the all-in-one process on a PostgreSQL server', () => {
 
     const started = Date.now();
     const outcome = await login().catch((error: unknown) => (error instanceof Error ? error.name : String(error)));
-    // Cut short by the 30 s query timeout; without one it waited until TCP gave up, about 15 minutes.
+    // Cut short by auth's 10 s query timeout; without one it waited until TCP gave up, about 15 minutes.
     expect(outcome).toBe(503);
     expect(Date.now() - started).toBeLessThan(40_000);
 

@@ -1,5 +1,5 @@
 import type { Bus } from '@switchboard/bus';
-import { type Database, migrateToLatest } from '@switchboard/db';
+import { createDb, type Database, migrateToLatest, withDb } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import { createSubjects } from '@switchboard/protocol';
 import { counterTotal, createMetricsRegistry, type Stoppable, startOpsServer } from '@switchboard/runtime';
@@ -48,6 +48,28 @@ export async function migrateAuth(
       if (ensureSigningKey) await ensureStoredSigningKey(conn as Kysely<AuthDatabase>);
     },
   });
+}
+
+/**
+ * A statement unanswered this long fails, and its request gets 503 (createDb's `queryTimeoutMs`).
+ * Auth's queries take milliseconds; without it a login on a connection that hangs (a network
+ * partition, a failover that moves the address) waited until TCP gave up, about 15 minutes.
+ */
+const QUERY_TIMEOUT_MS = 10_000;
+
+/**
+ * Auth's database on a PostgreSQL server: migrated first, on a pool without the query timeout
+ * (a migration may run, or wait for another replica's lock, for longer), then the service's pool
+ * of `poolSize` with it. The service's own check at start then finds nothing to do.
+ */
+export async function openAuthDatabase(
+  url: string,
+  { poolSize, logger, ensureSigningKey }: { poolSize: number; logger: Logger; ensureSigningKey: boolean },
+): Promise<Database<AuthDatabase>> {
+  await withDb<AuthDatabase, void>({ url, applicationName: 'switchboard-auth-migrate' }, (db) =>
+    migrateAuth(db, logger, { ensureSigningKey }),
+  );
+  return createDb<AuthDatabase>({ url, poolSize, applicationName: 'switchboard-auth', queryTimeoutMs: QUERY_TIMEOUT_MS });
 }
 
 async function bootstrapAdmin(db: Kysely<AuthDatabase>, admin: { username: string; password: string }, logger: Logger) {

@@ -1,11 +1,12 @@
 import type { Bus } from '@switchboard/bus';
-import { type Database, migrateToLatest } from '@switchboard/db';
+import { createDb, type Database, migrateToLatest, withDb } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import { createSubjects } from '@switchboard/protocol';
 import { counterTotal, createMetricsRegistry, type Stoppable, startOpsServer } from '@switchboard/runtime';
 import type { Kysely } from 'kysely';
 import { persistenceServiceSpec } from './api/endpoints.js';
 import type { PersistenceConfig } from './config.js';
+import { PERSISTENCE_CONNECTION_SETTINGS } from './db/connection-settings.js';
 import type { PersistenceDatabase } from './db/schema.js';
 import { startInboundConsumer } from './inbound/consumer.js';
 import { createPersistenceMetrics } from './metrics.js';
@@ -46,6 +47,34 @@ export interface PersistenceService extends Stoppable {
 
 export function migratePersistence(db: Kysely<PersistenceDatabase>, logger: Logger): Promise<void> {
   return migrateToLatest(db as Kysely<unknown>, { owner: 'persistence', migrations, logger });
+}
+
+/**
+ * A statement unanswered this long fails and is retried on a new connection (createDb's
+ * `queryTimeoutMs`). The batch insert takes milliseconds; a stuck one would hold its messages.
+ */
+const QUERY_TIMEOUT_MS = 30_000;
+
+/**
+ * Persistence's database on a PostgreSQL server: migrated first, on a pool without the query
+ * timeout (a migration may run, or wait for another replica's lock, for longer), then the
+ * service's pool of `poolSize` with it and its connection settings. The service's own check at
+ * start then finds nothing to do.
+ */
+export async function openPersistenceDatabase(
+  url: string,
+  { poolSize, logger }: { poolSize: number; logger: Logger },
+): Promise<Database<PersistenceDatabase>> {
+  await withDb<PersistenceDatabase, void>({ url, applicationName: 'switchboard-persistence-migrate' }, (db) =>
+    migratePersistence(db, logger),
+  );
+  return createDb<PersistenceDatabase>({
+    url,
+    poolSize,
+    applicationName: 'switchboard-persistence',
+    settings: PERSISTENCE_CONNECTION_SETTINGS,
+    queryTimeoutMs: QUERY_TIMEOUT_MS,
+  });
 }
 
 /** Starts persistence: migrations, the inbound stream and its consumer, the request/reply API, ops endpoints. */

@@ -1,4 +1,10 @@
 /** For the all-in-one process: the persistence service as a library. */
-export { migratePersistence, type PersistenceService, type PersistenceServiceOptions, startPersistenceService } from './app.js';
+export {
+  migratePersistence,
+  openPersistenceDatabase,
+  type PersistenceService,
+  type PersistenceServiceOptions,
+  startPersistenceService,
+} from './app.js';
 export { loadPersistenceConfig, type PersistenceConfig } from './config.js';
 export type { PersistenceDatabase } from './db/schema.js';
