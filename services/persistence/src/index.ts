@@ -1,6 +1,5 @@
 /** For the all-in-one process: the persistence service as a library. */
 export {
-  migratePersistence,
   openPersistenceDatabase,
   type PersistenceService,
   type PersistenceServiceOptions,

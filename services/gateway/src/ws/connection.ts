@@ -228,12 +228,7 @@ export class ClientConnection implements Subscriber, FlushListener {
   }
 
   close(code: number, reason: string): void {
-    this.closing = true;
-    this.sends.length = 0;
-    // Its sessions are left now, not when TCP closes (up to 30 s for a client ignoring the close
-    // frame): nothing more is delivered to it, and a replay in progress stops fetching. `onClose`
-    // leaves them again, which finds nothing to do; the connection gauges are counted there only.
-    this.deps.hub.leaveAll(this);
+    this.stopTakingWork();
     if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) this.ws.close(code, reason);
   }
 
@@ -246,17 +241,29 @@ export class ClientConnection implements Subscriber, FlushListener {
    */
   async closeForRestart(waitMs: number): Promise<void> {
     if (this.closing) return;
-    this.closing = true;
-    // Nothing more is delivered or replayed to it while it waits: with `closing` set, a replay
-    // would no longer wait for the client to read. The ack needs no membership.
-    this.deps.hub.leaveAll(this);
-    for (const job of this.sends.splice(0)) {
-      this.sendError(ErrorCode.Unavailable, 'the gateway is restarting; send it again after reconnecting', job.req_id, {
-        client_msg_id: job.clientMsgId,
-      });
-    }
+    for (const job of this.stopTakingWork()) this.refuseUnpublished(job);
     if (this.inFlight) await settlesWithin(this.inFlight, waitMs);
     this.close(CloseCode.ServiceRestart, 'server restarting; reconnect');
+  }
+
+  /**
+   * The socket is closing: no more frames are handled, and its sessions are left now, not when
+   * TCP closes (up to 30 s for a client ignoring the close frame): nothing more is delivered or
+   * replayed to it (a replay would no longer wait for it to read), and a replay in progress stops
+   * fetching. `onClose` leaves them again, which finds nothing to do; the connection gauges are
+   * counted there only. Returns the sends still queued, which will not be published.
+   */
+  private stopTakingWork(): SendJob[] {
+    this.closing = true;
+    this.deps.hub.leaveAll(this);
+    return this.sends.splice(0);
+  }
+
+  /** A send not published because its socket is closing: the client sends it again on its next connection. */
+  private refuseUnpublished(job: SendJob): void {
+    this.sendError(ErrorCode.Unavailable, 'the connection is closing; send it again after reconnecting', job.req_id, {
+      client_msg_id: job.clientMsgId,
+    });
   }
 
   terminate(): void {
@@ -510,12 +517,7 @@ export class ClientConnection implements Subscriber, FlushListener {
       await this.deps.access.authorize(user, job.session_id);
       // Closed meanwhile (its token expired, the gateway restarting): not published under a
       // socket that is going away; the client sends it again on its next connection.
-      if (this.closing) {
-        this.sendError(ErrorCode.Unavailable, 'the connection is closing; send it again after reconnecting', job.req_id, {
-          client_msg_id: job.clientMsgId,
-        });
-        return;
-      }
+      if (this.closing) return this.refuseUnpublished(job);
       const message = await this.deps.hub.send({
         sessionId: job.session_id,
         clientMsgId: job.clientMsgId,
