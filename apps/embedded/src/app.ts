@@ -119,7 +119,7 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger, sign
         onClosed: exitOnNatsClosed(logger),
       });
       bus = await untilAborted(connecting, signal, (late) => late.close());
-    } else bus = createMemoryBus();
+    } else bus = createMemoryBus({ logger: logger.child({ module: 'bus' }) });
     signal?.throwIfAborted();
     const auth = await startAuthService({
       config: authConfig,

@@ -108,6 +108,11 @@ export interface Bus {
   /** Messages not yet delivered, and delivered but not yet acked. */
   inboundStats(): Promise<{ pending: number; ackPending: number }>;
   isConnected(): boolean;
+  /**
+   * The most bytes the broker takes in one message, headers included: the NATS server's
+   * `max_payload` (read again on each reconnection), unbounded in memory.
+   */
+  maxPayload(): number;
   /** Called after each reconnection, to catch up on what was missed meanwhile. */
   onReconnect(listener: () => void): void;
   /** Finishes what is in flight and disconnects. */

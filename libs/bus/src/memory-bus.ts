@@ -1,3 +1,4 @@
+import type { Logger } from '@switchboard/logging';
 import { BusErrorCode } from '@switchboard/protocol';
 import { type Bus, BusError, type DurableMessage, type EndpointSpec, type InboundStreamSettings } from './bus.js';
 
@@ -29,7 +30,7 @@ export function subjectMatches(pattern: string, subject: string): boolean {
  * Nothing in it survives a restart, which costs nothing acked: a message is acked to its sender
  * only once it is in the database.
  */
-export function createMemoryBus(): Bus {
+export function createMemoryBus(options: { logger?: Logger } = {}): Bus {
   const subscriptions = new Set<{ pattern: string; handler: (data: Uint8Array) => void }>();
   const endpoints = new Map<string, EndpointSpec>();
   let settings = DEFAULT_SETTINGS;
@@ -93,7 +94,16 @@ export function createMemoryBus(): Bus {
     kind: 'memory',
     publish(subject, data) {
       for (const subscription of subscriptions) {
-        if (subjectMatches(subscription.pattern, subject)) queueMicrotask(() => subscription.handler(data));
+        if (!subjectMatches(subscription.pattern, subject)) continue;
+        // As over NATS, a handler that throws loses its message and nothing else: thrown from a
+        // microtask it would be an uncaught exception, which ends the process.
+        queueMicrotask(() => {
+          try {
+            subscription.handler(data);
+          } catch (failure) {
+            options.logger?.error({ err: failure, subject }, 'subscription handler threw');
+          }
+        });
       }
     },
     async subscribe(pattern, handler) {
@@ -178,6 +188,7 @@ export function createMemoryBus(): Bus {
       return { pending: ready.length, ackPending: unacked.size };
     },
     isConnected: () => !closed,
+    maxPayload: () => Number.POSITIVE_INFINITY,
     onReconnect: () => undefined,
     async close() {
       closed = true;

@@ -60,6 +60,11 @@ describe('the NATS bus', () => {
     expect(text(await reply)).toBe('answered one');
   });
 
+  it("reports the server's max_payload, what the gateway measures a message against", async () => {
+    // The shared server runs with NATS's default of 1 MiB.
+    expect((await bus('handlers-limits')).maxPayload()).toBe(1024 * 1024);
+  });
+
   it('goes on reading after a subscription handler throws', async () => {
     const server = await bus('handlers-server');
     const client = await bus('handlers-client');

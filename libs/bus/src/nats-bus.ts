@@ -472,6 +472,7 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
       return { pending: info.num_pending, ackPending: info.num_ack_pending };
     },
     isConnected: () => connected && !nc.isClosed() && !nc.isDraining(),
+    maxPayload: () => nc.info?.max_payload ?? Number.POSITIVE_INFINITY,
     onReconnect: (listener) => {
       reconnectListeners.push(listener);
     },
