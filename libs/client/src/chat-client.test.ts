@@ -720,6 +720,56 @@ describe('requests', () => {
     client.close();
   });
 
+  it('undoes a join that timed out with a leave, which the gateway handles before a join that follows', async () => {
+    const { client, socket } = await connected({ requestTimeoutMs: 1_000 });
+    const joining = client.join(7);
+    const outcome = expect(joining).rejects.toMatchObject({ code: 'timeout' });
+    await vi.advanceTimersByTimeAsync(1_000);
+    await outcome;
+    // The gateway may still carry the join out: its reply comes too late to be matched, and the
+    // membership it made delivers messages the client drops. A leave right behind it undoes it.
+    const types = () => socket.sent.filter((frame) => frame.type.endsWith('_session')).map((frame) => frame.type);
+    expect(types()).toEqual(['join_session', 'leave_session']);
+    expect(socket.sentOf('leave_session')[0]).toMatchObject({ session_id: 7 });
+    const rejoining = client.join(7);
+    expect(types()).toEqual(['join_session', 'leave_session', 'join_session']);
+    const [late, leave, again] = socket.sent.filter((frame) => frame.type.endsWith('_session'));
+    socket.receive({ type: 'joined_session', req_id: late?.req_id, session_id: 7, last_seq: 5 });
+    socket.receive({ type: 'left_session', req_id: leave?.req_id, session_id: 7 });
+    socket.receive({ type: 'joined_session', req_id: again?.req_id, session_id: 7, last_seq: 6 });
+    await expect(rejoining).resolves.toEqual({ lastSeq: 6 });
+    client.close();
+  });
+
+  it('does not undo a timed-out join of a session it holds', async () => {
+    const { client, socket } = await connected({ requestTimeoutMs: 1_000 });
+    await joined(client, socket, 7, 5);
+    const outcome = expect(client.join(7)).rejects.toMatchObject({ code: 'timeout' });
+    await vi.advanceTimersByTimeAsync(1_000);
+    await outcome;
+    expect(socket.sentOf('leave_session')).toEqual([]);
+    client.close();
+  });
+
+  it('does not send a leave that waits out rate_limited after a join of the same session', async () => {
+    const { client, socket } = await connected();
+    await joined(client, socket, 7, 5);
+    const leaving = client.leave(7);
+    const leave = socket.sentOf('leave_session')[0];
+    socket.receive({ type: 'error', req_id: leave?.req_id, code: 'rate_limited', message: 'too fast', retry_after_ms: 100 });
+    const rejoining = joined(client, socket, 7, 6);
+    await expect(leaving).rejects.toMatchObject({ code: 'closed' });
+    await vi.advanceTimersByTimeAsync(5_000);
+    // Sent after the join, the leave would have ended the membership the join made.
+    expect(socket.sent.filter((frame) => frame.type.endsWith('_session')).map((frame) => frame.type)).toEqual([
+      'join_session',
+      'leave_session',
+      'join_session',
+    ]);
+    await expect(rejoining).resolves.toEqual({ lastSeq: 6 });
+    client.close();
+  });
+
   it('reports server errors that answer no request', async () => {
     const { client, errors } = newClient();
     const connecting = client.connect();

@@ -274,13 +274,20 @@ export class ChatClient {
    * messages after the reply's `lastSeq` arrive (page older ones with history()); with it, every
    * message after it is replayed first. Joining a joined session again continues from its cursor:
    * a message already delivered is not delivered again, even with a lower `lastSeq`. A leave()
-   * called before the reply wins: the session is not remembered.
+   * called before the reply wins: the session is not remembered. One that times out is undone
+   * with a leave, and a leave() of the session still waiting to be sent is cancelled.
    */
   async join(sessionId: number, options: { lastSeq?: number } = {}): Promise<{ lastSeq: number }> {
     const build = (): ClientFrame => {
       const lastSeq = options.lastSeq ?? this.sessions.get(sessionId)?.cursor;
       return { type: 'join_session', session_id: sessionId, ...(lastSeq === undefined ? {} : { last_seq: lastSeq }) };
     };
+    // A leave of the session still waiting to be sent (for the connection, or to retry after
+    // `rate_limited`) would go out after this join and end the membership it makes.
+    this.requests.cancel(
+      (frame) => frame.type === 'leave_session' && frame.session_id === sessionId,
+      new ChatError('closed', `joined session ${sessionId} again before it was left`),
+    );
     const intent = {};
     const intents = this.joining.get(sessionId) ?? new Set<object>();
     this.joining.set(sessionId, intents.add(intent));
@@ -293,6 +300,9 @@ export class ChatClient {
         },
       });
       return { lastSeq: reply.last_seq };
+    } catch (error) {
+      if (error instanceof ChatError && error.code === 'timeout') this.undoJoin(sessionId, intent);
+      throw error;
     } finally {
       const current = this.joining.get(sessionId);
       current?.delete(intent);
@@ -418,6 +428,19 @@ export class ChatClient {
   }
 
   /** The session was left: no join of it is pending on this socket any more. */
+  /**
+   * A join that timed out may still be carried out, its reply coming too late to be matched: the
+   * gateway would deliver the session to a socket that drops its messages, and a later join
+   * without `last_seq` would start after what that membership was sent, so one message could
+   * be shown to nobody. A leave undoes it, as frames are handled in order. Not when the session
+   * is remembered (its membership is wanted) or another join of it is under way.
+   */
+  private undoJoin(sessionId: number, intent: object): void {
+    const otherJoins = [...(this.joining.get(sessionId) ?? [])].some((other) => other !== intent);
+    if (this.currentState !== 'ready' || this.sessions.has(sessionId) || otherJoins) return;
+    this.request(() => ({ type: 'leave_session', session_id: sessionId }), 'left_session', { idempotent: true }).catch(() => undefined);
+  }
+
   private forgetJoin(sessionId: number): void {
     const reqId = this.answeredJoins.get(sessionId);
     if (reqId !== undefined) this.joins.delete(reqId);
