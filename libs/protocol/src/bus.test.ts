@@ -1,6 +1,6 @@
 import { headers } from 'nats';
 import { describe, expect, it } from 'vitest';
-import { inboundMessageId } from './bus.js';
+import { inboundMessageId, SESSION_HEADS_MAX, sessionHeadsPerRequest } from './bus.js';
 
 describe('inboundMessageId', () => {
   it('keeps a printable ASCII id as it is', () => {
@@ -24,5 +24,24 @@ describe('inboundMessageId', () => {
 
   it('keeps sessions apart', () => {
     expect(inboundMessageId(1, '2:x')).not.toBe(inboundMessageId(12, 'x'));
+  });
+});
+
+describe('sessionHeadsPerRequest', () => {
+  const largestReply = (count: number) =>
+    JSON.stringify({ heads: Array.from({ length: count }, () => ({ id: Number.MAX_SAFE_INTEGER, last_seq: Number.MAX_SAFE_INTEGER })) });
+
+  it('asks about SESSION_HEADS_MAX sessions at once under NATS defaults', () => {
+    expect(sessionHeadsPerRequest(1024 * 1024)).toBe(SESSION_HEADS_MAX);
+  });
+
+  it('asks about fewer under a smaller max_payload, so that the largest reply fits', () => {
+    for (const maxPayload of [8 * 1024, 64 * 1024, 200 * 1024]) {
+      const count = sessionHeadsPerRequest(maxPayload);
+      expect(count).toBeLessThan(SESSION_HEADS_MAX);
+      expect(largestReply(count).length).toBeLessThanOrEqual(maxPayload);
+      expect(largestReply(count + 30).length).toBeGreaterThan(maxPayload - 1_024);
+    }
+    expect(sessionHeadsPerRequest(512)).toBe(1);
   });
 });

@@ -53,6 +53,14 @@ export type SessionWithSeq = z.infer<typeof sessionWithSeqSchema>;
 
 /** Sessions asked about in one `sessions.heads` request (its reply stays well under NATS's 1 MiB). */
 export const SESSION_HEADS_MAX = 5_000;
+/** The most bytes one entry of a `sessions.heads` reply takes: `{"id":…,"last_seq":…},` with 16 digits each. */
+const SESSION_HEAD_MAX_BYTES = 52;
+
+/** Sessions asked about in one `sessions.heads` request, so that its reply fits in a NATS message of `maxPayload` bytes. */
+export function sessionHeadsPerRequest(maxPayload: number): number {
+  // 1 KiB for the reply's wrapper and headers.
+  return Math.max(1, Math.min(SESSION_HEADS_MAX, Math.floor((maxPayload - 1_024) / SESSION_HEAD_MAX_BYTES)));
+}
 
 /** Request and reply bodies of each persistence endpoint. */
 export const persistenceApi = {

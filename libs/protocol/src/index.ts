@@ -15,6 +15,7 @@ export {
   persistenceApi,
   SESSION_HEADS_MAX,
   type SessionWithSeq,
+  sessionHeadsPerRequest,
 } from './bus.js';
 export { CloseCode, ErrorCode } from './errors.js';
 export {

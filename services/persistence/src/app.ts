@@ -101,6 +101,7 @@ export async function startPersistenceService({ config, logger, bus, database }:
       stats,
       sessionCreateLimit: config.sessionCreateLimit,
       concurrency: apiConcurrency(config.databasePoolSize),
+      maxPayload: () => bus.maxPayload(),
     }),
   );
   const consumer = await startInboundConsumer({

@@ -1,9 +1,9 @@
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeJson, encodeJson } from '@switchboard/bus';
+import { createPersistenceClient, decodeJson, encodeJson } from '@switchboard/bus';
 import type { InboundMessage } from '@switchboard/protocol';
-import { metric, NatsServer, waitFor } from '@switchboard/testing';
+import { fillHistory, metric, NatsServer, waitFor } from '@switchboard/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, startHarness } from './support.js';
 
@@ -78,5 +78,26 @@ describe('a confirmed event larger than NATS takes', () => {
     expect(await metric(persistence, 'switchboard_persistence_event_publish_failures_total', { event: 'confirmed' })).toBe(1);
     expect(await metric(persistence, 'switchboard_persistence_messages_total', { outcome: 'duplicate' })).toBe(0);
     expect(persistence.logs.some((line) => line.includes('NATS refused an event'))).toBe(true);
+  }, 60_000);
+});
+
+describe('pages of messages under a max_payload smaller than their budget', () => {
+  it('are cut to fit in one reply, rather than refused', async () => {
+    await harness.startPersistence();
+    const [session = 0] = await harness.createSessions(1);
+    // 12 messages of 3,000 characters: about 37 KB, where a reply may carry 8 KiB.
+    await fillHistory(harness.database.url, { sessionId: session, senderId: 1, content: 'y'.repeat(3_000), count: 12 });
+    const client = createPersistenceClient(harness.bus, harness.subjects);
+    const replyBytes = (reply: unknown) => encodeJson(reply).length;
+
+    // Before, every answer was `internal`: the reply could not be sent.
+    const after = await client.call('messages.after', { session_id: session, after_seq: 0, limit: 500 });
+    expect(after.messages.map((message) => message.seq)).toEqual([1, 2]);
+    expect(replyBytes(after)).toBeLessThanOrEqual(MAX_PAYLOAD);
+
+    const history = await client.call('messages.history', { session_id: session, limit: 50 });
+    expect(history.messages.map((message) => message.seq)).toEqual([11, 12]);
+    expect(history.has_more).toBe(true);
+    expect(replyBytes(history)).toBeLessThanOrEqual(MAX_PAYLOAD);
   }, 60_000);
 });

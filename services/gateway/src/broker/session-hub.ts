@@ -9,9 +9,9 @@ import {
   inboundMessageId,
   type Message,
   type ReqId,
-  SESSION_HEADS_MAX,
   type ServerFrame,
   type Subjects,
+  sessionHeadsPerRequest,
 } from '@switchboard/protocol';
 import type { GatewayMetrics } from '../metrics.js';
 
@@ -287,8 +287,9 @@ export function createSessionHub(options: SessionHubOptions) {
     try {
       // A position is kept only while a socket is joined or joining: those are the sessions delivered.
       const delivered = [...channels.values()].filter((channel) => channel.lastSeq !== undefined);
-      for (let from = 0; from < delivered.length && !closed; from += SESSION_HEADS_MAX) {
-        const batch = delivered.slice(from, from + SESSION_HEADS_MAX);
+      const perRequest = sessionHeadsPerRequest(bus.maxPayload());
+      for (let from = 0; from < delivered.length && !closed; from += perRequest) {
+        const batch = delivered.slice(from, from + perRequest);
         const { heads } = await persistence.call('sessions.heads', { session_ids: batch.map((channel) => channel.sessionId) });
         for (const { id, last_seq: head } of heads) {
           const channel = channels.get(id);

@@ -13,7 +13,7 @@ import {
 import { type ConcurrencyLimit, ConcurrencyLimitError, createConcurrencyLimit } from '@switchboard/runtime';
 import type { Kysely } from 'kysely';
 import type { z } from 'zod';
-import { findHistoryPage, findMessageByClientMsgId, findMessagesAfter } from '../db/message.repository.js';
+import { findHistoryPage, findMessageByClientMsgId, findMessagesAfter, pageBytesBudget } from '../db/message.repository.js';
 import type { PersistenceDatabase } from '../db/schema.js';
 import {
   findLastSeqs,
@@ -28,7 +28,7 @@ export const SERVICE_VERSION = '0.1.0';
 
 type Handlers = { [E in keyof PersistenceApi]: (request: PersistenceRequest<E>) => Promise<PersistenceReply<E>> };
 
-function createHandlers(db: Kysely<PersistenceDatabase>, sessionCreateLimit: SessionCreateLimit): Handlers {
+function createHandlers(db: Kysely<PersistenceDatabase>, sessionCreateLimit: SessionCreateLimit, maxPayload: () => number): Handlers {
   const sessionOrThrow = async (id: number) => {
     const session = await findSession(db, id);
     if (!session) throw new BusError(BusErrorCode.NotFound, `session ${id} does not exist`);
@@ -58,11 +58,21 @@ function createHandlers(db: Kysely<PersistenceDatabase>, sessionCreateLimit: Ses
     'sessions.heads': async (request) => ({ heads: await findLastSeqs(db, request.session_ids) }),
     'messages.history': async (request) => {
       await sessionOrThrow(request.session_id);
-      const page = await findHistoryPage(db, { sessionId: request.session_id, beforeSeq: request.before_seq, limit: request.limit });
+      const page = await findHistoryPage(db, {
+        sessionId: request.session_id,
+        beforeSeq: request.before_seq,
+        limit: request.limit,
+        budgetBytes: pageBytesBudget(maxPayload()),
+      });
       return { messages: page.messages, has_more: page.hasMore };
     },
     'messages.after': async (request) => ({
-      messages: await findMessagesAfter(db, { sessionId: request.session_id, afterSeq: request.after_seq, limit: request.limit }),
+      messages: await findMessagesAfter(db, {
+        sessionId: request.session_id,
+        afterSeq: request.after_seq,
+        limit: request.limit,
+        budgetBytes: pageBytesBudget(maxPayload()),
+      }),
     }),
     'messages.lookup': async (request) => ({
       message: (await findMessageByClientMsgId(db, request.session_id, request.client_msg_id)) ?? null,
@@ -113,6 +123,7 @@ export function persistenceServiceSpec({
   stats,
   sessionCreateLimit,
   concurrency,
+  maxPayload,
 }: {
   db: Kysely<PersistenceDatabase>;
   subjects: Subjects;
@@ -124,8 +135,10 @@ export function persistenceServiceSpec({
    * its queries one after another, so this is also the most connections the API holds at once.
    */
   concurrency: number;
+  /** The most bytes NATS takes in one message (`Bus.maxPayload`): pages of messages are cut to fit. */
+  maxPayload: () => number;
 }): ServiceSpec {
-  const handlers = createHandlers(db, sessionCreateLimit);
+  const handlers = createHandlers(db, sessionCreateLimit, maxPayload);
   const limit = createConcurrencyLimit({ concurrency, maxWaitMs: DEFAULT_REQUEST_TIMEOUT_MS });
   const log = logger.child({ module: 'api' });
   return {

@@ -17,17 +17,25 @@ export const toMessage = (row: MessageRow): Message => ({
 /**
  * Most bytes of messages (as JSON) in one reply. Replies travel as one NATS message, and one
  * over the server's max_payload (1 MiB by default) cannot be sent at all: a page of 500
- * messages of 4000 characters already is. Pages are cut to this size, keeping at least one
- * message (a message is far smaller: content is capped by the gateway's frame limit).
+ * messages of 4000 characters already is. Pages are cut to this size, or to what a smaller
+ * max_payload leaves (`pageBytesBudget`), keeping at least one message (the gateways refuse a
+ * message whose event would not fit in max_payload).
  */
 export const PAGE_BYTES_BUDGET = 512 * 1024;
+/** What a reply takes beside its messages: the wrapper, `has_more`, and the NATS headers of a reply. */
+const REPLY_HEADROOM_BYTES = 1_024;
 
-/** How many of `messages`, taken in order, fit in `PAGE_BYTES_BUDGET` (at least one). */
-function countWithinBudget(messages: readonly Message[]): number {
+/** The page budget under a NATS server that takes at most `maxPayload` bytes in one message. */
+export function pageBytesBudget(maxPayload: number): number {
+  return Math.min(PAGE_BYTES_BUDGET, maxPayload - REPLY_HEADROOM_BYTES);
+}
+
+/** How many of `messages`, taken in order, fit in `budgetBytes` (at least one). */
+function countWithinBudget(messages: readonly Message[], budgetBytes: number): number {
   let bytes = 0;
   for (const [index, message] of messages.entries()) {
     bytes += Buffer.byteLength(JSON.stringify(message)) + 1;
-    if (bytes > PAGE_BYTES_BUDGET) return Math.max(1, index);
+    if (bytes > budgetBytes) return Math.max(1, index);
   }
   return messages.length;
 }
@@ -38,7 +46,7 @@ function countWithinBudget(messages: readonly Message[]): number {
  */
 export async function findHistoryPage(
   db: Kysely<PersistenceDatabase>,
-  page: { sessionId: number; beforeSeq?: number | undefined; limit: number },
+  page: { sessionId: number; beforeSeq?: number | undefined; limit: number; budgetBytes: number },
 ): Promise<{ messages: Message[]; hasMore: boolean }> {
   let query = db
     .selectFrom('messages')
@@ -49,7 +57,7 @@ export async function findHistoryPage(
   if (page.beforeSeq !== undefined) query = query.where('seq', '<', page.beforeSeq);
   const rows = await query.execute();
   const newestFirst = rows.slice(0, page.limit).map(toMessage);
-  const fitting = countWithinBudget(newestFirst);
+  const fitting = countWithinBudget(newestFirst, page.budgetBytes);
   const hasMore = rows.length > page.limit || fitting < newestFirst.length;
   return { messages: newestFirst.slice(0, fitting).reverse(), hasMore };
 }
@@ -57,7 +65,7 @@ export async function findHistoryPage(
 /** Messages with seq above `afterSeq`, oldest first; fewer than `limit` when they would not fit in one reply. */
 export async function findMessagesAfter(
   db: Kysely<PersistenceDatabase>,
-  range: { sessionId: number; afterSeq: number; limit: number },
+  range: { sessionId: number; afterSeq: number; limit: number; budgetBytes: number },
 ): Promise<Message[]> {
   const rows = await db
     .selectFrom('messages')
@@ -68,7 +76,7 @@ export async function findMessagesAfter(
     .limit(range.limit)
     .execute();
   const messages = rows.map(toMessage);
-  return messages.slice(0, countWithinBudget(messages));
+  return messages.slice(0, countWithinBudget(messages, range.budgetBytes));
 }
 
 export async function findMessageByClientMsgId(
