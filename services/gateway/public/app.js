@@ -5,6 +5,8 @@ import { ChatClient } from '/sdk/index.js';
 const TOKEN_KEY = 'switchboard.token';
 const USER_KEY = 'switchboard.user';
 const SESSION_KEY = 'switchboard.session';
+/** Sends not acknowledged yet, of every user of the tab: [{ userId, sessionId, content, clientMsgId }]. */
+const OUTBOX_KEY = 'switchboard.outbox';
 const AGENT_REFRESH_MS = 5000;
 const HISTORY_PAGE = 50;
 const SESSION_LIST_LIMIT = 100;
@@ -290,6 +292,8 @@ async function startChat(user) {
     showUser(client.user);
   }
   await refreshSessions();
+  if (state.client !== client) return;
+  resendOutbox();
   if (isStaff(state.user)) {
     state.refreshTimer = window.setInterval(() => {
       if (state.connection === 'ready') void refreshSessions();
@@ -743,13 +747,59 @@ async function sendPending(entry) {
   });
 }
 
+/** Keeps a send in state.pending, and in the tab's outbox, until it is acknowledged. */
+function addPending(sessionId, content, clientMsgId) {
+  const item = renderMessage({ content, sender_id: state.user?.id, sender_role: state.user?.role }, { pending: true });
+  const entry = { sessionId, content, clientMsgId, item, failed: false };
+  const entries = pendingOf(sessionId);
+  state.pending.set(sessionId, entries);
+  entries.push(entry);
+  saveOutbox();
+  return entry;
+}
+
 function removePending(entry) {
   entry.item.remove();
   const entries = pendingOf(entry.sessionId);
   const index = entries.indexOf(entry);
   if (index >= 0) entries.splice(index, 1);
   if (entries.length === 0) state.pending.delete(entry.sessionId);
+  saveOutbox();
   updateEmptyState();
+}
+
+function readOutbox() {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(OUTBOX_KEY) ?? '[]');
+    return Array.isArray(saved) ? saved : [];
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The tab's outbox outlives the page and the log-in: a message still "Sending…" when the page is
+ * reloaded, or when the sign-in runs out, is sent again after it with its client_msg_id, so it is
+ * neither lost nor stored twice.
+ */
+function saveOutbox() {
+  const userId = state.user?.id;
+  const kept = readOutbox().filter((saved) => saved?.userId !== userId);
+  for (const entries of state.pending.values()) {
+    for (const { sessionId, content, clientMsgId } of entries) kept.push({ userId, sessionId, content, clientMsgId });
+  }
+  if (kept.length === 0) sessionStorage.removeItem(OUTBOX_KEY);
+  else sessionStorage.setItem(OUTBOX_KEY, JSON.stringify(kept));
+}
+
+/** Sends again what the outbox holds for the user logged in, oldest first. */
+function resendOutbox() {
+  for (const saved of readOutbox()) {
+    if (saved?.userId !== state.user?.id || !Number.isInteger(saved.sessionId)) continue;
+    if (typeof saved.content !== 'string' || typeof saved.clientMsgId !== 'string') continue;
+    if (pendingOf(saved.sessionId).some((entry) => entry.clientMsgId === saved.clientMsgId)) continue;
+    void sendPending(addPending(saved.sessionId, saved.content, saved.clientMsgId));
+  }
 }
 
 function markFailed(entry, reason) {
@@ -778,12 +828,8 @@ function sendFromComposer() {
   if (!content.trim() || sessionId === null || !state.joined) return;
   ui.composer.value = '';
   ui.composer.focus();
-  const item = renderMessage({ content, sender_id: state.user?.id, sender_role: state.user?.role }, { pending: true });
-  const entry = { sessionId, content, clientMsgId: newClientMsgId(), item, failed: false };
-  const entries = pendingOf(sessionId);
-  state.pending.set(sessionId, entries);
-  entries.push(entry);
-  ui.messageList.append(item);
+  const entry = addPending(sessionId, content, newClientMsgId());
+  ui.messageList.append(entry.item);
   updateEmptyState();
   scrollToBottom();
   void sendPending(entry);

@@ -523,6 +523,27 @@ describe('the demo page when the backend fails', () => {
     await expectConversation(page, [...earlier, 'Stored while its ack is on the way'] as string[]);
     expect(problems).toEqual([]);
   }, 60_000);
+
+  it('sends a message still "Sending…" again after a reload, once', async () => {
+    const earlier = await shownTexts(page);
+    // The gateway never sees the first attempt: the page is reloaded while the message waits.
+    const held: WireFrame[] = [];
+    wire.intercept = (frame) => {
+      if (frame.type !== 'send_message') return false;
+      held.push(frame);
+      return true;
+    };
+    await sendFrom(page, 'Written just before a reload');
+    await expect.poll(() => held.length, { timeout: STEP_MS }).toBe(1);
+    wire.intercept = undefined;
+    await page.reload();
+    await expectReady(page);
+    await expectConversation(page, [...earlier, 'Written just before a reload'] as string[]);
+    const resent = wire.sent.filter((frame) => frame.type === 'send_message' && frame.client_msg_id === held[0]?.client_msg_id);
+    expect(resent).toHaveLength(2);
+    await expect.poll(() => page.evaluate("sessionStorage.getItem('switchboard.outbox')"), { timeout: STEP_MS }).toBeNull();
+    expect(problems).toEqual([]);
+  }, 60_000);
 });
 
 describe('the demo page with more conversations than a connection may join', () => {
