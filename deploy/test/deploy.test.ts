@@ -61,7 +61,7 @@ interface Container {
   readinessProbe?: Probe;
   livenessProbe?: Probe;
   lifecycle?: { preStop?: { exec?: { command?: string[] } } };
-  volumeMounts?: { name: string; mountPath: string }[];
+  volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[];
 }
 interface PodSpec {
   containers: Container[];
@@ -73,7 +73,7 @@ interface PodSpec {
     seccompProfile?: { type?: string };
   };
   terminationGracePeriodSeconds?: number;
-  volumes?: { name: string; emptyDir?: unknown }[];
+  volumes?: { name: string; emptyDir?: unknown; configMap?: { name: string }; secret?: { secretName: string } }[];
   nodeSelector?: Record<string, string>;
   tolerations?: Record<string, unknown>[];
   affinity?: Record<string, unknown>;
@@ -84,6 +84,7 @@ interface PodTemplate {
 }
 interface ServiceSpec {
   type?: string;
+  externalTrafficPolicy?: string;
   selector?: Record<string, string>;
   ports: { name: string; port: number; targetPort?: string | number }[];
 }
@@ -568,6 +569,16 @@ describe('the Helm chart', () => {
       // Credentials belong in nats.existingSecret: env values are readable by anyone who can read Deployments.
       ['nats.url=nats://gateway:secret@nats:4222', /url/],
       ['nats.url=nats://nats:4222\\,nats://token@nats-b:4222', /url/],
+      // HOST is an address to listen on: "0.0.0.0", "::" or another IP address, not a name.
+      ['listenAddress=localhost', /listenAddress/],
+      // The API server refuses externalTrafficPolicy on a ClusterIP Service, the default type.
+      ['auth.service.externalTrafficPolicy=Local', /externalTrafficPolicy/],
+      ['gateway.service.externalTrafficPolicy=Cluster', /externalTrafficPolicy/],
+      ['persistence.service.externalTrafficPolicy=Local', /persistence\/service/],
+      ['gateway.service.externalTrafficPolicy=Sometimes', /externalTrafficPolicy/],
+      // The chart's emptyDir.
+      ['extraVolumes[0].name=tmp,extraVolumes[0].emptyDir.medium=Memory', /extraVolumes/],
+      ['auth.extraVolumeMounts[0].name=ca,auth.extraVolumeMounts[0].mountPath=/tmp', /extraVolumeMounts/],
     ])('refuses --set %s', (setting, message) => {
       const result = template(...minimal(), '--set', setting);
       expect(result.status).not.toBe(0);
@@ -609,6 +620,7 @@ describe('the Helm chart', () => {
         ['auth.env.DATABASE_URL=postgres://x@db/x', 'set database.url or database.existingSecret instead'],
         ['persistence.env.NATS_SUBJECT_PREFIX=other', 'set nats.subjectPrefix instead'],
         ['auth.env.PORT=8080', 'auth.env.PORT would override PORT'],
+        ['gateway.env.HOST=::', 'gateway.env.HOST would override HOST, which the chart sets for gateway: set listenAddress instead'],
       ] as const) {
         const result = template(...minimal(), '--set', setting);
         expect(result.status, setting).not.toBe(0);
@@ -659,6 +671,150 @@ describe('the Helm chart', () => {
         'persistence',
       ]);
       for (const service of scraped) expect(typeOf(service), service.metadata.name).toBe('ClusterIP');
+    });
+
+    it('sets externalTrafficPolicy on a NodePort or LoadBalancer Service only when given, never on its -ops Service', () => {
+      const policyOf = (list: K8sObject[], name: string) => (byName(list, 'Service', name).spec as ServiceSpec).externalTrafficPolicy;
+      for (const file of VALUES_FILES) {
+        for (const service of ofKind(objects(file), 'Service')) {
+          expect((service.spec as ServiceSpec).externalTrafficPolicy, `${file} ${service.metadata.name}`).toBeUndefined();
+        }
+      }
+      const settings = [
+        'auth.service.type=LoadBalancer',
+        'auth.service.externalTrafficPolicy=Local',
+        'gateway.service.type=NodePort',
+        'gateway.service.externalTrafficPolicy=Local',
+      ];
+      const list = render(...minimal(), ...settings.flatMap((setting) => ['--set', setting]));
+      expect(policyOf(list, component('auth'))).toBe('Local');
+      expect(policyOf(list, component('gateway'))).toBe('Local');
+      // The ops Services are ClusterIP: the API server would refuse the field there.
+      expect(policyOf(list, `${component('auth')}-ops`)).toBeUndefined();
+      expect(policyOf(list, `${component('gateway')}-ops`)).toBeUndefined();
+      expect(policyOf(list, component('persistence'))).toBeUndefined();
+      // Cluster as given; empty: Kubernetes' default, not written.
+      const cluster = render(...minimal(), '--set', 'auth.service.type=NodePort', '--set', 'auth.service.externalTrafficPolicy=Cluster');
+      expect(policyOf(cluster, component('auth'))).toBe('Cluster');
+      expect(policyOf(render(...minimal(), '--set', 'auth.service.type=LoadBalancer'), component('auth'))).toBeUndefined();
+      // Past the schema (helm --skip-schema-validation), the template refuses it on a ClusterIP Service too.
+      const skipped = template(...minimal(), '--skip-schema-validation', '--set', 'gateway.service.externalTrafficPolicy=Local');
+      expect(skipped.status).not.toBe(0);
+      expect(skipped.stderr).toContain('gateway.service.externalTrafficPolicy applies to NodePort and LoadBalancer Services only');
+    });
+
+    it('makes every service listen on listenAddress: 0.0.0.0 by default, :: for IPv6-only and dual-stack clusters', () => {
+      const hosts = (list: K8sObject[]) =>
+        ofKind(list, 'Deployment').map((deployment) => {
+          const container = podOf(deployment).spec.containers[0];
+          return container && envOf(container, 'HOST')?.value;
+        });
+      for (const file of VALUES_FILES) expect(hosts(objects(file)), file).toEqual(['0.0.0.0', '0.0.0.0', '0.0.0.0']);
+      expect(hosts(render(...minimal(), '--set', 'listenAddress=::'))).toEqual(['::', '::', '::']);
+      expect(hosts(render(...minimal(), '--set', 'listenAddress=fd00::10'))).toEqual(['fd00::10', 'fd00::10', 'fd00::10']);
+    });
+
+    describe('extra volumes', () => {
+      const ca = { name: 'database-ca', configMap: { name: 'switchboard-database-ca' } };
+      const caMount = { name: 'database-ca', mountPath: '/etc/switchboard/database-ca', readOnly: true };
+      const natsCa = { name: 'nats-ca', secret: { secretName: 'nats-ca' } };
+      const natsCaMount = { name: 'nats-ca', mountPath: '/etc/switchboard/nats-ca', readOnly: true };
+      const mountsOf = (workload: K8sObject) => allContainers(podOf(workload).spec).map((container) => container.volumeMounts ?? []);
+      const volumesOf = (workload: K8sObject) => podOf(workload).spec.volumes ?? [];
+
+      it("mounts the top-level extraVolumes in every container of the Deployments and the migrations Job, and a component's in its own", () => {
+        const values = valuesFile('extra-volumes.json', {
+          extraVolumes: [ca],
+          extraVolumeMounts: [caMount],
+          gateway: { extraVolumes: [natsCa], extraVolumeMounts: [natsCaMount] },
+          migrations: {
+            extraVolumes: [{ name: 'scratch', emptyDir: {} }],
+            extraVolumeMounts: [{ name: 'scratch', mountPath: '/scratch' }],
+          },
+        });
+        const list = render(...minimal(), '-f', values);
+        const job = byName(list, 'Job', component('migrations'));
+        expect(allContainers(podOf(job).spec)).toHaveLength(2);
+        for (const workload of [...ofKind(list, 'Deployment'), job]) {
+          const where = `${workload.kind} ${workload.metadata.name}`;
+          expect(volumesOf(workload), where).toContainEqual(ca);
+          expect(volumesOf(workload), where).toContainEqual(expect.objectContaining({ name: 'tmp' }));
+          for (const mounts of mountsOf(workload)) {
+            expect(mounts, where).toContainEqual(caMount);
+            expect(mounts, where).toContainEqual({ name: 'tmp', mountPath: '/tmp' });
+          }
+        }
+        const gateway = byName(list, 'Deployment', component('gateway'));
+        expect(volumesOf(gateway)).toContainEqual(natsCa);
+        for (const mounts of mountsOf(gateway)) expect(mounts).toContainEqual(natsCaMount);
+        for (const name of ['auth', 'persistence']) {
+          expect(
+            volumesOf(byName(list, 'Deployment', component(name))).map((volume) => volume.name),
+            name,
+          ).toEqual(['tmp', 'database-ca']);
+        }
+        expect(volumesOf(job).map((volume) => volume.name)).toEqual(['tmp', 'database-ca', 'scratch']);
+        for (const mounts of mountsOf(job)) expect(mounts).toContainEqual({ name: 'scratch', mountPath: '/scratch' });
+        // Nothing by default; the test Pod never gets them.
+        for (const workload of workloadsOf(objects('minimal-values.yaml'))) {
+          expect(
+            volumesOf(workload).map((volume) => volume.name),
+            workload.metadata.name,
+          ).toEqual(['tmp']);
+        }
+        const [pod] = ofKind(list, 'Pod');
+        expect(pod && volumesOf(pod).map((volume) => volume.name)).toEqual(['tmp']);
+      });
+
+      it('mounts the CA of PostgreSQL named by sslrootcert in ci/external-values.yaml wherever DATABASE_URL is read', () => {
+        const text = readFileSync(join(CHART, 'ci', 'external-values.yaml'), 'utf8');
+        const rootCert = /sslrootcert=(\/[^&'\s]+)/.exec(text)?.[1];
+        if (!rootCert) throw new Error('no sslrootcert in ci/external-values.yaml');
+        let checked = 0;
+        for (const workload of workloadsOf(objects('external-values.yaml'))) {
+          const { spec } = podOf(workload);
+          for (const container of allContainers(spec)) {
+            if (!envOf(container, 'DATABASE_URL')) continue;
+            const mount = container.volumeMounts?.find((candidate) => rootCert.startsWith(`${candidate.mountPath}/`));
+            expect(mount, `${workload.metadata.name}/${container.name}`).toBeDefined();
+            expect(spec.volumes?.find((volume) => volume.name === mount?.name)?.configMap, workload.metadata.name).toBeDefined();
+            checked += 1;
+          }
+        }
+        // auth, persistence and both migration containers.
+        expect(checked).toBe(4);
+      });
+
+      it('refuses a mount of a volume the pod does not have, a volume name given twice and a path mounted twice', () => {
+        for (const [name, values, message] of [
+          // Whichever component the chart renders first names itself.
+          [
+            'mount-missing',
+            { extraVolumeMounts: [caMount] },
+            /extraVolumeMounts of (\w+): \/etc\/switchboard\/database-ca mounts the volume database-ca, which neither extraVolumes nor \1\.extraVolumes defines/,
+          ],
+          // The gateway's own volume is no other pod's.
+          [
+            'mount-elsewhere',
+            { gateway: { extraVolumes: [natsCa] }, extraVolumeMounts: [natsCaMount] },
+            /the volume nats-ca, which neither/,
+          ],
+          [
+            'volume-twice',
+            { extraVolumes: [ca], auth: { extraVolumes: [{ ...ca }] } },
+            /the auth pod would have two volumes named database-ca/,
+          ],
+          [
+            'path-twice',
+            { extraVolumes: [ca, natsCa], extraVolumeMounts: [caMount, { ...natsCaMount, mountPath: `${caMount.mountPath}/` }] },
+            /\/etc\/switchboard\/database-ca\/ is mounted twice/,
+          ],
+        ] as const) {
+          const result = template(...minimal(), '-f', valuesFile(`${name}.json`, values));
+          expect(result.status, name).not.toBe(0);
+          expect(result.stderr, name).toMatch(message);
+        }
+      });
     });
 
     it('schedules the migrations Job and the test Pod by their own nodeSelector, tolerations, affinity and pod annotations', () => {
@@ -853,6 +1009,34 @@ describe('the deployment docs', () => {
     }
     expect(checked).toBeGreaterThanOrEqual(4);
   });
+
+  it('suggest NATS alerts that match the exporter series with and without -prefix=nats', () => {
+    const operations = readFileSync(DOCS['docs/operations.md'], 'utf8');
+    const block = [...operations.matchAll(/```yaml\n([\s\S]*?)```/g)].map((match) => match[1] ?? '').find((text) => /^groups:/m.test(text));
+    if (!block) throw new Error('no PrometheusRule groups in docs/operations.md');
+    const { groups } = parse(block) as { groups: { rules: { alert: string; expr: string }[] }[] };
+    const rules = groups.flatMap((group) => group.rules);
+    const nats = rules.filter((rule) => /^Nats/.test(rule.alert));
+    expect(nats.map((rule) => rule.alert).sort()).toEqual(['NatsInboundRedeliveries', 'NatsSlowConsumers']);
+    for (const rule of rules) {
+      // No rule names an exporter series outright: it would exist under one naming only.
+      for (const metric of metricNames(rule.expr)) expect(metric, rule.alert).not.toMatch(/^(gnatsd|jetstream|nats)_/);
+    }
+    const queried = nats.flatMap((rule) => nameSelectors(rule.expr).map((selector) => bothNamings(selector, rule.alert)));
+    expect(queried.sort()).toEqual(['gnatsd_varz_slow_consumers', 'jetstream_consumer_num_redelivered']);
+  });
+
+  it('advise one prometheus-nats-exporter per NATS server, never one for a Service in front of several', () => {
+    const operations = readFileSync(DOCS['docs/operations.md'], 'utf8');
+    for (const command of operations.matchAll(/prometheus-nats-exporter [^`\n]*(https?:\/\/[^\s`]+)/g)) {
+      expect(new URL(command[1] ?? '').hostname, command[0]).toBe('localhost');
+    }
+    expect(operations).toContain('promExporter.podMonitor.enabled');
+    const readme = readFileSync(DOCS['deploy/helm/switchboard/README.md'], 'utf8');
+    const natsValues = /```yaml\n(# nats-values\.yaml[\s\S]*?)```/.exec(readme)?.[1];
+    if (!natsValues) throw new Error('no nats-values.yaml in the chart README');
+    expect(parse(natsValues)).toMatchObject({ promExporter: { enabled: true, podMonitor: { enabled: true } } });
+  });
 });
 
 // ---- dashboards ----
@@ -905,6 +1089,79 @@ function sourceMetrics(): { names: Set<string>; histograms: Set<string> } {
     }
   }
   return { names, histograms };
+}
+
+/**
+ * The prometheus-nats-exporter series the NATS dashboard shows, as the exporter names them without
+ * -prefix (docker compose): gnatsd_ for the server (varz), jetstream_ for streams and consumers.
+ */
+const NATS_DASHBOARD_METRICS = [
+  'gnatsd_varz_connections',
+  'gnatsd_varz_in_msgs',
+  'gnatsd_varz_out_msgs',
+  'gnatsd_varz_in_bytes',
+  'gnatsd_varz_out_bytes',
+  'gnatsd_varz_mem',
+  'gnatsd_varz_cpu',
+  'gnatsd_varz_slow_consumers',
+  'jetstream_stream_total_messages',
+  'jetstream_stream_total_bytes',
+  'jetstream_consumer_num_pending',
+  'jetstream_consumer_num_ack_pending',
+  'jetstream_consumer_num_redelivered',
+] as const;
+
+/**
+ * The name of an unprefixed exporter series under -prefix=nats, as the official NATS chart's
+ * promExporter runs it: the prefix replaces the namespace of every collector, gnatsd (varz) as well
+ * as jetstream (jsz), so gnatsd_varz_mem becomes nats_varz_mem and jetstream_consumer_num_pending
+ * nats_consumer_num_pending.
+ */
+function withNatsPrefix(name: string): string {
+  return name.replace(/^(gnatsd|jetstream)_/, 'nats_');
+}
+
+/** Other series of the exporter, under both namings, that a selector must not match by accident. */
+const OTHER_NATS_METRICS = [
+  'gnatsd_varz_total_connections',
+  'gnatsd_varz_in_msgs_total',
+  'gnatsd_connz_in_msgs',
+  'gnatsd_connz_num_connections',
+  'jetstream_server_total_messages',
+  'jetstream_server_total_message_bytes',
+  'jetstream_stream_last_seq',
+  'jetstream_consumer_num_waiting',
+  'jetstream_consumer_delivered_stream_seq',
+].flatMap((name) => [name, withNatsPrefix(name)]);
+
+/** The variable queries of a dashboard (label_values(...) and the like). */
+function variableQueriesOf(dashboard: Dashboard): string[] {
+  return dashboard.templating.list
+    .filter((variable) => variable.type === 'query')
+    .map((variable) => {
+      const query = variable.query;
+      return typeof query === 'string' ? query : String((query as { query?: unknown } | undefined)?.query ?? '');
+    });
+}
+
+/** The `__name__=~"…"` matchers of a PromQL selector, as PromQL applies them: anchored at both ends. */
+function nameSelectors(expr: string): RegExp[] {
+  return [...expr.matchAll(/__name__\s*=~\s*"([^"]*)"/g)].map((match) => new RegExp(`^(?:${match[1] ?? ''})$`));
+}
+
+/**
+ * The unprefixed dashboard metric that a name selector matches together with its -prefix=nats
+ * name, checking that it matches those two and nothing else; undefined (with a failed expectation)
+ * otherwise.
+ */
+function bothNamings(selector: RegExp, where: string): string | undefined {
+  const candidates = [...NATS_DASHBOARD_METRICS.flatMap((name) => [name, withNatsPrefix(name)]), ...OTHER_NATS_METRICS];
+  const matched = candidates.filter((name) => selector.test(name));
+  const metric = NATS_DASHBOARD_METRICS.find((name) => matched.includes(name));
+  expect(metric, `${selector} in ${where}: no unprefixed exporter metric`).toBeDefined();
+  if (!metric) return undefined;
+  expect(matched.sort(), `${selector} in ${where}`).toEqual([metric, withNatsPrefix(metric)].sort());
+  return metric;
 }
 
 describe('the Grafana dashboards', () => {
@@ -965,28 +1222,22 @@ describe('the Grafana dashboards', () => {
     }
   });
 
-  it('nats.json queries prometheus-nats-exporter metrics for the server and JetStream', () => {
-    const exprs = exprsOf(readDashboard('nats.json'));
-    for (const expr of exprs) {
-      for (const metric of metricNames(expr)) expect(metric, expr).toMatch(/^(gnatsd_varz_|jetstream_)/);
+  it('nats.json queries prometheus-nats-exporter metrics for the server and JetStream, with and without -prefix=nats', () => {
+    const dashboard = readDashboard('nats.json');
+    // The panels and the variables (label_values of the server and stream lists).
+    const queries = [...exprsOf(dashboard), ...variableQueriesOf(dashboard)];
+    const queried = new Set<string>();
+    for (const expr of queries) {
+      // A metric named outright exists under one naming only.
+      expect(metricNames(expr), expr).toEqual([]);
+      const selectors = nameSelectors(expr);
+      expect(selectors.length, expr).toBeGreaterThan(0);
+      for (const selector of selectors) {
+        const metric = bothNamings(selector, expr);
+        if (metric) queried.add(metric);
+      }
     }
-    const all = exprs.join('\n');
-    for (const metric of [
-      'gnatsd_varz_connections',
-      'gnatsd_varz_in_msgs',
-      'gnatsd_varz_out_msgs',
-      'gnatsd_varz_in_bytes',
-      'gnatsd_varz_mem',
-      'gnatsd_varz_cpu',
-      'gnatsd_varz_slow_consumers',
-      'jetstream_stream_total_messages',
-      'jetstream_stream_total_bytes',
-      'jetstream_consumer_num_pending',
-      'jetstream_consumer_num_ack_pending',
-      'jetstream_consumer_num_redelivered',
-    ]) {
-      expect(all, metric).toContain(metric);
-    }
+    expect([...queried].sort()).toEqual([...NATS_DASHBOARD_METRICS].sort());
   });
 });
 
@@ -1015,6 +1266,37 @@ function compose(): ComposeFile {
   // `merge: true` resolves the `<<:` keys of the YAML anchors, as compose does.
   return parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as ComposeFile;
 }
+
+/** A published port: the host address ('' for every interface), the host port and the container's. */
+interface PublishedPort {
+  hostIp: string;
+  published: number;
+  target: number;
+}
+
+/**
+ * The published ports of a compose service: the short syntax ([host_ip:]published:target[/proto],
+ * with ${VAR:-default} resolved from `env`) of docker-compose.yml, or what `docker-compose config`
+ * prints (the same strings with a host address, {published, target} without).
+ */
+function publishedPorts(ports: unknown[] | undefined, env: Record<string, string | undefined> = {}): PublishedPort[] {
+  return (ports ?? []).map((port) => {
+    if (typeof port === 'object' && port !== null) {
+      const long = port as { host_ip?: string; published: number | string; target: number | string };
+      return { hostIp: long.host_ip ?? '', published: Number(long.published), target: Number(long.target) };
+    }
+    const text = String(port)
+      .replace(/\$\{(\w+)(?::-([^}]*))?\}/g, (_, name: string, fallback = '') => env[name] || fallback)
+      .replace(/\/(tcp|udp)$/, '');
+    const parts = text.split(':');
+    const target = Number(parts.pop());
+    const published = Number(parts.pop() ?? target);
+    return { hostIp: parts.join(':').replace(/^\[(.*)\]$/, '$1'), published, target };
+  });
+}
+
+/** Services whose ports may leave the machine (when PUBLISH_ADDRESS says so): what users connect to. */
+const PUBLIC_COMPOSE_SERVICES = ['auth', 'gateway-1', 'gateway-2'];
 
 describe('docker-compose.yml', () => {
   it.skipIf(!DOCKER_COMPOSE)('is valid for docker-compose config, with and without the observability profile', () => {
@@ -1064,12 +1346,66 @@ describe('docker-compose.yml', () => {
       const dependsOn = service.depends_on as Record<string, { condition: string }>;
       for (const dependency of Object.values(dependsOn)) expect(dependency.condition).toBe('service_healthy');
     }
-    expect(services['gateway-1']?.ports).toContain('2346:2346');
-    expect(services['gateway-2']?.ports).toContain('2348:2346');
+    expect(publishedPorts(services['gateway-1']?.ports)).toEqual([{ hostIp: '127.0.0.1', published: 2346, target: 2346 }]);
+    expect(publishedPorts(services['gateway-2']?.ports)).toEqual([{ hostIp: '127.0.0.1', published: 2348, target: 2346 }]);
+    expect(publishedPorts(services.auth?.ports)).toEqual([{ hostIp: '127.0.0.1', published: 2347, target: 2347 }]);
     expect(services.nats?.image).toMatch(/^nats:2\.10/);
     expect(services.postgres?.image).toMatch(/^postgres:17/);
     expect(services.postgres?.healthcheck?.test.join(' ')).toContain('pg_isready');
   });
+
+  it('publishes NATS, PostgreSQL and the observability ports on 127.0.0.1 only, the gateways and auth on PUBLISH_ADDRESS', () => {
+    const { services } = compose();
+    const hostIps = (env: Record<string, string>) =>
+      Object.fromEntries(
+        Object.entries(services).map(([name, service]) => [name, publishedPorts(service.ports, env).map((port) => port.hostIp)]),
+      );
+    const loopback = hostIps({});
+    // NATS without authentication, PostgreSQL and Grafana with known passwords, Prometheus and the exporter with none.
+    for (const name of ['nats', 'postgres', 'nats-exporter', 'prometheus', 'grafana'])
+      expect(loopback[name]?.length, name).toBeGreaterThan(0);
+    for (const [name, ips] of Object.entries(loopback)) for (const ip of ips) expect(ip, name).toBe('127.0.0.1');
+    // PUBLISH_ADDRESS opens what users connect to, and nothing else.
+    for (const [name, ips] of Object.entries(hostIps({ PUBLISH_ADDRESS: '0.0.0.0' }))) {
+      for (const ip of ips) expect(ip, name).toBe(PUBLIC_COMPOSE_SERVICES.includes(name) ? '0.0.0.0' : '127.0.0.1');
+    }
+    // The host's tools and tests use NATS and PostgreSQL on loopback at their usual ports.
+    expect(publishedPorts(services.nats?.ports).map((port) => port.published)).toEqual([4222, 8222]);
+    expect(publishedPorts(services.postgres?.ports).map((port) => port.published)).toEqual([5432]);
+  });
+
+  it.skipIf(!DOCKER_COMPOSE)(
+    'publishes infrastructure ports on 127.0.0.1 in the docker-compose config output, with and without PUBLISH_ADDRESS',
+    () => {
+      // An empty env file: a developer's .env must not decide the outcome.
+      const envFile = join(workDir, 'compose.env');
+      writeFileSync(envFile, '');
+      const file = join(ROOT, 'docker-compose.yml');
+      const { PUBLISH_ADDRESS: _ignored, ...baseEnv } = process.env;
+      for (const publish of [undefined, '0.0.0.0']) {
+        const env = publish ? { ...baseEnv, PUBLISH_ADDRESS: publish } : baseEnv;
+        const args = ['--env-file', envFile, '-f', file, '--profile', 'observability', 'config'];
+        const result = spawnSync(DOCKER_COMPOSE ?? 'docker-compose', args, {
+          encoding: 'utf8',
+          timeout: COMMAND_TIMEOUT_MS,
+          cwd: ROOT,
+          env,
+        });
+        expect(result.status, result.stderr).toBe(0);
+        const { services } = parse(result.stdout) as { services: Record<string, { ports?: unknown[] }> };
+        let checked = 0;
+        for (const [name, service] of Object.entries(services)) {
+          for (const port of publishedPorts(service.ports)) {
+            const expected = publish && PUBLIC_COMPOSE_SERVICES.includes(name) ? publish : '127.0.0.1';
+            expect(port.hostIp, `${name} ${port.published} (PUBLISH_ADDRESS=${publish ?? ''})`).toBe(expected);
+            checked += 1;
+          }
+        }
+        // 4222, 8222, 5432, 2347, 2346, 2348, 7777, 9090, 3000.
+        expect(checked).toBe(9);
+      }
+    },
+  );
 
   it('keeps JetStream on a volume with fsync before every ack', () => {
     const conf = readFileSync(join(ROOT, 'deploy/nats/nats.conf'), 'utf8');

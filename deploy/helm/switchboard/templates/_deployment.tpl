@@ -12,7 +12,8 @@ A Deployment of one Switchboard service. Call with a dict:
 {{- $root := .root -}}
 {{- $v := .values -}}
 {{- $ctx := dict "root" $root "component" .component -}}
-{{- $chartEnv := printf "%s\n- name: HOST\n  value: \"0.0.0.0\"\n%s" (include "switchboard.commonEnv" $ctx) (.env | trim) -}}
+{{- /* HOST: listenAddress, "0.0.0.0" by default, "::" on IPv6-only and dual-stack clusters. */}}
+{{- $chartEnv := printf "%s\n- name: HOST\n  value: %s\n%s" (include "switchboard.commonEnv" $ctx) ($root.Values.listenAddress | toString | quote) (.env | trim) -}}
 {{- include "switchboard.refuseEnvOverrides" (dict "component" .component "chartEnv" $chartEnv "extra" $v.env) -}}
 {{- $env := $chartEnv -}}
 {{- with $v.env }}
@@ -92,10 +93,16 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            {{- with include "switchboard.extraVolumeMounts" (dict "root" $root "component" .component "values" $v) }}
+            {{- . | nindent 12 }}
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir:
             sizeLimit: 64Mi
+        {{- with include "switchboard.extraVolumes" (dict "root" $root "component" .component "values" $v) }}
+        {{- . | nindent 8 }}
+        {{- end }}
       {{- with $v.topologySpreadConstraints }}
       topologySpreadConstraints:
         {{- include "switchboard.topologySpread" (dict "root" $root "component" $ctx.component "constraints" .) | trim | nindent 8 }}

@@ -123,9 +123,10 @@ addresses, else "false".
 
 {{/*
 The values behind the variables the chart sets, named in the error that refuses a <component>.env
-entry overriding one of them. A variable missing here (PORT, OPS_PORT, HOST) is fixed by the chart.
+entry overriding one of them. A variable missing here (PORT, OPS_PORT) is fixed by the chart.
 */}}
 {{- define "switchboard.envSources" -}}
+HOST: listenAddress
 NATS_URL: nats.url or nats.existingSecret
 NATS_SUBJECT_PREFIX: nats.subjectPrefix
 LOG_LEVEL: logLevel

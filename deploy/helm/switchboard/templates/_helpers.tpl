@@ -173,7 +173,8 @@ as YAML>). Secrets given as existingSecret are not the chart's: a change to them
 
 {{/*
 A Service of one component's pods. Call with (dict "ctx" (dict "root" $ "component" "gateway")
-"name" <its name> "type" ClusterIP|NodePort|LoadBalancer "ports" (list {name, port}) "annotations" <map or nil>).
+"name" <its name> "type" ClusterIP|NodePort|LoadBalancer "ports" (list {name, port}) "annotations" <map or nil>
+"externalTrafficPolicy" <"", Cluster or Local; NodePort and LoadBalancer only>).
 */}}
 {{- define "switchboard.service" -}}
 apiVersion: v1
@@ -188,6 +189,9 @@ metadata:
   {{- end }}
 spec:
   type: {{ .type }}
+  {{- if and .externalTrafficPolicy (ne .type "ClusterIP") }}
+  externalTrafficPolicy: {{ .externalTrafficPolicy }}
+  {{- end }}
   selector:
     {{- include "switchboard.selectorLabels" .ctx | nindent 4 }}
   ports:
@@ -276,4 +280,45 @@ handshakes, and then drains its NATS connection: the chart refuses less than 5 s
 {{- fail (printf "gateway.terminationGracePeriodSeconds (%v) must be at least preStopSleepSeconds + drainSeconds (%v) + %v s for the sends in flight, the close handshakes and the NATS drain" $grace $drained $minMargin) -}}
 {{- end -}}
 {{- $grace -}}
+{{- end -}}
+
+{{/*
+The extra volumes of one pod: the top-level extraVolumes, then the component's. Call with (dict
+"root" $ "component" "auth" "values" .Values.auth). Fails on a volume name given twice (the chart's
+tmp included), which the API server would refuse.
+*/}}
+{{- define "switchboard.extraVolumes" -}}
+{{- $volumes := concat (.root.Values.extraVolumes | default list) (.values.extraVolumes | default list) -}}
+{{- $names := list "tmp" -}}
+{{- range $volumes -}}
+{{- if has .name $names -}}
+{{- fail (printf "the %s pod would have two volumes named %s: rename one in extraVolumes or %s.extraVolumes (tmp is the chart's)" $.component .name $.component) -}}
+{{- end -}}
+{{- $names = append $names .name -}}
+{{- end -}}
+{{- with $volumes }}{{ toYaml . }}{{ end -}}
+{{- end -}}
+
+{{/*
+The extra volume mounts of every container of one pod: the top-level extraVolumeMounts, then the
+component's. Call as switchboard.extraVolumes. Fails on a mount of a volume the pod does not have
+and on a path mounted twice (/tmp included).
+*/}}
+{{- define "switchboard.extraVolumeMounts" -}}
+{{- $names := list -}}
+{{- range concat (.root.Values.extraVolumes | default list) (.values.extraVolumes | default list) -}}
+{{- $names = append $names .name -}}
+{{- end -}}
+{{- $mounts := concat (.root.Values.extraVolumeMounts | default list) (.values.extraVolumeMounts | default list) -}}
+{{- $paths := list "/tmp" -}}
+{{- range $mounts -}}
+{{- if not (has .name $names) -}}
+{{- fail (printf "extraVolumeMounts of %s: %s mounts the volume %s, which neither extraVolumes nor %s.extraVolumes defines" $.component .mountPath .name $.component) -}}
+{{- end -}}
+{{- if has (trimSuffix "/" .mountPath) $paths -}}
+{{- fail (printf "extraVolumeMounts of %s: %s is mounted twice (/tmp is the chart's)" $.component .mountPath) -}}
+{{- end -}}
+{{- $paths = append $paths (trimSuffix "/" .mountPath) -}}
+{{- end -}}
+{{- with $mounts }}{{ toYaml . }}{{ end -}}
 {{- end -}}
