@@ -22,7 +22,7 @@ interface Phase {
   outOfOrder: number;
   seqGaps: number;
   seqRegressions: number;
-  throughput: { acksPerSec: number; deliveriesPerSec: number };
+  throughput: { sendsPerSec: number; acksPerSec: number; deliveriesPerSec: number };
   latency: { ack: LatencySummary; delivery: LatencySummary };
   generator: { cpuMean: number; lagP99Max: number; warnings: string[] };
   machine: { busy: number | undefined; waitPerRunSecond: Record<string, number> };
@@ -69,6 +69,9 @@ describe('npm run bench -- --quick', () => {
       for (const key of ['p50', 'p90', 'p99', 'p999', 'max'] as const) expect(typeof summary[key]).toBe('number');
     }
     expect(phase.throughput.deliveriesPerSec).toBeGreaterThan(0);
+    // Counted over the window (quick mode asks for 50/s).
+    expect(phase.throughput.sendsPerSec).toBeGreaterThan(0);
+    expect(phase.throughput.sendsPerSec).toBeLessThan(100);
     expect(typeof phase.generator.cpuMean).toBe('number');
     // How busy the cores were, and how long each process waited for one (Linux /proc).
     expect(phase.machine.busy).toBeGreaterThan(0);

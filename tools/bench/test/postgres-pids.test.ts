@@ -1,7 +1,7 @@
 import { createTestDatabase, type TestDatabase } from '@switchboard/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { postgresBackendPids } from '../src/drivers/switchboard.js';
+import { onlyPostgresProcesses, postgresBackendPids } from '../src/drivers/switchboard.js';
 
 let database: TestDatabase;
 let client: pg.Client;
@@ -27,5 +27,11 @@ describe('postgresBackendPids', () => {
     for (const row of rows) expect(pids, row.backend_type).toContain(row.pid);
     const own = await client.query<{ pid: number }>('select pg_backend_pid() as pid');
     expect(pids).toContain(own.rows[0]?.pid);
+  });
+
+  it("drops pids that are not PostgreSQL's on this machine, as a containerised server's are", async () => {
+    const own = await client.query<{ pid: number }>('select pg_backend_pid() as pid');
+    const backend = own.rows[0]?.pid ?? 0;
+    expect(onlyPostgresProcesses([backend, process.pid, 2 ** 22 + 1])).toEqual([backend]);
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { markdown, reachesShare, targetsOf } from '../src/report.js';
-import { type Comparison, type RampResult, TARGET } from '../src/scenarios.js';
+import { type Comparison, type PersistenceResult, RAMP, type RampResult, TARGET } from '../src/scenarios.js';
 import { phaseResult } from './phase-result.js';
 
 const ramp = (system: string, saturatedDeliveriesPerSec: number, lowerBound: boolean): RampResult => ({
@@ -32,8 +32,8 @@ describe('reachesShare', () => {
 });
 
 describe('targetsOf', () => {
-  const targetLoad = (run = phaseResult()): Comparison => ({
-    params: { ...TARGET, connectionsPlanned: 11_872 },
+  const targetLoad = (run = phaseResult(), params: Partial<typeof TARGET> = {}): Comparison => ({
+    params: { ...TARGET, ...params, connectionsPlanned: 11_872 },
     runs: [run],
     ratios: {},
   });
@@ -47,11 +47,45 @@ describe('targetsOf', () => {
     expect(verdict(phaseResult({ seqRegressions: 1 }))).toBe(false);
     expect(verdict(phaseResult({ seqGaps: 1 }))).toBe(false);
   });
+
+  it('judges no target on a run shorter than, or scaled apart from, the scenario it stands for', () => {
+    for (const params of [{ durationS: 1 }, { warmupS: 0 }, { gateways: 8 }, { rate: 500 }]) {
+      const [row] = targetsOf({ scenarios: { target: targetLoad(phaseResult(), params) } });
+      expect(row?.met).toBeNull();
+      expect(row?.measured).toContain("not the issue's run");
+    }
+    const persistence = (backlog: number) =>
+      targetsOf({
+        scenarios: {
+          persistence: {
+            params: { sessions: 2000, durationS: 20, inFlight: 1000, backlog, contentChars: 100 },
+            durability: { synchronous_commit: 'on' },
+            live: { sustainedStoredPerSec: 9_000 },
+            backlog: { storedPerSec: 30_000 },
+          } as unknown as PersistenceResult,
+        },
+      })[1]?.met;
+    expect(persistence(100_000)).toBe(true);
+    // A backlog of 5,000 is drained between two samples: a burst, not a sustained rate.
+    expect(persistence(5_000)).toBeNull();
+    const rampOn = (gateways: number) =>
+      targetsOf({
+        scenarios: {
+          ramp: {
+            params: { ...RAMP, gateways },
+            systems: [ramp('switchboard', 30_000, false), ramp('ws', 40_000, false), ramp('socketio', 25_000, false)],
+          },
+        },
+      })[2]?.met;
+    expect(rampOn(2)).toBe(true);
+    // Against Socket.IO's two processes, four gateways are not a like-for-like comparison.
+    expect(rampOn(4)).toBeNull();
+  });
 });
 
 describe('markdown', () => {
   it("marks the sustainable rate as a lower bound when the ramp ended on the generator's limit", () => {
     const system = { ...ramp('ws', 77_906, true), sustainableRate: 25_973, sustainableLowerBound: true };
-    expect(markdown({ scenarios: { ramp: { systems: [system] } } }, [], [])).toContain('| plain ws | ≥ 25,973 | ≥ 77,906 |');
+    expect(markdown({ scenarios: { ramp: { params: RAMP, systems: [system] } } }, [], [])).toContain('| plain ws | ≥ 25,973 | ≥ 77,906 |');
   });
 });

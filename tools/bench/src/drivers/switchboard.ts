@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { postJson, type Stack, startStack } from '@switchboard/testing';
 import pg from 'pg';
@@ -214,6 +215,17 @@ export function signalProfilers(services: readonly { child: { kill(signal: NodeJ
  * database, and the server's WAL writer, checkpointer and background writer, which serve every
  * database but on the bench's machine write for the bench alone.
  */
+/** The pids that are PostgreSQL processes on this machine. */
+export function onlyPostgresProcesses(pids: readonly number[]): number[] {
+  return pids.filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'postgres';
+    } catch {
+      return false;
+    }
+  });
+}
+
 export async function postgresBackendPids(databaseUrl: string): Promise<number[]> {
   const client = new pg.Client({ connectionString: databaseUrl });
   try {
@@ -224,7 +236,9 @@ export async function postgresBackendPids(databaseUrl: string): Promise<number[]
        where (datname = $1 and pid <> pg_backend_pid()) or backend_type in ('walwriter', 'checkpointer', 'background writer')`,
       [name],
     );
-    return rows.map((row) => row.pid);
+    // Pids as the server sees them: in a container they are another namespace's, and on this
+    // machine name other processes (or none). Only those that are PostgreSQL's here are counted.
+    return onlyPostgresProcesses(rows.map((row) => row.pid));
   } catch {
     return [];
   } finally {
