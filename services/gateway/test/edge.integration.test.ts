@@ -1,8 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
-import { connect as connectTcp, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { type ServiceProcess, type Stack, startStack, TestClient, TestClients } from '@switchboard/testing';
+import { rawWsClient, type ServiceProcess, type Stack, startStack, TestClient, TestClients } from '@switchboard/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -16,56 +14,6 @@ const clients = new TestClients();
 const strictUrl = () => `ws://127.0.0.1:${strict.port}/`;
 
 const authed = (url = stack.wsUrl(0)) => clients.authenticated(url, token);
-
-/**
- * A client that speaks WebSocket by hand and ignores the close frames it receives, as a hostile one
- * may: `ws` would answer them and stop sending.
- */
-async function rawClient(port: number): Promise<{ sendText(text: string): void; closeFrame: Promise<number>; socket: Socket }> {
-  const socket = connectTcp(port, '127.0.0.1');
-  await once(socket, 'connect');
-  const key = randomBytes(16).toString('base64');
-  socket.write(
-    `GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
-  );
-  let buffered = Buffer.alloc(0);
-  let upgraded = false;
-  const closeFrame = new Promise<number>((resolve) => {
-    socket.on('data', (chunk: Buffer) => {
-      buffered = Buffer.concat([buffered, chunk]);
-      if (!upgraded) {
-        const end = buffered.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        upgraded = true;
-        buffered = buffered.subarray(end + 4);
-      }
-      // Server frames are unmasked and, here, short: opcode, a 7- or 16-bit length, the payload.
-      while (buffered.length >= 2) {
-        const opcode = (buffered[0] ?? 0) & 0x0f;
-        let length = (buffered[1] ?? 0) & 0x7f;
-        let start = 2;
-        if (length === 126) {
-          if (buffered.length < 4) return;
-          length = buffered.readUInt16BE(2);
-          start = 4;
-        }
-        if (buffered.length < start + length) return;
-        if (opcode === 0x8) resolve(buffered.readUInt16BE(start));
-        buffered = buffered.subarray(start + length);
-      }
-    });
-  });
-  const sendText = (text: string) => {
-    const payload = Buffer.from(text);
-    const mask = randomBytes(4);
-    const header =
-      payload.length < 126
-        ? Buffer.from([0x81, 0x80 | payload.length])
-        : Buffer.from([0x81, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
-    socket.write(Buffer.concat([header, mask, payload.map((byte, i) => byte ^ (mask[i % 4] ?? 0))]));
-  };
-  return { sendText, closeFrame, socket };
-}
 
 async function stillWorks(client: TestClient): Promise<void> {
   expect(await client.request({ type: 'ping' })).toMatchObject({ type: 'pong', server_time: expect.any(String) });
@@ -115,7 +63,7 @@ describe('authentication', () => {
 
 describe('after the gateway closes a socket', () => {
   it('handles no more of its frames, although a client ignoring the close frame keeps sending', async () => {
-    const raw = await rawClient(strict.port);
+    const raw = await rawWsClient(strict.port);
     // The strict gateway closes a socket that has not authenticated within 300 ms.
     expect(await raw.closeFrame).toBe(4001);
     raw.sendText(JSON.stringify({ type: 'auth', token }));

@@ -47,7 +47,7 @@ describe('graceful drain', () => {
     expect(Date.now() - signalledAt).toBeLessThan(30_000);
   });
 
-  it('answers the send it has published before closing with 1012, and the queued ones with unavailable', async () => {
+  it('answers the send it has published before closing with 1012, and the queued ones and those arriving meanwhile with unavailable', async () => {
     const gateway = await stack.startGateway();
     const customer = await stack.user('user');
     const client = await clients.authenticated(`ws://127.0.0.1:${gateway.port}/`, customer.token);
@@ -84,6 +84,15 @@ describe('graceful drain', () => {
         10_000,
         'the drain',
       );
+      // Frames arriving while the restart waits for the send in flight are answered, not dropped.
+      client.send({ type: 'send_message', session_id: sessionId, content: 'late', client_msg_id: 'restart-3', req_id: 's3' });
+      client.send({ type: 'ping', req_id: 'p1' });
+      expect(await client.waitFor((frame) => frame.req_id === 's3')).toMatchObject({
+        type: 'error',
+        code: 'unavailable',
+        client_msg_id: 'restart-3',
+      });
+      expect(await client.waitFor((frame) => frame.req_id === 'p1')).toMatchObject({ type: 'error', code: 'unavailable' });
       await locker.query('commit');
     } finally {
       await locker.end();

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { fillHistory, type Stack, startStack, TestClients } from '@switchboard/testing';
+import { fillHistory, metric, rawWsClient, type Stack, startStack, TestClients, waitFor } from '@switchboard/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
@@ -45,5 +45,32 @@ describe('a replay to a client that stops reading for a while', () => {
     await agent.waitFor((frame) => frame.type === 'new_message' && (frame.message as { seq: number }).seq === MESSAGES, 60_000);
     expect(agent.messages(sessionId).map((message) => message.seq)).toEqual(Array.from({ length: MESSAGES }, (_, index) => index + 1));
     expect(await agent.request({ type: 'ping' })).toMatchObject({ type: 'pong' });
+  }, 90_000);
+});
+
+describe('a client that sends a close frame during its replay and keeps TCP open', () => {
+  it('is left at once: the replay stops, rather than fetching on unpaced until TCP closes', async () => {
+    // A gateway of its own, so that its session gauge counts this client alone.
+    const gateway = await stack.startGateway();
+    const customerUser = await stack.user('user');
+    const customer = await clients.authenticated(stack.wsUrl(0), customerUser.token);
+    const created = await customer.request({ type: 'create_session', subject: 'closed during its replay' });
+    const sessionId = (created.session as { id: number }).id;
+    await fillHistory(stack.database.url, { sessionId, senderId: customerUser.id, content: CONTENT, count: MESSAGES });
+
+    const raw = await rawWsClient(gateway.port);
+    raw.sendText(JSON.stringify({ type: 'auth', token: (await stack.user('agent')).token }));
+    await waitFor(() => raw.frames.some((frame) => frame.type === 'auth_success'), 5_000, 'auth_success');
+    raw.sendText(JSON.stringify({ type: 'join_session', session_id: sessionId, last_seq: 0 }));
+    await waitFor(() => raw.frames.some((frame) => frame.type === 'joined_session'), 5_000, 'joined_session');
+    raw.sendClose(1000);
+    // ws answers the close frame and then waits up to 30 s for the client to end TCP. Nothing the
+    // replay sends meanwhile is written, so it never waited for the client, and fetched all
+    // 24 MB for nobody; the socket stayed in the session until TCP closed.
+    expect(await raw.closeFrame).toBe(1000);
+    await waitFor(async () => (await metric(gateway, 'switchboard_gateway_sessions')) === 0, 5_000, 'the gateway to leave the session');
+    const replayed = raw.frames.filter((frame) => frame.type === 'new_message').length;
+    expect(replayed).toBeLessThan(MESSAGES);
+    raw.socket.destroy();
   }, 90_000);
 });

@@ -172,7 +172,7 @@ export class ClientConnection implements Subscriber, FlushListener {
   async caughtUp(): Promise<void> {
     // After the batch's own setImmediate, which was queued when the first frame of it was held.
     await endOfTurn();
-    if (this.closing || this.ws.readyState !== WebSocket.OPEN) return;
+    if (!this.takesWork()) return;
     if (this.ws.bufferedAmount <= this.deps.config.maxBufferedBytes) return;
     await new Promise<void>((resolve) => {
       const done = () => {
@@ -247,6 +247,20 @@ export class ClientConnection implements Subscriber, FlushListener {
   }
 
   /**
+   * Whether the socket still takes work. A client that sent a close frame leaves the socket
+   * CLOSING, and `ws` emits 'close' only once the client ends TCP, up to 30 s later: meanwhile a
+   * replay would fetch page after page unpaced (nothing it sends is written, so it never waits
+   * for the client), and frames queued behind it would be handled for nobody. Seen here, the
+   * socket stops taking work as it does when the gateway closes it.
+   */
+  private takesWork(): boolean {
+    if (this.closing) return false;
+    if (this.ws.readyState === WebSocket.OPEN) return true;
+    this.stopTakingWork();
+    return false;
+  }
+
+  /**
    * The socket is closing: no more frames are handled, and its sessions are left now, not when
    * TCP closes (up to 30 s for a client ignoring the close frame): nothing more is delivered or
    * replayed to it (a replay would no longer wait for it to read), and a replay in progress stops
@@ -285,7 +299,9 @@ export class ClientConnection implements Subscriber, FlushListener {
   }
 
   private onMessage(data: Buffer, isBinary: boolean): void {
-    if (this.closing) return;
+    // While a restart waits for the send in flight the socket is still open: a frame arriving then
+    // is answered (see `handle`), rather than dropped unanswered.
+    if (this.closing && this.ws.readyState !== WebSocket.OPEN) return;
     // Every frame counts against the rate, including those refused before they decode (binary,
     // oversize, not JSON): otherwise a flood of such frames bypassed the limiter, each one still
     // answered with an error and none of them ever leading to the 1008 close.
@@ -376,8 +392,19 @@ export class ClientConnection implements Subscriber, FlushListener {
   }
 
   private async handle(frame: ClientFrame): Promise<void> {
-    // Frames queued behind a slow one can come up after the socket closed: nobody is left to answer.
-    if (this.closing) return;
+    if (!this.takesWork()) {
+      // Frames queued behind a slow one can come up after the socket closed: nobody is left to
+      // answer. While a restart waits for the send in flight, the client still reads: it is told.
+      if (this.ws.readyState === WebSocket.OPEN) {
+        this.sendError(
+          ErrorCode.Unavailable,
+          'the connection is closing; send it again after reconnecting',
+          frame.req_id,
+          clientMsgIdOf(frame),
+        );
+      }
+      return;
+    }
     if (frame.type === 'auth') return this.authenticate(frame);
     if (frame.type === 'ping') return this.send({ type: 'pong', ...withReqId(frame.req_id), server_time: new Date().toISOString() });
     const user = this.user;
