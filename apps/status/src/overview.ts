@@ -39,15 +39,19 @@ export function toRows(stats: readonly EndpointStats[], prefix: string, now = Da
     .filter((entry) => names.has(entry.name))
     .map((entry) => {
       const endpoints = entry.endpoints ?? [];
-      const data = endpoints.find((endpoint) => endpoint.data)?.data;
+      const dataOf = (endpoint: (typeof endpoints)[number]) =>
+        typeof endpoint.data === 'object' && endpoint.data !== null ? (endpoint.data as Record<string, number>) : {};
+      // Each endpoint's data holds the service's figures and the endpoint's own error answers
+      // (`errors`), which nats.js's `num_errors` does not count: the handlers answer asynchronously.
+      const { errors: _errors, ...figures } = dataOf(endpoints.find((endpoint) => endpoint.data) ?? ({} as (typeof endpoints)[number]));
       return {
         service: entry.name.slice(prefix.length + 1),
         instance: entry.id,
         version: entry.version,
         uptimeSeconds: Math.max(0, Math.round((now - Date.parse(entry.started)) / 1000)),
         requests: endpoints.reduce((sum, endpoint) => sum + endpoint.num_requests, 0),
-        errors: endpoints.reduce((sum, endpoint) => sum + endpoint.num_errors, 0),
-        figures: typeof data === 'object' && data !== null ? (data as Record<string, number>) : {},
+        errors: endpoints.reduce((sum, endpoint) => sum + endpoint.num_errors + (dataOf(endpoint).errors ?? 0), 0),
+        figures,
       };
     })
     .sort((a, b) => a.service.localeCompare(b.service) || a.instance.localeCompare(b.instance));

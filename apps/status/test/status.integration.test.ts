@@ -1,10 +1,16 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { BusError, connectNatsBus, encodeJson, jsonEndpoint } from '@switchboard/bus';
+import { createLogger } from '@switchboard/logging';
+import { createSubjects } from '@switchboard/protocol';
 import { freePort, REPO_ROOT, uniqueSubjectPrefix, waitFor } from '@switchboard/testing';
 import { connect, type NatsConnection, type Service } from 'nats';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 
 /**
  * The built tool, run as `npm run status` runs it, against a nats-server of this file's own: a
@@ -13,13 +19,16 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 let server: ChildProcess;
 const serverLogs: string[] = [];
 let natsUrl: string;
+let storeDir: string | undefined;
 let nc: NatsConnection;
 const services: Service[] = [];
 
 beforeAll(async () => {
   const port = await freePort();
   natsUrl = `nats://127.0.0.1:${port}`;
-  server = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // With JetStream, which the services' bus asks for as it connects.
+  storeDir = await mkdtemp(join(tmpdir(), 'status-nats-'));
+  server = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir], { stdio: ['ignore', 'pipe', 'pipe'] });
   for (const stream of [server.stdout, server.stderr]) stream?.setEncoding('utf8').on('data', (chunk: string) => serverLogs.push(chunk));
   await waitFor(
     async () => {
@@ -49,6 +58,7 @@ afterAll(async () => {
     server.kill('SIGTERM');
     await exited;
   }
+  if (storeDir) await rm(storeDir, { recursive: true, force: true });
 });
 
 /** Registers a stand-in for one instance of a Switchboard service, named as the real ones are. */
@@ -108,6 +118,47 @@ describe('npm run status', () => {
       ['persistence', false],
     ]);
     expect(json.code).toBe(1);
+  });
+
+  it('counts the error answers of a service, which nats.js does not, and keeps them out of its figures', async () => {
+    const prefix = uniqueSubjectPrefix();
+    const subjects = createSubjects(prefix);
+    const logger = createLogger({ name: 'status-errors-test', level: 'silent' });
+    const bus = await connectNatsBus({ servers: [natsUrl], name: 'status-errors-test', subjects, logger });
+    try {
+      const persistence = await bus.addService({
+        name: subjects.persistenceServiceName,
+        version: '0.1.0',
+        description: 'a persistence whose database is down',
+        stats: async () => ({ pending: 3 }),
+        endpoints: [
+          jsonEndpoint({
+            name: 'sessions-get',
+            subject: `${prefix}.sessions.get`,
+            requestSchema: z.object({}),
+            handler: async () => {
+              throw new BusError('unavailable', 'the database is unreachable');
+            },
+            logger,
+          }),
+        ],
+      });
+      await Promise.all((['auth', 'gateway'] as const).map((service) => register(prefix, service)));
+      for (let i = 0; i < 2; i++) {
+        expect(JSON.parse(new TextDecoder().decode(await bus.request(`${prefix}.sessions.get`, encodeJson({}), 2_000)))).toMatchObject({
+          error: { code: 'unavailable' },
+        });
+      }
+
+      const json = await status({ NATS_URL: natsUrl, NATS_SUBJECT_PREFIX: prefix }, ['--json']);
+      const entries = JSON.parse(json.stdout) as { service: string; requests?: number; errors?: number; figures?: object }[];
+      // Before, the column read 0 whatever persistence answered: nats.js counts only handlers that throw at once.
+      expect(entries.find((entry) => entry.service === 'persistence')).toMatchObject({ requests: 2, errors: 2, figures: { pending: 3 } });
+      expect(entries.find((entry) => entry.service === 'persistence')?.figures).not.toHaveProperty('errors');
+      await persistence.stop();
+    } finally {
+      await bus.close();
+    }
   });
 
   it('exits 0 when every service has an instance answering', async () => {

@@ -10,12 +10,20 @@ export interface BusSubscription {
   unsubscribe(): void;
 }
 
+/**
+ * An answer that reports a failure (`{ "error": … }` in the reply): sent as any reply, and counted
+ * as an error of its endpoint in `$SRV.STATS` (`data.errors`).
+ */
+export class ErrorAnswer {
+  constructor(readonly data: Uint8Array) {}
+}
+
 export interface EndpointSpec {
   /** Endpoint name in the services framework, e.g. `sessions-get`. */
   name: string;
   subject: string;
-  /** Answers one request; throwing is a bug (answer with an error payload instead). */
-  handler: (data: Uint8Array) => Promise<Uint8Array>;
+  /** Answers one request; throwing is a bug (answer with an `ErrorAnswer` instead). */
+  handler: (data: Uint8Array) => Promise<Uint8Array | ErrorAnswer>;
 }
 
 export interface ServiceSpec {
@@ -24,7 +32,7 @@ export interface ServiceSpec {
   version: string;
   description: string;
   endpoints: EndpointSpec[];
-  /** Extra figures reported in `$SRV.STATS` and `$SRV.INFO` metadata. */
+  /** Extra figures reported in `$SRV.STATS` (each endpoint's `data`, beside its `errors`). */
   stats?: () => Promise<Record<string, number>>;
 }
 

@@ -9,7 +9,7 @@ export type {
   RegisteredService,
   ServiceSpec,
 } from './bus.js';
-export { BusError } from './bus.js';
+export { BusError, ErrorAnswer } from './bus.js';
 export { Deadlines } from './deadlines.js';
 export { decodeJson, encodeJson } from './json.js';
 export { createMemoryBus, subjectMatches } from './memory-bus.js';

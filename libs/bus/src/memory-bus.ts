@@ -1,6 +1,6 @@
 import type { Logger } from '@switchboard/logging';
 import { BusErrorCode } from '@switchboard/protocol';
-import { type Bus, BusError, type DurableMessage, type EndpointSpec, type InboundStreamSettings } from './bus.js';
+import { type Bus, BusError, type DurableMessage, type EndpointSpec, ErrorAnswer, type InboundStreamSettings } from './bus.js';
 
 interface StoredMessage {
   seq: number;
@@ -119,7 +119,8 @@ export function createMemoryBus(options: { logger?: Logger } = {}): Bus {
         timer = setTimeout(() => reject(new BusError(BusErrorCode.Unavailable, `request on ${subject} timed out`)), timeoutMs);
       });
       try {
-        return await Promise.race([endpoint.handler(data), timeout]);
+        const reply = await Promise.race([endpoint.handler(data), timeout]);
+        return reply instanceof ErrorAnswer ? reply.data : reply;
       } finally {
         clearTimeout(timer);
       }

@@ -13,7 +13,7 @@ import {
   RetentionPolicy,
   StorageType,
 } from 'nats';
-import { type Bus, BusError, type DurableMessage, type InboundStreamSettings } from './bus.js';
+import { type Bus, BusError, type DurableMessage, ErrorAnswer, type InboundStreamSettings } from './bus.js';
 import { createJetStreamPublisher, PublishError } from './jetstream-publisher.js';
 import { encodeJson } from './json.js';
 
@@ -314,11 +314,15 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
       }
     },
     async addService(spec) {
+      /** Error answers per endpoint subject. */
+      const errorAnswers = new Map<string, number>();
       const service = await nc.services.add({
         name: spec.name,
         version: spec.version,
         description: spec.description,
-        ...(spec.stats ? { statsHandler: async () => spec.stats?.() } : {}),
+        // nats.js counts an endpoint's errors only when its handler throws at once; these answer
+        // asynchronously, so their error answers are counted here and reported beside the figures.
+        statsHandler: async (endpoint) => ({ ...(await spec.stats?.()), errors: errorAnswers.get(endpoint.subject) ?? 0 }),
       });
       /** Requests taken and not answered yet: stopping waits for them, so that their replies go out. */
       const inFlight = new Set<Promise<void>>();
@@ -330,9 +334,16 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
               log.error({ err: error, endpoint: endpoint.name }, 'endpoint subscription failed');
               return;
             }
+            const countError = () => errorAnswers.set(endpoint.subject, (errorAnswers.get(endpoint.subject) ?? 0) + 1);
             const handling = endpoint.handler(msg.data).then(
-              (reply) => respondSafely(msg, reply, endpoint.name),
-              (failure: unknown) => log.error({ err: failure, endpoint: endpoint.name }, 'endpoint handler threw'),
+              (reply) => {
+                if (reply instanceof ErrorAnswer) countError();
+                respondSafely(msg, reply instanceof ErrorAnswer ? reply.data : reply, endpoint.name);
+              },
+              (failure: unknown) => {
+                countError();
+                log.error({ err: failure, endpoint: endpoint.name }, 'endpoint handler threw');
+              },
             );
             inFlight.add(handling);
             void handling.finally(() => inFlight.delete(handling));

@@ -9,7 +9,7 @@ import {
   type Subjects,
 } from '@switchboard/protocol';
 import type { z } from 'zod';
-import { type Bus, BusError, type EndpointSpec } from './bus.js';
+import { type Bus, BusError, type EndpointSpec, ErrorAnswer } from './bus.js';
 import { decodeJson, encodeJson } from './json.js';
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
@@ -63,12 +63,14 @@ export function jsonEndpoint<Req, Rep>(options: {
 }): EndpointSpec {
   const { name, subject, requestSchema, handler, logger } = options;
   const answerError = (code: BusErrorCode, message: string, retryAfterMs?: number) =>
-    encodeJson({
-      error:
-        retryAfterMs === undefined || !Number.isFinite(retryAfterMs)
-          ? { code, message }
-          : { code, message, retry_after_ms: Math.max(0, Math.ceil(retryAfterMs)) },
-    });
+    new ErrorAnswer(
+      encodeJson({
+        error:
+          retryAfterMs === undefined || !Number.isFinite(retryAfterMs)
+            ? { code, message }
+            : { code, message, retry_after_ms: Math.max(0, Math.ceil(retryAfterMs)) },
+      }),
+    );
   return {
     name,
     subject,
