@@ -72,9 +72,10 @@ describe.concurrent('a token expiring on an open socket', () => {
     const session = ((await client.request({ type: 'create_session', subject: 'expiry' })).session as { id: number }).id;
     expect((await client.request({ type: 'join_session', session_id: session })).type).toBe('joined_session');
 
-    // A fresh token from the regular auth service (1 h), a second before the short one's socket would end.
-    await sleep(Math.max(0, msUntilClose(shortToken) - 1_000));
+    // A fresh token from the regular auth service (1 h), taken now (a login on a busy machine can
+    // take longer than the second left), sent a second before the short one's socket would end.
     const fresh = await login(stack.auth, customer.username);
+    await sleep(Math.max(0, msUntilClose(shortToken) - 1_000));
     expect(await client.request({ type: 'auth', token: fresh })).toMatchObject({ type: 'auth_success', user: { id: customer.id } });
 
     await sleep(msUntilClose(shortToken) + 1_500);

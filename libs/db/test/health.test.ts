@@ -24,8 +24,13 @@ afterAll(async () => {
   await database.drop();
 });
 
-function open(url: string, poolSize = 2): Database<unknown> {
-  const handle = createDb<unknown>({ url, poolSize, applicationName: 'db-health-test', healthProbeIntervalMs: 100 });
+/**
+ * A probe every `intervalMs`, each with as long to answer: short, so that a database that fails
+ * is seen soon; longer where a test asserts that one that answers stays healthy, so that a
+ * busy test machine does not read as a database that hangs.
+ */
+function open(url: string, poolSize = 2, intervalMs = 100): Database<unknown> {
+  const handle = createDb<unknown>({ url, poolSize, applicationName: 'db-health-test', healthProbeIntervalMs: intervalMs });
   handles.push(handle);
   return handle;
 }
@@ -99,8 +104,8 @@ describe('the database health probe', () => {
   });
 
   it('stays healthy against a database that answers', async () => {
-    const handle = open(database.url);
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    const handle = open(database.url, 2, 500);
+    await new Promise((resolve) => setTimeout(resolve, 1_600));
     expect(handle.isHealthy()).toBe(true);
   });
 
@@ -121,10 +126,10 @@ describe('the database health probe', () => {
   });
 
   it('is not held up by an application pool whose every connection is busy', async () => {
-    const handle = open(database.url, 1);
+    const handle = open(database.url, 1, 500);
     // The only pool connection sits in a long query for the whole check.
-    const busy = sql`select pg_sleep(1.5)`.execute(handle.db);
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const busy = sql`select pg_sleep(3)`.execute(handle.db);
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
     expect(handle.isHealthy()).toBe(true);
     await busy;
   });

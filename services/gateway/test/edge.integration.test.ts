@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { rawWsClient, type ServiceProcess, type Stack, startStack, TestClient, TestClients } from '@switchboard/testing';
+import { rawWsClient, type ServiceProcess, type Stack, startStack, TestClient, TestClients, waitFor } from '@switchboard/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -217,7 +217,10 @@ describe('bad frames', () => {
 
 describe('rate limiting', () => {
   it('answers frames over the rate with rate_limited, echoing req_id and client_msg_id, then recovers', async () => {
-    const client = await authed(strictUrl());
+    // A gateway of its own at 2 frames a second, with the default time to authenticate: the
+    // strict gateway's 300 ms may pass before its first token check (keys fetched from auth) ends.
+    const limitedGateway = await stack.startGateway({ RATE_LIMIT_PER_SEC: '2' });
+    const client = await authed(`ws://127.0.0.1:${limitedGateway.port}/`);
     for (let i = 0; i < 8; i++) client.send({ type: 'ping', req_id: `p${i}` });
     client.send({ type: 'send_message', session_id: sessionId, content: 'over the limit', client_msg_id: 'limited-1', req_id: 'send' });
     const limited = await client.waitFor((frame) => frame.req_id === 'send');
@@ -277,10 +280,12 @@ describe('a client that does not wait for replies', () => {
 
 describe('heartbeats', () => {
   it('pings sockets and drops one that stops answering', async () => {
-    const gateway = await stack.startGateway({ HEARTBEAT_INTERVAL_MS: '200' });
+    // 1 s: a socket is dropped after two pings without a pong, which a stall of the answering
+    // client's test process must not look like.
+    const gateway = await stack.startGateway({ HEARTBEAT_INTERVAL_MS: '1000' });
     const url = `ws://127.0.0.1:${gateway.port}/`;
     const answering = await clients.connect(url);
-    expect(answering.frames[0]).toMatchObject({ type: 'connected', heartbeat_interval_ms: 200 });
+    expect(answering.frames[0]).toMatchObject({ type: 'connected', heartbeat_interval_ms: 1000 });
     const silent = new WebSocket(url, { autoPong: false });
     let pings = 0;
     silent.on('ping', () => pings++);
@@ -320,7 +325,7 @@ describe('heartbeats', () => {
       sockets.push(socket);
     }
     try {
-      await new Promise((resolve) => setTimeout(resolve, 4_300));
+      await waitFor(() => pings.every((times) => times.length >= 2), 10_000, 'two pings on every socket');
       // Every socket is pinged about once per interval…
       for (const times of pings) {
         expect(times.length).toBeGreaterThanOrEqual(2);

@@ -85,15 +85,16 @@ describe('graceful drain', () => {
         'the drain',
       );
       // Frames arriving while the restart waits for the send in flight are answered, not dropped.
+      // The lock goes at once: the wait is 2 s, and the first send's ack must come within it.
       client.send({ type: 'send_message', session_id: sessionId, content: 'late', client_msg_id: 'restart-3', req_id: 's3' });
       client.send({ type: 'ping', req_id: 'p1' });
+      await locker.query('commit');
       expect(await client.waitFor((frame) => frame.req_id === 's3')).toMatchObject({
         type: 'error',
         code: 'unavailable',
         client_msg_id: 'restart-3',
       });
       expect(await client.waitFor((frame) => frame.req_id === 'p1')).toMatchObject({ type: 'error', code: 'unavailable' });
-      await locker.query('commit');
     } finally {
       await locker.end();
     }

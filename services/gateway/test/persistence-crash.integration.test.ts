@@ -74,7 +74,7 @@ describe('persistence killed while clients send', () => {
       await member.waitForCount((frame) => frame.type === 'new_message', 2 * perSender, 20_000);
       expect(member.messages(sessionId).map((message) => message.seq)).toEqual(stored.messages.map((row) => row.seq));
     }
-  });
+  }, 120_000);
 });
 
 describe('persistence down', () => {
@@ -103,5 +103,5 @@ describe('persistence down', () => {
     expect(stored.messages).toEqual([{ seq: 1, client_msg_id: 'during-outage' }]);
     await customer.waitFor((frame) => frame.type === 'new_message');
     expect(customer.messages(sessionId).map((message) => message.seq)).toEqual([1]);
-  });
+  }, 120_000);
 });

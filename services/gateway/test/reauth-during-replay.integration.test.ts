@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { fillHistory, type Stack, startStack, TestClients } from '@switchboard/testing';
+import { fillHistory, type ServiceProcess, type Stack, startService, startStack, TestClients } from '@switchboard/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
@@ -15,6 +15,8 @@ const CONTENT = '\u20ac'.repeat(4_000);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 let stack: Stack;
+/** An auth service of the same installation issuing tokens of the default hour: the renewal's. */
+let longAuth: ServiceProcess;
 const clients = new TestClients();
 
 beforeAll(async () => {
@@ -24,15 +26,17 @@ beforeAll(async () => {
     // The replay waits for the reader through the whole pause instead of closing it as slow.
     gatewayEnv: { SLOW_CLIENT_GRACE_MS: '60000' },
   });
+  longAuth = await startService('auth', { env: { ...stack.env, ACCESS_TOKEN_TTL: '1h' } });
 });
 
 afterAll(async () => {
   await clients.closeAll();
+  await longAuth?.stop();
   await stack?.stop();
 });
 
 async function freshToken(username: string): Promise<string> {
-  const response = await fetch(stack.auth.url('/v1/token'), {
+  const response = await fetch(longAuth.url('/v1/token'), {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ username, password: `${username}-password` }),
@@ -53,8 +57,8 @@ describe('a re-auth behind a long replay', () => {
     expect(await agent.request({ type: 'join_session', session_id: sessionId, last_seq: 0 })).toMatchObject({ type: 'joined_session' });
     const socket = (agent.ws as unknown as { _socket: Socket })._socket;
     socket.pause();
-    // Before the first token's end, the client renews it. The new one lives until 10 s after
-    // the old one's end: time enough for the rest of the replay once the client reads again.
+    // Before the first token's end, the client renews it, with a token of an hour: however long
+    // the rest of the replay takes once the client reads again, that one does not run out.
     await sleep(issuedAt + (TTL_S - 2) * 1000 - Date.now());
     agent.send({ type: 'auth', token: await freshToken(agentUser.username), req_id: 'renew' });
     // Past the first token's end and its 5 s of tolerance, still not reading.
