@@ -7,7 +7,7 @@ import { NatsServer, waitFor } from '@switchboard/testing';
 import { connect } from 'nats';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Bus } from './bus.js';
-import { connectNatsBus, createNatsBus } from './nats-bus.js';
+import { connectNatsBus, createNatsBus, natsConnectOptions } from './nats-bus.js';
 
 const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 const logger = createLogger({ name: 'closed-test', level: 'silent' });
@@ -89,5 +89,13 @@ describe('the NATS bus when its connection is refused or closed', () => {
     await other.close();
     await sleep(200);
     expect(closes).toEqual(['no error']);
+  });
+});
+
+describe('a tls:// server URL', () => {
+  it('refuses a server that offers no TLS, rather than sending the credentials in the clear', async () => {
+    // nats.js drops the scheme: without the tls option it connected to the plain server below.
+    const options = natsConnectOptions([`tls://switchboard:secret@${new URL(NATS_URL).host}`]);
+    await expect(connect({ ...options, maxReconnectAttempts: 0, reconnect: false })).rejects.toThrow(/tls/i);
   });
 });

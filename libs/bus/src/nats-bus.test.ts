@@ -48,7 +48,7 @@ describe('natsConnectOptions', () => {
       user: 'gateway',
       pass: '4f9a/b',
     });
-    expect(natsConnectOptions(['tls://s3cret-token@nats:4222'])).toEqual({ servers: ['tls://nats:4222'], token: 's3cret-token' });
+    expect(natsConnectOptions(['tls://s3cret-token@nats:4222'])).toEqual({ servers: ['tls://nats:4222'], token: 's3cret-token', tls: {} });
     expect(natsConnectOptions(['nats://127.0.0.1:4222'])).toEqual({ servers: ['nats://127.0.0.1:4222'] });
   });
 

@@ -169,8 +169,17 @@ export function withoutCredentials(server: string): string {
  * `nats://gateway:pw@nats:4222` for an IPv6 address and fails to start, and
  * `nats://gateway:4f9a@nats.svc:4222` for port 4 of `nats.svc`, so the servers go without it.
  */
-export function natsConnectOptions(servers: readonly string[]): { servers: string[]; user?: string; pass?: string; token?: string } {
-  return { servers: servers.map(withoutCredentials), ...natsCredentials(servers) };
+export function natsConnectOptions(servers: readonly string[]): {
+  servers: string[];
+  user?: string;
+  pass?: string;
+  token?: string;
+  tls?: Record<string, never>;
+} {
+  // nats.js drops the scheme and turns to TLS only when the server offers it: `tls://` alone would
+  // send the credentials in the clear to a server (or anything in its place) that offers none.
+  const tls = servers.some((server) => /^tls:\/\//i.test(server.trim()));
+  return { servers: servers.map(withoutCredentials), ...natsCredentials(servers), ...(tls ? { tls: {} } : {}) };
 }
 
 function natsCredentials(servers: readonly string[]): NatsCredentials {

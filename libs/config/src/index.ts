@@ -159,7 +159,8 @@ export const DEFAULT_SUBJECT_PREFIX = 'switchboard';
 export const commonEnv = {
   /** The address every port binds to. */
   HOST: string({ default: '0.0.0.0' }),
-  NATS_URL: urlList({ default: DEFAULT_NATS_URL, protocols: ['nats', 'tls', 'ws', 'wss'] }),
+  /** `nats://` or `tls://` (TLS required); nats.js in Node has no WebSocket transport, so not `ws://`/`wss://`. */
+  NATS_URL: urlList({ default: DEFAULT_NATS_URL, protocols: ['nats', 'tls'] }),
   /** Namespaces every subject, stream and service name, so several installations can share one NATS account. */
   NATS_SUBJECT_PREFIX: z.preprocess(
     unsetIfEmpty,
