@@ -22,6 +22,9 @@ export interface EmbeddedSystem extends Stoppable {
 }
 
 /** How this process reaches its own listener on `host`: a wildcard address through loopback. */
+/** The host of the URLs the banner prints: every interface is reached as localhost, and an IPv6 address goes in brackets. */
+export const displayHost = (host: string) => (host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host);
+
 const ownHost = (host: string) => (host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host);
 
 /**
@@ -145,7 +148,8 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger, sign
       bus,
     });
     started.push(gateway);
-    const host = config.HOST === '0.0.0.0' ? 'localhost' : config.HOST;
+    // Addresses that mean every interface are reached as localhost; an IPv6 one goes in brackets.
+    const host = displayHost(config.HOST);
     return {
       urls: {
         page: `http://${host}:${gateway.port}/`,
@@ -163,21 +167,31 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger, sign
   }
 }
 
-/** Creates the demo agent through the auth API, unless it exists. */
+/**
+ * Makes sure the demo agent can log in with the credentials the banner prints: true when it can.
+ * It first logs in as the agent, which needs no admin (after the first start the agent exists,
+ * and an admin whose password has changed since would fail a login, counted against this
+ * address, at every start). Only an agent that cannot log in is created, as the admin; when the
+ * name is taken (by an agent with another password, or by a customer), it is false.
+ */
 export async function ensureDemoAgent(
   authUrl: string,
   admin: { username: string; password: string },
   agent: { username: string; password: string },
-): Promise<void> {
+): Promise<boolean> {
   const post = (path: string, body: unknown, token?: string) =>
     fetch(`${authUrl}${path}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
       body: JSON.stringify(body),
     });
+  const asAgent = await post('/v1/token', agent);
+  if (asAgent.ok) return ((await asAgent.json()) as { user: { role: string } }).user.role === 'agent';
   const login = await post('/v1/token', admin);
   if (!login.ok) throw new Error(`could not log in as the admin to create the demo agent (${login.status})`);
   const { access_token: token } = (await login.json()) as { access_token: string };
   const created = await post('/v1/users', { ...agent, role: 'agent', display_name: 'Demo agent' }, token);
-  if (!created.ok && created.status !== 409) throw new Error(`could not create the demo agent (${created.status})`);
+  if (created.status === 409) return false;
+  if (!created.ok) throw new Error(`could not create the demo agent (${created.status})`);
+  return true;
 }

@@ -22,8 +22,9 @@ runMain({
     // changed since the first start, say, cannot create it).
     if (agent.username)
       try {
-        await ensureDemoAgent(system.urls.authApi, { username: config.ADMIN_USERNAME, password: config.ADMIN_PASSWORD }, agent);
-        demoAgent = true;
+        demoAgent = await ensureDemoAgent(system.urls.authApi, { username: config.ADMIN_USERNAME, password: config.ADMIN_PASSWORD }, agent);
+        if (!demoAgent)
+          logger.warn({ username: agent.username }, 'the demo agent name is taken by an account the demo credentials do not open');
       } catch (error) {
         logger.warn({ err: error }, 'the demo agent could not be set up; everything else runs');
       }

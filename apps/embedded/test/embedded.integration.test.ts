@@ -110,17 +110,29 @@ describe('the all-in-one process', () => {
     expect(config.authPort).toBe(Number(env.AUTH_PORT));
   });
 
-  it('starts when the demo agent cannot be set up, and skips it when DEMO_AGENT_USERNAME is empty', async () => {
-    // The admin exists with the first password: logging in with another fails, and the chat runs all the same.
+  it('prints the demo agent only with credentials that open it, and starts whatever becomes of it', async () => {
+    // The admin's password changed since the first start: the demo agent exists and logs in on its
+    // own, with no admin login, which failed (and counted against this address) at every start.
     await restart({ ADMIN_PASSWORD: 'changed-since-the-first-start' });
-    expect(system.logs.some((line) => line.includes('the demo agent could not be set up'))).toBe(true);
+    expect(system.logs.join('\n')).toMatch(/demo agent: agent \/ agent-password/);
+    expect(system.logs.some((line) => line.includes('the demo agent could not be set up'))).toBe(false);
+
+    // Another password for the same agent: the name is taken, and the banner prints no credentials
+    // that fail (it printed `agent / not-its-password` before).
+    await restart({ DEMO_AGENT_PASSWORD: 'not-its-password' });
+    expect(system.logs.some((line) => line.includes('the demo agent name is taken'))).toBe(true);
     expect(system.logs.join('\n')).not.toContain('demo agent: agent');
+
+    // A new demo agent while the admin cannot log in: it cannot be set up, and the chat runs all the same.
+    await restart({ ADMIN_PASSWORD: 'changed-since-the-first-start', DEMO_AGENT_USERNAME: 'agent2' });
+    expect(system.logs.some((line) => line.includes('the demo agent could not be set up'))).toBe(true);
+    expect(system.logs.join('\n')).not.toContain('demo agent: agent2');
     const token = (await post('/v1/token', { username: 'carla', password: 'carla-password' })).body.access_token as string;
     expect((await (await client(token)).request({ type: 'list_sessions' })).sessions).toHaveLength(1);
 
     await restart({ DEMO_AGENT_USERNAME: '' });
     expect(system.logs.join('\n')).not.toContain('demo agent');
-  });
+  }, 120_000);
 
   it('closes the database when a start fails, and keeps the data for the next start', async () => {
     await clients.closeAll();

@@ -135,6 +135,44 @@ function oneOf<const T extends readonly [string, ...string[]]>(values: T, opts: 
   return z.preprocess(unsetIfEmpty, z.enum(values).default(opts.default as never));
 }
 
+/**
+ * An origin as browsers send it in `Origin`: `https://Chat.Example.com/` becomes
+ * `https://chat.example.com`, a default port is dropped. `*` stays `*`. Undefined for anything
+ * that is not an origin: no scheme or host, or a path, query, fragment or credentials.
+ */
+export function normaliseOrigin(entry: string): string | undefined {
+  if (entry === '*') return entry;
+  let url: URL;
+  try {
+    url = new URL(entry);
+  } catch {
+    return undefined;
+  }
+  if (url.host === '' || url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') return undefined;
+  if (url.pathname !== '/' && url.pathname !== '') return undefined;
+  // Schemes without a URL origin of their own (an app's `capacitor://localhost`) are kept as scheme and host.
+  return url.origin === 'null' ? `${url.protocol}//${url.host.toLowerCase()}` : url.origin;
+}
+
+/**
+ * Comma-separated origins, each as browsers send it (see `normaliseOrigin`), or `*`: compared as
+ * written, `https://Chat.Example.com/` would never match. Anything that is not an origin is refused.
+ */
+function originList(opts: { default?: string[] } = {}) {
+  return list(opts).transform((entries, ctx) => {
+    const origins = entries.map(normaliseOrigin);
+    for (const [index, origin] of origins.entries()) {
+      if (origin === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `${JSON.stringify(entries[index])} is not an origin; expected * or origins such as https://chat.example.com`,
+        });
+      }
+    }
+    return origins.filter((origin) => origin !== undefined);
+  });
+}
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -145,6 +183,7 @@ export const env = {
   string,
   optionalString,
   list,
+  originList,
   url,
   urlList,
   oneOf,

@@ -34,3 +34,16 @@ describe('ADMIN_USERNAME', () => {
     }
   });
 });
+
+describe('CORS_ORIGINS', () => {
+  it('keeps each origin as browsers send it, and refuses what is not one', () => {
+    expect(loadAuthConfig(base).corsOrigins).toEqual(['*']);
+    expect(loadAuthConfig({ ...base, CORS_ORIGINS: 'https://Chat.Example.com/, http://localhost:5173' }).corsOrigins).toEqual([
+      'https://chat.example.com',
+      'http://localhost:5173',
+    ]);
+    for (const bad of ['chat.example.com', 'https://chat.example.com/app', 'https://user@chat.example.com']) {
+      expect(() => loadAuthConfig({ ...base, CORS_ORIGINS: bad }), bad).toThrow(/CORS_ORIGINS/);
+    }
+  });
+});

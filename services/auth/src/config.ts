@@ -34,8 +34,8 @@ const authEnv = {
   /** Self-registrations (`POST /v1/users` without an admin's token) allowed per client address within the window. */
   REGISTRATION_MAX_PER_ADDRESS: env.integer({ default: 30, min: 1, max: 1_000_000 }),
   REGISTRATION_WINDOW: env.duration({ default: '15m', min: '1s', max: '30d' }),
-  /** Origins allowed to call the API from a browser (CORS); `*` for any. */
-  CORS_ORIGINS: env.list({ default: ['*'] }),
+  /** Origins allowed to call the API from a browser (CORS), as browsers send them; `*` for any. */
+  CORS_ORIGINS: env.originList({ default: ['*'] }),
   /** Behind reverse proxies: whose X-Forwarded-For to trust for the client address (see `trustProxySetting`). */
   TRUST_PROXY: env.string({ default: 'false' }).transform((raw, ctx) => {
     const setting = trustProxySetting(raw);

@@ -18,18 +18,7 @@ const gatewayEnv = {
   /** Frames per second per connection; bursts of twice as many are allowed. */
   RATE_LIMIT_PER_SEC: env.integer({ default: 20, min: 1, max: 100_000 }),
   /** Comma-separated origins allowed to open a WebSocket; unset or `*` accepts any. */
-  ALLOWED_ORIGINS: env.list().transform((entries, ctx) => {
-    const origins = entries.map(normaliseOrigin);
-    for (const [index, origin] of origins.entries()) {
-      if (origin === undefined) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `${JSON.stringify(entries[index])} is not an origin; expected * or origins such as https://chat.example.com`,
-        });
-      }
-    }
-    return origins.filter((origin) => origin !== undefined);
-  }),
+  ALLOWED_ORIGINS: env.originList(),
   /** WebSocket ping interval; a socket silent for two intervals is dropped. */
   HEARTBEAT_INTERVAL_MS: env.integer({ default: 25_000, min: 100, max: 600_000 }),
   /** How long a send waits for persistence to confirm before the client gets `unavailable`. */
@@ -46,25 +35,6 @@ const gatewayEnv = {
   /** On SIGTERM, sockets are closed with 1012 spread over this many seconds. */
   DRAIN_SECONDS: env.integer({ default: 5, min: 0, max: 25 }),
 };
-
-/**
- * An ALLOWED_ORIGINS entry as browsers send it in `Origin`: `https://Chat.Example.com/` becomes
- * `https://chat.example.com`, a default port is dropped. `*` stays `*`. Undefined for anything
- * that is not an origin: no scheme or host, or a path, query, fragment or credentials.
- */
-function normaliseOrigin(entry: string): string | undefined {
-  if (entry === '*') return entry;
-  let url: URL;
-  try {
-    url = new URL(entry);
-  } catch {
-    return undefined;
-  }
-  if (url.host === '' || url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') return undefined;
-  if (url.pathname !== '/' && url.pathname !== '') return undefined;
-  // Schemes without a URL origin of their own (an app's `capacitor://localhost`) are kept as scheme and host.
-  return url.origin === 'null' ? `${url.protocol}//${url.host.toLowerCase()}` : url.origin;
-}
 
 /** Auth's default port (contract §1). */
 export const DEFAULT_PUBLIC_AUTH_PORT: number = 2347;
