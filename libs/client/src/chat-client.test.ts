@@ -720,7 +720,7 @@ describe('requests', () => {
     client.close();
   });
 
-  it('undoes a join that timed out with a leave, which the gateway handles before a join that follows', async () => {
+  it('undoes a join that timed out with a leave, which a join that follows waits for', async () => {
     const { client, socket } = await connected({ requestTimeoutMs: 1_000 });
     const joining = client.join(7);
     const outcome = expect(joining).rejects.toMatchObject({ code: 'timeout' });
@@ -731,13 +731,37 @@ describe('requests', () => {
     const types = () => socket.sent.filter((frame) => frame.type.endsWith('_session')).map((frame) => frame.type);
     expect(types()).toEqual(['join_session', 'leave_session']);
     expect(socket.sentOf('leave_session')[0]).toMatchObject({ session_id: 7 });
+    // A join at once goes out only once the leave is answered, so that it is handled after it.
     const rejoining = client.join(7);
-    expect(types()).toEqual(['join_session', 'leave_session', 'join_session']);
-    const [late, leave, again] = socket.sent.filter((frame) => frame.type.endsWith('_session'));
+    await flush();
+    expect(types()).toEqual(['join_session', 'leave_session']);
+    const [late, leave] = socket.sent.filter((frame) => frame.type.endsWith('_session'));
     socket.receive({ type: 'joined_session', req_id: late?.req_id, session_id: 7, last_seq: 5 });
     socket.receive({ type: 'left_session', req_id: leave?.req_id, session_id: 7 });
-    socket.receive({ type: 'joined_session', req_id: again?.req_id, session_id: 7, last_seq: 6 });
+    await flush();
+    expect(types()).toEqual(['join_session', 'leave_session', 'join_session']);
+    socket.receive({ type: 'joined_session', req_id: socket.sentOf('join_session')[1]?.req_id, session_id: 7, last_seq: 6 });
     await expect(rejoining).resolves.toEqual({ lastSeq: 6 });
+    client.close();
+  });
+
+  it('undoes a join whose retry was still on its way at the deadline', async () => {
+    const { client, socket } = await connected({ requestTimeoutMs: 1_000 });
+    const joining = client.join(7);
+    const outcome = expect(joining).rejects.toMatchObject({ code: 'timeout' });
+    // Refused once (persistence slow): the retry goes out and is not answered before the deadline.
+    socket.receive({
+      type: 'error',
+      req_id: socket.sentOf('join_session')[0]?.req_id,
+      code: 'unavailable',
+      message: 'persistence is slow',
+    });
+    await vi.advanceTimersByTimeAsync(900);
+    expect(socket.sentOf('join_session')).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(100);
+    // It rejected with the first attempt's `unavailable` before, and nothing undid the second.
+    await outcome;
+    expect(socket.sentOf('leave_session')).toMatchObject([{ session_id: 7 }]);
     client.close();
   });
 
@@ -751,21 +775,22 @@ describe('requests', () => {
     client.close();
   });
 
-  it('does not send a leave that waits out rate_limited after a join of the same session', async () => {
+  it('sends a join after a leave of the same session that waits out rate_limited, not before it', async () => {
     const { client, socket } = await connected();
     await joined(client, socket, 7, 5);
     const leaving = client.leave(7);
     const leave = socket.sentOf('leave_session')[0];
     socket.receive({ type: 'error', req_id: leave?.req_id, code: 'rate_limited', message: 'too fast', retry_after_ms: 100 });
-    const rejoining = joined(client, socket, 7, 6);
-    await expect(leaving).rejects.toMatchObject({ code: 'closed' });
+    const rejoining = client.join(7);
     await vi.advanceTimersByTimeAsync(5_000);
-    // Sent after the join, the leave would have ended the membership the join made.
-    expect(socket.sent.filter((frame) => frame.type.endsWith('_session')).map((frame) => frame.type)).toEqual([
-      'join_session',
-      'leave_session',
-      'join_session',
-    ]);
+    // The join waits: sent before the leave's retry, it would have been ended by it.
+    const types = () => socket.sent.filter((frame) => frame.type.endsWith('_session')).map((frame) => frame.type);
+    expect(types()).toEqual(['join_session', 'leave_session', 'leave_session']);
+    socket.receive({ type: 'left_session', req_id: socket.sentOf('leave_session')[1]?.req_id, session_id: 7 });
+    await expect(leaving).resolves.toBeUndefined();
+    await flush();
+    expect(types()).toEqual(['join_session', 'leave_session', 'leave_session', 'join_session']);
+    socket.receive({ type: 'joined_session', req_id: socket.sentOf('join_session')[1]?.req_id, session_id: 7, last_seq: 6 });
     await expect(rejoining).resolves.toEqual({ lastSeq: 6 });
     client.close();
   });
@@ -812,6 +837,9 @@ describe('malformed frames from the server', () => {
     expect(client.lastSeq(7)).toBe(0);
     await vi.advanceTimersByTimeAsync(10_000);
     await outcome;
+    // The join that timed out is undone with a leave, which the next join waits for.
+    socket.receive({ type: 'left_session', req_id: socket.sentOf('leave_session')[0]?.req_id, session_id: 7 });
+    await flush();
     // The client carries on: the next join is answered and remembered.
     await expect(joined(client, socket, 7, 4)).resolves.toEqual({ lastSeq: 4 });
     expect(client.lastSeq(7)).toBe(4);

@@ -165,6 +165,8 @@ export class ChatClient {
    * a join sent before the leave does not make the client remember the session again.
    */
   private readonly joining = new Map<number, Set<object>>();
+  /** The leave of each session still on its way (an app's `leave()`, or the undo of a join that timed out): a join waits for it. */
+  private readonly leaving = new Map<number, Promise<unknown>>();
   /** Remembered sessions not joined on this socket yet, in order: written as the frame rate allows. */
   private readonly rejoinQueue = new Set<number>();
   private readonly bucket: FrameBucket;
@@ -275,23 +277,25 @@ export class ChatClient {
    * message after it is replayed first. Joining a joined session again continues from its cursor:
    * a message already delivered is not delivered again, even with a lower `lastSeq`. A leave()
    * called before the reply wins: the session is not remembered. One that times out is undone
-   * with a leave, and a leave() of the session still waiting to be sent is cancelled.
+   * with a leave, and a join waits for a leave of the session still on its way, which would
+   * otherwise end the membership it makes.
    */
   async join(sessionId: number, options: { lastSeq?: number } = {}): Promise<{ lastSeq: number }> {
     const build = (): ClientFrame => {
       const lastSeq = options.lastSeq ?? this.sessions.get(sessionId)?.cursor;
       return { type: 'join_session', session_id: sessionId, ...(lastSeq === undefined ? {} : { last_seq: lastSeq }) };
     };
-    // A leave of the session still waiting to be sent (for the connection, or to retry after
-    // `rate_limited`) would go out after this join and end the membership it makes.
-    this.requests.cancel(
-      (frame) => frame.type === 'leave_session' && frame.session_id === sessionId,
-      new ChatError('closed', `joined session ${sessionId} again before it was left`),
-    );
     const intent = {};
     const intents = this.joining.get(sessionId) ?? new Set<object>();
     this.joining.set(sessionId, intents.add(intent));
     try {
+      // A leave of the session still on its way (waiting for the connection or to retry after
+      // `rate_limited`) would go out after this join and end the membership it makes: it goes first.
+      const leaving = this.leaving.get(sessionId);
+      if (leaving) {
+        await leaving.catch(() => undefined);
+        if (!this.joining.get(sessionId)?.has(intent)) throw new ChatError('closed', `left session ${sessionId} before it was joined`);
+      }
       const reply = await this.request(build, 'joined_session', {
         idempotent: true,
         // Synchronous, so the cursor is set before the replayed messages that follow the reply are handled.
@@ -330,11 +334,22 @@ export class ChatClient {
     );
     // Without a connection there is no membership to end, and no join on the wire.
     if (this.currentState !== 'ready') return;
-    await this.request(() => ({ type: 'leave_session', session_id: sessionId }), 'left_session', {
+    // The joins of the session sent before the leave have finished by its reply.
+    await this.sendLeave(sessionId, () => this.forgetJoin(sessionId));
+  }
+
+  /** Sends a leave of the session, which a join of it then waits for (see `leaving`). */
+  private sendLeave(sessionId: number, onReply?: () => void): Promise<unknown> {
+    const leaving = this.request(() => ({ type: 'leave_session', session_id: sessionId }), 'left_session', {
       idempotent: true,
-      // The joins of the session sent before the leave have finished by its reply.
-      onReply: () => this.forgetJoin(sessionId),
+      ...(onReply ? { onReply } : {}),
     });
+    this.leaving.set(sessionId, leaving);
+    const forget = () => {
+      if (this.leaving.get(sessionId) === leaving) this.leaving.delete(sessionId);
+    };
+    leaving.then(forget, forget);
+    return leaving;
   }
 
   /**
@@ -438,7 +453,7 @@ export class ChatClient {
   private undoJoin(sessionId: number, intent: object): void {
     const otherJoins = [...(this.joining.get(sessionId) ?? [])].some((other) => other !== intent);
     if (this.currentState !== 'ready' || this.sessions.has(sessionId) || otherJoins) return;
-    this.request(() => ({ type: 'leave_session', session_id: sessionId }), 'left_session', { idempotent: true }).catch(() => undefined);
+    this.sendLeave(sessionId).catch(() => undefined);
   }
 
   private forgetJoin(sessionId: number): void {

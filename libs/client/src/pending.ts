@@ -68,9 +68,15 @@ export class RequestTracker {
         lastError: undefined,
         cancelled: undefined,
       };
+      // An attempt still on the wire at the deadline ends with `timeout`, whatever an earlier one
+      // was answered: the gateway may yet carry it out (a caller may need to undo it).
       pending.deadline = setTimeout(
         () =>
-          this.finish(pending, pending.lastError ?? new ChatError('timeout', `no answer to ${build().type} within ${this.timeoutMs} ms`)),
+          this.finish(
+            pending,
+            (pending.reqId === undefined ? pending.lastError : undefined) ??
+              new ChatError('timeout', `no answer to ${build().type} within ${this.timeoutMs} ms`),
+          ),
         this.timeoutMs,
       );
       this.pending.add(pending);
