@@ -1,5 +1,5 @@
 import { join, resolve } from 'node:path';
-import { type AuthDatabase, loadAuthConfig, openAuthDatabase, startAuthService } from '@switchboard/auth';
+import { type AuthDatabase, checkAccount, loadAuthConfig, openAuthDatabase, startAuthService } from '@switchboard/auth';
 import { type Bus, connectNatsBus, createMemoryBus } from '@switchboard/bus';
 import { createEmbeddedDb, type Database } from '@switchboard/db';
 import { loadGatewayConfig, startGateway } from '@switchboard/gateway';
@@ -19,11 +19,14 @@ export interface EmbeddedSystem extends Stoppable {
   readonly urls: { page: string; websocket: string; auth: string; authApi: string };
   readonly bus: 'in-process' | 'NATS';
   readonly database: string;
+  /** The account of that name, if any, and whether the password opens it (see `checkAccount`). */
+  checkAccount(credentials: { username: string; password: string }): Promise<{ role: string; passwordMatches: boolean } | undefined>;
 }
 
-/** How this process reaches its own listener on `host`: a wildcard address through loopback. */
 /** The host of the URLs the banner prints: every interface is reached as localhost, and an IPv6 address goes in brackets. */
 export const displayHost = (host: string) => (host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host);
+
+/** How this process reaches its own listener on `host`: a wildcard address through loopback. */
 
 const ownHost = (host: string) => (host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host);
 
@@ -124,6 +127,7 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger, sign
       bus = await untilAborted(connecting, signal, (late) => late.close());
     } else bus = createMemoryBus({ logger: logger.child({ module: 'bus' }) });
     signal?.throwIfAborted();
+    const authDatabase = authDb;
     const auth = await startAuthService({
       config: authConfig,
       logger: authLogger,
@@ -158,6 +162,7 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger, sign
         authApi: `http://${ownHost(config.HOST)}:${auth.port}`,
       },
       bus: config.NATS_URL ? 'NATS' : 'in-process',
+      checkAccount: (credentials) => checkAccount(authDatabase.db, credentials),
       database: config.DATABASE_URL ? 'PostgreSQL server' : `embedded PostgreSQL in ${join(dataDir, 'postgres')}`,
       stop: stopAll,
     };
@@ -169,24 +174,23 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger, sign
 
 /**
  * Makes sure the demo agent can log in with the credentials the banner prints: true when it can.
- * It first logs in as the agent, which needs no admin (after the first start the agent exists,
- * and an admin whose password has changed since would fail a login, counted against this
- * address, at every start). Only an agent that cannot log in is created, as the admin; when the
- * name is taken (by an agent with another password, or by a customer), it is false.
+ * The account is looked up in the database, not tried as a login (a failed login counts against
+ * the address and the name, at every start). Only a name nobody has is created, as the admin;
+ * one taken by another account, or opened by another password, is false.
  */
 export async function ensureDemoAgent(
-  authUrl: string,
+  system: Pick<EmbeddedSystem, 'checkAccount' | 'urls'>,
   admin: { username: string; password: string },
   agent: { username: string; password: string },
 ): Promise<boolean> {
+  const existing = await system.checkAccount(agent);
+  if (existing) return existing.role === 'agent' && existing.passwordMatches;
   const post = (path: string, body: unknown, token?: string) =>
-    fetch(`${authUrl}${path}`, {
+    fetch(`${system.urls.authApi}${path}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
       body: JSON.stringify(body),
     });
-  const asAgent = await post('/v1/token', agent);
-  if (asAgent.ok) return ((await asAgent.json()) as { user: { role: string } }).user.role === 'agent';
   const login = await post('/v1/token', admin);
   if (!login.ok) throw new Error(`could not log in as the admin to create the demo agent (${login.status})`);
   const { access_token: token } = (await login.json()) as { access_token: string };

@@ -22,7 +22,7 @@ runMain({
     // changed since the first start, say, cannot create it).
     if (agent.username)
       try {
-        demoAgent = await ensureDemoAgent(system.urls.authApi, { username: config.ADMIN_USERNAME, password: config.ADMIN_PASSWORD }, agent);
+        demoAgent = await ensureDemoAgent(system, { username: config.ADMIN_USERNAME, password: config.ADMIN_PASSWORD }, agent);
         if (!demoAgent)
           logger.warn({ username: agent.username }, 'the demo agent name is taken by an account the demo credentials do not open');
       } catch (error) {

@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type ServiceProcess, startProcess, TestClients, waitFor } from '@switchboard/testing';
+import { metricValue, type ServiceProcess, startProcess, TestClients, waitFor } from '@switchboard/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { embeddedEnv } from './support.js';
 
@@ -34,6 +34,12 @@ async function post(path: string, body: unknown, token?: string) {
 }
 
 const client = (token: string) => clients.authenticated(`ws://127.0.0.1:${system.port}/ws`, token);
+
+/** Logins auth refused since this process started: each counts against the address and the name. */
+const failedLogins = async () =>
+  metricValue(await (await fetch(`http://127.0.0.1:${env.AUTH_OPS_PORT}/metrics`)).text(), 'switchboard_auth_logins_total', {
+    outcome: 'failure',
+  });
 
 beforeAll(async () => {
   env = await embeddedEnv(dataDir);
@@ -116,12 +122,15 @@ describe('the all-in-one process', () => {
     await restart({ ADMIN_PASSWORD: 'changed-since-the-first-start' });
     expect(system.logs.join('\n')).toMatch(/demo agent: agent \/ agent-password/);
     expect(system.logs.some((line) => line.includes('the demo agent could not be set up'))).toBe(false);
+    expect(await failedLogins()).toBe(0);
 
     // Another password for the same agent: the name is taken, and the banner prints no credentials
     // that fail (it printed `agent / not-its-password` before).
     await restart({ DEMO_AGENT_PASSWORD: 'not-its-password' });
     expect(system.logs.some((line) => line.includes('the demo agent name is taken'))).toBe(true);
     expect(system.logs.join('\n')).not.toContain('demo agent: agent');
+    // Found out without a login that fails: five such starts would have locked the agent out of loopback.
+    expect(await failedLogins()).toBe(0);
 
     // A new demo agent while the admin cannot log in: it cannot be set up, and the chat runs all the same.
     await restart({ ADMIN_PASSWORD: 'changed-since-the-first-start', DEMO_AGENT_USERNAME: 'agent2' });
