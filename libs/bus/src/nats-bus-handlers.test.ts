@@ -1,8 +1,9 @@
 import { createLogger } from '@switchboard/logging';
 import { createSubjects } from '@switchboard/protocol';
 import { deleteInboundStream } from '@switchboard/testing';
+import { connect } from 'nats';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Bus } from './bus.js';
+import { type Bus, ErrorAnswer } from './bus.js';
 import { connectNatsBus } from './nats-bus.js';
 
 const logger = createLogger({ name: 'nats-bus-handlers-test', level: 'silent' });
@@ -58,6 +59,42 @@ describe('the NATS bus', () => {
     await service.stop();
     await server.close();
     expect(text(await reply)).toBe('answered one');
+  });
+
+  it('counts as errors of its endpoint the error answers and the replies NATS refused', async () => {
+    const server = await bus('handlers-server');
+    const client = await bus('handlers-client');
+    const subject = `${prefix}.counted`;
+    const name = `handlers-errors-${process.pid}`;
+    const service = await server.addService({
+      name,
+      version: '0.0.1',
+      description: 'errors counted',
+      endpoints: [
+        {
+          name: 'counted',
+          subject,
+          async handler(data) {
+            const kind = text(data);
+            if (kind === 'error') return new ErrorAnswer(bytes('{"error":{"code":"unavailable","message":"down"}}'));
+            // Over the server's 1 MiB max_payload: answered `internal` instead.
+            if (kind === 'huge') return new Uint8Array(2 * 1024 * 1024);
+            return bytes('fine');
+          },
+        },
+      ],
+    });
+    for (const kind of ['fine', 'error', 'huge']) await client.request(subject, bytes(kind), 3_000);
+    const nc = await connect({ servers: process.env.NATS_URL ?? 'nats://127.0.0.1:4222' });
+    try {
+      const stats = [];
+      for await (const entry of await nc.services.client().stats(name)) stats.push(entry);
+      expect(stats).toHaveLength(1);
+      expect(stats[0]?.endpoints?.[0]).toMatchObject({ num_requests: 3, data: { errors: 2 } });
+    } finally {
+      await nc.close();
+      await service.stop();
+    }
   });
 
   it("reports the server's max_payload, what the gateway measures a message against", async () => {

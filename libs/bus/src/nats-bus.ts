@@ -275,9 +275,10 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
    * single oversized reply (a large page of history) took persistence down. The caller gets an
    * `internal` error answer instead, rather than waiting for its timeout.
    */
-  const respondSafely = (msg: { respond(data: Uint8Array): boolean }, reply: Uint8Array, endpoint: string) => {
+  const respondSafely = (msg: { respond(data: Uint8Array): boolean }, reply: Uint8Array, endpoint: string): boolean => {
     try {
       msg.respond(reply);
+      return true;
     } catch (error) {
       log.error({ err: error, endpoint, bytes: reply.length }, 'reply could not be sent');
       try {
@@ -285,6 +286,7 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
       } catch {
         // The connection is gone; the caller times out.
       }
+      return false;
     }
   };
 
@@ -346,8 +348,9 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
             const countError = () => errorAnswers.set(endpoint.subject, (errorAnswers.get(endpoint.subject) ?? 0) + 1);
             const handling = endpoint.handler(msg.data).then(
               (reply) => {
-                if (reply instanceof ErrorAnswer) countError();
-                respondSafely(msg, reply instanceof ErrorAnswer ? reply.data : reply, endpoint.name);
+                // An error answer, or a reply NATS refused (answered `internal` instead), is an error.
+                const sent = respondSafely(msg, reply instanceof ErrorAnswer ? reply.data : reply, endpoint.name);
+                if (reply instanceof ErrorAnswer || !sent) countError();
               },
               (failure: unknown) => {
                 countError();

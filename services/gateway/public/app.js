@@ -786,7 +786,8 @@ function saveOutbox() {
   const userId = state.user?.id;
   const kept = readOutbox().filter((saved) => saved?.userId !== userId);
   for (const entries of state.pending.values()) {
-    for (const { sessionId, content, clientMsgId } of entries) kept.push({ userId, sessionId, content, clientMsgId });
+    // One refused for good (too large, forbidden) is not sent again by itself: its Retry button is the user's.
+    for (const { sessionId, content, clientMsgId, failed } of entries) if (!failed) kept.push({ userId, sessionId, content, clientMsgId });
   }
   if (kept.length === 0) sessionStorage.removeItem(OUTBOX_KEY);
   else sessionStorage.setItem(OUTBOX_KEY, JSON.stringify(kept));
@@ -804,6 +805,7 @@ function resendOutbox() {
 
 function markFailed(entry, reason) {
   entry.failed = true;
+  saveOutbox();
   entry.item.classList.add('failed');
   const status = entry.item.querySelector('.message-status');
   if (status) status.textContent = `Not sent: ${reason}`;
@@ -813,6 +815,7 @@ function markFailed(entry, reason) {
   retry.textContent = 'Retry';
   retry.addEventListener('click', () => {
     entry.failed = false;
+    saveOutbox();
     entry.item.classList.remove('failed');
     retry.remove();
     if (status) status.textContent = 'Sending…';

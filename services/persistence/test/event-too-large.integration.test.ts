@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createPersistenceClient, decodeJson, encodeJson } from '@switchboard/bus';
 import type { InboundMessage } from '@switchboard/protocol';
-import { fillHistory, metric, NatsServer, waitFor } from '@switchboard/testing';
+import { fillHistory, metric, NatsServer, query, waitFor } from '@switchboard/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, startHarness } from './support.js';
 
@@ -99,5 +99,17 @@ describe('pages of messages under a max_payload smaller than their budget', () =
     expect(history.messages.map((message) => message.seq)).toEqual([11, 12]);
     expect(history.has_more).toBe(true);
     expect(replyBytes(history)).toBeLessThanOrEqual(MAX_PAYLOAD);
+
+    // A customer's 40 sessions with subjects of 200 characters: about 12 KB as one list.
+    const customerId = 4_242;
+    await query(
+      harness.database.url,
+      "insert into sessions (customer_id, subject) select $1, repeat('s', 200) from generate_series(1, 40)",
+      [customerId],
+    );
+    const list = await client.call('sessions.list', { customer_id: customerId, limit: 200 });
+    expect(list.sessions.length).toBeGreaterThan(10);
+    expect(list.sessions.length).toBeLessThan(40);
+    expect(replyBytes(list)).toBeLessThanOrEqual(MAX_PAYLOAD);
   }, 60_000);
 });

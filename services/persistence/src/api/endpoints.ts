@@ -13,7 +13,13 @@ import {
 import { type ConcurrencyLimit, ConcurrencyLimitError, createConcurrencyLimit } from '@switchboard/runtime';
 import type { Kysely } from 'kysely';
 import type { z } from 'zod';
-import { findHistoryPage, findMessageByClientMsgId, findMessagesAfter, pageBytesBudget } from '../db/message.repository.js';
+import {
+  countWithinBudget,
+  findHistoryPage,
+  findMessageByClientMsgId,
+  findMessagesAfter,
+  pageBytesBudget,
+} from '../db/message.repository.js';
 import type { PersistenceDatabase } from '../db/schema.js';
 import {
   findLastSeqs,
@@ -52,9 +58,11 @@ function createHandlers(db: Kysely<PersistenceDatabase>, sessionCreateLimit: Ses
       return { session };
     },
     'sessions.get': async (request) => ({ session: await sessionOrThrow(request.session_id) }),
-    'sessions.list': async (request) => ({
-      sessions: await listSessions(db, { status: request.status, customerId: request.customer_id, limit: request.limit }),
-    }),
+    'sessions.list': async (request) => {
+      const sessions = await listSessions(db, { status: request.status, customerId: request.customer_id, limit: request.limit });
+      // Subjects of 200 characters, escaped, make a list of 200 up to about 250 KB: fewer under a smaller max_payload.
+      return { sessions: sessions.slice(0, countWithinBudget(sessions, pageBytesBudget(maxPayload()))) };
+    },
     'sessions.heads': async (request) => ({ heads: await findLastSeqs(db, request.session_ids) }),
     'messages.history': async (request) => {
       await sessionOrThrow(request.session_id);

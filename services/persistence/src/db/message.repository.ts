@@ -30,14 +30,14 @@ export function pageBytesBudget(maxPayload: number): number {
   return Math.min(PAGE_BYTES_BUDGET, maxPayload - REPLY_HEADROOM_BYTES);
 }
 
-/** How many of `messages`, taken in order, fit in `budgetBytes` (at least one). */
-function countWithinBudget(messages: readonly Message[], budgetBytes: number): number {
+/** How many of `items` (messages, sessions), taken in order, fit as JSON in `budgetBytes` (at least one). */
+export function countWithinBudget(items: readonly unknown[], budgetBytes: number): number {
   let bytes = 0;
-  for (const [index, message] of messages.entries()) {
-    bytes += Buffer.byteLength(JSON.stringify(message)) + 1;
+  for (const [index, item] of items.entries()) {
+    bytes += Buffer.byteLength(JSON.stringify(item)) + 1;
     if (bytes > budgetBytes) return Math.max(1, index);
   }
-  return messages.length;
+  return items.length;
 }
 
 /**
