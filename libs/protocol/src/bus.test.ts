@@ -1,6 +1,6 @@
 import { headers } from 'nats';
 import { describe, expect, it } from 'vitest';
-import { inboundMessageId, SESSION_HEADS_MAX, sessionHeadsPerRequest } from './bus.js';
+import { inboundMessageId, inboundMessageSchema, SESSION_HEADS_MAX, sessionHeadsPerRequest } from './bus.js';
 
 describe('inboundMessageId', () => {
   it('keeps a printable ASCII id as it is', () => {
@@ -43,5 +43,24 @@ describe('sessionHeadsPerRequest', () => {
       expect(largestReply(count + 30).length).toBeGreaterThan(maxPayload - 1_024);
     }
     expect(sessionHeadsPerRequest(512)).toBe(1);
+  });
+});
+
+describe('inboundMessageSchema', () => {
+  const message = {
+    session_id: 1,
+    client_msg_id: 'c-1',
+    sender_id: 2,
+    sender_role: 'user',
+    content: 'hello',
+    received_at: '2026-01-01T00:00:00.000Z',
+  };
+
+  it('refuses text PostgreSQL would store otherwise than sent', () => {
+    expect(inboundMessageSchema.safeParse(message).success).toBe(true);
+    expect(inboundMessageSchema.safeParse({ ...message, client_msg_id: 'c-\ud800' }).success).toBe(false);
+    expect(inboundMessageSchema.safeParse({ ...message, content: 'nul \u0000' }).success).toBe(false);
+    // A surrogate pair is one well-formed character.
+    expect(inboundMessageSchema.safeParse({ ...message, content: 'emoji \ud83d\ude00' }).success).toBe(true);
   });
 });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { clientMsgIdSchema, idSchema, messageSchema, SESSION_STATUSES, seqSchema, sessionSchema } from './model.js';
+import { clientMsgIdSchema, idSchema, isStorableText, messageSchema, SESSION_STATUSES, seqSchema, sessionSchema } from './model.js';
 import { ROLES } from './roles.js';
 
 /**
@@ -10,10 +10,12 @@ import { ROLES } from './roles.js';
 /** Published by a gateway on `inbound(session_id)` with `Nats-Msg-Id: inboundMessageId(…)`. */
 export const inboundMessageSchema = z.object({
   session_id: idSchema,
-  client_msg_id: clientMsgIdSchema,
+  // Text PostgreSQL would store otherwise than sent is refused here as at the gateway: one with
+  // a lone surrogate was stored (as U+FFFD), then not found by its key, and dead-lettered too.
+  client_msg_id: clientMsgIdSchema.refine(isStorableText, 'client_msg_id must not contain NUL or lone surrogates'),
   sender_id: idSchema,
   sender_role: z.enum(ROLES),
-  content: z.string(),
+  content: z.string().refine(isStorableText, 'content must not contain NUL or lone surrogates'),
   /** When the gateway received it (ISO-8601), for latency metrics. */
   received_at: z.string(),
 });

@@ -36,7 +36,9 @@ export {
 } from './frames.js';
 export {
   clientMsgIdSchema,
+  hasLoneSurrogate,
   idSchema,
+  isStorableText,
   type Message,
   messageSchema,
   SESSION_STATUSES,

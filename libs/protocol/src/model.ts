@@ -1,6 +1,16 @@
 import { z } from 'zod';
 import { ROLES } from './roles.js';
 
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/**
+ * Whether PostgreSQL stores the text as sent: it cannot hold NUL in `text` at all, and it stores
+ * a lone surrogate as U+FFFD, so the stored text (and an id matched by it) would differ from
+ * what was sent.
+ */
+export const isStorableText = (value: string) => !value.includes('\u0000') && !LONE_SURROGATE.test(value);
+export const hasLoneSurrogate = (value: string) => LONE_SURROGATE.test(value);
+
 /** Ids are positive integers in JSON (contract §2). */
 export const idSchema = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
 export const seqSchema = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);

@@ -1,4 +1,4 @@
-import { ROLES } from '@switchboard/protocol';
+import { isStorableText, ROLES } from '@switchboard/protocol';
 
 import { z } from 'zod';
 
@@ -12,13 +12,8 @@ export const usernameSchema = z
 
 const passwordSchema = z.string().min(8, 'password must be 8 to 256 characters').max(256, 'password must be 8 to 256 characters');
 
-const LONE_SURROGATE = /\p{Cs}/u;
-
-/**
- * Whether PostgreSQL stores the text as sent: it cannot hold NUL (the insert failed with a 500),
- * and it stores a lone surrogate as U+FFFD, so two different external ids could map to one user.
- */
-export const isStorableText = (value: string) => !value.includes('\u0000') && !LONE_SURROGATE.test(value);
+/** Whether PostgreSQL stores the text as sent (NUL cannot be stored, a lone surrogate becomes U+FFFD). */
+export { isStorableText };
 
 const displayNameSchema = z
   .string()

@@ -12,6 +12,7 @@ import {
   ErrorCode,
   FrameError,
   HISTORY_DEFAULT_LIMIT,
+  hasLoneSurrogate,
   PROTOCOL_VERSION,
   type ReqId,
   readFrameIds,
@@ -61,8 +62,6 @@ const withReqId = (reqId: ReqId | undefined) => (reqId === undefined ? {} : { re
 const clientMsgIdOf = (frame: ClientFrame): { client_msg_id?: string } =>
   frame.type === 'send_message' && frame.client_msg_id !== undefined ? { client_msg_id: frame.client_msg_id } : {};
 
-const LONE_SURROGATE = /\p{Cs}/u;
-
 const SETTLED: Promise<void> = Promise.resolve();
 
 /**
@@ -75,7 +74,7 @@ const SETTLED: Promise<void> = Promise.resolve();
 function refuseUnstorable(field: string, value: string | undefined): void {
   if (value === undefined) return;
   if (value.includes('\u0000')) refuse(ErrorCode.InvalidMessage, `${field} must not contain NUL characters`);
-  if (LONE_SURROGATE.test(value)) refuse(ErrorCode.InvalidMessage, `${field} must be well-formed Unicode (no lone surrogates)`);
+  if (hasLoneSurrogate(value)) refuse(ErrorCode.InvalidMessage, `${field} must be well-formed Unicode (no lone surrogates)`);
 }
 
 /**
