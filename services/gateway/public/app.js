@@ -13,8 +13,8 @@ const SESSION_LIST_LIMIT = 100;
 /**
  * Conversations kept joined, the most recently opened: their new messages still mark them unread
  * in the list. Opening another one leaves the one opened longest ago, so a reconnect rejoins only
- * these, and the gateway's limit of sessions per connection (MAX_SESSIONS_PER_CONNECTION) is never
- * reached however many are opened. It must not be above that limit.
+ * these, and the gateway's limit of sessions per connection (MAX_SESSIONS_PER_CONNECTION, read
+ * from /config.json at boot into state.joinedLimit) is never reached however many are opened.
  */
 const JOINED_LIMIT = 20;
 
@@ -93,7 +93,9 @@ const state = {
    * queued in the SDK shows again with its conversation, and its failure is never dropped.
    */
   pending: new Map(),
-  /** Session ids joined (or being joined) with the client, the most recently opened last; at most JOINED_LIMIT. */
+  /** At most this many conversations kept joined: JOINED_LIMIT, or the gateway's lower limit. */
+  joinedLimit: JOINED_LIMIT,
+  /** Session ids joined (or being joined) with the client, the most recently opened last; at most joinedLimit. */
   joinedRecently: new Set(),
   /** The open conversation is joined: until then its messages do not reach the page, and sending is off. */
   joined: false,
@@ -540,7 +542,7 @@ async function openSession(sessionId) {
 
 /**
  * Makes the conversation the most recently opened of those kept joined, and leaves the ones
- * opened longest ago beyond JOINED_LIMIT. The leave goes out before the join that follows, so the
+ * opened longest ago beyond state.joinedLimit. The leave goes out before the join that follows, so the
  * gateway never holds more than the limit. Sends to a left conversation still go through: sending
  * needs no join.
  */
@@ -548,7 +550,7 @@ function keepJoined(client, sessionId) {
   state.joinedRecently.delete(sessionId);
   state.joinedRecently.add(sessionId);
   for (const oldest of state.joinedRecently) {
-    if (state.joinedRecently.size <= JOINED_LIMIT) break;
+    if (state.joinedRecently.size <= state.joinedLimit) break;
     state.joinedRecently.delete(oldest);
     // A leave that fails is harmless: the client forgets the session at once, and the gateway's
     // membership ends with the connection.
@@ -882,6 +884,8 @@ async function boot() {
     const config = await (await fetch('/config.json')).json();
     if (typeof config?.authUrl === 'string' && config.authUrl) authUrl = config.authUrl;
     if (Number.isInteger(config?.authPort)) authPort = config.authPort;
+    const gatewayLimit = config?.maxSessionsPerConnection;
+    if (Number.isInteger(gatewayLimit) && gatewayLimit > 0) state.joinedLimit = Math.min(JOINED_LIMIT, gatewayLimit);
   } catch {
     authUrl = null;
   }

@@ -81,7 +81,14 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
     allowedOrigins: config.allowedOrigins,
     logger,
     isAccepting: () => !draining,
-    onHttpRequest: createStaticSite({ publicConfig: { authUrl: config.publicAuthUrl ?? null, authPort: config.publicAuthPort } }),
+    onHttpRequest: createStaticSite({
+      // The page keeps at most this many conversations joined on its one socket.
+      publicConfig: {
+        authUrl: config.publicAuthUrl ?? null,
+        authPort: config.publicAuthPort,
+        maxSessionsPerConnection: config.maxSessionsPerConnection,
+      },
+    }),
     onConnection: (ws, _request, socket) => {
       const connection = new ClientConnection(ws, socket, deps);
       connections.add(connection);
