@@ -152,7 +152,6 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger, sign
       bus,
     });
     started.push(gateway);
-    // Addresses that mean every interface are reached as localhost; an IPv6 one goes in brackets.
     const host = displayHost(config.HOST);
     return {
       urls: {

@@ -28,6 +28,10 @@ const SHARED_FIGURES = new Set(['pending', 'ackPending']);
 /** Figures whose sum over instances means nothing: a session with members on two gateways counts on both. */
 const UNSUMMABLE_FIGURES = new Set(['sessions']);
 
+/** An endpoint's `data` in `$SRV.STATS`: the figures a Switchboard service reports, or none. */
+const figuresOf = (data: unknown): Record<string, number> =>
+  typeof data === 'object' && data !== null ? (data as Record<string, number>) : {};
+
 /**
  * One row per service instance of this installation, sorted. Only this installation's services
  * count: prefixes may contain `-`, so `switchboard-staging-gateway` is not a service of prefix
@@ -39,18 +43,16 @@ export function toRows(stats: readonly EndpointStats[], prefix: string, now = Da
     .filter((entry) => names.has(entry.name))
     .map((entry) => {
       const endpoints = entry.endpoints ?? [];
-      const dataOf = (endpoint: (typeof endpoints)[number]) =>
-        typeof endpoint.data === 'object' && endpoint.data !== null ? (endpoint.data as Record<string, number>) : {};
       // Each endpoint's data holds the service's figures and the endpoint's own error answers
       // (`errors`), which nats.js's `num_errors` does not count: the handlers answer asynchronously.
-      const { errors: _errors, ...figures } = dataOf(endpoints.find((endpoint) => endpoint.data) ?? ({} as (typeof endpoints)[number]));
+      const { errors: _errors, ...figures } = figuresOf(endpoints.find((endpoint) => endpoint.data)?.data);
       return {
         service: entry.name.slice(prefix.length + 1),
         instance: entry.id,
         version: entry.version,
         uptimeSeconds: Math.max(0, Math.round((now - Date.parse(entry.started)) / 1000)),
         requests: endpoints.reduce((sum, endpoint) => sum + endpoint.num_requests, 0),
-        errors: endpoints.reduce((sum, endpoint) => sum + endpoint.num_errors + (dataOf(endpoint).errors ?? 0), 0),
+        errors: endpoints.reduce((sum, endpoint) => sum + endpoint.num_errors + (figuresOf(endpoint.data).errors ?? 0), 0),
         figures,
       };
     })

@@ -53,6 +53,14 @@ export type DeadLetter = z.infer<typeof deadLetterSchema>;
 const sessionWithSeqSchema = sessionSchema.extend({ last_seq: seqSchema });
 export type SessionWithSeq = z.infer<typeof sessionWithSeqSchema>;
 
+/**
+ * What a NATS message takes beyond the JSON it is measured by, at most: the `Nats-Msg-Id` header
+ * of an inbound publish (under 700 bytes with a 128-character `client_msg_id`), the id, seq and
+ * wrapper its confirmed event adds (under 100), or a reply's wrapper and headers. Whatever must
+ * fit in the server's `max_payload` is kept this far under it.
+ */
+export const MAX_PAYLOAD_HEADROOM_BYTES = 1_024;
+
 /** Sessions asked about in one `sessions.heads` request (its reply stays well under NATS's 1 MiB). */
 export const SESSION_HEADS_MAX = 5_000;
 /** The most bytes one entry of a `sessions.heads` reply takes: `{"id":…,"last_seq":…},` with 16 digits each. */
@@ -60,8 +68,7 @@ const SESSION_HEAD_MAX_BYTES = 52;
 
 /** Sessions asked about in one `sessions.heads` request, so that its reply fits in a NATS message of `maxPayload` bytes. */
 export function sessionHeadsPerRequest(maxPayload: number): number {
-  // 1 KiB for the reply's wrapper and headers.
-  return Math.max(1, Math.min(SESSION_HEADS_MAX, Math.floor((maxPayload - 1_024) / SESSION_HEAD_MAX_BYTES)));
+  return Math.max(1, Math.min(SESSION_HEADS_MAX, Math.floor((maxPayload - MAX_PAYLOAD_HEADROOM_BYTES) / SESSION_HEAD_MAX_BYTES)));
 }
 
 /** Request and reply bodies of each persistence endpoint. */

@@ -9,6 +9,7 @@ export {
   type InboundMessage,
   inboundMessageId,
   inboundMessageSchema,
+  MAX_PAYLOAD_HEADROOM_BYTES,
   type PersistenceApi,
   type PersistenceReply,
   type PersistenceRequest,

@@ -619,8 +619,7 @@ async function loadHistory(sessionId, beforeSeq, generation) {
   for (const message of messages) {
     // A message of ours stored while its send still waits for the ack (lost with a connection,
     // say): the stored copy replaces the greyed one.
-    const sent = pendingOf(sessionId).find((entry) => entry.clientMsgId === message.client_msg_id);
-    if (sent) removePending(sent);
+    removeStoredPending(message);
     if (!state.messages.has(message.seq)) upsertMessage(message);
   }
   const first = messages[0];
@@ -707,8 +706,7 @@ function upsertMessage(message) {
 function onMessage(message) {
   noteSessionActivity(message);
   // Our own message came back before its ack: it replaces the greyed copy.
-  const sent = pendingOf(message.session_id).find((entry) => entry.clientMsgId === message.client_msg_id);
-  if (sent) removePending(sent);
+  removeStoredPending(message);
   if (message.session_id !== state.openSessionId) return;
   if (!state.messages.has(message.seq)) upsertMessage(message);
 }
@@ -758,6 +756,12 @@ function addPending(sessionId, content, clientMsgId) {
   entries.push(entry);
   saveOutbox();
   return entry;
+}
+
+/** The greyed copy of a message of ours that is stored, if one is shown: it goes. */
+function removeStoredPending(message) {
+  const sent = pendingOf(message.session_id).find((entry) => entry.clientMsgId === message.client_msg_id);
+  if (sent) removePending(sent);
 }
 
 function removePending(entry) {

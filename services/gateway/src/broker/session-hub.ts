@@ -7,6 +7,7 @@ import {
   FrameError,
   type InboundMessage,
   inboundMessageId,
+  MAX_PAYLOAD_HEADROOM_BYTES,
   type Message,
   type ReqId,
   type ServerFrame,
@@ -41,14 +42,6 @@ export const MAX_EARLY_EVENTS = 1_000;
  */
 export const MAX_QUEUED_EVENTS = 1_000;
 export const PUBLISH_TIMEOUT_MS = 5_000;
-/**
- * What a message takes in NATS beyond its inbound JSON, at most: the `Nats-Msg-Id` header of its
- * publish (under 700 bytes with a 128-character `client_msg_id`), or in its confirmed event the
- * id, the seq and the wrapper (under 100). A message whose inbound JSON leaves less than this
- * under the server's `max_payload` is refused before it is published: NATS would take it into
- * the stream and then refuse its event, and it would be stored but never delivered or acked.
- */
-export const BROKER_HEADROOM_BYTES = 1_024;
 
 interface MemberState {
   /** Highest seq this socket has been sent. */
@@ -479,11 +472,13 @@ export function createSessionHub(options: SessionHubOptions) {
         received_at: new Date().toISOString(),
       };
       const payload = encodeJson(inbound);
+      // Refused before it is published: NATS would take it into the stream and then refuse its
+      // larger confirmed event, and it would be stored but never delivered.
       const maxPayload = bus.maxPayload();
-      if (payload.length + BROKER_HEADROOM_BYTES > maxPayload) {
+      if (payload.length + MAX_PAYLOAD_HEADROOM_BYTES > maxPayload) {
         throw new FrameError(
           ErrorCode.PayloadTooLarge,
-          `the message is over what the message broker takes (${maxPayload - BROKER_HEADROOM_BYTES} bytes with its metadata); shorten the content`,
+          `the message is over what the message broker takes (${maxPayload - MAX_PAYLOAD_HEADROOM_BYTES} bytes with its metadata); shorten the content`,
         );
       }
       let published: { duplicate: boolean };

@@ -35,6 +35,8 @@ export const SERVICE_VERSION = '0.1.0';
 type Handlers = { [E in keyof PersistenceApi]: (request: PersistenceRequest<E>) => Promise<PersistenceReply<E>> };
 
 function createHandlers(db: Kysely<PersistenceDatabase>, sessionCreateLimit: SessionCreateLimit, maxPayload: () => number): Handlers {
+  /** What the messages (or sessions) of one reply may take: under NATS's max_payload, read as it is now. */
+  const pageBudget = () => pageBytesBudget(maxPayload());
   const sessionOrThrow = async (id: number) => {
     const session = await findSession(db, id);
     if (!session) throw new BusError(BusErrorCode.NotFound, `session ${id} does not exist`);
@@ -61,7 +63,7 @@ function createHandlers(db: Kysely<PersistenceDatabase>, sessionCreateLimit: Ses
     'sessions.list': async (request) => {
       const sessions = await listSessions(db, { status: request.status, customerId: request.customer_id, limit: request.limit });
       // Subjects of 200 characters, escaped, make a list of 200 up to about 250 KB: fewer under a smaller max_payload.
-      return { sessions: sessions.slice(0, countWithinBudget(sessions, pageBytesBudget(maxPayload()))) };
+      return { sessions: sessions.slice(0, countWithinBudget(sessions, pageBudget())) };
     },
     'sessions.heads': async (request) => ({ heads: await findLastSeqs(db, request.session_ids) }),
     'messages.history': async (request) => {
@@ -70,7 +72,7 @@ function createHandlers(db: Kysely<PersistenceDatabase>, sessionCreateLimit: Ses
         sessionId: request.session_id,
         beforeSeq: request.before_seq,
         limit: request.limit,
-        budgetBytes: pageBytesBudget(maxPayload()),
+        budgetBytes: pageBudget(),
       });
       return { messages: page.messages, has_more: page.hasMore };
     },
@@ -79,7 +81,7 @@ function createHandlers(db: Kysely<PersistenceDatabase>, sessionCreateLimit: Ses
         sessionId: request.session_id,
         afterSeq: request.after_seq,
         limit: request.limit,
-        budgetBytes: pageBytesBudget(maxPayload()),
+        budgetBytes: pageBudget(),
       }),
     }),
     'messages.lookup': async (request) => ({

@@ -1,4 +1,4 @@
-import type { Message } from '@switchboard/protocol';
+import { MAX_PAYLOAD_HEADROOM_BYTES, type Message } from '@switchboard/protocol';
 import type { Kysely } from 'kysely';
 import type { MessageRow } from './message.table.js';
 import type { PersistenceDatabase } from './schema.js';
@@ -22,12 +22,9 @@ export const toMessage = (row: MessageRow): Message => ({
  * message whose event would not fit in max_payload).
  */
 export const PAGE_BYTES_BUDGET = 512 * 1024;
-/** What a reply takes beside its messages: the wrapper, `has_more`, and the NATS headers of a reply. */
-const REPLY_HEADROOM_BYTES = 1_024;
-
 /** The page budget under a NATS server that takes at most `maxPayload` bytes in one message. */
 export function pageBytesBudget(maxPayload: number): number {
-  return Math.min(PAGE_BYTES_BUDGET, maxPayload - REPLY_HEADROOM_BYTES);
+  return Math.min(PAGE_BYTES_BUDGET, maxPayload - MAX_PAYLOAD_HEADROOM_BYTES);
 }
 
 /** How many of `items` (messages, sessions), taken in order, fit as JSON in `budgetBytes` (at least one). */
