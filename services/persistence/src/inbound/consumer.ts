@@ -21,8 +21,24 @@ import { type StoreOutcome, storeBatch } from './store-batch.js';
 const RETRYABLE_SQLSTATES = new Set(['40001', '40P01', '55P03', '57014']);
 /** A unique violation: another replica stored a copy while this batch waited for a lock (see store-batch.ts). */
 const UNIQUE_VIOLATION = '23505';
-/** Retries of a batch that hit a unique violation before it is treated as one that cannot be stored. */
+/**
+ * Retries of a batch after unique violations before it is treated as one that cannot be stored.
+ * Counted apart from its other retries: a batch that waited out three lock timeouts or failovers
+ * may meet, at its next try, the row its own abandoned statement committed meanwhile, and that
+ * message, stored, was set aside as one that could not be.
+ */
 const MAX_UNIQUE_RETRIES = 3;
+/**
+ * SQLSTATEs of a statement the database refuses whatever the messages in it: a permission revoked
+ * or a table, column or function missing (class 42: a release older or newer than the schema), a
+ * catalog or schema missing (3D, 3F), an object in the wrong state (55) or a transaction one
+ * (25), a corrupt table or index (XX001, XX002). With bound parameters no message can cause one.
+ * Taken for a message's fault, such a refusal split every batch and set every message of the
+ * backlog aside in turn; it is retried instead, as an outage is, until an operator fixes the
+ * database. Any other error is taken for a message's (a data exception, a constraint, an
+ * exception a trigger raises with any code).
+ */
+const DATABASE_REFUSAL_SQLSTATE = /^(42|3D|3F|55|25|XX00[12]$)/;
 const MAX_RETRY_DELAY_MS = 2_000;
 /**
  * How long a stop waits for the batch in hand. A statement can wait far longer (for a row lock
@@ -77,15 +93,14 @@ const storable = (text: string) => text.replaceAll('\u0000', '\\u0000');
 
 /**
  * Errors after which the same write may succeed later: the database unreachable or unable to take
- * writes (read-only, disk full: see `isDatabaseUnavailable`), or a transaction to run again. Such
- * an error says nothing about the messages, which must be kept and never set aside for it.
+ * writes (read-only, disk full: see `isDatabaseUnavailable`), a transaction to run again, or a
+ * refusal of the database's own (DATABASE_REFUSAL_SQLSTATE). Such an error says nothing about the
+ * messages, which must be kept and never set aside for it.
  */
 function isTransient(error: unknown): boolean {
-  return isDatabaseUnavailable(error) || RETRYABLE_SQLSTATES.has(errorCode(error) ?? '');
-}
-
-function isRetryable(error: unknown, attempt: number): boolean {
-  return isTransient(error) || (errorCode(error) === UNIQUE_VIOLATION && attempt < MAX_UNIQUE_RETRIES);
+  if (isDatabaseUnavailable(error)) return true;
+  const code = errorCode(error);
+  return code !== undefined && (RETRYABLE_SQLSTATES.has(code) || DATABASE_REFUSAL_SQLSTATE.test(code));
 }
 
 /**
@@ -235,6 +250,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
    */
   const storeValid = async (valid: (Decoded & { input: InboundMessage })[]): Promise<void> => {
     let outcomes: StoreOutcome[] | undefined;
+    let uniqueViolations = 0;
     for (let attempt = 0; outcomes === undefined; attempt++) {
       const started = performance.now();
       try {
@@ -252,7 +268,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
           process.kill(process.pid, 'SIGKILL');
         }
       } catch (error) {
-        if (isRetryable(error, attempt)) {
+        if (isTransient(error) || (errorCode(error) === UNIQUE_VIOLATION && ++uniqueViolations <= MAX_UNIQUE_RETRIES)) {
           metrics.storeRetries.inc();
           if (attempt === 0 || attempt % 20 === 0)
             log.warn({ err: error, batch: valid.length, attempt }, 'storing a batch failed; retrying');

@@ -1,0 +1,90 @@
+import { metric, query, waitFor } from '@switchboard/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Harness, sleep, startHarness } from './support.js';
+
+/**
+ * Refusals that are the database's, not the messages': the messages wait and are stored once the
+ * database takes them, none set aside. Each test drives `messages`' inserts with a trigger.
+ */
+
+let harness: Harness;
+
+beforeAll(async () => {
+  harness = await startHarness('persistence_database_refusals');
+  // Started once for its migrations and stream.
+  await (await harness.startPersistence()).stop();
+});
+
+afterAll(async () => {
+  await harness?.close();
+});
+
+/** A row trigger on `messages` running `body` (PL/pgSQL) before each insert, under `name`. */
+async function onInsert(name: string, body: string): Promise<void> {
+  const url = harness.database.url;
+  await query(url, `create function ${name}() returns trigger language plpgsql as $$ begin ${body} return new; end $$`);
+  await query(url, `create trigger ${name} before insert on messages for each row execute function ${name}()`);
+}
+
+async function dropTrigger(name: string): Promise<void> {
+  await query(harness.database.url, `drop trigger ${name} on messages`);
+  await query(harness.database.url, `drop function ${name}()`);
+}
+
+describe('a refusal of the database rather than of a message', () => {
+  it('keeps every message of the backlog while each statement is refused alike, and stores them in order after', async () => {
+    // As when INSERT on messages is revoked from persistence's role, or a column is missing.
+    await query(harness.database.url, 'create table refuse_all (refused boolean)');
+    await query(harness.database.url, 'insert into refuse_all values (true)');
+    await onInsert(
+      'refuse_all',
+      "if exists (select 1 from refuse_all) then raise exception using errcode = '42501', message = 'permission denied for table messages'; end if;",
+    );
+    const [session = 0] = await harness.createSessions(1);
+    for (let i = 1; i <= 5; i++) await harness.publish(session, `m${i}`);
+    const persistence = await harness.startPersistence();
+
+    await waitFor(async () => (await metric(persistence, 'switchboard_persistence_store_retries_total')) >= 3, 15_000, 'retries');
+    await sleep(1_000);
+    // Before, each batch was split and every message dead-lettered and terminated: all five gone.
+    expect(await harness.deadLetters()).toBe(0);
+    expect(await harness.stored()).toEqual([]);
+
+    await query(harness.database.url, 'delete from refuse_all');
+    await waitFor(async () => (await harness.stored()).length >= 5, 15_000, 'the backlog to be stored');
+    expect((await harness.stored()).map((row) => [row.seq, row.client_msg_id])).toEqual([
+      [1, 'm1'],
+      [2, 'm2'],
+      [3, 'm3'],
+      [4, 'm4'],
+      [5, 'm5'],
+    ]);
+    expect(await harness.deadLetters()).toBe(0);
+    await persistence.stop();
+    await dropTrigger('refuse_all');
+  }, 60_000);
+
+  it('stores a message whose unique violation comes after three other failed tries, rather than setting it aside', async () => {
+    // Three serialization failures, then the unique violation a try meets when the statement it
+    // abandoned (a lock timeout) committed the row meanwhile; then the insert goes through.
+    await query(harness.database.url, 'create sequence insert_tries');
+    await onInsert(
+      'fail_then_collide',
+      `declare try bigint := nextval('insert_tries');
+       begin
+         if try <= 3 then raise exception using errcode = '40001', message = 'could not serialize access'; end if;
+         if try = 4 then raise exception using errcode = '23505', message = 'duplicate key value violates unique constraint'; end if;
+       end;`,
+    );
+    const [session = 0] = await harness.createSessions(1);
+    await harness.publish(session, 'lone');
+    const persistence = await harness.startPersistence();
+
+    await waitFor(async () => (await harness.stored()).some((row) => row.session_id === session), 15_000, 'the message to be stored');
+    // Before: dead-lettered at the fourth try, the sender told it could not be stored.
+    expect(await harness.deadLetters()).toBe(0);
+    expect(await metric(persistence, 'switchboard_persistence_store_retries_total')).toBe(4);
+    await persistence.stop();
+    await dropTrigger('fail_then_collide');
+  }, 60_000);
+});
