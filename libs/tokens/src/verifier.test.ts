@@ -200,6 +200,27 @@ function deferred<T>(): Deferred<T> {
   return { promise, resolve };
 }
 
+/**
+ * A verifier on a fixed clock whose source answers `jwksOf(edKey)` at once, but for its second
+ * fetch, which waits until `answerSecond` is called.
+ */
+function verifierWithSecondFetchHeld(overrides: Partial<TokenVerifierOptions> = {}) {
+  const clock = fixedClock();
+  const counter = { calls: 0 };
+  const second = deferred<JSONWebKeySet>();
+  const verifier = verifierFor(
+    {
+      fetchKeys: () => {
+        counter.calls += 1;
+        return counter.calls === 2 ? second.promise : Promise.resolve(jwksOf(edKey));
+      },
+    },
+    clock,
+    overrides,
+  );
+  return { clock, verifier, counter, answerSecond: (jwks: JSONWebKeySet) => second.resolve(jwks) };
+}
+
 describe('createTokenVerifier', () => {
   describe('when the token is valid', () => {
     it('verifies an EdDSA token and maps its claims to the user', async () => {
@@ -699,31 +720,18 @@ describe('createTokenVerifier', () => {
     });
 
     it('shares one refetch between concurrent verifies of a newly published kid, and all of them verify', async () => {
-      const clock = fixedClock();
-      let calls = 0;
-      let pending: Deferred<JSONWebKeySet> | undefined;
-      const verifier = verifierFor(
-        {
-          fetchKeys: () => {
-            calls += 1;
-            if (calls === 1) return Promise.resolve(jwksOf(edKey));
-            pending = deferred<JSONWebKeySet>();
-            return pending.promise;
-          },
-        },
-        clock,
-      );
+      const { clock, verifier, counter, answerSecond } = verifierWithSecondFetchHeld();
       await verifier.verify(await signToken({ key: edKey }));
       clock.advance(DEFAULT_MIN_REFETCH_INTERVAL_MS);
       const tokens = await Promise.all([1, 2, 3].map((n) => signToken({ key: esKey, claims: { sub: String(n) } })));
 
       const settled = Promise.allSettled(tokens.map((token) => verifier.verify(token)));
       await new Promise((resolve) => setTimeout(resolve, 10));
-      expect(calls).toBe(2);
-      pending?.resolve(jwksOf(edKey, esKey));
+      expect(counter.calls).toBe(2);
+      answerSecond(jwksOf(edKey, esKey));
 
       expect(userIdsOrReasons(await settled)).toEqual([1, 2, 3]);
-      expect(calls).toBe(2);
+      expect(counter.calls).toBe(2);
     });
 
     it('lets a verify of a newly published kid use keys refetched while it was under way, however the two interleave', async () => {
@@ -740,6 +748,39 @@ describe('createTokenVerifier', () => {
         expect({ ticks, outcomes: userIdsOrReasons(await Promise.allSettled([first, second])) }).toEqual({ ticks, outcomes: [1, 2] });
         expect(keys.calls).toBe(2);
       }
+    });
+
+    it('holds back, rather than refuses for good, a new kid missing from keys whose fetch began before the token came', async () => {
+      const { clock, verifier, counter, answerSecond } = verifierWithSecondFetchHeld();
+      const edToken = await signToken({ key: edKey });
+      await verifier.verify(edToken);
+      // The keys age out and a verify starts the periodic fetch; the auth service then rotates,
+      // and the first token of the new key comes while that fetch is still under way.
+      clock.advance(DEFAULT_MAX_KEY_AGE_MS);
+      const old = verifier.verify(edToken);
+      clock.advance(1);
+      // Before: unknown_key, and the gateway closed the socket with 4001 for a genuine token.
+      const rotated = expectRefused(verifier.verify(await signToken({ key: esKey })), TokenErrorCode.Unavailable);
+      answerSecond(jwksOf(edKey));
+
+      await expect(old).resolves.toMatchObject({ userId: 42 });
+      await rotated;
+      expect(counter.calls).toBe(2);
+    });
+
+    it('with no interval between lookups, refuses for good a kid missing from keys a verify asked for after a fetch it joined', async () => {
+      // Auth's own verifier (minRefetchIntervalMs 0): a token of a key never published gets 401,
+      // also when it comes while another verify's lookup is under way.
+      const { clock, verifier, answerSecond } = verifierWithSecondFetchHeld({ minRefetchIntervalMs: 0 });
+      await verifier.verify(await signToken({ key: edKey }));
+      const strayToken = await signToken({ key: strayKey });
+      const first = expectRefused(verifier.verify(strayToken), TokenErrorCode.UnknownKey);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      clock.advance(1);
+      const second = expectRefused(verifier.verify(strayToken), TokenErrorCode.UnknownKey);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      answerSecond(jwksOf(edKey));
+      await Promise.all([first, second]);
     });
 
     it('lets concurrent verifies of a newly published kid use keys that a sibling refetched a moment earlier', async () => {

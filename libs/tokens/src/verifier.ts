@@ -63,15 +63,19 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   let resolver: KeyResolver | undefined;
   let lastFetchAt = Number.NEGATIVE_INFINITY;
   let inFlight: Promise<KeyResolver> | undefined;
+  /** When the fetch that gave each set of keys started: a set asked for before a token came may predate its key. */
+  const fetchedAt = new WeakMap<KeyResolver, number>();
 
   const refresh = (): Promise<KeyResolver> => {
     inFlight ??= (async () => {
       try {
-        lastFetchAt = elapsed();
+        const startedAt = elapsed();
+        lastFetchAt = startedAt;
         // Called from a microtask, so a source that throws synchronously still settles after `inFlight` is set
         // (otherwise `finally` would run first and `inFlight` would stay a rejected promise forever).
         const jwks: JSONWebKeySet = await Promise.resolve().then(() => keySource.fetchKeys());
         resolver = createLocalJWKSet(jwks);
+        fetchedAt.set(resolver, startedAt);
         return resolver;
       } catch (error) {
         throw new TokenError(TokenErrorCode.Unavailable, 'signing keys are unavailable', { cause: error });
@@ -82,12 +86,20 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     return inFlight;
   };
 
-  /** The cached keys, fetched again first when they are older than `maxKeyAgeMs`; kept if that fetch fails. */
-  const currentKeys = async (): Promise<{ keys: KeyResolver; fresh: boolean }> => {
+  /** Whether `keys` were asked for after `since`: then a kid missing from them is not a key too new to be known. */
+  const askedSince = (keys: KeyResolver, since: number) => (fetchedAt.get(keys) ?? Number.NEGATIVE_INFINITY) >= since;
+
+  /**
+   * The cached keys, fetched again first when they are older than `maxKeyAgeMs`; kept if that fetch
+   * fails. `fresh` when they were asked for since `since`: joining a fetch that was already under
+   * way (the periodic one) when the token came is not.
+   */
+  const currentKeys = async (since: number): Promise<{ keys: KeyResolver; fresh: boolean }> => {
     if (resolver && elapsed() - lastFetchAt < maxKeyAgeMs) return { keys: resolver, fresh: false };
     const stale = resolver;
     try {
-      return { keys: await refresh(), fresh: true };
+      const keys = await refresh();
+      return { keys, fresh: askedSince(keys, since) };
     } catch (error) {
       if (stale) return { keys: stale, fresh: false };
       throw error;
@@ -106,9 +118,13 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
 
   return {
     async verify(token) {
+      const begun = elapsed();
+      /** The key may be new (the auth service just rotated) and not among keys asked for before: a refusal the client retries. */
+      const notKnownYet = (cause: unknown) =>
+        new TokenError(TokenErrorCode.Unavailable, 'token signed by a key not known yet; retry shortly', { cause });
       let payload: JWTPayload;
       try {
-        let { keys, fresh } = await currentKeys();
+        let { keys, fresh } = await currentKeys(begun);
         try {
           payload = (await verifyWith(token, keys)).payload;
         } catch (error) {
@@ -116,12 +132,17 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
           // Join a refetch already under way, or use keys fetched since this attempt began, before rate limiting.
           if (inFlight) keys = await inFlight;
           else if (resolver && resolver !== keys) keys = resolver;
-          else if (elapsed() - lastFetchAt < minRefetchIntervalMs) {
-            // The key may be new (the auth service just rotated) and the keys were fetched too
-            // recently to ask again: a refusal the client retries, not a final one.
-            throw new TokenError(TokenErrorCode.Unavailable, 'token signed by a key not known yet; retry shortly', { cause: error });
-          } else keys = await refresh();
-          payload = (await verifyWith(token, keys)).payload;
+          else if (elapsed() - lastFetchAt < minRefetchIntervalMs) throw notKnownYet(error);
+          else keys = await refresh();
+          try {
+            payload = (await verifyWith(token, keys)).payload;
+          } catch (again) {
+            if (!(again instanceof errors.JWKSNoMatchingKey) || askedSince(keys, begun)) throw again;
+            // Those keys were asked for before the token came (a fetch joined under way): ask
+            // once more if allowed, else hold the token back.
+            if (elapsed() - lastFetchAt < minRefetchIntervalMs) throw notKnownYet(again);
+            payload = (await verifyWith(token, await refresh())).payload;
+          }
         }
       } catch (error) {
         throw toTokenError(error);

@@ -56,6 +56,8 @@ export async function migrateAuth(
  * partition, a failover that moves the address) waited until TCP gave up, about 15 minutes.
  */
 const QUERY_TIMEOUT_MS = 10_000;
+/** On a stop, how long requests under way may take before their connections are closed. */
+const STOP_REQUESTS_GRACE_MS = 10_000;
 
 /**
  * Auth's database on a PostgreSQL server: migrated first, on a pool without the query timeout
@@ -136,6 +138,10 @@ export async function startAuthService({ config, logger, bus, database }: AuthSe
       // after a leak) is refused here as soon as it leaves the JWKS, not after the verifier's
       // default 10 minutes.
       maxKeyAgeMs: JWKS_CACHE_MS,
+      // For the same reason, a kid not among the keys is looked up again at once, which costs no
+      // more than that cache: a token of a key never published (or withdrawn) is refused for good
+      // with 401, not held back with a 503 as a key too new to be known yet would be.
+      minRefetchIntervalMs: 0,
     }),
     jwks: () => keys.jwks(),
     apiKeys: config.apiKeys,
@@ -168,8 +174,12 @@ export async function startAuthService({ config, logger, bus, database }: AuthSe
     opsPort: ops.port,
     async stop() {
       draining = true;
-      // Fastify's close stops accepting and waits for in-flight requests.
-      await http.close();
+      // Fastify's close stops accepting and waits for in-flight requests; a request still
+      // unfinished after STOP_REQUESTS_GRACE_MS (a client that stopped sending its body) has its
+      // connection closed, so that the stop ends within the contract's 30 s.
+      const closed = http.close();
+      const grace = setTimeout(() => http.server.closeAllConnections(), STOP_REQUESTS_GRACE_MS);
+      await closed.finally(() => clearTimeout(grace));
       await busService.stop().catch(() => undefined);
       keys.stop();
       await ops.close();

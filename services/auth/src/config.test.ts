@@ -35,6 +35,16 @@ describe('ADMIN_USERNAME', () => {
   });
 });
 
+describe('ADMIN_PASSWORD', () => {
+  it('follows the rules of every password: long enough to hold against guessing, short enough to log in with', () => {
+    expect(loadAuthConfig({ ...base, ADMIN_USERNAME: 'root-admin', ADMIN_PASSWORD: '12345678' }).admin?.password).toBe('12345678');
+    expect(loadAuthConfig({ ...base, ADMIN_USERNAME: 'root-admin', ADMIN_PASSWORD: 'p'.repeat(1024) }).admin?.password).toHaveLength(1024);
+    for (const bad of ['x', '1234567', 'p'.repeat(1025)]) {
+      expect(() => loadAuthConfig({ ...base, ADMIN_USERNAME: 'root-admin', ADMIN_PASSWORD: bad }), bad).toThrow(/ADMIN_PASSWORD: password/);
+    }
+  });
+});
+
 describe('CORS_ORIGINS', () => {
   it('keeps each origin as browsers send it, and refuses what is not one', () => {
     expect(loadAuthConfig(base).corsOrigins).toEqual(['*']);

@@ -88,6 +88,14 @@ export function loadAuthConfig(source: NodeJS.ProcessEnv = process.env) {
     // The rules of every other username: the admin must be able to log in with it.
     const checked = usernameSchema.safeParse(raw.ADMIN_USERNAME);
     if (!checked.success) throw new Error(`invalid configuration:\n  ADMIN_USERNAME: ${checked.error.issues[0]?.message}`);
+    // At least as long as every other password (a sign-up refuses one of a single character),
+    // and short enough to log in with: a login refuses (400) one over 1,024 before checking it.
+    const password = z
+      .string()
+      .min(8, 'password must be 8 to 1024 characters')
+      .max(1024, 'password must be 8 to 1024 characters')
+      .safeParse(raw.ADMIN_PASSWORD);
+    if (!password.success) throw new Error(`invalid configuration:\n  ADMIN_PASSWORD: ${password.error.issues[0]?.message}`);
   }
   return Object.freeze({
     ...commonSettings(raw),

@@ -1,4 +1,4 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { createSubjects } from '@switchboard/protocol';
 import { createTestDatabase, type ServiceProcess, startService, type TestDatabase, uniqueSubjectPrefix } from '@switchboard/testing';
 import { createTokenVerifier, requestKeySource, TokenError } from '@switchboard/tokens';
@@ -98,6 +98,12 @@ describe('POST /v1/users', () => {
     expect(body.id).toBeGreaterThan(0);
   });
 
+  it('takes optional fields sent as null for ones left out', async () => {
+    const { status, body } = await post('/v1/users', { username: 'nully', password: 'nully-password', role: null, display_name: null });
+    expect(status).toBe(201);
+    expect(body).toEqual({ id: expect.any(Number), username: 'nully', role: 'user', display_name: null });
+  });
+
   it('refuses a username taken in another letter case with 409', async () => {
     const { status, body } = await post('/v1/users', { username: 'ALICE', password: 'another-password' });
     expect(status).toBe(409);
@@ -128,6 +134,21 @@ describe('POST /v1/users', () => {
     );
     expect(status).toBe(401);
     expect(body.error.code).toBe('unauthorized');
+  });
+
+  it('refuses a token signed by a key it never published with 401, however soon it comes again', async () => {
+    // Before, a second one within the verifier's refetch interval got 503 "retry later", and
+    // clients that retry on 503 retried for ever.
+    const foreign = generateKeyPairSync('ed25519').privateKey;
+    const now = Math.floor(Date.now() / 1000);
+    const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    const input = `${encode({ alg: 'EdDSA', typ: 'JWT', kid: 'not-a-key-of-ours' })}.${encode({ sub: '1', role: 'admin', username: 'x', iss: 'switchboard', aud: 'switchboard', iat: now, exp: now + 600 })}`;
+    const token = `${input}.${sign(null, Buffer.from(input), foreign).toString('base64url')}`;
+    const attempt = () =>
+      post('/v1/users', { username: 'agent-forged', password: 'agent-password', role: 'agent' }, { authorization: `Bearer ${token}` });
+    const statuses = [];
+    for (let i = 0; i < 3; i++) statuses.push((await attempt()).status);
+    expect(statuses).toEqual([401, 401, 401]);
   });
 
   it("creates agents and admins with an admin's token", async () => {
@@ -398,6 +419,14 @@ describe('POST /v1/token per client address', () => {
     for (let i = 0; i < 3; i++) statuses.push(await login(`198.51.100.${i}, 10.0.0.4`, `nobody-${i}`, 'nope-nope'));
     expect(statuses).toEqual([401, 401, 429]);
   });
+
+  it('counts an address the proxy wrote with a port under the address, whatever the port', async () => {
+    // Before, "10.0.0.5:40001" and "10.0.0.5:40002" were two addresses: a fresh count per connection.
+    const statuses = [];
+    for (let i = 0; i < 3; i++) statuses.push(await login(`10.0.0.5:4000${i}`, `nobody-${i}`, 'nope-nope'));
+    statuses.push(await login('10.0.0.5', 'nobody-3', 'nope-nope'));
+    expect(statuses).toEqual([401, 401, 429, 429]);
+  });
 });
 
 describe('POST /v1/service-token', () => {
@@ -418,7 +447,7 @@ describe('POST /v1/service-token', () => {
 
   it('creates the user on first use and maps the same external_id to the same user', async () => {
     const first = await call({ external_id: 'crm-1', role: 'user', display_name: 'Dana' });
-    const again = await call({ external_id: 'crm-1', role: 'user' });
+    const again = await call({ external_id: 'crm-1', role: 'user', display_name: null });
     const other = await call({ external_id: 'CRM-1', role: 'agent' });
     expect(first.status).toBe(200);
     expect(first.body).toMatchObject({ token_type: 'Bearer', user: { role: 'user' } });

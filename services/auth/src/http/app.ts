@@ -15,12 +15,18 @@ import type { AuthMetrics } from '../metrics.js';
 import type { PasswordHasher } from '../passwords.js';
 import type { TokenIssuer } from '../token/access-tokens.js';
 import { bearerCredential, createApiKeyChecker } from './api-keys.js';
-import { clientAddressKey } from './client-address.js';
+import { requestAddressKey } from './client-address.js';
 import { errorBody, HttpError, HttpErrorCode } from './errors.js';
 import { createUserBody, isStorableText, serviceTokenBody, tokenBody } from './schemas.js';
 
 /** Contract: bodies over 16 KiB are refused. */
 export const BODY_LIMIT_BYTES = 16 * 1024;
+/**
+ * A request whose body has not all come within this long is answered 408 by Node (a bare status,
+ * no JSON body) and its connection closed. Fastify's default is none, which also turns off Node's own limit: a client that stops
+ * halfway through a body held its connection for ever.
+ */
+export const REQUEST_TIMEOUT_MS = 10_000;
 /** Seconds a client is asked to wait after a 503 (the database unreachable). */
 export const RETRY_AFTER_UNAVAILABLE_S = 5;
 
@@ -68,6 +74,9 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   const app = fastify({
     loggerInstance: logger.child({ module: 'http' }) as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT_BYTES,
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    // Node looks for requests past their time every 30 s by default: every second instead.
+    http: { connectionsCheckingInterval: 1_000 },
     trustProxy: options.trustProxy,
   });
 
@@ -148,7 +157,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
       // Self-registration costs a password hash (argon2id, about 19 MiB and tens of milliseconds):
       // counted per client address before hashing, so that no one can spend the service's CPU on it.
       // An admin creating customers is not signing up.
-      signUpKey = clientAddressKey(request.ip);
+      signUpKey = requestAddressKey(request.ip, request.socket.remoteAddress);
       const retryAfter = await throttles.registration.attempt([signUpKey]);
       if (retryAfter > 0) {
         throw new HttpError(HttpErrorCode.TooManyRequests, 'too many registrations from this address; try again later', {
@@ -178,7 +187,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   app.post('/v1/token', { schema: { body: tokenBody } }, async (request) => {
     const { username, password } = request.body as z.infer<typeof tokenBody>;
     const accountKey = username.toLowerCase();
-    const addressKey = clientAddressKey(request.ip);
+    const addressKey = requestAddressKey(request.ip, request.socket.remoteAddress);
     // A name is locked per address (LOGIN_MAX_FAILURES), so that guessing from one address cannot
     // lock its owner out everywhere; and, far higher, across all addresses, against guessing spread
     // over many (LOGIN_MAX_FAILURES_PER_USERNAME).

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { clientAddressKey } from './client-address.js';
+import { clientAddressKey, requestAddressKey } from './client-address.js';
 
 describe('clientAddressKey', () => {
   it('keeps an IPv4 address, also one written as IPv4-mapped IPv6', () => {
@@ -28,5 +28,30 @@ describe('clientAddressKey', () => {
   it('leaves anything else as it is', () => {
     expect(clientAddressKey('unknown')).toBe('unknown');
     expect(clientAddressKey('')).toBe('');
+  });
+});
+
+describe('requestAddressKey', () => {
+  it('counts a reported address without the port some proxies write after it', () => {
+    // Before, each new port was a key of its own: a fresh allowance of logins and sign-ups per TCP connection.
+    expect(requestAddressKey('203.0.113.7:51234', '127.0.0.1')).toBe('203.0.113.7');
+    expect(requestAddressKey('203.0.113.7:51235', '127.0.0.1')).toBe('203.0.113.7');
+    expect(requestAddressKey('[2001:db8:1:2::9]:443', '127.0.0.1')).toBe('2001:db8:1:2::/64');
+    expect(requestAddressKey('[2001:db8:1:2::9]', '127.0.0.1')).toBe('2001:db8:1:2::/64');
+  });
+
+  it('keeps an address without a port as clientAddressKey does', () => {
+    expect(requestAddressKey('10.1.2.3', '127.0.0.1')).toBe('10.1.2.3');
+    expect(requestAddressKey('::ffff:10.1.2.3', undefined)).toBe('10.1.2.3');
+    expect(requestAddressKey('2001:db8:1:2::1', '127.0.0.1')).toBe('2001:db8:1:2::/64');
+    expect(requestAddressKey('fe80::1%eth0', '127.0.0.1')).toBe('fe80:0:0:0::/64');
+  });
+
+  it('falls back to the connection peer for an entry that is no address', () => {
+    // Before, every client a proxy reported as "unknown" shared one key, and any string was a new one.
+    expect(requestAddressKey('unknown', '10.0.0.5')).toBe('10.0.0.5');
+    expect(requestAddressKey('attacker-chosen-1', '::ffff:10.0.0.5')).toBe('10.0.0.5');
+    expect(requestAddressKey('', '10.0.0.5')).toBe('10.0.0.5');
+    expect(requestAddressKey('unknown', undefined)).toBe('unknown');
   });
 });

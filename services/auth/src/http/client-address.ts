@@ -1,6 +1,22 @@
-import { isIPv6 } from 'node:net';
+import { isIP, isIPv6 } from 'node:net';
 
 const IPV4_MAPPED = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i;
+/** `a.b.c.d:port` or `[v6]:port` (or `[v6]`), as some proxies write `X-Forwarded-For`. */
+const WITH_PORT = /^(?:(\d{1,3}(?:\.\d{1,3}){3}):\d+|\[([^\]]+)\](?::\d+)?)$/;
+
+/**
+ * The address the throttles count a request under: the client address the proxies in front
+ * reported (`request.ip`), without a port some write after it. An entry that is no address at all
+ * (`unknown`, a name) falls back to the connection's own peer: taken as it is, it let every request
+ * with a fresh port, or a fresh string, start its own count, and put every client reported as
+ * `unknown` under one.
+ */
+export function requestAddressKey(reported: string, peer: string | undefined): string {
+  const match = WITH_PORT.exec(reported);
+  const address = match ? (match[1] ?? match[2] ?? reported) : reported;
+  if (isIP(address.replace(/%.*$/, '')) !== 0) return clientAddressKey(address);
+  return clientAddressKey(peer ?? address);
+}
 
 /**
  * The key the throttles count a client address under: an IPv4 address as it is (also when written

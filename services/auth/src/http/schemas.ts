@@ -22,11 +22,21 @@ const displayNameSchema = z
   .max(100, 'display_name must be 1 to 100 characters')
   .refine(isStorableText, 'display_name must not contain NUL characters or lone surrogates');
 
+/**
+ * An optional field that may also be sent as null, taken as absent: serialisers of other languages
+ * (Go without `omitempty`, Jackson, System.Text.Json) write an unset field that way.
+ */
+const absentIfNull = <T extends z.ZodType>(schema: T) => z.preprocess((value) => (value === null ? undefined : value), schema);
+
+/**
+ * Unknown fields are refused, unlike on the WebSocket side: a misspelt optional field
+ * (`displayName`) would otherwise create the account without it, silently.
+ */
 export const createUserBody = z.strictObject({
   username: usernameSchema,
   password: passwordSchema,
-  role: z.enum(ROLES).default('user'),
-  display_name: displayNameSchema.optional(),
+  role: absentIfNull(z.enum(ROLES).default('user')),
+  display_name: absentIfNull(displayNameSchema.optional()),
 });
 export type CreateUserBody = z.infer<typeof createUserBody>;
 
@@ -44,6 +54,6 @@ export const serviceTokenBody = z.strictObject({
     .max(128, 'external_id must be 1 to 128 characters')
     .refine(isStorableText, 'external_id must not contain NUL characters or lone surrogates'),
   role: z.enum(ROLES),
-  display_name: displayNameSchema.optional(),
+  display_name: absentIfNull(displayNameSchema.optional()),
 });
 export type ServiceTokenBody = z.infer<typeof serviceTokenBody>;
