@@ -69,8 +69,7 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger, sign
     ...shared,
     PORT: String(config.AUTH_PORT),
     OPS_PORT: String(config.AUTH_OPS_PORT),
-    ADMIN_USERNAME: config.ADMIN_USERNAME,
-    ADMIN_PASSWORD: config.ADMIN_PASSWORD,
+    ...(config.admin ? { ADMIN_USERNAME: config.admin.username, ADMIN_PASSWORD: config.admin.password } : {}),
   });
   const persistenceConfig = loadPersistenceConfig({ ...shared, OPS_PORT: String(config.PERSISTENCE_OPS_PORT) });
   const gatewayConfig = loadGatewayConfig({ ...shared, PORT: String(config.PORT), OPS_PORT: String(config.OPS_PORT) });

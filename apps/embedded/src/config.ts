@@ -21,15 +21,46 @@ const embeddedEnv = {
   PERSISTENCE_OPS_PORT: env.port(9402),
   OPS_PORT: env.port(9403),
   LOG_LEVEL: env.logLevel(),
-  ADMIN_USERNAME: env.string({ default: 'admin' }),
-  ADMIN_PASSWORD: env.string({ default: 'admin-password' }),
+  ADMIN_USERNAME: env.optionalString(),
+  ADMIN_PASSWORD: env.optionalString(),
   /** An agent created at first start so the demo's agent view can be tried at once; empty to skip. */
   DEMO_AGENT_USERNAME: env.string({ default: 'agent', emptyAllowed: true }),
-  DEMO_AGENT_PASSWORD: env.string({ default: 'agent-password' }),
+  DEMO_AGENT_PASSWORD: env.optionalString(),
 };
 
+/** The accounts the embedded database gets unless told otherwise: their passwords are in the docs. */
+export const DEMO_ACCOUNTS = {
+  admin: { username: 'admin', password: 'admin-password' },
+  agent: { username: 'agent', password: 'agent-password' },
+} as const;
+
+export interface Credentials {
+  username: string;
+  password: string;
+}
+
+/**
+ * The one process's settings. The accounts with known passwords are made only in the embedded
+ * database, which is for trying Switchboard out: on a PostgreSQL server (`DATABASE_URL`), which may
+ * be a production one, there is an admin only when both `ADMIN_*` are set, and a demo agent only
+ * when both `DEMO_AGENT_*` are set too.
+ */
 export function loadEmbeddedConfig(source: NodeJS.ProcessEnv = process.env) {
-  return loadConfig(embeddedEnv, source);
+  const { ADMIN_USERNAME, ADMIN_PASSWORD, DEMO_AGENT_USERNAME, DEMO_AGENT_PASSWORD, ...config } = loadConfig(embeddedEnv, source);
+  const demo = config.DATABASE_URL === undefined;
+  let admin: Credentials | undefined;
+  if (demo) admin = { username: ADMIN_USERNAME ?? DEMO_ACCOUNTS.admin.username, password: ADMIN_PASSWORD ?? DEMO_ACCOUNTS.admin.password };
+  else if ((ADMIN_USERNAME === undefined) !== (ADMIN_PASSWORD === undefined))
+    throw new Error('invalid configuration:\n  with DATABASE_URL, ADMIN_USERNAME and ADMIN_PASSWORD must be set together');
+  else if (ADMIN_USERNAME !== undefined && ADMIN_PASSWORD !== undefined) admin = { username: ADMIN_USERNAME, password: ADMIN_PASSWORD };
+  let demoAgent: Credentials | undefined;
+  if (demo) demoAgent = { username: DEMO_AGENT_USERNAME, password: DEMO_AGENT_PASSWORD ?? DEMO_ACCOUNTS.agent.password };
+  else if (source.DEMO_AGENT_USERNAME !== undefined && DEMO_AGENT_PASSWORD !== undefined)
+    demoAgent = { username: DEMO_AGENT_USERNAME, password: DEMO_AGENT_PASSWORD };
+  if (demoAgent?.username === '') demoAgent = undefined;
+  if (demoAgent !== undefined && admin === undefined)
+    throw new Error('invalid configuration:\n  DEMO_AGENT_USERNAME needs ADMIN_USERNAME and ADMIN_PASSWORD: the admin creates the agent');
+  return { ...config, admin, demoAgent };
 }
 
 export type EmbeddedConfig = ReturnType<typeof loadEmbeddedConfig>;

@@ -16,13 +16,13 @@ runMain({
     const system = await startEmbedded(config, logger, signal);
     // Stopped as soon as this returns: no demo agent, and no banner saying it runs.
     if (signal.aborted) return system;
-    const agent = { username: config.DEMO_AGENT_USERNAME, password: config.DEMO_AGENT_PASSWORD };
+    const { admin, demoAgent: agent } = config;
     let demoAgent = false;
     // A convenience, not a condition: the chat runs without it (an admin whose password was
     // changed since the first start, say, cannot create it).
-    if (agent.username)
+    if (agent && admin)
       try {
-        demoAgent = await ensureDemoAgent(system, { username: config.ADMIN_USERNAME, password: config.ADMIN_PASSWORD }, agent);
+        demoAgent = await ensureDemoAgent(system, admin, agent);
         if (!demoAgent)
           logger.warn({ username: agent.username }, 'the demo agent name is taken by an account the demo credentials do not open');
       } catch (error) {
@@ -37,8 +37,10 @@ runMain({
         `  Auth API:   ${system.urls.auth}`,
         `  Bus:        ${system.bus}; database: ${system.database}`,
         '',
-        `  Customers register on the demo page. Agents log in there too${demoAgent ? ` (demo agent: ${agent.username} / ${agent.password})` : ''};`,
-        `  the admin is ${config.ADMIN_USERNAME} (ADMIN_PASSWORD). Ctrl+C stops it; data is kept.`,
+        `  Customers register on the demo page. Agents log in there too${demoAgent && agent ? ` (demo agent: ${agent.username} / ${agent.password})` : ''};`,
+        admin
+          ? `  the admin is ${admin.username} (ADMIN_PASSWORD). Ctrl+C stops it; data is kept.`
+          : '  no admin was set up (ADMIN_USERNAME, ADMIN_PASSWORD). Ctrl+C stops it; data is kept.',
         '',
       ].join('\n'),
     );

@@ -1,11 +1,47 @@
 import { describe, expect, it } from 'vitest';
 import { displayHost } from '../src/app.js';
-import { loadEmbeddedConfig } from '../src/config.js';
+import { DEMO_ACCOUNTS, loadEmbeddedConfig } from '../src/config.js';
 
 describe('loadEmbeddedConfig', () => {
   it('listens on loopback unless told otherwise: its accounts have passwords everyone knows', () => {
     expect(loadEmbeddedConfig({}).HOST).toBe('127.0.0.1');
     expect(loadEmbeddedConfig({ HOST: '0.0.0.0' }).HOST).toBe('0.0.0.0');
+  });
+
+  it('gives the embedded database the demo admin and agent, each overridable, the agent skippable', () => {
+    expect(loadEmbeddedConfig({})).toMatchObject({ admin: DEMO_ACCOUNTS.admin, demoAgent: DEMO_ACCOUNTS.agent });
+    expect(loadEmbeddedConfig({ ADMIN_PASSWORD: 'changed-password' })).toMatchObject({
+      admin: { username: 'admin', password: 'changed-password' },
+    });
+    expect(loadEmbeddedConfig({ DEMO_AGENT_USERNAME: 'agent2' }).demoAgent).toEqual({ username: 'agent2', password: 'agent-password' });
+    expect(loadEmbeddedConfig({ DEMO_AGENT_USERNAME: '' }).demoAgent).toBeUndefined();
+  });
+
+  it('creates no account with a known password on a PostgreSQL server', () => {
+    // Before, `npm start` with DATABASE_URL made admin / admin-password and agent / agent-password
+    // in that database, which may be a production one.
+    const server = { DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/postgres' };
+    expect(loadEmbeddedConfig(server)).toMatchObject({ admin: undefined, demoAgent: undefined });
+    expect(loadEmbeddedConfig({ ...server, ADMIN_USERNAME: 'ops', ADMIN_PASSWORD: 'a-long-secret' })).toMatchObject({
+      admin: { username: 'ops', password: 'a-long-secret' },
+      demoAgent: undefined,
+    });
+    const withAgent = {
+      ...server,
+      ADMIN_USERNAME: 'ops',
+      ADMIN_PASSWORD: 'a-long-secret',
+      DEMO_AGENT_USERNAME: 'agent',
+      DEMO_AGENT_PASSWORD: 'x-secret',
+    };
+    expect(loadEmbeddedConfig(withAgent).demoAgent).toEqual({ username: 'agent', password: 'x-secret' });
+    // A name alone is not enough: its password would be the documented one.
+    expect(
+      loadEmbeddedConfig({ ...server, ADMIN_USERNAME: 'ops', ADMIN_PASSWORD: 'a-long-secret', DEMO_AGENT_USERNAME: 'agent' }).demoAgent,
+    ).toBeUndefined();
+    expect(() => loadEmbeddedConfig({ ...server, ADMIN_PASSWORD: 'a-long-secret' })).toThrow(/must be set together/);
+    expect(() => loadEmbeddedConfig({ ...server, DEMO_AGENT_USERNAME: 'agent', DEMO_AGENT_PASSWORD: 'x-secret' })).toThrow(
+      /needs ADMIN_USERNAME/,
+    );
   });
 });
 

@@ -19,7 +19,13 @@ beforeAll(async () => {
   database = await createTestDatabase('embedded_external');
   const { hostname, port } = new URL(database.url);
   proxy = await TcpProxy.start({ host: hostname, port: Number(port || 5432) });
-  env = { ...(await embeddedEnv(dataDir)), DATABASE_URL: proxy.url(database.url), DATABASE_POOL_SIZE: '3' };
+  env = {
+    ...(await embeddedEnv(dataDir)),
+    DATABASE_URL: proxy.url(database.url),
+    DATABASE_POOL_SIZE: '3',
+    ADMIN_USERNAME: 'ops-admin',
+    ADMIN_PASSWORD: 'ops-admin-password',
+  };
   system = await startProcess('embedded', 'apps/embedded/dist/main.js', { env, readyTimeoutMs: 60_000 });
   await waitFor(() => system.logs.some((line) => line.includes('Switchboard is running')), 10_000, 'the banner');
 });
@@ -36,7 +42,7 @@ async function login(waitMs = 50_000): Promise<number> {
   const response = await fetch(`http://127.0.0.1:${env.AUTH_PORT}/v1/token`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username: 'admin', password: 'admin-password' }),
+    body: JSON.stringify({ username: 'ops-admin', password: 'ops-admin-password' }),
     signal: AbortSignal.timeout(waitMs),
   });
   await response.arrayBuffer();
@@ -44,6 +50,11 @@ async function login(waitMs = 50_000): Promise<number> {
 }
 
 describe('the all-in-one process on a PostgreSQL server', () => {
+  it('creates the admin it is given and no account with a documented password', async () => {
+    const rows = await query<{ username: string; role: string }>(database.url, 'select username, role from users order by username');
+    expect(rows).toEqual([{ username: 'ops-admin', role: 'admin' }]);
+  });
+
   it('opens no more connections for auth than DATABASE_POOL_SIZE', async () => {
     // Each login runs three statements at once: twelve at once, queued on auth's three connections.
     expect(await Promise.all(Array.from({ length: 4 }, () => login()))).toEqual([200, 200, 200, 200]);
