@@ -278,6 +278,32 @@ describe('decodeClientFrame', () => {
       expect(error.message).toContain(field);
     });
 
+    it('takes an optional field sent as null for one left out, as other languages send them', () => {
+      expect(decodeClientFrame(encode({ type: 'join_session', session_id: 3, last_seq: null, req_id: null }))).toEqual({
+        type: 'join_session',
+        session_id: 3,
+      });
+      expect(decodeClientFrame(encode({ type: 'send_message', session_id: 3, content: 'hi', client_msg_id: null, req_id: 'r' }))).toEqual({
+        type: 'send_message',
+        session_id: 3,
+        content: 'hi',
+        req_id: 'r',
+      });
+      expect(decodeClientFrame(encode({ type: 'create_session', subject: null }))).toEqual({ type: 'create_session' });
+      expect(decodeClientFrame(encode({ type: 'history', session_id: 3, before_seq: null, limit: null }))).toEqual({
+        type: 'history',
+        session_id: 3,
+      });
+    });
+
+    it('still refuses a required field sent as null, saying it is required', () => {
+      const error = decodeError(encode({ type: 'send_message', session_id: 3, content: null, req_id: 'r' }));
+
+      expect(error.code).toBe(ErrorCode.InvalidMessage);
+      expect(error.message).toContain('content is required');
+      expect(error.reqId).toBe('r');
+    });
+
     it('reports every invalid field in the message', () => {
       const error = decodeError(encode({ type: 'send_message', session_id: 0, content: '' }));
 

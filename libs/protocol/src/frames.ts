@@ -85,7 +85,12 @@ function parseFrameObject(text: string): Record<string, unknown> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new FrameError(ErrorCode.InvalidMessage, 'frame must be a JSON object');
   }
-  return value as Record<string, unknown>;
+  const fields = value as Record<string, unknown>;
+  // A field sent as null is taken as absent: serialisers of other languages (Go without
+  // `omitempty`, Jackson, System.Text.Json) write an unset optional field that way. A required
+  // one is still missing.
+  for (const key in fields) if (fields[key] === null) delete fields[key];
+  return fields;
 }
 
 /**
