@@ -15,6 +15,9 @@ export interface LoginThrottleOptions {
   onSweepError?: (error: unknown) => void;
 }
 
+/** Keys each throttle remembers as refused, at most: beyond, the oldest are forgotten (and asked about again). */
+export const MAX_REMEMBERED_REFUSALS = 10_000;
+
 /** When each database's expired windows were last deleted: one sweep serves every throttle (scope) on it. */
 const sweptAt = new WeakMap<Kysely<AuthDatabase>, number>();
 
@@ -39,6 +42,11 @@ async function sweepExpired(db: Kysely<AuthDatabase>): Promise<void> {
  * The counts live in PostgreSQL (`login_failures`), so every auth replica sees the same ones, and
  * windows follow the database's clock. Keys are stored as hashes, so the table holds no usernames
  * or addresses, and any string (a NUL included) is a valid key.
+ *
+ * A key found over its limit is remembered in the process until its window ends (`refusedFor`):
+ * a client refused once is refused again without a statement. Counted and then forgiven, each of
+ * its requests cost several writes, and a blocked address flooding logins could still take the
+ * pool's connections from everyone else's.
  */
 export function createLoginThrottle({ db, scope, maxFailures, windowMs, onSweepError = () => undefined }: LoginThrottleOptions) {
   const hashed = (key: string) => createHash('sha256').update(scope).update('\u0000').update(key).digest('base64url');
@@ -46,8 +54,28 @@ export function createLoginThrottle({ db, scope, maxFailures, windowMs, onSweepE
   // Not awaited: a login must not wait for, or fail with, housekeeping. Expired rows left by a
   // failed sweep count for nothing and go with the next one.
   const sweep = () => void sweepExpired(db).catch(onSweepError);
+  /** Keys found over their limit, with when their window ends (`performance.now()`), oldest first. */
+  const refused = new Map<string, number>();
+  const remember = (key: string, seconds: number) => {
+    refused.delete(key);
+    refused.set(key, performance.now() + seconds * 1000);
+    for (const oldest of refused.keys()) {
+      if (refused.size <= MAX_REMEMBERED_REFUSALS) break;
+      refused.delete(oldest);
+    }
+  };
 
   return {
+    /** Seconds until a key this process found over its limit frees up, or 0: asks nothing of the database. */
+    refusedFor(key: string): number {
+      const until = refused.get(key);
+      if (until === undefined) return 0;
+      const left = until - performance.now();
+      if (left > 0) return Math.ceil(left / 1000);
+      refused.delete(key);
+      return 0;
+    },
+
     /**
      * Counts an attempt against every key in one statement (a window that has ended starts
      * afresh) and answers the seconds until the last key over `maxFailures` frees up, or 0 when
@@ -68,7 +96,11 @@ export function createLoginThrottle({ db, scope, maxFailures, windowMs, onSweepE
       `.execute(db);
       sweep();
       const seconds = rows[0]?.seconds;
-      return seconds == null ? 0 : Math.max(1, Number(seconds));
+      if (seconds == null) return 0;
+      const retryAfter = Math.max(1, Number(seconds));
+      // One key alone is known to be the one over the limit; several share the answer.
+      if (keys.length === 1 && keys[0] !== undefined) remember(keys[0], retryAfter);
+      return retryAfter;
     },
 
     /** Takes one attempt back from the key, not below 0 (a success from a shared address, a refused attempt). */

@@ -4,6 +4,7 @@ import { createTestDatabase, type ServiceProcess, startService, type TestDatabas
 import { createTokenVerifier, requestKeySource, TokenError } from '@switchboard/tokens';
 import { decodeProtectedHeader } from 'jose';
 import { connect, type NatsConnection } from 'nats';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const ADMIN = { username: 'root-admin', password: 'correct horse battery staple' };
@@ -69,7 +70,7 @@ afterAll(async () => {
  * counts of every other test would get in the way), behind a proxy on this machine whose
  * X-Forwarded-For it trusts.
  */
-function ownAuthBehindProxy(label: string, env: Record<string, string>): { url(path: string): string } {
+function ownAuthBehindProxy(label: string, env: Record<string, string>): { url(path: string): string; databaseUrl(): string } {
   let fresh: TestDatabase | undefined;
   let service: ServiceProcess | undefined;
   beforeAll(async () => {
@@ -86,6 +87,10 @@ function ownAuthBehindProxy(label: string, env: Record<string, string>): { url(p
     url: (path) => {
       if (!service) throw new Error('the service has not started');
       return service.url(path);
+    },
+    databaseUrl: () => {
+      if (!fresh) throw new Error('the database has not been created');
+      return fresh.url;
     },
   };
 }
@@ -418,6 +423,28 @@ describe('POST /v1/token per client address', () => {
     const statuses = [];
     for (let i = 0; i < 3; i++) statuses.push(await login(`198.51.100.${i}, 10.0.0.4`, `nobody-${i}`, 'nope-nope'));
     expect(statuses).toEqual([401, 401, 429]);
+  });
+
+  it('refuses an address known to be over its limit without a statement, however busy the database', async () => {
+    const statuses = [];
+    for (let i = 0; i < 3; i++) statuses.push(await login('10.0.0.9', `nobody-${i}`, 'nope-nope'));
+    expect(statuses).toEqual([401, 401, 429]);
+    // Every statement on login_failures now waits for the lock. Before, each refused request
+    // still counted and forgave its keys there: it waited, then got 503 at the 10 s query timeout.
+    const locker = new pg.Client({ connectionString: service.databaseUrl() });
+    await locker.connect();
+    try {
+      await locker.query('begin');
+      await locker.query('lock table login_failures in access exclusive mode');
+      const refused = await Promise.race([
+        login('10.0.0.9', 'nobody-3', 'nope-nope'),
+        new Promise<string>((resolve) => setTimeout(() => resolve('still waiting after 3 s'), 3_000)),
+      ]);
+      expect(refused).toBe(429);
+    } finally {
+      await locker.query('rollback');
+      await locker.end();
+    }
   });
 
   it('counts an address the proxy wrote with a port under the address, whatever the port', async () => {

@@ -23,8 +23,8 @@ import { createUserBody, isStorableText, serviceTokenBody, tokenBody } from './s
 export const BODY_LIMIT_BYTES = 16 * 1024;
 /**
  * A request whose body has not all come within this long is answered 408 by Node (a bare status,
- * no JSON body) and its connection closed. Fastify's default is none, which also turns off Node's own limit: a client that stops
- * halfway through a body held its connection for ever.
+ * no JSON body) and its connection closed. Fastify's default is none, which also turns off
+ * Node's own limit: a client that stops halfway through a body held its connection for ever.
  */
 export const REQUEST_TIMEOUT_MS = 10_000;
 /** Seconds a client is asked to wait after a 503 (the database unreachable). */
@@ -158,7 +158,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
       // counted per client address before hashing, so that no one can spend the service's CPU on it.
       // An admin creating customers is not signing up.
       signUpKey = requestAddressKey(request.ip, request.socket.remoteAddress);
-      const retryAfter = await throttles.registration.attempt([signUpKey]);
+      const retryAfter = throttles.registration.refusedFor(signUpKey) || (await throttles.registration.attempt([signUpKey]));
       if (retryAfter > 0) {
         throw new HttpError(HttpErrorCode.TooManyRequests, 'too many registrations from this address; try again later', {
           'retry-after': String(retryAfter),
@@ -192,6 +192,19 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     // lock its owner out everywhere; and, far higher, across all addresses, against guessing spread
     // over many (LOGIN_MAX_FAILURES_PER_USERNAME).
     const userKey = `${accountKey}\u0000${addressKey}`;
+    const throttled = (retryAfter: number) => {
+      metrics.logins.inc({ outcome: 'throttled' });
+      return new HttpError(HttpErrorCode.TooManyRequests, 'too many failed logins; try again later', {
+        'retry-after': String(retryAfter),
+      });
+    };
+    // Refused before any statement while a key is known to be over its limit.
+    const known = Math.max(
+      throttles.user.refusedFor(userKey),
+      throttles.account.refusedFor(accountKey),
+      throttles.address.refusedFor(addressKey),
+    );
+    if (known > 0) throw throttled(known);
     // Counted before the (slow) password check, so concurrent requests cannot all slip past the limit.
     const retryAfter = Math.max(
       ...(await Promise.all([
@@ -203,10 +216,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     if (retryAfter > 0) {
       // A refused attempt guessed nothing: it counts against no key (a blocked address cannot lock out users).
       await Promise.all([throttles.user.forgive(userKey), throttles.account.forgive(accountKey), throttles.address.forgive(addressKey)]);
-      metrics.logins.inc({ outcome: 'throttled' });
-      throw new HttpError(HttpErrorCode.TooManyRequests, 'too many failed logins; try again later', {
-        'retry-after': String(retryAfter),
-      });
+      throw throttled(retryAfter);
     }
     // A username PostgreSQL cannot even look up (a NUL) belongs to no one: a wrong credential, not a 500.
     const user = isStorableText(username) ? await findUserByUsername(db, username) : undefined;
