@@ -13,8 +13,8 @@ import { setContentSize } from './driver.js';
 import { setProfileDir } from './drivers/switchboard.js';
 import { isClean, type PhaseResult } from './load.js';
 import { cleanupAll, installSignalHandlers } from './processes.js';
-import { type ProfileSummary, summarizeProfiles } from './profile.js';
-import { type BenchResults, markdown, profileMarkdown, targetsOf } from './report.js';
+import { type HeapProfileSummary, type ProfileSummary, summarizeHeapProfiles, summarizeProfiles } from './profile.js';
+import { type BenchResults, heapProfileMarkdown, markdown, profileMarkdown, targetsOf } from './report.js';
 import {
   type BenchContext,
   compare,
@@ -48,6 +48,7 @@ const HELP = `npm run bench -- [options]
   --auth http://host:2347 the auth API of the target   --admin user:password  an admin, to create agents
   --metrics http://ops1/metrics,…  the target's metrics endpoints (CPU, memory)
   --profile DIR           run gateways and persistence under node --cpu-prof (profiles in DIR) and list the top costs
+  --heap-profile DIR      the same with V8's sampling heap profiler: where they allocate (.heapprofile, for DevTools)
   --out DIR               where the JSON goes (default bench-results/)
   --json-only             print only the JSON result on stdout
 `;
@@ -69,6 +70,7 @@ const { values } = parseArgs({
     'content-chars': { type: 'string' },
     backlog: { type: 'string' },
     profile: { type: 'string' },
+    'heap-profile': { type: 'string' },
     target: { type: 'string' },
     auth: { type: 'string' },
     admin: { type: 'string' },
@@ -129,10 +131,12 @@ const target = values.target
     }
   : undefined;
 
-const profileDir = values.profile ? resolve(values.profile) : undefined;
+if (values.profile && values['heap-profile']) throw new Error('--profile and --heap-profile cannot run together');
+const heapProfileDir = values['heap-profile'] ? resolve(values['heap-profile']) : undefined;
+const profileDir = values.profile ? resolve(values.profile) : heapProfileDir;
 if (profileDir) {
   mkdirSync(profileDir, { recursive: true });
-  setProfileDir(profileDir);
+  setProfileDir(profileDir, heapProfileDir ? 'heap' : 'cpu');
 }
 
 const context: BenchContext = { log, progress: !jsonOnly, target, baselines, warnings: [], overrides };
@@ -208,11 +212,13 @@ await cleanupAll();
 machine.loadAverageAtEnd = loadavg().map((value) => Math.round(value * 100) / 100);
 
 let profiles: ProfileSummary[] | undefined;
+let heapProfiles: HeapProfileSummary[] | undefined;
 if (profileDir) {
   try {
-    profiles = summarizeProfiles(profileDir);
+    if (heapProfileDir) heapProfiles = summarizeHeapProfiles(heapProfileDir);
+    else profiles = summarizeProfiles(profileDir);
   } catch (error) {
-    context.warnings.push(`reading the CPU profiles failed: ${String(error)}`);
+    context.warnings.push(`reading the profiles failed: ${String(error)}`);
   }
 }
 
@@ -233,6 +239,7 @@ const output = {
   scenarios: results.scenarios,
   targets,
   profiles,
+  heapProfiles,
   warnings: context.warnings,
   errors,
 };
@@ -248,6 +255,7 @@ else {
     `\n${markdown(results, scenarios.includes('quick') ? [] : targets.filter((row) => row.met !== null), context.warnings)}`,
   );
   for (const profile of profiles ?? []) process.stdout.write(`\n${profileMarkdown(profile)}`);
+  for (const profile of heapProfiles ?? []) process.stdout.write(`\n${heapProfileMarkdown(profile)}`);
   process.stdout.write(
     `\nload average ${machine.loadAverageAtStart.join(' ')} at start, ${machine.loadAverageAtEnd.join(' ')} at end; results in ${file}\n`,
   );

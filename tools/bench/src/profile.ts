@@ -104,10 +104,82 @@ export function summarizeProfile(file: string, top = 25): ProfileSummary {
   };
 }
 
-/** Every profile under `dir` (one folder per service). */
-export function summarizeProfiles(dir: string, top = 25): ProfileSummary[] {
-  return readdirSync(dir, { recursive: true, encoding: 'utf8' })
-    .filter((name) => name.endsWith('.cpuprofile'))
+/** Every file under `dir` (one folder per service) whose name ends with `suffix`. */
+const profilesIn = (dir: string, suffix: string) =>
+  readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .filter((name) => name.endsWith(suffix))
     .sort()
-    .map((name) => summarizeProfile(join(dir, name), top));
+    .map((name) => join(dir, name));
+
+/** Every CPU profile under `dir` (one folder per service). */
+export function summarizeProfiles(dir: string, top = 25): ProfileSummary[] {
+  return profilesIn(dir, '.cpuprofile').map((file) => summarizeProfile(file, top));
+}
+
+interface HeapProfileNode {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  selfSize: number;
+  children: HeapProfileNode[];
+}
+
+export interface HeapProfileEntry {
+  name: string;
+  where: string;
+  megabytes: number;
+  percent: number;
+}
+
+export interface HeapProfileSummary {
+  file: string;
+  /** Bytes allocated in the window, estimated from the samples, in MB. */
+  megabytes: number;
+  top: HeapProfileEntry[];
+  /** Allocations by package or area, as for CPU profiles. */
+  byArea: { area: string; megabytes: number; percent: number }[];
+}
+
+/**
+ * Allocations per function of a V8 sampling heap profile (`.heapprofile`, as the Memory tab of
+ * Chrome's DevTools reads it), by the function that allocated.
+ */
+export function summarizeHeapProfile(file: string, top = 25): HeapProfileSummary {
+  const profile = JSON.parse(readFileSync(file, 'utf8')) as { head: HeapProfileNode };
+  const byFunction = new Map<string, { name: string; where: string; bytes: number }>();
+  const byArea = new Map<string, number>();
+  let total = 0;
+  const visit = (node: HeapProfileNode) => {
+    const { functionName, url, lineNumber } = node.callFrame;
+    if (node.selfSize > 0) {
+      const name = functionName || '(anonymous)';
+      const where = url ? `${shortUrl(url)}:${lineNumber + 1}` : '';
+      const key = `${name} ${where}`;
+      const entry = byFunction.get(key) ?? { name, where, bytes: 0 };
+      entry.bytes += node.selfSize;
+      byFunction.set(key, entry);
+      const area = areaOf(url, name);
+      byArea.set(area, (byArea.get(area) ?? 0) + node.selfSize);
+      total += node.selfSize;
+    }
+    for (const child of node.children) visit(child);
+  };
+  visit(profile.head);
+  const megabytes = (bytes: number) => Math.round(bytes / 1e4) / 100;
+  const percent = (bytes: number) => Math.round((bytes / Math.max(1, total)) * 1000) / 10;
+  return {
+    file,
+    megabytes: megabytes(total),
+    top: [...byFunction.values()]
+      .sort((a, b) => b.bytes - a.bytes)
+      .slice(0, top)
+      .map((entry) => ({ name: entry.name, where: entry.where, megabytes: megabytes(entry.bytes), percent: percent(entry.bytes) })),
+    byArea: [...byArea.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 15)
+      .map(([area, bytes]) => ({ area, megabytes: megabytes(bytes), percent: percent(bytes) })),
+  };
+}
+
+/** Every heap profile under `dir` (one folder per service). */
+export function summarizeHeapProfiles(dir: string, top = 25): HeapProfileSummary[] {
+  return profilesIn(dir, '.heapprofile').map((file) => summarizeHeapProfile(file, top));
 }

@@ -1,5 +1,5 @@
 import { type GcFigures, type GcPauses, isClean, type MachineFigures, type PhaseResult } from './load.js';
-import type { ProfileSummary } from './profile.js';
+import type { HeapProfileSummary, ProfileSummary } from './profile.js';
 import {
   type Comparison,
   IDLE_SETTLE_MS,
@@ -447,6 +447,23 @@ export function profileMarkdown(profile: ProfileSummary): string {
     table(
       ['function', 'where', 'self ms', '% of busy'],
       profile.top.map((entry) => [entry.name, entry.where, String(entry.selfMs), `${entry.selfPercent}%`]),
+    ),
+    '',
+  ].join('\n');
+}
+
+export function heapProfileMarkdown(profile: HeapProfileSummary): string {
+  return [
+    `#### ${profile.file.split('/').slice(-2).join('/')} (${profile.megabytes.toFixed(1)} MB allocated in the window)`,
+    '',
+    table(
+      ['area', 'MB allocated', '% of all'],
+      profile.byArea.map((area) => [area.area, area.megabytes.toFixed(2), `${area.percent}%`]),
+    ),
+    '',
+    table(
+      ['function', 'where', 'MB allocated', '% of all'],
+      profile.top.map((entry) => [entry.name, entry.where, entry.megabytes.toFixed(2), `${entry.percent}%`]),
     ),
     '',
   ].join('\n');

@@ -137,20 +137,27 @@ export interface LocalSwitchboardOptions {
 /** Environment of every gateway the bench starts: no per-connection rate limit in the way, quiet logs. */
 export const BENCH_GATEWAY_ENV = { RATE_LIMIT_PER_SEC: '100000', LOG_LEVEL: 'warn' };
 
-/** When set (`--profile DIR`), gateways and persistence run under the V8 CPU profiler and write their profiles there when stopped. */
-let profileDir: string | undefined;
+/** What `--profile` and `--heap-profile` ask for: CPU time or allocations. */
+export type ProfileKind = 'cpu' | 'heap';
 
-export function setProfileDir(dir: string | undefined): void {
-  profileDir = dir;
+/**
+ * When set (`--profile DIR`, `--heap-profile DIR`), gateways and persistence run under V8's CPU or
+ * sampling heap profiler over the measurement window and write their profiles there.
+ */
+let profiling: { dir: string; kind: ProfileKind } | undefined;
+
+export function setProfileDir(dir: string | undefined, kind: ProfileKind = 'cpu'): void {
+  profiling = dir === undefined ? undefined : { dir, kind };
 }
 
-export const isProfiling = () => profileDir !== undefined;
+export const isProfiling = () => profiling !== undefined;
 
 export const profileEnv = (service: string): Record<string, string> =>
-  profileDir
+  profiling
     ? {
-        NODE_OPTIONS: `--import ${fileURLToPath(new URL('../cpu-profile-hook.js', import.meta.url))}`,
-        BENCH_CPU_PROFILE_DIR: `${profileDir}/${service}`,
+        NODE_OPTIONS: `--import ${fileURLToPath(new URL('../profile-hook.js', import.meta.url))}`,
+        BENCH_CPU_PROFILE_DIR: `${profiling.dir}/${service}`,
+        BENCH_PROFILE_KIND: profiling.kind,
       }
     : {};
 
@@ -168,7 +175,7 @@ export async function startLocalSwitchboard(options: LocalSwitchboardOptions): P
   });
   for (const service of [stack.auth, ...stack.persistence, ...stack.gateways]) trackChild(service.child);
   const stop = onCleanup(() => stack.stop());
-  let profiling = false;
+  let profilersStarted = false;
   const processes = (): MeasuredProcess[] =>
     [stack.auth, ...stack.persistence, ...stack.gateways].map((service, index) => ({
       name: service.name === 'gateway' ? `gateway-${index - 1 - stack.persistence.length}` : service.name,
@@ -185,17 +192,17 @@ export async function startLocalSwitchboard(options: LocalSwitchboardOptions): P
       postgres: await postgresBackendPids(stack.database.url),
     }),
     stop,
-    // Under --profile the profilers run from the first measurement window until the clients disconnect,
+    // Under --profile or --heap-profile the profilers run from the first measurement window until the clients disconnect,
     // so neither the set-up nor the tear-down is in the profiles.
-    ...(profileDir
+    ...(profiling
       ? {
           onWindowOpen: () => {
-            if (profiling) return;
-            profiling = true;
+            if (profilersStarted) return;
+            profilersStarted = true;
             signalProfilers([...stack.persistence, ...stack.gateways]);
           },
           beforeDisconnect: async () => {
-            if (!profiling) return;
+            if (!profilersStarted) return;
             signalProfilers([...stack.persistence, ...stack.gateways]);
             await new Promise((resolve) => setTimeout(resolve, 1_000));
           },
@@ -205,7 +212,7 @@ export async function startLocalSwitchboard(options: LocalSwitchboardOptions): P
   return { system, stack };
 }
 
-/** The first signal starts a service's profiler (see cpu-profile-hook.ts), the second writes the profile. */
+/** The first signal starts a service's profiler (see profile-hook.ts), the second writes the profile. */
 export function signalProfilers(services: readonly { child: { kill(signal: NodeJS.Signals): boolean } }[]): void {
   for (const service of services) service.child.kill('SIGUSR2');
 }
