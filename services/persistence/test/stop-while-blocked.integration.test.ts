@@ -1,4 +1,4 @@
-import { query, waitFor } from '@switchboard/testing';
+import { metric, query, waitFor } from '@switchboard/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, sleep, startHarness } from './support.js';
@@ -63,6 +63,46 @@ describe('a stop while a batch waits for a row lock', () => {
     expect(await harness.stored()).toEqual([{ session_id: session, seq: 1, client_msg_id: 'blocked' }]);
     expect(await harness.deadLetters()).toBe(0);
     expect(await next.stop()).toBe(0);
+  }, 90_000);
+
+  it('keeps what it holds alive until it hands it back, so another replica gets it once', async () => {
+    await holder?.end().catch(() => undefined);
+    const env = { INBOUND_ACK_WAIT: '2s' };
+    const first = await harness.startPersistence(env);
+    const [session = 0] = await harness.createSessions(1);
+    holder = new pg.Client({ connectionString: harness.database.url });
+    await holder.connect();
+    await holder.query('begin');
+    await holder.query('select id from sessions where id = $1 for update', [session]);
+    await harness.publish(session, 'handed-back');
+    await waitFor(
+      async () =>
+        (
+          await query(
+            harness.database.url,
+            `select 1 from pg_stat_activity where application_name = 'switchboard-persistence' and wait_event_type = 'Lock'`,
+          )
+        ).length > 0,
+      10_000,
+      "the first replica's batch to wait for the row lock",
+    );
+    const second = await harness.startPersistence(env);
+
+    // The stop waits 10 s for the batch, five ack waits. Before, the keep-alive stopped at once:
+    // the message went to the second replica after 2 s, and again when the first one's nak came.
+    expect(await first.stop(45_000)).toBe(0);
+    await holder.query('rollback');
+    await waitFor(
+      async () => (await harness.stored()).some((row) => row.client_msg_id === 'handed-back'),
+      20_000,
+      'the message to be stored',
+    );
+    await sleep(1_000);
+    expect((await harness.stored()).filter((row) => row.session_id === session)).toEqual([
+      { session_id: session, seq: 1, client_msg_id: 'handed-back' },
+    ]);
+    expect(await metric(second, 'switchboard_persistence_redeliveries_total')).toBe(1);
+    expect(await second.stop()).toBe(0);
   }, 90_000);
 
   it('is bounded too when a backlog holds back the pump, and every message is stored once after', async () => {

@@ -467,7 +467,6 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
       stopping = true;
       requestStop();
       wakePump();
-      clearInterval(keepAlive);
       await pulling?.close();
       await pump.catch((error: unknown) => log.warn({ err: error }, 'consumer ended with an error'));
       if (worker && !(await settlesWithin(worker, STOP_WAIT_MS))) {
@@ -480,6 +479,10 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
       }
       for (const msg of held.values()) nak(msg);
       held.clear();
+      // Only now: while the batch in hand was waited for (up to STOP_WAIT_MS, longer than an ack
+      // wait of 2 s), its messages and those held were redelivered to other replicas, and the
+      // naks above, for deliveries already outdated, made them redelivered once more.
+      clearInterval(keepAlive);
       stopped = true;
     },
   };
