@@ -585,8 +585,14 @@ describe('the Helm chart', () => {
       expect(result.stderr).toMatch(message);
     });
 
+    it('refuses a release without an image of its own, rather than pull one of that name from Docker Hub', () => {
+      const result = template('--set', 'nats.url=nats://nats:4222', '--set', 'database.url=postgres://x@db/x');
+      expect(result.status).not.toBe(0);
+      expect(result.stderr).toContain('image.repository must be set');
+    });
+
     it('refuses a release without a database', () => {
-      const result = template('--set', 'nats.url=nats://nats:4222');
+      const result = template('--set', 'image.repository=registry.example.com/switchboard', '--set', 'nats.url=nats://nats:4222');
       expect(result.status).not.toBe(0);
       expect(result.stderr).toContain('database.url or database.existingSecret');
     });
@@ -855,7 +861,14 @@ describe('the Helm chart', () => {
 
     it('reads DATABASE_URL from the Secret it creates even when database.existingSecretKey is changed', () => {
       const set = (...settings: string[]) => settings.flatMap((setting) => ['--set', setting]);
-      const list = render(...set('nats.url=nats://nats:4222', 'database.url=postgres://x@db/x', 'database.existingSecretKey=url'));
+      const list = render(
+        ...set(
+          'image.repository=registry.example.com/switchboard',
+          'nats.url=nats://nats:4222',
+          'database.url=postgres://x@db/x',
+          'database.existingSecretKey=url',
+        ),
+      );
       expect(missingSecretKeys(list)).toEqual([]);
       for (const name of ['auth', 'persistence']) {
         const container = podOf(byName(list, 'Deployment', component(name))).spec.containers[0];
@@ -865,7 +878,14 @@ describe('the Helm chart', () => {
         });
       }
       // With an existing Secret the key is the configured one.
-      const existing = render(...set('nats.url=nats://nats:4222', 'database.existingSecret=db', 'database.existingSecretKey=url'));
+      const existing = render(
+        ...set(
+          'image.repository=registry.example.com/switchboard',
+          'nats.url=nats://nats:4222',
+          'database.existingSecret=db',
+          'database.existingSecretKey=url',
+        ),
+      );
       const auth = podOf(byName(existing, 'Deployment', component('auth'))).spec.containers[0];
       expect(auth && envOf(auth, 'DATABASE_URL')?.valueFrom?.secretKeyRef).toEqual({ name: 'db', key: 'url' });
     });
@@ -1449,9 +1469,9 @@ describe('the Dockerfile', () => {
   const lastFrom = instructions.lastIndexOf(froms[froms.length - 1] ?? '');
   const runtime = instructions.slice(lastFrom);
 
-  it('builds in one stage and runs in another, both on Node 24', () => {
+  it('builds in one stage and runs in another, both on Node 26, the current LTS', () => {
     expect(froms.length).toBeGreaterThanOrEqual(2);
-    for (const from of froms) expect(from).toMatch(/^FROM node:24[-.\w]*/);
+    for (const from of froms) expect(from).toMatch(/^FROM node:26[-.\w]*/);
     expect(froms[0]).toMatch(/\sAS\s+build$/i);
     expect(runtime.some((line) => /^COPY --from=build\s/.test(line))).toBe(true);
   });

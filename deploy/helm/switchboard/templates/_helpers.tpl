@@ -45,7 +45,8 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 
 {{/* The image reference; the tag defaults to the chart's appVersion. */}}
 {{- define "switchboard.image" -}}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- $repository := required "image.repository must be set: the image you built from deploy/docker/Dockerfile and pushed (none is published)" .Values.image.repository -}}
+{{- printf "%s:%s" $repository (.Values.image.tag | default .Chart.AppVersion) -}}
 {{- end -}}
 
 {{/* Secret and key holding DATABASE_URL. */}}
