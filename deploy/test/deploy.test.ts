@@ -954,6 +954,11 @@ describe('the Helm chart', () => {
       expect(notes(...minimal())).toContain('nats://nats:4222');
     });
 
+    it('warns in the install notes when the services reach NATS without credentials', () => {
+      expect(notes(...minimal())).toMatch(/Warning: the services connect to NATS without credentials/);
+      expect(notes(...minimal(), '--set', 'nats.existingSecret=switchboard-nats-users')).not.toMatch(/without credentials/);
+    });
+
     it('gives each service its own NATS user from nats.existingSecret, never inline', () => {
       const result = template(...minimal(), '--set', 'nats.existingSecret=switchboard-nats-users');
       expect(result.status, result.stderr).toBe(0);
@@ -990,6 +995,22 @@ function namespaceOf(command: string): string | undefined {
 
 describe('the deployment docs', () => {
   const texts = Object.entries(DOCS).map(([name, path]) => [name, readFileSync(path, 'utf8')] as const);
+
+  it('give every helm install and upgrade of the release more time than the migrations hook may take', () => {
+    const values = parse(readFileSync(join(CHART, 'values.yaml'), 'utf8')) as { migrations: { activeDeadlineSeconds: number } };
+    let checked = 0;
+    for (const [name, text] of texts) {
+      for (const command of commandsOf(text)) {
+        if (!new RegExp(`^helm (install|upgrade) ${RELEASE}\\b`).test(command)) continue;
+        // Helm's default of 5 minutes gave up on a migration still running, and the retry deleted its Job.
+        const timeout = /--timeout (\d+)m\b/.exec(command);
+        expect(timeout, `${name}: ${command}`).not.toBeNull();
+        expect(Number(timeout?.[1]) * 60, `${name}: ${command}`).toBeGreaterThan(values.migrations.activeDeadlineSeconds);
+        checked += 1;
+      }
+    }
+    expect(checked).toBeGreaterThan(0);
+  });
 
   it('create every Secret of the release and run every helm command for it in one namespace', () => {
     const operations = readFileSync(DOCS['docs/operations.md'], 'utf8');
@@ -1044,6 +1065,8 @@ describe('the deployment docs', () => {
     }
     const queried = nats.flatMap((rule) => nameSelectors(rule.expr).map((selector) => bothNamings(selector, rule.alert)));
     expect(queried.sort()).toEqual(['gnatsd_varz_slow_consumers', 'jetstream_consumer_num_redelivered']);
+    // num_redelivered is a gauge (redelivered messages pending): a rate of it stays 0 while one is stuck.
+    for (const rule of nats) if (/num_redelivered/.test(rule.expr)) expect(rule.expr).not.toMatch(/\b(rate|irate|increase)\(/);
   });
 
   it('advise one prometheus-nats-exporter per NATS server, never one for a Service in front of several', () => {
@@ -1258,6 +1281,9 @@ describe('the Grafana dashboards', () => {
       }
     }
     expect([...queried].sort()).toEqual([...NATS_DASHBOARD_METRICS].sort());
+    // The exporter's gauges are not rated: of num_redelivered (redelivered messages pending) a
+    // rate stays 0 while a message is stuck in redelivery.
+    for (const expr of queries) if (/num_redelivered/.test(expr)) expect(expr).not.toMatch(/\b(rate|irate|increase)\(/);
   });
 });
 

@@ -541,6 +541,8 @@ describe('keys', () => {
 describe('ops endpoints', () => {
   it('serves healthz, readyz and metrics that count logins', async () => {
     expect((await fetch(auth.opsUrl('/healthz'))).status).toBe(200);
+    // Also on the API's own port, for load balancers that health-check the port they send to.
+    expect((await fetch(auth.url('/healthz'))).status).toBe(200);
     const ready = await fetch(auth.opsUrl('/readyz'));
     expect(ready.status).toBe(200);
     expect(await ready.json()).toMatchObject({ checks: { bus: true, database: true, accepting: true } });

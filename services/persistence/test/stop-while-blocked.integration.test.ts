@@ -21,27 +21,40 @@ afterAll(async () => {
   await harness?.close();
 });
 
+/** Locks the session's row in a transaction of `holder`'s, as a forgotten `psql` would. */
+async function lockSession(session: number): Promise<pg.Client> {
+  await holder?.end().catch(() => undefined);
+  const client = new pg.Client({ connectionString: harness.database.url });
+  holder = client;
+  await client.connect();
+  await client.query('begin');
+  await client.query('select id from sessions where id = $1 for update', [session]);
+  return client;
+}
+
+/** Waits until a persistence batch waits for a row lock. */
+async function batchWaitingForLock(): Promise<void> {
+  await waitFor(
+    async () =>
+      (
+        await query(
+          harness.database.url,
+          `select 1 from pg_stat_activity where application_name = 'switchboard-persistence' and wait_event_type = 'Lock'`,
+        )
+      ).length > 0,
+    10_000,
+    "persistence's batch to wait for the row lock",
+  );
+}
+
 describe('a stop while a batch waits for a row lock', () => {
   it('exits 0 well within 30 s, leaving the message to be stored once after', async () => {
     const persistence = await harness.startPersistence({ INBOUND_ACK_WAIT: '2s' });
     const [session = 0] = await harness.createSessions(1);
-    holder = new pg.Client({ connectionString: harness.database.url });
-    await holder.connect();
-    await holder.query('begin');
-    await holder.query('select id from sessions where id = $1 for update', [session]);
+    const lock = await lockSession(session);
 
     await harness.publish(session, 'blocked');
-    await waitFor(
-      async () =>
-        (
-          await query(
-            harness.database.url,
-            `select 1 from pg_stat_activity where application_name = 'switchboard-persistence' and wait_event_type = 'Lock'`,
-          )
-        ).length > 0,
-      10_000,
-      "persistence's batch to wait for the row lock",
-    );
+    await batchWaitingForLock();
 
     const started = performance.now();
     const exit = await persistence.stop(45_000);
@@ -52,7 +65,7 @@ describe('a stop while a batch waits for a row lock', () => {
     expect(persistence.logs.some((line) => line.includes('did not finish in time'))).toBe(true);
 
     // Its statement was cancelled rather than left to commit once the lock is free.
-    await holder.query('rollback');
+    await lock.query('rollback');
     await sleep(500);
     expect(await harness.stored()).toEqual([]);
 
@@ -66,32 +79,18 @@ describe('a stop while a batch waits for a row lock', () => {
   }, 90_000);
 
   it('keeps what it holds alive until it hands it back, so another replica gets it once', async () => {
-    await holder?.end().catch(() => undefined);
     const env = { INBOUND_ACK_WAIT: '2s' };
     const first = await harness.startPersistence(env);
     const [session = 0] = await harness.createSessions(1);
-    holder = new pg.Client({ connectionString: harness.database.url });
-    await holder.connect();
-    await holder.query('begin');
-    await holder.query('select id from sessions where id = $1 for update', [session]);
+    const lock = await lockSession(session);
     await harness.publish(session, 'handed-back');
-    await waitFor(
-      async () =>
-        (
-          await query(
-            harness.database.url,
-            `select 1 from pg_stat_activity where application_name = 'switchboard-persistence' and wait_event_type = 'Lock'`,
-          )
-        ).length > 0,
-      10_000,
-      "the first replica's batch to wait for the row lock",
-    );
+    await batchWaitingForLock();
     const second = await harness.startPersistence(env);
 
     // The stop waits 10 s for the batch, five ack waits. Before, the keep-alive stopped at once:
     // the message went to the second replica after 2 s, and again when the first one's nak came.
     expect(await first.stop(45_000)).toBe(0);
-    await holder.query('rollback');
+    await lock.query('rollback');
     await waitFor(
       async () => (await harness.stored()).some((row) => row.client_msg_id === 'handed-back'),
       20_000,
@@ -106,14 +105,10 @@ describe('a stop while a batch waits for a row lock', () => {
   }, 90_000);
 
   it('is bounded too when a backlog holds back the pump, and every message is stored once after', async () => {
-    await holder?.end().catch(() => undefined);
     // With batches of one, four held messages stop the pump until the stuck batch is done.
     const persistence = await harness.startPersistence({ INBOUND_ACK_WAIT: '2s', BATCH_MAX: '1' });
     const [session = 0] = await harness.createSessions(1);
-    holder = new pg.Client({ connectionString: harness.database.url });
-    await holder.connect();
-    await holder.query('begin');
-    await holder.query('select id from sessions where id = $1 for update', [session]);
+    const lock = await lockSession(session);
 
     const ids = ['b-0', 'b-1', 'b-2', 'b-3', 'b-4', 'b-5', 'b-6'];
     for (const id of ids) await harness.publish(session, id);
@@ -125,7 +120,7 @@ describe('a stop while a batch waits for a row lock', () => {
     expect({ exit, seconds: Math.round(stopMs / 100) / 10 }).toMatchObject({ exit: 0 });
     expect(stopMs).toBeLessThan(20_000);
 
-    await holder.query('rollback');
+    await lock.query('rollback');
     await harness.startPersistence({ INBOUND_ACK_WAIT: '2s' });
     await waitFor(
       async () => (await harness.stored()).filter((row) => row.session_id === session).length === ids.length,

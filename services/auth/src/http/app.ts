@@ -124,6 +124,10 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     return reply.code(500).send(errorBody(HttpErrorCode.Internal.code, 'internal error'));
   });
 
+  // For load balancers that check the serving port itself (the AWS load balancer controller and
+  // GKE's ingress ask `/` for a 200 unless told a path): the process answers, nothing more.
+  app.get('/healthz', async () => ({ status: 'ok' }));
+
   app.get('/.well-known/jwks.json', async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(await jwks()));
 
   /** Whether the bearer token is an admin's, by the role stored now; throws 401 (or 503) for one that does not verify. */
