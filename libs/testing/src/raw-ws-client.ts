@@ -6,6 +6,10 @@ export interface RawWsClient {
   sendText(text: string): void;
   /** Sends a close frame, and keeps TCP open: a client that closes and then goes quiet. */
   sendClose(code: number): void;
+  /** Sends a ping control frame. */
+  sendPing(payload?: Buffer): void;
+  /** How many pong frames the server has sent. */
+  readonly pongs: number;
   /** The code of the first close frame the server sends. */
   closeFrame: Promise<number>;
   /** Text frames received, parsed. */
@@ -29,6 +33,7 @@ export async function rawWsClient(port: number): Promise<RawWsClient> {
   let buffered = Buffer.alloc(0);
   let upgraded = false;
   const frames: Record<string, unknown>[] = [];
+  let pongs = 0;
   const closeFrame = new Promise<number>((resolve) => {
     socket.on('data', (chunk: Buffer) => {
       buffered = Buffer.concat([buffered, chunk]);
@@ -56,6 +61,7 @@ export async function rawWsClient(port: number): Promise<RawWsClient> {
         const payload = buffered.subarray(start, start + length);
         if (opcode === 0x8) resolve(payload.readUInt16BE(0));
         if (opcode === 0x1) frames.push(JSON.parse(payload.toString('utf8')) as Record<string, unknown>);
+        if (opcode === 0xa) pongs++;
         buffered = buffered.subarray(start + length);
       }
     });
@@ -73,5 +79,15 @@ export async function rawWsClient(port: number): Promise<RawWsClient> {
     payload.writeUInt16BE(code);
     sendFrame(0x8, payload);
   };
-  return { sendText: (text) => sendFrame(0x1, Buffer.from(text)), sendClose, closeFrame, frames, socket };
+  return {
+    sendText: (text) => sendFrame(0x1, Buffer.from(text)),
+    sendClose,
+    sendPing: (payload = Buffer.alloc(0)) => sendFrame(0x9, payload),
+    get pongs() {
+      return pongs;
+    },
+    closeFrame,
+    frames,
+    socket,
+  };
 }

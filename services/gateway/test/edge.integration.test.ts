@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { rawWsClient, type ServiceProcess, type Stack, startStack, TestClient, TestClients, waitFor } from '@switchboard/testing';
 import pg from 'pg';
@@ -236,6 +238,28 @@ describe('rate limiting', () => {
   });
 });
 
+describe('pings', () => {
+  it('answers a client ping with a pong, within the rate like any frame, and closes a ping flood with 1008', async () => {
+    const gateway = stack.gateways[0];
+    if (!gateway) throw new Error('no gateway');
+    const polite = await rawWsClient(gateway.port);
+    polite.sendPing(Buffer.from('hi'));
+    await waitFor(() => polite.pongs === 1, 5_000, 'the pong');
+
+    // Before, ws answered every ping itself, each with a write of its own, none counted: no close.
+    const flood = await rawWsClient(gateway.port);
+    for (let burst = 0; burst < 20; burst++) {
+      for (let i = 0; i < 25; i++) flood.sendPing();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const noClose = new Promise<string>((resolve) => setTimeout(() => resolve('no close after 10 s'), 10_000));
+    expect(await Promise.race([flood.closeFrame, noClose])).toBe(1008);
+    expect(flood.pongs).toBeLessThanOrEqual(60);
+    polite.socket.destroy();
+    flood.socket.destroy();
+  });
+});
+
 describe('new sessions', () => {
   it('refuses a customer over SESSION_CREATE_LIMIT with rate_limited, and no other customer', async () => {
     const creator = await clients.authenticated(stack.wsUrl(0), (await stack.user('user')).token);
@@ -353,6 +377,30 @@ describe('the upgrade', () => {
     const server = await clients.connect(strictUrl());
     expect(browser.frames[0]?.type).toBe('connected');
     expect(server.frames[0]?.type).toBe('connected');
+  });
+
+  it('closes the socket of a refused upgrade once answered, whatever the client does after', async () => {
+    const socket = connect({ port: stack.gateways[0]?.port ?? 0, host: '127.0.0.1', allowHalfOpen: true });
+    await once(socket, 'connect');
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => {
+      answer += chunk.toString('utf8');
+    });
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.on('error', () => undefined);
+    const key = randomBytes(16).toString('base64');
+    socket.write(
+      `GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    );
+    await once(socket, 'end');
+    expect(answer).toMatch(/^HTTP\/1\.1 404/);
+    // The client keeps its side open and writes on. Before, the gateway's side stayed open too, a
+    // descriptor held for as long as the client liked; now the writes meet a closed socket.
+    const writing = setInterval(() => socket.write('x'), 50);
+    const stillOpen = new Promise<string>((resolve) => setTimeout(() => resolve('still open after 5 s'), 5_000));
+    expect(await Promise.race([closed.then(() => 'closed'), stillOpen])).toBe('closed');
+    clearInterval(writing);
+    socket.destroy();
   });
 
   it('accepts / and /ws and refuses other paths with 404', async () => {

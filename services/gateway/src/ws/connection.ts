@@ -125,6 +125,7 @@ export class ClientConnection implements Subscriber, FlushListener {
     ws.on('pong', () => {
       this.lastPongAt = performance.now();
     });
+    ws.on('ping', (data) => this.onPing(data));
     ws.on('close', () => this.onClose());
     ws.on('error', (error) => this.log.debug({ err: error }, 'socket error'));
     this.authTimer = setTimeout(() => {
@@ -350,6 +351,21 @@ export class ClientConnection implements Subscriber, FlushListener {
         return this.handle(frame);
       })
       .catch((error: unknown) => this.onHandlerError(error, frame));
+  }
+
+  /**
+   * A client's ping is answered with a pong within its rate, like any frame; over it, it goes
+   * unanswered and counts towards the 1008 close. Answered by `ws` itself, each ping cost a write
+   * of its own, and a client could send them by the thousand unchecked.
+   */
+  private onPing(data: Buffer): void {
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    if (!this.bucket.tryTake()) {
+      this.onRateViolation();
+      return;
+    }
+    batchWritesThisTurn(this.socket, this);
+    this.ws.pong(data);
   }
 
   /** A frame that cannot be handled as it is. Over the rate it is refused as such, and counts towards the 1008 close. */

@@ -23,7 +23,13 @@ function destroySocket(this: Duplex): void {
   this.destroy();
 }
 
+/**
+ * Answers an upgrade with an HTTP error and closes the socket once the answer is written: ended
+ * alone, it stayed open until the client closed its side, and Node's request timeouts no longer
+ * watch a socket handed to the upgrade listener. Any client could hold a descriptor each that way.
+ */
 function refuseUpgrade(socket: Duplex, status: number, reason: string): void {
+  socket.once('finish', destroySocket);
   socket.end(
     `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(reason)}\r\n\r\n${reason}`,
   );
@@ -41,6 +47,9 @@ export function createWsServer(options: WsServerOptions): Server {
   const wss = new WebSocketServer({
     noServer: true,
     perMessageDeflate: false,
+    // Pings are answered by the connection, against the client's rate like any frame (ws would
+    // answer each one with a write of its own, however many come).
+    autoPong: false,
     clientTracking: false,
     maxPayload: maxFrameBytes * HARD_FRAME_LIMIT_FACTOR,
   });
@@ -58,7 +67,7 @@ export function createWsServer(options: WsServerOptions): Server {
     if (!isAccepting()) return refuseUpgrade(socket, 503, 'Service Unavailable');
     const origin = request.headers.origin;
     if (origin !== undefined && allowedOrigins !== undefined && !allowedOrigins.has(origin)) {
-      logger.info({ origin }, 'upgrade refused: origin not allowed');
+      logger.info({ origin: origin.slice(0, 200) }, 'upgrade refused: origin not allowed');
       return refuseUpgrade(socket, 403, 'Forbidden');
     }
     wss.handleUpgrade(request, socket, head, (ws) => onConnection(ws, request, socket));
