@@ -90,6 +90,26 @@ describe('Deadlines', () => {
     deadlines.close();
   });
 
+  it('fires deadlines set after the clock was stepped back at their time, not once it has caught up', () => {
+    const { deadlines, fired, advanceTo } = clocked();
+    const hour = 3_600_000;
+    // The clock runs an hour ahead, a deadline fires, then NTP steps the clock back.
+    deadlines.set('ahead', 10_000 + hour + 100);
+    advanceTo(10_000 + hour + 400);
+    expect(fired).toEqual(['ahead']);
+    advanceTo(10_000);
+    deadlines.set('after the step', 11_000);
+    deadlines.set('later', 12_000);
+    advanceTo(11_000);
+    expect(fired).toEqual(['ahead']);
+    // Before, it fired only once the clock was past the hour again.
+    advanceTo(11_251);
+    expect(fired).toEqual(['ahead', 'after the step']);
+    advanceTo(12_251);
+    expect(fired).toEqual(['ahead', 'after the step', 'later']);
+    deadlines.close();
+  });
+
   it('fires every due deadline when a callback throws, then throws its error', () => {
     let now = 10_000;
     const fired: string[] = [];

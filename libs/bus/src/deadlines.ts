@@ -34,6 +34,7 @@ export class Deadlines<T> {
   set(item: T, atMs: number): void {
     this.delete(item);
     if (this.timer === undefined) this.start();
+    this.followClockBack();
     // A deadline already past goes in the next slot to fire.
     const slot = Math.max(this.slotAt(atMs), this.firedThrough + 1);
     this.slots.set(item, slot);
@@ -53,6 +54,7 @@ export class Deadlines<T> {
 
   /** Fires every deadline up to now. Called by the timer; public for tests with their own clock. */
   tick(): void {
+    this.followClockBack();
     const through = this.slotAt(this.now()) - 1;
     // One slot a tick, as a rule. After a jump of the clock (a wall clock stepped forward by a
     // year once NTP corrects it), going through every slot passed would block the event loop for
@@ -88,6 +90,16 @@ export class Deadlines<T> {
     this.slots.clear();
     this.buckets.clear();
     this.stop();
+  }
+
+  /**
+   * A wall clock stepped back (NTP correcting one that ran ahead) leaves the slots fired ahead of
+   * it: fired again from where the clock is now, the deadlines set since fire at their time.
+   * Before, each one waited until the clock had caught up with the old mark, a token's expiry
+   * then coming as late as the clock had run ahead. Fired slots hold nothing, so nothing fires twice.
+   */
+  private followClockBack(): void {
+    this.firedThrough = Math.min(this.firedThrough, this.slotAt(this.now()) - 1);
   }
 
   /** Slot n holds deadlines in ((n - 1) × resolution, n × resolution], so it fires once n × resolution has passed. */
