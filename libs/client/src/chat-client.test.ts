@@ -658,6 +658,46 @@ describe('sends rejected for good', () => {
   });
 });
 
+describe('a token of another user', () => {
+  it("closes the client rather than rejoin and resend the first user's sessions and messages under it", async () => {
+    let token = 'token-of-5';
+    const { client, socket } = await connected({ token: () => token });
+    const failures: Error[] = [];
+    client.on('auth_failed', (error) => failures.push(error));
+    await joined(client, socket, 7, 5);
+    const sending = client.send(7, 'for user 5 only', { clientMsgId: 'u5' }).catch((error: unknown) => error);
+    await flush();
+    // Another sign-in in the same app changed what the token provider hands out.
+    token = 'token-of-6';
+    socket.serverClose(1006);
+    await vi.advanceTimersByTimeAsync(250);
+    const second = FakeSocket.last();
+    second.open();
+    await flush();
+    const auth = second.sentOf('auth').at(-1);
+    second.receive({ type: 'auth_success', req_id: auth?.req_id, user: { id: 6, username: 'sam', role: 'agent' } });
+    await flush();
+
+    expect(second.sent.filter((frame) => frame.type !== 'auth')).toEqual([]);
+    expect(client.state).toBe('closed');
+    expect(failures[0]).toMatchObject({ code: 'auth_failed' });
+    expect(await sending).toMatchObject({ code: 'auth_failed', clientMsgId: 'u5' });
+  });
+
+  it('starts over on connect() after close(): nothing of before is joined again', async () => {
+    const { client, socket } = await connected();
+    await joined(client, socket, 7, 5);
+    client.close();
+    const connecting = client.connect();
+    const again = await accept();
+    await connecting;
+    await flush();
+    expect(again.sentOf('join_session')).toEqual([]);
+    expect(client.lastSeq(7)).toBe(0);
+    client.close();
+  });
+});
+
 describe('requests', () => {
   it('repeats safe requests after a drop, but not create_session', async () => {
     const { client } = newClient();
@@ -790,6 +830,36 @@ describe('requests', () => {
     await expect(leaving).resolves.toBeUndefined();
     await flush();
     expect(types()).toEqual(['join_session', 'leave_session', 'leave_session', 'join_session']);
+    socket.receive({ type: 'joined_session', req_id: socket.sentOf('join_session')[1]?.req_id, session_id: 7, last_seq: 6 });
+    await expect(rejoining).resolves.toEqual({ lastSeq: 6 });
+    client.close();
+  });
+
+  it('sends a join after every leave of the session still on its way, not only the newest', async () => {
+    const { client, socket } = await connected();
+    await joined(client, socket, 7, 5);
+    const types = () => socket.sent.filter((frame) => frame.type.endsWith('_session')).map((frame) => frame.type);
+    const first = client.leave(7);
+    socket.receive({
+      type: 'error',
+      req_id: socket.sentOf('leave_session')[0]?.req_id,
+      code: 'rate_limited',
+      message: 'too fast',
+      retry_after_ms: 100,
+    });
+    const second = client.leave(7);
+    await flush();
+    socket.receive({ type: 'left_session', req_id: socket.sentOf('leave_session')[1]?.req_id, session_id: 7 });
+    await expect(second).resolves.toBeUndefined();
+    const rejoining = client.join(7);
+    await vi.advanceTimersByTimeAsync(5_000);
+    // Before, the join went out as soon as the newest leave was answered, ahead of the first
+    // one's retry, which then ended the membership it made.
+    expect(types()).toEqual(['join_session', 'leave_session', 'leave_session', 'leave_session']);
+    socket.receive({ type: 'left_session', req_id: socket.sentOf('leave_session')[2]?.req_id, session_id: 7 });
+    await expect(first).resolves.toBeUndefined();
+    await flush();
+    expect(types()).toEqual(['join_session', 'leave_session', 'leave_session', 'leave_session', 'join_session']);
     socket.receive({ type: 'joined_session', req_id: socket.sentOf('join_session')[1]?.req_id, session_id: 7, last_seq: 6 });
     await expect(rejoining).resolves.toEqual({ lastSeq: 6 });
     client.close();

@@ -254,6 +254,10 @@ export class ChatClient {
     const ready = new Promise<void>((resolve, reject) => this.readyWaiters.push({ resolve, reject }));
     if (this.currentState === 'idle' || this.currentState === 'closed') {
       this.epoch++;
+      // Starting over: nothing of an earlier connection's user is joined again.
+      this.sessions.clear();
+      this.rejoinQueue.clear();
+      this.currentUser = undefined;
       this.wasReady = false;
       this.authRetried = false;
       this.attempts = 0;
@@ -344,11 +348,15 @@ export class ChatClient {
       idempotent: true,
       ...(onReply ? { onReply } : {}),
     });
-    this.leaving.set(sessionId, leaving);
+    // A join waits for every leave still on its way, not only the newest: an older one waiting
+    // out rate_limited, sent after the join, would end the membership the join made.
+    const previous = this.leaving.get(sessionId);
+    const pending = previous ? Promise.allSettled([previous, leaving]) : leaving;
+    this.leaving.set(sessionId, pending);
     const forget = () => {
-      if (this.leaving.get(sessionId) === leaving) this.leaving.delete(sessionId);
+      if (this.leaving.get(sessionId) === pending) this.leaving.delete(sessionId);
     };
-    leaving.then(forget, forget);
+    pending.then(forget, forget);
     return leaving;
   }
 
@@ -540,6 +548,19 @@ export class ChatClient {
 
   private onAuthenticated(user: ChatUser): void {
     clearTimeout(this.handshakeTimer);
+    // Signed in again as someone else (a token provider shared with another sign-in): the
+    // sessions, cursors and unsent messages held are the first user's, and must not be joined or
+    // sent under this one. Before, they were, with no sign of the change.
+    const previous = this.currentUser;
+    if (previous !== undefined && previous.id !== user.id) {
+      const error = new ChatError(
+        'auth_failed',
+        `the token is user ${user.id}'s, and this client was signed in as user ${previous.id}: use a new client for another user`,
+      );
+      this.shutdown(error);
+      this.events.emit('auth_failed', error);
+      return;
+    }
     this.currentUser = { id: user.id, username: user.username, role: user.role };
     this.authRetried = false;
     this.authError = undefined;
