@@ -106,6 +106,11 @@ const state = {
   retry: null,
   oldestSeq: null,
   hasMore: false,
+  /**
+   * What was typed and not sent, by conversation: kept when another one is opened and put back
+   * when it is opened again, so that a reply begun for one customer never goes to another.
+   */
+  drafts: new Map(),
 };
 
 // ---------------------------------------------------------------- small helpers
@@ -323,6 +328,9 @@ function stopChat() {
 function logout(message) {
   stopChat();
   closeConversation();
+  // Nothing typed by this user is left for the next one to sign in on this page.
+  state.drafts = new Map();
+  ui.subject.value = '';
   state.user = null;
   sessionStorage.removeItem(TOKEN_KEY);
   sessionStorage.removeItem(USER_KEY);
@@ -467,6 +475,12 @@ async function startSession() {
 // ---------------------------------------------------------------- conversation
 
 function closeConversation() {
+  if (state.openSessionId !== null) {
+    const draft = ui.composer.value;
+    if (draft.trim()) state.drafts.set(state.openSessionId, draft);
+    else state.drafts.delete(state.openSessionId);
+  }
+  ui.composer.value = '';
   state.openGeneration++;
   state.openSessionId = null;
   state.messages = new Map();
@@ -529,6 +543,7 @@ async function openSession(sessionId) {
   closeConversation();
   const generation = state.openGeneration;
   state.openSessionId = sessionId;
+  ui.composer.value = state.drafts.get(sessionId) ?? '';
   sessionStorage.setItem(SESSION_KEY, String(sessionId));
   const known = state.sessions.get(sessionId);
   if (known) showConversationHeader(known);

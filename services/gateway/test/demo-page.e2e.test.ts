@@ -577,20 +577,25 @@ describe('the demo page with more conversations than a connection may join', () 
     await clients.closeAll();
   });
 
+  /** Opens the conversation and waits until it is open (the composer on), or a notice says why not. */
+  const openFully = async (id: number) => {
+    await openConversationOn(page, String(id));
+    // Open once the composer is on; a refused join closes the conversation with a notice instead.
+    await expect
+      .poll(
+        async () => {
+          if (await page.locator('#notice').isVisible()) return `notice: ${await page.locator('#notice').textContent()}`;
+          return (await page.getByTestId('composer').isDisabled()) ? 'opening' : 'open';
+        },
+        { timeout: STEP_MS, interval: 50 },
+      )
+      .toBe('open');
+  };
+
   it('opens every conversation, leaving the one opened longest ago', async () => {
     await logIn(page, agentUser.username, agentUser.password, 'login', limited);
     for (const id of ids) {
-      await openConversationOn(page, String(id));
-      // Open once the composer is on; a refused join closes the conversation with a notice instead.
-      await expect
-        .poll(
-          async () => {
-            if (await page.locator('#notice').isVisible()) return `notice: ${await page.locator('#notice').textContent()}`;
-            return (await page.getByTestId('composer').isDisabled()) ? 'opening' : 'open';
-          },
-          { timeout: STEP_MS, interval: 50 },
-        )
-        .toBe('open');
+      await openFully(id);
       expect(await sessionItem(id).getAttribute('aria-current')).toBe('true');
     }
     const left = () => wire.sent.filter((frame) => frame.type === 'leave_session').map((frame) => frame.session_id);
@@ -615,6 +620,25 @@ describe('the demo page with more conversations than a connection may join', () 
     await expect.poll(rejoined, { timeout: STEP_MS }).toEqual(ids.slice(2).sort((a, b) => a - b));
     await page.waitForTimeout(300);
     expect(rejoined()).toHaveLength(joinedLimit);
+    expect(problems).toEqual([]);
+  }, 60_000);
+
+  it('keeps what was typed with its conversation, never sends it to another, and forgets it at sign-out', async () => {
+    const [first = 0, second = 0] = ids.slice(-2);
+    const composer = page.getByTestId('composer');
+    await openFully(first);
+    await composer.fill('A reply meant for the first customer');
+    // Before, the text stayed in the composer, and Enter sent it to the second customer.
+    await openFully(second);
+    expect(await composer.inputValue()).toBe('');
+    await openFully(first);
+    expect(await composer.inputValue()).toBe('A reply meant for the first customer');
+
+    // Nor is it there for whoever signs in next on this page.
+    await page.getByTestId('logout').click();
+    await logIn(page, agentUser.username, agentUser.password, 'login', limited);
+    await openFully(first);
+    expect(await composer.inputValue()).toBe('');
     expect(problems).toEqual([]);
   }, 60_000);
 });
