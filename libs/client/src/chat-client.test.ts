@@ -658,6 +658,38 @@ describe('sends rejected for good', () => {
   });
 });
 
+describe('a gateway closing for want of an auth frame in time', () => {
+  it('reconnects with the same token rather than give up on it as refused', async () => {
+    let delayMs = 0;
+    const { client, socket } = await connected({
+      requestTimeoutMs: 30_000,
+      token: () => new Promise<string>((resolve) => setTimeout(() => resolve('token-1'), delayMs)),
+    });
+    // The provider turns slow (its auth service busy), slower than the gateway's AUTH_TIMEOUT_MS.
+    delayMs = 12_000;
+    socket.serverClose(1006);
+    await vi.advanceTimersByTimeAsync(250);
+    const second = FakeSocket.last();
+    second.open();
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(second.sentOf('auth')).toEqual([]);
+    second.receive({ type: 'error', code: 'auth_required', message: 'no auth frame in time' });
+    second.serverClose(4001);
+    // Before, the provider's next token was the one "refused", and the client closed with auth_failed.
+    delayMs = 0;
+    await vi.advanceTimersByTimeAsync(15_000);
+    expect(client.state).not.toBe('closed');
+    const third = FakeSocket.last();
+    expect(third).not.toBe(second);
+    third.open();
+    await flush();
+    third.receive({ type: 'auth_success', req_id: third.sentOf('auth').at(-1)?.req_id, user: USER });
+    await flush();
+    expect(client.state).toBe('ready');
+    client.close();
+  });
+});
+
 describe('a token of another user', () => {
   it("closes the client rather than rejoin and resend the first user's sessions and messages under it", async () => {
     let token = 'token-of-5';

@@ -193,6 +193,11 @@ export class ChatClient {
   private wasReady = false;
   private authRetried = false;
   private authError: string | undefined;
+  /**
+   * The gateway said `auth_required` without a request: no auth frame came in its time (a token
+   * provider slower than AUTH_TIMEOUT_MS). Its 4001 then refused no token.
+   */
+  private authTimedOut = false;
   /** The token sent on the current socket, and one already fetched for the next. */
   private token: FetchedToken | undefined;
   private nextToken: FetchedToken | undefined;
@@ -489,6 +494,7 @@ export class ChatClient {
       return;
     }
     this.socket = socket;
+    this.authTimedOut = false;
     socket.onopen = () => void this.authenticate(socket);
     socket.onmessage = (event: SocketMessageEvent) => this.onData(socket, event.data);
     socket.onclose = (event: SocketCloseEvent) => this.onClosed(socket, event.code, event.reason);
@@ -604,7 +610,8 @@ export class ChatClient {
     this.requests.disconnected();
     this.outbox.disconnected();
     if (this.currentState === 'closed') return;
-    if (code === AUTH_CLOSE) void this.recoverAuth(this.authError ?? (reason || 'authentication failed'));
+    // A 4001 for want of an auth frame in time is no refusal: the same token may be sent again.
+    if (code === AUTH_CLOSE && !this.authTimedOut) void this.recoverAuth(this.authError ?? (reason || 'authentication failed'));
     else this.scheduleReconnect();
   }
 
@@ -900,7 +907,10 @@ export class ChatClient {
       return;
     }
     if (reqId === AUTH_REQ_ID || (reqId === undefined && (frame.code === 'auth_failed' || frame.code === 'auth_required'))) {
-      if (frame.code === 'auth_failed' || frame.code === 'auth_required') this.authError = frame.message;
+      if (frame.code === 'auth_failed' || frame.code === 'auth_required') {
+        this.authError = frame.message;
+        if (frame.code === 'auth_required' && reqId === undefined) this.authTimedOut = true;
+      }
       // The gateway closes with 4001 after an auth failure; anything else (its keys unavailable) is worth another try later.
       else this.drop(socket, 'authentication unavailable');
       return;
