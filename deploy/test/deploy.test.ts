@@ -16,6 +16,7 @@ import { parse, parseAllDocuments } from 'yaml';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const CHART = join(ROOT, 'deploy/helm/switchboard');
 const DASHBOARDS = join(CHART, 'dashboards');
+const ALERTS = join(CHART, 'alerts/switchboard.yaml');
 const RELEASE = 'chat';
 const VALUES_FILES = ['minimal-values.yaml', 'full-values.yaml', 'external-values.yaml'] as const;
 type ValuesFile = (typeof VALUES_FILES)[number];
@@ -104,6 +105,9 @@ interface LabelSelector {
 interface ServiceMonitorSpec {
   selector: LabelSelector;
   endpoints: { port?: string }[];
+}
+interface AlertRules {
+  groups: { name: string; rules: { alert: string; expr: string; labels?: Record<string, string> }[] }[];
 }
 interface HpaSpec {
   metrics: { type: string; resource?: { name: string }; pods?: { metric: { name: string } } }[];
@@ -510,6 +514,15 @@ describe('the Helm chart', () => {
     if (!monitor) throw new Error('no ServiceMonitor');
     expect(JSON.stringify(monitor.spec)).toContain('"port":"ops"');
 
+    // The alerts, for the operator's ruleSelector: the rules of alerts/switchboard.yaml, every one with a severity.
+    const [rule] = ofKind(list, 'PrometheusRule');
+    if (!rule) throw new Error('no PrometheusRule');
+    expect(rule.metadata.labels?.release).toBe('kube-prometheus-stack');
+    expect(rule.spec).toEqual(parse(readFileSync(ALERTS, 'utf8')));
+    const alerts = (rule.spec as AlertRules).groups.flatMap((group) => group.rules);
+    expect(alerts.length).toBeGreaterThanOrEqual(10);
+    for (const alert of alerts) expect(alert.labels?.severity, alert.alert).toMatch(/^(critical|warning|info)$/);
+
     expect(ofKind(list, 'PodDisruptionBudget')).toHaveLength(3);
 
     const dashboards = ofKind(list, 'ConfigMap').find((configMap) => configMap.metadata.labels?.grafana_dashboard === '1');
@@ -535,7 +548,8 @@ describe('the Helm chart', () => {
     const list = objects('minimal-values.yaml');
     const secret = byName(list, 'Secret', component('database'));
     expect(secret.stringData?.DATABASE_URL).toMatch(/^postgres:\/\//);
-    for (const kind of ['Ingress', 'HorizontalPodAutoscaler', 'ServiceMonitor', 'ConfigMap']) expect(ofKind(list, kind), kind).toEqual([]);
+    for (const kind of ['Ingress', 'HorizontalPodAutoscaler', 'ServiceMonitor', 'PrometheusRule', 'ConfigMap'])
+      expect(ofKind(list, kind), kind).toEqual([]);
     const gateway = byName(list, 'Deployment', component('gateway'));
     expect((gateway.spec as { replicas?: number }).replicas).toBeGreaterThanOrEqual(1);
   });
@@ -1051,11 +1065,9 @@ describe('the deployment docs', () => {
     expect(checked).toBeGreaterThanOrEqual(4);
   });
 
-  it('suggest NATS alerts that match the exporter series with and without -prefix=nats', () => {
-    const operations = readFileSync(DOCS['docs/operations.md'], 'utf8');
-    const block = [...operations.matchAll(/```yaml\n([\s\S]*?)```/g)].map((match) => match[1] ?? '').find((text) => /^groups:/m.test(text));
-    if (!block) throw new Error('no PrometheusRule groups in docs/operations.md');
-    const { groups } = parse(block) as { groups: { rules: { alert: string; expr: string }[] }[] };
+  it("point to alerts, the chart's, whose NATS rules match the exporter series with and without -prefix=nats", () => {
+    expect(readFileSync(DOCS['docs/operations.md'], 'utf8')).toContain('deploy/helm/switchboard/alerts/switchboard.yaml');
+    const { groups } = parse(readFileSync(ALERTS, 'utf8')) as AlertRules;
     const rules = groups.flatMap((group) => group.rules);
     const nats = rules.filter((rule) => /^Nats/.test(rule.alert));
     expect(nats.map((rule) => rule.alert).sort()).toEqual(['NatsInboundRedeliveries', 'NatsSlowConsumers']);
@@ -1467,8 +1479,14 @@ describe('docker-compose.yml', () => {
     for (const name of ['nats-exporter', 'prometheus', 'grafana']) expect(services[name]?.profiles, name).toEqual(['observability']);
     expect(services['nats-exporter']?.command).toEqual(['-varz', '-connz', '-jsz=all', '-healthz', 'http://nats:8222']);
     const prometheus = parse(readFileSync(join(ROOT, 'deploy/prometheus/prometheus.yml'), 'utf8')) as {
+      rule_files: string[];
       scrape_configs: { static_configs: { targets: string[] }[] }[];
     };
+    // The chart's alerts, loaded from where compose mounts them.
+    const alerts = services.prometheus?.volumes?.find((volume) => volume.startsWith('./deploy/helm/switchboard/alerts:'));
+    expect(alerts).toBeDefined();
+    const mountedAt = alerts?.split(':')[1] ?? '';
+    expect(prometheus.rule_files).toEqual([`${mountedAt}/*.yaml`]);
     const targets = prometheus.scrape_configs.flatMap((job) => job.static_configs.flatMap((config) => config.targets));
     expect(targets.sort()).toEqual(['auth:9401', 'gateway-1:9403', 'gateway-2:9403', 'nats-exporter:7777', 'persistence:9402']);
     for (const target of targets) expect(services[target.split(':')[0] ?? ''], target).toBeDefined();
