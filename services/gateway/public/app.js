@@ -867,7 +867,22 @@ ui.loginForm.addEventListener('submit', (event) => {
   void submitLogin(submitter instanceof HTMLButtonElement ? submitter.value : 'login');
 });
 
-ui.logout.addEventListener('click', () => logout());
+/**
+ * Logging out on purpose discards what is still unsent, once the user agrees: kept in the tab's
+ * outbox, it was read by whoever used the tab next, and sent when its author next logged in here,
+ * maybe hours later and already written again. (A sign-in that runs out keeps it, to send after.)
+ */
+ui.logout.addEventListener('click', () => {
+  const unsent = [...state.pending.values()].reduce((count, entries) => count + entries.length, 0);
+  const question =
+    unsent === 1 ? 'A message is not sent yet. Log out and discard it?' : `${unsent} messages are not sent yet. Log out and discard them?`;
+  if (unsent > 0 && !window.confirm(question)) return;
+  const userId = state.user?.id;
+  const kept = readOutbox().filter((saved) => saved?.userId !== userId);
+  if (kept.length === 0) sessionStorage.removeItem(OUTBOX_KEY);
+  else sessionStorage.setItem(OUTBOX_KEY, JSON.stringify(kept));
+  logout();
+});
 
 ui.startForm.addEventListener('submit', (event) => {
   event.preventDefault();

@@ -641,4 +641,29 @@ describe('the demo page with more conversations than a connection may join', () 
     expect(await composer.inputValue()).toBe('');
     expect(problems).toEqual([]);
   }, 60_000);
+
+  it('asks before logging out with a message unsent, and then discards it rather than send it at the next sign-in', async () => {
+    const [first = 0] = ids.slice(-2);
+    await openFully(first);
+    // The gateway never gets it: the message stays "Sending…", in the tab's outbox.
+    wire.intercept = (frame) => frame.type === 'send_message';
+    await sendFrom(page, 'Unsent when I logged out');
+    const outbox = () => page.evaluate("sessionStorage.getItem('switchboard.outbox')");
+    await expect.poll(outbox, { timeout: STEP_MS }).toContain('Unsent when I logged out');
+    const questions: string[] = [];
+    page.once('dialog', (dialog) => {
+      questions.push(dialog.message());
+      void dialog.accept();
+    });
+    await page.getByTestId('logout').click();
+    await expect.poll(() => questions, { timeout: STEP_MS }).toEqual(['A message is not sent yet. Log out and discard it?']);
+    // Before, it stayed there for the next user of the tab to read, and went out at this user's next sign-in.
+    expect(await outbox()).toBeNull();
+    wire.intercept = undefined;
+    const before = wire.sent.length;
+    await logIn(page, agentUser.username, agentUser.password, 'login', limited);
+    await page.waitForTimeout(1_000);
+    expect(wire.sent.slice(before).filter((frame) => frame.type === 'send_message')).toEqual([]);
+    expect(problems).toEqual([]);
+  }, 60_000);
 });
