@@ -107,7 +107,10 @@ interface ServiceMonitorSpec {
   endpoints: { port?: string }[];
 }
 interface AlertRules {
-  groups: { name: string; rules: { alert: string; expr: string; labels?: Record<string, string> }[] }[];
+  groups: {
+    name: string;
+    rules: { alert: string; expr: string; labels?: Record<string, string>; annotations?: Record<string, string> }[];
+  }[];
 }
 interface HpaSpec {
   metrics: { type: string; resource?: { name: string }; pods?: { metric: { name: string } } }[];
@@ -521,7 +524,11 @@ describe('the Helm chart', () => {
     expect(rule.spec).toEqual(parse(readFileSync(ALERTS, 'utf8')));
     const alerts = (rule.spec as AlertRules).groups.flatMap((group) => group.rules);
     expect(alerts.length).toBeGreaterThanOrEqual(10);
-    for (const alert of alerts) expect(alert.labels?.severity, alert.alert).toMatch(/^(critical|warning|info)$/);
+    for (const alert of alerts) {
+      expect(alert.labels?.severity, alert.alert).toMatch(/^(critical|warning|info)$/);
+      // What the notification says: comments in the file do not survive into the rule.
+      expect(alert.annotations?.summary, alert.alert).toBeTruthy();
+    }
 
     expect(ofKind(list, 'PodDisruptionBudget')).toHaveLength(3);
 

@@ -661,7 +661,7 @@ describe('sends rejected for good', () => {
 describe('a gateway closing for want of an auth frame in time', () => {
   it('reconnects with the same token rather than give up on it as refused', async () => {
     let delayMs = 0;
-    const { client, socket } = await connected({
+    const { client, socket, errors } = await connected({
       requestTimeoutMs: 30_000,
       token: () => new Promise<string>((resolve) => setTimeout(() => resolve('token-1'), delayMs)),
     });
@@ -679,6 +679,8 @@ describe('a gateway closing for want of an auth frame in time', () => {
     delayMs = 0;
     await vi.advanceTimersByTimeAsync(15_000);
     expect(client.state).not.toBe('closed');
+    // Told, all the same: a provider always slower than the gateway would never connect.
+    expect(errors.map((error) => error.code)).toContain('unavailable');
     const third = FakeSocket.last();
     expect(third).not.toBe(second);
     third.open();

@@ -4,7 +4,7 @@ import { createTestDatabase, type TestDatabase } from '@switchboard/testing';
 import { type Kysely, sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { AuthDatabase } from './db/schema.js';
-import { createLoginThrottle, type LoginThrottleOptions } from './login-throttle.js';
+import { createLoginThrottle, type LoginThrottleOptions, REMEMBERED_REFUSAL_S } from './login-throttle.js';
 import { migrations } from './migrations/index.js';
 
 // Against the real PostgreSQL: the counts live there, shared by every auth replica.
@@ -140,6 +140,26 @@ describe('createLoginThrottle', () => {
       expect(wait).toBeLessThanOrEqual(2);
       await sleep(1_700);
       expect(await short.attempt([key])).toBe(0);
+    });
+  });
+
+  describe('refusals remembered in the process', () => {
+    it("refuses a key found over its limit again without a statement, for a few seconds only, with the window's wait", async () => {
+      const key = freshKey();
+      const using = throttle({ windowMs: 60_000 });
+      expect(using.refusedFor(key)).toBe(0);
+      await attempts(3, [key], using);
+      const wait = await using.attempt([key]);
+      expect(wait).toBeGreaterThan(50);
+      // The Retry-After of the window, not of the few seconds it is remembered.
+      expect(using.refusedFor(key)).toBeGreaterThan(50);
+      expect(using.refusedFor(freshKey())).toBe(0);
+      // Not for the window's rest: a key is over its limit only while attempts are in flight, and a
+      // moment of that must not lock, say, an office behind one address out for 15 minutes.
+      const later = performance.now() + REMEMBERED_REFUSAL_S * 1000 + 1;
+      vi.spyOn(performance, 'now').mockReturnValue(later);
+      expect(using.refusedFor(key)).toBe(0);
+      vi.restoreAllMocks();
     });
   });
 

@@ -17,6 +17,13 @@ export interface LoginThrottleOptions {
 
 /** Keys each throttle remembers as refused, at most: beyond, the oldest are forgotten (and asked about again). */
 export const MAX_REMEMBERED_REFUSALS = 10_000;
+/**
+ * How long a refusal is remembered, at most: a key can be over its limit only for a moment (its
+ * attempts in flight, each taken back once it succeeds), and remembered to the window's end such
+ * a moment would lock an office's logins out for the rest of it. A flood still costs its key one
+ * round of statements per this many seconds.
+ */
+export const REMEMBERED_REFUSAL_S = 5;
 
 /** When each database's expired windows were last deleted: one sweep serves every throttle (scope) on it. */
 const sweptAt = new WeakMap<Kysely<AuthDatabase>, number>();
@@ -43,10 +50,10 @@ async function sweepExpired(db: Kysely<AuthDatabase>): Promise<void> {
  * windows follow the database's clock. Keys are stored as hashes, so the table holds no usernames
  * or addresses, and any string (a NUL included) is a valid key.
  *
- * A key found over its limit is remembered in the process until its window ends (`refusedFor`):
- * a client refused once is refused again without a statement. Counted and then forgiven, each of
- * its requests cost several writes, and a blocked address flooding logins could still take the
- * pool's connections from everyone else's.
+ * A key found over its limit is remembered in the process for a few seconds (`refusedFor`,
+ * REMEMBERED_REFUSAL_S): a client refused once is refused again without a statement meanwhile.
+ * Counted and then forgiven, each of its requests cost several writes, and a blocked address
+ * flooding logins could still take the pool's connections from everyone else's.
  */
 export function createLoginThrottle({ db, scope, maxFailures, windowMs, onSweepError = () => undefined }: LoginThrottleOptions) {
   const hashed = (key: string) => createHash('sha256').update(scope).update('\u0000').update(key).digest('base64url');
@@ -54,11 +61,15 @@ export function createLoginThrottle({ db, scope, maxFailures, windowMs, onSweepE
   // Not awaited: a login must not wait for, or fail with, housekeeping. Expired rows left by a
   // failed sweep count for nothing and go with the next one.
   const sweep = () => void sweepExpired(db).catch(onSweepError);
-  /** Keys found over their limit, with when their window ends (`performance.now()`), oldest first. */
-  const refused = new Map<string, number>();
+  /**
+   * Keys found over their limit, oldest first: until when the refusal is remembered, and when the
+   * key's window ends (the Retry-After), on `performance.now()`.
+   */
+  const refused = new Map<string, { until: number; windowEnds: number }>();
   const remember = (key: string, seconds: number) => {
     refused.delete(key);
-    refused.set(key, performance.now() + seconds * 1000);
+    const now = performance.now();
+    refused.set(key, { until: now + Math.min(seconds, REMEMBERED_REFUSAL_S) * 1000, windowEnds: now + seconds * 1000 });
     for (const oldest of refused.keys()) {
       if (refused.size <= MAX_REMEMBERED_REFUSALS) break;
       refused.delete(oldest);
@@ -66,12 +77,12 @@ export function createLoginThrottle({ db, scope, maxFailures, windowMs, onSweepE
   };
 
   return {
-    /** Seconds until a key this process found over its limit frees up, or 0: asks nothing of the database. */
+    /** Seconds until a key this process found over its limit a moment ago frees up, or 0: asks nothing of the database. */
     refusedFor(key: string): number {
-      const until = refused.get(key);
-      if (until === undefined) return 0;
-      const left = until - performance.now();
-      if (left > 0) return Math.ceil(left / 1000);
+      const refusal = refused.get(key);
+      if (refusal === undefined) return 0;
+      const now = performance.now();
+      if (now < refusal.until) return Math.max(1, Math.ceil((refusal.windowEnds - now) / 1000));
       refused.delete(key);
       return 0;
     },

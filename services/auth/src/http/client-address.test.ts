@@ -48,7 +48,7 @@ describe('requestAddressKey', () => {
   });
 
   it('falls back to the connection peer for an entry that is no address', () => {
-    // Before, every client a proxy reported as "unknown" shared one key, and any string was a new one.
+    // Before, any string a client got written there was a key of its own.
     expect(requestAddressKey('unknown', '10.0.0.5')).toBe('10.0.0.5');
     expect(requestAddressKey('attacker-chosen-1', '::ffff:10.0.0.5')).toBe('10.0.0.5');
     expect(requestAddressKey('', '10.0.0.5')).toBe('10.0.0.5');
