@@ -121,8 +121,17 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
   let pulling: DurablePull | undefined;
   let consuming = true;
 
-  /** Delivered and not yet taken into a batch, by stream sequence: a redelivery replaces its earlier copy. */
-  const held = new Map<number, DurableMessage>();
+  /**
+   * Delivered and not yet taken into a batch, by consumer and stream sequence (`<generation>:<seq>`):
+   * a redelivery by the same consumer replaces its earlier copy. A consumer made again delivers
+   * under a new generation, since its stream may be new too and number from 1 again: keyed by
+   * sequence alone, a new message replaced a different one held, which no stream held any more.
+   * A copy of a held message from the new consumer sits beside it instead, and the second one
+   * stored is a duplicate.
+   */
+  const held = new Map<string, DurableMessage>();
+  /** Counts the consumers this replica has consumed from: the first, then each one made again. */
+  let generation = 0;
   let stopping = false;
   let requestStop = () => {};
   const stopRequested = new Promise<void>((resolve) => {
@@ -312,9 +321,9 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
 
   const takeBatch = (): Decoded[] => {
     const batch: Decoded[] = [];
-    for (const [seq, msg] of held) {
+    for (const [key, msg] of held) {
       if (batch.length >= batchMax) break;
-      held.delete(seq);
+      held.delete(key);
       const parsed = inboundMessageSchema.safeParse(decodeJson(msg.data));
       batch.push({ msg, input: parsed.success ? parsed.data : undefined });
     }
@@ -395,8 +404,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
         for await (const msg of pulling) {
           taken++;
           if (msg.redelivered) metrics.redeliveries.inc();
-          // A copy delivered again (after a consumer was created again, say) replaces the one held.
-          held.set(msg.seq, msg);
+          held.set(`${generation}:${msg.seq}`, msg);
           arrivedAt.set(msg, performance.now());
           kick();
         }
@@ -455,6 +463,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
       const again = await consumeAgain(quickLosses);
       if (!again) return;
       source = again;
+      generation++;
       consuming = true;
       recoveredAt = performance.now();
       log.info('consuming the inbound stream again');
