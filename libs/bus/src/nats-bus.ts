@@ -362,6 +362,9 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
           },
         });
       }
+      // Once the server has the endpoints' subscriptions: until then a request got "no
+      // responders", though the service, and the replica's readiness, said it was there.
+      await nc.flush();
       return {
         // The service's subscriptions drain first (no request is taken after), then the requests
         // taken are answered, within SERVICE_STOP_WAIT_MS: the connection closes after this.
