@@ -23,12 +23,15 @@ export interface EmbeddedSystem extends Stoppable {
   checkAccount(credentials: { username: string; password: string }): Promise<{ role: string; passwordMatches: boolean } | undefined>;
 }
 
-/** The host of the URLs the banner prints: every interface is reached as localhost, and an IPv6 address goes in brackets. */
-export const displayHost = (host: string) => (host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host);
+/** `host` as a URL takes it, `wildcard` standing in for every interface: an IPv6 address goes in brackets. */
+const urlHost = (host: string, wildcard: string) =>
+  host === '0.0.0.0' || host === '::' ? wildcard : host.includes(':') ? `[${host}]` : host;
+
+/** The host of the URLs the banner prints: every interface is reached as localhost. */
+export const displayHost = (host: string) => urlHost(host, 'localhost');
 
 /** How this process reaches its own listener on `host`: a wildcard address through loopback. */
-
-const ownHost = (host: string) => (host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host);
+const ownHost = (host: string) => urlHost(host, '127.0.0.1');
 
 /**
  * `pending`, or as soon as `signal` is aborted a rejection with its reason. What `pending` comes

@@ -610,12 +610,15 @@ export class ChatClient {
     this.requests.disconnected();
     this.outbox.disconnected();
     if (this.currentState === 'closed') return;
+    if (code === AUTH_CLOSE && !this.authTimedOut) {
+      void this.recoverAuth(this.authError ?? (reason || 'authentication failed'));
+      return;
+    }
     // A 4001 for want of an auth frame in time is no refusal: the same token may be sent again.
     // The app hears of it, though: a provider always slower than the gateway would never connect.
-    if (code === AUTH_CLOSE && this.authTimedOut)
+    if (code === AUTH_CLOSE)
       this.events.emit('error', new ChatError('unavailable', "the token came after the gateway's time to authenticate; connecting again"));
-    if (code === AUTH_CLOSE && !this.authTimedOut) void this.recoverAuth(this.authError ?? (reason || 'authentication failed'));
-    else this.scheduleReconnect();
+    this.scheduleReconnect();
   }
 
   /** Abandons a socket without waiting for its close handshake (which a dead connection never completes). */

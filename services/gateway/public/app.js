@@ -804,14 +804,24 @@ function readOutbox() {
  * neither lost nor stored twice.
  */
 function saveOutbox() {
+  const kept = othersOutbox();
   const userId = state.user?.id;
-  const kept = readOutbox().filter((saved) => saved?.userId !== userId);
   for (const entries of state.pending.values()) {
     // One refused for good (too large, forbidden) is not sent again by itself: its Retry button is the user's.
     for (const { sessionId, content, clientMsgId, failed } of entries) if (!failed) kept.push({ userId, sessionId, content, clientMsgId });
   }
-  if (kept.length === 0) sessionStorage.removeItem(OUTBOX_KEY);
-  else sessionStorage.setItem(OUTBOX_KEY, JSON.stringify(kept));
+  writeOutbox(kept);
+}
+
+/** The outbox's entries of every user but the one logged in. */
+function othersOutbox() {
+  const userId = state.user?.id;
+  return readOutbox().filter((saved) => saved?.userId !== userId);
+}
+
+function writeOutbox(entries) {
+  if (entries.length === 0) sessionStorage.removeItem(OUTBOX_KEY);
+  else sessionStorage.setItem(OUTBOX_KEY, JSON.stringify(entries));
 }
 
 /** Sends again what the outbox holds for the user logged in, oldest first. */
@@ -877,10 +887,7 @@ ui.logout.addEventListener('click', () => {
   const question =
     unsent === 1 ? 'A message is not sent yet. Log out and discard it?' : `${unsent} messages are not sent yet. Log out and discard them?`;
   if (unsent > 0 && !window.confirm(question)) return;
-  const userId = state.user?.id;
-  const kept = readOutbox().filter((saved) => saved?.userId !== userId);
-  if (kept.length === 0) sessionStorage.removeItem(OUTBOX_KEY);
-  else sessionStorage.setItem(OUTBOX_KEY, JSON.stringify(kept));
+  writeOutbox(othersOutbox());
   logout();
 });
 

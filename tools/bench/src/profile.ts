@@ -54,6 +54,38 @@ const shortUrl = (url: string) => {
   return match?.[1] ?? url;
 };
 
+type CallFrame = ProfileNode['callFrame'];
+
+/**
+ * An amount (self time, bytes allocated) added up per function and per area, from the call
+ * frames of a CPU or heap profile; `ranked` gives the largest of each, largest first.
+ */
+function tallyByFrame() {
+  const byFunction = new Map<string, { name: string; where: string; amount: number }>();
+  const byArea = new Map<string, number>();
+  return {
+    add({ functionName, url, lineNumber }: CallFrame, amount: number) {
+      const name = functionName || '(anonymous)';
+      const where = url ? `${shortUrl(url)}:${lineNumber + 1}` : '';
+      const key = `${name} ${where}`;
+      const entry = byFunction.get(key) ?? { name, where, amount: 0 };
+      entry.amount += amount;
+      byFunction.set(key, entry);
+      const area = areaOf(url, name);
+      byArea.set(area, (byArea.get(area) ?? 0) + amount);
+    },
+    ranked(top: number) {
+      return {
+        functions: [...byFunction.values()].sort((a, b) => b.amount - a.amount).slice(0, top),
+        areas: [...byArea.entries()]
+          .sort((a, b) => b[1] - a[1])
+          .slice(0, 15)
+          .map(([area, amount]) => ({ area, amount })),
+      };
+    },
+  };
+}
+
 /** Self time per function of a V8 `.cpuprofile` (as written by `node --cpu-prof`). */
 export function summarizeProfile(file: string, top = 25): ProfileSummary {
   const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
@@ -65,42 +97,25 @@ export function summarizeProfile(file: string, top = 25): ProfileSummary {
     const delta = profile.timeDeltas[i + 1] ?? 0;
     selfUs.set(id, (selfUs.get(id) ?? 0) + delta);
   }
-  const byFunction = new Map<string, { name: string; where: string; us: number }>();
-  const byArea = new Map<string, number>();
+  const tally = tallyByFrame();
   let total = 0;
   let idle = 0;
   for (const [id, us] of selfUs) {
     const node = byId.get(id);
     if (!node) continue;
-    const { functionName, url, lineNumber } = node.callFrame;
-    const name = functionName || '(anonymous)';
     total += us;
-    if (name === '(idle)') {
-      idle += us;
-      continue;
-    }
-    const where = url ? `${shortUrl(url)}:${lineNumber + 1}` : '';
-    const key = `${name} ${where}`;
-    const entry = byFunction.get(key) ?? { name, where, us: 0 };
-    entry.us += us;
-    byFunction.set(key, entry);
-    const area = areaOf(url, name);
-    byArea.set(area, (byArea.get(area) ?? 0) + us);
+    if (node.callFrame.functionName === '(idle)') idle += us;
+    else tally.add(node.callFrame, us);
   }
   const busy = total - idle;
   const percent = (us: number) => Math.round((us / Math.max(1, busy)) * 1000) / 10;
+  const { functions, areas } = tally.ranked(top);
   return {
     file,
     totalMs: Math.round(total / 1000),
     busyMs: Math.round(busy / 1000),
-    top: [...byFunction.values()]
-      .sort((a, b) => b.us - a.us)
-      .slice(0, top)
-      .map((entry) => ({ name: entry.name, where: entry.where, selfMs: Math.round(entry.us / 1000), selfPercent: percent(entry.us) })),
-    byArea: [...byArea.entries()]
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, 15)
-      .map(([area, us]) => ({ area, selfMs: Math.round(us / 1000), selfPercent: percent(us) })),
+    top: functions.map(({ name, where, amount }) => ({ name, where, selfMs: Math.round(amount / 1000), selfPercent: percent(amount) })),
+    byArea: areas.map(({ area, amount }) => ({ area, selfMs: Math.round(amount / 1000), selfPercent: percent(amount) })),
   };
 }
 
@@ -144,20 +159,11 @@ export interface HeapProfileSummary {
  */
 export function summarizeHeapProfile(file: string, top = 25): HeapProfileSummary {
   const profile = JSON.parse(readFileSync(file, 'utf8')) as { head: HeapProfileNode };
-  const byFunction = new Map<string, { name: string; where: string; bytes: number }>();
-  const byArea = new Map<string, number>();
+  const tally = tallyByFrame();
   let total = 0;
   const visit = (node: HeapProfileNode) => {
-    const { functionName, url, lineNumber } = node.callFrame;
     if (node.selfSize > 0) {
-      const name = functionName || '(anonymous)';
-      const where = url ? `${shortUrl(url)}:${lineNumber + 1}` : '';
-      const key = `${name} ${where}`;
-      const entry = byFunction.get(key) ?? { name, where, bytes: 0 };
-      entry.bytes += node.selfSize;
-      byFunction.set(key, entry);
-      const area = areaOf(url, name);
-      byArea.set(area, (byArea.get(area) ?? 0) + node.selfSize);
+      tally.add(node.callFrame, node.selfSize);
       total += node.selfSize;
     }
     for (const child of node.children) visit(child);
@@ -165,17 +171,12 @@ export function summarizeHeapProfile(file: string, top = 25): HeapProfileSummary
   visit(profile.head);
   const megabytes = (bytes: number) => Math.round(bytes / 1e4) / 100;
   const percent = (bytes: number) => Math.round((bytes / Math.max(1, total)) * 1000) / 10;
+  const { functions, areas } = tally.ranked(top);
   return {
     file,
     megabytes: megabytes(total),
-    top: [...byFunction.values()]
-      .sort((a, b) => b.bytes - a.bytes)
-      .slice(0, top)
-      .map((entry) => ({ name: entry.name, where: entry.where, megabytes: megabytes(entry.bytes), percent: percent(entry.bytes) })),
-    byArea: [...byArea.entries()]
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, 15)
-      .map(([area, bytes]) => ({ area, megabytes: megabytes(bytes), percent: percent(bytes) })),
+    top: functions.map(({ name, where, amount }) => ({ name, where, megabytes: megabytes(amount), percent: percent(amount) })),
+    byArea: areas.map(({ area, amount }) => ({ area, megabytes: megabytes(amount), percent: percent(amount) })),
   };
 }
 

@@ -1,7 +1,7 @@
 import cors from '@fastify/cors';
 import { isDatabaseUnavailable } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
-import { describeIssues } from '@switchboard/protocol';
+import { describeIssues, isStorableText } from '@switchboard/protocol';
 import { ConcurrencyLimitError } from '@switchboard/runtime';
 import { TokenError, TokenErrorCode, type TokenVerifier } from '@switchboard/tokens';
 import { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest, fastify } from 'fastify';
@@ -17,7 +17,7 @@ import type { TokenIssuer } from '../token/access-tokens.js';
 import { bearerCredential, createApiKeyChecker } from './api-keys.js';
 import { requestAddressKey } from './client-address.js';
 import { errorBody, HttpError, HttpErrorCode } from './errors.js';
-import { createUserBody, isStorableText, serviceTokenBody, tokenBody } from './schemas.js';
+import { createUserBody, serviceTokenBody, tokenBody } from './schemas.js';
 
 /** Contract: bodies over 16 KiB are refused. */
 export const BODY_LIMIT_BYTES = 16 * 1024;

@@ -12,9 +12,6 @@ export const usernameSchema = z
 
 const passwordSchema = z.string().min(8, 'password must be 8 to 256 characters').max(256, 'password must be 8 to 256 characters');
 
-/** Whether PostgreSQL stores the text as sent (NUL cannot be stored, a lone surrogate becomes U+FFFD). */
-export { isStorableText };
-
 const displayNameSchema = z
   .string()
   .trim()
