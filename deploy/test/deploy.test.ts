@@ -12,6 +12,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
+import { allows, type Endpoint, type LabelSelector, matchesSelector, type NetworkPolicy, type Pod } from './network-policy.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const CHART = join(ROOT, 'deploy/helm/switchboard');
@@ -97,10 +98,6 @@ interface PdbSpec {
 interface IngressSpec {
   rules?: unknown[];
   defaultBackend?: unknown;
-}
-interface LabelSelector {
-  matchLabels?: Record<string, string>;
-  matchExpressions?: { key: string; operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist'; values?: string[] }[];
 }
 interface ServiceMonitorSpec {
   selector: LabelSelector;
@@ -212,21 +209,6 @@ function workloadsOf(list: K8sObject[]): K8sObject[] {
 /** The annotations of a Deployment's or Job's pod template. */
 function podAnnotationsOf(object: K8sObject): Record<string, string> {
   return (object.spec as { template: PodTemplate }).template.metadata?.annotations ?? {};
-}
-
-/** Whether a Kubernetes label selector selects an object with these labels. */
-function selects(selector: LabelSelector, labels: Record<string, string>): boolean {
-  const byLabel = Object.entries(selector.matchLabels ?? {}).every(([key, value]) => labels[key] === value);
-  return (
-    byLabel &&
-    (selector.matchExpressions ?? []).every(({ key, operator, values = [] }) => {
-      const value = labels[key];
-      if (operator === 'Exists') return value !== undefined;
-      if (operator === 'DoesNotExist') return value === undefined;
-      const listed = value !== undefined && values.includes(value);
-      return operator === 'In' ? listed : !listed;
-    })
-  );
 }
 
 /** Env entries that read a key missing from a Secret of the same render. */
@@ -555,7 +537,7 @@ describe('the Helm chart', () => {
     const list = objects('minimal-values.yaml');
     const secret = byName(list, 'Secret', component('database'));
     expect(secret.stringData?.DATABASE_URL).toMatch(/^postgres:\/\//);
-    for (const kind of ['Ingress', 'HorizontalPodAutoscaler', 'ServiceMonitor', 'PrometheusRule', 'ConfigMap'])
+    for (const kind of ['Ingress', 'HorizontalPodAutoscaler', 'ServiceMonitor', 'PrometheusRule', 'ConfigMap', 'NetworkPolicy'])
       expect(ofKind(list, kind), kind).toEqual([]);
     const gateway = byName(list, 'Deployment', component('gateway'));
     expect((gateway.spec as { replicas?: number }).replicas).toBeGreaterThanOrEqual(1);
@@ -571,6 +553,183 @@ describe('the Helm chart', () => {
     const secretNames = ofKind(list, 'Secret').map((secret) => secret.metadata.name);
     expect(secretNames).not.toContain(component('database'));
     expect(secretNames).toContain(component('admin'));
+  });
+
+  describe('NetworkPolicies', () => {
+    const pod = (namespace: string, labels: Record<string, string>): Pod => ({ kind: 'pod', namespace, labels });
+    const address = (ip: string): Endpoint => ({ kind: 'address', ip });
+    const ingressController = pod('ingress-nginx', { 'app.kubernetes.io/name': 'ingress-nginx' });
+    const prometheus = pod('monitoring', { 'app.kubernetes.io/name': 'prometheus' });
+    const kubeDns = pod('kube-system', { 'k8s-app': 'kube-dns' });
+    const nats = pod('nats', { 'app.kubernetes.io/name': 'nats' });
+    const database = address('10.20.3.4');
+    const internet = address('203.0.113.9');
+    // Another workload of the namespace, and another pod of the ingress controller's.
+    const neighbour = pod('support', { app: 'billing' });
+    const sidecarOfIngress = pod('ingress-nginx', { app: 'cert-sync' });
+
+    function policiesOf(list: K8sObject[]): NetworkPolicy[] {
+      return ofKind(list, 'NetworkPolicy').map((object) => {
+        const policy = object as unknown as NetworkPolicy;
+        return { ...policy, metadata: { ...policy.metadata, namespace: object.metadata.namespace ?? 'support' } };
+      });
+    }
+
+    /** The release's pods, by component, as the chart labels them. */
+    function podsOf(list: K8sObject[]): Record<string, Pod> {
+      const pods: Record<string, Pod> = {};
+      for (const workload of workloadsOf(list)) {
+        const { labels } = podOf(workload);
+        const name = labels['app.kubernetes.io/component'];
+        if (name) pods[name] = pod('support', labels);
+      }
+      return pods;
+    }
+
+    function podNamed(pods: Record<string, Pod>, name: string): Pod {
+      const found = pods[name];
+      if (!found) throw new Error(`no ${name} pod`);
+      return found;
+    }
+
+    it('with full values admits each port from its own peers only', () => {
+      const list = objects('full-values.yaml');
+      const policies = policiesOf(list);
+      const pods = podsOf(list);
+      const [auth, persistence, gateway, test] = [
+        podNamed(pods, 'auth'),
+        podNamed(pods, 'persistence'),
+        podNamed(pods, 'gateway'),
+        podNamed(pods, 'test'),
+      ];
+      const open = (from: Endpoint, to: Endpoint, port: number) => allows(policies, from, to, port);
+
+      // The public ports, through the ingress controller; the gateways also from `helm test`.
+      expect(open(ingressController, gateway, 2346)).toBe(true);
+      expect(open(ingressController, auth, 2347)).toBe(true);
+      expect(open(test, gateway, 2346)).toBe(true);
+      for (const stranger of [neighbour, sidecarOfIngress, prometheus]) {
+        expect(open(stranger, gateway, 2346)).toBe(false);
+        expect(open(stranger, auth, 2347)).toBe(false);
+      }
+      // The ops ports, from Prometheus only.
+      for (const [target, port] of [
+        [auth, 9401],
+        [persistence, 9402],
+        [gateway, 9403],
+      ] as const) {
+        expect(open(prometheus, target, port)).toBe(true);
+        expect(open(ingressController, target, port)).toBe(false);
+        expect(open(neighbour, target, port)).toBe(false);
+      }
+      // A port nothing listens on, and persistence's non-ops ports, stay closed to everyone.
+      expect(open(ingressController, gateway, 8080)).toBe(false);
+      expect(open(ingressController, persistence, 2347)).toBe(false);
+      // The services talk to each other over NATS only.
+      expect(open(gateway, auth, 2347)).toBe(false);
+    });
+
+    it('with full values lets the pods reach DNS, NATS and, where they use it, PostgreSQL, and nothing else', () => {
+      const list = objects('full-values.yaml');
+      const policies = policiesOf(list);
+      const pods = podsOf(list);
+      expect(Object.keys(pods).sort()).toEqual(['auth', 'gateway', 'migrations', 'persistence', 'test']);
+      const open = (from: Endpoint, to: Endpoint, port: number, protocol?: string) => allows(policies, from, to, port, protocol);
+
+      for (const name of ['auth', 'persistence', 'gateway', 'migrations']) {
+        const from = podNamed(pods, name);
+        expect(open(from, kubeDns, 53, 'UDP'), `${name} DNS over UDP`).toBe(true);
+        expect(open(from, kubeDns, 53, 'TCP'), `${name} DNS over TCP`).toBe(true);
+        expect(open(from, nats, 4222), `${name} NATS`).toBe(name !== 'migrations');
+        expect(open(from, database, 5432), `${name} PostgreSQL`).toBe(name !== 'gateway');
+        expect(open(from, database, 5433), `${name} another port of the database's host`).toBe(false);
+        expect(open(from, internet, 443), `${name} the internet`).toBe(false);
+        expect(open(from, neighbour, 8080), `${name} a neighbour`).toBe(false);
+        expect(open(from, nats, 8222), `${name} NATS monitoring`).toBe(false);
+      }
+    });
+
+    it('by default admits any client to the public ports, nobody to the ops ports, and leaves egress open', () => {
+      const list = render('-f', join(CHART, 'ci', 'minimal-values.yaml'), '--set', 'networkPolicy.enabled=true');
+      const policies = policiesOf(list);
+      expect(policies.map((policy) => policy.metadata.name).sort()).toEqual(
+        ['auth', 'gateway', 'persistence'].map((name) => component(name)),
+      );
+      const pods = podsOf(list);
+      const [auth, persistence, gateway] = [podNamed(pods, 'auth'), podNamed(pods, 'persistence'), podNamed(pods, 'gateway')];
+      expect(allows(policies, neighbour, gateway, 2346)).toBe(true);
+      expect(allows(policies, internet, auth, 2347)).toBe(true);
+      for (const [target, port] of [
+        [auth, 9401],
+        [persistence, 9402],
+        [gateway, 9403],
+      ] as const) {
+        expect(allows(policies, prometheus, target, port)).toBe(false);
+      }
+      expect(allows(policies, gateway, internet, 443)).toBe(true);
+    });
+
+    it('adds egress.extraRules to every policy as written', () => {
+      const extra = valuesFile('network-extra.json', {
+        networkPolicy: {
+          enabled: true,
+          egress: { enabled: true, extraRules: [{ to: [{ ipBlock: { cidr: '10.30.0.5/32' } }], ports: [{ port: 4317 }] }] },
+        },
+      });
+      const list = render('-f', join(CHART, 'ci', 'minimal-values.yaml'), '-f', extra);
+      const policies = policiesOf(list);
+      const pods = podsOf(list);
+      for (const name of ['auth', 'persistence', 'gateway', 'migrations']) {
+        expect(allows(policies, podNamed(pods, name), address('10.30.0.5'), 4317), name).toBe(true);
+        expect(allows(policies, podNamed(pods, name), address('10.30.0.6'), 4317), name).toBe(false);
+      }
+      // Without peers, NATS and PostgreSQL are reached at any address on their ports.
+      expect(allows(policies, podNamed(pods, 'gateway'), address('192.0.2.10'), 4222)).toBe(true);
+      expect(allows(policies, podNamed(pods, 'gateway'), address('192.0.2.10'), 5432)).toBe(false);
+    });
+
+    it("the chart README's examples: its values render, and its policy for NATS admits the release's services only", () => {
+      const readme = readFileSync(join(CHART, 'README.md'), 'utf8');
+      const section = readme.slice(readme.indexOf('## Network policies'));
+      const [values, natsPolicy] = [...section.matchAll(/```yaml\n([\s\S]*?)```/g)].map((match) => parse(match[1] ?? ''));
+      const list = render('-f', join(CHART, 'ci', 'minimal-values.yaml'), '-f', valuesFile('network-readme.json', values));
+      expect(ofKind(list, 'NetworkPolicy')).toHaveLength(4);
+
+      // The README's release: chat, in the namespace chat.
+      const policies = [natsPolicy as NetworkPolicy];
+      const natsServer = pod('nats', { 'app.kubernetes.io/name': 'nats', 'app.kubernetes.io/instance': 'nats' });
+      const inChat = Object.fromEntries(Object.entries(podsOf(list)).map(([name, { labels }]) => [name, pod('chat', labels)]));
+      for (const name of ['auth', 'persistence', 'gateway'])
+        expect(allows(policies, podNamed(inChat, name), natsServer, 4222), name).toBe(true);
+      expect(allows(policies, podNamed(inChat, 'migrations'), natsServer, 4222)).toBe(false);
+      // The same labels in another namespace: another installation, or someone copying them.
+      const elsewhere = pod('support', podNamed(inChat, 'gateway').labels);
+      expect(allows(policies, elsewhere, natsServer, 4222)).toBe(false);
+      expect(allows(policies, neighbour, natsServer, 4222)).toBe(false);
+      expect(allows(policies, natsServer, natsServer, 6222)).toBe(true);
+      expect(allows(policies, podNamed(inChat, 'gateway'), natsServer, 6222)).toBe(false);
+      expect(allows(policies, prometheus, natsServer, 7777)).toBe(true);
+      expect(allows(policies, prometheus, natsServer, 4222)).toBe(false);
+    });
+
+    it('refuses a ServiceMonitor that its own policies would keep from the ops ports', () => {
+      const result = template('-f', join(CHART, 'ci', 'full-values.yaml'), '--set', 'networkPolicy.opsFrom=null');
+      expect(result.status).not.toBe(0);
+      expect(result.stderr).toContain('networkPolicy.opsFrom is empty while serviceMonitor.enabled');
+    });
+
+    it('refuses peers and ports the API server would refuse', () => {
+      for (const setting of [
+        'networkPolicy.clientsFrom[0].podSelectr.matchLabels.app=x',
+        'networkPolicy.opsFrom[0].ipBlock.except[0]=10.0.0.0/8',
+        'networkPolicy.egress.nats.ports[0]=0',
+        'networkPolicy.egress.database.to[0].ipBlock.cidr=10.0.0.0/8,networkPolicy.egress.database.to[0].podSelector.matchLabels.app=db',
+      ]) {
+        const result = template('-f', join(CHART, 'ci', 'minimal-values.yaml'), '--set', 'networkPolicy.enabled=true', '--set', setting);
+        expect(result.status, setting).not.toBe(0);
+        expect(result.stderr, setting).toMatch(/networkPolicy/);
+      }
+    });
   });
 
   describe('values schema', () => {
@@ -691,7 +850,7 @@ describe('the Helm chart', () => {
       if (!monitor) throw new Error('no ServiceMonitor');
       const spec = monitor.spec as ServiceMonitorSpec;
       expect(spec.endpoints.map((endpoint) => endpoint.port)).toEqual(['ops']);
-      const scraped = services.filter((service) => selects(spec.selector, service.metadata.labels ?? {}) && hasOps(service));
+      const scraped = services.filter((service) => matchesSelector(spec.selector, service.metadata.labels ?? {}) && hasOps(service));
       expect(scraped.map((service) => service.metadata.labels?.['app.kubernetes.io/component']).sort()).toEqual([
         'auth',
         'gateway',
