@@ -1,16 +1,33 @@
 import { connect, type Socket } from 'node:net';
+import { waitFor } from '@switchboard/testing';
 import { describe, expect, it } from 'vitest';
 import { authPerTest } from './auth-per-test.js';
 
 const auth = authPerTest('auth_shutdown');
 
-/** A request whose headers announce a body that never comes whole, as from a client that stalled. */
+const BODY = JSON.stringify({ username: 'nobody', password: 'not-a-password' }).padEnd(100, ' ');
+const BODY_START = 6;
+
+/** A request whose headers announce a body that has not come whole (yet), as from a client that stalled. */
 async function stalledRequest(port: number): Promise<Socket> {
   const socket = connect(port, '127.0.0.1');
   await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
   socket.on('error', () => undefined);
-  socket.write('POST /v1/token HTTP/1.1\r\nHost: auth\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"user');
+  socket.write(
+    `POST /v1/token HTTP/1.1\r\nHost: auth\r\nContent-Type: application/json\r\nContent-Length: ${BODY.length}\r\n\r\n${BODY.slice(0, BODY_START)}`,
+  );
   return socket;
+}
+
+/** The last HTTP response in what a socket received: status, headers (lowercase names) and body. */
+function lastResponse(received: string): { status: number; headers: Record<string, string>; body: string } {
+  const start = received.lastIndexOf('HTTP/1.1 ');
+  const [head = '', body = ''] = received.slice(start).split('\r\n\r\n');
+  const [statusLine = '', ...lines] = head.split('\r\n');
+  const headers = Object.fromEntries(
+    lines.map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]),
+  );
+  return { status: Number(statusLine.split(' ')[1]), headers, body };
 }
 
 describe('stopping the auth service', () => {
@@ -23,5 +40,31 @@ describe('stopping the auth service', () => {
     expect(await service.stop(45_000)).toBe(0);
     expect(service.logs.some((line) => line.includes('shutdown timed out'))).toBe(false);
     await ended;
+  });
+
+  it("answers a request that comes in while it stops with 503 unavailable, in the API's error shape", { timeout: 60_000 }, async () => {
+    const service = await auth.start();
+    const socket = await stalledRequest(service.port);
+    let received = '';
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.toString('utf8');
+    });
+    const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+
+    const stopped = service.stop(45_000);
+    // Not ready any more: the stop has begun, and with it the HTTP server's close.
+    await waitFor(async () => (await fetch(service.opsUrl('/readyz')).catch(() => undefined))?.status !== 200, 10_000, 'the stop');
+    // The first request's body, and a second request behind it on the same connection.
+    socket.write(`${BODY.slice(BODY_START)}GET /v1/jwks HTTP/1.1\r\nHost: auth\r\n\r\n`);
+    await ended;
+
+    expect(received.match(/HTTP\/1\.1 /g)).toHaveLength(2);
+    const refused = lastResponse(received);
+    expect(refused.status).toBe(503);
+    expect(refused.headers['retry-after']).toBe('1');
+    expect(refused.headers.connection).toBe('close');
+    // Before, Fastify's own body: {"error":"Service Unavailable","message":...,"statusCode":503}.
+    expect(JSON.parse(refused.body)).toEqual({ error: { code: 'unavailable', message: expect.stringContaining('stopping') } });
+    expect(await stopped).toBe(0);
   });
 });

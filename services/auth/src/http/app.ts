@@ -33,6 +33,9 @@ export const RETRY_AFTER_UNAVAILABLE_S = 5;
 /** Seconds a client is asked to wait after a 503 for too many password checks at once. */
 export const RETRY_AFTER_BUSY_S = 1;
 
+/** Seconds a client is asked to wait after a 503 from a replica that is stopping (another takes it). */
+export const RETRY_AFTER_STOPPING_S = 1;
+
 export interface HttpAppOptions {
   db: Kysely<AuthDatabase>;
   /** Hashes and checks passwords, a bounded number at a time. */
@@ -78,6 +81,22 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     // Node looks for requests past their time every 30 s by default: every second instead.
     http: { connectionsCheckingInterval: 1_000 },
     trustProxy: options.trustProxy,
+    // Requests that come in while the server closes (pipelined, or on a busy keep-alive
+    // connection) are refused by the hook below, in the API's error shape: Fastify's own 503
+    // answers with a body of another shape and no Retry-After.
+    return503OnClosing: false,
+  });
+
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async (_request, reply) => {
+    if (!closing) return;
+    return reply
+      .code(HttpErrorCode.Unavailable.status)
+      .headers({ connection: 'close', 'retry-after': String(RETRY_AFTER_STOPPING_S) })
+      .send(errorBody(HttpErrorCode.Unavailable.code, 'this replica is stopping; retry'));
   });
 
   // Bearer tokens, no cookies: browsers on other origins (the demo page on the gateway) may call the API.
