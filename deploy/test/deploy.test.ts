@@ -787,6 +787,22 @@ describe('the Helm chart', () => {
       expect(podOf(gateway).spec.terminationGracePeriodSeconds).toBe(15);
     });
 
+    it('closes old gateway sockets after an hour when the HPA may add pods, so that new pods get their share', () => {
+      const ageOf = (list: K8sObject[]) => {
+        const container = podOf(byName(list, 'Deployment', component('gateway'))).spec.containers[0];
+        return container && envOf(container, 'MAX_CONNECTION_AGE_S')?.value;
+      };
+      expect(ageOf(objects('minimal-values.yaml'))).toBe('0');
+      expect(ageOf(objects('full-values.yaml'))).toBe('3600');
+      expect(ageOf(render(...minimal(), '--set', 'gateway.maxConnectionAgeSeconds=900'))).toBe('900');
+      expect(ageOf(render('-f', join(CHART, 'ci', 'full-values.yaml'), '--set', 'gateway.maxConnectionAgeSeconds=0'))).toBe('0');
+      for (const setting of ['gateway.maxConnectionAgeSeconds=-1', 'gateway.env.MAX_CONNECTION_AGE_S=60']) {
+        const result = template(...minimal(), '--set', setting);
+        expect(result.status, setting).not.toBe(0);
+        expect(result.stderr, setting).toMatch(/maxConnectionAgeSeconds/);
+      }
+    });
+
     it('refuses gateway autoscaling with minReplicas above maxReplicas, which the API server would refuse', () => {
       const autoscaling = ['enabled=true', 'minReplicas=5', 'maxReplicas=2'].flatMap((setting) => [
         '--set',

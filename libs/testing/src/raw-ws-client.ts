@@ -8,6 +8,8 @@ export interface RawWsClient {
   sendClose(code: number): void;
   /** Sends a ping control frame. */
   sendPing(payload?: Buffer): void;
+  /** Starts a text frame announcing `length` bytes and sends `part` of them only: the rest never comes. */
+  sendTextStart(length: number, part: Buffer): void;
   /** How many pong frames the server has sent. */
   readonly pongs: number;
   /** The code of the first close frame the server sends. */
@@ -74,6 +76,14 @@ export async function rawWsClient(port: number): Promise<RawWsClient> {
         : Buffer.from([0x80 | opcode, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
     socket.write(Buffer.concat([header, mask, payload.map((byte, i) => byte ^ (mask[i % 4] ?? 0))]));
   };
+  const sendTextStart = (length: number, part: Buffer) => {
+    const mask = randomBytes(4);
+    const header = Buffer.alloc(10);
+    header[0] = 0x81;
+    header[1] = 0x80 | 127;
+    header.writeBigUInt64BE(BigInt(length), 2);
+    socket.write(Buffer.concat([header, mask, part.map((byte, i) => byte ^ (mask[i % 4] ?? 0))]));
+  };
   const sendClose = (code: number) => {
     const payload = Buffer.alloc(2);
     payload.writeUInt16BE(code);
@@ -83,6 +93,7 @@ export async function rawWsClient(port: number): Promise<RawWsClient> {
     sendText: (text) => sendFrame(0x1, Buffer.from(text)),
     sendClose,
     sendPing: (payload = Buffer.alloc(0)) => sendFrame(0x9, payload),
+    sendTextStart,
     get pongs() {
       return pongs;
     },

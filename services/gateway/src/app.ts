@@ -75,6 +75,15 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
     }
   });
   const expiries = new Deadlines<ClientConnection>((connection) => connection.expire());
+  // Sockets past MAX_CONNECTION_AGE_S are closed as for a restart: the client reconnects through
+  // the load balancer, so gateways added since (a scale-up) get their share of the old sockets.
+  const aged =
+    config.maxConnectionAgeMs > 0
+      ? new Deadlines<ClientConnection>(
+          (connection) => void connection.closeForRestart(RESTART_SEND_WAIT_MS, 'connection age reached; reconnect'),
+          1_000,
+        )
+      : undefined;
   const deps = { config, logger, metrics, verifier, persistence, access, hub, expiries };
   const server = createWsServer({
     maxFrameBytes: config.maxFrameBytes,
@@ -93,9 +102,12 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
       const connection = new ClientConnection(ws, socket, deps);
       connections.add(connection);
       heartbeat.add(connection);
+      // A tenth either way, at random: the sockets of one reconnect wave do not all come back at once.
+      aged?.set(connection, Date.now() + config.maxConnectionAgeMs * (0.9 + 0.2 * Math.random()));
       ws.once('close', () => {
         connections.delete(connection);
         heartbeat.delete(connection);
+        aged?.delete(connection);
       });
     },
   });
@@ -133,6 +145,7 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
     // hub's timers and subscriptions, the heartbeat, the server.
     heartbeat.close();
     expiries.close();
+    aged?.close();
     hub.close();
     server.close();
     await busService?.stop().catch(() => undefined);
@@ -149,6 +162,7 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
       // Readiness fails at once and new upgrades are refused; open sockets are told to reconnect
       // elsewhere (1012), spread over DRAIN_SECONDS so they do not all land on the others at once.
       draining = true;
+      aged?.close();
       const open = [...connections];
       const spreadMs = (config.drainSeconds * 1000) / Math.max(1, open.length);
       const start = performance.now();

@@ -34,6 +34,11 @@ const gatewayEnv = {
   PUBLIC_AUTH_URL: env.optionalString(),
   /** On SIGTERM, sockets are closed with 1012 spread over this many seconds. */
   DRAIN_SECONDS: env.integer({ default: 5, min: 0, max: 25 }),
+  /**
+   * A socket open this long (give or take a tenth, at random) is closed with 1012, and its client
+   * reconnects, perhaps to another gateway: so sockets spread over gateways added since. 0: never.
+   */
+  MAX_CONNECTION_AGE_S: env.integer({ default: 0, min: 0, max: 30 * 24 * 3600 }),
 };
 
 /** Auth's default port (contract §1). */
@@ -59,6 +64,7 @@ export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env) {
     maxSessionsPerConnection: raw.MAX_SESSIONS_PER_CONNECTION,
     gapWaitMs: raw.GAP_WAIT_MS,
     drainSeconds: raw.DRAIN_SECONDS,
+    maxConnectionAgeMs: raw.MAX_CONNECTION_AGE_S * 1000,
     publicAuthUrl: raw.PUBLIC_AUTH_URL,
     /** Without PUBLIC_AUTH_URL, the demo page looks for the auth API on its own host at this port. */
     publicAuthPort: DEFAULT_PUBLIC_AUTH_PORT,

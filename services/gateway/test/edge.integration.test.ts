@@ -63,6 +63,35 @@ describe('authentication', () => {
   });
 });
 
+describe('before authentication', () => {
+  it('closes with 1009 a socket that sends more than MAX_FRAME_BYTES, without waiting for the rest of its frame', async () => {
+    const raw = await rawWsClient(stack.gateways[0]?.port ?? 0);
+    // A frame announcing 900 KB, within what ws takes after auth (16 × MAX_FRAME_BYTES), of which
+    // 100 KB come. Before, the gateway held them and waited for the rest until the auth timeout.
+    raw.sendTextStart(900_000, Buffer.alloc(100_000, 0x20));
+    expect(await raw.closeFrame).toBe(1009);
+    expect(raw.frames.at(-1)).toMatchObject({
+      type: 'error',
+      code: 'payload_too_large',
+      message: expect.stringContaining('before authenticating'),
+    });
+    raw.socket.destroy();
+  });
+
+  it('takes the auth frame and the frames sent right behind it, and no limit applies after', async () => {
+    const client = await clients.connect(stack.wsUrl(0));
+    client.send(JSON.stringify({ type: 'auth', token, req_id: 'a' }));
+    client.send(JSON.stringify({ type: 'ping', req_id: 'p', pad: 'x'.repeat(30_000) }));
+    client.send(JSON.stringify({ type: 'join_session', session_id: sessionId, req_id: 'j' }));
+    expect(await client.waitFor((frame) => frame.req_id === 'j')).toMatchObject({ type: 'joined_session' });
+    expect(client.frames.find((frame) => frame.req_id === 'p')).toMatchObject({ type: 'pong' });
+    // Authenticated, it may send any amount: an oversize frame is refused, and the socket stays.
+    for (let index = 0; index < 3; index++) client.send(JSON.stringify({ type: 'ping', pad: 'x'.repeat(70_000) }));
+    await client.waitFor((frame) => frame.type === 'error' && frame.code === 'payload_too_large');
+    await stillWorks(client);
+  });
+});
+
 describe('after the gateway closes a socket', () => {
   it('handles no more of its frames, although a client ignoring the close frame keeps sending', async () => {
     const raw = await rawWsClient(strict.port);

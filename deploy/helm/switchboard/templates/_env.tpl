@@ -111,6 +111,12 @@ addresses, else "false".
   value: {{ .Values.jwt.audience | quote }}
 - name: DRAIN_SECONDS
   value: {{ .Values.gateway.drainSeconds | quote }}
+- name: MAX_CONNECTION_AGE_S
+  {{- $age := .Values.gateway.maxConnectionAgeSeconds }}
+  {{- if kindIs "invalid" $age }}
+  {{- $age = ternary 3600 0 .Values.gateway.autoscaling.enabled }}
+  {{- end }}
+  value: {{ $age | int | toString | quote }}
 {{- with .Values.gateway.allowedOrigins }}
 - name: ALLOWED_ORIGINS
   value: {{ join "," . | quote }}
@@ -147,6 +153,7 @@ INBOUND_MAX_DELIVER: persistence.inbound.maxDeliver
 INBOUND_DUPLICATE_WINDOW: persistence.inbound.duplicateWindow
 INBOUND_MAX_AGE: persistence.inbound.maxAge
 DRAIN_SECONDS: gateway.drainSeconds
+MAX_CONNECTION_AGE_S: gateway.maxConnectionAgeSeconds
 ALLOWED_ORIGINS: gateway.allowedOrigins
 PUBLIC_AUTH_URL: gateway.publicAuthUrl
 {{- end -}}

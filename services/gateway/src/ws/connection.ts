@@ -98,6 +98,8 @@ export class ClientConnection implements Subscriber, FlushListener {
   private handling: Promise<void> = SETTLED;
   private waitingFrames = 0;
   private waitingBytes = 0;
+  /** Counts what the socket sends until it has authenticated; then removed. */
+  private countUnauthenticated: ((chunk: Buffer) => void) | undefined;
   private authTimer: NodeJS.Timeout | undefined;
   /**
    * Set when this side starts closing the socket. The client's close frame can take up to 30 s to
@@ -128,6 +130,7 @@ export class ClientConnection implements Subscriber, FlushListener {
     ws.on('ping', (data) => this.onPing(data));
     ws.on('close', () => this.onClose());
     ws.on('error', (error) => this.log.debug({ err: error }, 'socket error'));
+    this.limitUnauthenticated(socket, deps.config.maxFrameBytes);
     this.authTimer = setTimeout(() => {
       this.sendError(ErrorCode.AuthRequired, 'no auth frame in time', undefined);
       this.close(CloseCode.AuthFailed, 'authentication timed out');
@@ -239,11 +242,11 @@ export class ClientConnection implements Subscriber, FlushListener {
    * `message_ack` lost in the restart would otherwise be stored again by a client that sent it
    * without a `client_msg_id`.
    */
-  async closeForRestart(waitMs: number): Promise<void> {
+  async closeForRestart(waitMs: number, reason = 'server restarting; reconnect'): Promise<void> {
     if (this.closing) return;
     for (const job of this.stopTakingWork()) this.refuseUnpublished(job);
     if (this.inFlight) await settlesWithin(this.inFlight, waitMs);
-    this.close(CloseCode.ServiceRestart, 'server restarting; reconnect');
+    this.close(CloseCode.ServiceRestart, reason);
   }
 
   /**
@@ -385,6 +388,33 @@ export class ClientConnection implements Subscriber, FlushListener {
     this.onRateViolation();
   }
 
+  /**
+   * `ws` reads a frame whole, of up to HARD_FRAME_LIMIT_FACTOR times MAX_FRAME_BYTES, before the
+   * gateway sees any of it: anyone able to open a socket could make the gateway hold a MiB for
+   * each one until the auth timeout. Until it authenticates, a socket may send `limit` bytes in
+   * all (the auth frame and what a client sends right behind it); past that it is told, closed
+   * with 1009, and no longer read, so what it sends next stays in the kernel's buffers.
+   */
+  private limitUnauthenticated(socket: Duplex, limit: number): void {
+    let received = 0;
+    const count = (chunk: Buffer) => {
+      received += chunk.length;
+      if (received <= limit) return;
+      this.stopCountingUnauthenticated();
+      this.sendError(ErrorCode.PayloadTooLarge, `over ${limit} bytes sent before authenticating; send auth first`, undefined);
+      this.close(CloseCode.MessageTooBig, 'too much data before authentication');
+      this.ws.pause();
+    };
+    this.countUnauthenticated = count;
+    socket.on('data', count);
+  }
+
+  private stopCountingUnauthenticated(): void {
+    if (!this.countUnauthenticated) return;
+    this.socket.off('data', this.countUnauthenticated);
+    this.countUnauthenticated = undefined;
+  }
+
   /** A client that keeps flooding far over its rate is closed: it is not a client, or a broken one. */
   private onRateViolation(): void {
     const now = performance.now();
@@ -457,6 +487,7 @@ export class ClientConnection implements Subscriber, FlushListener {
     const renewing = this.user !== undefined;
     if (!renewing) this.deps.metrics.authenticatedConnections.inc();
     this.user = verified;
+    this.stopCountingUnauthenticated();
     clearTimeout(this.authTimer);
     this.authTimer = undefined; // a cleared timer still holds memory while referenced
     // A token that expires while connected closes the socket (4001); re-sending `auth` with a fresh
