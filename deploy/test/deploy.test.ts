@@ -697,7 +697,17 @@ describe('the Helm chart', () => {
 
       // The README's release: chat, in the namespace chat.
       const policies = [natsPolicy as NetworkPolicy];
-      const natsServer = pod('nats', { 'app.kubernetes.io/name': 'nats', 'app.kubernetes.io/instance': 'nats' });
+      // The official NATS chart's labels: its servers, and its nats-box, a client like any other.
+      const natsServer = pod('nats', {
+        'app.kubernetes.io/name': 'nats',
+        'app.kubernetes.io/instance': 'nats',
+        'app.kubernetes.io/component': 'nats',
+      });
+      const natsBox = pod('nats', {
+        'app.kubernetes.io/name': 'nats',
+        'app.kubernetes.io/instance': 'nats',
+        'app.kubernetes.io/component': 'nats-box',
+      });
       const inChat = Object.fromEntries(Object.entries(podsOf(list)).map(([name, { labels }]) => [name, pod('chat', labels)]));
       for (const name of ['auth', 'persistence', 'gateway'])
         expect(allows(policies, podNamed(inChat, name), natsServer, 4222), name).toBe(true);
@@ -707,6 +717,8 @@ describe('the Helm chart', () => {
       expect(allows(policies, elsewhere, natsServer, 4222)).toBe(false);
       expect(allows(policies, neighbour, natsServer, 4222)).toBe(false);
       expect(allows(policies, natsServer, natsServer, 6222)).toBe(true);
+      expect(allows(policies, natsBox, natsServer, 6222)).toBe(false);
+      expect(allows(policies, natsBox, natsServer, 4222)).toBe(false);
       expect(allows(policies, podNamed(inChat, 'gateway'), natsServer, 6222)).toBe(false);
       expect(allows(policies, prometheus, natsServer, 7777)).toBe(true);
       expect(allows(policies, prometheus, natsServer, 4222)).toBe(false);

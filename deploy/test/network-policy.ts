@@ -113,7 +113,8 @@ function portMatches(ports: PolicyPort[] | undefined, port: number, protocol: st
 }
 
 function policyTypes(policy: NetworkPolicy): string[] {
-  return policy.spec.policyTypes ?? (policy.spec.egress ? ['Ingress', 'Egress'] : ['Ingress']);
+  // The API's default: Egress only with egress rules.
+  return policy.spec.policyTypes ?? ((policy.spec.egress?.length ?? 0) > 0 ? ['Ingress', 'Egress'] : ['Ingress']);
 }
 
 /** Whether `pod`'s side of the connection lets it through, in `direction`. */

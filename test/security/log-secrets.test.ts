@@ -180,10 +180,13 @@ describe('a run full of credentials', () => {
     const odd = await TestClient.connect(`${stack.wsUrl(0)}?token=${agentToken}`, { headers: { cookie: `token=${adminToken}` } });
     odd.send(`{"type":"auth","token":"${customerToken}"`);
     odd.send(Buffer.from(JSON.stringify({ type: 'auth', token: customerToken })));
-    odd.send({ type: 'auth', token: customerToken.repeat(200) });
     odd.send({ type: 'auth', token: { value: customerToken } });
     odd.send({ type: 'auth', token: customerToken, password: customerPassword, api_key: API_KEYS[0] });
     await odd.waitFor((frame) => frame.type === 'auth_success');
+    // Over MAX_FRAME_BYTES before authenticating: refused, and the socket closed with 1009.
+    const oversize = await TestClient.connect(stack.wsUrl(0));
+    oversize.send({ type: 'auth', token: customerToken.repeat(200) });
+    expect(await oversize.closed).toBe(1009);
     const nonsense = await TestClient.connect(stack.wsUrl(1));
     expect(await nonsense.request({ type: 'nonsense', token: agentToken, password: agentPassword })).toMatchObject({
       code: 'unknown_type',

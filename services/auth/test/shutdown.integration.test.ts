@@ -55,7 +55,7 @@ describe('stopping the auth service', () => {
     // Not ready any more: the stop has begun, and with it the HTTP server's close.
     await waitFor(async () => (await fetch(service.opsUrl('/readyz')).catch(() => undefined))?.status !== 200, 10_000, 'the stop');
     // The first request's body, and a second request behind it on the same connection.
-    socket.write(`${BODY.slice(BODY_START)}GET /v1/jwks HTTP/1.1\r\nHost: auth\r\n\r\n`);
+    socket.write(`${BODY.slice(BODY_START)}GET /v1/jwks HTTP/1.1\r\nHost: auth\r\nOrigin: https://chat.example.com\r\n\r\n`);
     await ended;
 
     expect(received.match(/HTTP\/1\.1 /g)).toHaveLength(2);
@@ -63,6 +63,8 @@ describe('stopping the auth service', () => {
     expect(refused.status).toBe(503);
     expect(refused.headers['retry-after']).toBe('1');
     expect(refused.headers.connection).toBe('close');
+    // A browser on another origin (the demo page) can read it.
+    expect(refused.headers['access-control-allow-origin']).toBeDefined();
     // Before, Fastify's own body: {"error":"Service Unavailable","message":...,"statusCode":503}.
     expect(JSON.parse(refused.body)).toEqual({ error: { code: 'unavailable', message: expect.stringContaining('stopping') } });
     expect(await stopped).toBe(0);

@@ -82,6 +82,8 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
       ? new Deadlines<ClientConnection>(
           (connection) => void connection.closeForRestart(RESTART_SEND_WAIT_MS, 'connection age reached; reconnect'),
           1_000,
+          // A timeout: a wall clock stepped forward must not close every socket at once.
+          () => performance.now(),
         )
       : undefined;
   const deps = { config, logger, metrics, verifier, persistence, access, hub, expiries };
@@ -103,7 +105,7 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
       connections.add(connection);
       heartbeat.add(connection);
       // A tenth either way, at random: the sockets of one reconnect wave do not all come back at once.
-      aged?.set(connection, Date.now() + config.maxConnectionAgeMs * (0.9 + 0.2 * Math.random()));
+      aged?.set(connection, performance.now() + config.maxConnectionAgeMs * (0.9 + 0.2 * Math.random()));
       ws.once('close', () => {
         connections.delete(connection);
         heartbeat.delete(connection);

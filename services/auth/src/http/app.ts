@@ -87,20 +87,23 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     return503OnClosing: false,
   });
 
+  // Bearer tokens, no cookies: browsers on other origins (the demo page on the gateway) may call the API.
+  void app.register(cors, { origin: options.corsOrigins.includes('*') ? true : [...options.corsOrigins], methods: ['GET', 'POST'] });
+
   let closing = false;
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onRequest', async (_request, reply) => {
-    if (!closing) return;
-    return reply
-      .code(HttpErrorCode.Unavailable.status)
-      .headers({ connection: 'close', 'retry-after': String(RETRY_AFTER_STOPPING_S) })
-      .send(errorBody(HttpErrorCode.Unavailable.code, 'this replica is stopping; retry'));
+  // Once CORS is registered, so that its hook runs first: a browser on another origin can read the 503.
+  app.after(() => {
+    app.addHook('onRequest', async (_request, reply) => {
+      if (!closing) return;
+      return reply
+        .code(HttpErrorCode.Unavailable.status)
+        .headers({ connection: 'close', 'retry-after': String(RETRY_AFTER_STOPPING_S) })
+        .send(errorBody(HttpErrorCode.Unavailable.code, 'this replica is stopping; retry'));
+    });
   });
-
-  // Bearer tokens, no cookies: browsers on other origins (the demo page on the gateway) may call the API.
-  void app.register(cors, { origin: options.corsOrigins.includes('*') ? true : [...options.corsOrigins], methods: ['GET', 'POST'] });
 
   app.setValidatorCompiler(({ schema }) => (data) => {
     const result = (schema as z.ZodType).safeParse(data);

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { Duplex } from 'node:stream';
+import { type Duplex, PassThrough } from 'node:stream';
 import { createMemoryBus, Deadlines, encodeJson, type PersistenceClient } from '@switchboard/bus';
 import { createLogger } from '@switchboard/logging';
 import { CloseCode, createSubjects, type Message, SESSION_HEADS_MAX, type ServerFrame } from '@switchboard/protocol';
@@ -411,7 +411,7 @@ describe('a socket the gateway closes', () => {
     const { hub, persistence, metrics } = await setUp(CATCH_UP_PAGE + 1);
     persistence.release();
     const ws = new StubbornSocket();
-    const tcp = { cork: () => undefined, uncork: () => undefined } as unknown as Duplex;
+    const tcp: Duplex = new PassThrough();
     const connection = new ClientConnection(ws as unknown as WebSocket, tcp, {
       config: loadGatewayConfig({}),
       logger: createLogger({ name: 'hub-test', level: 'silent' }),

@@ -393,7 +393,8 @@ export class ClientConnection implements Subscriber, FlushListener {
    * gateway sees any of it: anyone able to open a socket could make the gateway hold a MiB for
    * each one until the auth timeout. Until it authenticates, a socket may send `limit` bytes in
    * all (the auth frame and what a client sends right behind it); past that it is told, closed
-   * with 1009, and no longer read, so what it sends next stays in the kernel's buffers.
+   * with 1009, and no longer read, so what it sends next stays in the kernel's buffers until the
+   * connection ends a second later.
    */
   private limitUnauthenticated(socket: Duplex, limit: number): void {
     let received = 0;
@@ -404,6 +405,8 @@ export class ClientConnection implements Subscriber, FlushListener {
       this.sendError(ErrorCode.PayloadTooLarge, `over ${limit} bytes sent before authenticating; send auth first`, undefined);
       this.close(CloseCode.MessageTooBig, 'too much data before authentication');
       this.ws.pause();
+      // Unread, the client's close frame never comes through: the socket ends a second after ours.
+      setTimeout(() => this.ws.terminate(), 1_000).unref();
     };
     this.countUnauthenticated = count;
     socket.on('data', count);
