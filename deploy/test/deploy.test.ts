@@ -5,7 +5,7 @@
  * docker-compose (Debian's v1) validates the compose file without an engine.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -503,7 +503,11 @@ describe('the Helm chart', () => {
     const [rule] = ofKind(list, 'PrometheusRule');
     if (!rule) throw new Error('no PrometheusRule');
     expect(rule.metadata.labels?.release).toBe('kube-prometheus-stack');
-    expect(rule.spec).toEqual(parse(readFileSync(ALERTS, 'utf8')));
+    // The file's rules, with the Deployments of this release in its namespace (tested below).
+    const thisRelease = `namespace="support", deployment=~"${RELEASE}-switchboard-(auth|persistence|gateway)"`;
+    expect(rule.spec).toEqual(
+      parse(readFileSync(ALERTS, 'utf8').replaceAll('deployment=~"(.+-)?switchboard-(auth|persistence|gateway)"', thisRelease)),
+    );
     const alerts = (rule.spec as AlertRules).groups.flatMap((group) => group.rules);
     expect(alerts.length).toBeGreaterThanOrEqual(10);
     for (const alert of alerts) {
@@ -771,6 +775,12 @@ describe('the Helm chart', () => {
       // The chart's emptyDir.
       ['extraVolumes[0].name=tmp,extraVolumes[0].emptyDir.medium=Memory', /extraVolumes/],
       ['auth.extraVolumeMounts[0].name=ca,auth.extraVolumeMounts[0].mountPath=/tmp', /extraVolumeMounts/],
+      // What the services would refuse at start, crash-looping after an install that said it worked.
+      ['gateway.allowedOrigins[0]=chat.example.com', /allowedOrigins/],
+      ['gateway.allowedOrigins[0]=https://chat.example.com/app', /allowedOrigins/],
+      ['auth.admin.username=ad,auth.admin.password=long-enough', /username/],
+      ['auth.admin.username=admin,auth.admin.password=short', /password/],
+      ['serviceMonitor.enabled=true,serviceMonitor.interval=5s', /scrapeTimeout \(10s\) must not exceed serviceMonitor.interval \(5s\)/],
     ])('refuses --set %s', (setting, message) => {
       const result = template(...minimal(), '--set', setting);
       expect(result.status).not.toBe(0);
@@ -797,6 +807,72 @@ describe('the Helm chart', () => {
       }
       const gateway = byName(render(...minimal(), '--set', 'gateway.terminationGracePeriodSeconds=15'), 'Deployment', component('gateway'));
       expect(podOf(gateway).spec.terminationGracePeriodSeconds).toBe(15);
+    });
+
+    it('rolls no pod for a new chart version alone: pod templates carry no helm.sh/chart label', () => {
+      const next = join(workDir, 'chart-next');
+      cpSync(CHART, next, { recursive: true });
+      const chartFile = join(next, 'Chart.yaml');
+      writeFileSync(chartFile, readFileSync(chartFile, 'utf8').replace(/^version: .*$/m, 'version: 9.9.9'));
+      const now = objects('full-values.yaml');
+      const result = runHelm(['template', RELEASE, next, '--namespace', 'support', '-f', join(CHART, 'ci', 'full-values.yaml')]);
+      expect(result.status, result.stderr).toBe(0);
+      const later = parseObjects(result.stdout);
+      expect(byName(later, 'Deployment', component('gateway')).metadata.labels?.['helm.sh/chart']).toBe('switchboard-9.9.9');
+      for (const name of ['auth', 'persistence', 'gateway']) {
+        const template = (list: K8sObject[]) => (byName(list, 'Deployment', component(name)).spec as { template: PodTemplate }).template;
+        expect(template(later), name).toEqual(template(now));
+        expect(template(now).metadata?.labels?.['helm.sh/chart'], name).toBeUndefined();
+      }
+    });
+
+    it('pins the image by digest when given, and keeps a tag that is no label value out of the labels', () => {
+      const digest = `sha256:${'ab'.repeat(32)}`;
+      const list = render(...minimal(), '--set', `image.digest=${digest}`, '--set', 'image.tag=0.2.0+build.7');
+      for (const workload of workloadsOf(list)) {
+        const where = `${workload.kind} ${workload.metadata.name}`;
+        for (const container of allContainers(podOf(workload).spec)) {
+          expect((container as { image?: string }).image, where).toBe(`registry.example.com/switchboard/switchboard@${digest}`);
+        }
+        expect(podOf(workload).labels['app.kubernetes.io/version'], where).toBe('0.2.0_build.7');
+      }
+      for (const object of list)
+        expect(object.metadata.labels?.['app.kubernetes.io/version']).toMatch(/^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$/);
+      const refused = template(...minimal(), '--set', 'image.digest=latest');
+      expect(refused.status).not.toBe(0);
+      expect(refused.stderr).toMatch(/digest/);
+    });
+
+    it("watches the release's own Deployments for readiness, whatever the release is called", () => {
+      for (const [release, extra] of [
+        ['chat', []],
+        ['switchboard-prod', []],
+        ['chat', ['--set', 'fullnameOverride=support-chat']],
+      ] as const) {
+        const result = runHelm([
+          'template',
+          release,
+          CHART,
+          '--namespace',
+          'support',
+          '-f',
+          join(CHART, 'ci', 'full-values.yaml'),
+          ...extra,
+        ]);
+        expect(result.status, result.stderr).toBe(0);
+        const list = parseObjects(result.stdout);
+        const [rule] = ofKind(list, 'PrometheusRule');
+        const notReady = (rule?.spec as AlertRules).groups
+          .flatMap((group) => group.rules)
+          .find((alert) => alert.alert === 'SwitchboardNotReady');
+        const selectors = [...(notReady?.expr ?? '').matchAll(/\{namespace="([^"]+)", deployment=~"([^"]+)"\}/g)];
+        expect(selectors, `${release} ${extra.join(' ')}`).toHaveLength(2);
+        for (const [, namespace, pattern] of selectors) {
+          expect(namespace).toBe('support');
+          const names = ofKind(list, 'Deployment').map((deployment) => deployment.metadata.name);
+          expect(names.filter((name) => new RegExp(`^(?:${pattern})$`).test(name)).sort(), pattern).toEqual([...names].sort());
+        }
+      }
     });
 
     it('closes old gateway sockets after an hour when the HPA may add pods, so that new pods get their share', () => {
@@ -1062,6 +1138,19 @@ describe('the Helm chart', () => {
       }
     });
 
+    it('accepts origins, admin credentials and scrape timings the services and the operator take', () => {
+      for (const setting of [
+        'gateway.allowedOrigins[0]=https://chat.example.com,gateway.allowedOrigins[1]=capacitor://localhost,gateway.allowedOrigins[2]=http://127.0.0.1:8080/',
+        'gateway.allowedOrigins[0]=*',
+        'auth.admin.username=ops.admin-1,auth.admin.password=eight888',
+        'serviceMonitor.enabled=true,serviceMonitor.interval=1m,serviceMonitor.scrapeTimeout=59s',
+        'serviceMonitor.enabled=true,serviceMonitor.interval=10s,serviceMonitor.scrapeTimeout=10s',
+      ]) {
+        const result = template(...minimal(), '--set', setting);
+        expect(result.status, `${setting}: ${result.stderr}`).toBe(0);
+      }
+    });
+
     it('accepts a valid override', () => {
       const result = template(...minimal(), '--set', 'gateway.replicaCount=4', '--set', 'gateway.drainSeconds=10');
       expect(result.status, result.stderr).toBe(0);
@@ -1204,7 +1293,7 @@ function namespaceOf(command: string): string | undefined {
 describe('the deployment docs', () => {
   const texts = Object.entries(DOCS).map(([name, path]) => [name, readFileSync(path, 'utf8')] as const);
 
-  it('give every helm install and upgrade of the release more time than the migrations hook may take', () => {
+  it('give every helm install and upgrade of the release more time than the migrations hook may take, and wait for the pods', () => {
     const values = parse(readFileSync(join(CHART, 'values.yaml'), 'utf8')) as { migrations: { activeDeadlineSeconds: number } };
     let checked = 0;
     for (const [name, text] of texts) {
@@ -1214,6 +1303,8 @@ describe('the deployment docs', () => {
         const timeout = /--timeout (\d+)m\b/.exec(command);
         expect(timeout, `${name}: ${command}`).not.toBeNull();
         expect(Number(timeout?.[1]) * 60, `${name}: ${command}`).toBeGreaterThan(values.migrations.activeDeadlineSeconds);
+        // Without it, helm returns before the pods are ready, and the `helm test` documented next finds no gateway.
+        expect(command, `${name}: ${command}`).toMatch(/\s--wait\b/);
         checked += 1;
       }
     }

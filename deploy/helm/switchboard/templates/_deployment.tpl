@@ -41,7 +41,7 @@ spec:
   template:
     metadata:
       labels:
-        {{- include "switchboard.labels" $ctx | nindent 8 }}
+        {{- include "switchboard.podLabels" $ctx | nindent 8 }}
         {{- with $v.podLabels }}
         {{- toYaml . | nindent 8 }}
         {{- end }}

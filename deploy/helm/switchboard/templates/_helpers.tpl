@@ -34,19 +34,33 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
+{{/*
+The labels of a pod: those of every object but helm.sh/chart, so that a new chart version alone
+(an alert, a note) rolls no pod, and the gateways' clients do not all reconnect for it. The
+version is the image's tag, made a valid label value. Call with (dict "root" $ "component" "gateway").
+*/}}
+{{- define "switchboard.podLabels" -}}
+{{ include "switchboard.selectorLabels" . }}
+{{- $tag := .root.Values.image.tag | default .root.Chart.AppVersion }}
+app.kubernetes.io/version: {{ regexReplaceAll "[^A-Za-z0-9._-]" $tag "_" | trunc 63 | trimAll "._-" | quote }}
+app.kubernetes.io/part-of: {{ include "switchboard.name" .root }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- end -}}
+
 {{/* The standard labels of every object. Call with (dict "root" $ "component" "gateway"). */}}
 {{- define "switchboard.labels" -}}
 helm.sh/chart: {{ include "switchboard.chart" .root }}
-{{ include "switchboard.selectorLabels" . }}
-app.kubernetes.io/version: {{ .root.Values.image.tag | default .root.Chart.AppVersion | trunc 63 | quote }}
-app.kubernetes.io/part-of: {{ include "switchboard.name" .root }}
-app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{ include "switchboard.podLabels" . }}
 {{- end -}}
 
 {{/* The image reference; the tag defaults to the chart's appVersion. */}}
 {{- define "switchboard.image" -}}
 {{- $repository := required "image.repository must be set: the image you built from deploy/docker/Dockerfile and pushed (none is published)" .Values.image.repository -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" $repository .Values.image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" $repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Secret and key holding DATABASE_URL. */}}
@@ -322,4 +336,12 @@ and on a path mounted twice (/tmp included).
 {{- $paths = append $paths (trimSuffix "/" .mountPath) -}}
 {{- end -}}
 {{- with $mounts }}{{ toYaml . }}{{ end -}}
+{{- end -}}
+
+{{/* Milliseconds of a duration value (10s, 2m, 1h, 7d, 500ms, or a bare number of seconds). */}}
+{{- define "switchboard.milliseconds" -}}
+{{- $number := regexFind "^[0-9]+" . | int -}}
+{{- $unit := regexReplaceAll "^[0-9]+" . "" -}}
+{{- $factor := get (dict "" 1000 "ms" 1 "s" 1000 "m" 60000 "h" 3600000 "d" 86400000) $unit -}}
+{{- mul $number $factor -}}
 {{- end -}}
