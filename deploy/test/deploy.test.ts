@@ -862,7 +862,8 @@ describe('the Helm chart', () => {
         expect(result.status, result.stderr).toBe(0);
         const list = parseObjects(result.stdout);
         const [rule] = ofKind(list, 'PrometheusRule');
-        const notReady = (rule?.spec as AlertRules).groups
+        if (!rule) throw new Error('no PrometheusRule');
+        const notReady = (rule.spec as AlertRules).groups
           .flatMap((group) => group.rules)
           .find((alert) => alert.alert === 'SwitchboardNotReady');
         const selectors = [...(notReady?.expr ?? '').matchAll(/\{namespace="([^"]+)", deployment=~"([^"]+)"\}/g)];
