@@ -876,6 +876,52 @@ describe('the Helm chart', () => {
       }
     });
 
+    it('sets a PriorityClass, the CORS origins of auth and the load balancer options only where given', () => {
+      const plain = objects('minimal-values.yaml');
+      const given = render(
+        ...minimal(),
+        '--set',
+        'gateway.priorityClassName=chat-critical,auth.corsOrigins[0]=https://chat.example.com,auth.corsOrigins[1]=https://app.example.com',
+        '--set',
+        'gateway.service.type=LoadBalancer,gateway.service.loadBalancerClass=service.k8s.aws/nlb,gateway.service.loadBalancerSourceRanges[0]=203.0.113.0/24',
+        '--set',
+        'auth.service.type=NodePort,auth.service.loadBalancerSourceRanges[0]=198.51.100.0/24',
+      );
+      const priorityOf = (list: K8sObject[], name: string) =>
+        (podOf(byName(list, 'Deployment', component(name))).spec as { priorityClassName?: string }).priorityClassName;
+      expect(priorityOf(given, 'gateway')).toBe('chat-critical');
+      for (const name of ['auth', 'persistence']) expect(priorityOf(given, name), name).toBeUndefined();
+      for (const name of ['auth', 'persistence', 'gateway']) expect(priorityOf(plain, name), name).toBeUndefined();
+
+      const corsOf = (list: K8sObject[]) => {
+        const container = podOf(byName(list, 'Deployment', component('auth'))).spec.containers[0];
+        return container && envOf(container, 'CORS_ORIGINS')?.value;
+      };
+      expect(corsOf(given)).toBe('https://chat.example.com,https://app.example.com');
+      // Unset, the service's default (any origin).
+      expect(corsOf(plain)).toBeUndefined();
+
+      const serviceSpec = (list: K8sObject[], name: string) =>
+        byName(list, 'Service', name).spec as ServiceSpec & { loadBalancerClass?: string; loadBalancerSourceRanges?: string[] };
+      expect(serviceSpec(given, component('gateway'))).toMatchObject({
+        type: 'LoadBalancer',
+        loadBalancerClass: 'service.k8s.aws/nlb',
+        loadBalancerSourceRanges: ['203.0.113.0/24'],
+      });
+      // Not on the -ops Service, nor on a NodePort Service, which the API server would refuse them on.
+      expect(serviceSpec(given, `${component('gateway')}-ops`).loadBalancerSourceRanges).toBeUndefined();
+      expect(serviceSpec(given, component('auth')).loadBalancerSourceRanges).toBeUndefined();
+
+      for (const setting of [
+        'auth.corsOrigins[0]=chat.example.com',
+        'gateway.priorityClassName=Not_A_Name',
+        'gateway.service.loadBalancerSourceRanges[0]=everyone',
+      ]) {
+        const result = template(...minimal(), '--set', setting);
+        expect(result.status, setting).not.toBe(0);
+      }
+    });
+
     it('closes old gateway sockets after an hour when the HPA may add pods, so that new pods get their share', () => {
       const ageOf = (list: K8sObject[]) => {
         const container = podOf(byName(list, 'Deployment', component('gateway'))).spec.containers[0];

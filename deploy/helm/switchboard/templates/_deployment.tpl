@@ -58,6 +58,9 @@ spec:
       {{- end }}
     spec:
       automountServiceAccountToken: false
+      {{- with $v.priorityClassName }}
+      priorityClassName: {{ . | quote }}
+      {{- end }}
       {{- with $root.Values.imagePullSecrets }}
       imagePullSecrets:
         {{- toYaml . | nindent 8 }}

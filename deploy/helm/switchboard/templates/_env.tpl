@@ -16,6 +16,10 @@
   value: {{ .Values.auth.accessTokenTtl | quote }}
 - name: TRUST_PROXY
   value: {{ include "switchboard.trustProxy" . | quote }}
+{{- with .Values.auth.corsOrigins }}
+- name: CORS_ORIGINS
+  value: {{ join "," . | quote }}
+{{- end }}
 {{- if .Values.auth.existingSecret }}
 - name: JWT_PRIVATE_KEY
   valueFrom:
@@ -142,6 +146,7 @@ JWT_ISSUER: jwt.issuer
 JWT_AUDIENCE: jwt.audience
 ACCESS_TOKEN_TTL: auth.accessTokenTtl
 TRUST_PROXY: auth.trustProxy
+CORS_ORIGINS: auth.corsOrigins
 JWT_PRIVATE_KEY: auth.jwtPrivateKey or auth.existingSecret
 AUTH_API_KEYS: auth.apiKeys or auth.existingSecret
 ADMIN_USERNAME: auth.admin.username or auth.admin.existingSecret

@@ -207,6 +207,15 @@ spec:
   {{- if and .externalTrafficPolicy (ne .type "ClusterIP") }}
   externalTrafficPolicy: {{ .externalTrafficPolicy }}
   {{- end }}
+  {{- if eq .type "LoadBalancer" }}
+  {{- with .loadBalancerClass }}
+  loadBalancerClass: {{ . | quote }}
+  {{- end }}
+  {{- with .loadBalancerSourceRanges }}
+  loadBalancerSourceRanges:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- end }}
   selector:
     {{- include "switchboard.selectorLabels" .ctx | nindent 4 }}
   ports:
