@@ -781,6 +781,15 @@ describe('the Helm chart', () => {
       ['auth.admin.username=ad,auth.admin.password=long-enough', /username/],
       ['auth.admin.username=admin,auth.admin.password=short', /password/],
       ['serviceMonitor.enabled=true,serviceMonitor.interval=5s', /scrapeTimeout \(10s\) must not exceed serviceMonitor.interval \(5s\)/],
+      ['auth.accessTokenTtl=0s', /auth.accessTokenTtl \(0s\) must be from 1s to 30d/],
+      ['auth.accessTokenTtl=60d', /auth.accessTokenTtl \(60d\) must be from 1s to 30d/],
+      ['persistence.inbound.ackWait=500ms', /persistence.inbound.ackWait \(500ms\) must be from 1s to 1h/],
+      ['persistence.inbound.maxAge=2y', /maxAge/],
+      ['persistence.inbound.duplicateWindow=2d', /duplicateWindow \(2d\) must be from 1s to 1d/],
+      [
+        'persistence.inbound.duplicateWindow=10m,persistence.inbound.maxAge=5m',
+        /duplicateWindow \(10m\) must not exceed persistence.inbound.maxAge \(5m\)/,
+      ],
     ])('refuses --set %s', (setting, message) => {
       const result = template(...minimal(), '--set', setting);
       expect(result.status).not.toBe(0);
@@ -1185,13 +1194,15 @@ describe('the Helm chart', () => {
       }
     });
 
-    it('accepts origins, admin credentials and scrape timings the services and the operator take', () => {
+    it('accepts origins, admin credentials, durations and scrape timings the services and the operator take', () => {
       for (const setting of [
         'gateway.allowedOrigins[0]=https://chat.example.com,gateway.allowedOrigins[1]=capacitor://localhost,gateway.allowedOrigins[2]=http://127.0.0.1:8080/',
         'gateway.allowedOrigins[0]=*',
         'auth.admin.username=ops.admin-1,auth.admin.password=eight888',
         'serviceMonitor.enabled=true,serviceMonitor.interval=1m,serviceMonitor.scrapeTimeout=59s',
         'serviceMonitor.enabled=true,serviceMonitor.interval=10s,serviceMonitor.scrapeTimeout=10s',
+        'auth.accessTokenTtl=30d,persistence.inbound.ackWait=1h,persistence.inbound.duplicateWindow=1d,persistence.inbound.maxAge=1d',
+        'auth.accessTokenTtl=1s,persistence.inbound.maxAge=1m,persistence.inbound.duplicateWindow=60s',
       ]) {
         const result = template(...minimal(), '--set', setting);
         expect(result.status, `${setting}: ${result.stderr}`).toBe(0);
