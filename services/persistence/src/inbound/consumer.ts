@@ -47,6 +47,8 @@ const MAX_RETRY_DELAY_MS = 2_000;
  */
 const STOP_WAIT_MS = 10_000;
 const PULL_EXPIRES_MS = 30_000;
+/** How long a replica that lost its consumer waits before it makes the stream and consumer again. */
+const RECREATE_PAUSE_MS = 1_000;
 
 export interface InboundConsumerOptions {
   bus: Bus;
@@ -424,6 +426,10 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
    * (a consumer lost again soon after it was made) starts with a pause.
    */
   const consumeAgain = async (firstAttempt: number): Promise<DurableConsumer | undefined> => {
+    // Not at once: a stream deleted a moment ago may still be torn down on the server, and one
+    // made again under its name within milliseconds was seen (NATS 2.9.10) to keep what was
+    // published to it from its new consumer, which then delivered nothing.
+    await Promise.race([sleep(RECREATE_PAUSE_MS), stopRequested]);
     for (let attempt = firstAttempt; ; attempt++) {
       if (attempt > 0) await Promise.race([retryPause(attempt - 1), stopRequested]);
       if (stopping) return undefined;
