@@ -784,7 +784,9 @@ describe('the Helm chart', () => {
       ['auth.accessTokenTtl=0s', /auth.accessTokenTtl \(0s\) must be from 1s to 30d/],
       ['auth.accessTokenTtl=60d', /auth.accessTokenTtl \(60d\) must be from 1s to 30d/],
       ['persistence.inbound.ackWait=500ms', /persistence.inbound.ackWait \(500ms\) must be from 1s to 1h/],
-      ['persistence.inbound.maxAge=2y', /maxAge/],
+      ['persistence.inbound.maxAge=366d', /persistence.inbound.maxAge \(366d\) must be from 1m to 365d/],
+      ['persistence.inbound.maxAge=30s', /persistence.inbound.maxAge \(30s\) must be from 1m to 365d/],
+      ['persistence.inbound.ackWait=2h', /persistence.inbound.ackWait \(2h\) must be from 1s to 1h/],
       ['persistence.inbound.duplicateWindow=2d', /duplicateWindow \(2d\) must be from 1s to 1d/],
       [
         'persistence.inbound.duplicateWindow=10m,persistence.inbound.maxAge=5m',
@@ -857,6 +859,8 @@ describe('the Helm chart', () => {
         ['chat', []],
         ['switchboard-prod', []],
         ['chat', ['--set', 'fullnameOverride=support-chat']],
+        // Component names cut the full name to 50 characters.
+        ['customer-support-chat-production-eu-west', []],
       ] as const) {
         const result = runHelm([
           'template',
@@ -1203,6 +1207,8 @@ describe('the Helm chart', () => {
         'serviceMonitor.enabled=true,serviceMonitor.interval=10s,serviceMonitor.scrapeTimeout=10s',
         'auth.accessTokenTtl=30d,persistence.inbound.ackWait=1h,persistence.inbound.duplicateWindow=1d,persistence.inbound.maxAge=1d',
         'auth.accessTokenTtl=1s,persistence.inbound.maxAge=1m,persistence.inbound.duplicateWindow=60s',
+        // Base 10, as the services read them: not 8 s, as octal would have it.
+        'persistence.inbound.ackWait=010s,persistence.inbound.duplicateWindow=09m,persistence.inbound.maxAge=0365d',
       ]) {
         const result = template(...minimal(), '--set', setting);
         expect(result.status, `${setting}: ${result.stderr}`).toBe(0);
@@ -1362,7 +1368,7 @@ describe('the deployment docs', () => {
         expect(timeout, `${name}: ${command}`).not.toBeNull();
         expect(Number(timeout?.[1]) * 60, `${name}: ${command}`).toBeGreaterThan(values.migrations.activeDeadlineSeconds);
         // Without it, helm returns before the pods are ready, and the `helm test` documented next finds no gateway.
-        expect(command, `${name}: ${command}`).toMatch(/\s--wait\b/);
+        expect(command, `${name}: ${command}`).toMatch(/\s--wait(\s|$)/);
         checked += 1;
       }
     }

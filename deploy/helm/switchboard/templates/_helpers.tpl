@@ -349,7 +349,8 @@ and on a path mounted twice (/tmp included).
 
 {{/* Milliseconds of a duration value (10s, 2m, 1h, 7d, 500ms, or a bare number of seconds). */}}
 {{- define "switchboard.milliseconds" -}}
-{{- $number := regexFind "^[0-9]+" . | int -}}
+{{- /* atoi: base 10, where int would read 010 as octal and 08 as nothing. */}}
+{{- $number := regexFind "^[0-9]+" . | atoi -}}
 {{- $unit := regexReplaceAll "^[0-9]+" . "" -}}
 {{- $factor := get (dict "" 1000 "ms" 1 "s" 1000 "m" 60000 "h" 3600000 "d" 86400000) $unit -}}
 {{- mul $number $factor -}}
