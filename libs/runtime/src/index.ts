@@ -17,3 +17,4 @@ export {
   type Stoppable,
 } from './run-main.js';
 export { settlesWithin } from './settles-within.js';
+export { type StartingProbes, serveStartingProbes } from './starting-probes.js';

@@ -11,6 +11,8 @@ export interface OpsServerOptions {
   registry: Registry;
   checks: ReadinessChecks;
   logger: Logger;
+  /** The probes answered while the service started (`serveStartingProbes`): closed just before this listens on their port. */
+  replacing?: { close(): Promise<void> } | undefined;
 }
 
 export interface OpsServer {
@@ -19,7 +21,14 @@ export interface OpsServer {
 }
 
 /** Serves `/healthz`, `/readyz` and `/metrics` (contract §1) on the ops port. */
-export async function startOpsServer({ port, host = '0.0.0.0', registry, checks, logger }: OpsServerOptions): Promise<OpsServer> {
+export async function startOpsServer({
+  port,
+  host = '0.0.0.0',
+  registry,
+  checks,
+  logger,
+  replacing,
+}: OpsServerOptions): Promise<OpsServer> {
   // Probes and scrapes every few seconds would drown the log: request lines are left out (info
   // level). A child's level replaces its parent's, so a stricter LOG_LEVEL is kept.
   const level = logger.levelVal > (logger.levels.values.warn ?? 40) ? logger.level : 'warn';
@@ -38,6 +47,7 @@ export async function startOpsServer({ port, host = '0.0.0.0', registry, checks,
     return reply.type(registry.contentType).send(body);
   });
 
+  await replacing?.close();
   await app.listen({ port, host });
   const address = app.server.address();
   return {

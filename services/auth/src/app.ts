@@ -2,7 +2,7 @@ import type { Bus } from '@switchboard/bus';
 import { createDb, type Database, migrateToLatest, withDb } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import { createSubjects } from '@switchboard/protocol';
-import { counterTotal, createMetricsRegistry, type Stoppable, startOpsServer } from '@switchboard/runtime';
+import { counterTotal, createMetricsRegistry, type StartingProbes, type Stoppable, startOpsServer } from '@switchboard/runtime';
 import { createTokenVerifier } from '@switchboard/tokens';
 import type { Kysely } from 'kysely';
 import { authServiceSpec } from './bus-service.js';
@@ -24,6 +24,8 @@ export interface AuthServiceOptions {
   /** The message bus and the database, created (and closed) by the caller. */
   bus: Bus;
   database: Database<AuthDatabase>;
+  /** The probes the caller answered while it connected (`serveStartingProbes`); the ops server takes their port. */
+  startingProbes?: StartingProbes;
 }
 
 export interface AuthService extends Stoppable {
@@ -98,7 +100,7 @@ async function bootstrapAdmin(db: Kysely<AuthDatabase>, admin: { username: strin
 }
 
 /** Starts the auth service: HTTP API, ops endpoints and its service on the bus. */
-export async function startAuthService({ config, logger, bus, database }: AuthServiceOptions): Promise<AuthService> {
+export async function startAuthService({ config, logger, bus, database, startingProbes }: AuthServiceOptions): Promise<AuthService> {
   const subjects = createSubjects(config.subjectPrefix);
   const registry = createMetricsRegistry('auth');
   const metrics = createAuthMetrics(registry);
@@ -165,6 +167,7 @@ export async function startAuthService({ config, logger, bus, database }: AuthSe
     host: config.host,
     registry,
     logger,
+    replacing: startingProbes,
     checks: { bus: bus.isConnected, database: database.isHealthy, accepting: () => !draining },
   });
   logger.info({ port, opsPort: ops.port }, 'auth service listening');

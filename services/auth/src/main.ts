@@ -1,7 +1,7 @@
 import { connectNatsBus } from '@switchboard/bus';
 import { createLogger } from '@switchboard/logging';
 import { createSubjects } from '@switchboard/protocol';
-import { exitOnNatsClosed, loadConfigOrExit, runMain } from '@switchboard/runtime';
+import { exitOnNatsClosed, loadConfigOrExit, runMain, serveStartingProbes } from '@switchboard/runtime';
 import { openAuthDatabase, startAuthService } from './app.js';
 import { loadAuthConfig } from './config.js';
 
@@ -11,6 +11,8 @@ const logger = createLogger({ name: 'auth', level: config.logLevel });
 runMain({
   logger,
   async start() {
+    // Alive from the start: waiting for NATS or PostgreSQL, or migrating, is not a hang to restart.
+    const startingProbes = await serveStartingProbes({ port: config.opsPort, host: config.host, logger });
     const database = await openAuthDatabase(config.databaseUrl, {
       poolSize: config.databasePoolSize,
       logger,
@@ -24,7 +26,7 @@ runMain({
       logger,
       onClosed: exitOnNatsClosed(logger),
     });
-    const service = await startAuthService({ config, logger, bus, database });
+    const service = await startAuthService({ config, logger, bus, database, startingProbes });
     return {
       async stop() {
         await service.stop();

@@ -2,7 +2,14 @@ import { once } from 'node:events';
 import { type Bus, createPersistenceClient, Deadlines, encodeJson } from '@switchboard/bus';
 import type { Logger } from '@switchboard/logging';
 import { createSubjects } from '@switchboard/protocol';
-import { counterTotal, createMetricsRegistry, type OpsServer, type Stoppable, startOpsServer } from '@switchboard/runtime';
+import {
+  counterTotal,
+  createMetricsRegistry,
+  type OpsServer,
+  type StartingProbes,
+  type Stoppable,
+  startOpsServer,
+} from '@switchboard/runtime';
 import { createTokenVerifier, requestKeySource } from '@switchboard/tokens';
 import { createSessionAccess } from './broker/session-access.js';
 import { createSessionHub, HEADS_CHECK_INTERVAL_MS } from './broker/session-hub.js';
@@ -18,6 +25,8 @@ export interface GatewayOptions {
   logger: Logger;
   /** The message bus, created (and closed) by the caller. */
   bus: Bus;
+  /** The probes the caller answered while it connected (`serveStartingProbes`); the ops server takes their port. */
+  startingProbes?: StartingProbes;
 }
 
 export interface Gateway extends Stoppable {
@@ -36,7 +45,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const RESTART_SEND_WAIT_MS = 2_000;
 
 /** Starts a gateway: the WebSocket server, its link to NATS, and the ops endpoints. */
-export async function startGateway({ config, logger, bus }: GatewayOptions): Promise<Gateway> {
+export async function startGateway({ config, logger, bus, startingProbes }: GatewayOptions): Promise<Gateway> {
   const subjects = createSubjects(config.subjectPrefix);
   const registry = createMetricsRegistry('gateway');
   const metrics = createGatewayMetrics(registry);
@@ -140,6 +149,7 @@ export async function startGateway({ config, logger, bus }: GatewayOptions): Pro
       host: config.host,
       registry,
       logger,
+      replacing: startingProbes,
       checks: { bus: bus.isConnected, accepting: () => !draining },
     });
   } catch (error) {

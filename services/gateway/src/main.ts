@@ -1,7 +1,7 @@
 import { connectNatsBus } from '@switchboard/bus';
 import { createLogger } from '@switchboard/logging';
 import { createSubjects } from '@switchboard/protocol';
-import { exitOnNatsClosed, loadConfigOrExit, runMain } from '@switchboard/runtime';
+import { exitOnNatsClosed, loadConfigOrExit, runMain, serveStartingProbes } from '@switchboard/runtime';
 import { startGateway } from './app.js';
 import { loadGatewayConfig } from './config.js';
 
@@ -11,6 +11,8 @@ const logger = createLogger({ name: 'gateway', level: config.logLevel });
 runMain({
   logger,
   async start() {
+    // Alive from the start: waiting for NATS or PostgreSQL, or migrating, is not a hang to restart.
+    const startingProbes = await serveStartingProbes({ port: config.opsPort, host: config.host, logger });
     const bus = await connectNatsBus({
       servers: config.natsServers,
       name: 'switchboard-gateway',
@@ -19,7 +21,7 @@ runMain({
       logger,
       onClosed: exitOnNatsClosed(logger),
     });
-    const gateway = await startGateway({ config, logger, bus });
+    const gateway = await startGateway({ config, logger, bus, startingProbes });
     return {
       async stop() {
         await gateway.stop();

@@ -2,7 +2,7 @@ import type { Bus } from '@switchboard/bus';
 import { createDb, type Database, migrateToLatest, withDb } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import { createSubjects } from '@switchboard/protocol';
-import { counterTotal, createMetricsRegistry, type Stoppable, startOpsServer } from '@switchboard/runtime';
+import { counterTotal, createMetricsRegistry, type StartingProbes, type Stoppable, startOpsServer } from '@switchboard/runtime';
 import type { Kysely } from 'kysely';
 import { persistenceServiceSpec } from './api/endpoints.js';
 import type { PersistenceConfig } from './config.js';
@@ -39,6 +39,8 @@ export interface PersistenceServiceOptions {
   /** The message bus and the database, created (and closed) by the caller. */
   bus: Bus;
   database: Database<PersistenceDatabase>;
+  /** The probes the caller answered while it connected (`serveStartingProbes`); the ops server takes their port. */
+  startingProbes?: StartingProbes;
 }
 
 export interface PersistenceService extends Stoppable {
@@ -78,7 +80,13 @@ export async function openPersistenceDatabase(
 }
 
 /** Starts persistence: migrations, the inbound stream and its consumer, the request/reply API, ops endpoints. */
-export async function startPersistenceService({ config, logger, bus, database }: PersistenceServiceOptions): Promise<PersistenceService> {
+export async function startPersistenceService({
+  config,
+  logger,
+  bus,
+  database,
+  startingProbes,
+}: PersistenceServiceOptions): Promise<PersistenceService> {
   const subjects = createSubjects(config.subjectPrefix);
   const registry = createMetricsRegistry('persistence');
   const metrics = createPersistenceMetrics(registry);
@@ -131,6 +139,7 @@ export async function startPersistenceService({ config, logger, bus, database }:
     host: config.host,
     registry,
     logger,
+    replacing: startingProbes,
     checks: { bus: bus.isConnected, database: database.isHealthy, consumer: consumer.isConsuming, accepting: () => !draining },
   });
   logger.info({ opsPort: ops.port, stream: subjects.inboundStream }, 'persistence service running');

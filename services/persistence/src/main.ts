@@ -1,7 +1,7 @@
 import { connectNatsBus } from '@switchboard/bus';
 import { createLogger } from '@switchboard/logging';
 import { createSubjects } from '@switchboard/protocol';
-import { exitOnNatsClosed, loadConfigOrExit, runMain } from '@switchboard/runtime';
+import { exitOnNatsClosed, loadConfigOrExit, runMain, serveStartingProbes } from '@switchboard/runtime';
 import { openPersistenceDatabase, startPersistenceService } from './app.js';
 import { loadPersistenceConfig } from './config.js';
 
@@ -11,6 +11,8 @@ const logger = createLogger({ name: 'persistence', level: config.logLevel });
 runMain({
   logger,
   async start() {
+    // Alive from the start: waiting for NATS or PostgreSQL, or migrating, is not a hang to restart.
+    const startingProbes = await serveStartingProbes({ port: config.opsPort, host: config.host, logger });
     const database = await openPersistenceDatabase(config.databaseUrl, { poolSize: config.databasePoolSize, logger });
     const bus = await connectNatsBus({
       servers: config.natsServers,
@@ -20,7 +22,7 @@ runMain({
       logger,
       onClosed: exitOnNatsClosed(logger),
     });
-    const service = await startPersistenceService({ config, logger, bus, database });
+    const service = await startPersistenceService({ config, logger, bus, database, startingProbes });
     return {
       async stop() {
         await service.stop();
