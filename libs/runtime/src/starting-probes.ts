@@ -9,7 +9,7 @@ export interface StartingProbes {
 
 /**
  * The ops port while a service starts, before its own ops server listens: `/healthz` 200 (the
- * process is alive, waiting for NATS or PostgreSQL, or migrating), `/readyz` and `/metrics` 503.
+ * process is alive, waiting for NATS, or migrating), `/readyz` and `/metrics` 503.
  * Without it a service started while NATS is down answered no probe at all, and Kubernetes'
  * startup probe restarted it every few minutes, its back-off growing meanwhile, so that it came
  * back minutes after NATS did.
@@ -26,7 +26,12 @@ export async function serveStartingProbes({
   const server = createServer((request, response) => {
     const path = (request.url ?? '/').split('?')[0];
     const alive = path === '/healthz';
-    const body = alive ? { status: 'ok' } : path === '/readyz' ? { status: 'starting' } : { error: 'starting' };
+    // The shape of the service's own /readyz, with one check not passed yet.
+    const body = alive
+      ? { status: 'ok' }
+      : path === '/readyz'
+        ? { status: 'not_ready', checks: { started: false } }
+        : { error: 'starting' };
     response.writeHead(alive ? 200 : path === '/readyz' || path === '/metrics' ? 503 : 404, { 'content-type': 'application/json' });
     response.end(JSON.stringify(body));
   });

@@ -11,7 +11,7 @@ const logger = createLogger({ name: 'auth', level: config.logLevel });
 runMain({
   logger,
   async start() {
-    // Alive from the start: waiting for NATS or PostgreSQL, or migrating, is not a hang to restart.
+    // Alive from the start: waiting for NATS, or migrating, is not a hang to restart.
     const startingProbes = await serveStartingProbes({ port: config.opsPort, host: config.host, logger });
     const database = await openAuthDatabase(config.databaseUrl, {
       poolSize: config.databasePoolSize,

@@ -422,8 +422,9 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
   /**
    * Creates the stream and the consumer again, as at start and with the same settings, retrying
    * with backoff until it can consume (or a stop). What the replica holds meanwhile is still
-   * stored; the new consumer delivers it again, and it is found stored. `firstAttempt` above 0
-   * (a consumer lost again soon after it was made) starts with a pause.
+   * stored; the new consumer delivers it again, and it is found stored. Every call starts with
+   * RECREATE_PAUSE_MS; `firstAttempt` above 0 (a consumer lost again soon after it was made)
+   * adds the backoff of that attempt.
    */
   const consumeAgain = async (firstAttempt: number): Promise<DurableConsumer | undefined> => {
     // Not at once: a stream deleted a moment ago may still be torn down on the server, and one
