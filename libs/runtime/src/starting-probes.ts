@@ -9,7 +9,7 @@ export interface StartingProbes {
 
 /**
  * The ops port while a service starts, before its own ops server listens: `/healthz` 200 (the
- * process is alive, waiting for NATS, or migrating), `/readyz` and `/metrics` 503.
+ * process is alive, waiting for PostgreSQL or NATS, or migrating), `/readyz` and `/metrics` 503.
  * Without it a service started while NATS is down answered no probe at all, and Kubernetes'
  * startup probe restarted it every few minutes, its back-off growing meanwhile, so that it came
  * back minutes after NATS did.

@@ -24,6 +24,7 @@ export { freePort } from './ports.js';
 export { type RawWsClient, rawWsClient } from './raw-ws-client.js';
 export { type ReliableSendOptions, sendReliably } from './reliable-send.js';
 export {
+  httpStatus,
   REPO_ROOT,
   type ServiceName,
   type ServiceProcess,

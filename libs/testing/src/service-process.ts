@@ -39,6 +39,14 @@ export function uniqueSubjectPrefix(): string {
   return `t${randomBytes(5).toString('hex')}`;
 }
 
+/** The HTTP status of a GET of `url`, or 0 when nothing answers (a port not open yet, or closed). */
+export function httpStatus(url: string): Promise<number> {
+  return fetch(url).then(
+    (response) => response.status,
+    () => 0,
+  );
+}
+
 export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {

@@ -11,7 +11,7 @@ const logger = createLogger({ name: 'gateway', level: config.logLevel });
 runMain({
   logger,
   async start() {
-    // Alive from the start: waiting for NATS, or migrating, is not a hang to restart.
+    // Alive from the start: waiting for NATS is not a hang to restart.
     const startingProbes = await serveStartingProbes({ port: config.opsPort, host: config.host, logger });
     const bus = await connectNatsBus({
       servers: config.natsServers,

@@ -1,7 +1,7 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NatsServer, type ServiceProcess, startService, uniqueSubjectPrefix, waitFor } from '@switchboard/testing';
+import { httpStatus, NatsServer, type ServiceProcess, startService, uniqueSubjectPrefix, waitFor } from '@switchboard/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 
 /**
@@ -17,12 +17,6 @@ afterAll(async () => {
   await nats?.remove();
 });
 
-const status = (url: string) =>
-  fetch(url).then(
-    (response) => response.status,
-    () => 0,
-  );
-
 describe('a service started while NATS is down', () => {
   it('is alive but not ready until NATS comes, then ready without a restart', async () => {
     nats = await NatsServer.start(await mkdtemp(join(tmpdir(), 'start-without-nats-')));
@@ -30,7 +24,7 @@ describe('a service started while NATS is down', () => {
     gateway = await startService('gateway', { env: { NATS_URL: nats.url, NATS_SUBJECT_PREFIX: uniqueSubjectPrefix() }, waitReady: false });
     const running = gateway;
 
-    await waitFor(async () => (await status(running.opsUrl('/healthz'))) === 200, 10_000, 'the gateway to answer /healthz');
+    await waitFor(async () => (await httpStatus(running.opsUrl('/healthz'))) === 200, 10_000, 'the gateway to answer /healthz');
     const starting = await fetch(running.opsUrl('/readyz'));
     expect(starting.status).toBe(503);
     // The shape of the service's own /readyz.
@@ -38,8 +32,8 @@ describe('a service started while NATS is down', () => {
     expect(running.logs.some((line) => line.includes('waiting for NATS'))).toBe(true);
 
     await nats.restart();
-    await waitFor(async () => (await status(running.opsUrl('/readyz'))) === 200, 20_000, 'the gateway to be ready');
-    expect(await status(running.opsUrl('/healthz'))).toBe(200);
+    await waitFor(async () => (await httpStatus(running.opsUrl('/readyz'))) === 200, 20_000, 'the gateway to be ready');
+    expect(await httpStatus(running.opsUrl('/healthz'))).toBe(200);
     expect((await fetch(running.opsUrl('/metrics')).then((response) => response.text())).includes('switchboard_gateway_connections')).toBe(
       true,
     );

@@ -1,4 +1,5 @@
 import { connectNatsBus } from '@switchboard/bus';
+import { openWhenReachable } from '@switchboard/db';
 import { createLogger } from '@switchboard/logging';
 import { createSubjects } from '@switchboard/protocol';
 import { exitOnNatsClosed, loadConfigOrExit, runMain, serveStartingProbes } from '@switchboard/runtime';
@@ -10,10 +11,13 @@ const logger = createLogger({ name: 'persistence', level: config.logLevel });
 
 runMain({
   logger,
-  async start() {
-    // Alive from the start: waiting for NATS, or migrating, is not a hang to restart.
+  async start(signal) {
+    // Alive from the start: waiting for PostgreSQL or NATS, or migrating, is not a hang to restart.
     const startingProbes = await serveStartingProbes({ port: config.opsPort, host: config.host, logger });
-    const database = await openPersistenceDatabase(config.databaseUrl, { poolSize: config.databasePoolSize, logger });
+    const database = await openWhenReachable(
+      () => openPersistenceDatabase(config.databaseUrl, { poolSize: config.databasePoolSize, logger }),
+      { logger, signal },
+    );
     const bus = await connectNatsBus({
       servers: config.natsServers,
       name: 'switchboard-persistence',

@@ -1,0 +1,39 @@
+import type { Logger } from '@switchboard/logging';
+import { isDatabaseUnavailable } from './connection-errors.js';
+
+const FIRST_WAIT_MS = 250;
+const MAX_WAIT_MS = 5_000;
+
+/**
+ * Runs `open` (connect, migrate) until PostgreSQL can be reached: at start, a database not
+ * answering yet (starting, failing over, its Service without endpoints) is waited for, as NATS
+ * is, rather than failing the start and leaving the restart to a back-off that grows. Any other
+ * error (a wrong password, a migration that fails) still fails it at once. `signal` ends the wait.
+ */
+export async function openWhenReachable<T>(
+  open: () => Promise<T>,
+  { logger, signal }: { logger: Logger; signal?: AbortSignal },
+): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await open();
+    } catch (error) {
+      if (!isDatabaseUnavailable(error) || signal?.aborted) throw error;
+      // The first failure, then one in twenty: the wait is no news after the first line.
+      if (attempt % 20 === 0) logger.warn({ err: error, attempt }, 'waiting for PostgreSQL');
+      const waitMs = Math.min(MAX_WAIT_MS, FIRST_WAIT_MS * 2 ** attempt);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, waitMs);
+        signal?.addEventListener(
+          'abort',
+          () => {
+            clearTimeout(timer);
+            resolve();
+          },
+          { once: true },
+        );
+      });
+      if (signal?.aborted) throw error;
+    }
+  }
+}
