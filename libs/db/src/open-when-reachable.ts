@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '@switchboard/logging';
 import { isDatabaseUnavailable } from './connection-errors.js';
 
@@ -21,18 +22,8 @@ export async function openWhenReachable<T>(
       if (!isDatabaseUnavailable(error) || signal?.aborted) throw error;
       // The first failure, then one in twenty: the wait is no news after the first line.
       if (attempt % 20 === 0) logger.warn({ err: error, attempt }, 'waiting for PostgreSQL');
-      const waitMs = Math.min(MAX_WAIT_MS, FIRST_WAIT_MS * 2 ** attempt);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, waitMs);
-        signal?.addEventListener(
-          'abort',
-          () => {
-            clearTimeout(timer);
-            resolve();
-          },
-          { once: true },
-        );
-      });
+      // Aborted, the wait ends at once and the last error stands; its listener goes with each wait.
+      await sleep(Math.min(MAX_WAIT_MS, FIRST_WAIT_MS * 2 ** attempt), undefined, { signal }).catch(() => undefined);
       if (signal?.aborted) throw error;
     }
   }

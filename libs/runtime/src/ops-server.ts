@@ -1,6 +1,7 @@
 import type { Logger } from '@switchboard/logging';
 import { type FastifyBaseLogger, fastify } from 'fastify';
 import type { Registry } from 'prom-client';
+import type { StartingProbes } from './starting-probes.js';
 
 /** A named readiness check; `/readyz` is 200 only while every check returns true. */
 export type ReadinessChecks = Record<string, () => boolean>;
@@ -12,7 +13,7 @@ export interface OpsServerOptions {
   checks: ReadinessChecks;
   logger: Logger;
   /** The probes answered while the service started (`serveStartingProbes`): closed just before this listens on their port. */
-  replacing?: { close(): Promise<void> } | undefined;
+  replacing?: StartingProbes | undefined;
 }
 
 export interface OpsServer {

@@ -130,7 +130,7 @@ export class ClientConnection implements Subscriber, FlushListener {
     ws.on('ping', (data) => this.onPing(data));
     ws.on('close', () => this.onClose());
     ws.on('error', (error) => this.log.debug({ err: error }, 'socket error'));
-    this.limitUnauthenticated(socket, deps.config.maxFrameBytes);
+    this.limitUnauthenticated(deps.config.maxFrameBytes);
     this.authTimer = setTimeout(() => {
       this.sendError(ErrorCode.AuthRequired, 'no auth frame in time', undefined);
       this.close(CloseCode.AuthFailed, 'authentication timed out');
@@ -396,7 +396,7 @@ export class ClientConnection implements Subscriber, FlushListener {
    * with 1009, and no longer read, so what it sends next stays in the kernel's buffers until the
    * connection ends a second later.
    */
-  private limitUnauthenticated(socket: Duplex, limit: number): void {
+  private limitUnauthenticated(limit: number): void {
     let received = 0;
     const count = (chunk: Buffer) => {
       received += chunk.length;
@@ -409,7 +409,7 @@ export class ClientConnection implements Subscriber, FlushListener {
       setTimeout(() => this.ws.terminate(), 1_000).unref();
     };
     this.countUnauthenticated = count;
-    socket.on('data', count);
+    this.socket.on('data', count);
   }
 
   private stopCountingUnauthenticated(): void {
