@@ -75,6 +75,8 @@ interface PodSpec {
     seccompProfile?: { type?: string };
   };
   terminationGracePeriodSeconds?: number;
+  serviceAccountName?: string;
+  automountServiceAccountToken?: boolean;
   volumes?: { name: string; emptyDir?: unknown; configMap?: { name: string }; secret?: { secretName: string } }[];
   nodeSelector?: Record<string, string>;
   tolerations?: Record<string, unknown>[];
@@ -425,6 +427,29 @@ describe('the Helm chart', () => {
             expect(Number(hookSecret.metadata.annotations?.['helm.sh/hook-weight'])).toBeLessThan(
               Number(job.metadata.annotations?.['helm.sh/hook-weight'] ?? 0),
             );
+          }
+        }
+      });
+
+      it('runs every pod as a ServiceAccount of the release that exists before the pod, with no token mounted', () => {
+        const list = objects(file);
+        const accounts = ofKind(list, 'ServiceAccount') as (K8sObject & { automountServiceAccountToken?: boolean })[];
+        for (const account of accounts) expect(account.automountServiceAccountToken, account.metadata.name).toBe(false);
+        for (const workload of workloadsOf(list)) {
+          const where = `${workload.kind} ${workload.metadata.name}`;
+          const { spec } = podOf(workload);
+          expect(spec.automountServiceAccountToken, where).toBe(false);
+          const account = accounts.find((candidate) => candidate.metadata.name === spec.serviceAccountName);
+          if (!account) throw new Error(`${where} runs as ${spec.serviceAccountName}, which the render does not create`);
+          const hook = workload.metadata.annotations?.['helm.sh/hook'];
+          if (hook && hook !== 'test') {
+            // A pre-install hook runs before the release's objects exist: its account is a hook of its own, made first.
+            expect(account.metadata.annotations?.['helm.sh/hook'], where).toBe(hook);
+            expect(Number(account.metadata.annotations?.['helm.sh/hook-weight']), where).toBeLessThan(
+              Number(workload.metadata.annotations?.['helm.sh/hook-weight'] ?? 0),
+            );
+          } else {
+            expect(account.metadata.annotations?.['helm.sh/hook'], where).toBeUndefined();
           }
         }
       });
@@ -930,6 +955,45 @@ describe('the Helm chart', () => {
         'gateway.priorityClassName=Not_A_Name',
         'gateway.service.loadBalancerSourceRanges[0]=everyone',
       ]) {
+        const result = template(...minimal(), '--set', setting);
+        expect(result.status, setting).not.toBe(0);
+      }
+    });
+
+    it('runs the pods as an existing ServiceAccount, or annotates the ones it creates, and mounts a token only when asked', () => {
+      const accountsOf = (list: K8sObject[]) => ofKind(list, 'ServiceAccount').map((account) => account.metadata.name);
+      const podAccounts = (list: K8sObject[]) => new Set(workloadsOf(list).map((workload) => podOf(workload).spec.serviceAccountName));
+
+      const existing = render(...minimal(), '--set', 'serviceAccount.create=false,serviceAccount.name=chat-runtime');
+      expect(accountsOf(existing)).toEqual([]);
+      expect(workloadsOf(existing).length).toBeGreaterThanOrEqual(5);
+      expect(podAccounts(existing)).toEqual(new Set(['chat-runtime']));
+      // Neither created nor named: the namespace's default, as before the setting.
+      expect(podAccounts(render(...minimal(), '--set', 'serviceAccount.create=false'))).toEqual(new Set([undefined]));
+
+      const roleArn = 'arn:aws:iam::123456789012:role/switchboard';
+      const annotated = render(
+        ...minimal(),
+        '--set-string',
+        `serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=${roleArn}`,
+        '--set',
+        'serviceAccount.name=chat-runtime,serviceAccount.automountToken=true',
+      );
+      expect(accountsOf(annotated).sort()).toEqual(['chat-runtime', 'chat-runtime-migrations']);
+      for (const account of ofKind(annotated, 'ServiceAccount')) {
+        expect(account.metadata.annotations?.['eks.amazonaws.com/role-arn'], account.metadata.name).toBe(roleArn);
+        expect((account as { automountServiceAccountToken?: boolean }).automountServiceAccountToken).toBe(true);
+      }
+      expect(podAccounts(annotated)).toEqual(new Set(['chat-runtime', 'chat-runtime-migrations']));
+      for (const workload of workloadsOf(annotated)) expect(podOf(workload).spec.automountServiceAccountToken).toBe(true);
+      // Annotations cannot make the pods' account a hook (deleted at each upgrade), nor move the Job's out of its phase.
+      const hooked = render(...minimal(), '--set-string', 'serviceAccount.annotations.helm\\.sh/hook=post-install');
+      expect(byName(hooked, 'ServiceAccount', `${RELEASE}-switchboard`).metadata.annotations?.['helm.sh/hook']).toBeUndefined();
+      expect(byName(hooked, 'ServiceAccount', `${RELEASE}-switchboard-migrations`).metadata.annotations?.['helm.sh/hook']).toBe(
+        'pre-install,pre-upgrade',
+      );
+
+      for (const setting of ['serviceAccount.name=Not_A_Name', 'serviceAccount.rbac=true', 'serviceAccount.automountToken=yes']) {
         const result = template(...minimal(), '--set', setting);
         expect(result.status, setting).not.toBe(0);
       }

@@ -57,7 +57,7 @@ spec:
         {{- end }}
       {{- end }}
     spec:
-      automountServiceAccountToken: false
+      {{- include "switchboard.podServiceAccount" (dict "root" $root "name" (include "switchboard.serviceAccountName" $root)) | nindent 6 }}
       {{- with $v.priorityClassName }}
       priorityClassName: {{ . | quote }}
       {{- end }}

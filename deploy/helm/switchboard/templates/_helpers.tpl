@@ -53,6 +53,38 @@ helm.sh/chart: {{ include "switchboard.chart" .root }}
 {{ include "switchboard.podLabels" . }}
 {{- end -}}
 
+{{/*
+The ServiceAccount of the services' pods and the test Pod: the chart's, or the one named, or empty
+for the namespace's default.
+*/}}
+{{- define "switchboard.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- .Values.serviceAccount.name | default (include "switchboard.fullname" .) -}}
+{{- else -}}
+{{- .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The migrations Job's ServiceAccount. A hook runs before the release's objects exist, so when the
+chart creates accounts the Job gets one of its own, made as a hook before it.
+*/}}
+{{- define "switchboard.migrationsServiceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- printf "%s-migrations" (include "switchboard.serviceAccountName" .) -}}
+{{- else -}}
+{{- .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A pod's ServiceAccount and token settings. Call with (dict "root" $ "name" <account name>). */}}
+{{- define "switchboard.podServiceAccount" -}}
+{{- with .name }}
+serviceAccountName: {{ . }}
+{{- end }}
+automountServiceAccountToken: {{ .root.Values.serviceAccount.automountToken }}
+{{- end -}}
+
 {{/* The image reference; the tag defaults to the chart's appVersion. */}}
 {{- define "switchboard.image" -}}
 {{- $repository := required "image.repository must be set: the image you built from deploy/docker/Dockerfile and pushed (none is published)" .Values.image.repository -}}
