@@ -9,7 +9,8 @@ const MAX_WAIT_MS = 5_000;
  * Runs `open` (connect, migrate) until PostgreSQL can be reached: at start, a database not
  * answering yet (starting, failing over, its Service without endpoints) is waited for, as NATS
  * is, rather than failing the start and leaving the restart to a back-off that grows. Any other
- * error (a wrong password, a migration that fails) still fails it at once. `signal` ends the wait.
+ * error (a wrong password, a migration that fails) still fails it at once. `signal` ends the wait
+ * with its reason, which the process takes for the start given up, not failed.
  */
 export async function openWhenReachable<T>(
   open: () => Promise<T>,
@@ -19,12 +20,13 @@ export async function openWhenReachable<T>(
     try {
       return await open();
     } catch (error) {
-      if (!isDatabaseUnavailable(error) || signal?.aborted) throw error;
+      if (signal?.aborted) throw signal.reason;
+      if (!isDatabaseUnavailable(error)) throw error;
       // The first failure, then one in twenty: the wait is no news after the first line.
       if (attempt % 20 === 0) logger.warn({ err: error, attempt }, 'waiting for PostgreSQL');
-      // Aborted, the wait ends at once and the last error stands; its listener goes with each wait.
+      // Aborted, the wait ends at once; its listener goes with each wait.
       await sleep(Math.min(MAX_WAIT_MS, FIRST_WAIT_MS * 2 ** attempt), undefined, { signal }).catch(() => undefined);
-      if (signal?.aborted) throw error;
+      if (signal?.aborted) throw signal.reason;
     }
   }
 }

@@ -47,4 +47,23 @@ describe('persistence started while PostgreSQL cannot be reached', () => {
     expect(running.logs.some((line) => line.includes('migration applied'))).toBe(true);
     expect(running.child.exitCode).toBeNull();
   }, 60_000);
+
+  it('gives the start up on SIGTERM while it waits, as aborted rather than failed', async () => {
+    const waiting = await TcpProxy.start({ host: '127.0.0.1', port: 5432 });
+    waiting.cut();
+    try {
+      const stopped = await startService('persistence', {
+        env: { DATABASE_URL: waiting.url('postgres://postgres@127.0.0.1:5432/test'), NATS_SUBJECT_PREFIX: uniqueSubjectPrefix() },
+        waitReady: false,
+      });
+      await waitFor(() => stopped.logs.some((line) => line.includes('waiting for PostgreSQL')), 10_000, 'the wait to be logged');
+      stopped.child.kill('SIGTERM');
+      // Exit 1, as any start given up on (libs/runtime), at once: the wait ends with the signal.
+      expect(await stopped.exited).toBe(1);
+      expect(stopped.logs.some((line) => line.includes('start-up was aborted'))).toBe(true);
+      expect(stopped.logs.filter((line) => line.includes('"level":"fatal"'))).toEqual([]);
+    } finally {
+      await waiting.close();
+    }
+  }, 30_000);
 });
