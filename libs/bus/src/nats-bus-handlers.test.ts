@@ -97,6 +97,45 @@ describe('the NATS bus', () => {
     }
   });
 
+  it('reads the service figures once per $SRV.STATS answer, not once per endpoint', async () => {
+    const server = await bus('handlers-server');
+    const name = `handlers-stats-${process.pid}`;
+    let readings = 0;
+    const service = await server.addService({
+      name,
+      version: '0.0.1',
+      description: 'figures read once',
+      endpoints: ['one', 'two', 'three'].map((endpoint) => ({
+        name: endpoint,
+        subject: `${prefix}.stats.${endpoint}`,
+        handler: async () => bytes('fine'),
+      })),
+      // A reading that costs a round trip, as persistence's consumer info does.
+      async stats() {
+        readings++;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        return { readings };
+      },
+    });
+    const nc = await connect({ servers: process.env.NATS_URL ?? 'nats://127.0.0.1:4222' });
+    try {
+      for (const answer of [1, 2]) {
+        const stats = [];
+        for await (const entry of await nc.services.client().stats(name)) stats.push(entry);
+        expect(stats).toHaveLength(1);
+        expect(stats[0]?.endpoints?.map((endpoint) => endpoint.data)).toEqual([
+          { readings: answer, errors: 0 },
+          { readings: answer, errors: 0 },
+          { readings: answer, errors: 0 },
+        ]);
+      }
+      expect(readings).toBe(2);
+    } finally {
+      await nc.close();
+      await service.stop();
+    }
+  });
+
   it("reports the server's max_payload, what the gateway measures a message against", async () => {
     // The shared server runs with NATS's default of 1 MiB.
     expect((await bus('handlers-limits')).maxPayload()).toBe(1024 * 1024);

@@ -327,13 +327,28 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
     async addService(spec) {
       /** Error answers per endpoint subject. */
       const errorAnswers = new Map<string, number>();
+      /**
+       * The service's figures for the $SRV.STATS request being answered. nats.js asks for them once
+       * per endpoint, one after another, and they may cost a request of their own (persistence's
+       * consumer info): one answer takes one reading, shared by its endpoints.
+       */
+      let reading: Promise<Record<string, unknown> | undefined> | undefined;
+      const read = () => {
+        if (!reading) {
+          reading = Promise.resolve(spec.stats?.());
+          // The endpoints of one answer read it within microtasks of each other; the next answer reads again.
+          const done = () => setImmediate(() => (reading = undefined));
+          reading.then(done, done);
+        }
+        return reading;
+      };
       const service = await nc.services.add({
         name: spec.name,
         version: spec.version,
         description: spec.description,
         // nats.js counts an endpoint's errors only when its handler throws at once; these answer
         // asynchronously, so their error answers are counted here and reported beside the figures.
-        statsHandler: async (endpoint) => ({ ...(await spec.stats?.()), errors: errorAnswers.get(endpoint.subject) ?? 0 }),
+        statsHandler: async (endpoint) => ({ ...(await read()), errors: errorAnswers.get(endpoint.subject) ?? 0 }),
       });
       /** Requests taken and not answered yet: stopping waits for them, so that their replies go out. */
       const inFlight = new Set<Promise<void>>();
