@@ -1,10 +1,14 @@
 import { createLogger } from '@switchboard/logging';
 import { loadConfigOrExit, runMain } from '@switchboard/runtime';
 import { ensureDemoAgent, startEmbedded } from './app.js';
-import { loadEmbeddedConfig } from './config.js';
+import { type Credentials, DEMO_ACCOUNTS, loadEmbeddedConfig } from './config.js';
 
 const config = loadConfigOrExit('switchboard', loadEmbeddedConfig);
 const logger = createLogger({ name: 'switchboard', level: config.LOG_LEVEL });
+
+/** The demo agent as the banner names it: with its password only where that is the documented one, never an operator's own. */
+const describeAgent = ({ username, password }: Credentials) =>
+  password === DEMO_ACCOUNTS.agent.password ? `${username} / ${password}` : `${username}, password in DEMO_AGENT_PASSWORD`;
 
 runMain({
   logger,
@@ -14,8 +18,6 @@ runMain({
   startGraceMs: 25_000,
   async start(signal) {
     const system = await startEmbedded(config, logger, signal);
-    // Stopped as soon as this returns: no demo agent, and no banner saying it runs.
-    if (signal.aborted) return system;
     const { admin, demoAgent: agent } = config;
     let demoAgent = false;
     // A convenience, not a condition: the chat runs without it (an admin whose password was
@@ -28,6 +30,11 @@ runMain({
       } catch (error) {
         logger.warn({ err: error }, 'the demo agent could not be set up; everything else runs');
       }
+    if (signal.aborted) {
+      // Given up as during the start's own steps: no banner saying it runs, and exit 1.
+      await system.stop();
+      throw signal.reason;
+    }
     process.stderr.write(
       [
         '',
@@ -37,7 +44,7 @@ runMain({
         `  Auth API:   ${system.urls.auth}`,
         `  Bus:        ${system.bus}; database: ${system.database}`,
         '',
-        `  Customers register on the demo page. Agents log in there too${demoAgent && agent ? ` (demo agent: ${agent.username} / ${agent.password})` : ''};`,
+        `  Customers register on the demo page. Agents log in there too${demoAgent && agent ? ` (demo agent: ${describeAgent(agent)})` : ''};`,
         admin
           ? `  the admin is ${admin.username} (ADMIN_PASSWORD). Ctrl+C stops it; data is kept.`
           : '  no admin was set up (ADMIN_USERNAME, ADMIN_PASSWORD). Ctrl+C stops it; data is kept.',

@@ -25,6 +25,8 @@ beforeAll(async () => {
     DATABASE_POOL_SIZE: '3',
     ADMIN_USERNAME: 'ops-admin',
     ADMIN_PASSWORD: 'ops-admin-password',
+    DEMO_AGENT_USERNAME: 'ops-agent',
+    DEMO_AGENT_PASSWORD: 'ops-agent-password',
   };
   system = await startProcess('embedded', 'apps/embedded/dist/main.js', { env, readyTimeoutMs: 60_000 });
   await waitFor(() => system.logs.some((line) => line.includes('Switchboard is running')), 10_000, 'the banner');
@@ -50,9 +52,19 @@ async function login(waitMs = 50_000): Promise<number> {
 }
 
 describe('the all-in-one process on a PostgreSQL server', () => {
-  it('creates the admin it is given and no account with a documented password', async () => {
+  it('creates the admin and the agent it is given and no account with a documented password', async () => {
     const rows = await query<{ username: string; role: string }>(database.url, 'select username, role from users order by username');
-    expect(rows).toEqual([{ username: 'ops-admin', role: 'admin' }]);
+    expect(rows).toEqual([
+      { username: 'ops-admin', role: 'admin' },
+      { username: 'ops-agent', role: 'agent' },
+    ]);
+  });
+
+  it('names the agent in its banner without printing a password the operator chose', () => {
+    const output = system.logs.join('\n');
+    expect(output).toContain('demo agent: ops-agent, password in DEMO_AGENT_PASSWORD');
+    expect(output).not.toContain('ops-agent-password');
+    expect(output).not.toContain('ops-admin-password');
   });
 
   it('opens no more connections for auth than DATABASE_POOL_SIZE', async () => {
