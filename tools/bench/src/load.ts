@@ -519,3 +519,16 @@ export function isClean(result: PhaseResult): boolean {
     result.errors === 0
   );
 }
+
+/**
+ * What the report should warn of in one phase: the generator's own warnings, frames the bench
+ * could not attribute to a message it sent, and connections closed under load.
+ */
+export function phaseWarnings(result: PhaseResult): string[] {
+  const warnings = [...result.generator.warnings];
+  const plural = (count: number, what: string) => `${count} ${what}${count === 1 ? '' : 's'}`;
+  if (result.unknownFrames > 0)
+    warnings.push(`${plural(result.unknownFrames, 'frame')} the bench could not attribute to a message it sent (see the JSON)`);
+  if (result.connectionsClosed > 0) warnings.push(`${plural(result.connectionsClosed, 'connection')} closed under load`);
+  return warnings;
+}

@@ -26,6 +26,7 @@ import {
   QUICK,
   RAMP,
   ramp,
+  SCALE_OUT,
   STEADY,
   scaleOut,
   TARGET,
@@ -187,11 +188,7 @@ for (const scenario of scenarios) {
         );
         break;
       case 'scale-out':
-        results.scenarios['scale-out'] = await scaleOut(
-          context,
-          { connections: 400, sessions: 200, rate: 400, durationS: 10, warmupS: 3, gateways: 1 },
-          [1, 2, 4],
-        );
+        results.scenarios['scale-out'] = await scaleOut(context, SCALE_OUT, [1, 2, 4]);
         break;
       case 'persistence':
         results.scenarios.persistence = await persistenceScenario(context, {

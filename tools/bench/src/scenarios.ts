@@ -12,11 +12,11 @@ import {
   type TargetOptions,
   targetSwitchboard,
 } from './drivers/switchboard.js';
-import { isClean, MACHINE_BUSY_WARN, type PhaseResult, rssOf, runPhase } from './load.js';
+import { isClean, MACHINE_BUSY_WARN, type PhaseResult, phaseWarnings, rssOf, runPhase } from './load.js';
 import { round } from './monitor.js';
 import { connz, type NatsConnection, startPrivateNats } from './nats-server.js';
 import { makePlan, type Plan, type PlanOptions } from './plan.js';
-import { localPortsTo, trackChild } from './processes.js';
+import { localPortsTo, onCleanup, trackChild } from './processes.js';
 import { metric, scrape } from './prometheus.js';
 import { Tracker } from './tracker.js';
 
@@ -141,7 +141,7 @@ export async function compare(context: BenchContext, name: string, defaults: Loa
       }),
     );
     runs.push(result);
-    for (const warning of result.generator.warnings) context.warnings.push(`${name} ${factory.name}: ${warning}`);
+    for (const warning of phaseWarnings(result)) context.warnings.push(`${name} ${factory.name}: ${warning}`);
     const busy = result.machine.busy ?? 0;
     if (busy > MACHINE_BUSY_WARN)
       context.warnings.push(
@@ -209,7 +209,10 @@ export interface RampResult {
   sustainableRate: number;
   /** The ramp ended on the generator's limit or the step or time bound before any step missed the latency limit: the rate above is a lower bound. */
   sustainableLowerBound: boolean;
-  /** The most deliveries per second seen in any step (the saturation throughput). */
+  /**
+   * The most deliveries per second seen in any clean step (the saturation throughput): a step
+   * with losses, errors, duplicates or out-of-order deliveries stays in the steps but not here.
+   */
   saturatedDeliveriesPerSec: number;
   /** The ramp ended on the load generator's limit or the step bound, not the system's: the figure above is a lower bound. */
   lowerBound: boolean;
@@ -230,7 +233,15 @@ export function overloaded(step: PhaseResult, p99LimitMs: number): string | unde
 }
 
 /** The steps of one system's ramp and what they showed. */
-export type RampSteps = Pick<RampResult, 'steps' | 'sustainableRate' | 'sustainableLowerBound' | 'lowerBound' | 'stopReason'>;
+export type RampSteps = Pick<
+  RampResult,
+  'steps' | 'sustainableRate' | 'sustainableLowerBound' | 'saturatedDeliveriesPerSec' | 'lowerBound' | 'stopReason'
+>;
+
+/** The most deliveries per second of the clean steps (see isClean), 0 if none was. */
+export function saturationOf(steps: readonly PhaseResult[]): number {
+  return Math.max(0, ...steps.filter(isClean).map((step) => step.throughput.deliveriesPerSec));
+}
 
 /**
  * Raises the open-loop rate by `factor` per step. The sustainable rate is the highest step with
@@ -296,7 +307,14 @@ export async function rampSteps(
     rates++;
     rate = Math.round(rate * params.factor);
   }
-  return { steps, sustainableRate, sustainableLowerBound: sustaining && lowerBound, lowerBound, stopReason };
+  return {
+    steps,
+    sustainableRate,
+    sustainableLowerBound: sustaining && lowerBound,
+    saturatedDeliveriesPerSec: saturationOf(steps),
+    lowerBound,
+    stopReason,
+  };
 }
 
 /** The ramp (see rampSteps) on Switchboard and (unless disabled) on both baselines, one after the other. */
@@ -325,10 +343,9 @@ export async function ramp(
           }),
         context.log,
       );
-      const saturatedDeliveriesPerSec = Math.max(0, ...run.steps.map((step) => step.throughput.deliveriesPerSec));
       for (const step of run.steps)
-        for (const warning of step.generator.warnings) context.warnings.push(`ramp ${factory.name} at ${step.targetRate}/s: ${warning}`);
-      return { system: system.name, label: system.label, ...run, saturatedDeliveriesPerSec };
+        for (const warning of phaseWarnings(step)) context.warnings.push(`ramp ${factory.name} at ${step.targetRate}/s: ${warning}`);
+      return { system: system.name, label: system.label, ...run };
     });
     context.log(
       `ramp ${factory.name}: sustainable ${result.sustainableLowerBound ? '≥ ' : ''}${result.sustainableRate}/s; most deliveries ${result.saturatedDeliveriesPerSec}/s; stopped ${result.stopReason}`,
@@ -500,6 +517,9 @@ export interface GatewayNatsFigures {
   sessionsGauge: number;
 }
 
+/** The scale-out scenario's load, on 1, 2 and 4 gateways in turn. */
+export const SCALE_OUT: LoadParams = { connections: 400, sessions: 200, rate: 400, durationS: 10, warmupS: 3, gateways: 1 };
+
 export interface ScaleOutStep {
   gateways: number;
   result: PhaseResult;
@@ -545,7 +565,7 @@ export async function scaleOut(
         return { gateways, result, nats: figures };
       });
       results.push(step);
-      for (const warning of step.result.generator.warnings) context.warnings.push(`scale-out ${gateways}: ${warning}`);
+      for (const warning of phaseWarnings(step.result)) context.warnings.push(`scale-out ${gateways}: ${warning}`);
       for (const figures of step.nats ?? [])
         if (figures.connectionMatchedBy !== 'port')
           context.warnings.push(
@@ -683,6 +703,8 @@ export interface PersistenceResult {
     publishPerSec: number;
     /** Stored per second while draining the backlog, between 5% and 95% of it. */
     storedPerSec: number;
+    /** Stored by the restarted persistence when the drain ended: `messages` unless it ran out of time. */
+    stored: number;
     seconds: number;
     duplicates: number;
     meanBatchSize: number;
@@ -744,11 +766,14 @@ export async function persistenceScenario(context: BenchContext, params: Persist
     persistenceEnv: { INBOUND_ACK_WAIT: '10s', ...profileEnv('persistence') },
   });
   for (const service of [stack.auth, ...stack.persistence]) trackChild(service.child);
+  // Stopped on Ctrl-C too, like every other scenario's stack: its database and inbound stream are dropped.
+  const stopStack = onCleanup(() => stack.stop());
   const natsUrl = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
-  const nc = await connect({ servers: natsUrl, name: 'switchboard-bench' });
   const subjects = createSubjects(stack.prefix);
   const padding = 'x'.repeat(Math.max(0, params.contentChars - 20));
+  let nc: NatsClient | undefined;
   try {
+    nc = await connect({ servers: natsUrl, name: 'switchboard-bench' });
     const durability = { ...(await durabilitySettings(stack.database.url)), ...jetStreamDurability(nc.info?.version ?? '') };
     context.log(`persistence: creating ${params.sessions} sessions…`);
     const sessionIds: number[] = [];
@@ -903,6 +928,7 @@ export async function persistenceScenario(context: BenchContext, params: Persist
         messages: backlogPublished,
         publishPerSec: backlogPublishPerSec,
         storedPerSec: low && high && high.t > low.t ? round((high.stored - low.stored) / (high.t - low.t), 0) : 0,
+        stored: last?.stored ?? 0,
         seconds: round(last?.t ?? 0, 1),
         ...backlogBatches,
       },
@@ -911,8 +937,8 @@ export async function persistenceScenario(context: BenchContext, params: Persist
     context.log(`persistence backlog: ${result.backlog.storedPerSec} stored/s (${backlogPublished} in ${result.backlog.seconds} s)`);
     return result;
   } finally {
-    await nc.close().catch(() => undefined);
-    await stack.stop();
+    await nc?.close().catch(() => undefined);
+    await stopStack();
   }
 }
 
@@ -939,6 +965,9 @@ async function natsCeiling(
     storage: StorageType.File,
     retention: RetentionPolicy.Workqueue,
   });
+  const deleteStream = onCleanup(async () => {
+    await jsm.streams.delete(name).catch(() => undefined);
+  });
   try {
     await jsm.consumers.add(name, { durable_name: 'ceiling', ack_policy: AckPolicy.Explicit, max_ack_pending: 20_000 });
     const payload = new TextEncoder().encode(`{"content":"bench:${padding}"}`);
@@ -963,7 +992,7 @@ async function natsCeiling(
     clearTimeout(deadline);
     return { subjects: subjectCount, messages: received, consumedPerSec: round(received / ((performance.now() - started) / 1000), 0) };
   } finally {
-    await jsm.streams.delete(name).catch(() => undefined);
+    await deleteStream();
   }
 }
 

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { clientMsgIdOf, contentOf, type EventSink, type System } from '../src/driver.js';
-import { runPhase } from '../src/load.js';
+import { phaseWarnings, runPhase } from '../src/load.js';
 import { makePlan, type Plan } from '../src/plan.js';
 import { Tracker } from '../src/tracker.js';
+import { phaseResult } from './phase-result.js';
 
 /** Acks and delivers every message at once, and delivers message 0 once more `lateMs` after the last send. */
 function echoSystem(plan: Plan, sink: EventSink, total: number, lateMs: number): System {
@@ -45,5 +46,17 @@ describe('runPhase', () => {
 
     expect(result.lost).toEqual({ acks: 0, deliveries: 0 });
     expect(result.duplicates).toBe(1);
+  });
+});
+
+describe('phaseWarnings', () => {
+  it('warns of frames the bench could not attribute and of connections closed under load', () => {
+    expect(phaseWarnings(phaseResult())).toEqual([]);
+    const generator = { ...phaseResult().generator, warnings: ['the load generator used 95% of a core'] };
+    expect(phaseWarnings(phaseResult({ unknownFrames: 3, connectionsClosed: 1, generator }))).toEqual([
+      'the load generator used 95% of a core',
+      '3 frames the bench could not attribute to a message it sent (see the JSON)',
+      '1 connection closed under load',
+    ]);
   });
 });

@@ -1,7 +1,51 @@
 import { describe, expect, it } from 'vitest';
+import type { PhaseResult } from '../src/load.js';
 import { markdown, reachesShare, targetsOf } from '../src/report.js';
-import { type Comparison, type PersistenceResult, RAMP, type RampResult, TARGET } from '../src/scenarios.js';
+import {
+  type Comparison,
+  type IdleMemoryResult,
+  PERSISTENCE,
+  type PersistenceResult,
+  RAMP,
+  type RampResult,
+  SCALE_OUT,
+  type ScaleOutStep,
+  TARGET,
+} from '../src/scenarios.js';
 import { phaseResult } from './phase-result.js';
+
+/** A persistence run that meets its target: everything stored, durable commits, over 10,000/s. */
+const persistenceResult = (
+  overrides: { live?: Partial<PersistenceResult['live']>; backlog?: Partial<PersistenceResult['backlog']> } = {},
+  durability: Record<string, string> = {},
+  params: Partial<PersistenceResult['params']> = {},
+): PersistenceResult => {
+  const batches = { duplicates: 0, meanBatchSize: 100, meanCommitMs: 2, persistenceCpuSeconds: 10, cpuPerMessageUs: 50 };
+  return {
+    params: { ...PERSISTENCE, ...params },
+    durability: { synchronous_commit: 'on', fsync: 'on', wal_sync_method: 'fdatasync', full_page_writes: 'on', ...durability },
+    live: {
+      published: 200_000,
+      publishPerSec: 10_000,
+      stored: 200_000,
+      sustainedStoredPerSec: 9_000,
+      perSecond: [],
+      drainSeconds: 1,
+      ...batches,
+      ...overrides.live,
+    },
+    backlog: {
+      messages: 100_000,
+      publishPerSec: 20_000,
+      storedPerSec: 30_000,
+      stored: 100_000,
+      seconds: 4,
+      ...batches,
+      ...overrides.backlog,
+    },
+    natsOnly: { subjects: 16, messages: 100_000, consumedPerSec: 50_000 },
+  };
+};
 
 const ramp = (system: string, saturatedDeliveriesPerSec: number, lowerBound: boolean): RampResult => ({
   system,
@@ -55,16 +99,8 @@ describe('targetsOf', () => {
       expect(row?.measured).toContain("not the issue's run");
     }
     const persistence = (backlog: number) =>
-      targetsOf({
-        scenarios: {
-          persistence: {
-            params: { sessions: 2000, durationS: 20, inFlight: 1000, backlog, contentChars: 100 },
-            durability: { synchronous_commit: 'on' },
-            live: { sustainedStoredPerSec: 9_000 },
-            backlog: { storedPerSec: 30_000 },
-          } as unknown as PersistenceResult,
-        },
-      })[1]?.met;
+      targetsOf({ scenarios: { persistence: persistenceResult({ backlog: { messages: backlog, stored: backlog } }, {}, { backlog }) } })[1]
+        ?.met;
     expect(persistence(100_000)).toBe(true);
     // A backlog of 5,000 is drained between two samples: a burst, not a sustained rate.
     expect(persistence(5_000)).toBeNull();
@@ -87,5 +123,110 @@ describe('markdown', () => {
   it("marks the sustainable rate as a lower bound when the ramp ended on the generator's limit", () => {
     const system = { ...ramp('ws', 77_906, true), sustainableRate: 25_973, sustainableLowerBound: true };
     expect(markdown({ scenarios: { ramp: { params: RAMP, systems: [system] } } }, [], [])).toContain('| plain ws | ≥ 25,973 | ≥ 77,906 |');
+  });
+});
+
+describe('targetsOf, on what a verdict needs', () => {
+  it('does not pass the latency target on an empty delivery histogram, or one far short of the deliveries', () => {
+    const empty = { count: 0, p50: 0, p90: 0, p99: 0, p999: 0, max: 0, mean: 0 };
+    const run = phaseResult();
+    const judge = (delivery: PhaseResult['latency']['delivery']) =>
+      targetsOf({
+        scenarios: {
+          target: {
+            params: { ...TARGET, connectionsPlanned: 11_872 },
+            runs: [{ ...run, latency: { ...run.latency, delivery } }],
+            ratios: {},
+          },
+        },
+      })[0]?.met;
+
+    expect(judge(run.latency.delivery)).toBe(true);
+    expect(judge(empty)).toBe(false);
+    expect(judge({ ...run.latency.delivery, count: 1000 })).toBe(false);
+  });
+
+  it('does not meet the persistence target when something published was not stored, or commits are not durable', () => {
+    const met = (result: PersistenceResult) => targetsOf({ scenarios: { persistence: result } })[1]?.met;
+
+    expect(met(persistenceResult())).toBe(true);
+    // The live drain ran out of time.
+    expect(met(persistenceResult({ live: { stored: 199_990 } }))).toBe(false);
+    // The backlog's drain ran out of time.
+    expect(met(persistenceResult({ backlog: { stored: 99_000 } }))).toBe(false);
+    expect(met(persistenceResult({}, { fsync: 'off' }))).toBe(false);
+    expect(met(persistenceResult({}, { synchronous_commit: 'off' }))).toBe(false);
+    expect(targetsOf({ scenarios: { persistence: persistenceResult({}, { fsync: 'off' }) } })[1]?.measured).toContain('fsync=off');
+  });
+
+  it('judges no idle-memory target below 10,000 connections', () => {
+    const idle = (connections: number, bytesPerConnection: number): IdleMemoryResult => ({
+      system: 'switchboard',
+      label: 'Switchboard',
+      connections,
+      sessions: connections / 2,
+      rssBeforeBytes: 70e6,
+      rssAfterBytes: 70e6 + connections * bytesPerConnection,
+      bytesPerConnection,
+      bytesPerConnectionAt5s: bytesPerConnection,
+      heapBeforeBytes: 0,
+      heapAfterBytes: 0,
+      heapBytesPerConnection: 0,
+      heapBytesPerConnectionAt5s: 0,
+      externalBytesPerConnection: 0,
+      setupSeconds: 1,
+    });
+    const row = (result: IdleMemoryResult) =>
+      targetsOf({ scenarios: { 'idle-memory': { connections: result.connections, ulimit: 20_000, systems: [result] } } })[3];
+
+    expect(row(idle(10_000, 9_000))?.met).toBe(true);
+    expect(row(idle(10_000, 13_000))?.met).toBe(false);
+    // ulimit -n 10,240 scales the run down to 4,620 connections.
+    expect(row(idle(4_620, 13_000))?.met).toBeNull();
+    expect(row(idle(4_620, 13_000))?.measured).toContain('not judged');
+  });
+
+  describe('scale-out', () => {
+    const step = (gateways: number, cpu: number, result: Partial<PhaseResult> = {}): ScaleOutStep => ({
+      gateways,
+      result: phaseResult({ ...result, cpu: { ...phaseResult().cpu, perDeliveryUs: cpu } }),
+      nats: Array.from({ length: gateways }, (_, gateway) => ({
+        gateway,
+        hostedSessions: 200,
+        confirmedSubscriptions: 200,
+        subscriptionsMatchHosted: true,
+        connectionMatchedBy: 'port' as const,
+        natsMessagesIn: 6_800,
+        expectedConfirmedEvents: 5_200,
+        expectedPubAcks: 1_600,
+        otherMessages: 0,
+        shareOfAllEvents: 1,
+        newMessageFramesOut: 10_400,
+        sessionsGauge: 200,
+      })),
+    });
+    const row = (steps: ScaleOutStep[], params: Partial<typeof SCALE_OUT> = {}) =>
+      targetsOf({
+        scenarios: { 'scale-out': { params: { ...SCALE_OUT, ...params }, steps, cpuGrowth: 1.2, cpuGrowthAll: 1.1, privateNats: true } },
+      })[4];
+
+    it('meets the target when CPU grows little, each gateway gets its own events, and every step is clean', () => {
+      expect(row([step(1, 100), step(2, 110), step(4, 120)])?.met).toBe(true);
+    });
+
+    it('does not meet it when a step lost, duplicated or reordered messages', () => {
+      expect(row([step(1, 100), step(2, 110), step(4, 120, { lost: { acks: 0, deliveries: 40 } })])?.met).toBe(false);
+      expect(row([step(1, 100), step(2, 110, { duplicates: 1 }), step(4, 120)])?.met).toBe(false);
+      expect(row([step(1, 100, { outOfOrder: 1 }), step(2, 110), step(4, 120)])?.met).toBe(false);
+      expect(row([step(1, 100), step(2, 110), step(4, 120, { errors: 3 })])?.met).toBe(false);
+    });
+
+    it("judges no target on a load other than the scenario's", () => {
+      const steps = [step(1, 100), step(2, 110), step(4, 120)];
+      for (const params of [{ connections: 40 }, { sessions: 1 }, { rate: 50 }, { durationS: 2 }]) {
+        expect(row(steps, params)?.met).toBeNull();
+        expect(row(steps, params)?.measured).toContain('not judged');
+      }
+    });
   });
 });
