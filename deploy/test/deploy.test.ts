@@ -986,6 +986,17 @@ describe('the Helm chart', () => {
       }
       expect(podAccounts(annotated)).toEqual(new Set(['chat-runtime', 'chat-runtime-migrations']));
       for (const workload of workloadsOf(annotated)) expect(podOf(workload).spec.automountServiceAccountToken).toBe(true);
+      // Azure's workload identity acts on pods with a label: every pod can carry it, the Job's and the test Pod's too.
+      const azure = render(
+        ...minimal(),
+        '--set-string',
+        'gateway.podLabels.azure\\.workload\\.identity/use=true,migrations.podLabels.azure\\.workload\\.identity/use=true,tests.podLabels.azure\\.workload\\.identity/use=true',
+      );
+      for (const workload of [byName(azure, 'Deployment', component('gateway')), ...ofKind(azure, 'Job'), ...ofKind(azure, 'Pod')]) {
+        expect(podOf(workload).labels['azure.workload.identity/use'], workload.metadata.name).toBe('true');
+      }
+      expect(podOf(byName(azure, 'Deployment', component('auth'))).labels['azure.workload.identity/use']).toBeUndefined();
+
       // Annotations cannot make the pods' account a hook (deleted at each upgrade), nor move the Job's out of its phase.
       const hooked = render(...minimal(), '--set-string', 'serviceAccount.annotations.helm\\.sh/hook=post-install');
       expect(byName(hooked, 'ServiceAccount', `${RELEASE}-switchboard`).metadata.annotations?.['helm.sh/hook']).toBeUndefined();
