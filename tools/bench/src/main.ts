@@ -249,7 +249,7 @@ writeFileSync(file, `${JSON.stringify(output, null, 2)}\n`);
 if (jsonOnly) process.stdout.write(`${JSON.stringify(output)}\n`);
 else {
   process.stdout.write(
-    `\n${markdown(results, scenarios.includes('quick') ? [] : targets.filter((row) => row.met !== null), context.warnings)}`,
+    `\n${markdown(results, scenarios.includes('quick') ? [] : targets.filter((row) => row.measured !== '–'), context.warnings)}`,
   );
   for (const profile of profiles ?? []) process.stdout.write(`\n${profileMarkdown(profile)}`);
   for (const profile of heapProfiles ?? []) process.stdout.write(`\n${heapProfileMarkdown(profile)}`);

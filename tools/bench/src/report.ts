@@ -343,7 +343,7 @@ export function markdown(results: BenchResults, targets: TargetRow[], warnings: 
     const rows = targets.map((row) => [
       row.target,
       row.measured,
-      row.met === null ? 'not measured' : row.met === 'undetermined' ? 'undetermined (lower bounds)' : row.met ? 'yes' : '**no**',
+      row.met === null ? 'not judged' : row.met === 'undetermined' ? 'undetermined (lower bounds)' : row.met ? 'yes' : '**no**',
     ]);
     sections.push(['### targets', '', table(['target', 'measured', 'met'], rows)].join('\n'));
   }
@@ -353,6 +353,7 @@ export function markdown(results: BenchResults, targets: TargetRow[], warnings: 
 
 /** Our saturation as a share of a baseline's; "≤" when the baseline's figure is only a lower bound, "≥" when ours is. */
 function share(ours: RampResult, baseline: RampResult): string {
+  if (baseline.saturatedDeliveriesPerSec <= 0) return 'no share (the baseline had no clean step)';
   const percent = Math.round((ours.saturatedDeliveriesPerSec / baseline.saturatedDeliveriesPerSec) * 100);
   const sign = baseline.lowerBound && !ours.lowerBound ? '≤ ' : ours.lowerBound && !baseline.lowerBound ? '≥ ' : '';
   return `${sign}${percent}%`;
@@ -364,6 +365,8 @@ function share(ours: RampResult, baseline: RampResult): string {
  * not fail us.
  */
 export function reachesShare(ours: RampResult, baseline: RampResult, fraction: number): boolean | 'undetermined' {
+  // A baseline with no clean step has no figure to compare with.
+  if (baseline.saturatedDeliveriesPerSec <= 0) return 'undetermined';
   const reaches = ours.saturatedDeliveriesPerSec >= fraction * baseline.saturatedDeliveriesPerSec;
   if (reaches) return baseline.lowerBound ? 'undetermined' : true;
   return ours.lowerBound ? 'undetermined' : false;

@@ -73,6 +73,11 @@ describe('reachesShare', () => {
     expect(reachesShare(ramp('switchboard', 20_000, true), ramp('socketio', 30_000, false), 1)).toBe('undetermined');
     expect(reachesShare(ramp('switchboard', 30_000, true), ramp('socketio', 30_000, false), 1)).toBe(true);
   });
+
+  it('does not pass us on a baseline with no clean step, which has no figure', () => {
+    expect(reachesShare(ramp('switchboard', 10_000, false), ramp('socketio', 0, false), 1)).toBe('undetermined');
+    expect(reachesShare(ramp('switchboard', 0, false), ramp('ws', 40_000, false), 0.5)).toBe(false);
+  });
 });
 
 describe('targetsOf', () => {
