@@ -32,7 +32,7 @@ runMain({
       }
     if (signal.aborted) {
       // Given up as during the start's own steps: no banner saying it runs, and exit 1.
-      await system.stop();
+      await system.stop().catch((error: unknown) => logger.error({ err: error }, 'stopping after an aborted start failed'));
       throw signal.reason;
     }
     process.stderr.write(

@@ -51,18 +51,21 @@ describe('persistence started while PostgreSQL cannot be reached', () => {
   it('gives the start up on SIGTERM while it waits, as aborted rather than failed', async () => {
     const waiting = await TcpProxy.start({ host: '127.0.0.1', port: 5432 });
     waiting.cut();
+    let stopped: ServiceProcess | undefined;
     try {
-      const stopped = await startService('persistence', {
+      stopped = await startService('persistence', {
         env: { DATABASE_URL: waiting.url('postgres://postgres@127.0.0.1:5432/test'), NATS_SUBJECT_PREFIX: uniqueSubjectPrefix() },
         waitReady: false,
       });
-      await waitFor(() => stopped.logs.some((line) => line.includes('waiting for PostgreSQL')), 10_000, 'the wait to be logged');
-      stopped.child.kill('SIGTERM');
+      const { logs, child, exited } = stopped;
+      await waitFor(() => logs.some((line) => line.includes('waiting for PostgreSQL')), 10_000, 'the wait to be logged');
+      child.kill('SIGTERM');
       // Exit 1, as any start given up on (libs/runtime), at once: the wait ends with the signal.
-      expect(await stopped.exited).toBe(1);
-      expect(stopped.logs.some((line) => line.includes('start-up was aborted'))).toBe(true);
-      expect(stopped.logs.filter((line) => line.includes('"level":"fatal"'))).toEqual([]);
+      expect(await exited).toBe(1);
+      expect(logs.some((line) => line.includes('start-up was aborted'))).toBe(true);
+      expect(logs.filter((line) => line.includes('"level":"fatal"'))).toEqual([]);
     } finally {
+      await stopped?.kill();
       await waiting.close();
     }
   }, 30_000);
