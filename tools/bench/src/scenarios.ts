@@ -18,6 +18,7 @@ import { connz, type NatsConnection, startPrivateNats } from './nats-server.js';
 import { makePlan, type Plan, type PlanOptions } from './plan.js';
 import { localPortsTo, onCleanup, trackChild } from './processes.js';
 import { metric, scrape } from './prometheus.js';
+import { startSampler } from './sampler.js';
 import { Tracker } from './tracker.js';
 
 export interface BenchContext {
@@ -718,7 +719,7 @@ async function publishMany(
   nc: NatsClient,
   subjects: ReturnType<typeof createSubjects>,
   sessionIds: readonly number[],
-  options: { inFlight: number; untilMs?: number; count?: number; padding: string; offset: number; counter?: { published: number } },
+  options: { inFlight: number; untilMs?: number; count?: number; padding: string; offset: number; counter?: Int32Array },
 ): Promise<number> {
   const js = nc.jetstream();
   const encoder = new TextEncoder();
@@ -745,7 +746,7 @@ async function publishMany(
         timeout: 30_000,
       });
       published++;
-      if (options.counter) options.counter.published++;
+      if (options.counter) Atomics.add(options.counter, 0, 1);
     }
   };
   await Promise.all(Array.from({ length: options.inFlight }, worker));
@@ -817,8 +818,24 @@ export async function persistenceScenario(context: BenchContext, params: Persist
     const started = performance.now();
     const untilMs = started + params.durationS * 1000;
     let published = 0;
-    const perSecond: { t: number; published: number; stored: number }[] = [];
-    const counting = { published: 0 };
+    const counting = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
+    const service = stack.persistence[stack.persistence.length - 1];
+    if (!service) throw new Error('no persistence');
+    // On a thread of its own: this one is busy with the publishes.
+    const sampler = startSampler(
+      {
+        url: service.opsUrl('/metrics'),
+        metric: 'switchboard_persistence_messages_total',
+        labels: { outcome: 'stored' },
+        base: storedBase,
+        startedAtMs: performance.timeOrigin + started,
+        intervalMs: 1000,
+        published: counting,
+      },
+      (sample) => {
+        if (context.progress) context.log(`[persistence] ${sample.t.toFixed(0)}s published ${sample.published} stored ${sample.stored}`);
+      },
+    );
     const publishing = publishMany(nc, subjects, sessionIds, {
       inFlight: params.inFlight,
       untilMs,
@@ -829,21 +846,6 @@ export async function persistenceScenario(context: BenchContext, params: Persist
       published = count;
     });
     if (isProfiling()) signalProfilers(stack.persistence);
-    // Sequential scrapes, each timed at the middle of its request, so a busy process cannot skew the rate.
-    let sampling = true;
-    const sampler = (async () => {
-      while (sampling) {
-        const asked = performance.now();
-        const scraped = await persistenceMetrics().catch(() => undefined);
-        const t = round(((asked + performance.now()) / 2 - started) / 1000, 2);
-        if (scraped) {
-          const stored = storedOf(scraped) - storedBase;
-          perSecond.push({ t, published: counting.published, stored });
-          if (context.progress) context.log(`[persistence] ${t.toFixed(0)}s published ${counting.published} stored ${stored}`);
-        }
-        await sleep(Math.max(0, 1000 - (performance.now() - asked)));
-      }
-    })();
     await publishing;
     const publishSeconds = (performance.now() - started) / 1000;
     // Wait for the rest to be stored.
@@ -855,8 +857,7 @@ export async function persistenceScenario(context: BenchContext, params: Persist
       await sleep(200);
     }
     const drainSeconds = round((performance.now() - drainStart) / 1000, 1);
-    sampling = false;
-    await sampler;
+    const perSecond = (await sampler.stop()).map((sample) => ({ ...sample, t: round(sample.t, 2) }));
     const window = perSecond.filter((sample) => sample.t >= 2 && sample.t <= params.durationS);
     const firstSample = window[0];
     const lastSample = window[window.length - 1];
