@@ -50,7 +50,7 @@ function deferred() {
 function persistenceStub(initiallyStored: number) {
   const firstRead = { started: deferred(), released: deferred() };
   let nextRead: typeof firstRead | undefined = firstRead;
-  let fetchHold: { started: ReturnType<typeof deferred>; released: ReturnType<typeof deferred> } | undefined;
+  let fetchHold: { started: ReturnType<typeof deferred>; released: ReturnType<typeof deferred>; afterSeq?: number } | undefined;
   const stub = {
     stored: initiallyStored,
     /** `messages.after` requests made: fetches of missing messages. */
@@ -71,9 +71,11 @@ function persistenceStub(initiallyStored: number) {
       nextRead = held;
       return { started: held.started.promise, release: held.released.resolve };
     },
-    /** Holds every `messages.after` until released. */
-    holdFetches() {
-      const held = { started: deferred(), released: deferred() };
+    /** `messages.after` answers with what was stored when it was asked, not when it is released from a hold. */
+    answersAsAsked: false,
+    /** Holds every `messages.after` (or only the one after `afterSeq`) until released. */
+    holdFetches(afterSeq?: number) {
+      const held = { started: deferred(), released: deferred(), afterSeq };
       fetchHold = held;
       return {
         started: held.started.promise,
@@ -105,13 +107,15 @@ function persistenceStub(initiallyStored: number) {
         if (endpoint === 'messages.after') {
           stub.fetches++;
           stub.fetchedAfter.push(request.after_seq);
-          if (fetchHold) {
+          const storedWhenAsked = stub.stored;
+          if (fetchHold && (fetchHold.afterSeq === undefined || fetchHold.afterSeq === request.after_seq)) {
             fetchHold.started.resolve();
             await fetchHold.released.promise;
           }
           if (stub.fetchesFailing) throw new Error('no responders');
           const after = request.after_seq ?? 0;
-          const count = Math.min(request.limit ?? Number.POSITIVE_INFINITY, Math.max(0, stub.stored - after));
+          const stored = stub.answersAsAsked ? storedWhenAsked : stub.stored;
+          const count = Math.min(request.limit ?? Number.POSITIVE_INFINITY, Math.max(0, stored - after));
           return { messages: Array.from({ length: count }, (_, i) => message(after + i + 1)) };
         }
         throw new Error(`unexpected ${endpoint}`);
@@ -321,6 +325,25 @@ describe('session hub', () => {
     await settle();
     persistence.headsFailing = false;
     await vi.waitFor(() => expect(frames).toEqual(['joined:0', 'seq:1']), { timeout: 3_000 });
+    hub.close();
+  });
+
+  it('after a reconnect during a fill whose last page was read too early, fills once more at once', async () => {
+    const { hub, persistence, confirm, frames } = await setUpJoined();
+    persistence.answersAsAsked = true;
+    persistence.stored = 1; // its event lost
+    // The fill this gap starts fetches 1 and 2, then finds nothing after 2, and that page is held.
+    const lastPage = persistence.holdFetches(2);
+    confirm(2);
+    await lastPage.started;
+    // Meanwhile the gateway was away from NATS: 3 was committed and its event lost.
+    persistence.stored = 3;
+    hub.resync();
+    await settle();
+    lastPage.release();
+    // Before, 3 waited for the next periodic check of the heads (none runs in this test).
+    await vi.waitFor(() => expect(frames).toEqual(['joined:0', 'seq:1', 'seq:2', 'seq:3']), { timeout: 2_000 });
+    expect(persistence.fetchedAfter).toEqual([0, 2, 2, 3]);
     hub.close();
   });
 

@@ -77,6 +77,8 @@ interface Channel {
   /** The grace after a check of the heads found the session behind (see `catchUpTo`); apart from `gapTimer`, which it must not hold back. */
   headTimer: NodeJS.Timeout | undefined;
   filling: boolean;
+  /** A fill was asked for while one ran: it may have read its last page before what it must fetch was stored. */
+  fillAgain: boolean;
 }
 
 export interface SessionHubOptions {
@@ -180,8 +182,14 @@ export function createSessionHub(options: SessionHubOptions) {
 
   /** Fetches everything after the last delivered seq from persistence, then delivers what was held. */
   const fillGap = async (channel: Channel) => {
-    if (closed || channel.filling || channel.lastSeq === undefined) return;
+    if (closed || channel.lastSeq === undefined) return;
+    if (channel.filling) {
+      // The running fill goes on for one more page rather than leave this to the next check.
+      channel.fillAgain = true;
+      return;
+    }
     channel.filling = true;
+    channel.fillAgain = false;
     // Every request below is made after this, so it fetches whatever was dropped until now; an
     // event dropped while it runs sets the flag again, and `drainEarly` then fills once more.
     channel.overflowed = false;
@@ -208,8 +216,12 @@ export function createSessionHub(options: SessionHubOptions) {
           }
         // Persistence cuts a page short when it would not fit in one reply, so a short page does
         // not mean the end: only a page that fills nothing (empty, or already delivered by live
-        // events meanwhile) does.
-        if (filled === 0) break;
+        // events meanwhile) does, unless a fill was asked for since (a resync after the events
+        // it must fetch were lost, say), which this page may have been read too early for.
+        if (filled === 0) {
+          if (!channel.fillAgain) break;
+          channel.fillAgain = false;
+        }
       }
       drainEarly(channel);
     } catch (error) {
@@ -328,6 +340,7 @@ export function createSessionHub(options: SessionHubOptions) {
         gapTimer: undefined,
         headTimer: undefined,
         filling: false,
+        fillAgain: false,
       };
       channel = created;
       channels.set(sessionId, channel);
