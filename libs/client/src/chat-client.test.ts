@@ -259,6 +259,19 @@ describe('messages', () => {
     client.close();
   });
 
+  it('sends no rejoin of its own once the app has joined the session again', async () => {
+    const { client, socket, errors } = await connected();
+    await joined(client, socket, 7, 3);
+    const first = socket.sentOf('join_session')[0];
+    // The replay after the reply fails: a rejoin is due after the backoff, and the app joins first.
+    socket.receive({ type: 'error', req_id: first?.req_id, code: 'unavailable', message: 'replay cut short' });
+    await joined(client, socket, 7, 3);
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect(socket.sentOf('join_session')).toHaveLength(2);
+    expect(errors).toEqual([]);
+    client.close();
+  });
+
   it('waits longer after each failed rejoin, and starts again from short after one succeeds', async () => {
     const { client } = newClient();
     const connecting = client.connect();

@@ -452,7 +452,11 @@ export class ChatClient {
     this.answeredJoins.set(sessionId, reqId);
     this.joins.set(reqId, sessionId);
     const session = this.sessions.get(sessionId);
-    if (session) session.joinedAt = performance.now();
+    if (!session) return;
+    session.joinedAt = performance.now();
+    // A rejoin waiting to retry an earlier failure is not needed any more.
+    clearTimeout(session.retry);
+    session.retry = undefined;
   }
 
   /** The session was left: no join of it is pending on this socket any more. */
@@ -940,6 +944,8 @@ export class ChatClient {
       this.rejoinQueue.delete(sessionId);
       return true;
     }
+    // Sent now, perhaps from the queue under the rate: the retry armed meanwhile would send it twice.
+    clearTimeout(session.retry);
     session.retry = undefined;
     const reqId = ++this.reqCounter;
     if (this.transmit({ type: 'join_session', session_id: sessionId, last_seq: session.cursor, req_id: reqId })) {
