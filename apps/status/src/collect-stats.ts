@@ -8,7 +8,7 @@ const QUOTED_CHARS = 80;
 
 export interface CollectedStats {
   stats: EndpointStats[];
-  /** One line for each reply skipped as not a service's stats (not JSON, or JSON but not an object), quoting it. */
+  /** One line for each reply skipped as not a service's stats (not JSON, or JSON without a service's fields), quoting it. */
   skipped: string[];
 }
 
@@ -37,14 +37,38 @@ export async function collectStats(nc: NatsConnection, maxWaitMs: number): Promi
   return collected;
 }
 
-/** The reply as stats when it is a JSON object; which of them are this installation's services is `toRows`'s business. */
+/**
+ * The reply as stats when it has what a row is made of: name, id, version, start time, and
+ * endpoints with their counts. Which of them are this installation's services is `toRows`'s
+ * business; a reply naming one of them without an id, say, would otherwise end the whole run.
+ */
 function parseStats(text: string): EndpointStats | undefined {
+  let value: unknown;
   try {
-    const value: unknown = JSON.parse(text);
-    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as EndpointStats) : undefined;
+    value = JSON.parse(text);
   } catch {
     return undefined;
   }
+  return isStats(value) ? value : undefined;
+}
+
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+function isStats(value: unknown): value is EndpointStats {
+  if (!isObject(value)) return false;
+  const { name, id, version, started, endpoints } = value;
+  return (
+    typeof name === 'string' &&
+    typeof id === 'string' &&
+    typeof version === 'string' &&
+    typeof started === 'string' &&
+    !Number.isNaN(Date.parse(started)) &&
+    (endpoints === undefined ||
+      (Array.isArray(endpoints) &&
+        endpoints.every(
+          (endpoint) => isObject(endpoint) && typeof endpoint.num_requests === 'number' && typeof endpoint.num_errors === 'number',
+        )))
+  );
 }
 
 const quote = (text: string) => JSON.stringify(text.length > QUOTED_CHARS ? `${text.slice(0, QUOTED_CHARS)}…` : text);

@@ -172,26 +172,32 @@ describe('npm run status', () => {
   });
 
   it.each([
-    ['is not JSON', 'x'],
-    ['is JSON null', 'null'],
-  ])('skips a $SRV.STATS reply that %s with a warning line, prints the table of the rest and exits by it', async (_what, reply) => {
-    const prefix = uniqueSubjectPrefix();
-    await Promise.all((['auth', 'gateway', 'persistence'] as const).map((service) => register(prefix, service)));
-    // A stray responder on the subject every services-framework client asks.
-    const stray = nc.subscribe('$SRV.STATS', { callback: (_error, msg) => msg.respond(reply) });
-    try {
-      await nc.flush();
-      const run = await status({ NATS_URL: natsUrl, NATS_SUBJECT_PREFIX: prefix });
-      for (const service of ['auth', 'gateway', 'persistence'])
-        expect(run.stdout).toMatch(new RegExp(`^${service}\\s+\\S+\\s+0\\.1\\.0`, 'm'));
-      expect(run.stdout).not.toContain('no instance answered');
-      expect(run.stderr.trimEnd().split('\n')).toEqual([expect.stringMatching(/^switchboard-status: warning: /)]);
-      expect(run.stderr).toContain(reply === 'x' ? '"x"' : 'null');
-      expect(run.code).toBe(0);
-    } finally {
-      stray.unsubscribe();
-    }
-  });
+    ['is not JSON', () => 'x', '"x"'],
+    ['is JSON null', () => 'null', 'null'],
+    // Before, it ended the whole run (exit 4) as its rows were sorted by their instance id.
+    ['names a service of the installation without an id or endpoints', (prefix: string) => `{"name":"${prefix}-gateway"}`, '-gateway'],
+  ])(
+    'skips a $SRV.STATS reply that %s with a warning line, prints the table of the rest and exits by it',
+    async (_what, replyOf, quoted) => {
+      const prefix = uniqueSubjectPrefix();
+      const reply = replyOf(prefix);
+      await Promise.all((['auth', 'gateway', 'persistence'] as const).map((service) => register(prefix, service)));
+      // A stray responder on the subject every services-framework client asks.
+      const stray = nc.subscribe('$SRV.STATS', { callback: (_error, msg) => msg.respond(reply) });
+      try {
+        await nc.flush();
+        const run = await status({ NATS_URL: natsUrl, NATS_SUBJECT_PREFIX: prefix });
+        for (const service of ['auth', 'gateway', 'persistence'])
+          expect(run.stdout).toMatch(new RegExp(`^${service}\\s+\\S+\\s+0\\.1\\.0`, 'm'));
+        expect(run.stdout).not.toContain('no instance answered');
+        expect(run.stderr.trimEnd().split('\n')).toEqual([expect.stringMatching(/^switchboard-status: warning: /)]);
+        expect(run.stderr).toContain(quoted);
+        expect(run.code).toBe(0);
+      } finally {
+        stray.unsubscribe();
+      }
+    },
+  );
 
   it('prints the configuration error without a stack trace, and exits 3, for a bad setting', async () => {
     const run = await status({ NATS_URL: natsUrl, STATUS_TIMEOUT_MS: '50' });
