@@ -73,6 +73,8 @@ function persistenceStub(initiallyStored: number) {
     },
     /** `messages.after` answers with what was stored when it was asked, not when it is released from a hold. */
     answersAsAsked: false,
+    /** How long `messages.after` takes to answer: a round trip to persistence. */
+    fetchDelayMs: 0,
     /** Holds every `messages.after` (or only the one after `afterSeq`) until released. */
     holdFetches(afterSeq?: number) {
       const held = { started: deferred(), released: deferred(), afterSeq };
@@ -112,6 +114,7 @@ function persistenceStub(initiallyStored: number) {
             fetchHold.started.resolve();
             await fetchHold.released.promise;
           }
+          if (stub.fetchDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, stub.fetchDelayMs));
           if (stub.fetchesFailing) throw new Error('no responders');
           const after = request.after_seq ?? 0;
           const stored = stub.answersAsAsked ? storedWhenAsked : stub.stored;
@@ -358,6 +361,30 @@ describe('session hub', () => {
     persistence.fetchesFailing = false;
     await vi.waitFor(() => expect(frames).toHaveLength(last + 1), { timeout: 3_000 });
     expect(frames).toEqual(['joined:0', ...seqs(1, last)]);
+    hub.close();
+  });
+
+  it('ends a fill that dropped events once it has fetched them, however busy the session stays', async () => {
+    const { hub, persistence, confirm, frames } = await setUpJoined();
+    persistence.fetchDelayMs = 5;
+    persistence.stored = 1; // its event lost
+    // A full hold of early events starts a fill at once; the event after them is dropped, while
+    // its first page is on its way.
+    const fill = persistence.holdFetches();
+    for (let seq = 2; seq <= MAX_EARLY_EVENTS + 2; seq++) confirm(seq);
+    await fill.started;
+    // The session stays busy: an event every 2 ms, from now on, while the fill runs and after.
+    let seq = MAX_EARLY_EVENTS + 2;
+    const busy = setInterval(() => confirm(++seq), 2);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    fill.release();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const fetchesWhileBusy = persistence.fetches;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    clearInterval(busy);
+    // Before, every in-order event asked for one more page, for as long as events kept coming.
+    expect(persistence.fetches).toBe(fetchesWhileBusy);
+    expect(frames).toEqual(['joined:0', ...seqs(1, seq)]);
     hub.close();
   });
 

@@ -220,7 +220,10 @@ export function createSessionHub(options: SessionHubOptions) {
         // it must fetch were lost, say), which this page may have been read too early for.
         if (filled === 0) {
           if (!channel.fillAgain) break;
+          // As at a start: the page below fetches whatever was dropped until now. Left set, an
+          // event dropped earlier had every in-order event after it ask for yet another page.
           channel.fillAgain = false;
+          channel.overflowed = false;
         }
       }
       drainEarly(channel);
