@@ -846,7 +846,11 @@ export async function persistenceScenario(context: BenchContext, params: Persist
       published = count;
     });
     if (isProfiling()) signalProfilers(stack.persistence);
-    await publishing;
+    // A failed run stops its sampler too, rather than leave it reading until the process ends.
+    await publishing.catch(async (error: unknown) => {
+      await sampler.stop().catch(() => undefined);
+      throw error;
+    });
     const publishSeconds = (performance.now() - started) / 1000;
     // Wait for the rest to be stored.
     const drainStart = performance.now();
@@ -865,6 +869,10 @@ export async function persistenceScenario(context: BenchContext, params: Persist
       firstSample && lastSample && lastSample.t > firstSample.t
         ? round((lastSample.stored - firstSample.stored) / (lastSample.t - firstSample.t), 0)
         : 0;
+    if (window.length < 2)
+      context.warnings.push(
+        `persistence: ${window.length} reading(s) of the stored count within the live window, too few for a rate: its 0 stored/s means no figure`,
+      );
     const liveBatches = await batchFigures(start0);
     context.log(`persistence live: ${round(published / publishSeconds, 0)} published/s, ${sustainedStoredPerSec} stored/s sustained`);
 
