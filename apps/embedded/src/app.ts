@@ -154,7 +154,6 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger, sign
       bus,
     });
     started.push(gateway);
-    signal?.throwIfAborted();
     const host = displayHost(config.HOST);
     return {
       urls: {

@@ -18,6 +18,8 @@ runMain({
   startGraceMs: 25_000,
   async start(signal) {
     const system = await startEmbedded(config, logger, signal);
+    // Stopped as soon as this returns, as any started system is: no demo agent, and no banner saying it runs.
+    if (signal.aborted) return system;
     const { admin, demoAgent: agent } = config;
     let demoAgent = false;
     // A convenience, not a condition: the chat runs without it (an admin whose password was
@@ -30,11 +32,9 @@ runMain({
       } catch (error) {
         logger.warn({ err: error }, 'the demo agent could not be set up; everything else runs');
       }
-    if (signal.aborted) {
-      // Given up as during the start's own steps: no banner saying it runs, and exit 1.
-      await system.stop().catch((error: unknown) => logger.error({ err: error }, 'stopping after an aborted start failed'));
-      throw signal.reason;
-    }
+    // A signal during the demo agent's set-up: the same. The services are up (and ready) by now,
+    // so it is a stop like any other, not a start given up.
+    if (signal.aborted) return system;
     process.stderr.write(
       [
         '',

@@ -163,4 +163,16 @@ describe('the all-in-one process', () => {
     const history = await customer.request({ type: 'history', session_id: session?.id });
     expect((history.messages as { content: string }[]).map((message) => message.content)).toEqual(['I want a refund', 'Done!', 'Thanks']);
   });
+
+  it('stops with 0 on a SIGTERM as soon as it is ready, while it may still be setting up the demo agent', async () => {
+    await clients.closeAll();
+    expect(await system.stop()).toBe(0);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      // Ready on its probes: to the outside it runs, whatever it still does before its banner.
+      system = await start();
+      expect(await system.stop()).toBe(0);
+      expect(system.logs.some((line) => line.includes('start-up was aborted'))).toBe(false);
+    }
+    system = await start();
+  }, 120_000);
 });
