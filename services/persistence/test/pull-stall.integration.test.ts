@@ -116,10 +116,12 @@ describe('a backlog that waits for the database longer than a pull', () => {
     const stored = await storedIn(session);
     expect(stored.map((row) => row.client_msg_id)).toEqual(ids);
     expect(stored.map((row) => row.seq)).toEqual(ids.map((_, index) => index + 1));
-    // Held or asked for (6 × BATCH_MAX) and in hand (BATCH_MAX), and no more. Under `consume()`,
-    // every second of the stall had queued another pull of 2 × BATCH_MAX, all sent at once when
-    // the database came back: the whole backlog was out at that moment.
-    expect(mostOut).toBeLessThanOrEqual(7 * BATCH_MAX);
+    // Held or asked for (6 × BATCH_MAX) and in hand (BATCH_MAX), and no more, give or take the
+    // acks of one batch: NATS takes acks and pull requests on queues of their own, so a busy
+    // server may count a batch acked before the next pull as still out after it. Under
+    // `consume()`, every second of the stall had queued another pull of 2 × BATCH_MAX, all sent
+    // at once when the database came back: the whole backlog was out at that moment.
+    expect(mostOut).toBeLessThanOrEqual(8 * BATCH_MAX);
     // Nothing was delivered twice: everything fetched was held and kept alive.
     expect((await consumerInfo()).delivered.consumer_seq - deliveredBefore).toBe(ids.length);
   }, 90_000);
