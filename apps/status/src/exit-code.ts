@@ -7,7 +7,7 @@ export const ExitCode = {
   allAnswered: 0,
   /** At least one service has no instance answering (all of them when NATS has no responder at all). */
   serviceMissing: 1,
-  /** NATS could not be reached, so nothing is known about the services. */
+  /** NATS could not be reached, or the connection was lost while the services answered, so nothing is known about them. */
   natsUnreachable: 2,
   /** A setting is invalid (`STATUS_TIMEOUT_MS=50`, say): nothing was asked. */
   configInvalid: 3,

@@ -22,6 +22,9 @@ try {
     // Its own inbox prefix: the `status` NATS user may read replies there and nowhere else.
     inboxPrefix: '_INBOX.status',
     timeout: config.STATUS_TIMEOUT_MS,
+    // A connection lost while the instances answer is reported as such (below): reconnected, the
+    // answers sent meanwhile are lost, and their services would be reported missing.
+    reconnect: false,
   });
 } catch (error) {
   // Not being able to reach NATS is an answer an operator needs in one line, not a stack trace.
@@ -29,7 +32,17 @@ try {
   process.exit(ExitCode.natsUnreachable);
 }
 try {
-  const { stats, skipped } = await collectStats(nc, config.STATUS_TIMEOUT_MS);
+  // A connection that closes while the answers come ends the wait with an error or with what came.
+  const collected = await collectStats(nc, config.STATUS_TIMEOUT_MS).catch((error: unknown) => {
+    if (nc.isClosed()) return undefined;
+    throw error;
+  });
+  if (!collected || nc.isClosed()) {
+    // Not "service missing": whatever did not answer may have answered into the lost connection.
+    process.stderr.write(`switchboard-status: lost the connection to NATS at ${servers} while the services answered\n`);
+    process.exit(ExitCode.natsUnreachable);
+  }
+  const { stats, skipped } = collected;
   // What the other instances answered is still worth printing, and the exit code still says whether each service has one.
   for (const line of skipped) process.stderr.write(`switchboard-status: warning: ${line}\n`);
   const rows = toRows(stats, config.NATS_SUBJECT_PREFIX);

@@ -207,6 +207,38 @@ describe('npm run status', () => {
     expect(run.code).toBe(3);
   });
 
+  it('exits 2, not 1, when the connection to NATS is lost while the services answer', async () => {
+    // A server of this test's own, to be killed while the tool waits for answers on it.
+    const port = await freePort();
+    const url = `nats://127.0.0.1:${port}`;
+    const doomed = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
+    try {
+      let watcher: NatsConnection | undefined;
+      await waitFor(
+        async () => {
+          watcher = await connect({ servers: url, reconnect: false }).catch(() => undefined);
+          return watcher !== undefined;
+        },
+        15_000,
+        'the second nats-server to start',
+      );
+      const connected = watcher;
+      if (!connected) throw new Error('no connection to the second nats-server');
+      const asked = new Promise<void>((resolve) => connected.subscribe('$SRV.STATS', { callback: () => resolve() }));
+      await connected.flush();
+      const running = status({ NATS_URL: url, NATS_SUBJECT_PREFIX: uniqueSubjectPrefix(), STATUS_TIMEOUT_MS: '10000' });
+      await asked;
+      doomed.kill('SIGKILL');
+      const run = await running;
+      // Before, it waited out its 10 s and reported every service missing (exit 1).
+      expect(run.stdout).not.toContain('no instance answered');
+      expect(run.stderr.trimEnd().split('\n')).toEqual([expect.stringContaining(`lost the connection to NATS at ${url}`)]);
+      expect(run.code).toBe(2);
+    } finally {
+      if (doomed.exitCode === null && doomed.signalCode === null) doomed.kill('SIGKILL');
+    }
+  });
+
   it('prints one line naming the URL and the cause, and exits 2, when NATS cannot be reached', async () => {
     // Nothing listens there: freePort found it free, and nothing here opens it.
     const closed = `nats://127.0.0.1:${await freePort()}`;
