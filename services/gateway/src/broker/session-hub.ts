@@ -189,43 +189,40 @@ export function createSessionHub(options: SessionHubOptions) {
       return;
     }
     channel.filling = true;
-    channel.fillAgain = false;
-    // Every request below is made after this, so it fetches whatever was dropped until now; an
-    // event dropped while it runs sets the flag again, and `drainEarly` then fills once more.
-    channel.overflowed = false;
     metrics.gapFills.inc();
     try {
-      for (;;) {
-        // A member closed from within a delivery (a slow reader: see `ClientConnection.close`) may
-        // have been the last one, and the position is forgotten with it.
-        if (channel.lastSeq === undefined) return;
-        const from: number = channel.lastSeq;
-        const { messages } = await persistence.call('messages.after', {
-          session_id: channel.sessionId,
-          after_seq: from,
-          limit: CATCH_UP_PAGE,
-        });
-        if (channels.get(channel.sessionId) !== channel || channel.lastSeq === undefined) return;
-        let filled = 0;
-        for (const message of messages)
-          if (message.seq === channel.lastSeq + 1) {
-            // Its event never came: a send waiting for it on this gateway is answered now too.
-            resolveWaiters(message);
-            deliver(channel, message);
-            filled++;
-          }
-        // Persistence cuts a page short when it would not fit in one reply, so a short page does
-        // not mean the end: only a page that fills nothing (empty, or already delivered by live
-        // events meanwhile) does, unless a fill was asked for since (a resync after the events
-        // it must fetch were lost, say), which this page may have been read too early for.
-        if (filled === 0) {
-          if (!channel.fillAgain) break;
-          // As at a start: the page below fetches whatever was dropped until now. Left set, an
-          // event dropped earlier had every in-order event after it ask for yet another page.
-          channel.fillAgain = false;
-          channel.overflowed = false;
+      // Again while a fill was asked for during the pass (a resync after the events it must fetch
+      // were lost, say): its last page may have been read too early for them.
+      do {
+        // Every request below is made after this, so it fetches whatever was dropped until now; an
+        // event dropped while it runs sets the flag again, and `drainEarly` then fills once more.
+        channel.fillAgain = false;
+        channel.overflowed = false;
+        for (;;) {
+          // A member closed from within a delivery (a slow reader: see `ClientConnection.close`) may
+          // have been the last one, and the position is forgotten with it.
+          if (channel.lastSeq === undefined) return;
+          const from: number = channel.lastSeq;
+          const { messages } = await persistence.call('messages.after', {
+            session_id: channel.sessionId,
+            after_seq: from,
+            limit: CATCH_UP_PAGE,
+          });
+          if (channels.get(channel.sessionId) !== channel || channel.lastSeq === undefined) return;
+          let filled = 0;
+          for (const message of messages)
+            if (message.seq === channel.lastSeq + 1) {
+              // Its event never came: a send waiting for it on this gateway is answered now too.
+              resolveWaiters(message);
+              deliver(channel, message);
+              filled++;
+            }
+          // Persistence cuts a page short when it would not fit in one reply, so a short page does
+          // not mean the end: only a page that fills nothing (empty, or already delivered by live
+          // events meanwhile) does.
+          if (filled === 0) break;
         }
-      }
+      } while (channel.fillAgain);
       drainEarly(channel);
     } catch (error) {
       log.warn({ err: error, sessionId: channel.sessionId }, 'filling a gap failed; will retry');
