@@ -218,10 +218,15 @@ export class ClientConnection implements Subscriber, FlushListener {
     if (buffered > maxBufferedBytes * 4 || now - this.overBufferSince >= slowClientGraceMs) {
       this.deps.metrics.slowClientsClosed.inc();
       this.log.info({ buffered }, 'closing a slow client');
-      this.close(CloseCode.TryAgainLater, 'client too slow to read; reconnect and resync');
       // The close handshake cannot get through a full buffer either.
-      setTimeout(() => this.ws.terminate(), 1_000).unref();
+      this.closeWithoutHandshake(CloseCode.TryAgainLater, 'client too slow to read; reconnect and resync');
     }
+  }
+
+  /** Closes, and ends the connection a second later: for a socket whose close handshake cannot get through. */
+  private closeWithoutHandshake(code: number, reason: string): void {
+    this.close(code, reason);
+    setTimeout(() => this.ws.terminate(), 1_000).unref();
   }
 
   /** Its token has expired (called by `ConnectionDeps.expiries`). */
@@ -403,10 +408,9 @@ export class ClientConnection implements Subscriber, FlushListener {
       if (received <= limit) return;
       this.stopCountingUnauthenticated();
       this.sendError(ErrorCode.PayloadTooLarge, `over ${limit} bytes sent before authenticating; send auth first`, undefined);
-      this.close(CloseCode.MessageTooBig, 'too much data before authentication');
+      // No longer read, the client's close frame never comes through.
+      this.closeWithoutHandshake(CloseCode.MessageTooBig, 'too much data before authentication');
       this.ws.pause();
-      // Unread, the client's close frame never comes through: the socket ends a second after ours.
-      setTimeout(() => this.ws.terminate(), 1_000).unref();
     };
     this.countUnauthenticated = count;
     this.socket.on('data', count);
