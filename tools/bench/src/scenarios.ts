@@ -788,11 +788,14 @@ export async function persistenceScenario(context: BenchContext, params: Persist
       );
       sessionIds.push((JSON.parse(new TextDecoder().decode(reply.data)) as { session: { id: number } }).session.id);
     }
-    const persistenceMetrics = () => {
+    const metricsUrl = () => {
       const service = stack.persistence[stack.persistence.length - 1];
       if (!service) throw new Error('no persistence');
-      return scrape(service.opsUrl('/metrics'));
+      return service.opsUrl('/metrics');
     };
+    const persistenceMetrics = () => scrape(metricsUrl());
+    /** The count of messages stored, read here and by the sampler. */
+    const storedCount = { metric: 'switchboard_persistence_messages_total', labels: { outcome: 'stored' } };
     const batchFigures = async (before: Awaited<ReturnType<typeof persistenceMetrics>> | undefined) => {
       const after = await persistenceMetrics();
       const diff = (name: string) => metric(after, name) - metric(before, name);
@@ -812,21 +815,17 @@ export async function persistenceScenario(context: BenchContext, params: Persist
     // 1. Live: publish for durationS while persistence stores.
     context.log(`persistence: publishing for ${params.durationS} s with ${params.inFlight} in flight…`);
     const start0 = await persistenceMetrics();
-    const storedOf = (scraped: Awaited<ReturnType<typeof persistenceMetrics>>) =>
-      metric(scraped, 'switchboard_persistence_messages_total', { outcome: 'stored' });
+    const storedOf = (scraped: Awaited<ReturnType<typeof persistenceMetrics>>) => metric(scraped, storedCount.metric, storedCount.labels);
     const storedBase = storedOf(start0);
     const started = performance.now();
     const untilMs = started + params.durationS * 1000;
     let published = 0;
     const counting = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
-    const service = stack.persistence[stack.persistence.length - 1];
-    if (!service) throw new Error('no persistence');
     // On a thread of its own: this one is busy with the publishes.
     const sampler = startSampler(
       {
-        url: service.opsUrl('/metrics'),
-        metric: 'switchboard_persistence_messages_total',
-        labels: { outcome: 'stored' },
+        url: metricsUrl(),
+        ...storedCount,
         base: storedBase,
         startedAtMs: performance.timeOrigin + started,
         intervalMs: 1000,
