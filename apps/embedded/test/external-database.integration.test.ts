@@ -17,8 +17,7 @@ let env: Record<string, string>;
 
 beforeAll(async () => {
   database = await createTestDatabase('embedded_external');
-  const { hostname, port } = new URL(database.url);
-  proxy = await TcpProxy.start({ host: hostname, port: Number(port || 5432) });
+  proxy = await TcpProxy.toPostgres(database.url);
   env = {
     ...(await embeddedEnv(dataDir)),
     DATABASE_URL: proxy.url(database.url),

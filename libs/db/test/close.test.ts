@@ -68,8 +68,7 @@ describe('destroy()', () => {
   });
 
   it('closes the connection of a statement the server never answers', async () => {
-    const { hostname, port } = new URL(database.url);
-    const proxy = await TcpProxy.start({ host: hostname, port: Number(port || 5432) });
+    const proxy = await TcpProxy.toPostgres(database.url);
     opened.push({ end: () => proxy.close() });
     const handle: Database<unknown> = createDb({
       url: proxy.url(database.url),

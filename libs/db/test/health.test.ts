@@ -52,8 +52,7 @@ async function silentServer(): Promise<{ url: string; sockets: Socket[] }> {
 
 /** A proxy to the real PostgreSQL whose connections the test can reset. */
 async function resettableProxy(target: string): Promise<{ url: string; reset: () => void }> {
-  const { hostname, port } = new URL(target);
-  const proxy = await TcpProxy.start({ host: hostname, port: Number(port || 5432) });
+  const proxy = await TcpProxy.toPostgres(target);
   proxies.push(proxy);
   return { url: proxy.url(target), reset: () => proxy.reset() };
 }

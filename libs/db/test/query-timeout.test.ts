@@ -20,8 +20,7 @@ afterAll(async () => {
 
 describe('queryTimeoutMs', () => {
   it('fails a statement its connection never answers as a connection error, and runs the next on a new connection', async () => {
-    const { hostname, port } = new URL(database.url);
-    proxy = await TcpProxy.start({ host: hostname, port: Number(port || 5432) });
+    proxy = await TcpProxy.toPostgres(database.url);
     handle = createDb<unknown>({
       url: proxy.url(database.url),
       poolSize: 1,

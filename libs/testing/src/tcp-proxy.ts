@@ -24,6 +24,12 @@ export class TcpProxy {
     readonly port: number,
   ) {}
 
+  /** A proxy to the PostgreSQL server a `postgres://` URL names (port 5432 when it names none). */
+  static toPostgres(url: string): Promise<TcpProxy> {
+    const { hostname, port } = new URL(url);
+    return TcpProxy.start({ host: hostname, port: Number(port || 5432) });
+  }
+
   static async start(target: { host: string; port: number }): Promise<TcpProxy> {
     let proxy: TcpProxy | undefined;
     const server = createServer((client) => {

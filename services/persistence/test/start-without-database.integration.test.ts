@@ -28,8 +28,7 @@ afterAll(async () => {
 describe('persistence started while PostgreSQL cannot be reached', () => {
   it('is alive but not ready while it waits, then migrates and is ready without a restart', async () => {
     database = await createTestDatabase('persistence_start_without_database');
-    const { hostname, port } = new URL(database.url);
-    proxy = await TcpProxy.start({ host: hostname, port: Number(port || 5432) });
+    proxy = await TcpProxy.toPostgres(database.url);
     proxy.cut();
     persistence = await startService('persistence', {
       env: { DATABASE_URL: proxy.url(database.url), NATS_SUBJECT_PREFIX: uniqueSubjectPrefix() },
@@ -49,12 +48,13 @@ describe('persistence started while PostgreSQL cannot be reached', () => {
   }, 60_000);
 
   it('gives the start up on SIGTERM while it waits, as aborted rather than failed', async () => {
-    const waiting = await TcpProxy.start({ host: '127.0.0.1', port: 5432 });
+    const target = 'postgres://postgres@127.0.0.1:5432/test';
+    const waiting = await TcpProxy.toPostgres(target);
     waiting.cut();
     let stopped: ServiceProcess | undefined;
     try {
       stopped = await startService('persistence', {
-        env: { DATABASE_URL: waiting.url('postgres://postgres@127.0.0.1:5432/test'), NATS_SUBJECT_PREFIX: uniqueSubjectPrefix() },
+        env: { DATABASE_URL: waiting.url(target), NATS_SUBJECT_PREFIX: uniqueSubjectPrefix() },
         waitReady: false,
       });
       const { logs, child, exited } = stopped;
