@@ -70,10 +70,11 @@ The migrations Job's ServiceAccount. A hook runs before the release's objects ex
 chart creates accounts the Job gets one of its own, made as a hook before it.
 */}}
 {{- define "switchboard.migrationsServiceAccountName" -}}
+{{- $name := include "switchboard.serviceAccountName" . -}}
 {{- if .Values.serviceAccount.create -}}
-{{- printf "%s-migrations" (include "switchboard.serviceAccountName" .) -}}
+{{- printf "%s-migrations" $name -}}
 {{- else -}}
-{{- .Values.serviceAccount.name -}}
+{{- $name -}}
 {{- end -}}
 {{- end -}}
 
