@@ -43,7 +43,8 @@ describe('2,000 sockets on a gateway killed with SIGKILL and replaced on the sam
       gateways: 1,
       persistence: 1,
       env: { DATABASE_POOL_SIZE: String(POOL_SIZE) },
-      gatewayEnv: { RATE_LIMIT_PER_SEC: '1000', SEND_TIMEOUT_MS: '3000' },
+      // Five agents' tokens are shared by 2,000 sockets: no bound on sockets per user.
+      gatewayEnv: { RATE_LIMIT_PER_SEC: '1000', SEND_TIMEOUT_MS: '3000', MAX_CONNECTIONS_PER_USER: '0' },
     });
     nats = await connect({ servers: 'nats://127.0.0.1:4222' });
     const gateway = running.gateways[0];

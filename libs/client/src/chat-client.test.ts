@@ -1058,6 +1058,26 @@ describe('token provider failures', () => {
     client.close();
   });
 
+  it('tells the app why the gateway refused its auth for now (too many connections), and tries again later', async () => {
+    const { client, errors } = newClient();
+    const connecting = client.connect();
+    const socket = FakeSocket.last();
+    socket.open();
+    await flush();
+    const auth = socket.sentOf('auth').at(-1);
+    const message = 'at most 20 connections per user on this gateway; close one first';
+    socket.receive({ type: 'error', code: 'rate_limited', message, req_id: auth?.req_id });
+    await flush();
+    expect(errors).toMatchObject([{ code: 'rate_limited', message: `authentication refused for now: ${message}` }]);
+    expect(client.state).toBe('connecting');
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(FakeSocket.all.length).toBe(2);
+    await accept();
+    await connecting;
+    expect(client.state).toBe('ready');
+    client.close();
+  });
+
   it('reconnects when the provider does not answer after the token was refused, instead of waiting for it for ever', async () => {
     let calls = 0;
     const provider = vi.fn(() => (++calls === 1 ? 'token-1' : new Promise<string>(noop)));

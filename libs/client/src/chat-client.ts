@@ -921,8 +921,12 @@ export class ChatClient {
         this.authError = frame.message;
         if (frame.code === 'auth_required' && reqId === undefined) this.authTimedOut = true;
       }
-      // The gateway closes with 4001 after an auth failure; anything else (its keys unavailable) is worth another try later.
-      else this.drop(socket, 'authentication unavailable');
+      // The gateway closes with 4001 after an auth failure. Anything else (its keys unavailable, the
+      // user's sockets on it at their limit) is worth another try later; the app hears why.
+      else {
+        this.events.emit('error', new ChatError(frame.code, `authentication refused for now: ${frame.message}`));
+        this.drop(socket, 'authentication unavailable');
+      }
       return;
     }
     if (reqId === PROBE_REQ_ID) return;

@@ -19,6 +19,7 @@ import { createGatewayMetrics } from './metrics.js';
 import { ClientConnection } from './ws/connection.js';
 import { RollingSweep } from './ws/rolling-sweep.js';
 import { createWsServer } from './ws/server.js';
+import { UserConnections } from './ws/user-connections.js';
 
 export interface GatewayOptions {
   config: GatewayConfig;
@@ -95,7 +96,8 @@ export async function startGateway({ config, logger, bus, startingProbes }: Gate
           () => performance.now(),
         )
       : undefined;
-  const deps = { config, logger, metrics, verifier, persistence, access, hub, expiries };
+  const userConnections = new UserConnections(config.maxConnectionsPerUser);
+  const deps = { config, logger, metrics, verifier, persistence, access, hub, expiries, userConnections };
   const server = createWsServer({
     maxFrameBytes: config.maxFrameBytes,
     allowedOrigins: config.allowedOrigins,

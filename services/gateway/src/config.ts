@@ -28,6 +28,11 @@ const gatewayEnv = {
   SLOW_CLIENT_GRACE_MS: env.integer({ default: 5_000, min: 0, max: 600_000 }),
   /** Sessions one socket may be joined to at once: each costs the gateway a NATS subscription and memory. */
   MAX_SESSIONS_PER_CONNECTION: env.integer({ default: 1_000, min: 1, max: 1_000_000 }),
+  /**
+   * Authenticated sockets one user may hold on this gateway; an `auth` for one more gets
+   * `rate_limited` and the socket is closed with 1008. 0: no bound.
+   */
+  MAX_CONNECTIONS_PER_USER: env.integer({ default: 20, min: 0, max: 1_000_000 }),
   /** How long a session's delivery waits for a missing seq before fetching it from persistence. */
   GAP_WAIT_MS: env.integer({ default: 100, min: 0, max: 60_000 }),
   /** Where browsers reach the auth API, for the demo page; unset: the gateway's host on port 2347. */
@@ -62,6 +67,7 @@ export function loadGatewayConfig(source: NodeJS.ProcessEnv = process.env) {
     maxBufferedBytes: raw.MAX_BUFFERED_BYTES,
     slowClientGraceMs: raw.SLOW_CLIENT_GRACE_MS,
     maxSessionsPerConnection: raw.MAX_SESSIONS_PER_CONNECTION,
+    maxConnectionsPerUser: raw.MAX_CONNECTIONS_PER_USER,
     gapWaitMs: raw.GAP_WAIT_MS,
     drainSeconds: raw.DRAIN_SECONDS,
     maxConnectionAgeMs: raw.MAX_CONNECTION_AGE_S * 1000,

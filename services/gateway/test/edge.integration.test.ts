@@ -4,7 +4,7 @@ import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { rawWsClient, type ServiceProcess, type Stack, startStack, TestClient, TestClients, waitFor } from '@switchboard/testing';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 
 let stack: Stack;
@@ -33,6 +33,9 @@ beforeAll(async () => {
   const client = await authed();
   sessionId = ((await client.request({ type: 'create_session' })).session as { id: number }).id;
 });
+
+// Every client here is the same customer, and a gateway takes at most MAX_CONNECTIONS_PER_USER of them.
+afterEach(() => clients.closeAll());
 
 afterAll(async () => {
   await clients.closeAll();

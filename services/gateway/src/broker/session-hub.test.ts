@@ -10,6 +10,7 @@ import WebSocket from 'ws';
 import { loadGatewayConfig } from '../config.js';
 import { createGatewayMetrics } from '../metrics.js';
 import { ClientConnection } from '../ws/connection.js';
+import { UserConnections } from '../ws/user-connections.js';
 import type { SessionAccess } from './session-access.js';
 import { CATCH_UP_PAGE, createSessionHub, MAX_EARLY_EVENTS, MAX_QUEUED_EVENTS, type Subscriber } from './session-hub.js';
 
@@ -471,6 +472,7 @@ describe('a socket the gateway closes', () => {
       access: {} as SessionAccess,
       hub,
       expiries: new Deadlines<ClientConnection>(() => undefined),
+      userConnections: new UserConnections(0),
     });
     const fetches = persistence.holdFetches();
     const joined = hub.join(connection, SESSION, 0, undefined);

@@ -27,6 +27,7 @@ import type { GatewayConfig } from '../config.js';
 import { refuse, toErrorFrame } from '../errors.js';
 import type { GatewayMetrics } from '../metrics.js';
 import { TokenBucket } from './rate-limiter.js';
+import type { UserConnections } from './user-connections.js';
 import { batchWritesThisTurn, type FlushListener } from './write-batch.js';
 
 /** Sends waiting behind the one in flight, per connection; more get `rate_limited`. */
@@ -52,6 +53,8 @@ export interface ConnectionDeps {
   hub: SessionHub;
   /** Token expiries of every connection of the gateway, on one timer. */
   expiries: Deadlines<ClientConnection>;
+  /** The authenticated sockets of each user on the gateway, bounded by MAX_CONNECTIONS_PER_USER. */
+  userConnections: UserConnections;
 }
 
 type SendJob = ClientFrameOf<'send_message'> & { clientMsgId: string; receivedAt: number };
@@ -492,6 +495,12 @@ export class ClientConnection implements Subscriber, FlushListener {
     // inherit an agent's memberships. A new socket joins each session again under the new role.
     if (this.user && this.user.role !== verified.role) refuse(ErrorCode.AuthFailed, 'the role changed; reconnect with the new token');
     const renewing = this.user !== undefined;
+    if (!renewing && !this.deps.userConnections.tryAdd(verified.userId)) {
+      const max = this.deps.userConnections.max;
+      this.sendError(ErrorCode.RateLimited, `at most ${max} connections per user on this gateway; close one first`, frame.req_id);
+      this.close(CloseCode.PolicyViolation, 'too many connections for this user');
+      return;
+    }
     if (!renewing) this.deps.metrics.authenticatedConnections.inc();
     this.user = verified;
     this.stopCountingUnauthenticated();
@@ -630,6 +639,9 @@ export class ClientConnection implements Subscriber, FlushListener {
     this.sends.length = 0;
     this.deps.hub.leaveAll(this);
     this.deps.metrics.connections.dec();
-    if (this.user) this.deps.metrics.authenticatedConnections.dec();
+    if (this.user) {
+      this.deps.userConnections.remove(this.user.userId);
+      this.deps.metrics.authenticatedConnections.dec();
+    }
   }
 }

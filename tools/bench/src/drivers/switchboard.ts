@@ -134,8 +134,11 @@ export interface LocalSwitchboardOptions {
   natsPids?: () => number[];
 }
 
-/** Environment of every gateway the bench starts: no per-connection rate limit in the way, quiet logs. */
-export const BENCH_GATEWAY_ENV = { RATE_LIMIT_PER_SEC: '100000', LOG_LEVEL: 'warn' };
+/**
+ * Environment of every gateway the bench starts: no per-connection rate limit in the way, no bound
+ * on sockets per user (USER_POOL users share thousands of connections), quiet logs.
+ */
+export const BENCH_GATEWAY_ENV = { RATE_LIMIT_PER_SEC: '100000', MAX_CONNECTIONS_PER_USER: '0', LOG_LEVEL: 'warn' };
 
 /** What `--profile` and `--heap-profile` ask for: CPU time or allocations. */
 export type ProfileKind = 'cpu' | 'heap';
