@@ -17,4 +17,5 @@ export {
   type Stoppable,
 } from './run-main.js';
 export { settlesWithin } from './settles-within.js';
+export { startInParts } from './start-in-parts.js';
 export { type StartingProbes, serveStartingProbes } from './starting-probes.js';

@@ -2,7 +2,14 @@ import type { Bus } from '@switchboard/bus';
 import { createDb, type Database, migrateToLatest, withDb } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import { createSubjects } from '@switchboard/protocol';
-import { counterTotal, createMetricsRegistry, type StartingProbes, type Stoppable, startOpsServer } from '@switchboard/runtime';
+import {
+  counterTotal,
+  createMetricsRegistry,
+  type StartingProbes,
+  type Stoppable,
+  startInParts,
+  startOpsServer,
+} from '@switchboard/runtime';
 import { createTokenVerifier } from '@switchboard/tokens';
 import type { Kysely } from 'kysely';
 import { authServiceSpec } from './bus-service.js';
@@ -108,84 +115,88 @@ export async function startAuthService({ config, logger, bus, database, starting
 
   const { db } = database;
   await migrateAuth(db, logger, { ensureSigningKey: config.privateKeyPem === undefined });
-  // Before serving or signing anything: the key is recorded, so replicas already running publish it.
-  const keys = await openKeyRing(db, { configuredPem: config.privateKeyPem, ttlSeconds: config.accessTokenTtlSeconds, logger });
-  logger.info({ kid: keys.active.kid, alg: keys.active.alg }, 'signing key loaded');
-  if (config.admin) await bootstrapAdmin(db, config.admin, logger);
+  return startInParts(async (running) => {
+    // Before serving or signing anything: the key is recorded, so replicas already running publish it.
+    const keys = await openKeyRing(db, { configuredPem: config.privateKeyPem, ttlSeconds: config.accessTokenTtlSeconds, logger });
+    running({ stop: async () => keys.stop() });
+    logger.info({ kid: keys.active.kid, alg: keys.active.alg }, 'signing key loaded');
+    if (config.admin) await bootstrapAdmin(db, config.admin, logger);
 
-  const stats = async () => ({
-    logins: await counterTotal(metrics.logins, { outcome: 'success' }),
-    failed_logins: await counterTotal(metrics.logins, { outcome: 'failure' }),
-    tokens_issued: (await counterTotal(metrics.tokensIssued)) - (await counterTotal(metrics.tokensIssued, { kind: 'service_refused' })),
-  });
-  const busService = await bus.addService(authServiceSpec({ subjects, jwks: () => keys.jwks(), stats }));
-
-  const throttle = (scope: string, maxFailures: number, windowMs: number) =>
-    createLoginThrottle({
-      db,
-      scope,
-      maxFailures,
-      windowMs,
-      onSweepError: (error) => logger.warn({ err: error }, 'deleting expired login windows failed'),
+    const stats = async () => ({
+      logins: await counterTotal(metrics.logins, { outcome: 'success' }),
+      failed_logins: await counterTotal(metrics.logins, { outcome: 'failure' }),
+      tokens_issued: (await counterTotal(metrics.tokensIssued)) - (await counterTotal(metrics.tokensIssued, { kind: 'service_refused' })),
     });
-  const http = buildHttpApp({
-    db,
-    passwords: createPasswordHasher({ concurrency: config.passwordHashConcurrency, maxWaiting: config.passwordHashQueue }),
-    tokens: createTokenIssuer({ keys, issuer: config.issuer, audience: config.audience, ttlSeconds: config.accessTokenTtlSeconds }),
-    verifier: createTokenVerifier({
-      keySource: { fetchKeys: () => keys.jwks() },
-      issuer: config.issuer,
-      audience: config.audience,
-      // The key ring is local and caches its reads itself: a key whose row is deleted (withdrawn
-      // after a leak) is refused here as soon as it leaves the JWKS, not after the verifier's
-      // default 10 minutes.
-      maxKeyAgeMs: JWKS_CACHE_MS,
-      // For the same reason, a kid not among the keys is looked up again at once, which costs no
-      // more than that cache: a token of a key never published (or withdrawn) is refused for good
-      // with 401, not held back with a 503 as a key too new to be known yet would be.
-      minRefetchIntervalMs: 0,
-    }),
-    jwks: () => keys.jwks(),
-    apiKeys: config.apiKeys,
-    throttles: {
-      user: throttle('user', config.loginMaxFailures, config.loginFailureWindowMs),
-      account: throttle('account', config.loginMaxFailuresPerUsername, config.loginFailureWindowMs),
-      address: throttle('address', config.loginMaxFailuresPerAddress, config.loginFailureWindowMs),
-      registration: throttle('registration', config.registrationMaxPerAddress, config.registrationWindowMs),
-    },
-    metrics,
-    logger,
-    trustProxy: config.trustProxy,
-    corsOrigins: config.corsOrigins,
-  });
-  await http.listen({ port: config.port, host: config.host });
-  const address = http.server.address();
-  const port = typeof address === 'object' && address ? address.port : config.port;
+    const busService = running(await bus.addService(authServiceSpec({ subjects, jwks: () => keys.jwks(), stats })));
 
-  const ops = await startOpsServer({
-    port: config.opsPort,
-    host: config.host,
-    registry,
-    logger,
-    replacing: startingProbes,
-    checks: { bus: bus.isConnected, database: database.isHealthy, accepting: () => !draining },
-  });
-  logger.info({ port, opsPort: ops.port }, 'auth service listening');
+    const throttle = (scope: string, maxFailures: number, windowMs: number) =>
+      createLoginThrottle({
+        db,
+        scope,
+        maxFailures,
+        windowMs,
+        onSweepError: (error) => logger.warn({ err: error }, 'deleting expired login windows failed'),
+      });
+    const http = buildHttpApp({
+      db,
+      passwords: createPasswordHasher({ concurrency: config.passwordHashConcurrency, maxWaiting: config.passwordHashQueue }),
+      tokens: createTokenIssuer({ keys, issuer: config.issuer, audience: config.audience, ttlSeconds: config.accessTokenTtlSeconds }),
+      verifier: createTokenVerifier({
+        keySource: { fetchKeys: () => keys.jwks() },
+        issuer: config.issuer,
+        audience: config.audience,
+        // The key ring is local and caches its reads itself: a key whose row is deleted (withdrawn
+        // after a leak) is refused here as soon as it leaves the JWKS, not after the verifier's
+        // default 10 minutes.
+        maxKeyAgeMs: JWKS_CACHE_MS,
+        // For the same reason, a kid not among the keys is looked up again at once, which costs no
+        // more than that cache: a token of a key never published (or withdrawn) is refused for good
+        // with 401, not held back with a 503 as a key too new to be known yet would be.
+        minRefetchIntervalMs: 0,
+      }),
+      jwks: () => keys.jwks(),
+      apiKeys: config.apiKeys,
+      throttles: {
+        user: throttle('user', config.loginMaxFailures, config.loginFailureWindowMs),
+        account: throttle('account', config.loginMaxFailuresPerUsername, config.loginFailureWindowMs),
+        address: throttle('address', config.loginMaxFailuresPerAddress, config.loginFailureWindowMs),
+        registration: throttle('registration', config.registrationMaxPerAddress, config.registrationWindowMs),
+      },
+      metrics,
+      logger,
+      trustProxy: config.trustProxy,
+      corsOrigins: config.corsOrigins,
+    });
+    await http.listen({ port: config.port, host: config.host });
+    running({ stop: async () => void (await http.close()) });
+    const address = http.server.address();
+    const port = typeof address === 'object' && address ? address.port : config.port;
 
-  return {
-    port,
-    opsPort: ops.port,
-    async stop() {
-      draining = true;
-      // Fastify's close stops accepting and waits for in-flight requests; a request still
-      // unfinished after STOP_REQUESTS_GRACE_MS (a client that stopped sending its body) has its
-      // connection closed, so that the stop ends within the contract's 30 s.
-      const closed = http.close();
-      const grace = setTimeout(() => http.server.closeAllConnections(), STOP_REQUESTS_GRACE_MS);
-      await closed.finally(() => clearTimeout(grace));
-      await busService.stop().catch(() => undefined);
-      keys.stop();
-      await ops.close();
-    },
-  };
+    const ops = await startOpsServer({
+      port: config.opsPort,
+      host: config.host,
+      registry,
+      logger,
+      replacing: startingProbes,
+      checks: { bus: bus.isConnected, database: database.isHealthy, accepting: () => !draining },
+    });
+    logger.info({ port, opsPort: ops.port }, 'auth service listening');
+
+    return {
+      port,
+      opsPort: ops.port,
+      async stop() {
+        draining = true;
+        // Fastify's close stops accepting and waits for in-flight requests; a request still
+        // unfinished after STOP_REQUESTS_GRACE_MS (a client that stopped sending its body) has its
+        // connection closed, so that the stop ends within the contract's 30 s.
+        const closed = http.close();
+        const grace = setTimeout(() => http.server.closeAllConnections(), STOP_REQUESTS_GRACE_MS);
+        await closed.finally(() => clearTimeout(grace));
+        await busService.stop().catch(() => undefined);
+        keys.stop();
+        await ops.close();
+      },
+    };
+  });
 }

@@ -2,7 +2,14 @@ import type { Bus } from '@switchboard/bus';
 import { createDb, type Database, migrateToLatest, withDb } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import { createSubjects } from '@switchboard/protocol';
-import { counterTotal, createMetricsRegistry, type StartingProbes, type Stoppable, startOpsServer } from '@switchboard/runtime';
+import {
+  counterTotal,
+  createMetricsRegistry,
+  type StartingProbes,
+  type Stoppable,
+  startInParts,
+  startOpsServer,
+} from '@switchboard/runtime';
 import type { Kysely } from 'kysely';
 import { persistenceServiceSpec } from './api/endpoints.js';
 import type { PersistenceConfig } from './config.js';
@@ -101,57 +108,63 @@ export async function startPersistenceService({
     dead_lettered: await counterTotal(metrics.messages, { outcome: 'dead_lettered' }),
     ...(await bus.inboundStats().catch(() => ({}))),
   });
-  const service = await bus.addService(
-    persistenceServiceSpec({
-      db: database.db,
-      subjects,
-      logger,
-      stats,
-      sessionCreateLimit: config.sessionCreateLimit,
-      concurrency: apiConcurrency(config.databasePoolSize),
-      maxPayload: () => bus.maxPayload(),
-    }),
-  );
-  const consumer = await startInboundConsumer({
-    bus,
-    inbound: config.inbound,
-    db: database.db,
-    subjects,
-    batchMax: config.batchMax,
-    logger,
-    metrics,
-    faultInjection: config.faultInjection,
-  });
-
-  const statsTimer = setInterval(() => {
-    bus.inboundStats().then(
-      (stats) => {
-        metrics.consumerPending.set(stats.pending);
-        metrics.consumerAckPending.set(stats.ackPending);
-      },
-      () => undefined,
+  return startInParts(async (running) => {
+    const service = running(
+      await bus.addService(
+        persistenceServiceSpec({
+          db: database.db,
+          subjects,
+          logger,
+          stats,
+          sessionCreateLimit: config.sessionCreateLimit,
+          concurrency: apiConcurrency(config.databasePoolSize),
+          maxPayload: () => bus.maxPayload(),
+        }),
+      ),
     );
-  }, CONSUMER_STATS_INTERVAL_MS);
-  statsTimer.unref();
+    const consumer = running(
+      await startInboundConsumer({
+        bus,
+        inbound: config.inbound,
+        db: database.db,
+        subjects,
+        batchMax: config.batchMax,
+        logger,
+        metrics,
+        faultInjection: config.faultInjection,
+      }),
+    );
 
-  const ops = await startOpsServer({
-    port: config.opsPort,
-    host: config.host,
-    registry,
-    logger,
-    replacing: startingProbes,
-    checks: { bus: bus.isConnected, database: database.isHealthy, consumer: consumer.isConsuming, accepting: () => !draining },
+    const ops = await startOpsServer({
+      port: config.opsPort,
+      host: config.host,
+      registry,
+      logger,
+      replacing: startingProbes,
+      checks: { bus: bus.isConnected, database: database.isHealthy, consumer: consumer.isConsuming, accepting: () => !draining },
+    });
+    // Started last, with nothing left to fail.
+    const statsTimer = setInterval(() => {
+      bus.inboundStats().then(
+        (stats) => {
+          metrics.consumerPending.set(stats.pending);
+          metrics.consumerAckPending.set(stats.ackPending);
+        },
+        () => undefined,
+      );
+    }, CONSUMER_STATS_INTERVAL_MS);
+    statsTimer.unref();
+    logger.info({ opsPort: ops.port, stream: subjects.inboundStream }, 'persistence service running');
+
+    return {
+      opsPort: ops.port,
+      async stop() {
+        draining = true;
+        clearInterval(statsTimer);
+        await consumer.stop();
+        await service.stop().catch(() => undefined);
+        await ops.close();
+      },
+    };
   });
-  logger.info({ opsPort: ops.port, stream: subjects.inboundStream }, 'persistence service running');
-
-  return {
-    opsPort: ops.port,
-    async stop() {
-      draining = true;
-      clearInterval(statsTimer);
-      await consumer.stop();
-      await service.stop().catch(() => undefined);
-      await ops.close();
-    },
-  };
 }
