@@ -14,7 +14,13 @@ export async function startInParts<T>(start: (running: <P extends Stoppable>(par
       return part;
     });
   } catch (error) {
-    for (const part of parts.reverse()) await part.stop().catch(() => undefined);
+    for (const part of parts.reverse()) {
+      try {
+        await part.stop();
+      } catch {
+        // The start's own failure is the one to report; the other parts are stopped all the same.
+      }
+    }
     throw error;
   }
 }

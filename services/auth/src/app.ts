@@ -168,7 +168,15 @@ export async function startAuthService({ config, logger, bus, database, starting
       corsOrigins: config.corsOrigins,
     });
     await http.listen({ port: config.port, host: config.host });
-    running({ stop: async () => void (await http.close()) });
+    // Fastify's close stops accepting and waits for in-flight requests; a request still unfinished
+    // after STOP_REQUESTS_GRACE_MS (a client that stopped sending its body) has its connection
+    // closed, so that the stop ends within the contract's 30 s.
+    const closeHttp = async () => {
+      const closed = http.close();
+      const grace = setTimeout(() => http.server.closeAllConnections(), STOP_REQUESTS_GRACE_MS);
+      await closed.finally(() => clearTimeout(grace));
+    };
+    running({ stop: closeHttp });
     const address = http.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
 
@@ -187,12 +195,7 @@ export async function startAuthService({ config, logger, bus, database, starting
       opsPort: ops.port,
       async stop() {
         draining = true;
-        // Fastify's close stops accepting and waits for in-flight requests; a request still
-        // unfinished after STOP_REQUESTS_GRACE_MS (a client that stopped sending its body) has its
-        // connection closed, so that the stop ends within the contract's 30 s.
-        const closed = http.close();
-        const grace = setTimeout(() => http.server.closeAllConnections(), STOP_REQUESTS_GRACE_MS);
-        await closed.finally(() => clearTimeout(grace));
+        await closeHttp();
         await busService.stop().catch(() => undefined);
         keys.stop();
         await ops.close();

@@ -498,6 +498,7 @@ export class ClientConnection implements Subscriber, FlushListener {
     if (!renewing && !this.deps.userConnections.tryAdd(verified.userId)) {
       const max = this.deps.userConnections.max;
       this.sendError(ErrorCode.RateLimited, `at most ${max} connections per user on this gateway; close one first`, frame.req_id);
+      clearTimeout(this.authTimer);
       this.close(CloseCode.PolicyViolation, 'too many connections for this user');
       return;
     }
