@@ -20,7 +20,7 @@ export { metric, metricValue } from './metrics.js';
 export { NatsServer, natsServerBinary } from './nats-server.js';
 export { deleteInboundStream } from './nats-streams.js';
 export { PendingReplies } from './pending-replies.js';
-export { freePort } from './ports.js';
+export { canListen, freePort, holdPort } from './ports.js';
 export { type RawWsClient, rawWsClient } from './raw-ws-client.js';
 export { type ReliableSendOptions, sendReliably } from './reliable-send.js';
 export {

@@ -29,7 +29,20 @@ export async function freePort(): Promise<number> {
   throw new Error(`no free port on 127.0.0.1 between ${FIRST} and ${LAST} after ${ATTEMPTS} tries`);
 }
 
-function canListen(port: number): Promise<boolean> {
+/** A port held by a listener on 127.0.0.1, for what a service does when its port is taken. */
+export async function holdPort(): Promise<{ port: number; release(): Promise<void> }> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ port: 0, host: '127.0.0.1' }, () => resolve());
+  });
+  const address = server.address();
+  if (typeof address !== 'object' || !address) throw new Error('the holding listener has no port');
+  return { port: address.port, release: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+}
+
+/** Whether a listener could take `port` on 127.0.0.1 now: nothing holds it. */
+export function canListen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const server = createServer();
     server.unref();
