@@ -3,6 +3,7 @@ import { BusErrorCode, type Subjects } from '@switchboard/protocol';
 import { settlesWithin } from '@switchboard/runtime';
 import {
   AckPolicy,
+  ConsumerEvents,
   connect,
   DeliverPolicy,
   type JsMsg,
@@ -106,6 +107,13 @@ const isNotFound = (error: unknown) =>
  * another replica), it would take the acks of the messages held from before.
  */
 const RECHECK_IDLE_MS = 1_000;
+/**
+ * How often NATS tells a pull waiting on it that it is still there. A pull request can be lost: one
+ * sent while the consumer's leader is being elected (a NATS server of the cluster restarting) is
+ * taken by no server. Two intervals without word and the pull is sent again, where nats.js would
+ * wait for two of its own intervals (half the pull's expiry each) and then a whole expiry more.
+ */
+const PULL_HEARTBEAT_MS = 1_000;
 /**
  * How long stopping a service waits for the requests it has taken to be answered. A persistence
  * replica stopping in a rolling update answers the replays and history reads it has started,
@@ -239,7 +247,7 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
   let connected = true;
   /** Set by close(): the connection's end is then expected, and nobody is told of it. */
   let closing = false;
-  const reconnectListeners: (() => void)[] = [];
+  const reconnectListeners = new Set<() => void>();
   log.info({ server: nc.getServer() }, 'connected to NATS');
 
   void (async () => {
@@ -479,12 +487,35 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
               if (performance.now() - idleSince > RECHECK_IDLE_MS) await check();
               let taken = 0;
               let failure: unknown;
+              // A pull waits on the server it was sent to. After a reconnect (to another server of
+              // a cluster, or to a restarted one) nats.js asks for it again only once the consumer
+              // answers an info request, and while its leader is being elected it waits a whole
+              // pull expiry before asking again: nothing was stored for 30 s. Such a pull, and one
+              // whose heartbeats stop, is ended and sent again at once.
+              let lostPull = false;
+              const pullAgain = (which = pull) => {
+                lostPull = true;
+                void which?.close();
+              };
+              const onReconnect = () => pullAgain();
+              reconnectListeners.add(onReconnect);
               try {
-                if (closed) return;
-                pull = await consumer.fetch({ max_messages: maxMessages, expires: expiresMs });
-                for await (const msg of pull) {
-                  taken++;
-                  yield toDurable(msg, isLost);
+                while (!closed && taken < maxMessages) {
+                  lostPull = false;
+                  const current = await consumer.fetch({
+                    max_messages: maxMessages - taken,
+                    expires: expiresMs,
+                    idle_heartbeat: Math.min(PULL_HEARTBEAT_MS, expiresMs / 2),
+                  });
+                  pull = current;
+                  void current.status().then(async (events) => {
+                    for await (const event of events) if (event.type === ConsumerEvents.HeartbeatsMissed) return pullAgain(current);
+                  });
+                  for await (const msg of current) {
+                    taken++;
+                    yield toDurable(msg, isLost);
+                  }
+                  if (!lostPull) break;
                 }
               } catch (error) {
                 // Deleted under a waiting pull (409). Not found when nats.js checked after missed
@@ -492,6 +523,7 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
                 if (isDeleted(error)) lose('deleted', error);
                 failure = error;
               } finally {
+                reconnectListeners.delete(onReconnect);
                 idleSince = performance.now();
               }
               // A pull to a consumer deleted while none waited may also end with nothing, and no error.
@@ -515,7 +547,7 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
     isConnected: () => connected && !nc.isClosed() && !nc.isDraining(),
     maxPayload: () => nc.info?.max_payload ?? Number.POSITIVE_INFINITY,
     onReconnect: (listener) => {
-      reconnectListeners.push(listener);
+      reconnectListeners.add(listener);
     },
     async close() {
       closing = true;

@@ -17,7 +17,7 @@ export { createTestDatabase, fillHistory, query, TEST_DATABASE_ADMIN_URL, type T
 export { LoadClient, type LoadClientOptions } from './load-client.js';
 export { refusePoison, removeSlowInserts, slowInserts } from './message-triggers.js';
 export { metric, metricValue } from './metrics.js';
-export { NatsServer, natsServerBinary } from './nats-server.js';
+export { type JetStreamInfo, NatsServer, natsServerBinary } from './nats-server.js';
 export { deleteInboundStream } from './nats-streams.js';
 export { PendingReplies } from './pending-replies.js';
 export { canListen, freePort, holdPort } from './ports.js';

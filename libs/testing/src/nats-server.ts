@@ -2,8 +2,17 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { freePort } from './ports.js';
 import { waitFor } from './service-process.js';
+
+/** What tests read of a server's `/jsz`. */
+export interface JetStreamInfo {
+  meta_cluster?: { leader?: string };
+  account_details?: {
+    stream_detail?: { name: string; cluster?: { leader?: string }; consumer_detail?: { name: string; cluster?: { leader?: string } }[] }[];
+  }[];
+}
 
 const CANDIDATES = ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'];
 
@@ -40,6 +49,39 @@ export class NatsServer {
     const server = new NatsServer(storeDir, await freePort(), await freePort());
     await server.restart(args);
     return server;
+  }
+
+  /**
+   * A JetStream cluster of `size` servers (`n0`, `n1`, …), each with a store directory of its own
+   * under `storeRoot`, routed to one another, once it has elected its meta leader.
+   */
+  static async startCluster(storeRoot: string, size = 3): Promise<NatsServer[]> {
+    const routePorts = await Promise.all(Array.from({ length: size }, () => freePort()));
+    const routes = routePorts.map((port) => `nats://127.0.0.1:${port}`).join(',');
+    const servers = await Promise.all(
+      routePorts.map((port, index) =>
+        NatsServer.start(join(storeRoot, `n${index}`), [
+          '-n',
+          `n${index}`,
+          '--cluster_name',
+          'switchboard-test',
+          '--cluster',
+          `nats://127.0.0.1:${port}`,
+          '--routes',
+          routes,
+        ]),
+      ),
+    );
+    await waitFor(async () => (await servers[0]?.jetStreamInfo())?.meta_cluster?.leader !== undefined, 30_000, 'a JetStream meta leader');
+    return servers;
+  }
+
+  /** `/jsz` with every stream's consumers: where their leaders are, say. */
+  async jetStreamInfo(): Promise<JetStreamInfo | undefined> {
+    return fetch(`${this.monitorUrl}/jsz?accounts=true&streams=true&consumers=true`).then(
+      (response) => (response.ok ? (response.json() as Promise<JetStreamInfo>) : undefined),
+      () => undefined,
+    );
   }
 
   /** Starts the server (again, on the same ports and store) and waits until JetStream is up; one that does not come up is killed. */

@@ -1,0 +1,76 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { NatsServer, waitFor } from '@switchboard/testing';
+import { afterAll, describe, expect, it } from 'vitest';
+import { type Harness, startHarness } from './support.js';
+
+/**
+ * A NATS server of a cluster dies: the one persistence is connected to, which also leads the
+ * inbound consumer (a rolling update of a NATS StatefulSet does this to every server in turn).
+ * Persistence reconnects to another server at once, but its pull waited on the dead one: nats.js
+ * asked for it again only after the new consumer leader answered an info request, and while that
+ * leader was being elected it waited a whole pull expiry (30 s) before asking again. Nothing was
+ * stored meanwhile. Now the pull is sent again at once, and again whenever its heartbeats stop.
+ */
+
+let root: string | undefined;
+let servers: NatsServer[] = [];
+let harness: Harness | undefined;
+
+afterAll(async () => {
+  await harness?.close();
+  await Promise.all(servers.map((server) => server.kill()));
+  if (root) await rm(root, { recursive: true, force: true });
+});
+
+describe('persistence on a NATS cluster, when the server it is connected to dies', () => {
+  it('stores what is published after the death within the consumer leader election, well before a pull expiry', async () => {
+    root = await mkdtemp(join(tmpdir(), 'switchboard-nats-cluster-'));
+    servers = await NatsServer.startCluster(root, 3);
+    const [first] = servers;
+    if (!first) throw new Error('no cluster');
+    const live = await startHarness('cluster-failover', { natsUrl: first.url });
+    harness = live;
+    const replicated = { INBOUND_REPLICAS: '3' };
+    // The stream and its consumer, made by a first replica: then where the consumer's leader is.
+    await (await live.startPersistence(replicated)).stop();
+    const info = await first.jetStreamInfo();
+    const stream = info?.account_details
+      ?.flatMap((account) => account.stream_detail ?? [])
+      .find((s) => s.name === live.subjects.inboundStream);
+    const leader = stream?.consumer_detail?.find((c) => c.name === live.subjects.inboundConsumer)?.cluster?.leader;
+    const victim = servers[Number(leader?.slice(1))];
+    if (!victim) throw new Error(`no consumer leader among the servers: ${JSON.stringify(stream)}`);
+    await live.startPersistence({ ...replicated, NATS_URL: victim.url });
+
+    const [sessionId = 0] = await live.createSessions(1);
+    /** Publishes as a gateway does: again with the same id until NATS takes it (its stream may be electing a leader). */
+    const publish = async (clientMsgId: string) => {
+      await waitFor(
+        () =>
+          live.publish(sessionId, clientMsgId).then(
+            () => true,
+            () => false,
+          ),
+        30_000,
+        `NATS to take ${clientMsgId}`,
+      );
+    };
+    for (let i = 0; i < 5; i++) await publish(`before-${i}`);
+    await waitFor(async () => (await live.stored()).length === 5, 10_000, 'the first messages to be stored');
+
+    await victim.kill();
+    await publish('after-0');
+    // Before, nothing was stored for a pull expiry (30 s) and more after the election.
+    await waitFor(async () => (await live.stored()).length === 6, 20_000, 'the message published after the death to be stored');
+    for (let i = 1; i < 10; i++) await publish(`after-${i}`);
+    await waitFor(async () => (await live.stored()).length === 15, 20_000, 'every message to be stored');
+    const stored = await live.stored();
+    expect(stored.map((message) => message.client_msg_id)).toEqual([
+      ...Array.from({ length: 5 }, (_, i) => `before-${i}`),
+      ...Array.from({ length: 10 }, (_, i) => `after-${i}`),
+    ]);
+    expect(stored.map((message) => message.seq)).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
+  });
+});
