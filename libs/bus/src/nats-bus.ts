@@ -110,10 +110,12 @@ const RECHECK_IDLE_MS = 1_000;
 /**
  * How often NATS tells a pull waiting on it that it is still there. A pull request can be lost: one
  * sent while the consumer's leader is being elected (a NATS server of the cluster restarting) is
- * taken by no server. Two intervals without word and the pull is sent again, where nats.js would
+ * taken by no server. Three intervals without word and the pull is sent again, where nats.js would
  * wait for two of its own intervals (half the pull's expiry each) and then a whole expiry more.
  */
 const PULL_HEARTBEAT_MS = 1_000;
+/** Intervals without a heartbeat before a pull is taken for lost. */
+const HEARTBEATS_MISSED = 3;
 /**
  * How long stopping a service waits for the requests it has taken to be answered. A persistence
  * replica stopping in a rolling update answers the replays and history reads it has started,
@@ -486,12 +488,18 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
               if (lost) throw lost;
               if (performance.now() - idleSince > RECHECK_IDLE_MS) await check();
               let taken = 0;
+              /** What the last pull sent took: one that took nothing may have gone to a consumer deleted meanwhile. */
+              let lastTook = 0;
               let failure: unknown;
               // A pull waits on the server it was sent to. After a reconnect (to another server of
               // a cluster, or to a restarted one) nats.js asks for it again only once the consumer
               // answers an info request, and while its leader is being elected it waits a whole
               // pull expiry before asking again: nothing was stored for 30 s. Such a pull, and one
-              // whose heartbeats stop, is ended and sent again at once.
+              // whose heartbeats stop, is ended: sent again at once if it took messages, and
+              // otherwise once the check below has told a consumer gone from one being elected
+              // (NATS answers a pull for a missing consumer with silence). A message the consumer
+              // sends to a pull the reconnect ends, in the moment between nats.js subscribing its
+              // inbox again and this unsubscribing it, waits for the ack wait.
               let lostPull = false;
               const pullAgain = (which = pull) => {
                 lostPull = true;
@@ -502,6 +510,7 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
               try {
                 while (!closed && taken < maxMessages) {
                   lostPull = false;
+                  const before = taken;
                   const current = await consumer.fetch({
                     max_messages: maxMessages - taken,
                     expires: expiresMs,
@@ -509,13 +518,19 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
                   });
                   pull = current;
                   void current.status().then(async (events) => {
-                    for await (const event of events) if (event.type === ConsumerEvents.HeartbeatsMissed) return pullAgain(current);
+                    for await (const event of events) {
+                      // Counted at each interval without word. Not at the second: after an event
+                      // loop stall the timer runs before the heartbeats waiting in the socket are read.
+                      if (event.type === ConsumerEvents.HeartbeatsMissed && Number(event.data) >= HEARTBEATS_MISSED)
+                        return pullAgain(current);
+                    }
                   });
                   for await (const msg of current) {
                     taken++;
                     yield toDurable(msg, isLost);
                   }
-                  if (!lostPull) break;
+                  lastTook = taken - before;
+                  if (!lostPull || lastTook === 0) break;
                 }
               } catch (error) {
                 // Deleted under a waiting pull (409). Not found when nats.js checked after missed
@@ -527,7 +542,7 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
                 idleSince = performance.now();
               }
               // A pull to a consumer deleted while none waited may also end with nothing, and no error.
-              if ((failure !== undefined || taken === 0) && !closed) await check();
+              if ((failure !== undefined || lastTook === 0) && !closed) await check();
               if (failure === undefined) failedInARow = 0;
               else if (failedInARow++ % 60 === 0)
                 log.warn({ err: failure, failedInARow }, 'a pull from the inbound consumer failed; pulling again');

@@ -58,7 +58,7 @@ export class NatsServer {
   static async startCluster(storeRoot: string, size = 3): Promise<NatsServer[]> {
     const routePorts = await Promise.all(Array.from({ length: size }, () => freePort()));
     const routes = routePorts.map((port) => `nats://127.0.0.1:${port}`).join(',');
-    const servers = await Promise.all(
+    const started = await Promise.allSettled(
       routePorts.map((port, index) =>
         NatsServer.start(join(storeRoot, `n${index}`), [
           '-n',
@@ -72,8 +72,16 @@ export class NatsServer {
         ]),
       ),
     );
-    await waitFor(async () => (await servers[0]?.jetStreamInfo())?.meta_cluster?.leader !== undefined, 30_000, 'a JetStream meta leader');
-    return servers;
+    const servers = started.flatMap((outcome) => (outcome.status === 'fulfilled' ? [outcome.value] : []));
+    try {
+      const failed = started.find((outcome) => outcome.status === 'rejected');
+      if (failed) throw failed.reason;
+      await waitFor(async () => (await servers[0]?.jetStreamInfo())?.meta_cluster?.leader !== undefined, 30_000, 'a JetStream meta leader');
+      return servers;
+    } catch (error) {
+      await Promise.all(servers.map((server) => server.kill()));
+      throw error;
+    }
   }
 
   /** `/jsz` with every stream's consumers: where their leaders are, say. */

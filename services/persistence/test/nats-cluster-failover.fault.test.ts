@@ -35,13 +35,19 @@ describe('persistence on a NATS cluster, when the server it is connected to dies
     const replicated = { INBOUND_REPLICAS: '3' };
     // The stream and its consumer, made by a first replica: then where the consumer's leader is.
     await (await live.startPersistence(replicated)).stop();
-    const info = await first.jetStreamInfo();
-    const stream = info?.account_details
-      ?.flatMap((account) => account.stream_detail ?? [])
-      .find((s) => s.name === live.subjects.inboundStream);
-    const leader = stream?.consumer_detail?.find((c) => c.name === live.subjects.inboundConsumer)?.cluster?.leader;
-    const victim = servers[Number(leader?.slice(1))];
-    if (!victim) throw new Error(`no consumer leader among the servers: ${JSON.stringify(stream)}`);
+    let leader: string | undefined;
+    await waitFor(
+      async () => {
+        const streams = (await first.jetStreamInfo())?.account_details?.flatMap((account) => account.stream_detail ?? []);
+        const stream = streams?.find((candidate) => candidate.name === live.subjects.inboundStream);
+        leader = stream?.consumer_detail?.find((consumer) => consumer.name === live.subjects.inboundConsumer)?.cluster?.leader;
+        return leader !== undefined;
+      },
+      10_000,
+      "the inbound consumer's leader",
+    );
+    const victim = servers.find((_, index) => leader === `n${index}`);
+    if (!victim) throw new Error(`the consumer's leader ${leader} is none of the servers`);
     await live.startPersistence({ ...replicated, NATS_URL: victim.url });
 
     const [sessionId = 0] = await live.createSessions(1);
@@ -61,9 +67,11 @@ describe('persistence on a NATS cluster, when the server it is connected to dies
     await waitFor(async () => (await live.stored()).length === 5, 10_000, 'the first messages to be stored');
 
     await victim.kill();
+    const killedAt = performance.now();
     await publish('after-0');
     // Before, nothing was stored for a pull expiry (30 s) and more after the election.
-    await waitFor(async () => (await live.stored()).length === 6, 20_000, 'the message published after the death to be stored');
+    await waitFor(async () => (await live.stored()).length === 6, 25_000, 'the message published after the death to be stored');
+    console.log(`[nats-cluster-failover] stored ${Math.round(performance.now() - killedAt)} ms after the server's death`);
     for (let i = 1; i < 10; i++) await publish(`after-${i}`);
     await waitFor(async () => (await live.stored()).length === 15, 20_000, 'every message to be stored');
     const stored = await live.stored();
