@@ -502,7 +502,8 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
               // inbox again and this unsubscribing it, waits for the ack wait.
               let lostPull = false;
               const pullAgain = (which = pull) => {
-                lostPull = true;
+                // An old pull's late news ends that pull only, not the one sent since.
+                if (which === pull) lostPull = true;
                 void which?.close();
               };
               const onReconnect = () => pullAgain();

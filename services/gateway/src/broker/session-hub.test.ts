@@ -175,6 +175,29 @@ async function setUpJoined(logLines?: string[]) {
 const settle = () => new Promise((resolve) => setTimeout(resolve, 100));
 
 describe('session hub', () => {
+  it('closes without an unhandled rejection when its subscription to dead letters failed', async () => {
+    const failure = new Error('NATS refused the subscription');
+    const bus = { ...createMemoryBus(), subscribe: () => Promise.reject(failure) };
+    const unhandled: unknown[] = [];
+    const record = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', record);
+    try {
+      const hub = createSessionHub({
+        bus,
+        subjects,
+        persistence: persistenceStub(0).client,
+        logger: createLogger({ name: 'hub-test', level: 'silent' }),
+        metrics: createGatewayMetrics(new Registry()),
+      });
+      await expect(hub.ready).rejects.toBe(failure);
+      hub.close();
+      await settle();
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', record);
+    }
+  });
+
   it('delivers an event that overtakes the first join’s read of the session', async () => {
     const { hub, persistence, confirm } = await setUp(5);
     const { subscriber, frames } = recorder('a');

@@ -657,7 +657,8 @@ export function createSessionHub(options: SessionHubOptions) {
       closed = true;
       clearInterval(headsTimer);
       clearTimeout(resyncTimer);
-      void deadLetters.then((subscription) => subscription.unsubscribe());
+      // A subscription that never came (its start failed) has nothing to undo.
+      void deadLetters.then((subscription) => subscription.unsubscribe()).catch(() => undefined);
       for (const channel of channels.values()) {
         clearTimeout(channel.gapTimer);
         clearTimeout(channel.headTimer);
