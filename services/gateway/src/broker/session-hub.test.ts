@@ -188,6 +188,7 @@ describe('session hub', () => {
         persistence: persistenceStub(0).client,
         logger: createLogger({ name: 'hub-test', level: 'silent' }),
         metrics: createGatewayMetrics(new Registry()),
+        gapWaitMs: 20,
       });
       await expect(hub.ready).rejects.toBe(failure);
       hub.close();
