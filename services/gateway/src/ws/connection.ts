@@ -495,14 +495,16 @@ export class ClientConnection implements Subscriber, FlushListener {
     // inherit an agent's memberships. A new socket joins each session again under the new role.
     if (this.user && this.user.role !== verified.role) refuse(ErrorCode.AuthFailed, 'the role changed; reconnect with the new token');
     const renewing = this.user !== undefined;
-    if (!renewing && !this.deps.userConnections.tryAdd(verified.userId)) {
-      const max = this.deps.userConnections.max;
-      this.sendError(ErrorCode.RateLimited, `at most ${max} connections per user on this gateway; close one first`, frame.req_id);
-      clearTimeout(this.authTimer);
-      this.close(CloseCode.PolicyViolation, 'too many connections for this user');
-      return;
+    if (!renewing) {
+      if (!this.deps.userConnections.tryAdd(verified.userId)) {
+        const max = this.deps.userConnections.max;
+        this.sendError(ErrorCode.RateLimited, `at most ${max} connections per user on this gateway; close one first`, frame.req_id);
+        clearTimeout(this.authTimer);
+        this.close(CloseCode.PolicyViolation, 'too many connections for this user');
+        return;
+      }
+      this.deps.metrics.authenticatedConnections.inc();
     }
-    if (!renewing) this.deps.metrics.authenticatedConnections.inc();
     this.user = verified;
     this.stopCountingUnauthenticated();
     clearTimeout(this.authTimer);
