@@ -7,7 +7,7 @@ import {
   type SendResult,
   type WebSocketLike,
 } from '@switchboard/client';
-import { type Stack, startStack, waitFor } from '@switchboard/testing';
+import { passwordOf, type Stack, startStack, waitFor } from '@switchboard/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
@@ -353,7 +353,7 @@ describe('authentication', () => {
         const response = await fetch(shortLived.auth.url('/v1/token'), {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ username, password: `${username}-password` }),
+          body: JSON.stringify({ username, password: passwordOf(username) }),
         });
         return ((await response.json()) as { access_token: string }).access_token;
       });

@@ -34,6 +34,6 @@ export {
   uniqueSubjectPrefix,
   waitFor,
 } from './service-process.js';
-export { type Stack, type StackOptions, startStack } from './stack.js';
+export { passwordOf, type Stack, type StackOptions, startStack } from './stack.js';
 export { TcpProxy } from './tcp-proxy.js';
 export { type Frame, TestClient, type TestClientOptions, TestClients } from './ws-client.js';

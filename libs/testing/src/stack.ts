@@ -30,6 +30,9 @@ export interface StackOptions {
 }
 
 const ADMIN = { username: 'stack-admin', password: 'stack-admin-password' };
+
+/** The password `Stack.user` gives a user it creates: a test logs that user in again with it. */
+export const passwordOf = (username: string): string => `${username}-password`;
 let userCounter = 0;
 
 /** The whole system as in production, on the real PostgreSQL and NATS, in a namespace of its own. */
@@ -75,7 +78,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       return service;
     },
     async user(role, username = `${role}-${process.pid}-${++userCounter}`) {
-      const password = `${username}-password`;
+      const password = passwordOf(username);
       if (role !== 'user') adminToken ??= post('/v1/token', ADMIN).then((reply) => reply.access_token as string);
       const created = await post('/v1/users', { username, password, role }, role === 'user' ? undefined : await adminToken);
       const { access_token: token } = await post('/v1/token', { username, password });

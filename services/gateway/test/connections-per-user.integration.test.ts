@@ -1,4 +1,4 @@
-import { postJson, type Stack, startStack, TestClients } from '@switchboard/testing';
+import { passwordOf, postJson, type Stack, startStack, TestClients } from '@switchboard/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
@@ -38,7 +38,7 @@ describe('MAX_CONNECTIONS_PER_USER', () => {
     // and other users, and the same user on another gateway, have limits of their own.
     const { id: sessionId } = (await first.request({ type: 'create_session', subject: 'limits' })).session as { id: number };
     expect((await second.request({ type: 'join_session', session_id: sessionId })).type).toBe('joined_session');
-    const fresh = await postJson(stack.auth.url('/v1/token'), { username: customer.username, password: `${customer.username}-password` });
+    const fresh = await postJson(stack.auth.url('/v1/token'), { username: customer.username, password: passwordOf(customer.username) });
     expect((await second.request({ type: 'auth', token: fresh.access_token })).type).toBe('auth_success');
     const ack = await first.request({ type: 'send_message', session_id: sessionId, content: 'still here', client_msg_id: 'limit-1' });
     expect(ack.type).toBe('message_ack');

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
-import { type ServiceProcess, type Stack, startStack, type TestClient, TestClients } from '@switchboard/testing';
+import { passwordOf, type ServiceProcess, type Stack, startStack, type TestClient, TestClients } from '@switchboard/testing';
 import { type Browser, type BrowserContext, chromium, type Page, type WebSocketRoute } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -258,7 +258,7 @@ beforeAll(async () => {
   stack = await startStack({ gateways: 0 });
   gateway = await stack.startGateway({ PUBLIC_AUTH_URL: stack.auth.url('') });
   const created = await stack.user('agent');
-  agentUser = { username: created.username, password: `${created.username}-password` };
+  agentUser = { username: created.username, password: passwordOf(created.username) };
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     timeout: STEP_MS,

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { fillHistory, type ServiceProcess, type Stack, startService, startStack, TestClients } from '@switchboard/testing';
+import { fillHistory, passwordOf, type ServiceProcess, type Stack, startService, startStack, TestClients } from '@switchboard/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
@@ -39,7 +39,7 @@ async function freshToken(username: string): Promise<string> {
   const response = await fetch(longAuth.url('/v1/token'), {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username, password: `${username}-password` }),
+    body: JSON.stringify({ username, password: passwordOf(username) }),
   });
   return ((await response.json()) as { access_token: string }).access_token;
 }
