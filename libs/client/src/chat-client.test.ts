@@ -703,6 +703,22 @@ describe('a gateway closing for want of an auth frame in time', () => {
     expect(client.state).toBe('ready');
     client.close();
   });
+
+  it('stays closed when a listener of the error it reports closes the client', async () => {
+    const { client, errors } = newClient();
+    client.on('error', () => client.close());
+    void client.connect().catch(noop);
+    const socket = FakeSocket.last();
+    socket.open();
+    await flush();
+    socket.receive({ type: 'error', code: 'auth_required', message: 'no auth frame in time' });
+    socket.serverClose(4001);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(errors).toMatchObject([{ code: 'unavailable' }]);
+    // Before, the reconnect was armed after the listener had closed the client: it connected again.
+    expect(client.state).toBe('closed');
+    expect(FakeSocket.all).toHaveLength(1);
+  });
 });
 
 describe('a token of another user', () => {
@@ -1002,6 +1018,31 @@ describe('authentication failures', () => {
     client.close();
   });
 
+  it('asks the provider again, rather than send the token it fetched after 4001, when no gateway answered for a while', async () => {
+    const tokens = ['t1', 't2', 't3'];
+    const provider = vi.fn(() => tokens.shift() ?? 'none');
+    const { client, socket } = await connected({ token: provider });
+    socket.receive({ type: 'error', code: 'auth_failed', message: 'token expired' });
+    socket.serverClose(4001);
+    await flush();
+    expect(provider).toHaveBeenCalledTimes(2);
+    // For five minutes no socket opens (the gateways unreachable), and the handshake timer drops each one.
+    await vi.advanceTimersByTimeAsync(300_000);
+    expect(FakeSocket.all.length).toBeGreaterThan(3);
+    // Then the next socket made opens.
+    const before = FakeSocket.all.length;
+    while (FakeSocket.all.length === before) await vi.advanceTimersByTimeAsync(10);
+    const last = FakeSocket.last();
+    last.open();
+    await flush();
+    // Before, t2, which may have expired meanwhile: its refusal closed the client for good.
+    expect(last.sentOf('auth')).toMatchObject([{ token: 't3' }]);
+    last.receive({ type: 'auth_success', req_id: 'auth', user: USER });
+    await flush();
+    expect(client.state).toBe('ready');
+    client.close();
+  });
+
   it('gives up when the token is refused again: state closed and auth_failed', async () => {
     const { client, states } = newClient({ token: 'bad' });
     const failures: Error[] = [];
@@ -1087,6 +1128,19 @@ describe('token provider failures', () => {
     expect(provider).toHaveBeenCalledTimes(2);
     expect(FakeSocket.all.length).toBeGreaterThan(1);
     expect(client.state).toBe('reconnecting');
+    client.close();
+  });
+
+  it('tells the app of a provider that does not answer while connecting, and connects again', async () => {
+    const { client, errors } = newClient({ token: () => new Promise<string>(noop) });
+    void client.connect().catch(noop);
+    FakeSocket.last().open();
+    await vi.advanceTimersByTimeAsync(10_001);
+    // Before, the handshake timer dropped the socket first, without a word.
+    expect(errors).toMatchObject([{ code: 'unavailable', message: 'the token provider did not answer within 10000 ms' }]);
+    expect(client.state).toBe('connecting');
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(FakeSocket.all.length).toBe(2);
     client.close();
   });
 
@@ -1293,5 +1347,16 @@ describe('token refresh', () => {
     expect(client.state).toBe('ready');
     expect(FakeSocket.all).toHaveLength(1);
     client.close();
+  });
+
+  it('leaves no timer behind when a listener of that error closes the client', async () => {
+    const tokens = provider(10_000);
+    const { client, socket } = await connected({ token: tokens.next });
+    client.on('error', () => client.close());
+    await vi.advanceTimersByTimeAsync(5_001);
+    socket.receive({ type: 'error', req_id: 'refresh', code: 'forbidden', message: 'a connection cannot change user; reconnect' });
+    expect(client.state).toBe('closed');
+    // Before, the refresh was tried again 1–31 s later, and its timer kept a Node process alive.
+    expect(vi.getTimerCount()).toBe(0);
   });
 });

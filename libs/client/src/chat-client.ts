@@ -201,6 +201,8 @@ export class ChatClient {
   /** The token sent on the current socket, and one already fetched for the next. */
   private token: FetchedToken | undefined;
   private nextToken: FetchedToken | undefined;
+  /** The socket waiting for the provider's token, if one is. */
+  private awaitingToken: WebSocketLike | undefined;
   /** A fresh token sent on the open socket, until its `auth_success`. */
   private refreshingTo: FetchedToken | undefined;
   private refreshTimer: Timer | undefined;
@@ -504,7 +506,13 @@ export class ChatClient {
     socket.onclose = (event: SocketCloseEvent) => this.onClosed(socket, event.code, event.reason);
     // A close event always follows an error.
     socket.onerror = noop;
-    this.handshakeTimer = setTimeout(() => this.drop(socket, 'not authenticated in time'), this.timeoutMs);
+    this.handshakeTimer = setTimeout(() => {
+      // Counted from open(), this ends before the provider's own timeout, counted from onopen: the
+      // app hears of a provider that did not answer here, as it does of one that failed.
+      if (this.awaitingToken === socket)
+        this.events.emit('error', new ChatError('unavailable', `the token provider did not answer within ${this.timeoutMs} ms`));
+      this.drop(socket, 'not authenticated in time');
+    }, this.timeoutMs);
   }
 
   private async authenticate(socket: WebSocketLike): Promise<void> {
@@ -513,6 +521,7 @@ export class ChatClient {
     if (socket !== this.socket) return;
     this.armWatchdog(socket);
     let token: FetchedToken;
+    this.awaitingToken = socket;
     try {
       token = this.nextToken ?? (await this.fetchToken());
     } catch (error) {
@@ -524,6 +533,8 @@ export class ChatClient {
       this.events.emit('error', new ChatError('unavailable', `the token provider failed: ${reason}`));
       this.drop(socket, 'no token');
       return;
+    } finally {
+      if (this.awaitingToken === socket) this.awaitingToken = undefined;
     }
     this.nextToken = undefined;
     if (socket !== this.socket) return;
@@ -592,6 +603,10 @@ export class ChatClient {
   private onClosed(socket: WebSocketLike, code: number, reason: string): void {
     if (socket !== this.socket) return;
     this.socket = undefined;
+    // The token fetched after a 4001 is for the socket opened next. Should that one never get to
+    // send it (the gateway unreachable for a while), the provider is asked again: kept, the token
+    // could have expired meanwhile, and its refusal ended the client for good.
+    this.nextToken = undefined;
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.idleTimer);
     clearTimeout(this.refreshTimer);
@@ -620,8 +635,11 @@ export class ChatClient {
     }
     // A 4001 for want of an auth frame in time is no refusal: the same token may be sent again.
     // The app hears of it, though: a provider always slower than the gateway would never connect.
-    if (code === AUTH_CLOSE)
+    if (code === AUTH_CLOSE) {
       this.events.emit('error', new ChatError('unavailable', "the token came after the gateway's time to authenticate; connecting again"));
+      // The listener may have closed the client (which the narrowing above cannot know).
+      if ((this.currentState as ConnectionState) === 'closed') return;
+    }
     this.scheduleReconnect();
   }
 
@@ -718,6 +736,8 @@ export class ChatClient {
     // A token of another user cannot replace this one; anything else (keys unavailable) may pass later.
     if (frame.code === 'forbidden')
       this.events.emit('error', new ChatError(frame.code, `the refreshed token was refused: ${frame.message}`));
+    // The listener may have closed the client: no timer is left behind to keep a process alive.
+    if (socket !== this.socket) return;
     this.retryRefresh(socket);
   }
 
