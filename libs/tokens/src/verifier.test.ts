@@ -163,6 +163,25 @@ async function verifierAfterFirstFetch(overrides: Partial<TokenVerifierOptions> 
   return { keys, clock, verifier };
 }
 
+/**
+ * Withdraws edKey from the source (say after a leak): its token still verifies `afterMs - 1` later
+ * without a fetch, and is refused `afterMs` later, by the fetch made then.
+ */
+async function expectDroppedAfter(
+  { keys, clock, verifier }: Awaited<ReturnType<typeof verifierAfterFirstFetch>>,
+  edToken: string,
+  afterMs: number,
+) {
+  const calls = keys.calls;
+  keys.publish(jwksOf(esKey));
+  clock.advance(afterMs - 1);
+  await expect(verifier.verify(edToken)).resolves.toMatchObject({ userId: 42 });
+  expect(keys.calls).toBe(calls);
+  clock.advance(1);
+  await expectRefused(verifier.verify(edToken), TokenErrorCode.UnknownKey);
+  expect(keys.calls).toBe(calls + 1);
+}
+
 async function refusalOf(promise: Promise<unknown>): Promise<TokenError> {
   const outcome = await promise.then(
     (value) => ({ settled: 'fulfilled' as const, value }),
@@ -612,18 +631,12 @@ describe('createTokenVerifier', () => {
     });
 
     it('fetches the keys again once they are maxKeyAgeMs old, so a key the source dropped stops verifying', async () => {
-      const { keys, clock, verifier } = await verifierAfterFirstFetch();
+      const fetched = await verifierAfterFirstFetch();
       const edToken = await signToken({ key: edKey });
-      await expect(verifier.verify(edToken)).resolves.toMatchObject({ userId: 42 });
+      await expect(fetched.verifier.verify(edToken)).resolves.toMatchObject({ userId: 42 });
 
-      keys.publish(jwksOf(esKey)); // edKey withdrawn, say after a leak
-      clock.advance(DEFAULT_MAX_KEY_AGE_MS - 1);
-      await expect(verifier.verify(edToken)).resolves.toMatchObject({ userId: 42 });
-      expect(keys.calls).toBe(1);
-
-      clock.advance(1);
-      await expectRefused(verifier.verify(edToken), TokenErrorCode.UnknownKey);
-      expect(keys.calls).toBe(2);
+      await expectDroppedAfter(fetched, edToken, DEFAULT_MAX_KEY_AGE_MS);
+      expect(fetched.keys.calls).toBe(2);
     });
 
     it('measures the age of its keys on a clock that stepping the wall clock back does not move', async () => {
@@ -657,6 +670,21 @@ describe('createTokenVerifier', () => {
       await expect(verifier.verify(token)).resolves.toMatchObject({ userId: 42 });
       await expect(verifier.verify(token)).resolves.toMatchObject({ userId: 42 });
       expect(keys.calls).toBe(2); // one failed attempt, not one per verify
+    });
+
+    it('asks again minRefetchIntervalMs after a failed fetch of old keys, so a key dropped meanwhile stops verifying', async () => {
+      const fetched = await verifierAfterFirstFetch();
+      const edToken = await signToken({ key: edKey });
+
+      fetched.keys.failing = true; // one periodic fetch is lost (a NATS blip)
+      fetched.clock.advance(DEFAULT_MAX_KEY_AGE_MS);
+      await expect(fetched.verifier.verify(edToken)).resolves.toMatchObject({ userId: 42 });
+      expect(fetched.keys.calls).toBe(2);
+
+      fetched.keys.failing = false;
+      // Before, the failed attempt counted as a fetch: edKey verified for another maxKeyAgeMs.
+      await expectDroppedAfter(fetched, edToken, DEFAULT_MIN_REFETCH_INTERVAL_MS);
+      expect(fetched.keys.calls).toBe(3);
     });
 
     it('does not refetch again for unknown kids within minRefetchIntervalMs, and does after it', async () => {

@@ -91,11 +91,16 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
 
   /**
    * The cached keys, fetched again first when they are older than `maxKeyAgeMs`; kept if that fetch
-   * fails. `fresh` when they were asked for since `since`: joining a fetch that was already under
-   * way (the periodic one) when the token came is not.
+   * fails, and fetched again `minRefetchIntervalMs` after a failed attempt. Before, a failed
+   * attempt counted as a fetch: the old keys were kept another `maxKeyAgeMs` without asking, so a
+   * withdrawn key verified for twice as long after one lost request. `fresh` when they were asked
+   * for since `since`: joining a fetch that was already under way (the periodic one) when the
+   * token came is not.
    */
   const currentKeys = async (since: number): Promise<{ keys: KeyResolver; fresh: boolean }> => {
-    if (resolver && elapsed() - lastFetchAt < maxKeyAgeMs) return { keys: resolver, fresh: false };
+    const now = elapsed();
+    const keysAskedAt = resolver ? (fetchedAt.get(resolver) ?? Number.NEGATIVE_INFINITY) : Number.NEGATIVE_INFINITY;
+    if (resolver && (now - keysAskedAt < maxKeyAgeMs || now - lastFetchAt < minRefetchIntervalMs)) return { keys: resolver, fresh: false };
     const stale = resolver;
     try {
       const keys = await refresh();
