@@ -10,6 +10,9 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadAuthConfig } from '@switchboard/auth';
+import { loadGatewayConfig } from '@switchboard/gateway';
+import { loadPersistenceConfig } from '@switchboard/persistence';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { allows, type Endpoint, type LabelSelector, matchesSelector, type NetworkPolicy, type Pod } from './network-policy.js';
@@ -227,6 +230,57 @@ function missingSecretKeys(list: K8sObject[]): string[] {
     }
   }
   return missing;
+}
+
+/** What a Secret the chart does not create (an existingSecret) holds, for the variables read from one. */
+const EXISTING_SECRET_STAND_INS: Record<string, string> = {
+  DATABASE_URL: 'postgres://switchboard@postgres:5432/switchboard',
+  NATS_URL: 'nats://switchboard:secret@nats:4222',
+  JWT_PRIVATE_KEY: '-----BEGIN PRIVATE KEY-----\n…\n-----END PRIVATE KEY-----',
+  AUTH_API_KEYS: 'a-long-random-api-key',
+  ADMIN_USERNAME: 'admin',
+  ADMIN_PASSWORD: 'a-long-enough-password',
+};
+
+/**
+ * A container's environment as the pod would see it: its values, and what its secretKeyRefs read
+ * from the Secrets of the render, or a stand-in for a Secret the chart does not create.
+ */
+function environmentOf(list: K8sObject[], container: Container): NodeJS.ProcessEnv {
+  const environment: NodeJS.ProcessEnv = {};
+  for (const entry of container.env ?? []) {
+    const ref = entry.valueFrom?.secretKeyRef;
+    if (!ref) {
+      environment[entry.name] = entry.value ?? '';
+      continue;
+    }
+    const secret = list.find((object) => object.kind === 'Secret' && object.metadata.name === ref.name);
+    const encoded = secret?.data?.[ref.key];
+    const value = secret
+      ? (secret.stringData?.[ref.key] ?? (encoded && Buffer.from(encoded, 'base64').toString('utf8')))
+      : EXISTING_SECRET_STAND_INS[entry.name];
+    if (value === undefined) throw new Error(`${container.name} ${entry.name}: nothing stands in for ${ref.name}/${ref.key}`);
+    environment[entry.name] = value;
+  }
+  return environment;
+}
+
+/** Each service's own configuration loader, which refuses at start what it cannot run with. */
+const SERVICE_CONFIGS = { gateway: loadGatewayConfig, persistence: loadPersistenceConfig, auth: loadAuthConfig } as const;
+
+/** The problems each service's configuration finds in the environment a render gives it: none, for a chart that works. */
+function configProblemsOf(list: K8sObject[]): string[] {
+  const problems: string[] = [];
+  for (const [name, load] of Object.entries(SERVICE_CONFIGS)) {
+    const container = podOf(byName(list, 'Deployment', component(name))).spec.containers[0];
+    if (!container) throw new Error(`no ${name} container`);
+    try {
+      load(environmentOf(list, container));
+    } catch (error) {
+      problems.push(`${name}: ${(error as Error).message}`);
+    }
+  }
+  return problems;
 }
 
 const component = (name: string) => `${RELEASE}-switchboard-${name}`;
@@ -456,6 +510,12 @@ describe('the Helm chart', () => {
 
       it('reads only keys that exist from the Secrets it creates', () => {
         expect(missingSecretKeys(objects(file))).toEqual([]);
+      });
+
+      it("gives each service an environment that service's own configuration accepts", () => {
+        // The schema and the templates stand between a value and a service that would refuse it at
+        // start, crash-looping after an install that said it worked.
+        expect(configProblemsOf(objects(file))).toEqual([]);
       });
 
       it('sets every environment variable of a container once: a second entry would silently win', () => {
@@ -806,6 +866,8 @@ describe('the Helm chart', () => {
       ['auth.admin.username=ad,auth.admin.password=long-enough', /username/],
       ['auth.admin.username=admin,auth.admin.password=short', /password/],
       ['serviceMonitor.enabled=true,serviceMonitor.interval=5s', /scrapeTimeout \(10s\) must not exceed serviceMonitor.interval \(5s\)/],
+      // Persistence keeps one connection for storing messages, and refuses a pool of one.
+      ['database.poolSize=1', /poolSize/],
       ['auth.accessTokenTtl=0s', /auth.accessTokenTtl \(0s\) must be from 1s to 30d/],
       ['auth.accessTokenTtl=60d', /auth.accessTokenTtl \(60d\) must be from 1s to 30d/],
       ['persistence.inbound.ackWait=500ms', /persistence.inbound.ackWait \(500ms\) must be from 1s to 1h/],
@@ -1367,7 +1429,6 @@ describe('the Helm chart', () => {
       it('renders auth.trustProxy as given', () => {
         expect(trustProxy('--set', 'auth.trustProxy=true')).toBe('true');
         expect(trustProxy('--set', 'auth.trustProxy=false', '--set', 'auth.ingress.enabled=true')).toBe('false');
-        expect(trustProxy('--set-string', 'auth.trustProxy=1')).toBe('1');
         expect(trustProxy('--set', 'auth.trustProxy=uniquelocal\\,203.0.113.0/24', '--set', 'auth.ingress.enabled=true')).toBe(
           'uniquelocal,203.0.113.0/24',
         );
@@ -1376,11 +1437,24 @@ describe('the Helm chart', () => {
         expect(auth && envOf(auth, 'TRUST_PROXY')?.value).toBe('uniquelocal,203.0.113.0/24');
       });
 
-      it('refuses a number: a hop count is a string', () => {
-        const result = template(...minimal(), '--set', 'auth.trustProxy=2');
+      it.each([
+        ['--set', 'auth.trustProxy=2'],
+        // A hop count, as Express and Fastify take it: auth refuses one, and crash-looped.
+        ['--set-string', 'auth.trustProxy=1'],
+        ['--set', 'auth.trustProxy=uniquelocl'],
+        ['--set', 'auth.trustProxy=10.0.0.0/8 172.16.0.0/12'],
+      ])('refuses what auth would refuse: %s %s', (flag, setting) => {
+        const result = template(...minimal(), flag, setting);
         expect(result.status).not.toBe(0);
         expect(result.stderr).toMatch(/trustProxy/);
       });
+
+      it.each(['true', 'loopback', 'uniquelocal\\,203.0.113.0/24', '10.0.0.0/8\\, 172.16.0.0/12', '2001:db8::/32', '::1'])(
+        'renders --set auth.trustProxy=%s, which auth accepts',
+        (setting) => {
+          expect(configProblemsOf(render(...minimal(), '--set', `auth.trustProxy=${setting}`))).toEqual([]);
+        },
+      );
     });
 
     it('names the NATS Secret in the install notes instead of a URL no pod uses', () => {

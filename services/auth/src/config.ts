@@ -64,7 +64,8 @@ function isProxyAddress(entry: string): boolean {
  * TRUST_PROXY as Fastify takes it. `false`: the client address is the peer's. A list of proxies
  * (behind an ingress, `uniquelocal` covers the cluster's private addresses): the address is the
  * nearest one in X-Forwarded-For that is not a trusted proxy, which a client cannot forge, since
- * what it writes there lies beyond its own address. `true` trusts every hop, so a client behind a
+ * what it writes there lies beyond its own address, unless that address is itself in the list (a
+ * pod, or a client on a private network, with `uniquelocal`). `true` trusts every hop, so a client behind a
  * proxy that appends to X-Forwarded-For picks its own address (and dodges the per-address login
  * throttle): only for a proxy that replaces the header. `undefined` when not one of these.
  */

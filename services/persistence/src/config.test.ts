@@ -25,6 +25,13 @@ describe('loadPersistenceConfig', () => {
     expect(problemsOf({ INBOUND_ACK_WAIT: '100ms' })).toEqual([expect.stringMatching(/^INBOUND_ACK_WAIT: expected a duration from 1s/)]);
   });
 
+  it('refuses a pool of one connection, which the API would take from the consumer storing messages', () => {
+    expect(problemsOf({ DATABASE_POOL_SIZE: '1' })).toEqual([
+      expect.stringMatching(/^DATABASE_POOL_SIZE: expected at least 2 for persistence/),
+    ]);
+    expect(loadPersistenceConfig({ DATABASE_POOL_SIZE: '2' }).databasePoolSize).toBe(2);
+  });
+
   it('refuses a de-duplication window longer than the max age, which JetStream would refuse at start', () => {
     expect(problemsOf({ INBOUND_DUPLICATE_WINDOW: '10m', INBOUND_MAX_AGE: '5m' })).toEqual([
       'INBOUND_DUPLICATE_WINDOW: expected at most INBOUND_MAX_AGE',
