@@ -719,6 +719,28 @@ describe('a gateway closing for want of an auth frame in time', () => {
     expect(client.state).toBe('closed');
     expect(FakeSocket.all).toHaveLength(1);
   });
+
+  it('keeps the one socket of a connect() that a listener of that error makes after close()', async () => {
+    const { client } = newClient();
+    client.on('error', () => {
+      client.close();
+      void client.connect().catch(noop);
+    });
+    void client.connect().catch(noop);
+    const first = FakeSocket.last();
+    first.open();
+    await flush();
+    first.receive({ type: 'error', code: 'auth_required', message: 'no auth frame in time' });
+    first.serverClose(4001);
+    const second = FakeSocket.last();
+    expect(second).not.toBe(first);
+    await vi.advanceTimersByTimeAsync(1_000);
+    // Before, the reconnect armed after the listener replaced that socket, leaving it open and unowned.
+    expect(FakeSocket.all).toEqual([first, second]);
+    await accept(second);
+    expect(client.state).toBe('ready');
+    client.close();
+  });
 });
 
 describe('a token of another user', () => {
@@ -1137,11 +1159,27 @@ describe('token provider failures', () => {
     FakeSocket.last().open();
     await vi.advanceTimersByTimeAsync(10_001);
     // Before, the handshake timer dropped the socket first, without a word.
-    expect(errors).toMatchObject([{ code: 'unavailable', message: 'the token provider did not answer within 10000 ms' }]);
+    expect(errors).toMatchObject([
+      {
+        code: 'unavailable',
+        message: 'the token provider had not answered when the handshake timed out (10000 ms after connecting began)',
+      },
+    ]);
     expect(client.state).toBe('connecting');
     await vi.advanceTimersByTimeAsync(5_000);
     expect(FakeSocket.all.length).toBe(2);
     client.close();
+  });
+
+  it('leaves no timer behind when closed while the provider has not answered', async () => {
+    const { client } = newClient({ token: () => new Promise<string>(noop) });
+    void client.connect().catch(noop);
+    FakeSocket.last().open();
+    await flush();
+    client.close();
+    await flush();
+    // Before, the wait for the provider kept its timer, and a Node process alive, for requestTimeoutMs.
+    expect(vi.getTimerCount()).toBe(0);
   });
 
   it('does not report a provider failure that comes after close()', async () => {

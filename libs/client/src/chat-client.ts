@@ -203,6 +203,8 @@ export class ChatClient {
   private nextToken: FetchedToken | undefined;
   /** The socket waiting for the provider's token, if one is. */
   private awaitingToken: WebSocketLike | undefined;
+  /** Ends each wait for the token provider under way: close() gives them up, with their timers. */
+  private readonly providerWaits = new Set<() => void>();
   /** A fresh token sent on the open socket, until its `auth_success`. */
   private refreshingTo: FetchedToken | undefined;
   private refreshTimer: Timer | undefined;
@@ -510,7 +512,13 @@ export class ChatClient {
       // Counted from open(), this ends before the provider's own timeout, counted from onopen: the
       // app hears of a provider that did not answer here, as it does of one that failed.
       if (this.awaitingToken === socket)
-        this.events.emit('error', new ChatError('unavailable', `the token provider did not answer within ${this.timeoutMs} ms`));
+        this.events.emit(
+          'error',
+          new ChatError(
+            'unavailable',
+            `the token provider had not answered when the handshake timed out (${this.timeoutMs} ms after connecting began)`,
+          ),
+        );
       this.drop(socket, 'not authenticated in time');
     }, this.timeoutMs);
   }
@@ -557,13 +565,17 @@ export class ChatClient {
    */
   private async askProvider(provider: () => string | Promise<string>): Promise<string> {
     let timer: Timer | undefined;
+    let giveUp = noop;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`the token provider did not answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+      giveUp = () => reject(new Error('the client was closed'));
     });
+    this.providerWaits.add(giveUp);
     try {
       return await Promise.race([provider(), timeout]);
     } finally {
       clearTimeout(timer);
+      this.providerWaits.delete(giveUp);
     }
   }
 
@@ -636,9 +648,10 @@ export class ChatClient {
     // A 4001 for want of an auth frame in time is no refusal: the same token may be sent again.
     // The app hears of it, though: a provider always slower than the gateway would never connect.
     if (code === AUTH_CLOSE) {
+      const epoch = this.epoch;
       this.events.emit('error', new ChatError('unavailable', "the token came after the gateway's time to authenticate; connecting again"));
-      // The listener may have closed the client (which the narrowing above cannot know).
-      if ((this.currentState as ConnectionState) === 'closed') return;
+      // The listener may have closed the client, or closed it and connected again: either is its own doing.
+      if (epoch !== this.epoch) return;
     }
     this.scheduleReconnect();
   }
@@ -774,6 +787,8 @@ export class ChatClient {
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
     this.nextToken = undefined;
+    for (const giveUp of this.providerWaits) giveUp();
+    this.providerWaits.clear();
     // Everything is settled before listeners hear of it, so one may call connect() again at once.
     this.currentState = 'closed';
     if (this.socket) this.drop(this.socket, 'client closed');
