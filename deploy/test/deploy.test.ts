@@ -48,7 +48,7 @@ interface Probe {
 interface EnvVar {
   name: string;
   value?: string;
-  valueFrom?: { secretKeyRef?: { name: string; key: string; optional?: boolean } };
+  valueFrom?: { secretKeyRef?: { name: string; key: string; optional?: boolean }; fieldRef?: { fieldPath: string } };
 }
 interface Container {
   name: string;
@@ -249,11 +249,17 @@ const EXISTING_SECRET_STAND_INS: Record<string, string> = {
 function environmentOf(list: K8sObject[], container: Container): NodeJS.ProcessEnv {
   const environment: NodeJS.ProcessEnv = {};
   for (const entry of container.env ?? []) {
-    const ref = entry.valueFrom?.secretKeyRef;
-    if (!ref) {
+    if (entry.valueFrom === undefined) {
       environment[entry.name] = entry.value ?? '';
       continue;
     }
+    // A field of the pod (its name, say), which no service's configuration reads.
+    if (entry.valueFrom.fieldRef) {
+      environment[entry.name] = `<${entry.valueFrom.fieldRef.fieldPath}>`;
+      continue;
+    }
+    const ref = entry.valueFrom.secretKeyRef;
+    if (!ref) throw new Error(`${container.name} ${entry.name}: a valueFrom this test cannot stand in for`);
     const secret = list.find((object) => object.kind === 'Secret' && object.metadata.name === ref.name);
     const encoded = secret?.data?.[ref.key];
     const value = secret
@@ -1437,12 +1443,38 @@ describe('the Helm chart', () => {
         expect(auth && envOf(auth, 'TRUST_PROXY')?.value).toBe('uniquelocal,203.0.113.0/24');
       });
 
+      it('takes exactly the auth.trustProxy strings that auth takes', () => {
+        const schema = JSON.parse(readFileSync(join(CHART, 'values.schema.json'), 'utf8')) as {
+          properties: { auth: { properties: { trustProxy: { pattern: string } } } };
+        };
+        const chartTakes = new RegExp(schema.properties.auth.properties.trustProxy.pattern);
+        const authTakes = (value: string) => {
+          try {
+            loadAuthConfig({ TRUST_PROXY: value });
+            return true;
+          } catch {
+            return false;
+          }
+        };
+        const values = [
+          ...['true', 'false', ' true ', 'TRUE', 'yes', 'loopback', 'linklocal', 'uniquelocal', 'uniquelocl', '1', '2', ' '],
+          ...['10.0.0.1', '10.0.0.0/8', '10.0.0.0/32', '10.0.0.0/33', '10.0.0.0/08', '10.0.0.0/0008', '300.1.1.1', '01.2.3.4'],
+          ...['10.0.0.5:8080', '10.0.0.0/8 172.16.0.0/12', '10.0.0.0/8, 172.16.0.0/12', '10.0.0.0/8,', ' ,10.0.0.0/8', ',', '10.1.2.3/'],
+          ...['::1', '::', '::/0', '2001:db8::/32', '2001:db8::/128', '2001:db8::/129', '::1/999', ':', '1:2:3', '1::2::3', 'g::1'],
+          ...['1:2:3:4:5:6:7:8', '1:2:3:4:5:6:7:8:9', '::ffff:10.0.0.1', '1:2:3:4:5:6:1.2.3.4', '::ffff:300.1.1.1', 'fe80::1%eth0'],
+          'uniquelocal,203.0.113.0/24,2001:db8::/32',
+        ];
+        for (const value of values) expect(chartTakes.test(value), JSON.stringify(value)).toBe(authTakes(value));
+      });
+
       it.each([
         ['--set', 'auth.trustProxy=2'],
         // A hop count, as Express and Fastify take it: auth refuses one, and crash-looped.
         ['--set-string', 'auth.trustProxy=1'],
         ['--set', 'auth.trustProxy=uniquelocl'],
         ['--set', 'auth.trustProxy=10.0.0.0/8 172.16.0.0/12'],
+        ['--set', 'auth.trustProxy=10.0.0.5:8080'],
+        ['--set', 'auth.trustProxy=10.0.0.0/33'],
       ])('refuses what auth would refuse: %s %s', (flag, setting) => {
         const result = template(...minimal(), flag, setting);
         expect(result.status).not.toBe(0);

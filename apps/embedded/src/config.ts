@@ -1,4 +1,4 @@
-import { databaseEnv, env, loadConfig } from '@switchboard/config';
+import { env, loadConfig } from '@switchboard/config';
 
 const embeddedEnv = {
   /** Where the embedded PostgreSQL keeps its files. */
@@ -7,8 +7,11 @@ const embeddedEnv = {
   NATS_URL: env.optionalString(),
   /** Set to use a real PostgreSQL instead of the embedded one. */
   DATABASE_URL: env.optionalString(),
-  /** With `DATABASE_URL`: the connections of the pool auth and persistence share (10 by default). */
-  DATABASE_POOL_SIZE: databaseEnv.DATABASE_POOL_SIZE,
+  /**
+   * With `DATABASE_URL`: the connections of each of auth's and persistence's pools (10 by default;
+   * at least 2, as persistence keeps one for storing messages).
+   */
+  DATABASE_POOL_SIZE: env.integer({ default: 10, min: 2, max: 1000 }),
   /**
    * Loopback by default: this mode creates an admin and an agent with passwords everyone knows.
    * `HOST=0.0.0.0` opens it to the network.

@@ -17,6 +17,11 @@ describe('loadEmbeddedConfig', () => {
     expect(loadEmbeddedConfig({ DEMO_AGENT_USERNAME: '' }).demoAgent).toBeUndefined();
   });
 
+  it('refuses a pool of one connection, as persistence does, at the start rather than halfway through it', () => {
+    expect(() => loadEmbeddedConfig({ DATABASE_POOL_SIZE: '1' })).toThrow(/DATABASE_POOL_SIZE/);
+    expect(loadEmbeddedConfig({ DATABASE_POOL_SIZE: '2' }).DATABASE_POOL_SIZE).toBe(2);
+  });
+
   it('creates no account with a known password on a PostgreSQL server', () => {
     // Before, `npm start` with DATABASE_URL made admin / admin-password and agent / agent-password
     // in that database, which may be a production one.

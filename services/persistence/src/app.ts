@@ -30,14 +30,14 @@ const INBOUND_CONNECTIONS = 1;
 
 /**
  * Requests the API handles at once with a pool of `poolSize` (at least 2, see config.ts): the rest
- * of the pool once the inbound consumer's connection is set aside. The API and the consumer share
+ * of the pool once the inbound consumer's connection is set aside, and never none. The API and the consumer share
  * the pool, whose waiters are served in arrival order: unbounded, a flood of requests (a
  * reconnect storm of joins, many history reads) queued each batch behind them, its wait for a
  * connection failed after 5 s as if the database were down, and the batch went to the back of
  * the line again, so that messages were barely stored and their senders got `unavailable`.
  */
 function apiConcurrency(poolSize: number): number {
-  return poolSize - INBOUND_CONNECTIONS;
+  return Math.max(1, poolSize - INBOUND_CONNECTIONS);
 }
 
 export interface PersistenceServiceOptions {
