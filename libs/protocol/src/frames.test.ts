@@ -224,11 +224,30 @@ describe('decodeClientFrame', () => {
       expect(error.reqId).toBe('abc');
     });
 
-    it('does not echo a req_id that is neither a string nor a number', () => {
-      const error = decodeError(encode({ type: 'shout', req_id: { id: 1 } }));
+    it('refuses, without echoing, a req_id that is neither a string nor a number, whatever the type', () => {
+      // Before, a frame of an unknown type was answered unknown_type, though docs/protocol.md
+      // refuses such a req_id with invalid_message.
+      for (const type of ['shout', 'ping']) {
+        const error = decodeError(encode({ type, req_id: { id: 1 } }));
 
-      expect(error.code).toBe(ErrorCode.UnknownType);
-      expect(error.reqId).toBeUndefined();
+        expect(error.code).toBe(ErrorCode.InvalidMessage);
+        expect(error.reqId).toBeUndefined();
+      }
+    });
+
+    it('refuses a numeric req_id that JSON cannot carry exactly, which its reply could not echo', () => {
+      // 2^64 - 1 is parsed as 18446744073709552000: before, the pong carried that.
+      const error = decodeError('{"type":"ping","req_id":18446744073709551615}');
+
+      expect(error.code).toBe(ErrorCode.InvalidMessage);
+      expect(error.message).toContain('req_id');
+      expect(decodeClientFrame(encode({ type: 'ping', req_id: Number.MAX_SAFE_INTEGER }))).toStrictEqual({
+        type: 'ping',
+        req_id: Number.MAX_SAFE_INTEGER,
+      });
+      expect(decodeClientFrame(encode({ type: 'ping', req_id: -Number.MAX_SAFE_INTEGER }))).toMatchObject({
+        req_id: -Number.MAX_SAFE_INTEGER,
+      });
     });
 
     it('does not echo a req_id string longer than 128 characters', () => {

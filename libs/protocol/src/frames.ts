@@ -8,7 +8,18 @@ export const PROTOCOL_VERSION = 1;
 export const HISTORY_DEFAULT_LIMIT = 50;
 export const HISTORY_MAX_LIMIT = 200;
 
-const reqIdSchema = z.union([z.string().max(128), z.number().finite()]);
+/**
+ * A string of up to 128 UTF-16 units, or a number JSON carries exactly: one beyond
+ * ±Number.MAX_SAFE_INTEGER (a uint64 counter, say) is rounded when parsed, and its reply would
+ * echo another number, matching no request.
+ */
+const reqIdSchema = z.union([
+  z.string().max(128),
+  z
+    .number()
+    .finite()
+    .refine((value) => Math.abs(value) <= Number.MAX_SAFE_INTEGER),
+]);
 export type ReqId = z.infer<typeof reqIdSchema>;
 
 const frame = <const T extends string, S extends z.ZodRawShape>(type: T, shape: S) =>
@@ -100,6 +111,13 @@ function parseFrameObject(text: string): Record<string, unknown> {
 export function decodeClientFrame(text: string): ClientFrame {
   const raw = parseFrameObject(text);
   const reqId = readReqId(raw);
+  // Before the type: a frame of an unknown type with a bad `req_id` is refused for the `req_id`,
+  // as any other is, rather than answered `unknown_type` without one.
+  if (raw.req_id !== undefined && reqId === undefined)
+    throw new FrameError(
+      ErrorCode.InvalidMessage,
+      'req_id must be a string of at most 128 UTF-16 units or a number within ±9007199254740991',
+    );
   if (typeof raw.type !== 'string') throw new FrameError(ErrorCode.InvalidMessage, 'frame must have a string "type"', reqId);
   if (!isClientFrameType(raw.type)) throw new FrameError(ErrorCode.UnknownType, `unknown frame type "${raw.type.slice(0, 64)}"`, reqId);
   const result = clientFrameSchemas[raw.type].safeParse(raw);

@@ -228,6 +228,16 @@ describe('bad frames', () => {
     await stillWorks(client);
   });
 
+  it('closes with 1007 a text frame that is not UTF-8, as RFC 6455 requires, and no other socket', async () => {
+    const client = await authed();
+    const other = await authed();
+    // `ws` sends a Buffer as text as it is, unchecked: 0xFF is never UTF-8.
+    client.ws.send(Buffer.from([0x7b, 0xff, 0x7d]), { binary: false });
+    expect(await client.closed).toBe(1007);
+    expect(client.frames.some((frame) => frame.type === 'error')).toBe(false);
+    await stillWorks(other);
+  });
+
   it('refuses content with a NUL character and stores other control characters verbatim', async () => {
     const client = await authed();
     expect(await client.request({ type: 'send_message', session_id: sessionId, content: 'a\u0000b' })).toMatchObject({
