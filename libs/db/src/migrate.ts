@@ -1,5 +1,6 @@
 import type { Logger } from '@switchboard/logging';
 import { type Kysely, type Migration, Migrator, sql } from 'kysely';
+import { isDatabaseUnavailable } from './connection-errors.js';
 
 export interface MigrateOptions {
   /** The service that owns the tables; names its migration bookkeeping tables and its advisory lock. */
@@ -40,7 +41,11 @@ export async function migrateToLatest(db: Kysely<unknown>, { owner, migrations, 
         if (result.status === 'Error') log.error(fields, 'migration failed');
         else log.info(fields, 'migration applied');
       }
-      if (error) throw new Error(`migrations of ${owner} failed`, { cause: error });
+      // A database that cannot take the migration now (read-only after a failover, shutting down,
+      // the connection lost) is thrown as it is, so that the caller waits for it as for any other
+      // outage (`openWhenReachable`). Wrapped, its code was hidden, and the start failed at once:
+      // a crash loop through a failover during a rollout.
+      if (error) throw isDatabaseUnavailable(error) ? error : new Error(`migrations of ${owner} failed`, { cause: error });
       if (afterMigrate) await afterMigrate(conn);
     } finally {
       await sql`select pg_advisory_unlock(hashtext(${`switchboard:migrate:${owner}`}))`.execute(conn);

@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream';
-import { createDb, migrateToLatest } from '@switchboard/db';
+import { createDb, isDatabaseUnavailable, migrateToLatest } from '@switchboard/db';
 import { createLogger } from '@switchboard/logging';
 import { createTestDatabase, type TestDatabase } from '@switchboard/testing';
 import { type Kysely, type Migration, sql } from 'kysely';
@@ -71,6 +71,36 @@ describe('migrateToLatest', () => {
       expect(behind.map((row) => row.name)).toEqual(['0001_first', '0002_other']);
     } finally {
       await destroy();
+    }
+  });
+
+  it('throws a database that cannot take a migration now as unavailable, to be waited for, not as a failed migration', async () => {
+    const quiet = createLogger({ name: 'migrate-test', level: 'silent' });
+    const first = { '0001_first': createTable('readonly_first') };
+    const admin = createDb<unknown>({ url: database.url, applicationName: 'db-migrate-test' });
+    try {
+      await migrateToLatest(admin.db, { owner: 'readonly', migrations: first, logger: quiet });
+      // A primary demoted in a failover: new sessions are read-only.
+      await sql.raw(`alter database ${database.name} set default_transaction_read_only = on`).execute(admin.db);
+      const replica = createDb<unknown>({ url: database.url, applicationName: 'db-migrate-test' });
+      try {
+        const failure = await migrateToLatest(replica.db, {
+          owner: 'readonly',
+          migrations: { ...first, '0002_second': createTable('readonly_second') },
+          logger: quiet,
+        }).then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+        // Before, "migrations of readonly failed", which openWhenReachable took for a fatal error.
+        expect(failure).toBeDefined();
+        expect(isDatabaseUnavailable(failure)).toBe(true);
+      } finally {
+        await replica.destroy();
+      }
+    } finally {
+      await sql.raw(`alter database ${database.name} reset default_transaction_read_only`).execute(admin.db);
+      await admin.destroy();
     }
   });
 });
