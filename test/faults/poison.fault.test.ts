@@ -120,7 +120,7 @@ describe('a message PostgreSQL refuses', () => {
         }),
       );
     const sender = await sockets.authenticated(stack.wsUrl(0), session.customer.token);
-    await sender.request({ type: 'join_session', session_id: session.id });
+    const senderJoined = await sender.request({ type: 'join_session', session_id: session.id });
     await Promise.all(clients.map((client) => client.start()));
     const deadBefore = await deadLettered();
     for (const client of clients) client.startSending();
@@ -151,8 +151,26 @@ describe('a message PostgreSQL refuses', () => {
     // The customer's sends go into the check too (it is no LoadClient).
     await verify(clients, { databaseUrl: stack.database.url });
     const records = LoadClient.records(clients);
+    const stored = await readStored(stack.database.url, [session.id]);
+    // The customer is a member too: what it received is checked as every other member's is.
+    const lastSeq = Math.max(0, ...stored.stored.map((row) => row.seq));
+    await sender.waitFor(
+      (frame) => frame.type === 'new_message' && (frame.message as { session_id: number; seq: number }).seq === lastSeq,
+      10_000,
+    );
     const report = checkDelivery({
       ...records,
+      transcripts: [
+        ...records.transcripts,
+        {
+          member: 'customer',
+          sessionId: session.id,
+          afterSeq: Number(senderJoined.last_seq),
+          messages: sender
+            .messages(session.id)
+            .map((message) => ({ seq: message.seq, clientMsgId: message.client_msg_id, messageId: message.id })),
+        },
+      ],
       attempts: [
         ...records.attempts,
         ...['before-poison', 'poison-1', 'after-poison'].map((clientMsgId, order) => ({
@@ -174,7 +192,7 @@ describe('a message PostgreSQL refuses', () => {
             messageId: Number(frame.message_id),
           })),
       ],
-      ...(await readStored(stack.database.url, [session.id])),
+      ...stored,
     });
     console.log(`[poison] ${formatReport(report).split('\n')[0]}`);
     expect(report.ok, formatReport(report)).toBe(true);
