@@ -11,6 +11,9 @@ export interface MigrateOptions {
   afterMigrate?: (db: Kysely<unknown>) => Promise<void>;
 }
 
+/** How often a process waiting for another's migrations asks for the lock again. */
+const LOCK_POLL_MS = 250;
+
 /**
  * Migrates to the latest version while holding a session-level advisory lock keyed by the owner,
  * so several replicas starting together migrate once, one after the other.
@@ -18,7 +21,7 @@ export interface MigrateOptions {
 export async function migrateToLatest(db: Kysely<unknown>, { owner, migrations, logger, afterMigrate }: MigrateOptions) {
   const log = logger.child({ module: 'migrate' });
   await db.connection().execute(async (conn) => {
-    await sql`select pg_advisory_lock(hashtext(${`switchboard:migrate:${owner}`}))`.execute(conn);
+    await takeLock(conn, owner, log);
     try {
       const applied = await appliedMigrations(conn, `${owner}_migration`);
       const newer = [...applied].filter((name) => !(name in migrations));
@@ -51,6 +54,23 @@ export async function migrateToLatest(db: Kysely<unknown>, { owner, migrations, 
       await sql`select pg_advisory_unlock(hashtext(${`switchboard:migrate:${owner}`}))`.execute(conn);
     }
   });
+}
+
+/**
+ * Takes the owner's advisory lock, asking again every LOCK_POLL_MS while another process holds it
+ * (another replica migrating, the Helm hook building an index). A blocking `pg_advisory_lock` was
+ * one statement for the whole wait, and on a service's own pool, whose statements time out after
+ * 10 or 30 s, a long wait failed the start.
+ */
+async function takeLock(conn: Kysely<unknown>, owner: string, log: Logger): Promise<void> {
+  for (let waited = false; ; waited = true) {
+    const { rows } = await sql<{
+      locked: boolean;
+    }>`select pg_try_advisory_lock(hashtext(${`switchboard:migrate:${owner}`})) as locked`.execute(conn);
+    if (rows[0]?.locked) return;
+    if (!waited) log.info('another process is migrating; waiting for it');
+    await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
+  }
 }
 
 /** The names of the migrations recorded as applied in `table`; none when it does not exist yet. */

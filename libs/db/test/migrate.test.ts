@@ -74,6 +74,33 @@ describe('migrateToLatest', () => {
     }
   });
 
+  it('waits for another process migrating longer than its pool lets one statement run', async () => {
+    const quiet = createLogger({ name: 'migrate-test', level: 'silent' });
+    const holder = createDb<unknown>({ url: database.url, applicationName: 'db-migrate-test' });
+    // A service's own pool: its statements time out after 1 s here (10 or 30 s in the services).
+    const service = createDb<unknown>({ url: database.url, applicationName: 'db-migrate-test', queryTimeoutMs: 1_000 });
+    try {
+      await holder.db.connection().execute(async (conn) => {
+        await sql`select pg_advisory_lock(hashtext('switchboard:migrate:waiting'))`.execute(conn);
+        const migrating = migrateToLatest(service.db, {
+          owner: 'waiting',
+          migrations: { '0001_first': createTable('waiting_first') },
+          logger: quiet,
+        });
+        migrating.catch(() => undefined);
+        await new Promise((resolve) => setTimeout(resolve, 2_500));
+        await sql`select pg_advisory_unlock(hashtext('switchboard:migrate:waiting'))`.execute(conn);
+        // Before, one blocking statement for the whole wait, which the pool's timeout ended.
+        await migrating;
+      });
+      const { rows } = await sql<{ name: string }>`select name from waiting_migration`.execute(service.db);
+      expect(rows.map((row) => row.name)).toEqual(['0001_first']);
+    } finally {
+      await service.destroy();
+      await holder.destroy();
+    }
+  });
+
   it('throws a database that cannot take a migration now as unavailable, to be waited for, not as a failed migration', async () => {
     const quiet = createLogger({ name: 'migrate-test', level: 'silent' });
     const first = { '0001_first': createTable('readonly_first') };
