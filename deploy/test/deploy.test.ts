@@ -626,6 +626,19 @@ describe('the Helm chart', () => {
     expect(envOf(auth, 'AUTH_API_KEYS')?.valueFrom?.secretKeyRef).toMatchObject({ name: 'switchboard-auth', key: 'api-keys' });
     expect(envOf(auth, 'ADMIN_USERNAME')?.valueFrom?.secretKeyRef).toMatchObject({ name: 'switchboard-admin', key: 'username' });
     expect(envOf(auth, 'ADMIN_PASSWORD')?.valueFrom?.secretKeyRef).toMatchObject({ name: 'switchboard-admin', key: 'password' });
+    // None optional: a Secret misnamed, or without a key, keeps the pod from starting. Before, the
+    // two auth keys were optional, and such a Secret started auth without API keys and with a
+    // signing key of its own making.
+    const optional = (auth.env ?? []).filter((entry) => entry.valueFrom?.secretKeyRef?.optional).map((entry) => entry.name);
+    expect(optional).toEqual([]);
+  });
+
+  it('reads no key of auth.existingSecret that is set to "", and requires the other', () => {
+    const list = render(...['-f', join(CHART, 'ci', 'full-values.yaml'), '--set', 'auth.existingSecretKeys.jwtPrivateKey=']);
+    const auth = podOf(byName(list, 'Deployment', component('auth'))).spec.containers[0];
+    if (!auth) throw new Error('no auth container');
+    expect(envOf(auth, 'JWT_PRIVATE_KEY')).toBeUndefined();
+    expect(envOf(auth, 'AUTH_API_KEYS')?.valueFrom?.secretKeyRef).toEqual({ name: 'switchboard-auth', key: 'api-keys' });
   });
 
   it('with minimal values keeps the database URL in a Secret and renders nothing optional', () => {

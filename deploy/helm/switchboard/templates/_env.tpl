@@ -21,18 +21,25 @@
   value: {{ join "," . | quote }}
 {{- end }}
 {{- if .Values.auth.existingSecret }}
+{{- /*
+Each key named is required: a Secret misnamed, or without the key, keeps the pod from starting
+(CreateContainerConfigError names it), where an optional one started auth without API keys and
+with a signing key of its own making. A key set to "" is not read.
+*/}}
+{{- with .Values.auth.existingSecretKeys.jwtPrivateKey }}
 - name: JWT_PRIVATE_KEY
   valueFrom:
     secretKeyRef:
       name: {{ $authSecret }}
-      key: {{ .Values.auth.existingSecretKeys.jwtPrivateKey }}
-      optional: true
+      key: {{ . }}
+{{- end }}
+{{- with .Values.auth.existingSecretKeys.apiKeys }}
 - name: AUTH_API_KEYS
   valueFrom:
     secretKeyRef:
       name: {{ $authSecret }}
-      key: {{ .Values.auth.existingSecretKeys.apiKeys }}
-      optional: true
+      key: {{ . }}
+{{- end }}
 {{- else }}
 {{- if .Values.auth.jwtPrivateKey }}
 - name: JWT_PRIVATE_KEY
