@@ -1,6 +1,6 @@
 import type { Logger } from '@switchboard/logging';
 import { type Kysely, type Migration, Migrator, sql } from 'kysely';
-import { isDatabaseUnavailable } from './connection-errors.js';
+import { errorCode, isConnectionError, READ_ONLY_SQLSTATE } from './connection-errors.js';
 
 export interface MigrateOptions {
   /** The service that owns the tables; names its migration bookkeeping tables and its advisory lock. */
@@ -13,6 +13,12 @@ export interface MigrateOptions {
 
 /** How often a process waiting for another's migrations asks for the lock again. */
 const LOCK_POLL_MS = 250;
+/** How often the wait is logged again. */
+const LOCK_WAIT_LOG_MS = 30_000;
+
+/** The connection lost, the server read-only (a standby) or shutting down: none of the migration's doing. */
+const isServerNotTakingWrites = (error: unknown) =>
+  isConnectionError(error) || errorCode(error) === READ_ONLY_SQLSTATE || /^57P0/.test(errorCode(error) ?? '');
 
 /**
  * Migrates to the latest version while holding a session-level advisory lock keyed by the owner,
@@ -47,8 +53,10 @@ export async function migrateToLatest(db: Kysely<unknown>, { owner, migrations, 
       // A database that cannot take the migration now (read-only after a failover, shutting down,
       // the connection lost) is thrown as it is, so that the caller waits for it as for any other
       // outage (`openWhenReachable`). Wrapped, its code was hidden, and the start failed at once:
-      // a crash loop through a failover during a rollout.
-      if (error) throw isDatabaseUnavailable(error) ? error : new Error(`migrations of ${owner} failed`, { cause: error });
+      // a crash loop through a failover during a rollout. Not a disk full or out of memory, which
+      // the migration itself can cause every time (an index too large to sort): retried without
+      // end, each attempt would fill the disk again; those still fail the start.
+      if (error) throw isServerNotTakingWrites(error) ? error : new Error(`migrations of ${owner} failed`, { cause: error });
       if (afterMigrate) await afterMigrate(conn);
     } finally {
       await sql`select pg_advisory_unlock(hashtext(${`switchboard:migrate:${owner}`}))`.execute(conn);
@@ -63,12 +71,17 @@ export async function migrateToLatest(db: Kysely<unknown>, { owner, migrations, 
  * 10 or 30 s, a long wait failed the start.
  */
 async function takeLock(conn: Kysely<unknown>, owner: string, log: Logger): Promise<void> {
-  for (let waited = false; ; waited = true) {
+  const started = performance.now();
+  let loggedAt = Number.NEGATIVE_INFINITY;
+  for (;;) {
     const { rows } = await sql<{
       locked: boolean;
     }>`select pg_try_advisory_lock(hashtext(${`switchboard:migrate:${owner}`})) as locked`.execute(conn);
     if (rows[0]?.locked) return;
-    if (!waited) log.info('another process is migrating; waiting for it');
+    if (performance.now() - loggedAt >= LOCK_WAIT_LOG_MS) {
+      loggedAt = performance.now();
+      log.info({ waitedMs: Math.round(loggedAt - started) }, 'another process is migrating; waiting for it');
+    }
     await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
   }
 }

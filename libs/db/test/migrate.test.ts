@@ -74,6 +74,27 @@ describe('migrateToLatest', () => {
     }
   });
 
+  it('still fails on a migration that runs the server out of disk, which trying again would only repeat', async () => {
+    const quiet = createLogger({ name: 'migrate-test', level: 'silent' });
+    const { db, destroy } = createDb<unknown>({ url: database.url, applicationName: 'db-migrate-test' });
+    try {
+      const diskFull: Migration = {
+        async up() {
+          // What an index too large to sort on the server's disk raises, every time.
+          throw Object.assign(new Error('could not extend file: No space left on device'), { code: '53100' });
+        },
+      };
+      const failure = await migrateToLatest(db, { owner: 'diskfull', migrations: { '0001_index': diskFull }, logger: quiet }).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect(failure).toMatchObject({ message: 'migrations of diskfull failed' });
+      expect(isDatabaseUnavailable(failure)).toBe(false);
+    } finally {
+      await destroy();
+    }
+  });
+
   it('waits for another process migrating longer than its pool lets one statement run', async () => {
     const quiet = createLogger({ name: 'migrate-test', level: 'silent' });
     const holder = createDb<unknown>({ url: database.url, applicationName: 'db-migrate-test' });
@@ -88,7 +109,15 @@ describe('migrateToLatest', () => {
           logger: quiet,
         });
         migrating.catch(() => undefined);
+        let settled = false;
+        void migrating.finally(() => {
+          settled = true;
+        });
         await new Promise((resolve) => setTimeout(resolve, 2_500));
+        // It waited for the lock rather than migrating beside its holder.
+        expect(settled).toBe(false);
+        const { rows: none } = await sql<{ exists: boolean }>`select to_regclass('waiting_migration') is not null as exists`.execute(conn);
+        expect(none[0]?.exists).toBe(false);
         await sql`select pg_advisory_unlock(hashtext('switchboard:migrate:waiting'))`.execute(conn);
         // Before, one blocking statement for the whole wait, which the pool's timeout ended.
         await migrating;
