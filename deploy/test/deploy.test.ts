@@ -1475,6 +1475,7 @@ describe('the Helm chart', () => {
           ...['10.0.0.5:8080', '10.0.0.0/8 172.16.0.0/12', '10.0.0.0/8, 172.16.0.0/12', '10.0.0.0/8,', ' ,10.0.0.0/8', ',', '10.1.2.3/'],
           ...['::1', '::', '::/0', '2001:db8::/32', '2001:db8::/128', '2001:db8::/129', '::1/999', ':', '1:2:3', '1::2::3', 'g::1'],
           ...['1:2:3:4:5:6:7:8', '1:2:3:4:5:6:7:8:9', '::ffff:10.0.0.1', '1:2:3:4:5:6:1.2.3.4', '::ffff:300.1.1.1', 'fe80::1%eth0'],
+          ...['1::ffff:1.2.3.4', '64:ff9b::1:10.0.0.1', '1:2:3:4:5:6::1.2.3.4', 'fe80::1%eth_0', 'fe80::1%eth:0', '\t10.0.0.1\t'],
           'uniquelocal,203.0.113.0/24,2001:db8::/32',
         ];
         for (const value of values) expect(chartTakes.test(value), JSON.stringify(value)).toBe(authTakes(value));
@@ -1488,18 +1489,24 @@ describe('the Helm chart', () => {
         ['--set', 'auth.trustProxy=10.0.0.0/8 172.16.0.0/12'],
         ['--set', 'auth.trustProxy=10.0.0.5:8080'],
         ['--set', 'auth.trustProxy=10.0.0.0/33'],
+        ['--set', 'auth.trustProxy=fe80::1%eth_0'],
       ])('refuses what auth would refuse: %s %s', (flag, setting) => {
         const result = template(...minimal(), flag, setting);
         expect(result.status).not.toBe(0);
         expect(result.stderr).toMatch(/trustProxy/);
       });
 
-      it.each(['true', 'loopback', 'uniquelocal\\,203.0.113.0/24', '10.0.0.0/8\\, 172.16.0.0/12', '2001:db8::/32', '::1'])(
-        'renders --set auth.trustProxy=%s, which auth accepts',
-        (setting) => {
-          expect(configProblemsOf(render(...minimal(), '--set', `auth.trustProxy=${setting}`))).toEqual([]);
-        },
-      );
+      it.each([
+        'true',
+        'loopback',
+        'uniquelocal\\,203.0.113.0/24',
+        '10.0.0.0/8\\, 172.16.0.0/12',
+        '2001:db8::/32',
+        '::1',
+        '64:ff9b::1:10.0.0.1',
+      ])('renders --set auth.trustProxy=%s, which auth accepts', (setting) => {
+        expect(configProblemsOf(render(...minimal(), '--set', `auth.trustProxy=${setting}`))).toEqual([]);
+      });
     });
 
     it('names the NATS Secret in the install notes instead of a URL no pod uses', () => {
