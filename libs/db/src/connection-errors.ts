@@ -42,6 +42,15 @@ export function isConnectionError(error: unknown): boolean {
 }
 
 /**
+ * The connection lost or refused (the server shutting down included: `isConnectionError`), or the
+ * server read-only (a standby): a state of the server or the connection, never of the statement.
+ * A connection that met one is not used again, and a migration that met one is waited out.
+ */
+export function isLostOrReadOnly(error: unknown): boolean {
+  return isConnectionError(error) || errorCode(error) === READ_ONLY_SQLSTATE;
+}
+
+/**
  * Errors that mean the database cannot take writes now: unreachable (`isConnectionError`), or
  * reachable but read-only, out of disk or memory, failing its I/O or shutting down. What failed
  * this way should be tried again later, never taken for a statement the database refuses.

@@ -1,6 +1,6 @@
 import type { Logger } from '@switchboard/logging';
 import { type Kysely, type Migration, Migrator, sql } from 'kysely';
-import { errorCode, isConnectionError, READ_ONLY_SQLSTATE } from './connection-errors.js';
+import { isLostOrReadOnly } from './connection-errors.js';
 
 export interface MigrateOptions {
   /** The service that owns the tables; names its migration bookkeeping tables and its advisory lock. */
@@ -16,18 +16,15 @@ const LOCK_POLL_MS = 250;
 /** How often the wait is logged again. */
 const LOCK_WAIT_LOG_MS = 30_000;
 
-/** The connection lost, the server read-only (a standby) or shutting down: none of the migration's doing. */
-const isServerNotTakingWrites = (error: unknown) =>
-  isConnectionError(error) || errorCode(error) === READ_ONLY_SQLSTATE || /^57P0/.test(errorCode(error) ?? '');
-
 /**
  * Migrates to the latest version while holding a session-level advisory lock keyed by the owner,
  * so several replicas starting together migrate once, one after the other.
  */
 export async function migrateToLatest(db: Kysely<unknown>, { owner, migrations, logger, afterMigrate }: MigrateOptions) {
   const log = logger.child({ module: 'migrate' });
+  const lockKey = `switchboard:migrate:${owner}`;
   await db.connection().execute(async (conn) => {
-    await takeLock(conn, owner, log);
+    await takeLock(conn, lockKey, log);
     try {
       const applied = await appliedMigrations(conn, `${owner}_migration`);
       const newer = [...applied].filter((name) => !(name in migrations));
@@ -56,27 +53,27 @@ export async function migrateToLatest(db: Kysely<unknown>, { owner, migrations, 
       // a crash loop through a failover during a rollout. Not a disk full or out of memory, which
       // the migration itself can cause every time (an index too large to sort): retried without
       // end, each attempt would fill the disk again; those still fail the start.
-      if (error) throw isServerNotTakingWrites(error) ? error : new Error(`migrations of ${owner} failed`, { cause: error });
+      if (error) throw isLostOrReadOnly(error) ? error : new Error(`migrations of ${owner} failed`, { cause: error });
       if (afterMigrate) await afterMigrate(conn);
     } finally {
-      await sql`select pg_advisory_unlock(hashtext(${`switchboard:migrate:${owner}`}))`.execute(conn);
+      await sql`select pg_advisory_unlock(hashtext(${lockKey}))`.execute(conn);
     }
   });
 }
 
 /**
- * Takes the owner's advisory lock, asking again every LOCK_POLL_MS while another process holds it
+ * Takes the advisory lock `lockKey`, asking again every LOCK_POLL_MS while another process holds it
  * (another replica migrating, the Helm hook building an index). A blocking `pg_advisory_lock` was
  * one statement for the whole wait, and on a service's own pool, whose statements time out after
  * 10 or 30 s, a long wait failed the start.
  */
-async function takeLock(conn: Kysely<unknown>, owner: string, log: Logger): Promise<void> {
+async function takeLock(conn: Kysely<unknown>, lockKey: string, log: Logger): Promise<void> {
   const started = performance.now();
   let loggedAt = Number.NEGATIVE_INFINITY;
   for (;;) {
     const { rows } = await sql<{
       locked: boolean;
-    }>`select pg_try_advisory_lock(hashtext(${`switchboard:migrate:${owner}`})) as locked`.execute(conn);
+    }>`select pg_try_advisory_lock(hashtext(${lockKey})) as locked`.execute(conn);
     if (rows[0]?.locked) return;
     if (performance.now() - loggedAt >= LOCK_WAIT_LOG_MS) {
       loggedAt = performance.now();

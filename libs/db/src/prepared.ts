@@ -1,6 +1,6 @@
 import { type PostgresPool, type PostgresPoolClient, type RawBuilder, sql } from 'kysely';
 import type pg from 'pg';
-import { errorCode, isConnectionError, READ_ONLY_SQLSTATE } from './connection-errors.js';
+import { errorCode, isLostOrReadOnly } from './connection-errors.js';
 
 /** Settings a connection takes when it opens, by name, e.g. `{ plan_cache_mode: 'force_generic_plan' }`. */
 export type ConnectionSettings = Readonly<Record<string, string>>;
@@ -78,7 +78,7 @@ export function preparingPool(pool: pg.Pool, { settings = {} }: { settings?: Con
       try {
         return await run(text, values);
       } catch (error) {
-        if (isConnectionError(error) || errorCode(error) === READ_ONLY_SQLSTATE) broken = true;
+        if (isLostOrReadOnly(error)) broken = true;
         throw error;
       }
     };
