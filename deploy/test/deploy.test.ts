@@ -185,8 +185,13 @@ function ofKind(list: K8sObject[], kind: string): K8sObject[] {
   return list.filter((object) => object.kind === kind);
 }
 
+/** The object of that kind and name in a render, if there is one. */
+function findByName(list: K8sObject[], kind: string, name: string | undefined): K8sObject | undefined {
+  return list.find((object) => object.kind === kind && object.metadata.name === name);
+}
+
 function byName(list: K8sObject[], kind: string, name: string): K8sObject {
-  const found = list.find((object) => object.kind === kind && object.metadata.name === name);
+  const found = findByName(list, kind, name);
   if (!found) throw new Error(`no ${kind} ${name}`);
   return found;
 }
@@ -219,11 +224,11 @@ function podAnnotationsOf(object: K8sObject): Record<string, string> {
 /** Env entries that read a key missing from a Secret of the same render. */
 function missingSecretKeys(list: K8sObject[]): string[] {
   const missing: string[] = [];
-  for (const workload of list.filter((object) => ['Deployment', 'Job', 'Pod'].includes(object.kind))) {
+  for (const workload of workloadsOf(list)) {
     for (const container of allContainers(podOf(workload).spec)) {
       for (const entry of container.env ?? []) {
         const ref = entry.valueFrom?.secretKeyRef;
-        const secret = ref && list.find((object) => object.kind === 'Secret' && object.metadata.name === ref.name);
+        const secret = ref && findByName(list, 'Secret', ref.name);
         if (!ref || !secret || ref.key in { ...secret.data, ...secret.stringData }) continue;
         missing.push(`${workload.metadata.name}/${container.name} ${entry.name}: ${ref.name} has no key ${ref.key}`);
       }
@@ -260,7 +265,7 @@ function environmentOf(list: K8sObject[], container: Container): NodeJS.ProcessE
     }
     const ref = entry.valueFrom.secretKeyRef;
     if (!ref) throw new Error(`${container.name} ${entry.name}: a valueFrom this test cannot stand in for`);
-    const secret = list.find((object) => object.kind === 'Secret' && object.metadata.name === ref.name);
+    const secret = findByName(list, 'Secret', ref.name);
     const encoded = secret?.data?.[ref.key];
     const value = secret
       ? (secret.stringData?.[ref.key] ?? (encoded && Buffer.from(encoded, 'base64').toString('utf8')))
@@ -344,7 +349,7 @@ describe('the Helm chart', () => {
       });
 
       it('runs every container unprivileged with requests, limits and a writable /tmp only', () => {
-        const workloads = objects(file).filter((object) => ['Deployment', 'Job', 'Pod'].includes(object.kind));
+        const workloads = workloadsOf(objects(file));
         expect(workloads.length).toBeGreaterThanOrEqual(5);
         for (const workload of workloads) {
           const where = `${workload.kind} ${workload.metadata.name}`;
@@ -481,7 +486,7 @@ describe('the Helm chart', () => {
           const secretName = envOf(container, 'DATABASE_URL')?.valueFrom?.secretKeyRef?.name;
           expect(secretName).toBeTruthy();
           // The Secret it reads exists before the hook runs: a hook Secret of lower weight, or an existing one.
-          const hookSecret = list.find((object) => object.kind === 'Secret' && object.metadata.name === secretName);
+          const hookSecret = findByName(list, 'Secret', secretName);
           if (hookSecret) {
             expect(hookSecret.metadata.annotations?.['helm.sh/hook']).toBe(job.metadata.annotations?.['helm.sh/hook']);
             expect(Number(hookSecret.metadata.annotations?.['helm.sh/hook-weight'])).toBeLessThan(
