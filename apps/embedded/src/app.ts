@@ -109,9 +109,10 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger, sign
         poolSize,
         logger: authLogger,
         ensureSigningKey: authConfig.privateKeyPem === undefined,
+        signal,
       });
       signal?.throwIfAborted();
-      persistenceDb = await openPersistenceDatabase(config.DATABASE_URL, { poolSize, logger: persistenceLogger });
+      persistenceDb = await openPersistenceDatabase(config.DATABASE_URL, { poolSize, logger: persistenceLogger, signal });
     } else {
       const embedded = await createEmbeddedDb({ dataDir: join(dataDir, 'postgres') });
       authDb = embedded as Database<AuthDatabase>;
@@ -144,6 +145,7 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger, sign
         logger: persistenceLogger,
         bus,
         database: persistenceDb,
+        signal,
       }),
     );
     signal?.throwIfAborted();

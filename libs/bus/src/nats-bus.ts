@@ -159,6 +159,23 @@ function unavailable(what: string, error: unknown): BusError {
   return new BusError(BusErrorCode.Unavailable, `${what} ${reason}`, { cause: error });
 }
 
+/**
+ * JetStream did not answer: no server has it enabled yet, or it has no leader (a cluster starting
+ * cold, a meta-leader election), or the request timed out. nats.js says 503 for the first two.
+ */
+function isJetStreamUnanswered(error: unknown): boolean {
+  const code = error instanceof NatsError ? error.code : undefined;
+  return code === NatsErrorCode.JetStreamNotEnabled || code === NatsErrorCode.Timeout;
+}
+
+/** The JetStream API's answer, or undefined for a stream or consumer that does not exist; any other failure is thrown. */
+function orNotFound<T>(asking: Promise<T>): Promise<T | undefined> {
+  return asking.catch((error: unknown) => {
+    if (error instanceof NatsError && error.code === NatsErrorCode.JetStream404NoMessages) return undefined;
+    throw error;
+  });
+}
+
 type NatsCredentials = { user: string; pass: string } | { token: string } | Record<string, never>;
 
 /**
@@ -245,11 +262,17 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
   const js = nc.jetstream();
   const publisher = createJetStreamPublisher(nc, inboxPrefix);
   const publishInTurn = createTurnQueue();
-  const jsm = await nc.jetstreamManager();
+  // Not checked here (nats.js asks for the account's JetStream info by default and throws without
+  // an answer): a start while JetStream had no leader yet, a cluster starting cold, failed every
+  // service, auth and the gateways too, which never manage streams. Persistence waits for an
+  // answer where it needs one (`ensureInboundStream` throws `unavailable`).
+  const jsm = await nc.jetstreamManager({ checkAPI: false });
   let connected = true;
   /** Set by close(): the connection's end is then expected, and nobody is told of it. */
   let closing = false;
   const reconnectListeners = new Set<() => void>();
+  /** The largest message the server takes, from its INFO: none known before the first. */
+  let knownMaxPayload = nc.info?.max_payload ?? Number.POSITIVE_INFINITY;
   log.info({ server: nc.getServer() }, 'connected to NATS');
 
   void (async () => {
@@ -278,6 +301,45 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
     log.error({ err: error }, 'the NATS connection closed for good');
     onClosed?.(error ?? undefined);
   });
+
+  /** The inbound stream and its durable consumer, made or brought up to `settings`. */
+  const setUpInboundStream = async (settings: InboundStreamSettings) => {
+    // A work-queue stream: a message leaves it once persistence has acked it, because
+    // PostgreSQL, not the stream, is the record.
+    const stream = {
+      name: subjects.inboundStream,
+      subjects: [subjects.inboundAll],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Workqueue,
+      duplicate_window: nanos(settings.duplicateWindowMs),
+      max_age: nanos(settings.maxAgeMs),
+      num_replicas: settings.replicas,
+    };
+    const existing = await orNotFound(jsm.streams.info(subjects.inboundStream));
+    if (existing && !existing.config.subjects?.includes(subjects.inboundAll)) {
+      // Stream names keep letters, digits and `_` only, so prefixes differing in `-` against `_`
+      // (`chat-a`, `chat_a`) name one stream: taking it over would carry one installation's
+      // messages to the other's database.
+      throw new Error(
+        `the stream ${subjects.inboundStream} holds ${existing.config.subjects?.join(', ')}, another installation's subjects: ` +
+          'choose a NATS_SUBJECT_PREFIX that differs from its prefix by more than "-" against "_"',
+      );
+    }
+    if (existing) await jsm.streams.update(subjects.inboundStream, stream);
+    else await jsm.streams.add(stream);
+    const consumer = {
+      durable_name: subjects.inboundConsumer,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: nanos(settings.ackWaitMs),
+      max_deliver: settings.maxDeliver,
+      max_ack_pending: settings.maxAckPending ?? 20_000,
+      filter_subject: subjects.inboundAll,
+    };
+    if (await orNotFound(jsm.consumers.info(subjects.inboundStream, subjects.inboundConsumer))) {
+      await jsm.consumers.update(subjects.inboundStream, subjects.inboundConsumer, consumer);
+    } else await jsm.consumers.add(subjects.inboundStream, consumer);
+  };
 
   /**
    * `respond` throws when the reply cannot be sent, for one over the server's max_payload. Thrown
@@ -400,41 +462,11 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
       };
     },
     async ensureInboundStream(settings: InboundStreamSettings) {
-      // A work-queue stream: a message leaves it once persistence has acked it, because
-      // PostgreSQL, not the stream, is the record.
-      const stream = {
-        name: subjects.inboundStream,
-        subjects: [subjects.inboundAll],
-        storage: StorageType.File,
-        retention: RetentionPolicy.Workqueue,
-        duplicate_window: nanos(settings.duplicateWindowMs),
-        max_age: nanos(settings.maxAgeMs),
-        num_replicas: settings.replicas,
-      };
-      const existing = await jsm.streams.info(subjects.inboundStream).catch(() => undefined);
-      if (existing && !existing.config.subjects?.includes(subjects.inboundAll)) {
-        // Stream names keep letters, digits and `_` only, so prefixes differing in `-` against `_`
-        // (`chat-a`, `chat_a`) name one stream: taking it over would carry one installation's
-        // messages to the other's database.
-        throw new Error(
-          `the stream ${subjects.inboundStream} holds ${existing.config.subjects?.join(', ')}, another installation's subjects: ` +
-            'choose a NATS_SUBJECT_PREFIX that differs from its prefix by more than "-" against "_"',
-        );
+      try {
+        await setUpInboundStream(settings);
+      } catch (error) {
+        throw isJetStreamUnanswered(error) ? unavailable('setting up the inbound stream', error) : error;
       }
-      if (existing) await jsm.streams.update(subjects.inboundStream, stream);
-      else await jsm.streams.add(stream);
-      const consumer = {
-        durable_name: subjects.inboundConsumer,
-        ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
-        ack_wait: nanos(settings.ackWaitMs),
-        max_deliver: settings.maxDeliver,
-        max_ack_pending: settings.maxAckPending ?? 20_000,
-        filter_subject: subjects.inboundAll,
-      };
-      if (await jsm.consumers.info(subjects.inboundStream, subjects.inboundConsumer).catch(() => undefined)) {
-        await jsm.consumers.update(subjects.inboundStream, subjects.inboundConsumer, consumer);
-      } else await jsm.consumers.add(subjects.inboundStream, consumer);
     },
     async publishDurable(subject, data, msgId, timeoutMs) {
       try {
@@ -561,7 +593,14 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
       return { pending: info.num_pending, ackPending: info.num_ack_pending };
     },
     isConnected: () => connected && !nc.isClosed() && !nc.isDraining(),
-    maxPayload: () => nc.info?.max_payload ?? Number.POSITIVE_INFINITY,
+    maxPayload: () => {
+      // nats.js forgets the server's INFO at each dial while it reconnects, and the last one known
+      // stands meanwhile: read as no limit, a message too large was let through, to be refused
+      // by the server once connected (which closes the connection) or stored with an event too
+      // large to publish (item 81).
+      knownMaxPayload = nc.info?.max_payload ?? knownMaxPayload;
+      return knownMaxPayload;
+    },
     onReconnect: (listener) => {
       reconnectListeners.add(listener);
     },

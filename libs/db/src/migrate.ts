@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '@switchboard/logging';
 import { type Kysely, type Migration, Migrator, sql } from 'kysely';
 import { isLostOrReadOnly } from './connection-errors.js';
@@ -9,6 +10,8 @@ export interface MigrateOptions {
   logger: Logger;
   /** Work that must also run once at a time across replicas, after migrating (e.g. creating a signing key). */
   afterMigrate?: (db: Kysely<unknown>) => Promise<void>;
+  /** Ends a wait for another process's lock with its reason: the start given up (a SIGTERM meanwhile). */
+  signal?: AbortSignal;
 }
 
 /** How often a process waiting for another's migrations asks for the lock again. */
@@ -20,11 +23,11 @@ const LOCK_WAIT_LOG_MS = 30_000;
  * Migrates to the latest version while holding a session-level advisory lock keyed by the owner,
  * so several replicas starting together migrate once, one after the other.
  */
-export async function migrateToLatest(db: Kysely<unknown>, { owner, migrations, logger, afterMigrate }: MigrateOptions) {
+export async function migrateToLatest(db: Kysely<unknown>, { owner, migrations, logger, afterMigrate, signal }: MigrateOptions) {
   const log = logger.child({ module: 'migrate' });
   const lockKey = `switchboard:migrate:${owner}`;
   await db.connection().execute(async (conn) => {
-    await takeLock(conn, lockKey, log);
+    await takeLock(conn, lockKey, log, signal);
     try {
       const applied = await appliedMigrations(conn, `${owner}_migration`);
       const newer = [...applied].filter((name) => !(name in migrations));
@@ -65,12 +68,14 @@ export async function migrateToLatest(db: Kysely<unknown>, { owner, migrations, 
  * Takes the advisory lock `lockKey`, asking again every LOCK_POLL_MS while another process holds it
  * (another replica migrating, the Helm hook building an index). A blocking `pg_advisory_lock` was
  * one statement for the whole wait, and on a service's own pool, whose statements time out after
- * 10 or 30 s, a long wait failed the start.
+ * 10 or 30 s, a long wait failed the start. An abort of `signal` ends the wait at once with its
+ * reason; before, a pod stopped while it waited went on asking until its start grace ran out.
  */
-async function takeLock(conn: Kysely<unknown>, lockKey: string, log: Logger): Promise<void> {
+async function takeLock(conn: Kysely<unknown>, lockKey: string, log: Logger, signal: AbortSignal | undefined): Promise<void> {
   const started = performance.now();
   let loggedAt = Number.NEGATIVE_INFINITY;
   for (;;) {
+    signal?.throwIfAborted();
     const { rows } = await sql<{
       locked: boolean;
     }>`select pg_try_advisory_lock(hashtext(${lockKey})) as locked`.execute(conn);
@@ -79,7 +84,8 @@ async function takeLock(conn: Kysely<unknown>, lockKey: string, log: Logger): Pr
       loggedAt = performance.now();
       log.info({ waitedMs: Math.round(loggedAt - started) }, 'another process is migrating; waiting for it');
     }
-    await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
+    // Aborted, the pause ends at once, and the loop's first line throws the reason.
+    await sleep(LOCK_POLL_MS, undefined, { signal }).catch(() => undefined);
   }
 }
 

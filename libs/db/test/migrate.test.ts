@@ -130,6 +130,39 @@ describe('migrateToLatest', () => {
     }
   });
 
+  it('gives up waiting for another process migrating when its start is aborted', async () => {
+    const quiet = createLogger({ name: 'migrate-test', level: 'silent' });
+    const holder = createDb<unknown>({ url: database.url, applicationName: 'db-migrate-test' });
+    const service = createDb<unknown>({ url: database.url, applicationName: 'db-migrate-test' });
+    try {
+      await holder.db.connection().execute(async (conn) => {
+        await sql`select pg_advisory_lock(hashtext('switchboard:migrate:aborted'))`.execute(conn);
+        const stopping = new AbortController();
+        const migrating = migrateToLatest(service.db, {
+          owner: 'aborted',
+          migrations: { '0001_first': createTable('aborted_first') },
+          logger: quiet,
+          signal: stopping.signal,
+        });
+        migrating.catch(() => undefined);
+        await new Promise((resolve) => setTimeout(resolve, 600));
+        const reason = new Error('SIGTERM while starting');
+        stopping.abort(reason);
+        // Before, the wait went on while the lock was held, whatever the signal said.
+        const stillWaiting = new Promise((resolve) => setTimeout(resolve, 5_000, 'still waiting'));
+        await expect(Promise.race([migrating, stillWaiting])).rejects.toBe(reason);
+        const { rows } = await sql<{ exists: boolean }>`select to_regclass('aborted_migration') is not null as exists`.execute(conn);
+        expect(rows[0]?.exists).toBe(false);
+        await sql`select pg_advisory_unlock(hashtext('switchboard:migrate:aborted'))`.execute(conn);
+      });
+      // The lock was never taken by the aborted start, and nothing of it is left to wait for.
+      await migrateToLatest(service.db, { owner: 'aborted', migrations: { '0001_first': createTable('aborted_first') }, logger: quiet });
+    } finally {
+      await service.destroy();
+      await holder.destroy();
+    }
+  });
+
   it('throws a database that cannot take a migration now as unavailable, to be waited for, not as a failed migration', async () => {
     const quiet = createLogger({ name: 'migrate-test', level: 'silent' });
     const first = { '0001_first': createTable('readonly_first') };

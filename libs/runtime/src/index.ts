@@ -19,3 +19,4 @@ export {
 export { settlesWithin } from './settles-within.js';
 export { startInParts } from './start-in-parts.js';
 export { type StartingProbes, serveStartingProbes } from './starting-probes.js';
+export { type WaitWhileUnavailableOptions, waitWhileUnavailable } from './wait-while-unavailable.js';

@@ -26,6 +26,11 @@ export function natsServerBinary(): string | undefined {
  * killed and restarted on the same ports and store, with other arguments if need be (a user and
  * password): for tests of restarts and of what a shared NATS cannot be made to do.
  */
+export interface RestartOptions {
+  /** With JetStream (the default), or as a server that has none: JetStream requests get no answer. */
+  jetStream?: boolean;
+}
+
 export class NatsServer {
   child: ChildProcess | undefined;
   readonly logs: string[] = [];
@@ -45,9 +50,9 @@ export class NatsServer {
     return `http://127.0.0.1:${this.monitorPort}`;
   }
 
-  static async start(storeDir: string, args: readonly string[] = []): Promise<NatsServer> {
+  static async start(storeDir: string, args: readonly string[] = [], options: RestartOptions = {}): Promise<NatsServer> {
     const server = new NatsServer(storeDir, await freePort(), await freePort());
-    await server.restart(args);
+    await server.restart(args, options);
     return server;
   }
 
@@ -92,11 +97,18 @@ export class NatsServer {
     );
   }
 
-  /** Starts the server (again, on the same ports and store) and waits until JetStream is up; one that does not come up is killed. */
-  async restart(args: readonly string[] = []): Promise<void> {
+  /**
+   * Starts the server (again, on the same ports and store) and waits until it is up, JetStream
+   * included unless `jetStream` is false; one that does not come up is killed.
+   */
+  async restart(args: readonly string[] = [], { jetStream = true }: RestartOptions = {}): Promise<void> {
     const child = spawn(
       natsServerBinary() ?? 'nats-server',
-      ['-js', '-sd', this.storeDir, '-a', '127.0.0.1', '-p', String(this.port), '-m', String(this.monitorPort), ...args],
+      [
+        ...(jetStream ? ['-js', '-sd', this.storeDir] : []),
+        ...['-a', '127.0.0.1', '-p', String(this.port), '-m', String(this.monitorPort)],
+        ...args,
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     this.child = child;
@@ -105,7 +117,7 @@ export class NatsServer {
       await waitFor(
         async () => {
           if (child.exitCode !== null) throw new Error(`nats-server exited:\n${this.logs.join('')}`);
-          return fetch(`${this.monitorUrl}/healthz?js-enabled-only=true`).then(
+          return fetch(`${this.monitorUrl}/healthz${jetStream ? '?js-enabled-only=true' : ''}`).then(
             (response) => response.ok,
             () => false,
           );

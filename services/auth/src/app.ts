@@ -47,12 +47,13 @@ export interface AuthService extends Stoppable {
 export async function migrateAuth(
   db: Kysely<AuthDatabase>,
   logger: Logger,
-  { ensureSigningKey }: { ensureSigningKey: boolean },
+  { ensureSigningKey, signal }: { ensureSigningKey: boolean; signal?: AbortSignal },
 ): Promise<void> {
   await migrateToLatest(db as Kysely<unknown>, {
     owner: 'auth',
     migrations,
     logger,
+    signal,
     afterMigrate: async (conn) => {
       if (ensureSigningKey) await ensureStoredSigningKey(conn as Kysely<AuthDatabase>);
     },
@@ -71,14 +72,15 @@ const STOP_REQUESTS_GRACE_MS = 10_000;
 /**
  * Auth's database on a PostgreSQL server: migrated first, on a pool without the query timeout
  * (a migration may run, or wait for another replica's lock, for longer), then the service's pool
- * of `poolSize` with it. The service's own check at start then finds nothing to do.
+ * of `poolSize` with it. The service's own check at start then finds nothing to do. An abort of
+ * `signal` ends a wait for another replica's migration lock.
  */
 export async function openAuthDatabase(
   url: string,
-  { poolSize, logger, ensureSigningKey }: { poolSize: number; logger: Logger; ensureSigningKey: boolean },
+  { poolSize, logger, ensureSigningKey, signal }: { poolSize: number; logger: Logger; ensureSigningKey: boolean; signal?: AbortSignal },
 ): Promise<Database<AuthDatabase>> {
   await withDb<AuthDatabase, void>({ url, applicationName: 'switchboard-auth-migrate' }, (db) =>
-    migrateAuth(db, logger, { ensureSigningKey }),
+    migrateAuth(db, logger, { ensureSigningKey, signal }),
   );
   return createDb<AuthDatabase>({ url, poolSize, applicationName: 'switchboard-auth', queryTimeoutMs: QUERY_TIMEOUT_MS });
 }

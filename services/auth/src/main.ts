@@ -20,6 +20,7 @@ runMain({
           poolSize: config.databasePoolSize,
           logger,
           ensureSigningKey: config.privateKeyPem === undefined,
+          signal,
         }),
       { logger, signal },
     );

@@ -1,7 +1,7 @@
-import type { Bus } from '@switchboard/bus';
+import { type Bus, BusError } from '@switchboard/bus';
 import { createDb, type Database, migrateToLatest, withDb } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
-import { createSubjects } from '@switchboard/protocol';
+import { BusErrorCode, createSubjects } from '@switchboard/protocol';
 import {
   counterTotal,
   createMetricsRegistry,
@@ -9,6 +9,7 @@ import {
   type Stoppable,
   startInParts,
   startOpsServer,
+  waitWhileUnavailable,
 } from '@switchboard/runtime';
 import type { Kysely } from 'kysely';
 import { persistenceServiceSpec } from './api/endpoints.js';
@@ -48,14 +49,16 @@ export interface PersistenceServiceOptions {
   database: Database<PersistenceDatabase>;
   /** The probes the caller answered while it connected (`serveStartingProbes`); the ops server takes their port. */
   startingProbes?: StartingProbes;
+  /** Ends a wait for JetStream at start with its reason (a SIGTERM meanwhile). */
+  signal?: AbortSignal;
 }
 
 export interface PersistenceService extends Stoppable {
   readonly opsPort: number;
 }
 
-export function migratePersistence(db: Kysely<PersistenceDatabase>, logger: Logger): Promise<void> {
-  return migrateToLatest(db as Kysely<unknown>, { owner: 'persistence', migrations, logger });
+export function migratePersistence(db: Kysely<PersistenceDatabase>, logger: Logger, signal?: AbortSignal): Promise<void> {
+  return migrateToLatest(db as Kysely<unknown>, { owner: 'persistence', migrations, logger, signal });
 }
 
 /**
@@ -68,14 +71,15 @@ const QUERY_TIMEOUT_MS = 30_000;
  * Persistence's database on a PostgreSQL server: migrated first, on a pool without the query
  * timeout (a migration may run, or wait for another replica's lock, for longer), then the
  * service's pool of `poolSize` with it and its connection settings. The service's own check at
- * start then finds nothing to do.
+ * start then finds nothing to do. An abort of `signal` ends a wait for another replica's
+ * migration lock.
  */
 export async function openPersistenceDatabase(
   url: string,
-  { poolSize, logger }: { poolSize: number; logger: Logger },
+  { poolSize, logger, signal }: { poolSize: number; logger: Logger; signal?: AbortSignal },
 ): Promise<Database<PersistenceDatabase>> {
   await withDb<PersistenceDatabase, void>({ url, applicationName: 'switchboard-persistence-migrate' }, (db) =>
-    migratePersistence(db, logger),
+    migratePersistence(db, logger, signal),
   );
   return createDb<PersistenceDatabase>({
     url,
@@ -93,6 +97,7 @@ export async function startPersistenceService({
   bus,
   database,
   startingProbes,
+  signal,
 }: PersistenceServiceOptions): Promise<PersistenceService> {
   const subjects = createSubjects(config.subjectPrefix);
   const registry = createMetricsRegistry('persistence');
@@ -100,7 +105,14 @@ export async function startPersistenceService({
   let draining = false;
 
   await migratePersistence(database.db, logger);
-  await bus.ensureInboundStream(config.inbound);
+  // A NATS that does not answer for JetStream yet (a cluster starting cold, without a leader) is
+  // waited for, alive and not ready, as PostgreSQL is; before, the start failed and crash-looped.
+  await waitWhileUnavailable(() => bus.ensureInboundStream(config.inbound), {
+    logger,
+    signal,
+    what: 'JetStream',
+    isUnavailable: (error) => error instanceof BusError && error.code === BusErrorCode.Unavailable,
+  });
 
   const stats = async () => ({
     stored: await counterTotal(metrics.messages, { outcome: 'stored' }),

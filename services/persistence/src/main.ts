@@ -15,7 +15,7 @@ runMain({
     // Alive from the start: waiting for PostgreSQL or NATS, or migrating, is not a hang to restart.
     const startingProbes = await serveStartingProbes({ port: config.opsPort, host: config.host, logger });
     const database = await openWhenReachable(
-      () => openPersistenceDatabase(config.databaseUrl, { poolSize: config.databasePoolSize, logger }),
+      () => openPersistenceDatabase(config.databaseUrl, { poolSize: config.databasePoolSize, logger, signal }),
       { logger, signal },
     );
     const bus = await connectNatsBus({
@@ -26,7 +26,7 @@ runMain({
       logger,
       onClosed: exitOnNatsClosed(logger),
     });
-    const service = await startPersistenceService({ config, logger, bus, database, startingProbes });
+    const service = await startPersistenceService({ config, logger, bus, database, startingProbes, signal });
     return {
       async stop() {
         await service.stop();
