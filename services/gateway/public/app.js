@@ -17,6 +17,9 @@ const SESSION_LIST_LIMIT = 100;
  * from /config.json at boot into state.joinedLimit) is never reached however many are opened.
  */
 const JOINED_LIMIT = 20;
+/** The gateway's MAX_CONTENT_CHARS by default; /config.json gives the gateway's own at boot. */
+const MAX_CONTENT_CHARS = 4000;
+const COMPOSER_HINT = 'Enter sends, Shift+Enter adds a line.';
 
 const STATE_LABELS = {
   idle: 'Not connected',
@@ -69,6 +72,7 @@ const ui = {
   messageList: element('[data-testid="message-list"]'),
   composerForm: element('#composer-form'),
   composer: element('[data-testid="composer"]'),
+  composerHint: element('#composer-hint'),
   send: element('[data-testid="send"]'),
 };
 
@@ -95,6 +99,8 @@ const state = {
   pending: new Map(),
   /** At most this many conversations kept joined: JOINED_LIMIT, or the gateway's lower limit. */
   joinedLimit: JOINED_LIMIT,
+  /** The longest message the gateway takes, in Unicode code points (as the gateway counts). */
+  maxContentChars: MAX_CONTENT_CHARS,
   /** Session ids joined (or being joined) with the client, the most recently opened last; at most joinedLimit. */
   joinedRecently: new Set(),
   /** The open conversation is joined: until then its messages do not reach the page, and sending is off. */
@@ -111,6 +117,11 @@ const state = {
    * when it is opened again, so that a reply begun for one customer never goes to another.
    */
   drafts: new Map(),
+  /**
+   * What the user whose sign-in ran out had typed and had open ({ userId, drafts, sessionId,
+   * subject }): given back when the same user logs in again on this page, dropped for anyone else.
+   */
+  lapsed: null,
 };
 
 // ---------------------------------------------------------------- small helpers
@@ -211,6 +222,7 @@ async function submitLogin(action) {
     sessionStorage.setItem(TOKEN_KEY, token);
     sessionStorage.setItem(USER_KEY, JSON.stringify(user));
     sessionStorage.removeItem(SESSION_KEY);
+    resumeLapsed(user);
     ui.password.value = '';
     void startChat(user);
   } catch (error) {
@@ -279,7 +291,9 @@ async function startChat(user) {
       if (state.client === client) onMessage(message);
     }),
     client.on('auth_failed', () => {
-      if (state.client === client) logout('Your sign-in is no longer valid. Please log in again.');
+      if (state.client === client) {
+        logout('Your sign-in has run out. Log in again to carry on where you were: what you typed is kept.', { keepWork: true });
+      }
     }),
     client.on('error', (error) => {
       if (state.client === client) showNotice(describeError(error));
@@ -325,9 +339,17 @@ function stopChat() {
   ui.sessionList.replaceChildren();
 }
 
-function logout(message) {
+/**
+ * Back to the login form. With `keepWork` (the sign-in ran out: the page cannot renew its token),
+ * what was typed and the conversation open are kept for the same user's next log-in: before, a
+ * reply half written was lost every ACCESS_TOKEN_TTL.
+ */
+function logout(message, { keepWork = false } = {}) {
+  const user = state.user;
+  const openSessionId = state.openSessionId ?? (Number(sessionStorage.getItem(SESSION_KEY)) || null);
   stopChat();
   closeConversation();
+  state.lapsed = keepWork && user ? { userId: user.id, drafts: state.drafts, sessionId: openSessionId, subject: ui.subject.value } : null;
   // Nothing typed by this user is left for the next one to sign in on this page.
   state.drafts = new Map();
   ui.subject.value = '';
@@ -337,8 +359,22 @@ function logout(message) {
   sessionStorage.removeItem(SESSION_KEY);
   document.body.classList.remove('is-staff');
   showLogin();
+  if (keepWork && user) {
+    ui.username.value = user.username;
+    ui.password.focus();
+  }
   if (message) showNotice(message);
   else hideNotice();
+}
+
+/** Gives `user` back what they had typed and open when their sign-in ran out, if it was theirs. */
+function resumeLapsed(user) {
+  const lapsed = state.lapsed;
+  state.lapsed = null;
+  if (lapsed?.userId !== user.id) return;
+  state.drafts = lapsed.drafts;
+  ui.subject.value = lapsed.subject;
+  if (lapsed.sessionId !== null) sessionStorage.setItem(SESSION_KEY, String(lapsed.sessionId));
 }
 
 // ---------------------------------------------------------------- sessions
@@ -481,6 +517,7 @@ function closeConversation() {
     else state.drafts.delete(state.openSessionId);
   }
   ui.composer.value = '';
+  updateComposerHint();
   state.openGeneration++;
   state.openSessionId = null;
   state.messages = new Map();
@@ -544,6 +581,7 @@ async function openSession(sessionId) {
   const generation = state.openGeneration;
   state.openSessionId = sessionId;
   ui.composer.value = state.drafts.get(sessionId) ?? '';
+  updateComposerHint();
   sessionStorage.setItem(SESSION_KEY, String(sessionId));
   const known = state.sessions.get(sessionId);
   if (known) showConversationHeader(known);
@@ -856,11 +894,28 @@ function markFailed(entry, reason) {
   entry.item.querySelector('.message-meta')?.append(retry);
 }
 
+/**
+ * How many characters the composer holds over the gateway's limit; 0 when within it. The textarea
+ * has no maxlength: a paste longer than that was cut without a word (and maxlength counts an
+ * emoji as two, the gateway as one), so the text is kept whole and the hint says how much to cut.
+ */
+function composerExcess() {
+  return Math.max(0, [...ui.composer.value].length - state.maxContentChars);
+}
+
+function updateComposerHint() {
+  const excess = composerExcess();
+  ui.composerHint.classList.toggle('is-over', excess > 0);
+  ui.composerHint.textContent =
+    excess > 0 ? `${excess} ${excess === 1 ? 'character' : 'characters'} over the limit of ${state.maxContentChars}.` : COMPOSER_HINT;
+}
+
 function sendFromComposer() {
   const content = ui.composer.value;
   const sessionId = state.openSessionId;
-  if (!content.trim() || sessionId === null || !state.joined) return;
+  if (!content.trim() || sessionId === null || !state.joined || composerExcess() > 0) return;
   ui.composer.value = '';
+  updateComposerHint();
   ui.composer.focus();
   const entry = addPending(sessionId, content, newClientMsgId());
   ui.messageList.append(entry.item);
@@ -911,6 +966,8 @@ ui.composerForm.addEventListener('submit', (event) => {
   sendFromComposer();
 });
 
+ui.composer.addEventListener('input', updateComposerHint);
+
 ui.composer.addEventListener('keydown', (event) => {
   if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
     event.preventDefault();
@@ -927,6 +984,7 @@ async function boot() {
     if (Number.isInteger(config?.authPort)) authPort = config.authPort;
     const gatewayLimit = config?.maxSessionsPerConnection;
     if (Number.isInteger(gatewayLimit) && gatewayLimit > 0) state.joinedLimit = Math.min(JOINED_LIMIT, gatewayLimit);
+    if (Number.isInteger(config?.maxContentChars) && config.maxContentChars > 0) state.maxContentChars = config.maxContentChars;
   } catch {
     authUrl = null;
   }

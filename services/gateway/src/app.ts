@@ -111,6 +111,7 @@ export async function startGateway({ config, logger, bus, startingProbes }: Gate
           authUrl: config.publicAuthUrl ?? null,
           authPort: config.publicAuthPort,
           maxSessionsPerConnection: config.maxSessionsPerConnection,
+          maxContentChars: config.maxContentChars,
         },
       }),
       onConnection: (ws, _request, socket) => {

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
-import { passwordOf, type ServiceProcess, type Stack, startStack, type TestClient, TestClients } from '@switchboard/testing';
+import { passwordOf, type ServiceProcess, type Stack, startService, startStack, type TestClient, TestClients } from '@switchboard/testing';
 import { type Browser, type BrowserContext, chromium, type Page, type WebSocketRoute } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -664,6 +664,110 @@ describe('the demo page with more conversations than a connection may join', () 
     await logIn(page, agentUser.username, agentUser.password, 'login', limited);
     await page.waitForTimeout(1_000);
     expect(wire.sent.slice(before).filter((frame) => frame.type === 'send_message')).toEqual([]);
+    expect(problems).toEqual([]);
+  }, 60_000);
+});
+
+describe('the demo page when its sign-in runs out', () => {
+  /**
+   * A second auth replica on the same database (so the same signing key) whose tokens last 4 s:
+   * with the gateway's 5 s of clock tolerance, a sign-in runs out about 9 s after it began.
+   */
+  const TOKEN_TTL = '4s';
+  const problems: string[] = [];
+  let shortAuth: ServiceProcess;
+  let pointed: ServiceProcess;
+  let page: Page;
+
+  beforeAll(async () => {
+    if (!stack) throw new Error('no stack');
+    shortAuth = await startService('auth', { env: { ...stack.env, ACCESS_TOKEN_TTL: TOKEN_TTL } });
+    // A gateway whose page signs in at the short-lived replica.
+    pointed = await stack.startGateway({ PUBLIC_AUTH_URL: shortAuth.url('') });
+    page = await openPage('agent 3', problems);
+  });
+
+  afterAll(async () => {
+    await shortAuth?.stop();
+  });
+
+  /** Waits for the token to run out: the gateway closes with 4001, and the page shows its login form. */
+  const waitForLapse = async () => {
+    await page.getByTestId('password').waitFor({ state: 'visible', timeout: 2 * STEP_MS });
+    expect(await page.locator('#notice').textContent()).toContain('Your sign-in');
+  };
+  /** The conversation open and joined: its item marked current, and the composer on. */
+  const openConversation = async () => {
+    await expect.poll(() => page.getByTestId('composer').isEnabled(), { timeout: STEP_MS }).toBe(true);
+    return page.locator('[data-testid="session-item"][aria-current="true"]').getAttribute('data-session-id');
+  };
+
+  it('keeps what was typed and the conversation open for the same user, and for no one else', async () => {
+    const draft = 'A reply I am still writing when my sign-in runs out';
+    await logIn(page, agentUser.username, agentUser.password, 'login', pointed);
+    await openConversationOn(page, sessionId);
+    expect(await openConversation()).toBe(sessionId);
+    await page.getByTestId('composer').fill(draft);
+
+    await waitForLapse();
+    await page.getByTestId('username').fill(agentUser.username);
+    await page.getByTestId('password').fill(agentUser.password);
+    await page.getByTestId('login').click();
+    await expectReady(page);
+    // Before, the page came back with no conversation open and the reply gone.
+    expect(await openConversation()).toBe(sessionId);
+    expect(await page.getByTestId('composer').inputValue()).toBe(draft);
+
+    // Another agent signing in on the page after a lapse finds nothing of it.
+    await waitForLapse();
+    const other = await stack?.user('agent');
+    if (!other) throw new Error('no stack');
+    await page.getByTestId('username').fill(other.username);
+    await page.getByTestId('password').fill(passwordOf(other.username));
+    await page.getByTestId('login').click();
+    await expect.poll(() => page.getByTestId('current-user').textContent(), { timeout: STEP_MS }).toContain(other.username);
+    await expectReady(page);
+    expect(await page.locator('[data-testid="session-item"][aria-current="true"]').count()).toBe(0);
+    await openConversationOn(page, sessionId);
+    expect(await openConversation()).toBe(sessionId);
+    expect(await page.getByTestId('composer').inputValue()).toBe('');
+    expect(problems).toEqual([]);
+  }, 90_000);
+});
+
+describe("the demo page's composer", () => {
+  const problems: string[] = [];
+  let short: ServiceProcess;
+  let page: Page;
+
+  beforeAll(async () => {
+    if (!stack) throw new Error('no stack');
+    short = await stack.startGateway({ PUBLIC_AUTH_URL: stack.auth.url(''), MAX_CONTENT_CHARS: '50' });
+    page = await openPage('customer 2', problems);
+  });
+
+  it("holds a message to the gateway's MAX_CONTENT_CHARS, counted as the gateway counts, without cutting it", async () => {
+    await logIn(page, customerName, 'customer-password', 'login', short);
+    await openConversationOn(page, sessionId);
+    const composer = page.getByTestId('composer');
+    await expect.poll(() => composer.isEnabled(), { timeout: STEP_MS }).toBe(true);
+    const hint = page.locator('#composer-hint');
+
+    // Before, the page knew no limit but its own 4,000: the message went out, and the gateway refused it.
+    const tooLong = 'x'.repeat(52);
+    await composer.fill(tooLong);
+    expect(await hint.textContent()).toBe('2 characters over the limit of 50.');
+    await composer.press('Enter');
+    await page.waitForTimeout(300);
+    expect(await page.getByTestId('pending-message').count()).toBe(0);
+    expect(await composer.inputValue()).toBe(tooLong);
+
+    // Fifty emoji are 100 UTF-16 units but 50 characters to the gateway, and go out whole.
+    const emoji = '\u{1F600}'.repeat(50);
+    await composer.fill(emoji);
+    expect(await hint.textContent()).toBe('Enter sends, Shift+Enter adds a line.');
+    await composer.press('Enter');
+    await expect.poll(async () => (await shownMessages(page)).at(-1)?.text, { timeout: STEP_MS }).toBe(emoji);
     expect(problems).toEqual([]);
   }, 60_000);
 });
