@@ -1514,6 +1514,16 @@ describe('the Helm chart', () => {
       });
     });
 
+    it.each(['auth.example.com', 'auth.example.com:2347', '/auth'])(
+      'refuses gateway.publicAuthUrl=%s, which the gateway refuses',
+      (url) => {
+        expect(() => loadGatewayConfig({ PUBLIC_AUTH_URL: url })).toThrow(/PUBLIC_AUTH_URL/);
+        const result = template(...minimal(), '--set', `gateway.publicAuthUrl=${url}`);
+        expect(result.status).not.toBe(0);
+        expect(result.stderr).toMatch(/publicAuthUrl/);
+      },
+    );
+
     it('names the NATS Secret in the install notes instead of a URL no pod uses', () => {
       const withSecret = notes(...minimal(), '--set', 'nats.existingSecret=switchboard-nats-users');
       expect(withSecret).toContain('from Secret switchboard-nats-users');

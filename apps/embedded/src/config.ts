@@ -1,3 +1,4 @@
+import { passwordSchema, usernameSchema } from '@switchboard/auth';
 import { env, loadConfig } from '@switchboard/config';
 
 const embeddedEnv = {
@@ -63,6 +64,17 @@ export function loadEmbeddedConfig(source: NodeJS.ProcessEnv = process.env) {
   if (demoAgent?.username === '') demoAgent = undefined;
   if (demoAgent !== undefined && admin === undefined)
     throw new Error('invalid configuration:\n  DEMO_AGENT_USERNAME needs ADMIN_USERNAME and ADMIN_PASSWORD: the admin creates the agent');
+  // Checked now as the auth API will check them: before, a short password was taken, the agent's
+  // creation was refused (400) after the start, and the banner left the agent out without a word.
+  if (demoAgent !== undefined) {
+    for (const [name, schema, value] of [
+      ['DEMO_AGENT_USERNAME', usernameSchema, demoAgent.username],
+      ['DEMO_AGENT_PASSWORD', passwordSchema, demoAgent.password],
+    ] as const) {
+      const checked = schema.safeParse(value);
+      if (!checked.success) throw new Error(`invalid configuration:\n  ${name}: ${checked.error.issues[0]?.message}`);
+    }
+  }
   return { ...config, admin, demoAgent };
 }
 

@@ -9,6 +9,9 @@ const logger = createLogger({ name: 'switchboard', level: config.LOG_LEVEL });
 /** The demo agent as the banner names it: with its password only where that is the documented one, never an operator's own. */
 const describeAgent = ({ username, password }: Credentials) =>
   password === DEMO_ACCOUNTS.agent.password ? `${username} / ${password}` : `${username}, password in DEMO_AGENT_PASSWORD`;
+/** The documented demo password is shown; one the operator set is only pointed at, never printed. */
+const describeAdmin = ({ username, password }: Credentials) =>
+  password === DEMO_ACCOUNTS.admin.password ? `${username} / ${password}` : `${username}, password in ADMIN_PASSWORD`;
 
 runMain({
   logger,
@@ -46,7 +49,7 @@ runMain({
         '',
         `  Customers register on the demo page. Agents log in there too${demoAgent && agent ? ` (demo agent: ${describeAgent(agent)})` : ''};`,
         admin
-          ? `  the admin is ${admin.username} (ADMIN_PASSWORD). Ctrl+C stops it; data is kept.`
+          ? `  the admin is ${describeAdmin(admin)}. Ctrl+C stops it; data is kept.`
           : '  no admin was set up (ADMIN_USERNAME, ADMIN_PASSWORD). Ctrl+C stops it; data is kept.',
         '',
       ].join('\n'),

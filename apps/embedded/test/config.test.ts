@@ -17,6 +17,14 @@ describe('loadEmbeddedConfig', () => {
     expect(loadEmbeddedConfig({ DEMO_AGENT_USERNAME: '' }).demoAgent).toBeUndefined();
   });
 
+  it('refuses a demo agent the auth API would refuse, at the start rather than after it', () => {
+    expect(() => loadEmbeddedConfig({ DEMO_AGENT_PASSWORD: 'short' })).toThrow(/DEMO_AGENT_PASSWORD: password must be 8 to 256 characters/);
+    expect(() => loadEmbeddedConfig({ DEMO_AGENT_USERNAME: 'ab' })).toThrow(/DEMO_AGENT_USERNAME: username must be 3 to 64 characters/);
+    expect(() => loadEmbeddedConfig({ DEMO_AGENT_USERNAME: 'agent one' })).toThrow(/DEMO_AGENT_USERNAME: username may hold/);
+    // Skipped, it is not checked.
+    expect(loadEmbeddedConfig({ DEMO_AGENT_USERNAME: '', DEMO_AGENT_PASSWORD: 'short' }).demoAgent).toBeUndefined();
+  });
+
   it('refuses a pool of one connection, as persistence does, at the start rather than halfway through it', () => {
     expect(() => loadEmbeddedConfig({ DATABASE_POOL_SIZE: '1' })).toThrow(/DATABASE_POOL_SIZE/);
     expect(loadEmbeddedConfig({ DATABASE_POOL_SIZE: '2' }).DATABASE_POOL_SIZE).toBe(2);

@@ -207,6 +207,14 @@ describe('npm run status', () => {
     expect(run.code).toBe(3);
   });
 
+  it('exits 3, not 2, for a NATS password with a "%" that is not percent-encoded', async () => {
+    // Before, the URL passed, and the connection failed with `URI malformed`: NATS unreachable, exit 2.
+    const run = await status({ NATS_URL: 'nats://status:50%off@127.0.0.1:4222' });
+    expect(run.stderr).toMatch(/NATS_URL: .*write "%" as %25/);
+    expect(run.stderr).not.toContain('50%off');
+    expect(run.code).toBe(3);
+  });
+
   it('exits 2, not 1, when the connection to NATS is lost while the services answer', async () => {
     // A server of this test's own, to be killed while the tool waits for answers on it.
     const port = await freePort();

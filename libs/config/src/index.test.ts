@@ -216,6 +216,24 @@ describe('loadConfig', () => {
     });
   });
 
+  describe('optional URLs', () => {
+    const shape = { PUBLIC_URL: env.optionalUrl({ protocols: ['http', 'https'] }) };
+
+    it('reads a URL with one of its schemes, and empty as unset', () => {
+      expect(loadConfig(shape, { PUBLIC_URL: 'https://auth.example.com' }).PUBLIC_URL).toBe('https://auth.example.com');
+      expect(loadConfig(shape, { PUBLIC_URL: 'http://127.0.0.1:2347/' }).PUBLIC_URL).toBe('http://127.0.0.1:2347/');
+      expect(loadConfig(shape, { PUBLIC_URL: '' }).PUBLIC_URL).toBeUndefined();
+      expect(loadConfig(shape, {}).PUBLIC_URL).toBeUndefined();
+    });
+
+    // Before, taken as given: a page then asked its own host for `auth.example.com/v1/token`.
+    it.each(['auth.example.com', 'auth.example.com:2347', '/auth', 'ftp://auth.example.com'])('refuses PUBLIC_URL=%j', (raw) => {
+      const error = configErrorOf(() => loadConfig(shape, { PUBLIC_URL: raw }));
+      expectProblemsOnlyFor(error, 'PUBLIC_URL');
+      expect(error.message).toContain('expected a URL with scheme http or https');
+    });
+  });
+
   describe('lists', () => {
     it('splits a comma-separated list and trims each item', () => {
       expect(
@@ -301,6 +319,29 @@ describe('loadConfig', () => {
         expect(loadConfig(databaseEnv, { DATABASE_URL: raw }).DATABASE_URL).toBe(raw);
       }
       expect(configErrorOf(() => loadConfig(databaseEnv, { DATABASE_URL: 'mysql://app:pw@/app' })).message).toContain('DATABASE_URL');
+    });
+  });
+
+  describe('credentials in URLs', () => {
+    it('takes a user and password percent-encoded, as the clients decode them', () => {
+      expect(loadConfig(commonEnv, { NATS_URL: 'nats://status:50%25off@nats:4222' }).NATS_URL).toEqual([
+        'nats://status:50%25off@nats:4222',
+      ]);
+      expect(loadConfig(databaseEnv, { DATABASE_URL: 'postgres://app:p%40ss@db/app' }).DATABASE_URL).toBe('postgres://app:p%40ss@db/app');
+    });
+
+    // Before, taken; the connection then failed with `URI malformed`, read as NATS or PostgreSQL unreachable.
+    it.each([
+      ['NATS_URL', commonEnv, 'nats://status:50%off@nats:4222'],
+      ['NATS_URL', commonEnv, 'nats://n1:4222,nats://user:%zz@n2:4222'],
+      ['DATABASE_URL', databaseEnv, 'postgres://app:100%@db/app'],
+    ] as const)('refuses %s with an undecodable password, without echoing it', (name, shape, raw) => {
+      const error = configErrorOf(() => loadConfig(shape, { [name]: raw }));
+      expectProblemsOnlyFor(error, name);
+      expect(error.message).toContain('write "%" as %25');
+      expect(error.message).not.toContain('off@');
+      expect(error.message).not.toContain('%zz');
+      expect(error.message).not.toContain('100%@');
     });
   });
 

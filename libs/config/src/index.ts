@@ -106,6 +106,24 @@ function schemeOf(value: string): string | undefined {
   return undefined;
 }
 
+/**
+ * Whether the user and password of a URL decode as its client decodes them (`decodeURIComponent`,
+ * as nats.js's options and pg do): a `%` not followed by two hex digits passes the URL parser,
+ * then fails the connection with `URI malformed`, which read as the server being unreachable.
+ */
+function userinfoDecodes(value: string): boolean {
+  const userinfo = /^[a-z][a-z0-9+.-]*:\/\/([^@/?#]*)@/i.exec(value)?.[1];
+  if (userinfo === undefined) return true;
+  try {
+    decodeURIComponent(userinfo);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const USERINFO_PROBLEM = 'its user or password has a "%" not followed by two hex digits: write "%" as %25';
+
 function urlList(opts: { default: string; protocols: readonly string[] }) {
   return list({ default: opts.default.split(',') }).pipe(
     z
@@ -115,7 +133,8 @@ function urlList(opts: { default: string; protocols: readonly string[] }) {
           .refine(
             (value) => opts.protocols.includes(schemeOf(value) ?? ''),
             `expected comma-separated URLs with scheme ${opts.protocols.join(' or ')}`,
-          ),
+          )
+          .refine(userinfoDecodes, USERINFO_PROBLEM),
       )
       .min(1, 'expected at least one URL'),
   );
@@ -127,7 +146,20 @@ function url(opts: { default: string; protocols: readonly string[] }) {
     z
       .string()
       .default(opts.default)
-      .refine((value) => opts.protocols.includes(schemeOf(value) ?? ''), `expected a URL with scheme ${opts.protocols.join(' or ')}`),
+      .refine((value) => opts.protocols.includes(schemeOf(value) ?? ''), `expected a URL with scheme ${opts.protocols.join(' or ')}`)
+      .refine(userinfoDecodes, USERINFO_PROBLEM),
+  );
+}
+
+/** A URL with one of `protocols`, or unset. */
+function optionalUrl(opts: { protocols: readonly string[] }) {
+  return z.preprocess(
+    unsetIfEmpty,
+    z
+      .string()
+      .refine((value) => opts.protocols.includes(schemeOf(value) ?? ''), `expected a URL with scheme ${opts.protocols.join(' or ')}`)
+      .refine(userinfoDecodes, USERINFO_PROBLEM)
+      .optional(),
   );
 }
 
@@ -185,6 +217,7 @@ export const env = {
   list,
   originList,
   url,
+  optionalUrl,
   urlList,
   oneOf,
   logLevel: () => oneOf(LOG_LEVELS, { default: 'info' }),

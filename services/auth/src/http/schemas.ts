@@ -10,7 +10,7 @@ export const usernameSchema = z
   .max(64, 'username must be 3 to 64 characters')
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'username may hold letters, digits, ".", "_" and "-", starting with a letter or digit');
 
-const passwordSchema = z.string().min(8, 'password must be 8 to 256 characters').max(256, 'password must be 8 to 256 characters');
+export const passwordSchema = z.string().min(8, 'password must be 8 to 256 characters').max(256, 'password must be 8 to 256 characters');
 
 const displayNameSchema = z
   .string()
