@@ -1514,7 +1514,7 @@ describe('the Helm chart', () => {
       });
     });
 
-    it.each(['auth.example.com', 'auth.example.com:2347', '/auth'])(
+    it.each(['auth.example.com', 'auth.example.com:2347', '//auth.example.com'])(
       'refuses gateway.publicAuthUrl=%s, which the gateway refuses',
       (url) => {
         expect(() => loadGatewayConfig({ PUBLIC_AUTH_URL: url })).toThrow(/PUBLIC_AUTH_URL/);
@@ -1523,6 +1523,10 @@ describe('the Helm chart', () => {
         expect(result.stderr).toMatch(/publicAuthUrl/);
       },
     );
+
+    it.each(['https://auth.chat.example.com', '/auth'])('renders gateway.publicAuthUrl=%s, which the gateway takes', (url) => {
+      expect(configProblemsOf(render(...minimal(), '--set', `gateway.publicAuthUrl=${url}`))).toEqual([]);
+    });
 
     it('names the NATS Secret in the install notes instead of a URL no pod uses', () => {
       const withSecret = notes(...minimal(), '--set', 'nats.existingSecret=switchboard-nats-users');

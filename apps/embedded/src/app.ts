@@ -136,6 +136,7 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger, sign
       logger: authLogger,
       bus,
       database: authDb,
+      signal,
     });
     started.push(auth);
     signal?.throwIfAborted();

@@ -232,6 +232,15 @@ describe('loadConfig', () => {
       expectProblemsOnlyFor(error, 'PUBLIC_URL');
       expect(error.message).toContain('expected a URL with scheme http or https');
     });
+
+    it('takes a path on the same origin where paths are allowed, and not one naming another host', () => {
+      const withPaths = { PUBLIC_URL: env.optionalUrl({ protocols: ['http', 'https'], paths: true }) };
+      expect(loadConfig(withPaths, { PUBLIC_URL: '/auth' }).PUBLIC_URL).toBe('/auth');
+      expect(loadConfig(withPaths, { PUBLIC_URL: '/' }).PUBLIC_URL).toBe('/');
+      for (const raw of ['//auth.example.com', 'auth', 'auth.example.com:2347']) {
+        expect(configErrorOf(() => loadConfig(withPaths, { PUBLIC_URL: raw })).message).toContain('or a path starting with /');
+      }
+    });
   });
 
   describe('lists', () => {
@@ -323,25 +332,27 @@ describe('loadConfig', () => {
   });
 
   describe('credentials in URLs', () => {
-    it('takes a user and password percent-encoded, as the clients decode them', () => {
+    it('takes a NATS user and password percent-encoded, as the bus decodes them', () => {
       expect(loadConfig(commonEnv, { NATS_URL: 'nats://status:50%25off@nats:4222' }).NATS_URL).toEqual([
         'nats://status:50%25off@nats:4222',
       ]);
-      expect(loadConfig(databaseEnv, { DATABASE_URL: 'postgres://app:p%40ss@db/app' }).DATABASE_URL).toBe('postgres://app:p%40ss@db/app');
     });
 
-    // Before, taken; the connection then failed with `URI malformed`, read as NATS or PostgreSQL unreachable.
+    it('takes a database password with a bare "%", which pg reads as it is', () => {
+      expect(loadConfig(databaseEnv, { DATABASE_URL: 'postgres://app:100%@db/app' }).DATABASE_URL).toBe('postgres://app:100%@db/app');
+    });
+
+    // Before, taken; the connection then failed with `URI malformed`, read as NATS unreachable.
     it.each([
-      ['NATS_URL', commonEnv, 'nats://status:50%off@nats:4222'],
-      ['NATS_URL', commonEnv, 'nats://n1:4222,nats://user:%zz@n2:4222'],
-      ['DATABASE_URL', databaseEnv, 'postgres://app:100%@db/app'],
-    ] as const)('refuses %s with an undecodable password, without echoing it', (name, shape, raw) => {
-      const error = configErrorOf(() => loadConfig(shape, { [name]: raw }));
-      expectProblemsOnlyFor(error, name);
+      'nats://status:50%off@nats:4222',
+      'nats://n1:4222,nats://user:%zz@n2:4222',
+      // The user info runs to the last "@": a check of "u:a" alone let this through.
+      'nats://u:a@b%@nats:4222',
+    ])('refuses NATS_URL=<%s> with an undecodable password, without echoing it', (raw) => {
+      const error = configErrorOf(() => loadConfig(commonEnv, { NATS_URL: raw }));
+      expectProblemsOnlyFor(error, 'NATS_URL');
       expect(error.message).toContain('write "%" as %25');
-      expect(error.message).not.toContain('off@');
-      expect(error.message).not.toContain('%zz');
-      expect(error.message).not.toContain('100%@');
+      for (const secret of ['off@', '%zz', 'b%@']) expect(error.message).not.toContain(secret);
     });
   });
 

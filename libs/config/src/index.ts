@@ -107,12 +107,13 @@ function schemeOf(value: string): string | undefined {
 }
 
 /**
- * Whether the user and password of a URL decode as its client decodes them (`decodeURIComponent`,
- * as nats.js's options and pg do): a `%` not followed by two hex digits passes the URL parser,
- * then fails the connection with `URI malformed`, which read as the server being unreachable.
+ * Whether the user and password of a NATS URL decode as the bus decodes them
+ * (`decodeURIComponent`): a `%` not followed by two hex digits passes the URL parser, then failed
+ * the connection with `URI malformed`, which read as NATS being unreachable. (pg takes such a `%`
+ * as it is, so DATABASE_URL is not checked.) The user info runs to the authority's last `@`.
  */
 function userinfoDecodes(value: string): boolean {
-  const userinfo = /^[a-z][a-z0-9+.-]*:\/\/([^@/?#]*)@/i.exec(value)?.[1];
+  const userinfo = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)@/i.exec(value)?.[1];
   if (userinfo === undefined) return true;
   try {
     decodeURIComponent(userinfo);
@@ -146,19 +147,21 @@ function url(opts: { default: string; protocols: readonly string[] }) {
     z
       .string()
       .default(opts.default)
-      .refine((value) => opts.protocols.includes(schemeOf(value) ?? ''), `expected a URL with scheme ${opts.protocols.join(' or ')}`)
-      .refine(userinfoDecodes, USERINFO_PROBLEM),
+      .refine((value) => opts.protocols.includes(schemeOf(value) ?? ''), `expected a URL with scheme ${opts.protocols.join(' or ')}`),
   );
 }
 
-/** A URL with one of `protocols`, or unset. */
-function optionalUrl(opts: { protocols: readonly string[] }) {
+/**
+ * A URL with one of `protocols`, or unset; with `paths`, also a path on the same origin (`/auth`,
+ * not `//host`, which names another one).
+ */
+function optionalUrl(opts: { protocols: readonly string[]; paths?: boolean }) {
+  const problem = `expected a URL with scheme ${opts.protocols.join(' or ')}${opts.paths ? ', or a path starting with /' : ''}`;
   return z.preprocess(
     unsetIfEmpty,
     z
       .string()
-      .refine((value) => opts.protocols.includes(schemeOf(value) ?? ''), `expected a URL with scheme ${opts.protocols.join(' or ')}`)
-      .refine(userinfoDecodes, USERINFO_PROBLEM)
+      .refine((value) => opts.protocols.includes(schemeOf(value) ?? '') || (opts.paths === true && /^\/(?!\/)/.test(value)), problem)
       .optional(),
   );
 }

@@ -33,6 +33,8 @@ export interface AuthServiceOptions {
   database: Database<AuthDatabase>;
   /** The probes the caller answered while it connected (`serveStartingProbes`); the ops server takes their port. */
   startingProbes?: StartingProbes;
+  /** Ends a wait for the migration lock at start with its reason: a SIGTERM meanwhile. */
+  signal?: AbortSignal;
 }
 
 export interface AuthService extends Stoppable {
@@ -109,14 +111,21 @@ async function bootstrapAdmin(db: Kysely<AuthDatabase>, admin: { username: strin
 }
 
 /** Starts the auth service: HTTP API, ops endpoints and its service on the bus. */
-export async function startAuthService({ config, logger, bus, database, startingProbes }: AuthServiceOptions): Promise<AuthService> {
+export async function startAuthService({
+  config,
+  logger,
+  bus,
+  database,
+  startingProbes,
+  signal,
+}: AuthServiceOptions): Promise<AuthService> {
   const subjects = createSubjects(config.subjectPrefix);
   const registry = createMetricsRegistry('auth');
   const metrics = createAuthMetrics(registry);
   let draining = false;
 
   const { db } = database;
-  await migrateAuth(db, logger, { ensureSigningKey: config.privateKeyPem === undefined });
+  await migrateAuth(db, logger, { ensureSigningKey: config.privateKeyPem === undefined, signal });
   return startInParts(async (running) => {
     // Before serving or signing anything: the key is recorded, so replicas already running publish it.
     const keys = await openKeyRing(db, { configuredPem: config.privateKeyPem, ttlSeconds: config.accessTokenTtlSeconds, logger });

@@ -32,7 +32,7 @@ runMain({
       logger,
       onClosed: exitOnNatsClosed(logger),
     });
-    const service = await startAuthService({ config, logger, bus, database, startingProbes });
+    const service = await startAuthService({ config, logger, bus, database, startingProbes, signal });
     return {
       async stop() {
         await service.stop();

@@ -36,7 +36,7 @@ const gatewayEnv = {
   /** How long a session's delivery waits for a missing seq before fetching it from persistence. */
   GAP_WAIT_MS: env.integer({ default: 100, min: 0, max: 60_000 }),
   /** Where browsers reach the auth API, for the demo page; unset: the gateway's host on port 2347. */
-  PUBLIC_AUTH_URL: env.optionalUrl({ protocols: ['http', 'https'] }),
+  PUBLIC_AUTH_URL: env.optionalUrl({ protocols: ['http', 'https'], paths: true }),
   /** On SIGTERM, sockets are closed with 1012 spread over this many seconds. */
   DRAIN_SECONDS: env.integer({ default: 5, min: 0, max: 25 }),
   /**

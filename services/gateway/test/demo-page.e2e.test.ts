@@ -670,10 +670,11 @@ describe('the demo page with more conversations than a connection may join', () 
 
 describe('the demo page when its sign-in runs out', () => {
   /**
-   * A second auth replica on the same database (so the same signing key) whose tokens last 4 s:
-   * with the gateway's 5 s of clock tolerance, a sign-in runs out about 9 s after it began.
+   * A second auth replica on the same database (so the same signing key) whose tokens last 8 s:
+   * with the gateway's 5 s of clock tolerance, a sign-in runs out about 13 s after it began,
+   * time enough for each step between two lapses on a busy machine.
    */
-  const TOKEN_TTL = '4s';
+  const TOKEN_TTL = '8s';
   const problems: string[] = [];
   let shortAuth: ServiceProcess;
   let pointed: ServiceProcess;
@@ -727,12 +728,15 @@ describe('the demo page when its sign-in runs out', () => {
     await page.getByTestId('login').click();
     await expect.poll(() => page.getByTestId('current-user').textContent(), { timeout: STEP_MS }).toContain(other.username);
     await expectReady(page);
+    // Once the list has loaded, the page would have opened a conversation it kept by then.
+    await expect.poll(() => page.getByTestId('session-item').count(), { timeout: STEP_MS }).toBeGreaterThan(0);
+    await page.waitForTimeout(500);
     expect(await page.locator('[data-testid="session-item"][aria-current="true"]').count()).toBe(0);
     await openConversationOn(page, sessionId);
     expect(await openConversation()).toBe(sessionId);
     expect(await page.getByTestId('composer').inputValue()).toBe('');
     expect(problems).toEqual([]);
-  }, 90_000);
+  }, 120_000);
 });
 
 describe("the demo page's composer", () => {

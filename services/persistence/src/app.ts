@@ -49,7 +49,7 @@ export interface PersistenceServiceOptions {
   database: Database<PersistenceDatabase>;
   /** The probes the caller answered while it connected (`serveStartingProbes`); the ops server takes their port. */
   startingProbes?: StartingProbes;
-  /** Ends a wait for JetStream at start with its reason (a SIGTERM meanwhile). */
+  /** Ends a wait at start (for the migration lock, for JetStream) with its reason: a SIGTERM meanwhile. */
   signal?: AbortSignal;
 }
 
@@ -104,7 +104,7 @@ export async function startPersistenceService({
   const metrics = createPersistenceMetrics(registry);
   let draining = false;
 
-  await migratePersistence(database.db, logger);
+  await migratePersistence(database.db, logger, signal);
   // A NATS that does not answer for JetStream yet (a cluster starting cold, without a leader) is
   // waited for, alive and not ready, as PostgreSQL is; before, the start failed and crash-looped.
   await waitWhileUnavailable(() => bus.ensureInboundStream(config.inbound), {
