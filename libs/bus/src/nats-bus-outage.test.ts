@@ -1,11 +1,24 @@
 import { createLogger } from '@switchboard/logging';
 import { BusErrorCode, createSubjects } from '@switchboard/protocol';
+import { settlesWithin } from '@switchboard/runtime';
 import { TcpProxy } from '@switchboard/testing';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type Bus, BusError } from './bus.js';
 import { connectNatsBus } from './nats-bus.js';
 
 const NATS = new URL(process.env.NATS_URL ?? 'nats://127.0.0.1:4222');
+
+/** A bus connected to the machine's NATS through a proxy the test can break. */
+async function connectThroughProxy(): Promise<{ proxy: TcpProxy; bus: Bus }> {
+  const proxy = await TcpProxy.start({ host: NATS.hostname, port: Number(NATS.port || 4222) });
+  const bus = await connectNatsBus({
+    servers: [proxy.url(NATS.toString())],
+    name: 'outage-test',
+    subjects: createSubjects('outage'),
+    logger: createLogger({ name: 'outage-test', level: 'silent' }),
+  });
+  return { proxy, bus };
+}
 
 describe('the NATS bus when the connection drops', () => {
   let bus: Bus | undefined;
@@ -16,13 +29,7 @@ describe('the NATS bus when the connection drops', () => {
   });
 
   it('fails a subscribe still waiting for the server with `unavailable`', async () => {
-    proxy = await TcpProxy.start({ host: NATS.hostname, port: Number(NATS.port || 4222) });
-    bus = await connectNatsBus({
-      servers: [proxy.url(NATS.toString())],
-      name: 'outage-test',
-      subjects: createSubjects('outage'),
-      logger: createLogger({ name: 'outage-test', level: 'silent' }),
-    });
+    ({ proxy, bus } = await connectThroughProxy());
     proxy.partition(); // the subscription and its flush never reach the server
     const subscribing = bus.subscribe('outage.confirmed.1', () => undefined);
     const cuttable = proxy;
@@ -36,20 +43,26 @@ describe('the NATS bus when the connection drops', () => {
   });
 
   it("keeps the server's max_payload while it reconnects", async () => {
-    proxy = await TcpProxy.start({ host: NATS.hostname, port: Number(NATS.port || 4222) });
-    const connected = await connectNatsBus({
-      servers: [proxy.url(NATS.toString())],
-      name: 'outage-test',
-      subjects: createSubjects('outage'),
-      logger: createLogger({ name: 'outage-test', level: 'silent' }),
-    });
+    const { proxy: cuttable, bus: connected } = await connectThroughProxy();
+    proxy = cuttable;
     bus = connected;
     const known = connected.maxPayload();
     expect(Number.isFinite(known)).toBe(true);
-    proxy.cut(); // the connection drops; each dial again is refused
+    cuttable.cut(); // the connection drops; each dial again is refused
     await vi.waitFor(() => expect(connected.isConnected()).toBe(false), { timeout: 5_000 });
     // nats.js forgets the server's INFO at each dial; before, the limit read as none meanwhile.
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     expect(connected.maxPayload()).toBe(known);
   });
+
+  it('closes within its drain bound while its dials go into a black hole', async () => {
+    const { proxy: blackholed, bus: connected } = await connectThroughProxy();
+    proxy = blackholed;
+    await connected.subscribe('outage.confirmed.2', () => undefined);
+    blackholed.blackhole();
+    blackholed.reset(); // the connection drops; the dial again is taken and never answered
+    await vi.waitFor(() => expect(connected.isConnected()).toBe(false), { timeout: 5_000 });
+    // Before, the drain's flush waited for the next dial, 20 s on: past a stop's 30 s with the rest.
+    expect(await settlesWithin(connected.close(), 10_000)).toBe(true);
+  }, 20_000);
 });

@@ -159,6 +159,9 @@ function unavailable(what: string, error: unknown): BusError {
   return new BusError(BusErrorCode.Unavailable, `${what} ${reason}`, { cause: error });
 }
 
+/** How long `close()` lets the connection drain before closing it. */
+const CLOSE_DRAIN_MS = 5_000;
+
 /**
  * JetStream did not answer: no server has it enabled yet, or it has no leader (a cluster starting
  * cold, a meta-leader election), or the request timed out. nats.js says 503 for the first two.
@@ -607,7 +610,11 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
     async close() {
       closing = true;
       // Draining lets PubAcks already on their way settle their publishes; close fails the rest.
-      if (!nc.isClosed() && !nc.isDraining()) await nc.drain();
+      // It ends with a flush answered by the server, which nats.js fails only at its next dial:
+      // with NATS out of reach (a dial into a host that drops packets waits 20 s), the drain
+      // outlasted a stop's 30 s. And a drain whose flush failed leaves the connection open.
+      if (!nc.isClosed() && !nc.isDraining()) await settlesWithin(nc.drain(), CLOSE_DRAIN_MS);
+      if (!nc.isClosed()) await nc.close();
       publisher.close();
     },
   };

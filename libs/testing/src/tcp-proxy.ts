@@ -16,6 +16,8 @@ interface Pair {
 export class TcpProxy {
   private readonly pairs = new Set<Pair>();
   private cutOff = false;
+  /** New connections are taken and pass nothing, as to a host that drops packets. */
+  private blackholed = false;
   /** Connections refused while cut. */
   refused = 0;
 
@@ -39,7 +41,7 @@ export class TcpProxy {
         return;
       }
       const pairs = proxy.pairs;
-      const pair: Pair = { client, upstream: tcpConnect(target.port, target.host), silent: false };
+      const pair: Pair = { client, upstream: tcpConnect(target.port, target.host), silent: proxy.blackholed };
       pairs.add(pair);
       client.on('data', (chunk) => pair.silent || pair.upstream.write(chunk));
       pair.upstream.on('data', (chunk) => pair.silent || client.write(chunk));
@@ -78,6 +80,13 @@ export class TcpProxy {
 
   restore(): void {
     this.cutOff = false;
+    this.blackholed = false;
+  }
+
+  /** Every connection, open or new, is taken and passes nothing, until `restore()`: a client's dials hang. */
+  blackhole(): void {
+    this.blackholed = true;
+    this.partition();
   }
 
   /** Resets every connection, as when the server dies: the client reads ECONNRESET. New ones still work. */
