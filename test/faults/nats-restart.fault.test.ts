@@ -38,7 +38,10 @@ describe('the NATS server killed with SIGKILL mid-load and restarted on the same
     // Twice: the consumer, the subscriptions and the gap fills must survive more than one restart.
     const outages: number[] = [];
     let ackedBefore = 0;
+    const resends = () => clients.reduce((sum, client) => sum + client.resends, 0);
+    const resendsPerRound: number[] = [];
     for (let round = 0; round < 2; round++) {
+      const resendsBefore = resends();
       await server.kill();
       const killedAt = Date.now();
       await waitFor(
@@ -60,6 +63,7 @@ describe('the NATS server killed with SIGKILL mid-load and restarted on the same
       outages.push(Date.now() - killedAt);
       ackedBefore = clients.reduce((sum, client) => sum + client.acks.length, 0);
       await sleep(6_000);
+      resendsPerRound.push(resends() - resendsBefore);
     }
     await Promise.all(clients.map((client) => client.stop()));
 
@@ -67,8 +71,11 @@ describe('the NATS server killed with SIGKILL mid-load and restarted on the same
       label: 'nats-restart',
       startedAt,
       databaseUrl: running.database.url,
-      details: [`ready-again-after=${outages.join(',')}ms`],
+      details: [`ready-again-after=${outages.join(',')}ms`, `resends-per-round=${resendsPerRound.join(',')}`],
     });
+    // Each kill cut sends off mid-load: they failed or went unanswered, were sent again with their
+    // client_msg_id, and (verifyClean above) each was stored once, in order.
+    for (const count of resendsPerRound) expect(count).toBeGreaterThan(0);
     // Client sockets survived the outage, and traffic flowed again after it.
     for (const client of clients) expect(client.connects).toBe(1);
     expect(clients.reduce((sum, client) => sum + client.acks.length, 0)).toBeGreaterThan(ackedBefore + 60);
