@@ -117,6 +117,8 @@ const state = {
    * when it is opened again, so that a reply begun for one customer never goes to another.
    */
   drafts: new Map(),
+  /** The notice shown tells of the connection, or of a list not read: taken down once they are back. */
+  passingNotice: false,
   /**
    * What the user whose sign-in ran out had typed and had open ({ userId, drafts, sessionId,
    * subject }): given back when the same user logs in again on this page, dropped for anyone else.
@@ -133,12 +135,23 @@ function describeError(error) {
   return String(error);
 }
 
-function showNotice(text) {
+/**
+ * Shows `text` above the chat. With `passing`, it tells of the connection or a list that could not
+ * be read: it is taken down once the client is connected again (and the list read), where before
+ * it stayed on screen, saying the chat was down while it worked.
+ */
+function showNotice(text, { passing = false } = {}) {
   ui.notice.textContent = text;
   ui.notice.hidden = false;
+  state.passingNotice = passing;
+}
+
+function hidePassingNotice() {
+  if (state.passingNotice) hideNotice();
 }
 
 function hideNotice() {
+  state.passingNotice = false;
   ui.notice.hidden = true;
   ui.notice.textContent = '';
 }
@@ -283,6 +296,7 @@ async function startChat(user) {
       if (state.client !== client) return;
       setConnection(connection);
       if (connection === 'ready') {
+        hidePassingNotice();
         void refreshSessions();
         retryConversation();
       }
@@ -296,14 +310,14 @@ async function startChat(user) {
       }
     }),
     client.on('error', (error) => {
-      if (state.client === client) showNotice(describeError(error));
+      if (state.client === client) showNotice(describeError(error), { passing: true });
     }),
   ];
   try {
     await client.connect();
   } catch (error) {
     if (state.client !== client) return;
-    showNotice(`Cannot connect to the chat server: ${describeError(error)}`);
+    showNotice(`Cannot connect to the chat server: ${describeError(error)}`, { passing: true });
     return;
   }
   if (state.client !== client) return;
@@ -387,10 +401,14 @@ function refreshSessions() {
   state.refreshing = client
     .listSessions(filter)
     .then((sessions) => {
-      if (state.client === client) renderSessions(sessions);
+      if (state.client !== client) return;
+      renderSessions(sessions);
+      hidePassingNotice();
     })
     .catch((error) => {
-      if (state.client === client && state.connection === 'ready') showNotice(`Cannot load conversations: ${describeError(error)}`);
+      if (state.client === client && state.connection === 'ready') {
+        showNotice(`Cannot load conversations: ${describeError(error)}`, { passing: true });
+      }
     })
     .finally(() => {
       if (state.client === client) state.refreshing = null;

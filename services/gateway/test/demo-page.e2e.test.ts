@@ -668,6 +668,38 @@ describe('the demo page with more conversations than a connection may join', () 
   }, 60_000);
 });
 
+describe("the demo page's notices", () => {
+  const problems: string[] = [];
+  let page: Page;
+  let wire: Wire;
+
+  beforeAll(async () => {
+    page = await openPage('customer 3', problems);
+    wire = await routeWire(page);
+  });
+
+  it('takes down a notice about the connection once it is connected again', async () => {
+    await logIn(page, customerName, 'customer-password', 'login');
+    const notice = page.locator('#notice');
+    // The next auth is refused for now, as by a gateway at its limit of sockets for the user.
+    let refused = 0;
+    wire.intercept = (frame, toPage) => {
+      if (frame.type !== 'auth' || refused > 0) return false;
+      refused++;
+      toPage({ type: 'error', req_id: frame.req_id, code: 'rate_limited', message: 'too many connections', retry_after_ms: 300 });
+      return true;
+    };
+    await wire.drop();
+    await expect.poll(() => notice.isVisible(), { timeout: STEP_MS, interval: 20 }).toBe(true);
+    await expectReady(page);
+    // Before, it stayed, saying the sign-in was refused while the chat worked again.
+    await expect.poll(() => notice.isVisible(), { timeout: STEP_MS }).toBe(false);
+    expect(refused).toBe(1);
+    wire.intercept = undefined;
+    expect(problems).toEqual([]);
+  }, 60_000);
+});
+
 describe('the demo page when its sign-in runs out', () => {
   /**
    * A second auth replica on the same database (so the same signing key) whose tokens last 8 s:
