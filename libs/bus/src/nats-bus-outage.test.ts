@@ -65,4 +65,27 @@ describe('the NATS bus when the connection drops', () => {
     // Before, the drain's flush waited for the next dial, 20 s on: past a stop's 30 s with the rest.
     expect(await settlesWithin(connected.close(), 10_000)).toBe(true);
   }, 20_000);
+
+  it('fails a subscribe with `unavailable` within a dial while its dials go into a black hole', async () => {
+    let blackholed: TcpProxy;
+    ({ proxy: blackholed, bus } = await connectThroughProxy());
+    proxy = blackholed;
+    const connected = bus;
+    blackholed.blackhole();
+    blackholed.reset(); // the connection drops; the dial again is taken and never answered
+    await vi.waitFor(() => expect(connected.isConnected()).toBe(false), { timeout: 5_000 });
+    // Past the pause before the next dial (500 ms and up to 250 ms of jitter): one is under way.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    const subscribing = connected
+      .subscribe('outage.confirmed.3', () => undefined)
+      .then(
+        () => undefined,
+        (caught: unknown) => caught,
+      );
+    // Before, its flush waited for the next dial, 20 s on: past a join's 10 s deadline.
+    expect(await settlesWithin(subscribing, 12_000)).toBe(true);
+    const error = await subscribing;
+    expect(error).toBeInstanceOf(BusError);
+    expect((error as BusError).code).toBe(BusErrorCode.Unavailable);
+  }, 30_000);
 });

@@ -159,6 +159,8 @@ function unavailable(what: string, error: unknown): BusError {
   return new BusError(BusErrorCode.Unavailable, `${what} ${reason}`, { cause: error });
 }
 
+/** How long one dial of a NATS server may take, its INFO and CONNECT included. */
+const DIAL_TIMEOUT_MS = 5_000;
 /** How long `close()` lets the connection drain before closing it. */
 const CLOSE_DRAIN_MS = 5_000;
 
@@ -250,6 +252,10 @@ export async function connectNatsBus({ servers, name, ...options }: ConnectNatsB
     ignoreAuthErrorAbort: true,
     reconnectTimeWait: 500,
     reconnectJitter: 250,
+    // Each dial's bound (nats.js's default is 20 s). A flush pending while NATS cannot be reached
+    // (a subscribe for a join, say) fails only when the next dial starts: into a host that drops
+    // packets, a join waited 20 s for its answer, where the client's own deadline is 10 s.
+    timeout: DIAL_TIMEOUT_MS,
     pingInterval: 10_000,
     waitOnFirstConnect: true,
     // Without this the client builds an Error (for its stack) on every request and publish:
