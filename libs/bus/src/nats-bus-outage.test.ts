@@ -88,4 +88,19 @@ describe('the NATS bus when the connection drops', () => {
     expect(error).toBeInstanceOf(BusError);
     expect((error as BusError).code).toBe(BusErrorCode.Unavailable);
   }, 30_000);
+
+  it('stops a service within its drain bound while the connection passes nothing', async () => {
+    let silenced: TcpProxy;
+    ({ proxy: silenced, bus } = await connectThroughProxy());
+    proxy = silenced;
+    const service = await bus.addService({
+      name: 'outage-test',
+      version: '0.0.1',
+      description: 'an endpoint to stop',
+      endpoints: [{ name: 'echo', subject: 'outage.echo', handler: async (data) => data }],
+    });
+    silenced.partition(); // open, but passing nothing: the client's pings have not found it out yet
+    // Before, its drain waited for the server's answer until the pings gave up, 20 s and more.
+    expect(await settlesWithin(service.stop(), 8_000)).toBe(true);
+  }, 20_000);
 });

@@ -122,6 +122,13 @@ const HEARTBEATS_MISSED = 3;
  * rather than leave their gateways to time out; its stop has 30 s in all.
  */
 const SERVICE_STOP_WAIT_MS = 10_000;
+/**
+ * How long stopping a service waits for its subscriptions to drain. The drain ends with a flush
+ * the server answers: through a NATS that passes nothing (a partition), it waited until the
+ * client's pings found the connection dead, 20–30 s, and a gateway's stop outlasted its pod's
+ * grace period. The connection's close ends the subscriptions anyway.
+ */
+const SERVICE_DRAIN_MS = 2_000;
 
 /** What a pull waiting on a consumer gets when the consumer, or its stream, is deleted. */
 const isDeleted = (error: unknown) => error instanceof NatsError && error.code === '409' && error.message === 'consumer deleted';
@@ -162,7 +169,7 @@ function unavailable(what: string, error: unknown): BusError {
 /** How long one dial of a NATS server may take, its INFO and CONNECT included. */
 const DIAL_TIMEOUT_MS = 5_000;
 /** How long `close()` lets the connection drain before closing it. */
-const CLOSE_DRAIN_MS = 5_000;
+const CLOSE_DRAIN_MS = 3_000;
 
 /**
  * JetStream did not answer: no server has it enabled yet, or it has no leader (a cluster starting
@@ -465,7 +472,7 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
         // The service's subscriptions drain first (no request is taken after), then the requests
         // taken are answered, within SERVICE_STOP_WAIT_MS: the connection closes after this.
         stop: async () => {
-          await service.stop();
+          await settlesWithin(service.stop(), SERVICE_DRAIN_MS);
           if (inFlight.size > 0) await settlesWithin(Promise.allSettled(inFlight), SERVICE_STOP_WAIT_MS);
         },
       };
