@@ -20,6 +20,8 @@ const JOINED_LIMIT = 20;
 /** The gateway's MAX_CONTENT_CHARS by default; /config.json gives the gateway's own at boot. */
 const MAX_CONTENT_CHARS = 4000;
 const COMPOSER_HINT = 'Enter sends, Shift+Enter adds a line.';
+/** The client SDK's error codes that say "not now" rather than "not at all". */
+const PASSING_ERRORS = new Set(['unavailable', 'rate_limited']);
 
 const STATE_LABELS = {
   idle: 'Not connected',
@@ -310,7 +312,9 @@ async function startChat(user) {
       }
     }),
     client.on('error', (error) => {
-      if (state.client === client) showNotice(describeError(error), { passing: true });
+      // Refused for now (an auth over the gateway's limit, the backend down): gone once connected.
+      // Others stay: a conversation that could not be joined again gets nothing more.
+      if (state.client === client) showNotice(describeError(error), { passing: PASSING_ERRORS.has(error?.code) });
     }),
   ];
   try {

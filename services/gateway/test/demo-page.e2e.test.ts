@@ -698,6 +698,27 @@ describe("the demo page's notices", () => {
     wire.intercept = undefined;
     expect(problems).toEqual([]);
   }, 60_000);
+
+  it('keeps the notice that a conversation could not be joined again', async () => {
+    await openConversationOn(page, sessionId);
+    await expect.poll(() => page.getByTestId('composer').isEnabled(), { timeout: STEP_MS }).toBe(true);
+    const notice = page.locator('#notice');
+    // The rejoin after a reconnect is refused for good, as for a session since deleted.
+    wire.intercept = (frame, toPage) => {
+      if (frame.type !== 'join_session') return false;
+      toPage({ type: 'error', req_id: frame.req_id, code: 'not_found', message: 'no such session' });
+      return true;
+    };
+    await wire.drop();
+    await expect.poll(() => notice.textContent(), { timeout: STEP_MS }).toContain('could not be joined again');
+    await expectReady(page);
+    // Before, the list read after the reconnect took it down: the one sign the conversation had stopped.
+    await page.waitForTimeout(1_000);
+    expect(await notice.isVisible()).toBe(true);
+    expect(await notice.textContent()).toContain('could not be joined again');
+    wire.intercept = undefined;
+    expect(problems).toEqual([]);
+  }, 60_000);
 });
 
 describe('the demo page when its sign-in runs out', () => {
