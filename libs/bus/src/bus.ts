@@ -100,7 +100,10 @@ export interface Bus {
   request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array>;
   /** Registers request handlers; replicas of a service share the load. */
   addService(spec: ServiceSpec): Promise<RegisteredService>;
-  /** Creates or updates the inbound stream and its durable consumer. */
+  /**
+   * Creates or updates the inbound stream and its durable consumer.
+   * @throws BusError `unavailable` when JetStream does not answer (no leader yet, not enabled).
+   */
   ensureInboundStream(settings: InboundStreamSettings): Promise<void>;
   /**
    * Appends to the inbound stream; a second publish with the same `msgId` within the duplicate

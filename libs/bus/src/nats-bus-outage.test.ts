@@ -63,7 +63,7 @@ describe('the NATS bus when the connection drops', () => {
     blackholed.reset(); // the connection drops; the dial again is taken and never answered
     await vi.waitFor(() => expect(connected.isConnected()).toBe(false), { timeout: 5_000 });
     // Before, the drain's flush waited for the next dial, 20 s on: past a stop's 30 s with the rest.
-    expect(await settlesWithin(connected.close(), 10_000)).toBe(true);
+    expect(await settlesWithin(connected.close(), 4_500)).toBe(true);
   }, 20_000);
 
   it('fails a subscribe with `unavailable` within a dial while its dials go into a black hole', async () => {
@@ -101,6 +101,6 @@ describe('the NATS bus when the connection drops', () => {
     });
     silenced.partition(); // open, but passing nothing: the client's pings have not found it out yet
     // Before, its drain waited for the server's answer until the pings gave up, 20 s and more.
-    expect(await settlesWithin(service.stop(), 8_000)).toBe(true);
+    expect(await settlesWithin(service.stop(), 4_000)).toBe(true);
   }, 20_000);
 });

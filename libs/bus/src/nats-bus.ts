@@ -469,7 +469,8 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
       // responders", though the service, and the replica's readiness, said it was there.
       await nc.flush();
       return {
-        // The service's subscriptions drain first (no request is taken after), then the requests
+        // The service's subscriptions drain first (within SERVICE_DRAIN_MS: should NATS not answer
+        // by then, a request it routed before the unsubscribe can still arrive), then the requests
         // taken are answered, within SERVICE_STOP_WAIT_MS: the connection closes after this.
         stop: async () => {
           await settlesWithin(service.stop(), SERVICE_DRAIN_MS);
@@ -622,10 +623,10 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
     },
     async close() {
       closing = true;
-      // Draining lets PubAcks already on their way settle their publishes; close fails the rest.
-      // It ends with a flush answered by the server, which nats.js fails only at its next dial:
-      // with NATS out of reach (a dial into a host that drops packets waits 20 s), the drain
-      // outlasted a stop's 30 s. And a drain whose flush failed leaves the connection open.
+      // Draining sends what is buffered and unsubscribes; close fails what is still waiting.
+      // It ends with a flush answered by the server, which nats.js fails only at its next dial,
+      // or never while a partition is not found out: unbounded, the drain outlasted a stop's
+      // 30 s. And a drain whose flush failed leaves the connection open.
       if (!nc.isClosed() && !nc.isDraining()) await settlesWithin(nc.drain(), CLOSE_DRAIN_MS);
       if (!nc.isClosed()) await nc.close();
       publisher.close();

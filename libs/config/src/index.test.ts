@@ -227,7 +227,16 @@ describe('loadConfig', () => {
     });
 
     // Before, taken as given: a page then asked its own host for `auth.example.com/v1/token`.
-    it.each(['auth.example.com', 'auth.example.com:2347', '/auth', 'ftp://auth.example.com'])('refuses PUBLIC_URL=%j', (raw) => {
+    it.each([
+      'auth.example.com',
+      'auth.example.com:2347',
+      '/auth',
+      'ftp://auth.example.com',
+      // A page reads this one as a path of its own; these two name no host.
+      'https:auth.example.com',
+      'http://',
+      'https://user@/',
+    ])('refuses PUBLIC_URL=%j', (raw) => {
       const error = configErrorOf(() => loadConfig(shape, { PUBLIC_URL: raw }));
       expectProblemsOnlyFor(error, 'PUBLIC_URL');
       expect(error.message).toContain('expected a URL with scheme http or https');

@@ -123,7 +123,7 @@ function userinfoDecodes(value: string): boolean {
   }
 }
 
-const USERINFO_PROBLEM = 'its user or password has a "%" not followed by two hex digits: write "%" as %25';
+const USERINFO_PROBLEM = 'its user or password has a "%" that is not a percent-encoding of UTF-8: write "%" as %25';
 
 function urlList(opts: { default: string; protocols: readonly string[] }) {
   return list({ default: opts.default.split(',') }).pipe(
@@ -152,6 +152,20 @@ function url(opts: { default: string; protocols: readonly string[] }) {
 }
 
 /**
+ * A URL written out whole, `scheme://host…`, with one of `protocols`: not `https:host` (which a
+ * page reads as a path of its own) nor one without a host.
+ */
+function isAbsoluteUrl(value: string, protocols: readonly string[]): boolean {
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return false;
+  try {
+    const url = new URL(value);
+    return url.host !== '' && protocols.includes(url.protocol.replace(/:$/, ''));
+  } catch {
+    return false;
+  }
+}
+
+/**
  * A URL with one of `protocols`, or unset; with `paths`, also a path on the same origin (`/auth`,
  * not `//host`, which names another one).
  */
@@ -161,7 +175,7 @@ function optionalUrl(opts: { protocols: readonly string[]; paths?: boolean }) {
     unsetIfEmpty,
     z
       .string()
-      .refine((value) => opts.protocols.includes(schemeOf(value) ?? '') || (opts.paths === true && /^\/(?!\/)/.test(value)), problem)
+      .refine((value) => isAbsoluteUrl(value, opts.protocols) || (opts.paths === true && /^\/(?!\/)/.test(value)), problem)
       .optional(),
   );
 }

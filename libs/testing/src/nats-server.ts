@@ -21,16 +21,16 @@ export function natsServerBinary(): string | undefined {
   return process.env.NATS_SERVER_BIN ?? CANDIDATES.find((path) => existsSync(path));
 }
 
-/**
- * A nats-server of the test's own (JetStream on a store directory), on loopback, that can be
- * killed and restarted on the same ports and store, with other arguments if need be (a user and
- * password): for tests of restarts and of what a shared NATS cannot be made to do.
- */
 export interface RestartOptions {
   /** With JetStream (the default), or as a server that has none: JetStream requests get no answer. */
   jetStream?: boolean;
 }
 
+/**
+ * A nats-server of the test's own (JetStream on a store directory), on loopback, that can be
+ * killed and restarted on the same ports and store, with other arguments if need be (a user and
+ * password): for tests of restarts and of what a shared NATS cannot be made to do.
+ */
 export class NatsServer {
   child: ChildProcess | undefined;
   readonly logs: string[] = [];

@@ -143,6 +143,8 @@ function describeError(error) {
  * it stayed on screen, saying the chat was down while it worked.
  */
 function showNotice(text, { passing = false } = {}) {
+  // A notice that stays is not replaced by one that goes: it would go with it.
+  if (passing && !ui.notice.hidden && !state.passingNotice) return;
   ui.notice.textContent = text;
   ui.notice.hidden = false;
   state.passingNotice = passing;

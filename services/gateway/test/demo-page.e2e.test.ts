@@ -678,23 +678,28 @@ describe("the demo page's notices", () => {
     wire = await routeWire(page);
   });
 
-  it('takes down a notice about the connection once it is connected again', async () => {
-    await logIn(page, customerName, 'customer-password', 'login');
-    const notice = page.locator('#notice');
-    // The next auth is refused for now, as by a gateway at its limit of sockets for the user.
-    let refused = 0;
+  /** Refuses the page's next `auth` for now, as a gateway at its limit of sockets for the user does. */
+  const refuseNextAuth = () => {
+    const refused = { count: 0 };
     wire.intercept = (frame, toPage) => {
-      if (frame.type !== 'auth' || refused > 0) return false;
-      refused++;
+      if (frame.type !== 'auth' || refused.count > 0) return false;
+      refused.count++;
       toPage({ type: 'error', req_id: frame.req_id, code: 'rate_limited', message: 'too many connections', retry_after_ms: 300 });
       return true;
     };
+    return refused;
+  };
+
+  it('takes down a notice about the connection once it is connected again', async () => {
+    await logIn(page, customerName, 'customer-password', 'login');
+    const notice = page.locator('#notice');
+    const refused = refuseNextAuth();
     await wire.drop();
     await expect.poll(() => notice.isVisible(), { timeout: STEP_MS, interval: 20 }).toBe(true);
     await expectReady(page);
     // Before, it stayed, saying the sign-in was refused while the chat worked again.
     await expect.poll(() => notice.isVisible(), { timeout: STEP_MS }).toBe(false);
-    expect(refused).toBe(1);
+    expect(refused.count).toBe(1);
     wire.intercept = undefined;
     expect(problems).toEqual([]);
   }, 60_000);
@@ -715,6 +720,14 @@ describe("the demo page's notices", () => {
     // Before, the list read after the reconnect took it down: the one sign the conversation had stopped.
     await page.waitForTimeout(1_000);
     expect(await notice.isVisible()).toBe(true);
+    expect(await notice.textContent()).toContain('could not be joined again');
+
+    // Nor does a passing refusal after it replace it, and go with it at the next 'ready'.
+    const refused = refuseNextAuth();
+    await wire.drop();
+    await expect.poll(() => refused.count, { timeout: STEP_MS }).toBe(1);
+    await expectReady(page);
+    await page.waitForTimeout(1_000);
     expect(await notice.textContent()).toContain('could not be joined again');
     wire.intercept = undefined;
     expect(problems).toEqual([]);
