@@ -540,8 +540,7 @@ function closeConversation() {
     if (draft.trim()) state.drafts.set(state.openSessionId, draft);
     else state.drafts.delete(state.openSessionId);
   }
-  ui.composer.value = '';
-  updateComposerHint();
+  setComposer('');
   state.openGeneration++;
   state.openSessionId = null;
   state.messages = new Map();
@@ -604,8 +603,7 @@ async function openSession(sessionId) {
   closeConversation();
   const generation = state.openGeneration;
   state.openSessionId = sessionId;
-  ui.composer.value = state.drafts.get(sessionId) ?? '';
-  updateComposerHint();
+  setComposer(state.drafts.get(sessionId) ?? '');
   sessionStorage.setItem(SESSION_KEY, String(sessionId));
   const known = state.sessions.get(sessionId);
   if (known) showConversationHeader(known);
@@ -927,6 +925,12 @@ function composerExcess() {
   return Math.max(0, [...ui.composer.value].length - state.maxContentChars);
 }
 
+/** Puts `text` in the composer, with the hint that goes with it. */
+function setComposer(text) {
+  ui.composer.value = text;
+  updateComposerHint();
+}
+
 function updateComposerHint() {
   const excess = composerExcess();
   ui.composerHint.classList.toggle('is-over', excess > 0);
@@ -938,8 +942,7 @@ function sendFromComposer() {
   const content = ui.composer.value;
   const sessionId = state.openSessionId;
   if (!content.trim() || sessionId === null || !state.joined || composerExcess() > 0) return;
-  ui.composer.value = '';
-  updateComposerHint();
+  setComposer('');
   ui.composer.focus();
   const entry = addPending(sessionId, content, newClientMsgId());
   ui.messageList.append(entry.item);
