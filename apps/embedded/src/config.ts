@@ -1,5 +1,6 @@
 import { passwordSchema, usernameSchema } from '@switchboard/auth';
-import { env, loadConfig } from '@switchboard/config';
+import { ConfigError, env, loadConfig } from '@switchboard/config';
+import { MIN_DATABASE_POOL_SIZE } from '@switchboard/persistence';
 
 const embeddedEnv = {
   /** Where the embedded PostgreSQL keeps its files. */
@@ -10,9 +11,9 @@ const embeddedEnv = {
   DATABASE_URL: env.optionalString(),
   /**
    * With `DATABASE_URL`: the connections of each of auth's and persistence's pools (10 by default;
-   * at least 2, as persistence keeps one for storing messages).
+   * at least persistence's minimum, refused here before anything starts).
    */
-  DATABASE_POOL_SIZE: env.integer({ default: 10, min: 2, max: 1000 }),
+  DATABASE_POOL_SIZE: env.integer({ default: 10, min: MIN_DATABASE_POOL_SIZE, max: 1000 }),
   /**
    * Loopback by default: this mode creates an admin and an agent with passwords everyone knows.
    * `HOST=0.0.0.0` opens it to the network.
@@ -55,7 +56,7 @@ export function loadEmbeddedConfig(source: NodeJS.ProcessEnv = process.env) {
   let admin: Credentials | undefined;
   if (demo) admin = { username: ADMIN_USERNAME ?? DEMO_ACCOUNTS.admin.username, password: ADMIN_PASSWORD ?? DEMO_ACCOUNTS.admin.password };
   else if ((ADMIN_USERNAME === undefined) !== (ADMIN_PASSWORD === undefined))
-    throw new Error('invalid configuration:\n  with DATABASE_URL, ADMIN_USERNAME and ADMIN_PASSWORD must be set together');
+    throw new ConfigError(['with DATABASE_URL, ADMIN_USERNAME and ADMIN_PASSWORD must be set together']);
   else if (ADMIN_USERNAME !== undefined && ADMIN_PASSWORD !== undefined) admin = { username: ADMIN_USERNAME, password: ADMIN_PASSWORD };
   let demoAgent: Credentials | undefined;
   if (demo) demoAgent = { username: DEMO_AGENT_USERNAME, password: DEMO_AGENT_PASSWORD ?? DEMO_ACCOUNTS.agent.password };
@@ -63,7 +64,7 @@ export function loadEmbeddedConfig(source: NodeJS.ProcessEnv = process.env) {
     demoAgent = { username: DEMO_AGENT_USERNAME, password: DEMO_AGENT_PASSWORD };
   if (demoAgent?.username === '') demoAgent = undefined;
   if (demoAgent !== undefined && admin === undefined)
-    throw new Error('invalid configuration:\n  DEMO_AGENT_USERNAME needs ADMIN_USERNAME and ADMIN_PASSWORD: the admin creates the agent');
+    throw new ConfigError(['DEMO_AGENT_USERNAME needs ADMIN_USERNAME and ADMIN_PASSWORD: the admin creates the agent']);
   // Checked now as the auth API will check them: before, a short password was taken, the agent's
   // creation was refused (400) after the start, and the banner left the agent out without a word.
   if (demoAgent !== undefined) {
@@ -72,7 +73,7 @@ export function loadEmbeddedConfig(source: NodeJS.ProcessEnv = process.env) {
       ['DEMO_AGENT_PASSWORD', passwordSchema, demoAgent.password],
     ] as const) {
       const checked = schema.safeParse(value);
-      if (!checked.success) throw new Error(`invalid configuration:\n  ${name}: ${checked.error.issues[0]?.message}`);
+      if (!checked.success) throw new ConfigError([`${name}: ${checked.error.issues[0]?.message}`]);
     }
   }
   return { ...config, admin, demoAgent };

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { commonEnv, commonSettings, databaseEnv, env, loadConfig } from '@switchboard/config';
+import { ConfigError, commonEnv, commonSettings, databaseEnv, env, loadConfig } from '@switchboard/config';
 import { z } from 'zod';
 import { usernameSchema } from './http/schemas.js';
 
@@ -83,12 +83,12 @@ export function trustProxySetting(raw: string): boolean | string[] | undefined {
 export function loadAuthConfig(source: NodeJS.ProcessEnv = process.env) {
   const raw = loadConfig(authEnv, source);
   if ((raw.ADMIN_USERNAME === undefined) !== (raw.ADMIN_PASSWORD === undefined)) {
-    throw new Error('invalid configuration:\n  ADMIN_USERNAME and ADMIN_PASSWORD must be set together');
+    throw new ConfigError(['ADMIN_USERNAME and ADMIN_PASSWORD must be set together']);
   }
   if (raw.ADMIN_USERNAME !== undefined) {
     // The rules of every other username: the admin must be able to log in with it.
     const checked = usernameSchema.safeParse(raw.ADMIN_USERNAME);
-    if (!checked.success) throw new Error(`invalid configuration:\n  ADMIN_USERNAME: ${checked.error.issues[0]?.message}`);
+    if (!checked.success) throw new ConfigError([`ADMIN_USERNAME: ${checked.error.issues[0]?.message}`]);
     // At least as long as every other password (a sign-up refuses one of a single character),
     // and short enough to log in with: a login refuses (400) one over 1,024 before checking it.
     const password = z
@@ -96,7 +96,7 @@ export function loadAuthConfig(source: NodeJS.ProcessEnv = process.env) {
       .min(8, 'password must be 8 to 1024 characters')
       .max(1024, 'password must be 8 to 1024 characters')
       .safeParse(raw.ADMIN_PASSWORD);
-    if (!password.success) throw new Error(`invalid configuration:\n  ADMIN_PASSWORD: ${password.error.issues[0]?.message}`);
+    if (!password.success) throw new ConfigError([`ADMIN_PASSWORD: ${password.error.issues[0]?.message}`]);
   }
   return Object.freeze({
     ...commonSettings(raw),

@@ -48,15 +48,22 @@ function parseFaultInjection(raw: string | undefined): FaultInjection {
   return match ? { exitAfterCommit: Number(match[1]) } : {};
 }
 
+/**
+ * The fewest connections persistence's pool may have: one for storing messages, the rest for
+ * requests. With one, the API and the inbound consumer would share it, and a flood of requests
+ * would hold every batch behind it, as before the API had connections of its own (app.ts).
+ */
+export const MIN_DATABASE_POOL_SIZE = 2;
+
 export function loadPersistenceConfig(source: NodeJS.ProcessEnv = process.env) {
   const raw = loadConfig(persistenceEnv, source);
   // JetStream refuses a stream whose de-duplication window is longer than its max age.
   if (raw.INBOUND_DUPLICATE_WINDOW > raw.INBOUND_MAX_AGE)
     throw new ConfigError(['INBOUND_DUPLICATE_WINDOW: expected at most INBOUND_MAX_AGE']);
-  // With one connection the API and the inbound consumer would share it, and a flood of requests
-  // would hold every batch behind it, as before the API had connections of its own (app.ts).
-  if (raw.DATABASE_POOL_SIZE < 2)
-    throw new ConfigError(['DATABASE_POOL_SIZE: expected at least 2 for persistence (one for storing messages, the rest for requests)']);
+  if (raw.DATABASE_POOL_SIZE < MIN_DATABASE_POOL_SIZE)
+    throw new ConfigError([
+      `DATABASE_POOL_SIZE: expected at least ${MIN_DATABASE_POOL_SIZE} for persistence (one for storing messages, the rest for requests)`,
+    ]);
   return Object.freeze({
     ...commonSettings(raw),
     opsPort: raw.OPS_PORT,

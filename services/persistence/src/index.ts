@@ -5,5 +5,5 @@ export {
   type PersistenceServiceOptions,
   startPersistenceService,
 } from './app.js';
-export { loadPersistenceConfig, type PersistenceConfig } from './config.js';
+export { loadPersistenceConfig, MIN_DATABASE_POOL_SIZE, type PersistenceConfig } from './config.js';
 export type { PersistenceDatabase } from './db/schema.js';
