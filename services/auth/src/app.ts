@@ -171,6 +171,7 @@ export async function startAuthService({
         user: throttle('user', config.loginMaxFailures, config.loginFailureWindowMs),
         account: throttle('account', config.loginMaxFailuresPerUsername, config.loginFailureWindowMs),
         address: throttle('address', config.loginMaxFailuresPerAddress, config.loginFailureWindowMs),
+        successes: throttle('successes', config.loginMaxSuccessesPerUsername, config.loginFailureWindowMs),
         registration: throttle('registration', config.registrationMaxPerAddress, config.registrationWindowMs),
       },
       metrics,

@@ -26,6 +26,11 @@ const authEnv = {
   LOGIN_MAX_FAILURES_PER_USERNAME: env.integer({ default: 100, min: 1, max: 1_000_000 }),
   /** Failed logins allowed per client address within the window (higher: offices share addresses). */
   LOGIN_MAX_FAILURES_PER_ADDRESS: env.integer({ default: 50, min: 1, max: 1_000_000 }),
+  /**
+   * Successful logins allowed per username within the window: each costs a password check, and
+   * anyone can sign up, so one account logging in in a loop would fill the checks' queue.
+   */
+  LOGIN_MAX_SUCCESSES_PER_USERNAME: env.integer({ default: 60, min: 1, max: 1_000_000 }),
   LOGIN_FAILURE_WINDOW: env.duration({ default: '15m', min: '1s', max: '30d' }),
   /** Password hashes (argon2id, 19 MiB each) computed at once. */
   PASSWORD_HASH_CONCURRENCY: env.integer({ default: 4, min: 1, max: 64 }),
@@ -116,6 +121,7 @@ export function loadAuthConfig(source: NodeJS.ProcessEnv = process.env) {
     loginMaxFailures: raw.LOGIN_MAX_FAILURES,
     loginMaxFailuresPerUsername: raw.LOGIN_MAX_FAILURES_PER_USERNAME,
     loginMaxFailuresPerAddress: raw.LOGIN_MAX_FAILURES_PER_ADDRESS,
+    loginMaxSuccessesPerUsername: raw.LOGIN_MAX_SUCCESSES_PER_USERNAME,
     loginFailureWindowMs: raw.LOGIN_FAILURE_WINDOW,
     registrationMaxPerAddress: raw.REGISTRATION_MAX_PER_ADDRESS,
     registrationWindowMs: raw.REGISTRATION_WINDOW,

@@ -191,8 +191,12 @@ describe('POST /v1/users', () => {
     expect(body.error.code).toBe('payload_too_large');
   });
 
-  it('refuses a body that is not JSON with 415', async () => {
-    const { status, body } = await post('/v1/users', 'username=bob', { 'content-type': 'application/x-www-form-urlencoded' });
+  it.each([
+    ['application/x-www-form-urlencoded', 'username=bob'],
+    // JSON text sent as text/plain (a browser's fetch without a content-type) is no exception.
+    ['text/plain', JSON.stringify({ username: 'bob', password: 'bob-password' })],
+  ])('refuses a body of %s with 415', async (contentType, text) => {
+    const { status, body } = await post('/v1/users', text, { 'content-type': contentType });
     expect(status).toBe(415);
     expect(body.error.code).toBe('unsupported_media_type');
   });
@@ -453,6 +457,81 @@ describe('POST /v1/token per client address', () => {
     for (let i = 0; i < 3; i++) statuses.push(await login(`10.0.0.5:4000${i}`, `nobody-${i}`, 'nope-nope'));
     statuses.push(await login('10.0.0.5', 'nobody-3', 'nope-nope'));
     expect(statuses).toEqual([401, 401, 429, 429]);
+  });
+});
+
+describe('POST /v1/token: successful logins per username', () => {
+  const service = ownAuthBehindProxy('auth_successes', { LOGIN_MAX_SUCCESSES_PER_USERNAME: '3' });
+  const login = async (address: string, username: string, password: string) => {
+    const response = await fetch(service.url('/v1/token'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': address },
+      body: JSON.stringify({ username, password }),
+    });
+    const body = (await response.json()) as { error?: { code: string; message: string } };
+    return { status: response.status, retryAfter: response.headers.get('retry-after'), error: body.error };
+  };
+  const signUp = async (username: string) => {
+    const response = await fetch(service.url('/v1/users'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': '10.4.0.99' },
+      body: JSON.stringify({ username, password: 'a-fine-password' }),
+    });
+    expect(response.status).toBe(201);
+  };
+
+  it('refuses a name past LOGIN_MAX_SUCCESSES_PER_USERNAME from every address, and no other name', async () => {
+    await signUp('looping');
+    await signUp('bystander');
+    // Failures are the failure limits' business: they leave the successes' count as it was.
+    for (const address of ['10.4.0.1', '10.4.0.2']) expect((await login(address, 'looping', 'nope-nope')).status).toBe(401);
+    const statuses = [];
+    for (const address of ['10.4.0.1', '10.4.0.2', '10.4.0.3']) statuses.push((await login(address, 'Looping', 'a-fine-password')).status);
+    expect(statuses).toEqual([200, 200, 200]);
+    const refused = await login('10.4.0.4', 'looping', 'a-fine-password');
+    expect(refused.status).toBe(429);
+    expect(refused.error).toEqual({ code: 'too_many_requests', message: 'too many logins; try again later' });
+    expect(Number(refused.retryAfter)).toBeGreaterThan(0);
+    expect((await login('10.4.0.4', 'bystander', 'a-fine-password')).status).toBe(200);
+  });
+
+  it('lets no more than the limit of a concurrent burst of correct passwords be checked', async () => {
+    await signUp('bursting');
+    const statuses = await Promise.all(
+      Array.from({ length: 12 }, async (_, i) => (await login(`10.4.1.${i}`, 'bursting', 'a-fine-password')).status),
+    );
+    expect(statuses.filter((status) => status === 200)).toHaveLength(3);
+    expect(statuses.filter((status) => status === 429)).toHaveLength(9);
+  });
+});
+
+describe('POST /v1/token while the database fails the lookup', () => {
+  const service = ownAuthBehindProxy('auth_lookup_fails', { LOGIN_MAX_FAILURES: '1' });
+  const login = async () =>
+    (
+      await fetch(service.url('/v1/token'), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-forwarded-for': '10.5.0.1' },
+        body: JSON.stringify(ADMIN),
+      })
+    ).status;
+
+  it('counts a login whose password was never checked against no key', async () => {
+    const db = new pg.Client({ connectionString: service.databaseUrl() });
+    await db.connect();
+    try {
+      // The users table away for a moment: the lookup fails after the attempt was counted.
+      await db.query('alter table users rename to users_away');
+      try {
+        expect(await login()).toBeGreaterThanOrEqual(500);
+      } finally {
+        await db.query('alter table users_away rename to users');
+      }
+    } finally {
+      await db.end();
+    }
+    // One failure allowed from this address: the failed lookup did not use it up (before, 429).
+    expect(await login()).toBe(200);
   });
 });
 

@@ -17,4 +17,17 @@ describe('CORS_ORIGINS', () => {
     }
     expect((await preflight('https://evil.example')).headers.get('access-control-allow-origin')).toBeNull();
   });
+
+  it('lets a page on another origin read Retry-After', async () => {
+    const service = await auth.start({ CORS_ORIGINS: 'https://chat.example.com' });
+    // A body the API refuses: the header is exposed on every answer, a 429's and a 503's alike.
+    const response = await fetch(service.url('/v1/token'), {
+      method: 'POST',
+      headers: { origin: 'https://chat.example.com', 'content-type': 'application/json' },
+      body: '{}',
+    });
+    expect(response.status).toBe(400);
+    expect(response.headers.get('access-control-allow-origin')).toBe('https://chat.example.com');
+    expect(response.headers.get('access-control-expose-headers')?.toLowerCase().split(/,\s*/)).toContain('retry-after');
+  });
 });

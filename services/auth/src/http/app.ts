@@ -47,10 +47,11 @@ export interface HttpAppOptions {
   jwks: () => Promise<unknown>;
   apiKeys: readonly string[];
   /**
-   * Login attempts keyed by username and client address together, by username alone (every
-   * address), and by client address; self-registrations by client address.
+   * Failed login attempts keyed by username and client address together, by username alone
+   * (every address), and by client address; successful logins by username; self-registrations by
+   * client address.
    */
-  throttles: { user: LoginThrottle; account: LoginThrottle; address: LoginThrottle; registration: LoginThrottle };
+  throttles: { user: LoginThrottle; account: LoginThrottle; address: LoginThrottle; successes: LoginThrottle; registration: LoginThrottle };
   metrics: AuthMetrics;
   logger: Logger;
   /** Fastify's trustProxy: false, true, or the trusted proxies' addresses. */
@@ -88,7 +89,15 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   });
 
   // Bearer tokens, no cookies: browsers on other origins (the demo page on the gateway) may call the API.
-  void app.register(cors, { origin: options.corsOrigins.includes('*') ? true : [...options.corsOrigins], methods: ['GET', 'POST'] });
+  // Retry-After is exposed: a browser hides every response header outside a short list otherwise,
+  // and a page could not read how long a 429 or 503 asks it to wait.
+  void app.register(cors, {
+    origin: options.corsOrigins.includes('*') ? true : [...options.corsOrigins],
+    methods: ['GET', 'POST'],
+    exposedHeaders: ['Retry-After'],
+  });
+  // JSON bodies only (415 otherwise): Fastify reads text/plain by itself, and such a body was refused 400 as not an object.
+  app.removeContentTypeParser('text/plain');
 
   let closing = false;
   app.addHook('preClose', async () => {
@@ -216,47 +225,63 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     const addressKey = requestAddressKey(request.ip, request.socket.remoteAddress);
     // A name is locked per address (LOGIN_MAX_FAILURES), so that guessing from one address cannot
     // lock its owner out everywhere; and, far higher, across all addresses, against guessing spread
-    // over many (LOGIN_MAX_FAILURES_PER_USERNAME).
+    // over many (LOGIN_MAX_FAILURES_PER_USERNAME). Its successful logins are counted too
+    // (LOGIN_MAX_SUCCESSES_PER_USERNAME): each costs a password check like a failure, and anyone
+    // can sign up, so one account logging in in a loop would otherwise fill the checks' queue
+    // and have every other login answered 503.
     const userKey = `${accountKey}\u0000${addressKey}`;
+    const counted = [
+      [throttles.user, userKey],
+      [throttles.account, accountKey],
+      [throttles.address, addressKey],
+      [throttles.successes, accountKey],
+    ] as const;
+    // Best effort: a statement failing here must not replace the answer the request is getting.
+    const forgiveAll = () => Promise.allSettled(counted.map(([throttle, key]) => throttle.forgive(key)));
+    // One answer whichever key refused: which one would tell a guesser that the name exists and is in use.
     const throttled = (retryAfter: number) => {
       metrics.logins.inc({ outcome: 'throttled' });
-      return new HttpError(HttpErrorCode.TooManyRequests, 'too many failed logins; try again later', {
-        'retry-after': String(retryAfter),
-      });
+      return new HttpError(HttpErrorCode.TooManyRequests, 'too many logins; try again later', { 'retry-after': String(retryAfter) });
     };
     // Refused before any statement while a key is known to be over its limit.
-    const known = Math.max(
-      throttles.user.refusedFor(userKey),
-      throttles.account.refusedFor(accountKey),
-      throttles.address.refusedFor(addressKey),
-    );
+    const known = Math.max(...counted.map(([throttle, key]) => throttle.refusedFor(key)));
     if (known > 0) throw throttled(known);
     // Counted before the (slow) password check, so concurrent requests cannot all slip past the limit.
-    const retryAfter = Math.max(
-      ...(await Promise.all([
-        throttles.user.attempt([userKey]),
-        throttles.account.attempt([accountKey]),
-        throttles.address.attempt([addressKey]),
-      ])),
-    );
+    const counts = await Promise.allSettled(counted.map(([throttle, key]) => throttle.attempt([key])));
+    const failedCount = counts.find((count) => count.status === 'rejected');
+    if (failedCount) {
+      // A database failing under the counts (an outage): those that were counted are taken back.
+      await Promise.allSettled(
+        counted.map(([throttle, key], i) => (counts[i]?.status === 'fulfilled' ? throttle.forgive(key) : undefined)),
+      );
+      throw failedCount.reason;
+    }
+    const retryAfter = Math.max(...counts.map((count) => (count.status === 'fulfilled' ? count.value : 0)));
     if (retryAfter > 0) {
       // A refused attempt guessed nothing: it counts against no key (a blocked address cannot lock out users).
-      await Promise.all([throttles.user.forgive(userKey), throttles.account.forgive(accountKey), throttles.address.forgive(addressKey)]);
+      await forgiveAll();
       throw throttled(retryAfter);
     }
-    // A username PostgreSQL cannot even look up (a NUL) belongs to no one: a wrong credential, not a 500.
-    const user = isStorableText(username) ? await findUserByUsername(db, username) : undefined;
+    let user: UserRow | undefined;
     let matches: boolean;
     try {
+      // A username PostgreSQL cannot even look up (a NUL) belongs to no one: a wrong credential, not a 500.
+      user = isStorableText(username) ? await findUserByUsername(db, username) : undefined;
       matches = await passwords.verify(user?.password_hash, password);
     } catch (error) {
+      // Nothing was checked (the checks' queue full, the database failing the lookup): like a
+      // throttled attempt, it counts against no key. Before, a login answered 503 while the
+      // database was failing counted as a failed one, and a user retrying as told was locked out.
+      await forgiveAll();
       if (!(error instanceof ConcurrencyLimitError)) throw error;
-      // Nothing was checked: like a throttled attempt, it counts against no key.
-      await Promise.all([throttles.user.forgive(userKey), throttles.account.forgive(accountKey), throttles.address.forgive(addressKey)]);
       metrics.logins.inc({ outcome: 'busy' });
       throw tooBusy();
     }
     if (!matches || !user) {
+      // A failure counts against the failures' keys, not the name's successes.
+      await throttles.successes
+        .forgive(accountKey)
+        .catch((error: unknown) => logger.warn({ err: error }, 'taking back a login count failed'));
       metrics.logins.inc({ outcome: 'failure' });
       throw new HttpError(HttpErrorCode.InvalidCredentials, 'wrong username or password');
     }
