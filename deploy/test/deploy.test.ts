@@ -453,7 +453,7 @@ describe('the Helm chart', () => {
         const drainSeconds = Number(envOf(container, 'DRAIN_SECONDS')?.value);
         expect(Number.isInteger(sleepSeconds) && sleepSeconds > 0).toBe(true);
         expect(drainSeconds).toBeGreaterThanOrEqual(0);
-        expect(drainSeconds).toBeLessThanOrEqual(25);
+        expect(drainSeconds).toBeLessThanOrEqual(20);
         // Past the drain: up to 1 s of close handshakes, then the NATS drain.
         expect(gateway.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(sleepSeconds + drainSeconds + 5);
         if (file === 'minimal-values.yaml') {
@@ -864,6 +864,8 @@ describe('the Helm chart', () => {
       ['image.pullPolicy=Sometimes', /pullPolicy/],
       ['notAValue=1', /notAValue/],
       ['gateway.drainSeconds=60', /drainSeconds/],
+      // Its stop takes up to 8 s more, and a process must exit within 30 s.
+      ['gateway.drainSeconds=21', /drainSeconds/],
       ['gateway.shutdownMarginSeconds=4', /shutdownMarginSeconds/],
       // Its Service carries only the ops port, which must not be public.
       ['persistence.service.type=LoadBalancer', /type/],

@@ -37,8 +37,12 @@ const gatewayEnv = {
   GAP_WAIT_MS: env.integer({ default: 100, min: 0, max: 60_000 }),
   /** Where browsers reach the auth API, for the demo page; unset: the gateway's host on port 2347. */
   PUBLIC_AUTH_URL: env.optionalUrl({ protocols: ['http', 'https'], paths: true }),
-  /** On SIGTERM, sockets are closed with 1012 spread over this many seconds. */
-  DRAIN_SECONDS: env.integer({ default: 5, min: 0, max: 25 }),
+  /**
+   * On SIGTERM, sockets are closed with 1012 spread over this many seconds. At most 20: the stop
+   * takes up to 8 s more (sends in flight, close handshakes, the NATS drains while NATS is out of
+   * reach), and a process must exit within 30 s of its SIGTERM.
+   */
+  DRAIN_SECONDS: env.integer({ default: 5, min: 0, max: 20 }),
   /**
    * A socket open this long (give or take a tenth, at random) is closed with 1012, and its client
    * reconnects, perhaps to another gateway: so sockets spread over gateways added since. 0: never.

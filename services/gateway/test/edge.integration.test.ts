@@ -344,6 +344,15 @@ describe('a client that does not wait for replies', () => {
   });
 });
 
+describe('a frame over 1 MiB within MAX_FRAME_BYTES', () => {
+  it('takes a frame over 1 MiB within MAX_FRAME_BYTES on a socket with none waiting', async () => {
+    const large = await stack.startGateway({ MAX_FRAME_BYTES: String(2 * 1024 * 1024) });
+    const client = await authed(`ws://127.0.0.1:${large.port}/ws`);
+    // Before, it was refused with rate_limited every time, as if over the 1 MiB of frames waiting.
+    expect(await client.request({ type: 'ping', pad: 'x'.repeat(1_500_000) })).toMatchObject({ type: 'pong' });
+  });
+});
+
 describe('heartbeats', () => {
   it('pings sockets and drops one that stops answering', async () => {
     // 1 s: a socket is dropped after two pings without a pong, which a stall of the answering

@@ -1,9 +1,19 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { REPO_ROOT, type Stack, sendReliably, startStack, TestClient, TestClients, waitFor } from '@switchboard/testing';
+import {
+  REPO_ROOT,
+  type ServiceProcess,
+  type Stack,
+  sendReliably,
+  startStack,
+  TestClient,
+  TestClients,
+  waitFor,
+} from '@switchboard/testing';
 import { connect, type EndpointStats, RequestStrategy } from 'nats';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadGatewayConfig } from '../src/config.js';
 
 let stack: Stack;
 const clients = new TestClients();
@@ -16,6 +26,31 @@ afterAll(async () => {
   await clients.closeAll();
   await stack?.stop();
 });
+
+/** Until a statement on the stack's database waits for a lock (persistence's insert, held up by a test). */
+const insertWaitsForLock = (db: pg.Client) =>
+  waitFor(
+    async () => {
+      const { rows } = await db.query(
+        "select count(*)::int as waiting from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()",
+      );
+      return rows[0].waiting > 0;
+    },
+    10_000,
+    'the insert to wait for the lock',
+  );
+
+/** Until the gateway's readiness fails: its drain has begun. */
+const draining = (gateway: ServiceProcess) =>
+  waitFor(
+    async () =>
+      (await fetch(gateway.opsUrl('/readyz')).then(
+        (response) => response.status,
+        () => 0,
+      )) !== 200,
+    10_000,
+    'the drain',
+  );
 
 describe('graceful drain', () => {
   it('fails readiness first, refuses new upgrades, closes sockets with 1012 over DRAIN_SECONDS and exits 0', async () => {
@@ -63,27 +98,10 @@ describe('graceful drain', () => {
       client.send({ type: 'send_message', session_id: sessionId, content: 'in flight', client_msg_id: 'restart-1', req_id: 's1' });
       client.send({ type: 'send_message', session_id: sessionId, content: 'queued', client_msg_id: 'restart-2', req_id: 's2' });
       // The first send is published once persistence's insert waits for the lock.
-      await waitFor(
-        async () => {
-          const { rows } = await db.query(
-            "select count(*)::int as waiting from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()",
-          );
-          return rows[0].waiting > 0;
-        },
-        10_000,
-        'the insert to wait for the lock',
-      );
+      await insertWaitsForLock(db);
       gateway.child.kill('SIGTERM');
       // Draining (readiness failed) before the commit lets the first send be confirmed.
-      await waitFor(
-        async () =>
-          (await fetch(gateway.opsUrl('/readyz')).then(
-            (response) => response.status,
-            () => 0,
-          )) !== 200,
-        10_000,
-        'the drain',
-      );
+      await draining(gateway);
       // Frames arriving while the restart waits for the send in flight are answered, not dropped.
       // The lock goes at once: the wait is 2 s, and the first send's ack must come within it.
       client.send({ type: 'send_message', session_id: sessionId, content: 'late', client_msg_id: 'restart-3', req_id: 's3' });
@@ -112,6 +130,40 @@ describe('graceful drain', () => {
     } finally {
       await db.end();
     }
+  });
+
+  it('answers the request it is handling before closing with 1012: a session made is not lost with its reply', async () => {
+    const gateway = await stack.startGateway({ DRAIN_SECONDS: '0' });
+    const customer = await stack.user('user');
+    const client = await clients.authenticated(`ws://127.0.0.1:${gateway.port}/`, customer.token);
+    // New sessions wait for the table lock: the create_session stays in the gateway's hands.
+    const locker = new pg.Client({ connectionString: stack.database.url });
+    // Another connection watches for the wait: one in a transaction reads the same activity snapshot throughout.
+    const db = new pg.Client({ connectionString: stack.database.url });
+    await locker.connect();
+    await db.connect();
+    try {
+      await locker.query('begin');
+      await locker.query('lock table sessions in share mode');
+      client.send({ type: 'create_session', req_id: 'c1' });
+      await insertWaitsForLock(db);
+      gateway.child.kill('SIGTERM');
+      // With DRAIN_SECONDS 0 the socket's close begins as readiness fails.
+      await draining(gateway);
+      await locker.query('commit');
+    } finally {
+      await locker.end();
+      await db.end();
+    }
+    // Before, the socket closed at once and the reply was dropped: a client retrying made a second session.
+    expect(await client.waitFor((frame) => frame.req_id === 'c1')).toMatchObject({ type: 'session_created' });
+    expect(await client.closed).toBe(1012);
+    expect(await gateway.exited).toBe(0);
+  });
+
+  it('takes DRAIN_SECONDS up to 20, within the 30 s a stop has with its tail of up to 8 s', () => {
+    expect(loadGatewayConfig({ DRAIN_SECONDS: '20' }).drainSeconds).toBe(20);
+    expect(() => loadGatewayConfig({ DRAIN_SECONDS: '21' })).toThrow(/DRAIN_SECONDS/);
   });
 
   it('loses nothing when persistence is stopped and replaced mid-load', async () => {

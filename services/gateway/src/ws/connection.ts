@@ -248,12 +248,14 @@ export class ClientConnection implements Subscriber, FlushListener {
    * (not published: to send again on the next connection, with the same `client_msg_id`), and a
    * send already published gets its answer first, for up to `waitMs`: a message stored with its
    * `message_ack` lost in the restart would otherwise be stored again by a client that sent it
-   * without a `client_msg_id`.
+   * without a `client_msg_id`. So does the frame being handled, within the same wait: a
+   * `create_session` whose session was made with its reply lost would be made again by a client
+   * retrying it. Frames behind it are answered `unavailable` as they come up.
    */
   async closeForRestart(waitMs: number, reason = 'server restarting; reconnect'): Promise<void> {
     if (this.closing) return;
     for (const job of this.stopTakingWork()) this.refuseUnpublished(job);
-    if (this.inFlight) await settlesWithin(this.inFlight, waitMs);
+    await settlesWithin(Promise.allSettled([this.inFlight ?? SETTLED, this.handling]), waitMs);
     this.close(CloseCode.ServiceRestart, reason);
   }
 
@@ -343,7 +345,8 @@ export class ClientConnection implements Subscriber, FlushListener {
       return;
     }
     const size = data.length;
-    if (this.waitingFrames >= MAX_WAITING_FRAMES || this.waitingBytes + size > MAX_WAITING_BYTES) {
+    // A frame on a socket with none waiting is taken whatever its size (MAX_FRAME_BYTES may exceed MAX_WAITING_BYTES).
+    if (this.waitingFrames >= MAX_WAITING_FRAMES || (this.waitingFrames > 0 && this.waitingBytes + size > MAX_WAITING_BYTES)) {
       this.deps.metrics.framesIn.inc({ type: 'rate_limited' });
       const message = 'too many frames waiting to be handled; wait for replies before sending more';
       this.sendError(ErrorCode.RateLimited, message, frame.req_id, clientMsgIdOf(frame));
