@@ -220,6 +220,40 @@ describe('connecting', () => {
   });
 });
 
+describe('a WebSocket that cannot be made', () => {
+  /** A WebSocket that throws for a URL with "bad" in it, as browsers and `ws` do for a malformed URL or ws: from an https: page. */
+  class PickySocket extends FakeSocket {
+    constructor(url: string) {
+      if (url.includes('bad')) throw new SyntaxError(`Invalid URL: ${url}`);
+      super(url);
+    }
+  }
+
+  it('fails connect() with the reason once every URL has thrown, rather than retry for ever without a word', async () => {
+    const { client, errors, states } = newClient({ url: ['ws://bad-a', 'ws://bad-b'], WebSocket: PickySocket });
+    const outcome = expect(client.connect()).rejects.toMatchObject({
+      code: 'closed',
+      message: expect.stringContaining('Invalid URL: ws://bad-b'),
+    });
+    await flush();
+    await outcome;
+    expect(errors).toMatchObject([{ code: 'unavailable' }, { code: 'closed' }]);
+    expect(states.at(-1)).toBe('closed');
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('reports a URL that throws and goes on to the next one', async () => {
+    const { client, errors } = newClient({ url: ['ws://bad-a', 'ws://good'], WebSocket: PickySocket });
+    const connecting = client.connect();
+    await flush();
+    await accept();
+    await connecting;
+    expect(FakeSocket.last().url).toBe('ws://good');
+    expect(errors).toMatchObject([{ code: 'unavailable', message: expect.stringContaining('Invalid URL: ws://bad-a') }]);
+    client.close();
+  });
+});
+
 describe('messages', () => {
   it('delivers each seq once, in order, and after a reconnect rejoins from the last one delivered', async () => {
     const { client, messages, states } = newClient();
@@ -539,6 +573,24 @@ describe('reconnecting under the gateway rate', () => {
     await vi.advanceTimersByTimeAsync(100);
     expect(socket.sent.slice(5).map((frame) => frame.type)).toEqual(['join_session', 'ping']);
     await Promise.all([...joins, pinging]);
+    client.close();
+  });
+
+  it('does not refill its frame bucket when the wall clock steps forward', async () => {
+    playGateway();
+    const { client } = newClient({ maxFramesPerSec: 1, frameBurst: 5 });
+    const connecting = client.connect();
+    await flush();
+    await connecting;
+    // auth took one token: four joins go out at once, six wait.
+    for (const id of range(1, 10)) void client.join(id).catch(noop);
+    const socket = FakeSocket.last();
+    expect(socket.sentOf('join_session')).toHaveLength(4);
+    // The device's clock is set a minute ahead (NTP): the gateway's bucket, on its monotonic clock, is not refilled.
+    vi.setSystemTime(Date.now() + 60_000);
+    await vi.advanceTimersByTimeAsync(1_000);
+    // Before, the bucket refilled to its burst and five joins went out where one was allowed.
+    expect(socket.sentOf('join_session')).toHaveLength(5);
     client.close();
   });
 
@@ -950,6 +1002,34 @@ describe('requests', () => {
     client.close();
   });
 
+  it('does not carry a join waiting for a leave over close() and connect()', async () => {
+    const { client, socket } = await connected();
+    await joined(client, socket, 7, 0);
+    void client.leave(7).catch(noop);
+    const rejoining = client.join(7);
+    const outcome = expect(rejoining).rejects.toMatchObject({ code: 'closed' });
+    client.close();
+    const connecting = client.connect();
+    const next = await accept();
+    await connecting;
+    await flush();
+    // Before, the join from before the close went out on the new connection, perhaps another user's.
+    expect(next.sentOf('join_session')).toEqual([]);
+    await outcome;
+    client.close();
+  });
+
+  it('takes Infinity for requestTimeoutMs as no deadline, where a timer would have fired at once', async () => {
+    const { client, socket } = await connected({ requestTimeoutMs: Number.POSITIVE_INFINITY });
+    const pinging = client.ping();
+    // Less than the heartbeat interval, after which the client would send a ping of its own.
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(client.state).toBe('ready');
+    socket.receive({ type: 'pong', req_id: socket.sentOf('ping').at(-1)?.req_id });
+    await pinging;
+    client.close();
+  });
+
   it('reports server errors that answer no request', async () => {
     const { client, errors } = newClient();
     const connecting = client.connect();
@@ -1082,6 +1162,41 @@ describe('authentication failures', () => {
     expect(failures).toMatchObject([{ code: 'auth_failed' }]);
     expect(states.at(-1)).toBe('closed');
     await vi.advanceTimersByTimeAsync(60_000);
+    expect(FakeSocket.all).toHaveLength(1);
+  });
+});
+
+describe('a state listener closing the client on a 4001', () => {
+  it('asks the provider nothing more and leaves no timer', async () => {
+    const provider = vi.fn(() => 'token-1');
+    const { client, socket } = await connected({ token: provider });
+    client.on('state', (state) => {
+      if (state === 'reconnecting') client.close();
+    });
+    const asked = provider.mock.calls.length;
+    socket.serverClose(4001);
+    await flush();
+    expect(client.state).toBe('closed');
+    expect(provider.mock.calls.length).toBe(asked);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+});
+
+describe('a token provider returning something other than a string', () => {
+  it('closes the client with auth_failed at once, rather than reconnect for ever', async () => {
+    const token = (async () => ({ access_token: 'token-1' })) as unknown as () => Promise<string>;
+    const { client } = newClient({ token });
+    const failures: Error[] = [];
+    client.on('auth_failed', (error) => failures.push(error));
+    const outcome = expect(client.connect()).rejects.toMatchObject({
+      code: 'auth_failed',
+      message: 'the token provider returned an object, not a token string',
+    });
+    FakeSocket.last().open();
+    await flush();
+    await outcome;
+    expect(failures).toHaveLength(1);
+    expect(client.state).toBe('closed');
     expect(FakeSocket.all).toHaveLength(1);
   });
 });

@@ -189,6 +189,8 @@ export class ChatClient {
   /** Bumped by connect() and close(), so work started before either is dropped. */
   private epoch = 0;
   private urlIndex = 0;
+  /** URLs whose WebSocket could not even be made, in a row: once every one has, the client gives up. */
+  private unopenableInARow = 0;
   private attempts = 0;
   private wasReady = false;
   private authRetried = false;
@@ -224,11 +226,13 @@ export class ChatClient {
     const WebSocketImpl = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (!WebSocketImpl) throw new TypeError('no WebSocket implementation: pass one as the WebSocket option');
     this.WebSocketImpl = WebSocketImpl;
-    this.minDelayMs = options.minReconnectDelayMs ?? 250;
-    this.maxDelayMs = options.maxReconnectDelayMs ?? 10_000;
-    this.timeoutMs = options.requestTimeoutMs ?? 10_000;
+    // Timers fire at once past 2^31 - 1 ms: a longer delay (Infinity for "never") is the longest they take.
+    this.minDelayMs = timerDelay(options.minReconnectDelayMs ?? 250);
+    this.maxDelayMs = timerDelay(options.maxReconnectDelayMs ?? 10_000);
+    this.timeoutMs = timerDelay(options.requestTimeoutMs ?? 10_000);
     this.maxFrameBytes = options.maxFrameBytes ?? 65_536;
-    this.bucket = new FrameBucket(options.maxFramesPerSec ?? 20, options.frameBurst ?? 30);
+    // On the monotonic clock, as the gateway's bucket is: a step of the wall clock must not refill it.
+    this.bucket = new FrameBucket(options.maxFramesPerSec ?? 20, options.frameBurst ?? 30, () => performance.now());
     const transport = {
       transmit: (frame: ClientFrame) => this.transmit(frame),
       nextReqId: () => ++this.reqCounter,
@@ -270,6 +274,7 @@ export class ChatClient {
       this.wasReady = false;
       this.authRetried = false;
       this.attempts = 0;
+      this.unopenableInARow = 0;
       this.setState('connecting');
       this.open();
     }
@@ -306,7 +311,10 @@ export class ChatClient {
       // `rate_limited`) would go out after this join and end the membership it makes: it goes first.
       const leaving = this.leaving.get(sessionId);
       if (leaving) {
+        const epoch = this.epoch;
         await leaving.catch(() => undefined);
+        // Closed meanwhile (and maybe connected again, maybe as someone else): a join from before is not carried over.
+        if (epoch !== this.epoch) throw new ChatError('closed', 'the client was closed');
         if (!this.joining.get(sessionId)?.has(intent)) throw new ChatError('closed', `left session ${sessionId} before it was joined`);
       }
       const reply = await this.request(build, 'joined_session', {
@@ -497,10 +505,22 @@ export class ChatClient {
     let socket: WebSocketLike;
     try {
       socket = new this.WebSocketImpl(url);
-    } catch {
-      this.scheduleReconnect();
+    } catch (thrown) {
+      // No connection was even tried: a URL the WebSocket refuses (malformed, ws: from an https:
+      // page). Every URL refusing in a row will not pass: connect() fails with the reason, rather
+      // than the client retrying it for ever without a word.
+      const reason = `the WebSocket to ${url} could not be made: ${thrown instanceof Error ? thrown.message : String(thrown)}`;
+      if (++this.unopenableInARow >= this.urls.length) {
+        const error = new ChatError('closed', reason);
+        this.shutdown(error);
+        this.events.emit('error', error);
+        return;
+      }
+      this.events.emit('error', new ChatError('unavailable', reason));
+      this.scheduleReconnect(0);
       return;
     }
+    this.unopenableInARow = 0;
     this.socket = socket;
     this.authTimedOut = false;
     socket.onopen = () => void this.authenticate(socket);
@@ -535,6 +555,10 @@ export class ChatClient {
     } catch (error) {
       // A socket given up meanwhile (by the handshake timer, or close()) is none of the app's concern.
       if (socket !== this.socket) return;
+      if (error instanceof ChatError) {
+        this.giveUpAuth(error);
+        return;
+      }
       // The provider may be down for a moment (the auth service restarting): not a refused token,
       // so reconnect with backoff and ask it again, rather than give up. The app hears of it.
       const reason = error instanceof Error ? error.message : String(error);
@@ -554,8 +578,12 @@ export class ChatClient {
 
   private async fetchToken(): Promise<FetchedToken> {
     const { token } = this.options;
-    const value = typeof token === 'string' ? token : await this.askProvider(token);
-    if (typeof value !== 'string' || value.length === 0) throw new TypeError('the token provider returned no token');
+    const value: unknown = typeof token === 'string' ? token : await this.askProvider(token);
+    // Not a passing failure, unlike a provider that throws: the app's provider returns the wrong
+    // thing (the auth API's whole reply, say), and asking it again would never end.
+    if (typeof value !== 'string')
+      throw new ChatError('auth_failed', `the token provider returned ${describeValue(value)}, not a token string`);
+    if (value.length === 0) throw new TypeError('the token provider returned no token');
     return { value, receivedAt: Date.now() };
   }
 
@@ -761,6 +789,8 @@ export class ChatClient {
     if (!this.authRetried) {
       this.authRetried = true;
       this.setState(this.wasReady ? 'reconnecting' : 'connecting');
+      // A state listener may have closed the client: the provider is not asked after that.
+      if (epoch !== this.epoch) return;
       try {
         const token = await this.fetchToken();
         if (epoch !== this.epoch) return;
@@ -770,14 +800,22 @@ export class ChatClient {
           this.scheduleReconnect(0);
           return;
         }
-      } catch {
+      } catch (error) {
         if (epoch !== this.epoch) return;
+        if (error instanceof ChatError) {
+          this.giveUpAuth(error);
+          return;
+        }
         // No fresh token for now: try again with backoff. The next one refused ends it (authRetried).
         this.scheduleReconnect();
         return;
       }
     }
-    const error = new ChatError('auth_failed', message);
+    this.giveUpAuth(new ChatError('auth_failed', message));
+  }
+
+  /** No token will do: closes the client, and tells the app. */
+  private giveUpAuth(error: ChatError): void {
     this.shutdown(error);
     this.events.emit('auth_failed', error);
   }
@@ -1013,4 +1051,11 @@ export class ChatClient {
     const backoff = backoffDelay(++session.failures, { minMs: this.minDelayMs, maxMs: this.maxDelayMs });
     session.retry = setTimeout(() => this.rejoin(sessionId), timerDelay(Math.max(error.retryAfterMs ?? 0, backoff)));
   }
+}
+
+/** What a value is, for an error message, without its content (it may hold a secret). */
+function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'object' ? 'an object' : typeof value === 'undefined' ? 'undefined' : `a ${typeof value}`;
 }
