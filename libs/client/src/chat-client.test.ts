@@ -1,7 +1,7 @@
 import type { Message } from '@switchboard/protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ChatClient, type ChatClientOptions, type ConnectionState } from './chat-client.js';
-import type { ChatError } from './errors.js';
+import { ChatError } from './errors.js';
 import type { WebSocketLike } from './socket.js';
 
 type Frame = Record<string, unknown> & { type: string };
@@ -235,11 +235,21 @@ describe('a WebSocket that cannot be made', () => {
       code: 'closed',
       message: expect.stringContaining('Invalid URL: ws://bad-b'),
     });
-    await flush();
+    await vi.advanceTimersByTimeAsync(10);
     await outcome;
     expect(errors).toMatchObject([{ code: 'unavailable' }, { code: 'closed' }]);
     expect(states.at(-1)).toBe('closed');
     expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('connects nowhere once a listener of that error closes the client', async () => {
+    const { client } = newClient({ url: ['ws://bad-a', 'ws://good'], WebSocket: PickySocket });
+    client.on('error', () => client.close());
+    const outcome = expect(client.connect()).rejects.toMatchObject({ code: 'closed' });
+    await vi.advanceTimersByTimeAsync(1_000);
+    await outcome;
+    expect(FakeSocket.all).toHaveLength(0);
+    expect(client.state).toBe('closed');
   });
 
   it('reports a URL that throws and goes on to the next one', async () => {
@@ -1198,6 +1208,47 @@ describe('a token provider returning something other than a string', () => {
     expect(failures).toHaveLength(1);
     expect(client.state).toBe('closed');
     expect(FakeSocket.all).toHaveLength(1);
+  });
+
+  it.each([
+    ['undefined', undefined],
+    ['null', null],
+    ['an empty string', ''],
+    ['a thrown ChatError', new ChatError('unavailable', 'offline')],
+  ])('takes %s from the provider as a passing failure: it reconnects and asks again', async (_, first) => {
+    let calls = 0;
+    const token = vi.fn(() => {
+      if (++calls > 1) return 'token-1';
+      if (first instanceof Error) throw first;
+      return first as string;
+    });
+    const { client, errors } = newClient({ token });
+    const connecting = client.connect();
+    FakeSocket.last().open();
+    await flush();
+    expect(errors[0]).toMatchObject({ code: 'unavailable' });
+    await vi.advanceTimersByTimeAsync(250);
+    await accept();
+    await connecting;
+    expect(client.state).toBe('ready');
+    client.close();
+  });
+
+  it('closes the client when the provider returns something else for a refresh', async () => {
+    let calls = 0;
+    const jwt = (expiresInS: number) => {
+      const encode = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+      const now = Math.floor(Date.now() / 1000);
+      return `${encode({ alg: 'EdDSA' })}.${encode({ sub: 'u', iat: now, exp: now + expiresInS })}.sig`;
+    };
+    const token = (async () => (++calls === 1 ? jwt(10) : { access_token: 'x' })) as unknown as () => Promise<string>;
+    const { client } = await connected({ token });
+    const failures: Error[] = [];
+    client.on('auth_failed', (error) => failures.push(error));
+    await vi.advanceTimersByTimeAsync(6_000);
+    // Before, it was asked again every few seconds until the token ran out.
+    expect(failures).toMatchObject([{ code: 'auth_failed', message: 'the token provider returned an object, not a token string' }]);
+    expect(client.state).toBe('closed');
   });
 });
 

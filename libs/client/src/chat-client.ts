@@ -510,14 +510,25 @@ export class ChatClient {
       // page). Every URL refusing in a row will not pass: connect() fails with the reason, rather
       // than the client retrying it for ever without a word.
       const reason = `the WebSocket to ${url} could not be made: ${thrown instanceof Error ? thrown.message : String(thrown)}`;
-      if (++this.unopenableInARow >= this.urls.length) {
-        const error = new ChatError('closed', reason);
-        this.shutdown(error);
-        this.events.emit('error', error);
-        return;
-      }
-      this.events.emit('error', new ChatError('unavailable', reason));
-      this.scheduleReconnect(0);
+      const givingUp = ++this.unopenableInARow >= this.urls.length;
+      const epoch = this.epoch;
+      // Told on a timer of its own: connect() calls this, and a listener that connects again on
+      // `closed` would otherwise recurse until the stack ran out.
+      clearTimeout(this.reconnectTimer);
+      this.reconnectTimer = setTimeout(() => {
+        this.reconnectTimer = undefined;
+        if (givingUp) {
+          const error = new ChatError('closed', reason);
+          this.shutdown(error);
+          this.events.emit('error', error);
+          return;
+        }
+        this.events.emit('error', new ChatError('unavailable', reason));
+        // A listener may have closed the client: nothing connects after that.
+        if (epoch !== this.epoch) return;
+        this.urlIndex++;
+        this.open();
+      }, 0);
       return;
     }
     this.unopenableInARow = 0;
@@ -555,7 +566,7 @@ export class ChatClient {
     } catch (error) {
       // A socket given up meanwhile (by the handshake timer, or close()) is none of the app's concern.
       if (socket !== this.socket) return;
-      if (error instanceof ChatError) {
+      if (error instanceof ProviderMisuse) {
         this.giveUpAuth(error);
         return;
       }
@@ -579,12 +590,11 @@ export class ChatClient {
   private async fetchToken(): Promise<FetchedToken> {
     const { token } = this.options;
     const value: unknown = typeof token === 'string' ? token : await this.askProvider(token);
-    // Not a passing failure, unlike a provider that throws: the app's provider returns the wrong
-    // thing (the auth API's whole reply, say), and asking it again would never end.
-    if (typeof value !== 'string')
-      throw new ChatError('auth_failed', `the token provider returned ${describeValue(value)}, not a token string`);
-    if (value.length === 0) throw new TypeError('the token provider returned no token');
-    return { value, receivedAt: Date.now() };
+    if (typeof value === 'string' && value.length > 0) return { value, receivedAt: Date.now() };
+    // No token for now (undefined, null, ''): a passing failure, like a provider that throws.
+    if (value === undefined || value === null || value === '') throw new TypeError('the token provider returned no token');
+    // Something else (the auth API's whole reply, say) is the app's mistake, which no retry mends.
+    throw new ProviderMisuse(`the token provider returned ${describeValue(value)}, not a token string`);
   }
 
   /**
@@ -740,7 +750,11 @@ export class ChatClient {
     let token: FetchedToken | undefined;
     try {
       token = await this.fetchToken();
-    } catch {
+    } catch (error) {
+      if (error instanceof ProviderMisuse && socket === this.socket) {
+        this.giveUpAuth(error);
+        return;
+      }
       token = undefined;
     }
     if (socket !== this.socket || this.currentState !== 'ready') return;
@@ -802,7 +816,7 @@ export class ChatClient {
         }
       } catch (error) {
         if (epoch !== this.epoch) return;
-        if (error instanceof ChatError) {
+        if (error instanceof ProviderMisuse) {
           this.giveUpAuth(error);
           return;
         }
@@ -1050,6 +1064,13 @@ export class ChatClient {
     clearTimeout(session.retry);
     const backoff = backoffDelay(++session.failures, { minMs: this.minDelayMs, maxMs: this.maxDelayMs });
     session.retry = setTimeout(() => this.rejoin(sessionId), timerDelay(Math.max(error.retryAfterMs ?? 0, backoff)));
+  }
+}
+
+/** A token provider that returned something other than a token: closes the client, where a provider that throws does not. */
+class ProviderMisuse extends ChatError {
+  constructor(message: string) {
+    super('auth_failed', message);
   }
 }
 

@@ -1,4 +1,4 @@
-import { generateKeyPairSync, sign } from 'node:crypto';
+import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { createSubjects } from '@switchboard/protocol';
 import { createTestDatabase, type ServiceProcess, startService, type TestDatabase, uniqueSubjectPrefix } from '@switchboard/testing';
 import { createTokenVerifier, requestKeySource, TokenError } from '@switchboard/tokens';
@@ -507,11 +507,11 @@ describe('POST /v1/token: successful logins per username', () => {
 
 describe('POST /v1/token while the database fails the lookup', () => {
   const service = ownAuthBehindProxy('auth_lookup_fails', { LOGIN_MAX_FAILURES: '1' });
-  const login = async () =>
+  const login = async (address = '10.5.0.1') =>
     (
       await fetch(service.url('/v1/token'), {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-forwarded-for': '10.5.0.1' },
+        headers: { 'content-type': 'application/json', 'x-forwarded-for': address },
         body: JSON.stringify(ADMIN),
       })
     ).status;
@@ -532,6 +532,29 @@ describe('POST /v1/token while the database fails the lookup', () => {
     }
     // One failure allowed from this address: the failed lookup did not use it up (before, 429).
     expect(await login()).toBe(200);
+  });
+
+  it('takes back the counts made when another of them fails', async () => {
+    const db = new pg.Client({ connectionString: service.databaseUrl() });
+    await db.connect();
+    // The throttles store each key hashed with its scope: this is the address's.
+    const addressKey = createHash('sha256').update('address').update('\u0000').update('10.5.0.2').digest('base64url');
+    try {
+      await db.query("create function refuse_count() returns trigger language plpgsql as $$ begin raise exception 'refused'; end $$");
+      await db.query(
+        `create trigger refuse_count before insert or update on login_failures for each row when (new.key = '${addressKey}') execute function refuse_count()`,
+      );
+      try {
+        expect(await login('10.5.0.2')).toBeGreaterThanOrEqual(500);
+      } finally {
+        await db.query('drop trigger refuse_count on login_failures');
+        await db.query('drop function refuse_count()');
+      }
+    } finally {
+      await db.end();
+    }
+    // The name's count from this address was taken back (before, kept: 429).
+    expect(await login('10.5.0.2')).toBe(200);
   });
 });
 

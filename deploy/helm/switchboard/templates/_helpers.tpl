@@ -325,7 +325,7 @@ livenessProbe:
 
 {{/*
 The gateway's grace period: explicit, or preStop sleep + drainSeconds + margin. After the drain
-the gateway still waits up to 2 s for sends in flight to be acked, up to a second for close
+the gateway still waits up to 2 s for sends in flight and frames being handled to be answered, up to a second for close
 handshakes, and then drains its NATS connection: the chart refuses less than 5 s past preStop + drain.
 */}}
 {{- define "switchboard.gatewayGracePeriod" -}}

@@ -2,7 +2,7 @@ import cors from '@fastify/cors';
 import { isDatabaseUnavailable } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import { describeIssues, isStorableText } from '@switchboard/protocol';
-import { ConcurrencyLimitError } from '@switchboard/runtime';
+import { ConcurrencyLimitError, settlesWithin } from '@switchboard/runtime';
 import { TokenError, TokenErrorCode, type TokenVerifier } from '@switchboard/tokens';
 import { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest, fastify } from 'fastify';
 import type { Kysely } from 'kysely';
@@ -13,7 +13,7 @@ import type { UserRow } from '../db/user.table.js';
 import type { LoginThrottle } from '../login-throttle.js';
 import type { AuthMetrics } from '../metrics.js';
 import type { PasswordHasher } from '../passwords.js';
-import type { TokenIssuer } from '../token/access-tokens.js';
+import type { TokenIssuer, TokenResponse } from '../token/access-tokens.js';
 import { bearerCredential, createApiKeyChecker } from './api-keys.js';
 import { requestAddressKey } from './client-address.js';
 import { errorBody, HttpError, HttpErrorCode } from './errors.js';
@@ -65,6 +65,12 @@ const toUserBody = (user: UserRow) => ({
   role: user.role,
   display_name: user.display_name,
 });
+
+/**
+ * How long a login's answer waits, where the database may be failing, for its throttle counts to
+ * be taken back: the statements go on after it, but a hung one must not double the wait for a 503.
+ */
+const TAKE_BACK_WAIT_MS = 1_000;
 
 /** Builds the auth HTTP API (contract §2). Only `app.ts` of the service listens. */
 export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
@@ -236,8 +242,18 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
       [throttles.address, addressKey],
       [throttles.successes, accountKey],
     ] as const;
-    // Best effort: a statement failing here must not replace the answer the request is getting.
-    const forgiveAll = () => Promise.allSettled(counted.map(([throttle, key]) => throttle.forgive(key)));
+    /**
+     * Takes counts back, logging any that fails: a statement failing here must not replace the
+     * answer the request is getting. `bounded` where the database may be failing: the answer
+     * waits TAKE_BACK_WAIT_MS for them at most (they go on after), not a hung statement's 10 s.
+     */
+    const takeBack = async (pairs: readonly (readonly [LoginThrottle, string])[], bounded = false) => {
+      const done = Promise.allSettled(pairs.map(([throttle, key]) => throttle.forgive(key))).then((outcomes) => {
+        for (const outcome of outcomes)
+          if (outcome.status === 'rejected') logger.warn({ err: outcome.reason }, 'taking back a login count failed');
+      });
+      await (bounded ? settlesWithin(done, TAKE_BACK_WAIT_MS) : done);
+    };
     // One answer whichever key refused: which one would tell a guesser that the name exists and is in use.
     const throttled = (retryAfter: number) => {
       metrics.logins.inc({ outcome: 'throttled' });
@@ -250,16 +266,17 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     const counts = await Promise.allSettled(counted.map(([throttle, key]) => throttle.attempt([key])));
     const failedCount = counts.find((count) => count.status === 'rejected');
     if (failedCount) {
-      // A database failing under the counts (an outage): those that were counted are taken back.
-      await Promise.allSettled(
-        counted.map(([throttle, key], i) => (counts[i]?.status === 'fulfilled' ? throttle.forgive(key) : undefined)),
+      // The database failing under the counts: those that were made are taken back.
+      await takeBack(
+        counted.filter((_, i) => counts[i]?.status === 'fulfilled'),
+        true,
       );
       throw failedCount.reason;
     }
     const retryAfter = Math.max(...counts.map((count) => (count.status === 'fulfilled' ? count.value : 0)));
     if (retryAfter > 0) {
       // A refused attempt guessed nothing: it counts against no key (a blocked address cannot lock out users).
-      await forgiveAll();
+      await takeBack(counted);
       throw throttled(retryAfter);
     }
     let user: UserRow | undefined;
@@ -272,25 +289,39 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
       // Nothing was checked (the checks' queue full, the database failing the lookup): like a
       // throttled attempt, it counts against no key. Before, a login answered 503 while the
       // database was failing counted as a failed one, and a user retrying as told was locked out.
-      await forgiveAll();
-      if (!(error instanceof ConcurrencyLimitError)) throw error;
+      const busy = error instanceof ConcurrencyLimitError;
+      await takeBack(counted, !busy);
+      if (!busy) throw error;
       metrics.logins.inc({ outcome: 'busy' });
       throw tooBusy();
     }
     if (!matches || !user) {
       // A failure counts against the failures' keys, not the name's successes.
-      await throttles.successes
-        .forgive(accountKey)
-        .catch((error: unknown) => logger.warn({ err: error }, 'taking back a login count failed'));
+      await takeBack([[throttles.successes, accountKey]], true);
       metrics.logins.inc({ outcome: 'failure' });
       throw new HttpError(HttpErrorCode.InvalidCredentials, 'wrong username or password');
     }
     // A success costs its address nothing: many users log in from one address (an office behind NAT).
     // It clears the name's failures from this address only: elsewhere, someone may still be guessing.
-    await Promise.all([throttles.user.reset(userKey), throttles.account.forgive(accountKey), throttles.address.forgive(addressKey)]);
+    // The password was right: a failure to do so is logged, and the token issued all the same.
+    await Promise.all([
+      throttles.user.reset(userKey).catch((error: unknown) => logger.warn({ err: error }, 'clearing login counts failed')),
+      takeBack([
+        [throttles.account, accountKey],
+        [throttles.address, addressKey],
+      ]),
+    ]);
+    let token: TokenResponse;
+    try {
+      token = await tokens.issue(user);
+    } catch (error) {
+      // No token: the login is not counted as one of the name's successes.
+      await takeBack([[throttles.successes, accountKey]], true);
+      throw error;
+    }
     metrics.logins.inc({ outcome: 'success' });
     metrics.tokensIssued.inc({ kind: 'password' });
-    return tokens.issue(user);
+    return token;
   });
 
   // The API key is checked before the body is read: a caller without one learns nothing of the schema.
