@@ -87,4 +87,33 @@ describe('a refusal of the database rather than of a message', () => {
     await persistence.stop();
     await dropTrigger('fail_then_collide');
   }, 60_000);
+
+  it("holds a session's messages while its last_seq is behind its stored seqs, rather than setting them aside", async () => {
+    // As after a partial restore: the session's counter behind the messages it has.
+    const [session = 0] = await harness.createSessions(1);
+    await harness.publish(session, 'first');
+    const persistence = await harness.startPersistence();
+    await waitFor(async () => (await harness.stored()).some((row) => row.session_id === session), 15_000, 'the first message');
+    await query(harness.database.url, `update sessions set last_seq = 0 where id = ${session}`);
+    const retriesBefore = await metric(persistence, 'switchboard_persistence_store_retries_total');
+    await harness.publish(session, 'second');
+
+    await waitFor(
+      async () => (await metric(persistence, 'switchboard_persistence_store_retries_total')) >= retriesBefore + 5,
+      15_000,
+      'retries',
+    );
+    // Before, a unique violation of any constraint was taken for a copy stored meanwhile: after
+    // three, the message was dead-lettered and its sender told it could not be stored.
+    expect(await harness.deadLetters()).toBe(0);
+
+    await query(harness.database.url, `update sessions set last_seq = 1 where id = ${session}`);
+    await waitFor(async () => (await harness.stored()).filter((row) => row.session_id === session).length === 2, 15_000, 'the second');
+    expect((await harness.stored()).filter((row) => row.session_id === session).map((row) => [row.seq, row.client_msg_id])).toEqual([
+      [1, 'first'],
+      [2, 'second'],
+    ]);
+    expect(await harness.deadLetters()).toBe(0);
+    await persistence.stop();
+  }, 60_000);
 });

@@ -19,8 +19,21 @@ import { type StoreOutcome, storeBatch } from './store-batch.js';
 
 /** PostgreSQL errors after which the same transaction may succeed if tried again. */
 const RETRYABLE_SQLSTATES = new Set(['40001', '40P01', '55P03', '57014']);
-/** A unique violation: another replica stored a copy while this batch waited for a lock (see store-batch.ts). */
 const UNIQUE_VIOLATION = '23505';
+/**
+ * The constraint a copy meets that another replica stored while this batch waited for a lock (see
+ * store-batch.ts). A unique violation of another constraint is the database's state, not a copy:
+ * an identity sequence behind its table (a cut-over by logical replication, which copies no
+ * sequences), a session's `last_seq` behind its stored seqs (a partial restore).
+ */
+const COPY_CONSTRAINT = 'messages_session_client_msg_id_key';
+
+/** A unique violation a copy stored meanwhile causes, or (with no constraint named) may have. */
+function isCopyStored(error: unknown): boolean {
+  if (errorCode(error) !== UNIQUE_VIOLATION) return false;
+  const constraint = (error as { constraint?: unknown }).constraint;
+  return constraint === undefined || constraint === COPY_CONSTRAINT;
+}
 /**
  * Retries of a batch after unique violations before it is treated as one that cannot be stored.
  * Counted apart from its other retries: a batch that waited out three lock timeouts or failovers
@@ -96,12 +109,14 @@ const storable = (text: string) => text.replaceAll('\u0000', '\\u0000');
 /**
  * Errors after which the same write may succeed later: the database unreachable or unable to take
  * writes (read-only, disk full: see `isDatabaseUnavailable`), a transaction to run again, or a
- * refusal of the database's own (DATABASE_REFUSAL_SQLSTATE). Such an error says nothing about the
- * messages, which must be kept and never set aside for it.
+ * refusal of the database's own (DATABASE_REFUSAL_SQLSTATE, a unique violation other than a
+ * copy's). Such an error says nothing about the messages, which must be kept and never set aside
+ * for it.
  */
 function isTransient(error: unknown): boolean {
   if (isDatabaseUnavailable(error)) return true;
   const code = errorCode(error);
+  if (code === UNIQUE_VIOLATION) return !isCopyStored(error);
   return code !== undefined && (RETRYABLE_SQLSTATES.has(code) || DATABASE_REFUSAL_SQLSTATE.test(code));
 }
 
@@ -279,7 +294,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
           process.kill(process.pid, 'SIGKILL');
         }
       } catch (error) {
-        if (isTransient(error) || (errorCode(error) === UNIQUE_VIOLATION && ++uniqueViolations <= MAX_UNIQUE_RETRIES)) {
+        if (isTransient(error) || (isCopyStored(error) && ++uniqueViolations <= MAX_UNIQUE_RETRIES)) {
           metrics.storeRetries.inc();
           if (attempt === 0 || attempt % 20 === 0)
             log.warn({ err: error, batch: valid.length, attempt }, 'storing a batch failed; retrying');
