@@ -19,4 +19,5 @@ export {
 export { settlesWithin } from './settles-within.js';
 export { startInParts } from './start-in-parts.js';
 export { type StartingProbes, serveStartingProbes } from './starting-probes.js';
+export { untilAborted } from './until-aborted.js';
 export { type WaitWhileUnavailableOptions, waitWhileUnavailable } from './wait-while-unavailable.js';

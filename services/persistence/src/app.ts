@@ -141,6 +141,7 @@ export async function startPersistenceService({
         db: database.db,
         subjects,
         batchMax: config.batchMax,
+        batchMaxBytes: config.batchMaxBytes,
         logger,
         metrics,
         faultInjection: config.faultInjection,

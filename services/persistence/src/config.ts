@@ -9,6 +9,12 @@ const persistenceEnv = {
   OPS_PORT: env.port(DEFAULT_OPS_PORT),
   /** Most messages stored in one transaction. */
   BATCH_MAX: env.integer({ default: 500, min: 1, max: 10_000 }),
+  /**
+   * Most bytes of inbound messages in one transaction (a message over it is stored alone). 16 MiB
+   * holds BATCH_MAX messages of the gateway's default limits; with far larger messages allowed, a
+   * batch of 500 was one statement of hundreds of megabytes.
+   */
+  BATCH_MAX_BYTES: env.integer({ default: 16 * 1024 * 1024, min: 1024, max: 1024 * 1024 * 1024 }),
   /** How long JetStream waits for an ack before redelivering to another replica. */
   INBOUND_ACK_WAIT: env.duration({ default: '10s', min: '1s', max: '1h' }),
   /** Deliveries of one inbound message before JetStream gives up on it. */
@@ -70,6 +76,7 @@ export function loadPersistenceConfig(source: NodeJS.ProcessEnv = process.env) {
     databaseUrl: raw.DATABASE_URL,
     databasePoolSize: raw.DATABASE_POOL_SIZE,
     batchMax: raw.BATCH_MAX,
+    batchMaxBytes: raw.BATCH_MAX_BYTES,
     sessionCreateLimit: { max: raw.SESSION_CREATE_LIMIT, windowMs: raw.SESSION_CREATE_WINDOW },
     inbound: {
       ackWaitMs: raw.INBOUND_ACK_WAIT,

@@ -10,7 +10,7 @@ import {
 import { errorCode, isDatabaseUnavailable } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import { type InboundMessage, inboundMessageSchema, type Subjects } from '@switchboard/protocol';
-import { settlesWithin } from '@switchboard/runtime';
+import { settlesWithin, untilAborted } from '@switchboard/runtime';
 import type { Kysely } from 'kysely';
 import type { FaultInjection } from '../config.js';
 import type { PersistenceDatabase } from '../db/schema.js';
@@ -73,6 +73,8 @@ export interface InboundConsumerOptions {
   db: Kysely<PersistenceDatabase>;
   subjects: Subjects;
   batchMax: number;
+  /** Most bytes of inbound messages in one batch; a message over it is taken alone. */
+  batchMaxBytes?: number;
   logger: Logger;
   metrics: PersistenceMetrics;
   /** Test only (FAULT_INJECT): crash points for the fault tests. */
@@ -130,7 +132,7 @@ function isTransient(error: unknown): boolean {
  * again with their original ids and seqs; gateways deliver each seq once.
  */
 export async function startInboundConsumer(options: InboundConsumerOptions): Promise<InboundConsumer> {
-  const { bus, db, subjects, batchMax, metrics } = options;
+  const { bus, db, subjects, batchMax, batchMaxBytes = Number.POSITIVE_INFINITY, metrics } = options;
   const log = options.logger.child({ module: 'inbound' });
   const pullExpiresMs = options.pullExpiresMs ?? PULL_EXPIRES_MS;
   let source: DurableConsumer = await bus.inboundConsumer();
@@ -150,10 +152,8 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
   /** Counts the consumers this replica has consumed from: the first, then each one made again. */
   let generation = 0;
   let stopping = false;
-  let requestStop = () => {};
-  const stopRequested = new Promise<void>((resolve) => {
-    requestStop = resolve;
-  });
+  /** Aborted by a stop: the waits below end at it (`untilAborted`). */
+  const stopController = new AbortController();
   let worker: Promise<void> | undefined;
   let committed = 0;
   /** The batch being stored. */
@@ -338,8 +338,10 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
 
   const takeBatch = (): Decoded[] => {
     const batch: Decoded[] = [];
+    let bytes = 0;
     for (const [key, msg] of held) {
-      if (batch.length >= batchMax) break;
+      if (batch.length >= batchMax || (batch.length > 0 && bytes + msg.data.length > batchMaxBytes)) break;
+      bytes += msg.data.length;
       held.delete(key);
       const parsed = inboundMessageSchema.safeParse(decodeJson(msg.data));
       batch.push({ msg, input: parsed.success ? parsed.data : undefined });
@@ -430,7 +432,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
       }
       if (stopping) return;
       // A pull that ended early with nothing (NATS could not take it) is not sent again at once.
-      if (taken === 0 && performance.now() - started < pullExpiresMs / 2) await Promise.race([sleep(1_000), stopRequested]);
+      if (taken === 0 && performance.now() - started < pullExpiresMs / 2) await untilAborted(sleep(1_000), stopController.signal);
     }
   };
 
@@ -445,15 +447,15 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
     // Not at once: a stream deleted a moment ago may still be torn down on the server, and one
     // made again under its name within milliseconds was seen (NATS 2.9.10) to keep what was
     // published to it from its new consumer, which then delivered nothing.
-    await Promise.race([sleep(RECREATE_PAUSE_MS), stopRequested]);
+    await untilAborted(sleep(RECREATE_PAUSE_MS), stopController.signal);
     for (let attempt = firstAttempt; ; attempt++) {
-      if (attempt > 0) await Promise.race([retryPause(attempt - 1), stopRequested]);
+      if (attempt > 0) await untilAborted(retryPause(attempt - 1), stopController.signal);
       if (stopping) return undefined;
       try {
         const opening = bus.ensureInboundStream(options.inbound).then(() => bus.inboundConsumer());
         // A stop does not wait for NATS to answer: each request may take seconds.
         opening.catch(() => undefined);
-        const again = await Promise.race([opening, stopRequested]);
+        const again = await untilAborted(opening, stopController.signal);
         if (again && !stopping) return again;
       } catch (error) {
         if (!stopping && (attempt === firstAttempt || attempt % 20 === 0))
@@ -496,7 +498,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
     isConsuming: () => consuming,
     async stop() {
       stopping = true;
-      requestStop();
+      stopController.abort();
       wakePump();
       await pulling?.close();
       await pump.catch((error: unknown) => log.warn({ err: error }, 'consumer ended with an error'));
