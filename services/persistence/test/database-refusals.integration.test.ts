@@ -116,4 +116,25 @@ describe('a refusal of the database rather than of a message', () => {
     expect(await harness.deadLetters()).toBe(0);
     await persistence.stop();
   }, 60_000);
+
+  it.each([
+    ['messages_session_client_msg_id_key', 'a copy another replica stored, after three tries', 3],
+    ['an_operators_audit_key', "the message's own, at once", 0],
+  ])(
+    'sets a message aside for a unique violation of %s: %s',
+    async (constraint, _, retries) => {
+      const name = `refuse_${retries}`;
+      await onInsert(name, `raise exception using errcode = '23505', constraint = '${constraint}', message = 'duplicate key value';`);
+      const [session = 0] = await harness.createSessions(1);
+      const before = await harness.deadLetters();
+      await harness.publish(session, `refused-${retries}`);
+      const persistence = await harness.startPersistence();
+
+      await waitFor(async () => (await harness.deadLetters()) > before, 15_000, 'the dead letter');
+      expect(await metric(persistence, 'switchboard_persistence_store_retries_total')).toBe(retries);
+      await persistence.stop();
+      await dropTrigger(name);
+    },
+    60_000,
+  );
 });

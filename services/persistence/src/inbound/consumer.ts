@@ -20,19 +20,29 @@ import { type StoreOutcome, storeBatch } from './store-batch.js';
 /** PostgreSQL errors after which the same transaction may succeed if tried again. */
 const RETRYABLE_SQLSTATES = new Set(['40001', '40P01', '55P03', '57014']);
 const UNIQUE_VIOLATION = '23505';
-/**
- * The constraint a copy meets that another replica stored while this batch waited for a lock (see
- * store-batch.ts). A unique violation of another constraint is the database's state, not a copy:
- * an identity sequence behind its table (a cut-over by logical replication, which copies no
- * sequences), a session's `last_seq` behind its stored seqs (a partial restore).
- */
+/** The constraint a copy meets that another replica stored while this batch waited for a lock (see store-batch.ts). */
 const COPY_CONSTRAINT = 'messages_session_client_msg_id_key';
+/**
+ * Unique constraints of `messages` that no message can violate, only the database's state: the
+ * identity behind its table (a cut-over by logical replication, which copies no sequences), a
+ * session's `last_seq` behind its stored seqs (a partial restore). Taken for a copy, their
+ * violations set every message they met aside.
+ */
+const DATABASE_STATE_CONSTRAINTS: ReadonlySet<string> = new Set(['messages_pkey', 'messages_session_seq_key']);
 
-/** A unique violation a copy stored meanwhile causes, or (with no constraint named) may have. */
+const violatedConstraint = (error: unknown) => (error as { constraint?: unknown }).constraint;
+
+/** A unique violation a copy stored meanwhile causes, or (raised naming no constraint) may have. */
 function isCopyStored(error: unknown): boolean {
   if (errorCode(error) !== UNIQUE_VIOLATION) return false;
-  const constraint = (error as { constraint?: unknown }).constraint;
+  const constraint = violatedConstraint(error);
   return constraint === undefined || constraint === COPY_CONSTRAINT;
+}
+
+/** A unique violation of one of DATABASE_STATE_CONSTRAINTS: retried until an operator repairs the database. */
+function isDatabaseStateViolation(error: unknown): boolean {
+  const constraint = violatedConstraint(error);
+  return errorCode(error) === UNIQUE_VIOLATION && typeof constraint === 'string' && DATABASE_STATE_CONSTRAINTS.has(constraint);
 }
 /**
  * Retries of a batch after unique violations before it is treated as one that cannot be stored.
@@ -48,8 +58,9 @@ const MAX_UNIQUE_RETRIES = 3;
  * (25), a corrupt table or index (XX001, XX002). With bound parameters no message can cause one.
  * Taken for a message's fault, such a refusal split every batch and set every message of the
  * backlog aside in turn; it is retried instead, as an outage is, until an operator fixes the
- * database. Any other error is taken for a message's (a data exception, a constraint, an
- * exception a trigger raises with any code).
+ * database. So are unique violations of DATABASE_STATE_CONSTRAINTS, when storing. Any other error
+ * is taken for a message's (a data exception, another constraint, an exception a trigger raises
+ * with any code).
  */
 const DATABASE_REFUSAL_SQLSTATE = /^(42|3D|3F|55|25|XX00[12]$)/;
 const MAX_RETRY_DELAY_MS = 2_000;
@@ -111,14 +122,12 @@ const storable = (text: string) => text.replaceAll('\u0000', '\\u0000');
 /**
  * Errors after which the same write may succeed later: the database unreachable or unable to take
  * writes (read-only, disk full: see `isDatabaseUnavailable`), a transaction to run again, or a
- * refusal of the database's own (DATABASE_REFUSAL_SQLSTATE, a unique violation other than a
- * copy's). Such an error says nothing about the messages, which must be kept and never set aside
- * for it.
+ * refusal of the database's own (DATABASE_REFUSAL_SQLSTATE). Such an error says nothing about the
+ * messages, which must be kept and never set aside for it.
  */
 function isTransient(error: unknown): boolean {
   if (isDatabaseUnavailable(error)) return true;
   const code = errorCode(error);
-  if (code === UNIQUE_VIOLATION) return !isCopyStored(error);
   return code !== undefined && (RETRYABLE_SQLSTATES.has(code) || DATABASE_REFUSAL_SQLSTATE.test(code));
 }
 
@@ -294,7 +303,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
           process.kill(process.pid, 'SIGKILL');
         }
       } catch (error) {
-        if (isTransient(error) || (isCopyStored(error) && ++uniqueViolations <= MAX_UNIQUE_RETRIES)) {
+        if (isTransient(error) || isDatabaseStateViolation(error) || (isCopyStored(error) && ++uniqueViolations <= MAX_UNIQUE_RETRIES)) {
           metrics.storeRetries.inc();
           if (attempt === 0 || attempt % 20 === 0)
             log.warn({ err: error, batch: valid.length, attempt }, 'storing a batch failed; retrying');
