@@ -3,6 +3,8 @@
  * a scenario starts, sessions and agents to load, and the end-of-run check against PostgreSQL.
  * Metrics, slow inserts, a cuttable TCP proxy and a private NATS server are in `@switchboard/testing`.
  */
+
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import {
   type CheckReport,
   checkDelivery,
@@ -17,6 +19,7 @@ import {
   TestClients,
   withPgClient,
 } from '@switchboard/testing';
+import type pg from 'pg';
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -239,4 +242,52 @@ export async function opsStatus(service: ServiceProcess, path: '/healthz' | '/re
 
 export function isRunning(service: ServiceProcess): boolean {
   return service.child.exitCode === null && service.child.signalCode === null;
+}
+
+/** The local ports of a process's TCP connections, read from /proc (Linux): its sockets' inodes, found in the TCP tables. */
+function tcpPortsOf(pid: number): number[] {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const socket = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (socket?.[1]) inodes.add(socket[1]);
+    } catch {
+      // Closed meanwhile.
+    }
+  }
+  const ports: number[] = [];
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const [, local, , , , , , , , inode] = line.trim().split(/\s+/);
+      if (local && inode && inodes.has(inode)) ports.push(Number.parseInt(local.split(':').at(-1) ?? '', 16));
+    }
+  }
+  return ports;
+}
+
+/**
+ * Waits, up to `timeoutMs`, until one of `services` is running persistence's statement that stores
+ * a batch (named in its text: PostgreSQL shows only its first kilobyte), as PostgreSQL sees its
+ * connections, and returns it: a kill right after
+ * lands inside that batch. `undefined` when none was.
+ */
+export async function insideBatch(
+  db: pg.Client,
+  services: readonly ServiceProcess[],
+  timeoutMs = 1_000,
+): Promise<ServiceProcess | undefined> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    const running = services.filter((service) => isRunning(service) && service.child.pid !== undefined);
+    const ports = running.map((service) => tcpPortsOf(service.child.pid ?? 0));
+    const { rows } = await db.query<{ port: number }>(
+      `select client_port as port from pg_stat_activity
+       where client_port = any($1::int[]) and state = 'active' and query like '/* prepared store_batch */%'`,
+      [ports.flat()],
+    );
+    const found = running.find((_, index) => rows.some((row) => ports[index]?.includes(row.port)));
+    if (found) return found;
+    await sleep(2);
+  }
+  return undefined;
 }
