@@ -98,7 +98,7 @@ describe('persistence killed between commit and ack', () => {
   it('keeps the checker clean when a loaded replica dies after a commit and clients keep sending', async () => {
     const startedAt = Date.now();
     const running = await scenario.start({ gateways: 2, persistence: 0, gatewayEnv: { SEND_TIMEOUT_MS: '3000' } });
-    await running.startPersistence();
+    const survivor = await running.startPersistence();
     const doomed = await running.startPersistence({ FAULT_INJECT: 'exit-after-commit:40' });
     clients.push(...(await conversationLoad(running, { sessions: 2, agents: 2, ratePerSec: 10, attemptTimeoutMs: { agent: 1_500 } })));
     await startLoad(clients);
@@ -109,6 +109,13 @@ describe('persistence killed between commit and ack', () => {
 
     await verifyClean(clients, { label: 'commit-before-ack', startedAt, databaseUrl: running.database.url });
     expect(await deadLetterCount(running.database.url)).toBe(0);
+    // The committed, unacked batch came back to the survivor after the ack wait, and was found
+    // stored (not merely resent by its clients and answered from the database).
+    await waitFor(
+      async () => (await metric(survivor, 'switchboard_persistence_messages_total', { outcome: 'duplicate' })) > 0,
+      20_000,
+      "the dead replica's batch redelivered to the survivor as duplicates",
+    );
   });
 
   it('answers a retry that comes after the duplicate window from the database: original seq, nothing stored or delivered twice', async () => {

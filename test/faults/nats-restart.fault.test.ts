@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NatsServer, type ServiceProcess, waitFor } from '@switchboard/testing';
+import { metric, NatsServer, type ServiceProcess, waitFor } from '@switchboard/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { conversationLoad, deadLetterCount, isRunning, opsStatus, Scenario, sleep, startLoad, verifyClean } from './support.js';
 
@@ -66,12 +66,28 @@ describe('the NATS server killed with SIGKILL mid-load and restarted on the same
       resendsPerRound.push(resends() - resendsBefore);
     }
     await Promise.all(clients.map((client) => client.stop()));
+    // How the members caught up: confirmed events published again with a redelivered batch (its
+    // acks lost with the connection), or found missing by a gateway and fetched from persistence.
+    let recovered = 0;
+    for (const gateway of running.gateways) {
+      recovered += await metric(gateway, 'switchboard_gateway_gap_fills_total');
+      recovered += await metric(gateway, 'switchboard_gateway_head_catch_ups_total');
+    }
+    let republished = 0;
+    for (const replica of running.persistence) {
+      republished += await metric(replica, 'switchboard_persistence_messages_total', { outcome: 'duplicate' });
+    }
 
     await verifyClean(clients, {
       label: 'nats-restart',
       startedAt,
       databaseUrl: running.database.url,
-      details: [`ready-again-after=${outages.join(',')}ms`, `resends-per-round=${resendsPerRound.join(',')}`],
+      details: [
+        `ready-again-after=${outages.join(',')}ms`,
+        `resends-per-round=${resendsPerRound.join(',')}`,
+        `redelivered-as-duplicates=${republished}`,
+        `gap-fills-and-catch-ups=${recovered}`,
+      ],
     });
     // Each kill cut sends off mid-load: they failed or went unanswered, were sent again with their
     // client_msg_id, and (verifyClean above) each was stored once, in order.

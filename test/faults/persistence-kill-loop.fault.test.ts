@@ -30,13 +30,20 @@ describe('persistence replicas killed with SIGKILL every 2–3 s', () => {
     const killUntil = Date.now() + 20_000;
     while (Date.now() < killUntil) {
       await sleep(2_000 + Math.random() * 1_000);
-      // The replica found storing a batch, or else the next in turn.
+      // Every replica's redeliveries so far, then the replica found storing a batch (or else the
+      // next in turn), killed at once: nothing awaited between the sighting and the kill.
+      const counts = await Promise.all(
+        alive().map(
+          async (replica) => [replica, await metric(replica, 'switchboard_persistence_redeliveries_total').catch(() => 0)] as const,
+        ),
+      );
       const storing = await insideBatch(watcher, alive());
       const victim = storing ?? alive()[kills % 2];
       if (!victim) continue;
+      victim.child.kill('SIGKILL');
       if (storing) killsInBatch++;
-      redeliveries += await metric(victim, 'switchboard_persistence_redeliveries_total').catch(() => 0);
-      await victim.kill();
+      redeliveries += counts.find(([replica]) => replica === victim)?.[1] ?? 0;
+      await victim.exited;
       kills++;
       await running.startPersistence();
     }
@@ -53,6 +60,8 @@ describe('persistence replicas killed with SIGKILL every 2–3 s', () => {
     expect(kills).toBeGreaterThanOrEqual(4);
     // Most kills land with a batch's transaction open (before, that was assumed, not checked).
     expect(killsInBatch).toBeGreaterThanOrEqual(kills - 1);
+    // What a killed batch held came back to a replica, and was stored once.
+    expect(redeliveries).toBeGreaterThan(0);
     expect(report.totals.acked).toBeGreaterThan(200);
     expect(await deadLetterCount(running.database.url)).toBe(0);
   });

@@ -7,9 +7,13 @@ import { join } from 'node:path';
 import { BusError, connectNatsBus, encodeJson, jsonEndpoint } from '@switchboard/bus';
 import { createLogger } from '@switchboard/logging';
 import { createSubjects } from '@switchboard/protocol';
-import { freePort, REPO_ROOT, uniqueSubjectPrefix, waitFor } from '@switchboard/testing';
+import { freePort, natsServerBinary, REPO_ROOT, uniqueSubjectPrefix, waitFor } from '@switchboard/testing';
 import { connect, type NatsConnection, type Service } from 'nats';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+
+/** The machine's `nats-server`, found as every other test finds it (`NATS_SERVER_BIN`, else the usual places), then on the PATH. */
+const natsServer = () => natsServerBinary() ?? 'nats-server';
+
 import { z } from 'zod';
 
 /**
@@ -28,7 +32,7 @@ beforeAll(async () => {
   natsUrl = `nats://127.0.0.1:${port}`;
   // With JetStream, which the services' bus asks for as it connects.
   storeDir = await mkdtemp(join(tmpdir(), 'status-nats-'));
-  server = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  server = spawn(natsServer(), ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir], { stdio: ['ignore', 'pipe', 'pipe'] });
   for (const stream of [server.stdout, server.stderr]) stream?.setEncoding('utf8').on('data', (chunk: string) => serverLogs.push(chunk));
   await waitFor(
     async () => {
@@ -219,7 +223,7 @@ describe('npm run status', () => {
     // A server of this test's own, to be killed while the tool waits for answers on it.
     const port = await freePort();
     const url = `nats://127.0.0.1:${port}`;
-    const doomed = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
+    const doomed = spawn(natsServer(), ['-a', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
     try {
       let watcher: NatsConnection | undefined;
       await waitFor(
