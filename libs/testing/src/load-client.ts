@@ -63,6 +63,8 @@ export class LoadClient {
   readonly errors = new Map<string, number>();
   /** Close codes of every socket this client has had. */
   readonly closeCodes: number[] = [];
+  /** At each socket's close, the highest seq received in each session: what a rejoin must continue from. */
+  readonly cursorsAtClose: ReadonlyMap<number, number>[] = [];
   /** From a message's first attempt (by any client of this process) to its `new_message` here, in ms. */
   readonly latenciesMs: number[] = [];
   /** Sockets that got as far as authenticated and joined. */
@@ -240,6 +242,11 @@ export class LoadClient {
     const closed = new Promise<void>((resolve) => {
       ws.on('close', (code) => {
         this.closeCodes.push(code);
+        (this.cursorsAtClose as Map<number, number>[]).push(
+          new Map(
+            [...this.sessions].flatMap(([sessionId, track]) => (track.cursor === undefined ? [] : [[sessionId, track.cursor] as const])),
+          ),
+        );
         this.onSocketClosed(ws);
         resolve();
       });
