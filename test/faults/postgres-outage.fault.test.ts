@@ -1,4 +1,4 @@
-import { createTestDatabase, metric, type ServiceProcess, TcpProxy, type TestDatabase, waitFor } from '@switchboard/testing';
+import { createTestDatabase, metric, query, type ServiceProcess, TcpProxy, type TestDatabase, waitFor } from '@switchboard/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { conversationLoad, deadLetterCount, isRunning, opsStatus, Scenario, sleep, startLoad, verifyClean } from './support.js';
 
@@ -42,11 +42,19 @@ describe('PostgreSQL cut off for 5 s mid-load', () => {
     const unavailableAt = () => clients.reduce((sum, client) => sum + (client.errors.get('unavailable') ?? 0), 0);
     // Counted from the cut: an `unavailable` before it would say nothing of the outage.
     const unavailableBeforeCut = unavailableAt();
+    const acksBeforeCut = clients.map((client) => client.acks.length);
     cuttable.cut();
     const cutAt = Date.now();
+    // What was stored at the cut, read past the proxy: nothing can be committed after it.
+    const storedAtCut = new Set(
+      (await query<{ client_msg_id: string }>(database.url, 'select client_msg_id from messages')).map((row) => row.client_msg_id),
+    );
     // Acks already on their way may land just after the cut; after that, none until the database is back.
     await sleep(1_000);
     const acksAfterCut = acksAt();
+    // Those late acks are for messages committed before the cut, never for ones still to be stored.
+    const lateAcks = clients.flatMap((client, index) => client.acks.slice(acksBeforeCut[index]));
+    expect(lateAcks.filter((ack) => !storedAtCut.has(ack.clientMsgId))).toEqual([]);
     await waitFor(async () => (await opsStatus(running.persistence[0] as ServiceProcess, '/readyz')) === 503, 4_000, 'persistence unready');
     const unreadyAfter = Date.now() - cutAt;
     for (const service of backends) {
@@ -69,7 +77,9 @@ describe('PostgreSQL cut off for 5 s mid-load', () => {
       label: 'postgres-outage',
       startedAt,
       databaseUrl: database.url,
-      details: [`unready-after=${unreadyAfter}ms ready-after-restore=${readyAfter}ms refused=${cuttable.refused}`],
+      details: [
+        `unready-after=${unreadyAfter}ms ready-after-restore=${readyAfter}ms refused=${cuttable.refused} acks-after-cut=${lateAcks.length}`,
+      ],
     });
     expect(acksDuringOutage).toBe(0);
     expect(unavailableDuringOutage).toBeGreaterThan(0);
