@@ -25,6 +25,7 @@ afterAll(async () => {
 
 const SOCKETS = 2_000;
 const SESSIONS = 200;
+/** Sockets on a second gateway, which survives, sending to every session through the storm. */
 const SENDERS = 10;
 const POOL_SIZE = 10;
 
@@ -40,7 +41,7 @@ describe('2,000 sockets on a gateway killed with SIGKILL and replaced on the sam
   it('reconnect with jitter, rejoin from their last seq, all recover, with bounded database load and nothing lost', async () => {
     const startedAt = Date.now();
     const running = await scenario.start({
-      gateways: 1,
+      gateways: 2,
       persistence: 1,
       env: { DATABASE_POOL_SIZE: String(POOL_SIZE) },
       // Five agents' tokens are shared by 2,000 sockets: no bound on sockets per user.
@@ -53,26 +54,42 @@ describe('2,000 sockets on a gateway killed with SIGKILL and replaced on the sam
     const sessions = await createSessions(running, SESSIONS, 50);
     const agents = await createAgents(running, 5);
 
-    // Ten members per session; a few tokens shared by all; the first socket of ten sessions also sends.
+    // Ten members per session on the gateway to be killed, a few tokens shared by all.
+    const members: LoadClient[] = [];
     for (let i = 0; i < SOCKETS; i++) {
       const session = sessions[i % SESSIONS];
       const agent = agents[i % agents.length];
       if (!session || !agent) throw new Error('setup');
-      clients.push(
+      members.push(
         new LoadClient({
           name: `s${i}`,
           urls: [url],
           token: agent.token,
           userId: agent.id,
           join: [session.id],
-          sendTo: i < SENDERS ? [session.id] : [],
-          ratePerSec: 4,
           // Every reconnect waits a random 0–2 s, so the herd is spread out.
           reconnectMinMs: 2_000,
           reconnectMaxMs: 2_000,
         }),
       );
     }
+    // Each sender covers a twentieth of the sessions, so every session has messages stored while
+    // its members are away, which only their rejoin's replay can bring them.
+    const senders = Array.from({ length: SENDERS }, (_, index) => {
+      const own = sessions.filter((_, i) => i % SENDERS === index).map((session) => session.id);
+      const agent = agents[index % agents.length];
+      if (!agent) throw new Error('setup');
+      return new LoadClient({
+        name: `sender${index}`,
+        urls: [running.wsUrl(1)],
+        token: agent.token,
+        userId: agent.id,
+        join: own,
+        sendTo: own,
+        ratePerSec: 8,
+      });
+    });
+    clients.push(...members, ...senders);
     await startAll(clients, 200);
     const connectedIn = Date.now() - startedAt;
     for (const client of clients) client.startSending();
@@ -95,7 +112,7 @@ describe('2,000 sockets on a gateway killed with SIGKILL and replaced on the sam
     await gateway.kill();
     const killedAt = Date.now();
     const replacement = await running.startGateway({ PORT: String(gateway.port) });
-    await waitFor(() => clients.every((client) => client.connects >= 2 && client.isReady), 60_000, 'every socket to reconnect and rejoin');
+    await waitFor(() => members.every((client) => client.connects >= 2 && client.isReady), 60_000, 'every socket to reconnect and rejoin');
     const recoveredIn = Date.now() - killedAt;
     const requestsDuring = (await persistenceRequests(nats, running.prefix)) - requestsBefore;
     sampling = false;
@@ -105,15 +122,22 @@ describe('2,000 sockets on a gateway killed with SIGKILL and replaced on the sam
     await Promise.all(clients.map((client) => client.stop()));
     const report = await verify(clients, { databaseUrl: running.database.url, catchUpMs: 60_000 });
     const connections = await metric(replacement, 'switchboard_gateway_connections');
+    const behind = members.filter((client) => client.rejoinsBehind > 0).length;
     console.log(
       summary('reconnect-storm', report, clients, startedAt),
       `connected-in=${connectedIn}ms recovered-in=${recoveredIn}ms persistence-requests=${requestsDuring}`,
       `(${(requestsDuring / SOCKETS).toFixed(2)}/socket) peak-pg-connections=${peakConnections} gateway-connections=${connections}`,
+      `rejoined-behind=${behind}`,
     );
     assertClean(report);
     assertAllAcked(clients);
     expect(report.totals.acked).toBeGreaterThan(100);
     expect(connections).toBe(SOCKETS);
+    // Many sockets came back to a session that had moved on, and (the checker saw no gap) were
+    // replayed what they missed. Before, the senders were on the killed gateway and nothing was
+    // stored while the members were away.
+    expect(behind).toBeGreaterThan(SOCKETS / 4);
+    for (const sender of senders) expect(sender.connects).toBe(1);
     expect(peakConnections).toBeLessThanOrEqual(POOL_SIZE);
     // Per socket: an access check and a join (sessions.get each) and at most a page of replay.
     expect(requestsDuring).toBeLessThanOrEqual(3 * SOCKETS);

@@ -69,6 +69,8 @@ export class LoadClient {
   readonly latenciesMs: number[] = [];
   /** Sockets that got as far as authenticated and joined. */
   connects = 0;
+  /** Rejoins that found the session ahead of what this client had received: the missed messages came by replay. */
+  rejoinsBehind = 0;
   resends = 0;
   timeouts = 0;
   ws: WebSocket | undefined;
@@ -326,6 +328,8 @@ export class LoadClient {
         if (track && track.afterSeq === undefined) {
           track.afterSeq = track.cursor ?? (frame.last_seq as number);
           track.cursor ??= frame.last_seq as number;
+        } else if (track && (frame.last_seq as number) > (track.cursor ?? 0)) {
+          this.rejoinsBehind++;
         }
         break;
       }
