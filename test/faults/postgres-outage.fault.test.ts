@@ -45,7 +45,7 @@ describe('PostgreSQL cut off for 5 s mid-load', () => {
     const acksBeforeCut = clients.map((client) => client.acks.length);
     cuttable.cut();
     const cutAt = Date.now();
-    // What was stored at the cut, read past the proxy: nothing can be committed after it.
+    // What was stored at the cut, read past the proxy: no commit can be reported to persistence after it.
     const storedAtCut = new Set(
       (await query<{ client_msg_id: string }>(database.url, 'select client_msg_id from messages')).map((row) => row.client_msg_id),
     );

@@ -73,7 +73,7 @@ describe('2,000 sockets on a gateway killed with SIGKILL and replaced on the sam
         }),
       );
     }
-    // Each sender covers a twentieth of the sessions, so every session has messages stored while
+    // Each sender covers a tenth of the sessions, so every session has messages stored while
     // its members are away, which only their rejoin's replay can bring them.
     const senders = Array.from({ length: SENDERS }, (_, index) => {
       const own = sessions.filter((_, i) => i % SENDERS === index).map((session) => session.id);

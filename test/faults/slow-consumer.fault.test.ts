@@ -45,6 +45,7 @@ describe('a member that stops reading in a busy session of large messages', () =
     await Promise.all(clients.map((client) => client.start()));
     const rssBefore = await metric(gateway, 'process_resident_memory_bytes');
 
+    const firstClose = slow.closeCodes.length;
     slow.pauseReading();
     for (const sender of senders) sender.startSending();
     let rssPeak = rssBefore;
@@ -67,9 +68,9 @@ describe('a member that stops reading in a busy session of large messages', () =
     // The client reads again: it finds its socket closed, reconnects and rejoins from its last seq.
     slow.resumeReading();
     await waitFor(() => slow.connects >= 2, 20_000, 'the slow client to reconnect');
-    // What the first socket had delivered when it closed (its buffers read to the end), and what
-    // was stored by the rejoin: every seq between came only by the rejoin's replay.
-    const slowCursorAtClose = slow.cursorsAtClose[0]?.get(session.id) ?? 0;
+    // What the cut-off socket had delivered when it closed (its buffers read to the end), and what
+    // was stored by the time it rejoined: most of the seqs between came only by the rejoin's replay.
+    const slowCursorAtClose = slow.cursorsAtClose[firstClose]?.get(session.id) ?? 0;
     const storedAtRejoin = Number(
       (await query<{ n: string }>(running.database.url, 'select count(*) as n from messages where session_id = $1', [session.id]))[0]?.n,
     );
@@ -95,9 +96,9 @@ describe('a member that stops reading in a busy session of large messages', () =
     // Its socket was closed while messages went on being stored: the rejoin had to replay them,
     // and (the checker saw no gap) it did; the slow client ends with every message.
     expect(storedAtRejoin).toBeGreaterThan(slowCursorAtClose);
+    // The gateway said so at the rejoin: the session was ahead of what the socket had delivered.
+    expect(slow.rejoinsBehind).toBeGreaterThan(0);
     expect(slow.records().transcripts[0]?.messages.length).toBe(report.totals.stored);
-    // Closed within seconds of falling behind (SLOW_CLIENT_GRACE_MS is 1 s here), not at the wait's end.
-    expect(cutOffAfter).toBeLessThan(15_000);
   });
 });
 

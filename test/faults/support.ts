@@ -244,10 +244,19 @@ export function isRunning(service: ServiceProcess): boolean {
   return service.child.exitCode === null && service.child.signalCode === null;
 }
 
-/** The local ports of a process's TCP connections, read from /proc (Linux): its sockets' inodes, found in the TCP tables. */
-function tcpPortsOf(pid: number): number[] {
+/**
+ * The local ports of a process's established TCP connections to `remotePort`, read from /proc
+ * (Linux): its sockets' inodes, found in the TCP tables. Empty once the process has gone.
+ */
+function tcpPortsOf(pid: number, remotePort: number): number[] {
   const inodes = new Set<string>();
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return [];
+  }
+  for (const fd of fds) {
     try {
       const socket = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
       if (socket?.[1]) inodes.add(socket[1]);
@@ -255,39 +264,66 @@ function tcpPortsOf(pid: number): number[] {
       // Closed meanwhile.
     }
   }
+  const port = (address: string) => Number.parseInt(address.split(':').at(-1) ?? '', 16);
   const ports: number[] = [];
   for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
     for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
-      const [, local, , , , , , , , inode] = line.trim().split(/\s+/);
-      if (local && inode && inodes.has(inode)) ports.push(Number.parseInt(local.split(':').at(-1) ?? '', 16));
+      const [, local, remote, state, , , , , , inode] = line.trim().split(/\s+/);
+      // 01: established.
+      if (local && remote && inode && state === '01' && inodes.has(inode) && port(remote) === remotePort) ports.push(port(local));
     }
   }
   return ports;
 }
 
+/** A replica found storing a batch, and the id of the transaction its statement writes in. */
+export interface BatchSighting {
+  service: ServiceProcess;
+  xid: string;
+}
+
 /**
- * Waits, up to `timeoutMs`, until one of `services` is running persistence's statement that stores
- * a batch (named in its text: PostgreSQL shows only its first kilobyte), as PostgreSQL sees its
- * connections, and returns it: a kill right after
- * lands inside that batch. `undefined` when none was.
+ * Waits, up to `timeoutMs`, until one of `services` runs persistence's statement that stores a
+ * batch (named in its text: PostgreSQL shows only its first kilobyte) and has written (its
+ * transaction has an id), as PostgreSQL sees its connections to `databasePort`. `undefined` when
+ * none did. Fails when a replica's connections cannot be found there at all (PostgreSQL reached
+ * through a forwarder sees other ports), rather than finding nothing for ever.
  */
 export async function insideBatch(
   db: pg.Client,
   services: readonly ServiceProcess[],
-  timeoutMs = 1_000,
-): Promise<ServiceProcess | undefined> {
+  { timeoutMs = 1_000, databasePort = 5432 } = {},
+): Promise<BatchSighting | undefined> {
   const until = Date.now() + timeoutMs;
+  let seenAny = false;
   while (Date.now() < until) {
     const running = services.filter((service) => isRunning(service) && service.child.pid !== undefined);
-    const ports = running.map((service) => tcpPortsOf(service.child.pid ?? 0));
-    const { rows } = await db.query<{ port: number }>(
-      `select client_port as port from pg_stat_activity
-       where client_port = any($1::int[]) and state = 'active' and query like '/* prepared store_batch */%'`,
+    const ports = running.map((service) => tcpPortsOf(service.child.pid ?? 0, databasePort));
+    const { rows } = await db.query<{ port: number; active: boolean; xid: string | null }>(
+      `select client_port as port, state = 'active' and query like '/* prepared store_batch */%' as active, backend_xid::text as xid
+       from pg_stat_activity where client_port = any($1::int[])`,
       [ports.flat()],
     );
-    const found = running.find((_, index) => rows.some((row) => ports[index]?.includes(row.port)));
-    if (found) return found;
+    seenAny ||= rows.length > 0;
+    for (const row of rows) {
+      if (!row.active || row.xid === null) continue;
+      const service = running.find((_, index) => ports[index]?.includes(row.port));
+      if (service) return { service, xid: row.xid };
+    }
     await sleep(2);
   }
+  if (!seenAny)
+    throw new Error("none of the replicas' PostgreSQL connections is in pg_stat_activity: is PostgreSQL reached through a forwarder?");
   return undefined;
+}
+
+/** What became of a transaction, once it has ended: `committed` or `aborted` (`in progress` until then, up to `timeoutMs`). */
+export async function transactionOutcome(db: pg.Client, xid: string, timeoutMs = 5_000): Promise<string> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const { rows } = await db.query<{ status: string }>('select pg_xact_status($1::xid8) as status', [xid]);
+    const status = rows[0]?.status ?? 'unknown';
+    if (status !== 'in progress' || Date.now() > until) return status;
+    await sleep(5);
+  }
 }
