@@ -628,8 +628,7 @@ export class ChatClient {
         'auth_failed',
         `the token is user ${user.id}'s, and this client was signed in as user ${previous.id}: use a new client for another user`,
       );
-      this.shutdown(error);
-      this.events.emit('auth_failed', error);
+      this.giveUpAuth(error);
       return;
     }
     this.currentUser = { id: user.id, username: user.username, role: user.role };
@@ -1074,9 +1073,8 @@ class ProviderMisuse extends ChatError {
   }
 }
 
-/** What a value is, for an error message, without its content (it may hold a secret). */
+/** What a value other than a string, `undefined` or `null` is, for an error message, without its content (it may hold a secret). */
 function describeValue(value: unknown): string {
-  if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
-  return typeof value === 'object' ? 'an object' : typeof value === 'undefined' ? 'undefined' : `a ${typeof value}`;
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
 }

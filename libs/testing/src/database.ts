@@ -27,6 +27,15 @@ export async function query<Row extends pg.QueryResultRow>(databaseUrl: string, 
   return withPgClient(databaseUrl, async (db) => (await db.query<Row>(text, values)).rows);
 }
 
+/** Statements on a database waiting for a lock right now (one a test holds up with a lock of its own). */
+export async function lockWaits(databaseUrl: string): Promise<number> {
+  const [row] = await query<{ n: number }>(
+    databaseUrl,
+    "select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()",
+  );
+  return row?.n ?? 0;
+}
+
 function withAdmin<T>(run: (client: pg.Client) => Promise<T>): Promise<T> {
   return withPgClient(TEST_DATABASE_ADMIN_URL, run);
 }

@@ -13,7 +13,15 @@ export {
   type StoredRow,
   type TranscriptRecord,
 } from './checker.js';
-export { createTestDatabase, fillHistory, query, TEST_DATABASE_ADMIN_URL, type TestDatabase, withPgClient } from './database.js';
+export {
+  createTestDatabase,
+  fillHistory,
+  lockWaits,
+  query,
+  TEST_DATABASE_ADMIN_URL,
+  type TestDatabase,
+  withPgClient,
+} from './database.js';
 export { LoadClient, type LoadClientOptions } from './load-client.js';
 export { refusePoison, removeSlowInserts, slowInserts } from './message-triggers.js';
 export { metric, metricValue } from './metrics.js';

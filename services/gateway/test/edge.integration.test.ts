@@ -2,7 +2,16 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { query, rawWsClient, type ServiceProcess, type Stack, startStack, TestClient, TestClients, waitFor } from '@switchboard/testing';
+import {
+  lockWaits,
+  rawWsClient,
+  type ServiceProcess,
+  type Stack,
+  startStack,
+  TestClient,
+  TestClients,
+  waitFor,
+} from '@switchboard/testing';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -331,14 +340,7 @@ describe('a client that does not wait for replies', () => {
       client.send({ type: 'list_sessions', req_id: 'slow' });
       // Its query waits for the lock: it is being handled, no longer among the frames waiting.
       // Sent at once, the pings could be read before its handling began, and one more refused.
-      const lockWaits = async () =>
-        (
-          await query<{ n: number }>(
-            stack.database.url,
-            "select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()",
-          )
-        )[0]?.n ?? 0;
-      await waitFor(async () => (await lockWaits()) > 0, 10_000, 'the list to wait for the lock');
+      await waitFor(async () => (await lockWaits(stack.database.url)) > 0, 10_000, 'the list to wait for the lock');
       for (let i = 0; i < 150; i++) client.send({ type: 'ping', req_id: `p${i}` });
       const refusals = await client.waitForCount((frame) => frame.type === 'error' && frame.code === 'rate_limited', 50);
       expect(refusals.map((frame) => frame.req_id)).toEqual(Array.from({ length: 50 }, (_, i) => `p${i + 100}`));

@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import {
+  lockWaits,
   REPO_ROOT,
   type ServiceProcess,
   type Stack,
@@ -28,17 +29,7 @@ afterAll(async () => {
 });
 
 /** Until a statement on the stack's database waits for a lock (persistence's insert, held up by a test). */
-const insertWaitsForLock = (db: pg.Client) =>
-  waitFor(
-    async () => {
-      const { rows } = await db.query(
-        "select count(*)::int as waiting from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()",
-      );
-      return rows[0].waiting > 0;
-    },
-    10_000,
-    'the insert to wait for the lock',
-  );
+const insertWaitsForLock = () => waitFor(async () => (await lockWaits(stack.database.url)) > 0, 10_000, 'the insert to wait for the lock');
 
 /** Until the gateway's readiness fails: its drain has begun. */
 const draining = (gateway: ServiceProcess) =>
@@ -98,7 +89,7 @@ describe('graceful drain', () => {
       client.send({ type: 'send_message', session_id: sessionId, content: 'in flight', client_msg_id: 'restart-1', req_id: 's1' });
       client.send({ type: 'send_message', session_id: sessionId, content: 'queued', client_msg_id: 'restart-2', req_id: 's2' });
       // The first send is published once persistence's insert waits for the lock.
-      await insertWaitsForLock(db);
+      await insertWaitsForLock();
       gateway.child.kill('SIGTERM');
       // Draining (readiness failed) before the commit lets the first send be confirmed.
       await draining(gateway);
@@ -138,22 +129,18 @@ describe('graceful drain', () => {
     const client = await clients.authenticated(`ws://127.0.0.1:${gateway.port}/`, customer.token);
     // New sessions wait for the table lock: the create_session stays in the gateway's hands.
     const locker = new pg.Client({ connectionString: stack.database.url });
-    // Another connection watches for the wait: one in a transaction reads the same activity snapshot throughout.
-    const db = new pg.Client({ connectionString: stack.database.url });
     await locker.connect();
-    await db.connect();
     try {
       await locker.query('begin');
       await locker.query('lock table sessions in share mode');
       client.send({ type: 'create_session', req_id: 'c1' });
-      await insertWaitsForLock(db);
+      await insertWaitsForLock();
       gateway.child.kill('SIGTERM');
       // With DRAIN_SECONDS 0 the socket's close begins as readiness fails.
       await draining(gateway);
       await locker.query('commit');
     } finally {
       await locker.end();
-      await db.end();
     }
     // Before, the socket closed at once and the reply was dropped: a client retrying made a second session.
     expect(await client.waitFor((frame) => frame.req_id === 'c1')).toMatchObject({ type: 'session_created' });
