@@ -92,7 +92,7 @@ describe('a message PostgreSQL refuses', () => {
       ).map(([socket, id]) => socket.waitFor((frame) => frame.type === 'message_ack' && frame.client_msg_id === id, 15_000)),
     );
     expect(acks.map((ack) => ack.seq).sort()).toEqual([1, 2, 3]);
-    expect(replica.logs.some((line) => line.includes('storing its messages one by one'))).toBe(true);
+    expect(replica.logs.some((line) => line.includes('splitting it in halves'))).toBe(true);
     const rows = (await deadLetters()).filter((row) => row.client_msg_id === 'batch-poison');
     expect(rows).toHaveLength(1);
     for (const socket of [poisoner, ...others]) {

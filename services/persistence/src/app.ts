@@ -174,8 +174,10 @@ export async function startPersistenceService({
       async stop() {
         draining = true;
         clearInterval(statsTimer);
-        await consumer.stop();
-        await service.stop().catch(() => undefined);
+        // Side by side: each may wait out its bound (the batch in hand 10 s, the requests being
+        // answered 2 + 10 s) when PostgreSQL and NATS hang, and one after the other, with the
+        // bus's and the database's closes after them, they took the stop past its 30 s.
+        await Promise.all([consumer.stop(), service.stop().catch(() => undefined)]);
         await ops.close();
       },
     };

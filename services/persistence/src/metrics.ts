@@ -30,6 +30,12 @@ export function createPersistenceMetrics(registry: Registry) {
       help: 'Batches retried because PostgreSQL was unreachable or the transaction had to be retried.',
       registers: [registry],
     }),
+    batchSplits: new Counter({
+      name: 'switchboard_persistence_batch_splits_total',
+      help: 'Batches split in halves after an error they may have met for their size (size: out of memory, a timeout) or for one of their messages (message).',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
     publishFailures: new Counter({
       name: 'switchboard_persistence_event_publish_failures_total',
       help: 'Events NATS refused after their messages were committed or dead-lettered (confirmed, dead_letter); the messages are acked without them.',

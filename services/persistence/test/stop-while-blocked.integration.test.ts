@@ -1,7 +1,10 @@
-import { metric, query, waitFor } from '@switchboard/testing';
+import { createPersistenceClient } from '@switchboard/bus';
+import { metric, query, TcpProxy, waitFor } from '@switchboard/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Harness, sleep, startHarness } from './support.js';
+import { failureOf, type Harness, sleep, startHarness } from './support.js';
+
+const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 
 /**
  * SIGTERM while the batch in hand waits for a row lock held elsewhere (another replica's
@@ -134,5 +137,69 @@ describe('a stop while a batch waits for a row lock', () => {
     expect(stored.map((row) => row.seq)).toEqual([1, 2, 3, 4, 5, 6, 7]);
     expect(stored.map((row) => row.client_msg_id).sort()).toEqual(ids);
     expect(await harness.deadLetters()).toBe(0);
+  }, 120_000);
+});
+
+describe('a stop while PostgreSQL and NATS both hang', () => {
+  // A harness of its own: a replica the tests above left running would answer the request and take the message.
+  let harness: Harness;
+
+  beforeAll(async () => {
+    harness = await startHarness('persistence_stop_hung');
+  });
+
+  afterAll(async () => {
+    await harness?.close();
+  });
+
+  it('exits 0 within the 30 s, with a batch and a request waiting on the database, and the message is stored once after', async () => {
+    const database = await TcpProxy.toPostgres(harness.database.url);
+    const nats = await TcpProxy.start({ host: '127.0.0.1', port: Number(new URL(NATS_URL).port || 4222) });
+    try {
+      const persistence = await harness.startPersistence({
+        DATABASE_URL: database.url(harness.database.url),
+        NATS_URL: nats.url(NATS_URL),
+        INBOUND_ACK_WAIT: '2s',
+      });
+      const [session = 0] = await harness.createSessions(1);
+      // Connections left open in the pool, for the request and the batch below to take.
+      const client = createPersistenceClient(harness.bus, harness.subjects);
+      await Promise.all([1, 2, 3].map((customer) => client.call('sessions.create', { customer_id: customer, subject: null })));
+      await harness.publish(session, 'warm');
+      await waitFor(async () => (await harness.stored()).length === 1, 10_000, 'the first message to be stored');
+
+      // The database passes nothing: the request and the batch each wait on a statement that
+      // would time out after 30 s.
+      database.blackhole();
+      const request = failureOf(client.call('sessions.create', { customer_id: 4, subject: null }));
+      await harness.publish(session, 'hung');
+      await waitFor(async () => (await harness.bus.inboundStats()).ackPending === 1, 10_000, 'the message to be in hand');
+      await sleep(500);
+      nats.blackhole();
+
+      const started = performance.now();
+      const exit = await persistence.stop(45_000);
+      const stopMs = performance.now() - started;
+      // Its bounds: the batch's 10 s beside the API's 2 + 10 s, then the bus's 3 s and the
+      // database's 5 s, 20 s in all. Before, the batch and the API one after the other: 30 s,
+      // and the process exited 1 at the deadline or a moment before it (29.6 s here).
+      expect({ exit, seconds: Math.round(stopMs / 100) / 10 }).toMatchObject({ exit: 0 });
+      expect(stopMs).toBeLessThan(25_000);
+      expect(await request).toBeDefined();
+
+      database.restore();
+      nats.restore();
+      await harness.startPersistence({ INBOUND_ACK_WAIT: '2s' });
+      await waitFor(async () => (await harness.stored()).some((row) => row.client_msg_id === 'hung'), 20_000, 'the message to be stored');
+      await sleep(1_000);
+      expect((await harness.stored()).filter((row) => row.session_id === session)).toEqual([
+        { session_id: session, seq: 1, client_msg_id: 'warm' },
+        { session_id: session, seq: 2, client_msg_id: 'hung' },
+      ]);
+      expect(await harness.deadLetters()).toBe(0);
+    } finally {
+      await database.close();
+      await nats.close();
+    }
   }, 120_000);
 });

@@ -63,6 +63,21 @@ const MAX_UNIQUE_RETRIES = 3;
  * with any code).
  */
 const DATABASE_REFUSAL_SQLSTATE = /^(42|3D|3F|55|25|XX00[12]$)/;
+/** Out of memory (53200), a statement cancelled (57014: the server's `statement_timeout`). */
+const SIZE_SQLSTATES = new Set(['53200', '57014']);
+/** pg's error for a statement unanswered within the query timeout (createDb's `queryTimeoutMs`). */
+const QUERY_READ_TIMEOUT = 'Query read timeout';
+/**
+ * An error a batch may meet for its size rather than for any one message: out of memory, or a
+ * statement cancelled or unanswered at a timeout. Each is also what a server short of memory
+ * or a stalled connection gives any statement, so a single message meeting one is retried. A
+ * larger batch is split in halves instead: retried whole, a batch too large for the server met
+ * the same error at every try and held up every message behind it.
+ */
+function mayBeTooLarge(error: unknown): boolean {
+  const code = errorCode(error);
+  return (code !== undefined && SIZE_SQLSTATES.has(code)) || (error instanceof Error && error.message === QUERY_READ_TIMEOUT);
+}
 const MAX_RETRY_DELAY_MS = 2_000;
 /**
  * How long a stop waits for the batch in hand. A statement can wait far longer (for a row lock
@@ -280,8 +295,9 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
   /**
    * Stores decoded messages in one statement, retrying while PostgreSQL is unreachable or cannot
    * take writes (keeping the messages' ack deadlines alive, so they are neither redelivered nor
-   * overtaken by later ones). A batch that fails for another reason is split so that only the
-   * message that cannot be stored is set aside.
+   * overtaken by later ones). A batch that may have failed for its size, or for one of its
+   * messages, is split in halves, stored in order, down to the message that cannot be stored,
+   * which is set aside: a message among 500 costs about 20 statements, not 500.
    */
   const storeValid = async (valid: (Decoded & { input: InboundMessage })[]): Promise<void> => {
     let outcomes: StoreOutcome[] | undefined;
@@ -303,7 +319,11 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
           process.kill(process.pid, 'SIGKILL');
         }
       } catch (error) {
-        if (isTransient(error) || isDatabaseStateViolation(error) || (isCopyStored(error) && ++uniqueViolations <= MAX_UNIQUE_RETRIES)) {
+        const tooLarge = valid.length > 1 && mayBeTooLarge(error);
+        if (
+          !tooLarge &&
+          (isTransient(error) || isDatabaseStateViolation(error) || (isCopyStored(error) && ++uniqueViolations <= MAX_UNIQUE_RETRIES))
+        ) {
           metrics.storeRetries.inc();
           if (attempt === 0 || attempt % 20 === 0)
             log.warn({ err: error, batch: valid.length, attempt }, 'storing a batch failed; retrying');
@@ -317,8 +337,12 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
           continue;
         }
         if (valid.length > 1) {
-          log.warn({ err: error, batch: valid.length }, 'a batch could not be stored; storing its messages one by one');
-          for (const item of valid) await storeValid([item]);
+          const reason = tooLarge ? 'size' : 'message';
+          metrics.batchSplits.inc({ reason });
+          log.warn({ err: error, batch: valid.length, reason }, 'a batch could not be stored; splitting it in halves');
+          const middle = Math.ceil(valid.length / 2);
+          await storeValid(valid.slice(0, middle));
+          await storeValid(valid.slice(middle));
           return;
         }
         const [only] = valid;

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { lockSessionsForIndexes } from './2026-11-26T18-00-00_sessions-newest-first-index.js';
 
 /**
  * Every session list, and the count of a customer's new sessions, reads an index in its own order
@@ -15,9 +16,10 @@ import type { Kysely } from 'kysely';
  *   of closed ones read the whole table to find none.
  *
  * Built inside the migration's transaction (see sessions-newest-first-index): writes to `sessions`
- * wait for the build; reads do not.
+ * wait for the build, at the table's lock taken first; reads do not.
  */
 export async function up(db: Kysely<any>): Promise<void> {
+  await lockSessionsForIndexes(db);
   await db.schema
     .createIndex('sessions_customer_newest_idx')
     .on('sessions')
@@ -29,6 +31,7 @@ export async function up(db: Kysely<any>): Promise<void> {
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
+  await lockSessionsForIndexes(db);
   await db.schema.createIndex('sessions_customer_id_idx').on('sessions').column('customer_id').execute();
   await db.schema.createIndex('sessions_status_created_at_idx').on('sessions').columns(['status', 'created_at']).execute();
   await db.schema.dropIndex('sessions_customer_newest_idx').execute();
