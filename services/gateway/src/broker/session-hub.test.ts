@@ -389,6 +389,35 @@ describe('session hub', () => {
     hub.close();
   });
 
+  it('waits longer after each failed fill, warns once while fills fail, and fills at once when a check finds persistence back', async () => {
+    const lines: string[] = [];
+    const { hub, persistence, confirm, frames } = await setUpJoined(lines);
+    const warnings = () => lines.filter((line) => line.includes('filling a gap failed')).length;
+    persistence.fetchesFailing = true;
+    persistence.stored = 1; // its event lost
+    confirm(2); // ahead of 1: a fill after GAP_WAIT_MS, tried again while it fails
+    await new Promise((resolve) => setTimeout(resolve, 3_200));
+    // Tried at 20 ms, then 0.5 and 1 s after each failure (2 s next): three tries. Before, one
+    // every 500 ms (seven), each a warning.
+    expect(persistence.fetches).toBe(3);
+    expect(warnings()).toBe(1);
+
+    persistence.fetchesFailing = false;
+    await hub.checkHeads();
+    await settle();
+    expect(frames).toEqual(['joined:0', 'seq:1', 'seq:2']);
+
+    // A success starts afresh: the next failure warns again, and is tried again after 0.5 s.
+    persistence.fetchesFailing = true;
+    persistence.stored = 3;
+    confirm(4);
+    await settle();
+    expect(warnings()).toBe(2);
+    persistence.fetchesFailing = false;
+    await vi.waitFor(() => expect(frames).toEqual(['joined:0', ...seqs(1, 4)]), { timeout: 1_000 });
+    hub.close();
+  });
+
   it('ends a fill that dropped events once it has fetched them, however busy the session stays', async () => {
     const { hub, persistence, confirm, frames } = await setUpJoined();
     persistence.fetchDelayMs = 5;

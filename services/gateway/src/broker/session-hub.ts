@@ -42,6 +42,8 @@ export const MAX_EARLY_EVENTS = 1_000;
  */
 export const MAX_QUEUED_EVENTS = 1_000;
 export const PUBLISH_TIMEOUT_MS = 5_000;
+/** The longest a session's fill that keeps failing waits before it is tried again (from the retry delay, doubling). */
+export const MAX_FILL_RETRY_MS = 5_000;
 
 interface MemberState {
   /** Highest seq this socket has been sent. */
@@ -79,6 +81,8 @@ interface Channel {
   filling: boolean;
   /** A fill was asked for while one ran: it may have read its last page before what it must fetch was stored. */
   fillAgain: boolean;
+  /** This session's fills failed in a row: the next waits longer (see `MAX_FILL_RETRY_MS`). */
+  fillFailures: number;
 }
 
 export interface SessionHubOptions {
@@ -126,8 +130,14 @@ const keyOf = (sessionId: number, clientMsgId: string) => `${sessionId}:${client
 export function createSessionHub(options: SessionHubOptions) {
   const { bus, subjects, persistence, metrics, gapWaitMs } = options;
   const headGraceMs = options.headGraceMs ?? HEAD_GRACE_MS;
-  /** How soon a failed fill, or a failed resync, is tried again. */
+  /** How soon a failed fill (the first of a session's in a row), or a failed resync, is tried again. */
   const retryMs = Math.max(gapWaitMs, 500);
+  /**
+   * Fills failed since one last succeeded, in any session: the first is a warning, the rest debug
+   * lines. With persistence down, each session with a gap failed every `retryMs`, and each
+   * failure was a warning: thousands a second on a gateway with thousands of such sessions.
+   */
+  let fillsFailed = 0;
   const log = options.logger.child({ module: 'hub' });
   const channels = new Map<number, Channel>();
   /** Set by `close()`: nothing is fetched or scheduled any more. */
@@ -223,10 +233,17 @@ export function createSessionHub(options: SessionHubOptions) {
           if (filled === 0) break;
         }
       } while (channel.fillAgain);
+      channel.fillFailures = 0;
+      fillsFailed = 0;
+      // A retry still waiting (a fill that succeeded when a check asked for it) is not needed, and
+      // would hold back the fill of a new gap: drainEarly schedules one if a gap is left.
+      clearTimeout(channel.gapTimer);
+      channel.gapTimer = undefined;
       drainEarly(channel);
     } catch (error) {
-      log.warn({ err: error, sessionId: channel.sessionId }, 'filling a gap failed; will retry');
-      scheduleGapFill(channel, retryMs);
+      const level = fillsFailed++ === 0 ? 'warn' : 'debug';
+      log[level]({ err: error, sessionId: channel.sessionId, failedInARow: fillsFailed }, 'filling a gap failed; will retry');
+      scheduleGapFill(channel, Math.min(MAX_FILL_RETRY_MS, retryMs * 2 ** channel.fillFailures++));
     } finally {
       channel.filling = false;
     }
@@ -341,6 +358,7 @@ export function createSessionHub(options: SessionHubOptions) {
         headTimer: undefined,
         filling: false,
         fillAgain: false,
+        fillFailures: 0,
       };
       channel = created;
       channels.set(sessionId, channel);
