@@ -602,7 +602,7 @@ describe('the Helm chart', () => {
     // The file's rules, with the Deployments of this release in its namespace (tested below).
     const thisRelease = `namespace="support", deployment=~"${RELEASE}-switchboard-(auth|persistence|gateway)"`;
     expect(rule.spec).toEqual(
-      parse(readFileSync(ALERTS, 'utf8').replaceAll('deployment=~"(.+-)?switchboard-(auth|persistence|gateway)"', thisRelease)),
+      parse(readFileSync(ALERTS, 'utf8').replaceAll('deployment=~".*switchboard.*-(auth|persistence|gateway)"', thisRelease)),
     );
     const alerts = (rule.spec as AlertRules).groups.flatMap((group) => group.rules);
     expect(alerts.length).toBeGreaterThanOrEqual(10);
@@ -1376,6 +1376,27 @@ describe('the Helm chart', () => {
         const result = template(...minimal(), '--set', setting);
         expect(result.status, `${setting}: ${result.stderr}`).toBe(0);
       }
+    });
+
+    it('refuses scrape timings without a unit, which the operator refuses', () => {
+      for (const setting of ['serviceMonitor.interval=30', 'serviceMonitor.scrapeTimeout=10']) {
+        const result = template(...minimal(), '--set', 'serviceMonitor.enabled=true', '--set-string', setting);
+        expect(result.status, setting).not.toBe(0);
+        expect(result.stderr).toMatch(/serviceMonitor/);
+      }
+    });
+
+    it('matches the Deployments of any release with "switchboard" in its name in the alerts file', () => {
+      const [selector] =
+        readFileSync(ALERTS, 'utf8')
+          .match(/deployment=~"([^"]+)"/)
+          ?.slice(1) ?? [];
+      if (!selector) throw new Error('no deployment selector');
+      // Prometheus anchors a regex at both ends.
+      const matches = (name: string) => new RegExp(`^(?:${selector})$`).test(name);
+      for (const name of ['switchboard-auth', 'support-switchboard-gateway', 'switchboard-prod-persistence', 'my-switchboard-chat-auth'])
+        expect(matches(name), name).toBe(true);
+      for (const name of ['switchboard-nats', 'switchboard-auth-test', 'other-gateway']) expect(matches(name), name).toBe(false);
     });
 
     it('accepts a valid override', () => {
