@@ -36,6 +36,12 @@ export function createPersistenceMetrics(registry: Registry) {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    stateRepairs: new Counter({
+      name: 'switchboard_persistence_state_repairs_total',
+      help: "Counters found behind the stored messages and advanced to them, by the constraint their violation named: messages_session_seq_key (a session's last_seq), messages_pkey (the messages' id sequence).",
+      labelNames: ['constraint'] as const,
+      registers: [registry],
+    }),
     publishFailures: new Counter({
       name: 'switchboard_persistence_event_publish_failures_total',
       help: 'Events NATS refused after their messages were committed or dead-lettered (confirmed, dead_letter); the messages are acked without them.',

@@ -88,32 +88,57 @@ describe('a refusal of the database rather than of a message', () => {
     await dropTrigger('fail_then_collide');
   }, 60_000);
 
-  it("holds a session's messages while its last_seq is behind its stored seqs, rather than setting them aside", async () => {
+  it("advances a session's last_seq that is behind its stored seqs, and stores its next message after them", async () => {
     // As after a partial restore: the session's counter behind the messages it has.
     const [session = 0] = await harness.createSessions(1);
     await harness.publish(session, 'first');
     const persistence = await harness.startPersistence();
     await waitFor(async () => (await harness.stored()).some((row) => row.session_id === session), 15_000, 'the first message');
     await query(harness.database.url, `update sessions set last_seq = 0 where id = ${session}`);
-    const retriesBefore = await metric(persistence, 'switchboard_persistence_store_retries_total');
     await harness.publish(session, 'second');
 
-    await waitFor(
-      async () => (await metric(persistence, 'switchboard_persistence_store_retries_total')) >= retriesBefore + 5,
-      15_000,
-      'retries',
-    );
-    // Before, a unique violation of any constraint was taken for a copy stored meanwhile: after
-    // three, the message was dead-lettered and its sender told it could not be stored.
-    expect(await harness.deadLetters()).toBe(0);
-
-    await query(harness.database.url, `update sessions set last_seq = 1 where id = ${session}`);
+    // Before, the batch was retried until an operator repaired the session, and storage stopped
+    // on the replica meanwhile (and, earlier still, the message was dead-lettered).
     await waitFor(async () => (await harness.stored()).filter((row) => row.session_id === session).length === 2, 15_000, 'the second');
     expect((await harness.stored()).filter((row) => row.session_id === session).map((row) => [row.seq, row.client_msg_id])).toEqual([
       [1, 'first'],
       [2, 'second'],
     ]);
+    const [row] = await query<{ last_seq: string }>(harness.database.url, `select last_seq from sessions where id = ${session}`);
+    expect(Number(row?.last_seq)).toBe(2);
     expect(await harness.deadLetters()).toBe(0);
+    expect(await metric(persistence, 'switchboard_persistence_state_repairs_total', { constraint: 'messages_session_seq_key' })).toBe(1);
+    expect(persistence.logs.some((line) => line.includes('"level":"error"') && line.includes('last_seq was behind'))).toBe(true);
+    await persistence.stop();
+  }, 60_000);
+
+  it("advances the messages' id sequence that is behind the stored messages, and stores the next message", async () => {
+    const [session = 0] = await harness.createSessions(1);
+    const persistence = await harness.startPersistence();
+    const before = Array.from({ length: 30 }, (_, index) => `before-${index}`);
+    for (const id of before) await harness.publish(session, id);
+    await waitFor(
+      async () => (await harness.stored()).filter((row) => row.session_id === session).length === 30,
+      15_000,
+      'thirty messages',
+    );
+    // As after a cut-over by logical replication, which copies the rows but not the sequence.
+    // The next id is this session's first message's.
+    await query(
+      harness.database.url,
+      `select setval(pg_get_serial_sequence('messages', 'id'), (select min(id) from messages where session_id = ${session}), false)`,
+    );
+    await harness.publish(session, 'after');
+
+    // Before, retried with backoff, each try taking the next id: thirty tries, over a minute, for
+    // a sequence thirty behind, and for ever for one a cut-over left millions behind.
+    await waitFor(async () => (await harness.stored()).filter((row) => row.session_id === session).length === 31, 15_000, 'the next');
+    expect((await harness.stored()).filter((row) => row.session_id === session).map((row) => row.client_msg_id)).toEqual([
+      ...before,
+      'after',
+    ]);
+    expect(await harness.deadLetters()).toBe(0);
+    expect(await metric(persistence, 'switchboard_persistence_state_repairs_total', { constraint: 'messages_pkey' })).toBe(1);
     await persistence.stop();
   }, 60_000);
 

@@ -14,6 +14,7 @@ import { settlesWithin, untilAborted } from '@switchboard/runtime';
 import type { Kysely } from 'kysely';
 import type { FaultInjection } from '../config.js';
 import type { PersistenceDatabase } from '../db/schema.js';
+import { advanceLastSeqs, advanceMessageIds } from '../db/state-repair.js';
 import type { PersistenceMetrics } from '../metrics.js';
 import { type StoreOutcome, storeBatch } from './store-batch.js';
 
@@ -26,9 +27,13 @@ const COPY_CONSTRAINT = 'messages_session_client_msg_id_key';
  * Unique constraints of `messages` that no message can violate, only the database's state: the
  * identity behind its table (a cut-over by logical replication, which copies no sequences), a
  * session's `last_seq` behind its stored seqs (a partial restore). Taken for a copy, their
- * violations set every message they met aside.
+ * violations set every message they met aside. Both counters are derived from the rows, and are
+ * advanced to them (db/state-repair.ts); a violation the repair cannot clear is retried, as a
+ * refusal of the database's own is.
  */
 const DATABASE_STATE_CONSTRAINTS: ReadonlySet<string> = new Set(['messages_pkey', 'messages_session_seq_key']);
+/** Repairs one batch may make before its violations are only retried: each repair moves a counter forward, so a few always suffice. */
+const MAX_STATE_REPAIRS = 3;
 
 const violatedConstraint = (error: unknown) => (error as { constraint?: unknown }).constraint;
 
@@ -285,6 +290,39 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
     log.error({ streamSeq: msg.seq, sessionId: input?.session_id, reason }, 'inbound message dead-lettered');
   };
 
+  /**
+   * Advances the counter a violation of DATABASE_STATE_CONSTRAINTS names, for the batch's
+   * sessions: true if it was behind and is no longer, so that the batch can be tried again at
+   * once. Logged as an error: the database was restored or cut over without its counters, which
+   * an operator should know of. Before, storage stopped on every replica that took one of that
+   * session's messages, until an operator repaired it.
+   */
+  const repairDatabaseState = async (error: unknown, sessionIds: number[]): Promise<boolean> => {
+    const constraint = violatedConstraint(error) === 'messages_pkey' ? 'messages_pkey' : 'messages_session_seq_key';
+    try {
+      if (constraint === 'messages_pkey') {
+        const advancedTo = await advanceMessageIds(db);
+        if (advancedTo === undefined) return false;
+        log.error(
+          { constraint, advancedTo },
+          "the messages' id sequence was behind the stored messages (a cut-over?); advanced it to them",
+        );
+      } else {
+        const sessions = await advanceLastSeqs(db, sessionIds);
+        if (sessions.length === 0) return false;
+        log.error(
+          { constraint, sessions },
+          "sessions' last_seq was behind their stored messages (a partial restore?); advanced it to them",
+        );
+      }
+    } catch (repairError) {
+      log.warn({ err: repairError, constraint }, 'repairing the database state failed; retrying the batch');
+      return false;
+    }
+    metrics.stateRepairs.inc({ constraint });
+    return true;
+  };
+
   /** Stores a batch's messages, then sets aside those that do not decode: they must not hold the others up. */
   const processBatch = async (batch: Decoded[]): Promise<void> => {
     const valid = batch.filter((item): item is Decoded & { input: InboundMessage } => item.input !== undefined);
@@ -302,6 +340,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
   const storeValid = async (valid: (Decoded & { input: InboundMessage })[]): Promise<void> => {
     let outcomes: StoreOutcome[] | undefined;
     let uniqueViolations = 0;
+    let repairs = 0;
     for (let attempt = 0; outcomes === undefined; attempt++) {
       const started = performance.now();
       try {
@@ -319,6 +358,14 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
           process.kill(process.pid, 'SIGKILL');
         }
       } catch (error) {
+        if (
+          isDatabaseStateViolation(error) &&
+          repairs++ < MAX_STATE_REPAIRS &&
+          (await repairDatabaseState(error, [...new Set(valid.map((item) => item.input.session_id))]))
+        ) {
+          metrics.storeRetries.inc();
+          continue;
+        }
         const tooLarge = valid.length > 1 && mayBeTooLarge(error);
         if (
           !tooLarge &&
