@@ -177,8 +177,10 @@ export async function startPersistenceService({
         // Side by side: each may wait out its bound (the batch in hand 10 s, the requests being
         // answered 2 + 10 s) when PostgreSQL and NATS hang, and one after the other, with the
         // bus's and the database's closes after them, they took the stop past its 30 s.
-        await Promise.all([consumer.stop(), service.stop().catch(() => undefined)]);
+        // Both awaited whatever either does; the service's failure was ignored before too.
+        const [consumerStopped] = await Promise.allSettled([consumer.stop(), service.stop()]);
         await ops.close();
+        if (consumerStopped.status === 'rejected') throw consumerStopped.reason;
       },
     };
   });

@@ -59,7 +59,7 @@ describe.each([
 
   it('is stored in halves, in order, with nothing set aside; a single message meeting the error is retried', async () => {
     // Started once for its migrations and stream, then stopped: the backlog waits in the stream
-    // and the next replica takes it as one batch.
+    // and the next replica takes it in few batches: the first message alone, the rest together.
     await (await harness.startPersistence()).stop();
     const url = harness.database.url;
     const batches = await logBatches(url);
@@ -90,7 +90,8 @@ describe.each([
     await expectStoredInOrder(harness, expected);
     const committed = await batches();
     expect(Math.max(...committed.map((batch) => batch.length))).toBeLessThanOrEqual(3);
-    // Halves of halves: 14 → 7 → 4 → 2, not 14 single messages.
+    // Halves of halves (the replica takes the first message alone, then the other 13: 13 → 7 → 4 →
+    // 2), each retried whole once before it is split, not 14 single messages.
     expect(committed.length).toBeLessThan(14);
     const splits = await metric(persistence, 'switchboard_persistence_batch_splits_total', { reason: 'size' });
     expect(splits).toBeGreaterThan(0);
@@ -162,4 +163,65 @@ describe('a batch with a message that cannot be stored', () => {
     expect(await metric(persistence, 'switchboard_persistence_redeliveries_total')).toBe(0);
     await persistence.stop();
   }, 60_000);
+});
+
+describe('a stop while a half of a split batch is retried', () => {
+  let harness: Harness;
+
+  beforeAll(async () => {
+    harness = await startHarness('persistence_split_stop');
+  });
+
+  afterAll(async () => {
+    await harness?.close();
+  });
+
+  it('hands back that half and the ones after it, at once and in order, to the next replica', async () => {
+    // An ack wait far longer than the wait below: a message handed back to no one would wait it out.
+    const env = { INBOUND_ACK_WAIT: '20s' };
+    await (await harness.startPersistence(env)).stop();
+    const url = harness.database.url;
+    // A batch of several messages is refused (split, for a message's fault); `m1` alone is
+    // refused as a serialization failure (retried) while `hold_m1` holds a row.
+    await query(url, 'create table hold_m1 (held boolean)');
+    await query(url, 'insert into hold_m1 values (true)');
+    await query(
+      url,
+      `create function refuse_batches() returns trigger language plpgsql as $$
+        begin
+          if (select count(*) from added) > 1 then raise exception 'batches refused by a test trigger'; end if;
+          if exists (select 1 from hold_m1) and exists (select 1 from added where client_msg_id = 'm1') then
+            raise exception 'm1 held by a test trigger' using errcode = '40001';
+          end if;
+          return null;
+        end $$`,
+    );
+    await query(
+      url,
+      'create trigger refuse_batches after insert on messages referencing new table as added for each statement execute function refuse_batches()',
+    );
+    const [other = 0, session = 0] = await harness.createSessions(2);
+    // The replica takes the first message to arrive alone, and the two behind it as one batch.
+    await harness.publish(other, 'first');
+    await harness.publish(session, 'm1');
+    await harness.publish(session, 'm2');
+    const persistence = await harness.startPersistence(env);
+    await waitFor(async () => (await metric(persistence, 'switchboard_persistence_store_retries_total')) >= 2, 15_000, 'm1 to be retried');
+
+    expect(await persistence.stop(45_000)).toBe(0);
+    // Before, m2 was stored while m1 was handed back.
+    expect((await harness.stored()).filter((row) => row.session_id === session)).toEqual([]);
+
+    await query(url, 'delete from hold_m1');
+    const next = await harness.startPersistence(env);
+    // Before, NATS redelivered the first message handed back to the pull the stop had closed,
+    // and it came back only after the ack wait: m2 was stored first (twice delivered), m1 after.
+    await waitFor(async () => (await harness.stored()).filter((row) => row.session_id === session).length === 2, 5_000, 'both');
+    expect((await harness.stored()).filter((row) => row.session_id === session)).toEqual([
+      { session_id: session, seq: 1, client_msg_id: 'm1' },
+      { session_id: session, seq: 2, client_msg_id: 'm2' },
+    ]);
+    expect(await harness.deadLetters()).toBe(0);
+    await next.stop();
+  }, 90_000);
 });

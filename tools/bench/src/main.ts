@@ -112,7 +112,8 @@ for (const [key, flag] of [
   const value = number(values[flag], flag);
   if (value !== undefined) overrides[key] = value;
 }
-setContentSize(number(values['content-chars'], 'content-chars') ?? 100);
+const contentChars = number(values['content-chars'], 'content-chars') ?? 100;
+setContentSize(contentChars);
 
 let scenarios: Scenario[];
 if (values.full) scenarios = [...SCENARIOS];
@@ -224,7 +225,11 @@ const s = results.scenarios;
 for (const comparison of [s.quick, s.steady, s.fanout, s.target]) if (comparison) phases.push(...comparison.runs);
 for (const step of s['scale-out']?.steps ?? []) phases.push(step.result);
 const unclean = phases.filter((phase) => !isClean(phase));
-const targets = targetsOf(results);
+const targets = targetsOf(results, {
+  targetGateways: target?.wsUrls.length,
+  contentChars,
+  profiled: profileDir !== undefined,
+});
 const output = {
   version: 1,
   startedAt: startedAt.toISOString(),

@@ -392,9 +392,29 @@ export function durableCommits(durability: Record<string, string>): boolean {
 }
 
 /** The issue's targets, measured value against each. */
-export function targetsOf(results: BenchResults): TargetRow[] {
+/** How a run was made, beyond each scenario's load: what decides whether its figures may judge a target. */
+export interface RunConditions {
+  /** How many gateways of a deployment were driven with `--target`; undefined when the bench started the system. */
+  targetGateways?: number;
+  /** Each message's content, in characters (`--content-chars`; the issue's runs: 100). */
+  contentChars: number;
+  /** The services ran under a CPU or heap profiler (`--profile`, `--heap-profile`), which slows them. */
+  profiled: boolean;
+}
+
+export const ISSUE_CONDITIONS: RunConditions = { contentChars: 100, profiled: false };
+
+export function targetsOf(results: BenchResults, conditions: RunConditions = ISSUE_CONDITIONS): TargetRow[] {
   const s = results.scenarios;
   const rows: TargetRow[] = [];
+  // Messages of another size, or services under a profiler, are not the issue's run: every figure
+  // is reported, and none judged.
+  const asIssue = conditions.contentChars === ISSUE_CONDITIONS.contentChars && !conditions.profiled;
+  const runNote = asIssue
+    ? ''
+    : `(${conditions.profiled ? 'services profiled' : `content of ${conditions.contentChars} characters`}, not judged) `;
+  /** Against a deployment, the baselines and the memory readings are not of the system the bench ran beside them. */
+  const remote = conditions.targetGateways !== undefined;
   const target = s.target?.runs.find((run) => run.system === 'switchboard');
   const targetParams = s.target?.params;
   // Only the issue's load, measured as long and on as many gateways as the scenario's defaults,
@@ -405,20 +425,25 @@ export function targetsOf(results: BenchResults): TargetRow[] {
     targetParams.sessions >= TARGET.sessions &&
     targetParams.durationS >= TARGET.durationS &&
     targetParams.warmupS >= TARGET.warmupS &&
-    targetParams.gateways === TARGET.gateways;
+    (conditions.targetGateways ?? targetParams.gateways) === TARGET.gateways;
   rows.push({
     target: '1,000 msg/s into 2,000 sessions of 2–10 members: delivery p50 ≤ 3 ms, p99 ≤ 25 ms, nothing lost',
     measured: target
-      ? `${issueLoad ? '' : `(at ${targetParams?.rate} msg/s into ${targetParams?.sessions} sessions on ${targetParams?.gateways} gateways for ${targetParams?.durationS} s after ${targetParams?.warmupS} s, not the issue's run) `}p50 ${fmt(target.latency.delivery.p50, 2)} ms, p99 ${fmt(target.latency.delivery.p99, 2)} ms over ${int(target.latency.delivery.count)} deliveries, lost ${target.lost.acks + target.lost.deliveries}, dup ${target.duplicates}, out-of-order ${target.outOfOrder}, seq gaps ${target.seqGaps}, seq regressions ${target.seqRegressions}, errors ${target.errors}`
+      ? `${runNote}${issueLoad ? '' : `(at ${targetParams?.rate} msg/s into ${targetParams?.sessions} sessions on ${conditions.targetGateways ?? targetParams?.gateways} gateways for ${targetParams?.durationS} s after ${targetParams?.warmupS} s, not the issue's run) `}p50 ${fmt(target.latency.delivery.p50, 2)} ms, p99 ${fmt(target.latency.delivery.p99, 2)} ms over ${int(target.latency.delivery.count)} deliveries, lost ${target.lost.acks + target.lost.deliveries}, dup ${target.duplicates}, out-of-order ${target.outOfOrder}, seq gaps ${target.seqGaps}, seq regressions ${target.seqRegressions}, errors ${target.errors}`
       : '–',
     met:
-      !target || !issueLoad
+      !target || !issueLoad || !asIssue
         ? null
         : latencyRecorded(target) && target.latency.delivery.p50 <= 3 && target.latency.delivery.p99 <= 25 && isClean(target),
   });
   const p = s.persistence;
   // A smaller backlog or a shorter run measures a burst, not a sustained rate: reported, not judged.
-  const sustained = p !== undefined && p.params.backlog >= PERSISTENCE.backlog && p.params.durationS >= PERSISTENCE.durationS;
+  const sustained =
+    p !== undefined &&
+    p.params.backlog >= PERSISTENCE.backlog &&
+    p.params.durationS >= PERSISTENCE.durationS &&
+    p.params.sessions === PERSISTENCE.sessions &&
+    p.params.contentChars === PERSISTENCE.contentChars;
   const capacity = p && sustained ? Math.max(p.backlog.storedPerSec, p.live.sustainedStoredPerSec) : undefined;
   // A rate counts only if everything published was stored: live, by the end of the drain; the
   // backlog, before the drain's time ran out.
@@ -426,9 +451,9 @@ export function targetsOf(results: BenchResults): TargetRow[] {
   rows.push({
     target: 'Persistence ≥ 10,000 stored messages/s sustained with durable commits',
     measured: p
-      ? `${sustained ? '' : `(a backlog of ${int(p.params.backlog)} and ${p.params.durationS} s live, not judged) `}${int(p.backlog.storedPerSec)}/s draining a backlog; ${int(p.live.sustainedStoredPerSec)}/s while publishing at ${int(p.live.publishPerSec)}/s (synchronous_commit=${p.durability.synchronous_commit}, fsync=${p.durability.fsync}); stored ${int(p.live.stored)} of ${int(p.live.published)} published live, ${int(p.backlog.stored)} of the backlog's ${int(p.backlog.messages)}`
+      ? `${runNote}${sustained ? '' : `(a backlog of ${int(p.params.backlog)} into ${int(p.params.sessions)} sessions and ${p.params.durationS} s live, content of ${p.params.contentChars} characters, not judged) `}${int(p.backlog.storedPerSec)}/s draining a backlog; ${int(p.live.sustainedStoredPerSec)}/s while publishing at ${int(p.live.publishPerSec)}/s (synchronous_commit=${p.durability.synchronous_commit}, fsync=${p.durability.fsync}); stored ${int(p.live.stored)} of ${int(p.live.published)} published live, ${int(p.backlog.stored)} of the backlog's ${int(p.backlog.messages)}`
       : '–',
-    met: capacity === undefined || !p ? null : capacity >= 10_000 && allStored && durableCommits(p.durability),
+    met: capacity === undefined || !p || !asIssue ? null : capacity >= 10_000 && allStored && durableCommits(p.durability),
   });
   const ramp = s.ramp?.systems;
   // Socket.IO runs on two processes: Switchboard's ramp is judged against it on two gateways only.
@@ -440,18 +465,22 @@ export function targetsOf(results: BenchResults): TargetRow[] {
     target: 'Saturated deliveries/s ≥ 50% of the plain-ws baseline and ≥ 100% of Socket.IO + Redis',
     measured:
       ours && ws && sio
-        ? `${rampGateways === RAMP.gateways ? '' : `(Switchboard on ${rampGateways} gateways, not judged) `}${ours.lowerBound ? '≥ ' : ''}${int(ours.saturatedDeliveriesPerSec)}/s = ${share(ours, ws)} of plain ws (${ws.lowerBound ? '≥ ' : ''}${int(ws.saturatedDeliveriesPerSec)}/s), ${share(ours, sio)} of Socket.IO + Redis (${sio.lowerBound ? '≥ ' : ''}${int(sio.saturatedDeliveriesPerSec)}/s)`
+        ? `${runNote}${remote ? '(Switchboard a deployment, the baselines on this machine: not judged) ' : ''}${rampGateways === RAMP.gateways ? '' : `(Switchboard on ${rampGateways} gateways, not judged) `}${ours.lowerBound ? '≥ ' : ''}${int(ours.saturatedDeliveriesPerSec)}/s = ${share(ours, ws)} of plain ws (${ws.lowerBound ? '≥ ' : ''}${int(ws.saturatedDeliveriesPerSec)}/s), ${share(ours, sio)} of Socket.IO + Redis (${sio.lowerBound ? '≥ ' : ''}${int(sio.saturatedDeliveriesPerSec)}/s)`
         : '–',
-    met: ours && ws && sio && rampGateways === RAMP.gateways ? both(reachesShare(ours, ws, 0.5), reachesShare(ours, sio, 1)) : null,
+    met:
+      ours && ws && sio && rampGateways === RAMP.gateways && asIssue && !remote
+        ? both(reachesShare(ours, ws, 0.5), reachesShare(ours, sio, 1))
+        : null,
   });
   const idle = s['idle-memory']?.systems.find((system) => system.system === 'switchboard');
   rows.push({
     target: '≤ 12 KB of gateway memory per idle authenticated joined connection at 10,000 connections',
     measured: idle
-      ? `${idle.connections >= 10_000 ? '' : `(${int(idle.connections)} connections, not judged) `}${kib(idle.bytesPerConnection)} KiB RSS (${kib(idle.heapBytesPerConnection)} KiB heap) per connection at ${int(idle.connections)}, after ${IDLE_SETTLE_MS / 1000} s idle; ${kib(idle.bytesPerConnectionAt5s)} KiB RSS 5 s after connecting`
+      ? `${runNote}${remote ? '(a deployment: the memory read is of the processes --metrics names, not judged) ' : ''}${idle.connections >= 10_000 ? '' : `(${int(idle.connections)} connections, not judged) `}${kib(idle.bytesPerConnection)} KiB RSS (${kib(idle.heapBytesPerConnection)} KiB heap) per connection at ${int(idle.connections)}, after ${IDLE_SETTLE_MS / 1000} s idle; ${kib(idle.bytesPerConnectionAt5s)} KiB RSS 5 s after connecting`
       : '–',
     // Fewer connections (ulimit -n, --idle-connections) are not the issue's load: reported, not judged.
-    met: idle && idle.connections >= 10_000 ? idle.bytesPerConnection <= 12_000 : null,
+    // Against a deployment, the memory is that of whatever processes --metrics names (none: 0 bytes).
+    met: idle && idle.connections >= 10_000 && asIssue && !remote ? idle.bytesPerConnection <= 12_000 : null,
   });
   const so = s['scale-out'];
   const matches = so?.steps.every(
@@ -472,9 +501,12 @@ export function targetsOf(results: BenchResults): TargetRow[] {
     target:
       'From 1 to 4 gateways at fixed load, CPU per delivered message grows ≤ 1.3×, and each gateway receives only the confirmed events of sessions it hosts',
     measured: so
-      ? `${scaleOutLoad ? '' : `(${soParams?.connections} connections, ${soParams?.sessions} sessions, ${soParams?.rate} msg/s for ${soParams?.durationS} s after ${soParams?.warmupS} s, not judged) `}CPU per delivery ${fmt(so.cpuGrowth, 2)}× (Node services), ${fmt(so.cpuGrowthAll, 2)}× with NATS and PG; subscriptions = hosted sessions and no other events: ${matches ? 'yes' : so.privateNats ? 'no' : 'not measured'}; nothing lost, duplicated, out of order or refused at every step: ${allClean ? 'yes' : 'no'}`
+      ? `${runNote}${so.privateNats ? '' : "(no NATS of the bench's own, so what each gateway received was not measured: not judged) "}${scaleOutLoad ? '' : `(${soParams?.connections} connections, ${soParams?.sessions} sessions, ${soParams?.rate} msg/s for ${soParams?.durationS} s after ${soParams?.warmupS} s, not judged) `}CPU per delivery ${fmt(so.cpuGrowth, 2)}× (Node services), ${fmt(so.cpuGrowthAll, 2)}× with NATS and PG; subscriptions = hosted sessions and no other events: ${matches ? 'yes' : so.privateNats ? 'no' : 'not measured'}; nothing lost, duplicated, out of order or refused at every step: ${allClean ? 'yes' : 'no'}`
       : '–',
-    met: so && so.cpuGrowth !== null && scaleOutLoad ? so.cpuGrowth <= 1.3 && (matches ?? false) && allClean : null,
+    met:
+      so && so.cpuGrowth !== null && scaleOutLoad && so.privateNats && asIssue
+        ? so.cpuGrowth <= 1.3 && (matches ?? false) && allClean
+        : null,
   });
   return rows;
 }

@@ -80,6 +80,24 @@ describe('reachesShare', () => {
   });
 });
 
+/** Switchboard's idle-memory figures at `connections`, with `bytesPerConnection` of RSS each. */
+const idle = (connections: number, bytesPerConnection: number): IdleMemoryResult => ({
+  system: 'switchboard',
+  label: 'Switchboard',
+  connections,
+  sessions: connections / 2,
+  rssBeforeBytes: 70e6,
+  rssAfterBytes: 70e6 + connections * bytesPerConnection,
+  bytesPerConnection,
+  bytesPerConnectionAt5s: bytesPerConnection,
+  heapBeforeBytes: 0,
+  heapAfterBytes: 0,
+  heapBytesPerConnection: 0,
+  heapBytesPerConnectionAt5s: 0,
+  externalBytesPerConnection: 0,
+  setupSeconds: 1,
+});
+
 describe('targetsOf', () => {
   const targetLoad = (run = phaseResult(), params: Partial<typeof TARGET> = {}): Comparison => ({
     params: { ...TARGET, ...params, connectionsPlanned: 11_872 },
@@ -165,22 +183,6 @@ describe('targetsOf, on what a verdict needs', () => {
   });
 
   it('judges no idle-memory target below 10,000 connections', () => {
-    const idle = (connections: number, bytesPerConnection: number): IdleMemoryResult => ({
-      system: 'switchboard',
-      label: 'Switchboard',
-      connections,
-      sessions: connections / 2,
-      rssBeforeBytes: 70e6,
-      rssAfterBytes: 70e6 + connections * bytesPerConnection,
-      bytesPerConnection,
-      bytesPerConnectionAt5s: bytesPerConnection,
-      heapBeforeBytes: 0,
-      heapAfterBytes: 0,
-      heapBytesPerConnection: 0,
-      heapBytesPerConnectionAt5s: 0,
-      externalBytesPerConnection: 0,
-      setupSeconds: 1,
-    });
     const row = (result: IdleMemoryResult) =>
       targetsOf({ scenarios: { 'idle-memory': { connections: result.connections, ulimit: 20_000, systems: [result] } } })[3];
 
@@ -233,5 +235,57 @@ describe('targetsOf, on what a verdict needs', () => {
         expect(row(steps, params)?.measured).toContain('not judged');
       }
     });
+
+    it('judges no target without a NATS of its own, which alone tells what each gateway received', () => {
+      const [, , , , unmeasured] = targetsOf({
+        scenarios: {
+          'scale-out': {
+            params: SCALE_OUT,
+            steps: [step(1, 100), step(2, 110), step(4, 120)].map((each) => ({ ...each, nats: undefined })),
+            cpuGrowth: 1.2,
+            cpuGrowthAll: 1.1,
+            privateNats: false,
+          },
+        },
+      });
+      expect(unmeasured?.met).toBeNull();
+      expect(unmeasured?.measured).toContain('not judged');
+    });
+  });
+});
+
+describe('targetsOf, on how the run was made', () => {
+  const results = {
+    scenarios: {
+      target: { params: { ...TARGET, connectionsPlanned: 11_872 }, runs: [phaseResult()], ratios: {} },
+      persistence: persistenceResult(),
+      ramp: {
+        params: RAMP,
+        systems: [ramp('switchboard', 30_000, false), ramp('ws', 40_000, false), ramp('socketio', 25_000, false)],
+      },
+      'idle-memory': { connections: 10_000, ulimit: 20_000, systems: [idle(10_000, 9_000)] },
+    },
+  };
+  const verdicts = (conditions?: Parameters<typeof targetsOf>[1]) => targetsOf(results, conditions).map((row) => row.met);
+
+  it("judges each target on the issue's run", () => {
+    expect(verdicts()).toEqual([true, true, true, true, null]);
+  });
+
+  it('judges none on messages of another size, or on services under a profiler', () => {
+    for (const conditions of [
+      { contentChars: 1_000, profiled: false },
+      { contentChars: 100, profiled: true },
+    ]) {
+      expect(verdicts(conditions)).toEqual([null, null, null, null, null]);
+      for (const row of targetsOf(results, conditions).slice(0, 4)) expect(row.measured).toContain('not judged');
+    }
+  });
+
+  it('judges the load against a deployment on the gateways it was given, and neither saturation nor idle memory', () => {
+    // Before, a deployment of one gateway was judged as two, and an idle memory read from no
+    // process (no --metrics) as 0 KiB a connection: met.
+    expect(verdicts({ contentChars: 100, profiled: false, targetGateways: 2 })).toEqual([true, true, null, null, null]);
+    expect(verdicts({ contentChars: 100, profiled: false, targetGateways: 1 })).toEqual([null, true, null, null, null]);
   });
 });

@@ -42,7 +42,7 @@ export const MAX_EARLY_EVENTS = 1_000;
  */
 export const MAX_QUEUED_EVENTS = 1_000;
 export const PUBLISH_TIMEOUT_MS = 5_000;
-/** The longest a session's fill that keeps failing waits before it is tried again (from the retry delay, doubling). */
+/** The longest a session's fill that keeps failing waits before it is tried again (from the retry delay, doubling), unless that delay is longer. */
 export const MAX_FILL_RETRY_MS = 5_000;
 
 interface MemberState {
@@ -133,9 +133,10 @@ export function createSessionHub(options: SessionHubOptions) {
   /** How soon a failed fill (the first of a session's in a row), or a failed resync, is tried again. */
   const retryMs = Math.max(gapWaitMs, 500);
   /**
-   * Fills failed since one last succeeded, in any session: the first is a warning, the rest debug
-   * lines. With persistence down, each session with a gap failed every `retryMs`, and each
-   * failure was a warning: thousands a second on a gateway with thousands of such sessions.
+   * Fills failed since persistence last answered (a fill, or a check of the heads), in any
+   * session: the first is a warning, the rest debug lines. With persistence down, each session
+   * with a gap failed every `retryMs`, and each failure was a warning: thousands a second on a
+   * gateway with thousands of such sessions.
    */
   let fillsFailed = 0;
   const log = options.logger.child({ module: 'hub' });
@@ -243,7 +244,10 @@ export function createSessionHub(options: SessionHubOptions) {
     } catch (error) {
       const level = fillsFailed++ === 0 ? 'warn' : 'debug';
       log[level]({ err: error, sessionId: channel.sessionId, failedInARow: fillsFailed }, 'filling a gap failed; will retry');
-      scheduleGapFill(channel, Math.min(MAX_FILL_RETRY_MS, retryMs * 2 ** channel.fillFailures++));
+      // The backoff replaces a fill an event scheduled meanwhile, which would only fail again sooner.
+      clearTimeout(channel.gapTimer);
+      channel.gapTimer = undefined;
+      scheduleGapFill(channel, Math.min(Math.max(retryMs, MAX_FILL_RETRY_MS), retryMs * 2 ** channel.fillFailures++));
     } finally {
       channel.filling = false;
     }
@@ -321,6 +325,7 @@ export function createSessionHub(options: SessionHubOptions) {
         }
       }
       headChecksFailed = 0;
+      fillsFailed = 0;
     } catch (error) {
       failed = true;
       if (resyncing) resyncWanted = true;

@@ -74,10 +74,11 @@ const SIZE_SQLSTATES = new Set(['53200', '57014']);
 const QUERY_READ_TIMEOUT = 'Query read timeout';
 /**
  * An error a batch may meet for its size rather than for any one message: out of memory, or a
- * statement cancelled or unanswered at a timeout. Each is also what a server short of memory
- * or a stalled connection gives any statement, so a single message meeting one is retried. A
- * larger batch is split in halves instead: retried whole, a batch too large for the server met
- * the same error at every try and held up every message behind it.
+ * statement cancelled or unanswered at a timeout. Each is also what a server short of memory, a
+ * row lock held elsewhere or a stalled connection gives any statement, so a single message
+ * meeting one is retried, and a larger batch is retried whole once. Meeting one again, it is
+ * split in halves: retried whole for ever, a batch too large for the server met the same error
+ * at every try and held up every message behind it.
  */
 function mayBeTooLarge(error: unknown): boolean {
   const code = errorCode(error);
@@ -90,6 +91,8 @@ const MAX_RETRY_DELAY_MS = 2_000;
  * SIGTERM; past this the batch is handed back (nak), ahead of the messages behind it.
  */
 const STOP_WAIT_MS = 10_000;
+/** How long a stop waits for NATS to answer the question that drops its closed pull (see `naksHeld`). */
+const PULL_DROP_WAIT_MS = 2_000;
 const PULL_EXPIRES_MS = 30_000;
 /** How long a replica that lost its consumer waits before it makes the stream and consumer again. */
 const RECREATE_PAUSE_MS = 1_000;
@@ -222,8 +225,20 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
     settled.add(msg);
     how(msg);
   };
+  /**
+   * From a stop's start until the server has dropped the pull the stop closed, naks wait here, in
+   * order. NATS (2.9) keeps a closed pull's request until something asks about the consumer, and
+   * redelivered the first message handed back to it, to no one: that message waited the ack wait
+   * (10 s) while another replica stored the ones handed back after it, and one of them twice.
+   */
+  let naksHeld: DurableMessage[] | undefined;
   const ack = (msg: DurableMessage) => settle(msg, (m) => m.ack());
-  const nak = (msg: DurableMessage) => settle(msg, (m) => m.nak());
+  const nak = (msg: DurableMessage) => settle(msg, (m) => (naksHeld ? naksHeld.push(m) : m.nak()));
+  const releaseNaks = () => {
+    const held = naksHeld ?? [];
+    naksHeld = undefined;
+    for (const msg of held) msg.nak();
+  };
 
   /**
    * Publishes an event about messages already committed (or dead-lettered). NATS may refuse it
@@ -256,7 +271,8 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
    * message meanwhile), so a payload that does not decode is not dropped and redelivered until
    * its delivery limit.
    */
-  const deadLetter = async (msg: DurableMessage, input: InboundMessage | undefined, reason: string) => {
+  /** Returns true if it handed the message back instead (a stop while the database could not take the write). */
+  const deadLetter = async (msg: DurableMessage, input: InboundMessage | undefined, reason: string): Promise<boolean> => {
     const row = {
       session_id: input?.session_id ?? null,
       client_msg_id: input ? storable(input.client_msg_id) : null,
@@ -272,12 +288,12 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
         if (!isTransient(error)) throw error;
         if (stopping) {
           nak(msg);
-          return;
+          return true;
         }
         await retryPause(attempt);
       }
     }
-    if (stopped) return;
+    if (stopped) return false;
     if (input)
       publishEvent(
         'dead_letter',
@@ -288,6 +304,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
     settle(msg, (m) => m.term());
     metrics.messages.inc({ outcome: 'dead_lettered' });
     log.error({ streamSeq: msg.seq, sessionId: input?.session_id, reason }, 'inbound message dead-lettered');
+    return false;
   };
 
   /**
@@ -333,14 +350,17 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
   /**
    * Stores decoded messages in one statement, retrying while PostgreSQL is unreachable or cannot
    * take writes (keeping the messages' ack deadlines alive, so they are neither redelivered nor
-   * overtaken by later ones). A batch that may have failed for its size, or for one of its
-   * messages, is split in halves, stored in order, down to the message that cannot be stored,
-   * which is set aside: a message among 500 costs about 20 statements, not 500.
+   * overtaken by later ones). A batch that failed for one of its messages, or twice in a row for
+   * what may be its size, is split in halves, stored in order, down to the message that cannot
+   * be stored, which is set aside: a message among 500 costs about 20 statements, not 500.
+   * Returns true if it handed messages back (a stop) rather than settle them all.
    */
-  const storeValid = async (valid: (Decoded & { input: InboundMessage })[]): Promise<void> => {
+  const storeValid = async (valid: (Decoded & { input: InboundMessage })[]): Promise<boolean> => {
     let outcomes: StoreOutcome[] | undefined;
     let uniqueViolations = 0;
     let repairs = 0;
+    /** Errors of `mayBeTooLarge` met: the first is retried whole, as a lock wait or a lost connection may be all it was. */
+    let sizeFailures = 0;
     for (let attempt = 0; outcomes === undefined; attempt++) {
       const started = performance.now();
       try {
@@ -366,7 +386,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
           metrics.storeRetries.inc();
           continue;
         }
-        const tooLarge = valid.length > 1 && mayBeTooLarge(error);
+        const tooLarge = valid.length > 1 && mayBeTooLarge(error) && ++sizeFailures > 1;
         if (
           !tooLarge &&
           (isTransient(error) || isDatabaseStateViolation(error) || (isCopyStored(error) && ++uniqueViolations <= MAX_UNIQUE_RETRIES))
@@ -377,7 +397,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
           if (stopping) {
             // Hand the batch back rather than hold up the shutdown.
             for (const item of valid) nak(item.msg);
-            return;
+            return true;
           }
           // Meanwhile the keep-alive above holds the messages' ack deadlines.
           await retryPause(attempt);
@@ -388,13 +408,19 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
           metrics.batchSplits.inc({ reason });
           log.warn({ err: error, batch: valid.length, reason }, 'a batch could not be stored; splitting it in halves');
           const middle = Math.ceil(valid.length / 2);
-          await storeValid(valid.slice(0, middle));
-          await storeValid(valid.slice(middle));
-          return;
+          // Once a half is handed back, or a stop has begun, the rest is handed back unbegun: stored
+          // after a message handed back, a later message of its session would take an earlier seq.
+          let handedBack = false;
+          for (const half of [valid.slice(0, middle), valid.slice(middle)]) {
+            if (handedBack || stopping) {
+              for (const item of half) nak(item.msg);
+              handedBack = true;
+            } else handedBack = await storeValid(half);
+          }
+          return handedBack;
         }
         const [only] = valid;
-        if (only) await deadLetter(only.msg, only.input, (error as Error).message ?? String(error));
-        return;
+        return only ? deadLetter(only.msg, only.input, (error as Error).message ?? String(error)) : false;
       }
     }
 
@@ -413,7 +439,9 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
       const msg = valid[index]?.msg;
       if (msg && outcome.kind !== 'rejected') ack(msg);
     }
-    for (const { item, reason } of rejected) await deadLetter(item.msg, item.input, reason);
+    let handedBack = false;
+    for (const { item, reason } of rejected) if (await deadLetter(item.msg, item.input, reason)) handedBack = true;
+    return handedBack;
   };
 
   const takeBatch = (): Decoded[] => {
@@ -578,10 +606,15 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
     isConsuming: () => consuming,
     async stop() {
       stopping = true;
+      naksHeld = [];
       stopController.abort();
       wakePump();
       await pulling?.close();
       await pump.catch((error: unknown) => log.warn({ err: error }, 'consumer ended with an error'));
+      // Asking about the consumer makes NATS drop the pull just closed (see `naksHeld`).
+      if (!(await settlesWithin(bus.inboundStats(), PULL_DROP_WAIT_MS)))
+        log.warn({ waitedMs: PULL_DROP_WAIT_MS }, 'NATS did not answer about the consumer; handing messages back all the same');
+      releaseNaks();
       if (worker && !(await settlesWithin(worker, STOP_WAIT_MS))) {
         log.warn(
           { batch: inHand.length, waitedMs: STOP_WAIT_MS },
