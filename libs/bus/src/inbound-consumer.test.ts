@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createLogger } from '@switchboard/logging';
 import { BusErrorCode, createSubjects } from '@switchboard/protocol';
-import { deleteInboundStream } from '@switchboard/testing';
+import { deleteInboundStream, TcpProxy, waitFor } from '@switchboard/testing';
 import { connect, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Bus, DurableConsumer, DurableMessage } from './bus.js';
@@ -88,6 +88,58 @@ describe('the inbound consumer over NATS', () => {
     expect(again.map((msg) => new TextDecoder().decode(msg.data))).toEqual(['again-0', 'again-1']);
     for (const msg of again) msg.ack();
   });
+});
+
+describe('a pull the reconnect ended, after the consumer was made again meanwhile', () => {
+  const prefix = `repull${randomUUID().replaceAll('-', '').slice(0, 12)}`;
+  const subjects = createSubjects(prefix);
+  const logger = createLogger({ name: 'test', level: 'silent' });
+
+  afterAll(async () => {
+    await deleteInboundStream(NATS_URL, prefix);
+  });
+
+  it('is not sent again to the new consumer: the pull ends, and the consumer is told gone', async () => {
+    const proxy = await TcpProxy.start({ host: '127.0.0.1', port: Number(new URL(NATS_URL).port || 4222) });
+    const cut = await connectNatsBus({ servers: [proxy.url(NATS_URL)], name: 'repull-cut', subjects, logger });
+    const other = await connectNatsBus({ servers: [NATS_URL], name: 'repull-other', subjects, logger });
+    try {
+      await cut.ensureInboundStream(INBOUND);
+      for (const id of ['before-0', 'before-1']) await other.publishDurable(subjects.inbound(1), new TextEncoder().encode(id), id, 5_000);
+      const consumer = await cut.inboundConsumer();
+      const taken: string[] = [];
+      let ended: unknown;
+      const pulling = (async () => {
+        for await (const msg of consumer.fetch({ maxMessages: 10, expiresMs: 20_000 })) taken.push(new TextDecoder().decode(msg.data));
+      })().then(
+        () => (ended = 'ended'),
+        (error: unknown) => (ended = error),
+      );
+      await waitFor(() => taken.length === 2, 5_000, 'the two messages');
+
+      // The connection goes away; meanwhile the consumer is deleted and made again, and a message arrives.
+      proxy.cut();
+      const admin = await connect({ servers: NATS_URL });
+      await (await admin.jetstreamManager()).consumers.delete(subjects.inboundStream, subjects.inboundConsumer);
+      await admin.close();
+      await other.ensureInboundStream(INBOUND);
+      await other.publishDurable(subjects.inbound(1), new TextEncoder().encode('after'), 'after', 5_000);
+      proxy.restore();
+
+      // Before, the pull was sent again at once, to the new consumer, which delivered everything
+      // again (the held messages' acks then settling its copies), and nothing said it was another.
+      await waitFor(() => ended !== undefined || taken.length > 2, 15_000, 'the pull to end or take more');
+      await pulling;
+      expect(taken).toEqual(['before-0', 'before-1']);
+      const error = await failureOf(pullAll(consumer, 10));
+      expect(error).toBeInstanceOf(BusError);
+      expect((error as BusError).code).toBe(BusErrorCode.Unavailable);
+    } finally {
+      await cut.close();
+      await other.close();
+      await proxy.close();
+    }
+  }, 30_000);
 });
 
 describe('the inbound consumer in memory', () => {

@@ -1,4 +1,4 @@
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '@switchboard/logging';
@@ -89,6 +89,41 @@ describe('the NATS bus when its connection is refused or closed', () => {
     await other.close();
     await sleep(200);
     expect(closes).toEqual(['no error']);
+  });
+});
+
+describe('a subscription the server refuses', () => {
+  it('calls onClosed, since nats.js closes it for good and never subscribes it again', async () => {
+    const directory = await mkdtemp(join(tmpdir(), 'nats-refused-'));
+    const conf = join(directory, 'nats.conf');
+    // A user who may subscribe to anything but forbidden.>, as a permissions file half rolled out.
+    await writeFile(
+      conf,
+      'authorization { users = [ { user: "switchboard", password: "secret", permissions: { publish: ">", subscribe: { allow: ">", deny: "forbidden.>" } } } ] }\n',
+    );
+    const server = await NatsServer.start(join(directory, 'store'), ['-c', conf]);
+    const closes: unknown[] = [];
+    const refused = await connectNatsBus({
+      servers: [`nats://switchboard:secret@127.0.0.1:${server.port}`],
+      name: 'refused-test',
+      subjects: createSubjects('refusedtest'),
+      logger,
+      onClosed: (error) => closes.push(error?.message),
+    });
+    try {
+      await refused.subscribe('allowed.x', () => undefined);
+      await sleep(200);
+      expect(closes).toEqual([]);
+
+      // Before, the subscribe succeeded (its flush came back after the refusal), and the
+      // subscription was gone for good with nobody told: readiness 200, nothing delivered.
+      await refused.subscribe('forbidden.x', () => undefined).catch(() => undefined);
+      await waitFor(() => closes.length > 0, 5_000, 'onClosed');
+      expect(closes).toEqual([expect.stringContaining('forbidden.x')]);
+    } finally {
+      await refused.close();
+      await server.remove();
+    }
   });
 });
 

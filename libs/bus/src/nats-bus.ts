@@ -29,9 +29,11 @@ export interface NatsBusOptions {
   inboxPrefix?: string;
   /**
    * Called once if the connection closes for good other than through the bus's `close()`, with
-   * the error it closed with, if any. A closed nats.js connection never reconnects: the process
-   * would live on with `/healthz` 200 and nothing working, so the services exit and let the
-   * orchestrator start them again. Unset, the close is only logged.
+   * the error it closed with, if any, or if the server refuses one of its subscriptions (a
+   * permission missing). A closed nats.js connection never reconnects, and a refused
+   * subscription is never made again: the process would live on with `/healthz` 200 and nothing
+   * (or half of it) working, so the services exit and let the orchestrator start them again.
+   * Unset, it is only logged.
    */
   onClosed?: (error: Error | undefined) => void;
 }
@@ -286,6 +288,8 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
   let connected = true;
   /** Set by close(): the connection's end is then expected, and nobody is told of it. */
   let closing = false;
+  /** Set once a subscription was refused, and `onClosed` told of it. */
+  let lostSubscription = false;
   const reconnectListeners = new Set<() => void>();
   /** The largest message the server takes, from its INFO: none known before the first. */
   let knownMaxPayload = nc.info?.max_payload ?? Number.POSITIVE_INFINITY;
@@ -303,9 +307,22 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
           log.info({ server: status.data }, 'reconnected to NATS');
           for (const listener of reconnectListeners) listener();
           break;
-        case 'error':
+        case 'error': {
           log.error({ err: status.data }, 'NATS error');
+          // nats.js closes a subscription the server refuses for good, and never subscribes it
+          // again, not after the permission comes back either: the server refuses the SUB it sends
+          // at every reconnect, and a permissions reload removes one in place. A refused PubAck
+          // inbox timed out every send (stored all the same), refused endpoints stopped the whole
+          // service, a refused session subject delivered nothing, with readiness 200 throughout.
+          const refused = (status as { permissionContext?: { operation?: string; subject?: string } }).permissionContext;
+          if (refused?.operation === 'subscription' && !closing && !lostSubscription) {
+            lostSubscription = true;
+            const error = new Error(`NATS refused the subscription to ${refused.subject}: its user lacks the permission`);
+            log.error({ err: error }, 'NATS refused a subscription, which is never made again');
+            onClosed?.(error);
+          }
           break;
+        }
         default:
           log.debug({ status: status.type, data: status.data }, 'NATS status');
       }
@@ -581,6 +598,11 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
                   }
                   lastTook = taken - before;
                   if (!lostPull || lastTook === 0) break;
+                  // Sent again at once, since it took messages; but the consumer may have been
+                  // deleted and made again while the connection was away (the 409 that says so
+                  // never arrived), and a pull sent to the new one settled the old one's messages
+                  // there: it must still be the consumer this pulls from (check throws if not).
+                  await check();
                 }
               } catch (error) {
                 // Deleted under a waiting pull (409). Not found when nats.js checked after missed

@@ -141,7 +141,7 @@ export function loadConfigOrExit<T>(service: string, load: () => T): T {
  */
 export function exitOnNatsClosed(logger: Logger): (error: Error | undefined) => void {
   return (error) => {
-    logger.fatal({ err: error }, 'the NATS connection closed for good; exiting to be restarted');
+    logger.fatal({ err: error }, 'the NATS connection closed for good, or lost a subscription for good; exiting to be restarted');
     exitFlushed(logger, 1);
   };
 }
