@@ -32,6 +32,8 @@ export interface JetStreamPublisher {
   pending(): number;
   /** Rejects every publish in flight and stops listening for PubAcks. */
   close(): void;
+  /** The subject its PubAcks arrive on (one subscription, under the connection's inbox prefix). */
+  readonly subject: string;
 }
 
 interface Waiting {
@@ -106,7 +108,8 @@ export function createJetStreamPublisher(nc: NatsConnection, inboxPrefix = '_INB
     entry.resolve({ stream: reply.stream, seq: reply.seq, duplicate: reply.duplicate === true });
   };
 
-  const subscription: Subscription = nc.subscribe(`${replyPrefix}*`, {
+  const subject = `${replyPrefix}*`;
+  const subscription: Subscription = nc.subscribe(subject, {
     callback: (error, msg) => {
       if (error) return; // the subscription is closing: close() rejects what is left
       settle(Number(msg.subject.slice(replyPrefix.length)), msg);
@@ -114,6 +117,7 @@ export function createJetStreamPublisher(nc: NatsConnection, inboxPrefix = '_INB
   });
 
   return {
+    subject,
     publish(subject, data, msgId, timeoutMs) {
       if (closed) return Promise.reject(new PublishError('closed', 'the publisher is closed'));
       const token = nextToken++;

@@ -99,7 +99,7 @@ describe('a subscription the server refuses', () => {
     // A user who may subscribe to anything but forbidden.>, as a permissions file half rolled out.
     await writeFile(
       conf,
-      'authorization { users = [ { user: "switchboard", password: "secret", permissions: { publish: ">", subscribe: { allow: ">", deny: "forbidden.>" } } } ] }\n',
+      'authorization { users = [ { user: "switchboard", password: "secret", permissions: { publish: ">", subscribe: { allow: ">", deny: ["forbidden.>", "_INBOX.denied.>"] } } } ] }\n',
     );
     const server = await NatsServer.start(join(directory, 'store'), ['-c', conf]);
     const closes: unknown[] = [];
@@ -120,6 +120,20 @@ describe('a subscription the server refuses', () => {
       await refused.subscribe('forbidden.x', () => undefined).catch(() => undefined);
       await waitFor(() => closes.length > 0, 5_000, 'onClosed');
       expect(closes).toEqual([expect.stringContaining('forbidden.x')]);
+
+      // Its PubAck inbox refused, a gateway would time out every send, each stored all the same.
+      const inboxRefused: unknown[] = [];
+      const publisher = await connectNatsBus({
+        servers: [`nats://switchboard:secret@127.0.0.1:${server.port}`],
+        name: 'refused-inbox-test',
+        subjects: createSubjects('refusedtest'),
+        logger,
+        inboxPrefix: '_INBOX.denied',
+        onClosed: (error) => inboxRefused.push(error?.message),
+      });
+      await waitFor(() => inboxRefused.length > 0, 5_000, 'onClosed for the PubAck inbox');
+      expect(inboxRefused).toEqual([expect.stringContaining('_INBOX.denied.')]);
+      await publisher.close();
     } finally {
       await refused.close();
       await server.remove();

@@ -170,6 +170,8 @@ function unavailable(what: string, error: unknown): BusError {
 
 /** How long one dial of a NATS server may take, its INFO and CONNECT included. */
 const DIAL_TIMEOUT_MS = 5_000;
+/** How long a pull a reconnect ended waits for the consumer's check before it is sent again. */
+const RECHECK_AFTER_RECONNECT_MS = 2_000;
 /** How long `close()` lets the connection drain before closing it. */
 const CLOSE_DRAIN_MS = 3_000;
 
@@ -314,8 +316,11 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
           // at every reconnect, and a permissions reload removes one in place. A refused PubAck
           // inbox timed out every send (stored all the same), refused endpoints stopped the whole
           // service, a refused session subject delivered nothing, with readiness 200 throughout.
+          // Not the other inboxes: nats.js makes its request inbox again at the next request, and
+          // a pull whose inbox is refused fails, and is pulled again (and logged).
           const refused = (status as { permissionContext?: { operation?: string; subject?: string } }).permissionContext;
-          if (refused?.operation === 'subscription' && !closing && !lostSubscription) {
+          const ownInbox = refused?.subject?.startsWith(`${inboxPrefix ?? '_INBOX'}.`) && refused.subject !== publisher.subject;
+          if (refused?.operation === 'subscription' && !ownInbox && !closing && !lostSubscription) {
             lostSubscription = true;
             const error = new Error(`NATS refused the subscription to ${refused.subject}: its user lacks the permission`);
             log.error({ err: error }, 'NATS refused a subscription, which is never made again');
@@ -567,16 +572,22 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
               // sends to a pull the reconnect ends, in the moment between nats.js subscribing its
               // inbox again and this unsubscribing it, waits for the ack wait.
               let lostPull = false;
+              /** The pull was ended by a reconnect: the consumer may have been made again meanwhile. */
+              let reconnected = false;
               const pullAgain = (which = pull) => {
                 // An old pull's late news ends that pull only, not the one sent since.
                 if (which === pull) lostPull = true;
                 void which?.close();
               };
-              const onReconnect = () => pullAgain();
+              const onReconnect = () => {
+                reconnected = true;
+                pullAgain();
+              };
               reconnectListeners.add(onReconnect);
               try {
                 while (!closed && taken < maxMessages) {
                   lostPull = false;
+                  reconnected = false;
                   const before = taken;
                   const current = await consumer.fetch({
                     max_messages: maxMessages - taken,
@@ -598,11 +609,15 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
                   }
                   lastTook = taken - before;
                   if (!lostPull || lastTook === 0) break;
-                  // Sent again at once, since it took messages; but the consumer may have been
-                  // deleted and made again while the connection was away (the 409 that says so
-                  // never arrived), and a pull sent to the new one settled the old one's messages
-                  // there: it must still be the consumer this pulls from (check throws if not).
-                  await check();
+                  // Sent again at once, since it took messages; but after a reconnect the consumer
+                  // may have been deleted and made again while the connection was away (the 409
+                  // that says so never arrived), and a pull sent to the new one took its messages
+                  // as the old one's: it must still be the consumer this pulls from. Asked for a
+                  // short while only (check throws if it is gone; no answer leaves it so).
+                  if (reconnected && !closed) {
+                    await settlesWithin(check(), RECHECK_AFTER_RECONNECT_MS);
+                    if (lost) throw lost;
+                  }
                 }
               } catch (error) {
                 // Deleted under a waiting pull (409). Not found when nats.js checked after missed

@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 export function createPersistenceMetrics(registry: Registry) {
-  return {
+  const metrics = {
     batchSize: new Histogram({
       name: 'switchboard_persistence_batch_size',
       help: 'Inbound messages stored per transaction.',
@@ -59,6 +59,13 @@ export function createPersistenceMetrics(registry: Registry) {
       registers: [registry],
     }),
   };
+  // Each labelled series from 0: one that appears already at 1 shows in neither `increase()` nor
+  // `rate()`, so a single dead letter or repair, the usual case, never fired its alert.
+  for (const outcome of ['stored', 'duplicate', 'dead_lettered']) metrics.messages.inc({ outcome }, 0);
+  for (const reason of ['size', 'message']) metrics.batchSplits.inc({ reason }, 0);
+  for (const constraint of ['messages_session_seq_key', 'messages_pkey']) metrics.stateRepairs.inc({ constraint }, 0);
+  for (const event of ['confirmed', 'dead_letter']) metrics.publishFailures.inc({ event }, 0);
+  return metrics;
 }
 
 export type PersistenceMetrics = ReturnType<typeof createPersistenceMetrics>;

@@ -272,14 +272,14 @@ describe('targetsOf, on how the run was made', () => {
     expect(verdicts()).toEqual([true, true, true, true, null]);
   });
 
-  it('judges none on messages of another size, or on services under a profiler', () => {
-    for (const conditions of [
-      { contentChars: 1_000, profiled: false },
-      { contentChars: 100, profiled: true },
-    ]) {
-      expect(verdicts(conditions)).toEqual([null, null, null, null, null]);
-      for (const row of targetsOf(results, conditions).slice(0, 4)) expect(row.measured).toContain('not judged');
-    }
+  it('judges none on services under a profiler, and only persistence and idle memory on messages of another size', () => {
+    const profiled = { contentChars: 100, profiled: true };
+    expect(verdicts(profiled)).toEqual([null, null, null, null, null]);
+    for (const row of targetsOf(results, profiled).slice(0, 4)) expect(row.measured).toContain('not judged');
+    // Persistence publishes messages of its own size, and idle memory sends none.
+    const resized = { contentChars: 1_000, profiled: false };
+    expect(verdicts(resized)).toEqual([null, true, null, true, null]);
+    expect(targetsOf(results, resized)[0]?.measured).toContain('content of 1000 characters, not judged');
   });
 
   it('judges the load against a deployment on the gateways it was given, and neither saturation nor idle memory', () => {

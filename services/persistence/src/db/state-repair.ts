@@ -13,6 +13,7 @@ import type { PersistenceDatabase } from './schema.js';
  * sessions older than the messages) to its last stored seq. Returns the sessions advanced, with
  * their new `last_seq`. In READ COMMITTED, an update that waited for a batch's row lock checks
  * the row as that batch left it: one the batch advanced past the messages read is not touched.
+ * Rows are taken in ascending id order, as batches take them.
  */
 export async function advanceLastSeqs(
   db: Kysely<PersistenceDatabase>,
@@ -22,7 +23,7 @@ export async function advanceLastSeqs(
     update sessions s set last_seq = h.stored
     from (
       select u.id, (select max(m.seq) from messages m where m.session_id = u.id) as stored
-      from unnest(${[...sessionIds]}::bigint[]) as u(id)
+      from unnest(${[...sessionIds].sort((a, b) => a - b)}::bigint[]) as u(id)
     ) h
     where s.id = h.id and h.stored > s.last_seq
     returning s.id, s.last_seq`.execute(db);

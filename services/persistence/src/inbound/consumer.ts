@@ -355,12 +355,15 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
    * be stored, which is set aside: a message among 500 costs about 20 statements, not 500.
    * Returns true if it handed messages back (a stop) rather than settle them all.
    */
-  const storeValid = async (valid: (Decoded & { input: InboundMessage })[]): Promise<boolean> => {
+  const storeValid = async (valid: (Decoded & { input: InboundMessage })[], splitForSize = false): Promise<boolean> => {
     let outcomes: StoreOutcome[] | undefined;
     let uniqueViolations = 0;
     let repairs = 0;
-    /** Errors of `mayBeTooLarge` met: the first is retried whole, as a lock wait or a lost connection may be all it was. */
-    let sizeFailures = 0;
+    /**
+     * Errors of `mayBeTooLarge` met: the first is retried whole, as a lock wait or a lost
+     * connection may be all it was, unless this is the half of a batch split for its size.
+     */
+    let sizeFailures = splitForSize ? 1 : 0;
     for (let attempt = 0; outcomes === undefined; attempt++) {
       const started = performance.now();
       try {
@@ -415,7 +418,7 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
             if (handedBack || stopping) {
               for (const item of half) nak(item.msg);
               handedBack = true;
-            } else handedBack = await storeValid(half);
+            } else handedBack = await storeValid(half, tooLarge);
           }
           return handedBack;
         }
