@@ -99,7 +99,7 @@ describe('a subscription the server refuses', () => {
     // A user who may subscribe to anything but forbidden.>, as a permissions file half rolled out.
     await writeFile(
       conf,
-      'authorization { users = [ { user: "switchboard", password: "secret", permissions: { publish: ">", subscribe: { allow: ">", deny: ["forbidden.>", "_INBOX.denied.>"] } } } ] }\n',
+      'authorization { users = [ { user: "switchboard", password: "secret", permissions: { publish: ">", subscribe: { allow: ">", deny: ["forbidden.>", "_INBOX.denied.>", "_INBOX.pulls.*"] } } } ] }\n',
     );
     const server = await NatsServer.start(join(directory, 'store'), ['-c', conf]);
     const closes: unknown[] = [];
@@ -134,6 +134,24 @@ describe('a subscription the server refuses', () => {
       await waitFor(() => inboxRefused.length > 0, 5_000, 'onClosed for the PubAck inbox');
       expect(inboxRefused).toEqual([expect.stringContaining('_INBOX.denied.')]);
       await publisher.close();
+
+      // A pull's inbox (`_INBOX.pulls.<id>`, where requests and PubAcks use `_INBOX.pulls.<id>.*`)
+      // refused: the pull fails and is pulled again, with a new inbox, and nothing is closed.
+      const pullRefused: unknown[] = [];
+      const puller = await connectNatsBus({
+        servers: [`nats://switchboard:secret@127.0.0.1:${server.port}`],
+        name: 'refused-pull-test',
+        subjects: createSubjects('refusedpulls'),
+        logger,
+        inboxPrefix: '_INBOX.pulls',
+        onClosed: (error) => pullRefused.push(error?.message),
+      });
+      await puller.ensureInboundStream({ ackWaitMs: 30_000, maxDeliver: 20, duplicateWindowMs: 120_000, maxAgeMs: 3_600_000, replicas: 1 });
+      const consumer = await puller.inboundConsumer();
+      for await (const _ of consumer.fetch({ maxMessages: 1, expiresMs: 1_000 })) break;
+      await sleep(300);
+      expect(pullRefused).toEqual([]);
+      await puller.close();
     } finally {
       await refused.close();
       await server.remove();

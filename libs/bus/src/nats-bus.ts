@@ -30,7 +30,7 @@ export interface NatsBusOptions {
   /**
    * Called once if the connection closes for good other than through the bus's `close()`, with
    * the error it closed with, if any, or if the server refuses one of its subscriptions (a
-   * permission missing). A closed nats.js connection never reconnects, and a refused
+   * permission missing; not its request and pull inboxes, which are made again). A closed nats.js connection never reconnects, and a refused
    * subscription is never made again: the process would live on with `/healthz` 200 and nothing
    * (or half of it) working, so the services exit and let the orchestrator start them again.
    * Unset, it is only logged.
@@ -319,7 +319,8 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
           // Not the other inboxes: nats.js makes its request inbox again at the next request, and
           // a pull whose inbox is refused fails, and is pulled again (and logged).
           const refused = (status as { permissionContext?: { operation?: string; subject?: string } }).permissionContext;
-          const ownInbox = refused?.subject?.startsWith(`${inboxPrefix ?? '_INBOX'}.`) && refused.subject !== publisher.subject;
+          // nats.js's own rule for the prefix: `||`, so an empty one is `_INBOX` too.
+          const ownInbox = refused?.subject?.startsWith(`${inboxPrefix || '_INBOX'}.`) && refused.subject !== publisher.subject;
           if (refused?.operation === 'subscription' && !ownInbox && !closing && !lostSubscription) {
             lostSubscription = true;
             const error = new Error(`NATS refused the subscription to ${refused.subject}: its user lacks the permission`);
@@ -586,6 +587,8 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
               reconnectListeners.add(onReconnect);
               try {
                 while (!closed && taken < maxMessages) {
+                  // A check that answered late, after the bound above, may have found it gone.
+                  if (lost) throw lost;
                   lostPull = false;
                   reconnected = false;
                   const before = taken;
@@ -614,12 +617,16 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
                   // that says so never arrived), and a pull sent to the new one took its messages
                   // as the old one's: it must still be the consumer this pulls from. Asked for a
                   // short while only (check throws if it is gone; no answer leaves it so).
-                  if (reconnected && !closed) {
+                  // Again if the connection came back once more meanwhile.
+                  while (reconnected && !closed) {
+                    reconnected = false;
                     await settlesWithin(check(), RECHECK_AFTER_RECONNECT_MS);
                     if (lost) throw lost;
                   }
                 }
               } catch (error) {
+                // Found gone: the caller is told at once, not after one more check.
+                if (error === lost) throw error;
                 // Deleted under a waiting pull (409). Not found when nats.js checked after missed
                 // heartbeats, no responders and the rest are told apart by the check below.
                 if (isDeleted(error)) lose('deleted', error);

@@ -91,10 +91,12 @@ describe.each([
     const committed = await batches();
     expect(Math.max(...committed.map((batch) => batch.length))).toBeLessThanOrEqual(3);
     // Halves of halves (the replica takes the first message alone, then the other 13: 13 → 7 → 4 →
-    // 2), each retried whole once before it is split, not 14 single messages.
+    // 2), not 14 single messages. The batch is retried whole once before it is split, its halves
+    // not: one retry for each batch of more than three taken from the stream.
     expect(committed.length).toBeLessThan(14);
     const splits = await metric(persistence, 'switchboard_persistence_batch_splits_total', { reason: 'size' });
     expect(splits).toBeGreaterThan(0);
+    expect(await metric(persistence, 'switchboard_persistence_store_retries_total')).toBeLessThanOrEqual(2);
     expect(await metric(persistence, 'switchboard_persistence_batch_splits_total', { reason: 'message' })).toBe(0);
 
     // A single message is not split or set aside: it is retried until the server takes it.

@@ -11,21 +11,26 @@ import type { PersistenceDatabase } from './schema.js';
 /**
  * Advances each session's `last_seq` that is behind its stored messages (a partial restore: the
  * sessions older than the messages) to its last stored seq. Returns the sessions advanced, with
- * their new `last_seq`. In READ COMMITTED, an update that waited for a batch's row lock checks
- * the row as that batch left it: one the batch advanced past the messages read is not touched.
- * Rows are taken in ascending id order, as batches take them.
+ * their new `last_seq`. The rows are locked first, one by one in ascending id order, as a batch
+ * locks them (store-batch.ts), so the two never deadlock; a row a batch advanced meanwhile is
+ * read as the batch left it, and one now past the messages read is not touched.
  */
 export async function advanceLastSeqs(
   db: Kysely<PersistenceDatabase>,
   sessionIds: readonly number[],
 ): Promise<{ id: number; last_seq: number }[]> {
   const { rows } = await sql<{ id: string; last_seq: string }>`
-    update sessions s set last_seq = h.stored
-    from (
-      select u.id, (select max(m.seq) from messages m where m.session_id = u.id) as stored
-      from unnest(${[...sessionIds].sort((a, b) => a - b)}::bigint[]) as u(id)
-    ) h
-    where s.id = h.id and h.stored > s.last_seq
+    with locked as (
+      select s.id from unnest(${[...sessionIds].sort((a, b) => a - b)}::bigint[]) as u(id) cross join lateral (
+        select id from sessions where id = u.id for update
+      ) s
+    ),
+    behind as (
+      select l.id, (select max(m.seq) from messages m where m.session_id = l.id) as stored from locked l
+    )
+    update sessions s set last_seq = b.stored
+    from behind b
+    where s.id = b.id and b.stored > s.last_seq
     returning s.id, s.last_seq`.execute(db);
   return rows.map((row) => ({ id: Number(row.id), last_seq: Number(row.last_seq) }));
 }
