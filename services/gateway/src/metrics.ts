@@ -42,6 +42,11 @@ export function createGatewayMetrics(registry: Registry) {
       help: 'Times a session delivery fetched missing messages from persistence.',
       registers: [registry],
     }),
+    gapFillFailures: new Counter({
+      name: 'switchboard_gateway_gap_fill_failures_total',
+      help: 'Gap fills that failed (persistence down or not answering) and wait to be tried again: the log warns only of the first in a row.',
+      registers: [registry],
+    }),
     headCatchUps: new Counter({
       name: 'switchboard_gateway_head_catch_ups_total',
       help: 'Sessions still behind the database a second after the periodic check found them, then fetched: confirmed events lost, or over a second late.',

@@ -391,7 +391,7 @@ describe('session hub', () => {
 
   it('waits longer after each failed fill, warns once while fills fail, and fills at once when a check finds persistence back', async () => {
     const lines: string[] = [];
-    const { hub, persistence, confirm, frames } = await setUpJoined(lines);
+    const { hub, persistence, confirm, frames, metrics } = await setUpJoined(lines);
     const warnings = () => lines.filter((line) => line.includes('filling a gap failed')).length;
     persistence.fetchesFailing = true;
     persistence.stored = 1; // its event lost
@@ -401,6 +401,8 @@ describe('session hub', () => {
     // every 500 ms (seven), each a warning.
     expect(persistence.fetches).toBe(3);
     expect(warnings()).toBe(1);
+    // Each failure is counted, though only the first is a warning.
+    expect((await metrics.gapFillFailures.get()).values[0]?.value).toBe(3);
 
     persistence.fetchesFailing = false;
     await hub.checkHeads();

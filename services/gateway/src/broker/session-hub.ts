@@ -242,6 +242,7 @@ export function createSessionHub(options: SessionHubOptions) {
       channel.gapTimer = undefined;
       drainEarly(channel);
     } catch (error) {
+      metrics.gapFillFailures.inc();
       const level = fillsFailed++ === 0 ? 'warn' : 'debug';
       log[level]({ err: error, sessionId: channel.sessionId, failedInARow: fillsFailed }, 'filling a gap failed; will retry');
       // The backoff replaces a fill an event scheduled meanwhile, which would only fail again sooner.
