@@ -5,7 +5,9 @@ import {
   metric,
   readStored,
   refusePoison,
+  removeSlowInserts,
   type Stack,
+  slowInserts,
   type TestClient,
   waitFor,
   withPgClient,
@@ -64,8 +66,10 @@ describe('a message PostgreSQL refuses', () => {
     for (const socket of [poisoner, ...others]) await socket.request({ type: 'join_session', session_id: session.id });
 
     // With persistence stopped, the messages wait in the stream: first a good one, then the
-    // poison and two more good ones. The restarted replica takes the first alone and the other
-    // three as one batch, which fails as a whole.
+    // poison and two more good ones. The restarted replica takes the first alone (a batch starts
+    // as soon as a message arrives) and the other three as one batch, which fails as a whole.
+    // Every insert is slowed by 300 ms meanwhile, so that the three have all arrived by the time
+    // the first batch ends: once, under CI's load, the poison came alone and nothing was split.
     await stack.persistence[0]?.stop();
     const send = (socket: TestClient, clientMsgId: string, content: string) =>
       socket.send({ type: 'send_message', session_id: session.id, content, client_msg_id: clientMsgId });
@@ -77,20 +81,25 @@ describe('a message PostgreSQL refuses', () => {
     send(second, 'batch-good-2', 'fine');
     send(third, 'batch-good-3', 'fine');
     await sleep(300);
+    await slowInserts(stack.database.url, 300);
     const replica = await stack.startPersistence();
-
-    expect(await poisoner.waitFor((frame) => frame.type === 'error' && frame.client_msg_id === 'batch-poison', 15_000)).toMatchObject({
-      code: 'internal',
-    });
-    const acks = await Promise.all(
-      (
-        [
-          [first, 'batch-good-1'],
-          [second, 'batch-good-2'],
-          [third, 'batch-good-3'],
-        ] as const
-      ).map(([socket, id]) => socket.waitFor((frame) => frame.type === 'message_ack' && frame.client_msg_id === id, 15_000)),
-    );
+    let acks: Awaited<ReturnType<TestClient['waitFor']>>[];
+    try {
+      expect(await poisoner.waitFor((frame) => frame.type === 'error' && frame.client_msg_id === 'batch-poison', 15_000)).toMatchObject({
+        code: 'internal',
+      });
+      acks = await Promise.all(
+        (
+          [
+            [first, 'batch-good-1'],
+            [second, 'batch-good-2'],
+            [third, 'batch-good-3'],
+          ] as const
+        ).map(([socket, id]) => socket.waitFor((frame) => frame.type === 'message_ack' && frame.client_msg_id === id, 15_000)),
+      );
+    } finally {
+      await removeSlowInserts(stack.database.url);
+    }
     expect(acks.map((ack) => ack.seq).sort()).toEqual([1, 2, 3]);
     expect(replica.logs.some((line) => line.includes('splitting it in halves'))).toBe(true);
     const rows = (await deadLetters()).filter((row) => row.client_msg_id === 'batch-poison');
