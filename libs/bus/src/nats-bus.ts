@@ -30,10 +30,10 @@ export interface NatsBusOptions {
   /**
    * Called once if the connection closes for good other than through the bus's `close()`, with
    * the error it closed with, if any, or if the server refuses one of its subscriptions (a
-   * permission missing; not its request and pull inboxes, which are made again). A closed nats.js connection never reconnects, and a refused
-   * subscription is never made again: the process would live on with `/healthz` 200 and nothing
-   * (or half of it) working, so the services exit and let the orchestrator start them again.
-   * Unset, it is only logged.
+   * permission missing; not its request and pull inboxes, which are made again). A closed
+   * nats.js connection never reconnects, and a refused subscription is never made again: the
+   * process would live on with `/healthz` 200 and nothing (or half of it) working, so the
+   * services exit and let the orchestrator start them again. Unset, it is only logged.
    */
   onClosed?: (error: Error | undefined) => void;
 }

@@ -391,7 +391,6 @@ export function durableCommits(durability: Record<string, string>): boolean {
   return durability.fsync === 'on' && ['on', 'local', 'remote_write', 'remote_apply'].includes(durability.synchronous_commit ?? '');
 }
 
-/** The issue's targets, measured value against each. */
 /** How a run was made, beyond each scenario's load: what decides whether its figures may judge a target. */
 export interface RunConditions {
   /** How many gateways of a deployment were driven with `--target`; undefined when the bench started the system. */
@@ -404,6 +403,7 @@ export interface RunConditions {
 
 export const ISSUE_CONDITIONS: RunConditions = { contentChars: 100, profiled: false };
 
+/** The issue's targets, measured value against each. */
 export function targetsOf(results: BenchResults, conditions: RunConditions = ISSUE_CONDITIONS): TargetRow[] {
   const s = results.scenarios;
   const rows: TargetRow[] = [];

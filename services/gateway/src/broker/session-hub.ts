@@ -238,20 +238,23 @@ export function createSessionHub(options: SessionHubOptions) {
       fillsFailed = 0;
       // A retry still waiting (a fill that succeeded when a check asked for it) is not needed, and
       // would hold back the fill of a new gap: drainEarly schedules one if a gap is left.
-      clearTimeout(channel.gapTimer);
-      channel.gapTimer = undefined;
+      cancelGapFill(channel);
       drainEarly(channel);
     } catch (error) {
       metrics.gapFillFailures.inc();
       const level = fillsFailed++ === 0 ? 'warn' : 'debug';
       log[level]({ err: error, sessionId: channel.sessionId, failedInARow: fillsFailed }, 'filling a gap failed; will retry');
       // The backoff replaces a fill an event scheduled meanwhile, which would only fail again sooner.
-      clearTimeout(channel.gapTimer);
-      channel.gapTimer = undefined;
+      cancelGapFill(channel);
       scheduleGapFill(channel, Math.min(Math.max(retryMs, MAX_FILL_RETRY_MS), retryMs * 2 ** channel.fillFailures++));
     } finally {
       channel.filling = false;
     }
+  };
+
+  const cancelGapFill = (channel: Channel) => {
+    clearTimeout(channel.gapTimer);
+    channel.gapTimer = undefined;
   };
 
   const scheduleGapFill = (channel: Channel, delayMs: number) => {

@@ -269,9 +269,9 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
    * Sets a message aside: written to `dead_letters`, announced, and terminated. While PostgreSQL is
    * unreachable or cannot take writes the write is retried like a batch (the keep-alive holds the
    * message meanwhile), so a payload that does not decode is not dropped and redelivered until
-   * its delivery limit.
+   * its delivery limit. Returns true if it handed the message back instead (a stop while the
+   * database could not take the write).
    */
-  /** Returns true if it handed the message back instead (a stop while the database could not take the write). */
   const deadLetter = async (msg: DurableMessage, input: InboundMessage | undefined, reason: string): Promise<boolean> => {
     const row = {
       session_id: input?.session_id ?? null,
