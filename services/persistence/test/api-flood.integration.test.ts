@@ -33,28 +33,30 @@ afterAll(async () => {
 
 /**
  * The most of persistence's connections seen running the flood's statement at once, sampled until
- * `stop()`, in two samples in a row. One sample alone can count a query twice: pg_stat_activity
- * copies the backends' entries one after another, and a sampler preempted in the middle (on a
- * busy CI machine) saw one backend still active and, later, the one that took over from it. A
- * query over the bound runs for many samples (without the bound, the pool's three ran at once
+ * `stop()`: the same queries (by backend and start time) in two samples in a row. One sample alone
+ * can count a query twice: pg_stat_activity copies the backends' entries one after another, and a
+ * sampler preempted in the middle (on a busy CI machine) saw one backend still active and, later,
+ * the one that took over from it. Counting two samples' sizes only, it did so twice in a row once,
+ * with a different query each time; a query that ended cannot be seen running in the next sample.
+ * A query over the bound runs for many samples (without the bound, the pool's three ran at once
  * throughout).
  */
 function sampleApiQueries(databaseUrl: string) {
   const client = new pg.Client({ connectionString: databaseUrl, application_name: 'api-flood-sampler' });
   let running = true;
   let max = 0;
-  let previous = 0;
+  let previous = new Set<string>();
   const done = (async () => {
     await client.connect();
     try {
       while (running) {
-        const { rows } = await client.query<{ count: string }>(
-          `select count(*) from pg_stat_activity
+        const { rows } = await client.query<{ running: string }>(
+          `select pid || '@' || query_start as running from pg_stat_activity
            where application_name = 'switchboard-persistence' and state = 'active' and query like 'select * from "sessions" where%'`,
         );
-        const count = Number(rows[0]?.count);
-        max = Math.max(max, Math.min(count, previous));
-        previous = count;
+        const current = new Set(rows.map((row) => row.running));
+        max = Math.max(max, [...current].filter((running) => previous.has(running)).length);
+        previous = current;
       }
     } finally {
       await client.end();
