@@ -1,4 +1,4 @@
-import { slowInserts, waitFor } from '@switchboard/testing';
+import { metric, slowInserts, waitFor } from '@switchboard/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { conversationLoad, deadLetterCount, Scenario, sleep, startLoad, verifyClean } from './support.js';
 
@@ -29,7 +29,16 @@ describe('a gateway killed with SIGKILL mid-load', () => {
     await sleep(8_000);
     await Promise.all(clients.map((client) => client.stop()));
 
-    const report = await verifyClean(clients, { label: 'gateway-kill', startedAt, databaseUrl: running.database.url });
+    // Sends the doomed gateway had published before it died, sent again on the survivor: the
+    // stream knew their ids and took none of them twice.
+    const survivor = running.gateways[1];
+    const duplicateSends = survivor ? await metric(survivor, 'switchboard_gateway_duplicate_sends_total') : 0;
+    const report = await verifyClean(clients, {
+      label: 'gateway-kill',
+      startedAt,
+      databaseUrl: running.database.url,
+      details: [`duplicate-sends-on-survivor=${duplicateSends}`],
+    });
     // Everyone who was on the doomed gateway came back (on the survivor), and kept sending there.
     for (const client of moved) {
       expect(client.connects).toBeGreaterThanOrEqual(2);
@@ -37,6 +46,7 @@ describe('a gateway killed with SIGKILL mid-load', () => {
     }
     for (const client of clients.filter((c) => !moved.includes(c))) expect(client.connects).toBe(1);
     expect(moved.reduce((sum, client) => sum + client.resends, 0)).toBeGreaterThanOrEqual(1);
+    expect(duplicateSends).toBeGreaterThanOrEqual(1);
     expect(report.totals.acked).toBeGreaterThan(300);
     expect(await deadLetterCount(running.database.url)).toBe(0);
   });

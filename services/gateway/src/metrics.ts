@@ -37,6 +37,11 @@ export function createGatewayMetrics(registry: Registry) {
       buckets: [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],
     }),
+    duplicateSends: new Counter({
+      name: 'switchboard_gateway_duplicate_sends_total',
+      help: 'Sends the inbound stream already held: a client retrying a message (same client_msg_id) sent before, on this gateway or another. Each is acked once stored, and stored once.',
+      registers: [registry],
+    }),
     gapFills: new Counter({
       name: 'switchboard_gateway_gap_fills_total',
       help: 'Times a session delivery fetched missing messages from persistence.',

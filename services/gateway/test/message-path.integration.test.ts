@@ -1,4 +1,4 @@
-import { type Frame, type Stack, startStack, type TestClient, TestClients } from '@switchboard/testing';
+import { type Frame, metric, type Stack, startStack, type TestClient, TestClients } from '@switchboard/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -136,10 +136,15 @@ describe('retries', () => {
     await join(customer, sessionId);
     await join(agent, sessionId);
 
+    const gateway = stack.gateways[0];
+    if (!gateway) throw new Error('no gateway');
+    const duplicatesBefore = await metric(gateway, 'switchboard_gateway_duplicate_sends_total');
     const first = await customer.request({ type: 'send_message', session_id: sessionId, content: 'once', client_msg_id: 'retry-me' });
     const second = await customer.request({ type: 'send_message', session_id: sessionId, content: 'once', client_msg_id: 'retry-me' });
     expect(first).toMatchObject({ type: 'message_ack', seq: 1 });
     expect(second).toMatchObject({ type: 'message_ack', seq: 1, message_id: first.message_id });
+    // The stream took the retry for the message it held.
+    expect((await metric(gateway, 'switchboard_gateway_duplicate_sends_total')) - duplicatesBefore).toBe(1);
     // A later message proves the retry produced no second event before it.
     await customer.request({ type: 'send_message', session_id: sessionId, content: 'next', client_msg_id: 'after-retry' });
     await agent.waitFor((frame) => frame.type === 'new_message' && (frame.message as { seq: number }).seq === 2);

@@ -536,6 +536,7 @@ export function createSessionHub(options: SessionHubOptions) {
       }
       if (published.duplicate) {
         // The stream already holds it: stored already, or still on its way to persistence.
+        metrics.duplicateSends.inc();
         const stored = await lookUpStored();
         if (stored) return stored;
       }
