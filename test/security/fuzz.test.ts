@@ -110,7 +110,7 @@ const FIELDS: Record<string, string[]> = {
   leave_session: ['session_id'],
   send_message: ['session_id', 'content', 'client_msg_id'],
   history: ['session_id', 'before_seq', 'limit'],
-  list_sessions: ['status', 'limit'],
+  list_sessions: ['status', 'before_id', 'limit'],
 };
 const EXTRA_KEYS = ['__proto__', 'constructor', 'prototype', 'hasOwnProperty', 'type', 'session_id', 'x'];
 

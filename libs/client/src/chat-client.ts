@@ -60,6 +60,13 @@ export interface ChatUser {
   role: Role;
 }
 
+/** Which sessions `listSessions` lists: by status, at most `limit` (1–200, default 50), after `beforeId` (the next page). */
+export interface SessionListOptions {
+  status?: 'open' | 'closed';
+  limit?: number;
+  beforeId?: number;
+}
+
 export interface MessageAck {
   sessionId: number;
   clientMsgId: string;
@@ -417,15 +424,24 @@ export class ChatClient {
     return { messages: reply.messages, hasMore: reply.has_more };
   }
 
-  /** Sessions, newest first: a customer's own, or all of them for agents and admins. */
-  async listSessions(options: { status?: 'open' | 'closed'; limit?: number } = {}): Promise<(Session & { last_seq: number })[]> {
+  /** Sessions, newest first: a customer's own, or all of them for agents and admins (one page: see `listSessionsPage`). */
+  async listSessions(options: SessionListOptions = {}): Promise<(Session & { last_seq: number })[]> {
+    return (await this.listSessionsPage(options)).sessions;
+  }
+
+  /**
+   * A page of `listSessions`, and whether more come after it: the next page is the one
+   * `beforeId` the last session of this one.
+   */
+  async listSessionsPage(options: SessionListOptions = {}): Promise<{ sessions: (Session & { last_seq: number })[]; hasMore: boolean }> {
     const frame: ClientFrame = {
       type: 'list_sessions',
       ...(options.status === undefined ? {} : { status: options.status }),
+      ...(options.beforeId === undefined ? {} : { before_id: options.beforeId }),
       ...(options.limit === undefined ? {} : { limit: options.limit }),
     };
     const reply = await this.request(() => frame, 'sessions', { idempotent: true });
-    return reply.sessions;
+    return { sessions: reply.sessions, hasMore: reply.has_more };
   }
 
   /** A round trip to the gateway. */

@@ -7,6 +7,7 @@ export {
   type ChatUser,
   type ConnectionState,
   type MessageAck,
+  type SessionListOptions,
 } from './chat-client.js';
 export { Emitter, type Listener } from './emitter.js';
 export { ChatError, type ChatErrorCode } from './errors.js';

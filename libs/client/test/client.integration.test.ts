@@ -127,6 +127,13 @@ describe('a conversation through the SDK', () => {
     expect(await agent.listSessions({ status: 'open', limit: 200 })).toContainEqual(
       expect.objectContaining({ id: session.id, last_seq: 2 }),
     );
+    // Page by page, newest first.
+    const newer = await customer.createSession('A second question');
+    expect(await customer.listSessionsPage({ limit: 1 })).toEqual({ sessions: [expect.objectContaining({ id: newer.id })], hasMore: true });
+    expect(await customer.listSessionsPage({ limit: 1, beforeId: newer.id })).toEqual({
+      sessions: [expect.objectContaining({ id: session.id })],
+      hasMore: false,
+    });
     await customer.ping();
 
     await expect(agent.createSession()).rejects.toMatchObject({ name: 'ChatError', code: 'forbidden' });

@@ -7,12 +7,17 @@ import { ROLES } from './roles.js';
  * schemas; a payload that does not match is refused there.
  */
 
+/**
+ * Text PostgreSQL would store otherwise than sent (or not at all) is refused where it is received,
+ * as at the gateway: one with a lone surrogate was stored (as U+FFFD), then not found by its key;
+ * a NUL failed the statement, which a caller was told was an internal error.
+ */
+const storableClientMsgIdSchema = clientMsgIdSchema.refine(isStorableText, 'client_msg_id must not contain NUL or lone surrogates');
+
 /** Published by a gateway on `inbound(session_id)` with `Nats-Msg-Id: inboundMessageId(…)`. */
 export const inboundMessageSchema = z.object({
   session_id: idSchema,
-  // Text PostgreSQL would store otherwise than sent is refused here as at the gateway: one with
-  // a lone surrogate was stored (as U+FFFD), then not found by its key, and dead-lettered too.
-  client_msg_id: clientMsgIdSchema.refine(isStorableText, 'client_msg_id must not contain NUL or lone surrogates'),
+  client_msg_id: storableClientMsgIdSchema,
   sender_id: idSchema,
   sender_role: z.enum(ROLES),
   content: z.string().refine(isStorableText, 'content must not contain NUL or lone surrogates'),
@@ -74,7 +79,10 @@ export function sessionHeadsPerRequest(maxPayload: number): number {
 /** Request and reply bodies of each persistence endpoint. */
 export const persistenceApi = {
   'sessions.create': {
-    request: z.object({ customer_id: idSchema, subject: z.string().max(200).nullable() }),
+    request: z.object({
+      customer_id: idSchema,
+      subject: z.string().max(200).refine(isStorableText, 'subject must not contain NUL or lone surrogates').nullable(),
+    }),
     reply: z.object({ session: sessionSchema }),
   },
   'sessions.get': {
@@ -85,9 +93,11 @@ export const persistenceApi = {
     request: z.object({
       status: z.enum(SESSION_STATUSES).optional(),
       customer_id: idSchema.optional(),
+      /** Sessions listed after this one, newest first: the next page. */
+      before_id: idSchema.optional(),
       limit: z.number().int().min(1).max(200),
     }),
-    reply: z.object({ sessions: z.array(sessionWithSeqSchema) }),
+    reply: z.object({ sessions: z.array(sessionWithSeqSchema), has_more: z.boolean() }),
   },
   'messages.history': {
     request: z.object({ session_id: idSchema, before_seq: idSchema.optional(), limit: z.number().int().min(1).max(200) }),
@@ -102,7 +112,7 @@ export const persistenceApi = {
     reply: z.object({ heads: z.array(z.object({ id: idSchema, last_seq: seqSchema })) }),
   },
   'messages.lookup': {
-    request: z.object({ session_id: idSchema, client_msg_id: clientMsgIdSchema }),
+    request: z.object({ session_id: idSchema, client_msg_id: storableClientMsgIdSchema }),
     reply: z.object({ message: messageSchema.nullable() }),
   },
 } as const;

@@ -107,6 +107,11 @@ describe('decodeClientFrame', () => {
         status: 'closed',
         limit: 10,
       });
+      expect(decodeClientFrame(encode({ type: 'list_sessions', before_id: 1042 }))).toStrictEqual({
+        type: 'list_sessions',
+        before_id: 1042,
+      });
+      expect(decodeError(encode({ type: 'list_sessions', before_id: 0 })).message).toContain('before_id');
     });
 
     it('decodes a ping frame', () => {

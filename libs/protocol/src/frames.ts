@@ -46,6 +46,8 @@ export const clientFrameSchemas = {
   }),
   list_sessions: frame('list_sessions', {
     status: z.enum(['open', 'closed']).optional(),
+    /** The next page: the sessions listed after this one (the last of the page before). */
+    before_id: idSchema.optional(),
     limit: z.number().int().min(1).max(HISTORY_MAX_LIMIT).optional(),
   }),
   ping: frame('ping', {}),
@@ -170,6 +172,6 @@ export type ServerFrame =
   | { type: 'message_ack'; req_id?: ReqId; session_id: number; client_msg_id: string; message_id: number; seq: number }
   | { type: 'new_message'; message: Message }
   | { type: 'history'; req_id?: ReqId; session_id: number; messages: Message[]; has_more: boolean }
-  | { type: 'sessions'; req_id?: ReqId; sessions: (Session & { last_seq: number })[] }
+  | { type: 'sessions'; req_id?: ReqId; sessions: (Session & { last_seq: number })[]; has_more: boolean }
   | { type: 'pong'; req_id?: ReqId; server_time: string }
   | { type: 'error'; code: ErrorCode; message: string; req_id?: ReqId; client_msg_id?: string; retry_after_ms?: number };

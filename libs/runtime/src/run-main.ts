@@ -33,10 +33,12 @@ type StartOutcome = { service: Stoppable } | { error: unknown };
  * The only place that touches `process` for lifecycle: starts the service, stops it on SIGTERM or
  * SIGINT under a hard timeout, and exits 0 on a clean stop. A failed start or a stop that overruns
  * exits 1. A signal during start-up aborts the `signal` given to `start`: a start that gives up on
- * it (having closed what it opened) exits 1, since the service never ran. One that finishes within
- * `startGraceMs` is stopped as usual; one that neither finishes nor gives up exits 0 after
- * `startGraceMs`: what the start opened goes with the process, undrained (a gateway's sockets may
- * already be open). Repeated signals do not cut a stop short.
+ * it (having closed what it opened) exits 0, as contract §1 asks of every SIGTERM: the process was
+ * told to stop, and did (it exited 1, which read as a crash to whatever stopped it while it waited
+ * for PostgreSQL, say). One that finishes within `startGraceMs` is stopped as usual; one that
+ * neither finishes nor gives up exits 0 after `startGraceMs`: what the start opened goes with the
+ * process, undrained (a gateway's sockets may already be open). Repeated signals do not cut a stop
+ * short.
  */
 export function runMain({
   logger,
@@ -67,8 +69,11 @@ export function runMain({
       return 0;
     }
     if ('error' in ended) {
-      if (ended.error === abortStart.signal.reason) logger.warn('start-up was aborted; what it had opened is closed');
-      else logger.fatal({ err: ended.error }, 'failed to start');
+      if (ended.error === abortStart.signal.reason) {
+        logger.warn('start-up was aborted; what it had opened is closed');
+        return 0;
+      }
+      logger.fatal({ err: ended.error }, 'failed to start');
       return 1;
     }
     await ended.service.stop();

@@ -40,10 +40,11 @@ export const GATEWAY_VERSION = '0.1.0';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
- * On a restart, how long a socket's close waits for the answer to a send already published (its
- * `message_ack`, usually within milliseconds): within the shutdown's margin beyond DRAIN_SECONDS.
+ * On a restart or a token's expiry, how long a socket's close waits for the answer to a send
+ * already published (its `message_ack`, usually within milliseconds): within the shutdown's margin
+ * beyond DRAIN_SECONDS.
  */
-const RESTART_SEND_WAIT_MS = 2_000;
+const CLOSE_SEND_WAIT_MS = 2_000;
 
 /** Starts a gateway: the WebSocket server, its link to NATS, and the ops endpoints. */
 export async function startGateway({ config, logger, bus, startingProbes }: GatewayOptions): Promise<Gateway> {
@@ -86,13 +87,13 @@ export async function startGateway({ config, logger, bus, startingProbes }: Gate
         connection.checkBackpressure(now);
       }
     });
-    const expiries = new Deadlines<ClientConnection>((connection) => connection.expire());
+    const expiries = new Deadlines<ClientConnection>((connection) => void connection.expire(CLOSE_SEND_WAIT_MS));
     // Sockets past MAX_CONNECTION_AGE_S are closed as for a restart: the client reconnects through
     // the load balancer, so gateways added since (a scale-up) get their share of the old sockets.
     const aged =
       config.maxConnectionAgeMs > 0
         ? new Deadlines<ClientConnection>(
-            (connection) => void connection.closeForRestart(RESTART_SEND_WAIT_MS, 'connection age reached; reconnect'),
+            (connection) => void connection.closeForRestart(CLOSE_SEND_WAIT_MS, 'connection age reached; reconnect'),
             1_000,
             // A timeout: a wall clock stepped forward must not close every socket at once.
             () => performance.now(),
@@ -187,7 +188,7 @@ export async function startGateway({ config, logger, bus, startingProbes }: Gate
           // with tens of thousands of sockets the drain would outlast the shutdown's time limit.
           const wait = start + (index + 1) * spreadMs - performance.now();
           if (wait >= 1) await sleep(wait);
-          closing.push(connection.closeForRestart(RESTART_SEND_WAIT_MS));
+          closing.push(connection.closeForRestart(CLOSE_SEND_WAIT_MS));
         }
         await Promise.all(closing);
         heartbeat.close();

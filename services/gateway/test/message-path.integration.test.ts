@@ -325,6 +325,13 @@ describe('who may do what', () => {
     expect(await owner.request({ type: 'join_session', session_id: 999_999 })).toMatchObject({ type: 'error', code: 'not_found' });
     const mine = await owner.request({ type: 'list_sessions' });
     expect((mine.sessions as { id: number }[]).map((session) => session.id)).toEqual([sessionId]);
+    expect(mine.has_more).toBe(false);
+    // The owner's next session, then a page after it: the first one, and no more.
+    const newer = await newSession(owner);
+    const first = await owner.request({ type: 'list_sessions', limit: 1 });
+    expect(first).toMatchObject({ type: 'sessions', sessions: [{ id: newer }], has_more: true });
+    const next = await owner.request({ type: 'list_sessions', limit: 1, before_id: newer });
+    expect(next).toMatchObject({ type: 'sessions', sessions: [{ id: sessionId }], has_more: false });
     const all = await agent.request({ type: 'list_sessions', status: 'open' });
     expect((all.sessions as { id: number }[]).map((session) => session.id)).toContain(sessionId);
   });

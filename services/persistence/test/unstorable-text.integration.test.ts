@@ -1,6 +1,6 @@
-import { encodeJson } from '@switchboard/bus';
-import type { InboundMessage } from '@switchboard/protocol';
-import { waitFor } from '@switchboard/testing';
+import { decodeJson, encodeJson } from '@switchboard/bus';
+import { busErrorSchema, type InboundMessage } from '@switchboard/protocol';
+import { query, waitFor } from '@switchboard/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, startHarness } from './support.js';
 
@@ -41,4 +41,33 @@ describe('an inbound message with a lone surrogate', () => {
     expect(await harness.stored()).toEqual([{ session_id: session, seq: 1, client_msg_id: 'after' }]);
     expect(await harness.deadLetters()).toBe(1);
   }, 60_000);
+});
+
+/**
+ * The same text in requests from another NATS client than a gateway (which refuses it at its
+ * edge): a NUL failed the statement, which was answered `internal` (a bug, not to be retried)
+ * and logged as an error; a lone surrogate in a subject was stored as U+FFFD.
+ */
+describe('a request with text PostgreSQL cannot store as sent', () => {
+  const ask = async (endpoint: 'sessions.create' | 'messages.lookup', body: unknown) =>
+    decodeJson(await harness.bus.request(harness.subjects.persistence(endpoint), encodeJson(body), 10_000));
+
+  beforeAll(async () => {
+    await harness.startPersistence();
+  });
+
+  it.each([
+    ['a session subject with a NUL', 'sessions.create', { customer_id: 1, subject: 'a\u0000b' }],
+    ['a session subject with a lone surrogate', 'sessions.create', { customer_id: 1, subject: 'lone-\ud800' }],
+    ['a looked-up client_msg_id with a NUL', 'messages.lookup', { session_id: 1, client_msg_id: 'a\u0000b' }],
+  ] as const)(
+    'is answered invalid for %s, and nothing is stored',
+    async (_case, endpoint, body) => {
+      const sessionsBefore = await query(harness.database.url, 'select id from sessions');
+      const reply = busErrorSchema.parse(await ask(endpoint, body));
+      expect(reply.error.code).toBe('invalid');
+      expect(await query(harness.database.url, 'select id from sessions')).toEqual(sessionsBefore);
+    },
+    60_000,
+  );
 });

@@ -54,4 +54,10 @@ describe('requestAddressKey', () => {
     expect(requestAddressKey('', '10.0.0.5')).toBe('10.0.0.5');
     expect(requestAddressKey('unknown', undefined)).toBe('unknown');
   });
+
+  it('takes a request whose client has gone, and with it any address, under one key', () => {
+    // Before: a TypeError, answered 500 and logged as an error.
+    expect(requestAddressKey(undefined, undefined)).toBe('unknown');
+    expect(requestAddressKey(undefined, '::ffff:10.0.0.5')).toBe('10.0.0.5');
+  });
 });

@@ -3,6 +3,8 @@ import { isIP, isIPv6 } from 'node:net';
 const IPV4_MAPPED = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i;
 /** `a.b.c.d:port` or `[v6]:port` (or `[v6]`), as some proxies write `X-Forwarded-For`. */
 const WITH_PORT = /^(?:(\d{1,3}(?:\.\d{1,3}){3}):\d+|\[([^\]]+)\](?::\d+)?)$/;
+/** The key of requests whose client address is gone (the client reset its connection). */
+const UNKNOWN_ADDRESS = 'unknown';
 
 /**
  * The address the throttles count a request under: the client address the proxies in front
@@ -11,7 +13,10 @@ const WITH_PORT = /^(?:(\d{1,3}(?:\.\d{1,3}){3}):\d+|\[([^\]]+)\](?::\d+)?)$/;
  * with a fresh port, or a fresh string, start its own count, and put every client reported as
  * `unknown` under one.
  */
-export function requestAddressKey(reported: string, peer: string | undefined): string {
+export function requestAddressKey(reported: string | undefined, peer: string | undefined): string {
+  // Node forgets a socket's address once it is closed: a client that reset its connection after
+  // sending its request has none, and reading it threw (a 500, and an error in the log).
+  if (reported === undefined) return peer === undefined ? UNKNOWN_ADDRESS : clientAddressKey(peer);
   const match = WITH_PORT.exec(reported);
   const address = match ? (match[1] ?? match[2] ?? reported) : reported;
   if (isIP(address.replace(/%.*$/, '')) !== 0) return clientAddressKey(address);

@@ -11,13 +11,15 @@ const jwk = (kid: string): JWK => ({ kty: 'OKP', crv: 'Ed25519', x: `x-${kid}`, 
 const kids = (set: { keys: JWK[] }) => set.keys.map((key) => key.kid);
 
 /** A ring over a stand-in for the database, with a clock the test moves. */
-function ringOver(initial: JWK[], pinned: JWK[] = [jwk('active')]) {
+function ringOver(initial: JWK[], pinned: JWK[] = [jwk('active')], { initialReadMs = 0 } = {}) {
   const database = { recorded: initial, reads: 0, failing: false, hang: undefined as Promise<void> | undefined };
-  let time = 0;
+  // The initial read began at 0 and took `initialReadMs`.
+  let time = initialReadMs;
   const ring = createKeyRing({
     active: { kid: 'active', alg: 'EdDSA', privateKey: generateKeyPairSync('ed25519').privateKey },
     pinned,
     initial,
+    initialReadStartedAt: 0,
     readRecorded: async () => {
       database.reads += 1;
       const answer = database.recorded;
@@ -43,6 +45,15 @@ describe('createKeyRing', () => {
   it('lists the pinned keys first, then the recorded ones, each kid once', async () => {
     const { ring } = ringOver([jwk('recorded'), jwk('active')], [jwk('active'), jwk('generated')]);
     expect(kids(await ring.jwks())).toEqual(['active', 'generated', 'recorded']);
+  });
+
+  it('times its cache from when the initial read began, not from when a slow one ended', async () => {
+    const { ring, database, advance } = ringOver([jwk('k1')], [jwk('active')], { initialReadMs: CACHE_MS * 0.75 });
+    database.recorded = [jwk('k2'), jwk('k1')];
+    advance(CACHE_MS * 0.25);
+    // Before: no read until the cache time after the initial read ended, and k2 missing meanwhile.
+    expect(kids(await ring.jwks())).toEqual(['active', 'k2', 'k1']);
+    expect(database.reads).toBe(1);
   });
 
   it('answers a burst within the cache time without a read, and the first after it with one read for all', async () => {

@@ -38,6 +38,13 @@ export interface KeyRingOptions {
   /** The keys other replicas recorded (and this one), read as of now; `initial` was read at start. */
   readRecorded: () => Promise<JWK[]>;
   initial: JWK[];
+  /**
+   * When the read of `initial` began (by `now`; default: now). Timed from its end, a slow first
+   * read was answered for up to JWKS_CACHE_MS after it ended, past what `waitForPublication`
+   * allows for: a key another replica recorded while it ran, and signed with 2.5 s later, was
+   * missing from this replica's answers, and a gateway that asked it refused the key's tokens.
+   */
+  initialReadStartedAt?: number;
   logger: Logger;
   cacheMs?: number;
   readWaitMs?: number;
@@ -66,7 +73,7 @@ export function createKeyRing(options: KeyRingOptions): KeyRing {
     now = () => performance.now(),
   } = options;
   let current = union(pinned, options.initial);
-  let readStartedAt = now();
+  let readStartedAt = options.initialReadStartedAt ?? now();
   let reading: Promise<void> | undefined;
   let failing = false;
 
@@ -133,7 +140,9 @@ export async function openKeyRing(
   const use = { db, key: active, publicJwk: activeJwk, ttlSeconds, logger };
   await waitForPublication(await recordKeyUse(use), logger);
   const readRecorded = () => listPublishedKeys(db);
-  const ring = createKeyRing({ active, pinned, readRecorded, initial: await readRecorded(), logger });
+  const initialReadStartedAt = performance.now();
+  const initial = await readRecorded();
+  const ring = createKeyRing({ active, pinned, readRecorded, initial, initialReadStartedAt, logger });
   const recorder = keepRecordingKeyUse(use);
   return { ...ring, stop: () => recorder.stop() };
 }

@@ -229,14 +229,15 @@ describe('session hub', () => {
     hub.close();
   });
 
-  it('does not keep a subscriber that left while its join was in progress', async () => {
+  it('does not keep a subscriber that left while its join was in progress, and refuses its join', async () => {
     const { hub, persistence } = await setUp(0);
     const { subscriber, frames } = recorder('b');
     const joined = hub.join(subscriber, SESSION, undefined, undefined);
     await persistence.readStarted;
-    hub.leaveAll(subscriber); // the socket closed
+    hub.leaveAll(subscriber); // the socket closed, or is closing for a restart
     persistence.release();
-    await joined;
+    // Before: it came back quietly, and a client still reading until its 1012 had no answer.
+    await expect(joined).rejects.toMatchObject({ code: 'unavailable' });
     expect(hub.isJoined(subscriber, SESSION)).toBe(false);
     expect(hub.sessionCount()).toBe(0);
     expect(frames).toEqual([]);

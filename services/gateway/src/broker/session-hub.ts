@@ -576,10 +576,10 @@ export function createSessionHub(options: SessionHubOptions) {
         await channel.subscription;
         // Read after subscribing, so no event can fall between the read and the subscription.
         const { session } = await persistence.call('sessions.get', { session_id: sessionId });
-        if (departed.has(subscriber)) {
-          release(channel);
-          return;
-        }
+        // Gone meanwhile (closing for a restart, say): not added, and told so if it still reads.
+        // Returning quietly, it left a client whose socket was closed a moment later unanswered.
+        if (departed.has(subscriber))
+          throw new FrameError(ErrorCode.Unavailable, 'the connection is closing; join again after reconnecting');
         const previous = channel.members.get(subscriber);
         if (previous) release(channel); // re-joining: one membership, one reference
         if (channel.lastSeq === undefined) {

@@ -111,8 +111,11 @@ export class ClientConnection implements Subscriber, FlushListener {
    */
   private closing = false;
   private closed = false;
-  /** When the send buffer first went over the limit (`performance.now()`), while it is. */
-  private overBufferSince: number | undefined;
+  /**
+   * While the send buffer is over the limit: since when (`performance.now()`), and the listener
+   * that forgets it once the socket has sent everything.
+   */
+  private overBuffer: { since: number; drained: () => void } | undefined;
   /**
    * When the socket last answered a ping. Like every interval the connection measures, on
    * `performance.now()`: a wall clock stepped forward by NTP would otherwise take every healthy
@@ -129,15 +132,15 @@ export class ClientConnection implements Subscriber, FlushListener {
     ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
     ws.on('pong', () => {
       this.lastPongAt = performance.now();
+      // A pong answers the gateway's ping, once a heartbeat; a client sending them unasked by the
+      // thousand is flooding like any other, and counts towards the 1008 close.
+      if (!this.bucket.tryTake()) this.onRateViolation();
     });
     ws.on('ping', (data) => this.onPing(data));
     ws.on('close', () => this.onClose());
     ws.on('error', (error) => this.log.debug({ err: error }, 'socket error'));
     this.limitUnauthenticated(deps.config.maxFrameBytes);
-    this.authTimer = setTimeout(() => {
-      this.sendError(ErrorCode.AuthRequired, 'no auth frame in time', undefined);
-      this.close(CloseCode.AuthFailed, 'authentication timed out');
-    }, deps.config.authTimeoutMs);
+    this.armAuthTimeout();
     deps.metrics.connections.inc();
     this.send({
       type: 'connected',
@@ -145,6 +148,14 @@ export class ClientConnection implements Subscriber, FlushListener {
       heartbeat_interval_ms: deps.config.heartbeatIntervalMs,
       protocol_version: PROTOCOL_VERSION,
     });
+  }
+
+  /** Closes the socket with 4001 unless an `auth` frame comes within AUTH_TIMEOUT_MS. */
+  private armAuthTimeout(): void {
+    this.authTimer = setTimeout(() => {
+      this.sendError(ErrorCode.AuthRequired, 'no auth frame in time', undefined);
+      this.close(CloseCode.AuthFailed, 'authentication timed out');
+    }, this.deps.config.authTimeoutMs);
   }
 
   /** Made on first use: most connections never log, and an idle one should cost little. */
@@ -214,16 +225,30 @@ export class ClientConnection implements Subscriber, FlushListener {
     const buffered = this.ws.bufferedAmount;
     const { maxBufferedBytes, slowClientGraceMs } = this.deps.config;
     if (buffered <= maxBufferedBytes) {
-      this.overBufferSince = undefined;
+      this.forgetOverBuffer();
       return;
     }
-    this.overBufferSince ??= now;
-    if (buffered > maxBufferedBytes * 4 || now - this.overBufferSince >= slowClientGraceMs) {
+    if (!this.overBuffer) {
+      // Checks come after writes: a client that read it all, and was then sent nothing for a while,
+      // was still taken to be over since then, and closed at once by the next burst.
+      const drained = () => {
+        this.overBuffer = undefined;
+      };
+      this.overBuffer = { since: now, drained };
+      this.socket.once('drain', drained);
+    }
+    if (buffered > maxBufferedBytes * 4 || now - this.overBuffer.since >= slowClientGraceMs) {
       this.deps.metrics.slowClientsClosed.inc();
       this.log.info({ buffered }, 'closing a slow client');
       // The close handshake cannot get through a full buffer either.
       this.closeWithoutHandshake(CloseCode.TryAgainLater, 'client too slow to read; reconnect and resync');
     }
+  }
+
+  private forgetOverBuffer(): void {
+    if (!this.overBuffer) return;
+    this.socket.off('drain', this.overBuffer.drained);
+    this.overBuffer = undefined;
   }
 
   /** Closes, and ends the connection a second later: for a socket whose close handshake cannot get through. */
@@ -232,10 +257,18 @@ export class ClientConnection implements Subscriber, FlushListener {
     setTimeout(() => this.ws.terminate(), 1_000).unref();
   }
 
-  /** Its token has expired (called by `ConnectionDeps.expiries`). */
-  expire(): void {
-    this.sendError(ErrorCode.AuthFailed, 'token expired; reconnect with a new token', undefined);
-    this.close(CloseCode.AuthFailed, 'token expired');
+  /**
+   * Its token has expired (called by `ConnectionDeps.expiries`): closes with 4001 as a restart
+   * closes with 1012 (`closeForRestart`), the send in flight answered first. Closed at once, the
+   * socket lost the `message_ack` of a message stored a moment later, and its queued sends were
+   * dropped unanswered; a client that sent one without a `client_msg_id` stored it twice. Nothing
+   * new is taken meanwhile: the sessions are left, and frames are answered `unavailable`.
+   */
+  async expire(waitMs: number): Promise<void> {
+    await this.closeAfterWork(waitMs, () => {
+      this.sendError(ErrorCode.AuthFailed, 'token expired; reconnect with a new token', undefined);
+      this.close(CloseCode.AuthFailed, 'token expired');
+    });
   }
 
   close(code: number, reason: string): void {
@@ -253,10 +286,15 @@ export class ClientConnection implements Subscriber, FlushListener {
    * retrying it. Frames behind it are answered `unavailable` as they come up.
    */
   async closeForRestart(waitMs: number, reason = 'server restarting; reconnect'): Promise<void> {
+    await this.closeAfterWork(waitMs, () => this.close(CloseCode.ServiceRestart, reason));
+  }
+
+  /** Stops taking work, answers the queued sends `unavailable`, waits up to `waitMs` for the work under way, then `closeNow`. */
+  private async closeAfterWork(waitMs: number, closeNow: () => void): Promise<void> {
     if (this.closing) return;
     for (const job of this.stopTakingWork()) this.refuseUnpublished(job);
     await settlesWithin(Promise.allSettled([this.inFlight ?? SETTLED, this.handling]), waitMs);
-    this.close(CloseCode.ServiceRestart, reason);
+    closeNow();
   }
 
   /**
@@ -353,7 +391,13 @@ export class ClientConnection implements Subscriber, FlushListener {
       return;
     }
     this.deps.metrics.framesIn.inc({ type: frame.type });
-    if (frame.type === 'auth' && this.user) this.extendEarly(frame.token);
+    if (frame.type === 'auth') {
+      if (this.user) this.extendEarly(frame.token);
+      // It came in time: the check of its token decides, however long that takes (the signing
+      // keys fetched from auth, say). The timeout closed the socket with 4001 meanwhile, telling
+      // a client whose token was good to fetch another.
+      else clearTimeout(this.authTimer);
+    }
     this.waitingFrames++;
     this.waitingBytes += size;
     // Frames are handled one after another, so replies come in request order (a send only
@@ -447,6 +491,8 @@ export class ClientConnection implements Subscriber, FlushListener {
     if (!known) this.log.error({ err: error, frameType: frame.type }, 'handling a frame failed');
     this.sendError(code, message, frame.req_id, { ...clientMsgIdOf(frame), retry_after_ms: retryAfterMs });
     if (code === ErrorCode.AuthFailed) this.close(CloseCode.AuthFailed, 'authentication failed');
+    // A token that could not be checked yet (`unavailable`): the client has the timeout again to retry.
+    else if (frame.type === 'auth' && !this.user && !this.closing) this.armAuthTimeout();
   }
 
   private async handle(frame: ClientFrame): Promise<void> {
@@ -472,6 +518,7 @@ export class ClientConnection implements Subscriber, FlushListener {
         return this.createSession(user, frame);
       case 'join_session': {
         await this.deps.access.authorize(user, frame.session_id);
+        if (this.closing) refuse(ErrorCode.Unavailable, 'the connection is closing; join again after reconnecting');
         // Frames are handled one at a time, so no other join of this socket is in progress.
         const { count, includes } = this.deps.hub.membership(this, frame.session_id);
         const max = this.deps.config.maxSessionsPerConnection;
@@ -573,13 +620,14 @@ export class ClientConnection implements Subscriber, FlushListener {
   }
 
   private async listSessions(user: VerifiedToken, frame: ClientFrameOf<'list_sessions'>): Promise<void> {
-    const { sessions } = await this.deps.persistence.call('sessions.list', {
+    const { sessions, has_more } = await this.deps.persistence.call('sessions.list', {
       limit: frame.limit ?? HISTORY_DEFAULT_LIMIT,
       ...(frame.status === undefined ? {} : { status: frame.status }),
+      ...(frame.before_id === undefined ? {} : { before_id: frame.before_id }),
       // Customers see their own sessions; agents and admins see all.
       ...(user.role === 'user' ? { customer_id: user.userId } : {}),
     });
-    this.send({ type: 'sessions', ...withReqId(frame.req_id), sessions });
+    this.send({ type: 'sessions', ...withReqId(frame.req_id), sessions, has_more });
   }
 
   private enqueueSend(frame: ClientFrameOf<'send_message'>): void {

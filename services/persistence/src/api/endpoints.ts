@@ -61,9 +61,15 @@ function createHandlers(db: Kysely<PersistenceDatabase>, sessionCreateLimit: Ses
     },
     'sessions.get': async (request) => ({ session: await sessionOrThrow(request.session_id) }),
     'sessions.list': async (request) => {
-      const sessions = await listSessions(db, { status: request.status, customerId: request.customer_id, limit: request.limit });
+      const { sessions, hasMore } = await listSessions(db, {
+        status: request.status,
+        customerId: request.customer_id,
+        beforeId: request.before_id,
+        limit: request.limit,
+      });
       // Subjects of 200 characters, escaped, make a list of 200 up to about 250 KB: fewer under a smaller max_payload.
-      return { sessions: sessions.slice(0, countWithinBudget(sessions, pageBudget())) };
+      const fitting = countWithinBudget(sessions, pageBudget());
+      return { sessions: sessions.slice(0, fitting), has_more: hasMore || fitting < sessions.length };
     },
     'sessions.heads': async (request) => ({ heads: await findLastSeqs(db, request.session_ids) }),
     'messages.history': async (request) => {
@@ -106,10 +112,15 @@ function withUnavailable<Req, Rep>(handler: (request: Req) => Promise<Rep>) {
 }
 
 /**
- * Runs each request's handler under `limit`. A request that waited there as long as a gateway
- * waits for its answer (`DEFAULT_REQUEST_TIMEOUT_MS`) is answered `unavailable` without running
- * its queries: its caller has given up on it.
+ * How long a request may wait for a turn: half of what a gateway waits for its answer
+ * (`DEFAULT_REQUEST_TIMEOUT_MS`). One that waited longer is answered `unavailable` without running
+ * its queries, while its caller still listens, and can retry or tell its client. Waiting the whole
+ * of the caller's time, as before, every request a lasting overload let through had used that time
+ * up in line: it ran its queries for nobody, and its caller heard nothing at all.
  */
+export const API_MAX_WAIT_MS = DEFAULT_REQUEST_TIMEOUT_MS / 2;
+
+/** Runs each request's handler under `limit`; one refused there is answered `unavailable`. */
 function withinLimit<Req, Rep>(limit: ConcurrencyLimit, handler: (request: Req) => Promise<Rep>) {
   return async (request: Req) => {
     try {
@@ -149,7 +160,7 @@ export function persistenceServiceSpec({
   maxPayload: () => number;
 }): ServiceSpec {
   const handlers = createHandlers(db, sessionCreateLimit, maxPayload);
-  const limit = createConcurrencyLimit({ concurrency, maxWaitMs: DEFAULT_REQUEST_TIMEOUT_MS });
+  const limit = createConcurrencyLimit({ concurrency, maxWaitMs: API_MAX_WAIT_MS });
   const log = logger.child({ module: 'api' });
   return {
     name: subjects.persistenceServiceName,

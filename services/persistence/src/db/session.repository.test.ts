@@ -84,6 +84,19 @@ async function preparedPlanOf(filter: SessionListFilter): Promise<PlanNode[]> {
   });
 }
 
+/**
+ * Persistence's plan for `filter`, run, reads no table whole and sorts nothing: it reads at most
+ * `limit` rows of `sessions`, those a filter threw away included.
+ */
+async function expectPageOfIndexOnly(filter: SessionListFilter): Promise<void> {
+  const nodes = await preparedPlanOf(filter);
+  expect(nodes.filter((node) => node['Node Type'] === 'Seq Scan' || node['Node Type'] === 'Sort')).toEqual([]);
+  const read = nodes
+    .filter((node) => node['Relation Name'] === 'sessions')
+    .map((node) => (node['Actual Rows'] ?? 0) + (node['Rows Removed by Filter'] ?? 0));
+  expect(Math.max(...read)).toBeLessThanOrEqual(filter.limit);
+}
+
 /** The plan of the statement `listSessions` sends, run (`explain analyze`) on the given connection. */
 async function planOf({ db }: Database<PersistenceDatabase>, filter: SessionListFilter): Promise<PlanNode[]> {
   const { rows } = await sql<{
@@ -109,7 +122,20 @@ describe('listSessions without a filter', () => {
   it('keeps its order: newest first by created_at, then by id', async () => {
     const listed = await listSessions(persistence.db, { limit: 5 });
     const [first = 0, second = 0, third = 0] = [...ties].sort((a, b) => b - a);
-    expect(listed.map((session) => session.id)).toEqual([first, second, third, 1, 2]);
+    expect(listed.sessions.map((session) => session.id)).toEqual([first, second, third, 1, 2]);
+    expect(listed.hasMore).toBe(true);
+  });
+
+  it('pages in the same order with before_id, sessions created in the same instant included', async () => {
+    const whole = (await listSessions(persistence.db, { limit: 5 })).sessions.map((session) => session.id);
+    const paged: number[] = [];
+    let beforeId: number | undefined;
+    for (let page = 0; page < 5; page++) {
+      const { sessions } = await listSessions(persistence.db, { limit: 1, beforeId });
+      paged.push(...sessions.map((session) => session.id));
+      beforeId = sessions.at(-1)?.id;
+    }
+    expect(paged).toEqual(whole);
   });
 
   it('reads no whole table with a filter either', async () => {
@@ -132,13 +158,43 @@ describe('listSessions by status or customer', () => {
     { status: 'closed' as const, limit: 50 },
     { customerId: 7, limit: 50 },
   ])('reads only the newest `limit` rows of an index, as persistence plans it: %o', async (filter) => {
-    const nodes = await preparedPlanOf(filter);
-    expect(nodes.filter((node) => node['Node Type'] === 'Seq Scan' || node['Node Type'] === 'Sort')).toEqual([]);
-    // Rows a filter threw away were read too.
-    const read = nodes
-      .filter((node) => node['Relation Name'] === 'sessions')
-      .map((node) => (node['Actual Rows'] ?? 0) + (node['Rows Removed by Filter'] ?? 0));
-    expect(Math.max(...read)).toBeLessThanOrEqual(filter.limit);
+    await expectPageOfIndexOnly(filter);
+  });
+});
+
+describe('listSessions after before_id', () => {
+  it.each([
+    { customerId: 7, limit: 30 },
+    { status: 'closed' as const, customerId: 7, limit: 7 },
+  ])('lists every session of the filter once, in order, page after page, and says when none are left: %o', async (filter) => {
+    const all = await listSessions(persistence.db, { ...filter, limit: 200 });
+    expect(all.hasMore).toBe(false);
+    const paged: number[] = [];
+    const more: boolean[] = [];
+    let beforeId: number | undefined;
+    do {
+      const page = await listSessions(persistence.db, { ...filter, beforeId });
+      paged.push(...page.sessions.map((session) => session.id));
+      more.push(page.hasMore);
+      beforeId = page.sessions.at(-1)?.id;
+    } while (more.at(-1));
+    expect(paged).toEqual(all.sessions.map((session) => session.id));
+    expect(more.filter((hasMore) => !hasMore)).toHaveLength(1);
+    expect(more.length).toBe(Math.ceil(paged.length / filter.limit) || 1);
+  });
+
+  it('lists nothing after a session that does not exist', async () => {
+    expect(await listSessions(persistence.db, { beforeId: 999_999_999, limit: 10 })).toEqual({ sessions: [], hasMore: false });
+  });
+
+  it.each([
+    { beforeId: 50_000, limit: 50 },
+    { status: 'open' as const, beforeId: 50_000, limit: 50 },
+    { customerId: 7, beforeId: 50_007, limit: 50 },
+    { status: 'closed' as const, beforeId: 50_000, limit: 50 },
+  ])("starts reading the filter's index at the cursor, as persistence plans it: %o", async (filter) => {
+    // Before, by status: the index of all sessions, skipping those of the other status (25 and 98 rows here).
+    await expectPageOfIndexOnly(filter);
   });
 });
 

@@ -83,21 +83,40 @@ export async function findLastSeqs(db: Kysely<PersistenceDatabase>, ids: readonl
 export interface SessionListFilter {
   status?: 'open' | 'closed' | undefined;
   customerId?: number | undefined;
+  /** Only sessions listed after this one (older, or as old with a lower id): the next page. */
+  beforeId?: number | undefined;
   limit: number;
 }
 
 /**
  * The statement of `listSessions`. Without a filter it reads the `(created_at desc, id desc)`
- * index and stops after `limit` rows; by status or customer, the index of that column.
+ * index and stops after `limit` rows; by status or customer, the index of that column, which
+ * orders the rest the same way. A page after `beforeId` starts in that index where the session
+ * is: a row comparison with the session's `(created_at, id)`, led by the filter's column (equal
+ * on both sides), so that only the filter's index can start there. Without it, persistence's
+ * plan (made once for any status) read the index of all sessions from the cursor and skipped
+ * those of the other status: as many rows as sessions of that status are rare.
  */
 export function listSessionsQuery(db: Kysely<PersistenceDatabase>, filter: SessionListFilter) {
   let query = db.selectFrom('sessions').selectAll().orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit);
   if (filter.status) query = query.where('status', '=', filter.status);
   if (filter.customerId !== undefined) query = query.where('customer_id', '=', filter.customerId);
+  if (filter.beforeId !== undefined) {
+    // A cursor that names no session lists nothing (a comparison with null is never true).
+    const before = sql`(select created_at from sessions where id = ${filter.beforeId}), ${filter.beforeId}::bigint`;
+    if (filter.customerId !== undefined)
+      query = query.where(sql<boolean>`(customer_id, created_at, id) < (${filter.customerId}::bigint, ${before})`);
+    else if (filter.status) query = query.where(sql<boolean>`(status, created_at, id) < (${filter.status}::text, ${before})`);
+    else query = query.where(sql<boolean>`(created_at, id) < (${before})`);
+  }
   return query;
 }
 
-/** Newest first. */
-export async function listSessions(db: Kysely<PersistenceDatabase>, filter: SessionListFilter): Promise<SessionWithSeq[]> {
-  return (await listSessionsQuery(db, filter).execute()).map(toSessionWithSeq);
+/** Newest first, and whether more come after them (`limit` + 1 are read). */
+export async function listSessions(
+  db: Kysely<PersistenceDatabase>,
+  filter: SessionListFilter,
+): Promise<{ sessions: SessionWithSeq[]; hasMore: boolean }> {
+  const rows = await listSessionsQuery(db, { ...filter, limit: filter.limit + 1 }).execute();
+  return { sessions: rows.slice(0, filter.limit).map(toSessionWithSeq), hasMore: rows.length > filter.limit };
 }

@@ -1,7 +1,8 @@
 import { createDb, type Database } from '@switchboard/db';
 import { createLogger } from '@switchboard/logging';
 import { createTestDatabase, query, type TestDatabase, waitFor } from '@switchboard/testing';
-import { Migrator, sql } from 'kysely';
+import { type Kysely, Migrator, sql } from 'kysely';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migratePersistence } from '../app.js';
 import { PERSISTENCE_CONNECTION_SETTINGS } from '../db/connection-settings.js';
@@ -10,19 +11,45 @@ import { storeBatch } from '../inbound/store-batch.js';
 import { migrations } from './index.js';
 
 /**
- * An upgrade from the first release's schema while messages are stored: the index migrations
- * build and drop indexes of `sessions` in one transaction, and a batch storing a message locks
- * and updates a session's row meanwhile.
+ * Upgrades from the first release's schema under load. While messages are stored: the index
+ * migrations build and drop indexes of `sessions` in one transaction, and a batch storing a
+ * message locks and updates a session's row meanwhile. Behind a transaction left open on
+ * `sessions`: see the second describe.
  */
 
 /** Enough that building an index of `sessions` takes a while, so that a batch can arrive during it. */
 const SESSIONS = 1_000_000;
 const FIRST = '2026-11-25T01-00-00_sessions-and-messages';
+/** How long the transaction on `sessions` stays open at most: longer than any try for its lock. */
+const HELD_MS = 8_000;
 
 let database: TestDatabase;
 let migrating: Database<PersistenceDatabase>;
 /** As persistence stores messages (main.ts), on a connection of its own. */
 let storing: Database<PersistenceDatabase>;
+
+/** Applies the first release's migration only. */
+async function migrateToFirstRelease(db: Kysely<PersistenceDatabase>): Promise<void> {
+  const firstRelease = new Migrator({
+    db,
+    provider: { getMigrations: async () => ({ [FIRST]: migrations[FIRST] ?? { up: async () => undefined } }) },
+    migrationTableName: 'persistence_migration',
+    migrationLockTableName: 'persistence_migration_lock',
+  });
+  const { error } = await firstRelease.migrateToLatest();
+  if (error) throw error;
+}
+
+/** The indexes of `sessions` once every migration has run. */
+async function expectLatestSessionIndexes(url: string): Promise<void> {
+  const indexes = await query<{ indexname: string }>(url, `select indexname from pg_indexes where tablename = 'sessions' order by 1`);
+  expect(indexes.map((row) => row.indexname)).toEqual([
+    'sessions_created_at_id_idx',
+    'sessions_customer_newest_idx',
+    'sessions_pkey',
+    'sessions_status_newest_idx',
+  ]);
+}
 
 beforeAll(async () => {
   database = await createTestDatabase('migrate_under_load');
@@ -33,14 +60,7 @@ beforeAll(async () => {
     applicationName: 'store-under-migration',
     settings: PERSISTENCE_CONNECTION_SETTINGS,
   });
-  const firstRelease = new Migrator({
-    db: migrating.db,
-    provider: { getMigrations: async () => ({ [FIRST]: migrations[FIRST] ?? { up: async () => undefined } }) },
-    migrationTableName: 'persistence_migration',
-    migrationLockTableName: 'persistence_migration_lock',
-  });
-  const { error } = await firstRelease.migrateToLatest();
-  if (error) throw error;
+  await migrateToFirstRelease(migrating.db);
   await sql`insert into sessions (customer_id) select g % 1000 from generate_series(1, ${SESSIONS}::int) g`.execute(migrating.db);
 }, 120_000);
 
@@ -81,15 +101,66 @@ describe('the index migrations under load', () => {
     const [migrated, stored] = await Promise.allSettled([migration, batch]);
     expect(migrated).toEqual({ status: 'fulfilled', value: undefined });
     expect(stored).toMatchObject({ status: 'fulfilled', value: [{ kind: 'stored', message: { session_id: 1, seq: 1 } }] });
-    const indexes = await query<{ indexname: string }>(
-      database.url,
-      `select indexname from pg_indexes where tablename = 'sessions' order by 1`,
-    );
-    expect(indexes.map((row) => row.indexname)).toEqual([
-      'sessions_created_at_id_idx',
-      'sessions_customer_newest_idx',
-      'sessions_pkey',
-      'sessions_status_newest_idx',
-    ]);
+    await expectLatestSessionIndexes(database.url);
   }, 120_000);
+});
+
+/**
+ * An upgrade from the first release's schema while a transaction holds `sessions` open: the index
+ * migrations' request for the table's lock waited behind it for good, and every write to the table
+ * after the request waited behind the request, so that one transaction left open stopped all
+ * storage until it ended. The request now waits 2 s a try, and lets the writes through between tries.
+ */
+describe('the index migrations behind a transaction left open on sessions', () => {
+  let blocked: TestDatabase;
+  let blockedMigrating: Database<PersistenceDatabase>;
+
+  beforeAll(async () => {
+    blocked = await createTestDatabase('migrate_lock_tries');
+    blockedMigrating = createDb({ url: blocked.url, poolSize: 1, applicationName: 'migrate-lock-tries' });
+    await migrateToFirstRelease(blockedMigrating.db);
+  }, 60_000);
+
+  afterAll(async () => {
+    await blockedMigrating?.destroy();
+    await blocked?.drop();
+  });
+
+  it('let writes to sessions through while they wait, and complete once it ends', async () => {
+    const holder = new pg.Client({ connectionString: blocked.url });
+    const writer = new pg.Client({ connectionString: blocked.url, application_name: 'write-during-migration' });
+    await Promise.all([holder.connect(), writer.connect()]);
+    let migration: Promise<void> | undefined;
+    try {
+      // A session created in a transaction not yet ended: its lock lets other writes through,
+      // but not the migrations' EXCLUSIVE one.
+      await holder.query('begin');
+      await holder.query('insert into sessions (customer_id) values (1)');
+      migration = migratePersistence(blockedMigrating.db, createLogger({ name: 'migrate-lock-tries', level: 'silent' }));
+      migration.catch(() => undefined);
+      await waitFor(
+        async () =>
+          (
+            await query(
+              blocked.url,
+              `select 1 from pg_stat_activity where application_name = 'migrate-lock-tries' and wait_event_type = 'Lock'`,
+            )
+          ).length > 0,
+        30_000,
+        'the migration to wait for the lock of sessions',
+      );
+      const written = writer.query('insert into sessions (customer_id) values (2)').then(() => 'written' as const);
+      const held = new Promise<'still held'>((resolve) => setTimeout(() => resolve('still held'), HELD_MS));
+      // Before: the write waited behind the migration, which waited for the transaction.
+      expect(await Promise.race([written, held])).toBe('written');
+      await holder.query('commit');
+      await migration;
+    } finally {
+      await holder.query('rollback').catch(() => undefined);
+      await Promise.all([holder.end(), writer.end()]);
+      await migration?.catch(() => undefined);
+    }
+    await expectLatestSessionIndexes(blocked.url);
+    expect(await query(blocked.url, 'select customer_id from sessions order by id')).toEqual([{ customer_id: '1' }, { customer_id: '2' }]);
+  }, 60_000);
 });

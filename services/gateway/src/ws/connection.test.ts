@@ -1,0 +1,217 @@
+import { EventEmitter } from 'node:events';
+import { PassThrough } from 'node:stream';
+import { Deadlines, type PersistenceClient } from '@switchboard/bus';
+import { createLogger } from '@switchboard/logging';
+import { CloseCode, type Message, type ServerFrame } from '@switchboard/protocol';
+import { TokenError, TokenErrorCode, type TokenVerifier, type VerifiedToken } from '@switchboard/tokens';
+import { Registry } from 'prom-client';
+import { afterEach, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import type { SessionAccess } from '../broker/session-access.js';
+import type { SessionHub } from '../broker/session-hub.js';
+import { loadGatewayConfig } from '../config.js';
+import { createGatewayMetrics } from '../metrics.js';
+import { ClientConnection } from './connection.js';
+import { UserConnections } from './user-connections.js';
+
+/** The `ws` socket of a connection, as far as it uses it: what it sends, how it closes, what it buffers. */
+class FakeSocket extends EventEmitter {
+  readyState: number = WebSocket.OPEN;
+  bufferedAmount = 0;
+  readonly sent: ServerFrame[] = [];
+  closedWith: number | undefined;
+  send(data: string): void {
+    this.sent.push(JSON.parse(data) as ServerFrame);
+  }
+  ping(): void {}
+  pause(): void {}
+  terminate(): void {
+    this.readyState = WebSocket.CLOSED;
+  }
+  close(code: number): void {
+    this.closedWith = code;
+    this.readyState = WebSocket.CLOSING;
+  }
+  /** A frame from the client. */
+  receive(frame: object): void {
+    this.emit('message', Buffer.from(JSON.stringify(frame)), false);
+  }
+}
+
+const MAX_BUFFERED_BYTES = 64 * 1024;
+const GRACE_MS = 1_000;
+const AUTH_TIMEOUT_MS = 200;
+
+const open: FakeSocket[] = [];
+
+afterEach(() => {
+  // Ends each connection (its auth timer included).
+  for (const ws of open.splice(0)) ws.emit('close');
+});
+
+function connect(
+  verifier: TokenVerifier = { verify: () => new Promise<VerifiedToken>(() => undefined) },
+  hub: Partial<SessionHub> = {},
+  access: Partial<SessionAccess> = { authorize: async () => undefined },
+) {
+  const ws = new FakeSocket();
+  open.push(ws);
+  const tcp = new PassThrough();
+  const metrics = createGatewayMetrics(new Registry());
+  const connection = new ClientConnection(ws as unknown as WebSocket, tcp, {
+    config: loadGatewayConfig({
+      MAX_BUFFERED_BYTES: String(MAX_BUFFERED_BYTES),
+      SLOW_CLIENT_GRACE_MS: String(GRACE_MS),
+      AUTH_TIMEOUT_MS: String(AUTH_TIMEOUT_MS),
+    }),
+    logger: createLogger({ name: 'connection-test', level: 'silent' }),
+    metrics,
+    verifier,
+    persistence: {} as PersistenceClient,
+    access: access as SessionAccess,
+    hub: { leaveAll: () => undefined, ...hub } as SessionHub,
+    expiries: new Deadlines<ClientConnection>(() => undefined),
+    userConnections: new UserConnections(0),
+  });
+  const slowClientsClosed = async () => (await metrics.slowClientsClosed.get()).values[0]?.value ?? 0;
+  return { ws, tcp, connection, slowClientsClosed };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('a slow client', () => {
+  it('is closed with 1013 once its send buffer has stayed over the limit for the grace period', async () => {
+    const { ws, connection, slowClientsClosed } = connect();
+    ws.bufferedAmount = 2 * MAX_BUFFERED_BYTES;
+    connection.checkBackpressure(0);
+    connection.checkBackpressure(GRACE_MS - 1);
+    expect(ws.closedWith).toBeUndefined();
+    connection.checkBackpressure(GRACE_MS);
+    expect(ws.closedWith).toBe(CloseCode.TryAgainLater);
+    expect(await slowClientsClosed()).toBe(1);
+  });
+
+  it('is not a client that read everything since, over the limit again only for a moment', async () => {
+    const { ws, tcp, connection, slowClientsClosed } = connect();
+    ws.bufferedAmount = 2 * MAX_BUFFERED_BYTES;
+    connection.checkBackpressure(0);
+    // It reads it all, and nothing is written to it (so nothing checks it) for a while.
+    ws.bufferedAmount = 0;
+    tcp.emit('drain');
+    // A burst much later leaves it over the limit again.
+    ws.bufferedAmount = 2 * MAX_BUFFERED_BYTES;
+    connection.checkBackpressure(GRACE_MS * 10);
+    // Before: closed at once, as if it had been over the limit all along.
+    expect(ws.closedWith).toBeUndefined();
+    expect(await slowClientsClosed()).toBe(0);
+    connection.checkBackpressure(GRACE_MS * 11);
+    expect(ws.closedWith).toBe(CloseCode.TryAgainLater);
+  });
+});
+
+describe('the auth timeout', () => {
+  it('closes a socket that sent no auth frame in time with 4001', async () => {
+    const { ws } = connect();
+    await sleep(AUTH_TIMEOUT_MS * 2);
+    expect(ws.sent.at(-1)).toMatchObject({ type: 'error', code: 'auth_required' });
+    expect(ws.closedWith).toBe(CloseCode.AuthFailed);
+  });
+
+  it('leaves an auth frame that came in time to the check of its token, however long it takes', async () => {
+    let accept: (token: VerifiedToken) => void = () => undefined;
+    const { ws } = connect({ verify: () => new Promise<VerifiedToken>((resolve) => (accept = resolve)) });
+    ws.receive({ type: 'auth', token: 'a-token', req_id: 1 });
+    await sleep(AUTH_TIMEOUT_MS * 2);
+    // Before: closed with 4001 ("no auth frame in time"), a good token still being checked.
+    expect(ws.closedWith).toBeUndefined();
+    accept({ userId: 7, role: 'agent', username: 'agent7', expiresAt: Date.now() + 60_000 });
+    await sleep(10);
+    expect(ws.sent.at(-1)).toMatchObject({ type: 'auth_success', req_id: 1, user: { id: 7 } });
+    expect(ws.closedWith).toBeUndefined();
+  });
+
+  it('gives a client whose token could not be checked yet the timeout again to retry, then closes it', async () => {
+    // The keys are fetched for most of the timeout, and cannot be.
+    const { ws } = connect({
+      verify: async () => {
+        await sleep(AUTH_TIMEOUT_MS * 0.75);
+        throw new TokenError(TokenErrorCode.Unavailable, 'the signing keys could not be fetched');
+      },
+    });
+    ws.receive({ type: 'auth', token: 'a-token', req_id: 1 });
+    await sleep(AUTH_TIMEOUT_MS * 1.25);
+    expect(ws.sent.at(-1)).toMatchObject({ type: 'error', code: 'unavailable', req_id: 1 });
+    // Before: closed at the first timeout, with 4001 after the unavailable.
+    expect(ws.closedWith).toBeUndefined();
+    await sleep(AUTH_TIMEOUT_MS);
+    expect(ws.sent.at(-1)).toMatchObject({ type: 'error', code: 'auth_required' });
+    expect(ws.closedWith).toBe(CloseCode.AuthFailed);
+  });
+});
+
+describe('a token expiring while a send is in flight', () => {
+  it('answers the send first, and the queued ones unavailable, then closes with 4001', async () => {
+    const stored: ((message: Message) => void)[] = [];
+    const { ws, connection } = connect(
+      { verify: async () => ({ userId: 7, role: 'user', username: 'customer7', expiresAt: Date.now() + 60_000 }) },
+      { send: () => new Promise<Message>((resolve) => stored.push(resolve)) },
+    );
+    ws.receive({ type: 'auth', token: 'a-token' });
+    for (const id of ['m1', 'm2', 'm3']) ws.receive({ type: 'send_message', session_id: 5, content: id, client_msg_id: id });
+    await sleep(10);
+    expect(stored).toHaveLength(1); // m1 published, m2 and m3 queued behind it
+
+    const expired = connection.expire(2_000);
+    await sleep(10);
+    expect(ws.closedWith).toBeUndefined();
+    stored[0]?.({
+      id: 100,
+      session_id: 5,
+      seq: 1,
+      sender_id: 7,
+      sender_role: 'user',
+      content: 'm1',
+      client_msg_id: 'm1',
+      created_at: new Date().toISOString(),
+    });
+    await expired;
+    // Before: closed at once, with m1's ack lost (it was stored) and m2 and m3 unanswered.
+    expect(ws.sent.slice(-4)).toMatchObject([
+      { type: 'error', code: 'unavailable', client_msg_id: 'm2' },
+      { type: 'error', code: 'unavailable', client_msg_id: 'm3' },
+      { type: 'message_ack', client_msg_id: 'm1', message_id: 100, seq: 1 },
+      { type: 'error', code: 'auth_failed' },
+    ]);
+    expect(ws.closedWith).toBe(CloseCode.AuthFailed);
+    expect(stored).toHaveLength(1);
+  });
+});
+
+describe('a join being handled when a restart closes the socket', () => {
+  it('is answered unavailable with its req_id before the 1012', async () => {
+    let authorized: () => void = () => undefined;
+    const { ws, connection } = connect(
+      { verify: async () => ({ userId: 7, role: 'agent', username: 'agent7', expiresAt: Date.now() + 60_000 }) },
+      { join: async () => undefined, membership: () => ({ count: 0, includes: false }) },
+      { authorize: () => new Promise<void>((resolve) => (authorized = resolve)) },
+    );
+    ws.receive({ type: 'auth', token: 'a-token' });
+    ws.receive({ type: 'join_session', session_id: 5, req_id: 9 });
+    await sleep(10);
+    const restarted = connection.closeForRestart(2_000);
+    authorized();
+    await restarted;
+    // Before: the join went on for a socket already leaving, and nothing answered it.
+    expect(ws.sent.at(-1)).toMatchObject({ type: 'error', code: 'unavailable', req_id: 9 });
+    expect(ws.closedWith).toBe(CloseCode.ServiceRestart);
+  });
+});
+
+describe('unsolicited pongs', () => {
+  it('count against the rate like any frame, and a flood of them closes the socket with 1008', () => {
+    const { ws } = connect();
+    for (let i = 0; i < 10_000 && ws.closedWith === undefined; i++) ws.emit('pong', Buffer.alloc(0));
+    // Before: never closed, each pong parsed and handled for free.
+    expect(ws.closedWith).toBe(CloseCode.PolicyViolation);
+  });
+});
