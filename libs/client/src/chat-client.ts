@@ -441,7 +441,8 @@ export class ChatClient {
       ...(options.limit === undefined ? {} : { limit: options.limit }),
     };
     const reply = await this.request(() => frame, 'sessions', { idempotent: true });
-    return { sessions: reply.sessions, hasMore: reply.has_more };
+    // A gateway older than paging sends no `has_more` (and ignores `beforeId`): no further page.
+    return { sessions: reply.sessions, hasMore: reply.has_more === true };
   }
 
   /** A round trip to the gateway. */

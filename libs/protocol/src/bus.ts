@@ -97,7 +97,8 @@ export const persistenceApi = {
       before_id: idSchema.optional(),
       limit: z.number().int().min(1).max(200),
     }),
-    reply: z.object({ sessions: z.array(sessionWithSeqSchema), has_more: z.boolean() }),
+    // `has_more` is missing from a persistence older than paging (during a rolling upgrade).
+    reply: z.object({ sessions: z.array(sessionWithSeqSchema), has_more: z.boolean().optional() }),
   },
   'messages.history': {
     request: z.object({ session_id: idSchema, before_seq: idSchema.optional(), limit: z.number().int().min(1).max(200) }),

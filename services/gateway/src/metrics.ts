@@ -39,7 +39,7 @@ export function createGatewayMetrics(registry: Registry) {
     }),
     duplicateSends: new Counter({
       name: 'switchboard_gateway_duplicate_sends_total',
-      help: 'Sends the inbound stream already held: a client retrying a message (same client_msg_id) sent before, on this gateway or another. Each is acked once stored, and stored once.',
+      help: 'Sends the inbound stream already held from the same sender: a client retrying a message (same client_msg_id) sent before, on this gateway or another. Each is acked once stored, and stored once.',
       registers: [registry],
     }),
     gapFills: new Counter({

@@ -536,8 +536,10 @@ export function createSessionHub(options: SessionHubOptions) {
       }
       if (published.duplicate) {
         // The stream already holds it: stored already, or still on its way to persistence.
-        metrics.duplicateSends.inc();
         const stored = await lookUpStored();
+        // Another sender's message with this id is no retry (`send` refuses it).
+        if (stored && stored.sender_id !== request.sender.id) return stored;
+        metrics.duplicateSends.inc();
         if (stored) return stored;
       }
       const timedOut = new Promise<never>((_resolve, reject) => {

@@ -131,6 +131,8 @@ export class ClientConnection implements Subscriber, FlushListener {
     this.bucket = new TokenBucket(deps.config.rateLimitPerSec, deps.config.rateLimitPerSec * 2);
     ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
     ws.on('pong', () => {
+      // `ws` goes on emitting a closing socket's pongs, until the client's close frame (up to 30 s).
+      if (this.closing) return;
       this.lastPongAt = performance.now();
       // A pong answers the gateway's ping, once a heartbeat; a client sending them unasked by the
       // thousand is flooding like any other, and counts towards the 1008 close.
@@ -140,7 +142,7 @@ export class ClientConnection implements Subscriber, FlushListener {
     ws.on('close', () => this.onClose());
     ws.on('error', (error) => this.log.debug({ err: error }, 'socket error'));
     this.limitUnauthenticated(deps.config.maxFrameBytes);
-    this.armAuthTimeout();
+    this.authTimer = setTimeout(() => this.onAuthTimeout(), deps.config.authTimeoutMs);
     deps.metrics.connections.inc();
     this.send({
       type: 'connected',
@@ -150,12 +152,19 @@ export class ClientConnection implements Subscriber, FlushListener {
     });
   }
 
-  /** Closes the socket with 4001 unless an `auth` frame comes within AUTH_TIMEOUT_MS. */
-  private armAuthTimeout(): void {
-    this.authTimer = setTimeout(() => {
+  /**
+   * AUTH_TIMEOUT_MS after connecting: closes the socket with 4001 unless the frames received by
+   * then authenticate it. An `auth` among them is answered first, whatever its check takes (the
+   * signing keys fetched from auth, say): the timeout closed the socket meanwhile, telling a
+   * client whose token was good to fetch another.
+   */
+  private onAuthTimeout(): void {
+    this.authTimer = undefined;
+    void this.handling.then(() => {
+      if (this.user || this.closing) return;
       this.sendError(ErrorCode.AuthRequired, 'no auth frame in time', undefined);
       this.close(CloseCode.AuthFailed, 'authentication timed out');
-    }, this.deps.config.authTimeoutMs);
+    });
   }
 
   /** Made on first use: most connections never log, and an idle one should cost little. */
@@ -291,10 +300,12 @@ export class ClientConnection implements Subscriber, FlushListener {
 
   /** Stops taking work, answers the queued sends `unavailable`, waits up to `waitMs` for the work under way, then `closeNow`. */
   private async closeAfterWork(waitMs: number, closeNow: () => void): Promise<void> {
-    if (this.closing) return;
-    for (const job of this.stopTakingWork()) this.refuseUnpublished(job);
+    const closingAlready = this.closing;
+    if (!closingAlready) for (const job of this.stopTakingWork()) this.refuseUnpublished(job);
+    // A second close (a restart's drain meeting a token's expiry, say) waits as the first does,
+    // so that a drain waiting for it does not end the connection before the first one answers.
     await settlesWithin(Promise.allSettled([this.inFlight ?? SETTLED, this.handling]), waitMs);
-    closeNow();
+    if (!closingAlready) closeNow();
   }
 
   /**
@@ -391,13 +402,7 @@ export class ClientConnection implements Subscriber, FlushListener {
       return;
     }
     this.deps.metrics.framesIn.inc({ type: frame.type });
-    if (frame.type === 'auth') {
-      if (this.user) this.extendEarly(frame.token);
-      // It came in time: the check of its token decides, however long that takes (the signing
-      // keys fetched from auth, say). The timeout closed the socket with 4001 meanwhile, telling
-      // a client whose token was good to fetch another.
-      else clearTimeout(this.authTimer);
-    }
+    if (frame.type === 'auth' && this.user) this.extendEarly(frame.token);
     this.waitingFrames++;
     this.waitingBytes += size;
     // Frames are handled one after another, so replies come in request order (a send only
@@ -474,6 +479,8 @@ export class ClientConnection implements Subscriber, FlushListener {
 
   /** A client that keeps flooding far over its rate is closed: it is not a client, or a broken one. */
   private onRateViolation(): void {
+    // Closing already (for this or another reason): told once, and logged once.
+    if (this.closing) return;
     const now = performance.now();
     if (now - this.rateWindowStart > RATE_VIOLATION_WINDOW_MS) {
       this.rateWindowStart = now;
@@ -491,8 +498,6 @@ export class ClientConnection implements Subscriber, FlushListener {
     if (!known) this.log.error({ err: error, frameType: frame.type }, 'handling a frame failed');
     this.sendError(code, message, frame.req_id, { ...clientMsgIdOf(frame), retry_after_ms: retryAfterMs });
     if (code === ErrorCode.AuthFailed) this.close(CloseCode.AuthFailed, 'authentication failed');
-    // A token that could not be checked yet (`unavailable`): the client has the timeout again to retry.
-    else if (frame.type === 'auth' && !this.user && !this.closing) this.armAuthTimeout();
   }
 
   private async handle(frame: ClientFrame): Promise<void> {
@@ -627,7 +632,11 @@ export class ClientConnection implements Subscriber, FlushListener {
       // Customers see their own sessions; agents and admins see all.
       ...(user.role === 'user' ? { customer_id: user.userId } : {}),
     });
-    this.send({ type: 'sessions', ...withReqId(frame.req_id), sessions, has_more });
+    // A persistence older than paging (a rolling upgrade) ignores `before_id`, and would answer
+    // the first page again: a client paging until `has_more` is false would never stop.
+    if (has_more === undefined && frame.before_id !== undefined)
+      refuse(ErrorCode.Unavailable, 'paging needs persistence to be upgraded; retry later');
+    this.send({ type: 'sessions', ...withReqId(frame.req_id), sessions, has_more: has_more ?? false });
   }
 
   private enqueueSend(frame: ClientFrameOf<'send_message'>): void {

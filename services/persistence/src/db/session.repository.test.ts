@@ -48,6 +48,8 @@ afterAll(async () => {
 
 interface PlanNode {
   'Node Type': string;
+  'Shared Hit Blocks'?: number;
+  'Shared Read Blocks'?: number;
   'Relation Name'?: string;
   'Index Name'?: string;
   'Actual Rows'?: number;
@@ -71,12 +73,13 @@ function nodesOf(root: PlanNode | undefined): PlanNode[] {
  * and executed with `plan_cache_mode = force_generic_plan`, so planned without its values.
  */
 async function preparedPlanOf(filter: SessionListFilter): Promise<PlanNode[]> {
+  // (The first node's buffers are those of the whole statement.)
   const compiled = listSessionsQuery(persistence.db, filter).compile();
   const literal = (value: unknown) => (typeof value === 'number' ? String(value) : `'${String(value).replaceAll("'", "''")}'`);
   return persistence.db.connection().execute(async (db) => {
     await sql`deallocate all`.execute(db);
     await sql.raw(`prepare listed as ${compiled.sql}`).execute(db);
-    const { rows } = await sql<{ 'QUERY PLAN': { Plan: PlanNode }[] }>`explain (analyze, format json) ${sql.raw(
+    const { rows } = await sql<{ 'QUERY PLAN': { Plan: PlanNode }[] }>`explain (analyze, buffers, format json) ${sql.raw(
       `execute listed(${compiled.parameters.map(literal).join(', ')})`,
     )}`.execute(db);
     await sql`deallocate listed`.execute(db);
@@ -188,13 +191,26 @@ describe('listSessions after before_id', () => {
   });
 
   it.each([
-    { beforeId: 50_000, limit: 50 },
-    { status: 'open' as const, beforeId: 50_000, limit: 50 },
-    { customerId: 7, beforeId: 50_007, limit: 50 },
-    { status: 'closed' as const, beforeId: 50_000, limit: 50 },
-  ])("starts reading the filter's index at the cursor, as persistence plans it: %o", async (filter) => {
-    // Before, by status: the index of all sessions, skipping those of the other status (25 and 98 rows here).
-    await expectPageOfIndexOnly(filter);
+    { shallow: 1_000, deep: 90_000 },
+    { status: 'open' as const, shallow: 1_000, deep: 90_000 },
+    { status: 'closed' as const, shallow: 1_002, deep: 90_000 },
+    { customerId: 7, shallow: 1_007, deep: 90_007 },
+  ])('starts reading at the cursor, however deep, as persistence plans it: %o', async ({ shallow, deep, ...filter }) => {
+    const pages: number[] = [];
+    for (const beforeId of [shallow, deep]) {
+      const nodes = await preparedPlanOf({ ...filter, beforeId, limit: 50 });
+      expect(nodes.filter((node) => node['Node Type'] === 'Seq Scan' || node['Node Type'] === 'Sort')).toEqual([]);
+      pages.push((nodes[0]?.['Shared Hit Blocks'] ?? 0) + (nodes[0]?.['Shared Read Blocks'] ?? 0));
+    }
+    // Before, by status: the scan began at the newest session of the status and walked the index
+    // to the cursor, hundreds of pages more at the deep one.
+    const [atShallow = 0, atDeep = 0] = pages;
+    expect(atDeep).toBeLessThanOrEqual(atShallow + 10);
+  });
+
+  it("lists nothing for a customer after another customer's session", async () => {
+    expect(await listSessions(persistence.db, { customerId: 7, beforeId: 50_008, limit: 10 })).toEqual({ sessions: [], hasMore: false });
+    expect((await listSessions(persistence.db, { customerId: 7, beforeId: 50_007, limit: 10 })).sessions).toHaveLength(10);
   });
 });
 

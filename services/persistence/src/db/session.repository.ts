@@ -91,23 +91,27 @@ export interface SessionListFilter {
 /**
  * The statement of `listSessions`. Without a filter it reads the `(created_at desc, id desc)`
  * index and stops after `limit` rows; by status or customer, the index of that column, which
- * orders the rest the same way. A page after `beforeId` starts in that index where the session
- * is: a row comparison with the session's `(created_at, id)`, led by the filter's column (equal
- * on both sides), so that only the filter's index can start there. Without it, persistence's
- * plan (made once for any status) read the index of all sessions from the cursor and skipped
- * those of the other status: as many rows as sessions of that status are rare.
+ * orders the rest the same way. A page after `beforeId` starts in the index where that session
+ * is: `(created_at, id) <` the session's, after an equality on the filter's column, is where the
+ * scan begins. (Led by that column too, the comparison had it go the other way from the index's
+ * `created_at desc`, and the scan began at the newest session of the status and walked every one
+ * up to the cursor.) With a cursor, the status is written into the statement: persistence plans
+ * each statement once for any value, and without knowing the status such a plan read the index of
+ * all sessions from the cursor, skipping the other status, however rare the one asked for.
  */
 export function listSessionsQuery(db: Kysely<PersistenceDatabase>, filter: SessionListFilter) {
   let query = db.selectFrom('sessions').selectAll().orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit);
-  if (filter.status) query = query.where('status', '=', filter.status);
-  if (filter.customerId !== undefined) query = query.where('customer_id', '=', filter.customerId);
-  if (filter.beforeId !== undefined) {
-    // A cursor that names no session lists nothing (a comparison with null is never true).
-    const before = sql`(select created_at from sessions where id = ${filter.beforeId}), ${filter.beforeId}::bigint`;
-    if (filter.customerId !== undefined)
-      query = query.where(sql<boolean>`(customer_id, created_at, id) < (${filter.customerId}::bigint, ${before})`);
-    else if (filter.status) query = query.where(sql<boolean>`(status, created_at, id) < (${filter.status}::text, ${before})`);
-    else query = query.where(sql<boolean>`(created_at, id) < (${before})`);
+  const { status, customerId, beforeId } = filter;
+  if (status) query = beforeId === undefined ? query.where('status', '=', status) : query.where(sql<boolean>`status = ${sql.lit(status)}`);
+  if (customerId !== undefined) query = query.where('customer_id', '=', customerId);
+  if (beforeId !== undefined) {
+    // A cursor that names no session (or, for a customer, none of theirs) lists nothing: a
+    // comparison with null is never true.
+    const cursorAt =
+      customerId === undefined
+        ? sql`(select created_at from sessions where id = ${beforeId})`
+        : sql`(select created_at from sessions where id = ${beforeId} and customer_id = ${customerId})`;
+    query = query.where(sql<boolean>`(created_at, id) < (${cursorAt}, ${beforeId}::bigint)`);
   }
   return query;
 }

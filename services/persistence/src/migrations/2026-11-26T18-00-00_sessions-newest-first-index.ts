@@ -21,7 +21,7 @@ export async function up(db: Kysely<any>): Promise<void> {
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
-  await withLockTries(db, async () => {
+  await withLockTries(db, DROP_TRIES, async () => {
     await db.schema.dropIndex('sessions_created_at_id_idx').execute();
   });
 }
@@ -30,9 +30,15 @@ export async function down(db: Kysely<any>): Promise<void> {
 const LOCK_TRY_MS = 2_000;
 /** The pause between two tries, in which the statements held back go through. */
 const LOCK_PAUSE_MS = 1_000;
-/** Tries before the migration fails (about a minute and a half), to be run again by the next start or hook. */
+/** Tries for the EXCLUSIVE lock before the migration fails (about a minute and a half), to be run again by the next start or hook. */
 const LOCK_TRIES = 30;
-const LOCK_NOT_AVAILABLE = '55P03';
+/**
+ * Tries for a drop, which waits for the reads in flight: the migration holds the EXCLUSIVE lock
+ * meanwhile, pauses included, so writes wait throughout, and it fails after about 15 s.
+ */
+export const DROP_TRIES = 5;
+/** `lock_not_available` (a try's `lock_timeout`), and a deadlock, which ends only this try. */
+const TRY_AGAIN = new Set(['55P03', '40P01']);
 
 /**
  * Takes `sessions` in EXCLUSIVE mode, which lets reads through and holds every write back at its
@@ -44,20 +50,20 @@ const LOCK_NOT_AVAILABLE = '55P03';
  * in one transaction, so the first of them that touches the table's indexes takes the lock for all.
  */
 export async function lockSessionsForIndexes(db: Kysely<any>): Promise<void> {
-  await withLockTries(db, async () => {
+  await withLockTries(db, LOCK_TRIES, async () => {
     await sql`lock table sessions in exclusive mode`.execute(db);
   });
 }
 
 /**
  * Runs `work`, a statement that waits for a lock of `sessions` (taking it, or dropping one of its
- * indexes, which takes the whole table), waiting at most LOCK_TRY_MS a try. While a request for a
- * lock waits (behind a transaction left open on the table, or an autovacuum against wraparound,
- * which does not give way), every statement on the table that comes after it waits behind it: a
- * request that waited for good stopped all storage (or all reads), where what it waited for held
- * up one session at most.
+ * indexes, which takes the whole table), waiting at most LOCK_TRY_MS a try, `tries` times. While a
+ * request for a lock waits (behind a transaction left open on the table, or an autovacuum against
+ * wraparound, which does not give way), every statement on the table that comes after it waits
+ * behind it: a request that waited for good stopped all storage (or all reads), where what it
+ * waited for held up one session at most.
  */
-export async function withLockTries(db: Kysely<any>, work: () => Promise<void>): Promise<void> {
+export async function withLockTries(db: Kysely<any>, tries: number, work: () => Promise<void>): Promise<void> {
   const { rows } = await sql<{ timeout: string }>`select current_setting('lock_timeout') as timeout`.execute(db);
   for (let attempt = 1; ; attempt++) {
     // A try that fails undoes only itself, and its `lock_timeout`, not the migrations' transaction.
@@ -69,7 +75,8 @@ export async function withLockTries(db: Kysely<any>, work: () => Promise<void>):
       break;
     } catch (error) {
       await sql`rollback to savepoint lock_tries`.execute(db);
-      if (errorCode(error) !== LOCK_NOT_AVAILABLE || attempt >= LOCK_TRIES) throw error;
+      const code = errorCode(error);
+      if (code === undefined || !TRY_AGAIN.has(code) || attempt >= tries) throw error;
       await sleep(LOCK_PAUSE_MS);
     }
   }

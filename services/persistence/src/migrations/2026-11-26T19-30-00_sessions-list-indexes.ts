@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import { lockSessionsForIndexes, withLockTries } from './2026-11-26T18-00-00_sessions-newest-first-index.js';
+import { DROP_TRIES, lockSessionsForIndexes, withLockTries } from './2026-11-26T18-00-00_sessions-newest-first-index.js';
 
 /**
  * Every session list, and the count of a customer's new sessions, reads an index in its own order
@@ -26,8 +26,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     .columns(['customer_id', 'created_at desc', 'id desc'])
     .execute();
   await db.schema.createIndex('sessions_status_newest_idx').on('sessions').columns(['status', 'created_at desc', 'id desc']).execute();
-  // A drop takes the whole table, reads included: it waits for those in flight, in tries.
-  await withLockTries(db, async () => {
+  // A drop takes the whole table, reads included: it waits for those in flight, in a few tries.
+  await withLockTries(db, DROP_TRIES, async () => {
     await db.schema.dropIndex('sessions_customer_id_idx').execute();
     await db.schema.dropIndex('sessions_status_created_at_idx').execute();
   });
@@ -37,7 +37,7 @@ export async function down(db: Kysely<any>): Promise<void> {
   await lockSessionsForIndexes(db);
   await db.schema.createIndex('sessions_customer_id_idx').on('sessions').column('customer_id').execute();
   await db.schema.createIndex('sessions_status_created_at_idx').on('sessions').columns(['status', 'created_at']).execute();
-  await withLockTries(db, async () => {
+  await withLockTries(db, DROP_TRIES, async () => {
     await db.schema.dropIndex('sessions_customer_newest_idx').execute();
     await db.schema.dropIndex('sessions_status_newest_idx').execute();
   });

@@ -164,3 +164,59 @@ describe('the index migrations behind a transaction left open on sessions', () =
     expect(await query(blocked.url, 'select customer_id from sessions order by id')).toEqual([{ customer_id: '1' }, { customer_id: '2' }]);
   }, 60_000);
 });
+
+/**
+ * An upgrade from the first release's schema while a read of `sessions` is left open (`begin;
+ * select …` in psql, a long `pg_dump`): the builds do not wait for it, but the drop of the old
+ * indexes does, while the migration holds every write back. It waited for good, and storage with
+ * it; it now fails after a few tries, and runs again once the read has ended.
+ */
+describe('the index migrations behind a read left open on sessions', () => {
+  let reading: TestDatabase;
+  let readingMigrating: Database<PersistenceDatabase>;
+
+  beforeAll(async () => {
+    reading = await createTestDatabase('migrate_drop_tries');
+    readingMigrating = createDb({ url: reading.url, poolSize: 1, applicationName: 'migrate-drop-tries' });
+    await migrateToFirstRelease(readingMigrating.db);
+  }, 60_000);
+
+  afterAll(async () => {
+    await readingMigrating?.destroy();
+    await reading?.drop();
+  });
+
+  it('fail after their tries, leaving the schema as it was and writes going, then complete once it ends', async () => {
+    const reader = new pg.Client({ connectionString: reading.url });
+    await reader.connect();
+    const logger = createLogger({ name: 'migrate-drop-tries', level: 'silent' });
+    try {
+      await reader.query('begin');
+      await reader.query('select count(*) from sessions');
+      const migration = migratePersistence(readingMigrating.db, logger).then(
+        () => 'migrated' as const,
+        (error: unknown) => error,
+      );
+      let timer: NodeJS.Timeout | undefined;
+      const gaveUp = new Promise<'still waiting'>((resolve) => {
+        timer = setTimeout(() => resolve('still waiting'), 40_000);
+      });
+      // Before: still waiting for the read, and every write with it.
+      const outcome = await Promise.race([migration, gaveUp]);
+      clearTimeout(timer);
+      expect(outcome).toBeInstanceOf(Error);
+      expect((outcome as Error).cause).toMatchObject({ code: '55P03' });
+      await query(reading.url, 'insert into sessions (customer_id) values (1)');
+      const indexes = await query<{ indexname: string }>(
+        reading.url,
+        `select indexname from pg_indexes where tablename = 'sessions' order by 1`,
+      );
+      expect(indexes.map((row) => row.indexname)).toEqual(['sessions_customer_id_idx', 'sessions_pkey', 'sessions_status_created_at_idx']);
+    } finally {
+      await reader.query('rollback').catch(() => undefined);
+      await reader.end();
+    }
+    await migratePersistence(readingMigrating.db, logger);
+    await expectLatestSessionIndexes(reading.url);
+  }, 90_000);
+});
