@@ -863,6 +863,27 @@ describe('requests', () => {
     client.close();
   });
 
+  it('pages sessions, and takes a gateway older than paging for one that cannot page yet', async () => {
+    const { client, socket } = await connected();
+    const session = { id: 42, customer_id: 5, status: 'open', subject: null, created_at: '2026-01-01T00:00:00.000Z', last_seq: 0 };
+    const page = client.listSessionsPage({ limit: 1, beforeId: 43 });
+    await flush();
+    const asked = socket.sentOf('list_sessions').at(-1);
+    expect(asked).toMatchObject({ limit: 1, before_id: 43 });
+    socket.receive({ type: 'sessions', req_id: asked?.req_id, sessions: [session], has_more: true });
+    await expect(page).resolves.toEqual({ sessions: [session], hasMore: true });
+    // An older gateway: no has_more, and before_id ignored (its answer is the first page again).
+    const first = client.listSessionsPage({ limit: 1 });
+    await flush();
+    socket.receive({ type: 'sessions', req_id: socket.sentOf('list_sessions').at(-1)?.req_id, sessions: [session] });
+    await expect(first).resolves.toEqual({ sessions: [session], hasMore: false });
+    const next = client.listSessionsPage({ limit: 1, beforeId: 42 });
+    await flush();
+    socket.receive({ type: 'sessions', req_id: socket.sentOf('list_sessions').at(-1)?.req_id, sessions: [session] });
+    await expect(next).rejects.toMatchObject({ code: 'unavailable' });
+    client.close();
+  });
+
   it('rejects with the error code, or timeout without an answer', async () => {
     const { client } = newClient();
     const connecting = client.connect();

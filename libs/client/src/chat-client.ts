@@ -441,8 +441,12 @@ export class ChatClient {
       ...(options.limit === undefined ? {} : { limit: options.limit }),
     };
     const reply = await this.request(() => frame, 'sessions', { idempotent: true });
-    // A gateway older than paging sends no `has_more` (and ignores `beforeId`): no further page.
-    return { sessions: reply.sessions, hasMore: reply.has_more === true };
+    // Missing from a gateway older than paging (a rolling upgrade), which ignores `beforeId`: its
+    // answer to one is the first page again, not the next.
+    const hasMore = (reply as { has_more?: boolean }).has_more;
+    if (hasMore === undefined && options.beforeId !== undefined)
+      throw new ChatError('unavailable', 'this gateway cannot page sessions yet; retry later');
+    return { sessions: reply.sessions, hasMore: hasMore ?? false };
   }
 
   /** A round trip to the gateway. */

@@ -534,13 +534,16 @@ export function createSessionHub(options: SessionHubOptions) {
         log.warn({ err: error, sessionId }, 'publishing to the inbound stream failed');
         throw new FrameError(ErrorCode.Unavailable, 'the message could not be accepted; retry with the same client_msg_id');
       }
+      // A send the stream already held is a retry, unless it is another sender's message with the
+      // same id (which `send` refuses): counted once the message is known.
+      const counted = (message: Message): Message => {
+        if (published.duplicate && message.sender_id === request.sender.id) metrics.duplicateSends.inc();
+        return message;
+      };
       if (published.duplicate) {
-        // The stream already holds it: stored already, or still on its way to persistence.
+        // Stored already, or still on its way to persistence.
         const stored = await lookUpStored();
-        // Another sender's message with this id is no retry (`send` refuses it).
-        if (stored && stored.sender_id !== request.sender.id) return stored;
-        metrics.duplicateSends.inc();
-        if (stored) return stored;
+        if (stored) return counted(stored);
       }
       const timedOut = new Promise<never>((_resolve, reject) => {
         timer = setTimeout(
@@ -549,12 +552,12 @@ export function createSessionHub(options: SessionHubOptions) {
         );
       });
       try {
-        return await Promise.race([confirmed, timedOut]);
+        return counted(await Promise.race([confirmed, timedOut]));
       } catch (error) {
         // The confirmation may have been lost while it was stored: ask before giving up.
         if (error instanceof FrameError && error.code === ErrorCode.Unavailable) {
           const stored = await lookUpStored();
-          if (stored) return stored;
+          if (stored) return counted(stored);
         }
         throw error;
       }

@@ -49,12 +49,22 @@ afterEach(() => {
   for (const ws of open.splice(0)) ws.emit('close');
 });
 
-function connect(
-  verifier: TokenVerifier = { verify: () => new Promise<VerifiedToken>(() => undefined) },
-  hub: Partial<SessionHub> = {},
-  access: Partial<SessionAccess> = { authorize: async () => undefined },
-  logLines?: string[],
-) {
+interface Stand {
+  verifier?: TokenVerifier;
+  hub?: Partial<SessionHub>;
+  access?: Partial<SessionAccess>;
+  persistence?: Partial<PersistenceClient>;
+  /** Where the connection's log lines go (silent without). */
+  logLines?: string[];
+}
+
+function connect({
+  verifier = { verify: () => new Promise<VerifiedToken>(() => undefined) },
+  hub = {},
+  access = { authorize: async () => undefined },
+  persistence = {},
+  logLines,
+}: Stand = {}) {
   const ws = new FakeSocket();
   open.push(ws);
   const tcp = new PassThrough();
@@ -70,7 +80,7 @@ function connect(
       : createLogger({ name: 'connection-test', level: 'silent' }),
     metrics,
     verifier,
-    persistence: {} as PersistenceClient,
+    persistence: persistence as PersistenceClient,
     access: access as SessionAccess,
     hub: { leaveAll: () => undefined, ...hub } as SessionHub,
     expiries: new Deadlines<ClientConnection>(() => undefined),
@@ -81,6 +91,22 @@ function connect(
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Verifiers that accept any token as a customer's, or an agent's. */
+const CUSTOMER: TokenVerifier = {
+  verify: async () => ({ userId: 7, role: 'user', username: 'customer7', expiresAt: Date.now() + 60_000 }),
+};
+const AGENT: TokenVerifier = { verify: async () => ({ userId: 8, role: 'agent', username: 'agent8', expiresAt: Date.now() + 60_000 }) };
+const storedMessage = (clientMsgId: string, seq: number): Message => ({
+  id: 100 + seq,
+  session_id: 5,
+  seq,
+  sender_id: 7,
+  sender_role: 'user',
+  content: clientMsgId,
+  client_msg_id: clientMsgId,
+  created_at: new Date().toISOString(),
+});
 
 describe('a slow client', () => {
   it('is closed with 1013 once its send buffer has stayed over the limit for the grace period', async () => {
@@ -122,7 +148,7 @@ describe('the auth timeout', () => {
 
   it('leaves an auth frame that came in time to the check of its token, however long it takes', async () => {
     let accept: (token: VerifiedToken) => void = () => undefined;
-    const { ws } = connect({ verify: () => new Promise<VerifiedToken>((resolve) => (accept = resolve)) });
+    const { ws } = connect({ verifier: { verify: () => new Promise<VerifiedToken>((resolve) => (accept = resolve)) } });
     ws.receive({ type: 'auth', token: 'a-token', req_id: 1 });
     await sleep(AUTH_TIMEOUT_MS * 2);
     // Before: closed with 4001 ("no auth frame in time"), a good token still being checked.
@@ -135,9 +161,11 @@ describe('the auth timeout', () => {
 
   it('closes the socket once a check that outlasted the timeout could not verify the token', async () => {
     const { ws } = connect({
-      verify: async () => {
-        await sleep(AUTH_TIMEOUT_MS * 1.5);
-        throw new TokenError(TokenErrorCode.Unavailable, 'the signing keys could not be fetched');
+      verifier: {
+        verify: async () => {
+          await sleep(AUTH_TIMEOUT_MS * 1.5);
+          throw new TokenError(TokenErrorCode.Unavailable, 'the signing keys could not be fetched');
+        },
       },
     });
     ws.receive({ type: 'auth', token: 'a-token', req_id: 1 });
@@ -154,10 +182,12 @@ describe('the auth timeout', () => {
   it('leaves a socket open that authenticated after two auth frames in a row were answered unavailable', async () => {
     let checks = 0;
     const { ws } = connect({
-      verify: async () => {
-        checks++;
-        if (checks <= 2) throw new TokenError(TokenErrorCode.Unavailable, 'the signing keys could not be fetched');
-        return { userId: 7, role: 'agent', username: 'agent7', expiresAt: Date.now() + 60_000 };
+      verifier: {
+        verify: async () => {
+          checks++;
+          if (checks <= 2) throw new TokenError(TokenErrorCode.Unavailable, 'the signing keys could not be fetched');
+          return { userId: 7, role: 'agent', username: 'agent7', expiresAt: Date.now() + 60_000 };
+        },
       },
     });
     ws.receive({ type: 'auth', token: 'a-token', req_id: 1 });
@@ -173,10 +203,10 @@ describe('the auth timeout', () => {
 describe('a token expiring while a send is in flight', () => {
   it('answers the send first, and the queued ones unavailable, then closes with 4001', async () => {
     const stored: ((message: Message) => void)[] = [];
-    const { ws, connection } = connect(
-      { verify: async () => ({ userId: 7, role: 'user', username: 'customer7', expiresAt: Date.now() + 60_000 }) },
-      { send: () => new Promise<Message>((resolve) => stored.push(resolve)) },
-    );
+    const { ws, connection } = connect({
+      verifier: CUSTOMER,
+      hub: { send: () => new Promise<Message>((resolve) => stored.push(resolve)) },
+    });
     ws.receive({ type: 'auth', token: 'a-token' });
     for (const id of ['m1', 'm2', 'm3']) ws.receive({ type: 'send_message', session_id: 5, content: id, client_msg_id: id });
     await sleep(10);
@@ -185,37 +215,51 @@ describe('a token expiring while a send is in flight', () => {
     const expired = connection.expire(2_000);
     await sleep(10);
     expect(ws.closedWith).toBeUndefined();
-    stored[0]?.({
-      id: 100,
-      session_id: 5,
-      seq: 1,
-      sender_id: 7,
-      sender_role: 'user',
-      content: 'm1',
-      client_msg_id: 'm1',
-      created_at: new Date().toISOString(),
-    });
+    stored[0]?.(storedMessage('m1', 1));
     await expired;
     // Before: closed at once, with m1's ack lost (it was stored) and m2 and m3 unanswered.
     expect(ws.sent.slice(-4)).toMatchObject([
       { type: 'error', code: 'unavailable', client_msg_id: 'm2' },
       { type: 'error', code: 'unavailable', client_msg_id: 'm3' },
-      { type: 'message_ack', client_msg_id: 'm1', message_id: 100, seq: 1 },
+      { type: 'message_ack', client_msg_id: 'm1', message_id: 101, seq: 1 },
       { type: 'error', code: 'auth_failed' },
     ]);
     expect(ws.closedWith).toBe(CloseCode.AuthFailed);
     expect(stored).toHaveLength(1);
+  });
+
+  it('holds a restart that begins meanwhile until the send is answered', async () => {
+    const stored: ((message: Message) => void)[] = [];
+    const { ws, connection } = connect({
+      verifier: CUSTOMER,
+      hub: { send: () => new Promise<Message>((resolve) => stored.push(resolve)) },
+    });
+    ws.receive({ type: 'auth', token: 'a-token' });
+    ws.receive({ type: 'send_message', session_id: 5, content: 'm1', client_msg_id: 'm1' });
+    await sleep(10);
+    const expired = connection.expire(2_000);
+    let restarted = false;
+    const restart = connection.closeForRestart(2_000).then(() => {
+      restarted = true;
+    });
+    await sleep(10);
+    // Before: the restart's close came back at once, and its drain could end the connection.
+    expect(restarted).toBe(false);
+    stored[0]?.(storedMessage('m1', 1));
+    await Promise.all([expired, restart]);
+    expect(ws.sent.at(-2)).toMatchObject({ type: 'message_ack', client_msg_id: 'm1' });
+    expect(ws.closedWith).toBe(CloseCode.AuthFailed);
   });
 });
 
 describe('a join being handled when a restart closes the socket', () => {
   it('is answered unavailable with its req_id before the 1012', async () => {
     let authorized: () => void = () => undefined;
-    const { ws, connection } = connect(
-      { verify: async () => ({ userId: 7, role: 'agent', username: 'agent7', expiresAt: Date.now() + 60_000 }) },
-      { join: async () => undefined, membership: () => ({ count: 0, includes: false }) },
-      { authorize: () => new Promise<void>((resolve) => (authorized = resolve)) },
-    );
+    const { ws, connection } = connect({
+      verifier: AGENT,
+      hub: { join: async () => undefined, membership: () => ({ count: 0, includes: false }) },
+      access: { authorize: () => new Promise<void>((resolve) => (authorized = resolve)) },
+    });
     ws.receive({ type: 'auth', token: 'a-token' });
     ws.receive({ type: 'join_session', session_id: 5, req_id: 9 });
     await sleep(10);
@@ -231,11 +275,40 @@ describe('a join being handled when a restart closes the socket', () => {
 describe('unsolicited pongs', () => {
   it('count against the rate like any frame, and a flood of them closes the socket with 1008', () => {
     const lines: string[] = [];
-    const { ws } = connect(undefined, {}, undefined, lines);
+    const { ws } = connect({ logLines: lines });
     // All of them: `ws` goes on emitting pongs while the socket closes.
     for (let i = 0; i < 10_000; i++) ws.emit('pong', Buffer.alloc(0));
     // Before: never closed, each pong parsed and handled for free.
     expect(ws.closedWith).toBe(CloseCode.PolicyViolation);
     expect(lines.filter((line) => line.includes('flooding'))).toHaveLength(1);
+  });
+
+  it("do not include the pong that answers the gateway's ping, which costs nothing", () => {
+    const { ws, connection } = connect();
+    // All but one token of the bucket (a burst of twice the rate) taken by frames.
+    for (let i = 0; i < 39; i++) ws.receive({ type: 'ping', req_id: i });
+    connection.ping();
+    ws.emit('pong', Buffer.alloc(0));
+    ws.receive({ type: 'ping', req_id: 'last' });
+    // The last token is the frame's: a first version took it for the pong, and refused the frame.
+    expect(ws.sent.filter((frame) => frame.type === 'error' && frame.code === 'rate_limited')).toEqual([]);
+    ws.emit('pong', Buffer.alloc(0)); // unasked: over the rate now, and counted
+    ws.receive({ type: 'ping', req_id: 'over' });
+    expect(ws.sent.filter((frame) => frame.type === 'error' && frame.code === 'rate_limited')).toHaveLength(1);
+  });
+});
+
+describe('a page of sessions after before_id', () => {
+  it('is refused unavailable while persistence is older than paging, and a first page has no more', async () => {
+    // An older persistence: no has_more, and before_id ignored.
+    const { ws } = connect({ verifier: AGENT, persistence: { call: (async () => ({ sessions: [] })) as PersistenceClient['call'] } });
+    ws.receive({ type: 'auth', token: 'a-token' });
+    ws.receive({ type: 'list_sessions', before_id: 42, req_id: 1 });
+    ws.receive({ type: 'list_sessions', req_id: 2 });
+    await sleep(10);
+    expect(ws.sent.slice(-2)).toMatchObject([
+      { type: 'error', code: 'unavailable', req_id: 1 },
+      { type: 'sessions', req_id: 2, sessions: [], has_more: false },
+    ]);
   });
 });

@@ -41,6 +41,8 @@ export const MAX_WAITING_FRAMES = 100;
 export const MAX_WAITING_BYTES = 1024 * 1024;
 /** Frames refused by the rate limiter within one window before the socket is closed with 1008. */
 export const MAX_RATE_VIOLATIONS = 200;
+/** How long past AUTH_TIMEOUT_MS the frames received by then may take to authenticate the socket. */
+export const AUTH_CHECK_GRACE_MS = 5_000;
 export const RATE_VIOLATION_WINDOW_MS = 10_000;
 
 export interface ConnectionDeps {
@@ -122,6 +124,8 @@ export class ClientConnection implements Subscriber, FlushListener {
    * socket for a dead one at the next heartbeat.
    */
   lastPongAt = performance.now();
+  /** Whether the gateway's last ping has had its pong: any pong after it was sent unasked. */
+  private pingAnswered = true;
 
   constructor(
     private readonly ws: WebSocket,
@@ -134,9 +138,12 @@ export class ClientConnection implements Subscriber, FlushListener {
       // `ws` goes on emitting a closing socket's pongs, until the client's close frame (up to 30 s).
       if (this.closing) return;
       this.lastPongAt = performance.now();
-      // A pong answers the gateway's ping, once a heartbeat; a client sending them unasked by the
-      // thousand is flooding like any other, and counts towards the 1008 close.
-      if (!this.bucket.tryTake()) this.onRateViolation();
+      // A pong answers the gateway's ping, once a heartbeat, and costs the client nothing; one
+      // sent unasked counts against the rate like a frame, so that a flood of them leads to the
+      // 1008 close.
+      if (this.pingAnswered) {
+        if (!this.bucket.tryTake()) this.onRateViolation();
+      } else this.pingAnswered = true;
     });
     ws.on('ping', (data) => this.onPing(data));
     ws.on('close', () => this.onClose());
@@ -154,13 +161,15 @@ export class ClientConnection implements Subscriber, FlushListener {
 
   /**
    * AUTH_TIMEOUT_MS after connecting: closes the socket with 4001 unless the frames received by
-   * then authenticate it. An `auth` among them is answered first, whatever its check takes (the
-   * signing keys fetched from auth, say): the timeout closed the socket meanwhile, telling a
-   * client whose token was good to fetch another.
+   * then authenticate it. An `auth` among them is answered first, for up to AUTH_CHECK_GRACE_MS
+   * more (the signing keys fetched from auth, say): the timeout closed the socket meanwhile,
+   * telling a client whose token was good to fetch another. Not longer: a client that queued a
+   * hundred `auth` frames while the keys could not be fetched would stay unauthenticated for
+   * minutes.
    */
   private onAuthTimeout(): void {
     this.authTimer = undefined;
-    void this.handling.then(() => {
+    void settlesWithin(this.handling, AUTH_CHECK_GRACE_MS).then(() => {
       if (this.user || this.closing) return;
       this.sendError(ErrorCode.AuthRequired, 'no auth frame in time', undefined);
       this.close(CloseCode.AuthFailed, 'authentication timed out');
@@ -347,7 +356,9 @@ export class ClientConnection implements Subscriber, FlushListener {
   }
 
   ping(): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.ping();
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    this.pingAnswered = false;
+    this.ws.ping();
   }
 
   private sendError(

@@ -1,5 +1,5 @@
 import { MAX_PAYLOAD_HEADROOM_BYTES, type Message } from '@switchboard/protocol';
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import type { MessageRow } from './message.table.js';
 import type { PersistenceDatabase } from './schema.js';
 
@@ -37,25 +37,56 @@ export function countWithinBudget(items: readonly unknown[], budgetBytes: number
   return items.length;
 }
 
+/** A row of a page, with the bytes of the contents before it in the page and through it. */
+type PageRow = MessageRow & { bytes_before: number; bytes_through: number };
+
 /**
- * A page of history before `beforeSq` (or the newest page), oldest first inside the page. A page
+ * The rows of a page of a session's messages, in `direction` of seq from `bound` (exclusive), at
+ * most `limit`, and no further than the first whose contents before it reach `budgetBytes`: what
+ * could fit in one reply, and one more. PostgreSQL reads each content's size from the stored
+ * datum, without detoasting it, so the rows past the budget are read but never sent. Before, a
+ * page sent all of its `limit` rows to persistence, which kept what fit in 512 KiB: 6 MB for 500
+ * messages of 4,000 three-byte characters. Every row a reply can take is among those sent, since a
+ * message's JSON is longer than its content.
+ */
+export function pageRowsQuery(page: {
+  sessionId: number;
+  direction: 'asc' | 'desc';
+  bound?: number | undefined;
+  limit: number;
+  budgetBytes: number;
+}) {
+  const order = sql.raw(page.direction);
+  const bound = page.bound === undefined ? sql`` : page.direction === 'asc' ? sql`and seq > ${page.bound}` : sql`and seq < ${page.bound}`;
+  return sql<PageRow>`
+    select * from (
+      select messages.*, sum(octet_length(content)) over (order by seq ${order}) - octet_length(content) as bytes_before,
+        sum(octet_length(content)) over (order by seq ${order}) as bytes_through
+      from messages where session_id = ${page.sessionId} ${bound}
+      order by seq ${order} limit ${page.limit}
+    ) page where bytes_before < ${page.budgetBytes} order by seq ${order}`;
+}
+
+/**
+ * A page of history before `beforeSeq` (or the newest page), oldest first inside the page. A page
  * too large for one reply keeps its newest messages and says `hasMore`.
  */
 export async function findHistoryPage(
   db: Kysely<PersistenceDatabase>,
   page: { sessionId: number; beforeSeq?: number | undefined; limit: number; budgetBytes: number },
 ): Promise<{ messages: Message[]; hasMore: boolean }> {
-  let query = db
-    .selectFrom('messages')
-    .selectAll()
-    .where('session_id', '=', page.sessionId)
-    .orderBy('seq', 'desc')
-    .limit(page.limit + 1);
-  if (page.beforeSeq !== undefined) query = query.where('seq', '<', page.beforeSeq);
-  const rows = await query.execute();
+  const { rows } = await pageRowsQuery({
+    sessionId: page.sessionId,
+    direction: 'desc',
+    bound: page.beforeSeq,
+    limit: page.limit + 1,
+    budgetBytes: page.budgetBytes,
+  }).execute(db);
   const newestFirst = rows.slice(0, page.limit).map(toMessage);
   const fitting = countWithinBudget(newestFirst, page.budgetBytes);
-  const hasMore = rows.length > page.limit || fitting < newestFirst.length;
+  // Rows were left in the database only after one whose contents alone reach the budget.
+  const leftBehind = rows.length <= page.limit && Number(rows.at(-1)?.bytes_through ?? 0) >= page.budgetBytes;
+  const hasMore = rows.length > page.limit || fitting < newestFirst.length || leftBehind;
   return { messages: newestFirst.slice(0, fitting).reverse(), hasMore };
 }
 
@@ -64,14 +95,13 @@ export async function findMessagesAfter(
   db: Kysely<PersistenceDatabase>,
   range: { sessionId: number; afterSeq: number; limit: number; budgetBytes: number },
 ): Promise<Message[]> {
-  const rows = await db
-    .selectFrom('messages')
-    .selectAll()
-    .where('session_id', '=', range.sessionId)
-    .where('seq', '>', range.afterSeq)
-    .orderBy('seq', 'asc')
-    .limit(range.limit)
-    .execute();
+  const { rows } = await pageRowsQuery({
+    sessionId: range.sessionId,
+    direction: 'asc',
+    bound: range.afterSeq,
+    limit: range.limit,
+    budgetBytes: range.budgetBytes,
+  }).execute(db);
   const messages = rows.map(toMessage);
   return messages.slice(0, countWithinBudget(messages, range.budgetBytes));
 }

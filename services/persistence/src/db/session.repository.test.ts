@@ -17,6 +17,9 @@ let persistence: Database<PersistenceDatabase>;
 let plain: Database<PersistenceDatabase>;
 /** Sessions created in the same instant, after all the others. */
 let ties: number[];
+/** A customer with 20,000 sessions, and their ids, newest first. */
+const BUSY_CUSTOMER = 4_242;
+let busyIds: number[];
 
 beforeAll(async () => {
   database = await createTestDatabase('session_list');
@@ -38,6 +41,13 @@ beforeAll(async () => {
     insert into sessions (customer_id, created_at) select g, now() + interval '1 hour' from generate_series(1, 3) g returning id
   `.execute(persistence.db);
   ties = rows.map((row) => Number(row.id));
+  // One customer with many sessions, newest first by id, all older than the others (so that pages
+  // of the others read rows that lie together, as the buffers compared below assume).
+  const { rows: many } = await sql<{ id: number }>`
+    insert into sessions (customer_id, created_at)
+    select ${BUSY_CUSTOMER}, now() - interval '10 days' - g * interval '1 second' from generate_series(1, 20000) g returning id
+  `.execute(persistence.db);
+  busyIds = many.map((row) => Number(row.id));
   await sql`analyze sessions`.execute(persistence.db);
 }, 120_000);
 
@@ -194,10 +204,12 @@ describe('listSessions after before_id', () => {
     { shallow: 1_000, deep: 90_000 },
     { status: 'open' as const, shallow: 1_000, deep: 90_000 },
     { status: 'closed' as const, shallow: 1_002, deep: 90_000 },
-    { customerId: 7, shallow: 1_007, deep: 90_007 },
+    { customerId: BUSY_CUSTOMER, shallow: 100, deep: 19_000 },
   ])('starts reading at the cursor, however deep, as persistence plans it: %o', async ({ shallow, deep, ...filter }) => {
     const pages: number[] = [];
-    for (const beforeId of [shallow, deep]) {
+    // The busy customer's cursors are the positions among their sessions.
+    const cursors = filter.customerId === undefined ? [shallow, deep] : [busyIds[shallow] ?? 0, busyIds[deep] ?? 0];
+    for (const beforeId of cursors) {
       const nodes = await preparedPlanOf({ ...filter, beforeId, limit: 50 });
       expect(nodes.filter((node) => node['Node Type'] === 'Seq Scan' || node['Node Type'] === 'Sort')).toEqual([]);
       pages.push((nodes[0]?.['Shared Hit Blocks'] ?? 0) + (nodes[0]?.['Shared Read Blocks'] ?? 0));

@@ -37,8 +37,8 @@ const LOCK_TRIES = 30;
  * meanwhile, pauses included, so writes wait throughout, and it fails after about 15 s.
  */
 export const DROP_TRIES = 5;
-/** `lock_not_available` (a try's `lock_timeout`), and a deadlock, which ends only this try. */
-const TRY_AGAIN = new Set(['55P03', '40P01']);
+/** `lock_not_available`: a try's `lock_timeout`. */
+const LOCK_NOT_AVAILABLE = '55P03';
 
 /**
  * Takes `sessions` in EXCLUSIVE mode, which lets reads through and holds every write back at its
@@ -75,8 +75,7 @@ export async function withLockTries(db: Kysely<any>, tries: number, work: () => 
       break;
     } catch (error) {
       await sql`rollback to savepoint lock_tries`.execute(db);
-      const code = errorCode(error);
-      if (code === undefined || !TRY_AGAIN.has(code) || attempt >= tries) throw error;
+      if (errorCode(error) !== LOCK_NOT_AVAILABLE || attempt >= tries) throw error;
       await sleep(LOCK_PAUSE_MS);
     }
   }

@@ -1,0 +1,89 @@
+import { createDb, type Database } from '@switchboard/db';
+import { createLogger } from '@switchboard/logging';
+import { createTestDatabase, fillHistory, type TestDatabase } from '@switchboard/testing';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { migratePersistence } from '../app.js';
+import { PERSISTENCE_CONNECTION_SETTINGS } from './connection-settings.js';
+import { findHistoryPage, findMessagesAfter, pageRowsQuery } from './message.repository.js';
+import type { PersistenceDatabase } from './schema.js';
+
+/** A reply's budget under which three of the large messages' contents fit, and two of their JSON. */
+const BUDGET = 7_000;
+
+let database: TestDatabase;
+let persistence: Database<PersistenceDatabase>;
+/** 12 messages of 3,000 characters, and 3 of 10,000, each larger than the budget. */
+let large: number;
+let huge: number;
+
+beforeAll(async () => {
+  database = await createTestDatabase('message_pages');
+  persistence = createDb({
+    url: database.url,
+    poolSize: 1,
+    applicationName: 'message-pages-test',
+    settings: PERSISTENCE_CONNECTION_SETTINGS,
+  });
+  await migratePersistence(persistence.db, createLogger({ name: 'message-pages-test', level: 'warn' }));
+  const { rows } = await sql<{ id: number }>`insert into sessions (customer_id) values (1), (2) returning id`.execute(persistence.db);
+  [large = 0, huge = 0] = rows.map((row) => Number(row.id));
+  // Random characters, which PostgreSQL cannot compress below the budget.
+  const random = (length: number) =>
+    sql<string>`(select string_agg(chr(65 + (random() * 25)::int), '') from generate_series(1, ${length}))`;
+  for (const [sessionId, count, length] of [
+    [large, 12, 3_000],
+    [huge, 3, 10_000],
+  ] as const) {
+    await fillHistory(database.url, { sessionId, senderId: 1, content: 'x', count });
+    await sql`update messages set content = ${random(length)} where session_id = ${sessionId}`.execute(persistence.db);
+  }
+}, 60_000);
+
+afterAll(async () => {
+  await persistence?.destroy();
+  await database?.drop();
+});
+
+describe('pages of large messages', () => {
+  it('send persistence no more rows than could fit in a reply, and one more', async () => {
+    for (const direction of ['asc', 'desc'] as const) {
+      const { rows } = await pageRowsQuery({ sessionId: large, direction, limit: 500, budgetBytes: BUDGET }).execute(persistence.db);
+      // Before: all 12.
+      expect(rows.map((row) => row.seq)).toEqual(direction === 'asc' ? [1, 2, 3] : [12, 11, 10]);
+    }
+  });
+
+  it('are cut to the budget, the rest left for the next page', async () => {
+    expect(
+      (await findMessagesAfter(persistence.db, { sessionId: large, afterSeq: 0, limit: 500, budgetBytes: BUDGET })).map((m) => m.seq),
+    ).toEqual([1, 2]);
+    expect(
+      (await findMessagesAfter(persistence.db, { sessionId: large, afterSeq: 10, limit: 500, budgetBytes: BUDGET })).map((m) => m.seq),
+    ).toEqual([11, 12]);
+    const newest = await findHistoryPage(persistence.db, { sessionId: large, limit: 50, budgetBytes: BUDGET });
+    expect({ seqs: newest.messages.map((m) => m.seq), hasMore: newest.hasMore }).toEqual({ seqs: [11, 12], hasMore: true });
+    const oldest = await findHistoryPage(persistence.db, { sessionId: large, beforeSeq: 3, limit: 50, budgetBytes: BUDGET });
+    expect({ seqs: oldest.messages.map((m) => m.seq), hasMore: oldest.hasMore }).toEqual({ seqs: [1, 2], hasMore: false });
+  });
+
+  it('hold one message each when each is over the budget, and say there is more', async () => {
+    expect(
+      (await findMessagesAfter(persistence.db, { sessionId: huge, afterSeq: 0, limit: 500, budgetBytes: BUDGET })).map((m) => m.seq),
+    ).toEqual([1]);
+    const newest = await findHistoryPage(persistence.db, { sessionId: huge, limit: 50, budgetBytes: BUDGET });
+    expect({ seqs: newest.messages.map((m) => m.seq), hasMore: newest.hasMore }).toEqual({ seqs: [3], hasMore: true });
+  });
+
+  it('read the index in order, without a sort, as persistence plans them', async () => {
+    for (const direction of ['asc', 'desc'] as const) {
+      const query = pageRowsQuery({ sessionId: large, direction, bound: 5, limit: 500, budgetBytes: BUDGET }).compile(persistence.db);
+      const { rows } = await sql<{ 'QUERY PLAN': string }>`explain ${sql.raw(
+        query.sql.replace(/\$(\d+)/g, (_, n: string) => String(query.parameters[Number(n) - 1])),
+      )}`.execute(persistence.db);
+      const plan = rows.map((row) => row['QUERY PLAN']).join('\n');
+      expect(plan).not.toContain('Sort');
+      expect(plan).not.toContain('Seq Scan');
+    }
+  });
+});
