@@ -37,8 +37,8 @@ export function countWithinBudget(items: readonly unknown[], budgetBytes: number
   return items.length;
 }
 
-/** A row of a page, with the bytes of the contents before it in the page and through it. */
-type PageRow = MessageRow & { bytes_before: number; bytes_through: number };
+/** A row of a page, with the bytes of the contents before it in the page, and the seq after it (null: none). */
+type PageRow = MessageRow & { bytes_before: number; next_seq: number | null };
 
 /**
  * The rows of a page of a session's messages, in `direction` of seq from `bound` (exclusive), at
@@ -56,12 +56,12 @@ export function pageRowsQuery(page: {
   limit: number;
   budgetBytes: number;
 }) {
-  const order = sql.raw(page.direction);
+  const order = page.direction === 'asc' ? sql`asc` : sql`desc`;
   const bound = page.bound === undefined ? sql`` : page.direction === 'asc' ? sql`and seq > ${page.bound}` : sql`and seq < ${page.bound}`;
   return sql<PageRow>`
     select * from (
       select messages.*, sum(octet_length(content)) over (order by seq ${order}) - octet_length(content) as bytes_before,
-        sum(octet_length(content)) over (order by seq ${order}) as bytes_through
+        lead(seq) over (order by seq ${order}) as next_seq
       from messages where session_id = ${page.sessionId} ${bound}
       order by seq ${order} limit ${page.limit}
     ) page where bytes_before < ${page.budgetBytes} order by seq ${order}`;
@@ -84,8 +84,8 @@ export async function findHistoryPage(
   }).execute(db);
   const newestFirst = rows.slice(0, page.limit).map(toMessage);
   const fitting = countWithinBudget(newestFirst, page.budgetBytes);
-  // Rows were left in the database only after one whose contents alone reach the budget.
-  const leftBehind = rows.length <= page.limit && Number(rows.at(-1)?.bytes_through ?? 0) >= page.budgetBytes;
+  // A row after the last one sent was left in the database for the budget.
+  const leftBehind = rows.length <= page.limit && (rows.at(-1)?.next_seq ?? null) !== null;
   const hasMore = rows.length > page.limit || fitting < newestFirst.length || leftBehind;
   return { messages: newestFirst.slice(0, fitting).reverse(), hasMore };
 }

@@ -7,6 +7,7 @@ import { migratePersistence } from '../app.js';
 import { PERSISTENCE_CONNECTION_SETTINGS } from './connection-settings.js';
 import type { PersistenceDatabase } from './schema.js';
 import { insertSession, listSessions, listSessionsQuery, type SessionListFilter, sessionCreateRetryAfterMs } from './session.repository.js';
+import { type PlanNode, planNodes, preparedPlan } from './test-support.js';
 
 /** Enough that reading the whole table and sorting it costs far more than reading an index's first rows. */
 const SESSIONS = 100_000;
@@ -56,46 +57,8 @@ afterAll(async () => {
   await database?.drop();
 });
 
-interface PlanNode {
-  'Node Type': string;
-  'Shared Hit Blocks'?: number;
-  'Shared Read Blocks'?: number;
-  'Relation Name'?: string;
-  'Index Name'?: string;
-  'Actual Rows'?: number;
-  'Rows Removed by Filter'?: number;
-  Plans?: PlanNode[];
-}
-
-/** Every node of a plan, depth first. */
-function nodesOf(root: PlanNode | undefined): PlanNode[] {
-  const nodes: PlanNode[] = [];
-  const walk = (node: PlanNode) => {
-    nodes.push(node);
-    for (const child of node.Plans ?? []) walk(child);
-  };
-  if (root) walk(root);
-  return nodes;
-}
-
-/**
- * The plan that persistence runs for `listSessions`: the statement prepared, as `pg` sends it,
- * and executed with `plan_cache_mode = force_generic_plan`, so planned without its values.
- */
-async function preparedPlanOf(filter: SessionListFilter): Promise<PlanNode[]> {
-  // (The first node's buffers are those of the whole statement.)
-  const compiled = listSessionsQuery(persistence.db, filter).compile();
-  const literal = (value: unknown) => (typeof value === 'number' ? String(value) : `'${String(value).replaceAll("'", "''")}'`);
-  return persistence.db.connection().execute(async (db) => {
-    await sql`deallocate all`.execute(db);
-    await sql.raw(`prepare listed as ${compiled.sql}`).execute(db);
-    const { rows } = await sql<{ 'QUERY PLAN': { Plan: PlanNode }[] }>`explain (analyze, buffers, format json) ${sql.raw(
-      `execute listed(${compiled.parameters.map(literal).join(', ')})`,
-    )}`.execute(db);
-    await sql`deallocate listed`.execute(db);
-    return nodesOf(rows[0]?.['QUERY PLAN'][0]?.Plan);
-  });
-}
+/** The plan persistence runs for `listSessions`. */
+const preparedPlanOf = (filter: SessionListFilter) => preparedPlan(persistence.db, listSessionsQuery(persistence.db, filter).compile());
 
 /**
  * Persistence's plan for `filter`, run, reads no table whole and sorts nothing: it reads at most
@@ -115,7 +78,7 @@ async function planOf({ db }: Database<PersistenceDatabase>, filter: SessionList
   const { rows } = await sql<{
     'QUERY PLAN': { Plan: PlanNode }[];
   }>`explain (analyze, format json) ${listSessionsQuery(db, filter)}`.execute(db);
-  return nodesOf(rows[0]?.['QUERY PLAN'][0]?.Plan);
+  return planNodes(rows[0]?.['QUERY PLAN'][0]?.Plan);
 }
 
 describe('listSessions without a filter', () => {
