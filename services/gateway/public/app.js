@@ -62,6 +62,7 @@ const ui = {
   sessionsTitle: element('#sessions-title'),
   sessionList: element('#session-list'),
   sessionsEmpty: element('#sessions-empty'),
+  olderSessions: element('#older-sessions'),
   refresh: element('[data-testid="refresh-sessions"]'),
   conversationTitle: element('#conversation-title'),
   conversationMeta: element('#conversation-meta'),
@@ -86,6 +87,10 @@ const state = {
   user: null,
   connection: 'idle',
   sessions: new Map(),
+  /** Sessions of the pages after the first that "Show older conversations" brought, by id. */
+  olderSessions: new Map(),
+  /** Whether sessions come after the last one listed. */
+  sessionsHaveMore: false,
   refreshing: null,
   refreshTimer: 0,
   openSessionId: null,
@@ -353,6 +358,9 @@ function stopChat() {
   state.client = null;
   client?.close();
   state.sessions = new Map();
+  state.olderSessions = new Map();
+  state.sessionsHaveMore = false;
+  ui.olderSessions.hidden = true;
   state.pending = new Map();
   state.joinedRecently = new Set();
   state.refreshing = null;
@@ -403,12 +411,16 @@ function refreshSessions() {
   const client = state.client;
   if (!client) return Promise.resolve();
   if (state.refreshing) return state.refreshing;
-  const filter = isStaff(state.user) ? { status: 'open', limit: SESSION_LIST_LIMIT } : { limit: SESSION_LIST_LIMIT };
   state.refreshing = client
-    .listSessions(filter)
-    .then((sessions) => {
+    .listSessionsPage(sessionFilter())
+    .then(({ sessions, hasMore }) => {
       if (state.client !== client) return;
-      renderSessions(sessions);
+      // The first page, then the older ones shown, which a refresh keeps.
+      const first = new Set(sessions.map((session) => session.id));
+      const older = [...state.olderSessions.values()].filter((session) => !first.has(session.id));
+      renderSessions([...sessions, ...older]);
+      if (older.length === 0) state.sessionsHaveMore = hasMore;
+      ui.olderSessions.hidden = !state.sessionsHaveMore;
       hidePassingNotice();
     })
     .catch((error) => {
@@ -420,6 +432,31 @@ function refreshSessions() {
       if (state.client === client) state.refreshing = null;
     });
   return state.refreshing;
+}
+
+/** Which sessions the list shows: agents the open ones, customers their own. */
+function sessionFilter() {
+  return isStaff(state.user) ? { status: 'open', limit: SESSION_LIST_LIMIT } : { limit: SESSION_LIST_LIMIT };
+}
+
+/** The next page of the list, after the last session shown. */
+async function showOlderSessions() {
+  const client = state.client;
+  const last = [...state.sessions.values()].at(-1);
+  if (!client || !last || ui.olderSessions.disabled) return;
+  ui.olderSessions.disabled = true;
+  try {
+    const { sessions, hasMore } = await client.listSessionsPage({ ...sessionFilter(), beforeId: last.id });
+    if (state.client !== client) return;
+    for (const session of sessions) state.olderSessions.set(session.id, session);
+    state.sessionsHaveMore = hasMore;
+    renderSessions([...state.sessions.values(), ...sessions.filter((session) => !state.sessions.has(session.id))]);
+    ui.olderSessions.hidden = !hasMore;
+  } catch (error) {
+    if (state.client === client) showNotice(`Cannot load older conversations: ${describeError(error)}`, { passing: true });
+  } finally {
+    ui.olderSessions.disabled = false;
+  }
 }
 
 function sessionTitle(session) {
@@ -984,6 +1021,10 @@ ui.refresh.addEventListener('click', () => {
 
 ui.loadEarlier.addEventListener('click', () => {
   void loadEarlier();
+});
+
+ui.olderSessions.addEventListener('click', () => {
+  void showOlderSessions();
 });
 
 ui.conversationRetry.addEventListener('click', retryConversation);

@@ -2,7 +2,16 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
-import { passwordOf, type ServiceProcess, type Stack, startService, startStack, type TestClient, TestClients } from '@switchboard/testing';
+import {
+  passwordOf,
+  query,
+  type ServiceProcess,
+  type Stack,
+  startService,
+  startStack,
+  type TestClient,
+  TestClients,
+} from '@switchboard/testing';
 import { type Browser, type BrowserContext, chromium, type Page, type WebSocketRoute } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -840,4 +849,37 @@ describe("the demo page's composer", () => {
     await expect.poll(async () => (await shownMessages(page)).at(-1)?.text, { timeout: STEP_MS }).toBe(emoji);
     expect(problems).toEqual([]);
   }, 60_000);
+});
+
+describe("the demo page's list of conversations", () => {
+  const problems: string[] = [];
+
+  it('shows older conversations a page at a time, and keeps them through a refresh', async () => {
+    if (!stack) throw new Error('no stack');
+    // One more than the page lists at first (its SESSION_LIST_LIMIT, 100), a second apart, oldest first.
+    const owner = await stack.user('user');
+    const rows = await query<{ id: string }>(
+      stack.database.url,
+      `insert into sessions (customer_id, subject, created_at)
+       select $1, 'Question ' || g, now() - (100 - g) * interval '1 second' from generate_series(0, 100) g order by g returning id`,
+      [owner.id],
+    );
+    const ids = rows.map((row) => Number(row.id));
+    const page = await openPage('many conversations', problems);
+    await logIn(page, owner.username, passwordOf(owner.username), 'login');
+    const items = page.getByTestId('session-item');
+    const older = page.getByTestId('older-sessions');
+    await expect.poll(() => items.count(), { timeout: STEP_MS }).toBe(100);
+    // Newest first: the oldest is not listed yet.
+    expect(await items.first().getAttribute('data-session-id')).toBe(String(ids.at(-1)));
+    expect(await page.locator(`[data-testid="session-item"][data-session-id="${ids[0]}"]`).count()).toBe(0);
+    await older.click();
+    await expect.poll(() => items.count(), { timeout: STEP_MS }).toBe(101);
+    expect(await items.last().getAttribute('data-session-id')).toBe(String(ids[0]));
+    await expect.poll(() => older.isHidden(), { timeout: STEP_MS }).toBe(true);
+    await page.getByTestId('refresh-sessions').click();
+    await page.waitForTimeout(500);
+    expect(await items.count()).toBe(101);
+    expect(problems).toEqual([]);
+  }, 120_000);
 });
