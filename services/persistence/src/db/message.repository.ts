@@ -79,14 +79,14 @@ export async function findHistoryPage(
     sessionId: page.sessionId,
     direction: 'desc',
     bound: page.beforeSeq,
-    limit: page.limit + 1,
+    limit: page.limit,
     budgetBytes: page.budgetBytes,
   }).execute(db);
-  const newestFirst = rows.slice(0, page.limit).map(toMessage);
+  const newestFirst = rows.map(toMessage);
   const fitting = countWithinBudget(newestFirst, page.budgetBytes);
-  // A row after the last one sent was left in the database for the budget.
-  const leftBehind = rows.length <= page.limit && (rows.at(-1)?.next_seq ?? null) !== null;
-  const hasMore = rows.length > page.limit || fitting < newestFirst.length || leftBehind;
+  // Cut here for the budget, or before: by `limit` or in the statement, where the seq after the
+  // last row sent, read ahead, says whether one is left.
+  const hasMore = fitting < newestFirst.length || (rows.at(-1)?.next_seq ?? null) !== null;
   return { messages: newestFirst.slice(0, fitting).reverse(), hasMore };
 }
 
