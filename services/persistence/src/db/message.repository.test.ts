@@ -1,13 +1,10 @@
-import { createDb, type Database } from '@switchboard/db';
-import { createLogger } from '@switchboard/logging';
-import { createTestDatabase, fillHistory, type TestDatabase } from '@switchboard/testing';
+import type { Database } from '@switchboard/db';
+import { fillHistory, type TestDatabase } from '@switchboard/testing';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migratePersistence } from '../app.js';
-import { PERSISTENCE_CONNECTION_SETTINGS } from './connection-settings.js';
 import { findHistoryPage, findMessagesAfter, pageRowsQuery } from './message.repository.js';
 import type { PersistenceDatabase } from './schema.js';
-import { preparedPlan } from './test-support.js';
+import { migratedDatabase, preparedPlan } from './test-support.js';
 
 /** A reply's budget under which three of the large messages' contents fit, and two of their JSON. */
 const BUDGET = 7_000;
@@ -19,14 +16,7 @@ let large: number;
 let huge: number;
 
 beforeAll(async () => {
-  database = await createTestDatabase('message_pages');
-  persistence = createDb({
-    url: database.url,
-    poolSize: 1,
-    applicationName: 'message-pages-test',
-    settings: PERSISTENCE_CONNECTION_SETTINGS,
-  });
-  await migratePersistence(persistence.db, createLogger({ name: 'message-pages-test', level: 'warn' }));
+  ({ database, persistence } = await migratedDatabase('message_pages', 'message-pages-test'));
   const { rows } = await sql<{ id: number }>`insert into sessions (customer_id) values (1), (2) returning id`.execute(persistence.db);
   [large = 0, huge = 0] = rows.map((row) => Number(row.id));
   // Random characters, which PostgreSQL cannot compress below the budget.

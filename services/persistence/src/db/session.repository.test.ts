@@ -1,13 +1,10 @@
 import { createDb, type Database } from '@switchboard/db';
-import { createLogger } from '@switchboard/logging';
-import { createTestDatabase, type TestDatabase } from '@switchboard/testing';
+import type { TestDatabase } from '@switchboard/testing';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migratePersistence } from '../app.js';
-import { PERSISTENCE_CONNECTION_SETTINGS } from './connection-settings.js';
 import type { PersistenceDatabase } from './schema.js';
 import { insertSession, listSessions, listSessionsQuery, type SessionListFilter, sessionCreateRetryAfterMs } from './session.repository.js';
-import { type PlanNode, planNodes, preparedPlan } from './test-support.js';
+import { migratedDatabase, type PlanNode, planNodes, preparedPlan } from './test-support.js';
 
 /** Enough that reading the whole table and sorting it costs far more than reading an index's first rows. */
 const SESSIONS = 100_000;
@@ -23,15 +20,8 @@ const BUSY_CUSTOMER = 4_242;
 let busyIds: number[];
 
 beforeAll(async () => {
-  database = await createTestDatabase('session_list');
-  persistence = createDb({
-    url: database.url,
-    poolSize: 1,
-    applicationName: 'session-list-test',
-    settings: PERSISTENCE_CONNECTION_SETTINGS,
-  });
+  ({ database, persistence } = await migratedDatabase('session_list', 'session-list-test'));
   plain = createDb({ url: database.url, poolSize: 1, applicationName: 'session-list-test-plain' });
-  await migratePersistence(persistence.db, createLogger({ name: 'session-list-test', level: 'warn' }));
   // The first inserted (lowest ids) are the newest: created_at, not id, decides the order.
   await sql`
     insert into sessions (customer_id, status, created_at)

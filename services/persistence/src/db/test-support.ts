@@ -1,7 +1,33 @@
 /**
- * What the repository tests read of a statement's plan (test only: not built into `dist`).
+ * What the repository tests share: a migrated database of their own, and what they read of a
+ * statement's plan (test only: not built into `dist`).
  */
+import { createDb, type Database } from '@switchboard/db';
+import { createLogger } from '@switchboard/logging';
+import { createTestDatabase, type TestDatabase } from '@switchboard/testing';
 import { type CompiledQuery, type Kysely, sql } from 'kysely';
+import { migratePersistence } from '../app.js';
+import { PERSISTENCE_CONNECTION_SETTINGS } from './connection-settings.js';
+import type { PersistenceDatabase } from './schema.js';
+
+/**
+ * A test database of its own (named after `label`), migrated, and a connection to it as
+ * persistence makes one (main.ts: its settings), named `applicationName`.
+ */
+export async function migratedDatabase(
+  label: string,
+  applicationName: string,
+): Promise<{ database: TestDatabase; persistence: Database<PersistenceDatabase> }> {
+  const database = await createTestDatabase(label);
+  const persistence = createDb<PersistenceDatabase>({
+    url: database.url,
+    poolSize: 1,
+    applicationName,
+    settings: PERSISTENCE_CONNECTION_SETTINGS,
+  });
+  await migratePersistence(persistence.db, createLogger({ name: applicationName, level: 'warn' }));
+  return { database, persistence };
+}
 
 /** A node of a plan as `explain (format json)` gives it: the fields the tests read. */
 export interface PlanNode {

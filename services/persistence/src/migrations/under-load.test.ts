@@ -40,6 +40,36 @@ async function migrateToFirstRelease(db: Kysely<PersistenceDatabase>): Promise<v
   if (error) throw error;
 }
 
+/**
+ * For one describe: a database of its own at the first release's schema, made before its tests
+ * and dropped after them, with a connection named `applicationName` to migrate it on (`db`).
+ */
+function atFirstRelease(label: string, applicationName: string) {
+  let database: TestDatabase | undefined;
+  let migrating: Database<PersistenceDatabase> | undefined;
+  beforeAll(async () => {
+    database = await createTestDatabase(label);
+    migrating = createDb({ url: database.url, poolSize: 1, applicationName });
+    await migrateToFirstRelease(migrating.db);
+  }, 60_000);
+  afterAll(async () => {
+    await migrating?.destroy();
+    await database?.drop();
+  });
+  const made = <T>(value: T | undefined): T => {
+    if (value === undefined) throw new Error(`the database ${label} was not made`);
+    return value;
+  };
+  return {
+    get url() {
+      return made(database).url;
+    },
+    get db() {
+      return made(migrating).db;
+    },
+  };
+}
+
 /** The indexes of `sessions` once every migration has run. */
 async function expectLatestSessionIndexes(url: string): Promise<void> {
   const indexes = await query<{ indexname: string }>(url, `select indexname from pg_indexes where tablename = 'sessions' order by 1`);
@@ -112,19 +142,7 @@ describe('the index migrations under load', () => {
  * storage until it ended. The request now waits 2 s a try, and lets the writes through between tries.
  */
 describe('the index migrations behind a transaction left open on sessions', () => {
-  let blocked: TestDatabase;
-  let blockedMigrating: Database<PersistenceDatabase>;
-
-  beforeAll(async () => {
-    blocked = await createTestDatabase('migrate_lock_tries');
-    blockedMigrating = createDb({ url: blocked.url, poolSize: 1, applicationName: 'migrate-lock-tries' });
-    await migrateToFirstRelease(blockedMigrating.db);
-  }, 60_000);
-
-  afterAll(async () => {
-    await blockedMigrating?.destroy();
-    await blocked?.drop();
-  });
+  const blocked = atFirstRelease('migrate_lock_tries', 'migrate-lock-tries');
 
   it('let writes to sessions through while they wait, and complete once it ends', async () => {
     const holder = new pg.Client({ connectionString: blocked.url });
@@ -136,7 +154,7 @@ describe('the index migrations behind a transaction left open on sessions', () =
       // but not the migrations' EXCLUSIVE one.
       await holder.query('begin');
       await holder.query('insert into sessions (customer_id) values (1)');
-      migration = migratePersistence(blockedMigrating.db, createLogger({ name: 'migrate-lock-tries', level: 'silent' }));
+      migration = migratePersistence(blocked.db, createLogger({ name: 'migrate-lock-tries', level: 'silent' }));
       migration.catch(() => undefined);
       await waitFor(
         async () =>
@@ -172,19 +190,7 @@ describe('the index migrations behind a transaction left open on sessions', () =
  * it; it now fails after a few tries, and runs again once the read has ended.
  */
 describe('the index migrations behind a read left open on sessions', () => {
-  let reading: TestDatabase;
-  let readingMigrating: Database<PersistenceDatabase>;
-
-  beforeAll(async () => {
-    reading = await createTestDatabase('migrate_drop_tries');
-    readingMigrating = createDb({ url: reading.url, poolSize: 1, applicationName: 'migrate-drop-tries' });
-    await migrateToFirstRelease(readingMigrating.db);
-  }, 60_000);
-
-  afterAll(async () => {
-    await readingMigrating?.destroy();
-    await reading?.drop();
-  });
+  const reading = atFirstRelease('migrate_drop_tries', 'migrate-drop-tries');
 
   it('fail after their tries, leaving the schema as it was and writes going, then complete once it ends', async () => {
     const reader = new pg.Client({ connectionString: reading.url });
@@ -193,7 +199,7 @@ describe('the index migrations behind a read left open on sessions', () => {
     try {
       await reader.query('begin');
       await reader.query('select count(*) from sessions');
-      const migration = migratePersistence(readingMigrating.db, logger).then(
+      const migration = migratePersistence(reading.db, logger).then(
         () => 'migrated' as const,
         (error: unknown) => error,
       );
@@ -216,7 +222,7 @@ describe('the index migrations behind a read left open on sessions', () => {
       await reader.query('rollback').catch(() => undefined);
       await reader.end();
     }
-    await migratePersistence(readingMigrating.db, logger);
+    await migratePersistence(reading.db, logger);
     await expectLatestSessionIndexes(reading.url);
   }, 90_000);
 });
