@@ -1,7 +1,11 @@
 import { once } from 'node:events';
 import { createServer, type Socket, connect as tcpConnect } from 'node:net';
 import perfHooks from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { createMetricsRegistry, EVENT_LOOP_MONITORING_PRECISION_MS, PER_HANDLE_METRICS } from '@switchboard/runtime';
+import type { Histogram } from 'prom-client';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 
 const metricNames = (exposition: string) =>
@@ -31,6 +35,25 @@ describe('createMetricsRegistry', () => {
       expect(names, name).toContain(name);
     }
     expect(text).toMatch(/process_cpu_seconds_total\{service="tester"\} \d/);
+  });
+
+  it('counts every garbage collection, also those Node reports together in one turn of the event loop', async () => {
+    const registry = createMetricsRegistry('tester');
+    const majors = async () => {
+      const { values } = await (registry.getSingleMetric('nodejs_gc_duration_seconds') as Histogram).get();
+      return values.find((value) => value.metricName === 'nodejs_gc_duration_seconds_count' && value.labels.kind === 'major')?.value ?? 0;
+    };
+    const before = await majors();
+    setFlagsFromString('--expose-gc');
+    const collect = runInNewContext('gc') as () => void;
+    // Three full collections in one turn: Node hands them to observers in one list.
+    collect();
+    collect();
+    collect();
+    await sleep(50);
+    expect((await majors()) - before).toBe(3);
+    // One series per kind, with the service label, as prom-client's.
+    expect(await registry.metrics()).toMatch(/nodejs_gc_duration_seconds_count\{service="tester",kind="major"\} \d+/);
   });
 
   it('samples the event-loop delay every 100 ms rather than every 10, so an idle service is not woken 100 times a second', () => {

@@ -205,7 +205,7 @@ export interface GcPauses {
  */
 export type GcFigures = Record<string, { minor: GcPauses; major: GcPauses; incremental: GcPauses }>;
 
-const GC_METRIC = 'nodejs_gc_duration_seconds';
+export const GC_METRIC = 'nodejs_gc_duration_seconds';
 
 /** From each process's metrics scraped at the start (`before`) and end of the window, by process name. */
 export function gcFigures(before: ReadonlyMap<string, Scrape>, after: ReadonlyMap<string, Scrape>): GcFigures {

@@ -231,7 +231,7 @@ const targets = targetsOf(results, {
   profiled: profileDir !== undefined,
 });
 const output = {
-  version: 1,
+  version: 2,
   startedAt: startedAt.toISOString(),
   finishedAt: new Date().toISOString(),
   machine,

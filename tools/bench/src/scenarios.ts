@@ -12,7 +12,7 @@ import {
   type TargetOptions,
   targetSwitchboard,
 } from './drivers/switchboard.js';
-import { isClean, MACHINE_BUSY_WARN, type PhaseResult, phaseWarnings, rssOf, runPhase } from './load.js';
+import { GC_METRIC, isClean, MACHINE_BUSY_WARN, type PhaseResult, phaseWarnings, rssOf, runPhase } from './load.js';
 import { round } from './monitor.js';
 import { connz, type NatsConnection, startPrivateNats } from './nats-server.js';
 import { makePlan, type Plan, type PlanOptions } from './plan.js';
@@ -365,41 +365,100 @@ function pick<T extends object, K extends keyof T>(object: T, keys: readonly K[]
 // ---------------------------------------------------------------------------------------------
 // idle memory
 
+/** One reading of the memory of the processes holding the sockets, after the last join. */
+export interface IdleReading {
+  idleMs: number;
+  bytesPerConnection: number;
+  heapBytesPerConnection: number;
+  /** Full (mark-compact) collections since the last join; undefined where a process reports none of its collections. */
+  fullCollections: number | undefined;
+}
+
 export interface IdleMemoryResult {
   system: string;
   label: string;
   connections: number;
   sessions: number;
+  /** How long after the last join the judged reading was taken (IDLE_SETTLE_MS; 60 s before the JSON's version 2). */
+  settleMs: number;
+  /** Full collections the processes had run when the reading before connecting was taken (see IDLE_BEFORE_MAX_WAIT_MS). */
+  fullCollectionsBeforeConnecting: number | undefined;
+  /** Connections the bench saw closed before the last reading (a run with any is not judged). */
+  closedWhileIdle: number;
   /** Resident memory of the processes holding the sockets (the gateway; the baseline's servers). */
   rssBeforeBytes: number;
-  /** After the minute of idleness that follows the connections (see IDLE_SETTLE_MS). */
+  /** At the judged reading, settleMs after the last join. */
   rssAfterBytes: number;
   bytesPerConnection: number;
   /** 5 s after the last connection joined, with the connection burst's garbage mostly still there. */
   bytesPerConnectionAt5s: number;
+  /** At IDLE_EARLY_READ_MS: the reading judged before the JSON's version 2. */
+  bytesPerConnectionAt60s: number;
   heapBeforeBytes: number;
   heapAfterBytes: number;
   heapBytesPerConnection: number;
   heapBytesPerConnectionAt5s: number;
+  heapBytesPerConnectionAt60s: number;
   /** Memory outside the V8 heap (buffers) per connection. */
   externalBytesPerConnection: number;
+  /**
+   * The reading by which the last full collection since the last join had happened (it happened in
+   * the interval before it); undefined when there was none, or the processes do not report them.
+   */
+  lastFullCollectionMs: number | undefined;
+  readings: IdleReading[];
   setupSeconds: number;
 }
 
 /**
- * How long connections stay idle before memory is read. V8 keeps the heap grown by the burst of
- * connecting (token checks, joins, replays) until its memory reducer shrinks it, some 20–50 s
- * after allocation stops; read 5 s after connecting, RSS mostly measures that garbage and varies
- * by several KiB per connection from run to run. Both readings are reported.
+ * How long connections stay idle before memory is read: past the point where V8 gives back the
+ * heap grown by the burst of connecting (token checks, joins, replays). Its memory reducer runs
+ * that collection when, at a check every 8 s, the allocation rate looks low; V8 counts a rate of
+ * zero as not low, and an idle gateway allocates nothing that lives long enough to reach the old
+ * generation, so the collection usually waits for the reducer's watchdog: 100 s after the last
+ * full collection, which can fall a few seconds after the last join (V8's memory-reducer.cc,
+ * `kWatchdogDelayMs`). Read at 60 s, as this scenario once was, whether something had brought the
+ * collection forward decided the figure: 5.6–16.1 KiB per connection on the same code.
  */
-export const IDLE_SETTLE_MS = 60_000;
+export const IDLE_SETTLE_MS = 135_000;
+/** The earlier reading, still reported: what a gateway holds in the minute after a burst of connections. */
+export const IDLE_EARLY_READ_MS = 60_000;
 /**
- * How long a system idles after it starts before the reading the connections' memory is counted
- * from. A gateway's RSS falls by about 11 MiB in the first 10 s, as the same reducer frees what
- * starting left: read 2 s after the start, that fall came off the connections' growth, about
- * 1.1 KiB per connection at 10,000.
+ * How long a system idles after it starts, at least, before the reading the connections' memory
+ * is counted from. A gateway's RSS falls by 11–14 MiB 15–25 s after its start, as the same
+ * reducer frees what starting left: read before it, that fall came off the connections' growth,
+ * about 1.1 KiB per connection at 10,000. So the reading waits for the processes' first full
+ * collection, until IDLE_BEFORE_MAX_WAIT_MS (a small heap, as plain ws's, may have none).
  */
 export const IDLE_BEFORE_SETTLE_MS = 20_000;
+export const IDLE_BEFORE_MAX_WAIT_MS = 60_000;
+
+/** When idle memory is read after the last join: every 15 s from 5 s, and at IDLE_EARLY_READ_MS. */
+export function idleReadingTimes(): number[] {
+  const times = new Set([IDLE_EARLY_READ_MS, IDLE_SETTLE_MS]);
+  for (let at = 5_000 + 15_000; at < IDLE_SETTLE_MS; at += 15_000) times.add(at);
+  return [...times].sort((x, y) => x - y);
+}
+
+/**
+ * A full collection this late is past the tail of the burst's own: the memory reducer's, most
+ * likely. Without one after it, the watchdog's may still be to come (100 s after the last one).
+ */
+export const IDLE_LATE_COLLECTION_MS = 35_000;
+
+/** The reading by which the last full collection had happened, or undefined when none did. */
+export function lastFullCollectionMs(readings: readonly IdleReading[]): number | undefined {
+  let last: number | undefined;
+  let count = 0;
+  for (const reading of readings) {
+    if (reading.fullCollections === undefined) return undefined;
+    if (reading.fullCollections > count) last = reading.idleMs;
+    count = reading.fullCollections;
+  }
+  return last;
+}
+
+const kibText = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`;
 
 export function openFileLimit(): number {
   try {
@@ -439,7 +498,22 @@ export async function idleMemory(
         for (const process of holders) if (process.metricsUrl) total += metric(await scrape(process.metricsUrl), name);
         return total;
       };
+      /** Full collections so far, or undefined unless every process reports its collections. */
+      const fullCollections = async () => {
+        let total = 0;
+        for (const process of holders) {
+          const scraped = process.metricsUrl ? await scrape(process.metricsUrl) : undefined;
+          if (!scraped || ![...scraped.samples.keys()].some((series) => series.startsWith(`${GC_METRIC}_count`))) return undefined;
+          total += metric(scraped, `${GC_METRIC}_count`, { kind: 'major' });
+        }
+        return holders.length > 0 ? total : undefined;
+      };
       await sleep(IDLE_BEFORE_SETTLE_MS);
+      for (let waited = IDLE_BEFORE_SETTLE_MS; waited < IDLE_BEFORE_MAX_WAIT_MS && !((await fullCollections()) ?? 0); waited += 1_000)
+        await sleep(1_000);
+      const collectionsBefore = await fullCollections();
+      // RSS falls as the collection ends, not at once.
+      if (collectionsBefore) await sleep(2_000);
       const rssBefore = await read('process_resident_memory_bytes');
       const heapBefore = await read('nodejs_heap_size_used_bytes');
       const externalBefore = await read('nodejs_external_memory_bytes');
@@ -447,38 +521,61 @@ export async function idleMemory(
       const started = performance.now();
       await system.connect(plan, tracker, context.log);
       const setupSeconds = round((performance.now() - started) / 1000, 1);
-      await sleep(5_000);
-      const rssAt5s = await read('process_resident_memory_bytes');
-      const heapAt5s = await read('nodejs_heap_size_used_bytes');
-      const perConnection = (bytes: number) => `${(bytes / connections / 1024).toFixed(1)} KiB`;
-      for (let idle = 5_000; idle < IDLE_SETTLE_MS; idle += 15_000) {
-        await sleep(Math.min(15_000, IDLE_SETTLE_MS - idle));
-        const rss = await read('process_resident_memory_bytes');
+      const perConnection = (bytes: number) => Math.round(bytes / connections);
+      const collectionsAtStart = await fullCollections();
+      const readings: IdleReading[] = [];
+      let idle = 0;
+      for (const idleMs of [5_000, ...idleReadingTimes()]) {
+        await sleep(idleMs - idle);
+        idle = idleMs;
+        const collections = await fullCollections();
+        const reading: IdleReading = {
+          idleMs,
+          bytesPerConnection: perConnection((await read('process_resident_memory_bytes')) - rssBefore),
+          heapBytesPerConnection: perConnection((await read('nodejs_heap_size_used_bytes')) - heapBefore),
+          fullCollections: collections === undefined || collectionsAtStart === undefined ? undefined : collections - collectionsAtStart,
+        };
+        readings.push(reading);
         context.log(
-          `idle-memory ${factory.name}: ${Math.min(idle + 15_000, IDLE_SETTLE_MS) / 1000} s idle, ${perConnection(rss - rssBefore)} RSS per connection`,
+          `idle-memory ${factory.name}: ${idleMs / 1000} s idle, ${kibText(reading.bytesPerConnection)} RSS and ${kibText(reading.heapBytesPerConnection)} heap per connection, ${reading.fullCollections ?? 'unknown'} full collections since the last join`,
         );
       }
       const rssAfter = await read('process_resident_memory_bytes');
       const heapAfter = await read('nodejs_heap_size_used_bytes');
       const externalAfter = await read('nodejs_external_memory_bytes');
+      const at = (idleMs: number) => readings.find((reading) => reading.idleMs === idleMs);
+      const lastCollectionMs = lastFullCollectionMs(readings);
+      if (readings.at(-1)?.fullCollections !== undefined && (lastCollectionMs === undefined || lastCollectionMs <= IDLE_LATE_COLLECTION_MS))
+        context.warnings.push(
+          `idle-memory ${factory.name}: no full collection after ${IDLE_LATE_COLLECTION_MS / 1000} s idle: V8 may not yet have given back what it kept from the burst of connecting`,
+        );
+      if (tracker.counters.closed > 0)
+        context.warnings.push(`idle-memory ${factory.name}: ${tracker.counters.closed} connections closed while idle: not judged`);
       const result: IdleMemoryResult = {
         system: system.name,
         label: system.label,
         connections,
         sessions: plan.sessions,
+        settleMs: IDLE_SETTLE_MS,
+        fullCollectionsBeforeConnecting: collectionsBefore,
+        closedWhileIdle: tracker.counters.closed,
         rssBeforeBytes: rssBefore,
         rssAfterBytes: rssAfter,
-        bytesPerConnection: Math.round((rssAfter - rssBefore) / connections),
-        bytesPerConnectionAt5s: Math.round((rssAt5s - rssBefore) / connections),
+        bytesPerConnection: perConnection(rssAfter - rssBefore),
+        bytesPerConnectionAt5s: at(5_000)?.bytesPerConnection ?? 0,
+        bytesPerConnectionAt60s: at(IDLE_EARLY_READ_MS)?.bytesPerConnection ?? 0,
         heapBeforeBytes: heapBefore,
         heapAfterBytes: heapAfter,
-        heapBytesPerConnection: Math.round((heapAfter - heapBefore) / connections),
-        heapBytesPerConnectionAt5s: Math.round((heapAt5s - heapBefore) / connections),
-        externalBytesPerConnection: Math.round((externalAfter - externalBefore) / connections),
+        heapBytesPerConnection: perConnection(heapAfter - heapBefore),
+        heapBytesPerConnectionAt5s: at(5_000)?.heapBytesPerConnection ?? 0,
+        heapBytesPerConnectionAt60s: at(IDLE_EARLY_READ_MS)?.heapBytesPerConnection ?? 0,
+        externalBytesPerConnection: perConnection(externalAfter - externalBefore),
+        lastFullCollectionMs: lastCollectionMs,
+        readings,
         setupSeconds,
       };
       context.log(
-        `idle-memory ${factory.name}: ${(result.bytesPerConnection / 1024).toFixed(1)} KiB RSS, ${(result.heapBytesPerConnection / 1024).toFixed(1)} KiB heap per connection after ${IDLE_SETTLE_MS / 1000} s idle (${(result.bytesPerConnectionAt5s / 1024).toFixed(1)} KiB RSS at 5 s)`,
+        `idle-memory ${factory.name}: ${kibText(result.bytesPerConnection)} RSS, ${kibText(result.heapBytesPerConnection)} heap per connection after ${IDLE_SETTLE_MS / 1000} s idle (${kibText(result.bytesPerConnectionAt5s)} RSS at 5 s, ${kibText(result.bytesPerConnectionAt60s)} at ${IDLE_EARLY_READ_MS / 1000} s)`,
       );
       systems.push(result);
     } finally {

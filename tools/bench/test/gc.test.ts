@@ -1,7 +1,14 @@
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
+import { startOpsPort } from '../src/baselines/ops.js';
 import { gcFigures } from '../src/load.js';
-import { parsePrometheus } from '../src/prometheus.js';
+import { metric, parsePrometheus } from '../src/prometheus.js';
 import { gcSummary } from '../src/report.js';
+import { type IdleReading, idleReadingTimes, lastFullCollectionMs } from '../src/scenarios.js';
 
 /** prom-client's `nodejs_gc_duration_seconds` as a service exposes it, with its `service` label. */
 function gcMetrics(kinds: Record<string, { buckets: number[]; sum: number }>): string {
@@ -62,5 +69,62 @@ describe('garbage collection in the window', () => {
       'gateway-0 6 scavenges (mean 6.0 ms, 1 over 10 ms), 2 mark-compacts (mean 15.0 ms, 2 over 10 ms) and 3 incremental marking steps (mean 1.0 ms, 0 over 10 ms)',
     );
     expect(gcSummary({})).toBeUndefined();
+  });
+
+  it("reads a baseline server's collections from its ops port as it reads a service's", async () => {
+    const server = startOpsPort(0, '127.0.0.1');
+    try {
+      await once(server, 'listening');
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics`;
+      const scrapeOps = async () => parsePrometheus(await (await fetch(url)).text());
+      const before = await scrapeOps();
+      // Two full collections on demand (the test's own process), and scavenges from short-lived garbage.
+      setFlagsFromString('--expose-gc');
+      const collect = runInNewContext('gc') as () => void;
+      collect();
+      collect();
+      let kept = 0;
+      for (let index = 0; index < 200_000; index++) kept += new Array(64).fill(index).length;
+      expect(kept).toBe(200_000 * 64);
+      await sleep(100); // the observer hears of collections after they end
+      const after = await scrapeOps();
+
+      const figures = gcFigures(new Map([['ws', before]]), new Map([['ws', after]])).ws;
+      expect(figures?.major.count).toBeGreaterThanOrEqual(2);
+      expect(figures?.minor.count).toBeGreaterThan(0);
+      expect(figures?.major.totalMs).toBeGreaterThan(0);
+      // A histogram: every pause is in the +Inf bucket, and no bucket holds more than a wider one.
+      for (const kind of ['major', 'minor']) {
+        const bucket = (le: string) => metric(after, 'nodejs_gc_duration_seconds_bucket', { kind, le });
+        expect(bucket('+Inf')).toBe(metric(after, 'nodejs_gc_duration_seconds_count', { kind }));
+        expect(bucket('0.001')).toBeLessThanOrEqual(bucket('0.01'));
+        expect(bucket('0.01')).toBeLessThanOrEqual(bucket('5'));
+        expect(bucket('5')).toBeLessThanOrEqual(bucket('+Inf'));
+      }
+    } finally {
+      server.close();
+    }
+  });
+});
+
+describe('full collections while connections idle', () => {
+  const readings = (counts: (number | undefined)[]): IdleReading[] =>
+    counts.map((fullCollections, index) => ({
+      idleMs: (index + 1) * 15_000,
+      bytesPerConnection: 0,
+      heapBytesPerConnection: 0,
+      fullCollections,
+    }));
+
+  it('finds the reading by which the last one had happened', () => {
+    expect(lastFullCollectionMs(readings([0, 1, 1, 3, 3]))).toBe(60_000);
+    expect(lastFullCollectionMs(readings([1, 1, 1]))).toBe(15_000);
+    expect(lastFullCollectionMs(readings([0, 0, 0]))).toBeUndefined();
+    // A process that does not report them: not known.
+    expect(lastFullCollectionMs(readings([0, undefined, 2]))).toBeUndefined();
+  });
+
+  it("reads at 5 s, every 15 s, at 60 s, and last at 135 s, past V8's 100 s watchdog after a collection at the burst's end", () => {
+    expect(idleReadingTimes()).toEqual([20_000, 35_000, 50_000, 60_000, 65_000, 80_000, 95_000, 110_000, 125_000, 135_000]);
   });
 });

@@ -86,15 +86,22 @@ const idle = (connections: number, bytesPerConnection: number): IdleMemoryResult
   label: 'Switchboard',
   connections,
   sessions: connections / 2,
+  settleMs: 135_000,
+  fullCollectionsBeforeConnecting: 2,
+  closedWhileIdle: 0,
   rssBeforeBytes: 70e6,
   rssAfterBytes: 70e6 + connections * bytesPerConnection,
   bytesPerConnection,
   bytesPerConnectionAt5s: bytesPerConnection,
+  bytesPerConnectionAt60s: bytesPerConnection,
   heapBeforeBytes: 0,
   heapAfterBytes: 0,
   heapBytesPerConnection: 0,
   heapBytesPerConnectionAt5s: 0,
+  heapBytesPerConnectionAt60s: 0,
   externalBytesPerConnection: 0,
+  lastFullCollectionMs: 110_000,
+  readings: [],
   setupSeconds: 1,
 });
 
@@ -191,6 +198,37 @@ describe('targetsOf, on what a verdict needs', () => {
     // ulimit -n 10,240 scales the run down to 4,620 connections.
     expect(row(idle(4_620, 13_000))?.met).toBeNull();
     expect(row(idle(4_620, 13_000))?.measured).toContain('not judged');
+  });
+
+  it('judges idle memory on the reading after V8 has given back the burst of connecting, and reports the earlier ones', () => {
+    // 15 KiB a minute after connecting, 8 KiB once V8 has collected.
+    const result: IdleMemoryResult = { ...idle(10_000, 8_192), bytesPerConnectionAt60s: 15_360, bytesPerConnectionAt5s: 16_384 };
+    const row = targetsOf({ scenarios: { 'idle-memory': { connections: 10_000, ulimit: 20_000, systems: [result] } } })[3];
+
+    expect(row?.met).toBe(true);
+    expect(row?.measured).toContain(
+      '8.0 KiB RSS (0.0 KiB heap) per connection at 10,000, after 135 s idle; 15.0 KiB at 60 s (over 12 KB), 16.0 KiB 5 s after connecting',
+    );
+    const readings = [
+      { idleMs: 5_000, bytesPerConnection: 16_384, heapBytesPerConnection: 9_000, fullCollections: 0 },
+      { idleMs: 60_000, bytesPerConnection: 15_360, heapBytesPerConnection: 9_000, fullCollections: 0 },
+      { idleMs: 135_000, bytesPerConnection: 8_192, heapBytesPerConnection: 5_000, fullCollections: 2 },
+    ];
+    const table = markdown(
+      { scenarios: { 'idle-memory': { connections: 10_000, ulimit: 20_000, systems: [{ ...result, readings }] } } },
+      [],
+      [],
+    );
+    expect(table).toContain('KiB RSS at 60 s');
+    expect(table).toContain('| 2, the last by 110 s |');
+    expect(table).toContain('| Switchboard | 10,000 |');
+  });
+
+  it('judges no idle memory when connections closed while idle: the memory they held is gone from the figure', () => {
+    const row = (result: IdleMemoryResult) =>
+      targetsOf({ scenarios: { 'idle-memory': { connections: 10_000, ulimit: 20_000, systems: [result] } } })[3];
+    expect(row({ ...idle(10_000, 9_000), closedWhileIdle: 12 })?.met).toBeNull();
+    expect(row({ ...idle(10_000, 9_000), closedWhileIdle: 12 })?.measured).toContain('12 connections closed while idle, not judged');
   });
 
   describe('scale-out', () => {
