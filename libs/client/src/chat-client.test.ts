@@ -1,6 +1,7 @@
 import type { Message } from '@switchboard/protocol';
+import { clientFrameSchemas } from '@switchboard/protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ChatClient, type ChatClientOptions, type ConnectionState } from './chat-client.js';
+import { ChatClient, type ChatClientOptions, type ConnectionState, MAX_TOKEN_CHARS } from './chat-client.js';
 import { ChatError } from './errors.js';
 import type { WebSocketLike } from './socket.js';
 
@@ -1112,6 +1113,55 @@ describe('malformed frames from the server', () => {
     client.close();
   });
 
+  it('keeps a send whose ack lacks its numbers on the wire, reports the ack, and resolves it on the next good one', async () => {
+    const { client, errors, socket } = await connected();
+    let settled: unknown;
+    const sending = client.send(7, 'hello', { clientMsgId: 'a1' });
+    void sending.then((result) => {
+      settled = result;
+    });
+    await flush();
+    socket.receive({ type: 'message_ack', session_id: 7, client_msg_id: 'a1', message_id: 12 });
+    socket.receive({ type: 'message_ack', session_id: 7, client_msg_id: 'a1', message_id: 12, seq: '3' });
+    await flush();
+    // Before, send() resolved with seq undefined, and the message was never sent again.
+    expect(settled).toBeUndefined();
+    expect(errors.map((error) => error.code)).toEqual(['invalid_message', 'invalid_message']);
+    socket.receive({ type: 'message_ack', session_id: 7, client_msg_id: 'a1', message_id: 12, seq: 3 });
+    await expect(sending).resolves.toEqual({ messageId: 12, seq: 3, clientMsgId: 'a1' });
+    client.close();
+  });
+
+  it('fails a request at once on a reply without what it resolves with, rather than hand the app undefined', async () => {
+    const { client, errors, socket } = await connected();
+    const reading = client.history(7);
+    const listing = client.listSessions();
+    const creating = client.createSession('help');
+    await flush();
+    socket.receive({ type: 'history', req_id: socket.sentOf('history')[0]?.req_id, session_id: 7, has_more: false });
+    socket.receive({ type: 'sessions', req_id: socket.sentOf('list_sessions')[0]?.req_id, sessions: [{ id: 'x' }], has_more: false });
+    socket.receive({ type: 'session_created', req_id: socket.sentOf('create_session')[0]?.req_id });
+    await expect(reading).rejects.toMatchObject({
+      code: 'invalid_message',
+      message: expect.stringContaining('history reply was malformed'),
+    });
+    await expect(listing).rejects.toMatchObject({ code: 'invalid_message' });
+    await expect(creating).rejects.toMatchObject({ code: 'invalid_message' });
+    expect(errors.map((error) => error.code)).toEqual(['invalid_message', 'invalid_message', 'invalid_message']);
+    // The client carries on.
+    const again = client.history(7);
+    await flush();
+    socket.receive({
+      type: 'history',
+      req_id: socket.sentOf('history').at(-1)?.req_id,
+      session_id: 7,
+      messages: [message(1)],
+      has_more: false,
+    });
+    await expect(again).resolves.toEqual({ messages: [message(1)], hasMore: false });
+    client.close();
+  });
+
   it('treats an auth_success without a user as a failed handshake, and connects again', async () => {
     const { client, errors } = newClient();
     const connecting = client.connect();
@@ -1210,6 +1260,59 @@ describe('a state listener closing the client on a 4001', () => {
     expect(client.state).toBe('closed');
     expect(provider.mock.calls.length).toBe(asked);
     expect(vi.getTimerCount()).toBe(0);
+  });
+});
+
+describe('an auth frame no gateway would take', () => {
+  it('refuses a token over the protocol bound, with auth_failed at once, rather than send it on every connection', async () => {
+    // The bound is the gateway's.
+    expect(clientFrameSchemas.auth.safeParse({ type: 'auth', token: 'x'.repeat(MAX_TOKEN_CHARS) }).success).toBe(true);
+    expect(clientFrameSchemas.auth.safeParse({ type: 'auth', token: 'x'.repeat(MAX_TOKEN_CHARS + 1) }).success).toBe(false);
+    const { client } = newClient({ token: async () => 'x'.repeat(MAX_TOKEN_CHARS + 1) });
+    const outcome = expect(client.connect()).rejects.toMatchObject({ code: 'auth_failed', message: expect.stringContaining('16384') });
+    FakeSocket.last().open();
+    await flush();
+    await outcome;
+    expect(FakeSocket.last().sentOf('auth')).toEqual([]);
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect(FakeSocket.all).toHaveLength(1);
+  });
+
+  it('closes with auth_failed when the gateway refuses the auth frame itself, and does not reconnect to be refused again', async () => {
+    const { client } = newClient();
+    const failures: Error[] = [];
+    client.on('auth_failed', (error) => failures.push(error));
+    const outcome = expect(client.connect()).rejects.toMatchObject({ code: 'auth_failed' });
+    const socket = FakeSocket.last();
+    socket.open();
+    await flush();
+    const auth = socket.sentOf('auth').at(-1);
+    socket.receive({ type: 'error', req_id: auth?.req_id, code: 'payload_too_large', message: 'frame over 4096 bytes' });
+    await outcome;
+    expect(failures).toMatchObject([{ message: 'the gateway refused the auth frame (payload_too_large): frame over 4096 bytes' }]);
+    expect(client.state).toBe('closed');
+    // Before, it reconnected with backoff for ever, and connect() never settled.
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect(FakeSocket.all).toHaveLength(1);
+  });
+});
+
+describe('options that would stop the client', () => {
+  it.each([
+    ['maxFramesPerSec', 0],
+    ['frameBurst', 0.5],
+    ['requestTimeoutMs', Number.NaN],
+    ['requestTimeoutMs', 0],
+    ['maxFrameBytes', -1],
+    ['minReconnectDelayMs', -5],
+  ] as const)('refuses %s: %s when the client is made', (name, value) => {
+    expect(() => newClient({ [name]: value })).toThrow(RangeError);
+  });
+
+  it('takes the limits that only tune it', () => {
+    expect(() =>
+      newClient({ maxFramesPerSec: 0.5, frameBurst: 1, requestTimeoutMs: Number.POSITIVE_INFINITY, minReconnectDelayMs: 0 }),
+    ).not.toThrow();
   });
 });
 

@@ -1,7 +1,7 @@
 import type { ClientFrame, Message, ReqId, Role, ServerFrame, Session } from '@switchboard/protocol';
 import { backoffDelay } from './backoff.js';
 import { Emitter, type Listener } from './emitter.js';
-import { ChatError, retryAfterOf, timerDelay } from './errors.js';
+import { ChatError, isTransient, retryAfterOf, timerDelay } from './errors.js';
 import { Outbox, type SendResult } from './outbox.js';
 import { FrameBucket } from './pacer.js';
 import { type Reply, type ReplyType, type RequestOptions, RequestTracker } from './pending.js';
@@ -135,10 +135,56 @@ const PERMANENT_JOIN_ERRORS = new Set(['forbidden', 'not_found', 'invalid_messag
 const noop = (): void => undefined;
 
 /** Whether an `auth_success` carries the user the client reports. */
+/** A gateway refuses an `auth` frame whose token is longer (the protocol's `auth` frame). */
+export const MAX_TOKEN_CHARS = 16_384;
+
+/**
+ * Options that would stop the client rather than tune it: no frame would ever leave at a rate of
+ * 0 or a burst under 1, and a timeout of 0 (or NaN) would drop every socket as it opens.
+ */
+function checkOptions(options: ChatClientOptions): void {
+  const check = (name: keyof ChatClientOptions, valid: (value: number) => boolean, rule: string) => {
+    const value = options[name];
+    if (value !== undefined && !(typeof value === 'number' && valid(value)))
+      throw new RangeError(`${name} must be ${rule}, not ${String(value)}`);
+  };
+  for (const name of ['maxFramesPerSec', 'requestTimeoutMs', 'maxFrameBytes'] as const) check(name, (value) => value > 0, 'above 0');
+  check('frameBurst', (value) => value >= 1, 'at least 1');
+  for (const name of ['minReconnectDelayMs', 'maxReconnectDelayMs', 'refreshBeforeExpiryMs'] as const)
+    check(name, (value) => value >= 0, '0 or more');
+}
+
 function isUser(value: unknown): value is ChatUser {
   if (typeof value !== 'object' || value === null) return false;
   const user = value as Record<string, unknown>;
   return Number.isFinite(user.id) && typeof user.username === 'string' && typeof user.role === 'string';
+}
+
+/** Whether a `message_ack` carries what `send()` resolves with. */
+function isAck(frame: Extract<ServerFrame, { type: 'message_ack' }>): boolean {
+  return (
+    Number.isFinite(frame.session_id) &&
+    typeof frame.client_msg_id === 'string' &&
+    Number.isFinite(frame.message_id) &&
+    Number.isFinite(frame.seq)
+  );
+}
+
+const isSession = (value: unknown): boolean =>
+  typeof value === 'object' && value !== null && Number.isFinite((value as { id?: unknown }).id);
+
+/** What a reply to a request lacks that the app is handed, or undefined when it lacks nothing. */
+function replyProblem(frame: Extract<ServerFrame, { type: 'history' | 'sessions' | 'session_created' }>): string | undefined {
+  switch (frame.type) {
+    case 'history':
+      return Array.isArray(frame.messages) && frame.messages.every(isMessage)
+        ? undefined
+        : 'it has no messages, each with a numeric session_id and seq';
+    case 'sessions':
+      return Array.isArray(frame.sessions) && frame.sessions.every(isSession) ? undefined : 'it has no sessions, each with a numeric id';
+    case 'session_created':
+      return isSession(frame.session) ? undefined : 'it has no session with a numeric id';
+  }
 }
 
 /** Whether a `new_message` carries a message with the numbers the client orders it by. */
@@ -234,6 +280,7 @@ export class ChatClient {
     if (!WebSocketImpl) throw new TypeError('no WebSocket implementation: pass one as the WebSocket option');
     this.WebSocketImpl = WebSocketImpl;
     // Timers fire at once past 2^31 - 1 ms: a longer delay (Infinity for "never") is the longest they take.
+    checkOptions(options);
     this.minDelayMs = timerDelay(options.minReconnectDelayMs ?? 250);
     this.maxDelayMs = timerDelay(options.maxReconnectDelayMs ?? 10_000);
     this.timeoutMs = timerDelay(options.requestTimeoutMs ?? 10_000);
@@ -611,6 +658,9 @@ export class ChatClient {
   private async fetchToken(): Promise<FetchedToken> {
     const { token } = this.options;
     const value: unknown = typeof token === 'string' ? token : await this.askProvider(token);
+    // The gateway refuses a longer one as an invalid frame, on every connection.
+    if (typeof value === 'string' && value.length > MAX_TOKEN_CHARS)
+      throw new ProviderMisuse(`the token has ${value.length} characters; a gateway takes at most ${MAX_TOKEN_CHARS}`);
     if (typeof value === 'string' && value.length > 0) return { value, receivedAt: Date.now() };
     // No token for now (undefined, null, ''): a passing failure, like a provider that throws.
     if (value === undefined || value === null || value === '') throw new TypeError('the token provider returned no token');
@@ -971,6 +1021,11 @@ export class ChatClient {
         else this.dropped('new_message', 'it has no message with a numeric session_id and seq');
         return;
       case 'message_ack': {
+        // Without them send() could not resolve with the stored message: the send stays on the wire, and is resent after a reconnect.
+        if (!isAck(frame)) {
+          this.dropped('message_ack', 'it has no numeric session_id, message_id and seq with a client_msg_id');
+          return;
+        }
         const sent = this.outbox.handleAck(frame);
         if (sent)
           this.events.emit('ack', {
@@ -1000,6 +1055,17 @@ export class ChatClient {
       case 'pong':
         if (frame.req_id === PROBE_REQ_ID) return;
         break;
+      case 'history':
+      case 'sessions':
+      case 'session_created': {
+        const problem = replyProblem(frame);
+        if (problem === undefined) break;
+        // The request it answers fails at once rather than at its deadline.
+        this.dropped(frame.type, problem);
+        const message = `the gateway's ${frame.type} reply was malformed: ${problem}`;
+        if (frame.req_id !== undefined) this.requests.handle({ type: 'error', code: 'invalid_message', message, req_id: frame.req_id });
+        return;
+      }
     }
     this.requests.handle(frame);
   }
@@ -1028,12 +1094,15 @@ export class ChatClient {
         this.authError = frame.message;
         if (frame.code === 'auth_required' && reqId === undefined) this.authTimedOut = true;
       }
-      // The gateway closes with 4001 after an auth failure. Anything else (its keys unavailable, the
-      // user's sockets on it at their limit) is worth another try later; the app hears why.
-      else {
+      // The gateway closes with 4001 after an auth failure. Its keys unavailable, the user's sockets
+      // on it at their limit or its own failure are worth another try later; the app hears why.
+      else if (isTransient(frame.code) || frame.code === 'internal') {
         this.events.emit('error', new ChatError(frame.code, `authentication refused for now: ${frame.message}`));
         this.drop(socket, 'authentication unavailable');
       }
+      // Anything else (the auth frame itself refused: over the gateway's frame size, say) would be
+      // refused the same way on every connection.
+      else this.giveUpAuth(new ChatError('auth_failed', `the gateway refused the auth frame (${frame.code}): ${frame.message}`));
       return;
     }
     if (reqId === PROBE_REQ_ID) return;
