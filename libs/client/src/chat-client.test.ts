@@ -1113,22 +1113,35 @@ describe('malformed frames from the server', () => {
     client.close();
   });
 
-  it('keeps a send whose ack lacks its numbers on the wire, reports the ack, and resolves it on the next good one', async () => {
+  it('sends again, on a new connection, a message whose ack lacks its numbers, rather than resolve it without them or hold the session', async () => {
     const { client, errors, socket } = await connected();
     let settled: unknown;
     const sending = client.send(7, 'hello', { clientMsgId: 'a1' });
+    const next = client.send(7, 'next', { clientMsgId: 'a2' });
     void sending.then((result) => {
       settled = result;
     });
     await flush();
-    socket.receive({ type: 'message_ack', session_id: 7, client_msg_id: 'a1', message_id: 12 });
+    // An ack for no message waiting is only reported.
+    socket.receive({ type: 'message_ack', session_id: 7, client_msg_id: 'other', message_id: 12 });
+    expect(socket.closedWith).toBeUndefined();
     socket.receive({ type: 'message_ack', session_id: 7, client_msg_id: 'a1', message_id: 12, seq: '3' });
     await flush();
-    // Before, send() resolved with seq undefined, and the message was never sent again.
+    // Before, send() resolved with seq undefined; with the ack dropped alone, 'next' would have waited for ever.
     expect(settled).toBeUndefined();
     expect(errors.map((error) => error.code)).toEqual(['invalid_message', 'invalid_message']);
-    socket.receive({ type: 'message_ack', session_id: 7, client_msg_id: 'a1', message_id: 12, seq: 3 });
+    expect(socket.closedWith).toBe(4000);
+    socket.serverClose(4000);
+    const second = await reconnect();
+    const resent = second.sentOf('send_message');
+    expect(resent.map((frame) => frame.client_msg_id)).toEqual(['a1']);
+    second.receive({ type: 'message_ack', req_id: resent[0]?.req_id, session_id: 7, client_msg_id: 'a1', message_id: 12, seq: 3 });
     await expect(sending).resolves.toEqual({ messageId: 12, seq: 3, clientMsgId: 'a1' });
+    await flush();
+    const following = second.sentOf('send_message').at(-1);
+    expect(following?.client_msg_id).toBe('a2');
+    second.receive({ type: 'message_ack', req_id: following?.req_id, session_id: 7, client_msg_id: 'a2', message_id: 13, seq: 4 });
+    await expect(next).resolves.toMatchObject({ seq: 4 });
     client.close();
   });
 
@@ -1292,6 +1305,20 @@ describe('an auth frame no gateway would take', () => {
     expect(failures).toMatchObject([{ message: 'the gateway refused the auth frame (payload_too_large): frame over 4096 bytes' }]);
     expect(client.state).toBe('closed');
     // Before, it reconnected with backoff for ever, and connect() never settled.
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect(FakeSocket.all).toHaveLength(1);
+  });
+  it('takes a payload_too_large without req_id before its auth is answered for the auth frame refused', async () => {
+    const { client } = newClient();
+    const outcome = expect(client.connect()).rejects.toMatchObject({ code: 'auth_failed' });
+    const socket = FakeSocket.last();
+    socket.open();
+    await flush();
+    // The gateway counts an unauthenticated socket's bytes before the frame is whole: no req_id, then 1009.
+    socket.receive({ type: 'error', code: 'payload_too_large', message: 'frame over 65536 bytes' });
+    socket.serverClose(1009);
+    await outcome;
+    expect(client.state).toBe('closed');
     await vi.advanceTimersByTimeAsync(30_000);
     expect(FakeSocket.all).toHaveLength(1);
   });

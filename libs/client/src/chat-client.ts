@@ -134,7 +134,6 @@ const PERMANENT_JOIN_ERRORS = new Set(['forbidden', 'not_found', 'invalid_messag
 
 const noop = (): void => undefined;
 
-/** Whether an `auth_success` carries the user the client reports. */
 /** A gateway refuses an `auth` frame whose token is longer (the protocol's `auth` frame). */
 export const MAX_TOKEN_CHARS = 16_384;
 
@@ -154,6 +153,7 @@ function checkOptions(options: ChatClientOptions): void {
     check(name, (value) => value >= 0, '0 or more');
 }
 
+/** Whether an `auth_success` carries the user the client reports. */
 function isUser(value: unknown): value is ChatUser {
   if (typeof value !== 'object' || value === null) return false;
   const user = value as Record<string, unknown>;
@@ -1021,9 +1021,12 @@ export class ChatClient {
         else this.dropped('new_message', 'it has no message with a numeric session_id and seq');
         return;
       case 'message_ack': {
-        // Without them send() could not resolve with the stored message: the send stays on the wire, and is resent after a reconnect.
         if (!isAck(frame)) {
           this.dropped('message_ack', 'it has no numeric session_id, message_id and seq with a client_msg_id');
+          // send() cannot resolve without them, and the session's next sends wait behind it: the
+          // connection is given up, and the message sent again on the next one with its
+          // client_msg_id, which the gateway answers with the stored message's ack.
+          if (this.outbox.waitsFor(frame.session_id, frame.client_msg_id)) this.drop(socket, 'malformed message_ack');
           return;
         }
         const sent = this.outbox.handleAck(frame);
@@ -1062,7 +1065,8 @@ export class ChatClient {
         if (problem === undefined) break;
         // The request it answers fails at once rather than at its deadline.
         this.dropped(frame.type, problem);
-        const message = `the gateway's ${frame.type} reply was malformed: ${problem}`;
+        // A session may have been created all the same: the app can find it with listSessions().
+        const message = `the gateway's ${frame.type} reply was malformed: ${problem}${frame.type === 'session_created' ? '; the session may have been created' : ''}`;
         if (frame.req_id !== undefined) this.requests.handle({ type: 'error', code: 'invalid_message', message, req_id: frame.req_id });
         return;
       }
@@ -1089,7 +1093,14 @@ export class ChatClient {
       this.onRefreshRefused(socket, frame);
       return;
     }
-    if (reqId === AUTH_REQ_ID || (reqId === undefined && (frame.code === 'auth_failed' || frame.code === 'auth_required'))) {
+    // Before its auth is answered the client has sent nothing else: a frame refused for its size without a req_id (the
+    // gateway counts an unauthenticated socket's bytes before the frame is whole) is the auth frame.
+    const authTooLarge = reqId === undefined && frame.code === 'payload_too_large' && this.currentState === 'authenticating';
+    if (
+      reqId === AUTH_REQ_ID ||
+      authTooLarge ||
+      (reqId === undefined && (frame.code === 'auth_failed' || frame.code === 'auth_required'))
+    ) {
       if (frame.code === 'auth_failed' || frame.code === 'auth_required') {
         this.authError = frame.message;
         if (frame.code === 'auth_required' && reqId === undefined) this.authTimedOut = true;

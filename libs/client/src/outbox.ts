@@ -62,6 +62,11 @@ export class Outbox {
     return message;
   }
 
+  /** Whether a message of the session with this `client_msg_id` waits for its ack. */
+  waitsFor(sessionId: unknown, clientMsgId: unknown): boolean {
+    return typeof sessionId === 'number' && (this.queues.get(sessionId)?.some((message) => message.clientMsgId === clientMsgId) ?? false);
+  }
+
   /** Takes an error answering a send; false if it answers none. */
   handleError(frame: ErrorFrame): boolean {
     if (frame.req_id === undefined) return false;

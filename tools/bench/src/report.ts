@@ -102,7 +102,6 @@ const pausesText = (pauses: GcPauses, what: string) =>
   `${pauses.count} ${what}${pauses.count === 1 ? '' : 's'}` +
   (pauses.count === 0 ? '' : ` (mean ${fmt(pauses.meanMs, 1)} ms, ${pauses.over10Ms} over 10 ms)`);
 
-/** One line on each process's garbage collection in the window, or undefined when none reported it. */
 /** How many full collections the socket-holding processes ran after the last join, and by which reading the last one. */
 function fullCollectionsText(system: IdleMemoryResult): string {
   const count = system.readings.at(-1)?.fullCollections;
@@ -110,6 +109,7 @@ function fullCollectionsText(system: IdleMemoryResult): string {
   return system.lastFullCollectionMs === undefined ? int(count) : `${int(count)}, the last by ${system.lastFullCollectionMs / 1000} s`;
 }
 
+/** One line on each process's garbage collection in the window, or undefined when none reported it. */
 export function gcSummary(gc: GcFigures): string | undefined {
   const parts = Object.entries(gc)
     .sort(([a], [b]) => a.localeCompare(b))

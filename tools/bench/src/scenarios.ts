@@ -425,10 +425,10 @@ export const IDLE_SETTLE_MS = 135_000;
 export const IDLE_EARLY_READ_MS = 60_000;
 /**
  * How long a system idles after it starts, at least, before the reading the connections' memory
- * is counted from. A gateway's RSS falls by 11–14 MiB 15–25 s after its start, as the same
- * reducer frees what starting left: read before it, that fall came off the connections' growth,
- * about 1.1 KiB per connection at 10,000. So the reading waits for the processes' first full
- * collection, until IDLE_BEFORE_MAX_WAIT_MS (a small heap, as plain ws's, may have none).
+ * is counted from. A gateway's RSS falls by 7–14 MiB 15–25 s after its start, as the same reducer
+ * frees what starting left: read before it, that fall came off the connections' growth, 0.7–1.4
+ * KiB per connection at 10,000. So the reading waits until every process holding sockets has run
+ * a full collection, until IDLE_BEFORE_MAX_WAIT_MS (a small heap, as plain ws's, may have none).
  */
 export const IDLE_BEFORE_SETTLE_MS = 20_000;
 export const IDLE_BEFORE_MAX_WAIT_MS = 60_000;
@@ -446,12 +446,12 @@ export function idleReadingTimes(): number[] {
  */
 export const IDLE_LATE_COLLECTION_MS = 35_000;
 
-/** The reading by which the last full collection had happened, or undefined when none did. */
+/** The reading by which the last full collection had happened, or undefined when none did (readings that did not tell are passed over). */
 export function lastFullCollectionMs(readings: readonly IdleReading[]): number | undefined {
   let last: number | undefined;
   let count = 0;
   for (const reading of readings) {
-    if (reading.fullCollections === undefined) return undefined;
+    if (reading.fullCollections === undefined) continue;
     if (reading.fullCollections > count) last = reading.idleMs;
     count = reading.fullCollections;
   }
@@ -498,18 +498,20 @@ export async function idleMemory(
         for (const process of holders) if (process.metricsUrl) total += metric(await scrape(process.metricsUrl), name);
         return total;
       };
-      /** Full collections so far, or undefined unless every process reports its collections. */
-      const fullCollections = async () => {
-        let total = 0;
+      /** Each process's full collections so far, or undefined unless every process reports its collections. */
+      const fullCollectionsEach = async () => {
+        const counts: number[] = [];
         for (const process of holders) {
           const scraped = process.metricsUrl ? await scrape(process.metricsUrl) : undefined;
           if (!scraped || ![...scraped.samples.keys()].some((series) => series.startsWith(`${GC_METRIC}_count`))) return undefined;
-          total += metric(scraped, `${GC_METRIC}_count`, { kind: 'major' });
+          counts.push(metric(scraped, `${GC_METRIC}_count`, { kind: 'major' }));
         }
-        return holders.length > 0 ? total : undefined;
+        return holders.length > 0 ? counts : undefined;
       };
+      const fullCollections = async () => (await fullCollectionsEach())?.reduce((sum, count) => sum + count, 0);
       await sleep(IDLE_BEFORE_SETTLE_MS);
-      for (let waited = IDLE_BEFORE_SETTLE_MS; waited < IDLE_BEFORE_MAX_WAIT_MS && !((await fullCollections()) ?? 0); waited += 1_000)
+      const collectedEach = async () => (await fullCollectionsEach())?.every((count) => count > 0) ?? false;
+      for (let waited = IDLE_BEFORE_SETTLE_MS; waited < IDLE_BEFORE_MAX_WAIT_MS && !(await collectedEach()); waited += 1_000)
         await sleep(1_000);
       const collectionsBefore = await fullCollections();
       // RSS falls as the collection ends, not at once.
@@ -520,19 +522,22 @@ export async function idleMemory(
       const tracker = new Tracker(plan);
       const started = performance.now();
       await system.connect(plan, tracker, context.log);
-      const setupSeconds = round((performance.now() - started) / 1000, 1);
+      const joinedAt = performance.now();
+      const setupSeconds = round((joinedAt - started) / 1000, 1);
       const perConnection = (bytes: number) => Math.round(bytes / connections);
       const collectionsAtStart = await fullCollections();
       const readings: IdleReading[] = [];
-      let idle = 0;
+      let rssAfter = rssBefore;
+      let heapAfter = heapBefore;
       for (const idleMs of [5_000, ...idleReadingTimes()]) {
-        await sleep(idleMs - idle);
-        idle = idleMs;
+        // Each reading at its time from the last join, however long the scrapes before it took.
+        await sleep(Math.max(0, joinedAt + idleMs - performance.now()));
         const collections = await fullCollections();
+        [rssAfter, heapAfter] = [await read('process_resident_memory_bytes'), await read('nodejs_heap_size_used_bytes')];
         const reading: IdleReading = {
           idleMs,
-          bytesPerConnection: perConnection((await read('process_resident_memory_bytes')) - rssBefore),
-          heapBytesPerConnection: perConnection((await read('nodejs_heap_size_used_bytes')) - heapBefore),
+          bytesPerConnection: perConnection(rssAfter - rssBefore),
+          heapBytesPerConnection: perConnection(heapAfter - heapBefore),
           fullCollections: collections === undefined || collectionsAtStart === undefined ? undefined : collections - collectionsAtStart,
         };
         readings.push(reading);
@@ -540,12 +545,13 @@ export async function idleMemory(
           `idle-memory ${factory.name}: ${idleMs / 1000} s idle, ${kibText(reading.bytesPerConnection)} RSS and ${kibText(reading.heapBytesPerConnection)} heap per connection, ${reading.fullCollections ?? 'unknown'} full collections since the last join`,
         );
       }
-      const rssAfter = await read('process_resident_memory_bytes');
-      const heapAfter = await read('nodejs_heap_size_used_bytes');
       const externalAfter = await read('nodejs_external_memory_bytes');
       const at = (idleMs: number) => readings.find((reading) => reading.idleMs === idleMs);
       const lastCollectionMs = lastFullCollectionMs(readings);
-      if (readings.at(-1)?.fullCollections !== undefined && (lastCollectionMs === undefined || lastCollectionMs <= IDLE_LATE_COLLECTION_MS))
+      if (
+        readings.some((reading) => reading.fullCollections !== undefined) &&
+        (lastCollectionMs === undefined || lastCollectionMs <= IDLE_LATE_COLLECTION_MS)
+      )
         context.warnings.push(
           `idle-memory ${factory.name}: no full collection after ${IDLE_LATE_COLLECTION_MS / 1000} s idle: V8 may not yet have given back what it kept from the burst of connecting`,
         );

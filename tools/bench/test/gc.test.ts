@@ -120,8 +120,9 @@ describe('full collections while connections idle', () => {
     expect(lastFullCollectionMs(readings([0, 1, 1, 3, 3]))).toBe(60_000);
     expect(lastFullCollectionMs(readings([1, 1, 1]))).toBe(15_000);
     expect(lastFullCollectionMs(readings([0, 0, 0]))).toBeUndefined();
-    // A process that does not report them: not known.
-    expect(lastFullCollectionMs(readings([0, undefined, 2]))).toBeUndefined();
+    // A reading that did not tell (a process had reported no collection of any kind yet) is passed over.
+    expect(lastFullCollectionMs(readings([0, undefined, 2]))).toBe(45_000);
+    expect(lastFullCollectionMs(readings([undefined, undefined]))).toBeUndefined();
   });
 
   it("reads at 5 s, every 15 s, at 60 s, and last at 135 s, past V8's 100 s watchdog after a collection at the burst's end", () => {
