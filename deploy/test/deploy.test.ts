@@ -84,6 +84,7 @@ interface PodSpec {
   nodeSelector?: Record<string, string>;
   tolerations?: Record<string, unknown>[];
   affinity?: Record<string, unknown>;
+  topologySpreadConstraints?: { topologyKey: string; matchLabelKeys?: string[] }[];
 }
 interface PodTemplate {
   metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> };
@@ -599,12 +600,28 @@ describe('the Helm chart', () => {
     const [rule] = ofKind(list, 'PrometheusRule');
     if (!rule) throw new Error('no PrometheusRule');
     expect(rule.metadata.labels?.release).toBe('kube-prometheus-stack');
-    // The file's rules, with the Deployments of this release in its namespace (tested below).
+    // The file's rules, with the Deployments of this release in its namespace (tested below), and
+    // the services' series of its namespace only.
     const thisRelease = `namespace="support", deployment=~"${RELEASE}-switchboard-(auth|persistence|gateway)"`;
-    expect(rule.spec).toEqual(
-      parse(readFileSync(ALERTS, 'utf8').replaceAll('deployment=~".*switchboard.*-(auth|persistence|gateway)"', thisRelease)),
-    );
+    const fileRules = parse(
+      readFileSync(ALERTS, 'utf8').replaceAll('deployment=~".*switchboard.*-(auth|persistence|gateway)"', thisRelease),
+    ) as AlertRules;
     const alerts = (rule.spec as AlertRules).groups.flatMap((group) => group.rules);
+    const withoutNamespace = (expr: string) =>
+      expr.replaceAll(/(switchboard_|nodejs_eventloop_lag_)([a-z0-9_]+)\{namespace="support"(, |\})/g, (_, prefix, name, end) =>
+        end === '}' ? `${prefix}${name}` : `${prefix}${name}{`,
+      );
+    expect(alerts.map((alert) => ({ ...alert, expr: withoutNamespace(alert.expr) }))).toEqual(
+      fileRules.groups.flatMap((group) => group.rules),
+    );
+    for (const alert of alerts.filter((candidate) => candidate.alert.startsWith('Switchboard'))) {
+      // Every series of the services is this release's namespace's…
+      for (const [series] of alert.expr.matchAll(/\b(?:switchboard_|nodejs_eventloop_lag_)[a-z0-9_]+(\{[^}]*\})?/g))
+        expect(series, alert.alert).toMatch(/\{namespace="support"/);
+      // …and every alert carries the namespace, to tell releases apart in one Prometheus.
+      expect(alert.expr, alert.alert).toMatch(/by \(namespace|absent\(/);
+    }
+    expect(alerts.map((alert) => alert.alert)).toContain('SwitchboardMetricsAbsent');
     expect(alerts.length).toBeGreaterThanOrEqual(10);
     for (const alert of alerts) {
       expect(alert.labels?.severity, alert.alert).toMatch(/^(critical|warning|info)$/);
@@ -619,6 +636,56 @@ describe('the Helm chart', () => {
     for (const name of ['switchboard.json', 'nats.json']) {
       expect(JSON.parse(dashboards.data[name] ?? '')).toEqual(JSON.parse(readFileSync(join(DASHBOARDS, name), 'utf8')));
     }
+  });
+
+  it("makes the migrations Job's NetworkPolicy a hook before the Job, so that it holds on the first install and the upgrade it comes with", () => {
+    const list = objects('full-values.yaml');
+    const [job] = ofKind(list, 'Job');
+    const policy = byName(list, 'NetworkPolicy', component('migrations'));
+    if (!job) throw new Error('no migrations Job');
+    expect(policy.metadata.annotations?.['helm.sh/hook']).toBe(job.metadata.annotations?.['helm.sh/hook']);
+    expect(Number(policy.metadata.annotations?.['helm.sh/hook-weight'])).toBeLessThan(
+      Number(job.metadata.annotations?.['helm.sh/hook-weight'] ?? 0),
+    );
+    // The services' policies are the release's own objects.
+    for (const name of ['auth', 'persistence', 'gateway'])
+      expect(byName(list, 'NetworkPolicy', component(name)).metadata.annotations?.['helm.sh/hook'], name).toBeUndefined();
+  });
+
+  it("removes the migrations hook's Secret and ServiceAccount when the hook fails too: no database credentials left behind", () => {
+    const list = render('-f', join(CHART, 'ci', 'minimal-values.yaml'));
+    const hooks = [...ofKind(list, 'Secret'), ...ofKind(list, 'ServiceAccount')].filter(
+      (object) => object.metadata.annotations?.['helm.sh/hook'] !== undefined,
+    );
+    expect(hooks.map((object) => object.kind).sort()).toEqual(['Secret', 'ServiceAccount']);
+    for (const object of hooks) expect(object.metadata.annotations?.['helm.sh/hook-delete-policy'], object.kind).toContain('hook-failed');
+  });
+
+  it("counts the topology spread within a rollout's pods (pod-template-hash), unless an entry says otherwise", () => {
+    for (const deployment of ofKind(objects('minimal-values.yaml'), 'Deployment')) {
+      const constraints = podOf(deployment).spec.topologySpreadConstraints ?? [];
+      expect(constraints.length, deployment.metadata.name).toBeGreaterThan(0);
+      for (const constraint of constraints) expect(constraint.matchLabelKeys, deployment.metadata.name).toEqual(['pod-template-hash']);
+    }
+    const own = render(
+      '-f',
+      join(CHART, 'ci', 'minimal-values.yaml'),
+      '--set-json',
+      'gateway.topologySpreadConstraints=[{"maxSkew":1,"topologyKey":"kubernetes.io/hostname","whenUnsatisfiable":"DoNotSchedule","matchLabelKeys":[]}]',
+    );
+    expect(podOf(byName(own, 'Deployment', component('gateway'))).spec.topologySpreadConstraints?.[0]?.matchLabelKeys).toEqual([]);
+  });
+
+  it("names the dashboards' ConfigMap after the release's namespace when it goes to Grafana's, so that two releases of one name do not collide", () => {
+    const inNamespace = (namespace: string) => {
+      const result = runHelm(['template', RELEASE, CHART, '--namespace', namespace, '-f', join(CHART, 'ci', 'full-values.yaml')]);
+      expect(result.status, result.stderr).toBe(0);
+      return ofKind(parseObjects(result.stdout), 'ConfigMap').find((configMap) => configMap.metadata.labels?.grafana_dashboard === '1');
+    };
+    const staging = inNamespace('staging');
+    const prod = inNamespace('prod');
+    expect(staging?.metadata.namespace).toBe(prod?.metadata.namespace);
+    expect(staging?.metadata.name).not.toBe(prod?.metadata.name);
   });
 
   it('with full values creates no Secret and reads every secret from the existing ones', () => {

@@ -291,7 +291,10 @@ tolerations:
 
 {{/*
 Topology spread constraints of a component; an entry without labelSelector gets the component's
-selector labels. Call with (dict "root" $ "component" "gateway" "constraints" .Values.gateway.topologySpreadConstraints).
+selector labels, and matchLabelKeys [pod-template-hash] unless it names its own, so that the
+spread is counted within one rollout's pods: counted with the old ReplicaSet's, the new pods of a
+rolling update can all land in one zone once the old ones go.
+Call with (dict "root" $ "component" "gateway" "constraints" .Values.gateway.topologySpreadConstraints).
 */}}
 {{- define "switchboard.topologySpread" -}}
 {{- $ctx := . -}}
@@ -299,6 +302,9 @@ selector labels. Call with (dict "root" $ "component" "gateway" "constraints" .V
 {{- $c := deepCopy . }}
 {{- if not (hasKey $c "labelSelector") }}
 {{- $_ := set $c "labelSelector" (dict "matchLabels" (include "switchboard.selectorLabels" $ctx | fromYaml)) }}
+{{- if not (hasKey $c "matchLabelKeys") }}
+{{- $_ := set $c "matchLabelKeys" (list "pod-template-hash") }}
+{{- end }}
 {{- end }}
 - {{ toYaml $c | nindent 2 | trim }}
 {{- end }}
