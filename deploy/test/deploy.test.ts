@@ -638,6 +638,17 @@ describe('the Helm chart', () => {
     }
   });
 
+  it("takes auth's preStop sleep from auth.preStopSleepSeconds, with 35 s more of grace for its stop", () => {
+    const auth = (list: K8sObject[]) => podOf(byName(list, 'Deployment', component('auth'))).spec;
+    const plain = auth(objects('minimal-values.yaml'));
+    expect(plain.containers[0]?.lifecycle?.preStop?.exec?.command?.[1]).toBe('5');
+    expect(plain.terminationGracePeriodSeconds).toBe(40);
+    const longer = auth(render('-f', join(CHART, 'ci', 'minimal-values.yaml'), '--set', 'auth.preStopSleepSeconds=25'));
+    expect(longer.containers[0]?.lifecycle?.preStop?.exec?.command).toEqual(['/bin/sleep', '25']);
+    expect(longer.terminationGracePeriodSeconds).toBe(60);
+    expect(template('-f', join(CHART, 'ci', 'minimal-values.yaml'), '--set', 'auth.preStopSleepSeconds=90').status).not.toBe(0);
+  });
+
   it("makes the migrations Job's NetworkPolicy a hook before the Job, so that it holds on the first install and the upgrade it comes with", () => {
     const list = objects('full-values.yaml');
     const [job] = ofKind(list, 'Job');
@@ -807,6 +818,32 @@ describe('the Helm chart', () => {
       expect(open(ingressController, persistence, 2347)).toBe(false);
       // The services talk to each other over NATS only.
       expect(open(gateway, auth, 2347)).toBe(false);
+    });
+
+    it("admits auth's API from authClientsFrom when set, without opening the gateways to those peers", () => {
+      const backend = pod('support', { app: 'billing' });
+      const withBackends = render(
+        '-f',
+        join(CHART, 'ci', 'full-values.yaml'),
+        '--set-json',
+        `networkPolicy.authClientsFrom=${JSON.stringify([
+          {
+            namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress-nginx' } },
+            podSelector: { matchLabels: { 'app.kubernetes.io/name': 'ingress-nginx' } },
+          },
+          { podSelector: { matchLabels: { app: 'billing' } } },
+        ])}`,
+      );
+      const policies = policiesOf(withBackends);
+      const pods = podsOf(withBackends);
+      const open = (from: Endpoint, to: Endpoint, port: number) => allows(policies, from, to, port);
+      expect(open(backend, podNamed(pods, 'auth'), 2347)).toBe(true);
+      expect(open(ingressController, podNamed(pods, 'auth'), 2347)).toBe(true);
+      expect(open(backend, podNamed(pods, 'gateway'), 2346)).toBe(false);
+      expect(open(ingressController, podNamed(pods, 'gateway'), 2346)).toBe(true);
+      // Unset, auth admits clientsFrom, as before.
+      const plain = objects('full-values.yaml');
+      expect(allows(policiesOf(plain), backend, podNamed(podsOf(plain), 'auth'), 2347)).toBe(false);
     });
 
     it('with full values lets the pods reach DNS, NATS and, where they use it, PostgreSQL, and nothing else', () => {
