@@ -452,8 +452,12 @@ describe('session hub', () => {
     let seq = MAX_EARLY_EVENTS + 2;
     const busy = setInterval(() => confirm(++seq), 2);
     await new Promise((resolve) => setTimeout(resolve, 20));
+    const confirmedAtRelease = seq;
     fill.release();
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // The fill has caught up once events confirmed after it was let go reach the member (in order,
+    // checked below). Waited for, not timed: on a busy machine its pages take longer than 300 ms.
+    const lastDelivered = () => Number(frames.at(-1)?.replace('seq:', '') ?? 0);
+    await vi.waitFor(() => expect(lastDelivered()).toBeGreaterThan(confirmedAtRelease + 20), { timeout: 10_000 });
     const fetchesWhileBusy = persistence.fetches;
     await new Promise((resolve) => setTimeout(resolve, 300));
     clearInterval(busy);
