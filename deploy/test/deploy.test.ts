@@ -652,7 +652,9 @@ describe('the Helm chart', () => {
   it("makes the migrations Job's NetworkPolicy a hook before the Job, so that it holds on the first install and the upgrade it comes with", () => {
     const list = objects('full-values.yaml');
     const [job] = ofKind(list, 'Job');
-    const policy = byName(list, 'NetworkPolicy', component('migrations'));
+    // Named apart from the release object it was before, so that an upgrade from then and a rollback to then do not meet it.
+    const policy = byName(list, 'NetworkPolicy', `${component('migrations')}-hook`);
+    expect(findByName(list, 'NetworkPolicy', component('migrations'))).toBeUndefined();
     if (!job) throw new Error('no migrations Job');
     expect(policy.metadata.annotations?.['helm.sh/hook']).toBe(job.metadata.annotations?.['helm.sh/hook']);
     expect(Number(policy.metadata.annotations?.['helm.sh/hook-weight'])).toBeLessThan(
@@ -663,13 +665,21 @@ describe('the Helm chart', () => {
       expect(byName(list, 'NetworkPolicy', component(name)).metadata.annotations?.['helm.sh/hook'], name).toBeUndefined();
   });
 
-  it("removes the migrations hook's Secret and ServiceAccount when the hook fails too: no database credentials left behind", () => {
-    const list = render('-f', join(CHART, 'ci', 'minimal-values.yaml'));
-    const hooks = [...ofKind(list, 'Secret'), ...ofKind(list, 'ServiceAccount')].filter(
+  it('removes the hooks before the migrations Job once it has run: hook-succeeded, which Helm 4 also applies to them when the Job fails', () => {
+    const list = render(
+      '-f',
+      join(CHART, 'ci', 'minimal-values.yaml'),
+      '--set',
+      'networkPolicy.enabled=true,networkPolicy.egress.enabled=true',
+    );
+    const before = [...ofKind(list, 'Secret'), ...ofKind(list, 'ServiceAccount'), ...ofKind(list, 'NetworkPolicy')].filter(
       (object) => object.metadata.annotations?.['helm.sh/hook'] !== undefined,
     );
-    expect(hooks.map((object) => object.kind).sort()).toEqual(['Secret', 'ServiceAccount']);
-    for (const object of hooks) expect(object.metadata.annotations?.['helm.sh/hook-delete-policy'], object.kind).toContain('hook-failed');
+    expect(before.map((object) => object.kind).sort()).toEqual(['NetworkPolicy', 'Secret', 'ServiceAccount']);
+    for (const object of before) {
+      const policy = object.metadata.annotations?.['helm.sh/hook-delete-policy']?.split(',');
+      expect(policy, object.kind).toEqual(expect.arrayContaining(['before-hook-creation', 'hook-succeeded']));
+    }
   });
 
   it("counts the topology spread within a rollout's pods (pod-template-hash), unless an entry says otherwise", () => {
