@@ -147,7 +147,7 @@ function comparisonSection(title: string, comparison: Comparison): string {
   for (const [baseline, ratio] of Object.entries(comparison.ratios)) {
     lines.push(
       '',
-      `Switchboard ÷ ${nameOf(baseline)}: delivery p50 ${fmt(ratio.deliveryP50, 2)}×, p99 ${fmt(ratio.deliveryP99, 2)}×, ack p50 ${fmt(ratio.ackP50, 2)}×, deliveries/s ${fmt(ratio.deliveriesPerSec, 2)}×, CPU per delivery ${fmt(ratio.cpuPerDelivery, 2)}×`,
+      `Switchboard ÷ ${nameOf(baseline)}: delivery p50 ${fmt(ratio.deliveryP50, 2)}×, p99 ${fmt(ratio.deliveryP99, 2)}×, ack p50 ${fmt(ratio.ackP50, 2)}×, deliveries/s ${fmt(ratio.deliveriesPerSec, 2)}×, CPU per delivery ${fmt(ratio.cpuPerDelivery, 2)}× (${fmt(ratio.cpuPerDeliveryAll, 2)}× with the infrastructure each uses)`,
     );
   }
   for (const run of comparison.runs) {

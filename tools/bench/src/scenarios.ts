@@ -104,7 +104,11 @@ export interface Comparison {
   ratios: Record<string, Record<string, number | null>>;
 }
 
-/** Switchboard ÷ baseline, for each baseline: latency and CPU ratios (lower is better), throughput (higher is better). */
+/**
+ * Switchboard ÷ baseline, for each baseline: latency and CPU ratios (lower is better), throughput
+ * (higher is better). CPU twice: the systems' own processes, and with the infrastructure each uses
+ * (Switchboard's NATS and PostgreSQL, Socket.IO's Redis; plain ws has none, so its own is all).
+ */
 export function ratiosOf(runs: readonly PhaseResult[]): Record<string, Record<string, number | null>> {
   const ours = runs.find((run) => run.system === 'switchboard');
   const ratios: Record<string, Record<string, number | null>> = {};
@@ -119,6 +123,7 @@ export function ratiosOf(runs: readonly PhaseResult[]): Record<string, Record<st
       ackP99: divide(ours.latency.ack.p99, run.latency.ack.p99),
       deliveriesPerSec: divide(ours.throughput.deliveriesPerSec, run.throughput.deliveriesPerSec),
       cpuPerDelivery: divide(ours.cpu.perDeliveryUs, run.cpu.perDeliveryUs),
+      cpuPerDeliveryAll: divide(ours.cpu.perDeliveryAllUs, run.cpu.perDeliveryAllUs ?? run.cpu.perDeliveryUs),
     };
   }
   return ratios;

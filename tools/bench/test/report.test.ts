@@ -8,8 +8,10 @@ import {
   type PersistenceResult,
   RAMP,
   type RampResult,
+  ratiosOf,
   SCALE_OUT,
   type ScaleOutStep,
+  STEADY,
   TARGET,
 } from '../src/scenarios.js';
 import { phaseResult } from './phase-result.js';
@@ -222,6 +224,25 @@ describe('targetsOf, on what a verdict needs', () => {
     expect(table).toContain('KiB RSS at 60 s');
     expect(table).toContain('| 2, the last by 110 s |');
     expect(table).toContain('| Switchboard | 10,000 |');
+  });
+
+  it("gives the CPU ratio to each baseline with the infrastructure each uses too: Switchboard's NATS and PostgreSQL are not left out", () => {
+    const cpu = (perDeliveryUs: number, perDeliveryAllUs: number | undefined) => ({
+      ...phaseResult().cpu,
+      perDeliveryUs,
+      perDeliveryAllUs,
+    });
+    const runs = [
+      phaseResult({ system: 'switchboard', cpu: cpu(140, 235) }),
+      // Plain ws uses no infrastructure: its own CPU is all of it.
+      phaseResult({ system: 'ws', cpu: cpu(24, undefined) }),
+      phaseResult({ system: 'socketio', cpu: cpu(100, 110) }),
+    ];
+    const ratios = ratiosOf(runs);
+    expect(ratios.ws).toMatchObject({ cpuPerDelivery: 5.83, cpuPerDeliveryAll: 9.79 });
+    expect(ratios.socketio).toMatchObject({ cpuPerDelivery: 1.4, cpuPerDeliveryAll: 2.14 });
+    const text = markdown({ scenarios: { steady: { params: { ...STEADY, connectionsPlanned: 200 }, runs, ratios } } }, [], []);
+    expect(text).toContain('CPU per delivery 5.83× (9.79× with the infrastructure each uses)');
   });
 
   it('judges no idle memory when connections closed while idle: the memory they held is gone from the figure', () => {
