@@ -205,14 +205,20 @@ export interface GcPauses {
  */
 export type GcFigures = Record<string, { minor: GcPauses; major: GcPauses; incremental: GcPauses }>;
 
-export const GC_METRIC = 'nodejs_gc_duration_seconds';
+const GC_METRIC = 'nodejs_gc_duration_seconds';
+
+/** Whether a process reports its garbage collections (a process has no series until its first of any kind). */
+export const reportsGc = (scrape: Scrape): boolean => [...scrape.samples.keys()].some((series) => series.startsWith(`${GC_METRIC}_count`));
+
+/** The full (mark-compact) collections a process had run by this scrape. */
+export const fullCollectionsOf = (scrape: Scrape): number => metric(scrape, `${GC_METRIC}_count`, { kind: 'major' });
 
 /** From each process's metrics scraped at the start (`before`) and end of the window, by process name. */
 export function gcFigures(before: ReadonlyMap<string, Scrape>, after: ReadonlyMap<string, Scrape>): GcFigures {
   const figures: GcFigures = {};
   for (const [name, end] of after) {
     const start = before.get(name);
-    if (!start || ![...end.samples.keys()].some((series) => series.startsWith(`${GC_METRIC}_count`))) continue;
+    if (!start || !reportsGc(end)) continue;
     const pauses = (kind: string): GcPauses => {
       const delta = (series: string, labels: Record<string, string> = {}) =>
         metric(end, `${GC_METRIC}_${series}`, { kind, ...labels }) - metric(start, `${GC_METRIC}_${series}`, { kind, ...labels });

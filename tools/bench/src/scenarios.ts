@@ -12,7 +12,7 @@ import {
   type TargetOptions,
   targetSwitchboard,
 } from './drivers/switchboard.js';
-import { GC_METRIC, isClean, MACHINE_BUSY_WARN, type PhaseResult, phaseWarnings, rssOf, runPhase } from './load.js';
+import { fullCollectionsOf, isClean, MACHINE_BUSY_WARN, type PhaseResult, phaseWarnings, reportsGc, rssOf, runPhase } from './load.js';
 import { round } from './monitor.js';
 import { connz, type NatsConnection, startPrivateNats } from './nats-server.js';
 import { makePlan, type Plan, type PlanOptions } from './plan.js';
@@ -498,51 +498,53 @@ export async function idleMemory(
       const holders = system.processes.filter(
         (process) => system.name !== 'switchboard' || process.name.startsWith('gateway') || process.name.startsWith('target'),
       );
-      const read = async (name: string) => {
-        let total = 0;
-        for (const process of holders) if (process.metricsUrl) total += metric(await scrape(process.metricsUrl), name);
-        return total;
-      };
-      /** Each process's full collections so far, or undefined unless every process reports its collections. */
-      const fullCollectionsEach = async () => {
-        const counts: number[] = [];
+      /** The holders' memory, and each one's full collections (undefined unless every one reports them), from one scrape of each. */
+      const measure = async () => {
+        const held = { rss: 0, heap: 0, external: 0, collections: holders.length > 0 ? ([] as number[] | undefined) : undefined };
         for (const process of holders) {
           const scraped = process.metricsUrl ? await scrape(process.metricsUrl) : undefined;
-          if (!scraped || ![...scraped.samples.keys()].some((series) => series.startsWith(`${GC_METRIC}_count`))) return undefined;
-          counts.push(metric(scraped, `${GC_METRIC}_count`, { kind: 'major' }));
+          held.rss += metric(scraped, 'process_resident_memory_bytes');
+          held.heap += metric(scraped, 'nodejs_heap_size_used_bytes');
+          held.external += metric(scraped, 'nodejs_external_memory_bytes');
+          held.collections = scraped && reportsGc(scraped) ? held.collections?.concat(fullCollectionsOf(scraped)) : undefined;
         }
-        return holders.length > 0 ? counts : undefined;
+        return held;
       };
-      const fullCollections = async () => (await fullCollectionsEach())?.reduce((sum, count) => sum + count, 0);
+      const total = (counts: number[] | undefined) => counts?.reduce((sum, count) => sum + count, 0);
       await sleep(IDLE_BEFORE_SETTLE_MS);
-      const collectedEach = async () => (await fullCollectionsEach())?.every((count) => count > 0) ?? false;
-      for (let waited = IDLE_BEFORE_SETTLE_MS; waited < IDLE_BEFORE_MAX_WAIT_MS && !(await collectedEach()); waited += 1_000)
+      let before = await measure();
+      for (
+        let waited = IDLE_BEFORE_SETTLE_MS;
+        waited < IDLE_BEFORE_MAX_WAIT_MS && !before.collections?.every((count) => count > 0);
+        waited += 1_000
+      ) {
         await sleep(1_000);
-      const collectionsBefore = await fullCollections();
+        before = await measure();
+      }
+      const collectionsBefore = total(before.collections);
       // RSS falls as the collection ends, not at once.
-      if (collectionsBefore) await sleep(2_000);
-      const rssBefore = await read('process_resident_memory_bytes');
-      const heapBefore = await read('nodejs_heap_size_used_bytes');
-      const externalBefore = await read('nodejs_external_memory_bytes');
+      if (collectionsBefore) {
+        await sleep(2_000);
+        before = await measure();
+      }
       const tracker = new Tracker(plan);
       const started = performance.now();
       await system.connect(plan, tracker, context.log);
       const joinedAt = performance.now();
       const setupSeconds = round((joinedAt - started) / 1000, 1);
       const perConnection = (bytes: number) => Math.round(bytes / connections);
-      const collectionsAtStart = await fullCollections();
+      const collectionsAtStart = total((await measure()).collections);
       const readings: IdleReading[] = [];
-      let rssAfter = rssBefore;
-      let heapAfter = heapBefore;
+      let after = before;
       for (const idleMs of [5_000, ...idleReadingTimes()]) {
         // Each reading at its time from the last join, however long the scrapes before it took.
         await sleep(Math.max(0, joinedAt + idleMs - performance.now()));
-        const collections = await fullCollections();
-        [rssAfter, heapAfter] = [await read('process_resident_memory_bytes'), await read('nodejs_heap_size_used_bytes')];
+        after = await measure();
+        const collections = total(after.collections);
         const reading: IdleReading = {
           idleMs,
-          bytesPerConnection: perConnection(rssAfter - rssBefore),
-          heapBytesPerConnection: perConnection(heapAfter - heapBefore),
+          bytesPerConnection: perConnection(after.rss - before.rss),
+          heapBytesPerConnection: perConnection(after.heap - before.heap),
           fullCollections: collections === undefined || collectionsAtStart === undefined ? undefined : collections - collectionsAtStart,
         };
         readings.push(reading);
@@ -550,7 +552,6 @@ export async function idleMemory(
           `idle-memory ${factory.name}: ${idleMs / 1000} s idle, ${kibText(reading.bytesPerConnection)} RSS and ${kibText(reading.heapBytesPerConnection)} heap per connection, ${reading.fullCollections ?? 'unknown'} full collections since the last join`,
         );
       }
-      const externalAfter = await read('nodejs_external_memory_bytes');
       const at = (idleMs: number) => readings.find((reading) => reading.idleMs === idleMs);
       const lastCollectionMs = lastFullCollectionMs(readings);
       if (
@@ -570,17 +571,17 @@ export async function idleMemory(
         settleMs: IDLE_SETTLE_MS,
         fullCollectionsBeforeConnecting: collectionsBefore,
         closedWhileIdle: tracker.counters.closed,
-        rssBeforeBytes: rssBefore,
-        rssAfterBytes: rssAfter,
-        bytesPerConnection: perConnection(rssAfter - rssBefore),
+        rssBeforeBytes: before.rss,
+        rssAfterBytes: after.rss,
+        bytesPerConnection: perConnection(after.rss - before.rss),
         bytesPerConnectionAt5s: at(5_000)?.bytesPerConnection ?? 0,
         bytesPerConnectionAt60s: at(IDLE_EARLY_READ_MS)?.bytesPerConnection ?? 0,
-        heapBeforeBytes: heapBefore,
-        heapAfterBytes: heapAfter,
-        heapBytesPerConnection: perConnection(heapAfter - heapBefore),
+        heapBeforeBytes: before.heap,
+        heapAfterBytes: after.heap,
+        heapBytesPerConnection: perConnection(after.heap - before.heap),
         heapBytesPerConnectionAt5s: at(5_000)?.heapBytesPerConnection ?? 0,
         heapBytesPerConnectionAt60s: at(IDLE_EARLY_READ_MS)?.heapBytesPerConnection ?? 0,
-        externalBytesPerConnection: perConnection(externalAfter - externalBefore),
+        externalBytesPerConnection: perConnection(after.external - before.external),
         lastFullCollectionMs: lastCollectionMs,
         readings,
         setupSeconds,
