@@ -279,8 +279,8 @@ export class ChatClient {
     const WebSocketImpl = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (!WebSocketImpl) throw new TypeError('no WebSocket implementation: pass one as the WebSocket option');
     this.WebSocketImpl = WebSocketImpl;
-    // Timers fire at once past 2^31 - 1 ms: a longer delay (Infinity for "never") is the longest they take.
     checkOptions(options);
+    // Timers fire at once past 2^31 - 1 ms: a longer delay (Infinity for "never") is the longest they take.
     this.minDelayMs = timerDelay(options.minReconnectDelayMs ?? 250);
     this.maxDelayMs = timerDelay(options.maxReconnectDelayMs ?? 10_000);
     this.timeoutMs = timerDelay(options.requestTimeoutMs ?? 10_000);

@@ -201,13 +201,19 @@ describe('the auth timeout', () => {
 });
 
 describe('a token expiring while a send is in flight', () => {
-  it('answers the send first, and the queued ones unavailable, then closes with 4001', async () => {
+  /** An authenticated connection whose sends are stored when the test says: `stored[i]` answers the i-th. */
+  const connectWithHeldSends = () => {
     const stored: ((message: Message) => void)[] = [];
-    const { ws, connection } = connect({
+    const connected = connect({
       verifier: CUSTOMER,
       hub: { send: () => new Promise<Message>((resolve) => stored.push(resolve)) },
     });
-    ws.receive({ type: 'auth', token: 'a-token' });
+    connected.ws.receive({ type: 'auth', token: 'a-token' });
+    return { ...connected, stored };
+  };
+
+  it('answers the send first, and the queued ones unavailable, then closes with 4001', async () => {
+    const { ws, connection, stored } = connectWithHeldSends();
     for (const id of ['m1', 'm2', 'm3']) ws.receive({ type: 'send_message', session_id: 5, content: id, client_msg_id: id });
     await sleep(10);
     expect(stored).toHaveLength(1); // m1 published, m2 and m3 queued behind it
@@ -229,12 +235,7 @@ describe('a token expiring while a send is in flight', () => {
   });
 
   it('holds a restart that begins meanwhile until the send is answered', async () => {
-    const stored: ((message: Message) => void)[] = [];
-    const { ws, connection } = connect({
-      verifier: CUSTOMER,
-      hub: { send: () => new Promise<Message>((resolve) => stored.push(resolve)) },
-    });
-    ws.receive({ type: 'auth', token: 'a-token' });
+    const { ws, connection, stored } = connectWithHeldSends();
     ws.receive({ type: 'send_message', session_id: 5, content: 'm1', client_msg_id: 'm1' });
     await sleep(10);
     const expired = connection.expire(2_000);
