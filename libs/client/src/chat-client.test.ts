@@ -1488,6 +1488,46 @@ describe('token provider failures', () => {
     client.close();
   });
 
+  it('asks the provider once for a socket opened while its answer for one that timed out is awaited', async () => {
+    let answer: (token: string) => void = noop;
+    const provider = vi.fn(() => new Promise<string>((resolve) => (answer = resolve)));
+    const { client } = newClient({ token: provider });
+    const connecting = client.connect();
+    // A slow network: the socket opens 2 s after connecting began, and the handshake times out at 10 s.
+    await vi.advanceTimersByTimeAsync(2_000);
+    FakeSocket.last().open();
+    await vi.advanceTimersByTimeAsync(8_001);
+    expect(FakeSocket.all.length).toBe(1);
+    // The next socket opens within the first answer's wait, which ends 10 s after its socket opened.
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(FakeSocket.all.length).toBe(2);
+    const second = FakeSocket.last();
+    second.open();
+    await flush();
+    // Before: asked a second time at once, the first answer still on its way.
+    expect(provider).toHaveBeenCalledTimes(1);
+    answer('token-late');
+    await flush();
+    expect(second.sentOf('auth')).toMatchObject([{ token: 'token-late' }]);
+    second.receive({ type: 'auth_success', req_id: second.sentOf('auth')[0]?.req_id, user: USER });
+    await connecting;
+    expect(client.state).toBe('ready');
+    client.close();
+  });
+
+  it('asks the provider again once the wait for an answer that never came has timed out', async () => {
+    const provider = vi.fn(() => new Promise<string>(noop));
+    const { client } = newClient({ token: provider });
+    void client.connect().catch(noop);
+    FakeSocket.last().open();
+    await vi.advanceTimersByTimeAsync(10_001);
+    await vi.advanceTimersByTimeAsync(5_000);
+    FakeSocket.last().open();
+    await flush();
+    expect(provider).toHaveBeenCalledTimes(2);
+    client.close();
+  });
+
   it('leaves no timer behind when closed while the provider has not answered', async () => {
     const { client } = newClient({ token: () => new Promise<string>(noop) });
     void client.connect().catch(noop);

@@ -260,6 +260,12 @@ export class ChatClient {
   private awaitingToken: WebSocketLike | undefined;
   /** Ends each wait for the token provider under way: close() gives them up, with their timers. */
   private readonly providerWaits = new Set<() => void>();
+  /**
+   * The provider's answer awaited, until it settles or its wait times out: a socket opened
+   * meanwhile (after a handshake that timed out on a slow network) waits for it too, rather than
+   * ask the provider a second time at once (a login each, for some apps, counted by auth's limits).
+   */
+  private providerCall: Promise<unknown> | undefined;
   /** A fresh token sent on the open socket, until its `auth_success`. */
   private refreshingTo: FetchedToken | undefined;
   private refreshTimer: Timer | undefined;
@@ -672,16 +678,26 @@ export class ChatClient {
    * The provider's token, or a failure once `requestTimeoutMs` passes without one: a provider that
    * never settles is a failed one, so that the reconnect or the refresh waiting for it goes on.
    */
-  private async askProvider(provider: () => string | Promise<string>): Promise<string> {
+  private async askProvider(provider: () => string | Promise<string>): Promise<unknown> {
     let timer: Timer | undefined;
     let giveUp = noop;
+    this.providerCall ??= new Promise<unknown>((resolve) => resolve(provider()));
+    const call = this.providerCall;
+    // A call that never settles is given up with its wait: the next one asks the provider again.
+    const forget = () => {
+      if (this.providerCall === call) this.providerCall = undefined;
+    };
+    call.then(forget, forget);
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`the token provider did not answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+      timer = setTimeout(() => {
+        forget();
+        reject(new Error(`the token provider did not answer within ${this.timeoutMs} ms`));
+      }, this.timeoutMs);
       giveUp = () => reject(new Error('the client was closed'));
     });
     this.providerWaits.add(giveUp);
     try {
-      return await Promise.race([provider(), timeout]);
+      return await Promise.race([call, timeout]);
     } finally {
       clearTimeout(timer);
       this.providerWaits.delete(giveUp);
@@ -911,6 +927,7 @@ export class ChatClient {
     this.nextToken = undefined;
     for (const giveUp of this.providerWaits) giveUp();
     this.providerWaits.clear();
+    this.providerCall = undefined;
     // Everything is settled before listeners hear of it, so one may call connect() again at once.
     this.currentState = 'closed';
     if (this.socket) this.drop(this.socket, 'client closed');

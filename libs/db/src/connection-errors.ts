@@ -33,6 +33,27 @@ export function errorCode(error: unknown): string | undefined {
   return typeof code === 'string' ? code : undefined;
 }
 
+/** Set by `createDb`'s pool on what failed to open a connection. */
+const CONNECT_FAILURE = Symbol('connect failure');
+
+/** Marks `error` as a failure to open a connection (`isConnectFailure`), and returns it. */
+export function markConnectFailure(error: unknown): unknown {
+  if (error instanceof Error) Object.defineProperty(error, CONNECT_FAILURE, { value: true });
+  return error;
+}
+
+/**
+ * No connection of `createDb`'s pool could be opened for the statement, whatever the reason: the
+ * database unreachable (`isConnectionError` too), but also a login refused after the role's
+ * password was rotated or its LOGIN revoked (SQLSTATE class 28), a server certificate expired, the
+ * process out of file descriptors. None says anything of the statement, which was never sent: a
+ * service at work waits such a failure out, as it does `isDatabaseUnavailable`. Its start does
+ * not wait: a wrong password there fails it at once.
+ */
+export function isConnectFailure(error: unknown): boolean {
+  return error instanceof Error && Object.hasOwn(error, CONNECT_FAILURE);
+}
+
 /** Errors that mean the database is unreachable, rather than that one query was wrong. */
 export function isConnectionError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;

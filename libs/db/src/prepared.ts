@@ -1,6 +1,6 @@
 import { type PostgresPool, type PostgresPoolClient, type RawBuilder, sql } from 'kysely';
 import type pg from 'pg';
-import { errorCode, isLostOrReadOnly } from './connection-errors.js';
+import { errorCode, isLostOrReadOnly, markConnectFailure } from './connection-errors.js';
 
 /** Settings a connection takes when it opens, by name, e.g. `{ plan_cache_mode: 'force_generic_plan' }`. */
 export type ConnectionSettings = Readonly<Record<string, string>>;
@@ -15,6 +15,12 @@ const MARK = /^\/\* prepared ([a-z][a-z0-9_]*) \*\//;
  * (42P05) on another.
  */
 const PREPARED_STATEMENTS_UNSUPPORTED = new Set(['26000', '42P05']);
+/**
+ * What a server says when a migration has changed the type of a column a statement prepared before
+ * it returns ("cached plan must not change result type"), on every run of that statement on that
+ * connection until the connection ends.
+ */
+const PREPARED_STATEMENT_STALE = '0A000';
 
 /**
  * Starts a statement that `createDb`'s pool sends as the named prepared statement `name`:
@@ -68,8 +74,16 @@ export function preparingPool(pool: pg.Pool, { settings = {} }: { settings?: Con
       try {
         return await client.query({ ...unnamed, name });
       } catch (error) {
-        // Refused before it ran, so running it again cannot apply it twice.
-        if (!PREPARED_STATEMENTS_UNSUPPORTED.has(errorCode(error) ?? '')) throw error;
+        // Either is refused before it ran, so running it again cannot apply it twice.
+        const code = errorCode(error) ?? '';
+        if (code === PREPARED_STATEMENT_STALE) {
+          // pg would not prepare it again on this connection, which is not used again; the next
+          // one prepares it anew. Taken for the statement's values, persistence's batches were
+          // set aside as dead letters on every connection prepared before the migration.
+          broken = true;
+          return client.query(unnamed);
+        }
+        if (!PREPARED_STATEMENTS_UNSUPPORTED.has(code)) throw error;
         naming = false;
         return client.query(unnamed);
       }
@@ -89,7 +103,9 @@ export function preparingPool(pool: pg.Pool, { settings = {} }: { settings?: Con
 
   return {
     async connect() {
-      const client = await pool.connect();
+      const client = await pool.connect().catch((error: unknown) => {
+        throw markConnectFailure(error);
+      });
       let wrapper = wrappers.get(client);
       if (!wrapper) {
         // A setting the server does not know (plan_cache_mode before PostgreSQL 12) is left out;

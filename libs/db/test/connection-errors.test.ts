@@ -1,4 +1,4 @@
-import { createDb, type Database, isConnectionError, isDatabaseUnavailable } from '@switchboard/db';
+import { createDb, type Database, isConnectFailure, isConnectionError, isDatabaseUnavailable } from '@switchboard/db';
 import { createTestDatabase, type TestDatabase } from '@switchboard/testing';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -78,5 +78,26 @@ describe('isDatabaseUnavailable', () => {
     expect(isDatabaseUnavailable(await failureOf(database.url, sql`select 1 / 0`))).toBe(false);
     expect(isDatabaseUnavailable(new TypeError('x is undefined'))).toBe(false);
     expect(isDatabaseUnavailable(undefined)).toBe(false);
+  });
+});
+
+describe('isConnectFailure', () => {
+  it('recognises a login the server refused (class 28), which says nothing of the statement', async () => {
+    // As after the role's password was rotated, or its LOGIN revoked, while the service ran.
+    const url = new URL(database.url);
+    url.username = 'no_such_role_for_connection_errors';
+    const error = await failureOf(url.toString());
+    expect((error as { code?: string }).code).toBe('28000');
+    // Before: neither, so persistence took it for the batch's fault and set messages aside.
+    expect(isConnectFailure(error)).toBe(true);
+    expect(isDatabaseUnavailable(error)).toBe(false);
+  });
+
+  it('recognises any connection that could not be opened, and no statement the server refused', async () => {
+    const url = new URL(database.url);
+    url.port = '1';
+    expect(isConnectFailure(await failureOf(url.toString()))).toBe(true);
+    expect(isConnectFailure(await failureOf(database.url, sql`select 1 / 0`))).toBe(false);
+    expect(isConnectFailure(withCode('28P01'))).toBe(false); // not from the pool's connect
   });
 });

@@ -77,6 +77,28 @@ describe('prepared()', () => {
     expect(await preparedStatements()).not.toContain('broken_one');
   });
 
+  it('runs a marked statement whose result type a migration changed, and prepares it anew on a new connection', async () => {
+    const fresh = createDb<unknown>({ url: database.url, poolSize: 1, applicationName: 'db-prepared-stale-test' });
+    try {
+      await sql`create table stale_types (id int primary key, role text)`.execute(fresh.db);
+      await sql`insert into stale_types values (1, 'agent')`.execute(fresh.db);
+      const read = () => sql<{ role: string }>`${prepared('read_role')} select role from stale_types where id = ${1}`.execute(fresh.db);
+      const backend = async () => (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(fresh.db)).rows[0]?.pid;
+      expect((await read()).rows).toEqual([{ role: 'agent' }]);
+      const before = await backend();
+      await sql`alter table stale_types alter column role type varchar(16)`.execute(fresh.db);
+      // Before: "cached plan must not change result type" (0A000), on every run on this connection.
+      expect((await read()).rows).toEqual([{ role: 'agent' }]);
+      expect(await backend()).not.toBe(before);
+      expect((await read()).rows).toEqual([{ role: 'agent' }]);
+      expect((await sql<{ name: string }>`select name from pg_prepared_statements`.execute(fresh.db)).rows).toEqual([
+        { name: 'read_role' },
+      ]);
+    } finally {
+      await fresh.destroy();
+    }
+  });
+
   it('runs a marked statement unnamed, from then on, when the server does not keep prepared statements (a pooler in transaction mode)', async () => {
     const fresh = createDb<unknown>({ url: database.url, poolSize: 1, applicationName: 'db-prepared-pooler-test' });
     try {

@@ -22,6 +22,14 @@ const reqIdSchema = z.union([
 ]);
 export type ReqId = z.infer<typeof reqIdSchema>;
 
+/** The longest token an `auth` frame takes. */
+export const MAX_TOKEN_CHARS = 16_384;
+/**
+ * The longest `auth` frame a gateway must take, in bytes: the longest token (ASCII, as a JWT is)
+ * with the longest `req_id`, each of its characters escaped, and the JSON around them.
+ */
+export const MAX_AUTH_FRAME_BYTES = MAX_TOKEN_CHARS + 1_024;
+
 const frame = <const T extends string, S extends z.ZodRawShape>(type: T, shape: S) =>
   z.object({ type: z.literal(type), req_id: reqIdSchema.optional(), ...shape });
 
@@ -30,7 +38,7 @@ const frame = <const T extends string, S extends z.ZodRawShape>(type: T, shape: 
  * be newer than the gateway. `content` length is checked by the gateway against MAX_CONTENT_CHARS.
  */
 export const clientFrameSchemas = {
-  auth: frame('auth', { token: z.string().min(1).max(16_384) }),
+  auth: frame('auth', { token: z.string().min(1).max(MAX_TOKEN_CHARS) }),
   create_session: frame('create_session', { subject: z.string().trim().max(200).optional() }),
   join_session: frame('join_session', { session_id: idSchema, last_seq: seqSchema.optional() }),
   leave_session: frame('leave_session', { session_id: idSchema }),

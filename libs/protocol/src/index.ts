@@ -30,6 +30,8 @@ export {
   FrameError,
   HISTORY_DEFAULT_LIMIT,
   HISTORY_MAX_LIMIT,
+  MAX_AUTH_FRAME_BYTES,
+  MAX_TOKEN_CHARS,
   PROTOCOL_VERSION,
   type ReqId,
   readFrameIds,

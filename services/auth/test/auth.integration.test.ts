@@ -103,6 +103,28 @@ describe('POST /v1/users', () => {
     expect(body.id).toBeGreaterThan(0);
   });
 
+  it('counts lengths in characters (code points), as the contract does, not UTF-16 units', async () => {
+    // Four emoji are eight UTF-16 units but four characters: fewer than a password's eight; a
+    // display name of 100 emoji (200 units) is within its 100.
+    expect((await post('/v1/users', { username: 'emoji-short', password: '😀'.repeat(4) })).status).toBe(400);
+    expect((await post('/v1/users', { username: 'emoji-long', password: '😀'.repeat(8) })).status).toBe(201);
+    const named = await post('/v1/users', { username: 'emoji-name', password: 'a-fine-password', display_name: '😀'.repeat(100) });
+    expect(named.status).toBe(201);
+    expect((await post('/v1/users', { username: 'emoji-over', password: 'a-fine-password', display_name: '😀'.repeat(101) })).status).toBe(
+      400,
+    );
+  });
+
+  it('refuses a password with a lone surrogate, which would be hashed as another one', async () => {
+    const refused = await post('/v1/users', { username: 'lone-surrogate', password: 'password\ud800' });
+    // Before: 201, and "password\udfff" or "password\ufffd" logged in as well.
+    expect(refused.status).toBe(400);
+    expect(refused.body.error.message).toMatch(/lone surrogates/);
+    expect((await post('/v1/users', { username: 'replacement', password: 'password\ufffd' })).status).toBe(201);
+    expect((await post('/v1/token', { username: 'replacement', password: 'password\udfff' })).status).toBe(401);
+    expect((await post('/v1/token', { username: 'replacement', password: 'password\ufffd' })).status).toBe(200);
+  });
+
   it('takes optional fields sent as null for ones left out', async () => {
     const { status, body } = await post('/v1/users', { username: 'nully', password: 'nully-password', role: null, display_name: null });
     expect(status).toBe(201);
@@ -360,9 +382,35 @@ describe('POST /v1/users per client address', () => {
     for (let i = 0; i < 5; i++) customers.push(await customer('10.1.0.4', `customer-by-admin-${i}`, token));
     expect(customers).toEqual([201, 201, 201, 201, 201]);
     // A bearer token that is not an admin's leaves a sign-up counted as one.
+    const customerLogin = await fetch(service.url('/v1/token'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'customer-by-admin-0', password: 'a-fine-password' }),
+    });
+    const { access_token: customerToken } = (await customerLogin.json()) as { access_token: string };
     const signUps = [];
-    for (let i = 0; i < 4; i++) signUps.push(await customer('10.1.0.5', `with-a-bad-token-${i}`, 'not-a-token'));
+    for (let i = 0; i < 4; i++) signUps.push(await customer('10.1.0.5', `with-a-customer-token-${i}`, customerToken));
     expect(signUps).toEqual([201, 201, 201, 429]);
+  });
+
+  it('refuses a customer sign-up whose bearer token does not verify with 401, counting nothing', async () => {
+    const signUp = (username: string, bearer?: string) =>
+      fetch(service.url('/v1/users'), {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'x-forwarded-for': '10.1.0.6',
+          ...(bearer === undefined ? {} : { authorization: `Bearer ${bearer}` }),
+        },
+        body: JSON.stringify({ username, password: 'a-fine-password' }),
+      });
+    const refused = await signUp('with-a-bad-token', 'not-a-token');
+    // Before: 201, a sign-up like any other, and counted as one.
+    expect(refused.status).toBe(401);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('unauthorized');
+    const statuses = [];
+    for (let i = 0; i < 4; i++) statuses.push((await signUp(`after-a-bad-token-${i}`)).status);
+    expect(statuses).toEqual([201, 201, 201, 429]);
   });
 });
 
@@ -599,6 +647,9 @@ describe('POST /v1/service-token', () => {
 
   it('answers an invalid body with 400', async () => {
     expect((await call({ external_id: 'x'.repeat(129), role: 'user' })).status).toBe(400);
+    // 128 characters, 256 UTF-16 units: within the contract's 128.
+    expect((await call({ external_id: '😀'.repeat(128), role: 'user' })).status).toBe(200);
+    expect((await call({ external_id: '😀'.repeat(129), role: 'user' })).status).toBe(400);
     expect((await call({ external_id: 'crm-2', role: 'owner' })).status).toBe(400);
     expect((await call({ role: 'user' })).status).toBe(400);
   });

@@ -16,7 +16,7 @@ import { createSessionHub, HEADS_CHECK_INTERVAL_MS } from './broker/session-hub.
 import type { GatewayConfig } from './config.js';
 import { createStaticSite } from './http/static-files.js';
 import { createGatewayMetrics } from './metrics.js';
-import { ClientConnection } from './ws/connection.js';
+import { CLOSE_SEND_WAIT_MS, ClientConnection } from './ws/connection.js';
 import { RollingSweep } from './ws/rolling-sweep.js';
 import { createWsServer } from './ws/server.js';
 import { UserConnections } from './ws/user-connections.js';
@@ -38,13 +38,6 @@ export interface Gateway extends Stoppable {
 export const GATEWAY_VERSION = '0.1.0';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/**
- * On a restart or a token's expiry, how long a socket's close waits for the answer to a send
- * already published (its `message_ack`, usually within milliseconds): within the shutdown's margin
- * beyond DRAIN_SECONDS.
- */
-const CLOSE_SEND_WAIT_MS = 2_000;
 
 /** Starts a gateway: the WebSocket server, its link to NATS, and the ops endpoints. */
 export async function startGateway({ config, logger, bus, startingProbes }: GatewayOptions): Promise<Gateway> {

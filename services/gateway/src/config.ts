@@ -1,4 +1,5 @@
 import { commonEnv, commonSettings, env, loadConfig } from '@switchboard/config';
+import { MAX_AUTH_FRAME_BYTES } from '@switchboard/protocol';
 
 export const DEFAULT_PORT = 2346;
 export const DEFAULT_OPS_PORT = 9403;
@@ -13,8 +14,11 @@ const gatewayEnv = {
   AUTH_TIMEOUT_MS: env.integer({ default: 10_000, min: 100, max: 600_000 }),
   /** Longest `content`, in Unicode code points. */
   MAX_CONTENT_CHARS: env.integer({ default: 4_000, min: 1, max: 1_000_000 }),
-  /** Larger frames get `payload_too_large`; frames over 16 times this close the socket with 1009. */
-  MAX_FRAME_BYTES: env.integer({ default: 65_536, min: 256, max: 16 * 1024 * 1024 }),
+  /**
+   * Larger frames get `payload_too_large`; frames over 16 times this close the socket with 1009.
+   * At least the longest `auth` frame: below it, a gateway that reported ready served nobody.
+   */
+  MAX_FRAME_BYTES: env.integer({ default: 65_536, min: MAX_AUTH_FRAME_BYTES, max: 16 * 1024 * 1024 }),
   /** Frames per second per connection; bursts of twice as many are allowed. */
   RATE_LIMIT_PER_SEC: env.integer({ default: 20, min: 1, max: 100_000 }),
   /** Comma-separated origins allowed to open a WebSocket; unset or `*` accepts any. */

@@ -1,6 +1,7 @@
+import { createPersistenceClient } from '@switchboard/bus';
 import { metric, query, waitFor } from '@switchboard/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Harness, sleep, startHarness } from './support.js';
+import { failureOf, type Harness, sleep, startHarness } from './support.js';
 
 /**
  * Refusals that are the database's, not the messages': the messages wait and are stored once the
@@ -62,6 +63,46 @@ describe('a refusal of the database rather than of a message', () => {
     expect(await harness.deadLetters()).toBe(0);
     await persistence.stop();
     await dropTrigger('refuse_all');
+  }, 60_000);
+
+  it('keeps the messages while its role may not log in (a credential rotated), and stores them in order once it may', async () => {
+    // Roles are the server's, not the test database's: one of this run's own.
+    const role = `persistence_rotated_${process.pid}`;
+    const admin = harness.database.url;
+    await query(admin, `create role ${role} login`);
+    await query(admin, `grant all on all tables in schema public to ${role}`);
+    await query(admin, `grant all on all sequences in schema public to ${role}`);
+    const url = new URL(admin);
+    url.username = role;
+    const [session = 0] = await harness.createSessions(1);
+    const persistence = await harness.startPersistence({ DATABASE_URL: url.toString() });
+    try {
+      await harness.publish(session, 'm1');
+      await waitFor(async () => (await harness.stored()).some((row) => row.session_id === session), 15_000, 'the first message');
+      // Its LOGIN revoked, and the connections it has ended: every new one is refused (28000).
+      await query(admin, `alter role ${role} nologin`);
+      await query(admin, `select pg_terminate_backend(pid) from pg_stat_activity where usename = '${role}'`);
+      for (const id of ['m2', 'm3', 'm4']) await harness.publish(session, id);
+
+      await waitFor(async () => (await metric(persistence, 'switchboard_persistence_store_retries_total')) >= 3, 15_000, 'retries');
+      // Before: taken for the batch's fault, split and its messages set aside as dead letters,
+      // each one lost wherever a connection already open took the dead letter.
+      expect(await metric(persistence, 'switchboard_persistence_batch_splits_total', { reason: 'message' })).toBe(0);
+      expect(await harness.deadLetters()).toBe(0);
+      // A request meanwhile may be retried (before: `internal`, which is not).
+      const client = createPersistenceClient(harness.bus, harness.subjects);
+      expect(await failureOf(client.call('messages.history', { session_id: session, limit: 10 }))).toMatchObject({ code: 'unavailable' });
+
+      await query(admin, `alter role ${role} login`);
+      const inSession = async () => (await harness.stored()).filter((row) => row.session_id === session);
+      await waitFor(async () => (await inSession()).length === 4, 15_000, 'the messages held');
+      expect((await inSession()).map((row) => row.client_msg_id)).toEqual(['m1', 'm2', 'm3', 'm4']);
+      expect(await harness.deadLetters()).toBe(0);
+    } finally {
+      await persistence.stop();
+      await query(admin, `drop owned by ${role}`);
+      await query(admin, `drop role ${role}`);
+    }
   }, 60_000);
 
   it('stores a message whose unique violation comes after three other failed tries, rather than setting it aside', async () => {

@@ -1,7 +1,7 @@
 import cors from '@fastify/cors';
-import { isDatabaseUnavailable } from '@switchboard/db';
+import { isConnectFailure, isDatabaseUnavailable } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
-import { describeIssues, isStorableText } from '@switchboard/protocol';
+import { describeIssues, hasLoneSurrogate, isStorableText } from '@switchboard/protocol';
 import { ConcurrencyLimitError, settlesWithin } from '@switchboard/runtime';
 import { TokenError, TokenErrorCode, type TokenVerifier } from '@switchboard/tokens';
 import { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest, fastify } from 'fastify';
@@ -148,9 +148,10 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
       // Fastify's own client errors: malformed JSON and the like.
       return reply.code(error.statusCode).send(errorBody(HttpErrorCode.InvalidBody.code, error.message));
     }
-    if (isDatabaseUnavailable(error)) {
-      // PostgreSQL is unreachable, did not answer in time, or cannot take writes now (read-only
-      // after a failover, a full disk): the request may succeed later.
+    if (isDatabaseUnavailable(error) || isConnectFailure(error)) {
+      // PostgreSQL is unreachable, did not answer in time, cannot take writes now (read-only
+      // after a failover, a full disk), or refused a new connection (a rotated password): the
+      // request may succeed later.
       request.log.warn({ err: error }, 'database unavailable');
       return reply
         .code(HttpErrorCode.Unavailable.status)
@@ -194,7 +195,9 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
         throw new HttpError(HttpErrorCode.Forbidden, `only an admin may create a user with role ${body.role}`);
     }
     let signUpKey: string | undefined;
-    if (body.role === 'user' && (credential === undefined || !(await isCurrentAdmin(credential).catch(() => false)))) {
+    // A bearer token that does not verify gets 401, as for staff: taken for none, an admin tool
+    // whose token had expired created customers as sign-ups until the limit refused it.
+    if (body.role === 'user' && (credential === undefined || !(await isCurrentAdmin(credential)))) {
       // Self-registration costs a password hash (argon2id, about 19 MiB and tens of milliseconds):
       // counted per client address before hashing, so that no one can spend the service's CPU on it.
       // An admin creating customers is not signing up.
@@ -284,7 +287,9 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     try {
       // A username PostgreSQL cannot even look up (a NUL) belongs to no one: a wrong credential, not a 500.
       user = isStorableText(username) ? await findUserByUsername(db, username) : undefined;
-      matches = await passwords.verify(user?.password_hash, password);
+      // A password with a lone surrogate is refused at sign-up: one given here matches none, even
+      // where its hash (of U+FFFD in its place) would.
+      matches = (await passwords.verify(user?.password_hash, password)) && !hasLoneSurrogate(password);
     } catch (error) {
       // Nothing was checked (the checks' queue full, the database failing the lookup): like a
       // throttled attempt, it counts against no key. Before, a login answered 503 while the

@@ -1,4 +1,4 @@
-import { isStorableText, ROLES } from '@switchboard/protocol';
+import { hasLoneSurrogate, isStorableText, ROLES } from '@switchboard/protocol';
 
 import { z } from 'zod';
 
@@ -10,7 +10,17 @@ export const usernameSchema = z
   .max(64, 'username must be 3 to 64 characters')
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'username may hold letters, digits, ".", "_" and "-", starting with a letter or digit');
 
-export const passwordSchema = z.string().min(8, 'password must be 8 to 256 characters').max(256, 'password must be 8 to 256 characters');
+/**
+ * Lengths here are in characters as the contract counts them: zod counts Unicode code points, so
+ * an emoji is one character, not two UTF-16 units. No lone surrogate in a password: argon2 hashes
+ * its UTF-8, in which every lone surrogate becomes U+FFFD, so passwords differing only in them
+ * would all be one.
+ */
+export const passwordSchema = z
+  .string()
+  .min(8, 'password must be 8 to 256 characters')
+  .max(256, 'password must be 8 to 256 characters')
+  .refine((value) => !hasLoneSurrogate(value), 'password must be well-formed Unicode (no lone surrogates)');
 
 const displayNameSchema = z
   .string()

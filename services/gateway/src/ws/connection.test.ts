@@ -200,12 +200,12 @@ describe('the auth timeout', () => {
   });
 });
 
-describe('a token expiring while a send is in flight', () => {
+describe('a token expiring, or a renewal refused, while a send is in flight', () => {
   /** An authenticated connection whose sends are stored when the test says: `stored[i]` answers the i-th. */
-  const connectWithHeldSends = () => {
+  const connectWithHeldSends = (verifier = CUSTOMER) => {
     const stored: ((message: Message) => void)[] = [];
     const connected = connect({
-      verifier: CUSTOMER,
+      verifier,
       hub: { send: () => new Promise<Message>((resolve) => stored.push(resolve)) },
     });
     connected.ws.receive({ type: 'auth', token: 'a-token' });
@@ -251,10 +251,55 @@ describe('a token expiring while a send is in flight', () => {
     expect(ws.sent.at(-2)).toMatchObject({ type: 'message_ack', client_msg_id: 'm1' });
     expect(ws.closedWith).toBe(CloseCode.AuthFailed);
   });
+
+  /** Takes 'a-token' as the customer's, and any other as `renewal` says. */
+  const renewedAs = (renewal: () => Promise<VerifiedToken>): TokenVerifier => ({
+    verify: (token) => (token === 'a-token' ? CUSTOMER.verify(token) : renewal()),
+  });
+
+  it.each([
+    ['of another role', renewedAs(async () => ({ userId: 7, role: 'agent', username: 'customer7', expiresAt: Date.now() + 60_000 }))],
+    [
+      'that does not verify',
+      renewedAs(async () => {
+        throw new TokenError(TokenErrorCode.Invalid, 'signature verification failed');
+      }),
+    ],
+  ])('answers the send first, and the queued ones unavailable, when a renewal %s is refused', async (_, verifier) => {
+    const { ws, stored } = connectWithHeldSends(verifier);
+    for (const id of ['m1', 'm2']) ws.receive({ type: 'send_message', session_id: 5, content: id, client_msg_id: id });
+    await sleep(10);
+    ws.receive({ type: 'auth', token: 'another-token', req_id: 'renew' });
+    await sleep(10);
+    expect(ws.closedWith).toBeUndefined();
+    stored[0]?.(storedMessage('m1', 1));
+    await sleep(10);
+    // Before: closed with 4001 at once, m1's ack lost (it was stored) and m2 unanswered.
+    expect(ws.sent.slice(-3)).toMatchObject([
+      { type: 'error', code: 'unavailable', client_msg_id: 'm2' },
+      { type: 'message_ack', client_msg_id: 'm1', seq: 1 },
+      { type: 'error', code: 'auth_failed', req_id: 'renew' },
+    ]);
+    expect(ws.closedWith).toBe(CloseCode.AuthFailed);
+    expect(stored).toHaveLength(1);
+  });
 });
 
-describe('a join being handled when a restart closes the socket', () => {
-  it('is answered unavailable with its req_id before the 1012', async () => {
+describe('a frame being handled when a restart closes the socket', () => {
+  it('an auth frame whose token is being checked is answered unavailable with its req_id before the 1012', async () => {
+    let accept: (token: VerifiedToken) => void = () => undefined;
+    const { ws, connection } = connect({ verifier: { verify: () => new Promise<VerifiedToken>((resolve) => (accept = resolve)) } });
+    ws.receive({ type: 'auth', token: 'a-token', req_id: 4 });
+    await sleep(10);
+    const restarted = connection.closeForRestart(2_000);
+    accept({ userId: 7, role: 'user', username: 'customer7', expiresAt: Date.now() + 60_000 });
+    await restarted;
+    // Before: nothing answered it; the client saw the 1012 alone.
+    expect(ws.sent.at(-1)).toMatchObject({ type: 'error', code: 'unavailable', req_id: 4 });
+    expect(ws.closedWith).toBe(CloseCode.ServiceRestart);
+  });
+
+  it('a join is answered unavailable with its req_id before the 1012', async () => {
     let authorized: () => void = () => undefined;
     const { ws, connection } = connect({
       verifier: AGENT,

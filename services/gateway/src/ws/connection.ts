@@ -44,6 +44,12 @@ export const MAX_RATE_VIOLATIONS = 200;
 /** How long past AUTH_TIMEOUT_MS the frames received by then may take to authenticate the socket. */
 export const AUTH_CHECK_GRACE_MS = 5_000;
 export const RATE_VIOLATION_WINDOW_MS = 10_000;
+/**
+ * When a socket's close must wait for the answer to a send already published (its `message_ack`,
+ * usually within milliseconds): a restart, a token's expiry, a renewal refused. Within the
+ * shutdown's margin beyond DRAIN_SECONDS.
+ */
+export const CLOSE_SEND_WAIT_MS = 2_000;
 
 export interface ConnectionDeps {
   config: GatewayConfig;
@@ -507,8 +513,20 @@ export class ClientConnection implements Subscriber, FlushListener {
   private onHandlerError(error: unknown, frame: ClientFrame): void {
     const { code, message, known, retryAfterMs } = toErrorFrame(error);
     if (!known) this.log.error({ err: error, frameType: frame.type }, 'handling a frame failed');
-    this.sendError(code, message, frame.req_id, { ...clientMsgIdOf(frame), retry_after_ms: retryAfterMs });
-    if (code === ErrorCode.AuthFailed) this.close(CloseCode.AuthFailed, 'authentication failed');
+    const answer = () => this.sendError(code, message, frame.req_id, { ...clientMsgIdOf(frame), retry_after_ms: retryAfterMs });
+    // A refused renewal (another role, a key this gateway cannot verify yet) closes the socket
+    // with 4001 as an expiry does: the queued sends answered `unavailable`, and the one in flight
+    // with its ack first. Closed at once, its ack was lost, and a client that sent it without a
+    // `client_msg_id` stored it twice. A socket already closing is closed by what closes it.
+    if (code !== ErrorCode.AuthFailed || this.closing) answer();
+    else if (this.user === undefined) {
+      answer();
+      this.close(CloseCode.AuthFailed, 'authentication failed');
+    } else
+      void this.closeAfterWork(CLOSE_SEND_WAIT_MS, () => {
+        answer();
+        this.close(CloseCode.AuthFailed, 'authentication failed');
+      });
   }
 
   private async handle(frame: ClientFrame): Promise<void> {
@@ -555,7 +573,8 @@ export class ClientConnection implements Subscriber, FlushListener {
 
   private async authenticate(frame: ClientFrameOf<'auth'>): Promise<void> {
     const verified = await this.deps.verifier.verify(frame.token);
-    if (this.closing) return;
+    // A restart or an expiry began while the token was checked: answered, as any frame is then.
+    if (this.closing) refuse(ErrorCode.Unavailable, 'the connection is closing; authenticate again after reconnecting');
     if (this.user && this.user.userId !== verified.userId) refuse(ErrorCode.Forbidden, 'a connection cannot change user; reconnect');
     // The sessions this socket joined were authorized for its role: a customer's token must not
     // inherit an agent's memberships. A new socket joins each session again under the new role.

@@ -1,5 +1,5 @@
 import { BusError, DEFAULT_REQUEST_TIMEOUT_MS, jsonEndpoint, type ServiceSpec } from '@switchboard/bus';
-import { isDatabaseUnavailable } from '@switchboard/db';
+import { isConnectFailure, isDatabaseUnavailable } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import {
   BusErrorCode,
@@ -97,15 +97,17 @@ function createHandlers(db: Kysely<PersistenceDatabase>, sessionCreateLimit: Ses
 }
 
 /**
- * The database being unreachable or unable to take writes (read-only after a failover, disk full)
- * is `unavailable` to the caller, who may retry; anything else stays `internal`, which is not retried.
+ * The database being unreachable or unable to take writes (read-only after a failover, disk full),
+ * or no connection to be had (a login refused after a password rotation), is `unavailable` to the
+ * caller, who may retry; anything else stays `internal`, which is not retried.
  */
 function withUnavailable<Req, Rep>(handler: (request: Req) => Promise<Rep>) {
   return async (request: Req) => {
     try {
       return await handler(request);
     } catch (error) {
-      if (isDatabaseUnavailable(error)) throw new BusError(BusErrorCode.Unavailable, 'database unavailable', { cause: error });
+      if (isDatabaseUnavailable(error) || isConnectFailure(error))
+        throw new BusError(BusErrorCode.Unavailable, 'database unavailable', { cause: error });
       throw error;
     }
   };

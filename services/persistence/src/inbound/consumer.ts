@@ -7,7 +7,7 @@ import {
   encodeJson,
   type InboundStreamSettings,
 } from '@switchboard/bus';
-import { errorCode, isDatabaseUnavailable } from '@switchboard/db';
+import { errorCode, isConnectFailure, isDatabaseUnavailable } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import { type InboundMessage, inboundMessageSchema, type Subjects } from '@switchboard/protocol';
 import { settlesWithin, untilAborted } from '@switchboard/runtime';
@@ -144,12 +144,13 @@ const storable = (text: string) => text.replaceAll('\u0000', '\\u0000');
 
 /**
  * Errors after which the same write may succeed later: the database unreachable or unable to take
- * writes (read-only, disk full: see `isDatabaseUnavailable`), a transaction to run again, or a
+ * writes (read-only, disk full: see `isDatabaseUnavailable`), no connection to be had for it (a
+ * login refused after a password rotation: `isConnectFailure`), a transaction to run again, or a
  * refusal of the database's own (DATABASE_REFUSAL_SQLSTATE). Such an error says nothing about the
  * messages, which must be kept and never set aside for it.
  */
 function isTransient(error: unknown): boolean {
-  if (isDatabaseUnavailable(error)) return true;
+  if (isDatabaseUnavailable(error) || isConnectFailure(error)) return true;
   const code = errorCode(error);
   return code !== undefined && (RETRYABLE_SQLSTATES.has(code) || DATABASE_REFUSAL_SQLSTATE.test(code));
 }
