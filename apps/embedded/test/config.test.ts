@@ -30,6 +30,13 @@ describe('loadEmbeddedConfig', () => {
     expect(loadEmbeddedConfig({ DATABASE_POOL_SIZE: '2' }).DATABASE_POOL_SIZE).toBe(2);
   });
 
+  it("refuses a gateway drain that would leave the other services' stops no room in the 30 s", () => {
+    // Before: taken up to the gateway's 20 s, and a stop with a batch in hand outlasted the 30 s
+    // and exited 1 with the embedded database still open.
+    expect(() => loadEmbeddedConfig({ DRAIN_SECONDS: '20' })).toThrow(/DRAIN_SECONDS/);
+    expect(loadEmbeddedConfig({ DRAIN_SECONDS: '8' }).DRAIN_SECONDS).toBe(8);
+  });
+
   it('creates no account with a known password on a PostgreSQL server', () => {
     // Before, `npm start` with DATABASE_URL made admin / admin-password and agent / agent-password
     // in that database, which may be a production one.

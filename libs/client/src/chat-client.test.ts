@@ -1488,6 +1488,24 @@ describe('token provider failures', () => {
     client.close();
   });
 
+  it("reports a 4001 without an error frame with its own reason, not an earlier socket's auth error", async () => {
+    const { client, socket } = await connected();
+    const failures: Error[] = [];
+    client.on('auth_failed', (error) => failures.push(error));
+    // A renewal refused, and the socket lost before its 4001.
+    socket.receive({ type: 'error', code: 'auth_failed', message: 'the role changed; reconnect with the new token' });
+    socket.serverClose(1006);
+    await vi.advanceTimersByTimeAsync(250);
+    const second = FakeSocket.last();
+    expect(second).not.toBe(socket);
+    second.open();
+    await flush();
+    second.serverClose(4001, 'token expired');
+    await flush();
+    // Before: the first socket's "the role changed" was reported for the second one's refusal.
+    expect(failures).toMatchObject([{ code: 'auth_failed', message: 'token expired' }]);
+  });
+
   it('asks the provider once for a socket opened while its answer for one that timed out is awaited', async () => {
     let answer: (token: string) => void = noop;
     const provider = vi.fn(() => new Promise<string>((resolve) => (answer = resolve)));
@@ -1496,10 +1514,9 @@ describe('token provider failures', () => {
     // A slow network: the socket opens 2 s after connecting began, and the handshake times out at 10 s.
     await vi.advanceTimersByTimeAsync(2_000);
     FakeSocket.last().open();
-    await vi.advanceTimersByTimeAsync(8_001);
-    expect(FakeSocket.all.length).toBe(1);
-    // The next socket opens within the first answer's wait, which ends 10 s after its socket opened.
-    await vi.advanceTimersByTimeAsync(1_000);
+    // The handshake times out at 10 s; the next socket (after a backoff under 250 ms) opens within
+    // the first answer's wait, which ends 10 s after its socket opened.
+    await vi.advanceTimersByTimeAsync(9_000);
     expect(FakeSocket.all.length).toBe(2);
     const second = FakeSocket.last();
     second.open();

@@ -739,6 +739,10 @@ export class ChatClient {
   private onClosed(socket: WebSocketLike, code: number, reason: string): void {
     if (socket !== this.socket) return;
     this.socket = undefined;
+    // What the gateway said of this socket's token: a 4001 of the next socket, without a word,
+    // must not be reported with it.
+    const authError = this.authError;
+    this.authError = undefined;
     // The token fetched after a 4001 is for the socket opened next. Should that one never get to
     // send it (the gateway unreachable for a while), the provider is asked again: kept, the token
     // could have expired meanwhile, and its refusal ended the client for good.
@@ -766,7 +770,7 @@ export class ChatClient {
     this.outbox.disconnected();
     if (this.currentState === 'closed') return;
     if (code === AUTH_CLOSE && !this.authTimedOut) {
-      void this.recoverAuth(this.authError ?? (reason || 'authentication failed'));
+      void this.recoverAuth(authError ?? (reason || 'authentication failed'));
       return;
     }
     // A 4001 for want of an auth frame in time is no refusal: the same token may be sent again.

@@ -108,6 +108,8 @@ const state = {
   joinedLimit: JOINED_LIMIT,
   /** The longest message the gateway takes, in Unicode code points (as the gateway counts). */
   maxContentChars: MAX_CONTENT_CHARS,
+  /** The largest frame the gateway takes (its MAX_FRAME_BYTES), once /config.json has said. */
+  maxFrameBytes: undefined,
   /** Session ids joined (or being joined) with the client, the most recently opened last; at most joinedLimit. */
   joinedRecently: new Set(),
   /** The open conversation is joined: until then its messages do not reach the page, and sending is off. */
@@ -247,6 +249,8 @@ async function submitLogin(action) {
     resumeLapsed(user);
     ui.password.value = '';
     void startChat(user);
+    // The form the focus was in is gone: a keyboard or screen-reader user goes on where the work is.
+    (isStaff(user) ? ui.sessionsTitle : ui.subject).focus();
   } catch (error) {
     showNotice(describeError(error));
   } finally {
@@ -298,7 +302,13 @@ async function startChat(user) {
   stopChat();
   state.user = user;
   showChatView(user);
-  const client = new ChatClient({ url: webSocketUrl(), token: () => sessionStorage.getItem(TOKEN_KEY) ?? '' });
+  const client = new ChatClient({
+    url: webSocketUrl(),
+    token: () => sessionStorage.getItem(TOKEN_KEY) ?? '',
+    // The gateway's own, from /config.json: with a larger MAX_CONTENT_CHARS, a message the composer
+    // takes could be larger than the SDK's default frame, and refused before it went out.
+    ...(state.maxFrameBytes === undefined ? {} : { maxFrameBytes: state.maxFrameBytes }),
+  });
   state.client = client;
   state.unsubscribe = [
     client.on('state', (connection) => {
@@ -1053,6 +1063,7 @@ async function boot() {
     const gatewayLimit = config?.maxSessionsPerConnection;
     if (Number.isInteger(gatewayLimit) && gatewayLimit > 0) state.joinedLimit = Math.min(JOINED_LIMIT, gatewayLimit);
     if (Number.isInteger(config?.maxContentChars) && config.maxContentChars > 0) state.maxContentChars = config.maxContentChars;
+    if (Number.isInteger(config?.maxFrameBytes) && config.maxFrameBytes > 0) state.maxFrameBytes = config.maxFrameBytes;
   } catch {
     authUrl = null;
   }

@@ -106,6 +106,8 @@ export async function startGateway({ config, logger, bus, startingProbes }: Gate
           authPort: config.publicAuthPort,
           maxSessionsPerConnection: config.maxSessionsPerConnection,
           maxContentChars: config.maxContentChars,
+          // The SDK refuses a larger frame itself (its default is the gateway's default).
+          maxFrameBytes: config.maxFrameBytes,
         },
       }),
       onConnection: (ws, _request, socket) => {

@@ -295,6 +295,8 @@ afterAll(async () => {
 describe('the demo page', () => {
   it('lets a customer register, start a chat with a subject and send a message', async () => {
     await logIn(customer, customerName, 'customer-password', 'register');
+    // Before: the focus fell back to the page's body with the sign-in form gone.
+    expect(await customer.evaluate("document.activeElement?.getAttribute('data-testid')")).toBe('subject');
     await customer.getByTestId('subject').fill(SUBJECT);
     await customer.getByTestId('start-chat').click();
 
@@ -315,6 +317,7 @@ describe('the demo page', () => {
   it("lets an agent log in, find the open session, read the customer's message and reply", async () => {
     await logIn(agent, agentUser.username, agentUser.password, 'login');
     expect(await agent.getByTestId('current-user').textContent()).toContain('Agent');
+    expect(await agent.evaluate('document.activeElement?.id')).toBe('sessions-title');
     const session = agent.locator(`[data-testid="session-item"][data-session-id="${sessionId}"]`);
     await session.waitFor({ timeout: STEP_MS });
     expect(await session.textContent()).toContain(SUBJECT);
@@ -847,6 +850,32 @@ describe("the demo page's composer", () => {
     expect(await hint.textContent()).toBe('Enter sends, Shift+Enter adds a line.');
     await composer.press('Enter');
     await expect.poll(async () => (await shownMessages(page)).at(-1)?.text, { timeout: STEP_MS }).toBe(emoji);
+    expect(problems).toEqual([]);
+  }, 60_000);
+});
+
+describe('the demo page on a gateway taking larger frames than the SDK by default', () => {
+  const problems: string[] = [];
+  let large: ServiceProcess;
+  let page: Page;
+
+  beforeAll(async () => {
+    if (!stack) throw new Error('no stack');
+    large = await stack.startGateway({ PUBLIC_AUTH_URL: stack.auth.url(''), MAX_CONTENT_CHARS: '30000', MAX_FRAME_BYTES: '262144' });
+    page = await openPage('customer on a large-frame gateway', problems);
+  });
+
+  it('sends a message within MAX_CONTENT_CHARS whose frame is over the 65,536 bytes the SDK takes by default', async () => {
+    await logIn(page, customerName, 'customer-password', 'login', large);
+    await openConversationOn(page, sessionId);
+    const composer = page.getByTestId('composer');
+    await expect.poll(() => composer.isEnabled(), { timeout: STEP_MS }).toBe(true);
+    // 20,000 emoji: 20,000 characters to the gateway, some 80 KB as a frame.
+    const long = '\u{1F600}'.repeat(20_000);
+    await composer.fill(long);
+    await composer.press('Enter');
+    // Before: "Not sent: the message is … bytes as a frame; the limit is 65536".
+    await expect.poll(async () => (await shownMessages(page)).at(-1)?.text, { timeout: STEP_MS }).toBe(long);
     expect(problems).toEqual([]);
   }, 60_000);
 });

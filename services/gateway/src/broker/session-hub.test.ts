@@ -52,6 +52,7 @@ function persistenceStub(initiallyStored: number) {
   const firstRead = { started: deferred(), released: deferred() };
   let nextRead: typeof firstRead | undefined = firstRead;
   let fetchHold: { started: ReturnType<typeof deferred>; released: ReturnType<typeof deferred>; afterSeq?: number } | undefined;
+  let headsHold: { started: ReturnType<typeof deferred>; released: ReturnType<typeof deferred> } | undefined;
   const stub = {
     stored: initiallyStored,
     /** `messages.after` requests made: fetches of missing messages. */
@@ -70,6 +71,12 @@ function persistenceStub(initiallyStored: number) {
     holdNextRead() {
       const held = { started: deferred(), released: deferred() };
       nextRead = held;
+      return { started: held.started.promise, release: held.released.resolve };
+    },
+    /** Holds the next `sessions.heads` until released, and then fails it: a request lost with the connection to NATS. */
+    holdNextHeads() {
+      const held = { started: deferred(), released: deferred() };
+      headsHold = held;
       return { started: held.started.promise, release: held.released.resolve };
     },
     /** `messages.after` answers with what was stored when it was asked, not when it is released from a hold. */
@@ -102,6 +109,13 @@ function persistenceStub(initiallyStored: number) {
           return { session: { ...session, last_seq: lastSeq } };
         }
         if (endpoint === 'sessions.heads') {
+          const held = headsHold;
+          if (held) {
+            headsHold = undefined;
+            held.started.resolve();
+            await held.released.promise;
+            throw new Error('timeout');
+          }
           if (stub.headsFailing) throw new Error('no responders');
           const ids = (request as { session_ids: number[] }).session_ids;
           stub.headsRequests.push(ids.length);
@@ -354,6 +368,23 @@ describe('session hub', () => {
     await settle();
     persistence.headsFailing = false;
     await vi.waitFor(() => expect(frames).toEqual(['joined:0', 'seq:1']), { timeout: 3_000 });
+    hub.close();
+  });
+
+  it('after a reconnect, checks the heads at once, not after a check begun before it that the outage left unanswered', async () => {
+    const { hub, persistence, frames } = await setUpJoined();
+    // A check sent while NATS was away: its request is gone, and it fails only at its timeout.
+    const doomed = persistence.holdNextHeads();
+    hub.resync();
+    await doomed.started;
+    // Back on NATS: 1 was committed meanwhile and its event lost.
+    persistence.stored = 1;
+    hub.resync();
+    // Before: nothing until the first check had failed and the retry after it had run.
+    await vi.waitFor(() => expect(frames).toEqual(['joined:0', 'seq:1']), { timeout: 2_000 });
+    doomed.release();
+    await settle();
+    expect(frames).toEqual(['joined:0', 'seq:1']);
     hub.close();
   });
 

@@ -298,7 +298,14 @@ export function createSessionHub(options: SessionHubOptions) {
     }, headGraceMs);
   };
 
-  let checkingHeads = false;
+  /**
+   * Counts `resync()`s, and names the check in flight by the count it began under. A resync starts
+   * a check of its own rather than wait for one begun before it: a check sent while NATS was away
+   * has lost its request (nats.js fails it only at its timeout, 5 s on), and waiting for it held
+   * back the catch-up of events lost in the outage by as long.
+   */
+  let resyncs = 0;
+  let checkInFlight: number | undefined;
   /** Failed checks in a row: the first is a warning, the rest (persistence down, or not upgraded yet) only debug lines. */
   let headChecksFailed = 0;
   /**
@@ -309,8 +316,9 @@ export function createSessionHub(options: SessionHubOptions) {
   let resyncTimer: NodeJS.Timeout | undefined;
   /** Compares each delivered session's last seq with the database's, and catches up those behind. */
   const checkHeads = async (): Promise<void> => {
-    if (checkingHeads || closed) return;
-    checkingHeads = true;
+    if (checkInFlight === resyncs || closed) return;
+    const mine = resyncs;
+    checkInFlight = mine;
     const resyncing = resyncWanted;
     resyncWanted = false;
     let failed = false;
@@ -332,15 +340,16 @@ export function createSessionHub(options: SessionHubOptions) {
       fillsFailed = 0;
     } catch (error) {
       failed = true;
-      if (resyncing) resyncWanted = true;
+      if (resyncing && mine === resyncs) resyncWanted = true;
       const level = headChecksFailed++ === 0 ? 'warn' : 'debug';
       log[level]({ err: error, failedInARow: headChecksFailed }, 'checking the sessions against the database failed; will try again');
     } finally {
-      checkingHeads = false;
+      if (checkInFlight === mine) checkInFlight = undefined;
     }
-    // A resync asked for while this check ran (it may have read some heads before the events were
-    // lost) runs now; one that failed waits, so an unreachable persistence is not asked in a loop.
-    if (!resyncWanted || closed) return;
+    // A resync since has a check of its own. One asked for while this check ran (it may have read
+    // some heads before the events were lost) runs now; one that failed waits, so an unreachable
+    // persistence is not asked in a loop.
+    if (mine !== resyncs || !resyncWanted || closed) return;
     if (!failed) void checkHeads();
     else if (!resyncTimer)
       resyncTimer = setTimeout(() => {
@@ -668,6 +677,7 @@ export function createSessionHub(options: SessionHubOptions) {
      * a gap fill for each session at once would be thousands of requests after one reconnect.
      */
     resync(): void {
+      resyncs++;
       resyncWanted = true;
       void checkHeads();
     },
