@@ -34,7 +34,8 @@ describe('loadEmbeddedConfig', () => {
     // Before: taken up to the gateway's 20 s, and a stop with a batch in hand outlasted the 30 s
     // and exited 1 with the embedded database still open.
     expect(() => loadEmbeddedConfig({ DRAIN_SECONDS: '20' })).toThrow(/DRAIN_SECONDS/);
-    expect(loadEmbeddedConfig({ DRAIN_SECONDS: '8' }).DRAIN_SECONDS).toBe(8);
+    expect(() => loadEmbeddedConfig({ DRAIN_SECONDS: '6' })).toThrow(/DRAIN_SECONDS/);
+    expect(loadEmbeddedConfig({ DRAIN_SECONDS: '5' }).DRAIN_SECONDS).toBe(5);
   });
 
   it('creates no account with a known password on a PostgreSQL server', () => {

@@ -261,11 +261,12 @@ export class ChatClient {
   /** Ends each wait for the token provider under way: close() gives them up, with their timers. */
   private readonly providerWaits = new Set<() => void>();
   /**
-   * The provider's answer awaited, until it settles or its wait times out: a socket opened
-   * meanwhile (after a handshake that timed out on a slow network) waits for it too, rather than
-   * ask the provider a second time at once (a login each, for some apps, counted by auth's limits).
+   * The provider's answer awaited, and when it was asked for: a socket opened within
+   * `requestTimeoutMs` of that (after a handshake that timed out on a slow network) waits for the
+   * same answer, rather than ask the provider a second time at once (a login each, for some apps,
+   * counted by auth's limits). One asked for longer ago is taken for hung, and asked again.
    */
-  private providerCall: Promise<unknown> | undefined;
+  private providerCall: { answer: Promise<unknown>; askedAt: number } | undefined;
   /** A fresh token sent on the open socket, until its `auth_success`. */
   private refreshingTo: FetchedToken | undefined;
   private refreshTimer: Timer | undefined;
@@ -681,18 +682,16 @@ export class ChatClient {
   private async askProvider(provider: () => string | Promise<string>): Promise<unknown> {
     let timer: Timer | undefined;
     let giveUp = noop;
-    this.providerCall ??= new Promise<unknown>((resolve) => resolve(provider()));
-    const call = this.providerCall;
-    // A call that never settles is given up with its wait: the next one asks the provider again.
+    const now = performance.now();
+    if (this.providerCall === undefined || now - this.providerCall.askedAt >= this.timeoutMs)
+      this.providerCall = { answer: new Promise<unknown>((resolve) => resolve(provider())), askedAt: now };
+    const call = this.providerCall.answer;
     const forget = () => {
-      if (this.providerCall === call) this.providerCall = undefined;
+      if (this.providerCall?.answer === call) this.providerCall = undefined;
     };
     call.then(forget, forget);
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        forget();
-        reject(new Error(`the token provider did not answer within ${this.timeoutMs} ms`));
-      }, this.timeoutMs);
+      timer = setTimeout(() => reject(new Error(`the token provider did not answer within ${this.timeoutMs} ms`)), this.timeoutMs);
       giveUp = () => reject(new Error('the client was closed'));
     });
     this.providerWaits.add(giveUp);

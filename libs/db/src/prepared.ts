@@ -17,10 +17,15 @@ const MARK = /^\/\* prepared ([a-z][a-z0-9_]*) \*\//;
 const PREPARED_STATEMENTS_UNSUPPORTED = new Set(['26000', '42P05']);
 /**
  * What a server says when a migration has changed the type of a column a statement prepared before
- * it returns ("cached plan must not change result type"), on every run of that statement on that
- * connection until the connection ends.
+ * it returns ("cached plan must not change result type", 0A000 from RevalidateCachedQuery), on
+ * every run of that statement on that connection until the connection ends. Not any 0A000: a
+ * feature the statement uses that the server lacks is refused so on every connection.
  */
-const PREPARED_STATEMENT_STALE = '0A000';
+const isStalePrepared = (error: unknown) =>
+  errorCode(error) === '0A000' && (error as { routine?: unknown }).routine === 'RevalidateCachedQuery';
+/** Statements that start and end a transaction, as kysely sends them. */
+const BEGIN = /^\s*(begin|start transaction)\b/i;
+const END = /^\s*(commit|rollback|end|abort)\b/i;
 
 /**
  * Starts a statement that `createDb`'s pool sends as the named prepared statement `name`:
@@ -66,9 +71,13 @@ export function preparingPool(pool: pg.Pool, { settings = {} }: { settings?: Con
     // Nor is one on a read-only server: after a failover that moved the database's address, only a
     // new connection reaches the new primary, and one in use every retry would never idle out.
     let broken = false;
+    /** In a transaction, a refused statement has aborted it: running it again could only fail. */
+    let inTransaction = false;
     // Kysely passes cursors only when its dialect is given a cursor class, which createDb does not.
     const run = async (text: string, values: readonly unknown[]) => {
       const unnamed = { text, values: values as unknown[] };
+      if (BEGIN.test(text)) inTransaction = true;
+      else if (END.test(text)) inTransaction = false;
       const name = naming ? preparedName(text) : undefined;
       if (name === undefined) return client.query(unnamed);
       try {
@@ -76,11 +85,12 @@ export function preparingPool(pool: pg.Pool, { settings = {} }: { settings?: Con
       } catch (error) {
         // Either is refused before it ran, so running it again cannot apply it twice.
         const code = errorCode(error) ?? '';
-        if (code === PREPARED_STATEMENT_STALE) {
+        if (isStalePrepared(error)) {
           // pg would not prepare it again on this connection, which is not used again; the next
           // one prepares it anew. Taken for the statement's values, persistence's batches were
           // set aside as dead letters on every connection prepared before the migration.
           broken = true;
+          if (inTransaction) throw error;
           return client.query(unnamed);
         }
         if (!PREPARED_STATEMENTS_UNSUPPORTED.has(code)) throw error;

@@ -99,6 +99,26 @@ describe('prepared()', () => {
     }
   });
 
+  it('does not run such a statement again inside a transaction, which its refusal aborted, and leaves the connection', async () => {
+    const fresh = createDb<unknown>({ url: database.url, poolSize: 1, applicationName: 'db-prepared-stale-transaction-test' });
+    try {
+      await sql`create table stale_in_transaction (id int primary key, role text)`.execute(fresh.db);
+      await sql`insert into stale_in_transaction values (1, 'agent')`.execute(fresh.db);
+      const read = (db: typeof fresh.db) =>
+        sql<{ role: string }>`${prepared('read_role_in_transaction')} select role from stale_in_transaction where id = ${1}`.execute(db);
+      const backend = async () => (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(fresh.db)).rows[0]?.pid;
+      await read(fresh.db);
+      const before = await backend();
+      await sql`alter table stale_in_transaction alter column role type varchar(16)`.execute(fresh.db);
+      // The statement's own refusal, not "current transaction is aborted" from running it again.
+      await expect(fresh.db.transaction().execute((trx) => read(trx))).rejects.toMatchObject({ code: '0A000' });
+      expect(await backend()).not.toBe(before);
+      expect((await read(fresh.db)).rows).toEqual([{ role: 'agent' }]);
+    } finally {
+      await fresh.destroy();
+    }
+  });
+
   it('runs a marked statement unnamed, from then on, when the server does not keep prepared statements (a pooler in transaction mode)', async () => {
     const fresh = createDb<unknown>({ url: database.url, poolSize: 1, applicationName: 'db-prepared-pooler-test' });
     try {

@@ -340,7 +340,9 @@ export function createSessionHub(options: SessionHubOptions) {
       fillsFailed = 0;
     } catch (error) {
       failed = true;
-      if (resyncing && mine === resyncs) resyncWanted = true;
+      // One a resync has replaced (its request lost with the connection) is no failure to count or tell.
+      if (mine !== resyncs) return;
+      if (resyncing) resyncWanted = true;
       const level = headChecksFailed++ === 0 ? 'warn' : 'debug';
       log[level]({ err: error, failedInARow: headChecksFailed }, 'checking the sessions against the database failed; will try again');
     } finally {
