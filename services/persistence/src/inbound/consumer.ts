@@ -11,7 +11,7 @@ import { errorCode, isConnectFailure, isDatabaseUnavailable } from '@switchboard
 import type { Logger } from '@switchboard/logging';
 import { type InboundMessage, inboundMessageSchema, type Subjects } from '@switchboard/protocol';
 import { settlesWithin, untilAborted } from '@switchboard/runtime';
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import type { FaultInjection } from '../config.js';
 import type { PersistenceDatabase } from '../db/schema.js';
 import { advanceLastSeqs, advanceMessageIds } from '../db/state-repair.js';
@@ -281,9 +281,18 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
       payload: storable(new TextDecoder().decode(msg.data)),
       stream_seq: msg.seq,
     };
+    let recorded = false;
     for (let attempt = 0; ; attempt++) {
       try {
-        await db.insertInto('dead_letters').values(row).execute();
+        // Once per message: a copy delivered again after its row was written (the replica died
+        // before the terminate, or the consumer was made again) finds the row, and is only
+        // terminated. Before, each such delivery added a row and counted a dead letter more.
+        const { numAffectedRows } = await sql`
+          insert into dead_letters (session_id, client_msg_id, reason, payload, stream_seq)
+          select ${row.session_id}::bigint, ${row.client_msg_id}::text, ${row.reason}::text, ${row.payload}::text, ${row.stream_seq}::bigint
+          where not exists (select 1 from dead_letters where stream_seq = ${row.stream_seq}::bigint and payload = ${row.payload}::text)
+        `.execute(db);
+        recorded = numAffectedRows === undefined || numAffectedRows > 0n;
         break;
       } catch (error) {
         if (!isTransient(error)) throw error;
@@ -303,6 +312,13 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
         { sessionId: input.session_id, streamSeq: msg.seq },
       );
     settle(msg, (m) => m.term());
+    if (!recorded) {
+      log.warn(
+        { streamSeq: msg.seq, sessionId: input?.session_id },
+        'inbound message delivered again after its dead letter was written; terminated',
+      );
+      return false;
+    }
     metrics.messages.inc({ outcome: 'dead_lettered' });
     log.error({ streamSeq: msg.seq, sessionId: input?.session_id, reason }, 'inbound message dead-lettered');
     return false;
