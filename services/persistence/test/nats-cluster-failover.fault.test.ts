@@ -1,9 +1,6 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { NatsServer, waitFor } from '@switchboard/testing';
+import { waitFor } from '@switchboard/testing';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type Harness, startHarness } from './support.js';
+import { type ClusterHarness, REPLICATED, startClusterHarness } from './support.js';
 
 /**
  * A NATS server of a cluster dies: the one persistence is connected to, which also leads the
@@ -14,65 +11,32 @@ import { type Harness, startHarness } from './support.js';
  * stored meanwhile. Now the pull is sent again at once, and again whenever its heartbeats stop.
  */
 
-let root: string | undefined;
-let servers: NatsServer[] = [];
-let harness: Harness | undefined;
+let cluster: ClusterHarness | undefined;
 
 afterAll(async () => {
-  await harness?.close();
-  await Promise.all(servers.map((server) => server.kill()));
-  if (root) await rm(root, { recursive: true, force: true });
+  await cluster?.close();
 });
 
 describe('persistence on a NATS cluster, when the server it is connected to dies', () => {
   it('stores what is published after the death within the consumer leader election, well before a pull expiry', async () => {
-    root = await mkdtemp(join(tmpdir(), 'switchboard-nats-cluster-'));
-    servers = await NatsServer.startCluster(root, 3);
-    const [first] = servers;
-    if (!first) throw new Error('no cluster');
-    const live = await startHarness('cluster-failover', { natsUrl: first.url });
-    harness = live;
-    const replicated = { INBOUND_REPLICAS: '3' };
-    // The stream and its consumer, made by a first replica: then where the consumer's leader is.
-    await (await live.startPersistence(replicated)).stop();
-    let leader: string | undefined;
-    await waitFor(
-      async () => {
-        const streams = (await first.jetStreamInfo())?.account_details?.flatMap((account) => account.stream_detail ?? []);
-        const stream = streams?.find((candidate) => candidate.name === live.subjects.inboundStream);
-        leader = stream?.consumer_detail?.find((consumer) => consumer.name === live.subjects.inboundConsumer)?.cluster?.leader;
-        return leader !== undefined;
-      },
-      10_000,
-      "the inbound consumer's leader",
-    );
+    cluster = await startClusterHarness('cluster-failover');
+    const { servers, live, publish } = cluster;
+    const leader = await cluster.consumerLeader();
     const victim = servers.find((_, index) => leader === `n${index}`);
     if (!victim) throw new Error(`the consumer's leader ${leader} is none of the servers`);
-    await live.startPersistence({ ...replicated, NATS_URL: victim.url });
+    await live.startPersistence({ ...REPLICATED, NATS_URL: victim.url });
 
     const [sessionId = 0] = await live.createSessions(1);
-    /** Publishes as a gateway does: again with the same id until NATS takes it (its stream may be electing a leader). */
-    const publish = async (clientMsgId: string) => {
-      await waitFor(
-        () =>
-          live.publish(sessionId, clientMsgId).then(
-            () => true,
-            () => false,
-          ),
-        30_000,
-        `NATS to take ${clientMsgId}`,
-      );
-    };
-    for (let i = 0; i < 5; i++) await publish(`before-${i}`);
+    for (let i = 0; i < 5; i++) await publish(sessionId, `before-${i}`);
     await waitFor(async () => (await live.stored()).length === 5, 10_000, 'the first messages to be stored');
 
     await victim.kill();
     const killedAt = performance.now();
-    await publish('after-0');
+    await publish(sessionId, 'after-0');
     // Before, nothing was stored for a pull expiry (30 s) and more after the election.
     await waitFor(async () => (await live.stored()).length === 6, 25_000, 'the message published after the death to be stored');
     console.log(`[nats-cluster-failover] stored ${Math.round(performance.now() - killedAt)} ms after the server's death`);
-    for (let i = 1; i < 10; i++) await publish(`after-${i}`);
+    for (let i = 1; i < 10; i++) await publish(sessionId, `after-${i}`);
     await waitFor(async () => (await live.stored()).length === 15, 20_000, 'every message to be stored');
     const stored = await live.stored();
     expect(stored.map((message) => message.client_msg_id)).toEqual([

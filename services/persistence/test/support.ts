@@ -1,15 +1,20 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { type Bus, connectNatsBus, encodeJson } from '@switchboard/bus';
 import { createLogger } from '@switchboard/logging';
 import { createSubjects, type InboundMessage, inboundMessageId, type Subjects } from '@switchboard/protocol';
 import {
   createTestDatabase,
   deleteInboundStream,
+  NatsServer,
   query,
   type ServiceProcess,
   startService,
   TEST_DATABASE_ADMIN_URL,
   type TestDatabase,
   uniqueSubjectPrefix,
+  waitFor,
   withPgClient,
 } from '@switchboard/testing';
 
@@ -129,4 +134,63 @@ export async function setReadOnly(database: TestDatabase, readOnly: boolean): Pr
       database.name,
     ]);
   });
+}
+
+/** Persistence's settings on a cluster: the inbound stream replicated on every server. */
+export const REPLICATED = { INBOUND_REPLICAS: '3' };
+
+/** A cluster of three private NATS servers, with a harness whose bus is on the first. */
+export interface ClusterHarness {
+  readonly servers: NatsServer[];
+  readonly first: NatsServer;
+  readonly live: Harness;
+  /** The server (`n<index>`) that leads the inbound consumer, if one does. */
+  consumerLeader(): Promise<string | undefined>;
+  /** Publishes as a gateway does: again with the same id until NATS takes it (its stream may be electing a leader). */
+  publish(sessionId: number, clientMsgId: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the cluster, and a first persistence replica that makes the inbound stream and its
+ * consumer and stops, and waits until the consumer has a leader.
+ */
+export async function startClusterHarness(label: string): Promise<ClusterHarness> {
+  const root = await mkdtemp(join(tmpdir(), `switchboard-${label}-`));
+  let servers: NatsServer[] = [];
+  let live: Harness | undefined;
+  const close = async () => {
+    await live?.close();
+    await Promise.all(servers.map((server) => server.kill()));
+    await rm(root, { recursive: true, force: true });
+  };
+  try {
+    servers = await NatsServer.startCluster(root, 3);
+    const [first] = servers;
+    if (!first) throw new Error('no cluster');
+    const harness = await startHarness(label, { natsUrl: first.url });
+    live = harness;
+    await (await harness.startPersistence(REPLICATED)).stop();
+    const consumerLeader = async () => {
+      const streams = (await first.jetStreamInfo())?.account_details?.flatMap((account) => account.stream_detail ?? []);
+      const stream = streams?.find((candidate) => candidate.name === harness.subjects.inboundStream);
+      return stream?.consumer_detail?.find((consumer) => consumer.name === harness.subjects.inboundConsumer)?.cluster?.leader;
+    };
+    await waitFor(async () => (await consumerLeader()) !== undefined, 10_000, "the inbound consumer's leader");
+    const publish = async (sessionId: number, clientMsgId: string) => {
+      await waitFor(
+        () =>
+          harness.publish(sessionId, clientMsgId).then(
+            () => true,
+            () => false,
+          ),
+        30_000,
+        `NATS to take ${clientMsgId}`,
+      );
+    };
+    return { servers, first, live: harness, consumerLeader, publish, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
 }
