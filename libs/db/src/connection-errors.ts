@@ -54,6 +54,15 @@ export function isConnectFailure(error: unknown): boolean {
   return error instanceof Error && Object.hasOwn(error, CONNECT_FAILURE);
 }
 
+/**
+ * What a service at work waits out, whatever the statement: the database unavailable
+ * (`isDatabaseUnavailable`), or no connection to be had for it (`isConnectFailure`). A start
+ * waits for `isDatabaseUnavailable` alone, so that a wrong password there fails it at once.
+ */
+export function isPassingFailure(error: unknown): boolean {
+  return isDatabaseUnavailable(error) || isConnectFailure(error);
+}
+
 /** Errors that mean the database is unreachable, rather than that one query was wrong. */
 export function isConnectionError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;

@@ -1,4 +1,4 @@
-export { errorCode, isConnectFailure, isConnectionError, isDatabaseUnavailable } from './connection-errors.js';
+export { errorCode, isConnectFailure, isConnectionError, isDatabaseUnavailable, isPassingFailure } from './connection-errors.js';
 export { type CreateDbOptions, createDb, type Database, withDb } from './create-db.js';
 export { createEmbeddedDb } from './embedded-db.js';
 export { type MigrateOptions, migrateToLatest } from './migrate.js';

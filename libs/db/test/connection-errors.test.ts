@@ -1,4 +1,4 @@
-import { createDb, type Database, isConnectFailure, isConnectionError, isDatabaseUnavailable } from '@switchboard/db';
+import { createDb, type Database, isConnectFailure, isConnectionError, isDatabaseUnavailable, isPassingFailure } from '@switchboard/db';
 import { createTestDatabase, type TestDatabase } from '@switchboard/testing';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -91,6 +91,8 @@ describe('isConnectFailure', () => {
     // Before: neither, so persistence took it for the batch's fault and set messages aside.
     expect(isConnectFailure(error)).toBe(true);
     expect(isDatabaseUnavailable(error)).toBe(false);
+    // What a service at work waits out, as it does an unreachable database.
+    expect(isPassingFailure(error)).toBe(true);
   });
 
   it('recognises any connection that could not be opened, and no statement the server refused', async () => {
@@ -98,6 +100,7 @@ describe('isConnectFailure', () => {
     url.port = '1';
     expect(isConnectFailure(await failureOf(url.toString()))).toBe(true);
     expect(isConnectFailure(await failureOf(database.url, sql`select 1 / 0`))).toBe(false);
+    expect(isPassingFailure(await failureOf(database.url, sql`select 1 / 0`))).toBe(false);
     expect(isConnectFailure(withCode('28P01'))).toBe(false); // not from the pool's connect
   });
 });

@@ -1,5 +1,5 @@
 import cors from '@fastify/cors';
-import { isConnectFailure, isDatabaseUnavailable } from '@switchboard/db';
+import { isPassingFailure } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import { describeIssues, hasLoneSurrogate, isStorableText } from '@switchboard/protocol';
 import { ConcurrencyLimitError, settlesWithin } from '@switchboard/runtime';
@@ -148,7 +148,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
       // Fastify's own client errors: malformed JSON and the like.
       return reply.code(error.statusCode).send(errorBody(HttpErrorCode.InvalidBody.code, error.message));
     }
-    if (isDatabaseUnavailable(error) || isConnectFailure(error)) {
+    if (isPassingFailure(error)) {
       // PostgreSQL is unreachable, did not answer in time, cannot take writes now (read-only
       // after a failover, a full disk), or refused a new connection (a rotated password): the
       // request may succeed later.

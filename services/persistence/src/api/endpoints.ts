@@ -1,5 +1,5 @@
 import { BusError, DEFAULT_REQUEST_TIMEOUT_MS, jsonEndpoint, type ServiceSpec } from '@switchboard/bus';
-import { isConnectFailure, isDatabaseUnavailable } from '@switchboard/db';
+import { isPassingFailure } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import {
   BusErrorCode,
@@ -106,8 +106,7 @@ function withUnavailable<Req, Rep>(handler: (request: Req) => Promise<Rep>) {
     try {
       return await handler(request);
     } catch (error) {
-      if (isDatabaseUnavailable(error) || isConnectFailure(error))
-        throw new BusError(BusErrorCode.Unavailable, 'database unavailable', { cause: error });
+      if (isPassingFailure(error)) throw new BusError(BusErrorCode.Unavailable, 'database unavailable', { cause: error });
       throw error;
     }
   };

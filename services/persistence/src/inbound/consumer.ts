@@ -7,7 +7,7 @@ import {
   encodeJson,
   type InboundStreamSettings,
 } from '@switchboard/bus';
-import { errorCode, isConnectFailure, isDatabaseUnavailable } from '@switchboard/db';
+import { errorCode, isPassingFailure } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import { type InboundMessage, inboundMessageSchema, type Subjects } from '@switchboard/protocol';
 import { settlesWithin, untilAborted } from '@switchboard/runtime';
@@ -144,13 +144,13 @@ const storable = (text: string) => text.replaceAll('\u0000', '\\u0000');
 
 /**
  * Errors after which the same write may succeed later: the database unreachable or unable to take
- * writes (read-only, disk full: see `isDatabaseUnavailable`), no connection to be had for it (a
- * login refused after a password rotation: `isConnectFailure`), a transaction to run again, or a
+ * writes (read-only, disk full), or no connection to be had for it (a login refused after a
+ * password rotation: see `isPassingFailure`), a transaction to run again, or a
  * refusal of the database's own (DATABASE_REFUSAL_SQLSTATE). Such an error says nothing about the
  * messages, which must be kept and never set aside for it.
  */
 function isTransient(error: unknown): boolean {
-  if (isDatabaseUnavailable(error) || isConnectFailure(error)) return true;
+  if (isPassingFailure(error)) return true;
   const code = errorCode(error);
   return code !== undefined && (RETRYABLE_SQLSTATES.has(code) || DATABASE_REFUSAL_SQLSTATE.test(code));
 }
@@ -287,10 +287,14 @@ export async function startInboundConsumer(options: InboundConsumerOptions): Pro
         // Once per message: a copy delivered again after its row was written (the replica died
         // before the terminate, or the consumer was made again) finds the row, and is only
         // terminated. Before, each such delivery added a row and counted a dead letter more.
+        // The payload (up to NATS's max_payload) is sent once, and compared where it lies.
         const { numAffectedRows } = await sql`
+          with letter (session_id, client_msg_id, reason, payload, stream_seq) as (
+            values (${row.session_id}::bigint, ${row.client_msg_id}::text, ${row.reason}::text, ${row.payload}::text, ${row.stream_seq}::bigint)
+          )
           insert into dead_letters (session_id, client_msg_id, reason, payload, stream_seq)
-          select ${row.session_id}::bigint, ${row.client_msg_id}::text, ${row.reason}::text, ${row.payload}::text, ${row.stream_seq}::bigint
-          where not exists (select 1 from dead_letters where stream_seq = ${row.stream_seq}::bigint and payload = ${row.payload}::text)
+          select * from letter
+          where not exists (select 1 from dead_letters d join letter l on d.stream_seq = l.stream_seq and d.payload = l.payload)
         `.execute(db);
         recorded = numAffectedRows === undefined || numAffectedRows > 0n;
         break;
