@@ -84,7 +84,6 @@ export function preparingPool(pool: pg.Pool, { settings = {} }: { settings?: Con
         return await client.query({ ...unnamed, name });
       } catch (error) {
         // Either is refused before it ran, so running it again cannot apply it twice.
-        const code = errorCode(error) ?? '';
         if (isStalePrepared(error)) {
           // pg would not prepare it again on this connection, which is not used again; the next
           // one prepares it anew. Taken for the statement's values, persistence's batches were
@@ -93,7 +92,7 @@ export function preparingPool(pool: pg.Pool, { settings = {} }: { settings?: Con
           if (inTransaction) throw error;
           return client.query(unnamed);
         }
-        if (!PREPARED_STATEMENTS_UNSUPPORTED.has(code)) throw error;
+        if (!PREPARED_STATEMENTS_UNSUPPORTED.has(errorCode(error) ?? '')) throw error;
         naming = false;
         return client.query(unnamed);
       }
