@@ -12,10 +12,14 @@ let proxy: TcpProxy | undefined;
 let storeDir: string | undefined;
 
 afterAll(async () => {
-  await scenario.close();
-  await Promise.all(servers.map((server) => server.stop()));
-  await proxy?.close();
-  if (storeDir) await rm(storeDir, { recursive: true, force: true });
+  // The servers and their store go even when the scenario's close fails.
+  try {
+    await scenario.close();
+  } finally {
+    await Promise.allSettled(servers.map((server) => server.stop()));
+    await proxy?.close();
+    if (storeDir) await rm(storeDir, { recursive: true, force: true });
+  }
 });
 
 /** How many leaf nodes the server has connected (its `/leafz`). */

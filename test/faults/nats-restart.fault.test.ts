@@ -11,9 +11,13 @@ let nats: NatsServer | undefined;
 let storeDir: string | undefined;
 
 afterAll(async () => {
-  await scenario.close();
-  await nats?.stop();
-  if (storeDir) await rm(storeDir, { recursive: true, force: true });
+  // The server and its store go even when the scenario's close fails.
+  try {
+    await scenario.close();
+  } finally {
+    await nats?.stop();
+    if (storeDir) await rm(storeDir, { recursive: true, force: true });
+  }
 });
 
 describe('the NATS server killed with SIGKILL mid-load and restarted on the same store', () => {

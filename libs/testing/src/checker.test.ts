@@ -122,6 +122,13 @@ describe('checkDelivery', () => {
     expect(nonZero(run)).toEqual({ outOfOrder: 1 });
   });
 
+  it('counts messages a member received before its joined_session as out of order', () => {
+    const run = cleanRun();
+    const member = run.transcripts[0];
+    if (member) member.beforeJoin = 2;
+    expect(nonZero(run)).toEqual({ outOfOrder: 2 });
+  });
+
   it("counts a sender's messages stored out of its sending order", () => {
     const run = cleanRun();
     // a-1 was stored before a-0.

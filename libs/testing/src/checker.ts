@@ -39,6 +39,8 @@ export interface TranscriptRecord {
   sessionId: number;
   /** The member expects every seq above this one (its first join's `last_seq`, or the session's newest then). */
   afterSeq: number;
+  /** How many of `messages` came before the first `joined_session` (a breach of order). */
+  beforeJoin?: number;
   messages: DeliveredRecord[];
 }
 
@@ -74,7 +76,7 @@ export interface CheckCounts {
   duplicates: number;
   /** A seq missing from 1..n in the database (or `last_seq` not n), or from a member's transcript. */
   gaps: number;
-  /** A member received a seq lower than one it had already received. */
+  /** A member received a seq lower than one it had already received, or a message before its `joined_session`. */
   outOfOrder: number;
   /** A sender's acked messages stored in another order than it sent them. */
   senderOrder: number;
@@ -208,6 +210,8 @@ export function checkDelivery(input: CheckInput): CheckReport {
     const seqs = bySeq.get(transcript.sessionId) ?? new Map<number, StoredRow>();
     const seen = new Set<number>();
     let previous = Number.NEGATIVE_INFINITY;
+    if (transcript.beforeJoin)
+      problem('outOfOrder', `${who} received ${transcript.beforeJoin} message(s) before its joined_session`, transcript.beforeJoin);
     for (const message of transcript.messages) {
       delivered++;
       if (seen.has(message.seq)) problem('duplicates', `${who} received seq ${message.seq} twice`);

@@ -42,6 +42,8 @@ interface SessionTrack {
   afterSeq: number | undefined;
   /** Highest seq received. */
   cursor: number | undefined;
+  /** Messages received before the first `joined_session`: the protocol sends none. */
+  beforeJoin: number;
   messages: DeliveredRecord[];
 }
 
@@ -106,7 +108,8 @@ export class LoadClient {
       ...options,
       userId: options.userId,
     };
-    for (const sessionId of this.options.join) this.sessions.set(sessionId, { afterSeq: undefined, cursor: undefined, messages: [] });
+    for (const sessionId of this.options.join)
+      this.sessions.set(sessionId, { afterSeq: undefined, cursor: undefined, beforeJoin: 0, messages: [] });
   }
 
   get isReady(): boolean {
@@ -184,6 +187,7 @@ export class LoadClient {
       member: this.name,
       sessionId,
       afterSeq: track.afterSeq ?? 0,
+      beforeJoin: track.beforeJoin,
       messages: track.messages,
     }));
     return { attempts: this.attempts, acks: this.acks, transcripts };
@@ -316,6 +320,9 @@ export class LoadClient {
         const message = frame.message as { session_id: number; seq: number; client_msg_id: string; id: number; content: string };
         const track = this.sessions.get(message.session_id);
         if (!track) return;
+        // The protocol answers a join before any of its session's messages: one before the first
+        // `joined_session` is a breach of order, and would leave a loss below it unseen.
+        if (track.afterSeq === undefined) track.beforeJoin++;
         track.messages.push({ seq: message.seq, clientMsgId: message.client_msg_id, messageId: message.id });
         track.cursor = Math.max(track.cursor ?? 0, message.seq);
         const sentAt = Number(message.content.split('|')[2]);
@@ -326,8 +333,8 @@ export class LoadClient {
         // Before the replayed messages that follow it: the first join fixes what this member expects.
         const track = this.sessions.get(frame.session_id as number);
         if (track && track.afterSeq === undefined) {
-          track.afterSeq = track.cursor ?? (frame.last_seq as number);
-          track.cursor ??= frame.last_seq as number;
+          track.afterSeq = frame.last_seq as number;
+          track.cursor = Math.max(track.cursor ?? 0, frame.last_seq as number);
         } else if (track && (frame.last_seq as number) > (track.cursor ?? 0)) {
           this.rejoinsBehind++;
         }

@@ -11,8 +11,11 @@ describe('startStack', () => {
       const jsm = await nc.jetstreamManager();
       const stack = await startStack({ gateways: 0 });
       const stream = createSubjects(stack.prefix).inboundStream;
-      expect((await jsm.streams.info(stream)).config.name).toBe(stream);
-      await stack.stop();
+      try {
+        expect((await jsm.streams.info(stream)).config.name).toBe(stream);
+      } finally {
+        await stack.stop();
+      }
       await expect(jsm.streams.info(stream)).rejects.toThrow(/stream not found/);
     } finally {
       await nc.close();

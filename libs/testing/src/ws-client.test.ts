@@ -1,28 +1,21 @@
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocketServer } from 'ws';
+import { startStandInGateway } from './stand-in-gateway.js';
 import { TestClients } from './ws-client.js';
 
 /** A stand-in gateway: says `connected`, and takes the token `good` only. */
-let server: WebSocketServer;
+let gateway: Awaited<ReturnType<typeof startStandInGateway>>;
 let url: string;
 
 beforeAll(async () => {
-  server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
-  await new Promise((resolve) => server.once('listening', resolve));
-  url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}/`;
-  server.on('connection', (socket) => {
-    socket.send(JSON.stringify({ type: 'connected' }));
-    socket.on('message', (data) => {
-      const frame = JSON.parse(data.toString()) as { token?: string; req_id?: string };
-      const reply = frame.token === 'good' ? { type: 'auth_success' } : { type: 'error', code: 'auth_failed' };
-      socket.send(JSON.stringify({ ...reply, req_id: frame.req_id }));
-    });
+  gateway = await startStandInGateway((socket, frame) => {
+    const reply = frame.token === 'good' ? { type: 'auth_success' } : { type: 'error', code: 'auth_failed' };
+    socket.send(JSON.stringify({ ...reply, req_id: frame.req_id }));
   });
+  url = gateway.url;
 });
 
 afterAll(async () => {
-  await new Promise((resolve) => server.close(resolve));
+  await gateway.close();
 });
 
 describe('TestClients', () => {

@@ -164,7 +164,7 @@ describe('graceful drain', () => {
 
     let acked = 0;
     const swap = (async () => {
-      while (acked < 30) await new Promise((resolve) => setTimeout(resolve, 5));
+      await waitFor(() => acked >= 30, 60_000, '30 acks', 5);
       const old = stack.persistence[0];
       const replacement = stack.startPersistence();
       expect(await old?.stop()).toBe(0);

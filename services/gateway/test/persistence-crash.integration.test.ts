@@ -1,4 +1,4 @@
-import { type Stack, sendReliably, startStack, type TestClient, TestClients } from '@switchboard/testing';
+import { type Stack, sendReliably, startStack, type TestClient, TestClients, waitFor } from '@switchboard/testing';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 
@@ -45,9 +45,9 @@ describe('persistence killed while clients send', () => {
     const perSender = 60;
     let acked = 0;
     const kills = (async () => {
-      while (acked < 20) await new Promise((resolve) => setTimeout(resolve, 5));
+      await waitFor(() => acked >= 20, 60_000, '20 acks', 5);
       await running.persistence[0]?.kill();
-      while (acked < 45) await new Promise((resolve) => setTimeout(resolve, 5));
+      await waitFor(() => acked >= 45, 60_000, '45 acks', 5);
       await running.persistence[1]?.kill();
       await new Promise((resolve) => setTimeout(resolve, 500));
       await running.startPersistence();

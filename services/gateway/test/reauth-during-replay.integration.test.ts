@@ -67,7 +67,8 @@ describe('a re-auth behind a long replay', () => {
 
     expect(await agent.waitFor((frame) => frame.req_id === 'renew', 30_000)).toMatchObject({ type: 'auth_success' });
     expect(agent.closeCode).toBeUndefined();
-    const last = agent.messages(sessionId).at(-1);
-    expect(last?.seq).toBe(MESSAGES);
+    // The whole replay, each message once and in order.
+    await agent.waitForCount((frame) => frame.type === 'new_message', MESSAGES, 30_000);
+    expect(agent.messages(sessionId).map((message) => message.seq)).toEqual(Array.from({ length: MESSAGES }, (_, index) => index + 1));
   }, 60_000);
 });

@@ -42,7 +42,8 @@ async function batchWaitingForLock(): Promise<void> {
       (
         await query(
           harness.database.url,
-          `select 1 from pg_stat_activity where application_name = 'switchboard-persistence' and wait_event_type = 'Lock'`,
+          `select 1 from pg_stat_activity
+           where datname = current_database() and application_name = 'switchboard-persistence' and wait_event_type = 'Lock'`,
         )
       ).length > 0,
     10_000,
@@ -115,7 +116,16 @@ describe('a stop while a batch waits for a row lock', () => {
 
     const ids = ['b-0', 'b-1', 'b-2', 'b-3', 'b-4', 'b-5', 'b-6'];
     for (const id of ids) await harness.publish(session, id);
-    await sleep(1_000);
+    // The first batch waits for the lock, and the replica holds the rest, none acked.
+    await batchWaitingForLock();
+    await waitFor(
+      async () => {
+        const { pending, ackPending } = await harness.bus.inboundStats();
+        return pending === 0 && ackPending === ids.length;
+      },
+      10_000,
+      'the replica to hold every message',
+    );
 
     const started = performance.now();
     const exit = await persistence.stop(45_000);

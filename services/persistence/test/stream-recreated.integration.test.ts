@@ -71,7 +71,11 @@ describe('an inbound stream deleted and created again while messages are held', 
     await waitFor(async () => (await harness.stored()).length >= expected.length, 20_000, 'every message to be stored').catch(
       () => undefined,
     );
-    expect((await harness.stored()).map((row) => row.client_msg_id).sort()).toEqual(expected);
+    // Each once, in the order published, numbered from 1 in each session.
+    const stored = await harness.stored();
+    const inSession = (sessionId: number) => stored.filter((row) => row.session_id === sessionId);
+    expect(inSession(locked).map((row) => [row.seq, row.client_msg_id])).toEqual([[1, 'held-1']]);
+    expect(inSession(other).map((row) => [row.seq, row.client_msg_id])).toEqual(expected.slice(1).map((id, index) => [index + 1, id]));
     expect(await harness.deadLetters()).toBe(0);
   }, 90_000);
 });

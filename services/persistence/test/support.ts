@@ -160,9 +160,12 @@ export async function startClusterHarness(label: string): Promise<ClusterHarness
   let servers: NatsServer[] = [];
   let live: Harness | undefined;
   const close = async () => {
-    await live?.close();
-    await Promise.all(servers.map((server) => server.kill()));
-    await rm(root, { recursive: true, force: true });
+    try {
+      await live?.close();
+    } finally {
+      await Promise.allSettled(servers.map((server) => server.kill()));
+      await rm(root, { recursive: true, force: true });
+    }
   };
   try {
     servers = await NatsServer.startCluster(root, 3);
