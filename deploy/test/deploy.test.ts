@@ -1467,6 +1467,10 @@ describe('the Helm chart', () => {
         const result = template(...minimal(), '-f', enabled);
         expect(result.status, name).not.toBe(0);
         expect(result.stderr).toMatch(/hosts/);
+        // The defaults name no host: an ingress enabled without one is refused, not made for an example's.
+        const byDefault = template(...minimal(), '--set', `${name}.ingress.enabled=true`);
+        expect(byDefault.status, name).not.toBe(0);
+        expect(byDefault.stderr).toMatch(new RegExp(`/${name}/ingress/hosts.*minItems`));
         const disabled = valuesFile(`${name}-no-hosts-off.json`, { [name]: { ingress: { enabled: false, hosts: [] } } });
         expect(ofKind(render(...minimal(), '-f', disabled), 'Ingress')).toEqual([]);
       }
@@ -1574,6 +1578,8 @@ describe('the Helm chart', () => {
     });
 
     describe('TRUST_PROXY of auth', () => {
+      /** The auth ingress on, with a host (the chart has none by default). */
+      const authIngress = ['--set', 'auth.ingress.enabled=true', '--set', 'auth.ingress.hosts[0].paths[0].path=/'];
       const trustProxy = (...args: string[]) => {
         const auth = podOf(byName(render(...minimal(), ...args), 'Deployment', component('auth'))).spec.containers[0];
         if (!auth) throw new Error('no auth container');
@@ -1583,17 +1589,15 @@ describe('the Helm chart', () => {
       it('trusts no proxy by default, and the ingress controller pods (private addresses) behind the auth ingress', () => {
         expect(trustProxy()).toBe('false');
         // Otherwise every login comes from the controller's address: 50 failures lock everyone out.
-        expect(trustProxy('--set', 'auth.ingress.enabled=true')).toBe('uniquelocal');
-        expect(trustProxy('--set', 'gateway.ingress.enabled=true')).toBe('false');
+        expect(trustProxy(...authIngress)).toBe('uniquelocal');
+        expect(trustProxy('--set', 'gateway.ingress.enabled=true', '--set', 'gateway.ingress.hosts[0].paths[0].path=/')).toBe('false');
       });
 
       it('renders auth.trustProxy as given', () => {
         expect(trustProxy('--set', 'auth.trustProxy=true')).toBe('true');
-        expect(trustProxy('--set', 'auth.trustProxy=false', '--set', 'auth.ingress.enabled=true')).toBe('false');
-        expect(trustProxy('--set', 'auth.trustProxy=uniquelocal\\,203.0.113.0/24', '--set', 'auth.ingress.enabled=true')).toBe(
-          'uniquelocal,203.0.113.0/24',
-        );
-        expect(trustProxy('--set', 'auth.trustProxy=', '--set', 'auth.ingress.enabled=true')).toBe('uniquelocal');
+        expect(trustProxy('--set', 'auth.trustProxy=false', ...authIngress)).toBe('false');
+        expect(trustProxy('--set', 'auth.trustProxy=uniquelocal\\,203.0.113.0/24', ...authIngress)).toBe('uniquelocal,203.0.113.0/24');
+        expect(trustProxy('--set', 'auth.trustProxy=', ...authIngress)).toBe('uniquelocal');
         const auth = podOf(byName(objects('full-values.yaml'), 'Deployment', component('auth'))).spec.containers[0];
         expect(auth && envOf(auth, 'TRUST_PROXY')?.value).toBe('uniquelocal,203.0.113.0/24');
       });
@@ -1675,6 +1679,14 @@ describe('the Helm chart', () => {
     it('warns in the install notes when the services reach NATS without credentials', () => {
       expect(notes(...minimal())).toMatch(/Warning: the services connect to NATS without credentials/);
       expect(notes(...minimal(), '--set', 'nats.existingSecret=switchboard-nats-users')).not.toMatch(/without credentials/);
+    });
+
+    it('warns in the install notes when the connections metric has no custom metrics API to come from', () => {
+      const hpa = ['--set', 'gateway.autoscaling.enabled=true', '--set', 'gateway.autoscaling.connectionsPerPod=5000'];
+      expect(notes(...minimal(), ...hpa)).toMatch(
+        /Warning: gateway.autoscaling.connectionsPerPod is set, but this cluster serves no custom metrics/,
+      );
+      expect(notes(...minimal(), '--set', 'gateway.autoscaling.enabled=true')).not.toMatch(/custom metrics/);
     });
 
     it('gives each service its own NATS user from nats.existingSecret, never inline', () => {

@@ -15,12 +15,12 @@ import type { Kysely } from 'kysely';
 import { authServiceSpec } from './bus-service.js';
 import type { AuthConfig } from './config.js';
 import type { AuthDatabase } from './db/schema.js';
-import { findUserByUsername, insertUser, UsernameTakenError } from './db/user.repository.js';
+import { findUserByUsername, insertUser, setPasswordHash, UsernameTakenError } from './db/user.repository.js';
 import { buildHttpApp } from './http/app.js';
 import { createLoginThrottle } from './login-throttle.js';
 import { createAuthMetrics } from './metrics.js';
 import { migrations } from './migrations/index.js';
-import { createPasswordHasher, hashPassword } from './passwords.js';
+import { createPasswordHasher, hashPassword, verifyPassword } from './passwords.js';
 import { createTokenIssuer } from './token/access-tokens.js';
 import { JWKS_CACHE_MS, openKeyRing } from './token/key-ring.js';
 import { ensureStoredSigningKey } from './token/signing-keys.js';
@@ -87,6 +87,10 @@ export async function openAuthDatabase(
   return createDb<AuthDatabase>({ url, poolSize, applicationName: 'switchboard-auth', queryTimeoutMs: QUERY_TIMEOUT_MS });
 }
 
+/**
+ * Makes the admin ADMIN_USERNAME and ADMIN_PASSWORD name: created when no account has the name,
+ * its password set to ADMIN_PASSWORD when it was changed since.
+ */
 async function bootstrapAdmin(db: Kysely<AuthDatabase>, admin: { username: string; password: string }, logger: Logger) {
   // Someone signed up with the name first: starting would leave the deployment without the admin
   // it was configured with, and the name to a stranger. (An operator who demoted that admin since
@@ -97,7 +101,14 @@ async function bootstrapAdmin(db: Kysely<AuthDatabase>, admin: { username: strin
     );
   };
   const existing = await findUserByUsername(db, admin.username);
-  if (existing?.role === 'admin') return;
+  if (existing?.role === 'admin') {
+    // ADMIN_PASSWORD is the admin's password: changed there (after a leak, or from the example's
+    // default), it replaces the stored one at the next start. The API has no other way to change it.
+    if (await verifyPassword(existing.password_hash, admin.password)) return;
+    if (await setPasswordHash(db, existing.id, 'admin', await hashPassword(admin.password)))
+      logger.warn({ username: admin.username }, 'bootstrap admin password replaced by ADMIN_PASSWORD');
+    return;
+  }
   if (existing) refuseTaken(existing.role);
   try {
     await insertUser(db, { username: admin.username, passwordHash: await hashPassword(admin.password), role: 'admin', displayName: null });

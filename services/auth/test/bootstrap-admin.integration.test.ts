@@ -26,6 +26,17 @@ describe('the bootstrap admin', () => {
     expect(await login(again, 'first-admin', admin.ADMIN_PASSWORD)).toEqual({ status: 200, role: 'admin' });
   });
 
+  it('takes a changed ADMIN_PASSWORD at the next start, and the old password no longer logs in', async () => {
+    const first = await startAuth({ ADMIN_USERNAME: 'rotated-admin', ADMIN_PASSWORD: 'the example password' });
+    expect(await login(first, 'rotated-admin', 'the example password')).toEqual({ status: 200, role: 'admin' });
+    expect(await first.stop()).toBe(0);
+
+    const rotated = await startAuth({ ADMIN_USERNAME: 'rotated-admin', ADMIN_PASSWORD: 'a password only the operator knows' });
+    expect(await login(rotated, 'rotated-admin', 'a password only the operator knows')).toEqual({ status: 200, role: 'admin' });
+    expect((await login(rotated, 'rotated-admin', 'the example password')).status).toBe(401);
+    expect(rotated.logs.join('\n')).toMatch(/bootstrap admin password replaced by ADMIN_PASSWORD/);
+  });
+
   it('refuses to start when a customer has signed up with its name first', async () => {
     const open = await startAuth();
     const signedUp = await fetch(open.url('/v1/users'), {

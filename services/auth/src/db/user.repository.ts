@@ -47,6 +47,17 @@ export async function insertUser(
   }
 }
 
+/** Replaces a user's password hash, if the user still has the role given; true if it did. */
+export async function setPasswordHash(db: Kysely<AuthDatabase>, id: number, role: Role, passwordHash: string): Promise<boolean> {
+  const { numUpdatedRows } = await db
+    .updateTable('users')
+    .set({ password_hash: passwordHash })
+    .where('id', '=', id)
+    .where('role', '=', role)
+    .executeTakeFirst();
+  return numUpdatedRows > 0n;
+}
+
 /**
  * Finds the user linked to a calling backend's `externalId`, creating it on first use, in one
  * statement so that concurrent first calls agree. The backend is authoritative for role and
