@@ -929,6 +929,38 @@ describe('requests', () => {
     client.close();
   });
 
+  it('replays what two joins of a session sent at once could leave between their replies', async () => {
+    const { client, socket, messages } = await connected();
+    const first = client.join(7);
+    const second = client.join(7);
+    const [j1, j2] = socket.sentOf('join_session');
+    expect(j2).not.toHaveProperty('last_seq');
+    socket.receive({ type: 'joined_session', req_id: j1?.req_id, session_id: 7, last_seq: 10 });
+    // Seq 11 was committed between the two reads: the second membership starts after it, and the
+    // first was replaced before its event came.
+    socket.receive({ type: 'joined_session', req_id: j2?.req_id, session_id: 7, last_seq: 11 });
+    await Promise.all([first, second]);
+    const rejoin = socket.sentOf('join_session')[2];
+    expect(rejoin).toMatchObject({ session_id: 7, last_seq: 10 });
+    socket.receive({ type: 'joined_session', req_id: rejoin?.req_id, session_id: 7, last_seq: 11 });
+    socket.receive({ type: 'new_message', message: message(11) });
+    socket.receive({ type: 'new_message', message: message(12) });
+    expect(messages.map((m) => m.seq)).toEqual([11, 12]);
+    client.close();
+  });
+
+  it('does not rejoin after two joins at once when nothing fell between their replies', async () => {
+    const { client, socket } = await connected();
+    const first = client.join(7);
+    const second = client.join(7);
+    const [j1, j2] = socket.sentOf('join_session');
+    socket.receive({ type: 'joined_session', req_id: j1?.req_id, session_id: 7, last_seq: 10 });
+    socket.receive({ type: 'joined_session', req_id: j2?.req_id, session_id: 7, last_seq: 10 });
+    await Promise.all([first, second]);
+    expect(socket.sentOf('join_session')).toHaveLength(2);
+    client.close();
+  });
+
   it('undoes a join that timed out with a leave, which a join that follows waits for', async () => {
     const { client, socket } = await connected({ requestTimeoutMs: 1_000 });
     const joining = client.join(7);
@@ -1145,6 +1177,18 @@ describe('malformed frames from the server', () => {
     client.close();
   });
 
+  it('gives up the connection for an ack that answers a send by its req_id alone, rather than hold the session', async () => {
+    const { client, errors, socket } = await connected();
+    void client.send(7, 'hello', { clientMsgId: 'a1' });
+    await flush();
+    const [frame] = socket.sentOf('send_message');
+    // Neither its session nor its client_msg_id: only the req_id says which send it answers.
+    socket.receive({ type: 'message_ack', req_id: frame?.req_id, message_id: 12, seq: 3 });
+    expect(errors.map((error) => error.code)).toEqual(['invalid_message']);
+    expect(socket.closedWith).toBe(4000);
+    client.close();
+  });
+
   it('fails a request at once on a reply without what it resolves with, rather than hand the app undefined', async () => {
     const { client, errors, socket } = await connected();
     const reading = client.history(7);
@@ -1235,6 +1279,29 @@ describe('authentication failures', () => {
     expect(last.sentOf('auth')).toMatchObject([{ token: 't3' }]);
     last.receive({ type: 'auth_success', req_id: 'auth', user: USER });
     await flush();
+    expect(client.state).toBe('ready');
+    client.close();
+  });
+
+  it('tells the app when the provider fails after a 4001, and connects once it answers again', async () => {
+    let calls = 0;
+    const provider = vi.fn(() => {
+      calls++;
+      if (calls === 2) throw new Error('auth service restarting');
+      return `t${calls}`;
+    });
+    const { client, socket, errors } = await connected({ token: provider });
+    socket.receive({ type: 'error', code: 'auth_failed', message: 'token expired' });
+    socket.serverClose(4001);
+    await flush();
+    // Before, nothing: the app heard of the failing provider only if a later socket failed too.
+    expect(errors.map((error) => [error.code, error.message])).toEqual([
+      ['unavailable', 'the token provider failed: auth service restarting'],
+    ]);
+    const before = FakeSocket.all.length;
+    while (FakeSocket.all.length === before) await vi.advanceTimersByTimeAsync(10);
+    const next = await accept(FakeSocket.last());
+    expect(next.sentOf('auth')).toMatchObject([{ token: 't3' }]);
     expect(client.state).toBe('ready');
     client.close();
   });
@@ -1332,13 +1399,23 @@ describe('options that would stop the client', () => {
     ['requestTimeoutMs', 0],
     ['maxFrameBytes', -1],
     ['minReconnectDelayMs', -5],
+    // A first delay of 0 doubles to 0 for ever: a hot loop against a gateway that refuses connections.
+    ['minReconnectDelayMs', 0],
+    ['maxReconnectDelayMs', 0],
   ] as const)('refuses %s: %s when the client is made', (name, value) => {
     expect(() => newClient({ [name]: value })).toThrow(RangeError);
   });
 
   it('takes the limits that only tune it', () => {
     expect(() =>
-      newClient({ maxFramesPerSec: 0.5, frameBurst: 1, requestTimeoutMs: Number.POSITIVE_INFINITY, minReconnectDelayMs: 0 }),
+      newClient({
+        maxFramesPerSec: 0.5,
+        frameBurst: 1,
+        requestTimeoutMs: Number.POSITIVE_INFINITY,
+        minReconnectDelayMs: 1,
+        maxReconnectDelayMs: 1,
+        refreshBeforeExpiryMs: 0,
+      }),
     ).not.toThrow();
   });
 });

@@ -147,10 +147,12 @@ function checkOptions(options: ChatClientOptions): void {
     if (value !== undefined && !(typeof value === 'number' && valid(value)))
       throw new RangeError(`${name} must be ${rule}, not ${String(value)}`);
   };
-  for (const name of ['maxFramesPerSec', 'requestTimeoutMs', 'maxFrameBytes'] as const) check(name, (value) => value > 0, 'above 0');
+  // A reconnect delay of 0 (a first one, which doubles to 0 for ever, or a ceiling) would make
+  // every reconnect and retry at once: a hot loop against a gateway that refuses connections.
+  for (const name of ['maxFramesPerSec', 'requestTimeoutMs', 'maxFrameBytes', 'minReconnectDelayMs', 'maxReconnectDelayMs'] as const)
+    check(name, (value) => value > 0, 'above 0');
   check('frameBurst', (value) => value >= 1, 'at least 1');
-  for (const name of ['minReconnectDelayMs', 'maxReconnectDelayMs', 'refreshBeforeExpiryMs'] as const)
-    check(name, (value) => value >= 0, '0 or more');
+  check('refreshBeforeExpiryMs', (value) => value >= 0, '0 or more');
 }
 
 /** Whether an `auth_success` carries the user the client reports. */
@@ -360,8 +362,11 @@ export class ChatClient {
    * otherwise end the membership it makes.
    */
   async join(sessionId: number, options: { lastSeq?: number } = {}): Promise<{ lastSeq: number }> {
+    /** The `last_seq` of the frame last sent: set when it is built (a retry builds it again). */
+    let sentLastSeq: number | undefined;
     const build = (): ClientFrame => {
       const lastSeq = options.lastSeq ?? this.sessions.get(sessionId)?.cursor;
+      sentLastSeq = lastSeq;
       return { type: 'join_session', session_id: sessionId, ...(lastSeq === undefined ? {} : { last_seq: lastSeq }) };
     };
     const intent = {};
@@ -382,7 +387,14 @@ export class ChatClient {
         idempotent: true,
         // Synchronous, so the cursor is set before the replayed messages that follow the reply are handled.
         onReply: (joined, reqId) => {
-          if (this.joining.get(sessionId)?.has(intent)) this.remember(sessionId, joined.last_seq, options.lastSeq, reqId);
+          if (!this.joining.get(sessionId)?.has(intent)) return;
+          const cursor = this.sessions.get(sessionId)?.cursor;
+          this.remember(sessionId, joined.last_seq, options.lastSeq, reqId);
+          // Sent without `last_seq` while another join of the session was on the wire, whose reply
+          // has made it remembered since: this one's membership starts after the reply's
+          // `last_seq` and replays nothing, so a message committed between the two replies would
+          // never come. A rejoin from the cursor replays it.
+          if (sentLastSeq === undefined && cursor !== undefined && cursor < joined.last_seq) this.rejoin(sessionId);
         },
       });
       return { lastSeq: reply.last_seq };
@@ -910,6 +922,10 @@ export class ChatClient {
           return;
         }
         // No fresh token for now: try again with backoff. The next one refused ends it (authRetried).
+        // The app hears of it, as of a provider failing while connecting.
+        const reason = error instanceof Error ? error.message : String(error);
+        this.events.emit('error', new ChatError('unavailable', `the token provider failed: ${reason}`));
+        if (epoch !== this.epoch) return;
         this.scheduleReconnect();
         return;
       }
@@ -1046,7 +1062,7 @@ export class ChatClient {
           // send() cannot resolve without them, and the session's next sends wait behind it: the
           // connection is given up, and the message sent again on the next one with its
           // client_msg_id, which the gateway answers with the stored message's ack.
-          if (this.outbox.waitsFor(frame.session_id, frame.client_msg_id)) this.drop(socket, 'malformed message_ack');
+          if (this.outbox.waitsFor(frame.session_id, frame.client_msg_id, frame.req_id)) this.drop(socket, 'malformed message_ack');
           return;
         }
         const sent = this.outbox.handleAck(frame);

@@ -62,8 +62,12 @@ export class Outbox {
     return message;
   }
 
-  /** Whether a message of the session with this `client_msg_id` waits for its ack. */
-  waitsFor(sessionId: unknown, clientMsgId: unknown): boolean {
+  /**
+   * Whether a malformed ack may answer a message that waits for its ack: the one its `req_id`
+   * was sent with, or one of the session with its `client_msg_id` (either may be the field missing).
+   */
+  waitsFor(sessionId: unknown, clientMsgId: unknown, reqId?: ReqId): boolean {
+    if (reqId !== undefined && this.onWire.has(reqId)) return true;
     return typeof sessionId === 'number' && (this.queues.get(sessionId)?.some((message) => message.clientMsgId === clientMsgId) ?? false);
   }
 
