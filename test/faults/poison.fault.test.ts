@@ -8,6 +8,7 @@ import {
   removeSlowInserts,
   type Stack,
   slowInserts,
+  TEST_NATS_URL,
   type TestClient,
   waitFor,
   withPgClient,
@@ -31,7 +32,7 @@ let sessions: LoadSession[];
 
 beforeAll(async () => {
   stack = await scenario.start({ gateways: 1, persistence: 1 });
-  nats = await connect({ servers: 'nats://127.0.0.1:4222' });
+  nats = await connect({ servers: TEST_NATS_URL });
   await refusePoison(stack.database.url);
   sessions = await createSessions(stack, 3);
 });

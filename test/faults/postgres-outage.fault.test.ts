@@ -22,7 +22,7 @@ describe('PostgreSQL cut off for 5 s mid-load', () => {
     const startedAt = Date.now();
     // Auth and persistence reach PostgreSQL only through a proxy the test can cut.
     database = await createTestDatabase('pg_outage');
-    proxy = await TcpProxy.start({ host: '127.0.0.1', port: 5432 });
+    proxy = await TcpProxy.toPostgres(database.url);
     const running = await scenario.start({
       gateways: 2,
       persistence: 1,

@@ -1,4 +1,4 @@
-import { LoadClient, metric, waitFor, withPgClient } from '@switchboard/testing';
+import { LoadClient, metric, TEST_NATS_URL, waitFor, withPgClient } from '@switchboard/testing';
 import { connect, type NatsConnection, RequestStrategy } from 'nats';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
@@ -47,7 +47,7 @@ describe('2,000 sockets on a gateway killed with SIGKILL and replaced on the sam
       // Five agents' tokens are shared by 2,000 sockets: no bound on sockets per user.
       gatewayEnv: { RATE_LIMIT_PER_SEC: '1000', SEND_TIMEOUT_MS: '3000', MAX_CONNECTIONS_PER_USER: '0' },
     });
-    nats = await connect({ servers: 'nats://127.0.0.1:4222' });
+    nats = await connect({ servers: TEST_NATS_URL });
     const gateway = running.gateways[0];
     if (!gateway) throw new Error('no gateway');
     const url = running.wsUrl(0);

@@ -15,6 +15,7 @@ import {
   type Stack,
   type StackOptions,
   startStack,
+  TEST_DATABASE_ADMIN_URL,
   TestClient,
   TestClients,
   withPgClient,
@@ -292,7 +293,7 @@ export interface BatchSighting {
 export async function insideBatch(
   db: pg.Client,
   services: readonly ServiceProcess[],
-  { timeoutMs = 1_000, databasePort = 5432 } = {},
+  { timeoutMs = 1_000, databasePort = Number(new URL(TEST_DATABASE_ADMIN_URL).port || 5432) } = {},
 ): Promise<BatchSighting | undefined> {
   const until = Date.now() + timeoutMs;
   let seenAny = false;

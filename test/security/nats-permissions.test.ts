@@ -10,13 +10,12 @@ import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort, REPO_ROOT, type Stack, startStack, waitFor } from '@switchboard/testing';
+import { freePort, natsServerBinary, REPO_ROOT, type Stack, startStack, waitFor } from '@switchboard/testing';
 import { AckPolicy, connect, type NatsConnection, RetentionPolicy, StorageType } from 'nats';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type NatsUser, passwordVariable, renderAuthConf, USERS } from '../../deploy/nats/permissions.mjs';
 import { authenticate, sleep } from './helpers.js';
 
-const NATS_SERVER = process.env.NATS_SERVER_BIN ?? '/usr/sbin/nats-server';
 const STREAM = 'SWITCHBOARD_INBOUND';
 
 let server: ChildProcess;
@@ -86,7 +85,10 @@ beforeAll(async () => {
   // The checked-in file itself, included the way the comment at its top says.
   await copyFile(join(REPO_ROOT, 'deploy/nats/auth.conf'), join(directory, 'auth.conf'));
   await writeFile(join(directory, 'server.conf'), `listen: 127.0.0.1:${port}\ninclude ./auth.conf\n`);
-  server = spawn(NATS_SERVER, ['-js', '-sd', join(directory, 'jetstream'), '-c', join(directory, 'server.conf')], {
+  // Where the other tests look for it (NATS_SERVER_BIN, then /usr/sbin, /usr/bin, /usr/local/bin).
+  const binary = natsServerBinary();
+  if (!binary) throw new Error('no nats-server binary: set NATS_SERVER_BIN');
+  server = spawn(binary, ['-js', '-sd', join(directory, 'jetstream'), '-c', join(directory, 'server.conf')], {
     env: { PATH: process.env.PATH, ...Object.fromEntries(USERS.map((user) => [passwordVariable(user), passwords[user]])) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

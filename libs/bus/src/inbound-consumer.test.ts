@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createLogger } from '@switchboard/logging';
 import { BusErrorCode, createSubjects } from '@switchboard/protocol';
-import { deleteInboundStream, TcpProxy, waitFor } from '@switchboard/testing';
+import { deleteInboundStream, TcpProxy, TEST_NATS_URL, waitFor } from '@switchboard/testing';
 import { connect, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Bus, DurableConsumer, DurableMessage } from './bus.js';
@@ -9,7 +9,6 @@ import { BusError } from './bus.js';
 import { createMemoryBus } from './memory-bus.js';
 import { connectNatsBus } from './nats-bus.js';
 
-const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 const INBOUND = { ackWaitMs: 30_000, maxDeliver: 20, duplicateWindowMs: 120_000, maxAgeMs: 3_600_000, replicas: 1 };
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -36,19 +35,19 @@ describe('the inbound consumer over NATS', () => {
 
   beforeAll(async () => {
     bus = await connectNatsBus({
-      servers: [NATS_URL],
+      servers: [TEST_NATS_URL],
       name: 'inbound-consumer-test',
       subjects,
       logger: createLogger({ name: 'test', level: 'silent' }),
     });
-    nc = await connect({ servers: NATS_URL });
+    nc = await connect({ servers: TEST_NATS_URL });
     await bus.ensureInboundStream(INBOUND);
   });
 
   afterAll(async () => {
     await bus?.close();
     await nc?.close();
-    await deleteInboundStream(NATS_URL, prefix);
+    await deleteInboundStream(TEST_NATS_URL, prefix);
   });
 
   const publish = (count: number, label: string) =>
@@ -96,13 +95,13 @@ describe('a pull the reconnect ended, after the consumer was made again meanwhil
   const logger = createLogger({ name: 'test', level: 'silent' });
 
   afterAll(async () => {
-    await deleteInboundStream(NATS_URL, prefix);
+    await deleteInboundStream(TEST_NATS_URL, prefix);
   });
 
   it('is not sent again to the new consumer: the pull ends, and the consumer is told gone', async () => {
-    const proxy = await TcpProxy.start({ host: '127.0.0.1', port: Number(new URL(NATS_URL).port || 4222) });
-    const cut = await connectNatsBus({ servers: [proxy.url(NATS_URL)], name: 'repull-cut', subjects, logger });
-    const other = await connectNatsBus({ servers: [NATS_URL], name: 'repull-other', subjects, logger });
+    const proxy = await TcpProxy.start({ host: '127.0.0.1', port: Number(new URL(TEST_NATS_URL).port || 4222) });
+    const cut = await connectNatsBus({ servers: [proxy.url(TEST_NATS_URL)], name: 'repull-cut', subjects, logger });
+    const other = await connectNatsBus({ servers: [TEST_NATS_URL], name: 'repull-other', subjects, logger });
     try {
       await cut.ensureInboundStream(INBOUND);
       for (const id of ['before-0', 'before-1']) await other.publishDurable(subjects.inbound(1), new TextEncoder().encode(id), id, 5_000);
@@ -119,7 +118,7 @@ describe('a pull the reconnect ended, after the consumer was made again meanwhil
 
       // The connection goes away; meanwhile the consumer is deleted and made again, and a message arrives.
       proxy.cut();
-      const admin = await connect({ servers: NATS_URL });
+      const admin = await connect({ servers: TEST_NATS_URL });
       await (await admin.jetstreamManager()).consumers.delete(subjects.inboundStream, subjects.inboundConsumer);
       await admin.close();
       await other.ensureInboundStream(INBOUND);

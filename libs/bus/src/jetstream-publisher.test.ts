@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { TEST_NATS_URL } from '@switchboard/testing';
 import { connect, DiscardPolicy, type JetStreamManager, type NatsConnection, StorageType } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createJetStreamPublisher, PublishError } from './jetstream-publisher.js';
 
 // The machine's NATS with JetStream, as every test on the message path.
-const NATS_URL = process.env.TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
 
 describe('createJetStreamPublisher (real NATS)', () => {
   const prefix = `pubtest_${randomBytes(4).toString('hex')}`;
@@ -14,7 +14,7 @@ describe('createJetStreamPublisher (real NATS)', () => {
   let jsm: JetStreamManager;
 
   beforeAll(async () => {
-    nc = await connect({ servers: NATS_URL, inboxPrefix: '_INBOX.pubtest' });
+    nc = await connect({ servers: TEST_NATS_URL, inboxPrefix: '_INBOX.pubtest' });
     jsm = await nc.jetstreamManager();
     await jsm.streams.add({ name: stream, subjects: [`${prefix}.in.>`], storage: StorageType.Memory, duplicate_window: 60e9 });
     // Holds one message and refuses the next: a PubAck with an error.

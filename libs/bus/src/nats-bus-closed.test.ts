@@ -3,13 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '@switchboard/logging';
 import { createSubjects } from '@switchboard/protocol';
-import { NatsServer, waitFor } from '@switchboard/testing';
+import { NatsServer, TEST_NATS_URL, waitFor } from '@switchboard/testing';
 import { connect } from 'nats';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Bus } from './bus.js';
 import { connectNatsBus, createNatsBus, natsConnectOptions } from './nats-bus.js';
 
-const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 const logger = createLogger({ name: 'closed-test', level: 'silent' });
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -78,14 +77,14 @@ describe('the NATS bus when its connection is refused or closed', () => {
     const options = { subjects: createSubjects('closedtest'), logger, onClosed };
 
     // The client closes its connection by itself: since nothing will reopen it, the owner must learn of it.
-    const nc = await connect({ servers: NATS_URL });
+    const nc = await connect({ servers: TEST_NATS_URL });
     bus = await createNatsBus(nc, options);
     await nc.close();
     await waitFor(() => closes.length > 0, 5_000, 'onClosed');
     expect(closes).toEqual(['no error']);
     expect(bus.isConnected()).toBe(false);
 
-    const other = await createNatsBus(await connect({ servers: NATS_URL }), options);
+    const other = await createNatsBus(await connect({ servers: TEST_NATS_URL }), options);
     await other.close();
     await sleep(200);
     expect(closes).toEqual(['no error']);
@@ -162,7 +161,7 @@ describe('a subscription the server refuses', () => {
 describe('a tls:// server URL', () => {
   it('refuses a server that offers no TLS, rather than sending the credentials in the clear', async () => {
     // nats.js drops the scheme: without the tls option it connected to the plain server below.
-    const options = natsConnectOptions([`tls://switchboard:secret@${new URL(NATS_URL).host}`]);
+    const options = natsConnectOptions([`tls://switchboard:secret@${new URL(TEST_NATS_URL).host}`]);
     await expect(connect({ ...options, maxReconnectAttempts: 0, reconnect: false })).rejects.toThrow(/tls/i);
   });
 });

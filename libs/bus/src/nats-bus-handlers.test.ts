@@ -1,6 +1,6 @@
 import { createLogger } from '@switchboard/logging';
 import { createSubjects } from '@switchboard/protocol';
-import { deleteInboundStream } from '@switchboard/testing';
+import { deleteInboundStream, TEST_NATS_URL } from '@switchboard/testing';
 import { connect } from 'nats';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Bus, ErrorAnswer } from './bus.js';
@@ -12,7 +12,7 @@ const opened: Bus[] = [];
 
 async function bus(name: string): Promise<Bus> {
   const connected = await connectNatsBus({
-    servers: [process.env.NATS_URL ?? 'nats://127.0.0.1:4222'],
+    servers: [TEST_NATS_URL],
     name,
     subjects: createSubjects(prefix),
     logger,
@@ -85,7 +85,7 @@ describe('the NATS bus', () => {
       ],
     });
     for (const kind of ['fine', 'error', 'huge']) await client.request(subject, bytes(kind), 3_000);
-    const nc = await connect({ servers: process.env.NATS_URL ?? 'nats://127.0.0.1:4222' });
+    const nc = await connect({ servers: TEST_NATS_URL });
     try {
       const stats = [];
       for await (const entry of await nc.services.client().stats(name)) stats.push(entry);
@@ -117,7 +117,7 @@ describe('the NATS bus', () => {
         return { readings };
       },
     });
-    const nc = await connect({ servers: process.env.NATS_URL ?? 'nats://127.0.0.1:4222' });
+    const nc = await connect({ servers: TEST_NATS_URL });
     try {
       for (const answer of [1, 2]) {
         const stats = [];
@@ -171,7 +171,7 @@ describe('the inbound stream', () => {
     const inbound = { ackWaitMs: 30_000, maxDeliver: 20, duplicateWindowMs: 120_000, maxAgeMs: 3_600_000, replicas: 1 };
     const connectAs = (prefix: string) =>
       connectNatsBus({
-        servers: [process.env.NATS_URL ?? 'nats://127.0.0.1:4222'],
+        servers: [TEST_NATS_URL],
         name: prefix,
         subjects: createSubjects(prefix),
         logger,
@@ -186,7 +186,7 @@ describe('the inbound stream', () => {
       // The first installation's stream is untouched, and its own start still takes it.
       await first.ensureInboundStream(inbound);
     } finally {
-      await deleteInboundStream(process.env.NATS_URL ?? 'nats://127.0.0.1:4222', `coll-${id}`);
+      await deleteInboundStream(TEST_NATS_URL, `coll-${id}`);
     }
   });
 });

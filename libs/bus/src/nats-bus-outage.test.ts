@@ -1,12 +1,12 @@
 import { createLogger } from '@switchboard/logging';
 import { BusErrorCode, createSubjects } from '@switchboard/protocol';
 import { settlesWithin } from '@switchboard/runtime';
-import { TcpProxy } from '@switchboard/testing';
+import { TcpProxy, TEST_NATS_URL } from '@switchboard/testing';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type Bus, BusError } from './bus.js';
 import { connectNatsBus } from './nats-bus.js';
 
-const NATS = new URL(process.env.NATS_URL ?? 'nats://127.0.0.1:4222');
+const NATS = new URL(TEST_NATS_URL);
 
 /** A bus connected to the machine's NATS through a proxy the test can break. */
 async function connectThroughProxy(): Promise<{ proxy: TcpProxy; bus: Bus }> {

@@ -1,5 +1,6 @@
 import { createLogger } from '@switchboard/logging';
 import { BusErrorCode, createSubjects } from '@switchboard/protocol';
+import { TEST_NATS_URL } from '@switchboard/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { type Bus, BusError, type RegisteredService } from './bus.js';
@@ -16,7 +17,7 @@ let service: RegisteredService;
 
 beforeAll(async () => {
   bus = await connectNatsBus({
-    servers: [process.env.NATS_URL ?? 'nats://127.0.0.1:4222'],
+    servers: [TEST_NATS_URL],
     name: 'rpc-test',
     subjects: createSubjects(`rpc-test-${process.pid}`),
     logger,

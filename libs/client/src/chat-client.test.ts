@@ -1105,6 +1105,41 @@ describe('requests', () => {
   });
 });
 
+describe("a socket given up under Node's ws", () => {
+  /** `ws`'s socket: close() waits up to 30 s for the server's close frame, on a timer that holds the process; terminate() cuts it. */
+  class NodeSocket extends FakeSocket {
+    terminated = 0;
+    terminate(): void {
+      this.terminated++;
+    }
+  }
+
+  it('is cut a second after its close, so that a dead connection does not hold the process for 30 s', async () => {
+    const { client } = newClient({ WebSocket: NodeSocket });
+    const connecting = client.connect();
+    const socket = (await accept()) as NodeSocket;
+    await connecting;
+    client.close();
+    expect(socket.closedWith).toBe(4000);
+    expect(socket.terminated).toBe(0);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(socket.terminated).toBe(1);
+  });
+
+  it('is cut the same way when the watchdog finds it dead', async () => {
+    const { client } = newClient({ WebSocket: NodeSocket });
+    const connecting = client.connect();
+    const socket = (await accept()) as NodeSocket;
+    await connecting;
+    // A quiet heartbeat interval, then a probe nobody answers.
+    await vi.advanceTimersByTimeAsync(25_000 + 10_000);
+    expect(socket.closedWith).toBe(4000);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(socket.terminated).toBe(1);
+    client.close();
+  });
+});
+
 describe('malformed frames from the server', () => {
   it('drops a new_message without a message or its numbers, reports it, and delivers the next one', async () => {
     const { client, messages, errors, socket } = await connected();
@@ -1179,7 +1214,7 @@ describe('malformed frames from the server', () => {
 
   it('gives up the connection for an ack that answers a send by its req_id alone, rather than hold the session', async () => {
     const { client, errors, socket } = await connected();
-    void client.send(7, 'hello', { clientMsgId: 'a1' });
+    const sending = expect(client.send(7, 'hello', { clientMsgId: 'a1' })).rejects.toMatchObject({ code: 'closed' });
     await flush();
     const [frame] = socket.sentOf('send_message');
     // Neither its session nor its client_msg_id: only the req_id says which send it answers.
@@ -1187,6 +1222,7 @@ describe('malformed frames from the server', () => {
     expect(errors.map((error) => error.code)).toEqual(['invalid_message']);
     expect(socket.closedWith).toBe(4000);
     client.close();
+    await sending;
   });
 
   it('fails a request at once on a reply without what it resolves with, rather than hand the app undefined', async () => {

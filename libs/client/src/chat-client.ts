@@ -112,6 +112,12 @@ const PROBE_REQ_ID = 'probe';
 const DEFAULT_HEARTBEAT_MS = 25_000;
 /** Close code for a socket the client abandons (no answer, refused token, closed by the app). */
 const CLIENT_CLOSE = 4000;
+/**
+ * How long a socket given up has for its closing handshake before it is cut, where the socket can
+ * be cut (Node's `ws`): its close() waits 30 s for the server's close frame, which a dead
+ * connection never sends, on a timer that keeps the process alive.
+ */
+const CLOSE_HANDSHAKE_MS = 1_000;
 const AUTH_CLOSE = 4001;
 /**
  * How long a connection must stay ready before the reconnect backoff starts over. One closed
@@ -805,6 +811,12 @@ export class ChatClient {
       socket.close(CLIENT_CLOSE, reason);
     } catch {
       // Already closing.
+    }
+    const { terminate } = socket as { terminate?: () => void };
+    if (typeof terminate === 'function') {
+      // Unref'd: it neither keeps a Node process alive nor outlives one that has nothing else to do.
+      const cut = setTimeout(() => terminate.call(socket), CLOSE_HANDSHAKE_MS) as { unref?: () => void };
+      cut.unref?.();
     }
     this.onClosed(socket, code, reason);
   }

@@ -26,7 +26,7 @@ export { LoadClient, type LoadClientOptions } from './load-client.js';
 export { refusePoison, removeSlowInserts, slowInserts } from './message-triggers.js';
 export { metric, metricValue } from './metrics.js';
 export { type JetStreamInfo, NatsServer, natsServerBinary } from './nats-server.js';
-export { deleteInboundStream } from './nats-streams.js';
+export { deleteInboundStream, TEST_NATS_URL } from './nats-streams.js';
 export { PendingReplies } from './pending-replies.js';
 export { canListen, freePort, holdPort } from './ports.js';
 export { type RawWsClient, rawWsClient } from './raw-ws-client.js';

@@ -1,7 +1,13 @@
 import { natsConnectOptions } from '@switchboard/bus';
-import { commonEnv } from '@switchboard/config';
+import { commonEnv, DEFAULT_NATS_URL } from '@switchboard/config';
 import { createSubjects } from '@switchboard/protocol';
 import { connect } from 'nats';
+
+/**
+ * The NATS server (with JetStream) the tests use: `TEST_NATS_URL`, else the local one. Never
+ * `NATS_URL`, which may name a deployment's server in the shell the tests run from.
+ */
+export const TEST_NATS_URL = process.env.TEST_NATS_URL ?? DEFAULT_NATS_URL;
 
 /**
  * Deletes the inbound stream (and with it its consumer) that persistence created for a stack's

@@ -1,6 +1,6 @@
 import { postJson } from './auth-api.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
-import { deleteInboundStream } from './nats-streams.js';
+import { deleteInboundStream, TEST_NATS_URL } from './nats-streams.js';
 import { type ServiceProcess, startService, uniqueSubjectPrefix } from './service-process.js';
 
 export interface Stack {
@@ -44,6 +44,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     REGISTRATION_MAX_PER_ADDRESS: '1000000',
     SESSION_CREATE_LIMIT: '1000000',
     DATABASE_URL: database.url,
+    NATS_URL: TEST_NATS_URL,
     NATS_SUBJECT_PREFIX: prefix,
     ...options.env,
   };

@@ -1,6 +1,13 @@
 import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { createSubjects } from '@switchboard/protocol';
-import { createTestDatabase, type ServiceProcess, startService, type TestDatabase, uniqueSubjectPrefix } from '@switchboard/testing';
+import {
+  createTestDatabase,
+  type ServiceProcess,
+  startService,
+  TEST_NATS_URL,
+  type TestDatabase,
+  uniqueSubjectPrefix,
+} from '@switchboard/testing';
 import { createTokenVerifier, requestKeySource, TokenError } from '@switchboard/tokens';
 import { decodeProtectedHeader } from 'jose';
 import { connect, type NatsConnection } from 'nats';
@@ -56,7 +63,7 @@ const verifierOverNats = () =>
 beforeAll(async () => {
   database = await createTestDatabase('auth');
   auth = await startService('auth', { env: authEnv() });
-  nc = await connect({ servers: 'nats://127.0.0.1:4222' });
+  nc = await connect({ servers: TEST_NATS_URL });
 });
 
 afterAll(async () => {

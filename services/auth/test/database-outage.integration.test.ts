@@ -31,7 +31,7 @@ const login = async () => {
 
 beforeAll(async () => {
   database = await createTestDatabase('auth_outage');
-  proxy = await TcpProxy.start({ host: '127.0.0.1', port: 5432 });
+  proxy = await TcpProxy.toPostgres(database.url);
   auth = await startService('auth', {
     env: {
       DATABASE_URL: proxy.url(database.url),

@@ -1,7 +1,7 @@
 import { connectNatsBus } from '@switchboard/bus';
 import { createLogger } from '@switchboard/logging';
 import { createSubjects } from '@switchboard/protocol';
-import { canListen, createTestDatabase, freePort, holdPort, uniqueSubjectPrefix } from '@switchboard/testing';
+import { canListen, createTestDatabase, freePort, holdPort, TEST_NATS_URL, uniqueSubjectPrefix } from '@switchboard/testing';
 import { describe, expect, it } from 'vitest';
 import { loadAuthConfig, openAuthDatabase, startAuthService } from '../src/index.js';
 
@@ -18,7 +18,7 @@ describe('an auth start that fails', () => {
     const port = await freePort();
     const config = loadAuthConfig({
       DATABASE_URL: testDatabase.url,
-      NATS_URL: 'nats://127.0.0.1:4222',
+      NATS_URL: TEST_NATS_URL,
       NATS_SUBJECT_PREFIX: prefix,
       HOST: '127.0.0.1',
       PORT: String(port),
@@ -26,7 +26,7 @@ describe('an auth start that fails', () => {
     });
     const logger = createLogger({ name: 'auth-failed-start', level: 'silent' });
     const subjects = createSubjects(prefix);
-    const bus = await connectNatsBus({ servers: ['nats://127.0.0.1:4222'], name: 'auth-failed-start', subjects, logger });
+    const bus = await connectNatsBus({ servers: [TEST_NATS_URL], name: 'auth-failed-start', subjects, logger });
     const database = await openAuthDatabase(testDatabase.url, { poolSize: 2, logger, ensureSigningKey: true });
     try {
       await expect(startAuthService({ config, logger, bus, database })).rejects.toThrow(/EADDRINUSE/);

@@ -1,6 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { createSubjects } from '@switchboard/protocol';
-import { type ServiceProcess, waitFor } from '@switchboard/testing';
+import { type ServiceProcess, TEST_NATS_URL, waitFor } from '@switchboard/testing';
 import { createTokenVerifier, requestKeySource, TokenErrorCode } from '@switchboard/tokens';
 import { decodeProtectedHeader } from 'jose';
 import { connect, type NatsConnection } from 'nats';
@@ -22,7 +22,7 @@ let nc: NatsConnection;
 const auth = authPerTest('auth_rotation');
 
 beforeAll(async () => {
-  nc = await connect({ servers: 'nats://127.0.0.1:4222' });
+  nc = await connect({ servers: TEST_NATS_URL });
 });
 
 afterAll(async () => {

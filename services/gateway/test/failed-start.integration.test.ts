@@ -1,7 +1,7 @@
 import { connectNatsBus } from '@switchboard/bus';
 import { createLogger } from '@switchboard/logging';
 import { createSubjects } from '@switchboard/protocol';
-import { canListen, freePort, holdPort, uniqueSubjectPrefix } from '@switchboard/testing';
+import { canListen, freePort, holdPort, TEST_NATS_URL, uniqueSubjectPrefix } from '@switchboard/testing';
 import { describe, expect, it } from 'vitest';
 import { loadGatewayConfig, startGateway } from '../src/index.js';
 
@@ -16,7 +16,7 @@ describe('a gateway start that fails', () => {
     const prefix = uniqueSubjectPrefix();
     const port = await freePort();
     const config = loadGatewayConfig({
-      NATS_URL: 'nats://127.0.0.1:4222',
+      NATS_URL: TEST_NATS_URL,
       NATS_SUBJECT_PREFIX: prefix,
       HOST: '127.0.0.1',
       PORT: String(port),
@@ -24,7 +24,7 @@ describe('a gateway start that fails', () => {
     });
     const logger = createLogger({ name: 'gateway-failed-start', level: 'silent' });
     const subjects = createSubjects(prefix);
-    const bus = await connectNatsBus({ servers: ['nats://127.0.0.1:4222'], name: 'gateway-failed-start', subjects, logger });
+    const bus = await connectNatsBus({ servers: [TEST_NATS_URL], name: 'gateway-failed-start', subjects, logger });
     try {
       await expect(startGateway({ config, logger, bus })).rejects.toThrow(/EADDRINUSE/);
       expect(await canListen(port)).toBe(true);

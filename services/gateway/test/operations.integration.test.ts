@@ -7,6 +7,7 @@ import {
   type Stack,
   sendReliably,
   startStack,
+  TEST_NATS_URL,
   TestClient,
   TestClients,
   waitFor,
@@ -243,7 +244,7 @@ describe('metrics and stats', () => {
   });
 
   it('lists every service in $SRV.STATS and in npm run status', async () => {
-    const nc = await connect({ servers: 'nats://127.0.0.1:4222' });
+    const nc = await connect({ servers: TEST_NATS_URL });
     try {
       const stats: EndpointStats[] = [];
       for await (const entry of await nc.services.client({ strategy: RequestStrategy.Timer, maxWait: 1_000 }).stats()) stats.push(entry);

@@ -7,6 +7,7 @@ import {
   sendReliably,
   slowInserts,
   startStack,
+  TEST_NATS_URL,
   type TestClient,
   TestClients,
   waitFor,
@@ -23,7 +24,6 @@ import { sleep } from './support.js';
  * its sender stored once, in order, and delivered once.
  */
 
-const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 /** How long a message may take to be stored once the consumer is gone: a few of the sender's attempts. */
 const RECOVERY_BOUND_MS = 15_000;
 
@@ -91,7 +91,7 @@ beforeAll(async () => {
   const [only] = stack.persistence;
   if (!only) throw new Error('no persistence');
   persistence = only;
-  nc = await connect({ servers: NATS_URL });
+  nc = await connect({ servers: TEST_NATS_URL });
   jsm = await nc.jetstreamManager();
   const customerUser = await stack.user('user');
   customer = await clients.authenticated(stack.wsUrl(0), customerUser.token);

@@ -1,9 +1,7 @@
-import { query, refusePoison, waitFor } from '@switchboard/testing';
+import { query, refusePoison, TEST_NATS_URL, waitFor } from '@switchboard/testing';
 import { connect } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, startHarness } from './support.js';
-
-const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 
 let harness: Harness;
 
@@ -20,7 +18,7 @@ afterAll(async () => {
 
 /** The inbound stream's last message on a session's subject, as persistence reads it. */
 async function lastInbound(sessionId: number): Promise<{ seq: number; payload: string }> {
-  const nc = await connect({ servers: NATS_URL });
+  const nc = await connect({ servers: TEST_NATS_URL });
   try {
     const jsm = await nc.jetstreamManager();
     const subjects = harness.subjects;

@@ -1,5 +1,5 @@
 import { createLogger } from '@switchboard/logging';
-import { holdPort } from '@switchboard/testing';
+import { holdPort, TEST_NATS_URL } from '@switchboard/testing';
 import { describe, expect, it } from 'vitest';
 import { loadPersistenceConfig, openPersistenceDatabase, startPersistenceService } from '../src/index.js';
 import { sleep, startHarness } from './support.js';
@@ -15,7 +15,7 @@ describe('a persistence start that fails', () => {
     const taken = await holdPort();
     const config = loadPersistenceConfig({
       DATABASE_URL: harness.database.url,
-      NATS_URL: 'nats://127.0.0.1:4222',
+      NATS_URL: TEST_NATS_URL,
       NATS_SUBJECT_PREFIX: harness.subjects.prefix,
       OPS_PORT: String(taken.port),
       HOST: '127.0.0.1',

@@ -1,7 +1,7 @@
 import { createDb, type Database } from '@switchboard/db';
 import { createLogger } from '@switchboard/logging';
 import { createMetricsRegistry } from '@switchboard/runtime';
-import { waitFor } from '@switchboard/testing';
+import { TEST_NATS_URL, waitFor } from '@switchboard/testing';
 import { connect, type NatsConnection } from 'nats';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -18,7 +18,6 @@ import { type Harness, sleep, startHarness } from './support.js';
  * far more than asked for.
  */
 
-const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 const BATCH_MAX = 5;
 /** Heartbeats every 1 s: under `consume()`, missed from about 2 s into a stall, another pull every second after. */
 const PULL_EXPIRES_MS = 2_000;
@@ -36,7 +35,7 @@ beforeAll(async () => {
   database = createDb<PersistenceDatabase>({ url: harness.database.url, poolSize: 2, applicationName: 'pull-stall-test' });
   await migratePersistence(database.db, logger);
   await harness.bus.ensureInboundStream(INBOUND);
-  nc = await connect({ servers: NATS_URL, name: 'pull-stall-test' });
+  nc = await connect({ servers: TEST_NATS_URL, name: 'pull-stall-test' });
 });
 
 afterEach(async () => {

@@ -1,10 +1,8 @@
 import { createPersistenceClient } from '@switchboard/bus';
-import { metric, query, TcpProxy, waitFor } from '@switchboard/testing';
+import { metric, query, TcpProxy, TEST_NATS_URL, waitFor } from '@switchboard/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { failureOf, type Harness, sleep, startHarness } from './support.js';
-
-const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 
 /**
  * SIGTERM while the batch in hand waits for a row lock held elsewhere (another replica's
@@ -164,11 +162,11 @@ describe('a stop while PostgreSQL and NATS both hang', () => {
 
   it('exits 0 within the 30 s, with a batch and a request waiting on the database, and the message is stored once after', async () => {
     const database = await TcpProxy.toPostgres(harness.database.url);
-    const nats = await TcpProxy.start({ host: '127.0.0.1', port: Number(new URL(NATS_URL).port || 4222) });
+    const nats = await TcpProxy.start({ host: new URL(TEST_NATS_URL).hostname, port: Number(new URL(TEST_NATS_URL).port || 4222) });
     try {
       const persistence = await harness.startPersistence({
         DATABASE_URL: database.url(harness.database.url),
-        NATS_URL: nats.url(NATS_URL),
+        NATS_URL: nats.url(TEST_NATS_URL),
         INBOUND_ACK_WAIT: '2s',
       });
       const [session = 0] = await harness.createSessions(1);

@@ -1,4 +1,4 @@
-import { metric, waitFor } from '@switchboard/testing';
+import { metric, TEST_NATS_URL, waitFor } from '@switchboard/testing';
 import { connect } from 'nats';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,7 +10,6 @@ import { type Harness, startHarness } from './support.js';
  * sequences as those held.
  */
 
-const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 let harness: Harness;
 let holder: pg.Client | undefined;
 
@@ -43,7 +42,7 @@ describe('an inbound stream deleted and created again while messages are held', 
     );
     await new Promise((resolve) => setTimeout(resolve, 1_000));
 
-    const nc = await connect({ servers: NATS_URL });
+    const nc = await connect({ servers: TEST_NATS_URL });
     try {
       await (await nc.jetstreamManager()).streams.delete(harness.subjects.inboundStream);
     } finally {

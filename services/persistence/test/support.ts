@@ -12,13 +12,12 @@ import {
   type ServiceProcess,
   startService,
   TEST_DATABASE_ADMIN_URL,
+  TEST_NATS_URL,
   type TestDatabase,
   uniqueSubjectPrefix,
   waitFor,
   withPgClient,
 } from '@switchboard/testing';
-
-const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -55,7 +54,7 @@ export interface HarnessOptions {
   natsUrl?: string;
 }
 
-export async function startHarness(label: string, { natsUrl = NATS_URL }: HarnessOptions = {}): Promise<Harness> {
+export async function startHarness(label: string, { natsUrl = TEST_NATS_URL }: HarnessOptions = {}): Promise<Harness> {
   const database = await createTestDatabase(label);
   const prefix = uniqueSubjectPrefix();
   const subjects = createSubjects(prefix);

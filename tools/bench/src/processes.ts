@@ -182,13 +182,15 @@ export function procSyscalls(pid: number): { reads: number; writes: number } | u
   }
 }
 
-/**
- * The local ports of a process's TCP connections to `remotePort` on this machine, from
- * /proc/<pid>/fd and the process's own /proc/<pid>/net/tcp(6): how an entry of NATS's `/connz`,
- * which gives each client's port, is matched to the process behind it. Empty where there is no
- * /proc.
- */
-export function localPortsTo(pid: number, remotePort: number): number[] {
+/** A TCP socket of a process: its local and remote ports and its state (`0A` is LISTEN). */
+interface TcpSocket {
+  localPort: number;
+  remotePort: number;
+  state: string;
+}
+
+/** The TCP sockets a process holds, from /proc/<pid>/fd and its /proc/<pid>/net/tcp(6). Empty where there is no /proc. */
+function tcpSocketsOf(pid: number): TcpSocket[] {
   const inodes = new Set<string>();
   try {
     for (const fd of readdirSync(`/proc/${pid}/fd`)) {
@@ -203,7 +205,7 @@ export function localPortsTo(pid: number, remotePort: number): number[] {
     return [];
   }
   const portOf = (address: string) => Number.parseInt(address.slice(address.lastIndexOf(':') + 1), 16);
-  const ports: number[] = [];
+  const sockets: TcpSocket[] = [];
   for (const table of [`/proc/${pid}/net/tcp`, `/proc/${pid}/net/tcp6`]) {
     let text: string;
     try {
@@ -213,9 +215,31 @@ export function localPortsTo(pid: number, remotePort: number): number[] {
     }
     // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode …
     for (const line of text.split('\n').slice(1)) {
-      const [, local, remote, , , , , , , inode] = line.trim().split(/\s+/);
-      if (local && remote && inode && inodes.has(inode) && portOf(remote) === remotePort) ports.push(portOf(local));
+      const [, local, remote, state, , , , , , inode] = line.trim().split(/\s+/);
+      if (local && remote && state && inode && inodes.has(inode))
+        sockets.push({ localPort: portOf(local), remotePort: portOf(remote), state });
     }
   }
-  return ports;
+  return sockets;
+}
+
+/**
+ * The local ports of a process's TCP connections to `remotePort` on this machine: how an entry
+ * of NATS's `/connz`, which gives each client's port, is matched to the process behind it.
+ */
+export function localPortsTo(pid: number, remotePort: number): number[] {
+  return tcpSocketsOf(pid)
+    .filter((socket) => socket.remotePort === remotePort && socket.state !== '0A')
+    .map((socket) => socket.localPort);
+}
+
+/**
+ * The processes named `comm` that listen on TCP `port`: the server the system under test talks
+ * to, not every one of that name (a test's private NATS, another Redis), whose CPU is not the
+ * system's. All of that name where /proc shows no listener (no access to another user's fds).
+ */
+export function pidsListeningOn(comm: string, port: number): number[] {
+  const named = pidsByName(comm);
+  const listening = named.filter((pid) => tcpSocketsOf(pid).some((socket) => socket.state === '0A' && socket.localPort === port));
+  return listening.length > 0 ? listening : named;
 }

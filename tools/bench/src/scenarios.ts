@@ -330,6 +330,15 @@ export async function ramp(
   baselines: boolean,
 ): Promise<{ params: RampParams; systems: RampResult[] }> {
   const overridden = { ...params, ...pick(context.overrides, ['connections', 'sessions', 'gateways']) };
+  const ignored = (
+    [
+      ['rate', '--rate'],
+      ['durationS', '--duration'],
+      ['warmupS', '--warmup'],
+    ] as const
+  ).filter(([key]) => context.overrides[key] !== undefined);
+  if (ignored.length > 0)
+    context.warnings.push(`ramp: ${ignored.map(([, flag]) => flag).join(', ')} not applied (its steps set their own rate and length)`);
   const plan = makePlan({ sessions: overridden.sessions, connections: overridden.connections });
   const systems: RampResult[] = [];
   for (const factory of factories(context, overridden.gateways, baselines)) {

@@ -1,7 +1,16 @@
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { type AddressInfo, connect, createServer } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
-import { busyBetween, localPortsTo, machineTicks, parseMachineTicks, procSchedSeconds } from '../src/processes.js';
+import {
+  busyBetween,
+  localPortsTo,
+  machineTicks,
+  parseMachineTicks,
+  pidsByName,
+  pidsListeningOn,
+  procSchedSeconds,
+} from '../src/processes.js';
 
 describe('localPortsTo', () => {
   const server = createServer();
@@ -22,6 +31,25 @@ describe('localPortsTo', () => {
       expect(localPortsTo(2 ** 22 + 1, port)).toEqual([]);
     } finally {
       for (const client of clients) client.destroy();
+    }
+  });
+});
+
+describe('pidsListeningOn', () => {
+  it('picks, of the processes of a name, the one listening on the port', async () => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const { port } = server.address() as AddressInfo;
+    try {
+      const comm = readFileSync(`/proc/${process.pid}/comm`, 'utf8').trim();
+      // This process listens on the port; the other processes of its name (vitest's workers) do not.
+      expect(pidsByName(comm)).toContain(process.pid);
+      expect(pidsListeningOn(comm, port)).toEqual([process.pid]);
+      // With no listener to tell them apart, every process of the name, as before.
+      expect(pidsListeningOn(comm, 1).sort()).toEqual(pidsByName(comm).sort());
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
     }
   });
 });

@@ -295,6 +295,18 @@ describe('targetsOf, on what a verdict needs', () => {
       }
     });
 
+    it("allows a longer run the heads checks' replies of its length, and no more", () => {
+      const other = (otherMessages: number) =>
+        [step(1, 100), step(2, 110), step(4, 120)].map((each) => ({
+          ...each,
+          nats: each.nats?.map((gateway) => ({ ...gateway, otherMessages })),
+        }));
+      // 60 s after 3 s: a reply every 5 s is 13; before, any run over about 55 s failed at 10.
+      expect(row(other(13), { durationS: 60 })?.met).toBe(true);
+      expect(row(other(40), { durationS: 60 })?.met).toBe(false);
+      expect(row(other(11))?.met).toBe(false);
+    });
+
     it('judges no target without a NATS of its own, which alone tells what each gateway received', () => {
       const [, , , , unmeasured] = targetsOf({
         scenarios: {
@@ -326,6 +338,13 @@ describe('targetsOf, on how the run was made', () => {
     },
   };
   const verdicts = (conditions?: Parameters<typeof targetsOf>[1]) => targetsOf(results, conditions).map((row) => row.met);
+
+  it("judges no saturation on a ramp with other sockets or sessions than the scenario's", () => {
+    const resized = { ...results.scenarios, ramp: { ...results.scenarios.ramp, params: { ...RAMP, connections: 2_000, sessions: 1_000 } } };
+    const [, , saturation] = targetsOf({ scenarios: resized });
+    expect(saturation?.met).toBeNull();
+    expect(saturation?.measured).toContain('2000 connections in 1000 sessions, not judged');
+  });
 
   it("judges each target on the issue's run", () => {
     expect(verdicts()).toEqual([true, true, true, true, null]);

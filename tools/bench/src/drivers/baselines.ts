@@ -3,7 +3,7 @@ import { type ServiceProcess, startProcess } from '@switchboard/testing';
 import { io, type Socket } from 'socket.io-client';
 import { type EventSink, inPool, type System } from '../driver.js';
 import type { Plan } from '../plan.js';
-import { onCleanup, pidsByName, trackChild } from '../processes.js';
+import { onCleanup, pidsListeningOn, trackChild } from '../processes.js';
 import { type JsonFrame, JsonSocket } from './ws-client.js';
 
 const CONNECT_CONCURRENCY = 256;
@@ -89,7 +89,9 @@ export async function startSocketIo(processes = 2): Promise<System> {
       metricsUrl: server.opsUrl('/metrics'),
       pid: server.child.pid,
     })),
-    infraPids: async () => ({ redis: pidsByName('redis-server') }),
+    infraPids: async () => ({
+      redis: pidsListeningOn('redis-server', Number(new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379').port || 6379)),
+    }),
     async connect(plan: Plan, events: EventSink) {
       sink = events;
       sockets = new Array(plan.connections);

@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { postJson, type Stack, startStack } from '@switchboard/testing';
+import { postJson, type Stack, startStack, TEST_NATS_URL } from '@switchboard/testing';
 import pg from 'pg';
 import { type EventSink, type InfraPids, inPool, type MeasuredProcess, type System } from '../driver.js';
 import type { Plan } from '../plan.js';
-import { onCleanup, pidsByName, trackChild } from '../processes.js';
+import { onCleanup, pidsListeningOn, trackChild } from '../processes.js';
 import { type JsonFrame, JsonSocket } from './ws-client.js';
 
 type Role = 'user' | 'agent';
@@ -191,7 +191,7 @@ export async function startLocalSwitchboard(options: LocalSwitchboardOptions): P
     users: (role) => stack.user(role),
     processes: processes(),
     infraPids: async () => ({
-      nats: options.natsPids?.() ?? pidsByName('nats-server'),
+      nats: options.natsPids?.() ?? pidsListeningOn('nats-server', Number(new URL(TEST_NATS_URL).port || 4222)),
       postgres: await postgresBackendPids(stack.database.url),
     }),
     stop,
