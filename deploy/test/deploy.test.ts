@@ -1015,6 +1015,8 @@ describe('the Helm chart', () => {
       ['persistence.inbound.maxAge=30s', /persistence.inbound.maxAge \(30s\) must be from 1m to 365d/],
       ['persistence.inbound.ackWait=2h', /persistence.inbound.ackWait \(2h\) must be from 1s to 1h/],
       ['persistence.inbound.duplicateWindow=2d', /duplicateWindow \(2d\) must be from 1s to 1d/],
+      // Milliseconds written as a bare number, which is seconds: ten days of token.
+      ['auth.accessTokenTtl=900000', /auth.accessTokenTtl \(900000\): a bare number is seconds, and 900000 s is over a day/],
       [
         'persistence.inbound.duplicateWindow=10m,persistence.inbound.maxAge=5m',
         /duplicateWindow \(10m\) must not exceed persistence.inbound.maxAge \(5m\)/,

@@ -143,7 +143,7 @@ describe('loadConfig', () => {
     });
 
     it.each([
-      ['0', 0],
+      ['1', 1],
       ['80', 80],
       ['8443', 8443],
       ['65535', 65535],
@@ -151,7 +151,8 @@ describe('loadConfig', () => {
       expect(loadConfig(serviceEnv, { PORT: raw }).PORT).toBe(expected);
     });
 
-    it.each(['65536', '-1', '100000', 'http', '80.5'])('refuses PORT=%j', (raw) => {
+    // 0 would bind a port nobody's probes or clients know.
+    it.each(['0', '-0', '65536', '-1', '100000', 'http', '80.5'])('refuses PORT=%j', (raw) => {
       expectProblemsOnlyFor(
         configErrorOf(() => loadConfig(serviceEnv, { PORT: raw })),
         'PORT',
@@ -200,6 +201,23 @@ describe('loadConfig', () => {
       }
     });
 
+    it('refuses a bare number of seconds over a day, most likely milliseconds, and takes it with a unit', () => {
+      const bounded = { TTL: env.duration({ default: '1h', min: '1s', max: '30d' }) };
+      const error = configErrorOf(() => loadConfig(bounded, { TTL: '900000' }));
+      expectProblemsOnlyFor(error, 'TTL');
+      expect(error.message).toContain('a bare number is seconds, and 900000 s is over a day');
+      expect(loadConfig(bounded, { TTL: '900000ms' }).TTL).toBe(900_000);
+      expect(loadConfig(bounded, { TTL: '86400' }).TTL).toBe(86_400_000);
+      expect(loadConfig(bounded, { TTL: '10d' }).TTL).toBe(10 * 86_400_000);
+      // In a declared unit other than seconds, a bare number is what it says.
+      expect(loadConfig(serviceEnv, { POLL_INTERVAL: '900000' }).POLL_INTERVAL).toBe(900_000);
+    });
+
+    it('refuses a bound that does not parse when the variable is declared, rather than drop it', () => {
+      expect(() => env.duration({ default: '1s', min: '1.5s' })).toThrow(/1.5s/);
+      expect(() => env.duration({ default: '1s', max: '1w' })).toThrow(/1w/);
+    });
+
     it.each(['1.5h', '-1s', 'h', 'ms', '10 minutes', '1w', '1H', '1h30m', 'soon'])('refuses TIMEOUT=%j', (raw) => {
       const error = configErrorOf(() => loadConfig(serviceEnv, { TIMEOUT: raw }));
 
@@ -209,6 +227,17 @@ describe('loadConfig', () => {
   });
 
   describe('strings', () => {
+    it('refuses surrounding whitespace or a control character where the value is compared as it is', () => {
+      const shape = { ISSUER: env.string({ default: 'switchboard', exact: true }), HOST: env.string({ default: '0.0.0.0' }) };
+      for (const raw of ['switchboard\r', ' switchboard', 'switchboard ', 'switch\u0000board']) {
+        expectProblemsOnlyFor(
+          configErrorOf(() => loadConfig(shape, { ISSUER: raw })),
+          'ISSUER',
+        );
+      }
+      expect(loadConfig(shape, { ISSUER: 'https://auth.example.com/' }).ISSUER).toBe('https://auth.example.com/');
+    });
+
     it('reads empty as the default, unless empty is a value of its own', () => {
       const shape = { NAME: env.string({ default: 'agent' }), SKIPPABLE: env.string({ default: 'agent', emptyAllowed: true }) };
       expect(loadConfig(shape, { NAME: '', SKIPPABLE: '' })).toEqual({ NAME: 'agent', SKIPPABLE: '' });

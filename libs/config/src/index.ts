@@ -34,6 +34,8 @@ function integer(opts: { default: number; min?: number; max?: number }) {
 }
 
 const DURATION_UNITS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+/** The most seconds a duration takes without a unit: one day. */
+const BARE_SECONDS_MAX = 86_400;
 
 /** A duration such as `3600` (in the given default unit), `1500ms`, `30s`, `15m`, `1h`, `7d`; parsed to milliseconds. */
 function duration(opts: { default: string; unit?: keyof typeof DURATION_UNITS; min?: string; max?: string }) {
@@ -42,14 +44,29 @@ function duration(opts: { default: string; unit?: keyof typeof DURATION_UNITS; m
     const match = /^(\d+)(ms|s|m|h|d)?$/.exec(raw.trim());
     return match ? Number(match[1]) * DURATION_UNITS[(match[2] as keyof typeof DURATION_UNITS | undefined) ?? unit] : undefined;
   };
+  const bound = (raw: string): number => {
+    const ms = toMs(raw);
+    // A bound that does not parse would be no bound at all.
+    if (ms === undefined) throw new TypeError(`duration bound ${raw} does not parse`);
+    return ms;
+  };
   // Bounds keep values that parse but cannot work out (a login window of 0 that throttles nothing, an ack wait shorter than a commit).
-  const min = opts.min === undefined ? 0 : (toMs(opts.min) ?? 0);
-  const max = opts.max === undefined ? Number.MAX_SAFE_INTEGER : (toMs(opts.max) ?? Number.MAX_SAFE_INTEGER);
+  const min = opts.min === undefined ? 0 : bound(opts.min);
+  const max = opts.max === undefined ? Number.MAX_SAFE_INTEGER : bound(opts.max);
   const range = `${opts.min ?? '0'} to ${opts.max ?? 'any length'}`;
   const parse = (raw: string, ctx: z.RefinementCtx) => {
     const ms = toMs(raw);
     if (ms === undefined) {
       ctx.addIssue({ code: 'custom', message: 'expected a duration such as 30s, 15m, 1h or a number of seconds' });
+      return z.NEVER;
+    }
+    // A bare number is seconds; one over a day is most likely milliseconds (as the gateway's *_MS
+    // variables are), which read as seconds would pass a wide bound a thousand times too long.
+    if (unit === 's' && /^\d+$/.test(raw.trim()) && ms > BARE_SECONDS_MAX * 1000) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `a bare number is seconds, and ${raw.trim()} s is over a day: give a unit (${raw.trim()}ms, 15m, 7d)`,
+      });
       return z.NEVER;
     }
     if (ms < min || ms > max) {
@@ -61,9 +78,19 @@ function duration(opts: { default: string; unit?: keyof typeof DURATION_UNITS; m
   return z.preprocess(unsetIfEmpty, z.string().default(opts.default).transform(parse));
 }
 
-/** A string; empty means the default unless `emptyAllowed`, where empty is a value of its own (such as "none"). */
-function string(opts: { default: string; emptyAllowed?: boolean }) {
-  return opts.emptyAllowed ? z.string().default(opts.default) : z.preprocess(unsetIfEmpty, z.string().default(opts.default));
+/**
+ * A string; empty means the default unless `emptyAllowed`, where empty is a value of its own (such
+ * as "none"). With `exact`, one with surrounding whitespace or control characters (a CR from an env
+ * file with CRLF line endings) is refused: a value compared as it is, such as a token's issuer,
+ * would otherwise match nothing while everything reports ready.
+ */
+function string(opts: { default: string; emptyAllowed?: boolean; exact?: boolean }) {
+  const base = opts.exact
+    ? z
+        .string()
+        .refine((value) => value.trim() === value && !/\p{Cc}/u.test(value), 'expected no surrounding whitespace or control characters')
+    : z.string();
+  return opts.emptyAllowed ? base.default(opts.default) : z.preprocess(unsetIfEmpty, base.default(opts.default));
 }
 
 function optionalString() {
@@ -227,7 +254,8 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export const env = {
   integer,
-  port: (defaultPort: number) => integer({ default: defaultPort, min: 0, max: 65535 }),
+  // Not 0, which would bind a port nobody's probes or clients know.
+  port: (defaultPort: number) => integer({ default: defaultPort, min: 1, max: 65535 }),
   duration,
   string,
   optionalString,

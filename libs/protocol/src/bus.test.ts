@@ -1,6 +1,6 @@
 import { headers } from 'nats';
 import { describe, expect, it } from 'vitest';
-import { inboundMessageId, inboundMessageSchema, SESSION_HEADS_MAX, sessionHeadsPerRequest } from './bus.js';
+import { inboundMessageId, inboundMessageSchema, MAX_PAYLOAD_HEADROOM_BYTES, SESSION_HEADS_MAX, sessionHeadsPerRequest } from './bus.js';
 
 describe('inboundMessageId', () => {
   it('keeps a printable ASCII id as it is', () => {
@@ -24,6 +24,17 @@ describe('inboundMessageId', () => {
 
   it('keeps sessions apart', () => {
     expect(inboundMessageId(1, '2:x')).not.toBe(inboundMessageId(12, 'x'));
+  });
+
+  it("fits, with the headers' framing, in the headroom kept under max_payload at its longest", () => {
+    // 128 characters outside the BMP (the schema counts code points), each two escaped units.
+    const key = inboundMessageId(Number.MAX_SAFE_INTEGER, '😀'.repeat(128));
+    // The header block as nats.js writes it.
+    const bytes = Buffer.byteLength(`NATS/1.0\r\nNats-Msg-Id: ${key}\r\n\r\n`);
+    // Before, 1,024 bytes: nats.js counts headers against max_payload, and such a send was refused
+    // as unavailable on every retry instead of payload_too_large.
+    expect(bytes).toBeGreaterThan(1_024);
+    expect(bytes + 100).toBeLessThanOrEqual(MAX_PAYLOAD_HEADROOM_BYTES);
   });
 });
 

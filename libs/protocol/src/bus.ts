@@ -59,12 +59,13 @@ const sessionWithSeqSchema = sessionSchema.extend({ last_seq: seqSchema });
 export type SessionWithSeq = z.infer<typeof sessionWithSeqSchema>;
 
 /**
- * What a NATS message takes beyond the JSON it is measured by, at most: the `Nats-Msg-Id` header
- * of an inbound publish (under 700 bytes with a 128-character `client_msg_id`), the id, seq and
- * wrapper its confirmed event adds (under 100), or a reply's wrapper and headers. Whatever must
- * fit in the server's `max_payload` is kept this far under it.
+ * What a NATS message takes beyond the JSON it is measured by, at most: the headers of an inbound
+ * publish (1,324 bytes with a `client_msg_id` of 128 characters outside the BMP, each escaped as
+ * two `%XXXX`, and the largest session id), the id, seq and wrapper its confirmed event adds
+ * (under 100), or a reply's wrapper and headers. Whatever must fit in the server's `max_payload`
+ * is kept this far under it.
  */
-export const MAX_PAYLOAD_HEADROOM_BYTES = 1_024;
+export const MAX_PAYLOAD_HEADROOM_BYTES = 1_536;
 
 /** Sessions asked about in one `sessions.heads` request (its reply stays well under NATS's 1 MiB). */
 export const SESSION_HEADS_MAX = 5_000;

@@ -204,6 +204,14 @@ describe('decodeClientFrame', () => {
       expect(error.message.length).toBeLessThan(200);
     });
 
+    it('truncates an unknown type by characters, never leaving half of an emoji', () => {
+      const error = decodeError(encode({ type: `${'a'.repeat(63)}😀😀` }));
+
+      // Before, the cut left a lone surrogate, which strict JSON decoders refuse.
+      expect(error.message).toContain(`${'a'.repeat(63)}😀"`);
+      expect(error.message).not.toMatch(/[\ud800-\udbff](?![\udc00-\udfff])/u);
+    });
+
     it.each(['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf'])(
       'treats the type "%s" as unknown_type rather than looking it up on the prototype',
       (type) => {

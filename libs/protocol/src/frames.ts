@@ -9,7 +9,7 @@ export const HISTORY_DEFAULT_LIMIT = 50;
 export const HISTORY_MAX_LIMIT = 200;
 
 /**
- * A string of up to 128 UTF-16 units, or a number JSON carries exactly: one beyond
+ * A string of up to 128 characters (Unicode code points, as zod counts them), or a number JSON carries exactly: one beyond
  * ±Number.MAX_SAFE_INTEGER (a uint64 counter, say) is rounded when parsed, and its reply would
  * echo another number, matching no request.
  */
@@ -26,9 +26,10 @@ export type ReqId = z.infer<typeof reqIdSchema>;
 export const MAX_TOKEN_CHARS = 16_384;
 /**
  * The longest `auth` frame a gateway must take, in bytes: the longest token (ASCII, as a JWT is)
- * with the longest `req_id`, each of its characters escaped, and the JSON around them.
+ * with the longest `req_id`, each of its 128 characters outside the BMP and written as a pair of
+ * `\uXXXX` escapes (12 bytes each, 1,536 in all), and the JSON around them.
  */
-export const MAX_AUTH_FRAME_BYTES = MAX_TOKEN_CHARS + 1_024;
+export const MAX_AUTH_FRAME_BYTES = MAX_TOKEN_CHARS + 2_048;
 
 const frame = <const T extends string, S extends z.ZodRawShape>(type: T, shape: S) =>
   z.object({ type: z.literal(type), req_id: reqIdSchema.optional(), ...shape });
@@ -126,10 +127,11 @@ export function decodeClientFrame(text: string): ClientFrame {
   if (raw.req_id !== undefined && reqId === undefined)
     throw new FrameError(
       ErrorCode.InvalidMessage,
-      'req_id must be a string of at most 128 UTF-16 units or a number within ±9007199254740991',
+      'req_id must be a string of at most 128 characters or a number within ±9007199254740991',
     );
   if (typeof raw.type !== 'string') throw new FrameError(ErrorCode.InvalidMessage, 'frame must have a string "type"', reqId);
-  if (!isClientFrameType(raw.type)) throw new FrameError(ErrorCode.UnknownType, `unknown frame type "${raw.type.slice(0, 64)}"`, reqId);
+  if (!isClientFrameType(raw.type))
+    throw new FrameError(ErrorCode.UnknownType, `unknown frame type "${Array.from(raw.type).slice(0, 64).join('')}"`, reqId);
   const result = clientFrameSchemas[raw.type].safeParse(raw);
   if (!result.success) throw new FrameError(ErrorCode.InvalidMessage, describeIssues(result.error), reqId);
   return result.data as ClientFrame;

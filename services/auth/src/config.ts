@@ -13,8 +13,8 @@ const authEnv = {
   OPS_PORT: env.port(DEFAULT_OPS_PORT),
   /** Lifetime of access tokens; a number of seconds or a duration such as `15m`, `1h`. */
   ACCESS_TOKEN_TTL: env.duration({ default: '1h', min: '1s', max: '30d' }),
-  JWT_ISSUER: env.string({ default: 'switchboard' }),
-  JWT_AUDIENCE: env.string({ default: 'switchboard' }),
+  JWT_ISSUER: env.string({ default: 'switchboard', exact: true }),
+  JWT_AUDIENCE: env.string({ default: 'switchboard', exact: true }),
   /** PKCS#8 PEM of an Ed25519 or P-256 key; when unset a key is generated once and kept in the database. */
   JWT_PRIVATE_KEY: env.optionalString(),
   AUTH_API_KEYS: env.list(),

@@ -12,5 +12,9 @@ describe('MAX_FRAME_BYTES', () => {
   it('takes the longest auth frame the protocol allows', () => {
     const longest = JSON.stringify({ type: 'auth', token: 'x'.repeat(MAX_TOKEN_CHARS), req_id: '\u0001'.repeat(128) });
     expect(Buffer.byteLength(longest)).toBeLessThanOrEqual(MAX_AUTH_FRAME_BYTES);
+    // A req_id of 128 characters outside the BMP, each written as two escapes, as a client's JSON may.
+    const escaped = `{"type":"auth","token":"${'x'.repeat(MAX_TOKEN_CHARS)}","req_id":"${'\\ud83d\\ude00'.repeat(128)}"}`;
+    expect(JSON.parse(escaped).req_id).toBe('😀'.repeat(128));
+    expect(Buffer.byteLength(escaped)).toBeLessThanOrEqual(MAX_AUTH_FRAME_BYTES);
   });
 });

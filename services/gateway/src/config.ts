@@ -8,8 +8,8 @@ const gatewayEnv = {
   ...commonEnv,
   PORT: env.port(DEFAULT_PORT),
   OPS_PORT: env.port(DEFAULT_OPS_PORT),
-  JWT_ISSUER: env.string({ default: 'switchboard' }),
-  JWT_AUDIENCE: env.string({ default: 'switchboard' }),
+  JWT_ISSUER: env.string({ default: 'switchboard', exact: true }),
+  JWT_AUDIENCE: env.string({ default: 'switchboard', exact: true }),
   /** Time a new socket has to send `auth` before it is closed with 4001. */
   AUTH_TIMEOUT_MS: env.integer({ default: 10_000, min: 100, max: 600_000 }),
   /** Longest `content`, in Unicode code points. */
