@@ -114,9 +114,10 @@ describe('the all-in-one process', () => {
     );
   });
 
-  it('tells the demo page where auth listens', async () => {
-    const config = (await (await fetch(`http://127.0.0.1:${system.port}/config.json`)).json()) as { authPort: number };
+  it('tells the demo page where auth listens, and the frame size and rate its SDK must keep under', async () => {
+    const config = (await (await fetch(`http://127.0.0.1:${system.port}/config.json`)).json()) as Record<string, unknown>;
     expect(config.authPort).toBe(Number(env.AUTH_PORT));
+    expect(config).toMatchObject({ maxFrameBytes: 65_536, rateLimitPerSec: 20 });
   });
 
   it('prints the demo agent only with credentials that open it, and starts whatever becomes of it', async () => {

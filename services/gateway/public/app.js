@@ -110,6 +110,8 @@ const state = {
   maxContentChars: MAX_CONTENT_CHARS,
   /** The largest frame the gateway takes (its MAX_FRAME_BYTES), once /config.json has said. */
   maxFrameBytes: undefined,
+  /** The frames a second the gateway takes from a socket (its RATE_LIMIT_PER_SEC), once /config.json has said. */
+  rateLimitPerSec: undefined,
   /** Session ids joined (or being joined) with the client, the most recently opened last; at most joinedLimit. */
   joinedRecently: new Set(),
   /** The open conversation is joined: until then its messages do not reach the page, and sending is off. */
@@ -308,6 +310,12 @@ async function startChat(user) {
     // The gateway's own, from /config.json: with a larger MAX_CONTENT_CHARS, a message the composer
     // takes could be larger than the SDK's default frame, and refused before it went out.
     ...(state.maxFrameBytes === undefined ? {} : { maxFrameBytes: state.maxFrameBytes }),
+    // Paced under the gateway's own rate, with bursts of one and a half times it (the gateway
+    // takes twice): with a lower RATE_LIMIT_PER_SEC, a reconnect's rejoins and resends would
+    // otherwise be refused as rate_limited, and retried with backoff.
+    ...(state.rateLimitPerSec === undefined
+      ? {}
+      : { maxFramesPerSec: state.rateLimitPerSec, frameBurst: Math.max(1, Math.floor(state.rateLimitPerSec * 1.5)) }),
   });
   state.client = client;
   state.unsubscribe = [
@@ -1064,6 +1072,7 @@ async function boot() {
     if (Number.isInteger(gatewayLimit) && gatewayLimit > 0) state.joinedLimit = Math.min(JOINED_LIMIT, gatewayLimit);
     if (Number.isInteger(config?.maxContentChars) && config.maxContentChars > 0) state.maxContentChars = config.maxContentChars;
     if (Number.isInteger(config?.maxFrameBytes) && config.maxFrameBytes > 0) state.maxFrameBytes = config.maxFrameBytes;
+    if (Number.isInteger(config?.rateLimitPerSec) && config.rateLimitPerSec > 0) state.rateLimitPerSec = config.rateLimitPerSec;
   } catch {
     authUrl = null;
   }

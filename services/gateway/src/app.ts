@@ -108,6 +108,8 @@ export async function startGateway({ config, logger, bus, startingProbes }: Gate
           maxContentChars: config.maxContentChars,
           // The SDK refuses a larger frame itself (its default is the gateway's default).
           maxFrameBytes: config.maxFrameBytes,
+          // And paces its frames under this rate (its default is the gateway's default).
+          rateLimitPerSec: config.rateLimitPerSec,
         },
       }),
       onConnection: (ws, _request, socket) => {

@@ -295,6 +295,40 @@ describe('session hub', () => {
     hub.close();
   });
 
+  it('fetches nothing for a gap that closes by itself, its late event coming within the wait', async () => {
+    const { hub, persistence, confirm, frames, metrics } = await setUpJoined();
+    confirm(2); // ahead of 1: held, and a fill scheduled after the wait
+    confirm(1); // …which 1 makes needless
+    await settle();
+    expect(frames).toEqual(['joined:0', 'seq:1', 'seq:2']);
+    // Before: the fill ran all the same, a request to persistence for each reordered pair.
+    expect(persistence.fetches).toBe(0);
+    expect((await metrics.gapFills.get()).values[0]?.value ?? 0).toBe(0);
+    hub.close();
+  });
+
+  it('neither retries, counts nor warns of a fill that fails after its session was released', async () => {
+    const lines: string[] = [];
+    const { hub, persistence, confirm, metrics } = await setUp(0, lines);
+    persistence.release();
+    const { subscriber } = recorder('leaving');
+    await hub.join(subscriber, SESSION, undefined, undefined);
+    const fetches = persistence.holdFetches();
+    persistence.stored = 1; // lost on the way
+    confirm(2);
+    await fetches.started;
+    hub.leaveAll(subscriber); // the last member goes while the fill waits
+    persistence.fetchesFailing = true;
+    fetches.release();
+    await settle();
+    await settle();
+    // Before: counted, warned "will retry", and a retry armed on the released session.
+    expect((await metrics.gapFillFailures.get()).values[0]?.value ?? 0).toBe(0);
+    expect(lines.filter((line) => line.includes('filling a gap failed'))).toEqual([]);
+    expect(persistence.fetches).toBe(1);
+    hub.close();
+  });
+
   it('does not hold back the fill of a gap that opens during the grace after a check', async () => {
     const { hub, persistence, confirm, frames } = await setUpJoined();
     persistence.stored = 1; // committed, its event on its way

@@ -180,6 +180,9 @@ export function createSessionHub(options: SessionHubOptions) {
     }
     if (channel.early.size > 0 || channel.overflowed)
       scheduleGapFill(channel, channel.early.size >= MAX_EARLY_EVENTS || channel.overflowed ? 0 : gapWaitMs);
+    // The gap closed by itself (its late event came within the wait): the fill waiting for it is
+    // not needed. Not a retry after a failed fill, which may be fetching what no event will bring.
+    else if (channel.fillFailures === 0) cancelGapFill(channel);
   };
 
   /**
@@ -241,6 +244,8 @@ export function createSessionHub(options: SessionHubOptions) {
       cancelGapFill(channel);
       drainEarly(channel);
     } catch (error) {
+      // Released meanwhile (its last member left or was closed): nobody is behind, nothing to retry.
+      if (channels.get(channel.sessionId) !== channel || channel.lastSeq === undefined) return;
       metrics.gapFillFailures.inc();
       const level = fillsFailed++ === 0 ? 'warn' : 'debug';
       log[level]({ err: error, sessionId: channel.sessionId, failedInARow: fillsFailed }, 'filling a gap failed; will retry');

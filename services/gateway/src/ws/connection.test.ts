@@ -285,6 +285,23 @@ describe('a token expiring, or a renewal refused, while a send is in flight', ()
   });
 });
 
+describe("sends queued behind a client's close frame", () => {
+  it('are not published: the socket is CLOSING until TCP ends, and no ack could reach it', async () => {
+    const stored: ((message: Message) => void)[] = [];
+    const { ws } = connect({ verifier: CUSTOMER, hub: { send: () => new Promise<Message>((resolve) => stored.push(resolve)) } });
+    ws.receive({ type: 'auth', token: 'a-token' });
+    for (const id of ['m1', 'm2', 'm3']) ws.receive({ type: 'send_message', session_id: 5, content: id, client_msg_id: id });
+    await sleep(10);
+    expect(stored).toHaveLength(1);
+    // The client's close frame: ws stops reading and leaves the socket CLOSING, 'close' comes later.
+    ws.readyState = WebSocket.CLOSING;
+    stored[0]?.(storedMessage('m1', 1));
+    await sleep(10);
+    // Before: m2, then m3, published and stored for a socket their acks could never reach.
+    expect(stored).toHaveLength(1);
+  });
+});
+
 describe('a frame being handled when a restart closes the socket', () => {
   it('an auth frame whose token is being checked is answered unavailable with its req_id before the 1012', async () => {
     let accept: (token: VerifiedToken) => void = () => undefined;

@@ -684,7 +684,9 @@ export class ClientConnection implements Subscriber, FlushListener {
     this.sending = true;
     try {
       for (let job = this.sends.shift(); job; job = this.sends.shift()) {
-        if (this.closing || !this.user) break;
+        // takesWork, not closing alone: a client's close frame leaves the socket CLOSING until
+        // TCP ends, and sends queued behind it would be stored with no ack ever to reach it.
+        if (!this.takesWork() || !this.user) break;
         this.inFlight = this.sendOne(this.user, job);
         await this.inFlight;
         this.inFlight = undefined;
@@ -699,7 +701,7 @@ export class ClientConnection implements Subscriber, FlushListener {
       await this.deps.access.authorize(user, job.session_id);
       // Closed meanwhile (its token expired, the gateway restarting): not published under a
       // socket that is going away; the client sends it again on its next connection.
-      if (this.closing) return this.refuseUnpublished(job);
+      if (!this.takesWork()) return this.refuseUnpublished(job);
       const message = await this.deps.hub.send({
         sessionId: job.session_id,
         clientMsgId: job.clientMsgId,
