@@ -1015,8 +1015,6 @@ describe('the Helm chart', () => {
       ['persistence.inbound.maxAge=30s', /persistence.inbound.maxAge \(30s\) must be from 1m to 365d/],
       ['persistence.inbound.ackWait=2h', /persistence.inbound.ackWait \(2h\) must be from 1s to 1h/],
       ['persistence.inbound.duplicateWindow=2d', /duplicateWindow \(2d\) must be from 1s to 1d/],
-      // Milliseconds written as a bare number, which is seconds: ten days of token.
-      ['auth.accessTokenTtl=900000', /auth.accessTokenTtl \(900000\): a bare number is seconds, and 900000 s is over a day/],
       [
         'persistence.inbound.duplicateWindow=10m,persistence.inbound.maxAge=5m',
         /duplicateWindow \(10m\) must not exceed persistence.inbound.maxAge \(5m\)/,
@@ -1025,6 +1023,14 @@ describe('the Helm chart', () => {
       const result = template(...minimal(), '--set', setting);
       expect(result.status).not.toBe(0);
       expect(result.stderr).toMatch(message);
+    });
+
+    it('refuses a bare number of seconds over a day, most likely milliseconds, as the services do', () => {
+      // Ten days of token where 15 minutes were meant.
+      const result = template(...minimal(), '--set-string', 'auth.accessTokenTtl=900000');
+      expect(result.status).not.toBe(0);
+      expect(result.stderr).toMatch(/auth.accessTokenTtl \(900000\): a bare number is seconds, and 900000 s is over a day/);
+      expect(template(...minimal(), '--set-string', 'auth.accessTokenTtl=86400').status).toBe(0);
     });
 
     it('refuses a release without an image of its own, rather than pull one of that name from Docker Hub', () => {
@@ -1961,6 +1967,24 @@ describe('the Grafana dashboards', () => {
     });
   }
 
+  it("gives every rate and increase a window of several of the chart's 30 s scrapes, not one that holds two", () => {
+    for (const name of ['switchboard.json', 'nats.json']) {
+      for (const panel of readDashboard(name).panels) {
+        for (const target of panel.targets ?? []) {
+          for (const [, window] of (target.expr ?? '').matchAll(/(?:rate|increase)\([^[]*\[([^\]]+)\]\)/g)) {
+            // $__rate_interval is Grafana's: at least four scrape intervals, and the step.
+            const [, count, unit] = /^(\d+)(s|m|h|d)$/.exec(window ?? '') ?? [];
+            const seconds =
+              window === '$__rate_interval'
+                ? Number.POSITIVE_INFINITY
+                : Number(count ?? 0) * ({ s: 1, m: 60, h: 3_600, d: 86_400 }[unit ?? 's'] ?? 0);
+            expect(seconds, `${name} › ${panel.title}: [${window}]`).toBeGreaterThanOrEqual(120);
+          }
+        }
+      }
+    }
+  });
+
   it('switchboard.json queries only metrics the services define, and all of them', () => {
     const { names, histograms } = sourceMetrics();
     expect(names.size).toBeGreaterThanOrEqual(20);
@@ -2147,9 +2171,18 @@ describe('docker-compose.yml', () => {
     for (const [name, ips] of Object.entries(hostIps({ PUBLISH_ADDRESS: '0.0.0.0' }))) {
       for (const ip of ips) expect(ip, name).toBe(PUBLIC_COMPOSE_SERVICES.includes(name) ? '0.0.0.0' : '127.0.0.1');
     }
-    // The host's tools and tests use NATS and PostgreSQL on loopback at their usual ports.
+    // The host's tools and tests use NATS and PostgreSQL on loopback at their usual ports, which
+    // NATS_PORT and POSTGRES_PORT move beside the machine's own.
     expect(publishedPorts(services.nats?.ports).map((port) => port.published)).toEqual([4222, 8222]);
     expect(publishedPorts(services.postgres?.ports).map((port) => port.published)).toEqual([5432]);
+    const moved = { NATS_PORT: '14222', POSTGRES_PORT: '15432' };
+    expect(publishedPorts(services.nats?.ports, moved).map((port) => [port.hostIp, port.published, port.target])).toEqual([
+      ['127.0.0.1', 14222, 4222],
+      ['127.0.0.1', 8222, 8222],
+    ]);
+    expect(publishedPorts(services.postgres?.ports, moved).map((port) => [port.hostIp, port.published, port.target])).toEqual([
+      ['127.0.0.1', 15432, 5432],
+    ]);
   });
 
   it.skipIf(!DOCKER_COMPOSE)(

@@ -63,6 +63,23 @@ describe('createMetricsRegistry', () => {
     expect(monitor).toHaveBeenCalledWith({ resolution: EVENT_LOOP_MONITORING_PRECISION_MS });
   });
 
+  it("gives the event loop's delay net of the monitor's interval: near 0 between runs on time, the stall when there is one", async () => {
+    const registry = createMetricsRegistry('tester');
+    const stat = (text: string, name: string) =>
+      Number(new RegExp(`^nodejs_eventloop_lag_${name}_seconds\\{service="tester"\\} (\\S+)$`, 'm').exec(text)?.[1]);
+    await registry.metrics(); // from here on
+    await sleep(1_000);
+    // The run that came most on time: before, the interval itself (about 0.099 s).
+    expect(stat(await registry.metrics(), 'min')).toBeLessThan(0.05);
+    await sleep(150);
+    const until = performance.now() + 300;
+    while (performance.now() < until) {
+      // a stall of 300 ms
+    }
+    await sleep(150);
+    expect(stat(await registry.metrics(), 'max')).toBeGreaterThan(0.15);
+  });
+
   it('leaves out the metrics that walk every handle at each scrape, so a gateway with many sockets is not stalled by one', async () => {
     const server = createServer();
     server.listen(0, '127.0.0.1');

@@ -1,3 +1,4 @@
+import { ErrorCode } from '@switchboard/protocol';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 export function createGatewayMetrics(registry: Registry) {
@@ -68,6 +69,9 @@ export function createGatewayMetrics(registry: Registry) {
       registers: [registry],
     }),
   };
+  // Each code from 0, so that its first error shows in rate() and increase(): a series that appears
+  // at 1 does not, and after a restart that first `internal` or `unavailable` may be the only one.
+  for (const code of Object.values(ErrorCode)) metrics.errors.inc({ code }, 0);
   // Counted once per frame per socket: the labelled children are looked up once, not per frame.
   const framesOutByType = new Map<string, { inc(): void }>();
   return {
