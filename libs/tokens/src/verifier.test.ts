@@ -536,6 +536,20 @@ describe('createTokenVerifier', () => {
       expect(error.cause).toBe(failure);
     });
 
+    it('refuses what no key could make valid as invalid, without asking the source, rather than unavailable', async () => {
+      const fetchKeys = vi.fn(async (): Promise<JSONWebKeySet> => {
+        throw new Error('nats: no responders');
+      });
+      const verifier = verifierFor({ fetchKeys });
+      const none = handBuiltToken({ alg: 'none', kid: edKey.kid }, claimsFor({}), () => '');
+      const hs256 = handBuiltToken({ alg: 'HS256', kid: edKey.kid }, claimsFor({}), () => 'c2ln');
+      for (const token of ['not-a-jwt', 'a.b.c', none, hs256, `${await signToken()}.extra`]) {
+        // Before: unavailable, after a fetch of the keys, for a token that could never verify.
+        await expectRefused(verifier.verify(token), TokenErrorCode.Invalid);
+      }
+      expect(fetchKeys).not.toHaveBeenCalled();
+    });
+
     it('refuses with unavailable when the source returns something that is not a key set', async () => {
       const verifier = verifierFor({ fetchKeys: async () => ({ keys: 'none' }) as unknown as JSONWebKeySet });
 

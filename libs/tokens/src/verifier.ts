@@ -1,5 +1,5 @@
 import { isRole, type Role } from '@switchboard/protocol';
-import { createLocalJWKSet, errors, type JSONWebKeySet, type JWTPayload, jwtVerify } from 'jose';
+import { createLocalJWKSet, decodeProtectedHeader, errors, type JSONWebKeySet, type JWTPayload, jwtVerify } from 'jose';
 import { TokenError, TokenErrorCode } from './errors.js';
 import type { KeySource } from './key-source.js';
 
@@ -123,6 +123,16 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
 
   return {
     async verify(token) {
+      // What no key could make valid (not a JWS, a header that does not decode, another
+      // algorithm) is refused before any key is asked for: on a gateway whose keys could not be
+      // fetched yet it was answered `unavailable`, which a client retries, rather than `auth_failed`.
+      let algorithm: unknown;
+      try {
+        algorithm = token.split('.').length === 3 ? decodeProtectedHeader(token).alg : undefined;
+      } catch (error) {
+        throw new TokenError(TokenErrorCode.Invalid, 'invalid token', { cause: error });
+      }
+      if (!(ACCEPTED_ALGORITHMS as readonly unknown[]).includes(algorithm)) throw new TokenError(TokenErrorCode.Invalid, 'invalid token');
       const begun = elapsed();
       /** The key may be new (the auth service just rotated) and not among keys asked for before: a refusal the client retries. */
       const notKnownYet = (cause: unknown) =>
