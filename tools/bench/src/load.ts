@@ -303,9 +303,16 @@ export function cpuFigures(before: CpuSnapshot, after: CpuSnapshot, deliveries: 
   }
   const infraByName: Record<string, number> = {};
   let infra: number | undefined;
-  for (const [name, byPid] of after.infra) {
-    const seconds = growth(before.infra.get(name), byPid, (cpu) => cpu);
-    if (seconds === undefined) continue;
+  // A name read at one end only (PostgreSQL's backends when its query failed there) leaves "all"
+  // unknown: summed without it, the figure would look whole and be short by its share.
+  let infraComplete = true;
+  for (const name of new Set([...before.infra.keys(), ...after.infra.keys()])) {
+    const byPid = after.infra.get(name);
+    const seconds = byPid === undefined ? undefined : growth(before.infra.get(name), byPid, (cpu) => cpu);
+    if (seconds === undefined) {
+      infraComplete = false;
+      continue;
+    }
     infraByName[name] = round(seconds, 3);
     infra = (infra ?? 0) + seconds;
   }
@@ -315,7 +322,7 @@ export function cpuFigures(before: CpuSnapshot, after: CpuSnapshot, deliveries: 
     serviceSeconds: any ? round(service, 3) : undefined,
     infraSeconds: infra === undefined ? undefined : round(infra, 3),
     perDeliveryUs: per(any ? service : undefined),
-    perDeliveryAllUs: per(any && infra !== undefined ? service + infra : undefined),
+    perDeliveryAllUs: per(any && infra !== undefined && infraComplete ? service + infra : undefined),
     byProcess,
     infraByName,
   };

@@ -49,6 +49,19 @@ describe('the machine in the window', () => {
     expect(cpu.infraSeconds).toBe(4.5);
   });
 
+  it('leaves the CPU with the infrastructure unknown when a name was read at one end of the window only', () => {
+    const withServices = (snap: CpuSnapshot, seconds: number) => ({ ...snap, byProcess: new Map([['gateway-0', seconds]]) });
+    const before = withServices(snapshot(undefined, {}, { nats: { 9: 2 } }), 10);
+    // PostgreSQL's backends could not be listed at the start (its query failed), only at the end.
+    const after = withServices(snapshot(undefined, {}, { nats: { 9: 3 }, postgres: { 20: 4 } }), 12);
+    const cpu = cpuFigures(before, after, 1_000);
+    expect(cpu.perDeliveryUs).toBe(2_000);
+    // Before: 3,000 µs, NATS alone taken for all of it.
+    expect(cpu.perDeliveryAllUs).toBeUndefined();
+    const whole = cpuFigures(before, withServices(snapshot(undefined, {}, { nats: { 9: 3 } }), 12), 1_000);
+    expect(whole.perDeliveryAllUs).toBe(3_000);
+  });
+
   it('says nothing where /proc did not tell', () => {
     const figures = machineFigures(snapshot(undefined, {}), snapshot(undefined, {}));
     expect(figures).toEqual({ busy: undefined, steal: undefined, waitPerRunSecond: {} });
