@@ -76,6 +76,7 @@ async function expectLatestSessionIndexes(url: string): Promise<void> {
   expect(indexes.map((row) => row.indexname)).toEqual([
     'sessions_created_at_id_idx',
     'sessions_customer_newest_idx',
+    'sessions_customer_status_newest_idx',
     'sessions_pkey',
     'sessions_status_newest_idx',
   ]);
