@@ -74,7 +74,11 @@ export interface DurableConsumer {
 
 /** One pull from the inbound consumer (see `DurableConsumer.fetch`). */
 export interface DurablePull extends AsyncIterable<DurableMessage> {
-  /** Ends the iteration. What the server sends to the pull after it is redelivered after the ack wait. */
+  /**
+   * Ends the iteration. What the server sends to the pull after it is redelivered after the ack
+   * wait. Over NATS it resolves once the iteration has come to its end: awaited from inside the
+   * iteration (in a `for await` over this pull), it waits for ever.
+   */
   close(): Promise<void>;
 }
 
@@ -89,7 +93,7 @@ export interface InboundStreamSettings {
 
 export interface Bus {
   readonly kind: 'nats' | 'memory';
-  /** Fire-and-forget publish. */
+  /** Fire-and-forget publish. Throws at once on a closed bus (and, over NATS, for a payload over the server's limit). */
   publish(subject: string, data: Uint8Array): void;
   /**
    * Resolves once the subscription is registered, so nothing published afterwards is missed.

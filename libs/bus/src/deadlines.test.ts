@@ -48,6 +48,32 @@ describe('Deadlines', () => {
     deadlines.close();
   });
 
+  it('does not fire one that a callback deleted or moved, when both were due in the same slot', () => {
+    let now = 10_000;
+    const fired: string[] = [];
+    const deadlines: Deadlines<string> = new Deadlines<string>(
+      (item) => {
+        fired.push(item);
+        if (item === 'first') {
+          deadlines.delete('deleted');
+          deadlines.set('moved', 12_000);
+        }
+      },
+      250,
+      () => now,
+    );
+    for (const item of ['first', 'deleted', 'moved']) deadlines.set(item, 10_100);
+    now = 10_300;
+    deadlines.tick();
+    // Before: both fired with 'first', and 'moved' fired again at its new time.
+    expect(fired).toEqual(['first']);
+    now = 12_251;
+    deadlines.tick();
+    expect(fired).toEqual(['first', 'moved']);
+    expect(deadlines.size).toBe(0);
+    deadlines.close();
+  });
+
   it('fires a deadline set in the past at the next tick', () => {
     const { deadlines, fired, advanceTo } = clocked();
     advanceTo(15_000);

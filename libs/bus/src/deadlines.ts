@@ -72,7 +72,8 @@ export class Deadlines<T> {
     for (const slot of due) {
       const bucket = this.buckets.get(slot);
       if (!bucket) continue;
-      this.buckets.delete(slot);
+      // Left in reach while it fires: a callback that deletes or moves another of its items takes
+      // that item out of it, and a Set's iteration skips what is deleted before it is reached.
       for (const item of bucket) {
         this.slots.delete(item);
         try {
@@ -81,6 +82,7 @@ export class Deadlines<T> {
           failure ??= { error };
         }
       }
+      this.buckets.delete(slot);
     }
     if (this.slots.size === 0) this.stop();
     if (failure) throw failure.error;

@@ -93,11 +93,15 @@ export function createMemoryBus(options: { logger?: Logger } = {}): Bus {
   return {
     kind: 'memory',
     publish(subject, data) {
+      // As NATS: nothing goes out on a closed connection, and the publisher is told so.
+      if (closed) throw new BusError(BusErrorCode.Unavailable, `publishing on ${subject}: bus closed`);
       for (const subscription of subscriptions) {
         if (!subjectMatches(subscription.pattern, subject)) continue;
         // As over NATS, a handler that throws loses its message and nothing else: thrown from a
         // microtask it would be an uncaught exception, which ends the process.
         queueMicrotask(() => {
+          // Nor does a subscription get what comes after it has ended.
+          if (!subscriptions.has(subscription)) return;
           try {
             subscription.handler(data);
           } catch (failure) {
@@ -107,19 +111,28 @@ export function createMemoryBus(options: { logger?: Logger } = {}): Bus {
       }
     },
     async subscribe(pattern, handler) {
+      if (closed) throw new BusError(BusErrorCode.Unavailable, `subscribing to ${pattern}: bus closed`);
       const subscription = { pattern, handler };
       subscriptions.add(subscription);
       return { unsubscribe: () => void subscriptions.delete(subscription) };
     },
     async request(subject, data, timeoutMs) {
+      if (closed) throw new BusError(BusErrorCode.Unavailable, `request on ${subject}: bus closed`);
       const endpoint = endpoints.get(subject);
       if (!endpoint) throw new BusError(BusErrorCode.Unavailable, `request on ${subject} no responders`);
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<never>((_resolve, reject) => {
         timer = setTimeout(() => reject(new BusError(BusErrorCode.Unavailable, `request on ${subject} timed out`)), timeoutMs);
       });
+      // A handler that fails answers nothing over NATS, and its caller gets `unavailable` (there
+      // at its timeout; here at once). Passed on as it was, it reached callers that tell only
+      // `BusError`s apart as an error of another kind: the one-process mode answered otherwise.
+      const answer = (async () => endpoint.handler(data))().catch((error: unknown) => {
+        options.logger?.error({ err: error, subject }, 'endpoint handler threw');
+        throw new BusError(BusErrorCode.Unavailable, `request on ${subject} failed: no answer`, { cause: error });
+      });
       try {
-        const reply = await Promise.race([endpoint.handler(data), timeout]);
+        const reply = await Promise.race([answer, timeout]);
         return reply instanceof ErrorAnswer ? reply.data : reply;
       } finally {
         clearTimeout(timer);

@@ -103,4 +103,40 @@ describe('the NATS bus when the connection drops', () => {
     // Before, its drain waited for the server's answer until the pings gave up, 20 s and more.
     expect(await settlesWithin(service.stop(), 4_000)).toBe(true);
   }, 20_000);
+
+  it('goes on after a reconnect listener throws: the other listeners run, and readiness follows the connection', async () => {
+    let broken: TcpProxy;
+    ({ proxy: broken, bus } = await connectThroughProxy());
+    proxy = broken;
+    const connected = bus;
+    const heard: number[] = [];
+    connected.onReconnect(() => {
+      throw new Error('a listener that throws');
+    });
+    connected.onReconnect(() => heard.push(heard.length + 1));
+    for (const round of [1, 2]) {
+      broken.cut();
+      await vi.waitFor(() => expect(connected.isConnected()).toBe(false), { timeout: 5_000 });
+      broken.restore();
+      // Before: the first throw ended the loop that follows the connection (and, uncaught, the
+      // process): the second listener never ran, and the second drop was never seen.
+      await vi.waitFor(() => expect(connected.isConnected()).toBe(true), { timeout: 10_000 });
+      expect(heard).toHaveLength(round);
+    }
+  }, 40_000);
+
+  it('fails a subscribe on a bus that is closing with `unavailable`, as any other', async () => {
+    ({ proxy, bus } = await connectThroughProxy());
+    const closing = bus.close();
+    // Before: nats.js's own CONNECTION_DRAINING error, thrown as it is.
+    const error = await bus
+      .subscribe('outage.confirmed.4', () => undefined)
+      .then(
+        () => undefined,
+        (caught: unknown) => caught,
+      );
+    expect(error).toBeInstanceOf(BusError);
+    expect((error as BusError).code).toBe(BusErrorCode.Unavailable);
+    await closing;
+  });
 });

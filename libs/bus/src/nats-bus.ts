@@ -13,6 +13,7 @@ import {
   nanos,
   RetentionPolicy,
   StorageType,
+  type SubscriptionOptions,
 } from 'nats';
 import { type Bus, BusError, type DurableMessage, ErrorAnswer, type InboundStreamSettings } from './bus.js';
 import { createJetStreamPublisher, PublishError } from './jetstream-publisher.js';
@@ -307,7 +308,14 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
         case 'reconnect':
           connected = true;
           log.info({ server: status.data }, 'reconnected to NATS');
-          for (const listener of reconnectListeners) listener();
+          // One listener that throws keeps neither the others from running nor this loop, which
+          // keeps isConnected() (readiness) true to the connection, from going on.
+          for (const listener of reconnectListeners)
+            try {
+              listener();
+            } catch (error) {
+              log.error({ err: error }, 'a reconnect listener threw');
+            }
           break;
         case 'error': {
           log.error({ err: status.data }, 'NATS error');
@@ -401,11 +409,21 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
     }
   };
 
+  const subscribeOrUnavailable = (subject: string, options: SubscriptionOptions) => {
+    try {
+      return nc.subscribe(subject, options);
+    } catch (error) {
+      throw unavailable(`subscribing to ${subject}`, error);
+    }
+  };
+
   return {
     kind: 'nats',
     publish: (subject, data) => nc.publish(subject, data),
     async subscribe(subject, handler) {
-      const subscription = nc.subscribe(subject, {
+      // nats.js throws at once on a connection draining or closed (the process stopping): that
+      // is `unavailable` as well, not an error of the caller's.
+      const subscription = subscribeOrUnavailable(subject, {
         callback: (error, msg) => {
           if (error) return;
           // nats.js calls this from its read loop: an exception there would stop the connection
