@@ -1,12 +1,13 @@
 import { join, resolve } from 'node:path';
-import { type AuthDatabase, checkAccount, loadAuthConfig, openAuthDatabase, startAuthService } from '@switchboard/auth';
+import { type AuthConfig, type AuthDatabase, checkAccount, loadAuthConfig, openAuthDatabase, startAuthService } from '@switchboard/auth';
 import { type Bus, connectNatsBus, createMemoryBus } from '@switchboard/bus';
-import { createEmbeddedDb, type Database } from '@switchboard/db';
-import { loadGatewayConfig, startGateway } from '@switchboard/gateway';
+import { createEmbeddedDb, type Database, openWhenReachable } from '@switchboard/db';
+import { type GatewayConfig, loadGatewayConfig, startGateway } from '@switchboard/gateway';
 import { createLogger, type Logger } from '@switchboard/logging';
 import {
   loadPersistenceConfig,
   openPersistenceDatabase,
+  type PersistenceConfig,
   type PersistenceDatabase,
   startPersistenceService,
 } from '@switchboard/persistence';
@@ -51,15 +52,14 @@ function untilAborted<T>(pending: Promise<T>, signal: AbortSignal | undefined, d
 }
 
 /**
- * Runs auth, persistence and the gateway in this process: the same service code and migrations
- * as in production, with only the transport (in-process bus or NATS) and the database driver
- * (embedded PostgreSQL or a server) chosen here.
- *
- * When `signal` is aborted before it has finished, it closes what it has opened (the database
- * above all: its lock must go) and rejects with `signal.reason`. It gives up at once while it
- * waits for NATS, which can be forever, and otherwise once the step under way is done.
+ * Each service's configuration, read from this process's settings as each reads its own variables.
+ * @throws ConfigError naming the variable, for `loadConfigOrExit` to print.
  */
-export async function startEmbedded(config: EmbeddedConfig, logger: Logger, signal?: AbortSignal): Promise<EmbeddedSystem> {
+export function loadServiceConfigs(config: EmbeddedConfig): {
+  authConfig: AuthConfig;
+  persistenceConfig: PersistenceConfig;
+  gatewayConfig: GatewayConfig;
+} {
   // Each service reads its own variables; here they come from this process's settings.
   const shared = {
     ...process.env,
@@ -76,6 +76,20 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger, sign
   });
   const persistenceConfig = loadPersistenceConfig({ ...shared, OPS_PORT: String(config.PERSISTENCE_OPS_PORT) });
   const gatewayConfig = loadGatewayConfig({ ...shared, PORT: String(config.PORT), OPS_PORT: String(config.OPS_PORT) });
+  return { authConfig, persistenceConfig, gatewayConfig };
+}
+
+/**
+ * Runs auth, persistence and the gateway in this process: the same service code and migrations
+ * as in production, with only the transport (in-process bus or NATS) and the database driver
+ * (embedded PostgreSQL or a server) chosen here.
+ *
+ * When `signal` is aborted before it has finished, it closes what it has opened (the database
+ * above all: its lock must go) and rejects with `signal.reason`. It gives up at once while it
+ * waits for NATS, which can be forever, and otherwise once the step under way is done.
+ */
+export async function startEmbedded(config: EmbeddedConfig, logger: Logger, signal?: AbortSignal): Promise<EmbeddedSystem> {
+  const { authConfig, persistenceConfig, gatewayConfig } = loadServiceConfigs(config);
   const dataDir = resolve(config.DATA_DIR);
   const authLogger = createLogger({ name: 'auth', level: config.LOG_LEVEL });
   const persistenceLogger = createLogger({ name: 'persistence', level: config.LOG_LEVEL });
@@ -107,22 +121,28 @@ export async function startEmbedded(config: EmbeddedConfig, logger: Logger, sign
     if (newest) await run(() => newest.stop());
     await Promise.all(older.map((service) => run(() => service.stop())));
     await run(() => bus?.close());
-    for (const close of closeDatabases()) await run(close);
+    // Together: each close may wait for statements to end (6 s at most), and one after the other
+    // they could take a stop past the 30 s.
+    await Promise.all(closeDatabases().map((close) => run(close)));
     if (failures.length > 0) throw failures.length === 1 ? failures[0] : new AggregateError(failures, 'stopping failed');
   };
   try {
     if (config.DATABASE_URL) {
       // Each service migrates, then opens a pool of its own, as when it runs on its own: with its
       // own query timeout, and persistence's inbound worker never waiting behind auth's queries.
+      // A server not answering yet (starting beside this process, failing over) is waited for as
+      // they wait for it; before, the start failed at the first refused connection.
       const poolSize = config.DATABASE_POOL_SIZE;
-      authDb = await openAuthDatabase(config.DATABASE_URL, {
-        poolSize,
-        logger: authLogger,
-        ensureSigningKey: authConfig.privateKeyPem === undefined,
+      const url = config.DATABASE_URL;
+      authDb = await openWhenReachable(
+        () => openAuthDatabase(url, { poolSize, logger: authLogger, ensureSigningKey: authConfig.privateKeyPem === undefined, signal }),
+        { logger: authLogger, signal },
+      );
+      signal?.throwIfAborted();
+      persistenceDb = await openWhenReachable(() => openPersistenceDatabase(url, { poolSize, logger: persistenceLogger, signal }), {
+        logger: persistenceLogger,
         signal,
       });
-      signal?.throwIfAborted();
-      persistenceDb = await openPersistenceDatabase(config.DATABASE_URL, { poolSize, logger: persistenceLogger, signal });
     } else {
       const embedded = await createEmbeddedDb({ dataDir: join(dataDir, 'postgres') });
       authDb = embedded as Database<AuthDatabase>;

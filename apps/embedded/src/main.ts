@@ -1,9 +1,12 @@
 import { createLogger } from '@switchboard/logging';
 import { loadConfigOrExit, runMain } from '@switchboard/runtime';
-import { ensureDemoAgent, startEmbedded } from './app.js';
+import { ensureDemoAgent, loadServiceConfigs, startEmbedded } from './app.js';
 import { type Credentials, DEMO_ACCOUNTS, loadEmbeddedConfig } from './config.js';
 
 const config = loadConfigOrExit('switchboard', loadEmbeddedConfig);
+// The services' own variables too (MAX_FRAME_BYTES, ADMIN_PASSWORD…): a bad one is told in a line
+// of its own, as each service tells it, not as a start that failed.
+loadConfigOrExit('switchboard', () => loadServiceConfigs(config));
 const logger = createLogger({ name: 'switchboard', level: config.LOG_LEVEL });
 
 /** The demo agent as the banner names it: with its password only where that is the documented one, never an operator's own. */

@@ -185,3 +185,16 @@ describe('the all-in-one process', () => {
     system = await start();
   }, 120_000);
 });
+
+it("refuses a bad variable of a service's in one line, as that service does, before starting anything", async () => {
+  const configDir = mkdtempSync(join(tmpdir(), 'switchboard-embedded-config-'));
+  const refused = await startProcess('embedded-bad-config', 'apps/embedded/dist/main.js', {
+    env: { ...(await embeddedEnv(configDir)), MAX_FRAME_BYTES: 'lots' },
+    waitReady: false,
+  });
+  expect(await refused.exited).toBe(1);
+  rmSync(configDir, { recursive: true, force: true });
+  // Before: a fatal "failed to start" record with a stack trace, after the database was opened.
+  const output = refused.logs.filter((line) => line.trim() !== '');
+  expect(output).toEqual(['switchboard: invalid configuration:', expect.stringMatching(/^ {2}MAX_FRAME_BYTES: expected an integer/)]);
+});

@@ -93,3 +93,33 @@ describe('the all-in-one process on a PostgreSQL server', () => {
     expect(await login()).toBe(200);
   });
 });
+
+describe('the all-in-one process started before its PostgreSQL server answers', () => {
+  it('waits for it as the services do, then starts without exiting', { timeout: 90_000 }, async () => {
+    const lateDir = mkdtempSync(join(tmpdir(), 'switchboard-embedded-late-'));
+    const late = await TcpProxy.toPostgres(database.url);
+    late.cut();
+    let waiting: ServiceProcess | undefined;
+    try {
+      waiting = await startProcess('embedded-late', 'apps/embedded/dist/main.js', {
+        env: { ...env, ...(await embeddedEnv(lateDir)), DATABASE_URL: late.url(database.url), DATABASE_POOL_SIZE: '3' },
+        waitReady: false,
+      });
+      const { logs, child } = waiting;
+      await waitFor(
+        () => logs.some((line) => line.includes('waiting for PostgreSQL')) || child.exitCode !== null,
+        20_000,
+        'a wait, or an exit',
+      );
+      // Before: "failed to start" at the first refused connection, and exit 1.
+      expect(child.exitCode, logs.join('\n')).toBeNull();
+      late.restore();
+      await waiting.ready(60_000);
+      await waitFor(() => logs.some((line) => line.includes('Switchboard is running')), 10_000, 'the banner');
+    } finally {
+      await waiting?.stop();
+      await late.close();
+      rmSync(lateDir, { recursive: true, force: true });
+    }
+  });
+});

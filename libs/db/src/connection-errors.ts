@@ -6,6 +6,8 @@ const CONNECTION_SQLSTATE = /^(08|57P0[1-5]|53300)/;
  * addresses carries the code with an empty message.
  */
 const NETWORK_CODE = /^E(CONNREFUSED|CONNRESET|CONNABORTED|TIMEDOUT|PIPE|NOTFOUND|AI_AGAIN|HOSTUNREACH|NETUNREACH)$/;
+/** The form of a SQLSTATE: five digits or capital letters. */
+const SQLSTATE = /^[0-9A-Z]{5}$/;
 /** pg's own errors for a connection it lost, could not make in time, or will not use again. */
 const CONNECTION_MESSAGE =
   /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|timeout exceeded when trying to connect|Connection terminated|Query read timeout|not queryable/i;
@@ -68,6 +70,10 @@ export function isConnectionError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   const code = errorCode(error);
   if (code !== undefined && (CONNECTION_SQLSTATE.test(code) || NETWORK_CODE.test(code))) return true;
+  // What the server refused says what it is by its SQLSTATE: its message may quote the statement's
+  // input (`invalid input syntax for type integer: "ECONNRESET"`), which a guess from the message
+  // took for a lost connection, to be retried for ever.
+  if (code !== undefined && SQLSTATE.test(code)) return false;
   return CONNECTION_MESSAGE.test(error.message);
 }
 

@@ -2,6 +2,7 @@ import { connect as connectSocket } from 'node:net';
 import { settlesWithin } from '@switchboard/runtime';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
+import { errorCode } from './connection-errors.js';
 import { type ConnectionSettings, preparingPool } from './prepared.js';
 
 const INT8_OID = 20;
@@ -47,6 +48,9 @@ export interface CreateDbOptions {
 }
 
 /** The health probe: answers, and whether a transaction there would be read-only. */
+/** SQLSTATE of a connection the server ended for being idle too long (`idle_session_timeout`). */
+const IDLE_SESSION_TIMEOUT = '57P05';
+
 const READ_ONLY_PROBE = "select current_setting('transaction_read_only') as read_only";
 
 /**
@@ -139,7 +143,11 @@ export function createDb<DB>({
   // and then emits 'error' on the client, and kysely listens for none, so without this listener
   // a database going away mid-query crashed the process with an uncaught ECONNRESET.
   const watchConnections = (watched: pg.Pool) => {
-    const connectionLost = () => {
+    const connectionLost = (error: unknown) => {
+      // The server ending a connection idle past its idle_session_timeout (a managed database's
+      // setting, say) says nothing of the database: after each burst of work, every idle
+      // connection it ended took the service out of its Service's endpoints until the next probe.
+      if (errorCode(error) === IDLE_SESSION_TIMEOUT) return;
       healthy = false;
     };
     watched.on('error', connectionLost);

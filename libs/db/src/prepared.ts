@@ -47,6 +47,9 @@ export function preparedName(text: string): string | undefined {
   return text.startsWith(MARK_START) ? MARK.exec(text)?.[1] : undefined;
 }
 
+/** SQLSTATEs of a setting the server does not know (42704) or whose value it refuses (22023). */
+const SETTING_REFUSED = new Set(['42704', '22023']);
+
 /**
  * `pool` as kysely's PostgresDialect sees it, sending statements marked with `prepared()` by
  * name. Should the server turn out not to keep them (a pooler in transaction mode), the statement
@@ -117,10 +120,20 @@ export function preparingPool(pool: pg.Pool, { settings = {} }: { settings?: Con
       });
       let wrapper = wrappers.get(client);
       if (!wrapper) {
-        // A setting the server does not know (plan_cache_mode before PostgreSQL 12) is left out;
-        // statements still run.
-        for (const [name, value] of Object.entries(settings))
-          await client.query('select set_config($1, $2, false)', [name, value]).catch(() => undefined);
+        for (const [name, value] of Object.entries(settings)) {
+          try {
+            await client.query('select set_config($1, $2, false)', [name, value]);
+          } catch (error) {
+            // A setting the server does not know (plan_cache_mode before PostgreSQL 12) is left
+            // out; statements still run.
+            if (SETTING_REFUSED.has(errorCode(error) ?? '')) continue;
+            // Anything else (the connection lost, the query timeout) ends the connection. Handed
+            // out, its first statement waited a second timeout for a server already gone, and it
+            // ran without its statement_timeout.
+            client.release(true);
+            throw markConnectFailure(error);
+          }
+        }
         wrapper = wrap(client);
         wrappers.set(client, wrapper);
       }

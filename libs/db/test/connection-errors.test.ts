@@ -52,6 +52,15 @@ describe('isConnectionError', () => {
     expect(isConnectionError(error)).toBe(false);
     expect(isConnectionError(new TypeError('x is undefined'))).toBe(false);
   });
+
+  it('goes by the SQLSTATE of what the server refused, not by input its message quotes', async () => {
+    const error = await failureOf(database.url, sql`select 'ECONNRESET: Connection terminated'::int`);
+    expect((error as { code?: string }).code).toBe('22P02');
+    expect((error as Error).message).toContain('ECONNRESET');
+    // Before: a lost connection, and a batch failing so was retried for ever.
+    expect(isConnectionError(error)).toBe(false);
+    expect(isDatabaseUnavailable(error)).toBe(false);
+  });
 });
 
 describe('isDatabaseUnavailable', () => {

@@ -72,6 +72,42 @@ describe('a connection lost while in use', () => {
   });
 });
 
+describe('a connection the server ends for being idle', () => {
+  it('leaves the database healthy: the pool opens another when it needs one', async () => {
+    const handle = createDb<unknown>({
+      url: database.url,
+      poolSize: 2,
+      applicationName: 'db-health-test',
+      // A probe too seldom to mend what a connection's end would spoil.
+      healthProbeIntervalMs: 60_000,
+      settings: { idle_session_timeout: '200ms' },
+    });
+    handles.push(handle);
+    await sql`select 1`.execute(handle.db);
+    const name = 'db-health-test';
+    const admin = createDb<unknown>({ url: database.url, applicationName: 'db-health-admin' });
+    try {
+      await waitFor(
+        async () => {
+          const { rows } = await sql<{ n: number }>`
+            select count(*)::int as n from pg_stat_activity where application_name = ${name} and datname = current_database()
+          `.execute(admin.db);
+          return rows[0]?.n === 0;
+        },
+        5_000,
+        'the server to end the idle connection',
+      );
+    } finally {
+      await admin.destroy();
+    }
+    // The pool hears of the end a moment after the server has let the connection go.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Before, any connection's end turned the pool unhealthy until the next probe.
+    expect(handle.isHealthy()).toBe(true);
+    expect((await sql<{ two: number }>`select 2 as two`.execute(handle.db)).rows).toEqual([{ two: 2 }]);
+  });
+});
+
 describe('the database health probe', () => {
   it('turns unhealthy while the database cannot take writes, and healthy again after', async () => {
     const handle = open(database.url);

@@ -1,4 +1,4 @@
-import { createDb, type Database, isConnectionError } from '@switchboard/db';
+import { createDb, type Database, isConnectFailure, isConnectionError, isPassingFailure } from '@switchboard/db';
 import { createTestDatabase, TcpProxy, type TestDatabase, waitFor } from '@switchboard/testing';
 import { sql } from 'kysely';
 import pg from 'pg';
@@ -39,6 +39,34 @@ describe('queryTimeoutMs', () => {
 
     // Retried, as persistence does: the hung connection was thrown away, so this one is new.
     expect((await sql<{ three: number }>`select 3 as three`.execute(handle.db)).rows).toEqual([{ three: 3 }]);
+  });
+
+  it('fails a new connection whose session settings time out, rather than hand it out to wait a second timeout', async () => {
+    const hanging = await TcpProxy.toPostgres(database.url);
+    const fresh = createDb<unknown>({
+      url: hanging.url(database.url),
+      poolSize: 1,
+      applicationName: 'db-query-timeout-settings-test',
+      queryTimeoutMs: 300, // which sets statement_timeout on each new connection
+    });
+    try {
+      hanging.hangAfter(1); // the startup passes; set_config hangs
+      const error = await sql`select 1`.execute(fresh.db).then(
+        () => undefined,
+        (caught: unknown) => caught,
+      );
+      // Before, the timeout was ignored and the connection handed out: the statement then failed
+      // at its own timeout, on the hung connection, after twice the wait.
+      expect(isConnectFailure(error), String(error)).toBe(true);
+      expect(isPassingFailure(error)).toBe(true);
+      hanging.restore();
+      expect((await sql<{ timeout: string }>`select current_setting('statement_timeout') as timeout`.execute(fresh.db)).rows).toEqual([
+        { timeout: expect.stringMatching(/s$/) },
+      ]);
+    } finally {
+      await fresh.destroy();
+      await hanging.close();
+    }
   });
 
   it('leaves no statement waiting on the server once the client has given up on it', async () => {

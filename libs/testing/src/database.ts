@@ -36,14 +36,22 @@ export async function lockWaits(databaseUrl: string): Promise<number> {
   return row?.n ?? 0;
 }
 
+/** The server's version as a number (150004 for 15.4). */
+export async function serverVersion(): Promise<number> {
+  return withAdmin(async (client) => Number((await client.query('show server_version_num')).rows[0].server_version_num));
+}
+
 function withAdmin<T>(run: (client: pg.Client) => Promise<T>): Promise<T> {
   return withPgClient(TEST_DATABASE_ADMIN_URL, run);
 }
 
-/** A fresh, empty database for one test file, on the real PostgreSQL server. */
-export async function createTestDatabase(label = 'test'): Promise<TestDatabase> {
+/**
+ * A fresh, empty database for one test file, on the real PostgreSQL server. `options` are the
+ * rest of its `create database` statement (`template template0 locale_provider icu …`).
+ */
+export async function createTestDatabase(label = 'test', options = ''): Promise<TestDatabase> {
   const name = `sb_${label.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}_${randomBytes(4).toString('hex')}`;
-  await withAdmin((client) => client.query(`create database "${name}"`));
+  await withAdmin((client) => client.query(`create database "${name}" ${options}`));
   const url = new URL(TEST_DATABASE_ADMIN_URL);
   url.pathname = `/${name}`;
   return {

@@ -18,6 +18,7 @@ export {
   fillHistory,
   lockWaits,
   query,
+  serverVersion,
   TEST_DATABASE_ADMIN_URL,
   type TestDatabase,
   withPgClient,
@@ -43,5 +44,6 @@ export {
   waitFor,
 } from './service-process.js';
 export { passwordOf, type Stack, type StackOptions, startStack } from './stack.js';
+export { type StartThroughOutages, startThroughOutages } from './start-through-outages.js';
 export { TcpProxy } from './tcp-proxy.js';
 export { type Frame, TestClient, type TestClientOptions, TestClients } from './ws-client.js';

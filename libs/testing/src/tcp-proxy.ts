@@ -6,6 +6,8 @@ interface Pair {
   upstream: Socket;
   /** Passes nothing either way, as across a network partition. */
   silent: boolean;
+  /** Writes of the client still passed before the pair falls silent (`hangAfter`); none: no such limit. */
+  passing: number | undefined;
 }
 
 /**
@@ -18,6 +20,8 @@ export class TcpProxy {
   private cutOff = false;
   /** New connections are taken and pass nothing, as to a host that drops packets. */
   private blackholed = false;
+  /** New connections pass this many of the client's writes, then nothing (`hangAfter`). */
+  private hangAfterWrites: number | undefined;
   /** Connections refused while cut. */
   refused = 0;
 
@@ -41,9 +45,17 @@ export class TcpProxy {
         return;
       }
       const pairs = proxy.pairs;
-      const pair: Pair = { client, upstream: tcpConnect(target.port, target.host), silent: proxy.blackholed };
+      const pair: Pair = {
+        client,
+        upstream: tcpConnect(target.port, target.host),
+        silent: proxy.blackholed,
+        passing: proxy.hangAfterWrites,
+      };
       pairs.add(pair);
-      client.on('data', (chunk) => pair.silent || pair.upstream.write(chunk));
+      client.on('data', (chunk) => {
+        if (pair.passing !== undefined && pair.passing-- <= 0) pair.silent = true;
+        if (!pair.silent) pair.upstream.write(chunk);
+      });
       pair.upstream.on('data', (chunk) => pair.silent || client.write(chunk));
       for (const socket of [client, pair.upstream])
         socket
@@ -81,6 +93,16 @@ export class TcpProxy {
   restore(): void {
     this.cutOff = false;
     this.blackholed = false;
+    this.hangAfterWrites = undefined;
+  }
+
+  /**
+   * New connections, until `restore()`, pass the client's first `writes` writes and their answers,
+   * then fall silent: with 1, a PostgreSQL connection opens (its startup, under trust
+   * authentication) and its first statement hangs.
+   */
+  hangAfter(writes: number): void {
+    this.hangAfterWrites = writes;
   }
 
   /** Every connection, open or new, is taken and passes nothing, until `restore()`: a client's dials hang. */

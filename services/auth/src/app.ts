@@ -1,5 +1,5 @@
 import type { Bus } from '@switchboard/bus';
-import { createDb, type Database, migrateToLatest, withDb } from '@switchboard/db';
+import { createDb, type Database, migrateToLatest, openWhenReachable, withDb } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import { createSubjects } from '@switchboard/protocol';
 import {
@@ -136,7 +136,10 @@ export async function startAuthService({
   let draining = false;
 
   const { db } = database;
-  await migrateAuth(db, logger, { ensureSigningKey: config.privateKeyPem === undefined, signal });
+  // Migrated on the service's pool too (a no-op after the first step of main.ts), and PostgreSQL
+  // waited for as there: it may have gone away while the start waited for NATS, for minutes
+  // perhaps. Before, the start then failed, and the pod was restarted with a back-off that grew.
+  await openWhenReachable(() => migrateAuth(db, logger, { ensureSigningKey: config.privateKeyPem === undefined, signal }), {
   return startInParts(async (running) => {
     // Before serving or signing anything: the key is recorded, so replicas already running publish it.
     const keys = await openKeyRing(db, { configuredPem: config.privateKeyPem, ttlSeconds: config.accessTokenTtlSeconds, logger });

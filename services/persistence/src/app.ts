@@ -1,5 +1,5 @@
 import { type Bus, BusError } from '@switchboard/bus';
-import { createDb, type Database, migrateToLatest, withDb } from '@switchboard/db';
+import { createDb, type Database, migrateToLatest, openWhenReachable, withDb } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import { BusErrorCode, createSubjects } from '@switchboard/protocol';
 import {
@@ -104,7 +104,10 @@ export async function startPersistenceService({
   const metrics = createPersistenceMetrics(registry);
   let draining = false;
 
-  await migratePersistence(database.db, logger, signal);
+  // Migrated on the service's pool too (a no-op after the first step of main.ts), and PostgreSQL
+  // waited for as there: it may have gone away while the start waited for NATS, for minutes
+  // perhaps. Before, the start then failed, and the pod was restarted with a back-off that grew.
+  await openWhenReachable(() => migratePersistence(database.db, logger, signal), { logger, signal });
   // A NATS that does not answer for JetStream yet (a cluster starting cold, without a leader) is
   // waited for, alive and not ready, as PostgreSQL is; before, the start failed and crash-looped.
   await waitWhileUnavailable(() => bus.ensureInboundStream(config.inbound), {
