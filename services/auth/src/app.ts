@@ -102,8 +102,11 @@ async function bootstrapAdmin(db: Kysely<AuthDatabase>, admin: { username: strin
   };
   const existing = await findUserByUsername(db, admin.username);
   if (existing?.role === 'admin') {
+    // Disabled by another admin: left so. ADMIN_USERNAME names an account that cannot log in.
+    if (existing.disabled_at !== null)
+      logger.warn({ username: admin.username }, 'the bootstrap admin ADMIN_USERNAME names is disabled: it cannot log in');
     // ADMIN_PASSWORD is the admin's password: changed there (after a leak, or from the example's
-    // default), it replaces the stored one at the next start. The API has no other way to change it.
+    // default), it replaces the stored one at the next start, one set through the API included.
     if (await verifyPassword(existing.password_hash, admin.password)) return;
     if (await setPasswordHash(db, existing.id, 'admin', await hashPassword(admin.password)))
       logger.warn({ username: admin.username }, 'bootstrap admin password replaced by ADMIN_PASSWORD');
@@ -140,6 +143,9 @@ export async function startAuthService({
   // waited for as there: it may have gone away while the start waited for NATS, for minutes
   // perhaps. Before, the start then failed, and the pod was restarted with a back-off that grew.
   await openWhenReachable(() => migrateAuth(db, logger, { ensureSigningKey: config.privateKeyPem === undefined, signal }), {
+    logger,
+    signal,
+  });
   return startInParts(async (running) => {
     // Before serving or signing anything: the key is recorded, so replicas already running publish it.
     const keys = await openKeyRing(db, { configuredPem: config.privateKeyPem, ttlSeconds: config.accessTokenTtlSeconds, logger });

@@ -24,6 +24,18 @@ describe('TRUST_PROXY', () => {
   });
 });
 
+describe('AUTH_API_KEYS', () => {
+  it('refuses a key shorter than 16 characters, which could be guessed: wrong keys are not throttled', () => {
+    expect(loadAuthConfig({ ...base, AUTH_API_KEYS: '0123456789abcdef, fedcba9876543210' }).apiKeys).toEqual([
+      '0123456789abcdef',
+      'fedcba9876543210',
+    ]);
+    expect(() => loadAuthConfig({ ...base, AUTH_API_KEYS: '0123456789abcdef,demo' })).toThrow(
+      /AUTH_API_KEYS: each key must be at least 16/,
+    );
+  });
+});
+
 describe('ADMIN_USERNAME', () => {
   it('follows the rules of every username, so that the admin can log in with it', () => {
     expect(loadAuthConfig({ ...base, ADMIN_USERNAME: 'root-admin', ADMIN_PASSWORD: 'secret-password' }).admin?.username).toBe('root-admin');

@@ -5,6 +5,8 @@ import { usernameSchema } from './http/schemas.js';
 
 export const DEFAULT_PORT = 2347;
 export const DEFAULT_OPS_PORT = 9401;
+/** The shortest API key taken, as the chart's schema asks. */
+export const API_KEY_MIN_LENGTH = 16;
 
 const authEnv = {
   ...commonEnv,
@@ -17,7 +19,16 @@ const authEnv = {
   JWT_AUDIENCE: env.string({ default: 'switchboard', exact: true }),
   /** PKCS#8 PEM of an Ed25519 or P-256 key; when unset a key is generated once and kept in the database. */
   JWT_PRIVATE_KEY: env.optionalString(),
-  AUTH_API_KEYS: env.list(),
+  /**
+   * Keys for `POST /v1/service-token`, which can mint an admin's token. Wrong keys are not
+   * throttled, so each must be long enough not to be guessed (the chart asks the same).
+   */
+  AUTH_API_KEYS: env
+    .list()
+    .refine(
+      (keys) => keys.every((key) => key.length >= API_KEY_MIN_LENGTH),
+      `each key must be at least ${API_KEY_MIN_LENGTH} characters: make one with \`openssl rand -hex 32\``,
+    ),
   ADMIN_USERNAME: env.optionalString(),
   ADMIN_PASSWORD: env.optionalString(),
   /** Failed logins allowed per username from one client address within the window. */

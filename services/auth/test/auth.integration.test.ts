@@ -7,6 +7,7 @@ import {
   TEST_NATS_URL,
   type TestDatabase,
   uniqueSubjectPrefix,
+  withPgClient,
 } from '@switchboard/testing';
 import { createTokenVerifier, requestKeySource, TokenError } from '@switchboard/tokens';
 import { decodeProtectedHeader } from 'jose';
@@ -29,7 +30,7 @@ function authEnv(extra: Record<string, string> = {}) {
     NATS_SUBJECT_PREFIX: prefix,
     ADMIN_USERNAME: ADMIN.username,
     ADMIN_PASSWORD: ADMIN.password,
-    AUTH_API_KEYS: `other-key,${API_KEY}`,
+    AUTH_API_KEYS: `other-key-0123456789,${API_KEY}`,
     LOGIN_MAX_FAILURES: '3',
     LOGIN_MAX_FAILURES_PER_ADDRESS: '1000',
     REGISTRATION_MAX_PER_ADDRESS: '1000',
@@ -170,6 +171,19 @@ describe('POST /v1/users', () => {
     expect(body.error.code).toBe('unauthorized');
   });
 
+  it.each([
+    ['an empty bearer token', 'Bearer '],
+    ['another scheme', 'Basic YWRtaW46YWRtaW4='],
+    ['two words', 'Bearer a b'],
+  ])('refuses an Authorization header with %s with 401, creating nothing', async (_label, authorization) => {
+    const username = `malformed-${authorization.length}`;
+    const refused = await post('/v1/users', { username, password: 'a-fine-password' }, { authorization });
+    // Before: taken for no header, a customer's sign-up (201).
+    expect(refused.status).toBe(401);
+    expect(refused.body.error.code).toBe('unauthorized');
+    expect((await post('/v1/users', { username, password: 'a-fine-password' })).status).toBe(201);
+  });
+
   it('refuses a token signed by a key it never published with 401, however soon it comes again', async () => {
     // Before, a second one within the verifier's refetch interval got 503 "retry later", and
     // clients that retry on 503 retried for ever.
@@ -231,7 +245,134 @@ describe('POST /v1/users', () => {
   });
 });
 
+describe('PATCH /v1/users/:id', () => {
+  let adminToken: string;
+  /** `token` null: no Authorization header. */
+  const patch = async (id: number | string, body: unknown, token: string | null = adminToken) => {
+    const response = await fetch(auth.url(`/v1/users/${id}`), {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json', ...(token === null ? {} : { authorization: `Bearer ${token}` }) },
+      body: JSON.stringify(body),
+    });
+    // Parsed as `post` does: read as JSON, whatever its shape.
+    return { status: response.status, body: JSON.parse(await response.text()) };
+  };
+  const staff = async (username: string, role: 'agent' | 'admin' = 'agent') => {
+    const created = await post('/v1/users', { username, password: 'staff-password', role }, { authorization: `Bearer ${adminToken}` });
+    expect(created.status).toBe(201);
+    return created.body.id as number;
+  };
+  const login = async (username: string, password = 'staff-password') => (await post('/v1/token', { username, password })).status;
+
+  beforeAll(async () => {
+    adminToken = await tokenFor(ADMIN.username, ADMIN.password);
+  });
+
+  it('disables an agent, who then logs in no more, and enables it again', async () => {
+    const id = await staff('leaver');
+    expect(await login('leaver')).toBe(200);
+    const disabled = await patch(id, { disabled: true });
+    expect(disabled).toEqual({ status: 200, body: { id, username: 'leaver', role: 'agent', display_name: null, disabled: true } });
+    // The right password is answered as a wrong one.
+    const refused = await post('/v1/token', { username: 'leaver', password: 'staff-password' });
+    expect(refused.status).toBe(401);
+    expect(refused.body.error.code).toBe('invalid_credentials');
+    expect((await patch(id, { disabled: false })).body.disabled).toBe(false);
+    expect(await login('leaver')).toBe(200);
+  });
+
+  it('sets a new password, after which only it logs in', async () => {
+    const id = await staff('forgetful');
+    expect((await patch(id, { password: 'a-new-staff-password' })).status).toBe(200);
+    expect(await login('forgetful')).toBe(401);
+    expect(await login('forgetful', 'a-new-staff-password')).toBe(200);
+  });
+
+  it("demotes an admin, whose token then creates no staff, and a disabled admin's token none either", async () => {
+    for (const [username, change] of [
+      ['demoted-admin', { role: 'agent' }],
+      ['disabled-admin', { disabled: true }],
+    ] as const) {
+      const id = await staff(username, 'admin');
+      const token = await tokenFor(username, 'staff-password');
+      expect(
+        (
+          await post(
+            '/v1/users',
+            { username: `${username}-made`, password: 'staff-password', role: 'agent' },
+            { authorization: `Bearer ${token}` },
+          )
+        ).status,
+      ).toBe(201);
+      expect((await patch(id, change)).status).toBe(200);
+      const refused = await post(
+        '/v1/users',
+        { username: `${username}-after`, password: 'staff-password', role: 'agent' },
+        { authorization: `Bearer ${token}` },
+      );
+      expect(refused.status).toBe(403);
+      expect((await patch(id, { display_name: 'x' }, token)).status).toBe(403);
+    }
+  });
+
+  it('changes a display name, and leaves what it is not given', async () => {
+    const id = await staff('renamed');
+    expect((await patch(id, { display_name: '  Renée  ' })).body).toEqual({
+      id,
+      username: 'renamed',
+      role: 'agent',
+      display_name: 'Renée',
+      disabled: false,
+    });
+    expect(await login('renamed')).toBe(200);
+  });
+
+  it('refuses an admin disabling or demoting their own account, so that one admin always remains', async () => {
+    const me = (await post('/v1/token', ADMIN)).body.user.id as number;
+    for (const change of [{ disabled: true }, { role: 'agent' }]) {
+      const refused = await patch(me, change);
+      expect(refused.status).toBe(400);
+      expect(refused.body.error.message).toMatch(/own account/);
+    }
+    expect((await patch(me, { display_name: 'Root' })).status).toBe(200);
+  });
+
+  it("leaves a service user's role and password to its backend, and refuses it tokens once disabled", async () => {
+    const minted = await post('/v1/service-token', { external_id: 'crm-leaver', role: 'agent' }, { authorization: `Bearer ${API_KEY}` });
+    const id = minted.body.user.id as number;
+    expect((await patch(id, { role: 'admin' })).status).toBe(400);
+    expect((await patch(id, { password: 'a-fine-password' })).status).toBe(400);
+    expect((await patch(id, { disabled: true })).status).toBe(200);
+    const refused = await post('/v1/service-token', { external_id: 'crm-leaver', role: 'agent' }, { authorization: `Bearer ${API_KEY}` });
+    expect(refused.status).toBe(403);
+    expect(refused.body.error).toEqual({ code: 'forbidden', message: 'this user is disabled' });
+  });
+
+  it('answers no token 401, a non-admin 403, an unknown user 404 and a bad body or id 400', async () => {
+    const id = await staff('untouched');
+    expect((await patch(id, { disabled: true }, null)).status).toBe(401);
+    expect((await patch(id, { disabled: true }, 'not-a-token')).status).toBe(401);
+    expect((await patch(id, { disabled: true }, await tokenFor('untouched', 'staff-password'))).status).toBe(403);
+    const unknown = await patch(999_999_999, { disabled: true });
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.error.code).toBe('not_found');
+    for (const body of [{}, { disabled: 'yes' }, { role: 'root' }, { password: 'short' }, { username: 'renamed' }])
+      expect((await patch(id, body)).status, JSON.stringify(body)).toBe(400);
+    for (const bad of ['abc', '0', '1.5']) expect((await patch(bad, { disabled: true })).status, bad).toBe(400);
+    expect(await login('untouched')).toBe(200);
+  });
+});
+
 describe('POST /v1/token', () => {
+  it('answers a token that no cache may keep', async () => {
+    const login = await post('/v1/token', ADMIN);
+    expect(login.status).toBe(200);
+    expect(login.headers.get('cache-control')).toBe('no-store');
+    const minted = await post('/v1/service-token', { external_id: 'crm-no-store', role: 'user' }, { authorization: `Bearer ${API_KEY}` });
+    expect(minted.status).toBe(200);
+    expect(minted.headers.get('cache-control')).toBe('no-store');
+  });
+
   it('issues a bearer token carrying the contract claims', async () => {
     const { status, body } = await post('/v1/token', { username: 'Alice', password: 'alice-password' });
     expect(status).toBe(200);
@@ -418,6 +559,31 @@ describe('POST /v1/users per client address', () => {
     const statuses = [];
     for (let i = 0; i < 4; i++) statuses.push((await signUp(`after-a-bad-token-${i}`)).status);
     expect(statuses).toEqual([201, 201, 201, 429]);
+  });
+
+  it('does not count a sign-up the database failed, answered 503 to be retried', async () => {
+    // The database refuses to store users as a full disk would (53100): a passing failure, 503.
+    const refuseUsers = async (refusing: boolean) =>
+      withPgClient(service.databaseUrl(), async (db) => {
+        await db.query(
+          refusing
+            ? `create function refuse_users() returns trigger language plpgsql as $$ begin raise exception 'no room' using errcode = '53100'; end $$;
+               create trigger refuse_users before insert on users for each row execute function refuse_users()`
+            : 'drop trigger refuse_users on users; drop function refuse_users()',
+        );
+      });
+    await refuseUsers(true);
+    const failed = [];
+    try {
+      for (let i = 0; i < 4; i++) failed.push((await register('10.1.0.7', `while-failing-${i}`)).status);
+    } finally {
+      await refuseUsers(false);
+    }
+    expect(failed).toEqual([503, 503, 503, 503]);
+    // Before: each 503 counted, and the retries the 503s asked for were refused 429.
+    const retried = [];
+    for (let i = 0; i < 4; i++) retried.push((await register('10.1.0.7', `while-failing-${i}`)).status);
+    expect(retried).toEqual([201, 201, 201, 429]);
   });
 });
 

@@ -1,6 +1,6 @@
 import { errorCode } from '@switchboard/db';
 import type { Role } from '@switchboard/protocol';
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import type { AuthDatabase } from './schema.js';
 import type { UserRow } from './user.table.js';
 
@@ -11,12 +11,16 @@ export class UsernameTakenError extends Error {
 }
 
 export async function findUserByUsername(db: Kysely<AuthDatabase>, username: string): Promise<UserRow | undefined> {
-  return db
-    .selectFrom('users')
-    .selectAll()
-    .where((eb) => eb(eb.fn('lower', ['username']), '=', username.toLowerCase()))
-    .where('external_id', 'is', null)
-    .executeTakeFirst();
+  return (
+    db
+      .selectFrom('users')
+      .selectAll()
+      // In "C", as the unique index: the database's own collation may lower case otherwise (see the
+      // migration 2026-11-28T16-00-00).
+      .where(sql<string>`lower(username collate "C")`, '=', username.toLowerCase())
+      .where('external_id', 'is', null)
+      .executeTakeFirst()
+  );
 }
 
 export async function findUserById(db: Kysely<AuthDatabase>, id: number): Promise<UserRow | undefined> {
@@ -56,6 +60,30 @@ export async function setPasswordHash(db: Kysely<AuthDatabase>, id: number, role
     .where('role', '=', role)
     .executeTakeFirst();
   return numUpdatedRows > 0n;
+}
+
+/** What an admin may change of an account; fields left out stay as they are. */
+export interface UserChanges {
+  passwordHash?: string;
+  role?: Role;
+  displayName?: string;
+  disabled?: boolean;
+}
+
+/** Applies `changes` to the user; undefined when there is none of that id. */
+export async function updateUser(db: Kysely<AuthDatabase>, id: number, changes: UserChanges): Promise<UserRow | undefined> {
+  return db
+    .updateTable('users')
+    .set((eb) => ({
+      ...(changes.passwordHash === undefined ? {} : { password_hash: changes.passwordHash }),
+      ...(changes.role === undefined ? {} : { role: changes.role }),
+      ...(changes.displayName === undefined ? {} : { display_name: changes.displayName }),
+      // Disabling keeps the first time it was disabled; enabling clears it.
+      ...(changes.disabled === undefined ? {} : { disabled_at: changes.disabled ? eb.fn.coalesce('disabled_at', sql<Date>`now()`) : null }),
+    }))
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirst();
 }
 
 /**

@@ -11,6 +11,8 @@ export interface UserTable {
   /** The calling backend's own id for users minted through `/v1/service-token`. */
   external_id: string | null;
   created_at: ColumnType<Date, never, never>;
+  /** When an admin disabled the account (PATCH /v1/users/:id): it no longer logs in or gets tokens. */
+  disabled_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
 }
 
 export type UserRow = Selectable<UserTable>;

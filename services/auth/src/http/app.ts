@@ -4,11 +4,11 @@ import type { Logger } from '@switchboard/logging';
 import { describeIssues, hasLoneSurrogate, isStorableText } from '@switchboard/protocol';
 import { ConcurrencyLimitError, settlesWithin } from '@switchboard/runtime';
 import { TokenError, TokenErrorCode, type TokenVerifier } from '@switchboard/tokens';
-import { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest, fastify } from 'fastify';
+import { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, fastify } from 'fastify';
 import type { Kysely } from 'kysely';
 import type { z } from 'zod';
 import type { AuthDatabase } from '../db/schema.js';
-import { findUserById, findUserByUsername, insertUser, UsernameTakenError, upsertExternalUser } from '../db/user.repository.js';
+import { findUserById, findUserByUsername, insertUser, UsernameTakenError, updateUser, upsertExternalUser } from '../db/user.repository.js';
 import type { UserRow } from '../db/user.table.js';
 import type { LoginThrottle } from '../login-throttle.js';
 import type { AuthMetrics } from '../metrics.js';
@@ -17,7 +17,7 @@ import type { TokenIssuer, TokenResponse } from '../token/access-tokens.js';
 import { bearerCredential, createApiKeyChecker } from './api-keys.js';
 import { requestAddressKey } from './client-address.js';
 import { errorBody, HttpError, HttpErrorCode } from './errors.js';
-import { createUserBody, serviceTokenBody, tokenBody } from './schemas.js';
+import { createUserBody, serviceTokenBody, tokenBody, updateUserBody, userIdParams } from './schemas.js';
 
 /** Contract: bodies over 16 KiB are refused. */
 export const BODY_LIMIT_BYTES = 16 * 1024;
@@ -99,7 +99,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
   // and a page could not read how long a 429 or 503 asks it to wait.
   void app.register(cors, {
     origin: options.corsOrigins.includes('*') ? true : [...options.corsOrigins],
-    methods: ['GET', 'POST'],
+    methods: ['GET', 'POST', 'PATCH'],
     exposedHeaders: ['Retry-After'],
   });
   // JSON bodies only (415 otherwise): Fastify reads text/plain by itself, and such a body was refused 400 as not an object.
@@ -168,8 +168,18 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
 
   app.get('/.well-known/jwks.json', async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(await jwks()));
 
-  /** Whether the bearer token is an admin's, by the role stored now; throws 401 (or 503) for one that does not verify. */
-  const isCurrentAdmin = async (credential: string): Promise<boolean> => {
+  /** Gives a sign-up back, logging a failure to: it must not replace the answer; bounded, as the database may be failing. */
+  const forgiveSignUp = (key: string) =>
+    settlesWithin(
+      throttles.registration.forgive(key).catch((error: unknown) => logger.warn({ err: error }, 'taking back a sign-up count failed')),
+      TAKE_BACK_WAIT_MS,
+    );
+
+  /**
+   * The admin the bearer token is of, by the role stored now, or undefined when it is no admin's
+   * (or a disabled one's); throws 401 (or 503) for one that does not verify.
+   */
+  const currentAdmin = async (credential: string): Promise<UserRow | undefined> => {
     const caller = await verifier.verify(credential).catch((error: unknown) => {
       if (error instanceof TokenError && error.code === TokenErrorCode.Unavailable) {
         throw new HttpError(HttpErrorCode.Unavailable, 'signing keys are unavailable; retry later', {
@@ -180,13 +190,20 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     });
     // The role stored now, not the token's: an admin demoted since the token was issued (a
     // service token minted again with another role) must not keep an admin's power until it expires.
+    // A disabled admin's tokens no longer administer anything either.
     const stored = caller.role === 'admin' ? await findUserById(db, caller.userId) : undefined;
-    return stored?.role === 'admin';
+    return stored?.role === 'admin' && stored.disabled_at === null ? stored : undefined;
   };
+  const isCurrentAdmin = async (credential: string) => (await currentAdmin(credential)) !== undefined;
 
   app.post('/v1/users', { schema: { body: createUserBody } }, async (request, reply) => {
     const body = request.body as z.infer<typeof createUserBody>;
-    const credential = bearerCredential(request.headers.authorization);
+    const { authorization } = request.headers;
+    const credential = bearerCredential(authorization);
+    // A header of another form (`Bearer ` with an empty token, `Basic …`) is no token that
+    // verifies: taken for none, an admin tool whose token variable was empty signed customers up.
+    if (authorization !== undefined && credential === undefined)
+      throw new HttpError(HttpErrorCode.Unauthorized, 'Authorization must be "Bearer <token>"');
     if (body.role !== 'user') {
       if (credential === undefined) {
         throw new HttpError(HttpErrorCode.Forbidden, `creating a user with role ${body.role} needs an admin's bearer token`);
@@ -215,7 +232,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     } catch (error) {
       if (!(error instanceof ConcurrencyLimitError)) throw error;
       // Refused before any hashing: it costs the address none of its sign-ups.
-      if (signUpKey !== undefined) await throttles.registration.forgive(signUpKey);
+      if (signUpKey !== undefined) await forgiveSignUp(signUpKey);
       throw tooBusy();
     }
     try {
@@ -223,12 +240,21 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
       metrics.usersCreated.inc({ role: user.role });
       return reply.code(201).send(toUserBody(user));
     } catch (error) {
+      // A name taken was a sign-up tried (and counts, against guessing which names exist).
       if (error instanceof UsernameTakenError) throw new HttpError(HttpErrorCode.UsernameTaken, 'username is taken');
+      // One the database failed (a 503, retried as told) created nothing: it costs the address
+      // none of its sign-ups, as a login the database failed costs no attempt.
+      if (signUpKey !== undefined) await forgiveSignUp(signUpKey);
       throw error;
     }
   });
 
-  app.post('/v1/token', { schema: { body: tokenBody } }, async (request) => {
+  // Responses that carry a token are not to be kept by any cache (RFC 6749 §5.1).
+  const noStore = async (_request: FastifyRequest, reply: FastifyReply) => {
+    reply.header('cache-control', 'no-store');
+  };
+
+  app.post('/v1/token', { schema: { body: tokenBody }, onRequest: noStore }, async (request) => {
     const { username, password } = request.body as z.infer<typeof tokenBody>;
     const accountKey = username.toLowerCase();
     const addressKey = requestAddressKey(request.ip, request.socket.remoteAddress);
@@ -300,7 +326,9 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
       metrics.logins.inc({ outcome: 'busy' });
       throw tooBusy();
     }
-    if (!matches || !user) {
+    // A disabled account's right password is answered as a wrong one: nothing tells a guesser
+    // which names exist, or which passwords were right.
+    if (!matches || !user || user.disabled_at !== null) {
       // A failure counts against the failures' keys, not the name's successes.
       await takeBack([[throttles.successes, accountKey]], true);
       metrics.logins.inc({ outcome: 'failure' });
@@ -338,15 +366,58 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     }
   };
 
-  app.post('/v1/service-token', { schema: { body: serviceTokenBody }, onRequest: requireApiKey }, async (request) => {
+  app.post('/v1/service-token', { schema: { body: serviceTokenBody }, onRequest: [noStore, requireApiKey] }, async (request) => {
     const body = request.body as z.infer<typeof serviceTokenBody>;
     const user = await upsertExternalUser(db, {
       externalId: body.external_id,
       role: body.role,
       displayName: body.display_name,
     });
+    // The backend knows its users, and is told this one was disabled here.
+    if (user.disabled_at !== null) throw new HttpError(HttpErrorCode.Forbidden, 'this user is disabled');
     metrics.tokensIssued.inc({ kind: 'service' });
     return tokens.issue(user);
+  });
+
+  app.patch('/v1/users/:id', { schema: { params: userIdParams, body: updateUserBody } }, async (request) => {
+    const { id } = request.params as z.infer<typeof userIdParams>;
+    const body = request.body as z.infer<typeof updateUserBody>;
+    const credential = bearerCredential(request.headers.authorization);
+    if (credential === undefined) throw new HttpError(HttpErrorCode.Unauthorized, "changing an account needs an admin's bearer token");
+    const admin = await currentAdmin(credential);
+    if (!admin) throw new HttpError(HttpErrorCode.Forbidden, 'only an admin may change an account');
+    const target = await findUserById(db, id);
+    if (!target) throw new HttpError(HttpErrorCode.NotFound, `no user ${id}`);
+    // At least one admin stays able to administer: not the one asking, who could lock everyone out.
+    if (target.id === admin.id && (body.disabled === true || (body.role !== undefined && body.role !== 'admin')))
+      throw new HttpError(HttpErrorCode.InvalidBody, 'an admin cannot disable or demote their own account');
+    // A service user's role follows its backend at each /v1/service-token, and it has no password.
+    if (target.external_id !== null && (body.password !== undefined || body.role !== undefined))
+      throw new HttpError(
+        HttpErrorCode.InvalidBody,
+        'a user of /v1/service-token takes its role from its backend and has no password: only display_name and disabled change',
+      );
+    let passwordHash: string | undefined;
+    if (body.password !== undefined) {
+      try {
+        passwordHash = await passwords.hash(body.password);
+      } catch (error) {
+        if (error instanceof ConcurrencyLimitError) throw tooBusy();
+        throw error;
+      }
+    }
+    const updated = await updateUser(db, id, {
+      ...(passwordHash === undefined ? {} : { passwordHash }),
+      ...(body.role === undefined ? {} : { role: body.role }),
+      ...(body.display_name === undefined ? {} : { displayName: body.display_name }),
+      ...(body.disabled === undefined ? {} : { disabled: body.disabled }),
+    });
+    if (!updated) throw new HttpError(HttpErrorCode.NotFound, `no user ${id}`);
+    logger.info(
+      { userId: id, by: admin.id, changed: Object.keys(body).filter((key) => body[key as keyof typeof body] !== undefined) },
+      'account changed by an admin',
+    );
+    return { ...toUserBody(updated), disabled: updated.disabled_at !== null };
   });
 
   return app;

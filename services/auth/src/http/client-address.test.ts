@@ -8,6 +8,16 @@ describe('clientAddressKey', () => {
     expect(clientAddressKey('::FFFF:192.168.0.1')).toBe('192.168.0.1');
   });
 
+  it('takes an IPv4 address inside an IPv6 one however it is written, behind NAT64 too', () => {
+    // Before, these were counted by their /64: all IPv4 clients under one key.
+    for (const address of ['0:0:0:0:0:ffff:1.2.3.4', '::ffff:102:304', '::ffff:0102:0304', '64:ff9b::1.2.3.4', '64:ff9b::102:304'])
+      expect(clientAddressKey(address), address).toBe('1.2.3.4');
+    expect(clientAddressKey('64:ff9b::203.0.113.200')).toBe('203.0.113.200');
+    // Not the /96 prefixes: counted by their /64 as any IPv6 address.
+    expect(clientAddressKey('64:ff9b:1::1.2.3.4')).toBe('64:ff9b:1:0::/64');
+    expect(clientAddressKey('::1:ffff:1.2.3.4')).toBe('0:0:0:0::/64');
+  });
+
   it('counts every address of one IPv6 /64 as one, however it is written', () => {
     const key = '2001:db8:1:2::/64';
     for (const address of [
@@ -22,7 +32,6 @@ describe('clientAddressKey', () => {
     expect(clientAddressKey('2001:db8:1:3::1')).toBe('2001:db8:1:3::/64');
     expect(clientAddressKey('2001:db8::1')).toBe('2001:db8:0:0::/64');
     expect(clientAddressKey('::1')).toBe('0:0:0:0::/64');
-    expect(clientAddressKey('64:ff9b::10.0.0.1')).toBe('64:ff9b:0:0::/64');
   });
 
   it('leaves anything else as it is', () => {

@@ -64,3 +64,21 @@ export const serviceTokenBody = z.strictObject({
   display_name: absentIfNull(displayNameSchema.optional()),
 });
 export type ServiceTokenBody = z.infer<typeof serviceTokenBody>;
+
+/** `PATCH /v1/users/:id`: what an admin changes of an account; at least one field. */
+export const updateUserBody = z
+  .strictObject({
+    password: absentIfNull(passwordSchema.optional()),
+    role: absentIfNull(z.enum(ROLES).optional()),
+    display_name: absentIfNull(displayNameSchema.optional()),
+    disabled: absentIfNull(z.boolean().optional()),
+  })
+  .refine(
+    (body) => Object.values(body).some((value) => value !== undefined),
+    'give at least one of password, role, display_name, disabled',
+  );
+export type UpdateUserBody = z.infer<typeof updateUserBody>;
+
+export const userIdParams = z.strictObject({
+  id: z.coerce.number().int('id must be a user id').min(1, 'id must be a user id').max(Number.MAX_SAFE_INTEGER, 'id must be a user id'),
+});
