@@ -67,21 +67,27 @@ describe('a message PostgreSQL refuses', () => {
     for (const socket of [poisoner, ...others]) await socket.request({ type: 'join_session', session_id: session.id });
 
     // With persistence stopped, the messages wait in the stream: first a good one, then the
-    // poison and two more good ones. The restarted replica takes the first alone (a batch starts
-    // as soon as a message arrives) and the other three as one batch, which fails as a whole.
-    // Every insert is slowed by 300 ms meanwhile, so that the three have all arrived by the time
-    // the first batch ends: once, under CI's load, the poison came alone and nothing was split.
+    // poison and two more good ones, each sent once the one before is in the stream. The
+    // restarted replica takes the first alone (a batch starts as soon as a message arrives) and
+    // the other three as one batch, which fails as a whole. Every insert is slowed by 300 ms
+    // meanwhile, so that the three have all arrived by the time the first batch ends: once,
+    // under CI's load, the poison came alone and nothing was split.
     await stack.persistence[0]?.stop();
-    const send = (socket: TestClient, clientMsgId: string, content: string) =>
-      socket.send({ type: 'send_message', session_id: session.id, content, client_msg_id: clientMsgId });
+    const jsm = await nats.jetstreamManager();
+    const waiting = async () => (await jsm.consumers.info(`${stack.prefix.toUpperCase()}_INBOUND`, 'persistence')).num_pending;
+    const sendInOrder = async (sends: [TestClient, string, string][]) => {
+      const before = await waiting();
+      for (const [socket, clientMsgId, content] of sends)
+        socket.send({ type: 'send_message', session_id: session.id, content, client_msg_id: clientMsgId });
+      await waitFor(async () => (await waiting()) === before + sends.length, 10_000, `${sends.length} more in the stream`);
+    };
     const [first, second, third] = others as [TestClient, TestClient, TestClient];
-    send(first, 'batch-good-1', 'fine');
-    await sleep(300);
-    send(poisoner, 'batch-poison', 'POISON');
-    await sleep(300);
-    send(second, 'batch-good-2', 'fine');
-    send(third, 'batch-good-3', 'fine');
-    await sleep(300);
+    await sendInOrder([[first, 'batch-good-1', 'fine']]);
+    await sendInOrder([[poisoner, 'batch-poison', 'POISON']]);
+    await sendInOrder([
+      [second, 'batch-good-2', 'fine'],
+      [third, 'batch-good-3', 'fine'],
+    ]);
     await slowInserts(stack.database.url, 300);
     const replica = await stack.startPersistence();
     let acks: Awaited<ReturnType<TestClient['waitFor']>>[];
