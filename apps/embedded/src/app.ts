@@ -21,7 +21,10 @@ export interface EmbeddedSystem extends Stoppable {
   readonly bus: 'in-process' | 'NATS';
   readonly database: string;
   /** The account of that name, if any, and whether the password opens it (see `checkAccount`). */
-  checkAccount(credentials: { username: string; password: string }): Promise<{ role: string; passwordMatches: boolean } | undefined>;
+  checkAccount(credentials: {
+    username: string;
+    password: string;
+  }): Promise<{ role: string; passwordMatches: boolean; disabled: boolean } | undefined>;
 }
 
 /** `host` as a URL takes it, `wildcard` standing in for every interface: an IPv6 address goes in brackets. */
@@ -218,7 +221,7 @@ export async function ensureDemoAgent(
   agent: { username: string; password: string },
 ): Promise<boolean> {
   const existing = await system.checkAccount(agent);
-  if (existing) return existing.role === 'agent' && existing.passwordMatches;
+  if (existing) return existing.role === 'agent' && existing.passwordMatches && !existing.disabled;
   const post = (path: string, body: unknown, token?: string) =>
     fetch(`${system.urls.authApi}${path}`, {
       method: 'POST',

@@ -139,4 +139,43 @@ describe('the NATS bus when the connection drops', () => {
     expect((error as BusError).code).toBe(BusErrorCode.Unavailable);
     await closing;
   });
+
+  it('fails an addService whose endpoints the server never confirmed, and leaves nothing to answer after the reconnect', async () => {
+    let broken: TcpProxy;
+    ({ proxy: broken, bus } = await connectThroughProxy());
+    proxy = broken;
+    const connected = bus;
+    broken.partition(); // the endpoints' subscriptions and the flush never reach the server
+    const adding = connected.addService({
+      name: 'outage-orphan',
+      version: '0.0.1',
+      description: 'an endpoint added as the connection drops',
+      endpoints: [{ name: 'echo', subject: 'outage.orphan', handler: async (data) => data }],
+    });
+    setTimeout(() => broken.cut(), 100);
+    const error = await adding.then(
+      () => undefined,
+      (caught: unknown) => caught,
+    );
+    expect(error).toBeInstanceOf(BusError);
+    expect((error as BusError).code).toBe(BusErrorCode.Unavailable);
+    broken.restore();
+    await vi.waitFor(() => expect(connected.isConnected()).toBe(true), { timeout: 10_000 });
+    const asker = await connectNatsBus({
+      servers: [TEST_NATS_URL],
+      name: 'outage-asker',
+      subjects: createSubjects('outage'),
+      logger: createLogger({ name: 'outage-test', level: 'silent' }),
+    });
+    try {
+      // Before: nats.js subscribed the endpoint again on reconnecting, and it answered.
+      const answer = await asker.request('outage.orphan', new TextEncoder().encode('anyone?'), 1_000).then(
+        () => 'answered',
+        () => 'no answer',
+      );
+      expect(answer).toBe('no answer');
+    } finally {
+      await asker.close();
+    }
+  }, 30_000);
 });

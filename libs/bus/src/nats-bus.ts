@@ -507,8 +507,15 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
         });
       }
       // Once the server has the endpoints' subscriptions: until then a request got "no
-      // responders", though the service, and the replica's readiness, said it was there.
-      await nc.flush();
+      // responders", though the service, and the replica's readiness, said it was there. A flush
+      // the connection's drop fails leaves no service behind (nats.js would subscribe its
+      // endpoints again on reconnecting, to answer for a caller that was told it failed).
+      try {
+        await nc.flush();
+      } catch (error) {
+        await settlesWithin(service.stop(), SERVICE_DRAIN_MS);
+        throw unavailable(`adding the service ${spec.name}`, error);
+      }
       return {
         // The service's subscriptions drain first (within SERVICE_DRAIN_MS: should NATS not answer
         // by then, a request it routed before the unsubscribe can still arrive), then the requests

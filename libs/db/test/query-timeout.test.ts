@@ -50,7 +50,7 @@ describe('queryTimeoutMs', () => {
       queryTimeoutMs: 300, // which sets statement_timeout on each new connection
     });
     try {
-      hanging.hangAfter(1); // the startup passes; set_config hangs
+      hanging.hangWhen(TcpProxy.startsAStatement); // the connection opens; set_config hangs
       const error = await sql`select 1`.execute(fresh.db).then(
         () => undefined,
         (caught: unknown) => caught,

@@ -6,8 +6,8 @@ interface Pair {
   upstream: Socket;
   /** Passes nothing either way, as across a network partition. */
   silent: boolean;
-  /** Writes of the client still passed before the pair falls silent (`hangAfter`); none: no such limit. */
-  passing: number | undefined;
+  /** The client's write from which the pair falls silent (`hangWhen`); none: no such rule. */
+  hangsAt: ((chunk: Buffer) => boolean) | undefined;
 }
 
 /**
@@ -20,8 +20,8 @@ export class TcpProxy {
   private cutOff = false;
   /** New connections are taken and pass nothing, as to a host that drops packets. */
   private blackholed = false;
-  /** New connections pass this many of the client's writes, then nothing (`hangAfter`). */
-  private hangAfterWrites: number | undefined;
+  /** New connections fall silent at the client's first write this matches (`hangWhen`). */
+  private hangsAt: ((chunk: Buffer) => boolean) | undefined;
   /** Connections refused while cut. */
   refused = 0;
 
@@ -49,11 +49,11 @@ export class TcpProxy {
         client,
         upstream: tcpConnect(target.port, target.host),
         silent: proxy.blackholed,
-        passing: proxy.hangAfterWrites,
+        hangsAt: proxy.hangsAt,
       };
       pairs.add(pair);
-      client.on('data', (chunk) => {
-        if (pair.passing !== undefined && pair.passing-- <= 0) pair.silent = true;
+      client.on('data', (chunk: Buffer) => {
+        if (pair.hangsAt?.(chunk)) pair.silent = true;
         if (!pair.silent) pair.upstream.write(chunk);
       });
       pair.upstream.on('data', (chunk) => pair.silent || client.write(chunk));
@@ -93,16 +93,21 @@ export class TcpProxy {
   restore(): void {
     this.cutOff = false;
     this.blackholed = false;
-    this.hangAfterWrites = undefined;
+    this.hangsAt = undefined;
   }
 
   /**
-   * New connections, until `restore()`, pass the client's first `writes` writes and their answers,
-   * then fall silent: with 1, a PostgreSQL connection opens (its startup, under trust
-   * authentication) and its first statement hangs.
+   * New connections, until `restore()`, pass everything until the client's first write that
+   * `hangsAt` matches, then fall silent: with `startsAStatement`, a PostgreSQL connection opens,
+   * however it authenticates, and its first statement hangs.
    */
-  hangAfter(writes: number): void {
-    this.hangAfterWrites = writes;
+  hangWhen(hangsAt: (chunk: Buffer) => boolean): void {
+    this.hangsAt = hangsAt;
+  }
+
+  /** A client's write to PostgreSQL that starts a statement: a simple query ('Q') or the Parse of an extended one ('P'). */
+  static startsAStatement(chunk: Buffer): boolean {
+    return chunk[0] === 0x51 || chunk[0] === 0x50;
   }
 
   /** Every connection, open or new, is taken and passes nothing, until `restore()`: a client's dials hang. */

@@ -12,8 +12,13 @@ import { verifyPassword } from './passwords.js';
 export async function checkAccount(
   db: Kysely<AuthDatabase>,
   credentials: { username: string; password: string },
-): Promise<{ role: Role; passwordMatches: boolean } | undefined> {
+): Promise<{ role: Role; passwordMatches: boolean; disabled: boolean } | undefined> {
   const user = await findUserByUsername(db, credentials.username);
   if (!user) return undefined;
-  return { role: user.role, passwordMatches: await verifyPassword(user.password_hash, credentials.password) };
+  return {
+    role: user.role,
+    passwordMatches: await verifyPassword(user.password_hash, credentials.password),
+    // An admin disabled it (PATCH /v1/users/:id): it logs in no more, whatever its password.
+    disabled: user.disabled_at !== null,
+  };
 }

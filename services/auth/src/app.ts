@@ -15,7 +15,7 @@ import type { Kysely } from 'kysely';
 import { authServiceSpec } from './bus-service.js';
 import type { AuthConfig } from './config.js';
 import type { AuthDatabase } from './db/schema.js';
-import { findUserByUsername, insertUser, setPasswordHash, UsernameTakenError } from './db/user.repository.js';
+import { findUserByUsername, insertUser, setPasswordHash, UsernameTakenError, updateUser } from './db/user.repository.js';
 import { buildHttpApp } from './http/app.js';
 import { createLoginThrottle } from './login-throttle.js';
 import { createAuthMetrics } from './metrics.js';
@@ -102,9 +102,10 @@ async function bootstrapAdmin(db: Kysely<AuthDatabase>, admin: { username: strin
   };
   const existing = await findUserByUsername(db, admin.username);
   if (existing?.role === 'admin') {
-    // Disabled by another admin: left so. ADMIN_USERNAME names an account that cannot log in.
-    if (existing.disabled_at !== null)
-      logger.warn({ username: admin.username }, 'the bootstrap admin ADMIN_USERNAME names is disabled: it cannot log in');
+    // Disabled in the database (the API refuses to): enabled again, as the configuration says it
+    // is the admin, and as a way back in should every other admin be gone.
+    if (existing.disabled_at !== null && (await updateUser(db, existing.id, { disabled: false })))
+      logger.warn({ username: admin.username }, 'bootstrap admin enabled again: ADMIN_USERNAME names it');
     // ADMIN_PASSWORD is the admin's password: changed there (after a leak, or from the example's
     // default), it replaces the stored one at the next start, one set through the API included.
     if (await verifyPassword(existing.password_hash, admin.password)) return;
@@ -198,6 +199,7 @@ export async function startAuthService({
       logger,
       trustProxy: config.trustProxy,
       corsOrigins: config.corsOrigins,
+      bootstrapAdmin: config.admin?.username,
     });
     await http.listen({ port: config.port, host: config.host });
     // Fastify's close stops accepting and waits for in-flight requests; a request still unfinished

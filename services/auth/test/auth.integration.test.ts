@@ -327,6 +327,33 @@ describe('PATCH /v1/users/:id', () => {
     expect(await login('renamed')).toBe(200);
   });
 
+  it('leaves one of two admins who disable each other at once', async () => {
+    for (let round = 0; round < 5; round++) {
+      const ids = [await staff(`rival-a-${round}`, 'admin'), await staff(`rival-b-${round}`, 'admin')] as const;
+      const tokens = [await tokenFor(`rival-a-${round}`, 'staff-password'), await tokenFor(`rival-b-${round}`, 'staff-password')];
+      const outcomes = await Promise.all([patch(ids[1], { disabled: true }, tokens[0]), patch(ids[0], { disabled: true }, tokens[1])]);
+      // Before: both 200, and neither could administer any more.
+      expect(outcomes.map((outcome) => outcome.status).sort()).toEqual([200, 403]);
+      const enabled = await Promise.all(ids.map(async (id) => (await patch(id, { display_name: 'still here?' })).body.disabled));
+      expect(enabled.filter((disabled) => disabled === false)).toHaveLength(1);
+    }
+  });
+
+  it("leaves the bootstrap admin's role, state and password to ADMIN_USERNAME and ADMIN_PASSWORD", async () => {
+    const other = await staff('second-admin', 'admin');
+    expect(other).toBeGreaterThan(0);
+    const otherToken = await tokenFor('second-admin', 'staff-password');
+    const bootstrap = (await post('/v1/token', ADMIN)).body.user.id as number;
+    // Before: 200, and the next start refused to run, the name held by an agent.
+    for (const change of [{ role: 'agent' }, { disabled: true }, { password: 'another-password' }]) {
+      const refused = await patch(bootstrap, change, otherToken);
+      expect(refused.status, JSON.stringify(change)).toBe(400);
+      expect(refused.body.error.message).toMatch(/ADMIN_USERNAME/);
+    }
+    expect((await patch(bootstrap, { display_name: 'The operator' }, otherToken)).status).toBe(200);
+    expect((await post('/v1/token', ADMIN)).status).toBe(200);
+  });
+
   it('refuses an admin disabling or demoting their own account, so that one admin always remains', async () => {
     const me = (await post('/v1/token', ADMIN)).body.user.id as number;
     for (const change of [{ disabled: true }, { role: 'agent' }]) {

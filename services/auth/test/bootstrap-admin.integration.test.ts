@@ -1,4 +1,4 @@
-import type { ServiceProcess } from '@switchboard/testing';
+import { query, type ServiceProcess } from '@switchboard/testing';
 import { describe, expect, it } from 'vitest';
 import { authPerTest } from './auth-per-test.js';
 
@@ -35,6 +35,16 @@ describe('the bootstrap admin', () => {
     expect(await login(rotated, 'rotated-admin', 'a password only the operator knows')).toEqual({ status: 200, role: 'admin' });
     expect((await login(rotated, 'rotated-admin', 'the example password')).status).toBe(401);
     expect(rotated.logs.join('\n')).toMatch(/bootstrap admin password replaced by ADMIN_PASSWORD/);
+  });
+
+  it('is enabled again at start when it was disabled in the database: the way back in', async () => {
+    const admin = { ADMIN_USERNAME: 'locked-out-admin', ADMIN_PASSWORD: 'correct horse battery staple' };
+    const first = await startAuth(admin);
+    expect(await first.stop()).toBe(0);
+    await query(auth.databaseUrl, "update users set disabled_at = now() where username = 'locked-out-admin'");
+    const again = await startAuth(admin);
+    expect(await login(again, 'locked-out-admin', admin.ADMIN_PASSWORD)).toEqual({ status: 200, role: 'admin' });
+    expect(again.logs.join('\n')).toMatch(/bootstrap admin enabled again/);
   });
 
   it('refuses to start when a customer has signed up with its name first', async () => {

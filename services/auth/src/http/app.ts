@@ -8,7 +8,14 @@ import { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type F
 import type { Kysely } from 'kysely';
 import type { z } from 'zod';
 import type { AuthDatabase } from '../db/schema.js';
-import { findUserById, findUserByUsername, insertUser, UsernameTakenError, updateUser, upsertExternalUser } from '../db/user.repository.js';
+import {
+  findUserById,
+  findUserByUsername,
+  insertUser,
+  UsernameTakenError,
+  updateUserAsAdmin,
+  upsertExternalUser,
+} from '../db/user.repository.js';
 import type { UserRow } from '../db/user.table.js';
 import type { LoginThrottle } from '../login-throttle.js';
 import type { AuthMetrics } from '../metrics.js';
@@ -57,6 +64,8 @@ export interface HttpAppOptions {
   /** Fastify's trustProxy: false, true, or the trusted proxies' addresses. */
   trustProxy: boolean | string[];
   corsOrigins: readonly string[];
+  /** ADMIN_USERNAME, if set: that account's role, state and password follow the configuration, not the API. */
+  bootstrapAdmin?: string | undefined;
 }
 
 const toUserBody = (user: UserRow) => ({
@@ -242,9 +251,10 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     } catch (error) {
       // A name taken was a sign-up tried (and counts, against guessing which names exist).
       if (error instanceof UsernameTakenError) throw new HttpError(HttpErrorCode.UsernameTaken, 'username is taken');
-      // One the database failed (a 503, retried as told) created nothing: it costs the address
-      // none of its sign-ups, as a login the database failed costs no attempt.
-      if (signUpKey !== undefined) await forgiveSignUp(signUpKey);
+      // One the database failed (a 503, retried as told) costs the address none of its sign-ups,
+      // as a login the database failed costs no attempt. (A statement timed out on the client may
+      // still commit: the account then exists, uncounted, once.)
+      if (signUpKey !== undefined && isPassingFailure(error)) await forgiveSignUp(signUpKey);
       throw error;
     }
   });
@@ -388,9 +398,24 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     if (!admin) throw new HttpError(HttpErrorCode.Forbidden, 'only an admin may change an account');
     const target = await findUserById(db, id);
     if (!target) throw new HttpError(HttpErrorCode.NotFound, `no user ${id}`);
+    const demotes = body.disabled === true || (body.role !== undefined && body.role !== 'admin');
     // At least one admin stays able to administer: not the one asking, who could lock everyone out.
-    if (target.id === admin.id && (body.disabled === true || (body.role !== undefined && body.role !== 'admin')))
+    if (target.id === admin.id && demotes)
       throw new HttpError(HttpErrorCode.InvalidBody, 'an admin cannot disable or demote their own account');
+    // The bootstrap admin is what ADMIN_USERNAME and ADMIN_PASSWORD say at each start: demoted
+    // here, the next start refused to run (its name held by a non-admin), and disabled or given
+    // another password, the configuration's recovery of an admin no longer worked.
+    const bootstrap = options.bootstrapAdmin;
+    if (
+      bootstrap !== undefined &&
+      target.external_id === null &&
+      target.username.toLowerCase() === bootstrap.toLowerCase() &&
+      (demotes || body.password !== undefined)
+    )
+      throw new HttpError(
+        HttpErrorCode.InvalidBody,
+        'the bootstrap admin follows ADMIN_USERNAME and ADMIN_PASSWORD: change them there (only display_name changes here)',
+      );
     // A service user's role follows its backend at each /v1/service-token, and it has no password.
     if (target.external_id !== null && (body.password !== undefined || body.role !== undefined))
       throw new HttpError(
@@ -406,13 +431,21 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
         throw error;
       }
     }
-    const updated = await updateUser(db, id, {
-      ...(passwordHash === undefined ? {} : { passwordHash }),
-      ...(body.role === undefined ? {} : { role: body.role }),
-      ...(body.display_name === undefined ? {} : { displayName: body.display_name }),
-      ...(body.disabled === undefined ? {} : { disabled: body.disabled }),
+    // Made only if the caller is still an enabled admin, checked under a lock on both rows: two
+    // admins removing each other at once leave one of them (see updateUserAsAdmin).
+    const result = await updateUserAsAdmin(db, {
+      adminId: admin.id,
+      id,
+      changes: {
+        ...(passwordHash === undefined ? {} : { passwordHash }),
+        ...(body.role === undefined ? {} : { role: body.role }),
+        ...(body.display_name === undefined ? {} : { displayName: body.display_name }),
+        ...(body.disabled === undefined ? {} : { disabled: body.disabled }),
+      },
     });
-    if (!updated) throw new HttpError(HttpErrorCode.NotFound, `no user ${id}`);
+    if (result.outcome === 'not_admin') throw new HttpError(HttpErrorCode.Forbidden, 'only an admin may change an account');
+    if (result.outcome === 'not_found') throw new HttpError(HttpErrorCode.NotFound, `no user ${id}`);
+    const updated = result.user;
     logger.info(
       { userId: id, by: admin.id, changed: Object.keys(body).filter((key) => body[key as keyof typeof body] !== undefined) },
       'account changed by an admin',
