@@ -385,7 +385,8 @@ describe('PATCH /v1/users/:id', () => {
     expect(unknown.body.error.code).toBe('not_found');
     for (const body of [{}, { disabled: 'yes' }, { role: 'root' }, { password: 'short' }, { username: 'renamed' }])
       expect((await patch(id, body)).status, JSON.stringify(body)).toBe(400);
-    for (const bad of ['abc', '0', '1.5']) expect((await patch(bad, { disabled: true })).status, bad).toBe(400);
+    for (const bad of ['abc', '0', '1.5', '0x1F', '1e3', '%207%20', '-3'])
+      expect((await patch(bad, { disabled: true })).status, bad).toBe(400);
     expect(await login('untouched')).toBe(200);
   });
 });

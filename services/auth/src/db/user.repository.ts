@@ -90,25 +90,32 @@ export async function updateUser(db: Kysely<AuthDatabase>, id: number, changes: 
  * Applies `changes` to user `id` for the admin `adminId`, in a transaction that first locks both
  * rows (in id order): the admin must still be an enabled admin when the change is made. Two admins
  * disabling or demoting each other at once are so taken one after the other, and the second finds
- * itself no admin: since no admin changes their own row this way, one enabled admin always remains.
+ * itself no admin: since no admin changes their own row this way, this API leaves one enabled admin.
+ * (A service admin's backend can still demote it through /v1/service-token: ADMIN_USERNAME is then
+ * the way back in.)
  */
 export async function updateUserAsAdmin(
   db: Kysely<AuthDatabase>,
   { adminId, id, changes }: { adminId: number; id: number; changes: UserChanges },
 ): Promise<{ outcome: 'updated'; user: UserRow } | { outcome: 'not_admin' } | { outcome: 'not_found' }> {
-  return db.transaction().execute(async (trx) => {
-    const locked = await trx
-      .selectFrom('users')
-      .select(['id', 'role', 'disabled_at'])
-      .where('id', 'in', [adminId, id])
-      .orderBy('id')
-      .forUpdate()
-      .execute();
-    const admin = locked.find((row) => row.id === adminId);
-    if (admin?.role !== 'admin' || admin.disabled_at !== null) return { outcome: 'not_admin' as const };
-    const user = locked.some((row) => row.id === id) ? await updateUser(trx, id, changes) : undefined;
-    return user ? { outcome: 'updated' as const, user } : { outcome: 'not_found' as const };
-  });
+  // Read committed, whatever the database's default: a row another change locked is read again
+  // once that change commits, rather than failing the transaction (40001) as a stricter level does.
+  return db
+    .transaction()
+    .setIsolationLevel('read committed')
+    .execute(async (trx) => {
+      const locked = await trx
+        .selectFrom('users')
+        .select(['id', 'role', 'disabled_at'])
+        .where('id', 'in', [adminId, id])
+        .orderBy('id')
+        .forUpdate()
+        .execute();
+      const admin = locked.find((row) => row.id === adminId);
+      if (admin?.role !== 'admin' || admin.disabled_at !== null) return { outcome: 'not_admin' as const };
+      const user = locked.some((row) => row.id === id) ? await updateUser(trx, id, changes) : undefined;
+      return user ? { outcome: 'updated' as const, user } : { outcome: 'not_found' as const };
+    });
 }
 
 /**

@@ -79,6 +79,11 @@ export const updateUserBody = z
   );
 export type UpdateUserBody = z.infer<typeof updateUserBody>;
 
+/** A user id as the API writes it: decimal digits only (not `0x1F`, `1e3` or ` 7 `, which a number's parsing takes). */
 export const userIdParams = z.strictObject({
-  id: z.coerce.number().int('id must be a user id').min(1, 'id must be a user id').max(Number.MAX_SAFE_INTEGER, 'id must be a user id'),
+  id: z
+    .string()
+    .regex(/^[1-9][0-9]{0,15}$/, 'id must be a user id')
+    .transform(Number)
+    .refine(Number.isSafeInteger, 'id must be a user id'),
 });
