@@ -27,6 +27,9 @@ async function login(service: ServiceProcess, username: string, password = PASSW
   return ((await response.json()) as { access_token: string }).access_token;
 }
 
+/** How late after `closesAt` a close may come on a busy machine: seconds, against the hour of another token. */
+const LATE_CLOSE_MS = 5_000;
+
 /** When the gateway ends a socket authenticated with this token: at `exp` plus the verifier's clock tolerance. */
 const closesAt = (token: string) => ((decodeClaims(token).exp as number) + DEFAULT_CLOCK_TOLERANCE_S) * 1000;
 const msUntilClose = (token: string) => closesAt(token) - Date.now();
@@ -60,7 +63,9 @@ describe.concurrent('a token expiring on an open socket', () => {
     expect(await client.closed).toBe(4001);
     const closedAt = Date.now();
     expect(closedAt).toBeGreaterThanOrEqual(closesAt(token) - 50);
-    expect(closedAt).toBeLessThan(closesAt(token) + 1_500);
+    // Soon after, by the gateway's expiry tick (250 ms): the bound is wide, for a loaded machine,
+    // and still tells a close at the expiry from none, or from a later token's.
+    expect(closedAt).toBeLessThan(closesAt(token) + LATE_CLOSE_MS);
     expect(client.frames.at(-1)).toMatchObject({ type: 'error', code: 'auth_failed', message: expect.stringMatching(/expired/) });
     expect(client.frames.at(-1)).not.toHaveProperty('req_id');
   });
@@ -109,7 +114,7 @@ describe.concurrent('a token expiring on an open socket', () => {
     await expectPong(client);
     // Still the short token's identity and deadline: the other user's 1 h token did not extend it.
     expect(await client.closed).toBe(4001);
-    expect(Date.now()).toBeLessThan(closesAt(token) + 1_500);
+    expect(Date.now()).toBeLessThan(closesAt(token) + LATE_CLOSE_MS);
   });
 
   it('closes with 4001 on an expired re-auth token even while the first one is still valid', async () => {
