@@ -177,12 +177,19 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
 
   app.get('/.well-known/jwks.json', async (_request, reply) => reply.header('cache-control', 'public, max-age=300').send(await jwks()));
 
-  /** Gives a sign-up back, logging a failure to: it must not replace the answer; bounded, as the database may be failing. */
-  const forgiveSignUp = (key: string) =>
-    settlesWithin(
-      throttles.registration.forgive(key).catch((error: unknown) => logger.warn({ err: error }, 'taking back a sign-up count failed')),
-      TAKE_BACK_WAIT_MS,
-    );
+  /**
+   * Takes counts back (a login's, a sign-up's), logging any that fails: a statement failing here
+   * must not replace the answer the request is getting. `bounded` where the database may be
+   * failing: the answer waits TAKE_BACK_WAIT_MS for them at most (they go on after), not a hung
+   * statement's 10 s.
+   */
+  const takeBack = async (pairs: readonly (readonly [LoginThrottle, string])[], bounded = false) => {
+    const done = Promise.allSettled(pairs.map(([throttle, key]) => throttle.forgive(key))).then((outcomes) => {
+      for (const outcome of outcomes)
+        if (outcome.status === 'rejected') logger.warn({ err: outcome.reason }, 'taking back a throttle count failed');
+    });
+    await (bounded ? settlesWithin(done, TAKE_BACK_WAIT_MS) : done);
+  };
 
   /**
    * The admin the bearer token is of, by the role stored now, or undefined when it is no admin's
@@ -241,7 +248,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     } catch (error) {
       if (!(error instanceof ConcurrencyLimitError)) throw error;
       // Refused before any hashing: it costs the address none of its sign-ups.
-      if (signUpKey !== undefined) await forgiveSignUp(signUpKey);
+      if (signUpKey !== undefined) await takeBack([[throttles.registration, signUpKey]], true);
       throw tooBusy();
     }
     try {
@@ -254,7 +261,7 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
       // One the database failed (a 503, retried as told) costs the address none of its sign-ups,
       // as a login the database failed costs no attempt. (A statement timed out on the client may
       // still commit: the account then exists, uncounted, once.)
-      if (signUpKey !== undefined && isPassingFailure(error)) await forgiveSignUp(signUpKey);
+      if (signUpKey !== undefined && isPassingFailure(error)) await takeBack([[throttles.registration, signUpKey]], true);
       throw error;
     }
   });
@@ -281,18 +288,6 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
       [throttles.address, addressKey],
       [throttles.successes, accountKey],
     ] as const;
-    /**
-     * Takes counts back, logging any that fails: a statement failing here must not replace the
-     * answer the request is getting. `bounded` where the database may be failing: the answer
-     * waits TAKE_BACK_WAIT_MS for them at most (they go on after), not a hung statement's 10 s.
-     */
-    const takeBack = async (pairs: readonly (readonly [LoginThrottle, string])[], bounded = false) => {
-      const done = Promise.allSettled(pairs.map(([throttle, key]) => throttle.forgive(key))).then((outcomes) => {
-        for (const outcome of outcomes)
-          if (outcome.status === 'rejected') logger.warn({ err: outcome.reason }, 'taking back a login count failed');
-      });
-      await (bounded ? settlesWithin(done, TAKE_BACK_WAIT_MS) : done);
-    };
     // One answer whichever key refused: which one would tell a guesser that the name exists and is in use.
     const throttled = (retryAfter: number) => {
       metrics.logins.inc({ outcome: 'throttled' });
