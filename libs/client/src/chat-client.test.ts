@@ -406,6 +406,25 @@ describe('messages', () => {
     client.close();
   });
 
+  it('forgets a session whose rejoin is refused with an error other than unavailable or rate_limited, and says so', async () => {
+    for (const code of ['internal', 'forbidden']) {
+      const { client, errors, socket } = await connected();
+      await joined(client, socket, 7, 3);
+      await joined(client, socket, 8, 3);
+      const [join] = socket.sentOf('join_session');
+      socket.receive({ type: 'error', req_id: join?.req_id, code, message: 'replay failed' });
+      // A retry would have gone out within the first backoff step (at most 500 ms).
+      await vi.advanceTimersByTimeAsync(5_000);
+      expect(socket.sentOf('join_session'), code).toHaveLength(2);
+      expect(errors, code).toMatchObject([{ code, message: expect.stringContaining('session 7 could not be joined again') }]);
+      // Forgotten: not rejoined after a reconnect either, while session 8 is.
+      socket.serverClose(1006);
+      const second = await reconnect();
+      expect(second.sentOf('join_session').map((frame) => frame.session_id)).toEqual([8]);
+      client.close();
+    }
+  });
+
   it('waits out the retry_after_ms of a rejoin refused as rate_limited', async () => {
     vi.spyOn(Math, 'random').mockReturnValue(0.5);
     const { client, socket } = await connected();
@@ -929,13 +948,19 @@ describe('requests', () => {
     client.close();
   });
 
-  it('replays what two joins of a session sent at once could leave between their replies', async () => {
+  it.each([
+    ['', false],
+    [', also when another session is left between the replies', true],
+  ])('replays what two joins of a session sent at once could leave between their replies%s', async (_name, leaveBetween) => {
     const { client, socket, messages } = await connected();
     const first = client.join(7);
     const second = client.join(7);
     const [j1, j2] = socket.sentOf('join_session');
     expect(j2).not.toHaveProperty('last_seq');
     socket.receive({ type: 'joined_session', req_id: j1?.req_id, session_id: 7, last_seq: 10 });
+    // Matching the joins to cancel, a leave must read the second one as it was sent (without
+    // last_seq), not as it would be built now (from the cursor the first reply set).
+    const leaving = leaveBetween ? client.leave(8) : undefined;
     // Seq 11 was committed between the two reads: the second membership starts after it, and the
     // first was replaced before its event came.
     socket.receive({ type: 'joined_session', req_id: j2?.req_id, session_id: 7, last_seq: 11 });
@@ -946,6 +971,10 @@ describe('requests', () => {
     socket.receive({ type: 'new_message', message: message(11) });
     socket.receive({ type: 'new_message', message: message(12) });
     expect(messages.map((m) => m.seq)).toEqual([11, 12]);
+    if (leaving) {
+      socket.receive({ type: 'left_session', req_id: socket.sentOf('leave_session')[0]?.req_id, session_id: 8 });
+      await leaving;
+    }
     client.close();
   });
 

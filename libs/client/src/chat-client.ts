@@ -1,7 +1,7 @@
 import type { ClientFrame, Message, ReqId, Role, ServerFrame, Session } from '@switchboard/protocol';
 import { backoffDelay } from './backoff.js';
 import { Emitter, type Listener } from './emitter.js';
-import { ChatError, isTransient, retryAfterOf, timerDelay } from './errors.js';
+import { ChatError, isTransient, MAX_TIMER_MS, retryAfterOf, timerDelay } from './errors.js';
 import { Outbox, type SendResult } from './outbox.js';
 import { FrameBucket } from './pacer.js';
 import { type Reply, type ReplyType, type RequestOptions, RequestTracker } from './pending.js';
@@ -79,7 +79,11 @@ export interface ChatClientEvents {
   /** Each `new_message` of a joined session once, in seq order per session, across reconnects. */
   message: Message;
   ack: MessageAck;
-  /** The token was refused and a fresh one from the provider was refused too: the client is closed. */
+  /**
+   * The client is closed for want of a usable token: the token was refused and a fresh one from
+   * the provider was refused too, the provider returned something other than a token string, a
+   * token of another user was accepted, or the gateway refused the auth frame itself.
+   */
   auth_failed: Error;
   /**
    * Server errors that answer no pending request, joined sessions that could not be joined again,
@@ -133,10 +137,6 @@ const STABLE_CONNECTION_MS = 10_000;
  * 500 ms each time.
  */
 const STABLE_JOIN_MS = 10_000;
-/** The longest delay a timer keeps. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-/** Join errors after which joining again cannot help. */
-const PERMANENT_JOIN_ERRORS = new Set(['forbidden', 'not_found', 'invalid_message']);
 
 const noop = (): void => undefined;
 
@@ -368,11 +368,8 @@ export class ChatClient {
    * otherwise end the membership it makes.
    */
   async join(sessionId: number, options: { lastSeq?: number } = {}): Promise<{ lastSeq: number }> {
-    /** The `last_seq` of the frame last sent: set when it is built (a retry builds it again). */
-    let sentLastSeq: number | undefined;
     const build = (): ClientFrame => {
       const lastSeq = options.lastSeq ?? this.sessions.get(sessionId)?.cursor;
-      sentLastSeq = lastSeq;
       return { type: 'join_session', session_id: sessionId, ...(lastSeq === undefined ? {} : { last_seq: lastSeq }) };
     };
     const intent = {};
@@ -392,7 +389,7 @@ export class ChatClient {
       const reply = await this.request(build, 'joined_session', {
         idempotent: true,
         // Synchronous, so the cursor is set before the replayed messages that follow the reply are handled.
-        onReply: (joined, reqId) => {
+        onReply: (joined, reqId, sent) => {
           if (!this.joining.get(sessionId)?.has(intent)) return;
           const cursor = this.sessions.get(sessionId)?.cursor;
           this.remember(sessionId, joined.last_seq, options.lastSeq, reqId);
@@ -400,6 +397,7 @@ export class ChatClient {
           // has made it remembered since: this one's membership starts after the reply's
           // `last_seq` and replays nothing, so a message committed between the two replies would
           // never come. A rejoin from the cursor replays it.
+          const sentLastSeq = sent.type === 'join_session' ? sent.last_seq : undefined;
           if (sentLastSeq === undefined && cursor !== undefined && cursor < joined.last_seq) this.rejoin(sessionId);
         },
       });
@@ -564,7 +562,6 @@ export class ChatClient {
     session.retry = undefined;
   }
 
-  /** The session was left: no join of it is pending on this socket any more. */
   /**
    * A join that timed out may still be carried out, its reply coming too late to be matched: the
    * gateway would deliver the session to a socket that drops its messages, and a later join
@@ -578,6 +575,7 @@ export class ChatClient {
     this.sendLeave(sessionId).catch(() => undefined);
   }
 
+  /** The session was left: no join of it is pending on this socket any more. */
   private forgetJoin(sessionId: number): void {
     const reqId = this.answeredJoins.get(sessionId);
     if (reqId !== undefined) this.joins.delete(reqId);
@@ -802,7 +800,7 @@ export class ChatClient {
   }
 
   /** Abandons a socket without waiting for its close handshake (which a dead connection never completes). */
-  private drop(socket: WebSocketLike, reason: string, code = CLIENT_CLOSE): void {
+  private drop(socket: WebSocketLike, reason: string): void {
     if (socket !== this.socket) return;
     socket.onopen = noop;
     socket.onmessage = noop;
@@ -818,7 +816,7 @@ export class ChatClient {
       const cut = setTimeout(() => terminate.call(socket), CLOSE_HANDSHAKE_MS) as { unref?: () => void };
       cut.unref?.();
     }
-    this.onClosed(socket, code, reason);
+    this.onClosed(socket, CLIENT_CLOSE, reason);
   }
 
   private scheduleReconnect(delay = backoffDelay(this.attempts++, { minMs: this.minDelayMs, maxMs: this.maxDelayMs })): void {
@@ -1201,7 +1199,10 @@ export class ChatClient {
   private onJoinFailed(sessionId: number, error: ChatError): void {
     const session = this.sessions.get(sessionId);
     if (!session) return;
-    if (PERMANENT_JOIN_ERRORS.has(error.code)) {
+    // As for a join(): only `unavailable` and `rate_limited` are worth another try. Retried on any
+    // other (`internal` from a gateway whose replay always fails), a rejoin went out every 10 s
+    // for the connection's life, the app told nothing and the session silent.
+    if (!isTransient(error.code)) {
       this.sessions.delete(sessionId);
       this.events.emit('error', new ChatError(error.code, `session ${sessionId} could not be joined again: ${error.message}`));
       return;

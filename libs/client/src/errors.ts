@@ -2,8 +2,8 @@ import type { ErrorCode } from '@switchboard/protocol';
 
 /**
  * `code` is the protocol's error code (`forbidden`, `not_found`, `rate_limited`, ...) or one of the
- * client's own: `closed` (the client was closed, or the connection dropped under a request that is
- * not safe to repeat) and `timeout` (no answer within `requestTimeoutMs`).
+ * client's own: `closed` (the client was closed, the connection dropped under a request that is
+ * not safe to repeat, a join was cancelled by a `leave()` of its session, or no URL could be opened) and `timeout` (no answer within `requestTimeoutMs`).
  */
 export type ChatErrorCode = ErrorCode | 'closed' | 'timeout';
 
@@ -22,7 +22,7 @@ export class ChatError extends Error {
 }
 
 /** The longest delay a timer takes (2³¹ − 1 ms); a longer one fires at once. */
-const MAX_TIMER_MS = 2_147_483_647;
+export const MAX_TIMER_MS = 2_147_483_647;
 
 /** An error frame's `retry_after_ms`, if it is a usable number of milliseconds. */
 export function retryAfterOf(frame: { retry_after_ms?: unknown }): number | undefined {

@@ -14,15 +14,15 @@ export interface RequestOptions<T extends ReplyType> {
    * gateway did not process it. One whose `retry_after_ms` ends after the deadline is rejected at once.
    */
   idempotent: boolean;
-  /** Runs synchronously when the reply arrives, before any later frame is handled. */
-  onReply?: (reply: Reply<T>, reqId: ReqId) => void;
+  /** Runs synchronously when the reply arrives, before any later frame is handled; `sent` is the frame it answers. */
+  onReply?: (reply: Reply<T>, reqId: ReqId, sent: ClientFrame) => void;
 }
 
 interface Pending {
   readonly build: () => ClientFrame;
   readonly expect: ReplyType;
   readonly idempotent: boolean;
-  readonly onReply: ((reply: ServerFrame, reqId: ReqId) => void) | undefined;
+  readonly onReply: ((reply: ServerFrame, reqId: ReqId, sent: ClientFrame) => void) | undefined;
   readonly resolve: (reply: ServerFrame) => void;
   readonly reject: (error: ChatError) => void;
   deadline: Timer | undefined;
@@ -30,6 +30,11 @@ interface Pending {
   expiresAt: number;
   /** The `req_id` of the attempt on the wire, if one is. */
   reqId: ReqId | undefined;
+  /**
+   * The frame last sent, as built then: a reply is matched with it, and `cancel` reads it, rather
+   * than build the frame again from the state of now (a join's `last_seq` may have moved since).
+   */
+  frame: ClientFrame | undefined;
   retry: Timer | undefined;
   attempts: number;
   lastError: ChatError | undefined;
@@ -50,7 +55,10 @@ export class RequestTracker {
     private readonly timeoutMs: number,
   ) {}
 
-  /** `build` is called for every attempt, so a frame can reflect the state at the time it is sent. */
+  /**
+   * `build` is called for every attempt, so a frame can reflect the state at the time it is sent.
+   * It must have no side effects: `cancel` may call it to match a request not yet sent.
+   */
   request<T extends ReplyType>(build: () => ClientFrame, expect: T, options: RequestOptions<T>): Promise<Reply<T>> {
     return new Promise<Reply<T>>((resolve, reject) => {
       const pending: Pending = {
@@ -63,6 +71,7 @@ export class RequestTracker {
         deadline: undefined,
         expiresAt: performance.now() + this.timeoutMs,
         reqId: undefined,
+        frame: undefined,
         retry: undefined,
         attempts: 0,
         lastError: undefined,
@@ -122,7 +131,7 @@ export class RequestTracker {
       this.finish(pending, new ChatError('internal', `expected a ${pending.expect} reply, got ${frame.type}`));
       return true;
     }
-    pending.onReply?.(frame, reqId);
+    if (pending.frame) pending.onReply?.(frame, reqId, pending.frame);
     this.finish(pending, undefined, frame);
     return true;
   }
@@ -152,7 +161,7 @@ export class RequestTracker {
    */
   cancel(matches: (frame: ClientFrame) => boolean, error: ChatError): void {
     for (const pending of this.pending) {
-      if (!matches(pending.build())) continue;
+      if (!matches(pending.frame ?? pending.build())) continue;
       if (pending.reqId === undefined) this.finish(pending, error);
       else pending.cancelled = error;
     }
@@ -164,8 +173,10 @@ export class RequestTracker {
 
   private send(pending: Pending): void {
     const reqId = this.transport.nextReqId();
-    if (!this.transport.transmit({ ...pending.build(), req_id: reqId })) return;
+    const frame = pending.build();
+    if (!this.transport.transmit({ ...frame, req_id: reqId })) return;
     pending.reqId = reqId;
+    pending.frame = frame;
     pending.attempts++;
     this.onWire.set(reqId, pending);
   }
