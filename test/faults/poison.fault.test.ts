@@ -222,6 +222,19 @@ describe('a message PostgreSQL refuses', () => {
     await sleep(5_000);
     expect(await redeliveries()).toBe(0);
     expect(await deadLettered()).toBe(dead);
+
+    // Sent again with the same client_msg_id, as a client that had dropped before the error
+    // (and missed it) does after reconnecting: within the stream's duplicate window it is taken
+    // for a duplicate, and nothing more will come for it. It is answered `internal` at once;
+    // before, `unavailable` after the send timeout, again at each retry.
+    const again = await sockets.authenticated(stack.wsUrl(0), session.customer.token);
+    again.send({ type: 'send_message', session_id: session.id, content: 'POISON', client_msg_id: 'poison-1' });
+    expect(await again.waitFor((frame) => frame.type === 'error' && frame.client_msg_id === 'poison-1', 30_000)).toMatchObject({
+      code: 'internal',
+      message: 'the message could not be stored',
+    });
+    expect(await deadLettered()).toBe(dead);
+    expect(await redeliveries()).toBe(0);
   });
 });
 

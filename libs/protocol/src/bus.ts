@@ -115,7 +115,8 @@ export const persistenceApi = {
   },
   'messages.lookup': {
     request: z.object({ session_id: idSchema, client_msg_id: storableClientMsgIdSchema }),
-    reply: z.object({ message: messageSchema.nullable() }),
+    // `dead_lettered`: not stored, and set aside for good (a persistence of before leaves it out).
+    reply: z.object({ message: messageSchema.nullable(), dead_lettered: z.boolean().optional() }),
   },
 } as const;
 

@@ -22,6 +22,9 @@ const reqIdSchema = z.union([
 ]);
 export type ReqId = z.infer<typeof reqIdSchema>;
 
+/** A reply's `req_id` field: the request's, or none when the request carried none. */
+export const withReqId = (reqId: ReqId | undefined): { req_id?: ReqId } => (reqId === undefined ? {} : { req_id: reqId });
+
 /** The longest token an `auth` frame takes. */
 export const MAX_TOKEN_CHARS = 16_384;
 /**

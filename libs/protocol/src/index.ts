@@ -36,6 +36,7 @@ export {
   type ReqId,
   readFrameIds,
   type ServerFrame,
+  withReqId,
 } from './frames.js';
 export {
   clientMsgIdSchema,

@@ -23,10 +23,10 @@ async function serve(publicConfig: Record<string, unknown>): Promise<number> {
   return (server.address() as AddressInfo).port;
 }
 
-/** GET with the Host header a browser on `host` sends. */
-function get(port: number, path: string, host: string): Promise<{ status: number; headers: IncomingHttpHeaders }> {
+/** GET (or `method`) with the Host header a browser on `host` sends. */
+function get(port: number, path: string, host: string, method = 'GET'): Promise<{ status: number; headers: IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
-    request({ host: '127.0.0.1', port, path, headers: { host } }, (response) => {
+    request({ host: '127.0.0.1', port, path, method, headers: { host } }, (response) => {
       response.resume();
       response.once('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers }));
     })
@@ -85,6 +85,18 @@ describe('the demo page headers', () => {
     const csp = policy(headers);
     expect(csp.get('script-src')).toEqual(["'self'"]);
     expect(csp.get('connect-src')).toEqual(["'self'", 'http:', 'https:']);
+  });
+
+  it('answer another method on a file 405 with Allow, and a path of no file 404', async () => {
+    const port = await serve({ authPort: 2347 });
+    for (const method of ['POST', 'PUT', 'DELETE', 'OPTIONS']) {
+      const { status, headers } = await get(port, '/', 'chat.example.com', method);
+      expect(status, method).toBe(405);
+      expect(headers.allow, method).toBe('GET, HEAD');
+    }
+    expect((await get(port, '/config.json', 'chat.example.com', 'POST')).status).toBe(405);
+    expect((await get(port, '/nothing-here', 'chat.example.com', 'POST')).status).toBe(404);
+    expect((await get(port, '/', 'chat.example.com', 'HEAD')).status).toBe(200);
   });
 
   it('send the same headers with every file, the SDK and /config.json included', async () => {

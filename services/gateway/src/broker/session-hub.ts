@@ -13,6 +13,7 @@ import {
   type ServerFrame,
   type Subjects,
   sessionHeadsPerRequest,
+  withReqId,
 } from '@switchboard/protocol';
 import type { GatewayMetrics } from '../metrics.js';
 
@@ -511,12 +512,18 @@ export function createSessionHub(options: SessionHubOptions) {
       if (waiter) set?.delete(waiter);
       if (set?.size === 0) waiters.delete(key);
     };
-    /** The message as stored, if it is: the answer when its confirmation cannot be waited for. */
-    const lookUpStored = () =>
-      persistence.call('messages.lookup', { session_id: sessionId, client_msg_id: clientMsgId }).then(
-        (found) => found.message,
-        () => null,
-      );
+    /**
+     * The message as stored, if it is: the answer when its confirmation cannot be waited for.
+     * Throws `internal` for one persistence set aside: a send of it again within the stream's
+     * duplicate window is taken for a duplicate, and no confirmation and no dead letter will come
+     * for it (the dead letter was announced before, to a sender that had dropped). Waiting out
+     * the send timeout and answering `unavailable`, each retry held the sender's sends 10 s.
+     */
+    const lookUpStored = async (): Promise<Message | null> => {
+      const found = await persistence.call('messages.lookup', { session_id: sessionId, client_msg_id: clientMsgId }).catch(() => undefined);
+      if (found?.dead_lettered) throw new FrameError(ErrorCode.Internal, 'the message could not be stored');
+      return found?.message ?? null;
+    };
     let timer: NodeJS.Timeout | undefined;
     try {
       const inbound: InboundMessage = {
@@ -616,7 +623,7 @@ export function createSessionHub(options: SessionHubOptions) {
         addMember(channel, subscriber, state);
         subscriber.send({
           type: 'joined_session',
-          ...(reqId === undefined ? {} : { req_id: reqId }),
+          ...withReqId(reqId),
           session_id: sessionId,
           last_seq: session.last_seq,
         });

@@ -83,9 +83,13 @@ export function createStaticSite({ publicConfig, publicDir = PUBLIC_DIR, sdkDir 
 
   return (request: IncomingMessage, response: ServerResponse) => {
     const path = (request.url ?? '/').split('?')[0] ?? '/';
-    const file = request.method === 'GET' || request.method === 'HEAD' ? files.get(path) : undefined;
+    const file = files.get(path);
     if (!file) {
       response.writeHead(404, { 'content-type': 'text/plain' }).end('Not found. Switchboard gateway: open a WebSocket on / or /ws\n');
+      return;
+    }
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      response.writeHead(405, { 'content-type': 'text/plain', allow: 'GET, HEAD' }).end(`${request.method} is not allowed here\n`);
       return;
     }
     response.writeHead(200, {

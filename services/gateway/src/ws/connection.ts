@@ -17,6 +17,7 @@ import {
   type ReqId,
   readFrameIds,
   type ServerFrame,
+  withReqId,
 } from '@switchboard/protocol';
 import { settlesWithin } from '@switchboard/runtime';
 import { DEFAULT_CLOCK_TOLERANCE_S, type TokenVerifier, type VerifiedToken } from '@switchboard/tokens';
@@ -66,8 +67,6 @@ export interface ConnectionDeps {
 }
 
 type SendJob = ClientFrameOf<'send_message'> & { clientMsgId: string; receivedAt: number };
-
-const withReqId = (reqId: ReqId | undefined) => (reqId === undefined ? {} : { req_id: reqId });
 
 /** A refused send's client_msg_id, for its error: the client knows which message to resend. */
 const clientMsgIdOf = (frame: ClientFrame): { client_msg_id?: string } =>

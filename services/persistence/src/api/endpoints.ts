@@ -18,6 +18,7 @@ import {
   findHistoryPage,
   findMessageByClientMsgId,
   findMessagesAfter,
+  isDeadLettered,
   pageBytesBudget,
 } from '../db/message.repository.js';
 import type { PersistenceDatabase } from '../db/schema.js';
@@ -90,9 +91,11 @@ function createHandlers(db: Kysely<PersistenceDatabase>, sessionCreateLimit: Ses
         budgetBytes: pageBudget(),
       }),
     }),
-    'messages.lookup': async (request) => ({
-      message: (await findMessageByClientMsgId(db, request.session_id, request.client_msg_id)) ?? null,
-    }),
+    'messages.lookup': async (request) => {
+      const message = await findMessageByClientMsgId(db, request.session_id, request.client_msg_id);
+      if (message) return { message };
+      return { message: null, dead_lettered: await isDeadLettered(db, request.session_id, request.client_msg_id) };
+    },
   };
 }
 

@@ -106,6 +106,18 @@ export async function findMessagesAfter(
   return messages.slice(0, countWithinBudget(messages, range.budgetBytes));
 }
 
+/** Whether a message of the session with this `client_msg_id` was set aside (`dead_letters`). */
+export async function isDeadLettered(db: Kysely<PersistenceDatabase>, sessionId: number, clientMsgId: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('dead_letters')
+    .select('id')
+    .where('session_id', '=', sessionId)
+    .where('client_msg_id', '=', clientMsgId)
+    .limit(1)
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
 export async function findMessageByClientMsgId(
   db: Kysely<PersistenceDatabase>,
   sessionId: number,
