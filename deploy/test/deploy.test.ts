@@ -2045,6 +2045,11 @@ describe('the Grafana dashboards', () => {
 
 // ---- docker-compose.yml ----
 
+/** How pg reads a connection's settings: from the URL, then from PG* variables for what it lacks. */
+const ConnectionParameters = createRequire(import.meta.url)('pg/lib/connection-parameters.js') as new (
+  config: string,
+) => { user: string; host: string; port: number; database: string; password: string | undefined };
+
 interface ComposeService {
   image?: string;
   build?: { context: string; dockerfile: string };
@@ -2218,6 +2223,49 @@ describe('docker-compose.yml', () => {
     },
   );
 
+  it.skipIf(!DOCKER_COMPOSE)(
+    'keeps the PostgreSQL password out of DATABASE_URL, so that one with any characters works (PGPASSWORD)',
+    () => {
+      // As `openssl rand -base64` makes them, and worse: pasted into the URL, each broke it.
+      const password = 'a/b#c@d%e?f:g+h=';
+      const envFile = join(workDir, 'compose-password.env');
+      writeFileSync(envFile, '');
+      const result = spawnSync(
+        DOCKER_COMPOSE ?? 'docker-compose',
+        ['--env-file', envFile, '-f', join(ROOT, 'docker-compose.yml'), 'config'],
+        {
+          encoding: 'utf8',
+          timeout: COMMAND_TIMEOUT_MS,
+          cwd: ROOT,
+          env: { ...process.env, POSTGRES_PASSWORD: password },
+        },
+      );
+      expect(result.status, result.stderr).toBe(0);
+      const { services } = parse(result.stdout) as { services: Record<string, { environment?: Record<string, string> }> };
+      expect(services.postgres?.environment?.POSTGRES_PASSWORD).toBe(password);
+      for (const [name, load] of [
+        ['auth', loadAuthConfig],
+        ['persistence', loadPersistenceConfig],
+      ] as const) {
+        const env = services[name]?.environment ?? {};
+        expect(env.PGPASSWORD, name).toBe(password);
+        // The service takes the URL, and pg connects with the password beside it.
+        const { databaseUrl } = load(env);
+        expect(new URL(databaseUrl).password, name).toBe('');
+        const saved = process.env.PGPASSWORD;
+        process.env.PGPASSWORD = env.PGPASSWORD;
+        try {
+          const parameters = new ConnectionParameters(databaseUrl);
+          expect(parameters, name).toMatchObject({ user: 'switchboard', host: 'postgres', port: 5432, database: 'switchboard' });
+          expect(parameters.password, name).toBe(password);
+        } finally {
+          if (saved === undefined) delete process.env.PGPASSWORD;
+          else process.env.PGPASSWORD = saved;
+        }
+      }
+    },
+  );
+
   it('keeps JetStream on a volume with fsync before every ack', () => {
     const conf = readFileSync(join(ROOT, 'deploy/nats/nats.conf'), 'utf8');
     expect(conf).toMatch(/^\s*sync_interval:\s*always\s*$/m);
@@ -2230,7 +2278,14 @@ describe('docker-compose.yml', () => {
   it('keeps observability opt-in, scraping every service and the NATS exporter', () => {
     const { services } = compose();
     for (const name of ['nats-exporter', 'prometheus', 'grafana']) expect(services[name]?.profiles, name).toEqual(['observability']);
-    expect(services['nats-exporter']?.command).toEqual(['-varz', '-connz', '-jsz=all', '-healthz', 'http://nats:8222']);
+    expect(services['nats-exporter']?.command).toEqual([
+      '-varz',
+      '-connz',
+      '-jsz=all',
+      '-healthz',
+      '-use_internal_server_id',
+      'http://nats:8222',
+    ]);
     const prometheus = parse(readFileSync(join(ROOT, 'deploy/prometheus/prometheus.yml'), 'utf8')) as {
       rule_files: string[];
       scrape_configs: { static_configs: { targets: string[] }[] }[];

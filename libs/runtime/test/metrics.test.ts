@@ -43,7 +43,17 @@ describe('createMetricsRegistry', () => {
       const { values } = await (registry.getSingleMetric('nodejs_gc_duration_seconds') as Histogram).get();
       return values.find((value) => value.metricName === 'nodejs_gc_duration_seconds_count' && value.labels.kind === 'major')?.value ?? 0;
     };
+    // What Node reports, read beside the registry: V8 may add a full collection of its own in the
+    // window (one more on Node 26 under vitest), which the registry must count as well.
+    let reported = 0;
+    const observer = new perfHooks.PerformanceObserver((list) => {
+      for (const entry of list.getEntries())
+        if ((entry as { detail?: { kind?: number } }).detail?.kind === perfHooks.constants.NODE_PERFORMANCE_GC_MAJOR) reported++;
+    });
+    observer.observe({ entryTypes: ['gc'] });
+    await sleep(50);
     const before = await majors();
+    reported = 0;
     setFlagsFromString('--expose-gc');
     const collect = runInNewContext('gc') as () => void;
     // Three full collections in one turn: Node hands them to observers in one list.
@@ -51,7 +61,9 @@ describe('createMetricsRegistry', () => {
     collect();
     collect();
     await sleep(50);
-    expect((await majors()) - before).toBe(3);
+    observer.disconnect();
+    expect(reported).toBeGreaterThanOrEqual(3);
+    expect((await majors()) - before).toBe(reported);
     // One series per kind, with the service label, as prom-client's.
     expect(await registry.metrics()).toMatch(/nodejs_gc_duration_seconds_count\{service="tester",kind="major"\} \d+/);
   });
