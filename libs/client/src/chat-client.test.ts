@@ -1371,6 +1371,58 @@ describe('authentication failures', () => {
     client.close();
   });
 
+  /** An unsigned JWT-shaped token expiring at `expiresAtMs` (the client reads only its `exp`). */
+  const tokenExpiringAt = (name: string, expiresAtMs: number) => {
+    const encode = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    return `${encode({ alg: 'EdDSA' })}.${encode({ sub: name, exp: Math.floor(expiresAtMs / 1000) })}.sig`;
+  };
+
+  it('waits out a provider that hands back the refused token while the local clock says it is valid, then connects', async () => {
+    // A cache trusting a clock behind the gateway's: the token expired for the gateway, not for it.
+    const stale = tokenExpiringAt('stale', Date.now() + 30_000);
+    const fresh = tokenExpiringAt('fresh', Date.now() + 3_600_000);
+    let handBack = 3;
+    const provider = vi.fn(() => (handBack-- > 0 ? stale : fresh));
+    const { client, errors } = newClient({ token: provider });
+    const failures: Error[] = [];
+    client.on('auth_failed', (error) => failures.push(error));
+    const connecting = client.connect();
+    const first = FakeSocket.last();
+    first.open();
+    await flush();
+    first.receive({ type: 'error', req_id: 'auth', code: 'auth_failed', message: 'token expired' });
+    first.serverClose(4001);
+    for (let waited = 0; FakeSocket.all.length === 1 && waited < 20_000; waited += 10) await vi.advanceTimersByTimeAsync(10);
+    // Before: closed with auth_failed at the first token handed back.
+    expect(failures).toEqual([]);
+    // The first connection's, two handed back after the 4001, then a fresh one.
+    expect(provider).toHaveBeenCalledTimes(4);
+    expect(errors.map((error) => error.message)).toEqual(Array(2).fill('the token provider handed back the token the gateway refused'));
+    // No socket was opened to send a token known to be refused.
+    expect(FakeSocket.all).toHaveLength(2);
+    const second = await accept(FakeSocket.last());
+    await connecting;
+    expect(second.sentOf('auth')[0]?.token).toBe(fresh);
+    client.close();
+  });
+
+  it.each([
+    ['once the local clock too says it expired', Date.now() - 120_000, 'token expired'],
+    ['at once when it was refused for another reason than its expiry', Date.now() + 3_600_000, 'signature verification failed'],
+  ])('gives up on a provider that hands back the refused token %s', async (_name, expiresAtMs, refusal) => {
+    const token = tokenExpiringAt('old', expiresAtMs);
+    const { client } = newClient({ token: () => token });
+    const outcome = expect(client.connect()).rejects.toMatchObject({ code: 'auth_failed', message: refusal });
+    const socket = FakeSocket.last();
+    socket.open();
+    await flush();
+    socket.receive({ type: 'error', req_id: 'auth', code: 'auth_failed', message: refusal });
+    socket.serverClose(4001);
+    await flush();
+    await outcome;
+    expect(client.state).toBe('closed');
+  });
+
   it('gives up when the token is refused again: state closed and auth_failed', async () => {
     const { client, states } = newClient({ token: 'bad' });
     const failures: Error[] = [];

@@ -124,6 +124,12 @@ const CLIENT_CLOSE = 4000;
 const CLOSE_HANDSHAKE_MS = 1_000;
 const AUTH_CLOSE = 4001;
 /**
+ * How long past a refused token's `exp`, by the local clock, a provider handing that same token
+ * back is waited out: one whose cache trusts a clock behind the gateway's hands it out until its
+ * own clock reaches the expiry.
+ */
+const REFUSED_TOKEN_GRACE_MS = 60_000;
+/**
  * How long a connection must stay ready before the reconnect backoff starts over. One closed
  * sooner (a gateway that accepts the token and then closes the socket, over and over) keeps
  * backing off, rather than reconnecting within 250 ms each time.
@@ -923,6 +929,27 @@ export class ChatClient {
         if (token.value !== refused) {
           this.nextToken = token;
           this.scheduleReconnect(0);
+          return;
+        }
+        // Refused as expired, and handed back while the local clock says it is still valid (or
+        // expired a moment ago): the provider's cache trusts a clock behind the gateway's, and
+        // will hand out a fresh one once that clock reaches the expiry. Asked again with backoff
+        // until then, without connecting, rather than closing the client for good. The app hears
+        // of each wait. (A gateway says "token expired" for an expiry, at auth and on an open
+        // socket; a token refused otherwise, a bad signature, is given up on at once.)
+        const expiresAt = tokenTimes(token.value)?.expiresAt;
+        if (/\btoken expired\b/.test(message) && expiresAt !== undefined && Date.now() < expiresAt + REFUSED_TOKEN_GRACE_MS) {
+          this.events.emit('error', new ChatError('unavailable', 'the token provider handed back the token the gateway refused'));
+          if (epoch !== this.epoch) return;
+          this.authRetried = false;
+          clearTimeout(this.reconnectTimer);
+          this.reconnectTimer = setTimeout(
+            () => {
+              this.reconnectTimer = undefined;
+              void this.recoverAuth(message);
+            },
+            backoffDelay(this.attempts++, { minMs: this.minDelayMs, maxMs: this.maxDelayMs }),
+          );
           return;
         }
       } catch (error) {
