@@ -1752,6 +1752,19 @@ describe('the deployment docs', () => {
     expect(checked).toBeGreaterThan(0);
   });
 
+  it('give a values example in docs/operations.md that the chart renders, with settings each service takes', () => {
+    const operations = readFileSync(DOCS['docs/operations.md'], 'utf8');
+    const example = /\*\*3\. Install\.\*\*[\s\S]*?```yaml\n([\s\S]*?)```/.exec(operations)?.[1];
+    if (!example) throw new Error('no values example under "3. Install." in docs/operations.md');
+    const list = render('-f', valuesFile('operations-example.json', parse(example)));
+    expect(configProblemsOf(list)).toEqual([]);
+    // The demo page signs in where the auth ingress publishes the API.
+    const gateway = podOf(byName(list, 'Deployment', component('gateway'))).spec.containers[0];
+    const authUrl = gateway && envOf(gateway, 'PUBLIC_AUTH_URL')?.value;
+    const authIngress = byName(list, 'Ingress', component('auth')) as { spec: { rules: { host: string }[] } };
+    expect(authUrl && new URL(authUrl).host).toBe(authIngress.spec.rules[0]?.host);
+  });
+
   it('create every Secret of the release and run every helm command for it in one namespace', () => {
     const operations = readFileSync(DOCS['docs/operations.md'], 'utf8');
     const install = commandsOf(operations).find((command) => command.startsWith(`helm install ${RELEASE} `));

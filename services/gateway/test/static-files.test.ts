@@ -99,6 +99,14 @@ describe('the demo page headers', () => {
     expect((await get(port, '/', 'chat.example.com', 'HEAD')).status).toBe(200);
   });
 
+  it('let pages of any origin import the SDK as a module, and nothing else', async () => {
+    const port = await serve({ authPort: 2347 });
+    for (const path of ['/sdk/index.js', '/sdk/chat-client.js'])
+      expect((await get(port, path, 'chat.example.com')).headers['access-control-allow-origin'], path).toBe('*');
+    for (const path of ['/', '/app.js', '/config.json'])
+      expect((await get(port, path, 'chat.example.com')).headers['access-control-allow-origin'], path).toBeUndefined();
+  });
+
   it('send the same headers with every file, the SDK and /config.json included', async () => {
     const port = await serve({ authUrl: 'https://auth.example.com', authPort: 2347 });
     for (const path of ['/app.js', '/style.css', '/config.json', '/sdk/index.js']) {

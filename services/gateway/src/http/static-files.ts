@@ -93,6 +93,10 @@ export function createStaticSite({ publicConfig, publicDir = PUBLIC_DIR, sdkDir 
       return;
     }
     response.writeHead(200, {
+      // The SDK is public code that pages of other origins import as a module, which a browser
+      // fetches in CORS mode: without this, `import … from 'https://gateway/sdk/index.js'` failed
+      // everywhere but on the demo page.
+      ...(path.startsWith('/sdk/') ? { 'access-control-allow-origin': '*' } : {}),
       'content-type': file.type,
       'content-length': file.body.length,
       'cache-control': 'no-cache',
