@@ -111,10 +111,11 @@ export interface Bus {
   ensureInboundStream(settings: InboundStreamSettings): Promise<void>;
   /**
    * Appends to the inbound stream; a second publish with the same `msgId` within the duplicate
-   * window is not stored again and reports `duplicate`.
+   * window is not stored again and reports `duplicate`. `seq` is the message's sequence in the
+   * stream: the first publish's, for a duplicate.
    * @throws BusError `unavailable` when the stream does not acknowledge it.
    */
-  publishDurable(subject: string, data: Uint8Array, msgId: string, timeoutMs: number): Promise<{ duplicate: boolean }>;
+  publishDurable(subject: string, data: Uint8Array, msgId: string, timeoutMs: number): Promise<{ duplicate: boolean; seq: number }>;
   /**
    * The inbound stream's shared durable consumer, to pull from.
    * @throws BusError `unavailable` when it or its stream does not exist, or NATS does not answer.

@@ -35,7 +35,8 @@ export function createMemoryBus(options: { logger?: Logger } = {}): Bus {
   const endpoints = new Map<string, EndpointSpec>();
   let settings = DEFAULT_SETTINGS;
   let nextSeq = 1;
-  const recentIds = new Map<string, number>(); // msgId → expiry
+  /** msgId → when its duplicate window ends, and the seq its first publish got. */
+  const recentIds = new Map<string, { expiry: number; seq: number }>();
   const ready: StoredMessage[] = []; // waiting for delivery, by seq
   const unacked = new Map<number, { message: StoredMessage; timer: NodeJS.Timeout }>();
   /** Pulls waiting for a message. */
@@ -152,14 +153,16 @@ export function createMemoryBus(options: { logger?: Logger } = {}): Bus {
     async publishDurable(_subject, data, msgId) {
       if (closed) throw new BusError(BusErrorCode.Unavailable, 'bus closed');
       const now = Date.now();
-      for (const [id, expiry] of recentIds) {
-        if (expiry > now) break;
+      for (const [id, recent] of recentIds) {
+        if (recent.expiry > now) break;
         recentIds.delete(id);
       }
-      if (recentIds.has(msgId)) return { duplicate: true };
-      recentIds.set(msgId, now + settings.duplicateWindowMs);
-      enqueue({ seq: nextSeq++, data, deliveries: 0 });
-      return { duplicate: false };
+      const recent = recentIds.get(msgId);
+      if (recent) return { duplicate: true, seq: recent.seq };
+      const seq = nextSeq++;
+      recentIds.set(msgId, { expiry: now + settings.duplicateWindowMs, seq });
+      enqueue({ seq, data, deliveries: 0 });
+      return { duplicate: false, seq };
     },
     async inboundConsumer() {
       return {

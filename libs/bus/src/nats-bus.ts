@@ -535,10 +535,10 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
     },
     async publishDurable(subject, data, msgId, timeoutMs) {
       try {
-        const ack = await new Promise<{ duplicate: boolean }>((resolve, reject) => {
+        const ack = await new Promise<{ duplicate: boolean; seq: number }>((resolve, reject) => {
           publishInTurn(() => publisher.publish(subject, data, msgId, timeoutMs).then(resolve, reject));
         });
-        return { duplicate: ack.duplicate };
+        return { duplicate: ack.duplicate, seq: ack.seq };
       } catch (error) {
         throw unavailable(`publishing to ${subject}`, error);
       }

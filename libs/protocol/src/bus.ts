@@ -114,8 +114,10 @@ export const persistenceApi = {
     reply: z.object({ heads: z.array(z.object({ id: idSchema, last_seq: seqSchema })) }),
   },
   'messages.lookup': {
-    request: z.object({ session_id: idSchema, client_msg_id: storableClientMsgIdSchema }),
-    // `dead_lettered`: not stored, and set aside for good (a persistence of before leaves it out).
+    // `stream_seq`: the inbound stream's sequence of the publish asked about (its PubAck's). With
+    // it, `dead_lettered` says whether that very message was set aside for good, not another
+    // sent with the same id long before (a persistence of before answers neither).
+    request: z.object({ session_id: idSchema, client_msg_id: storableClientMsgIdSchema, stream_seq: seqSchema.optional() }),
     reply: z.object({ message: messageSchema.nullable(), dead_lettered: z.boolean().optional() }),
   },
 } as const;

@@ -514,13 +514,16 @@ export function createSessionHub(options: SessionHubOptions) {
     };
     /**
      * The message as stored, if it is: the answer when its confirmation cannot be waited for.
-     * Throws `internal` for one persistence set aside: a send of it again within the stream's
-     * duplicate window is taken for a duplicate, and no confirmation and no dead letter will come
-     * for it (the dead letter was announced before, to a sender that had dropped). Waiting out
-     * the send timeout and answering `unavailable`, each retry held the sender's sends 10 s.
+     * Throws `internal` when persistence set aside the stream's message `streamSeq` (the PubAck's:
+     * for a duplicate, the first publish's): a send of it again within the stream's duplicate
+     * window is taken for a duplicate, and no confirmation and no dead letter will come for it
+     * (the dead letter was announced before, to a sender that had dropped). Waiting out the send
+     * timeout and answering `unavailable`, each retry held the sender's sends 10 s.
      */
-    const lookUpStored = async (): Promise<Message | null> => {
-      const found = await persistence.call('messages.lookup', { session_id: sessionId, client_msg_id: clientMsgId }).catch(() => undefined);
+    const lookUpStored = async (streamSeq: number): Promise<Message | null> => {
+      const found = await persistence
+        .call('messages.lookup', { session_id: sessionId, client_msg_id: clientMsgId, stream_seq: streamSeq })
+        .catch(() => undefined);
       if (found?.dead_lettered) throw new FrameError(ErrorCode.Internal, 'the message could not be stored');
       return found?.message ?? null;
     };
@@ -544,7 +547,7 @@ export function createSessionHub(options: SessionHubOptions) {
           `the message is over what the message broker takes (${maxPayload - MAX_PAYLOAD_HEADROOM_BYTES} bytes with its metadata); shorten the content`,
         );
       }
-      let published: { duplicate: boolean };
+      let published: { duplicate: boolean; seq: number };
       try {
         published = await bus.publishDurable(
           subjects.inbound(sessionId),
@@ -565,7 +568,7 @@ export function createSessionHub(options: SessionHubOptions) {
       };
       if (published.duplicate) {
         // Stored already, or still on its way to persistence.
-        const stored = await lookUpStored();
+        const stored = await lookUpStored(published.seq);
         if (stored) return counted(stored);
       }
       const timedOut = new Promise<never>((_resolve, reject) => {
@@ -579,7 +582,7 @@ export function createSessionHub(options: SessionHubOptions) {
       } catch (error) {
         // The confirmation may have been lost while it was stored: ask before giving up.
         if (error instanceof FrameError && error.code === ErrorCode.Unavailable) {
-          const stored = await lookUpStored();
+          const stored = await lookUpStored(published.seq);
           if (stored) return counted(stored);
         }
         throw error;

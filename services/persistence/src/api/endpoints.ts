@@ -93,8 +93,8 @@ function createHandlers(db: Kysely<PersistenceDatabase>, sessionCreateLimit: Ses
     }),
     'messages.lookup': async (request) => {
       const message = await findMessageByClientMsgId(db, request.session_id, request.client_msg_id);
-      if (message) return { message };
-      return { message: null, dead_lettered: await isDeadLettered(db, request.session_id, request.client_msg_id) };
+      if (message || request.stream_seq === undefined) return { message: message ?? null };
+      return { message: null, dead_lettered: await isDeadLettered(db, request.session_id, request.client_msg_id, request.stream_seq) };
     },
   };
 }

@@ -106,13 +106,19 @@ export async function findMessagesAfter(
   return messages.slice(0, countWithinBudget(messages, range.budgetBytes));
 }
 
-/** Whether a message of the session with this `client_msg_id` was set aside (`dead_letters`). */
-export async function isDeadLettered(db: Kysely<PersistenceDatabase>, sessionId: number, clientMsgId: string): Promise<boolean> {
+/** Whether the inbound stream's message `streamSeq`, of the session and `client_msg_id`, was set aside (`dead_letters`). */
+export async function isDeadLettered(
+  db: Kysely<PersistenceDatabase>,
+  sessionId: number,
+  clientMsgId: string,
+  streamSeq: number,
+): Promise<boolean> {
   const row = await db
     .selectFrom('dead_letters')
     .select('id')
     .where('session_id', '=', sessionId)
     .where('client_msg_id', '=', clientMsgId)
+    .where('stream_seq', '=', streamSeq)
     .limit(1)
     .executeTakeFirst();
   return row !== undefined;

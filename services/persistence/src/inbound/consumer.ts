@@ -7,7 +7,7 @@ import {
   encodeJson,
   type InboundStreamSettings,
 } from '@switchboard/bus';
-import { errorCode, isPassingFailure } from '@switchboard/db';
+import { errorCode, isConnectFailure, isConnectionError, isPassingFailure } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
 import { type InboundMessage, inboundMessageSchema, type Subjects } from '@switchboard/protocol';
 import { settlesWithin, untilAborted } from '@switchboard/runtime';
@@ -73,16 +73,23 @@ const SIZE_SQLSTATES = new Set(['53200', '57014']);
 /** pg's error for a statement unanswered within the query timeout (createDb's `queryTimeoutMs`). */
 const QUERY_READ_TIMEOUT = 'Query read timeout';
 /**
- * An error a batch may meet for its size rather than for any one message: out of memory, or a
- * statement cancelled or unanswered at a timeout. Each is also what a server short of memory, a
- * row lock held elsewhere or a stalled connection gives any statement, so a single message
+ * An error a batch may meet for its size rather than for any one message: out of memory, a
+ * statement cancelled or unanswered at a timeout, or the connection lost under the statement (a
+ * backend the kernel's OOM killer ends, a message past the protocol's 1 GB, which the server
+ * answers by closing the connection). Each is also what a server short of memory, a row lock
+ * held elsewhere, a stalled connection or a restart gives any statement, so a single message
  * meeting one is retried, and a larger batch is retried whole once. Meeting one again, it is
  * split in halves: retried whole for ever, a batch too large for the server met the same error
- * at every try and held up every message behind it.
+ * at every try and held up every message behind it (and, killed by the OOM killer, restarted the
+ * whole server at each try). A connection that could not even be opened says nothing of the batch.
  */
 function mayBeTooLarge(error: unknown): boolean {
   const code = errorCode(error);
-  return (code !== undefined && SIZE_SQLSTATES.has(code)) || (error instanceof Error && error.message === QUERY_READ_TIMEOUT);
+  return (
+    (code !== undefined && SIZE_SQLSTATES.has(code)) ||
+    (error instanceof Error && error.message === QUERY_READ_TIMEOUT) ||
+    (isConnectionError(error) && !isConnectFailure(error))
+  );
 }
 const MAX_RETRY_DELAY_MS = 2_000;
 /**

@@ -71,9 +71,30 @@ function atFirstRelease(label: string, applicationName: string) {
 }
 
 /** The indexes of `sessions` once every migration has run. */
+/** The names of a table's indexes, in order. */
+async function indexesOf(url: string, table: string): Promise<string[]> {
+  const rows = await query<{ indexname: string }>(url, 'select indexname from pg_indexes where tablename = $1 order by 1', [table]);
+  return rows.map((row) => row.indexname);
+}
+
+/** Runs the pending migrations, which must give up after their tries for a lock (55P03) within 40 s, not wait for good. */
+async function expectMigrationsToGiveUp(db: Kysely<PersistenceDatabase>, logger: ReturnType<typeof createLogger>): Promise<void> {
+  const migration = migratePersistence(db, logger).then(
+    () => 'migrated' as const,
+    (error: unknown) => error,
+  );
+  let timer: NodeJS.Timeout | undefined;
+  const gaveUp = new Promise<'still waiting'>((resolve) => {
+    timer = setTimeout(() => resolve('still waiting'), 40_000);
+  });
+  const outcome = await Promise.race([migration, gaveUp]);
+  clearTimeout(timer);
+  expect(outcome).toBeInstanceOf(Error);
+  expect((outcome as Error).cause).toMatchObject({ code: '55P03' });
+}
+
 async function expectLatestSessionIndexes(url: string): Promise<void> {
-  const indexes = await query<{ indexname: string }>(url, `select indexname from pg_indexes where tablename = 'sessions' order by 1`);
-  expect(indexes.map((row) => row.indexname)).toEqual([
+  expect(await indexesOf(url, 'sessions')).toEqual([
     'sessions_created_at_id_idx',
     'sessions_customer_newest_idx',
     'sessions_customer_status_newest_idx',
@@ -185,6 +206,38 @@ describe('the index migrations behind a transaction left open on sessions', () =
 });
 
 /**
+ * An upgrade from the first release's schema while a transaction that wrote a dead letter is left
+ * open: the index of `dead_letters` waits for it inside the transaction in which an earlier
+ * migration took `sessions`, and a request for its lock that waited for good stopped all storage.
+ * It now fails after its tries, and runs again once the transaction has ended.
+ */
+describe('the dead-letter index migration behind a transaction left open on dead_letters', () => {
+  const blocked = atFirstRelease('migrate_dead_letter_tries', 'migrate-dead-letter-tries');
+
+  it('fails after its tries, leaving the schema as it was and writes going, then completes once it ends', async () => {
+    const holder = new pg.Client({ connectionString: blocked.url });
+    await holder.connect();
+    const logger = createLogger({ name: 'migrate-dead-letter-tries', level: 'silent' });
+    try {
+      await holder.query('begin');
+      await holder.query(
+        `insert into dead_letters (session_id, client_msg_id, reason, payload, stream_seq) values (1, 'k', 'test', '{}', 1)`,
+      );
+      // Before: still waiting for the transaction, holding `sessions`, and every write with it.
+      await expectMigrationsToGiveUp(blocked.db, logger);
+      await query(blocked.url, 'insert into sessions (customer_id) values (1)');
+      expect(await indexesOf(blocked.url, 'dead_letters')).toEqual(['dead_letters_pkey']);
+    } finally {
+      await holder.query('rollback').catch(() => undefined);
+      await holder.end();
+    }
+    await migratePersistence(blocked.db, logger);
+    await expectLatestSessionIndexes(blocked.url);
+    expect(await indexesOf(blocked.url, 'dead_letters')).toEqual(['dead_letters_pkey', 'dead_letters_session_client_msg_id_idx']);
+  }, 90_000);
+});
+
+/**
  * An upgrade from the first release's schema while a read of `sessions` is left open (`begin;
  * select …` in psql, a long `pg_dump`): the builds do not wait for it, but the drop of the old
  * indexes does, while the migration holds every write back. It waited for good, and storage with
@@ -200,25 +253,14 @@ describe('the index migrations behind a read left open on sessions', () => {
     try {
       await reader.query('begin');
       await reader.query('select count(*) from sessions');
-      const migration = migratePersistence(reading.db, logger).then(
-        () => 'migrated' as const,
-        (error: unknown) => error,
-      );
-      let timer: NodeJS.Timeout | undefined;
-      const gaveUp = new Promise<'still waiting'>((resolve) => {
-        timer = setTimeout(() => resolve('still waiting'), 40_000);
-      });
       // Before: still waiting for the read, and every write with it.
-      const outcome = await Promise.race([migration, gaveUp]);
-      clearTimeout(timer);
-      expect(outcome).toBeInstanceOf(Error);
-      expect((outcome as Error).cause).toMatchObject({ code: '55P03' });
+      await expectMigrationsToGiveUp(reading.db, logger);
       await query(reading.url, 'insert into sessions (customer_id) values (1)');
-      const indexes = await query<{ indexname: string }>(
-        reading.url,
-        `select indexname from pg_indexes where tablename = 'sessions' order by 1`,
-      );
-      expect(indexes.map((row) => row.indexname)).toEqual(['sessions_customer_id_idx', 'sessions_pkey', 'sessions_status_created_at_idx']);
+      expect(await indexesOf(reading.url, 'sessions')).toEqual([
+        'sessions_customer_id_idx',
+        'sessions_pkey',
+        'sessions_status_created_at_idx',
+      ]);
     } finally {
       await reader.query('rollback').catch(() => undefined);
       await reader.end();
