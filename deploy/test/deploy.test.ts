@@ -548,7 +548,7 @@ describe('the Helm chart', () => {
         }
       });
 
-      it('has a helm test Pod doing a WebSocket round trip through the gateway Service', () => {
+      it("has a helm test Pod doing a WebSocket round trip through the gateway Service and reading auth's JWKS", () => {
         const list = objects(file);
         const [pod, ...others] = ofKind(list, 'Pod');
         expect(others).toHaveLength(0);
@@ -567,6 +567,10 @@ describe('the Helm chart', () => {
         expect(url.pathname).toBe('/ws');
         expect(url.port).toBe('2346');
         expect(byName(list, 'Service', url.hostname)).toBeDefined();
+        expect(script).toContain('/.well-known/jwks.json');
+        const auth = new URL(envOf(container, 'AUTH_URL')?.value ?? '');
+        expect([auth.protocol, auth.port]).toEqual(['http:', '2347']);
+        expect(byName(list, 'Service', auth.hostname)).toBeDefined();
       });
     });
   }
@@ -805,10 +809,11 @@ describe('the Helm chart', () => {
       ];
       const open = (from: Endpoint, to: Endpoint, port: number) => allows(policies, from, to, port);
 
-      // The public ports, through the ingress controller; the gateways also from `helm test`.
+      // The public ports, through the ingress controller; the gateways and auth also from `helm test`.
       expect(open(ingressController, gateway, 2346)).toBe(true);
       expect(open(ingressController, auth, 2347)).toBe(true);
       expect(open(test, gateway, 2346)).toBe(true);
+      expect(open(test, auth, 2347)).toBe(true);
       for (const stranger of [neighbour, sidecarOfIngress, prometheus]) {
         expect(open(stranger, gateway, 2346)).toBe(false);
         expect(open(stranger, auth, 2347)).toBe(false);
@@ -1450,6 +1455,25 @@ describe('the Helm chart', () => {
           expect(result.stderr, name).toMatch(message);
         }
       });
+    });
+
+    it("leaves the uid and gid to the platform when they are set to null, as OpenShift's restricted-v2 needs", () => {
+      const list = render(
+        '-f',
+        join(CHART, 'ci', 'full-values.yaml'),
+        '--set',
+        'podSecurityContext.runAsUser=null',
+        '--set',
+        'podSecurityContext.runAsGroup=null',
+        '--set',
+        'podSecurityContext.fsGroup=null',
+      );
+      const pods = [...workloadsOf(list), ...ofKind(list, 'Pod')];
+      expect(pods.length).toBeGreaterThan(3);
+      for (const object of pods) {
+        const context = (podOf(object).spec as { securityContext?: Record<string, unknown> }).securityContext ?? {};
+        expect(Object.keys(context).sort(), object.metadata.name).toEqual(['runAsNonRoot', 'seccompProfile']);
+      }
     });
 
     it('schedules the migrations Job and the test Pod by their own nodeSelector, tolerations, affinity and pod annotations', () => {
