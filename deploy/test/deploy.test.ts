@@ -1833,13 +1833,13 @@ describe('the deployment docs', () => {
     const { groups } = parse(readFileSync(ALERTS, 'utf8')) as AlertRules;
     const rules = groups.flatMap((group) => group.rules);
     const nats = rules.filter((rule) => /^Nats/.test(rule.alert));
-    expect(nats.map((rule) => rule.alert).sort()).toEqual(['NatsInboundRedeliveries', 'NatsSlowConsumers']);
+    expect(nats.map((rule) => rule.alert).sort()).toEqual(['NatsInboundBacklog', 'NatsInboundRedeliveries', 'NatsSlowConsumers']);
     for (const rule of rules) {
       // No rule names an exporter series outright: it would exist under one naming only.
       for (const metric of metricNames(rule.expr)) expect(metric, rule.alert).not.toMatch(/^(gnatsd|jetstream|nats)_/);
     }
     const queried = nats.flatMap((rule) => nameSelectors(rule.expr).map((selector) => bothNamings(selector, rule.alert)));
-    expect(queried.sort()).toEqual(['gnatsd_varz_slow_consumers', 'jetstream_consumer_num_redelivered']);
+    expect(queried.sort()).toEqual(['gnatsd_varz_slow_consumers', 'jetstream_consumer_num_pending', 'jetstream_consumer_num_redelivered']);
     // num_redelivered is a gauge (redelivered messages pending): a rate of it stays 0 while one is stuck.
     for (const rule of nats) if (/num_redelivered/.test(rule.expr)) expect(rule.expr).not.toMatch(/\b(rate|irate|increase)\(/);
   });
