@@ -406,23 +406,30 @@ describe('messages', () => {
     client.close();
   });
 
-  it('forgets a session whose rejoin is refused with an error other than unavailable or rate_limited, and says so', async () => {
-    for (const code of ['internal', 'forbidden']) {
-      const { client, errors, socket } = await connected();
-      await joined(client, socket, 7, 3);
-      await joined(client, socket, 8, 3);
-      const [join] = socket.sentOf('join_session');
-      socket.receive({ type: 'error', req_id: join?.req_id, code, message: 'replay failed' });
-      // A retry would have gone out within the first backoff step (at most 500 ms).
+  it.each([
+    ['forbidden', 1],
+    ['not_found', 1],
+    ['internal', 3],
+  ])('gives up a session whose rejoin is refused with %s after %i tries, and says so', async (code, tries) => {
+    const { client, errors, socket } = await connected();
+    await joined(client, socket, 7, 3);
+    await joined(client, socket, 8, 3);
+    const joinsOf7 = () => socket.sentOf('join_session').filter((frame) => frame.session_id === 7);
+    for (let refused = 0; refused < tries; refused++) {
+      socket.receive({ type: 'error', req_id: joinsOf7().at(-1)?.req_id, code, message: 'replay failed' });
+      // A retry goes out within the backoff's first steps; none after the last refusal.
       await vi.advanceTimersByTimeAsync(5_000);
-      expect(socket.sentOf('join_session'), code).toHaveLength(2);
-      expect(errors, code).toMatchObject([{ code, message: expect.stringContaining('session 7 could not be joined again') }]);
-      // Forgotten: not rejoined after a reconnect either, while session 8 is.
-      socket.serverClose(1006);
-      const second = await reconnect();
-      expect(second.sentOf('join_session').map((frame) => frame.session_id)).toEqual([8]);
-      client.close();
     }
+    expect(joinsOf7()).toHaveLength(tries);
+    expect(errors.map((error) => error.message)).toEqual([
+      ...Array(tries - 1).fill('session 7 could not be joined again, trying again: replay failed'),
+      'session 7 could not be joined again: replay failed',
+    ]);
+    // Forgotten: not rejoined after a reconnect either, while session 8 is.
+    socket.serverClose(1006);
+    const second = await reconnect();
+    expect(second.sentOf('join_session').map((frame) => frame.session_id)).toEqual([8]);
+    client.close();
   });
 
   it('waits out the retry_after_ms of a rejoin refused as rate_limited', async () => {
@@ -1406,12 +1413,54 @@ describe('authentication failures', () => {
     client.close();
   });
 
+  it('waits for a fresh token through a provider that fails meanwhile, without connecting, and for 5 minutes at most', async () => {
+    // A clock hours behind: by the local clock the token handed back stays valid all along.
+    const stale = tokenExpiringAt('stale', Date.now() + 6 * 3_600_000);
+    let calls = 0;
+    const provider = vi.fn(() => {
+      calls++;
+      if (calls === 3) throw new Error('auth service restarting');
+      return stale;
+    });
+    const { client, errors } = newClient({ token: provider });
+    const failures: Error[] = [];
+    client.on('auth_failed', (error) => failures.push(error));
+    const outcome = expect(client.connect()).rejects.toMatchObject({ code: 'auth_failed' });
+    const first = FakeSocket.last();
+    first.open();
+    await flush();
+    first.receive({ type: 'error', req_id: 'auth', code: 'auth_failed', message: 'token expired' });
+    first.serverClose(4001);
+    await vi.advanceTimersByTimeAsync(4 * 60_000);
+    // Still waiting, the provider's failure included, and no socket opened to send the token refused.
+    expect(failures).toEqual([]);
+    expect(errors.map((error) => error.message)).toContain('the token provider failed: auth service restarting');
+    expect(provider.mock.calls.length).toBeGreaterThan(10);
+    expect(FakeSocket.all).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(2 * 60_000);
+    await outcome;
+    expect(failures).toMatchObject([{ code: 'auth_failed' }]);
+    expect(client.state).toBe('closed');
+    const asked = provider.mock.calls.length;
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(provider.mock.calls.length).toBe(asked);
+    expect(FakeSocket.all).toHaveLength(1);
+  });
+
   it.each([
-    ['once the local clock too says it expired', Date.now() - 120_000, 'token expired'],
-    ['at once when it was refused for another reason than its expiry', Date.now() + 3_600_000, 'signature verification failed'],
-  ])('gives up on a provider that hands back the refused token %s', async (_name, expiresAtMs, refusal) => {
+    ['a provider that hands back the refused token the local clock too says expired', Date.now() - 120_000, 'token expired', true],
+    // The gateway closes 5 s after the expiry (its skew allowance): by then the local clock agrees.
+    ['a provider that hands back the refused token the local clock says expired a moment ago', Date.now() - 5_000, 'token expired', true],
+    [
+      'a provider that hands back the refused token at once when it was refused for another reason than its expiry',
+      Date.now() + 3_600_000,
+      'signature verification failed',
+      true,
+    ],
+    ['a fixed token refused as expired at once, whatever the local clock says', Date.now() + 3_600_000, 'token expired', false],
+  ])('gives up on %s', async (_name, expiresAtMs, refusal, fromProvider) => {
     const token = tokenExpiringAt('old', expiresAtMs);
-    const { client } = newClient({ token: () => token });
+    const { client } = newClient({ token: fromProvider ? () => token : token });
     const outcome = expect(client.connect()).rejects.toMatchObject({ code: 'auth_failed', message: refusal });
     const socket = FakeSocket.last();
     socket.open();

@@ -100,6 +100,8 @@ interface JoinedSession {
   retry: Timer | undefined;
   /** Rejoins that failed in a row: each waits longer, so an outage is not met with a join every half second. */
   failures: number;
+  /** Of those, the ones refused with an unexpected error (`internal`): the session is given up at MAX_UNEXPECTED_REJOIN_FAILURES. */
+  unexpected: number;
   /** `performance.now()` when the gateway last answered a join of it on this socket, until that join fails. */
   joinedAt: number | undefined;
 }
@@ -124,11 +126,11 @@ const CLIENT_CLOSE = 4000;
 const CLOSE_HANDSHAKE_MS = 1_000;
 const AUTH_CLOSE = 4001;
 /**
- * How long past a refused token's `exp`, by the local clock, a provider handing that same token
- * back is waited out: one whose cache trusts a clock behind the gateway's hands it out until its
- * own clock reaches the expiry.
+ * The longest wait for such a provider, from the first token handed back: a device whose clock is
+ * hours behind would otherwise wait as long, where giving up (`auth_failed`) lets the app sign in
+ * afresh.
  */
-const REFUSED_TOKEN_GRACE_MS = 60_000;
+const MAX_STALE_TOKEN_WAIT_MS = 5 * 60_000;
 /**
  * How long a connection must stay ready before the reconnect backoff starts over. One closed
  * sooner (a gateway that accepts the token and then closes the socket, over and over) keeps
@@ -143,6 +145,10 @@ const STABLE_CONNECTION_MS = 10_000;
  * 500 ms each time.
  */
 const STABLE_JOIN_MS = 10_000;
+/** Join errors after which joining again cannot help. */
+const PERMANENT_JOIN_ERRORS = new Set(['forbidden', 'not_found', 'invalid_message']);
+/** Rejoins refused in a row with an unexpected error (`internal`) before the session is given up. */
+const MAX_UNEXPECTED_REJOIN_FAILURES = 3;
 
 const noop = (): void => undefined;
 
@@ -261,6 +267,8 @@ export class ChatClient {
   private attempts = 0;
   private wasReady = false;
   private authRetried = false;
+  /** When the provider first handed back a token the gateway refused as expired (`mayWaitForFreshToken`), on `performance.now()`. */
+  private staleTokenSince: number | undefined;
   private authError: string | undefined;
   /**
    * The gateway said `auth_required` without a request: no auth frame came in its time (a token
@@ -348,6 +356,7 @@ export class ChatClient {
       this.currentUser = undefined;
       this.wasReady = false;
       this.authRetried = false;
+      this.staleTokenSince = undefined;
       this.attempts = 0;
       this.unopenableInARow = 0;
       this.setState('connecting');
@@ -550,7 +559,7 @@ export class ChatClient {
     const session = this.sessions.get(sessionId);
     const start = Math.min(requested ?? session?.cursor ?? lastSeq, lastSeq);
     if (session) session.cursor = Math.max(session.cursor, start);
-    else this.sessions.set(sessionId, { cursor: start, retry: undefined, failures: 0, joinedAt: undefined });
+    else this.sessions.set(sessionId, { cursor: start, retry: undefined, failures: 0, unexpected: 0, joinedAt: undefined });
     this.joinAnswered(sessionId, reqId);
   }
 
@@ -741,6 +750,7 @@ export class ChatClient {
     }
     this.currentUser = { id: user.id, username: user.username, role: user.role };
     this.authRetried = false;
+    this.staleTokenSince = undefined;
     this.authError = undefined;
     this.stableTimer = setTimeout(() => {
       this.attempts = 0;
@@ -784,7 +794,8 @@ export class ChatClient {
       session.retry = undefined;
       // A join that held STABLE_JOIN_MS before the connection dropped was a success: the next
       // connection's rejoin starts its backoff over.
-      if (session.joinedAt !== undefined && performance.now() - session.joinedAt >= STABLE_JOIN_MS) session.failures = 0;
+      if (session.joinedAt !== undefined && performance.now() - session.joinedAt >= STABLE_JOIN_MS)
+        session.failures = session.unexpected = 0;
       session.joinedAt = undefined;
     }
     this.requests.disconnected();
@@ -927,29 +938,15 @@ export class ChatClient {
         if (epoch !== this.epoch) return;
         // The same token would only be refused again.
         if (token.value !== refused) {
+          this.staleTokenSince = undefined;
           this.nextToken = token;
           this.scheduleReconnect(0);
           return;
         }
-        // Refused as expired, and handed back while the local clock says it is still valid (or
-        // expired a moment ago): the provider's cache trusts a clock behind the gateway's, and
-        // will hand out a fresh one once that clock reaches the expiry. Asked again with backoff
-        // until then, without connecting, rather than closing the client for good. The app hears
-        // of each wait. (A gateway says "token expired" for an expiry, at auth and on an open
-        // socket; a token refused otherwise, a bad signature, is given up on at once.)
-        const expiresAt = tokenTimes(token.value)?.expiresAt;
-        if (/\btoken expired\b/.test(message) && expiresAt !== undefined && Date.now() < expiresAt + REFUSED_TOKEN_GRACE_MS) {
+        if (this.mayWaitForFreshToken(token.value, message)) {
           this.events.emit('error', new ChatError('unavailable', 'the token provider handed back the token the gateway refused'));
           if (epoch !== this.epoch) return;
-          this.authRetried = false;
-          clearTimeout(this.reconnectTimer);
-          this.reconnectTimer = setTimeout(
-            () => {
-              this.reconnectTimer = undefined;
-              void this.recoverAuth(message);
-            },
-            backoffDelay(this.attempts++, { minMs: this.minDelayMs, maxMs: this.maxDelayMs }),
-          );
+          this.askForFreshTokenLater(message);
           return;
         }
       } catch (error) {
@@ -963,11 +960,45 @@ export class ChatClient {
         const reason = error instanceof Error ? error.message : String(error);
         this.events.emit('error', new ChatError('unavailable', `the token provider failed: ${reason}`));
         if (epoch !== this.epoch) return;
-        this.scheduleReconnect();
+        // Waiting for another token than the one refused: asked again without connecting, since
+        // a socket would ask the provider once and send whatever it hands out, the refused one too.
+        if (this.staleTokenSince !== undefined) this.askForFreshTokenLater(message);
+        else this.scheduleReconnect();
         return;
       }
     }
     this.giveUpAuth(new ChatError('auth_failed', message));
+  }
+
+  /**
+   * Whether to wait for the provider to hand out another token than `token`, which it handed back
+   * after the gateway refused it. Only for a token refused as expired (a gateway says "token
+   * expired", at auth and on an open socket; one refused otherwise, a bad signature, is given up
+   * on at once), from a provider (a fixed token never changes), while the local clock says it is
+   * still valid: the provider's cache trusts a clock behind the gateway's, and hands out a fresh
+   * one once that clock reaches the expiry. For MAX_STALE_TOKEN_WAIT_MS at most. A token the
+   * local clock too says has expired is given up on at once: its provider has nothing newer (the
+   * demo page's, which cannot renew), and the app is told to sign in again.
+   */
+  private mayWaitForFreshToken(token: string, message: string): boolean {
+    if (typeof this.options.token !== 'function' || !/\btoken expired\b/.test(message)) return false;
+    const expiresAt = tokenTimes(token)?.expiresAt;
+    if (expiresAt === undefined || Date.now() >= expiresAt) return false;
+    this.staleTokenSince ??= performance.now();
+    return performance.now() - this.staleTokenSince < MAX_STALE_TOKEN_WAIT_MS;
+  }
+
+  /** Asks the provider again after a backoff, without connecting (see `mayWaitForFreshToken`). */
+  private askForFreshTokenLater(message: string): void {
+    this.authRetried = false;
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = setTimeout(
+      () => {
+        this.reconnectTimer = undefined;
+        void this.recoverAuth(message);
+      },
+      backoffDelay(this.attempts++, { minMs: this.minDelayMs, maxMs: this.maxDelayMs }),
+    );
   }
 
   /** No token will do: closes the client, and tells the app. */
@@ -1226,16 +1257,27 @@ export class ChatClient {
   private onJoinFailed(sessionId: number, error: ChatError): void {
     const session = this.sessions.get(sessionId);
     if (!session) return;
-    // As for a join(): only `unavailable` and `rate_limited` are worth another try. Retried on any
-    // other (`internal` from a gateway whose replay always fails), a rejoin went out every 10 s
-    // for the connection's life, the app told nothing and the session silent.
-    if (!isTransient(error.code)) {
+    // Only a join that held STABLE_JOIN_MS counts as a success that starts the backoff over.
+    if (session.joinedAt !== undefined && performance.now() - session.joinedAt >= STABLE_JOIN_MS) session.failures = session.unexpected = 0;
+    // `unavailable` and `rate_limited` are retried for as long as it takes; `forbidden`,
+    // `not_found` and `invalid_message` never pass. Any other code (`internal`: an unexpected
+    // failure, which may pass, or a replay that fails every time) is retried a few times, the app
+    // told of each. Retried for good, a rejoin went out every 10 s for the connection's life, the
+    // app told nothing and the session silent.
+    const unexpected = !isTransient(error.code) && !PERMANENT_JOIN_ERRORS.has(error.code);
+    if (PERMANENT_JOIN_ERRORS.has(error.code) || (unexpected && ++session.unexpected >= MAX_UNEXPECTED_REJOIN_FAILURES)) {
       this.sessions.delete(sessionId);
       this.events.emit('error', new ChatError(error.code, `session ${sessionId} could not be joined again: ${error.message}`));
       return;
     }
-    // Only a join that held STABLE_JOIN_MS counts as a success that starts the backoff over.
-    if (session.joinedAt !== undefined && performance.now() - session.joinedAt >= STABLE_JOIN_MS) session.failures = 0;
+    if (unexpected) {
+      this.events.emit(
+        'error',
+        new ChatError(error.code, `session ${sessionId} could not be joined again, trying again: ${error.message}`),
+      );
+      // A listener may have left the session, or closed the client.
+      if (this.sessions.get(sessionId) !== session) return;
+    }
     session.joinedAt = undefined;
     clearTimeout(session.retry);
     const backoff = backoffDelay(++session.failures, { minMs: this.minDelayMs, maxMs: this.maxDelayMs });
