@@ -1782,11 +1782,15 @@ describe('the deployment docs', () => {
     if (!example) throw new Error('no values example under "3. Install." in docs/operations.md');
     const list = render('-f', valuesFile('operations-example.json', parse(example)));
     expect(configProblemsOf(list)).toEqual([]);
-    // The demo page signs in where the auth ingress publishes the API.
+    // The demo page signs in where the auth ingress publishes the API, and opens its WebSocket
+    // from the gateway's own host, which the gateway must admit as an origin.
     const gateway = podOf(byName(list, 'Deployment', component('gateway'))).spec.containers[0];
-    const authUrl = gateway && envOf(gateway, 'PUBLIC_AUTH_URL')?.value;
-    const authIngress = byName(list, 'Ingress', component('auth')) as { spec: { rules: { host: string }[] } };
-    expect(authUrl && new URL(authUrl).host).toBe(authIngress.spec.rules[0]?.host);
+    if (!gateway) throw new Error('no gateway container');
+    const hostOf = (name: string) => (byName(list, 'Ingress', name) as { spec: { rules: { host: string }[] } }).spec.rules[0]?.host;
+    const authUrl = envOf(gateway, 'PUBLIC_AUTH_URL')?.value;
+    expect(authUrl && new URL(authUrl).host).toBe(hostOf(component('auth')));
+    const origins = (envOf(gateway, 'ALLOWED_ORIGINS')?.value ?? '').split(',').filter(Boolean);
+    if (origins.length > 0 && !origins.includes('*')) expect(origins).toContain(`https://${hostOf(component('gateway'))}`);
   });
 
   it('create every Secret of the release and run every helm command for it in one namespace', () => {

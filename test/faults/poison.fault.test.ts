@@ -226,8 +226,10 @@ describe('a message PostgreSQL refuses', () => {
     // Sent again with the same client_msg_id, as a client that had dropped before the error
     // (and missed it) does after reconnecting: within the stream's duplicate window it is taken
     // for a duplicate, and nothing more will come for it. It is answered `internal` at once;
-    // before, `unavailable` after the send timeout, again at each retry.
-    const again = await sockets.authenticated(stack.wsUrl(0), session.customer.token);
+    // before, `unavailable` after the send timeout, again at each retry. Through a gateway whose
+    // send timeout outlasts the wait below: only the answer at once can come in time.
+    const patient = await stack.startGateway({ SEND_TIMEOUT_MS: '120000' });
+    const again = await sockets.authenticated(stack.wsUrl(stack.gateways.indexOf(patient)), session.customer.token);
     again.send({ type: 'send_message', session_id: session.id, content: 'POISON', client_msg_id: 'poison-1' });
     expect(await again.waitFor((frame) => frame.type === 'error' && frame.client_msg_id === 'poison-1', 30_000)).toMatchObject({
       code: 'internal',

@@ -2,7 +2,7 @@ import type { Database } from '@switchboard/db';
 import { fillHistory, type TestDatabase } from '@switchboard/testing';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findHistoryPage, findMessagesAfter, pageRowsQuery } from './message.repository.js';
+import { findHistoryPage, findMessagesAfter, isDeadLettered, pageRowsQuery } from './message.repository.js';
 import type { PersistenceDatabase } from './schema.js';
 import { migratedDatabase, preparedPlan } from './test-support.js';
 
@@ -78,5 +78,17 @@ describe('pages of large messages', () => {
       const read = nodes.filter((node) => node['Relation Name'] === 'messages').map((node) => node['Actual Rows'] ?? 0);
       expect(Math.max(...read)).toBeLessThanOrEqual(4);
     }
+  });
+});
+
+describe('a message set aside', () => {
+  it('is found by its session, client_msg_id and stream sequence, not by another sent with the same id', async () => {
+    await sql`insert into dead_letters (session_id, client_msg_id, reason, payload, stream_seq)
+              values (${large}, 'set-aside', 'refused', '{}', 41)`.execute(persistence.db);
+    expect(await isDeadLettered(persistence.db, large, 'set-aside', 41)).toBe(true);
+    // The same id sent again after the stream's duplicate window: another message, maybe stored yet.
+    expect(await isDeadLettered(persistence.db, large, 'set-aside', 42)).toBe(false);
+    expect(await isDeadLettered(persistence.db, huge, 'set-aside', 41)).toBe(false);
+    expect(await isDeadLettered(persistence.db, large, 'other', 41)).toBe(false);
   });
 });

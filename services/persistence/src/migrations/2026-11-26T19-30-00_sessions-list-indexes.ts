@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import { DROP_TRIES, lockSessionsForIndexes, withLockTries } from './2026-11-26T18-00-00_sessions-newest-first-index.js';
+import { DROP_TRIES, lockSessionsForIndexes, withLockTries } from './lock-tries.js';
 
 /**
  * Every session list, and the count of a customer's new sessions, reads an index in its own order

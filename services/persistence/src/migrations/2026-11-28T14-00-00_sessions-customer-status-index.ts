@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import { lockSessionsForIndexes } from './2026-11-26T18-00-00_sessions-newest-first-index.js';
+import { lockSessionsForIndexes } from './lock-tries.js';
 
 /**
  * A customer's sessions of one status, newest first (`list_sessions` by a customer with a

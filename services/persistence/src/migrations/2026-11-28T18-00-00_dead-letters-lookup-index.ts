@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import { DROP_TRIES, withLockTries } from './2026-11-26T18-00-00_sessions-newest-first-index.js';
+import { DROP_TRIES, withLockTries } from './lock-tries.js';
 
 /**
  * `messages.lookup` asks whether the message it cannot find was set aside: by session,

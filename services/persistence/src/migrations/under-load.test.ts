@@ -70,7 +70,6 @@ function atFirstRelease(label: string, applicationName: string) {
   };
 }
 
-/** The indexes of `sessions` once every migration has run. */
 /** The names of a table's indexes, in order. */
 async function indexesOf(url: string, table: string): Promise<string[]> {
   const rows = await query<{ indexname: string }>(url, 'select indexname from pg_indexes where tablename = $1 order by 1', [table]);
@@ -93,6 +92,7 @@ async function expectMigrationsToGiveUp(db: Kysely<PersistenceDatabase>, logger:
   expect((outcome as Error).cause).toMatchObject({ code: '55P03' });
 }
 
+/** The indexes of `sessions` once every migration has run. */
 async function expectLatestSessionIndexes(url: string): Promise<void> {
   expect(await indexesOf(url, 'sessions')).toEqual([
     'sessions_created_at_id_idx',
