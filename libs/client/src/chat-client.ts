@@ -126,9 +126,9 @@ const CLIENT_CLOSE = 4000;
 const CLOSE_HANDSHAKE_MS = 1_000;
 const AUTH_CLOSE = 4001;
 /**
- * The longest wait for such a provider, from the first token handed back: a device whose clock is
- * hours behind would otherwise wait as long, where giving up (`auth_failed`) lets the app sign in
- * afresh.
+ * The longest wait for a token provider that hands back the token the gateway refused as expired
+ * (`mayWaitForFreshToken`), from the first one handed back: a device whose clock is hours behind
+ * would otherwise wait as long, where giving up (`auth_failed`) lets the app sign in afresh.
  */
 const MAX_STALE_TOKEN_WAIT_MS = 5 * 60_000;
 /**
