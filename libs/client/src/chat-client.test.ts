@@ -98,6 +98,16 @@ async function accept(socket = FakeSocket.last()): Promise<FakeSocket> {
   return socket;
 }
 
+/** Opens the newest socket and refuses its auth frame as a gateway does: `auth_failed` with `message`, then 4001. */
+async function refuseAuth(message: string): Promise<FakeSocket> {
+  const socket = FakeSocket.last();
+  socket.open();
+  await flush();
+  socket.receive({ type: 'error', req_id: 'auth', code: 'auth_failed', message });
+  socket.serverClose(4001);
+  return socket;
+}
+
 /** Lets the reconnect timer fire and accepts the new socket. */
 async function reconnect(): Promise<FakeSocket> {
   const before = FakeSocket.all.length;
@@ -750,11 +760,7 @@ describe('sends rejected for good', () => {
     const refused = newClient({ token: 'bad' }).client;
     const connecting = refused.connect().catch(noop);
     const sending = refused.send(7, 'lost', { clientMsgId: 'l1' }).catch((error: unknown) => error);
-    const socket = FakeSocket.last();
-    socket.open();
-    await flush();
-    socket.receive({ type: 'error', req_id: 'auth', code: 'auth_failed', message: 'invalid signature' });
-    socket.serverClose(4001);
+    await refuseAuth('invalid signature');
     await connecting;
     expect(await sending).toMatchObject({ code: 'auth_failed', clientMsgId: 'l1' });
   });
@@ -1315,12 +1321,8 @@ describe('authentication failures', () => {
     const provider = vi.fn(() => tokens.shift() ?? 'none');
     const { client } = newClient({ token: provider });
     const connecting = client.connect();
-    const first = FakeSocket.last();
-    first.open();
-    await flush();
+    const first = await refuseAuth('token expired');
     expect(first.sentOf('auth')[0]).toMatchObject({ token: 'expired' });
-    first.receive({ type: 'error', req_id: 'auth', code: 'auth_failed', message: 'token expired' });
-    first.serverClose(4001);
     await flush();
     const second = await accept(FakeSocket.last());
     await connecting;
@@ -1394,11 +1396,7 @@ describe('authentication failures', () => {
     const failures: Error[] = [];
     client.on('auth_failed', (error) => failures.push(error));
     const connecting = client.connect();
-    const first = FakeSocket.last();
-    first.open();
-    await flush();
-    first.receive({ type: 'error', req_id: 'auth', code: 'auth_failed', message: 'token expired' });
-    first.serverClose(4001);
+    await refuseAuth('token expired');
     for (let waited = 0; FakeSocket.all.length === 1 && waited < 20_000; waited += 10) await vi.advanceTimersByTimeAsync(10);
     // Before: closed with auth_failed at the first token handed back.
     expect(failures).toEqual([]);
@@ -1426,11 +1424,7 @@ describe('authentication failures', () => {
     const failures: Error[] = [];
     client.on('auth_failed', (error) => failures.push(error));
     const outcome = expect(client.connect()).rejects.toMatchObject({ code: 'auth_failed' });
-    const first = FakeSocket.last();
-    first.open();
-    await flush();
-    first.receive({ type: 'error', req_id: 'auth', code: 'auth_failed', message: 'token expired' });
-    first.serverClose(4001);
+    await refuseAuth('token expired');
     await vi.advanceTimersByTimeAsync(4 * 60_000);
     // Still waiting, the provider's failure included, and no socket opened to send the token refused.
     expect(failures).toEqual([]);
@@ -1462,11 +1456,7 @@ describe('authentication failures', () => {
     const token = tokenExpiringAt('old', expiresAtMs);
     const { client } = newClient({ token: fromProvider ? () => token : token });
     const outcome = expect(client.connect()).rejects.toMatchObject({ code: 'auth_failed', message: refusal });
-    const socket = FakeSocket.last();
-    socket.open();
-    await flush();
-    socket.receive({ type: 'error', req_id: 'auth', code: 'auth_failed', message: refusal });
-    socket.serverClose(4001);
+    await refuseAuth(refusal);
     await flush();
     await outcome;
     expect(client.state).toBe('closed');
@@ -1478,11 +1468,7 @@ describe('authentication failures', () => {
     client.on('auth_failed', (error) => failures.push(error));
     const connecting = client.connect();
     const outcome = expect(connecting).rejects.toMatchObject({ code: 'auth_failed', message: 'invalid signature' });
-    const socket = FakeSocket.last();
-    socket.open();
-    await flush();
-    socket.receive({ type: 'error', req_id: 'auth', code: 'auth_failed', message: 'invalid signature' });
-    socket.serverClose(4001);
+    await refuseAuth('invalid signature');
     await flush();
     await outcome;
     expect(FakeSocket.all).toHaveLength(1);

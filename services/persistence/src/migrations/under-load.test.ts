@@ -76,6 +76,20 @@ async function indexesOf(url: string, table: string): Promise<string[]> {
   return rows.map((row) => row.indexname);
 }
 
+/** Runs `during` while another connection holds a transaction open after `statement`; ends that transaction after. */
+async function whileLeftOpen(url: string, statement: string, during: () => Promise<void>): Promise<void> {
+  const holder = new pg.Client({ connectionString: url });
+  await holder.connect();
+  try {
+    await holder.query('begin');
+    await holder.query(statement);
+    await during();
+  } finally {
+    await holder.query('rollback').catch(() => undefined);
+    await holder.end();
+  }
+}
+
 /** Runs the pending migrations, which must give up after their tries for a lock (55P03) within 40 s, not wait for good. */
 async function expectMigrationsToGiveUp(db: Kysely<PersistenceDatabase>, logger: ReturnType<typeof createLogger>): Promise<void> {
   const migration = migratePersistence(db, logger).then(
@@ -215,22 +229,14 @@ describe('the dead-letter index migration behind a transaction left open on dead
   const blocked = atFirstRelease('migrate_dead_letter_tries', 'migrate-dead-letter-tries');
 
   it('fails after its tries, leaving the schema as it was and writes going, then completes once it ends', async () => {
-    const holder = new pg.Client({ connectionString: blocked.url });
-    await holder.connect();
     const logger = createLogger({ name: 'migrate-dead-letter-tries', level: 'silent' });
-    try {
-      await holder.query('begin');
-      await holder.query(
-        `insert into dead_letters (session_id, client_msg_id, reason, payload, stream_seq) values (1, 'k', 'test', '{}', 1)`,
-      );
+    const deadLetter = `insert into dead_letters (session_id, client_msg_id, reason, payload, stream_seq) values (1, 'k', 'test', '{}', 1)`;
+    await whileLeftOpen(blocked.url, deadLetter, async () => {
       // Before: still waiting for the transaction, holding `sessions`, and every write with it.
       await expectMigrationsToGiveUp(blocked.db, logger);
       await query(blocked.url, 'insert into sessions (customer_id) values (1)');
       expect(await indexesOf(blocked.url, 'dead_letters')).toEqual(['dead_letters_pkey']);
-    } finally {
-      await holder.query('rollback').catch(() => undefined);
-      await holder.end();
-    }
+    });
     await migratePersistence(blocked.db, logger);
     await expectLatestSessionIndexes(blocked.url);
     expect(await indexesOf(blocked.url, 'dead_letters')).toEqual(['dead_letters_pkey', 'dead_letters_session_client_msg_id_idx']);
@@ -247,12 +253,8 @@ describe('the index migrations behind a read left open on sessions', () => {
   const reading = atFirstRelease('migrate_drop_tries', 'migrate-drop-tries');
 
   it('fail after their tries, leaving the schema as it was and writes going, then complete once it ends', async () => {
-    const reader = new pg.Client({ connectionString: reading.url });
-    await reader.connect();
     const logger = createLogger({ name: 'migrate-drop-tries', level: 'silent' });
-    try {
-      await reader.query('begin');
-      await reader.query('select count(*) from sessions');
+    await whileLeftOpen(reading.url, 'select count(*) from sessions', async () => {
       // Before: still waiting for the read, and every write with it.
       await expectMigrationsToGiveUp(reading.db, logger);
       await query(reading.url, 'insert into sessions (customer_id) values (1)');
@@ -261,10 +263,7 @@ describe('the index migrations behind a read left open on sessions', () => {
         'sessions_pkey',
         'sessions_status_created_at_idx',
       ]);
-    } finally {
-      await reader.query('rollback').catch(() => undefined);
-      await reader.end();
-    }
+    });
     await migratePersistence(reading.db, logger);
     await expectLatestSessionIndexes(reading.url);
   }, 90_000);
