@@ -28,7 +28,11 @@ export interface System {
   readonly label: string;
   /** The server processes (the system's own, started or targeted by the bench). */
   readonly processes: readonly MeasuredProcess[];
-  /** Shared infrastructure processes it uses, by name (`nats`, `postgres` for the backends of its database, `redis`), read from /proc. */
+  /**
+   * Shared infrastructure processes it uses, by name (`nats`, `postgres` for the backends of its
+   * database, `redis`), read from /proc. Called at each CPU reading, on the generator's event loop
+   * at the window's edges: what does not change during a run is looked up before it.
+   */
   infraPids(): Promise<InfraPids>;
   /** Opens every connection, authenticates, creates the sessions and joins every member. */
   connect(plan: Plan, sink: EventSink, onProgress?: (line: string) => void): Promise<void>;

@@ -505,7 +505,8 @@ export async function runPhase(system: System, plan: Plan, tracker: Tracker, opt
       },
       cpu: cpuFigures(before, after, windowDeliveriesAtEnd),
       machine: machineFigures(before, after),
-      syscalls: syscallFigures(before, after, Math.round(rate * durationS)),
+      // Per message sent in the window: at a step the generator cannot keep up with, fewer than planned.
+      syscalls: syscallFigures(before, after, sentAtClose - sentAtOpen),
       serverSide: serverSideFigures(before, after),
       gc: gcFigures(before.scrapes, after.scrapes),
       rssBytes,

@@ -176,7 +176,7 @@ for (const scenario of scenarios) {
         break;
       case 'target':
         // The issue's targets concern Switchboard; the baselines run here with --full or --baselines.
-        results.scenarios.target = await compare(context, 'target', TARGET, values.full || values.baselines === true);
+        results.scenarios.target = await compare(context, 'target', TARGET, baselines && (values.full || values.baselines === true));
         break;
       case 'ramp':
         results.scenarios.ramp = await ramp(context, RAMP, baselines);
@@ -237,7 +237,7 @@ const output = {
   machine,
   loadAverageAtScenarioStart: loadAverages,
   options: { scenarios, baselines, target: target ? { ...target, admin: target.admin ? '(set)' : undefined } : undefined, overrides },
-  clean: unclean.length === 0,
+  clean: unclean.length === 0 && Object.keys(errors).length === 0,
   scenarios: results.scenarios,
   targets,
   profiles,
@@ -254,7 +254,7 @@ writeFileSync(file, `${JSON.stringify(output, null, 2)}\n`);
 if (jsonOnly) process.stdout.write(`${JSON.stringify(output)}\n`);
 else {
   process.stdout.write(
-    `\n${markdown(results, scenarios.includes('quick') ? [] : targets.filter((row) => row.measured !== '–'), context.warnings)}`,
+    `\n${markdown(results, scenarios.includes('quick') ? [] : targets.filter((row) => row.measured !== '–'), context.warnings, errors)}`,
   );
   for (const profile of profiles ?? []) process.stdout.write(`\n${profileMarkdown(profile)}`);
   for (const profile of heapProfiles ?? []) process.stdout.write(`\n${heapProfileMarkdown(profile)}`);

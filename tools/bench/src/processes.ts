@@ -39,11 +39,13 @@ export function installSignalHandlers(log: (line: string) => void): void {
       process.exit(130);
     }
     exiting = true;
-    log(`\n${signal}: stopping every process the bench started…`);
+    log(`\n${signal}: stopping every process the bench started (again to kill them at once)…`);
+    // Longer than a service's own stop bound (35 s, `ServiceProcess.stop`), so that a slow stop
+    // still ends with the run's database and stream dropped.
     const hardStop = setTimeout(() => {
       for (const child of children) child.kill('SIGKILL');
       process.exit(130);
-    }, 15_000);
+    }, 40_000);
     hardStop.unref();
     void cleanupAll().finally(() => process.exit(130));
   };

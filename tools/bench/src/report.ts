@@ -161,7 +161,7 @@ function comparisonSection(title: string, comparison: Comparison): string {
   return lines.join('\n');
 }
 
-export function markdown(results: BenchResults, targets: TargetRow[], warnings: string[]): string {
+export function markdown(results: BenchResults, targets: TargetRow[], warnings: string[], errors: Record<string, string> = {}): string {
   const sections: string[] = [];
   const s = results.scenarios;
   if (s.quick) sections.push(comparisonSection('quick', s.quick));
@@ -364,14 +364,27 @@ export function markdown(results: BenchResults, targets: TargetRow[], warnings: 
     ]);
     sections.push(['### targets', '', table(['target', 'measured', 'met'], rows)].join('\n'));
   }
+  const failed = Object.entries(errors);
+  if (failed.length)
+    sections.push(
+      [
+        '### failed scenarios',
+        '',
+        ...failed.map(([scenario, error]) => `- ${scenario}: ${error.split('\n')[0]} (the whole error is in the JSON file and on stderr)`),
+      ].join('\n'),
+    );
   if (warnings.length) sections.push(['### warnings', '', ...warnings.map((warning) => `- ${warning}`)].join('\n'));
   return `${sections.join('\n\n')}\n`;
 }
 
-/** Our saturation as a share of a baseline's; "≤" when the baseline's figure is only a lower bound, "≥" when ours is. */
+/**
+ * Our saturation as a share of a baseline's; "≤" when the baseline's figure is only a lower
+ * bound, "≥" when ours is, and unknown when both are.
+ */
 function share(ours: RampResult, baseline: RampResult): string {
   if (baseline.saturatedDeliveriesPerSec <= 0) return 'no share (the baseline had no clean step)';
   const percent = Math.round((ours.saturatedDeliveriesPerSec / baseline.saturatedDeliveriesPerSec) * 100);
+  if (ours.lowerBound && baseline.lowerBound) return `unknown (${percent}% of two lower bounds)`;
   const sign = baseline.lowerBound && !ours.lowerBound ? '≤ ' : ours.lowerBound && !baseline.lowerBound ? '≥ ' : '';
   return `${sign}${percent}%`;
 }

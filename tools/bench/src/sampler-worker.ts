@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { metric, scrape } from './prometheus.js';
-import type { CounterSample, SamplerOptions } from './sampler.js';
+import { type CounterSample, monotonicMs as now, type SamplerOptions } from './sampler.js';
 
 /** The sampling thread of `startSampler`: reads the counter every interval until told to stop. */
 const options = workerData as SamplerOptions;
@@ -10,7 +10,6 @@ parentPort?.on('message', () => {
   stopping = true;
 });
 
-const now = () => performance.timeOrigin + performance.now();
 while (!stopping) {
   const asked = now();
   const scraped = await scrape(options.url).catch(() => undefined);

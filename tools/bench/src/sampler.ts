@@ -7,6 +7,13 @@ export interface CounterSample {
   stored: number;
 }
 
+/**
+ * Milliseconds on the process's monotonic clock. Unlike `performance.timeOrigin +
+ * performance.now()`, whose origin is a wall-clock reading taken as each thread starts, it is the
+ * same clock on the main thread and the sampler's.
+ */
+export const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+
 /** What the sampling thread is given. */
 export interface SamplerOptions {
   /** The Prometheus endpoint to read. */
@@ -15,7 +22,7 @@ export interface SamplerOptions {
   labels: Record<string, string>;
   /** Subtracted from every reading: the counter's value before the load. */
   base: number;
-  /** When the load started, in ms on the shared clock (`performance.timeOrigin + performance.now()`). */
+  /** When the load started, in ms on the process's monotonic clock (`monotonicMs()`), which every thread shares. */
   startedAtMs: number;
   intervalMs: number;
   /** Messages published so far, at index 0, counted by the load as it goes. */

@@ -18,7 +18,7 @@ import { connz, type NatsConnection, startPrivateNats } from './nats-server.js';
 import { makePlan, type Plan, type PlanOptions } from './plan.js';
 import { localPortsTo, onCleanup, trackChild } from './processes.js';
 import { metric, scrape } from './prometheus.js';
-import { startSampler } from './sampler.js';
+import { monotonicMs, startSampler } from './sampler.js';
 import { Tracker } from './tracker.js';
 
 export interface BenchContext {
@@ -656,9 +656,13 @@ export async function scaleOut(
   const results: ScaleOutStep[] = [];
   let privateNats = false;
   for (const gateways of steps) {
-    const nats = await startPrivateNats().catch(() => undefined);
-    privateNats = nats !== undefined;
-    if (!nats) context.warnings.push('scale-out: no nats-server binary for a monitored NATS; per-gateway NATS figures are missing');
+    const nats = await startPrivateNats().catch((error: unknown) => {
+      context.warnings.push(`scale-out: the monitored NATS did not start (${String(error).split('\n')[0]}); the shared one was used`);
+      return null;
+    });
+    privateNats = Boolean(nats);
+    if (nats === undefined)
+      context.warnings.push('scale-out: no nats-server binary for a monitored NATS; per-gateway NATS figures are missing');
     try {
       const { system } = await startLocalSwitchboard({
         gateways,
@@ -878,7 +882,7 @@ async function publishMany(
  */
 export async function persistenceScenario(context: BenchContext, params: PersistenceParams): Promise<PersistenceResult> {
   if (context.target) throw new Error('the persistence scenario starts its own persistence; it cannot run against --target');
-  const { startStack } = await import('@switchboard/testing');
+  const { startStack, TEST_NATS_URL } = await import('@switchboard/testing');
   const stack = await startStack({
     gateways: 0,
     env: { LOG_LEVEL: 'warn' },
@@ -887,7 +891,8 @@ export async function persistenceScenario(context: BenchContext, params: Persist
   for (const service of [stack.auth, ...stack.persistence]) trackChild(service.child);
   // Stopped on Ctrl-C too, like every other scenario's stack: its database and inbound stream are dropped.
   const stopStack = onCleanup(() => stack.stop());
-  const natsUrl = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+  // The stack's own NATS: NATS_URL may name a deployment's, which the stack never uses.
+  const natsUrl = stack.env.NATS_URL ?? TEST_NATS_URL;
   const subjects = createSubjects(stack.prefix);
   const padding = 'x'.repeat(Math.max(0, params.contentChars - 20));
   let nc: NatsClient | undefined;
@@ -918,7 +923,7 @@ export async function persistenceScenario(context: BenchContext, params: Persist
       const after = await persistenceMetrics();
       const diff = (name: string) => metric(after, name) - metric(before, name);
       const batches = diff('switchboard_persistence_batch_size_count');
-      const stored = diff('switchboard_persistence_messages_total');
+      const stored = metric(after, storedCount.metric, storedCount.labels) - metric(before, storedCount.metric, storedCount.labels);
       return {
         persistenceCpuSeconds: round(diff('process_cpu_seconds_total'), 2),
         cpuPerMessageUs: stored ? round((diff('process_cpu_seconds_total') * 1e6) / stored, 1) : 0,
@@ -936,6 +941,7 @@ export async function persistenceScenario(context: BenchContext, params: Persist
     const storedOf = (scraped: Awaited<ReturnType<typeof persistenceMetrics>>) => metric(scraped, storedCount.metric, storedCount.labels);
     const storedBase = storedOf(start0);
     const started = performance.now();
+    const startedAtMs = monotonicMs();
     const untilMs = started + params.durationS * 1000;
     let published = 0;
     const counting = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
@@ -945,7 +951,7 @@ export async function persistenceScenario(context: BenchContext, params: Persist
         url: metricsUrl(),
         ...storedCount,
         base: storedBase,
-        startedAtMs: performance.timeOrigin + started,
+        startedAtMs,
         intervalMs: 1000,
         published: counting,
       },

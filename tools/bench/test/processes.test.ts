@@ -75,7 +75,8 @@ describe('the machine and the scheduler', () => {
     expect(busyBetween(start, { idle: 1_000, steal: 5, cores: 2, at: 5_000 })).toBeUndefined();
   });
 
-  it('sees one core of two kept busy as half the machine', async () => {
+  // A lower bound only: other test files may keep the other core busy meanwhile.
+  it('sees one core kept busy as at least its share of the machine', async () => {
     const start = machineTicks();
     const until = performance.now() + 300;
     while (performance.now() < until) {

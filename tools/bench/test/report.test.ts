@@ -152,6 +152,21 @@ describe('targetsOf', () => {
 });
 
 describe('markdown', () => {
+  it('gives the ramp share as unknown when both figures are only lower bounds', () => {
+    const row = (ws: RampResult) =>
+      targetsOf({
+        scenarios: { ramp: { params: RAMP, systems: [ramp('switchboard', 30_000, true), ws, ramp('socketio', 25_000, false)] } },
+      })[2]?.measured;
+    expect(row(ramp('ws', 40_000, true))).toContain('unknown (75% of two lower bounds) of plain ws');
+    expect(row(ramp('ws', 40_000, false))).toContain('≥ 75% of plain ws');
+  });
+
+  it('lists the scenarios that failed', () => {
+    const text = markdown({ scenarios: {} }, [], [], { ramp: 'Error: the stack did not start\n    at main.ts:1' });
+    expect(text).toContain('### failed scenarios\n\n- ramp: Error: the stack did not start (the whole error');
+    expect(text).not.toContain('main.ts:1');
+  });
+
   it("marks the sustainable rate as a lower bound when the ramp ended on the generator's limit", () => {
     const system = { ...ramp('ws', 77_906, true), sustainableRate: 25_973, sustainableLowerBound: true };
     expect(markdown({ scenarios: { ramp: { params: RAMP, systems: [system] } } }, [], [])).toContain('| plain ws | ≥ 25,973 | ≥ 77,906 |');
@@ -197,7 +212,7 @@ describe('targetsOf, on what a verdict needs', () => {
 
     expect(row(idle(10_000, 9_000))?.met).toBe(true);
     expect(row(idle(10_000, 13_000))?.met).toBe(false);
-    // ulimit -n 10,240 scales the run down to 4,620 connections.
+    // A run scaled down below 10,000 connections (by a low ulimit -n, or --connections).
     expect(row(idle(4_620, 13_000))?.met).toBeNull();
     expect(row(idle(4_620, 13_000))?.measured).toContain('not judged');
   });

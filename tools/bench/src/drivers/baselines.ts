@@ -81,6 +81,7 @@ export async function startSocketIo(processes = 2): Promise<System> {
   }
   let sockets: (Socket | undefined)[] = [];
   let sink: EventSink | undefined;
+  const redisPids = pidsListeningOn('redis-server', Number(new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379').port || 6379));
   return {
     name: 'socketio',
     label: `Socket.IO + Redis (${processes} processes)`,
@@ -89,9 +90,8 @@ export async function startSocketIo(processes = 2): Promise<System> {
       metricsUrl: server.opsUrl('/metrics'),
       pid: server.child.pid,
     })),
-    infraPids: async () => ({
-      redis: pidsListeningOn('redis-server', Number(new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379').port || 6379)),
-    }),
+    // Looked up once, before the load: the lookup reads every socket of the machine, synchronously.
+    infraPids: async () => ({ redis: redisPids }),
     async connect(plan: Plan, events: EventSink) {
       sink = events;
       sockets = new Array(plan.connections);

@@ -178,6 +178,7 @@ export async function startLocalSwitchboard(options: LocalSwitchboardOptions): P
   });
   for (const service of [stack.auth, ...stack.persistence, ...stack.gateways]) trackChild(service.child);
   const stop = onCleanup(() => stack.stop());
+  const natsPids = options.natsPids?.() ?? pidsListeningOn('nats-server', Number(new URL(TEST_NATS_URL).port || 4222));
   let profilersStarted = false;
   const processes = (): MeasuredProcess[] =>
     [stack.auth, ...stack.persistence, ...stack.gateways].map((service, index) => ({
@@ -190,10 +191,10 @@ export async function startLocalSwitchboard(options: LocalSwitchboardOptions): P
     wsUrls: stack.gateways.map((_, index) => stack.wsUrl(index)),
     users: (role) => stack.user(role),
     processes: processes(),
-    infraPids: async () => ({
-      nats: options.natsPids?.() ?? pidsListeningOn('nats-server', Number(new URL(TEST_NATS_URL).port || 4222)),
-      postgres: await postgresBackendPids(stack.database.url),
-    }),
+    // NATS's pids are looked up now, not at each CPU reading: the lookup reads every socket of
+    // the machine (about 24,000 under the target load), synchronously, and at the window's edges
+    // it held the generator's event loop for tens of milliseconds, late sends and all.
+    infraPids: async () => ({ nats: natsPids, postgres: await postgresBackendPids(stack.database.url) }),
     stop,
     // Under --profile or --heap-profile the profilers run from the first measurement window until the clients disconnect,
     // so neither the set-up nor the tear-down is in the profiles.
