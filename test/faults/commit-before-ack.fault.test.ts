@@ -106,16 +106,17 @@ describe('persistence killed between commit and ack', () => {
     expect(await doomed.exited).toBe('SIGKILL');
     await sleep(5_000);
     await Promise.all(clients.map((client) => client.stop()));
-
-    await verifyClean(clients, { label: 'commit-before-ack', startedAt, databaseUrl: running.database.url });
-    expect(await deadLetterCount(running.database.url)).toBe(0);
     // The committed, unacked batch came back to the survivor after the ack wait, and was found
-    // stored (not merely resent by its clients and answered from the database).
+    // stored (not merely resent by its clients and answered from the database). Its confirmed
+    // events are sent again then: the check below comes after them, and sees any duplicate.
     await waitFor(
       async () => (await metric(survivor, 'switchboard_persistence_messages_total', { outcome: 'duplicate' })) > 0,
       20_000,
       "the dead replica's batch redelivered to the survivor as duplicates",
     );
+
+    await verifyClean(clients, { label: 'commit-before-ack', startedAt, databaseUrl: running.database.url });
+    expect(await deadLetterCount(running.database.url)).toBe(0);
   });
 
   it('answers a retry that comes after the duplicate window from the database: original seq, nothing stored or delivered twice', async () => {

@@ -90,5 +90,7 @@ describe('persistence replicas killed with SIGKILL every 2–3 s', () => {
     expect(redeliveries).toBeGreaterThan(0);
     expect(report.totals.acked).toBeGreaterThan(200);
     expect(await deadLetterCount(running.database.url)).toBe(0);
+    // Persistence dying is invisible to the sockets: every client kept its first one.
+    for (const client of clients) expect(client.connects).toBe(1);
   });
 });

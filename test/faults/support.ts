@@ -156,17 +156,27 @@ export interface VerifyOptions {
   databaseUrl: string;
   /** How long members get to catch up with what is stored (default 30 s). */
   catchUpMs?: number;
+  /**
+   * How long all must stay quiet once members have caught up (default 2.5 s: the stacks' 2 s ack
+   * wait, and a margin), so that what a fault sends late, such as a dead replica's batch
+   * redelivered and confirmed again, reaches the members before the check rather than after it.
+   */
+  quietMs?: number;
 }
 
 /**
  * The end of every scenario: waits until every member has received everything stored in its
- * sessions (re-reading until the database stops changing), then runs the checker.
+ * sessions and the database has stopped changing for `quietMs`, then runs the checker.
  */
-export async function verify(clients: readonly LoadClient[], { databaseUrl, catchUpMs = 30_000 }: VerifyOptions): Promise<CheckReport> {
+export async function verify(
+  clients: readonly LoadClient[],
+  { databaseUrl, catchUpMs = 30_000, quietMs = 2_500 }: VerifyOptions,
+): Promise<CheckReport> {
   const records = LoadClient.records(clients);
   const sessionIds = [...new Set([...records.attempts.map((a) => a.sessionId), ...records.transcripts.map((t) => t.sessionId)])];
   const deadline = Date.now() + catchUpMs;
   let snapshot = await readStored(databaseUrl, sessionIds);
+  let quiet = false;
   for (;;) {
     const newest = new Map<number, number>();
     for (const row of snapshot.stored) newest.set(row.sessionId, Math.max(newest.get(row.sessionId) ?? 0, row.seq));
@@ -181,7 +191,15 @@ export async function verify(clients: readonly LoadClient[], { databaseUrl, catc
     const again = await readStored(databaseUrl, sessionIds);
     const settled = again.stored.length === snapshot.stored.length;
     snapshot = again;
-    if ((settled && caughtUp.every(Boolean)) || Date.now() > deadline) break;
+    if (Date.now() > deadline) break;
+    if (!(settled && caughtUp.every(Boolean))) {
+      quiet = false;
+      continue;
+    }
+    // Caught up twice in a row, with the quiet period between: done.
+    if (quiet) break;
+    await sleep(quietMs);
+    quiet = true;
   }
   return checkDelivery({ ...LoadClient.records(clients), ...snapshot });
 }

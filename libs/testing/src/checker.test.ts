@@ -44,12 +44,27 @@ describe('checkDelivery', () => {
     expect(formatReport(report)).toMatch(/^PASS lost=0 /);
   });
 
-  it('counts an acked message that is not stored as lost (and the hole it leaves as a gap)', () => {
+  it('counts an acked message that is not stored as lost', () => {
     const run = cleanRun();
     run.stored.splice(3, 1);
     run.sessions = [{ sessionId: 7, lastSeq: 3 }];
     for (const transcript of run.transcripts) transcript.messages.splice(3, 1);
     expect(nonZero(run)).toEqual({ lost: 1 });
+  });
+
+  it('counts an acked message missing from the middle of a session as lost, and the hole it leaves in the seqs as a gap', () => {
+    const run = cleanRun();
+    run.stored.splice(1, 1);
+    for (const transcript of run.transcripts) transcript.messages.splice(1, 1);
+    expect(nonZero(run)).toEqual({ lost: 1, gaps: 1 });
+  });
+
+  it('counts a message delivered to a member of another session as unexpected', () => {
+    const run = cleanRun();
+    run.strays = [{ member: 'm1', sessionId: 8, seq: 1 }];
+    const report = checkDelivery(run);
+    expect(nonZero(run)).toEqual({ unexpected: 1 });
+    expect(report.problems).toEqual(['unexpected: m1 received seq 1 of session 8, which it never joined']);
   });
 
   it('counts a stored message nobody sent as unexpected', () => {

@@ -65,12 +65,21 @@ export interface CheckInput {
   transcripts: readonly TranscriptRecord[];
   stored: readonly StoredRow[];
   sessions?: readonly SessionRow[];
+  /** `new_message` frames members received for sessions they never joined: each is a breach. */
+  strays?: readonly StrayRecord[];
+}
+
+/** A `new_message` a member received for a session it never joined. */
+export interface StrayRecord {
+  member: string;
+  sessionId: number;
+  seq: number;
 }
 
 export interface CheckCounts {
   /** Acked, but not stored. */
   lost: number;
-  /** Stored (or delivered) but never attempted, or stored under another sender. */
+  /** Stored (or delivered) but never attempted, stored under another sender, or delivered to a member of another session. */
   unexpected: number;
   /** A client_msg_id stored twice in a session, or a member receiving a seq twice. */
   duplicates: number;
@@ -229,6 +238,9 @@ export function checkDelivery(input: CheckInput): CheckReport {
     for (let seq = transcript.afterSeq + 1; seq <= max; seq++) if (seqs.has(seq) && !seen.has(seq)) missing.push(seq);
     if (missing.length > 0) problem('gaps', `${who} never received seq ${missing.slice(0, 10).join(', ')}`, missing.length);
   }
+
+  for (const stray of input.strays ?? [])
+    problem('unexpected', `${stray.member} received seq ${stray.seq} of session ${stray.sessionId}, which it never joined`);
 
   const unacked = [...attempted.keys()].filter((key) => !ackedKeys.has(key)).length;
   return {

@@ -11,6 +11,7 @@ export {
   readStored,
   type SessionRow,
   type StoredRow,
+  type StrayRecord,
   type TranscriptRecord,
 } from './checker.js';
 export {

@@ -1,7 +1,8 @@
 import type { Socket } from 'node:net';
 import WebSocket from 'ws';
-import type { AckRecord, AttemptRecord, CheckInput, DeliveredRecord, TranscriptRecord } from './checker.js';
+import type { AckRecord, AttemptRecord, CheckInput, DeliveredRecord, StrayRecord, TranscriptRecord } from './checker.js';
 import { PendingReplies } from './pending-replies.js';
+import { RETRYABLE_SEND_ERRORS } from './reliable-send.js';
 
 export interface LoadClientOptions {
   /** Names the client in reports and prefixes its client_msg_ids (`<name>-<n>`): unique per run. */
@@ -32,9 +33,6 @@ export interface LoadClientOptions {
 type Reply = { type: string; [key: string]: unknown };
 type SendOutcome = { kind: 'ack' } | { kind: 'error'; code: string } | undefined;
 
-/** Error codes after which the same message is sent again; any other error rejects it for good. */
-const RETRYABLE_ERRORS = new Set(['unavailable', 'rate_limited']);
-
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface SessionTrack {
@@ -61,6 +59,8 @@ export class LoadClient {
   readonly acks: AckRecord[] = [];
   /** Messages given up on: rejected with a final error, or still unacked when stop() gave up. */
   readonly failed: { clientMsgId: string; sessionId: number; reason: string }[] = [];
+  /** Messages received for sessions this client never joined. */
+  readonly strays: StrayRecord[] = [];
   /** Error frames received, by code. */
   readonly errors = new Map<string, number>();
   /** Close codes of every socket this client has had. */
@@ -182,7 +182,7 @@ export class LoadClient {
   }
 
   /** What the checker needs from this client. */
-  records(): Pick<CheckInput, 'attempts' | 'acks' | 'transcripts'> {
+  records(): Required<Pick<CheckInput, 'attempts' | 'acks' | 'transcripts' | 'strays'>> {
     const transcripts: TranscriptRecord[] = [...this.sessions].map(([sessionId, track]) => ({
       member: this.name,
       sessionId,
@@ -190,21 +190,23 @@ export class LoadClient {
       beforeJoin: track.beforeJoin,
       messages: track.messages,
     }));
-    return { attempts: this.attempts, acks: this.acks, transcripts };
+    return { attempts: this.attempts, acks: this.acks, transcripts, strays: this.strays };
   }
 
   /** The records of several clients, merged. */
-  static records(clients: Iterable<LoadClient>): Pick<CheckInput, 'attempts' | 'acks' | 'transcripts'> {
-    const merged: { attempts: AttemptRecord[]; acks: AckRecord[]; transcripts: TranscriptRecord[] } = {
+  static records(clients: Iterable<LoadClient>): Pick<CheckInput, 'attempts' | 'acks' | 'transcripts' | 'strays'> {
+    const merged: { attempts: AttemptRecord[]; acks: AckRecord[]; transcripts: TranscriptRecord[]; strays: StrayRecord[] } = {
       attempts: [],
       acks: [],
       transcripts: [],
+      strays: [],
     };
     for (const client of clients) {
       const records = client.records();
       merged.attempts.push(...records.attempts);
       merged.acks.push(...records.acks);
       merged.transcripts.push(...records.transcripts);
+      merged.strays.push(...records.strays);
     }
     return merged;
   }
@@ -319,7 +321,10 @@ export class LoadClient {
       case 'new_message': {
         const message = frame.message as { session_id: number; seq: number; client_msg_id: string; id: number; content: string };
         const track = this.sessions.get(message.session_id);
-        if (!track) return;
+        if (!track) {
+          this.strays.push({ member: this.name, sessionId: message.session_id, seq: message.seq });
+          return;
+        }
         // The protocol answers a join before any of its session's messages: one before the first
         // `joined_session` is a breach of order, and would leave a loss below it unseen.
         if (track.afterSeq === undefined) track.beforeJoin++;
@@ -413,7 +418,7 @@ export class LoadClient {
         ws.send(JSON.stringify({ type: 'send_message', session_id: sessionId, content, client_msg_id: clientMsgId }));
       });
       if (outcome?.kind === 'ack') return;
-      if (outcome?.kind === 'error' && !RETRYABLE_ERRORS.has(outcome.code)) {
+      if (outcome?.kind === 'error' && !RETRYABLE_SEND_ERRORS.has(outcome.code)) {
         this.failed.push({ clientMsgId, sessionId, reason: outcome.code });
         return;
       }

@@ -50,10 +50,20 @@ export class NatsServer {
     return `http://127.0.0.1:${this.monitorPort}`;
   }
 
+  /**
+   * Starts a server on free ports. A port found free can still be taken before the server binds
+   * it: it is then started again on fresh ones (twice at most), as `startProcess` does.
+   */
   static async start(storeDir: string, args: readonly string[] = [], options: RestartOptions = {}): Promise<NatsServer> {
-    const server = new NatsServer(storeDir, await freePort(), await freePort());
-    await server.restart(args, options);
-    return server;
+    for (let attempt = 1; ; attempt++) {
+      const server = new NatsServer(storeDir, await freePort(), await freePort());
+      try {
+        await server.restart(args, options);
+        return server;
+      } catch (error) {
+        if (attempt >= 3 || !server.logs.some((chunk) => chunk.includes('address already in use'))) throw error;
+      }
+    }
   }
 
   /**

@@ -8,9 +8,16 @@ export interface ReliableSendOptions {
 }
 
 /**
+ * The error codes after which a careful client sends the same message again (docs/protocol.md,
+ * "Errors"); after any other (`internal`, `forbidden`, `invalid_message`, …) it has failed.
+ */
+export const RETRYABLE_SEND_ERRORS: ReadonlySet<string> = new Set(['unavailable', 'rate_limited']);
+
+/**
  * Sends a message the way a careful client does: until a `message_ack` for its `client_msg_id`
- * arrives, every error for it and every silent attempt is followed by a resend with the same id.
- * Resolves with the ack and the number of attempts.
+ * arrives, every retryable error for it and every silent attempt is followed by a resend with the
+ * same id. Resolves with the ack and the number of attempts; rejects on an error a client must
+ * not retry, as a real one would give the message up then.
  */
 export async function sendReliably(
   client: TestClient,
@@ -30,6 +37,8 @@ export async function sendReliably(
       )
       .catch(() => undefined);
     if (outcome && isAck(outcome)) return { ack: outcome, attempts };
+    if (outcome && !RETRYABLE_SEND_ERRORS.has(String(outcome.code)))
+      throw new Error(`message ${message.clientMsgId} refused with ${String(outcome.code)}: ${String(outcome.message)}`);
     if (Date.now() > deadline) throw new Error(`message ${message.clientMsgId} not acked after ${attempts} attempts`);
     if (outcome) await new Promise((resolve) => setTimeout(resolve, 200));
   }

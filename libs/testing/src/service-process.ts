@@ -77,6 +77,9 @@ export async function startProcess(name: string, entry: string, options: StartSe
       await service.ready(options.readyTimeoutMs);
       return service;
     } catch (error) {
+      // A child not ready in time is still running: it would hold its ports and its connections
+      // into the tests that follow, as the caller never got it to stop.
+      await service.kill();
       const portTaken = service.logs.some((line) => line.includes('EADDRINUSE'));
       if (!(choosesPorts && portTaken && attempt < 3)) throw error;
     }

@@ -35,7 +35,11 @@ const ADMIN = { username: 'stack-admin', password: 'stack-admin-password' };
 export const passwordOf = (username: string): string => `${username}-password`;
 let userCounter = 0;
 
-/** The whole system as in production, on the real PostgreSQL and NATS, in a namespace of its own. */
+/**
+ * The whole system as in production, on the real PostgreSQL and NATS, in a namespace of its own;
+ * but persistence's inbound ack wait is 2 s (deployed: 10 s), so that what a dead replica held
+ * comes back within a test's time.
+ */
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const database = await createTestDatabase('stack');
   const prefix = uniqueSubjectPrefix();
@@ -50,7 +54,12 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   };
   const persistence: ServiceProcess[] = [];
   const gateways: ServiceProcess[] = [];
-  const auth = await startService('auth', { env: { ...env, ADMIN_USERNAME: ADMIN.username, ADMIN_PASSWORD: ADMIN.password } });
+  const auth = await startService('auth', { env: { ...env, ADMIN_USERNAME: ADMIN.username, ADMIN_PASSWORD: ADMIN.password } }).catch(
+    async (error: unknown) => {
+      await database.drop().catch(() => undefined);
+      throw error;
+    },
+  );
   // One login for all callers, concurrent ones included: the throttle counts logins in flight.
   let adminToken: Promise<string> | undefined;
 
