@@ -28,9 +28,15 @@ const SHARED_FIGURES = new Set(['pending', 'ackPending']);
 /** Figures whose sum over instances means nothing: a session with members on two gateways counts on both. */
 const UNSUMMABLE_FIGURES = new Set(['sessions']);
 
-/** An endpoint's `data` in `$SRV.STATS`: the figures a Switchboard service reports, or none. */
+/**
+ * An endpoint's `data` in `$SRV.STATS`: the figures a Switchboard service reports, or none. Only
+ * finite numbers count: anything else (from another version, or another program registered under
+ * the name) would print as junk in the totals, which add the figures up.
+ */
 const figuresOf = (data: unknown): Record<string, number> =>
-  typeof data === 'object' && data !== null ? (data as Record<string, number>) : {};
+  typeof data === 'object' && data !== null && !Array.isArray(data)
+    ? Object.fromEntries(Object.entries(data).filter((entry): entry is [string, number] => Number.isFinite(entry[1])))
+    : {};
 
 /**
  * One row per service instance of this installation, sorted. Only this installation's services

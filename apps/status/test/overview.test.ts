@@ -4,7 +4,7 @@ import { formatOverview, toJsonEntries, toRows } from '../src/overview.js';
 
 const started = new Date(Date.now() - 90_000).toISOString();
 
-function instance(name: string, id: string, data: Record<string, number>): EndpointStats {
+function instance(name: string, id: string, data: unknown): EndpointStats {
   return {
     name,
     id,
@@ -41,6 +41,16 @@ describe('toRows', () => {
       ['auth', 'a1'],
       ['gateway', 'g1'],
     ]);
+  });
+
+  it('keeps only the figures that are finite numbers, errors included', () => {
+    const [row] = toRows(
+      [instance('switchboard-gateway', 'g1', { connections: 2, errors: '5', label: 'x', nested: { a: 1 }, broken: null, sessions: 1 })],
+      'switchboard',
+    );
+    expect(row?.errors).toBe(0);
+    expect(row?.figures).toEqual({ connections: 2, sessions: 1 });
+    expect(toRows([instance('switchboard-gateway', 'g1', [7, 8])], 'switchboard')[0]?.figures).toEqual({});
   });
 });
 

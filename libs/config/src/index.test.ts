@@ -135,12 +135,15 @@ describe('loadConfig', () => {
       expect(error.message).toMatch(/1 to 64/);
     });
 
-    it.each(['1.5', 'abc', '12abc', '0x10', '1e3', '+5', ' ', '99999999999999999999'])('refuses WORKERS=%j as not an integer', (raw) => {
-      expectProblemsOnlyFor(
-        configErrorOf(() => loadConfig(serviceEnv, { WORKERS: raw })),
-        'WORKERS',
-      );
-    });
+    it.each(['1.5', 'abc', '12abc', '0x10', '1e3', '+5', ' ', '99999999999999999999'])(
+      'refuses WORKERS=%j as not an integer, or not one a setting can hold',
+      (raw) => {
+        expectProblemsOnlyFor(
+          configErrorOf(() => loadConfig(serviceEnv, { WORKERS: raw })),
+          'WORKERS',
+        );
+      },
+    );
 
     it.each([
       ['1', 1],

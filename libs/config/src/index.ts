@@ -214,7 +214,7 @@ function oneOf<const T extends readonly [string, ...string[]]>(values: T, opts: 
 /**
  * An origin as browsers send it in `Origin`: `https://Chat.Example.com/` becomes
  * `https://chat.example.com`, a default port is dropped. `*` stays `*`. Undefined for anything
- * that is not an origin: no scheme or host, or a path, query, fragment or credentials.
+ * that is not an origin: no scheme or host, a wildcard host, or a path, query, fragment or credentials.
  */
 export function normaliseOrigin(entry: string): string | undefined {
   if (entry === '*') return entry;
@@ -225,6 +225,8 @@ export function normaliseOrigin(entry: string): string | undefined {
     return undefined;
   }
   if (url.host === '' || url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') return undefined;
+  // URL parsing takes `https://*.example.com`, which no browser sends: as a literal it would match nothing.
+  if (url.host.includes('*')) return undefined;
   if (url.pathname !== '/' && url.pathname !== '') return undefined;
   // Schemes without a URL origin of their own (an app's `capacitor://localhost`) are kept as scheme and host.
   return url.origin === 'null' ? `${url.protocol}//${url.host.toLowerCase()}` : url.origin;
@@ -241,7 +243,9 @@ function originList(opts: { default?: string[] } = {}) {
       if (origin === undefined) {
         ctx.addIssue({
           code: 'custom',
-          message: `${JSON.stringify(entries[index])} is not an origin; expected * or origins such as https://chat.example.com`,
+          message: entries[index]?.includes('*')
+            ? `${JSON.stringify(entries[index])}: wildcards within an origin are not supported; list each origin, or set * alone`
+            : `${JSON.stringify(entries[index])} is not an origin; expected * or origins such as https://chat.example.com`,
         });
       }
     }

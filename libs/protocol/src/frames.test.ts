@@ -456,7 +456,7 @@ describe('FrameError', () => {
 });
 
 describe('clientFrameSchemas', () => {
-  it('has a schema for exactly the client frame types of the contract', () => {
+  it("has a schema for exactly the client frame types of docs/protocol.md (the contract's, and list_sessions)", () => {
     const expected: ClientFrameType[] = [
       'auth',
       'create_session',

@@ -16,7 +16,7 @@ export {
   runMain,
   type Stoppable,
 } from './run-main.js';
-export { settlesWithin } from './settles-within.js';
+export { settlesWithin, valueWithin } from './settles-within.js';
 export { startInParts } from './start-in-parts.js';
 export { type StartingProbes, serveStartingProbes } from './starting-probes.js';
 export { untilAborted } from './until-aborted.js';

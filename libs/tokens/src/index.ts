@@ -6,6 +6,7 @@ export {
   DEFAULT_CLOCK_TOLERANCE_S,
   DEFAULT_MAX_KEY_AGE_MS,
   DEFAULT_MIN_REFETCH_INTERVAL_MS,
+  DEFAULT_RETRY_WITHOUT_KEYS_MS,
   type TokenVerifier,
   type TokenVerifierOptions,
   type VerifiedToken,

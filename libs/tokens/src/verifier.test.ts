@@ -19,6 +19,7 @@ import {
   createTokenVerifier,
   DEFAULT_MAX_KEY_AGE_MS,
   DEFAULT_MIN_REFETCH_INTERVAL_MS,
+  DEFAULT_RETRY_WITHOUT_KEYS_MS,
   type TokenVerifierOptions,
   type VerifiedToken,
 } from './verifier.js';
@@ -556,34 +557,48 @@ describe('createTokenVerifier', () => {
       await expectRefused(verifier.verify(await signToken()), TokenErrorCode.Unavailable);
     });
 
-    it('tries the source again on the next verify once it recovers', async () => {
+    it('tries the source again once it recovers, at most once a second while it has no keys', async () => {
       let calls = 0;
-      const verifier = verifierFor({
-        fetchKeys: async () => {
-          calls += 1;
-          if (calls === 1) throw new Error('auth service down');
-          return jwksOf(edKey);
+      const clock = fixedClock();
+      const verifier = verifierFor(
+        {
+          fetchKeys: async () => {
+            calls += 1;
+            if (calls === 1) throw new Error('auth service down');
+            return jwksOf(edKey);
+          },
         },
-      });
+        clock,
+      );
       const token = await signToken();
 
       await expectRefused(verifier.verify(token), TokenErrorCode.Unavailable);
+      // Within the second: refused at once, without asking (before, every token asked).
+      clock.advance(DEFAULT_RETRY_WITHOUT_KEYS_MS - 1);
+      for (let i = 0; i < 5; i++) await expectRefused(verifier.verify(token), TokenErrorCode.Unavailable);
+      expect(calls).toBe(1);
+      clock.advance(1);
       await expect(verifier.verify(token)).resolves.toMatchObject({ userId: 42 });
       expect(calls).toBe(2);
     });
 
     it('tries the source again even when a previous attempt threw synchronously', async () => {
       let calls = 0;
-      const verifier = verifierFor({
-        fetchKeys: () => {
-          calls += 1;
-          if (calls === 1) throw new Error('not connected');
-          return Promise.resolve(jwksOf(edKey));
+      const clock = fixedClock();
+      const verifier = verifierFor(
+        {
+          fetchKeys: () => {
+            calls += 1;
+            if (calls === 1) throw new Error('not connected');
+            return Promise.resolve(jwksOf(edKey));
+          },
         },
-      });
+        clock,
+      );
       const token = await signToken();
 
       await expectRefused(verifier.verify(token), TokenErrorCode.Unavailable);
+      clock.advance(DEFAULT_RETRY_WITHOUT_KEYS_MS);
       await expect(verifier.verify(token)).resolves.toMatchObject({ userId: 42 });
       expect(calls).toBe(2);
     });

@@ -9,6 +9,13 @@ export const ACCEPTED_ALGORITHMS = ['EdDSA', 'ES256'] as const;
 export const DEFAULT_MIN_REFETCH_INTERVAL_MS = 10_000;
 export const DEFAULT_CLOCK_TOLERANCE_S = 5;
 /**
+ * With no keys yet, a failed fetch is tried again at most this often: tokens that come meanwhile
+ * are refused `unavailable` at once. Before, each one asked again, so after a restart with the
+ * auth service down every reconnecting client (and any sender of well-formed tokens) made a
+ * request of its own.
+ */
+export const DEFAULT_RETRY_WITHOUT_KEYS_MS = 1_000;
+/**
  * Cached keys are fetched again once this old (the old set kept while the fetch fails), so a key
  * the auth service stops publishing, one that leaked, stops verifying within this time.
  */
@@ -28,6 +35,7 @@ export interface TokenVerifierOptions {
   audience: string;
   minRefetchIntervalMs?: number;
   maxKeyAgeMs?: number;
+  retryWithoutKeysMs?: number;
   clockToleranceS?: number;
   /** The wall clock (epoch ms) that tokens' times are checked against; injected by tests. */
   now?: () => number;
@@ -55,6 +63,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     audience,
     minRefetchIntervalMs = DEFAULT_MIN_REFETCH_INTERVAL_MS,
     maxKeyAgeMs = DEFAULT_MAX_KEY_AGE_MS,
+    retryWithoutKeysMs = DEFAULT_RETRY_WITHOUT_KEYS_MS,
     clockToleranceS = DEFAULT_CLOCK_TOLERANCE_S,
     now = Date.now,
     elapsed = () => performance.now(),
@@ -62,6 +71,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
 
   let resolver: KeyResolver | undefined;
   let lastFetchAt = Number.NEGATIVE_INFINITY;
+  let lastFailureAt = Number.NEGATIVE_INFINITY;
   let inFlight: Promise<KeyResolver> | undefined;
   /** When the fetch that gave each set of keys started: a set asked for before a token came may predate its key. */
   const fetchedAt = new WeakMap<KeyResolver, number>();
@@ -78,6 +88,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         fetchedAt.set(resolver, startedAt);
         return resolver;
       } catch (error) {
+        lastFailureAt = elapsed();
         throw new TokenError(TokenErrorCode.Unavailable, 'signing keys are unavailable', { cause: error });
       } finally {
         inFlight = undefined;
@@ -101,6 +112,8 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     const now = elapsed();
     const keysAskedAt = resolver ? (fetchedAt.get(resolver) ?? Number.NEGATIVE_INFINITY) : Number.NEGATIVE_INFINITY;
     if (resolver && (now - keysAskedAt < maxKeyAgeMs || now - lastFetchAt < minRefetchIntervalMs)) return { keys: resolver, fresh: false };
+    if (!resolver && !inFlight && now - lastFailureAt < retryWithoutKeysMs)
+      throw new TokenError(TokenErrorCode.Unavailable, 'signing keys are unavailable; retry shortly');
     const stale = resolver;
     try {
       const keys = await refresh();

@@ -58,4 +58,11 @@ describe('ALLOWED_ORIGINS in the configuration', () => {
       expect(() => allowed(value)).toThrow(/ALLOWED_ORIGINS: .* is not an origin/);
     },
   );
+
+  it.each(['https://*.example.com', 'https://chat.example.com, *://example.com'])(
+    'refuses %j at startup: a wildcard within an origin would match no browser',
+    (value) => {
+      expect(() => allowed(value)).toThrow(/ALLOWED_ORIGINS: .*wildcards within an origin are not supported/);
+    },
+  );
 });

@@ -9,6 +9,7 @@ import {
   type Stoppable,
   startInParts,
   startOpsServer,
+  valueWithin,
   waitWhileUnavailable,
 } from '@switchboard/runtime';
 import type { Kysely } from 'kysely';
@@ -21,6 +22,8 @@ import { createPersistenceMetrics } from './metrics.js';
 import { migrations } from './migrations/index.js';
 
 export const CONSUMER_STATS_INTERVAL_MS = 5_000;
+/** How long `$SRV.STATS` waits for the inbound consumer's figures before answering without them. */
+const STATS_JETSTREAM_WAIT_MS = 500;
 
 /**
  * Connections of the pool the inbound consumer needs at once: its batches and dead letters are
@@ -121,7 +124,10 @@ export async function startPersistenceService({
     stored: await counterTotal(metrics.messages, { outcome: 'stored' }),
     duplicates: await counterTotal(metrics.messages, { outcome: 'duplicate' }),
     dead_lettered: await counterTotal(metrics.messages, { outcome: 'dead_lettered' }),
-    ...(await bus.inboundStats().catch(() => ({}))),
+    // Left out unless JetStream answers at once: nats.js holds the `$SRV.STATS` reply for it, and
+    // JetStream's API waits 5 s, longer than `npm run status` (1.5 s), which would then report a
+    // running persistence as missing while JetStream elects a leader.
+    ...(await valueWithin(bus.inboundStats(), STATS_JETSTREAM_WAIT_MS, {})),
   });
   return startInParts(async (running) => {
     const service = running(
