@@ -27,8 +27,10 @@ export interface CpuFigures {
   infraByName: Record<string, number>;
   /** Service CPU per delivered message, µs. */
   perDeliveryUs: number | undefined;
-  /** Service and infrastructure CPU per delivered message, µs. */
+  /** Service and infrastructure CPU per delivered message, µs; undefined where part of the infrastructure could not be read. */
   perDeliveryAllUs: number | undefined;
+  /** Whether the system uses shared infrastructure at all (plain ws uses none): without, its own CPU is all of it. */
+  usesInfrastructure?: boolean;
   byProcess: Record<string, number>;
 }
 
@@ -73,6 +75,8 @@ export interface CpuSnapshot {
   scrapes: Map<string, Scrape>;
   /** CPU seconds of the shared infrastructure, by name and pid. */
   infra: Map<string, Map<number, number>>;
+  /** The infrastructure the system says it uses, by name, whether or not any of its processes could be read. */
+  infraNames?: ReadonlySet<string>;
   syscalls: Map<string, { reads: number; writes: number }>;
   machine: MachineTicks | undefined;
   /** Seconds on a CPU and waiting for one, by process, infrastructure name and `generator`, and pid. */
@@ -147,7 +151,7 @@ export async function cpuSnapshot(system: System): Promise<CpuSnapshot> {
   }
   for (const process of system.processes) read(sched, process.name, [process.pid], procSchedSeconds);
   read(sched, 'generator', [globalThis.process.pid], procSchedSeconds);
-  return { byProcess, scrapes, infra, syscalls, machine: machineTicks(), sched };
+  return { byProcess, scrapes, infra, infraNames: new Set(Object.keys(infraPids)), syscalls, machine: machineTicks(), sched };
 }
 
 /** What the services measured themselves during the window (Switchboard: the gateways' send-to-ack, persistence's batches). */
@@ -303,10 +307,12 @@ export function cpuFigures(before: CpuSnapshot, after: CpuSnapshot, deliveries: 
   }
   const infraByName: Record<string, number> = {};
   let infra: number | undefined;
-  // A name read at one end only (PostgreSQL's backends when its query failed there) leaves "all"
-  // unknown: summed without it, the figure would look whole and be short by its share.
+  // A name read at one end only (PostgreSQL's backends when its query failed there), or at
+  // neither (none of its processes found: a PostgreSQL in a container), leaves "all" unknown:
+  // summed without it, the figure would look whole and be short by its share.
   let infraComplete = true;
-  for (const name of new Set([...before.infra.keys(), ...after.infra.keys()])) {
+  const declared = new Set([...(before.infraNames ?? []), ...(after.infraNames ?? [])]);
+  for (const name of new Set([...declared, ...before.infra.keys(), ...after.infra.keys()])) {
     const byPid = after.infra.get(name);
     const seconds = byPid === undefined ? undefined : growth(before.infra.get(name), byPid, (cpu) => cpu);
     if (seconds === undefined) {
@@ -323,6 +329,7 @@ export function cpuFigures(before: CpuSnapshot, after: CpuSnapshot, deliveries: 
     infraSeconds: infra === undefined ? undefined : round(infra, 3),
     perDeliveryUs: per(any ? service : undefined),
     perDeliveryAllUs: per(any && infra !== undefined && infraComplete ? service + infra : undefined),
+    usesInfrastructure: declared.size > 0 || infra !== undefined,
     byProcess,
     infraByName,
   };

@@ -48,7 +48,7 @@ const HELP = `npm run bench -- [options]
   --target ws://a,ws://b  drive running gateways instead of starting the system
   --auth http://host:2347 the auth API of the target   --admin user:password  an admin, to create agents
   --metrics http://ops1/metrics,…  the target's metrics endpoints (CPU, memory)
-  --profile DIR           run gateways and persistence under node --cpu-prof (profiles in DIR) and list the top costs
+  --profile DIR           run gateways and persistence under node --cpu-prof (profiles in a new directory under DIR) and list the top costs
   --heap-profile DIR      the same with V8's sampling heap profiler: where they allocate (.heapprofile, for DevTools)
   --out DIR               where the JSON goes (default bench-results/)
   --json-only             print only the JSON result on stdout
@@ -93,26 +93,28 @@ const log = (line: string) => {
 };
 installSignalHandlers((line) => process.stderr.write(`${line}\n`));
 
-const number = (value: string | undefined, name: string): number | undefined => {
+/** A flag's number: counts must be whole, and only the warm-up may be 0. */
+const number = (value: string | undefined, name: string, { integer = false, zero = false } = {}): number | undefined => {
   if (value === undefined) return undefined;
   const parsed = Number(value);
-  if (!Number.isFinite(parsed) || parsed <= 0) throw new Error(`--${name} must be a positive number`);
+  if (!Number.isFinite(parsed) || parsed < 0 || (parsed === 0 && !zero) || (integer && !Number.isInteger(parsed)))
+    throw new Error(`--${name} must be a ${integer ? 'whole number' : 'number'} ${zero ? 'of 0 or more' : 'above 0'}`);
   return parsed;
 };
 
 const overrides: Partial<LoadParams> = {};
-for (const [key, flag] of [
-  ['connections', 'connections'],
-  ['sessions', 'sessions'],
-  ['rate', 'rate'],
-  ['durationS', 'duration'],
-  ['warmupS', 'warmup'],
-  ['gateways', 'gateways'],
+for (const [key, flag, rules] of [
+  ['connections', 'connections', { integer: true }],
+  ['sessions', 'sessions', { integer: true }],
+  ['rate', 'rate', {}],
+  ['durationS', 'duration', {}],
+  ['warmupS', 'warmup', { zero: true }],
+  ['gateways', 'gateways', { integer: true }],
 ] as const) {
-  const value = number(values[flag], flag);
+  const value = number(values[flag], flag, rules);
   if (value !== undefined) overrides[key] = value;
 }
-const contentChars = number(values['content-chars'], 'content-chars') ?? 100;
+const contentChars = number(values['content-chars'], 'content-chars', { integer: true }) ?? 100;
 setContentSize(contentChars);
 
 let scenarios: Scenario[];
@@ -134,10 +136,14 @@ const target = values.target
   : undefined;
 
 if (values.profile && values['heap-profile']) throw new Error('--profile and --heap-profile cannot run together');
-const heapProfileDir = values['heap-profile'] ? resolve(values['heap-profile']) : undefined;
-const profileDir = values.profile ? resolve(values.profile) : heapProfileDir;
+// A directory of its own for each run, under the one given: the summary reads every profile
+// beneath it, and a second run into the same directory listed the first run's processes too.
+const runDir = (dir: string) => join(resolve(dir), new Date().toISOString().replace(/[:.]/g, '-'));
+const heapProfileDir = values['heap-profile'] ? runDir(values['heap-profile']) : undefined;
+const profileDir = values.profile ? runDir(values.profile) : heapProfileDir;
 if (profileDir) {
   mkdirSync(profileDir, { recursive: true });
+  log(`profiles in ${profileDir}`);
   setProfileDir(profileDir, heapProfileDir ? 'heap' : 'cpu');
 }
 
@@ -184,7 +190,7 @@ for (const scenario of scenarios) {
       case 'idle-memory':
         results.scenarios['idle-memory'] = await idleMemory(
           context,
-          number(values['idle-connections'], 'idle-connections') ?? 10_000,
+          number(values['idle-connections'], 'idle-connections', { integer: true }) ?? 10_000,
           baselines,
         );
         break;

@@ -62,6 +62,24 @@ describe('the machine in the window', () => {
     expect(whole.perDeliveryAllUs).toBe(3_000);
   });
 
+  it('leaves the CPU with the infrastructure unknown when a name the system uses was read at neither end', () => {
+    const withServices = (snap: CpuSnapshot, seconds: number) => ({
+      ...snap,
+      byProcess: new Map([['gateway-0', seconds]]),
+      infraNames: new Set(['nats', 'postgres']),
+    });
+    // No PostgreSQL backend found at either end (a PostgreSQL in a container, say).
+    const cpu = cpuFigures(
+      withServices(snapshot(undefined, {}, { nats: { 9: 2 } }), 10),
+      withServices(snapshot(undefined, {}, { nats: { 9: 3 } }), 12),
+      1_000,
+    );
+    expect(cpu.perDeliveryUs).toBe(2_000);
+    // Before: 3,000 µs, as if NATS were all the infrastructure it used.
+    expect(cpu.perDeliveryAllUs).toBeUndefined();
+    expect(cpu.usesInfrastructure).toBe(true);
+  });
+
   it('says nothing where /proc did not tell', () => {
     const figures = machineFigures(snapshot(undefined, {}), snapshot(undefined, {}));
     expect(figures).toEqual({ busy: undefined, steal: undefined, waitPerRunSecond: {} });

@@ -212,7 +212,7 @@ describe('targetsOf, on what a verdict needs', () => {
 
     expect(row(idle(10_000, 9_000))?.met).toBe(true);
     expect(row(idle(10_000, 13_000))?.met).toBe(false);
-    // A run scaled down below 10,000 connections (by a low ulimit -n, or --connections).
+    // A run scaled down below 10,000 connections (by a low ulimit -n, or --idle-connections).
     expect(row(idle(4_620, 13_000))?.met).toBeNull();
     expect(row(idle(4_620, 13_000))?.measured).toContain('not judged');
   });
@@ -242,20 +242,25 @@ describe('targetsOf, on what a verdict needs', () => {
   });
 
   it("gives the CPU ratio to each baseline with the infrastructure each uses too: Switchboard's NATS and PostgreSQL are not left out", () => {
-    const cpu = (perDeliveryUs: number, perDeliveryAllUs: number | undefined) => ({
+    const cpu = (perDeliveryUs: number, perDeliveryAllUs: number | undefined, usesInfrastructure = true) => ({
       ...phaseResult().cpu,
       perDeliveryUs,
       perDeliveryAllUs,
+      usesInfrastructure,
     });
     const runs = [
       phaseResult({ system: 'switchboard', cpu: cpu(140, 235) }),
       // Plain ws uses no infrastructure: its own CPU is all of it.
-      phaseResult({ system: 'ws', cpu: cpu(24, undefined) }),
+      phaseResult({ system: 'ws', cpu: cpu(24, undefined, false) }),
       phaseResult({ system: 'socketio', cpu: cpu(100, 110) }),
     ];
     const ratios = ratiosOf(runs);
     expect(ratios.ws).toMatchObject({ cpuPerDelivery: 5.83, cpuPerDeliveryAll: 9.79 });
     expect(ratios.socketio).toMatchObject({ cpuPerDelivery: 1.4, cpuPerDeliveryAll: 2.14 });
+    // Socket.IO's Redis not read: no ratio, rather than one against its own processes alone (before: 2.35).
+    expect(ratiosOf([runs[0] as PhaseResult, phaseResult({ system: 'socketio', cpu: cpu(100, undefined) })]).socketio).toMatchObject({
+      cpuPerDeliveryAll: null,
+    });
     const text = markdown({ scenarios: { steady: { params: { ...STEADY, connectionsPlanned: 200 }, runs, ratios } } }, [], []);
     expect(text).toContain('CPU per delivery 5.83× (9.79× with the infrastructure each uses)');
   });
