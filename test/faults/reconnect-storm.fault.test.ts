@@ -36,7 +36,8 @@ const POOL_SIZE = 10;
 async function persistenceRequests(nc: NatsConnection, prefix: string): Promise<number> {
   let total = 0;
   let replies = 0;
-  for await (const stats of await nc.services.client({ strategy: RequestStrategy.Timer, maxWait: 1_000 }).stats(`${prefix}-persistence`)) {
+  // 3 s: the replica answers after up to 500 ms asking JetStream for its backlog, on a busy machine.
+  for await (const stats of await nc.services.client({ strategy: RequestStrategy.Timer, maxWait: 3_000 }).stats(`${prefix}-persistence`)) {
     replies++;
     for (const endpoint of stats.endpoints ?? []) total += endpoint.num_requests;
   }
@@ -114,6 +115,7 @@ describe('2,000 sockets on a gateway killed with SIGKILL and replaced on the sam
         await sleep(100);
       }
     });
+    let samplerError: unknown;
     let recoveredIn: number;
     let requestsDuring: number;
     let replacement: ServiceProcess;
@@ -131,9 +133,14 @@ describe('2,000 sockets on a gateway killed with SIGKILL and replaced on the sam
       requestsDuring = (await persistenceRequests(nats, running.prefix)) - requestsBefore;
     } finally {
       // Stopped on a failure too: left polling, it would fail again when the database is dropped.
+      // Its own failure is reported below, unless the storm's came first.
       sampling = false;
-      await sampler;
+      samplerError = await sampler.then(
+        () => undefined,
+        (error: unknown) => error,
+      );
     }
+    if (samplerError) throw samplerError;
 
     await sleep(3_000);
     await Promise.all(clients.map((client) => client.stop()));

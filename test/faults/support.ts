@@ -157,16 +157,17 @@ export interface VerifyOptions {
   /** How long members get to catch up with what is stored (default 30 s). */
   catchUpMs?: number;
   /**
-   * How long all must stay quiet once members have caught up (default 2.5 s: the stacks' 2 s ack
-   * wait, and a margin), so that what a fault sends late, such as a dead replica's batch
-   * redelivered and confirmed again, reaches the members before the check rather than after it.
+   * How long to wait once members have caught up, before checking that they still are (default
+   * 2.5 s: the stacks' 2 s ack wait, and a margin), so that what a fault sends late, such as a
+   * dead replica's batch redelivered and confirmed again, reaches the members before the check
+   * rather than after it. Rows stored meanwhile start the wait again.
    */
   quietMs?: number;
 }
 
 /**
  * The end of every scenario: waits until every member has received everything stored in its
- * sessions and the database has stopped changing for `quietMs`, then runs the checker.
+ * sessions, then `quietMs` more with nothing new stored, then runs the checker.
  */
 export async function verify(
   clients: readonly LoadClient[],
