@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { clientMsgIdOf, contentOf, type System } from './driver.js';
 import { type LatencySummary, summarize } from './histogram.js';
 import { GeneratorMonitor, type GeneratorStats, round } from './monitor.js';
@@ -347,8 +348,6 @@ export async function rssOf(system: System): Promise<Record<string, number>> {
   );
   return rss;
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * How long a phase keeps listening once every ack and delivery it expects has arrived (at most

@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createSubjects, INBOUND_PARTITIONS } from '@switchboard/protocol';
 import { AckPolicy, connect, type NatsConnection as NatsClient, RetentionPolicy, StorageType } from 'nats';
 import pg from 'pg';
@@ -45,8 +46,6 @@ interface SystemFactory {
   name: string;
   start: () => Promise<System>;
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export function switchboardFactory(context: BenchContext, gateways: number): SystemFactory {
   const { target } = context;
