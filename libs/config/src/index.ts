@@ -232,6 +232,9 @@ export function normaliseOrigin(entry: string): string | undefined {
   return url.origin === 'null' ? `${url.protocol}//${url.host.toLowerCase()}` : url.origin;
 }
 
+/** A `*` in the scheme or the host (`https://*.example.com`), not in a path (`https://chat.example.com/*`). */
+const hasWildcardHost = (entry: string) => entry.startsWith('*://') || /^[^:/]*:\/\/[^/?#]*\*/.test(entry);
+
 /**
  * Comma-separated origins, each as browsers send it (see `normaliseOrigin`), or `*`: compared as
  * written, `https://Chat.Example.com/` would never match. Anything that is not an origin is refused.
@@ -243,7 +246,7 @@ function originList(opts: { default?: string[] } = {}) {
       if (origin === undefined) {
         ctx.addIssue({
           code: 'custom',
-          message: entries[index]?.includes('*')
+          message: hasWildcardHost(entries[index] ?? '')
             ? `${JSON.stringify(entries[index])}: wildcards within an origin are not supported; list each origin, or set * alone`
             : `${JSON.stringify(entries[index])} is not an origin; expected * or origins such as https://chat.example.com`,
         });
