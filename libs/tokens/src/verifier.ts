@@ -10,9 +10,9 @@ export const DEFAULT_MIN_REFETCH_INTERVAL_MS = 10_000;
 export const DEFAULT_CLOCK_TOLERANCE_S = 5;
 /**
  * With no keys yet, a failed fetch is tried again at most this often: tokens that come meanwhile
- * are refused `unavailable` at once. Before, each one asked again, so after a restart with the
- * auth service down every reconnecting client (and any sender of well-formed tokens) made a
- * request of its own.
+ * are refused `unavailable` at once. Before, each token that came after a failed fetch asked
+ * again (only tokens arriving together shared one), so after a restart with the auth service
+ * down a stream of reconnecting clients made a request each.
  */
 export const DEFAULT_RETRY_WITHOUT_KEYS_MS = 1_000;
 /**
