@@ -26,8 +26,9 @@ export function servicePermissions(prefix = 'switchboard') {
   const inbox = (user) => `_INBOX.${user}.>`;
   return {
     auth: {
-      // Every service opens a JetStream manager on connect, which asks $JS.API.INFO.
-      publish: ['$JS.API.INFO'],
+      // Every service opens a JetStream manager on connect, which asks $JS.API.INFO. Only auth
+      // announces revoked tokens: another user could cut anyone off by forging one.
+      publish: ['$JS.API.INFO', `${prefix}.auth.revoked`],
       // Answers the JWKS endpoint: only auth may, or a forged key set would be trusted.
       subscribe: [`${prefix}.auth.jwks`, ...serviceDiscovery('auth'), inbox('auth')],
     },
@@ -56,7 +57,14 @@ export function servicePermissions(prefix = 'switchboard') {
       // Client messages go to the inbound stream (a plain publish; the PubAck comes back on _INBOX),
       // requests to persistence and for the keys. Never confirmed.>: only persistence says what is stored.
       publish: [`${prefix}.inbound.>`, `${prefix}.persistence.>`, `${prefix}.auth.jwks`, '$JS.API.INFO'],
-      subscribe: [`${prefix}.confirmed.>`, `${prefix}.dead`, `${prefix}.gateway.status`, ...serviceDiscovery('gateway'), inbox('gateway')],
+      subscribe: [
+        `${prefix}.confirmed.>`,
+        `${prefix}.dead`,
+        `${prefix}.auth.revoked`,
+        `${prefix}.gateway.status`,
+        ...serviceDiscovery('gateway'),
+        inbox('gateway'),
+      ],
     },
     status: {
       // `npm run status`: asks $SRV.STATS (and may ask the gateways' status endpoint); reads the replies.

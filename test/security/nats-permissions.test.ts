@@ -178,6 +178,16 @@ describe('each user does its job', () => {
     expect(new TextDecoder().decode((await gateway.nc.request('switchboard.auth.jwks', undefined, { timeout: 2_000 })).data)).toBe('keys');
     expect([...persistence.violations, ...auth.violations, ...gateway.violations]).toEqual([]);
   });
+
+  it("lets auth announce a user's revoked tokens to the gateways", async () => {
+    const [auth, gateway] = await Promise.all([connectAs('auth'), connectAs('gateway')]);
+    const heard: string[] = [];
+    gateway.nc.subscribe('switchboard.auth.revoked', { callback: (_error, msg) => heard.push(new TextDecoder().decode(msg.data)) });
+    await gateway.nc.flush();
+    auth.nc.publish('switchboard.auth.revoked', new TextEncoder().encode('{"user_id":7,"issued_until_ms":1}'));
+    await waitFor(() => heard.length === 1, 5_000, 'the revocation');
+    expect([...auth.violations, ...gateway.violations]).toEqual([]);
+  });
 });
 
 describe('each user is refused outside its lists', () => {
@@ -186,6 +196,8 @@ describe('each user is refused outside its lists', () => {
       publish: [
         'switchboard.confirmed.42',
         'switchboard.dead',
+        // A forged revocation would cut any user off.
+        'switchboard.auth.revoked',
         `$JS.API.STREAM.DELETE.${STREAM}`,
         `$JS.API.STREAM.PURGE.${STREAM}`,
         `$JS.API.CONSUMER.MSG.NEXT.${STREAM}.persistence`,
@@ -210,6 +222,7 @@ describe('each user is refused outside its lists', () => {
       publish: [
         'switchboard.inbound.42',
         'switchboard.auth.jwks',
+        'switchboard.auth.revoked',
         'switchboard.persistence.sessions.get',
         `$JS.API.STREAM.DELETE.${STREAM}`,
         `$JS.API.STREAM.PURGE.${STREAM}`,
@@ -233,6 +246,7 @@ describe('each user is refused outside its lists', () => {
         'switchboard.confirmed.42',
         'switchboard.persistence.messages.history',
         'switchboard.auth.jwks',
+        'switchboard.auth.revoked',
         '$JS.API.INFO',
       ],
       subscribe: ['switchboard.confirmed.>', '$SRV.>', '>', '_INBOX.>', '_INBOX.persistence.>'],
@@ -308,7 +322,16 @@ describe('a whole stack on these users', () => {
     });
     await customer.waitForCount((frame) => frame.type === 'new_message', 2);
     expect((await agent.request({ type: 'history', session_id: session })).messages).toHaveLength(2);
-    await Promise.all([customer.close(), agent.close()]);
+    // The agent's account disabled: auth announces it, and the gateway closes its socket.
+    const admin = await stack.user('admin');
+    const disabled = await fetch(stack.auth.url(`/v1/users/${agentUser.id}`), {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${admin.token}` },
+      body: JSON.stringify({ disabled: true }),
+    });
+    expect(disabled.status).toBe(200);
+    expect(await agent.closed).toBe(4001);
+    await customer.close();
 
     const { stdout } = await promisify(execFile)(process.execPath, ['apps/status/dist/main.js', '--json'], {
       cwd: REPO_ROOT,

@@ -97,9 +97,12 @@ export interface Bus {
   publish(subject: string, data: Uint8Array): void;
   /**
    * Resolves once the subscription is registered, so nothing published afterwards is missed.
+   * A subscription NATS refuses for want of a permission ends the connection (`onClosed`): the
+   * service cannot work without it. One marked `optional` is only logged, and the service goes on
+   * without it (a feature whose permission a NATS configuration from before it lacks).
    * @throws BusError `unavailable` when the connection drops first (nothing stays subscribed).
    */
-  subscribe(subject: string, handler: (data: Uint8Array) => void): Promise<BusSubscription>;
+  subscribe(subject: string, handler: (data: Uint8Array) => void, options?: { optional?: boolean }): Promise<BusSubscription>;
   /** @throws BusError `unavailable` when nobody answers in time. */
   request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array>;
   /** Registers request handlers; replicas of a service share the load. */

@@ -101,14 +101,20 @@ describe('a subscription the server refuses', () => {
       'authorization { users = [ { user: "switchboard", password: "secret", permissions: { publish: ">", subscribe: { allow: ">", deny: ["forbidden.>", "_INBOX.denied.>", "_INBOX.pulls.*"] } } } ] }\n',
     );
     const server = await NatsServer.start(join(directory, 'store'), ['-c', conf]);
-    const closes: unknown[] = [];
-    const refused = await connectNatsBus({
-      servers: [`nats://switchboard:secret@127.0.0.1:${server.port}`],
-      name: 'refused-test',
-      subjects: createSubjects('refusedtest'),
-      logger,
-      onClosed: (error) => closes.push(error?.message),
-    });
+    /** A bus as that user, and what its `onClosed` was told. */
+    const connectAsUser = async (name: string, options: { prefix?: string; inboxPrefix?: string } = {}) => {
+      const closes: unknown[] = [];
+      const bus = await connectNatsBus({
+        servers: [`nats://switchboard:secret@127.0.0.1:${server.port}`],
+        name,
+        subjects: createSubjects(options.prefix ?? 'refusedtest'),
+        logger,
+        ...(options.inboxPrefix ? { inboxPrefix: options.inboxPrefix } : {}),
+        onClosed: (error) => closes.push(error?.message),
+      });
+      return { bus, closes };
+    };
+    const { bus: refused, closes } = await connectAsUser('refused-test');
     try {
       await refused.subscribe('allowed.x', () => undefined);
       await sleep(200);
@@ -120,37 +126,35 @@ describe('a subscription the server refuses', () => {
       await waitFor(() => closes.length > 0, 5_000, 'onClosed');
       expect(closes).toEqual([expect.stringContaining('forbidden.x')]);
 
+      // One the service can go without is logged, and the connection goes on (before: onClosed).
+      const optional = await connectAsUser('refused-optional-test');
+      await optional.bus.subscribe('forbidden.optional', () => undefined, { optional: true });
+      await sleep(300);
+      expect(optional.closes).toEqual([]);
+      expect(optional.bus.isConnected()).toBe(true);
+      await optional.bus.close();
+
       // Its PubAck inbox refused, a gateway would time out every send, each stored all the same.
-      const inboxRefused: unknown[] = [];
-      const publisher = await connectNatsBus({
-        servers: [`nats://switchboard:secret@127.0.0.1:${server.port}`],
-        name: 'refused-inbox-test',
-        subjects: createSubjects('refusedtest'),
-        logger,
-        inboxPrefix: '_INBOX.denied',
-        onClosed: (error) => inboxRefused.push(error?.message),
-      });
-      await waitFor(() => inboxRefused.length > 0, 5_000, 'onClosed for the PubAck inbox');
-      expect(inboxRefused).toEqual([expect.stringContaining('_INBOX.denied.')]);
-      await publisher.close();
+      const publisher = await connectAsUser('refused-inbox-test', { inboxPrefix: '_INBOX.denied' });
+      await waitFor(() => publisher.closes.length > 0, 5_000, 'onClosed for the PubAck inbox');
+      expect(publisher.closes).toEqual([expect.stringContaining('_INBOX.denied.')]);
+      await publisher.bus.close();
 
       // A pull's inbox (`_INBOX.pulls.<id>`, where requests and PubAcks use `_INBOX.pulls.<id>.*`)
       // refused: the pull fails and is pulled again, with a new inbox, and nothing is closed.
-      const pullRefused: unknown[] = [];
-      const puller = await connectNatsBus({
-        servers: [`nats://switchboard:secret@127.0.0.1:${server.port}`],
-        name: 'refused-pull-test',
-        subjects: createSubjects('refusedpulls'),
-        logger,
-        inboxPrefix: '_INBOX.pulls',
-        onClosed: (error) => pullRefused.push(error?.message),
+      const puller = await connectAsUser('refused-pull-test', { prefix: 'refusedpulls', inboxPrefix: '_INBOX.pulls' });
+      await puller.bus.ensureInboundStream({
+        ackWaitMs: 30_000,
+        maxDeliver: 20,
+        duplicateWindowMs: 120_000,
+        maxAgeMs: 3_600_000,
+        replicas: 1,
       });
-      await puller.ensureInboundStream({ ackWaitMs: 30_000, maxDeliver: 20, duplicateWindowMs: 120_000, maxAgeMs: 3_600_000, replicas: 1 });
-      const consumer = await puller.inboundConsumer();
+      const consumer = await puller.bus.inboundConsumer();
       for await (const _ of consumer.fetch({ maxMessages: 1, expiresMs: 1_000 })) break;
       await sleep(300);
-      expect(pullRefused).toEqual([]);
-      await puller.close();
+      expect(puller.closes).toEqual([]);
+      await puller.bus.close();
     } finally {
       await refused.close();
       await server.remove();

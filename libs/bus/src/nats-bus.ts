@@ -293,6 +293,8 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
   let closing = false;
   /** Set once a subscription was refused, and `onClosed` told of it. */
   let lostSubscription = false;
+  /** Subscriptions the service can go without: refused, they are logged, not fatal. */
+  const optionalSubjects = new Set<string>();
   const reconnectListeners = new Set<() => void>();
   /** The largest message the server takes, from its INFO: none known before the first. */
   let knownMaxPayload = nc.info?.max_payload ?? Number.POSITIVE_INFINITY;
@@ -329,7 +331,12 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
           const refused = (status as { permissionContext?: { operation?: string; subject?: string } }).permissionContext;
           // nats.js's own rule for the prefix: `||`, so an empty one is `_INBOX` too.
           const ownInbox = refused?.subject?.startsWith(`${inboxPrefix || '_INBOX'}.`) && refused.subject !== publisher.subject;
-          if (refused?.operation === 'subscription' && !ownInbox && !closing && !lostSubscription) {
+          if (refused?.operation === 'subscription' && refused.subject !== undefined && optionalSubjects.has(refused.subject)) {
+            log.warn(
+              { subject: refused.subject },
+              'NATS refused an optional subscription: its user lacks the permission (update the NATS permissions); going on without it',
+            );
+          } else if (refused?.operation === 'subscription' && !ownInbox && !closing && !lostSubscription) {
             lostSubscription = true;
             const error = new Error(`NATS refused the subscription to ${refused.subject}: its user lacks the permission`);
             log.error({ err: error }, 'NATS refused a subscription, which is never made again');
@@ -420,7 +427,8 @@ export async function createNatsBus(nc: NatsConnection, { subjects, logger, inbo
   return {
     kind: 'nats',
     publish: (subject, data) => nc.publish(subject, data),
-    async subscribe(subject, handler) {
+    async subscribe(subject, handler, { optional = false } = {}) {
+      if (optional) optionalSubjects.add(subject);
       // nats.js throws at once on a connection draining or closed (the process stopping): that
       // is `unavailable` as well, not an error of the caller's.
       const subscription = subscribeOrUnavailable(subject, {

@@ -55,6 +55,18 @@ export const deadLetterSchema = z.object({
 });
 export type DeadLetter = z.infer<typeof deadLetterSchema>;
 
+/**
+ * Published by auth on `authRevocations` when an account is disabled or its role or password
+ * changes: the user's tokens issued at or before `issued_until_ms` (epoch ms, compared with a
+ * token's `iat_ms`) are no longer accepted. Gateways close the sockets that authenticated with
+ * one, and refuse them from then on.
+ */
+export const tokenRevocationSchema = z.object({
+  user_id: idSchema,
+  issued_until_ms: z.number().int().nonnegative(),
+});
+export type TokenRevocation = z.infer<typeof tokenRevocationSchema>;
+
 const sessionWithSeqSchema = sessionSchema.extend({ last_seq: seqSchema });
 export type SessionWithSeq = z.infer<typeof sessionWithSeqSchema>;
 

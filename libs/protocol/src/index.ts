@@ -17,6 +17,8 @@ export {
   SESSION_HEADS_MAX,
   type SessionWithSeq,
   sessionHeadsPerRequest,
+  type TokenRevocation,
+  tokenRevocationSchema,
 } from './bus.js';
 export { CloseCode, ErrorCode } from './errors.js';
 export {

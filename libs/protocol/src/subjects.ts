@@ -42,6 +42,11 @@ export interface Subjects {
   readonly persistenceServiceName: string;
   /** Auth service (NATS services framework) endpoint answering with the JWKS. */
   readonly authJwks: string;
+  /**
+   * Where auth announces that a user's tokens issued until a moment are no longer to be accepted
+   * (the account was disabled, its role or password changed), for the gateways (core NATS).
+   */
+  readonly authRevocations: string;
   readonly authServiceName: string;
   readonly gatewayServiceName: string;
   /** Gateway status endpoint: connections and sessions of the gateway that answers. */
@@ -61,6 +66,7 @@ export function createSubjects(prefix: string): Subjects {
     persistence: (endpoint) => `${prefix}.persistence.${endpoint}`,
     persistenceServiceName: `${prefix}-persistence`,
     authJwks: `${prefix}.auth.jwks`,
+    authRevocations: `${prefix}.auth.revoked`,
     authServiceName: `${prefix}-auth`,
     gatewayServiceName: `${prefix}-gateway`,
     gatewayStatus: `${prefix}.gateway.status`,

@@ -251,6 +251,7 @@ describe('createTokenVerifier', () => {
         role: 'agent',
         username: 'alice',
         expiresAt: (T0_S + TTL_S) * 1000,
+        issuedAt: T0,
       });
     });
 
@@ -258,7 +259,13 @@ describe('createTokenVerifier', () => {
       const verifier = verifierFor(countingSource(jwksOf(edKey, esKey)).source);
       const token = await signToken({ key: esKey, claims: { sub: '7', role: 'admin', username: 'root', exp: T0_S + 60 } });
 
-      await expect(verifier.verify(token)).resolves.toEqual({ userId: 7, role: 'admin', username: 'root', expiresAt: (T0_S + 60) * 1000 });
+      await expect(verifier.verify(token)).resolves.toEqual({
+        userId: 7,
+        role: 'admin',
+        username: 'root',
+        expiresAt: (T0_S + 60) * 1000,
+        issuedAt: T0,
+      });
     });
 
     it('accepts every known role', async () => {
@@ -277,6 +284,19 @@ describe('createTokenVerifier', () => {
       );
 
       await expect(verifier.verify(token)).resolves.toMatchObject({ userId: 42, role: 'agent' });
+    });
+  });
+
+  describe("the token's issue time", () => {
+    it('is its iat_ms to the millisecond, within its iat second; otherwise the start of that second', async () => {
+      const verifier = verifierFor(countingSource(jwksOf(edKey)).source);
+      const issuedAt = async (claims: Record<string, unknown>) => (await verifier.verify(await signToken({ claims }))).issuedAt;
+
+      expect(await issuedAt({ iat: T0_S - 10, iat_ms: T0 - 9_750 })).toBe(T0 - 9_750);
+      // Tokens of a release before iat_ms, and claims this service did not write.
+      expect(await issuedAt({ iat: T0_S - 10 })).toBe(T0 - 10_000);
+      expect(await issuedAt({ iat: T0_S - 10, iat_ms: T0 - 8_000 })).toBe(T0 - 10_000);
+      expect(await issuedAt({ iat: T0_S - 10, iat_ms: 'soon' })).toBe(T0 - 10_000);
     });
   });
 

@@ -27,6 +27,11 @@ export interface VerifiedToken {
   username: string;
   /** Expiry as epoch milliseconds. */
   expiresAt: number;
+  /**
+   * When the token was issued, epoch ms: its `iat_ms` claim, or the start of its `iat` second for a
+   * token without one. What a revocation of the user's tokens is compared with.
+   */
+  issuedAt: number;
 }
 
 export interface TokenVerifierOptions {
@@ -200,5 +205,9 @@ function toVerifiedToken(payload: JWTPayload): VerifiedToken {
   }
   if (!isRole(role)) throw new TokenError(TokenErrorCode.Invalid, 'token role is missing or unknown');
   if (typeof username !== 'string') throw new TokenError(TokenErrorCode.Invalid, 'token username is missing');
-  return { userId, role, username, expiresAt: (payload.exp ?? 0) * 1000 };
+  const iatMs = (payload.iat ?? 0) * 1000;
+  const claimedMs = (payload as { iat_ms?: unknown }).iat_ms;
+  // Only within its `iat` second: anything else is not an issue time this service wrote.
+  const issuedAt = typeof claimedMs === 'number' && claimedMs >= iatMs && claimedMs < iatMs + 1000 ? claimedMs : iatMs;
+  return { userId, role, username, expiresAt: (payload.exp ?? 0) * 1000, issuedAt };
 }

@@ -1,7 +1,7 @@
-import type { Bus } from '@switchboard/bus';
+import { type Bus, encodeJson } from '@switchboard/bus';
 import { createDb, type Database, migrateToLatest, openWhenReachable, withDb } from '@switchboard/db';
 import type { Logger } from '@switchboard/logging';
-import { createSubjects } from '@switchboard/protocol';
+import { createSubjects, type TokenRevocation } from '@switchboard/protocol';
 import {
   counterTotal,
   createMetricsRegistry,
@@ -197,6 +197,15 @@ export async function startAuthService({
       },
       metrics,
       logger,
+      revokeTokens: (userId) => {
+        const revocation: TokenRevocation = { user_id: userId, issued_until_ms: Date.now() };
+        try {
+          bus.publish(subjects.authRevocations, encodeJson(revocation));
+        } catch (error) {
+          // The change stands; the tokens then stay valid on the gateways until they expire.
+          logger.error({ err: error, userId }, "the user's tokens could not be revoked on the gateways");
+        }
+      },
       trustProxy: config.trustProxy,
       corsOrigins: config.corsOrigins,
       bootstrapAdmin: config.admin?.username,

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
-import { type Bus, createPersistenceClient, Deadlines, encodeJson } from '@switchboard/bus';
+import { type Bus, createPersistenceClient, Deadlines, decodeJson, encodeJson } from '@switchboard/bus';
 import type { Logger } from '@switchboard/logging';
-import { createSubjects } from '@switchboard/protocol';
+import { createSubjects, tokenRevocationSchema } from '@switchboard/protocol';
 import {
   counterTotal,
   createMetricsRegistry,
@@ -16,6 +16,7 @@ import { createSessionHub, HEADS_CHECK_INTERVAL_MS } from './broker/session-hub.
 import type { GatewayConfig } from './config.js';
 import { createStaticSite } from './http/static-files.js';
 import { createGatewayMetrics } from './metrics.js';
+import { TokenRevocations } from './token-revocations.js';
 import { CLOSE_SEND_WAIT_MS, ClientConnection } from './ws/connection.js';
 import { RollingSweep } from './ws/rolling-sweep.js';
 import { createWsServer } from './ws/server.js';
@@ -93,7 +94,27 @@ export async function startGateway({ config, logger, bus, startingProbes }: Gate
           )
         : undefined;
     const userConnections = new UserConnections(config.maxConnectionsPerUser);
-    const deps = { config, logger, metrics, verifier, persistence, access, hub, expiries, userConnections };
+    const revocations = new TokenRevocations();
+    // Before the first socket: a revoked token is refused from the first auth frame on.
+    const revocationSubscription = await bus.subscribe(
+      subjects.authRevocations,
+      (data) => {
+        const parsed = tokenRevocationSchema.safeParse(decodeJson(data));
+        if (!parsed.success) {
+          logger.warn({ subject: subjects.authRevocations }, 'ignored a token revocation that does not decode');
+          return;
+        }
+        const { user_id: userId, issued_until_ms: issuedUntil } = parsed.data;
+        revocations.add(userId, issuedUntil);
+        for (const connection of connections) void connection.revokeIfUsing(userId, issuedUntil, CLOSE_SEND_WAIT_MS);
+        logger.info({ userId }, "closed the sockets using the user's revoked tokens");
+        // Optional: with the NATS permissions of a release before it, the gateway goes on without
+        // (revoked tokens then stay valid until they expire), rather than stop at every start.
+      },
+      { optional: true },
+    );
+    running({ stop: async () => revocationSubscription.unsubscribe() });
+    const deps = { config, logger, metrics, verifier, persistence, access, hub, expiries, userConnections, revocations };
     const server = createWsServer({
       maxFrameBytes: config.maxFrameBytes,
       allowedOrigins: config.allowedOrigins,

@@ -66,6 +66,11 @@ export interface HttpAppOptions {
   corsOrigins: readonly string[];
   /** ADMIN_USERNAME, if set: that account's role, state and password follow the configuration, not the API. */
   bootstrapAdmin?: string | undefined;
+  /**
+   * Tells the gateways that the user's tokens issued until now are no longer to be accepted:
+   * called once an account is disabled, or its role or password changed.
+   */
+  revokeTokens?: (userId: number) => void;
 }
 
 const toUserBody = (user: UserRow) => ({
@@ -441,6 +446,10 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     if (result.outcome === 'not_admin') throw new HttpError(HttpErrorCode.Forbidden, 'only an admin may change an account');
     if (result.outcome === 'not_found') throw new HttpError(HttpErrorCode.NotFound, `no user ${id}`);
     const updated = result.user;
+    // Its tokens carry the old role, or were got with the old password or before it was disabled:
+    // gateways close the sockets that use them and refuse them from now on.
+    const revokes = body.disabled === true || (body.role !== undefined && body.role !== target.role) || body.password !== undefined;
+    if (revokes) options.revokeTokens?.(id);
     logger.info(
       { userId: id, by: admin.id, changed: Object.keys(body).filter((key) => body[key as keyof typeof body] !== undefined) },
       'account changed by an admin',

@@ -27,8 +27,12 @@ export function createTokenIssuer({ keys, issuer, audience, ttlSeconds }: TokenI
   return {
     async issue(user: TokenSubject): Promise<TokenResponse> {
       const { kid, alg, privateKey } = keys.active;
-      const now = Math.floor(Date.now() / 1000);
-      const accessToken = await new SignJWT({ role: user.role, username: user.username })
+      const issuedAtMs = Date.now();
+      const now = Math.floor(issuedAtMs / 1000);
+      // `iat_ms`: the issue time to the millisecond, which a revocation of the user's tokens is
+      // compared with (`iat` has whole seconds: a token got again just after a revocation, in the
+      // same second, would have been taken for one it revoked).
+      const accessToken = await new SignJWT({ role: user.role, username: user.username, iat_ms: issuedAtMs })
         .setProtectedHeader({ alg, kid, typ: 'JWT' })
         .setSubject(String(user.id))
         .setIssuer(issuer)

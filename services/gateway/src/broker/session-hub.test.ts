@@ -9,6 +9,7 @@ import { describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
 import { loadGatewayConfig } from '../config.js';
 import { createGatewayMetrics } from '../metrics.js';
+import { TokenRevocations } from '../token-revocations.js';
 import { ClientConnection } from '../ws/connection.js';
 import { UserConnections } from '../ws/user-connections.js';
 import type { SessionAccess } from './session-access.js';
@@ -619,6 +620,7 @@ describe('a socket the gateway closes', () => {
       hub,
       expiries: new Deadlines<ClientConnection>(() => undefined),
       userConnections: new UserConnections(0),
+      revocations: new TokenRevocations(),
     });
     const fetches = persistence.holdFetches();
     const joined = hub.join(connection, SESSION, 0, undefined);

@@ -11,6 +11,7 @@ import type { SessionAccess } from '../broker/session-access.js';
 import type { SessionHub } from '../broker/session-hub.js';
 import { loadGatewayConfig } from '../config.js';
 import { createGatewayMetrics } from '../metrics.js';
+import { TokenRevocations } from '../token-revocations.js';
 import { ClientConnection } from './connection.js';
 import { UserConnections } from './user-connections.js';
 
@@ -85,6 +86,7 @@ function connect({
     hub: { leaveAll: () => undefined, ...hub } as SessionHub,
     expiries: new Deadlines<ClientConnection>(() => undefined),
     userConnections: new UserConnections(0),
+    revocations: new TokenRevocations(),
   });
   const slowClientsClosed = async () => (await metrics.slowClientsClosed.get()).values[0]?.value ?? 0;
   return { ws, tcp, connection, slowClientsClosed };
@@ -92,11 +94,18 @@ function connect({
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** A token of the user, issued now and valid for a minute. */
+const tokenOf = (userId: number, role: VerifiedToken['role'], username: string): VerifiedToken => ({
+  userId,
+  role,
+  username,
+  expiresAt: Date.now() + 60_000,
+  issuedAt: Date.now(),
+});
+
 /** Verifiers that accept any token as a customer's, or an agent's. */
-const CUSTOMER: TokenVerifier = {
-  verify: async () => ({ userId: 7, role: 'user', username: 'customer7', expiresAt: Date.now() + 60_000 }),
-};
-const AGENT: TokenVerifier = { verify: async () => ({ userId: 8, role: 'agent', username: 'agent8', expiresAt: Date.now() + 60_000 }) };
+const CUSTOMER: TokenVerifier = { verify: async () => tokenOf(7, 'user', 'customer7') };
+const AGENT: TokenVerifier = { verify: async () => tokenOf(8, 'agent', 'agent8') };
 const storedMessage = (clientMsgId: string, seq: number): Message => ({
   id: 100 + seq,
   session_id: 5,
@@ -153,7 +162,7 @@ describe('the auth timeout', () => {
     await sleep(AUTH_TIMEOUT_MS * 2);
     // Before: closed with 4001 ("no auth frame in time"), a good token still being checked.
     expect(ws.closedWith).toBeUndefined();
-    accept({ userId: 7, role: 'agent', username: 'agent7', expiresAt: Date.now() + 60_000 });
+    accept(tokenOf(7, 'agent', 'agent7'));
     await sleep(10);
     expect(ws.sent.at(-1)).toMatchObject({ type: 'auth_success', req_id: 1, user: { id: 7 } });
     expect(ws.closedWith).toBeUndefined();
@@ -186,7 +195,7 @@ describe('the auth timeout', () => {
         verify: async () => {
           checks++;
           if (checks <= 2) throw new TokenError(TokenErrorCode.Unavailable, 'the signing keys could not be fetched');
-          return { userId: 7, role: 'agent', username: 'agent7', expiresAt: Date.now() + 60_000 };
+          return tokenOf(7, 'agent', 'agent7');
         },
       },
     });
@@ -258,7 +267,7 @@ describe('a token expiring, or a renewal refused, while a send is in flight', ()
   });
 
   it.each([
-    ['of another role', renewedAs(async () => ({ userId: 7, role: 'agent', username: 'customer7', expiresAt: Date.now() + 60_000 }))],
+    ['of another role', renewedAs(async () => tokenOf(7, 'agent', 'customer7'))],
     [
       'that does not verify',
       renewedAs(async () => {
@@ -309,7 +318,7 @@ describe('a frame being handled when a restart closes the socket', () => {
     ws.receive({ type: 'auth', token: 'a-token', req_id: 4 });
     await sleep(10);
     const restarted = connection.closeForRestart(2_000);
-    accept({ userId: 7, role: 'user', username: 'customer7', expiresAt: Date.now() + 60_000 });
+    accept(tokenOf(7, 'user', 'customer7'));
     await restarted;
     // Before: nothing answered it; the client saw the 1012 alone.
     expect(ws.sent.at(-1)).toMatchObject({ type: 'error', code: 'unavailable', req_id: 4 });

@@ -27,6 +27,7 @@ import type { SessionHub, Subscriber } from '../broker/session-hub.js';
 import type { GatewayConfig } from '../config.js';
 import { refuse, toErrorFrame } from '../errors.js';
 import type { GatewayMetrics } from '../metrics.js';
+import type { TokenRevocations } from '../token-revocations.js';
 import { TokenBucket } from './rate-limiter.js';
 import type { UserConnections } from './user-connections.js';
 import { batchWritesThisTurn, type FlushListener } from './write-batch.js';
@@ -64,6 +65,8 @@ export interface ConnectionDeps {
   expiries: Deadlines<ClientConnection>;
   /** The authenticated sockets of each user on the gateway, bounded by MAX_CONNECTIONS_PER_USER. */
   userConnections: UserConnections;
+  /** Users whose tokens auth has revoked: such a token is refused. */
+  revocations: TokenRevocations;
 }
 
 type SendJob = ClientFrameOf<'send_message'> & { clientMsgId: string; receivedAt: number };
@@ -288,9 +291,24 @@ export class ClientConnection implements Subscriber, FlushListener {
    * new is taken meanwhile: the sessions are left, and frames are answered `unavailable`.
    */
   async expire(waitMs: number): Promise<void> {
+    await this.closeForToken(waitMs, 'token expired; reconnect with a new token', 'token expired');
+  }
+
+  /**
+   * Closes the socket with 4001, as an expiry does, when it authenticated with a token of the user
+   * that auth has since revoked (issued at or before `issuedUntil`, epoch ms). A socket that
+   * renewed its token after the revocation is left open.
+   */
+  async revokeIfUsing(userId: number, issuedUntil: number, waitMs: number): Promise<void> {
+    if (this.closing || this.user?.userId !== userId || this.user.issuedAt > issuedUntil) return;
+    await this.closeForToken(waitMs, 'token revoked; sign in again', 'token revoked');
+  }
+
+  /** `auth_failed` and a 4001 close once the work under way is answered. */
+  private async closeForToken(waitMs: number, message: string, reason: string): Promise<void> {
     await this.closeAfterWork(waitMs, () => {
-      this.sendError(ErrorCode.AuthFailed, 'token expired; reconnect with a new token', undefined);
-      this.close(CloseCode.AuthFailed, 'token expired');
+      this.sendError(ErrorCode.AuthFailed, message, undefined);
+      this.close(CloseCode.AuthFailed, reason);
     });
   }
 
@@ -572,6 +590,7 @@ export class ClientConnection implements Subscriber, FlushListener {
 
   private async authenticate(frame: ClientFrameOf<'auth'>): Promise<void> {
     const verified = await this.deps.verifier.verify(frame.token);
+    if (this.deps.revocations.revokes(verified)) refuse(ErrorCode.AuthFailed, 'token revoked; sign in again');
     // A restart or an expiry began while the token was checked: answered, as any frame is then.
     if (this.closing) refuse(ErrorCode.Unavailable, 'the connection is closing; authenticate again after reconnecting');
     if (this.user && this.user.userId !== verified.userId) refuse(ErrorCode.Forbidden, 'a connection cannot change user; reconnect');

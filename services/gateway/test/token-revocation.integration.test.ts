@@ -1,0 +1,83 @@
+import { CloseCode } from '@switchboard/protocol';
+import { passwordOf, postJson, type Stack, startStack, TestClients } from '@switchboard/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+/**
+ * An admin disabling an account, or changing its role or password, revokes its tokens: auth
+ * announces it on the bus, and every gateway closes the sockets that use one (4001) and refuses
+ * them from then on. Before, they chatted on until the tokens expired (an hour by default).
+ */
+
+let stack: Stack;
+let adminToken: string;
+const clients = new TestClients();
+
+beforeAll(async () => {
+  stack = await startStack({ gateways: 2 });
+  adminToken = (await stack.user('admin')).token;
+});
+
+afterAll(async () => {
+  await clients.closeAll();
+  await stack?.stop();
+});
+
+async function changeAccount(id: number, changes: Record<string, unknown>): Promise<void> {
+  const response = await fetch(stack.auth.url(`/v1/users/${id}`), {
+    method: 'PATCH',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${adminToken}` },
+    body: JSON.stringify(changes),
+  });
+  expect(response.status).toBe(200);
+}
+
+const REVOKED = { type: 'error', code: 'auth_failed', message: 'token revoked; sign in again' };
+
+describe('revoked tokens', () => {
+  it("closes every socket of a disabled account, on every gateway, refuses its token from then on, and leaves others' alone", async () => {
+    const [agent, colleague] = await Promise.all([stack.user('agent'), stack.user('agent')]);
+    const onFirst = await clients.authenticated(stack.wsUrl(0), agent.token);
+    const onSecond = await clients.authenticated(stack.wsUrl(1), agent.token);
+    const bystander = await clients.authenticated(stack.wsUrl(0), colleague.token);
+
+    await changeAccount(agent.id, { disabled: true });
+    expect(await onFirst.closed).toBe(CloseCode.AuthFailed);
+    expect(await onSecond.closed).toBe(CloseCode.AuthFailed);
+    expect(onFirst.closeReason).toBe('token revoked');
+    expect(onFirst.frames.at(-1)).toMatchObject(REVOKED);
+
+    const again = await clients.connect(stack.wsUrl(1));
+    expect(await again.request({ type: 'auth', token: agent.token })).toMatchObject(REVOKED);
+    expect(await again.closed).toBe(CloseCode.AuthFailed);
+
+    expect(bystander.closeCode).toBeUndefined();
+    expect(await bystander.request({ type: 'list_sessions' })).toMatchObject({ type: 'sessions' });
+  });
+
+  it('lets an account whose role changed sign in again at once, in its new role, and refuses the old token', async () => {
+    const agent = await stack.user('agent');
+    const socket = await clients.authenticated(stack.wsUrl(0), agent.token);
+
+    await changeAccount(agent.id, { role: 'admin' });
+    expect(await socket.closed).toBe(CloseCode.AuthFailed);
+    // Got within milliseconds of the revocation: issued after it, so accepted.
+    const { access_token: token } = await postJson(stack.auth.url('/v1/token'), {
+      username: agent.username,
+      password: passwordOf(agent.username),
+    });
+    const renewed = await clients.authenticated(stack.wsUrl(1), token as string);
+    expect(renewed.frames.at(-1)).toMatchObject({ type: 'auth_success', user: { id: agent.id, role: 'admin' } });
+    const old = await clients.connect(stack.wsUrl(1));
+    expect(await old.request({ type: 'auth', token: agent.token })).toMatchObject(REVOKED);
+  });
+
+  it('revokes on a new password, but not on a new display name', async () => {
+    const customer = await stack.user('user');
+    const socket = await clients.authenticated(stack.wsUrl(0), customer.token);
+    await changeAccount(customer.id, { display_name: 'Alice' });
+    expect(await socket.request({ type: 'list_sessions' })).toMatchObject({ type: 'sessions' });
+
+    await changeAccount(customer.id, { password: 'a-new-password-for-alice' });
+    expect(await socket.closed).toBe(CloseCode.AuthFailed);
+  });
+});
