@@ -57,13 +57,13 @@ export type DeadLetter = z.infer<typeof deadLetterSchema>;
 
 /**
  * Published by auth on `authRevocations` when an account is disabled or its role or password
- * changes: the user's tokens issued at or before `issued_until_ms` (epoch ms, compared with a
- * token's `iat_ms`) are no longer accepted. Gateways close the sockets that authenticated with
- * one, and refuse them from then on.
+ * changes: the user's tokens issued at a lower `token_version` than this (a token's `tv` claim)
+ * are no longer accepted. Gateways close the sockets that authenticated with one, and refuse
+ * them from then on.
  */
 export const tokenRevocationSchema = z.object({
   user_id: idSchema,
-  issued_until_ms: z.number().int().nonnegative(),
+  token_version: z.number().int().nonnegative(),
 });
 export type TokenRevocation = z.infer<typeof tokenRevocationSchema>;
 

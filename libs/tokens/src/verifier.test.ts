@@ -251,7 +251,7 @@ describe('createTokenVerifier', () => {
         role: 'agent',
         username: 'alice',
         expiresAt: (T0_S + TTL_S) * 1000,
-        issuedAt: T0,
+        tokenVersion: 0,
       });
     });
 
@@ -264,7 +264,7 @@ describe('createTokenVerifier', () => {
         role: 'admin',
         username: 'root',
         expiresAt: (T0_S + 60) * 1000,
-        issuedAt: T0,
+        tokenVersion: 0,
       });
     });
 
@@ -287,16 +287,15 @@ describe('createTokenVerifier', () => {
     });
   });
 
-  describe("the token's issue time", () => {
-    it('is its iat_ms to the millisecond, within its iat second; otherwise the start of that second', async () => {
+  describe("the token's version", () => {
+    it('is its tv claim, and 0 for a token without one or with one this service did not write', async () => {
       const verifier = verifierFor(countingSource(jwksOf(edKey)).source);
-      const issuedAt = async (claims: Record<string, unknown>) => (await verifier.verify(await signToken({ claims }))).issuedAt;
+      const versionOf = async (claims: Record<string, unknown>) => (await verifier.verify(await signToken({ claims }))).tokenVersion;
 
-      expect(await issuedAt({ iat: T0_S - 10, iat_ms: T0 - 9_750 })).toBe(T0 - 9_750);
-      // Tokens of a release before iat_ms, and claims this service did not write.
-      expect(await issuedAt({ iat: T0_S - 10 })).toBe(T0 - 10_000);
-      expect(await issuedAt({ iat: T0_S - 10, iat_ms: T0 - 8_000 })).toBe(T0 - 10_000);
-      expect(await issuedAt({ iat: T0_S - 10, iat_ms: 'soon' })).toBe(T0 - 10_000);
+      expect(await versionOf({ tv: 3 })).toBe(3);
+      // Tokens of a release before tv.
+      expect(await versionOf({})).toBe(0);
+      for (const tv of [-1, 1.5, '3', Number.MAX_SAFE_INTEGER + 2]) expect(await versionOf({ tv })).toBe(0);
     });
   });
 

@@ -28,10 +28,10 @@ export interface VerifiedToken {
   /** Expiry as epoch milliseconds. */
   expiresAt: number;
   /**
-   * When the token was issued, epoch ms: its `iat_ms` claim, or the start of its `iat` second for a
-   * token without one. What a revocation of the user's tokens is compared with.
+   * The account's token version when the token was issued (its `tv` claim; 0 for a token from
+   * before it): a revocation of the user's tokens names the version from which they are valid.
    */
-  issuedAt: number;
+  tokenVersion: number;
 }
 
 export interface TokenVerifierOptions {
@@ -205,9 +205,7 @@ function toVerifiedToken(payload: JWTPayload): VerifiedToken {
   }
   if (!isRole(role)) throw new TokenError(TokenErrorCode.Invalid, 'token role is missing or unknown');
   if (typeof username !== 'string') throw new TokenError(TokenErrorCode.Invalid, 'token username is missing');
-  const iatMs = (payload.iat ?? 0) * 1000;
-  const claimedMs = (payload as { iat_ms?: unknown }).iat_ms;
-  // Only within its `iat` second: anything else is not an issue time this service wrote.
-  const issuedAt = typeof claimedMs === 'number' && claimedMs >= iatMs && claimedMs < iatMs + 1000 ? claimedMs : iatMs;
-  return { userId, role, username, expiresAt: (payload.exp ?? 0) * 1000, issuedAt };
+  const { tv } = payload as { tv?: unknown };
+  const tokenVersion = typeof tv === 'number' && Number.isSafeInteger(tv) && tv >= 0 ? tv : 0;
+  return { userId, role, username, expiresAt: (payload.exp ?? 0) * 1000, tokenVersion };
 }

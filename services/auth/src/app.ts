@@ -91,7 +91,12 @@ export async function openAuthDatabase(
  * Makes the admin ADMIN_USERNAME and ADMIN_PASSWORD name: created when no account has the name,
  * its password set to ADMIN_PASSWORD when it was changed since.
  */
-async function bootstrapAdmin(db: Kysely<AuthDatabase>, admin: { username: string; password: string }, logger: Logger) {
+async function bootstrapAdmin(
+  db: Kysely<AuthDatabase>,
+  admin: { username: string; password: string },
+  logger: Logger,
+  revokeTokens: (userId: number, tokenVersion: number) => void,
+) {
   // Someone signed up with the name first: starting would leave the deployment without the admin
   // it was configured with, and the name to a stranger. (An operator who demoted that admin since
   // sees this too, and sets ADMIN_USERNAME to the admin now in charge.)
@@ -109,8 +114,11 @@ async function bootstrapAdmin(db: Kysely<AuthDatabase>, admin: { username: strin
     // ADMIN_PASSWORD is the admin's password: changed there (after a leak, or from the example's
     // default), it replaces the stored one at the next start, one set through the API included.
     if (await verifyPassword(existing.password_hash, admin.password)) return;
-    if (await setPasswordHash(db, existing.id, 'admin', await hashPassword(admin.password)))
-      logger.warn({ username: admin.username }, 'bootstrap admin password replaced by ADMIN_PASSWORD');
+    const tokenVersion = await setPasswordHash(db, existing.id, 'admin', await hashPassword(admin.password));
+    if (tokenVersion === undefined) return;
+    logger.warn({ username: admin.username }, 'bootstrap admin password replaced by ADMIN_PASSWORD');
+    // After a leak, the tokens got with the old password must stop working too.
+    revokeTokens(existing.id, tokenVersion);
     return;
   }
   if (existing) refuseTaken(existing.role);
@@ -152,7 +160,17 @@ export async function startAuthService({
     const keys = await openKeyRing(db, { configuredPem: config.privateKeyPem, ttlSeconds: config.accessTokenTtlSeconds, logger });
     running({ stop: async () => keys.stop() });
     logger.info({ kid: keys.active.kid, alg: keys.active.alg }, 'signing key loaded');
-    if (config.admin) await bootstrapAdmin(db, config.admin, logger);
+    /** Tells the gateways that the user's tokens below `tokenVersion` are revoked. */
+    const revokeTokens = (userId: number, tokenVersion: number) => {
+      const revocation: TokenRevocation = { user_id: userId, token_version: tokenVersion };
+      try {
+        bus.publish(subjects.authRevocations, encodeJson(revocation));
+      } catch (error) {
+        // The change stands; the tokens then stay valid on the gateways until they expire.
+        logger.error({ err: error, userId }, "the user's tokens could not be revoked on the gateways");
+      }
+    };
+    if (config.admin) await bootstrapAdmin(db, config.admin, logger, revokeTokens);
 
     const stats = async () => ({
       logins: await counterTotal(metrics.logins, { outcome: 'success' }),
@@ -197,15 +215,7 @@ export async function startAuthService({
       },
       metrics,
       logger,
-      revokeTokens: (userId) => {
-        const revocation: TokenRevocation = { user_id: userId, issued_until_ms: Date.now() };
-        try {
-          bus.publish(subjects.authRevocations, encodeJson(revocation));
-        } catch (error) {
-          // The change stands; the tokens then stay valid on the gateways until they expire.
-          logger.error({ err: error, userId }, "the user's tokens could not be revoked on the gateways");
-        }
-      },
+      revokeTokens,
       trustProxy: config.trustProxy,
       corsOrigins: config.corsOrigins,
       bootstrapAdmin: config.admin?.username,

@@ -6,14 +6,21 @@ import { authPerTest } from './auth-per-test.js';
 const auth = authPerTest('auth_bootstrap');
 const startAuth = (env: Record<string, string> = {}) => auth.start(env);
 
-async function login(service: ServiceProcess, username: string, password: string): Promise<{ status: number; role?: string }> {
-  const response = await fetch(service.url('/v1/token'), {
+const requestToken = (service: ServiceProcess, username: string, password: string) =>
+  fetch(service.url('/v1/token'), {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ username, password }),
   });
+
+async function login(service: ServiceProcess, username: string, password: string): Promise<{ status: number; role?: string }> {
+  const response = await requestToken(service, username, password);
   const body = (await response.json()) as { user?: { role: string } };
   return { status: response.status, role: body.user?.role };
+}
+
+async function tokenOf(service: ServiceProcess, username: string, password: string): Promise<string> {
+  return ((await (await requestToken(service, username, password)).json()) as { access_token: string }).access_token;
 }
 
 describe('the bootstrap admin', () => {
@@ -26,15 +33,23 @@ describe('the bootstrap admin', () => {
     expect(await login(again, 'first-admin', admin.ADMIN_PASSWORD)).toEqual({ status: 200, role: 'admin' });
   });
 
-  it('takes a changed ADMIN_PASSWORD at the next start, and the old password no longer logs in', async () => {
+  it('takes a changed ADMIN_PASSWORD at the next start: the old password no longer logs in, nor do its tokens administer', async () => {
     const first = await startAuth({ ADMIN_USERNAME: 'rotated-admin', ADMIN_PASSWORD: 'the example password' });
     expect(await login(first, 'rotated-admin', 'the example password')).toEqual({ status: 200, role: 'admin' });
+    const leaked = await tokenOf(first, 'rotated-admin', 'the example password');
     expect(await first.stop()).toBe(0);
 
     const rotated = await startAuth({ ADMIN_USERNAME: 'rotated-admin', ADMIN_PASSWORD: 'a password only the operator knows' });
     expect(await login(rotated, 'rotated-admin', 'a password only the operator knows')).toEqual({ status: 200, role: 'admin' });
     expect((await login(rotated, 'rotated-admin', 'the example password')).status).toBe(401);
     expect(rotated.logs.join('\n')).toMatch(/bootstrap admin password replaced by ADMIN_PASSWORD/);
+    // Before: the token got with the leaked password still created staff until it expired.
+    const created = await fetch(rotated.url('/v1/users'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${leaked}` },
+      body: JSON.stringify({ username: 'an-agent-of-the-leak', password: 'an agent password', role: 'agent' }),
+    });
+    expect(created.status).toBe(403);
   });
 
   it('is enabled again at start when it was disabled in the database: the way back in', async () => {

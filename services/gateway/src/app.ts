@@ -104,13 +104,13 @@ export async function startGateway({ config, logger, bus, startingProbes }: Gate
           logger.warn({ subject: subjects.authRevocations }, 'ignored a token revocation that does not decode');
           return;
         }
-        const { user_id: userId, issued_until_ms: issuedUntil } = parsed.data;
-        revocations.add(userId, issuedUntil);
-        for (const connection of connections) void connection.revokeIfUsing(userId, issuedUntil, CLOSE_SEND_WAIT_MS);
-        logger.info({ userId }, "closed the sockets using the user's revoked tokens");
-        // Optional: with the NATS permissions of a release before it, the gateway goes on without
-        // (revoked tokens then stay valid until they expire), rather than stop at every start.
+        const { user_id: userId, token_version: validFrom } = parsed.data;
+        revocations.add(userId, validFrom);
+        for (const connection of connections) void connection.revokeIfUsing(userId, validFrom, CLOSE_SEND_WAIT_MS);
+        logger.info({ userId, validFrom }, "the user's tokens below this version are revoked");
       },
+      // Optional: with the NATS permissions of a release before it, the gateway goes on without
+      // (revoked tokens then stay valid until they expire), rather than stop at every start.
       { optional: true },
     );
     running({ stop: async () => revocationSubscription.unsubscribe() });

@@ -3,9 +3,10 @@ import { passwordOf, postJson, type Stack, startStack, TestClients } from '@swit
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
- * An admin disabling an account, or changing its role or password, revokes its tokens: auth
- * announces it on the bus, and every gateway closes the sockets that use one (4001) and refuses
- * them from then on. Before, they chatted on until the tokens expired (an hour by default).
+ * An admin disabling an account, or changing its role or password, revokes its tokens: the
+ * account's token version goes up, auth announces it on the bus, and every gateway closes the
+ * sockets whose token is of an older version (4001) and refuses such tokens from then on. Before,
+ * they chatted on until the tokens expired (an hour by default).
  */
 
 let stack: Stack;
@@ -60,7 +61,7 @@ describe('revoked tokens', () => {
 
     await changeAccount(agent.id, { role: 'admin' });
     expect(await socket.closed).toBe(CloseCode.AuthFailed);
-    // Got within milliseconds of the revocation: issued after it, so accepted.
+    // Got within milliseconds of the revocation, at the new version: accepted.
     const { access_token: token } = await postJson(stack.auth.url('/v1/token'), {
       username: agent.username,
       password: passwordOf(agent.username),
@@ -71,13 +72,40 @@ describe('revoked tokens', () => {
     expect(await old.request({ type: 'auth', token: agent.token })).toMatchObject(REVOKED);
   });
 
-  it('revokes on a new password, but not on a new display name', async () => {
-    const customer = await stack.user('user');
-    const socket = await clients.authenticated(stack.wsUrl(0), customer.token);
+  it('revokes on a new password, but not on a new display name or the role the account already has', async () => {
+    const [customer, agent, witness] = await Promise.all([stack.user('user'), stack.user('agent'), stack.user('agent')]);
+    const customerSocket = await clients.authenticated(stack.wsUrl(0), customer.token);
+    const agentSocket = await clients.authenticated(stack.wsUrl(0), agent.token);
+    const witnessSocket = await clients.authenticated(stack.wsUrl(0), witness.token);
     await changeAccount(customer.id, { display_name: 'Alice' });
-    expect(await socket.request({ type: 'list_sessions' })).toMatchObject({ type: 'sessions' });
+    await changeAccount(agent.id, { role: 'agent' });
+    // A revocation sent after those changes, closing its socket on the same gateway: whatever
+    // they would have announced has arrived by then.
+    await changeAccount(witness.id, { disabled: true });
+    expect(await witnessSocket.closed).toBe(CloseCode.AuthFailed);
+    expect(customerSocket.closeCode).toBeUndefined();
+    expect(agentSocket.closeCode).toBeUndefined();
 
     await changeAccount(customer.id, { password: 'a-new-password-for-alice' });
-    expect(await socket.closed).toBe(CloseCode.AuthFailed);
+    expect(await customerSocket.closed).toBe(CloseCode.AuthFailed);
+  });
+
+  it("refuses an admin's token in the auth API once another admin has given that admin a new password", async () => {
+    const [leaked, other] = await Promise.all([stack.user('admin'), stack.user('admin')]);
+    const createAgent = (token: string) =>
+      fetch(stack.auth.url('/v1/users'), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+        body: JSON.stringify({ username: `agent-of-${leaked.username}-${Date.now()}`, password: 'an-agent-password', role: 'agent' }),
+      });
+    expect((await createAgent(leaked.token)).status).toBe(201);
+    const response = await fetch(stack.auth.url(`/v1/users/${leaked.id}`), {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${other.token}` },
+      body: JSON.stringify({ password: 'a-new-admin-password' }),
+    });
+    expect(response.status).toBe(200);
+    // Before: the leaked token still created staff until it expired.
+    expect((await createAgent(leaked.token)).status).toBe(403);
   });
 });

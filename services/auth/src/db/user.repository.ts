@@ -51,15 +51,19 @@ export async function insertUser(
   }
 }
 
-/** Replaces a user's password hash, if the user still has the role given; true if it did. */
-export async function setPasswordHash(db: Kysely<AuthDatabase>, id: number, role: Role, passwordHash: string): Promise<boolean> {
-  const { numUpdatedRows } = await db
+/**
+ * Replaces a user's password hash, if the user still has the role given, and revokes its tokens:
+ * answers the version they are valid from now, or undefined if nothing was replaced.
+ */
+export async function setPasswordHash(db: Kysely<AuthDatabase>, id: number, role: Role, passwordHash: string): Promise<number | undefined> {
+  const row = await db
     .updateTable('users')
-    .set({ password_hash: passwordHash })
+    .set({ password_hash: passwordHash, token_version: sql<number>`token_version + 1` })
     .where('id', '=', id)
     .where('role', '=', role)
+    .returning('token_version')
     .executeTakeFirst();
-  return numUpdatedRows > 0n;
+  return row?.token_version;
 }
 
 /** What an admin may change of an account; fields left out stay as they are. */
@@ -72,9 +76,19 @@ export interface UserChanges {
 
 /** Applies `changes` to the user; undefined when there is none of that id. */
 export async function updateUser(db: Kysely<AuthDatabase>, id: number, changes: UserChanges): Promise<UserRow | undefined> {
+  // Disabling, a new password or another role than the row's revokes the tokens issued before:
+  // decided against the row as it is when written (under the lock of updateUserAsAdmin), so two
+  // admins changing a role at once cannot both take the change for none.
+  const revokes =
+    changes.disabled === true || changes.passwordHash !== undefined
+      ? sql<boolean>`true`
+      : changes.role !== undefined
+        ? sql<boolean>`role <> ${changes.role}`
+        : sql<boolean>`false`;
   return db
     .updateTable('users')
     .set((eb) => ({
+      token_version: sql<number>`token_version + case when ${revokes} then 1 else 0 end`,
       ...(changes.passwordHash === undefined ? {} : { password_hash: changes.passwordHash }),
       ...(changes.role === undefined ? {} : { role: changes.role }),
       ...(changes.displayName === undefined ? {} : { display_name: changes.displayName }),

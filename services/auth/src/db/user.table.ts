@@ -13,6 +13,11 @@ export interface UserTable {
   created_at: ColumnType<Date, never, never>;
   /** When an admin disabled the account (PATCH /v1/users/:id): it no longer logs in or gets tokens. */
   disabled_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  /**
+   * Raised when the account is disabled, or its role or password changes: its tokens carry the
+   * version they were issued at (`tv`), and one below this is revoked.
+   */
+  token_version: ColumnType<number, never, number>;
 }
 
 export type UserRow = Selectable<UserTable>;

@@ -67,10 +67,10 @@ export interface HttpAppOptions {
   /** ADMIN_USERNAME, if set: that account's role, state and password follow the configuration, not the API. */
   bootstrapAdmin?: string | undefined;
   /**
-   * Tells the gateways that the user's tokens issued until now are no longer to be accepted:
+   * Tells the gateways that the user's tokens below `tokenVersion` are no longer to be accepted:
    * called once an account is disabled, or its role or password changed.
    */
-  revokeTokens?: (userId: number) => void;
+  revokeTokens?: (userId: number, tokenVersion: number) => void;
 }
 
 const toUserBody = (user: UserRow) => ({
@@ -211,9 +211,10 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     });
     // The role stored now, not the token's: an admin demoted since the token was issued (a
     // service token minted again with another role) must not keep an admin's power until it expires.
-    // A disabled admin's tokens no longer administer anything either.
+    // A disabled admin's tokens no longer administer anything either, nor one revoked since (a
+    // new password after a token leaked: its version is below the account's).
     const stored = caller.role === 'admin' ? await findUserById(db, caller.userId) : undefined;
-    return stored?.role === 'admin' && stored.disabled_at === null ? stored : undefined;
+    return stored?.role === 'admin' && stored.disabled_at === null && caller.tokenVersion >= stored.token_version ? stored : undefined;
   };
   const isCurrentAdmin = async (credential: string) => (await currentAdmin(credential)) !== undefined;
 
@@ -446,10 +447,11 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     if (result.outcome === 'not_admin') throw new HttpError(HttpErrorCode.Forbidden, 'only an admin may change an account');
     if (result.outcome === 'not_found') throw new HttpError(HttpErrorCode.NotFound, `no user ${id}`);
     const updated = result.user;
-    // Its tokens carry the old role, or were got with the old password or before it was disabled:
-    // gateways close the sockets that use them and refuse them from now on.
-    const revokes = body.disabled === true || (body.role !== undefined && body.role !== target.role) || body.password !== undefined;
-    if (revokes) options.revokeTokens?.(id);
+    // A change that revokes the account's tokens raised its version (updateUser): the gateways
+    // close the sockets that use an older one and refuse them from now on. Announced for every
+    // change that may revoke; one that did not (the same role again) names the version its
+    // current tokens have, and so revokes none.
+    if (body.disabled === true || body.role !== undefined || body.password !== undefined) options.revokeTokens?.(id, updated.token_version);
     logger.info(
       { userId: id, by: admin.id, changed: Object.keys(body).filter((key) => body[key as keyof typeof body] !== undefined) },
       'account changed by an admin',

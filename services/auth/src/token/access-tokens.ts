@@ -8,6 +8,11 @@ export interface TokenSubject {
   role: Role;
 }
 
+/** Whom a token is issued to: the account as read, with the version its tokens are at. */
+export interface TokenHolder extends TokenSubject {
+  token_version: number;
+}
+
 /** The body of `POST /v1/token` and `POST /v1/service-token` (contract §2). */
 export interface TokenResponse {
   access_token: string;
@@ -25,14 +30,14 @@ export interface TokenIssuerOptions {
 
 export function createTokenIssuer({ keys, issuer, audience, ttlSeconds }: TokenIssuerOptions) {
   return {
-    async issue(user: TokenSubject): Promise<TokenResponse> {
+    async issue(user: TokenHolder): Promise<TokenResponse> {
       const { kid, alg, privateKey } = keys.active;
-      const issuedAtMs = Date.now();
-      const now = Math.floor(issuedAtMs / 1000);
-      // `iat_ms`: the issue time to the millisecond, which a revocation of the user's tokens is
-      // compared with (`iat` has whole seconds: a token got again just after a revocation, in the
-      // same second, would have been taken for one it revoked).
-      const accessToken = await new SignJWT({ role: user.role, username: user.username, iat_ms: issuedAtMs })
+      const now = Math.floor(Date.now() / 1000);
+      // `tv`: the account's token version as read before the password was checked. A change that
+      // revokes its tokens raises the version, so a token from a login under way meanwhile, made
+      // from the row as it was, is revoked too (a time would have let it through, and depended
+      // on the clocks of two auth replicas agreeing).
+      const accessToken = await new SignJWT({ role: user.role, username: user.username, tv: user.token_version })
         .setProtectedHeader({ alg, kid, typ: 'JWT' })
         .setSubject(String(user.id))
         .setIssuer(issuer)

@@ -296,11 +296,11 @@ export class ClientConnection implements Subscriber, FlushListener {
 
   /**
    * Closes the socket with 4001, as an expiry does, when it authenticated with a token of the user
-   * that auth has since revoked (issued at or before `issuedUntil`, epoch ms). A socket that
-   * renewed its token after the revocation is left open.
+   * that auth has since revoked (below version `validFrom`). A socket that renewed its token with
+   * one issued since is left open.
    */
-  async revokeIfUsing(userId: number, issuedUntil: number, waitMs: number): Promise<void> {
-    if (this.closing || this.user?.userId !== userId || this.user.issuedAt > issuedUntil) return;
+  async revokeIfUsing(userId: number, validFrom: number, waitMs: number): Promise<void> {
+    if (this.closing || this.user?.userId !== userId || this.user.tokenVersion >= validFrom) return;
     await this.closeForToken(waitMs, 'token revoked; sign in again', 'token revoked');
   }
 
@@ -640,6 +640,8 @@ export class ClientConnection implements Subscriber, FlushListener {
       (verified) => {
         const user = this.user;
         if (this.closing || !user || user.userId !== verified.userId || user.role !== verified.role) return;
+        // A revoked token extends nothing: its `auth`, in line, is refused and closes the socket.
+        if (this.deps.revocations.revokes(verified)) return;
         // Two renewals verified out of order must not leave the earlier token's end.
         if (verified.expiresAt > this.expiresAt) this.setDeadline(verified.expiresAt);
       },
