@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { CloseCode } from '@switchboard/protocol';
 import { passwordOf, postJson, type Stack, startStack, TestClients } from '@switchboard/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,8 +14,10 @@ let stack: Stack;
 let adminToken: string;
 const clients = new TestClients();
 
+const API_KEY = randomBytes(16).toString('hex');
+
 beforeAll(async () => {
-  stack = await startStack({ gateways: 2 });
+  stack = await startStack({ gateways: 2, env: { AUTH_API_KEYS: API_KEY } });
   adminToken = (await stack.user('admin')).token;
 });
 
@@ -88,6 +91,32 @@ describe('revoked tokens', () => {
 
     await changeAccount(customer.id, { password: 'a-new-password-for-alice' });
     expect(await customerSocket.closed).toBe(CloseCode.AuthFailed);
+  });
+
+  it('revokes the tokens of a service user whose backend gives it another role, and not when the role stays', async () => {
+    const serviceToken = async (role: string) =>
+      (await postJson(stack.auth.url('/v1/service-token'), { external_id: 'crm-revoked', role }, API_KEY)).access_token as string;
+    const asAgent = await serviceToken('agent');
+    const socket = await clients.authenticated(stack.wsUrl(0), asAgent);
+    // The same role again: a fresh token, and the socket stays (a third account's revocation,
+    // waited for, shows that anything announced before it has arrived).
+    const sameRole = await clients.authenticated(stack.wsUrl(0), await serviceToken('agent'));
+    const witness = await stack.user('agent');
+    const witnessSocket = await clients.authenticated(stack.wsUrl(0), witness.token);
+    await changeAccount(witness.id, { disabled: true });
+    expect(await witnessSocket.closed).toBe(CloseCode.AuthFailed);
+    expect(socket.closeCode).toBeUndefined();
+
+    // Now a customer: the agent's sockets are closed, and its token refused (before: both kept).
+    const asCustomer = await serviceToken('user');
+    expect(await socket.closed).toBe(CloseCode.AuthFailed);
+    expect(await sameRole.closed).toBe(CloseCode.AuthFailed);
+    const old = await clients.connect(stack.wsUrl(1));
+    expect(await old.request({ type: 'auth', token: asAgent })).toMatchObject(REVOKED);
+    expect((await clients.authenticated(stack.wsUrl(1), asCustomer)).frames.at(-1)).toMatchObject({
+      type: 'auth_success',
+      user: { role: 'user' },
+    });
   });
 
   it("refuses an admin's token in the auth API once another admin has given that admin a new password, not a new name", async () => {

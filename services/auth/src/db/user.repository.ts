@@ -135,13 +135,16 @@ export async function updateUserAsAdmin(
 /**
  * Finds the user linked to a calling backend's `externalId`, creating it on first use, in one
  * statement so that concurrent first calls agree. The backend is authoritative for role and
- * display name, so later calls update them.
+ * display name, so later calls update them; another role revokes the user's tokens, as through
+ * the API. `revoked`: this call raised the token version (or another change did meanwhile,
+ * which announcing again does no harm).
  */
 export async function upsertExternalUser(
   db: Kysely<AuthDatabase>,
   user: { externalId: string; role: Role; displayName: string | undefined },
-): Promise<UserRow> {
-  return db
+): Promise<{ user: UserRow; revoked: boolean }> {
+  const before = await db.selectFrom('users').select('token_version').where('external_id', '=', user.externalId).executeTakeFirst();
+  const row = await db
     .insertInto('users')
     .values({
       username: `ext:${user.externalId}`,
@@ -154,8 +157,11 @@ export async function upsertExternalUser(
       oc.column('external_id').doUpdateSet((eb) => ({
         role: eb.ref('excluded.role'),
         display_name: eb.fn.coalesce('excluded.display_name', 'users.display_name'),
+        // Set from the row as it was: `users.role` is the old role here.
+        token_version: sql<number>`users.token_version + case when users.role <> excluded.role then 1 else 0 end`,
       })),
     )
     .returningAll()
     .executeTakeFirstOrThrow();
+  return { user: row, revoked: before !== undefined && row.token_version > before.token_version };
 }

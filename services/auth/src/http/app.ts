@@ -379,11 +379,13 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
 
   app.post('/v1/service-token', { schema: { body: serviceTokenBody }, onRequest: [noStore, requireApiKey] }, async (request) => {
     const body = request.body as z.infer<typeof serviceTokenBody>;
-    const user = await upsertExternalUser(db, {
+    const { user, revoked } = await upsertExternalUser(db, {
       externalId: body.external_id,
       role: body.role,
       displayName: body.display_name,
     });
+    // Its tokens of the old role stop working on the gateways, as after a PATCH with a new role.
+    if (revoked) options.revokeTokens?.(user.id, user.token_version);
     // The backend knows its users, and is told this one was disabled here.
     if (user.disabled_at !== null) throw new HttpError(HttpErrorCode.Forbidden, 'this user is disabled');
     metrics.tokensIssued.inc({ kind: 'service' });
