@@ -111,7 +111,7 @@ export async function updateUser(db: Kysely<AuthDatabase>, id: number, changes: 
 export async function updateUserAsAdmin(
   db: Kysely<AuthDatabase>,
   { adminId, id, changes }: { adminId: number; id: number; changes: UserChanges },
-): Promise<{ outcome: 'updated'; user: UserRow } | { outcome: 'not_admin' } | { outcome: 'not_found' }> {
+): Promise<{ outcome: 'updated'; user: UserRow; revoked: boolean } | { outcome: 'not_admin' } | { outcome: 'not_found' }> {
   // Read committed, whatever the database's default: a row another change locked is read again
   // once that change commits, rather than failing the transaction (40001) as a stricter level does.
   return db
@@ -120,15 +120,19 @@ export async function updateUserAsAdmin(
     .execute(async (trx) => {
       const locked = await trx
         .selectFrom('users')
-        .select(['id', 'role', 'disabled_at'])
+        .select(['id', 'role', 'disabled_at', 'token_version'])
         .where('id', 'in', [adminId, id])
         .orderBy('id')
         .forUpdate()
         .execute();
       const admin = locked.find((row) => row.id === adminId);
       if (admin?.role !== 'admin' || admin.disabled_at !== null) return { outcome: 'not_admin' as const };
-      const user = locked.some((row) => row.id === id) ? await updateUser(trx, id, changes) : undefined;
-      return user ? { outcome: 'updated' as const, user } : { outcome: 'not_found' as const };
+      const before = locked.find((row) => row.id === id);
+      const user = before ? await updateUser(trx, id, changes) : undefined;
+      // `revoked`: the change raised the token version (see updateUser), read under the same lock.
+      return user && before
+        ? { outcome: 'updated' as const, user, revoked: user.token_version > before.token_version }
+        : { outcome: 'not_found' as const };
     });
 }
 
@@ -143,8 +147,9 @@ export async function upsertExternalUser(
   db: Kysely<AuthDatabase>,
   user: { externalId: string; role: Role; displayName: string | undefined },
 ): Promise<{ user: UserRow; revoked: boolean }> {
-  const before = await db.selectFrom('users').select('token_version').where('external_id', '=', user.externalId).executeTakeFirst();
-  const row = await db
+  // `before` reads the row as the statement found it: the version the update raises, if any.
+  const { previous_token_version: previous, ...row } = await db
+    .with('before', (qb) => qb.selectFrom('users').select('token_version').where('external_id', '=', user.externalId))
     .insertInto('users')
     .values({
       username: `ext:${user.externalId}`,
@@ -162,6 +167,7 @@ export async function upsertExternalUser(
       })),
     )
     .returningAll()
+    .returning(sql<number | null>`(select token_version from before)`.as('previous_token_version'))
     .executeTakeFirstOrThrow();
-  return { user: row, revoked: before !== undefined && row.token_version > before.token_version };
+  return { user: row, revoked: previous !== null && row.token_version > previous };
 }

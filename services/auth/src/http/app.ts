@@ -449,11 +449,9 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     if (result.outcome === 'not_admin') throw new HttpError(HttpErrorCode.Forbidden, 'only an admin may change an account');
     if (result.outcome === 'not_found') throw new HttpError(HttpErrorCode.NotFound, `no user ${id}`);
     const updated = result.user;
-    // A change that revokes the account's tokens raised its version (updateUser): the gateways
-    // close the sockets that use an older one and refuse them from now on. Announced for every
-    // change that may revoke; one that did not (the same role again) names the version its
-    // current tokens have, and so revokes none.
-    if (body.disabled === true || body.role !== undefined || body.password !== undefined) options.revokeTokens?.(id, updated.token_version);
+    // A change that revoked the account's tokens raised its version (updateUser): the gateways
+    // close the sockets that use an older one and refuse them from now on.
+    if (result.revoked) options.revokeTokens?.(id, updated.token_version);
     logger.info(
       { userId: id, by: admin.id, changed: Object.keys(body).filter((key) => body[key as keyof typeof body] !== undefined) },
       'account changed by an admin',
